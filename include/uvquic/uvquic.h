@@ -1,0 +1,860 @@
+/*
+ * uvquic — async QUIC connection management for C.
+ *
+ * This header is the sans-I/O core: an endpoint that takes datagrams and a
+ * timestamp in, and gives datagrams and its next expiry out. It opens no
+ * socket and reads no clock. The libuv adapter (uvquic_uv.h) drives it on a
+ * UDP socket; any other event loop can drive it the same way.
+ *
+ * Conventions:
+ * - Errors are negative UVQ_ERR_* values; uvq_strerror() names them.
+ * - Times are nanoseconds on the caller's monotonic clock (uvq_tstamp).
+ * - An endpoint and its connections belong to one thread. Only wakers
+ *   (uvq_waker_*) may be used from other threads.
+ * - No callback fires after a connection's on_closed.
+ */
+#ifndef UVQUIC_H
+#define UVQUIC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(UVQ_BUILDING) && defined(__GNUC__)
+#  define UVQ_EXTERN __attribute__((visibility("default")))
+#else
+#  define UVQ_EXTERN
+#endif
+
+#define UVQ_VERSION "0.1.0"
+
+/* ------------------------------------------------------------------------ */
+/* Basic types                                                              */
+/* ------------------------------------------------------------------------ */
+
+/** Nanoseconds on the caller's monotonic clock. */
+typedef uint64_t uvq_tstamp;
+
+#define UVQ_NANOSECONDS ((uint64_t)1)
+#define UVQ_MICROSECONDS ((uint64_t)1000)
+#define UVQ_MILLISECONDS ((uint64_t)1000000)
+#define UVQ_SECONDS ((uint64_t)1000000000)
+/** A timestamp that never comes: "no expiry". */
+#define UVQ_TSTAMP_MAX UINT64_MAX
+
+/** QUIC version 1 (RFC 9000): the only version uvquic speaks. */
+#define UVQ_QUIC_V1 0x00000001u
+
+/** Longest connection ID QUIC v1 allows. */
+#define UVQ_MAX_CIDLEN 20
+
+typedef struct uvq_endpoint uvq_endpoint;
+typedef struct uvq_conn uvq_conn;
+typedef struct uvq_waker uvq_waker;
+typedef struct uvq_tls_ctx uvq_tls_ctx;
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef enum uvq_error {
+  UVQ_OK = 0,
+  /** A caller passed a bad argument (NULL, out of range, wrong state). */
+  UVQ_ERR_INVALID_ARGUMENT = -1,
+  /** An allocation failed. */
+  UVQ_ERR_NOMEM = -2,
+  /** The operation is not valid in the object's current state. */
+  UVQ_ERR_INVALID_STATE = -3,
+  /** The connection is closing or closed. */
+  UVQ_ERR_CLOSED = -4,
+  /** A connection ID is already in the endpoint's map. */
+  UVQ_ERR_CID_IN_USE = -5,
+  /** The peer's stream limit is reached; wait for on_streams_available. */
+  UVQ_ERR_STREAM_LIMIT = -6,
+  /** No such stream (never opened, or already closed). */
+  UVQ_ERR_STREAM_NOT_FOUND = -7,
+  /** The stream's send side is already shut (FIN sent or reset). */
+  UVQ_ERR_STREAM_SHUT = -8,
+  /** A TLS configuration problem (bad priority string, no ALPN, ...). */
+  UVQ_ERR_TLS_CONFIG = -9,
+  /** The certificate file could not be read or parsed. */
+  UVQ_ERR_CERT_FILE = -10,
+  /** The private key file could not be read or parsed, or does not match. */
+  UVQ_ERR_KEY_FILE = -11,
+  /** The CA file (or the system store) could not be loaded. */
+  UVQ_ERR_CA_FILE = -12,
+  /** A local TLS failure (GnuTLS error) during the handshake. */
+  UVQ_ERR_TLS = -13,
+  /** The handshake did not complete within settings.handshake_timeout. */
+  UVQ_ERR_HANDSHAKE_TIMEOUT = -14,
+  /** No packet arrived within the idle timeout. */
+  UVQ_ERR_IDLE_TIMEOUT = -15,
+  /** A TLS alert ended the handshake; uvq_close_info.tls_alert holds it. */
+  UVQ_ERR_TLS_ALERT = -16,
+  /** The peer refused the connection (CONNECTION_REFUSED). */
+  UVQ_ERR_PEER_REFUSED = -17,
+  /** We refused the connection (on_accept, max_connections). */
+  UVQ_ERR_REFUSED = -18,
+  /** The server speaks none of our versions (Version Negotiation). */
+  UVQ_ERR_VERSION_NEGOTIATION = -19,
+  /** An address-validation token was invalid (INVALID_TOKEN). */
+  UVQ_ERR_INVALID_TOKEN = -20,
+  /** The peer closed with a transport error; see uvq_close_info.code. */
+  UVQ_ERR_PEER_TRANSPORT = -21,
+  /** We closed because the peer violated the protocol; see code. */
+  UVQ_ERR_PROTOCOL = -22,
+  /** The peer sent a stateless reset. */
+  UVQ_ERR_STATELESS_RESET = -23,
+  /** An application callback returned an error (INTERNAL_ERROR sent). */
+  UVQ_ERR_CALLBACK = -24,
+  /** The endpoint is shutting down. */
+  UVQ_ERR_SHUTDOWN = -25,
+  /** An operating-system call failed (adapter layer). */
+  UVQ_ERR_IO = -26,
+  /** An address could not be parsed or resolved (adapter layer). */
+  UVQ_ERR_ADDRESS = -27,
+  /** An internal invariant failed; this is a bug, please report it. */
+  UVQ_ERR_INTERNAL = -28,
+  /** The limit on concurrent connections is reached. */
+  UVQ_ERR_CONNECTION_LIMIT = -29,
+  /** The peer's certificate did not verify. */
+  UVQ_ERR_CERT_VERIFY = -30
+} uvq_error;
+
+/** uvq_strerror returns a static, human-readable name for |err|. */
+UVQ_EXTERN const char *uvq_strerror(int err);
+
+/**
+ * uvq_err_is_fatal returns nonzero if |err| means the object it came from
+ * can no longer be used (e.g. UVQ_ERR_NOMEM during a handshake), zero for
+ * errors that leave it usable (e.g. UVQ_ERR_STREAM_LIMIT).
+ */
+UVQ_EXTERN int uvq_err_is_fatal(int err);
+
+/* ------------------------------------------------------------------------ */
+/* Memory                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * uvq_mem routes every allocation the library (and the ngtcp2 connections it
+ * creates) makes. Pass NULL wherever a uvq_mem is taken to use libc. The
+ * functions follow malloc/free/calloc/realloc semantics; |user_data| is
+ * passed back to each.
+ */
+typedef struct uvq_mem {
+  void *user_data;
+  void *(*malloc)(size_t size, void *user_data);
+  void (*free)(void *ptr, void *user_data);
+  void *(*calloc)(size_t nmemb, size_t size, void *user_data);
+  void *(*realloc)(void *ptr, size_t size, void *user_data);
+} uvq_mem;
+
+/** uvq_mem_default returns the libc allocator. */
+UVQ_EXTERN const uvq_mem *uvq_mem_default(void);
+
+/* ------------------------------------------------------------------------ */
+/* Addresses and paths                                                      */
+/* ------------------------------------------------------------------------ */
+
+/** A socket address with its length. */
+typedef struct uvq_addr {
+  struct sockaddr_storage ss;
+  socklen_t len;
+} uvq_addr;
+
+/** A network path: our address and the peer's. */
+typedef struct uvq_path {
+  uvq_addr local;
+  uvq_addr remote;
+} uvq_path;
+
+/**
+ * uvq_addr_set copies |sa| (AF_INET or AF_INET6) into |addr|.
+ * Returns 0, or UVQ_ERR_INVALID_ARGUMENT for another family or a short len.
+ */
+UVQ_EXTERN int uvq_addr_set(uvq_addr *addr, const struct sockaddr *sa,
+                            socklen_t len);
+
+/** ECN codepoints, as carried in the IP header's two low TOS bits. */
+#define UVQ_ECN_NOT_ECT 0x0
+#define UVQ_ECN_ECT_1 0x1
+#define UVQ_ECN_ECT_0 0x2
+#define UVQ_ECN_CE 0x3
+
+/* ------------------------------------------------------------------------ */
+/* Settings                                                                 */
+/* ------------------------------------------------------------------------ */
+
+#define UVQ_SETTINGS_VERSION 1
+
+typedef enum uvq_retry_mode {
+  /** Never send Retry. */
+  UVQ_RETRY_OFF = 0,
+  /** Validate every new client's address with a Retry first. */
+  UVQ_RETRY_ALWAYS = 1,
+  /** Send Retry only while handshakes in flight exceed retry_auto_threshold. */
+  UVQ_RETRY_AUTO = 2
+} uvq_retry_mode;
+
+typedef enum uvq_cc_algo {
+  UVQ_CC_CUBIC = 0,
+  UVQ_CC_RENO = 1,
+  UVQ_CC_BBR = 2
+} uvq_cc_algo;
+
+/** Length of the static secret that derives stateless-reset tokens. */
+#define UVQ_STATIC_SECRETLEN 32
+/** Length of an address-validation token key (AES-128). */
+#define UVQ_TOKEN_KEYLEN 16
+
+/**
+ * uvq_settings holds every tunable of an endpoint. Initialise with
+ * uvq_settings_default() and change what you need; new fields are only
+ * ever added at the end.
+ */
+typedef struct uvq_settings {
+  int version;
+  /** Length of the connection IDs we issue, 8..20. Default 16. */
+  size_t cid_len;
+  /** Congestion controller. Default CUBIC. */
+  uvq_cc_algo cc_algo;
+  /** Idle timeout (ns). Default 30 s. */
+  uint64_t idle_timeout;
+  /** Handshake timeout (ns); UVQ_TSTAMP_MAX disables it. Default 10 s. */
+  uint64_t handshake_timeout;
+  /** Keep-alive PING interval (ns); 0 disables. Default 0. */
+  uint64_t keep_alive;
+  /** Initial RTT estimate (ns). Default 333 ms (RFC 9002). */
+  uint64_t initial_rtt;
+  /** Connection-level flow-control window we grant. Default 16 MiB. */
+  uint64_t initial_max_data;
+  /** Per-stream flow-control window we grant. Default 1 MiB. */
+  uint64_t initial_max_stream_data;
+  /** Connection window auto-tuning ceiling. Default 24 MiB. */
+  uint64_t max_window;
+  /** Stream window auto-tuning ceiling. Default 16 MiB. */
+  uint64_t max_stream_window;
+  /** Bidirectional streams the peer may open. Default 100. */
+  uint64_t max_streams_bidi;
+  /** Unidirectional streams the peer may open. Default 100. */
+  uint64_t max_streams_uni;
+  /** Largest UDP payload we send (bytes). Default 1452. */
+  size_t max_udp_payload_size;
+  /** Path MTU discovery. Default on (1). */
+  int pmtud;
+  /** Forbid the peer from migrating. Default 0 (migration allowed). */
+  int disable_active_migration;
+  /** Retry / address validation (servers). Default UVQ_RETRY_OFF. */
+  uvq_retry_mode retry;
+  /** Handshakes in flight above which UVQ_RETRY_AUTO sends Retry. Default 256. */
+  size_t retry_auto_threshold;
+  /** Lifetime of Retry tokens (seconds of wall time). Default 10. */
+  uint64_t retry_token_lifetime;
+  /** Lifetime of NEW_TOKEN tokens (seconds of wall time). Default 86400. */
+  uint64_t new_token_lifetime;
+  /** Bytes a stream may hold unacknowledged in its send buffer. Default 1 MiB. */
+  size_t stream_send_buffer;
+  /** Concurrent connections allowed; 0 = no limit. Default 0. */
+  size_t max_connections;
+  /** Stateless replies (VN, Retry, closes) queued before overflow. Default 64. */
+  size_t stateless_queue_len;
+  /** Datagrams a connection writes per flush. Default 64. */
+  size_t max_burst_datagrams;
+  /** ACK-eliciting packets before an immediate ACK (ngtcp2 ack_thresh). Default 2. */
+  size_t ack_thresh;
+  /**
+   * Secret that derives stateless-reset tokens from CIDs. Share it between
+   * endpoints serving the same CIDs. If static_secret_set is 0 a random
+   * secret is drawn per endpoint.
+   */
+  uint8_t static_secret[UVQ_STATIC_SECRETLEN];
+  int static_secret_set;
+  /**
+   * Key for address-validation tokens. If token_key_set is 0 a random key
+   * is drawn per endpoint. Rotate with uvq_endpoint_rotate_token_key().
+   */
+  uint8_t token_key[UVQ_TOKEN_KEYLEN];
+  int token_key_set;
+  /**
+   * Optional ngtcp2-level debug log: one line per call, without newline.
+   */
+  void (*log)(void *user_data, const char *line);
+  void *log_user_data;
+} uvq_settings;
+
+/** uvq_settings_default fills |s| with the defaults listed above. */
+UVQ_EXTERN void uvq_settings_default(uvq_settings *s);
+
+/* ------------------------------------------------------------------------ */
+/* TLS                                                                      */
+/* ------------------------------------------------------------------------ */
+
+#define UVQ_TLS_CONFIG_VERSION 1
+
+/**
+ * uvq_tls_config configures a TLS context (GnuTLS underneath). One context
+ * serves many connections; it must outlive every endpoint that uses it.
+ */
+typedef struct uvq_tls_config {
+  int version;
+  /**
+   * Server: PEM certificate chain and key. If both are NULL an ephemeral
+   * self-signed P-256 certificate for "localhost" and 127.0.0.1/::1 is
+   * generated. Client: an optional client certificate.
+   */
+  const char *cert_file;
+  const char *key_file;
+  /** Client: PEM file of trusted CAs; NULL = the system store. */
+  const char *ca_file;
+  /** Client: skip peer verification entirely. Default 0. */
+  int insecure;
+  /**
+   * ALPN protocols, most preferred first. A server accepts any of them; a
+   * client offers all. Required: at least one.
+   */
+  const char *const *alpn;
+  size_t alpnlen;
+  /**
+   * Extra GnuTLS priority string for the cipher suites, e.g.
+   * "-CIPHER-ALL:+CHACHA20-POLY1305"; NULL = uvquic's default (AES-128-GCM,
+   * AES-256-GCM, ChaCha20-Poly1305, TLS 1.3 only).
+   */
+  const char *ciphers;
+  /**
+   * File to append the NSS key log to (for Wireshark). NULL = the
+   * SSLKEYLOGFILE environment variable, read when the context is created.
+   */
+  const char *keylog_file;
+} uvq_tls_config;
+
+/** uvq_tls_config_default zeroes |cfg| and sets its version. */
+UVQ_EXTERN void uvq_tls_config_default(uvq_tls_config *cfg);
+
+/**
+ * uvq_tls_ctx_new creates a TLS context for servers (|is_server| nonzero) or
+ * clients. It copies everything it needs from |cfg|.
+ *
+ * Returns 0 and sets *pctx, or UVQ_ERR_INVALID_ARGUMENT, UVQ_ERR_NOMEM,
+ * UVQ_ERR_CERT_FILE, UVQ_ERR_KEY_FILE, UVQ_ERR_CA_FILE, UVQ_ERR_TLS_CONFIG.
+ * If |errbuf| is not NULL, a one-line description naming the failing file or
+ * setting is written to it on error.
+ */
+UVQ_EXTERN int uvq_tls_ctx_new(uvq_tls_ctx **pctx, int is_server,
+                               const uvq_tls_config *cfg, const uvq_mem *mem,
+                               char *errbuf, size_t errbuflen);
+
+/** uvq_tls_ctx_del frees |ctx|. No endpoint may still use it. */
+UVQ_EXTERN void uvq_tls_ctx_del(uvq_tls_ctx *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Close information                                                        */
+/* ------------------------------------------------------------------------ */
+
+typedef enum uvq_close_origin {
+  /** We closed: uvq_conn_close, a protocol error, a refusal. */
+  UVQ_CLOSE_LOCAL = 0,
+  /** The peer sent CONNECTION_CLOSE, a stateless reset or a VN packet. */
+  UVQ_CLOSE_PEER = 1,
+  /** A timer ended the connection (idle or handshake timeout). */
+  UVQ_CLOSE_TIMEOUT = 2
+} uvq_close_origin;
+
+typedef enum uvq_close_type {
+  /** No CONNECTION_CLOSE frame was involved (timeouts, resets, VN). */
+  UVQ_CLOSE_TYPE_NONE = 0,
+  /** A transport-level CONNECTION_CLOSE (frame type 0x1c). */
+  UVQ_CLOSE_TYPE_TRANSPORT = 1,
+  /** An application-level CONNECTION_CLOSE (frame type 0x1d). */
+  UVQ_CLOSE_TYPE_APPLICATION = 2
+} uvq_close_type;
+
+/**
+ * uvq_close_info says how a connection ended. It is valid only during
+ * on_closed. |error| is 0 for a clean close (transport NO_ERROR, or any
+ * application close — the application protocol judges its own codes);
+ * otherwise a precise UVQ_ERR_*.
+ */
+typedef struct uvq_close_info {
+  int error;
+  uvq_close_origin origin;
+  uvq_close_type type;
+  /** The transport or application error code on the wire. */
+  uint64_t code;
+  /** The TLS alert (0x100 + alert on the wire), or 0. */
+  uint8_t tls_alert;
+  /** Reason phrase, not NUL-terminated; may be empty. */
+  const uint8_t *reason;
+  size_t reasonlen;
+  /** Nonzero if the handshake had completed. */
+  int handshake_completed;
+} uvq_close_info;
+
+/* ------------------------------------------------------------------------ */
+/* Connections and application callbacks                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef enum uvq_stage {
+  UVQ_STAGE_HANDSHAKE = 0,
+  UVQ_STAGE_RUNNING = 1,
+  UVQ_STAGE_CLOSING = 2,
+  UVQ_STAGE_DRAINING = 3,
+  UVQ_STAGE_CLOSED = 4
+} uvq_stage;
+
+#define UVQ_APP_CALLBACKS_VERSION 1
+
+/**
+ * uvq_app_callbacks is an application over QUIC (tokio-quiche's
+ * ApplicationOverQuic). Every member may be NULL. Callbacks that return int
+ * return 0, or a negative UVQ_ERR_* which closes the connection with
+ * INTERNAL_ERROR (call uvq_conn_close yourself for a specific code).
+ * |user_data| is the connection's; |stream_user_data| the stream's.
+ * Stream data is lent for the duration of on_stream_data only; its
+ * flow-control credit is returned when the callback returns.
+ */
+typedef struct uvq_app_callbacks {
+  int version;
+  /** The handshake completed. */
+  int (*on_established)(uvq_conn *conn, void *user_data);
+  /** The peer opened stream |stream_id| (it is about to deliver data). */
+  int (*on_stream_open)(uvq_conn *conn, int64_t stream_id, void *user_data);
+  /** Data (possibly empty with |fin|) arrived in order on a stream. */
+  int (*on_stream_data)(uvq_conn *conn, int64_t stream_id,
+                        const uint8_t *data, size_t len, int fin,
+                        void *user_data, void *stream_user_data);
+  /** A stream that took a short write has room again. */
+  int (*on_stream_writable)(uvq_conn *conn, int64_t stream_id,
+                            void *user_data, void *stream_user_data);
+  /** The peer acknowledged [offset, offset+len) of a stream. */
+  int (*on_stream_acked)(uvq_conn *conn, int64_t stream_id, uint64_t offset,
+                         uint64_t len, void *user_data,
+                         void *stream_user_data);
+  /** The peer reset its sending side of a stream (RESET_STREAM). */
+  void (*on_stream_reset)(uvq_conn *conn, int64_t stream_id,
+                          uint64_t app_error, void *user_data,
+                          void *stream_user_data);
+  /** The peer asked us to stop sending (STOP_SENDING). */
+  void (*on_stop_sending)(uvq_conn *conn, int64_t stream_id,
+                          uint64_t app_error, void *user_data,
+                          void *stream_user_data);
+  /**
+   * A stream is closed in both directions and forgotten; its id is no
+   * longer valid. |app_error| is 0 unless it was reset.
+   */
+  void (*on_stream_closed)(uvq_conn *conn, int64_t stream_id,
+                           uint64_t app_error, void *user_data,
+                           void *stream_user_data);
+  /** The peer raised MAX_STREAMS: uvq_conn_open_stream may succeed again. */
+  int (*on_streams_available)(uvq_conn *conn, void *user_data);
+  /** A waker of this connection was signalled. */
+  int (*on_wake)(uvq_conn *conn, void *user_data);
+  /**
+   * The connection ended. Fires exactly once, last; |conn| must not be
+   * used after it returns (the library frees it).
+   */
+  void (*on_closed)(uvq_conn *conn, const uvq_close_info *ci,
+                    void *user_data);
+} uvq_app_callbacks;
+
+/** Facts about a connection's handshake and path (uvq_conn_get_info). */
+typedef struct uvq_conn_info {
+  /** Negotiated ALPN, not NUL-terminated; alpnlen 0 before it is known. */
+  const uint8_t *alpn;
+  size_t alpnlen;
+  /** SNI the client sent (server) or requested (client); may be NULL. */
+  const char *server_name;
+  uint32_t version;
+  const uvq_path *path;
+  /** Nonzero if the peer's address was validated by a token. */
+  int address_validated;
+  uvq_stage stage;
+  /** Smoothed RTT, RTT variance (ns) and congestion window (bytes). */
+  uint64_t smoothed_rtt;
+  uint64_t rttvar;
+  uint64_t cwnd;
+  /** Bytes received and sent in stream frames, over the connection. */
+  uint64_t bytes_in_flight;
+} uvq_conn_info;
+
+/**
+ * uvq_conn_get_info fills |info| for |conn|. Pointers in it stay valid until
+ * the next call into the library for this connection.
+ */
+UVQ_EXTERN void uvq_conn_get_info(uvq_conn *conn, uvq_conn_info *info);
+
+/** The connection's user data, as given by on_accept or connect. */
+UVQ_EXTERN void *uvq_conn_get_user_data(uvq_conn *conn);
+UVQ_EXTERN void uvq_conn_set_user_data(uvq_conn *conn, void *user_data);
+/** The endpoint that owns |conn|. */
+UVQ_EXTERN uvq_endpoint *uvq_conn_get_endpoint(uvq_conn *conn);
+UVQ_EXTERN uvq_stage uvq_conn_get_stage(uvq_conn *conn);
+UVQ_EXTERN int uvq_conn_is_server(uvq_conn *conn);
+
+/**
+ * uvq_conn_close starts closing |conn| with application error |app_error|
+ * and an optional NUL-terminated |reason|, in any stage (before the handshake
+ * completes the wire carries APPLICATION_ERROR as RFC 9000 §10.2.3 says).
+ * It returns at once; on_closed fires later, exactly once, from a flush.
+ * Calling it on a closing connection is a no-op returning 0.
+ *
+ * Returns 0, or UVQ_ERR_NOMEM if the reason cannot be stored.
+ */
+UVQ_EXTERN int uvq_conn_close(uvq_conn *conn, uint64_t app_error,
+                              const char *reason);
+
+/**
+ * uvq_conn_open_stream opens a new stream (|bidi| nonzero: bidirectional)
+ * with |stream_user_data| and writes its id to *pstream_id.
+ *
+ * Returns 0, UVQ_ERR_STREAM_LIMIT if the peer's limit is reached (retry in
+ * on_streams_available), UVQ_ERR_INVALID_STATE before the handshake
+ * completes, UVQ_ERR_CLOSED, or UVQ_ERR_NOMEM.
+ */
+UVQ_EXTERN int uvq_conn_open_stream(uvq_conn *conn, int bidi,
+                                    int64_t *pstream_id,
+                                    void *stream_user_data);
+
+/**
+ * uvq_stream_write copies up to |len| bytes of |data| into the stream's send
+ * buffer (bounded by settings.stream_send_buffer) and returns how many it
+ * took; if fewer than |len|, on_stream_writable fires when room opens. |fin|
+ * ends the stream once every byte given so far is sent; it takes effect only
+ * if all |len| bytes were accepted. len 0 with |fin| just ends the stream.
+ * The library keeps the data until the peer acknowledges it.
+ *
+ * Returns the count (>= 0), or UVQ_ERR_STREAM_NOT_FOUND, UVQ_ERR_STREAM_SHUT,
+ * UVQ_ERR_CLOSED, UVQ_ERR_NOMEM.
+ */
+UVQ_EXTERN ssize_t uvq_stream_write(uvq_conn *conn, int64_t stream_id,
+                                    const uint8_t *data, size_t len, int fin);
+
+/**
+ * uvq_stream_reset abandons the stream's send side with RESET_STREAM
+ * carrying |app_error|; unsent and unacknowledged data is dropped.
+ * Returns 0, UVQ_ERR_STREAM_NOT_FOUND or UVQ_ERR_CLOSED.
+ */
+UVQ_EXTERN int uvq_stream_reset(uvq_conn *conn, int64_t stream_id,
+                                uint64_t app_error);
+
+/**
+ * uvq_stream_stop_sending asks the peer to stop sending on the stream
+ * (STOP_SENDING with |app_error|); further data is discarded.
+ * Returns 0, UVQ_ERR_STREAM_NOT_FOUND or UVQ_ERR_CLOSED.
+ */
+UVQ_EXTERN int uvq_stream_stop_sending(uvq_conn *conn, int64_t stream_id,
+                                       uint64_t app_error);
+
+/** Per-stream user data. Returns 0 or UVQ_ERR_STREAM_NOT_FOUND. */
+UVQ_EXTERN int uvq_stream_set_user_data(uvq_conn *conn, int64_t stream_id,
+                                        void *stream_user_data);
+UVQ_EXTERN void *uvq_stream_get_user_data(uvq_conn *conn, int64_t stream_id);
+
+/**
+ * uvq_stream_get_buffered returns the bytes the stream holds that the peer
+ * has not acknowledged yet (0 for an unknown stream).
+ */
+UVQ_EXTERN size_t uvq_stream_get_buffered(uvq_conn *conn, int64_t stream_id);
+
+/* ------------------------------------------------------------------------ */
+/* Wakers                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * uvq_conn_waker returns a new reference to |conn|'s waker, or NULL on
+ * allocation failure. Any thread may uvq_waker_wake() it; each reference
+ * must be dropped with uvq_waker_release(). After the connection closed,
+ * waking is a harmless no-op.
+ */
+UVQ_EXTERN uvq_waker *uvq_conn_waker(uvq_conn *conn);
+
+/**
+ * uvq_waker_wake marks the connection for on_wake and calls the endpoint's
+ * wake hook (so the driver calls uvq_endpoint_process_wakes on its thread).
+ * Thread-safe.
+ */
+UVQ_EXTERN void uvq_waker_wake(uvq_waker *w);
+
+/** uvq_waker_release drops one reference. Thread-safe. */
+UVQ_EXTERN void uvq_waker_release(uvq_waker *w);
+
+/* ------------------------------------------------------------------------ */
+/* Endpoint                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * A batch of datagrams for the driver to send: |datalen| bytes at |data|
+ * holding consecutive datagrams of |segment_size| bytes each (the last may
+ * be shorter) — exactly what UDP GSO takes. All go on |path| with |ecn|.
+ */
+typedef struct uvq_send_batch {
+  const uvq_path *path;
+  uint8_t ecn;
+  const uint8_t *data;
+  size_t datalen;
+  size_t segment_size;
+  /** Number of datagrams: ceil(datalen / segment_size). */
+  size_t count;
+} uvq_send_batch;
+
+/** Facts about a new server connection, for on_accept. */
+typedef struct uvq_accept_info {
+  const uint8_t *alpn;
+  size_t alpnlen;
+  /** SNI, NUL-terminated, or NULL if the client sent none. */
+  const char *server_name;
+  uint32_t version;
+  const uvq_path *path;
+  /** Nonzero if the client's address was validated by a token. */
+  int address_validated;
+} uvq_accept_info;
+
+#define UVQ_ENDPOINT_CONFIG_VERSION 1
+
+/**
+ * uvq_endpoint_config describes an endpoint: a server (accepts) or a client
+ * (connects; one client endpoint carries any number of connections).
+ */
+typedef struct uvq_endpoint_config {
+  int version;
+  int is_server;
+  /** NULL = uvq_settings_default(). Copied. */
+  const uvq_settings *settings;
+  /** Required; must outlive the endpoint. */
+  uvq_tls_ctx *tls;
+  /** NULL = libc. Must outlive the endpoint. */
+  const uvq_mem *mem;
+  void *user_data;
+
+  /**
+   * Required. Send the batch |b|. Return how many datagrams were taken
+   * (0..b->count; fewer means "blocked, call flush again when writable"),
+   * or a negative value: the first datagram cannot be sent at all (it is
+   * dropped and counted; loss recovery resends its contents).
+   */
+  ssize_t (*send)(uvq_endpoint *ep, const uvq_send_batch *b,
+                  void *user_data);
+  /**
+   * Optional. Called from any thread by uvq_waker_wake; the driver must
+   * arrange for uvq_endpoint_process_wakes to run on the endpoint's thread.
+   */
+  void (*wake)(uvq_endpoint *ep, void *user_data);
+  /**
+   * Required. Wall-clock seconds since the epoch; used only for token issue
+   * and expiry (tokens must survive restarts and hosts).
+   */
+  uint64_t (*wall_time)(uvq_endpoint *ep, void *user_data);
+  /**
+   * Server: required. A new connection finished processing the client's
+   * ClientHello (ALPN, SNI and peer known) and nothing has been delivered
+   * yet. Set *pcallbacks (must stay valid for the connection's life) and
+   * *pconn_user_data and return 0, or return a negative value to refuse it
+   * (CONNECTION_REFUSED; no app callback fires for it).
+   */
+  int (*on_accept)(uvq_endpoint *ep, uvq_conn *conn,
+                   const uvq_accept_info *info,
+                   const uvq_app_callbacks **pcallbacks,
+                   void **pconn_user_data, void *user_data);
+} uvq_endpoint_config;
+
+/** uvq_endpoint_config_default zeroes |cfg| and sets its version. */
+UVQ_EXTERN void uvq_endpoint_config_default(uvq_endpoint_config *cfg);
+
+/**
+ * uvq_endpoint_new creates an endpoint. |now| is the current time.
+ * Returns 0 and sets *pep, or UVQ_ERR_INVALID_ARGUMENT (missing callback,
+ * cid_len out of 8..20, ...) or UVQ_ERR_NOMEM.
+ */
+UVQ_EXTERN int uvq_endpoint_new(uvq_endpoint **pep,
+                                const uvq_endpoint_config *cfg);
+
+/**
+ * uvq_endpoint_del frees |ep| and every connection it still holds, without
+ * sending anything and without firing callbacks. Use
+ * uvq_endpoint_close_all and wait for uvq_endpoint_conn_count() == 0 first
+ * for a graceful end.
+ */
+UVQ_EXTERN void uvq_endpoint_del(uvq_endpoint *ep);
+
+UVQ_EXTERN void *uvq_endpoint_get_user_data(uvq_endpoint *ep);
+UVQ_EXTERN int uvq_endpoint_is_server(uvq_endpoint *ep);
+UVQ_EXTERN const uvq_settings *uvq_endpoint_get_settings(uvq_endpoint *ep);
+
+/**
+ * uvq_endpoint_recv processes one received buffer: a single datagram
+ * (|segment_size| 0 or >= |len|) or a GRO super-buffer of |segment_size|-byte
+ * datagrams (the last may be shorter). |path| is the datagram's local and
+ * remote address; |ecn| its ECN codepoint. Connections it touches are
+ * marked for the next uvq_endpoint_flush. Packets that cannot be used are
+ * dropped and counted by reason (uvq_endpoint_get_stats).
+ *
+ * May fire on_accept and any app callback. Returns 0, or
+ * UVQ_ERR_INVALID_ARGUMENT.
+ */
+UVQ_EXTERN int uvq_endpoint_recv(uvq_endpoint *ep, const uvq_path *path,
+                                 uint8_t ecn, const uint8_t *data, size_t len,
+                                 size_t segment_size, uvq_tstamp now);
+
+/** Returned by uvq_endpoint_flush when the send callback pushed back. */
+#define UVQ_FLUSH_BLOCKED 1
+
+/**
+ * uvq_endpoint_flush sends queued stateless replies, then lets every marked
+ * connection write once, through the send callback. Connections whose
+ * on_closed is due get it here.
+ *
+ * Returns 0 when everything was sent, UVQ_FLUSH_BLOCKED if the send callback
+ * took fewer datagrams than offered (call again when the socket is
+ * writable; nothing is lost), or a negative error.
+ */
+UVQ_EXTERN int uvq_endpoint_flush(uvq_endpoint *ep, uvq_tstamp now);
+
+/**
+ * uvq_endpoint_next_expiry returns when uvq_endpoint_handle_expiry should
+ * next be called, or UVQ_TSTAMP_MAX if no timer is armed.
+ */
+UVQ_EXTERN uvq_tstamp uvq_endpoint_next_expiry(uvq_endpoint *ep);
+
+/**
+ * uvq_endpoint_handle_expiry runs every timer due at |now| (loss recovery,
+ * idle and handshake timeouts, closing periods) and marks the connections
+ * that must write. Call uvq_endpoint_flush afterwards. Returns 0.
+ */
+UVQ_EXTERN int uvq_endpoint_handle_expiry(uvq_endpoint *ep, uvq_tstamp now);
+
+/**
+ * uvq_endpoint_process_wakes runs on_wake for every connection whose waker
+ * was signalled. Call on the endpoint's thread, then flush. Returns 0.
+ */
+UVQ_EXTERN int uvq_endpoint_process_wakes(uvq_endpoint *ep);
+
+#define UVQ_CONNECT_PARAMS_VERSION 1
+
+/** Per-connection parameters for uvq_endpoint_connect. */
+typedef struct uvq_connect_params {
+  int version;
+  /** SNI and the name the certificate is verified against. May be NULL. */
+  const char *server_name;
+  /** Local and remote address of the new connection. Required. */
+  const uvq_path *path;
+  const uvq_app_callbacks *callbacks;
+  void *user_data;
+} uvq_connect_params;
+
+/** uvq_connect_params_default zeroes |p| and sets its version. */
+UVQ_EXTERN void uvq_connect_params_default(uvq_connect_params *p);
+
+/**
+ * uvq_endpoint_connect starts a client connection on a client endpoint. The
+ * handshake begins at the next flush; on_established or on_closed reports
+ * how it went. The callbacks must stay valid for the connection's life.
+ *
+ * Returns 0 and sets *pconn (may be NULL), or UVQ_ERR_INVALID_ARGUMENT (a
+ * server endpoint, no path), UVQ_ERR_SHUTDOWN, UVQ_ERR_CONNECTION_LIMIT,
+ * UVQ_ERR_NOMEM, UVQ_ERR_TLS.
+ */
+UVQ_EXTERN int uvq_endpoint_connect(uvq_endpoint *ep,
+                                    const uvq_connect_params *params,
+                                    uvq_tstamp now, uvq_conn **pconn);
+
+/**
+ * uvq_endpoint_close_all closes every connection with |app_error| (use 0,
+ * NO_ERROR, for a graceful shutdown) and, for servers, stops accepting:
+ * new Initials are answered with CONNECTION_REFUSED. Call flush afterwards.
+ */
+UVQ_EXTERN void uvq_endpoint_close_all(uvq_endpoint *ep, uint64_t app_error,
+                                       const char *reason);
+
+/**
+ * uvq_endpoint_conn_count returns the connections the endpoint still holds,
+ * including those in their closing or draining period.
+ */
+UVQ_EXTERN size_t uvq_endpoint_conn_count(uvq_endpoint *ep);
+
+/**
+ * uvq_endpoint_rotate_token_key makes |key| the key that seals new tokens;
+ * the previous key is still accepted for verification until the next
+ * rotation. Returns 0 or UVQ_ERR_INVALID_ARGUMENT.
+ */
+UVQ_EXTERN int uvq_endpoint_rotate_token_key(uvq_endpoint *ep,
+                                             const uint8_t *key,
+                                             size_t keylen);
+
+/** Why the endpoint dropped a datagram or packet without using it. */
+typedef enum uvq_drop_reason {
+  /** Too short to hold any QUIC header. */
+  UVQ_DROP_TRUNCATED = 0,
+  /** A header that does not parse (bad fixed bit, bad lengths). */
+  UVQ_DROP_MALFORMED,
+  /** Short header with a DCID no connection owns. */
+  UVQ_DROP_UNKNOWN_CID,
+  /** A long header of another version in a datagram too small for VN. */
+  UVQ_DROP_UNSUPPORTED_VERSION,
+  /** An Initial in a datagram smaller than 1200 bytes. */
+  UVQ_DROP_INITIAL_TOO_SMALL,
+  /** A long-header packet other than Initial for an unknown connection. */
+  UVQ_DROP_UNEXPECTED_LONG,
+  /** 0-RTT for an unknown connection (never answered with Retry). */
+  UVQ_DROP_0RTT_UNKNOWN,
+  /** A client endpoint got a packet for no connection of its own. */
+  UVQ_DROP_CLIENT_UNKNOWN,
+  /** The connection's stack rejected the packet (decrypt failure, ...). */
+  UVQ_DROP_CONN_REJECTED,
+  /** The connection is draining and takes nothing more. */
+  UVQ_DROP_DRAINING,
+  /** The stateless reply queue was full. */
+  UVQ_DROP_STATELESS_QUEUE_FULL,
+  /** The send callback refused a datagram with an error. */
+  UVQ_DROP_SEND_ERROR,
+  /** A new connection could not be created (allocation, TLS). */
+  UVQ_DROP_ACCEPT_FAILED,
+  UVQ_DROP_REASON_COUNT
+} uvq_drop_reason;
+
+/** Why a token was rejected. */
+typedef enum uvq_token_reject_reason {
+  UVQ_TOKEN_REJECT_MALFORMED = 0,
+  UVQ_TOKEN_REJECT_DECRYPT,
+  UVQ_TOKEN_REJECT_EXPIRED,
+  UVQ_TOKEN_REJECT_ADDRESS,
+  UVQ_TOKEN_REJECT_VERSION,
+  UVQ_TOKEN_REJECT_REASON_COUNT
+} uvq_token_reject_reason;
+
+/** Endpoint counters (uvq_endpoint_get_stats). */
+typedef struct uvq_endpoint_stats {
+  uint64_t datagrams_received;
+  uint64_t datagrams_sent;
+  uint64_t bytes_received;
+  uint64_t bytes_sent;
+  uint64_t connections_current;
+  uint64_t connections_total;
+  uint64_t handshakes_in_flight;
+  uint64_t initials_accepted;
+  uint64_t initials_refused;
+  uint64_t retries_sent;
+  uint64_t version_negotiations_sent;
+  uint64_t stateless_closes_sent;
+  uint64_t handshake_timeouts;
+  uint64_t idle_timeouts;
+  uint64_t send_blocked;
+  uint64_t dropped[UVQ_DROP_REASON_COUNT];
+  uint64_t tokens_rejected[UVQ_TOKEN_REJECT_REASON_COUNT];
+} uvq_endpoint_stats;
+
+/** uvq_endpoint_get_stats copies the counters into |st|. */
+UVQ_EXTERN void uvq_endpoint_get_stats(uvq_endpoint *ep,
+                                       uvq_endpoint_stats *st);
+
+/** uvq_drop_reason_name returns a short name for |r| ("unknown_cid"). */
+UVQ_EXTERN const char *uvq_drop_reason_name(uvq_drop_reason r);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* UVQUIC_H */

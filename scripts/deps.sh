@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian (bookworm) packages uvquic needs to build, test and
+# benchmark. Safe to run repeatedly: it installs only what is missing.
+set -euo pipefail
+
+PKGS=(
+  build-essential cmake pkg-config
+  libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev
+  libuv1-dev libnghttp3-dev libcmocka-dev
+  ngtcp2-server ngtcp2-client
+  gnutls-bin openssl coreutils procps python3
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+echo "uvquic: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q >&2
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
