@@ -1,0 +1,97 @@
+/*
+ * uvquic libuv adapter: drives a uvq_endpoint on a non-blocking UDP socket
+ * in a libuv loop (the counterparts of tokio-quiche's start_listener and
+ * connect). Everything here runs on the loop's thread, except wakers.
+ */
+#ifndef UVQUIC_UV_H
+#define UVQUIC_UV_H
+
+#include <uv.h>
+
+#include "uvquic/uvquic.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** A UDP socket + timer + async handle driving one uvq_endpoint. */
+typedef struct uvq_uv_endpoint uvq_uv_endpoint;
+
+/** A server: a listening uvq_uv_endpoint. */
+typedef uvq_uv_endpoint uvq_listener;
+
+/** Called once a listener or client endpoint has freed everything. */
+typedef void (*uvq_uv_close_cb)(uvq_uv_endpoint *uep, void *user_data);
+
+/**
+ * The server's accept hook, as in uvq_endpoint_config.on_accept: set
+ * *pcallbacks and *pconn_user_data and return 0, or return a negative value
+ * to refuse the connection with CONNECTION_REFUSED.
+ */
+typedef int (*uvq_uv_accept_cb)(uvq_listener *listener, uvq_conn *conn,
+                                const uvq_accept_info *info,
+                                const uvq_app_callbacks **pcallbacks,
+                                void **pconn_user_data, void *user_data);
+
+/**
+ * uvq_listen binds a UDP socket to |addr| (IPv4 or IPv6; port 0 picks one)
+ * on |loop| and starts accepting QUIC connections. |settings| may be NULL
+ * (defaults); |tls| must be a server context outliving the listener.
+ *
+ * Returns 0 and sets *plistener, or UVQ_ERR_INVALID_ARGUMENT, UVQ_ERR_IO
+ * (socket or bind failed; errno is left set to the OS error), or
+ * UVQ_ERR_NOMEM.
+ */
+UVQ_EXTERN int uvq_listen(uvq_listener **plistener, uv_loop_t *loop,
+                          const struct sockaddr *addr,
+                          const uvq_settings *settings, uvq_tls_ctx *tls,
+                          uvq_uv_accept_cb on_accept, void *user_data);
+
+/**
+ * uvq_uv_client_new creates a client endpoint: one UDP socket bound to
+ * |local| (NULL = the wildcard address of |family|, ephemeral port) that
+ * carries any number of connections made with uvq_connect.
+ */
+UVQ_EXTERN int uvq_uv_client_new(uvq_uv_endpoint **puep, uv_loop_t *loop,
+                                 int family, const struct sockaddr *local,
+                                 const uvq_settings *settings,
+                                 uvq_tls_ctx *tls, void *user_data);
+
+/**
+ * uvq_connect starts a connection from client endpoint |uep| to |remote|.
+ * |server_name| is sent as SNI and verified (NULL: none). The callbacks
+ * must stay valid for the connection's life; on_established or on_closed
+ * reports the outcome.
+ *
+ * Returns 0 and sets *pconn (may be NULL), or a UVQ_ERR_* from
+ * uvq_endpoint_connect.
+ */
+UVQ_EXTERN int uvq_connect(uvq_uv_endpoint *uep, const struct sockaddr *remote,
+                           const char *server_name,
+                           const uvq_app_callbacks *callbacks,
+                           void *conn_user_data, uvq_conn **pconn);
+
+/**
+ * uvq_uv_endpoint_close closes every connection with NO_ERROR, waits for
+ * their closing periods, then closes the socket and handles and frees
+ * everything; |cb| fires once at the end. Calling it twice is a no-op.
+ */
+UVQ_EXTERN void uvq_uv_endpoint_close(uvq_uv_endpoint *uep, uvq_uv_close_cb cb);
+
+/** uvq_listener_close is uvq_uv_endpoint_close for a listener. */
+UVQ_EXTERN void uvq_listener_close(uvq_listener *listener, uvq_uv_close_cb cb);
+
+/** The core endpoint (for stats, settings, key rotation). */
+UVQ_EXTERN uvq_endpoint *uvq_uv_endpoint_get_endpoint(uvq_uv_endpoint *uep);
+
+/** The socket's bound address (e.g. to learn the port picked for port 0). */
+UVQ_EXTERN int uvq_uv_endpoint_get_local_addr(uvq_uv_endpoint *uep,
+                                              uvq_addr *addr);
+
+UVQ_EXTERN void *uvq_uv_endpoint_get_user_data(uvq_uv_endpoint *uep);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* UVQUIC_UV_H */
