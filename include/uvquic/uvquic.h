@@ -348,6 +348,16 @@ UVQ_EXTERN int uvq_tls_ctx_new(uvq_tls_ctx **pctx, int is_server,
                                const uvq_tls_config *cfg, const uvq_mem *mem,
                                char *errbuf, size_t errbuflen);
 
+/**
+ * uvq_tls_ctx_get_cert_pem copies the PEM of the context's own certificate
+ * (e.g. the ephemeral one) into |buf| with a terminating NUL, so a tool can
+ * hand it to clients as their CA. With |buf| NULL it only returns the length.
+ * Returns the PEM length, UVQ_ERR_INVALID_ARGUMENT if |buflen| is too small,
+ * or UVQ_ERR_INVALID_STATE if the context has no certificate.
+ */
+UVQ_EXTERN ssize_t uvq_tls_ctx_get_cert_pem(uvq_tls_ctx *ctx, char *buf,
+                                            size_t buflen);
+
 /** uvq_tls_ctx_del frees |ctx|. No endpoint may still use it. */
 UVQ_EXTERN void uvq_tls_ctx_del(uvq_tls_ctx *ctx);
 
@@ -477,7 +487,7 @@ typedef struct uvq_conn_info {
   uint64_t smoothed_rtt;
   uint64_t rttvar;
   uint64_t cwnd;
-  /** Bytes received and sent in stream frames, over the connection. */
+  /** Bytes sent and not yet acknowledged or declared lost. */
   uint64_t bytes_in_flight;
 } uvq_conn_info;
 

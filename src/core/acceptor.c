@@ -1,0 +1,202 @@
+/*
+ * The acceptor: turns valid client Initials into server connections, and
+ * answers statelessly where it must — Version Negotiation, Retry, and
+ * CONNECTION_CLOSE for refused connections and invalid Retry tokens.
+ */
+#include <gnutls/crypto.h>
+#include <string.h>
+
+#include "core/core.h"
+
+void uvq_acceptor_send_version_negotiation(uvq_endpoint *ep,
+                                           const uvq_path *path,
+                                           const uvq_pkt_view *v) {
+  uint8_t buf[UVQ_MAX_DATAGRAM];
+  uint8_t unused;
+  /* Our versions, plus a greased one (RFC 9000 §6.3) so clients do not
+   * ossify on the list. */
+  uint32_t sv[2] = {UVQ_QUIC_V1, 0x1a2a3a4au};
+  ngtcp2_ssize n;
+
+  if (gnutls_rnd(GNUTLS_RND_NONCE, &unused, 1) != 0) {
+    unused = 0;
+  }
+  sv[1] = 0x0a0a0a0au | ((uint32_t)(unused & 0xf0) << 24) |
+          ((uint32_t)(unused & 0xf0) << 8);
+  n = ngtcp2_pkt_write_version_negotiation(buf, sizeof(buf), unused, v->scid,
+                                           v->scidlen, v->dcid, v->dcidlen,
+                                           sv, 2);
+  if (n < 0) {
+    uvq_ep_drop(ep, UVQ_DROP_MALFORMED);
+    return;
+  }
+  ep->stats.version_negotiations_sent++;
+  uvq_ep_queue_stateless(ep, path, buf, (size_t)n);
+}
+
+/* Closes a client's attempt without creating state. */
+static void send_stateless_close(uvq_endpoint *ep, const uvq_path *path,
+                                 const ngtcp2_pkt_hd *hd, uint64_t code) {
+  uint8_t buf[UVQ_MAX_DATAGRAM];
+  ngtcp2_ssize n = ngtcp2_crypto_write_connection_close(
+      buf, sizeof(buf), hd->version, &hd->scid, &hd->dcid, code, NULL, 0);
+  if (n < 0) {
+    uvq_ep_drop(ep, UVQ_DROP_MALFORMED);
+    return;
+  }
+  ep->stats.stateless_closes_sent++;
+  uvq_ep_queue_stateless(ep, path, buf, (size_t)n);
+}
+
+static void send_retry(uvq_endpoint *ep, const uvq_path *path,
+                       const ngtcp2_pkt_hd *hd) {
+  uint8_t token[UVQ_TOKEN_MAXLEN];
+  uint8_t buf[UVQ_MAX_DATAGRAM];
+  ngtcp2_cid rscid;
+  ssize_t toklen;
+  ngtcp2_ssize n;
+
+  if (uvq_cid_gen_generate(&ep->cidgen, &rscid) != 0) {
+    uvq_ep_drop(ep, UVQ_DROP_ACCEPT_FAILED);
+    return;
+  }
+  toklen = uvq_token_seal_retry(
+      &ep->tokens, token, sizeof(token), hd->version,
+      (const struct sockaddr *)&path->remote.ss, path->remote.len, &hd->dcid,
+      &rscid, uvq_ep_wall_time(ep));
+  if (toklen < 0) {
+    uvq_ep_drop(ep, UVQ_DROP_ACCEPT_FAILED);
+    return;
+  }
+  n = ngtcp2_crypto_write_retry(buf, sizeof(buf), hd->version, &hd->scid,
+                                &rscid, &hd->dcid, token, (size_t)toklen);
+  if (n < 0) {
+    uvq_ep_drop(ep, UVQ_DROP_ACCEPT_FAILED);
+    return;
+  }
+  ep->stats.retries_sent++;
+  uvq_ep_queue_stateless(ep, path, buf, (size_t)n);
+}
+
+static int want_retry(uvq_endpoint *ep) {
+  switch (ep->settings.retry) {
+  case UVQ_RETRY_ALWAYS:
+    return 1;
+  case UVQ_RETRY_AUTO:
+    return ep->stats.handshakes_in_flight >= ep->settings.retry_auto_threshold;
+  default:
+    return 0;
+  }
+}
+
+void uvq_acceptor_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
+                       const uvq_pkt_view *v, const uint8_t *data, size_t len,
+                       uvq_tstamp now) {
+  ngtcp2_pkt_hd hd;
+  ngtcp2_cid odcid, scid, *retry_scid = NULL;
+  const uint8_t *token = NULL;
+  size_t tokenlen = 0;
+  int validated = 0;
+  uvq_conn *conn;
+  int rv;
+
+  (void)v;
+  rv = ngtcp2_accept(&hd, data, len);
+  if (rv == NGTCP2_ERR_RETRY) {
+    /* ngtcp2 asks for a Retry when it sees 0-RTT: never answer 0-RTT
+     * with Retry (the client could not match it to an Initial). */
+    uvq_ep_drop(ep, UVQ_DROP_0RTT_UNKNOWN);
+    return;
+  }
+  if (rv != 0 || hd.type != NGTCP2_PKT_INITIAL) {
+    uvq_ep_drop(ep, UVQ_DROP_MALFORMED);
+    return;
+  }
+  if (ep->closing_all || (ep->settings.max_connections &&
+                          ep->nconns >= ep->settings.max_connections)) {
+    ep->stats.initials_refused++;
+    send_stateless_close(ep, path, &hd, NGTCP2_CONNECTION_REFUSED);
+    return;
+  }
+
+  odcid = hd.dcid;
+  if (hd.token.len > 0) {
+    uvq_token_reject_reason reason = UVQ_TOKEN_REJECT_MALFORMED;
+    switch (uvq_token_type(hd.token.base, hd.token.len)) {
+    case UVQ_TOKEN_TYPE_RETRY:
+      rv = uvq_token_open_retry(
+          &ep->tokens, hd.token.base, hd.token.len, hd.version,
+          (const struct sockaddr *)&path->remote.ss, path->remote.len,
+          &hd.dcid, uvq_ep_wall_time(ep), ep->settings.retry_token_lifetime,
+          &odcid, &reason);
+      if (rv != 0) {
+        /* RFC 9000 §8.1.2: a bad Retry token closes with INVALID_TOKEN. */
+        ep->stats.tokens_rejected[reason]++;
+        ep->stats.initials_refused++;
+        send_stateless_close(ep, path, &hd, NGTCP2_INVALID_TOKEN);
+        return;
+      }
+      validated = 1;
+      retry_scid = &hd.dcid;
+      break;
+    case UVQ_TOKEN_TYPE_NEW:
+      rv = uvq_token_open_new(
+          &ep->tokens, hd.token.base, hd.token.len,
+          (const struct sockaddr *)&path->remote.ss, path->remote.len,
+          uvq_ep_wall_time(ep), ep->settings.new_token_lifetime, &reason);
+      if (rv != 0) {
+        /* RFC 9000 §8.1.3: a bad NEW_TOKEN token is treated as absent. */
+        ep->stats.tokens_rejected[reason]++;
+      } else {
+        validated = 1;
+      }
+      break;
+    default:
+      ep->stats.tokens_rejected[UVQ_TOKEN_REJECT_MALFORMED]++;
+      break;
+    }
+    if (validated) {
+      token = hd.token.base;
+      tokenlen = hd.token.len;
+    }
+  }
+
+  if (!validated && want_retry(ep)) {
+    send_retry(ep, path, &hd);
+    return;
+  }
+
+  if (uvq_cid_gen_generate(&ep->cidgen, &scid) != 0) {
+    uvq_ep_drop(ep, UVQ_DROP_ACCEPT_FAILED);
+    return;
+  }
+  rv = uvq_conn_new(&conn, ep, 1, &hd.scid, &scid, path, hd.version, &odcid,
+                    retry_scid, token, tokenlen, NULL, now);
+  if (rv != 0) {
+    uvq_ep_drop(ep, UVQ_DROP_ACCEPT_FAILED);
+    return;
+  }
+  conn->address_validated = validated;
+  /* The map holds, while the handshake runs, the DCID this Initial used
+   * (the Retry SCID after a Retry) and the client's original DCID, so
+   * retransmitted Initials reach this connection. */
+  conn->client_dcid = hd.dcid;
+  if (uvq_cid_map_insert_cid(&ep->cids, &hd.dcid, conn) == 0) {
+    conn->client_dcid_mapped = 1;
+  }
+  conn->odcid = odcid;
+  if (retry_scid && uvq_cid_map_insert_cid(&ep->cids, &odcid, conn) == 0) {
+    conn->odcid_mapped = 1;
+  }
+  if (!conn->client_dcid_mapped) {
+    /* Another connection owns that DCID already: a collision we cannot
+     * route around. Refuse rather than misroute. */
+    uvq_conn_del(conn);
+    uvq_ep_drop(ep, UVQ_DROP_ACCEPT_FAILED);
+    return;
+  }
+  ep->stats.initials_accepted++;
+  ep->stats.handshakes_in_flight++;
+  conn->counted_in_flight = 1;
+  uvq_conn_recv(conn, path, ecn, data, len, now);
+}

@@ -1,0 +1,765 @@
+/*
+ * A connection: an ngtcp2_conn and its GnuTLS session, the ngtcp2
+ * callbacks that feed the application, and the receive and timer paths.
+ * Writing lives in conn_io.c, stage changes in stage.c, streams in stream.c.
+ */
+#include <gnutls/crypto.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "core/tls.h"
+
+void uvq_ep_conn_unlink(uvq_endpoint *ep, uvq_conn *conn);
+int uvq_ep_reserve_conn(uvq_endpoint *ep);
+
+static uvq_conn *conn_of(void *user_data) { return (uvq_conn *)user_data; }
+
+void uvq_conn_to_ngtcp2_path(ngtcp2_path *np, const uvq_path *p) {
+  np->local.addr = (ngtcp2_sockaddr *)&p->local.ss;
+  np->local.addrlen = p->local.len;
+  np->remote.addr = (ngtcp2_sockaddr *)&p->remote.ss;
+  np->remote.addrlen = p->remote.len;
+  np->user_data = NULL;
+}
+
+static ngtcp2_conn *get_conn(ngtcp2_crypto_conn_ref *ref) {
+  return ((uvq_conn *)ref)->q;
+}
+
+/* ---- ngtcp2 callbacks -------------------------------------------------- */
+
+static void cb_rand(uint8_t *dest, size_t destlen,
+                    const ngtcp2_rand_ctx *rand_ctx) {
+  (void)rand_ctx;
+  (void)gnutls_rnd(GNUTLS_RND_RANDOM, dest, destlen);
+}
+
+static int cb_get_new_connection_id(ngtcp2_conn *q, ngtcp2_cid *cid,
+                                    uint8_t *token, size_t cidlen,
+                                    void *user_data) {
+  uvq_conn *conn = conn_of(user_data);
+  uvq_endpoint *ep = conn->ep;
+  int rv = UVQ_ERR_CID_IN_USE;
+
+  (void)q;
+  (void)cidlen; /* ngtcp2 asks for the length we gave it: cidgen's. */
+  /* A random collision is astronomically unlikely but cheap to retry. */
+  for (int i = 0; i < 4 && rv == UVQ_ERR_CID_IN_USE; i++) {
+    if (uvq_cid_gen_generate(&ep->cidgen, cid) != 0) {
+      return NGTCP2_ERR_CALLBACK_FAILURE;
+    }
+    rv = uvq_cid_map_insert_cid(&ep->cids, cid, conn);
+  }
+  if (rv != 0) {
+    return NGTCP2_ERR_CALLBACK_FAILURE;
+  }
+  if (ngtcp2_crypto_generate_stateless_reset_token(
+          token, ep->static_secret, UVQ_STATIC_SECRETLEN, cid) != 0) {
+    uvq_cid_map_erase_cid(&ep->cids, cid);
+    return NGTCP2_ERR_CALLBACK_FAILURE;
+  }
+  return 0;
+}
+
+static int cb_remove_connection_id(ngtcp2_conn *q, const ngtcp2_cid *cid,
+                                   void *user_data) {
+  uvq_conn *conn = conn_of(user_data);
+  (void)q;
+  if (uvq_cid_map_erase_cid(&conn->ep->cids, cid) != conn) {
+    /* The map disagrees with ngtcp2 about who owns this CID: a bug. */
+    return NGTCP2_ERR_CALLBACK_FAILURE;
+  }
+  return 0;
+}
+
+/* Server: the first key installed after the ClientHello is processed is
+ * where on_accept runs — ALPN and SNI are known, no stream data delivered. */
+static int run_on_accept(uvq_conn *conn) {
+  uvq_endpoint *ep = conn->ep;
+  uvq_accept_info info;
+  const uvq_app_callbacks *cb = NULL;
+  void *ud = NULL;
+  int rv;
+
+  if (conn->accepted || conn->refused || !conn->is_server) {
+    return 0;
+  }
+  memset(&info, 0, sizeof(info));
+  if (uvq_tls_session_get_alpn(conn->tls, &info.alpn, &info.alpnlen) != 0) {
+    info.alpn = NULL;
+    info.alpnlen = 0;
+  }
+  if (uvq_tls_session_get_sni(conn->tls, conn->sni, sizeof(conn->sni)) == 0) {
+    info.server_name = conn->sni;
+  }
+  info.version = UVQ_QUIC_V1;
+  info.path = &conn->path;
+  info.address_validated = conn->address_validated;
+  rv = ep->cfg.on_accept(ep, conn, &info, &cb, &ud, ep->cfg.user_data);
+  if (rv != 0 || cb == NULL) {
+    conn->refused = 1;
+    ep->stats.initials_refused++;
+    return NGTCP2_ERR_CALLBACK_FAILURE;
+  }
+  conn->cb = cb;
+  conn->user_data = ud;
+  conn->accepted = 1;
+  return 0;
+}
+
+static int cb_recv_key(ngtcp2_conn *q, ngtcp2_crypto_level level,
+                       void *user_data) {
+  (void)q;
+  (void)level;
+  return run_on_accept(conn_of(user_data));
+}
+
+static int cb_handshake_completed(ngtcp2_conn *q, void *user_data) {
+  uvq_conn *conn = conn_of(user_data);
+  (void)q;
+  conn->handshake_completed = 1;
+  conn->stage = UVQ_STAGE_RUNNING;
+  conn->established_pending = 1;
+  if (conn->counted_in_flight) {
+    conn->counted_in_flight = 0;
+    conn->ep->stats.handshakes_in_flight--;
+  }
+  return 0;
+}
+
+static int cb_handshake_confirmed(ngtcp2_conn *q, void *user_data) {
+  uvq_conn *conn = conn_of(user_data);
+  (void)q;
+  /* The client no longer sends Initials: forget their DCIDs. */
+  uvq_conn_unmap_handshake_cids(conn);
+  return 0;
+}
+
+static int app_failed(uvq_conn *conn, int rv) {
+  if (rv != 0) {
+    conn->callback_failed = 1;
+    return NGTCP2_ERR_CALLBACK_FAILURE;
+  }
+  return 0;
+}
+
+static int cb_stream_open(ngtcp2_conn *q, int64_t stream_id,
+                          void *user_data) {
+  uvq_conn *conn = conn_of(user_data);
+  uvq_stream *s;
+  int rv;
+
+  rv = uvq_stream_create(conn, stream_id, NULL, &s);
+  if (rv != 0) {
+    return NGTCP2_ERR_CALLBACK_FAILURE;
+  }
+  ngtcp2_conn_set_stream_user_data(q, stream_id, s);
+  if (conn->cb && conn->cb->on_stream_open) {
+    return app_failed(
+        conn, conn->cb->on_stream_open(conn, stream_id, conn->user_data));
+  }
+  return 0;
+}
+
+static int cb_recv_stream_data(ngtcp2_conn *q, uint32_t flags,
+                               int64_t stream_id, uint64_t offset,
+                               const uint8_t *data, size_t datalen,
+                               void *user_data, void *stream_user_data) {
+  uvq_conn *conn = conn_of(user_data);
+  uvq_stream *s = stream_user_data;
+  int fin = (flags & NGTCP2_STREAM_DATA_FLAG_FIN) != 0;
+  int rv = 0;
+
+  (void)offset;
+  if (s && !s->stop_reading && conn->cb && conn->cb->on_stream_data &&
+      conn->stage < UVQ_STAGE_CLOSING && !conn->close_requested) {
+    rv = conn->cb->on_stream_data(conn, stream_id, data, datalen, fin,
+                                  conn->user_data, s->user_data);
+  }
+  /* Credit goes back once the application has had the data. */
+  ngtcp2_conn_extend_max_stream_offset(q, stream_id, datalen);
+  ngtcp2_conn_extend_max_offset(q, datalen);
+  return app_failed(conn, rv);
+}
+
+static int cb_acked_stream_data_offset(ngtcp2_conn *q, int64_t stream_id,
+                                       uint64_t offset, uint64_t datalen,
+                                       void *user_data,
+                                       void *stream_user_data) {
+  uvq_conn *conn = conn_of(user_data);
+  uvq_stream *s = stream_user_data;
+  int rv = 0;
+
+  (void)q;
+  if (s == NULL) {
+    return 0;
+  }
+  uvq_stream_ack(conn, s, offset, datalen);
+  if (conn->cb && conn->cb->on_stream_acked) {
+    rv = conn->cb->on_stream_acked(conn, stream_id, offset, datalen,
+                                   conn->user_data, s->user_data);
+  }
+  return app_failed(conn, rv);
+}
+
+static int cb_stream_close(ngtcp2_conn *q, uint32_t flags, int64_t stream_id,
+                           uint64_t app_error_code, void *user_data,
+                           void *stream_user_data) {
+  uvq_conn *conn = conn_of(user_data);
+  uvq_stream *s = stream_user_data;
+
+  if (!(flags & NGTCP2_STREAM_CLOSE_FLAG_APP_ERROR_CODE_SET)) {
+    app_error_code = 0;
+  }
+  if (!ngtcp2_conn_is_local_stream(q, stream_id)) {
+    /* Let the peer open another in its place. */
+    if (ngtcp2_is_bidi_stream(stream_id)) {
+      ngtcp2_conn_extend_max_streams_bidi(q, 1);
+    } else {
+      ngtcp2_conn_extend_max_streams_uni(q, 1);
+    }
+  }
+  if (s == NULL) {
+    return 0;
+  }
+  if (conn->cb && conn->cb->on_stream_closed && !conn->closed_fired) {
+    conn->cb->on_stream_closed(conn, stream_id, app_error_code,
+                               conn->user_data, s->user_data);
+  }
+  uvq_stream_destroy(conn, s);
+  return 0;
+}
+
+static int cb_stream_reset(ngtcp2_conn *q, int64_t stream_id,
+                           uint64_t final_size, uint64_t app_error_code,
+                           void *user_data, void *stream_user_data) {
+  uvq_conn *conn = conn_of(user_data);
+  uvq_stream *s = stream_user_data;
+  (void)q;
+  (void)final_size;
+  if (s && conn->cb && conn->cb->on_stream_reset) {
+    conn->cb->on_stream_reset(conn, stream_id, app_error_code,
+                              conn->user_data, s->user_data);
+  }
+  return 0;
+}
+
+static int cb_stream_stop_sending(ngtcp2_conn *q, int64_t stream_id,
+                                  uint64_t app_error_code, void *user_data,
+                                  void *stream_user_data) {
+  uvq_conn *conn = conn_of(user_data);
+  uvq_stream *s = stream_user_data;
+  (void)q;
+  if (s == NULL) {
+    return 0;
+  }
+  /* ngtcp2 answers with RESET_STREAM itself; stop offering data. */
+  s->shut_wr = 1;
+  uvq_stream_unready(conn, s);
+  if (conn->cb && conn->cb->on_stop_sending) {
+    conn->cb->on_stop_sending(conn, stream_id, app_error_code,
+                              conn->user_data, s->user_data);
+  }
+  return 0;
+}
+
+static int cb_extend_max_local_streams(ngtcp2_conn *q, uint64_t max_streams,
+                                       void *user_data) {
+  uvq_conn *conn = conn_of(user_data);
+  (void)q;
+  (void)max_streams;
+  conn->streams_available_pending = 1;
+  return 0;
+}
+
+static int cb_extend_max_stream_data(ngtcp2_conn *q, int64_t stream_id,
+                                     uint64_t max_data, void *user_data,
+                                     void *stream_user_data) {
+  uvq_conn *conn = conn_of(user_data);
+  uvq_stream *s = stream_user_data;
+  (void)q;
+  (void)stream_id;
+  (void)max_data;
+  if (s && s->data_blocked) {
+    s->data_blocked = 0;
+    uvq_stream_ready(conn, s);
+  }
+  return 0;
+}
+
+static int cb_recv_stateless_reset(ngtcp2_conn *q,
+                                   const ngtcp2_pkt_stateless_reset *sr,
+                                   void *user_data) {
+  uvq_conn *conn = conn_of(user_data);
+  (void)q;
+  (void)sr;
+  conn->ci.error = UVQ_ERR_STATELESS_RESET;
+  return 0;
+}
+
+static void cb_log(void *user_data, const char *fmt, ...) {
+  uvq_conn *conn = conn_of(user_data);
+  char line[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  conn->ep->settings.log(conn->ep->settings.log_user_data, line);
+}
+
+static void set_callbacks(ngtcp2_callbacks *cb, int is_server) {
+  memset(cb, 0, sizeof(*cb));
+  if (is_server) {
+    cb->recv_client_initial = ngtcp2_crypto_recv_client_initial_cb;
+  } else {
+    cb->client_initial = ngtcp2_crypto_client_initial_cb;
+    cb->recv_retry = ngtcp2_crypto_recv_retry_cb;
+  }
+  cb->recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
+  cb->encrypt = ngtcp2_crypto_encrypt_cb;
+  cb->decrypt = ngtcp2_crypto_decrypt_cb;
+  cb->hp_mask = ngtcp2_crypto_hp_mask_cb;
+  cb->update_key = ngtcp2_crypto_update_key_cb;
+  cb->delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
+  cb->delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
+  cb->get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
+  cb->version_negotiation = ngtcp2_crypto_version_negotiation_cb;
+  cb->rand = cb_rand;
+  cb->get_new_connection_id = cb_get_new_connection_id;
+  cb->remove_connection_id = cb_remove_connection_id;
+  cb->handshake_completed = cb_handshake_completed;
+  cb->handshake_confirmed = cb_handshake_confirmed;
+  cb->recv_rx_key = cb_recv_key;
+  cb->recv_tx_key = cb_recv_key;
+  cb->stream_open = cb_stream_open;
+  cb->recv_stream_data = cb_recv_stream_data;
+  cb->acked_stream_data_offset = cb_acked_stream_data_offset;
+  cb->stream_close = cb_stream_close;
+  cb->stream_reset = cb_stream_reset;
+  cb->stream_stop_sending = cb_stream_stop_sending;
+  cb->extend_max_local_streams_bidi = cb_extend_max_local_streams;
+  cb->extend_max_local_streams_uni = cb_extend_max_local_streams;
+  cb->extend_max_stream_data = cb_extend_max_stream_data;
+  cb->recv_stateless_reset = cb_recv_stateless_reset;
+}
+
+/* ---- creation ---------------------------------------------------------- */
+
+int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
+                 const ngtcp2_cid *dcid, const ngtcp2_cid *scid,
+                 const uvq_path *path, uint32_t version,
+                 const ngtcp2_cid *odcid, const ngtcp2_cid *retry_scid,
+                 const uint8_t *token, size_t tokenlen,
+                 const char *server_name, uvq_tstamp now) {
+  const uvq_settings *st = &ep->settings;
+  ngtcp2_callbacks callbacks;
+  ngtcp2_settings settings;
+  ngtcp2_transport_params params;
+  ngtcp2_path npath;
+  uvq_conn *conn;
+  int rv;
+
+  rv = uvq_ep_reserve_conn(ep);
+  if (rv != 0) {
+    return rv;
+  }
+  conn = uvq_calloc(ep->mem, 1, sizeof(*conn));
+  if (conn == NULL) {
+    return UVQ_ERR_NOMEM;
+  }
+  conn->ep = ep;
+  conn->is_server = is_server;
+  conn->path = *path;
+  conn->heap_idx = SIZE_MAX;
+  conn->expiry = UVQ_TSTAMP_MAX;
+  conn->stage = UVQ_STAGE_HANDSHAKE;
+  conn->ref.get_conn = get_conn;
+  conn->ref.user_data = conn;
+  rv = uvq_stream_table_init(&conn->streams);
+  if (rv != 0) {
+    goto fail_streams;
+  }
+
+  set_callbacks(&callbacks, is_server);
+  ngtcp2_settings_default(&settings);
+  settings.initial_ts = now;
+  settings.initial_rtt = st->initial_rtt;
+  settings.cc_algo = st->cc_algo == UVQ_CC_RENO  ? NGTCP2_CC_ALGO_RENO
+                     : st->cc_algo == UVQ_CC_BBR ? NGTCP2_CC_ALGO_BBR
+                                                 : NGTCP2_CC_ALGO_CUBIC;
+  settings.max_tx_udp_payload_size = st->max_udp_payload_size;
+  settings.no_pmtud = !st->pmtud;
+  settings.handshake_timeout = st->handshake_timeout;
+  settings.max_window = st->max_window;
+  settings.max_stream_window = st->max_stream_window;
+  settings.ack_thresh = st->ack_thresh;
+  if (st->log) {
+    settings.log_printf = cb_log;
+  }
+  if (token && tokenlen) {
+    settings.token.base = (uint8_t *)token;
+    settings.token.len = tokenlen;
+  }
+
+  ngtcp2_transport_params_default(&params);
+  params.initial_max_data = st->initial_max_data;
+  params.initial_max_stream_data_bidi_local = st->initial_max_stream_data;
+  params.initial_max_stream_data_bidi_remote = st->initial_max_stream_data;
+  params.initial_max_stream_data_uni = st->initial_max_stream_data;
+  params.initial_max_streams_bidi = st->max_streams_bidi;
+  params.initial_max_streams_uni = st->max_streams_uni;
+  params.max_idle_timeout = st->idle_timeout;
+  params.active_connection_id_limit = 8;
+  params.disable_active_migration = (uint8_t)(st->disable_active_migration != 0);
+
+  uvq_conn_to_ngtcp2_path(&npath, &conn->path);
+  if (is_server) {
+    params.original_dcid = *odcid;
+    if (retry_scid) {
+      params.retry_scid = *retry_scid;
+      params.retry_scid_present = 1;
+    }
+    if (ngtcp2_crypto_generate_stateless_reset_token(
+            params.stateless_reset_token, ep->static_secret,
+            UVQ_STATIC_SECRETLEN, scid) != 0) {
+      rv = UVQ_ERR_INTERNAL;
+      goto fail_q;
+    }
+    params.stateless_reset_token_present = 1;
+    rv = ngtcp2_conn_server_new(&conn->q, dcid, scid, &npath, version,
+                                &callbacks, &settings, &params, &ep->nmem,
+                                conn);
+  } else {
+    rv = ngtcp2_conn_client_new(&conn->q, dcid, scid, &npath, version,
+                                &callbacks, &settings, &params, &ep->nmem,
+                                conn);
+  }
+  if (rv != 0) {
+    rv = rv == NGTCP2_ERR_NOMEM ? UVQ_ERR_NOMEM : UVQ_ERR_INTERNAL;
+    goto fail_q;
+  }
+  if (st->keep_alive) {
+    ngtcp2_conn_set_keep_alive_timeout(conn->q, st->keep_alive);
+  }
+
+  rv = uvq_tls_session_new(ep->cfg.tls, &conn->tls, server_name);
+  if (rv != 0) {
+    goto fail_tls;
+  }
+  gnutls_session_set_ptr(conn->tls, &conn->ref);
+  ngtcp2_conn_set_tls_native_handle(conn->q, conn->tls);
+  if (server_name) {
+    snprintf(conn->sni, sizeof(conn->sni), "%s", server_name);
+  }
+
+  rv = uvq_cid_map_insert_cid(&ep->cids, scid, conn);
+  if (rv != 0) {
+    goto fail_map;
+  }
+  uvq_ep_conn_link(ep, conn);
+  *pconn = conn;
+  return 0;
+
+fail_map:
+  uvq_tls_session_del(conn->tls);
+fail_tls:
+  ngtcp2_conn_del(conn->q);
+fail_q:
+  uvq_stream_table_free(conn);
+fail_streams:
+  uvq_free(ep->mem, conn);
+  return rv;
+}
+
+void uvq_conn_unmap_handshake_cids(uvq_conn *conn) {
+  uvq_endpoint *ep = conn->ep;
+  if (conn->client_dcid_mapped) {
+    uvq_cid_map_erase_cid(&ep->cids, &conn->client_dcid);
+    conn->client_dcid_mapped = 0;
+  }
+  if (conn->odcid_mapped) {
+    uvq_cid_map_erase_cid(&ep->cids, &conn->odcid);
+    conn->odcid_mapped = 0;
+  }
+}
+
+void uvq_conn_del(uvq_conn *conn) {
+  uvq_endpoint *ep = conn->ep;
+  ngtcp2_cid scids[16];
+  ngtcp2_cid *all = scids;
+  size_t n;
+
+  if (conn->closed_pending && !conn->closed_fired && conn->cb &&
+      conn->cb->on_closed) {
+    conn->closed_fired = 1;
+    conn->cb->on_closed(conn, &conn->ci, conn->user_data);
+  }
+  if (conn->counted_in_flight) {
+    ep->stats.handshakes_in_flight--;
+  }
+  uvq_conn_unmap_handshake_cids(conn);
+  n = ngtcp2_conn_get_num_scid(conn->q);
+  if (n > 16) {
+    all = uvq_calloc(ep->mem, n, sizeof(*all));
+  }
+  if (all) {
+    n = ngtcp2_conn_get_scid(conn->q, all);
+    for (size_t i = 0; i < n; i++) {
+      if (uvq_cid_map_find_cid(&ep->cids, &all[i]) == conn) {
+        uvq_cid_map_erase_cid(&ep->cids, &all[i]);
+      }
+    }
+    if (all != scids) {
+      uvq_free(ep->mem, all);
+    }
+  }
+  uvq_waker_detach_conn(conn);
+  uvq_ep_conn_unlink(ep, conn);
+  uvq_stream_table_free(conn);
+  ngtcp2_conn_del(conn->q);
+  uvq_tls_session_del(conn->tls);
+  uvq_free(ep->mem, conn->pending);
+  uvq_free(ep->mem, conn->close_pkt);
+  uvq_free(ep->mem, conn->close_reason);
+  uvq_free(ep->mem, conn);
+}
+
+/* ---- receive and timers ------------------------------------------------ */
+
+/* Runs the application events ngtcp2 callbacks deferred: they fire after
+ * ngtcp2 returns, so the application may call back into the library. */
+void uvq_conn_run_deferred(uvq_conn *conn) {
+  int rv;
+  if (conn->stage >= UVQ_STAGE_CLOSING || conn->close_requested ||
+      conn->cb == NULL) {
+    return;
+  }
+  if (conn->established_pending) {
+    conn->established_pending = 0;
+    if (conn->cb->on_established) {
+      rv = conn->cb->on_established(conn, conn->user_data);
+      if (rv != 0) {
+        conn->callback_failed = 1;
+        return;
+      }
+    }
+  }
+  if (conn->streams_available_pending && conn->handshake_completed) {
+    conn->streams_available_pending = 0;
+    if (conn->cb->on_streams_available) {
+      rv = conn->cb->on_streams_available(conn, conn->user_data);
+      if (rv != 0) {
+        conn->callback_failed = 1;
+        return;
+      }
+    }
+  }
+  while (conn->writable_pending) {
+    uvq_stream *s = conn->writable_pending;
+    conn->writable_pending = s->pending_next;
+    s->pending_next = NULL;
+    s->writable_pending = 0;
+    if (conn->cb->on_stream_writable) {
+      rv = conn->cb->on_stream_writable(conn, s->id, conn->user_data,
+                                        s->user_data);
+      if (rv != 0) {
+        conn->callback_failed = 1;
+        return;
+      }
+    }
+  }
+}
+
+static void after_ngtcp2(uvq_conn *conn, int rv, uvq_tstamp now) {
+  if (rv == 0) {
+    uvq_conn_run_deferred(conn);
+    if (conn->callback_failed && conn->stage < UVQ_STAGE_CLOSING) {
+      uvq_stage_fail(conn, NGTCP2_ERR_CALLBACK_FAILURE, now);
+    }
+  } else {
+    switch (rv) {
+    case NGTCP2_ERR_DRAINING:
+      uvq_stage_drain(conn, now);
+      break;
+    case NGTCP2_ERR_RECV_VERSION_NEGOTIATION:
+      conn->ci.type = UVQ_CLOSE_TYPE_NONE;
+      uvq_stage_finish(conn, UVQ_ERR_VERSION_NEGOTIATION, UVQ_CLOSE_PEER);
+      break;
+    case NGTCP2_ERR_DROP_CONN:
+      uvq_stage_finish(conn, UVQ_ERR_PROTOCOL, UVQ_CLOSE_LOCAL);
+      break;
+    case NGTCP2_ERR_IDLE_CLOSE:
+      conn->ep->stats.idle_timeouts++;
+      uvq_stage_finish(conn, UVQ_ERR_IDLE_TIMEOUT, UVQ_CLOSE_TIMEOUT);
+      break;
+    case NGTCP2_ERR_HANDSHAKE_TIMEOUT:
+      conn->ep->stats.handshake_timeouts++;
+      uvq_stage_finish(conn, UVQ_ERR_HANDSHAKE_TIMEOUT, UVQ_CLOSE_TIMEOUT);
+      break;
+    default:
+      uvq_stage_fail(conn, rv, now);
+      break;
+    }
+  }
+  uvq_ep_mark(conn->ep, conn);
+  uvq_ep_timer_update(conn->ep, conn);
+}
+
+void uvq_conn_recv(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
+                   const uint8_t *data, size_t len, uvq_tstamp now) {
+  ngtcp2_path npath;
+  ngtcp2_pkt_info pi;
+  int rv;
+
+  switch (conn->stage) {
+  case UVQ_STAGE_CLOSING:
+    uvq_stage_closing_recv(conn);
+    return;
+  case UVQ_STAGE_DRAINING:
+  case UVQ_STAGE_CLOSED:
+    uvq_ep_drop(conn->ep, UVQ_DROP_DRAINING);
+    return;
+  default:
+    break;
+  }
+  if (conn->close_requested) {
+    /* The close goes out at the next flush; nothing more is read. */
+    uvq_ep_drop(conn->ep, UVQ_DROP_DRAINING);
+    return;
+  }
+  uvq_conn_to_ngtcp2_path(&npath, path);
+  memset(&pi, 0, sizeof(pi));
+  pi.ecn = ecn;
+  rv = ngtcp2_conn_read_pkt(conn->q, &npath, &pi, data, len, now);
+  if (rv == NGTCP2_ERR_DISCARD_PKT) {
+    uvq_ep_drop(conn->ep, UVQ_DROP_CONN_REJECTED);
+    rv = 0;
+  }
+  after_ngtcp2(conn, rv, now);
+}
+
+uvq_tstamp uvq_conn_expiry(uvq_conn *conn) {
+  switch (conn->stage) {
+  case UVQ_STAGE_HANDSHAKE:
+  case UVQ_STAGE_RUNNING:
+    return ngtcp2_conn_get_expiry(conn->q);
+  case UVQ_STAGE_CLOSING:
+  case UVQ_STAGE_DRAINING:
+    return conn->close_deadline;
+  default:
+    return UVQ_TSTAMP_MAX;
+  }
+}
+
+void uvq_conn_handle_expiry(uvq_conn *conn, uvq_tstamp now) {
+  int rv;
+  switch (conn->stage) {
+  case UVQ_STAGE_CLOSING:
+  case UVQ_STAGE_DRAINING:
+    if (now >= conn->close_deadline) {
+      conn->stage = UVQ_STAGE_CLOSED;
+      uvq_ep_mark(conn->ep, conn);
+    } else {
+      uvq_ep_timer_update(conn->ep, conn);
+    }
+    return;
+  case UVQ_STAGE_CLOSED:
+    return;
+  default:
+    break;
+  }
+  rv = ngtcp2_conn_handle_expiry(conn->q, now);
+  after_ngtcp2(conn, rv, now);
+}
+
+/* ---- public connection API -------------------------------------------- */
+
+void uvq_conn_get_info(uvq_conn *conn, uvq_conn_info *info) {
+  ngtcp2_conn_stat cs;
+  memset(info, 0, sizeof(*info));
+  if (uvq_tls_session_get_alpn(conn->tls, &info->alpn, &info->alpnlen) != 0) {
+    info->alpn = NULL;
+    info->alpnlen = 0;
+  }
+  info->server_name = conn->sni[0] ? conn->sni : NULL;
+  info->version = ngtcp2_conn_get_negotiated_version(conn->q);
+  info->path = &conn->path;
+  info->address_validated = conn->address_validated;
+  info->stage = conn->stage;
+  ngtcp2_conn_get_conn_stat(conn->q, &cs);
+  info->smoothed_rtt = cs.smoothed_rtt;
+  info->rttvar = cs.rttvar;
+  info->cwnd = cs.cwnd;
+  info->bytes_in_flight = cs.bytes_in_flight;
+}
+
+void *uvq_conn_get_user_data(uvq_conn *conn) { return conn->user_data; }
+
+void uvq_conn_set_user_data(uvq_conn *conn, void *user_data) {
+  conn->user_data = user_data;
+}
+
+uvq_endpoint *uvq_conn_get_endpoint(uvq_conn *conn) { return conn->ep; }
+
+uvq_stage uvq_conn_get_stage(uvq_conn *conn) { return conn->stage; }
+
+int uvq_conn_is_server(uvq_conn *conn) { return conn->is_server; }
+
+int uvq_conn_close(uvq_conn *conn, uint64_t app_error, const char *reason) {
+  if (conn == NULL) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  if (conn->close_requested || conn->stage >= UVQ_STAGE_CLOSING) {
+    return 0;
+  }
+  if (reason && reason[0]) {
+    size_t len = strlen(reason);
+    if (len > 1024) {
+      len = 1024;
+    }
+    conn->close_reason = uvq_memdup(conn->ep->mem, reason, len);
+    if (conn->close_reason == NULL) {
+      return UVQ_ERR_NOMEM;
+    }
+    conn->close_reasonlen = len;
+  }
+  conn->close_requested = 1;
+  conn->close_app_error = app_error;
+  uvq_ep_mark(conn->ep, conn);
+  return 0;
+}
+
+int uvq_conn_open_stream(uvq_conn *conn, int bidi, int64_t *pstream_id,
+                         void *stream_user_data) {
+  uvq_stream *s;
+  int64_t id;
+  int rv;
+
+  if (conn == NULL || pstream_id == NULL) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  if (conn->close_requested || conn->stage >= UVQ_STAGE_CLOSING) {
+    return UVQ_ERR_CLOSED;
+  }
+  if (!conn->handshake_completed) {
+    return UVQ_ERR_INVALID_STATE;
+  }
+  rv = bidi ? ngtcp2_conn_open_bidi_stream(conn->q, &id, NULL)
+            : ngtcp2_conn_open_uni_stream(conn->q, &id, NULL);
+  if (rv == NGTCP2_ERR_STREAM_ID_BLOCKED) {
+    return UVQ_ERR_STREAM_LIMIT;
+  }
+  if (rv != 0) {
+    return rv == NGTCP2_ERR_NOMEM ? UVQ_ERR_NOMEM : UVQ_ERR_INTERNAL;
+  }
+  rv = uvq_stream_create(conn, id, stream_user_data, &s);
+  if (rv != 0) {
+    ngtcp2_conn_shutdown_stream(conn->q, id, 0);
+    return rv;
+  }
+  ngtcp2_conn_set_stream_user_data(conn->q, id, s);
+  *pstream_id = id;
+  return 0;
+}

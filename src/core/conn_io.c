@@ -1,0 +1,264 @@
+/*
+ * The write half of a connection (tokio-quiche's IoWorker): one pass writes
+ * a burst of datagrams into the endpoint's shared buffer, GSO-shaped —
+ * equal-size datagrams back to back, a batch ending at a shorter datagram
+ * or a change of path or ECN mark — and hands each batch to the driver.
+ * What the driver cannot take yet stays with the connection, which writes
+ * nothing new until it has drained (ngtcp2 has already committed it).
+ */
+#include <string.h>
+
+#include "core/core.h"
+
+void uvq_conn_del(uvq_conn *conn);
+
+/* Keeps datagrams [off, len) of the shared buffer for the next flush. */
+static int keep_pending(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
+                        const uint8_t *data, size_t len, size_t seg) {
+  uint8_t *p = uvq_realloc(conn->ep->mem, conn->pending, len);
+  if (p == NULL) {
+    /* Dropping is all that is left; loss recovery resends the data. */
+    uvq_ep_drop(conn->ep, UVQ_DROP_SEND_ERROR);
+    return UVQ_ERR_NOMEM;
+  }
+  memmove(p, data, len);
+  conn->pending = p;
+  conn->pending_len = len;
+  conn->pending_off = 0;
+  conn->pending_seg = seg;
+  conn->pending_path = *path;
+  conn->pending_ecn = ecn;
+  return 0;
+}
+
+/* Sends one batch; returns 0, or UVQ_FLUSH_BLOCKED after keeping the rest. */
+static int send_batch(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
+                      const uint8_t *data, size_t len, size_t seg) {
+  size_t count = (len + seg - 1) / seg;
+  size_t done = uvq_ep_send(conn->ep, path, ecn, data, len, seg);
+  if (done >= count) {
+    return 0;
+  }
+  keep_pending(conn, path, ecn, data + done * seg, len - done * seg, seg);
+  return UVQ_FLUSH_BLOCKED;
+}
+
+static int drain_pending(uvq_conn *conn) {
+  size_t len = conn->pending_len - conn->pending_off;
+  size_t seg = conn->pending_seg;
+  size_t count = (len + seg - 1) / seg;
+  size_t done;
+
+  if (len == 0) {
+    return 0;
+  }
+  done = uvq_ep_send(conn->ep, &conn->pending_path, conn->pending_ecn,
+                     conn->pending + conn->pending_off, len, seg);
+  if (done < count) {
+    conn->pending_off += done * seg;
+    return UVQ_FLUSH_BLOCKED;
+  }
+  uvq_free(conn->ep->mem, conn->pending);
+  conn->pending = NULL;
+  conn->pending_len = conn->pending_off = 0;
+  return 0;
+}
+
+/* Writes one datagram, filling it with stream data from the ready list.
+ * Returns its length, 0 when there is nothing to send, or an ngtcp2 error. */
+static ngtcp2_ssize write_datagram(uvq_conn *conn, ngtcp2_path *path,
+                                   ngtcp2_pkt_info *pi, uint8_t *buf,
+                                   size_t buflen, uvq_tstamp now) {
+  ngtcp2_vec iov[16];
+  for (;;) {
+    uvq_stream *s = conn->ready_head;
+    int64_t sid = -1;
+    size_t iovcnt = 0;
+    uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_MORE;
+    ngtcp2_ssize ndatalen = -1, n;
+
+    if (s) {
+      sid = s->id;
+      iovcnt = uvq_stream_unsent_iov(s, iov, 16);
+      if (s->fin_requested && !s->fin_sent &&
+          s->sent + uvq_stream_unsent_total(s) == s->written) {
+        flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
+      }
+    }
+    n = ngtcp2_conn_writev_stream(conn->q, path, pi, buf, buflen, &ndatalen,
+                                  flags, sid, iov, iovcnt, now);
+    if (n == NGTCP2_ERR_WRITE_MORE) {
+      /* The packet has room for more: account and move to the next. */
+      uvq_stream_consumed(conn, s, (size_t)ndatalen, flags);
+      continue;
+    }
+    if (n == NGTCP2_ERR_STREAM_DATA_BLOCKED) {
+      s->data_blocked = 1;
+      uvq_stream_unready(conn, s);
+      continue;
+    }
+    if (n == NGTCP2_ERR_STREAM_SHUT_WR || n == NGTCP2_ERR_STREAM_NOT_FOUND) {
+      s->shut_wr = 1;
+      uvq_stream_unready(conn, s);
+      continue;
+    }
+    if (n < 0) {
+      return n;
+    }
+    if (s && ndatalen >= 0) {
+      uvq_stream_consumed(conn, s, (size_t)ndatalen, flags);
+    }
+    return n;
+  }
+}
+
+/* Writes a burst of datagrams. Returns 0, UVQ_FLUSH_BLOCKED, or an ngtcp2
+ * error (negative) that ends the connection. */
+static int write_burst(uvq_conn *conn, uvq_tstamp now) {
+  uvq_endpoint *ep = conn->ep;
+  uint8_t *buf = ep->txbuf;
+  size_t maxpkt = ngtcp2_conn_get_max_tx_udp_payload_size(conn->q);
+  size_t quantum = ngtcp2_conn_get_send_quantum(conn->q);
+  size_t limit = quantum / maxpkt;
+  size_t off = 0, nd = 0, seg = 0, total = 0;
+  uvq_path bpath;
+  uint8_t becn = 0;
+  ngtcp2_path_storage ps;
+  ngtcp2_pkt_info pi;
+  int rv = 0;
+
+  if (maxpkt > UVQ_MAX_DATAGRAM) {
+    maxpkt = UVQ_MAX_DATAGRAM;
+  }
+  if (limit < 1) {
+    limit = 1;
+  }
+  if (limit > ep->settings.max_burst_datagrams) {
+    limit = ep->settings.max_burst_datagrams;
+  }
+  ngtcp2_path_storage_zero(&ps);
+
+  while (total < limit) {
+    ngtcp2_ssize n = write_datagram(conn, &ps.path, &pi, buf + off, maxpkt, now);
+    size_t len;
+    uvq_path npath;
+    if (n < 0) {
+      rv = (int)n;
+      break;
+    }
+    if (n == 0) {
+      break;
+    }
+    len = (size_t)n;
+    total++;
+    memcpy(&npath.local.ss, ps.path.local.addr, ps.path.local.addrlen);
+    npath.local.len = (socklen_t)ps.path.local.addrlen;
+    memcpy(&npath.remote.ss, ps.path.remote.addr, ps.path.remote.addrlen);
+    npath.remote.len = (socklen_t)ps.path.remote.addrlen;
+
+    if (nd > 0 && (len > seg || pi.ecn != becn ||
+                   npath.remote.len != bpath.remote.len ||
+                   memcmp(&npath.remote.ss, &bpath.remote.ss,
+                          npath.remote.len) != 0 ||
+                   memcmp(&npath.local.ss, &bpath.local.ss,
+                          npath.local.len) != 0)) {
+      /* This datagram cannot join the batch: send the batch first. */
+      rv = send_batch(conn, &bpath, becn, buf, off, seg);
+      if (rv != 0) {
+        /* Keep the new datagram too, after the rest of the batch. */
+        size_t keep = conn->pending_len;
+        uint8_t *p = uvq_realloc(ep->mem, conn->pending, keep + len);
+        if (p && conn->pending_seg == len) {
+          memcpy(p + keep, buf + off, len);
+          conn->pending = p;
+          conn->pending_len = keep + len;
+        } else {
+          if (p) {
+            conn->pending = p;
+          }
+          uvq_ep_drop(ep, UVQ_DROP_SEND_ERROR);
+        }
+        break;
+      }
+      memmove(buf, buf + off, len);
+      off = 0;
+      nd = 0;
+    }
+    if (nd == 0) {
+      seg = len;
+      becn = (uint8_t)pi.ecn;
+      bpath = npath;
+      conn->path = npath;
+    }
+    off += len;
+    nd++;
+    if (len < seg || off + maxpkt > ep->txbufcap) {
+      rv = send_batch(conn, &bpath, becn, buf, off, seg);
+      off = 0;
+      nd = 0;
+      if (rv != 0) {
+        break;
+      }
+    }
+  }
+  if (rv >= 0 && rv != UVQ_FLUSH_BLOCKED && nd > 0) {
+    rv = send_batch(conn, &bpath, becn, buf, off, seg);
+  }
+  if (total) {
+    ngtcp2_conn_update_pkt_tx_time(conn->q, now);
+  }
+  /* Stopping at |limit| leaves the rest to ngtcp2's pacing timer, which
+   * brings the connection back through handle_expiry. */
+  return rv;
+}
+
+int uvq_conn_write(uvq_conn *conn, uvq_tstamp now) {
+  uvq_endpoint *ep = conn->ep;
+  int rv;
+
+  rv = drain_pending(conn);
+  if (rv != 0) {
+    return rv;
+  }
+
+  if (conn->stage < UVQ_STAGE_CLOSING) {
+    if (conn->close_requested) {
+      uvq_stage_close_app(conn, now);
+    } else {
+      rv = write_burst(conn, now);
+      if (rv == UVQ_FLUSH_BLOCKED) {
+        uvq_ep_timer_update(ep, conn);
+        return rv;
+      }
+      if (rv < 0) {
+        uvq_stage_fail(conn, rv, now);
+      } else {
+        uvq_conn_run_deferred(conn);
+        if (conn->callback_failed && conn->stage < UVQ_STAGE_CLOSING) {
+          uvq_stage_fail(conn, NGTCP2_ERR_CALLBACK_FAILURE, now);
+        }
+      }
+    }
+  }
+
+  if (conn->stage == UVQ_STAGE_CLOSING && conn->close_resend &&
+      conn->close_pkt) {
+    conn->close_resend = 0;
+    rv = send_batch(conn, &conn->path, 0, conn->close_pkt, conn->close_pktlen,
+                    conn->close_pktlen);
+  }
+
+  if (conn->closed_pending && !conn->closed_fired) {
+    conn->closed_pending = 0;
+    conn->closed_fired = 1;
+    if (conn->cb && conn->cb->on_closed) {
+      conn->cb->on_closed(conn, &conn->ci, conn->user_data);
+    }
+  }
+  if (conn->stage == UVQ_STAGE_CLOSED && conn->pending == NULL) {
+    uvq_conn_del(conn);
+    return 0;
+  }
+  uvq_ep_timer_update(ep, conn);
+  return rv == UVQ_FLUSH_BLOCKED ? rv : 0;
+}

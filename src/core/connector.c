@@ -1,0 +1,55 @@
+/*
+ * The connector: client connections. Every connection of a client endpoint
+ * is routed by its own SCIDs, so one socket carries any number of them.
+ */
+#include "core/core.h"
+
+int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,
+                         uvq_tstamp now, uvq_conn **pconn) {
+  ngtcp2_cid dcid, scid;
+  uvq_conn *conn;
+  int rv;
+
+  if (ep == NULL || params == NULL || params->path == NULL ||
+      params->callbacks == NULL || ep->is_server) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  if (ep->closing_all) {
+    return UVQ_ERR_SHUTDOWN;
+  }
+  if (ep->settings.max_connections &&
+      ep->nconns >= ep->settings.max_connections) {
+    return UVQ_ERR_CONNECTION_LIMIT;
+  }
+  /* RFC 9000 §7.2: the first DCID is unpredictable and at least 8 bytes. */
+  rv = uvq_cid_random(&dcid, 18);
+  if (rv != 0) {
+    return UVQ_ERR_INTERNAL;
+  }
+  rv = UVQ_ERR_CID_IN_USE;
+  for (int i = 0; i < 4 && rv == UVQ_ERR_CID_IN_USE; i++) {
+    rv = uvq_cid_gen_generate(&ep->cidgen, &scid);
+    if (rv != 0) {
+      return rv;
+    }
+    rv = uvq_cid_map_find_cid(&ep->cids, &scid) ? UVQ_ERR_CID_IN_USE : 0;
+  }
+  if (rv != 0) {
+    return rv;
+  }
+  rv = uvq_conn_new(&conn, ep, 0, &dcid, &scid, params->path, UVQ_QUIC_V1,
+                    NULL, NULL, NULL, 0, params->server_name, now);
+  if (rv != 0) {
+    return rv;
+  }
+  conn->cb = params->callbacks;
+  conn->user_data = params->user_data;
+  ep->stats.handshakes_in_flight++;
+  conn->counted_in_flight = 1;
+  uvq_ep_mark(ep, conn);
+  uvq_ep_timer_update(ep, conn);
+  if (pconn) {
+    *pconn = conn;
+  }
+  return 0;
+}

@@ -1,0 +1,286 @@
+/*
+ * Internal definitions shared by the sans-I/O core: the endpoint, its
+ * connections and streams. Nothing here is public API.
+ */
+#ifndef UVQ_CORE_CORE_H
+#define UVQ_CORE_CORE_H
+
+#include <gnutls/gnutls.h>
+#include <ngtcp2/ngtcp2.h>
+#include <ngtcp2/ngtcp2_crypto.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "core/cid.h"
+#include "core/cid_map.h"
+#include "core/mem.h"
+#include "core/token.h"
+#include "uvquic/uvquic.h"
+
+/* Largest datagram we ever build or keep (max_udp_payload_size bound). */
+#define UVQ_MAX_DATAGRAM 1500
+/* Smallest datagram that may carry a client Initial (RFC 9000 §14.1). */
+#define UVQ_MIN_INITIAL_DATAGRAM 1200
+
+typedef struct uvq_stream uvq_stream;
+
+/* A chunk of stream send data, owned by the stream until acknowledged. */
+typedef struct uvq_chunk {
+  struct uvq_chunk *next;
+  size_t len;
+  size_t cap;
+  uint8_t data[];
+} uvq_chunk;
+
+struct uvq_stream {
+  int64_t id;
+  void *user_data;
+  uvq_conn *conn;
+
+  /* Send buffer: chunks from the first unacknowledged byte on. */
+  uvq_chunk *head, *tail;
+  uint64_t head_offset; /* stream offset of head->data[0] */
+  uint64_t acked;       /* every byte below is acknowledged */
+  uint64_t sent;        /* every byte below was handed to ngtcp2 */
+  uint64_t written;     /* bytes the application wrote */
+  uvq_chunk *send_chunk; /* chunk holding offset |sent| (NULL: none) */
+  uint64_t send_chunk_offset; /* stream offset of send_chunk->data[0] */
+
+  unsigned fin_requested : 1; /* app asked for FIN after |written| */
+  unsigned fin_sent : 1;
+  unsigned shut_wr : 1;       /* reset by us, or peer sent STOP_SENDING */
+  unsigned stop_reading : 1;  /* we sent STOP_SENDING: discard input */
+  unsigned want_writable : 1; /* a short write happened */
+  unsigned in_ready : 1;      /* on conn->ready list */
+  unsigned data_blocked : 1;  /* flow control blocked in ngtcp2 */
+  unsigned writable_pending : 1;
+
+  uvq_stream *ready_prev, *ready_next;
+  uvq_stream *pending_next; /* conn->writable_pending list */
+};
+
+/* Stream table: open addressing by stream id. */
+typedef struct uvq_stream_table {
+  uvq_stream **slots;
+  size_t cap; /* power of two, or 0 */
+  size_t len;
+} uvq_stream_table;
+
+/* Wake hub: shared by the endpoint and every waker; outlives both. */
+typedef struct uvq_wake_hub {
+  pthread_mutex_t lock;
+  atomic_size_t refcnt;
+  uvq_endpoint *ep; /* NULL once the endpoint is gone */
+  uvq_waker *queue; /* woken wakers, each holding a reference */
+  const uvq_mem *mem;
+} uvq_wake_hub;
+
+struct uvq_waker {
+  atomic_size_t refcnt;
+  uvq_wake_hub *hub;
+  uvq_conn *conn; /* guarded by hub->lock; NULL after the conn is gone */
+  int queued;     /* guarded by hub->lock */
+  uvq_waker *next;
+};
+
+struct uvq_conn {
+  /* Must be first: the GnuTLS session pointer points here. */
+  ngtcp2_crypto_conn_ref ref;
+  uvq_endpoint *ep;
+  ngtcp2_conn *q;
+  gnutls_session_t tls;
+  const uvq_app_callbacks *cb;
+  void *user_data;
+  uvq_stage stage;
+  int is_server;
+  uvq_path path;
+
+  /* Endpoint bookkeeping. */
+  uvq_conn *prev, *next;     /* ep->conns */
+  uvq_conn *dirty_next;      /* ep->dirty list */
+  int dirty;
+  size_t heap_idx;           /* index in ep->heap, or SIZE_MAX */
+  uvq_tstamp expiry;
+
+  /* Handshake-time CID map entries (server). */
+  ngtcp2_cid odcid;          /* client's first DCID */
+  ngtcp2_cid client_dcid;    /* DCID of the Initial we accepted on */
+  int client_dcid_mapped;
+  int odcid_mapped;
+  int address_validated;
+  int accepted;              /* on_accept ran and accepted */
+  int refused;               /* on_accept refused */
+  int handshake_completed;
+  int established_pending;   /* on_established to fire after read */
+  int streams_available_pending;
+  int callback_failed;       /* an app callback returned an error */
+  int wake_pending;
+  int counted_in_flight;     /* counted in stats.handshakes_in_flight */
+
+  /* Streams. */
+  uvq_stream_table streams;
+  uvq_stream *ready_head, *ready_tail;
+  uvq_stream *writable_pending;
+
+  /* Datagrams written but not yet taken by the send callback. */
+  uint8_t *pending;
+  size_t pending_len, pending_off, pending_seg;
+  uvq_path pending_path;
+  uint8_t pending_ecn;
+
+  /* Closing. */
+  int close_requested;
+  uint64_t close_app_error;
+  uint8_t *close_reason;
+  size_t close_reasonlen;
+  uint8_t *close_pkt; /* cached CONNECTION_CLOSE for the closing period */
+  size_t close_pktlen;
+  int close_resend;
+  uint64_t closing_rx; /* packets received while closing */
+  uvq_tstamp close_deadline;
+  uvq_close_info ci;
+  uint8_t ci_reason[128];
+  int closed_pending; /* on_closed due at the next flush */
+  int closed_fired;
+
+  char sni[256];
+  uvq_waker *waker;
+};
+
+typedef struct uvq_stateless_pkt {
+  uvq_path path;
+  size_t len;
+  uint8_t data[UVQ_MAX_DATAGRAM];
+} uvq_stateless_pkt;
+
+struct uvq_endpoint {
+  const uvq_mem *mem;
+  ngtcp2_mem nmem;
+  uvq_endpoint_config cfg;
+  uvq_settings settings;
+  int is_server;
+
+  uvq_cid_map cids;
+  uvq_cid_gen cidgen;
+  uvq_token_keys tokens;
+  uint8_t static_secret[UVQ_STATIC_SECRETLEN];
+  uvq_endpoint_stats stats;
+
+  uvq_conn *conns;
+  size_t nconns;
+  uvq_conn *dirty_head, *dirty_tail;
+
+  uvq_conn **heap;
+  size_t heaplen, heapcap;
+
+  uvq_stateless_pkt *sq; /* ring of stateless replies */
+  size_t sq_head, sq_len, sq_cap;
+
+  uint8_t *txbuf;
+  size_t txbufcap;
+
+  uvq_wake_hub *hub;
+  int closing_all;
+  uvq_tstamp last_now;
+};
+
+/* endpoint.c */
+void uvq_ep_mark(uvq_endpoint *ep, uvq_conn *conn);
+void uvq_ep_timer_update(uvq_endpoint *ep, uvq_conn *conn);
+void uvq_ep_timer_remove(uvq_endpoint *ep, uvq_conn *conn);
+void uvq_ep_drop(uvq_endpoint *ep, uvq_drop_reason r);
+/* Queues a stateless reply; counts overflow. */
+void uvq_ep_queue_stateless(uvq_endpoint *ep, const uvq_path *path,
+                            const uint8_t *data, size_t len);
+uint64_t uvq_ep_wall_time(uvq_endpoint *ep);
+/* Sends one batch of equal-size datagrams through the send callback.
+ * Returns the datagrams taken (0..count); refused datagrams are dropped,
+ * counted and skipped. */
+size_t uvq_ep_send(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
+                   const uint8_t *data, size_t len, size_t seg);
+void uvq_ep_conn_link(uvq_endpoint *ep, uvq_conn *conn);
+
+/* router.c */
+typedef struct uvq_pkt_view {
+  int is_long;
+  uint32_t version;
+  uint8_t long_type; /* v1 long packet type: 0 Initial, 1 0-RTT, 2 Handshake, 3 Retry */
+  const uint8_t *dcid;
+  size_t dcidlen;
+  const uint8_t *scid;
+  size_t scidlen;
+} uvq_pkt_view;
+
+/* uvq_pkt_parse reads the routing fields of the first packet in |data|.
+ * Returns 0, or a uvq_drop_reason + 1 saying why it cannot be routed. */
+int uvq_pkt_parse(uvq_pkt_view *v, const uint8_t *data, size_t len,
+                  size_t short_dcidlen);
+void uvq_router_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
+                     const uint8_t *data, size_t len, uvq_tstamp now);
+
+/* acceptor.c */
+void uvq_acceptor_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
+                       const uvq_pkt_view *v, const uint8_t *data, size_t len,
+                       uvq_tstamp now);
+void uvq_acceptor_send_version_negotiation(uvq_endpoint *ep,
+                                           const uvq_path *path,
+                                           const uvq_pkt_view *v);
+
+/* conn.c */
+int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
+                 const ngtcp2_cid *dcid, const ngtcp2_cid *scid,
+                 const uvq_path *path, uint32_t version,
+                 const ngtcp2_cid *odcid, const ngtcp2_cid *retry_scid,
+                 const uint8_t *token, size_t tokenlen,
+                 const char *server_name, uvq_tstamp now);
+void uvq_conn_del(uvq_conn *conn);
+void uvq_conn_recv(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
+                   const uint8_t *data, size_t len, uvq_tstamp now);
+void uvq_conn_handle_expiry(uvq_conn *conn, uvq_tstamp now);
+uvq_tstamp uvq_conn_expiry(uvq_conn *conn);
+void uvq_conn_to_ngtcp2_path(ngtcp2_path *np, const uvq_path *p);
+void uvq_conn_unmap_handshake_cids(uvq_conn *conn);
+void uvq_conn_run_deferred(uvq_conn *conn);
+
+/* stage.c */
+/* Ends the connection because of ngtcp2 error |liberr| (local). */
+void uvq_stage_fail(uvq_conn *conn, int liberr, uvq_tstamp now);
+/* Starts a local close with the connection's requested app error. */
+void uvq_stage_close_app(uvq_conn *conn, uvq_tstamp now);
+/* The peer closed (ngtcp2 returned DRAINING). */
+void uvq_stage_drain(uvq_conn *conn, uvq_tstamp now);
+/* Ends the connection at once, without a closing period. */
+void uvq_stage_finish(uvq_conn *conn, int error, uvq_close_origin origin);
+void uvq_stage_closing_recv(uvq_conn *conn);
+
+/* conn_io.c */
+/* Writes what the connection has to send. Returns 0 or UVQ_FLUSH_BLOCKED. */
+int uvq_conn_write(uvq_conn *conn, uvq_tstamp now);
+
+/* stream.c */
+int uvq_stream_table_init(uvq_stream_table *t);
+void uvq_stream_table_free(uvq_conn *conn);
+uvq_stream *uvq_stream_find(uvq_conn *conn, int64_t id);
+int uvq_stream_create(uvq_conn *conn, int64_t id, void *user_data,
+                      uvq_stream **pstrm);
+void uvq_stream_destroy(uvq_conn *conn, uvq_stream *s);
+void uvq_stream_ready(uvq_conn *conn, uvq_stream *s);
+void uvq_stream_unready(uvq_conn *conn, uvq_stream *s);
+/* Fills |iov| with unsent data of |s| from offset s->sent. */
+size_t uvq_stream_unsent_iov(uvq_stream *s, ngtcp2_vec *iov, size_t iovcnt);
+/* Bytes written by the app and not yet handed to ngtcp2. */
+uint64_t uvq_stream_unsent_total(const uvq_stream *s);
+/* ngtcp2 took |n| bytes (and FIN if |flags| has it and nothing is left). */
+void uvq_stream_consumed(uvq_conn *conn, uvq_stream *s, size_t n,
+                         uint32_t flags);
+void uvq_stream_ack(uvq_conn *conn, uvq_stream *s, uint64_t offset,
+                    uint64_t len);
+size_t uvq_stream_buffered(const uvq_stream *s);
+
+/* waker.c */
+int uvq_wake_hub_new(uvq_wake_hub **phub, uvq_endpoint *ep,
+                     const uvq_mem *mem);
+void uvq_wake_hub_detach(uvq_wake_hub *hub);
+void uvq_waker_detach_conn(uvq_conn *conn);
+
+#endif

@@ -1,0 +1,521 @@
+/*
+ * The endpoint: owns the CID map, the connections, their timers (a binary
+ * min-heap keyed by expiry), the stateless reply queue and the list of
+ * connections marked for the next flush.
+ */
+#include <gnutls/crypto.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "core/tls.h"
+
+/* ---- timer heap -------------------------------------------------------- */
+
+static void heap_swap(uvq_endpoint *ep, size_t a, size_t b) {
+  uvq_conn *ca = ep->heap[a], *cb = ep->heap[b];
+  ep->heap[a] = cb;
+  ep->heap[b] = ca;
+  cb->heap_idx = a;
+  ca->heap_idx = b;
+}
+
+static void heap_up(uvq_endpoint *ep, size_t i) {
+  while (i > 0) {
+    size_t parent = (i - 1) / 2;
+    if (ep->heap[parent]->expiry <= ep->heap[i]->expiry) {
+      break;
+    }
+    heap_swap(ep, i, parent);
+    i = parent;
+  }
+}
+
+static void heap_down(uvq_endpoint *ep, size_t i) {
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, m = i;
+    if (l < ep->heaplen && ep->heap[l]->expiry < ep->heap[m]->expiry) {
+      m = l;
+    }
+    if (r < ep->heaplen && ep->heap[r]->expiry < ep->heap[m]->expiry) {
+      m = r;
+    }
+    if (m == i) {
+      return;
+    }
+    heap_swap(ep, i, m);
+    i = m;
+  }
+}
+
+void uvq_ep_timer_remove(uvq_endpoint *ep, uvq_conn *conn) {
+  size_t i = conn->heap_idx;
+  if (i == SIZE_MAX) {
+    return;
+  }
+  conn->heap_idx = SIZE_MAX;
+  ep->heaplen--;
+  if (i == ep->heaplen) {
+    return;
+  }
+  ep->heap[i] = ep->heap[ep->heaplen];
+  ep->heap[i]->heap_idx = i;
+  heap_up(ep, i);
+  heap_down(ep, ep->heap[i]->heap_idx);
+}
+
+void uvq_ep_timer_update(uvq_endpoint *ep, uvq_conn *conn) {
+  uvq_tstamp exp = uvq_conn_expiry(conn);
+  if (exp == UVQ_TSTAMP_MAX) {
+    uvq_ep_timer_remove(ep, conn);
+    conn->expiry = exp;
+    return;
+  }
+  if (conn->heap_idx == SIZE_MAX) {
+    /* The heap has room for every connection: reserved at link time. */
+    conn->expiry = exp;
+    conn->heap_idx = ep->heaplen;
+    ep->heap[ep->heaplen++] = conn;
+    heap_up(ep, conn->heap_idx);
+    return;
+  }
+  if (exp < conn->expiry) {
+    conn->expiry = exp;
+    heap_up(ep, conn->heap_idx);
+  } else if (exp > conn->expiry) {
+    conn->expiry = exp;
+    heap_down(ep, conn->heap_idx);
+  }
+}
+
+static int heap_reserve(uvq_endpoint *ep, size_t n) {
+  uvq_conn **h;
+  size_t cap;
+  if (n <= ep->heapcap) {
+    return 0;
+  }
+  cap = ep->heapcap ? ep->heapcap * 2 : 16;
+  while (cap < n) {
+    cap *= 2;
+  }
+  h = uvq_realloc(ep->mem, ep->heap, cap * sizeof(*h));
+  if (h == NULL) {
+    return UVQ_ERR_NOMEM;
+  }
+  ep->heap = h;
+  ep->heapcap = cap;
+  return 0;
+}
+
+/* ---- connection lists -------------------------------------------------- */
+
+void uvq_ep_mark(uvq_endpoint *ep, uvq_conn *conn) {
+  if (conn->dirty) {
+    return;
+  }
+  conn->dirty = 1;
+  conn->dirty_next = NULL;
+  if (ep->dirty_tail) {
+    ep->dirty_tail->dirty_next = conn;
+  } else {
+    ep->dirty_head = conn;
+  }
+  ep->dirty_tail = conn;
+}
+
+static void dirty_remove(uvq_endpoint *ep, uvq_conn *conn) {
+  uvq_conn *prev = NULL, *c;
+  if (!conn->dirty) {
+    return;
+  }
+  for (c = ep->dirty_head; c; prev = c, c = c->dirty_next) {
+    if (c == conn) {
+      if (prev) {
+        prev->dirty_next = c->dirty_next;
+      } else {
+        ep->dirty_head = c->dirty_next;
+      }
+      if (ep->dirty_tail == c) {
+        ep->dirty_tail = prev;
+      }
+      break;
+    }
+  }
+  conn->dirty = 0;
+  conn->dirty_next = NULL;
+}
+
+void uvq_ep_conn_link(uvq_endpoint *ep, uvq_conn *conn) {
+  conn->prev = NULL;
+  conn->next = ep->conns;
+  if (ep->conns) {
+    ep->conns->prev = conn;
+  }
+  ep->conns = conn;
+  ep->nconns++;
+  ep->stats.connections_current = ep->nconns;
+  ep->stats.connections_total++;
+}
+
+/* Called by uvq_conn_del. */
+void uvq_ep_conn_unlink(uvq_endpoint *ep, uvq_conn *conn);
+void uvq_ep_conn_unlink(uvq_endpoint *ep, uvq_conn *conn) {
+  if (conn->prev) {
+    conn->prev->next = conn->next;
+  } else if (ep->conns == conn) {
+    ep->conns = conn->next;
+  }
+  if (conn->next) {
+    conn->next->prev = conn->prev;
+  }
+  ep->nconns--;
+  ep->stats.connections_current = ep->nconns;
+  dirty_remove(ep, conn);
+  uvq_ep_timer_remove(ep, conn);
+}
+
+/* Makes room in the heap for one more connection. */
+int uvq_ep_reserve_conn(uvq_endpoint *ep);
+int uvq_ep_reserve_conn(uvq_endpoint *ep) {
+  return heap_reserve(ep, ep->nconns + 1);
+}
+
+/* ---- misc -------------------------------------------------------------- */
+
+void uvq_ep_drop(uvq_endpoint *ep, uvq_drop_reason r) { ep->stats.dropped[r]++; }
+
+uint64_t uvq_ep_wall_time(uvq_endpoint *ep) {
+  return ep->cfg.wall_time(ep, ep->cfg.user_data);
+}
+
+void uvq_ep_queue_stateless(uvq_endpoint *ep, const uvq_path *path,
+                            const uint8_t *data, size_t len) {
+  uvq_stateless_pkt *p;
+  if (ep->sq_len == ep->sq_cap || len > UVQ_MAX_DATAGRAM) {
+    uvq_ep_drop(ep, UVQ_DROP_STATELESS_QUEUE_FULL);
+    return;
+  }
+  p = &ep->sq[(ep->sq_head + ep->sq_len) % ep->sq_cap];
+  p->path = *path;
+  p->len = len;
+  memcpy(p->data, data, len);
+  ep->sq_len++;
+}
+
+size_t uvq_ep_send(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
+                   const uint8_t *data, size_t len, size_t seg) {
+  size_t done = 0, count = (len + seg - 1) / seg;
+  while (done < count) {
+    uvq_send_batch b;
+    ssize_t n;
+    size_t off = done * seg;
+    b.path = path;
+    b.ecn = ecn;
+    b.data = data + off;
+    b.datalen = len - off;
+    b.segment_size = seg;
+    b.count = count - done;
+    n = ep->cfg.send(ep, &b, ep->cfg.user_data);
+    if (n < 0) {
+      /* The first datagram cannot be sent at all: drop it, loss recovery
+       * resends its contents. */
+      uvq_ep_drop(ep, UVQ_DROP_SEND_ERROR);
+      done++;
+      continue;
+    }
+    if ((size_t)n > b.count) {
+      n = (ssize_t)b.count;
+    }
+    for (size_t i = 0; i < (size_t)n; i++) {
+      size_t dl = (i + 1 == b.count) ? b.datalen - i * seg : seg;
+      ep->stats.bytes_sent += dl;
+    }
+    ep->stats.datagrams_sent += (uint64_t)n;
+    done += (size_t)n;
+    if (n == 0 || (size_t)n < b.count) {
+      ep->stats.send_blocked++;
+      break;
+    }
+  }
+  return done;
+}
+
+/* ---- lifecycle --------------------------------------------------------- */
+
+static void ngtcp2_nop_log(void *user_data, const char *fmt, ...) {
+  (void)user_data;
+  (void)fmt;
+}
+
+int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
+  uvq_endpoint *ep;
+  const uvq_mem *mem;
+  int rv;
+  uint8_t key[UVQ_TOKEN_KEYLEN];
+
+  (void)ngtcp2_nop_log;
+  if (pep == NULL || cfg == NULL || cfg->tls == NULL || cfg->send == NULL ||
+      cfg->wall_time == NULL || (cfg->is_server && cfg->on_accept == NULL)) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  if (uvq_tls_ctx_is_server(cfg->tls) != (cfg->is_server != 0)) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  mem = cfg->mem ? cfg->mem : uvq_mem_default();
+  ep = uvq_calloc(mem, 1, sizeof(*ep));
+  if (ep == NULL) {
+    return UVQ_ERR_NOMEM;
+  }
+  ep->mem = mem;
+  uvq_mem_to_ngtcp2(&ep->nmem, mem);
+  ep->cfg = *cfg;
+  if (cfg->settings) {
+    ep->settings = *cfg->settings;
+  } else {
+    uvq_settings_default(&ep->settings);
+  }
+  ep->is_server = cfg->is_server != 0;
+
+  if (ep->settings.max_udp_payload_size < UVQ_MIN_INITIAL_DATAGRAM ||
+      ep->settings.max_udp_payload_size > UVQ_MAX_DATAGRAM ||
+      ep->settings.stateless_queue_len == 0 ||
+      ep->settings.max_burst_datagrams == 0 ||
+      ep->settings.stream_send_buffer == 0) {
+    rv = UVQ_ERR_INVALID_ARGUMENT;
+    goto fail_settings;
+  }
+  rv = uvq_cid_gen_random_init(&ep->cidgen, ep->settings.cid_len);
+  if (rv != 0) {
+    goto fail_settings;
+  }
+  rv = uvq_cid_map_init(&ep->cids, mem);
+  if (rv != 0) {
+    goto fail_settings;
+  }
+  if (ep->settings.static_secret_set) {
+    memcpy(ep->static_secret, ep->settings.static_secret,
+           UVQ_STATIC_SECRETLEN);
+  } else if (gnutls_rnd(GNUTLS_RND_KEY, ep->static_secret,
+                        UVQ_STATIC_SECRETLEN) != 0) {
+    rv = UVQ_ERR_INTERNAL;
+    goto fail_secret;
+  }
+  if (ep->settings.token_key_set) {
+    memcpy(key, ep->settings.token_key, UVQ_TOKEN_KEYLEN);
+  } else if (gnutls_rnd(GNUTLS_RND_KEY, key, sizeof(key)) != 0) {
+    rv = UVQ_ERR_INTERNAL;
+    goto fail_secret;
+  }
+  rv = uvq_token_keys_init(&ep->tokens, key);
+  if (rv != 0) {
+    goto fail_secret;
+  }
+  ep->sq_cap = ep->settings.stateless_queue_len;
+  ep->sq = uvq_calloc(mem, ep->sq_cap, sizeof(*ep->sq));
+  if (ep->sq == NULL) {
+    rv = UVQ_ERR_NOMEM;
+    goto fail_sq;
+  }
+  ep->txbufcap = ep->settings.max_burst_datagrams * UVQ_MAX_DATAGRAM;
+  ep->txbuf = uvq_malloc(mem, ep->txbufcap);
+  if (ep->txbuf == NULL) {
+    rv = UVQ_ERR_NOMEM;
+    goto fail_txbuf;
+  }
+  rv = uvq_wake_hub_new(&ep->hub, ep, mem);
+  if (rv != 0) {
+    goto fail_hub;
+  }
+  *pep = ep;
+  return 0;
+
+fail_hub:
+  uvq_free(mem, ep->txbuf);
+fail_txbuf:
+  uvq_free(mem, ep->sq);
+fail_sq:
+  uvq_token_keys_free(&ep->tokens);
+fail_secret:
+  uvq_cid_map_free(&ep->cids);
+fail_settings:
+  uvq_free(mem, ep);
+  return rv;
+}
+
+void uvq_endpoint_del(uvq_endpoint *ep) {
+  if (ep == NULL) {
+    return;
+  }
+  while (ep->conns) {
+    uvq_conn *c = ep->conns;
+    /* No callbacks fire from here: the owner is tearing everything down. */
+    c->closed_fired = 1;
+    c->closed_pending = 0;
+    uvq_conn_del(c);
+  }
+  uvq_wake_hub_detach(ep->hub);
+  uvq_free(ep->mem, ep->heap);
+  uvq_free(ep->mem, ep->txbuf);
+  uvq_free(ep->mem, ep->sq);
+  uvq_token_keys_free(&ep->tokens);
+  uvq_cid_map_free(&ep->cids);
+  uvq_free(ep->mem, ep);
+}
+
+void *uvq_endpoint_get_user_data(uvq_endpoint *ep) { return ep->cfg.user_data; }
+
+int uvq_endpoint_is_server(uvq_endpoint *ep) { return ep->is_server; }
+
+const uvq_settings *uvq_endpoint_get_settings(uvq_endpoint *ep) {
+  return &ep->settings;
+}
+
+size_t uvq_endpoint_conn_count(uvq_endpoint *ep) { return ep->nconns; }
+
+void uvq_endpoint_get_stats(uvq_endpoint *ep, uvq_endpoint_stats *st) {
+  *st = ep->stats;
+}
+
+int uvq_endpoint_rotate_token_key(uvq_endpoint *ep, const uint8_t *key,
+                                  size_t keylen) {
+  if (ep == NULL || key == NULL || keylen != UVQ_TOKEN_KEYLEN) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  return uvq_token_keys_rotate(&ep->tokens, key);
+}
+
+/* ---- I/O --------------------------------------------------------------- */
+
+int uvq_endpoint_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
+                      const uint8_t *data, size_t len, size_t segment_size,
+                      uvq_tstamp now) {
+  if (ep == NULL || path == NULL || (data == NULL && len > 0)) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  ep->last_now = now;
+  if (segment_size == 0 || segment_size >= len) {
+    segment_size = len ? len : 1;
+  }
+  if (len == 0) {
+    ep->stats.datagrams_received++;
+    uvq_ep_drop(ep, UVQ_DROP_TRUNCATED);
+    return 0;
+  }
+  for (size_t off = 0; off < len; off += segment_size) {
+    size_t n = len - off < segment_size ? len - off : segment_size;
+    ep->stats.datagrams_received++;
+    ep->stats.bytes_received += n;
+    uvq_router_recv(ep, path, ecn, data + off, n, now);
+  }
+  return 0;
+}
+
+static int flush_stateless(uvq_endpoint *ep) {
+  while (ep->sq_len) {
+    uvq_stateless_pkt *p = &ep->sq[ep->sq_head];
+    ssize_t n;
+    uvq_send_batch b;
+    b.path = &p->path;
+    b.ecn = 0;
+    b.data = p->data;
+    b.datalen = p->len;
+    b.segment_size = p->len;
+    b.count = 1;
+    n = ep->cfg.send(ep, &b, ep->cfg.user_data);
+    if (n == 0) {
+      ep->stats.send_blocked++;
+      return UVQ_FLUSH_BLOCKED;
+    }
+    if (n < 0) {
+      uvq_ep_drop(ep, UVQ_DROP_SEND_ERROR);
+    } else {
+      ep->stats.datagrams_sent++;
+      ep->stats.bytes_sent += p->len;
+    }
+    ep->sq_head = (ep->sq_head + 1) % ep->sq_cap;
+    ep->sq_len--;
+  }
+  return 0;
+}
+
+int uvq_endpoint_flush(uvq_endpoint *ep, uvq_tstamp now) {
+  uvq_conn *list, *conn;
+  int rv;
+
+  if (ep == NULL) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  ep->last_now = now;
+  rv = flush_stateless(ep);
+  if (rv != 0) {
+    return rv;
+  }
+  /* Take the current list: connections marked while we write (by
+   * callbacks) go to a fresh list and are written in this flush too. */
+  while ((list = ep->dirty_head) != NULL) {
+    ep->dirty_head = ep->dirty_tail = NULL;
+    while ((conn = list) != NULL) {
+      list = conn->dirty_next;
+      conn->dirty = 0;
+      conn->dirty_next = NULL;
+      rv = uvq_conn_write(conn, now);
+      if (rv == UVQ_FLUSH_BLOCKED) {
+        /* Put this one and the rest back in front, in order. */
+        uvq_conn *rest = list, *tail;
+        conn->dirty = 1;
+        conn->dirty_next = rest;
+        for (tail = conn; tail->dirty_next; tail = tail->dirty_next) {
+          tail->dirty_next->dirty = 1;
+        }
+        tail->dirty_next = ep->dirty_head;
+        if (ep->dirty_head == NULL) {
+          ep->dirty_tail = tail;
+        }
+        ep->dirty_head = conn;
+        return UVQ_FLUSH_BLOCKED;
+      }
+      /* uvq_conn_write frees connections whose life is over. */
+    }
+    rv = flush_stateless(ep);
+    if (rv != 0) {
+      return rv;
+    }
+  }
+  return 0;
+}
+
+uvq_tstamp uvq_endpoint_next_expiry(uvq_endpoint *ep) {
+  if (ep->heaplen == 0) {
+    return UVQ_TSTAMP_MAX;
+  }
+  return ep->heap[0]->expiry;
+}
+
+int uvq_endpoint_handle_expiry(uvq_endpoint *ep, uvq_tstamp now) {
+  ep->last_now = now;
+  while (ep->heaplen && ep->heap[0]->expiry <= now) {
+    uvq_conn *conn = ep->heap[0];
+    /* Take it off the heap first: handling re-arms it with a new expiry,
+     * and a connection whose timer stays due is only handled once. */
+    uvq_ep_timer_remove(ep, conn);
+    conn->expiry = UVQ_TSTAMP_MAX;
+    uvq_conn_handle_expiry(conn, now);
+    if (conn->heap_idx == SIZE_MAX) {
+      continue;
+    }
+    if (conn->expiry <= now) {
+      /* Still due (e.g. a pacing deadline): it writes at the next flush,
+       * which re-arms the timer. Park it off the heap until then. */
+      uvq_ep_timer_remove(ep, conn);
+      uvq_ep_mark(ep, conn);
+    }
+  }
+  return 0;
+}
+
+void uvq_endpoint_close_all(uvq_endpoint *ep, uint64_t app_error,
+                            const char *reason) {
+  ep->closing_all = 1;
+  for (uvq_conn *c = ep->conns; c; c = c->next) {
+    uvq_conn_close(c, app_error, reason);
+  }
+}

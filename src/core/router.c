@@ -1,0 +1,110 @@
+/*
+ * The router: reads the routing fields of each datagram's first packet and
+ * hands it to the connection that owns its DCID, to the acceptor (server
+ * Initials), or drops it with a counted reason.
+ */
+#include <string.h>
+
+#include "core/core.h"
+
+/* Version field of a Version Negotiation packet. */
+#define VN_VERSION 0u
+
+int uvq_pkt_parse(uvq_pkt_view *v, const uint8_t *data, size_t len,
+                  size_t short_dcidlen) {
+  ngtcp2_version_cid vc;
+  int rv;
+
+  memset(v, 0, sizeof(*v));
+  if (len == 0) {
+    return UVQ_DROP_TRUNCATED + 1;
+  }
+  if ((data[0] & 0x80) == 0) {
+    /* Short header fast path: flags byte, then a DCID whose length only
+     * the endpoint knows — the length of the CIDs it issues. The fixed
+     * bit is not checked: we advertise grease_quic_bit (RFC 9287), so
+     * peers may clear it. */
+    if (len < 1 + short_dcidlen) {
+      return UVQ_DROP_TRUNCATED + 1;
+    }
+    v->dcid = data + 1;
+    v->dcidlen = short_dcidlen;
+    return 0;
+  }
+  /* Long header: version (4), DCID len + DCID, SCID len + SCID. */
+  if (len < 7) {
+    return UVQ_DROP_TRUNCATED + 1;
+  }
+  rv = ngtcp2_pkt_decode_version_cid(&vc, data, len, short_dcidlen);
+  if (rv != 0 && rv != NGTCP2_ERR_VERSION_NEGOTIATION) {
+    return UVQ_DROP_MALFORMED + 1;
+  }
+  v->is_long = 1;
+  v->version = vc.version;
+  v->dcid = vc.dcid;
+  v->dcidlen = vc.dcidlen;
+  v->scid = vc.scid;
+  v->scidlen = vc.scidlen;
+  v->long_type = (uint8_t)((data[0] >> 4) & 0x3);
+  return 0;
+}
+
+void uvq_router_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
+                     const uint8_t *data, size_t len, uvq_tstamp now) {
+  uvq_pkt_view v;
+  uvq_conn *conn;
+  int rv;
+
+  rv = uvq_pkt_parse(&v, data, len, ep->settings.cid_len);
+  if (rv != 0) {
+    uvq_ep_drop(ep, (uvq_drop_reason)(rv - 1));
+    return;
+  }
+
+  if (v.is_long && v.version != UVQ_QUIC_V1 &&
+      !(v.version == VN_VERSION && !ep->is_server)) {
+    /* Our version list is QUIC v1 only (ngtcp2 would take more). A
+     * client's Initial-sized datagram of another version is answered with
+     * Version Negotiation; anything else is dropped. */
+    if (ep->is_server && len >= UVQ_MIN_INITIAL_DATAGRAM &&
+        v.version != VN_VERSION) {
+      uvq_acceptor_send_version_negotiation(ep, path, &v);
+    } else {
+      uvq_ep_drop(ep, UVQ_DROP_UNSUPPORTED_VERSION);
+    }
+    return;
+  }
+
+  conn = v.dcidlen <= UVQ_MAX_CIDLEN
+             ? uvq_cid_map_find(&ep->cids, v.dcid, v.dcidlen)
+             : NULL;
+  if (conn) {
+    uvq_conn_recv(conn, path, ecn, data, len, now);
+    return;
+  }
+
+  if (!ep->is_server) {
+    uvq_ep_drop(ep, UVQ_DROP_CLIENT_UNKNOWN);
+    return;
+  }
+  if (!v.is_long) {
+    /* Stateless reset for unknown short-header DCIDs: later issue. */
+    uvq_ep_drop(ep, UVQ_DROP_UNKNOWN_CID);
+    return;
+  }
+  switch (v.long_type) {
+  case 0: /* Initial */
+    if (len < UVQ_MIN_INITIAL_DATAGRAM) {
+      uvq_ep_drop(ep, UVQ_DROP_INITIAL_TOO_SMALL);
+      return;
+    }
+    uvq_acceptor_recv(ep, path, ecn, &v, data, len, now);
+    return;
+  case 1: /* 0-RTT ahead of its Initial, or for a forgotten connection */
+    uvq_ep_drop(ep, UVQ_DROP_0RTT_UNKNOWN);
+    return;
+  default:
+    uvq_ep_drop(ep, UVQ_DROP_UNEXPECTED_LONG);
+    return;
+  }
+}

@@ -1,0 +1,69 @@
+#include <netinet/in.h>
+#include <string.h>
+
+#include "uvquic/uvquic.h"
+
+void uvq_settings_default(uvq_settings *s) {
+  memset(s, 0, sizeof(*s));
+  s->version = UVQ_SETTINGS_VERSION;
+  s->cid_len = 16;
+  s->cc_algo = UVQ_CC_CUBIC;
+  s->idle_timeout = 30 * UVQ_SECONDS;
+  s->handshake_timeout = 10 * UVQ_SECONDS;
+  s->keep_alive = 0;
+  s->initial_rtt = 333 * UVQ_MILLISECONDS;
+  s->initial_max_data = 16u << 20;
+  s->initial_max_stream_data = 1u << 20;
+  s->max_window = 24u << 20;
+  s->max_stream_window = 16u << 20;
+  s->max_streams_bidi = 100;
+  s->max_streams_uni = 100;
+  s->max_udp_payload_size = 1452;
+  s->pmtud = 1;
+  s->disable_active_migration = 0;
+  s->retry = UVQ_RETRY_OFF;
+  s->retry_auto_threshold = 256;
+  s->retry_token_lifetime = 10;
+  s->new_token_lifetime = 86400;
+  s->stream_send_buffer = 1u << 20;
+  s->max_connections = 0;
+  s->stateless_queue_len = 64;
+  s->max_burst_datagrams = 64;
+  s->ack_thresh = 2;
+}
+
+void uvq_endpoint_config_default(uvq_endpoint_config *cfg) {
+  memset(cfg, 0, sizeof(*cfg));
+  cfg->version = UVQ_ENDPOINT_CONFIG_VERSION;
+}
+
+void uvq_connect_params_default(uvq_connect_params *p) {
+  memset(p, 0, sizeof(*p));
+  p->version = UVQ_CONNECT_PARAMS_VERSION;
+}
+
+int uvq_addr_set(uvq_addr *addr, const struct sockaddr *sa, socklen_t len) {
+  if (addr == NULL || sa == NULL) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  switch (sa->sa_family) {
+  case AF_INET:
+    if (len < (socklen_t)sizeof(struct sockaddr_in)) {
+      return UVQ_ERR_INVALID_ARGUMENT;
+    }
+    len = sizeof(struct sockaddr_in);
+    break;
+  case AF_INET6:
+    if (len < (socklen_t)sizeof(struct sockaddr_in6)) {
+      return UVQ_ERR_INVALID_ARGUMENT;
+    }
+    len = sizeof(struct sockaddr_in6);
+    break;
+  default:
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  memset(&addr->ss, 0, sizeof(addr->ss));
+  memcpy(&addr->ss, sa, len);
+  addr->len = len;
+  return 0;
+}

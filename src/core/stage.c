@@ -1,0 +1,195 @@
+/*
+ * Connection stages: Handshake → Running → Closing/Draining → Closed.
+ * Every way a connection ends goes through here and fills its close info;
+ * on_closed fires from the next flush, exactly once.
+ */
+#include <string.h>
+
+#include "core/core.h"
+
+static uvq_tstamp three_pto(uvq_conn *conn) {
+  return 3 * ngtcp2_conn_get_pto(conn->q);
+}
+
+static void note_closed(uvq_conn *conn) {
+  if (conn->counted_in_flight) {
+    conn->counted_in_flight = 0;
+    conn->ep->stats.handshakes_in_flight--;
+  }
+  conn->ci.handshake_completed = conn->handshake_completed;
+  /* Only connections the application knows of get on_closed. */
+  if (conn->cb && !conn->closed_fired) {
+    conn->closed_pending = 1;
+  }
+  uvq_ep_mark(conn->ep, conn);
+}
+
+void uvq_stage_finish(uvq_conn *conn, int error, uvq_close_origin origin) {
+  if (conn->stage >= UVQ_STAGE_CLOSING) {
+    conn->stage = UVQ_STAGE_CLOSED;
+    return;
+  }
+  conn->ci.error = error;
+  conn->ci.origin = origin;
+  conn->stage = UVQ_STAGE_CLOSED;
+  note_closed(conn);
+}
+
+/* Writes the CONNECTION_CLOSE for |ccerr| and enters the closing period.
+ * If no packet can be built (no keys yet), the connection just ends. */
+static void enter_closing(uvq_conn *conn, const ngtcp2_connection_close_error *ccerr,
+                          uvq_tstamp now) {
+  uvq_endpoint *ep = conn->ep;
+  ngtcp2_path_storage ps;
+  ngtcp2_pkt_info pi;
+  ngtcp2_ssize n;
+  uint8_t *buf;
+
+  conn->stage = UVQ_STAGE_CLOSING;
+  note_closed(conn);
+  buf = uvq_malloc(ep->mem, UVQ_MAX_DATAGRAM);
+  if (buf == NULL) {
+    conn->stage = UVQ_STAGE_CLOSED;
+    return;
+  }
+  ngtcp2_path_storage_zero(&ps);
+  n = ngtcp2_conn_write_connection_close(conn->q, &ps.path, &pi, buf,
+                                         ep->settings.max_udp_payload_size,
+                                         ccerr, now);
+  if (n <= 0) {
+    uvq_free(ep->mem, buf);
+    conn->stage = UVQ_STAGE_CLOSED;
+    return;
+  }
+  conn->close_pkt = buf;
+  conn->close_pktlen = (size_t)n;
+  conn->close_resend = 1;
+  conn->close_deadline = now + three_pto(conn);
+}
+
+static void set_reason(uvq_conn *conn, const uint8_t *reason, size_t len) {
+  if (len > sizeof(conn->ci_reason)) {
+    len = sizeof(conn->ci_reason);
+  }
+  if (len) {
+    memcpy(conn->ci_reason, reason, len);
+  }
+  conn->ci.reason = conn->ci_reason;
+  conn->ci.reasonlen = len;
+}
+
+void uvq_stage_fail(uvq_conn *conn, int liberr, uvq_tstamp now) {
+  ngtcp2_connection_close_error ccerr;
+  uint8_t alert;
+
+  if (conn->stage >= UVQ_STAGE_CLOSING) {
+    return;
+  }
+  ngtcp2_connection_close_error_default(&ccerr);
+  conn->ci.origin = UVQ_CLOSE_LOCAL;
+  conn->ci.type = UVQ_CLOSE_TYPE_TRANSPORT;
+  alert = ngtcp2_conn_get_tls_alert(conn->q);
+  if (conn->refused) {
+    ngtcp2_connection_close_error_set_transport_error(
+        &ccerr, NGTCP2_CONNECTION_REFUSED, NULL, 0);
+    conn->ci.error = UVQ_ERR_REFUSED;
+  } else if (conn->callback_failed) {
+    ngtcp2_connection_close_error_set_transport_error(
+        &ccerr, NGTCP2_INTERNAL_ERROR, NULL, 0);
+    conn->ci.error = UVQ_ERR_CALLBACK;
+  } else if (liberr == NGTCP2_ERR_CRYPTO && alert) {
+    ngtcp2_connection_close_error_set_transport_error_tls_alert(&ccerr, alert,
+                                                                NULL, 0);
+    conn->ci.tls_alert = alert;
+    conn->ci.error =
+        ngtcp2_conn_get_tls_error(conn->q) ==
+                GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR
+            ? UVQ_ERR_CERT_VERIFY
+            : UVQ_ERR_TLS_ALERT;
+  } else if (liberr == NGTCP2_ERR_NOMEM) {
+    ngtcp2_connection_close_error_set_transport_error_liberr(&ccerr, liberr,
+                                                             NULL, 0);
+    conn->ci.error = UVQ_ERR_NOMEM;
+  } else if (liberr == NGTCP2_ERR_CRYPTO ||
+             liberr == NGTCP2_ERR_CALLBACK_FAILURE) {
+    ngtcp2_connection_close_error_set_transport_error_liberr(&ccerr, liberr,
+                                                             NULL, 0);
+    conn->ci.error = UVQ_ERR_TLS;
+  } else {
+    ngtcp2_connection_close_error_set_transport_error_liberr(&ccerr, liberr,
+                                                             NULL, 0);
+    conn->ci.error = UVQ_ERR_PROTOCOL;
+  }
+  conn->ci.code = ccerr.error_code;
+  set_reason(conn, NULL, 0);
+  enter_closing(conn, &ccerr, now);
+}
+
+void uvq_stage_close_app(uvq_conn *conn, uvq_tstamp now) {
+  ngtcp2_connection_close_error ccerr;
+
+  if (conn->stage >= UVQ_STAGE_CLOSING) {
+    return;
+  }
+  ngtcp2_connection_close_error_default(&ccerr);
+  ngtcp2_connection_close_error_set_application_error(
+      &ccerr, conn->close_app_error, conn->close_reason,
+      conn->close_reasonlen);
+  conn->ci.error = 0;
+  conn->ci.origin = UVQ_CLOSE_LOCAL;
+  conn->ci.type = UVQ_CLOSE_TYPE_APPLICATION;
+  conn->ci.code = conn->close_app_error;
+  set_reason(conn, conn->close_reason, conn->close_reasonlen);
+  enter_closing(conn, &ccerr, now);
+}
+
+void uvq_stage_drain(uvq_conn *conn, uvq_tstamp now) {
+  ngtcp2_connection_close_error ccerr;
+
+  if (conn->stage >= UVQ_STAGE_CLOSING) {
+    return;
+  }
+  conn->stage = UVQ_STAGE_DRAINING;
+  conn->close_deadline = now + three_pto(conn);
+  conn->ci.origin = UVQ_CLOSE_PEER;
+  if (conn->ci.error == UVQ_ERR_STATELESS_RESET) {
+    conn->ci.type = UVQ_CLOSE_TYPE_NONE;
+    set_reason(conn, NULL, 0);
+    note_closed(conn);
+    return;
+  }
+  ngtcp2_conn_get_connection_close_error(conn->q, &ccerr);
+  conn->ci.code = ccerr.error_code;
+  set_reason(conn, ccerr.reason, ccerr.reasonlen);
+  if (ccerr.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION) {
+    conn->ci.type = UVQ_CLOSE_TYPE_APPLICATION;
+    conn->ci.error = 0;
+  } else {
+    conn->ci.type = UVQ_CLOSE_TYPE_TRANSPORT;
+    if (ccerr.error_code == NGTCP2_NO_ERROR) {
+      conn->ci.error = 0;
+    } else if (ccerr.error_code == NGTCP2_CONNECTION_REFUSED) {
+      conn->ci.error = UVQ_ERR_PEER_REFUSED;
+    } else if (ccerr.error_code == NGTCP2_INVALID_TOKEN) {
+      conn->ci.error = UVQ_ERR_INVALID_TOKEN;
+    } else if ((ccerr.error_code & ~(uint64_t)0xff) == NGTCP2_CRYPTO_ERROR) {
+      conn->ci.error = UVQ_ERR_TLS_ALERT;
+      conn->ci.tls_alert = (uint8_t)(ccerr.error_code & 0xff);
+    } else {
+      conn->ci.error = UVQ_ERR_PEER_TRANSPORT;
+    }
+  }
+  note_closed(conn);
+}
+
+void uvq_stage_closing_recv(uvq_conn *conn) {
+  /* Answer with the cached CONNECTION_CLOSE, exponentially less often
+   * (1st, 2nd, 4th, 8th ... packet) so a flood cannot make us a reflector. */
+  conn->closing_rx++;
+  if ((conn->closing_rx & (conn->closing_rx - 1)) == 0) {
+    conn->close_resend = 1;
+    uvq_ep_mark(conn->ep, conn);
+  } else {
+    uvq_ep_drop(conn->ep, UVQ_DROP_DRAINING);
+  }
+}

@@ -1,0 +1,421 @@
+/*
+ * Streams: a table by id, bounded send buffers kept until acknowledged, the
+ * ready list the writer takes stream data from, and the stream API.
+ */
+#include <string.h>
+
+#include "core/core.h"
+
+#define CHUNK_MIN 4096
+
+/* ---- table (open addressing, linear probing, backward-shift delete) ---- */
+
+static size_t slot_of(const uvq_stream_table *t, int64_t id) {
+  uint64_t h = (uint64_t)id * 0x9e3779b97f4a7c15ull;
+  return (size_t)(h >> 32) & (t->cap - 1);
+}
+
+int uvq_stream_table_init(uvq_stream_table *t) {
+  memset(t, 0, sizeof(*t));
+  return 0;
+}
+
+uvq_stream *uvq_stream_find(uvq_conn *conn, int64_t id) {
+  const uvq_stream_table *t = &conn->streams;
+  size_t i;
+  if (t->cap == 0) {
+    return NULL;
+  }
+  for (i = slot_of(t, id);; i = (i + 1) & (t->cap - 1)) {
+    uvq_stream *s = t->slots[i];
+    if (s == NULL) {
+      return NULL;
+    }
+    if (s->id == id) {
+      return s;
+    }
+  }
+}
+
+static void table_put(uvq_stream_table *t, uvq_stream *s) {
+  size_t i = slot_of(t, s->id);
+  while (t->slots[i]) {
+    i = (i + 1) & (t->cap - 1);
+  }
+  t->slots[i] = s;
+}
+
+static int table_insert(uvq_conn *conn, uvq_stream *s) {
+  uvq_stream_table *t = &conn->streams;
+  if ((t->len + 1) * 4 > t->cap * 3) {
+    size_t ncap = t->cap ? t->cap * 2 : 8;
+    uvq_stream **old = t->slots;
+    size_t ocap = t->cap;
+    uvq_stream **slots = uvq_calloc(conn->ep->mem, ncap, sizeof(*slots));
+    if (slots == NULL) {
+      return UVQ_ERR_NOMEM;
+    }
+    t->slots = slots;
+    t->cap = ncap;
+    for (size_t i = 0; i < ocap; i++) {
+      if (old[i]) {
+        table_put(t, old[i]);
+      }
+    }
+    uvq_free(conn->ep->mem, old);
+  }
+  table_put(t, s);
+  t->len++;
+  return 0;
+}
+
+static void table_remove(uvq_conn *conn, uvq_stream *s) {
+  uvq_stream_table *t = &conn->streams;
+  size_t i, j;
+  if (t->cap == 0) {
+    return;
+  }
+  for (i = slot_of(t, s->id); t->slots[i] != s; i = (i + 1) & (t->cap - 1)) {
+    if (t->slots[i] == NULL) {
+      return;
+    }
+  }
+  t->slots[i] = NULL;
+  t->len--;
+  /* Backward shift: pull later entries of the cluster into the hole. */
+  for (j = (i + 1) & (t->cap - 1); t->slots[j]; j = (j + 1) & (t->cap - 1)) {
+    size_t home = slot_of(t, t->slots[j]->id);
+    /* Move if the hole lies cyclically in [home, j). */
+    if (((j - home) & (t->cap - 1)) >= ((j - i) & (t->cap - 1))) {
+      t->slots[i] = t->slots[j];
+      t->slots[j] = NULL;
+      i = j;
+    }
+  }
+}
+
+/* ---- lifecycle --------------------------------------------------------- */
+
+int uvq_stream_create(uvq_conn *conn, int64_t id, void *user_data,
+                      uvq_stream **pstrm) {
+  uvq_stream *s = uvq_calloc(conn->ep->mem, 1, sizeof(*s));
+  int rv;
+  if (s == NULL) {
+    return UVQ_ERR_NOMEM;
+  }
+  s->id = id;
+  s->user_data = user_data;
+  s->conn = conn;
+  rv = table_insert(conn, s);
+  if (rv != 0) {
+    uvq_free(conn->ep->mem, s);
+    return rv;
+  }
+  *pstrm = s;
+  return 0;
+}
+
+static void free_chunks(uvq_conn *conn, uvq_stream *s) {
+  uvq_chunk *c = s->head;
+  while (c) {
+    uvq_chunk *next = c->next;
+    uvq_free(conn->ep->mem, c);
+    c = next;
+  }
+  s->head = s->tail = s->send_chunk = NULL;
+}
+
+void uvq_stream_destroy(uvq_conn *conn, uvq_stream *s) {
+  uvq_stream_unready(conn, s);
+  if (s->writable_pending) {
+    uvq_stream **pp = &conn->writable_pending;
+    while (*pp && *pp != s) {
+      pp = &(*pp)->pending_next;
+    }
+    if (*pp) {
+      *pp = s->pending_next;
+    }
+  }
+  table_remove(conn, s);
+  free_chunks(conn, s);
+  uvq_free(conn->ep->mem, s);
+}
+
+void uvq_stream_table_free(uvq_conn *conn) {
+  uvq_stream_table *t = &conn->streams;
+  for (size_t i = 0; i < t->cap; i++) {
+    uvq_stream *s = t->slots[i];
+    if (s) {
+      free_chunks(conn, s);
+      uvq_free(conn->ep->mem, s);
+    }
+  }
+  uvq_free(conn->ep->mem, t->slots);
+  memset(t, 0, sizeof(*t));
+  conn->ready_head = conn->ready_tail = NULL;
+  conn->writable_pending = NULL;
+}
+
+/* ---- ready list -------------------------------------------------------- */
+
+static int has_work(const uvq_stream *s) {
+  if (s->shut_wr || s->data_blocked) {
+    return 0;
+  }
+  return s->sent < s->written || (s->fin_requested && !s->fin_sent);
+}
+
+void uvq_stream_ready(uvq_conn *conn, uvq_stream *s) {
+  if (s->in_ready || !has_work(s)) {
+    return;
+  }
+  s->in_ready = 1;
+  s->ready_next = NULL;
+  s->ready_prev = conn->ready_tail;
+  if (conn->ready_tail) {
+    conn->ready_tail->ready_next = s;
+  } else {
+    conn->ready_head = s;
+  }
+  conn->ready_tail = s;
+}
+
+void uvq_stream_unready(uvq_conn *conn, uvq_stream *s) {
+  if (!s->in_ready) {
+    return;
+  }
+  if (s->ready_prev) {
+    s->ready_prev->ready_next = s->ready_next;
+  } else {
+    conn->ready_head = s->ready_next;
+  }
+  if (s->ready_next) {
+    s->ready_next->ready_prev = s->ready_prev;
+  } else {
+    conn->ready_tail = s->ready_prev;
+  }
+  s->ready_prev = s->ready_next = NULL;
+  s->in_ready = 0;
+}
+
+/* ---- send buffer ------------------------------------------------------- */
+
+uint64_t uvq_stream_unsent_total(const uvq_stream *s) {
+  return s->written - s->sent;
+}
+
+size_t uvq_stream_buffered(const uvq_stream *s) {
+  return (size_t)(s->written - s->acked);
+}
+
+size_t uvq_stream_unsent_iov(uvq_stream *s, ngtcp2_vec *iov, size_t iovcnt) {
+  uvq_chunk *c = s->send_chunk;
+  uint64_t coff = s->send_chunk_offset;
+  size_t n = 0;
+  while (c && n < iovcnt) {
+    uint64_t start = s->sent > coff ? s->sent - coff : 0;
+    if (start < c->len) {
+      iov[n].base = c->data + start;
+      iov[n].len = (size_t)(c->len - start);
+      n++;
+    }
+    coff += c->len;
+    c = c->next;
+  }
+  return n;
+}
+
+void uvq_stream_consumed(uvq_conn *conn, uvq_stream *s, size_t n,
+                         uint32_t flags) {
+  s->sent += n;
+  while (s->send_chunk &&
+         s->sent >= s->send_chunk_offset + s->send_chunk->len &&
+         s->send_chunk->next) {
+    s->send_chunk_offset += s->send_chunk->len;
+    s->send_chunk = s->send_chunk->next;
+  }
+  if ((flags & NGTCP2_WRITE_STREAM_FLAG_FIN) && s->sent == s->written) {
+    s->fin_sent = 1;
+  }
+  uvq_stream_unready(conn, s);
+  /* Round robin: a stream with more to send goes to the back. */
+  uvq_stream_ready(conn, s);
+}
+
+void uvq_stream_ack(uvq_conn *conn, uvq_stream *s, uint64_t offset,
+                    uint64_t len) {
+  uint64_t end = offset + len;
+  if (end > s->acked) {
+    s->acked = end;
+  }
+  /* Free chunks wholly acknowledged, but never the one the writer is on. */
+  while (s->head && s->head != s->send_chunk &&
+         s->head_offset + s->head->len <= s->acked) {
+    uvq_chunk *c = s->head;
+    s->head_offset += c->len;
+    s->head = c->next;
+    uvq_free(conn->ep->mem, c);
+  }
+  if (s->head == NULL) {
+    s->tail = NULL;
+  }
+  if (s->want_writable &&
+      uvq_stream_buffered(s) < conn->ep->settings.stream_send_buffer &&
+      !s->writable_pending) {
+    s->want_writable = 0;
+    s->writable_pending = 1;
+    s->pending_next = conn->writable_pending;
+    conn->writable_pending = s;
+  }
+}
+
+static size_t append(uvq_conn *conn, uvq_stream *s, const uint8_t *data,
+                     size_t len) {
+  uvq_chunk *t = s->tail;
+  size_t done = 0;
+  if (t && t->cap > t->len) {
+    size_t n = t->cap - t->len < len ? t->cap - t->len : len;
+    memcpy(t->data + t->len, data, n);
+    t->len += n;
+    done = n;
+  }
+  if (done < len) {
+    size_t need = len - done;
+    size_t cap = need < CHUNK_MIN ? CHUNK_MIN : need;
+    uvq_chunk *c = uvq_malloc(conn->ep->mem, sizeof(*c) + cap);
+    if (c == NULL) {
+      return done;
+    }
+    c->next = NULL;
+    c->cap = cap;
+    c->len = need;
+    memcpy(c->data, data + done, need);
+    if (s->tail) {
+      s->tail->next = c;
+    } else {
+      s->head = c;
+      s->head_offset = s->written + done;
+    }
+    s->tail = c;
+    if (s->send_chunk == NULL) {
+      s->send_chunk = c;
+      s->send_chunk_offset = s->written + done;
+    }
+    done = len;
+  }
+  return done;
+}
+
+/* ---- public stream API ------------------------------------------------- */
+
+static int usable(uvq_conn *conn) {
+  return conn->stage < UVQ_STAGE_CLOSING && !conn->close_requested;
+}
+
+ssize_t uvq_stream_write(uvq_conn *conn, int64_t stream_id,
+                         const uint8_t *data, size_t len, int fin) {
+  uvq_stream *s;
+  size_t room, n;
+
+  if (conn == NULL || (data == NULL && len > 0)) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  if (!usable(conn)) {
+    return UVQ_ERR_CLOSED;
+  }
+  s = uvq_stream_find(conn, stream_id);
+  if (s == NULL) {
+    return UVQ_ERR_STREAM_NOT_FOUND;
+  }
+  if (s->shut_wr || s->fin_requested) {
+    return UVQ_ERR_STREAM_SHUT;
+  }
+  room = conn->ep->settings.stream_send_buffer - uvq_stream_buffered(s);
+  if (uvq_stream_buffered(s) >= conn->ep->settings.stream_send_buffer) {
+    room = 0;
+  }
+  n = len < room ? len : room;
+  if (n) {
+    n = append(conn, s, data, n);
+    if (n == 0) {
+      return UVQ_ERR_NOMEM;
+    }
+    s->written += n;
+  }
+  if (n < len) {
+    s->want_writable = 1;
+  } else if (fin) {
+    s->fin_requested = 1;
+  }
+  uvq_stream_ready(conn, s);
+  uvq_ep_mark(conn->ep, conn);
+  return (ssize_t)n;
+}
+
+int uvq_stream_reset(uvq_conn *conn, int64_t stream_id, uint64_t app_error) {
+  uvq_stream *s;
+  int rv;
+  if (conn == NULL) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  if (!usable(conn)) {
+    return UVQ_ERR_CLOSED;
+  }
+  s = uvq_stream_find(conn, stream_id);
+  if (s == NULL) {
+    return UVQ_ERR_STREAM_NOT_FOUND;
+  }
+  rv = ngtcp2_conn_shutdown_stream_write(conn->q, stream_id, app_error);
+  if (rv != 0 && rv != NGTCP2_ERR_STREAM_NOT_FOUND) {
+    return UVQ_ERR_INTERNAL;
+  }
+  /* Chunks stay until the stream closes: ngtcp2 may still point at them. */
+  s->shut_wr = 1;
+  s->want_writable = 0;
+  uvq_stream_unready(conn, s);
+  uvq_ep_mark(conn->ep, conn);
+  return 0;
+}
+
+int uvq_stream_stop_sending(uvq_conn *conn, int64_t stream_id,
+                            uint64_t app_error) {
+  uvq_stream *s;
+  int rv;
+  if (conn == NULL) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  if (!usable(conn)) {
+    return UVQ_ERR_CLOSED;
+  }
+  s = uvq_stream_find(conn, stream_id);
+  if (s == NULL) {
+    return UVQ_ERR_STREAM_NOT_FOUND;
+  }
+  rv = ngtcp2_conn_shutdown_stream_read(conn->q, stream_id, app_error);
+  if (rv != 0 && rv != NGTCP2_ERR_STREAM_NOT_FOUND) {
+    return UVQ_ERR_INTERNAL;
+  }
+  s->stop_reading = 1;
+  uvq_ep_mark(conn->ep, conn);
+  return 0;
+}
+
+int uvq_stream_set_user_data(uvq_conn *conn, int64_t stream_id,
+                             void *stream_user_data) {
+  uvq_stream *s = conn ? uvq_stream_find(conn, stream_id) : NULL;
+  if (s == NULL) {
+    return UVQ_ERR_STREAM_NOT_FOUND;
+  }
+  s->user_data = stream_user_data;
+  return 0;
+}
+
+void *uvq_stream_get_user_data(uvq_conn *conn, int64_t stream_id) {
+  uvq_stream *s = conn ? uvq_stream_find(conn, stream_id) : NULL;
+  return s ? s->user_data : NULL;
+}
+
+size_t uvq_stream_get_buffered(uvq_conn *conn, int64_t stream_id) {
+  uvq_stream *s = conn ? uvq_stream_find(conn, stream_id) : NULL;
+  return s ? uvq_stream_buffered(s) : 0;
+}

@@ -1,0 +1,731 @@
+/* TLS layer: GnuTLS contexts (credentials, priorities, ALPN, key log) and
+ * the per-connection sessions built from them. */
+#include "core/tls.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <gnutls/crypto.h>
+#include <gnutls/x509.h>
+#include <ngtcp2/ngtcp2_crypto_gnutls.h>
+
+#include "core/mem.h"
+
+/*
+ * TLS 1.3 only, AEADs QUIC can use for packet protection, and no
+ * middlebox-compatibility mode: RFC 9001 §8.4 forbids it, and GnuTLS 3.7.9
+ * otherwise puts a 32-byte legacy_session_id in the ClientHello even for a
+ * QUIC session (tests/test_tls.c checks that it does not).
+ */
+static const char prio_base[] =
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:"
+    "+CHACHA20-POLY1305:%DISABLE_TLS13_COMPAT_MODE";
+
+/* Lifetime of the ephemeral certificate, and how far back it starts so
+ * that peers with a slightly slow clock accept it. */
+#define EPHEMERAL_BACKDATE (60 * 60)
+#define EPHEMERAL_LIFETIME (7 * 24 * 60 * 60)
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static void
+set_err(char *errbuf, size_t errbuflen, const char *fmt, ...) {
+  va_list ap;
+
+  if (errbuf == NULL || errbuflen == 0) {
+    return;
+  }
+  va_start(ap, fmt);
+  vsnprintf(errbuf, errbuflen, fmt, ap);
+  va_end(ap);
+}
+
+static int gnutls_to_uvq(int rv) {
+  return rv == GNUTLS_E_MEMORY_ERROR ? UVQ_ERR_NOMEM : UVQ_ERR_TLS;
+}
+
+void uvq_tls_config_default(uvq_tls_config *cfg) {
+  memset(cfg, 0, sizeof(*cfg));
+  cfg->version = UVQ_TLS_CONFIG_VERSION;
+}
+
+static void tls_ctx_free(uvq_tls_ctx *ctx) {
+  size_t i;
+
+  if (ctx->prio) {
+    gnutls_priority_deinit(ctx->prio);
+  }
+  if (ctx->cred) {
+    gnutls_certificate_free_credentials(ctx->cred);
+  }
+  for (i = 0; i < ctx->alpnlen; ++i) {
+    uvq_free(ctx->mem, ctx->alpn[i].data);
+  }
+  if (ctx->keylog_fd >= 0) {
+    close(ctx->keylog_fd);
+  }
+  uvq_free(ctx->mem, ctx->cert_pem);
+  uvq_free(ctx->mem, ctx);
+}
+
+void uvq_tls_ctx_del(uvq_tls_ctx *ctx) {
+  if (ctx == NULL) {
+    return;
+  }
+  tls_ctx_free(ctx);
+}
+
+static int check_alpn(const uvq_tls_config *cfg, char *errbuf,
+                      size_t errbuflen) {
+  size_t i, len;
+
+  if (cfg->alpn == NULL || cfg->alpnlen == 0) {
+    set_err(errbuf, errbuflen, "alpn: at least one protocol is required");
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  if (cfg->alpnlen > UVQ_TLS_MAX_ALPN) {
+    set_err(errbuf, errbuflen,
+            "alpn: %zu protocols given, GnuTLS takes at most %d", cfg->alpnlen,
+            UVQ_TLS_MAX_ALPN);
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  for (i = 0; i < cfg->alpnlen; ++i) {
+    if (cfg->alpn[i] == NULL) {
+      set_err(errbuf, errbuflen, "alpn[%zu] is NULL", i);
+      return UVQ_ERR_INVALID_ARGUMENT;
+    }
+    len = strlen(cfg->alpn[i]);
+    if (len == 0 || len > UVQ_TLS_MAX_ALPN_NAME) {
+      set_err(errbuf, errbuflen,
+              "alpn[%zu]: length %zu, must be 1..%d bytes (GnuTLS limit)", i,
+              len, UVQ_TLS_MAX_ALPN_NAME);
+      return UVQ_ERR_INVALID_ARGUMENT;
+    }
+  }
+  return 0;
+}
+
+static int copy_alpn(uvq_tls_ctx *ctx, const uvq_tls_config *cfg) {
+  size_t i, len;
+
+  for (i = 0; i < cfg->alpnlen; ++i) {
+    len = strlen(cfg->alpn[i]);
+    ctx->alpn[i].data = uvq_memdup(ctx->mem, cfg->alpn[i], len);
+    if (ctx->alpn[i].data == NULL) {
+      return UVQ_ERR_NOMEM;
+    }
+    ctx->alpn[i].size = (unsigned int)len;
+    ctx->alpnlen = i + 1;
+  }
+  return 0;
+}
+
+/* has_tls13_suite returns nonzero if |prio| enables a TLS 1.3 cipher
+ * suite; a priority string may parse and still leave none. */
+static int has_tls13_suite(gnutls_priority_t prio) {
+  unsigned int i, sidx;
+  gnutls_protocol_t minver;
+  int rv;
+
+  for (i = 0;; ++i) {
+    rv = gnutls_priority_get_cipher_suite_index(prio, i, &sidx);
+    if (rv == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE) {
+      return 0;
+    }
+    if (rv != 0) {
+      continue;
+    }
+    if (gnutls_cipher_suite_info(sidx, NULL, NULL, NULL, NULL, &minver) &&
+        minver == GNUTLS_TLS1_3) {
+      return 1;
+    }
+  }
+}
+
+static int init_priority(uvq_tls_ctx *ctx, const char *ciphers, char *errbuf,
+                         size_t errbuflen) {
+  size_t baselen = sizeof(prio_base) - 1, extralen = 0, off;
+  const char *errpos = NULL;
+  char *s;
+  int rv;
+
+  if (ciphers != NULL && ciphers[0] != '\0') {
+    extralen = strlen(ciphers);
+  }
+  s = uvq_malloc(ctx->mem, baselen + 1 + extralen + 1);
+  if (s == NULL) {
+    return UVQ_ERR_NOMEM;
+  }
+  memcpy(s, prio_base, baselen);
+  if (extralen) {
+    s[baselen] = ':';
+    memcpy(s + baselen + 1, ciphers, extralen + 1);
+  } else {
+    s[baselen] = '\0';
+  }
+
+  rv = gnutls_priority_init(&ctx->prio, s, &errpos);
+  if (rv != 0) {
+    ctx->prio = NULL;
+    if (rv == GNUTLS_E_MEMORY_ERROR) {
+      rv = UVQ_ERR_NOMEM;
+    } else if (errpos != NULL && extralen && errpos >= s + baselen + 1) {
+      off = (size_t)(errpos - (s + baselen + 1));
+      set_err(errbuf, errbuflen,
+              "ciphers: bad GnuTLS priority string \"%s\" at offset %zu "
+              "(\"%s\"): %s",
+              ciphers, off, ciphers + off, gnutls_strerror(rv));
+      rv = UVQ_ERR_TLS_CONFIG;
+    } else {
+      set_err(errbuf, errbuflen, "TLS priority string \"%s\" rejected%s%s: %s",
+              s, errpos ? " at " : "", errpos ? errpos : "",
+              gnutls_strerror(rv));
+      rv = UVQ_ERR_TLS_CONFIG;
+    }
+    uvq_free(ctx->mem, s);
+    return rv;
+  }
+  uvq_free(ctx->mem, s);
+
+  if (!has_tls13_suite(ctx->prio)) {
+    set_err(errbuf, errbuflen,
+            "ciphers: \"%s\" leaves no TLS 1.3 cipher suite enabled",
+            ciphers ? ciphers : "");
+    return UVQ_ERR_TLS_CONFIG;
+  }
+  return 0;
+}
+
+/* store_cert_pem keeps the PEM of |crt| as the context's own certificate. */
+static int store_cert_pem(uvq_tls_ctx *ctx, gnutls_x509_crt_t crt) {
+  gnutls_datum_t out = {NULL, 0};
+  int rv;
+
+  rv = gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_PEM, &out);
+  if (rv != 0) {
+    return gnutls_to_uvq(rv);
+  }
+  uvq_free(ctx->mem, ctx->cert_pem);
+  ctx->cert_pem = uvq_memdup(ctx->mem, out.data, out.size);
+  ctx->cert_pemlen = out.size;
+  gnutls_free(out.data);
+  if (ctx->cert_pem == NULL) {
+    ctx->cert_pemlen = 0;
+    return UVQ_ERR_NOMEM;
+  }
+  return 0;
+}
+
+/* load_file reads |path| and, on failure, names the OS reason when there
+ * is one (gnutls_load_file only says "error while reading file"). */
+static int load_file(const char *path, gnutls_datum_t *d, const char *what,
+                     char *errbuf, size_t errbuflen) {
+  int rv, e;
+
+  errno = 0;
+  rv = gnutls_load_file(path, d);
+  if (rv < 0) {
+    e = errno;
+    set_err(errbuf, errbuflen, "%s %s: %s", what, path,
+            e ? strerror(e) : gnutls_strerror(rv));
+    d->data = NULL;
+    return rv == GNUTLS_E_MEMORY_ERROR ? UVQ_ERR_NOMEM : -1;
+  }
+  return 0;
+}
+
+/*
+ * load_cert_key loads a PEM chain and its key into the credentials. Each
+ * file is parsed on its own first so the error says which one is bad;
+ * gnutls_certificate_set_x509_key_file alone does not tell.
+ */
+static int load_cert_key(uvq_tls_ctx *ctx, const char *cert_file,
+                         const char *key_file, char *errbuf, size_t errbuflen) {
+  gnutls_datum_t cd = {NULL, 0}, kd = {NULL, 0};
+  gnutls_x509_crt_t *crts = NULL;
+  unsigned int ncrts = 0, i;
+  gnutls_x509_privkey_t key = NULL;
+  int rv;
+
+  rv = load_file(cert_file, &cd, "cannot read certificate file", errbuf,
+                 errbuflen);
+  if (rv != 0) {
+    rv = rv == UVQ_ERR_NOMEM ? rv : UVQ_ERR_CERT_FILE;
+    goto fail;
+  }
+  rv = gnutls_x509_crt_list_import2(&crts, &ncrts, &cd, GNUTLS_X509_FMT_PEM, 0);
+  if (rv < 0 || ncrts == 0) {
+    set_err(errbuf, errbuflen, "certificate file %s: no PEM certificate: %s",
+            cert_file, rv < 0 ? gnutls_strerror(rv) : "empty");
+    rv = rv == GNUTLS_E_MEMORY_ERROR ? UVQ_ERR_NOMEM : UVQ_ERR_CERT_FILE;
+    goto fail;
+  }
+  rv = store_cert_pem(ctx, crts[0]);
+  if (rv != 0) {
+    goto fail;
+  }
+
+  rv = load_file(key_file, &kd, "cannot read key file", errbuf, errbuflen);
+  if (rv != 0) {
+    rv = rv == UVQ_ERR_NOMEM ? rv : UVQ_ERR_KEY_FILE;
+    goto fail;
+  }
+  rv = gnutls_x509_privkey_init(&key);
+  if (rv != 0) {
+    key = NULL;
+    rv = gnutls_to_uvq(rv);
+    goto fail;
+  }
+  rv = gnutls_x509_privkey_import2(key, &kd, GNUTLS_X509_FMT_PEM, NULL, 0);
+  if (rv != 0) {
+    set_err(errbuf, errbuflen, "key file %s: no usable PEM private key: %s",
+            key_file, gnutls_strerror(rv));
+    rv = rv == GNUTLS_E_MEMORY_ERROR ? UVQ_ERR_NOMEM : UVQ_ERR_KEY_FILE;
+    goto fail;
+  }
+
+  rv = gnutls_certificate_set_x509_key_mem2(ctx->cred, &cd, &kd,
+                                            GNUTLS_X509_FMT_PEM, NULL, 0);
+  if (rv < 0) {
+    if (rv == GNUTLS_E_MEMORY_ERROR) {
+      rv = UVQ_ERR_NOMEM;
+    } else if (rv == GNUTLS_E_CERTIFICATE_KEY_MISMATCH) {
+      set_err(errbuf, errbuflen, "key file %s does not match certificate %s",
+              key_file, cert_file);
+      rv = UVQ_ERR_KEY_FILE;
+    } else {
+      set_err(errbuf, errbuflen, "certificate %s with key %s: %s", cert_file,
+              key_file, gnutls_strerror(rv));
+      rv = UVQ_ERR_CERT_FILE;
+    }
+    goto fail;
+  }
+  rv = 0;
+
+fail:
+  if (key) {
+    gnutls_x509_privkey_deinit(key);
+  }
+  for (i = 0; i < ncrts; ++i) {
+    gnutls_x509_crt_deinit(crts[i]);
+  }
+  gnutls_free(crts);
+  if (kd.data) {
+    gnutls_memset(kd.data, 0, kd.size);
+    gnutls_free(kd.data);
+  }
+  gnutls_free(cd.data);
+  return rv;
+}
+
+/*
+ * gen_ephemeral makes a self-signed ECDSA P-256 certificate for
+ * "localhost", 127.0.0.1 and ::1 and installs it. It is an end-entity
+ * certificate (CA:FALSE): GnuTLS accepts a certificate found verbatim in
+ * the trust list without treating it as an issuer, so a client can use
+ * the exported PEM as its CA file (tests/test_tls.c checks this).
+ */
+static int gen_ephemeral(uvq_tls_ctx *ctx, char *errbuf, size_t errbuflen) {
+  static const uint8_t ip4[4] = {127, 0, 0, 1};
+  static const uint8_t ip6[16] = {0, 0, 0, 0, 0, 0, 0, 0,
+                                  0, 0, 0, 0, 0, 0, 0, 1};
+  gnutls_x509_privkey_t key = NULL;
+  gnutls_x509_crt_t crt = NULL;
+  uint8_t serial[16];
+  uint8_t keyid[64];
+  size_t keyidlen = sizeof(keyid);
+  time_t now = time(NULL);
+  int rv;
+
+  rv = gnutls_x509_privkey_init(&key);
+  if (rv != 0) {
+    key = NULL;
+    goto fail;
+  }
+  rv = gnutls_x509_privkey_generate(
+      key, GNUTLS_PK_ECDSA, GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1),
+      0);
+  if (rv != 0) {
+    goto fail;
+  }
+  rv = gnutls_x509_crt_init(&crt);
+  if (rv != 0) {
+    crt = NULL;
+    goto fail;
+  }
+  /* A positive 128-bit serial with no leading zero octet. */
+  rv = gnutls_rnd(GNUTLS_RND_NONCE, serial, sizeof(serial));
+  if (rv != 0) {
+    goto fail;
+  }
+  serial[0] = (uint8_t)((serial[0] & 0x7f) | 0x40);
+
+  if ((rv = gnutls_x509_crt_set_version(crt, 3)) != 0 ||
+      (rv = gnutls_x509_crt_set_serial(crt, serial, sizeof(serial))) != 0 ||
+      (rv = gnutls_x509_crt_set_activation_time(
+           crt, now - EPHEMERAL_BACKDATE)) != 0 ||
+      (rv = gnutls_x509_crt_set_expiration_time(
+           crt, now + EPHEMERAL_LIFETIME)) != 0 ||
+      (rv = gnutls_x509_crt_set_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0,
+                                          "localhost", 9)) != 0 ||
+      (rv = gnutls_x509_crt_set_subject_alt_name(
+           crt, GNUTLS_SAN_DNSNAME, "localhost", 9, GNUTLS_FSAN_APPEND)) != 0 ||
+      (rv = gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_IPADDRESS, ip4,
+                                                 sizeof(ip4),
+                                                 GNUTLS_FSAN_APPEND)) != 0 ||
+      (rv = gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_IPADDRESS, ip6,
+                                                 sizeof(ip6),
+                                                 GNUTLS_FSAN_APPEND)) != 0 ||
+      (rv = gnutls_x509_crt_set_key(crt, key)) != 0 ||
+      (rv = gnutls_x509_crt_set_key_usage(crt, GNUTLS_KEY_DIGITAL_SIGNATURE)) !=
+          0 ||
+      (rv = gnutls_x509_crt_set_key_purpose_oid(crt, GNUTLS_KP_TLS_WWW_SERVER,
+                                                0)) != 0 ||
+      (rv = gnutls_x509_crt_set_basic_constraints(crt, 0, -1)) != 0 ||
+      (rv = gnutls_x509_crt_get_key_id(crt, GNUTLS_KEYID_USE_SHA1, keyid,
+                                       &keyidlen)) != 0 ||
+      (rv = gnutls_x509_crt_set_subject_key_id(crt, keyid, keyidlen)) != 0 ||
+      (rv = gnutls_x509_crt_sign2(crt, crt, key, GNUTLS_DIG_SHA256, 0)) != 0) {
+    goto fail;
+  }
+
+  rv = gnutls_certificate_set_x509_key(ctx->cred, &crt, 1, key);
+  if (rv < 0) {
+    goto fail;
+  }
+  rv = store_cert_pem(ctx, crt);
+  gnutls_x509_crt_deinit(crt);
+  gnutls_x509_privkey_deinit(key);
+  return rv;
+
+fail:
+  set_err(errbuf, errbuflen, "cannot generate ephemeral certificate: %s",
+          gnutls_strerror(rv));
+  if (crt) {
+    gnutls_x509_crt_deinit(crt);
+  }
+  if (key) {
+    gnutls_x509_privkey_deinit(key);
+  }
+  return rv == GNUTLS_E_MEMORY_ERROR ? UVQ_ERR_NOMEM : UVQ_ERR_TLS_CONFIG;
+}
+
+static int load_trust(uvq_tls_ctx *ctx, const uvq_tls_config *cfg, char *errbuf,
+                      size_t errbuflen) {
+  int rv;
+
+  if (cfg->ca_file != NULL) {
+    rv = gnutls_certificate_set_x509_trust_file(ctx->cred, cfg->ca_file,
+                                                GNUTLS_X509_FMT_PEM);
+    if (rv <= 0) {
+      set_err(errbuf, errbuflen, "CA file %s: %s", cfg->ca_file,
+              rv < 0 ? gnutls_strerror(rv) : "no PEM certificate in it");
+      return rv == GNUTLS_E_MEMORY_ERROR ? UVQ_ERR_NOMEM : UVQ_ERR_CA_FILE;
+    }
+    return 0;
+  }
+  if (cfg->insecure) {
+    return 0;
+  }
+  rv = gnutls_certificate_set_x509_system_trust(ctx->cred);
+  if (rv <= 0) {
+    set_err(errbuf, errbuflen, "system trust store: %s",
+            rv < 0 ? gnutls_strerror(rv) : "no certificate found");
+    return rv == GNUTLS_E_MEMORY_ERROR ? UVQ_ERR_NOMEM : UVQ_ERR_CA_FILE;
+  }
+  return 0;
+}
+
+static int open_keylog(uvq_tls_ctx *ctx, const uvq_tls_config *cfg,
+                       char *errbuf, size_t errbuflen) {
+  const char *path = cfg->keylog_file;
+
+  if (path == NULL) {
+    path = getenv("SSLKEYLOGFILE");
+  }
+  if (path == NULL || path[0] == '\0') {
+    return 0;
+  }
+  ctx->keylog_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (ctx->keylog_fd < 0) {
+    set_err(errbuf, errbuflen, "cannot open key log file %s: %s", path,
+            strerror(errno));
+    return UVQ_ERR_TLS_CONFIG;
+  }
+  return 0;
+}
+
+int uvq_tls_ctx_new(uvq_tls_ctx **pctx, int is_server,
+                    const uvq_tls_config *cfg, const uvq_mem *mem, char *errbuf,
+                    size_t errbuflen) {
+  uvq_tls_ctx *ctx;
+  int rv;
+
+  if (errbuf != NULL && errbuflen > 0) {
+    errbuf[0] = '\0';
+  }
+  if (pctx == NULL || cfg == NULL) {
+    set_err(errbuf, errbuflen, "pctx and cfg are required");
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  if (cfg->version < 1 || cfg->version > UVQ_TLS_CONFIG_VERSION) {
+    set_err(errbuf, errbuflen, "unknown uvq_tls_config version %d",
+            cfg->version);
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  rv = check_alpn(cfg, errbuf, errbuflen);
+  if (rv != 0) {
+    return rv;
+  }
+  if ((cfg->cert_file == NULL) != (cfg->key_file == NULL)) {
+    set_err(errbuf, errbuflen, "%s given without %s",
+            cfg->cert_file ? "cert_file" : "key_file",
+            cfg->cert_file ? "key_file" : "cert_file");
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+
+  if (mem == NULL) {
+    mem = uvq_mem_default();
+  }
+  ctx = uvq_calloc(mem, 1, sizeof(*ctx));
+  if (ctx == NULL) {
+    return UVQ_ERR_NOMEM;
+  }
+  ctx->mem = mem;
+  ctx->is_server = is_server != 0;
+  ctx->insecure = !is_server && cfg->insecure;
+  ctx->keylog_fd = -1;
+
+  rv = copy_alpn(ctx, cfg);
+  if (rv != 0) {
+    goto fail;
+  }
+  rv = init_priority(ctx, cfg->ciphers, errbuf, errbuflen);
+  if (rv != 0) {
+    goto fail;
+  }
+  rv = gnutls_certificate_allocate_credentials(&ctx->cred);
+  if (rv != 0) {
+    ctx->cred = NULL;
+    rv = gnutls_to_uvq(rv);
+    goto fail;
+  }
+
+  if (cfg->cert_file != NULL) {
+    rv = load_cert_key(ctx, cfg->cert_file, cfg->key_file, errbuf, errbuflen);
+  } else if (ctx->is_server) {
+    rv = gen_ephemeral(ctx, errbuf, errbuflen);
+  }
+  if (rv != 0) {
+    goto fail;
+  }
+  if (!ctx->is_server) {
+    rv = load_trust(ctx, cfg, errbuf, errbuflen);
+    if (rv != 0) {
+      goto fail;
+    }
+  }
+  rv = open_keylog(ctx, cfg, errbuf, errbuflen);
+  if (rv != 0) {
+    goto fail;
+  }
+
+  *pctx = ctx;
+  return 0;
+
+fail:
+  if (rv == UVQ_ERR_NOMEM) {
+    set_err(errbuf, errbuflen, "out of memory");
+  }
+  tls_ctx_free(ctx);
+  return rv;
+}
+
+int uvq_tls_ctx_is_server(const uvq_tls_ctx *ctx) { return ctx->is_server; }
+
+ssize_t uvq_tls_ctx_get_cert_pem(uvq_tls_ctx *ctx, char *buf, size_t buflen) {
+  if (ctx == NULL) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  if (ctx->cert_pem == NULL) {
+    return UVQ_ERR_INVALID_STATE;
+  }
+  if (buf == NULL) {
+    return (ssize_t)ctx->cert_pemlen;
+  }
+  if (buflen <= ctx->cert_pemlen) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  memcpy(buf, ctx->cert_pem, ctx->cert_pemlen + 1);
+  return (ssize_t)ctx->cert_pemlen;
+}
+
+/*
+ * keylog_cb writes one NSS key log line. It replaces GnuTLS's own writer
+ * (which honours SSLKEYLOGFILE by itself), so every line appears once.
+ */
+static int keylog_cb(gnutls_session_t session, const char *label,
+                     const gnutls_datum_t *secret) {
+  static const char hex[] = "0123456789abcdef";
+  const uvq_tls_ctx *ctx = gnutls_db_get_ptr(session);
+  gnutls_datum_t crand, srand;
+  char line[512];
+  size_t labellen, n, i;
+  ssize_t nwrite;
+
+  if (ctx == NULL || ctx->keylog_fd < 0) {
+    return 0;
+  }
+  gnutls_session_get_random(session, &crand, &srand);
+  labellen = strlen(label);
+  if (labellen + 1 + crand.size * 2 + 1 + secret->size * 2 + 1 > sizeof(line)) {
+    return 0;
+  }
+  memcpy(line, label, labellen);
+  n = labellen;
+  line[n++] = ' ';
+  for (i = 0; i < crand.size; ++i) {
+    line[n++] = hex[crand.data[i] >> 4];
+    line[n++] = hex[crand.data[i] & 0xf];
+  }
+  line[n++] = ' ';
+  for (i = 0; i < secret->size; ++i) {
+    line[n++] = hex[secret->data[i] >> 4];
+    line[n++] = hex[secret->data[i] & 0xf];
+  }
+  line[n++] = '\n';
+  /* O_APPEND and a single write keep concurrent lines whole. A key log is
+   * a debugging aid: a failed write must not fail the handshake. */
+  nwrite = write(ctx->keylog_fd, line, n);
+  (void)nwrite;
+  return 0;
+}
+
+static int is_ip_literal(const char *name) {
+  uint8_t addr[16];
+
+  return inet_pton(AF_INET, name, addr) == 1 ||
+         inet_pton(AF_INET6, name, addr) == 1;
+}
+
+int uvq_tls_session_configure(uvq_tls_ctx *ctx, gnutls_session_t session,
+                              const char *server_name) {
+  unsigned int alpn_flags = GNUTLS_ALPN_MANDATORY;
+  int rv;
+
+  rv = gnutls_priority_set(session, ctx->prio);
+  if (rv != 0) {
+    return gnutls_to_uvq(rv);
+  }
+  rv = gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, ctx->cred);
+  if (rv != 0) {
+    return gnutls_to_uvq(rv);
+  }
+  if (ctx->is_server) {
+    alpn_flags |= GNUTLS_ALPN_SERVER_PRECEDENCE;
+  }
+  rv = gnutls_alpn_set_protocols(session, ctx->alpn, (unsigned)ctx->alpnlen,
+                                 alpn_flags);
+  if (rv != 0) {
+    return gnutls_to_uvq(rv);
+  }
+
+  gnutls_db_set_ptr(session, ctx);
+  /* NULL also switches off GnuTLS's own SSLKEYLOGFILE writer: the context
+   * read that variable when it was created, and that decision holds. */
+  gnutls_session_set_keylog_function(session,
+                                     ctx->keylog_fd >= 0 ? keylog_cb : NULL);
+
+  if (ctx->is_server) {
+    return 0;
+  }
+  if (server_name != NULL && server_name[0] != '\0' &&
+      !is_ip_literal(server_name)) {
+    rv = gnutls_server_name_set(session, GNUTLS_NAME_DNS, server_name,
+                                strlen(server_name));
+    if (rv != 0) {
+      return gnutls_to_uvq(rv);
+    }
+  }
+  if (!ctx->insecure) {
+    /* GnuTLS matches a textual IP address against iPAddress SANs only
+     * (GNUTLS_DT_DNS_HOSTNAME), so one call covers names and IPs. */
+    gnutls_session_set_verify_cert(
+        session, server_name && server_name[0] ? server_name : NULL, 0);
+  }
+  return 0;
+}
+
+int uvq_tls_session_new(uvq_tls_ctx *ctx, gnutls_session_t *psession,
+                        const char *server_name) {
+  gnutls_session_t session;
+  unsigned int flags = GNUTLS_ENABLE_EARLY_DATA | GNUTLS_NO_END_OF_EARLY_DATA;
+  int rv;
+
+  flags |= ctx->is_server ? GNUTLS_SERVER : GNUTLS_CLIENT;
+  rv = gnutls_init(&session, flags);
+  if (rv != 0) {
+    return gnutls_to_uvq(rv);
+  }
+  rv = ctx->is_server ? ngtcp2_crypto_gnutls_configure_server_session(session)
+                      : ngtcp2_crypto_gnutls_configure_client_session(session);
+  if (rv != 0) {
+    rv = UVQ_ERR_TLS;
+    goto fail;
+  }
+  rv = uvq_tls_session_configure(ctx, session, server_name);
+  if (rv != 0) {
+    goto fail;
+  }
+  *psession = session;
+  return 0;
+
+fail:
+  gnutls_deinit(session);
+  return rv;
+}
+
+void uvq_tls_session_del(gnutls_session_t session) {
+  if (session) {
+    gnutls_deinit(session);
+  }
+}
+
+int uvq_tls_session_get_alpn(gnutls_session_t s, const uint8_t **p,
+                             size_t *len) {
+  gnutls_datum_t d;
+
+  if (gnutls_alpn_get_selected_protocol(s, &d) != 0 || d.size == 0) {
+    return UVQ_ERR_INVALID_STATE;
+  }
+  *p = d.data;
+  *len = d.size;
+  return 0;
+}
+
+int uvq_tls_session_get_sni(gnutls_session_t s, char *buf, size_t buflen) {
+  size_t len = buflen;
+  unsigned int type;
+  int rv;
+
+  if (buf == NULL || buflen == 0) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  rv = gnutls_server_name_get(s, buf, &len, &type, 0);
+  if (rv == GNUTLS_E_SHORT_MEMORY_BUFFER) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  if (rv != 0 || type != GNUTLS_NAME_DNS) {
+    buf[0] = '\0';
+    return UVQ_ERR_INVALID_STATE;
+  }
+  return 0;
+}

@@ -1,0 +1,91 @@
+/* TLS layer: a GnuTLS context shared by many QUIC connections, and the
+ * GnuTLS sessions the connection code drives through ngtcp2_crypto. */
+#ifndef UVQ_CORE_TLS_H
+#define UVQ_CORE_TLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <gnutls/gnutls.h>
+
+#include "uvquic/uvquic.h"
+
+/* GnuTLS 3.7 limits on ALPN (lib/ext/alpn.h): at most 8 protocols of at
+ * most 31 bytes each; gnutls_alpn_set_protocols fails beyond that. */
+#define UVQ_TLS_MAX_ALPN 8
+#define UVQ_TLS_MAX_ALPN_NAME 31
+
+struct uvq_tls_ctx {
+  const uvq_mem *mem;
+  int is_server;
+  /* Client: verify nothing about the peer. */
+  int insecure;
+  gnutls_certificate_credentials_t cred;
+  /* Parsed once; every session shares it (gnutls_priority_set). */
+  gnutls_priority_t prio;
+  /* ALPN list, most preferred first; each data is a uvq_mem copy. */
+  gnutls_datum_t alpn[UVQ_TLS_MAX_ALPN];
+  size_t alpnlen;
+  /* NSS key log file opened O_APPEND, or -1. One write(2) per line, so
+   * endpoints on several threads may share the context. */
+  int keylog_fd;
+  /* PEM of our own (leaf) certificate, NUL-terminated, or NULL. */
+  char *cert_pem;
+  size_t cert_pemlen;
+};
+
+/* uvq_tls_ctx_is_server returns nonzero if |ctx| was made for servers. */
+int uvq_tls_ctx_is_server(const uvq_tls_ctx *ctx);
+
+/*
+ * uvq_tls_session_new creates a GnuTLS session for one QUIC connection on
+ * |ctx|'s side (server or client): early data enabled, the context's
+ * priority cache and credentials, its ALPN list, the ngtcp2_crypto QUIC
+ * hooks, and (client) SNI plus peer verification against |server_name|
+ * unless the context is insecure. IP literals are not sent as SNI
+ * (RFC 6066) and are verified against the certificate's iPAddress SANs.
+ * |server_name| may be NULL (client: chain-only verification; server:
+ * ignored).
+ *
+ * The caller owns *psession and must set its session pointer to an
+ * ngtcp2_crypto_conn_ref (gnutls_session_set_ptr) before the first
+ * handshake call. tls.c owns the session's db pointer (gnutls_db_set_ptr):
+ * it points at |ctx|, which must outlive the session.
+ *
+ * Returns 0, UVQ_ERR_NOMEM, or UVQ_ERR_TLS.
+ */
+int uvq_tls_session_new(uvq_tls_ctx *ctx, gnutls_session_t *psession,
+                        const char *server_name);
+
+/*
+ * uvq_tls_session_configure applies everything uvq_tls_session_new does
+ * except the QUIC hooks to an existing |session| created with the side
+ * matching |ctx|. Exposed so tests can run the same configuration over
+ * plain TLS. Returns 0, UVQ_ERR_NOMEM, or UVQ_ERR_TLS.
+ */
+int uvq_tls_session_configure(uvq_tls_ctx *ctx, gnutls_session_t session,
+                              const char *server_name);
+
+/* uvq_tls_session_del frees |session| (NULL is a no-op). */
+void uvq_tls_session_del(gnutls_session_t session);
+
+/*
+ * uvq_tls_session_get_alpn points *p / *len at the negotiated ALPN, which
+ * lives as long as the session. Returns 0, or UVQ_ERR_INVALID_STATE if no
+ * protocol is negotiated yet.
+ */
+int uvq_tls_session_get_alpn(gnutls_session_t s, const uint8_t **p,
+                             size_t *len);
+
+/*
+ * uvq_tls_session_get_sni copies the server name the client sent (server
+ * side) into |buf| as a NUL-terminated string. Returns 0,
+ * UVQ_ERR_INVALID_STATE if there is none, or UVQ_ERR_INVALID_ARGUMENT if
+ * |buf| is too small.
+ */
+int uvq_tls_session_get_sni(gnutls_session_t s, char *buf, size_t buflen);
+
+/* uvq_tls_ctx_get_cert_pem is public: see uvquic.h. */
+
+#endif

@@ -1,0 +1,285 @@
+#include "qtest.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+uint64_t qt_rand(qt_world *w) {
+  /* xorshift64*: deterministic per seed, good enough for impairments. */
+  uint64_t x = w->rng;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  w->rng = x;
+  return x * 0x2545f4914f6cdd1dull;
+}
+
+static int chance(qt_world *w, double pct) {
+  if (pct <= 0) {
+    return 0;
+  }
+  return (double)(qt_rand(w) % 1000000) < pct * 10000.0;
+}
+
+static uint64_t wall_time(uvq_endpoint *ep, void *user_data) {
+  qt_node *n = user_data;
+  (void)ep;
+  return n->w->wall;
+}
+
+static int node_of_addr(qt_world *w, const uvq_addr *a) {
+  for (int i = 0; i < w->nnodes; i++) {
+    if (w->nodes[i].addr.len == a->len &&
+        memcmp(&w->nodes[i].addr.ss, &a->ss, a->len) == 0) {
+      return i;
+    }
+  }
+  return -1;
+}
+
+static void enqueue(qt_world *w, qt_pkt *p) {
+  qt_pkt **pp = &w->queue;
+  p->seq = w->seq++;
+  while (*pp && ((*pp)->deliver_at < p->deliver_at ||
+                 ((*pp)->deliver_at == p->deliver_at && (*pp)->seq < p->seq))) {
+    pp = &(*pp)->next;
+  }
+  p->next = *pp;
+  *pp = p;
+}
+
+static void wire_send(qt_world *w, int from, const uvq_path *path,
+                      const uint8_t *data, size_t len) {
+  qt_pkt *p;
+  int dst = node_of_addr(w, &path->remote);
+  if (dst < 0) {
+    w->dropped++;
+    return;
+  }
+  p = calloc(1, sizeof(*p));
+  if (p == NULL || len > sizeof(p->data)) {
+    free(p);
+    return;
+  }
+  p->dst = dst;
+  p->path.local = path->remote;
+  p->path.remote = path->local;
+  p->len = len;
+  memcpy(p->data, data, len);
+  p->deliver_at = w->now + w->delay;
+  if (w->filter && w->filter(w, from, p, w->filter_ud)) {
+    w->dropped++;
+    free(p);
+    return;
+  }
+  if (chance(w, w->drop_pct)) {
+    w->dropped++;
+    free(p);
+    return;
+  }
+  if (chance(w, w->corrupt_pct) && len > 0) {
+    p->data[qt_rand(w) % len] ^= (uint8_t)(1 + qt_rand(w) % 255);
+    w->corrupted++;
+  }
+  if (chance(w, w->reorder_pct)) {
+    /* Hold it back behind later datagrams. */
+    p->deliver_at += 1 * UVQ_MILLISECONDS + qt_rand(w) % (2 * UVQ_MILLISECONDS);
+    w->reordered++;
+  }
+  if (chance(w, w->dup_pct)) {
+    qt_pkt *d = malloc(sizeof(*d));
+    if (d) {
+      memcpy(d, p, sizeof(*d));
+      d->deliver_at += qt_rand(w) % UVQ_MILLISECONDS;
+      enqueue(w, d);
+      w->duplicated++;
+    }
+  }
+  enqueue(w, p);
+}
+
+static ssize_t send_cb(uvq_endpoint *ep, const uvq_send_batch *b,
+                       void *user_data) {
+  qt_node *n = user_data;
+  (void)ep;
+  if (n->send_blocked) {
+    return 0;
+  }
+  for (size_t i = 0; i < b->count; i++) {
+    size_t off = i * b->segment_size;
+    size_t len = b->datalen - off < b->segment_size ? b->datalen - off
+                                                     : b->segment_size;
+    wire_send(n->w, n->idx, b->path, b->data + off, len);
+    n->sent++;
+    n->bytes_sent += len;
+  }
+  return (ssize_t)b->count;
+}
+
+void qt_world_init(qt_world *w, uint64_t seed) {
+  uvq_tls_config cfg;
+  static const char *const alpn[] = {"test", "hq-interop"};
+  char err[256];
+  memset(w, 0, sizeof(*w));
+  w->rng = seed ? seed : 0x9e3779b97f4a7c15ull;
+  w->now = 1000 * UVQ_SECONDS;
+  w->wall = 1700000000;
+  uvq_tls_config_default(&cfg);
+  cfg.alpn = alpn;
+  cfg.alpnlen = 2;
+  if (uvq_tls_ctx_new(&w->server_tls, 1, &cfg, NULL, err, sizeof(err)) != 0) {
+    fprintf(stderr, "qtest: server TLS: %s\n", err);
+    abort();
+  }
+  cfg.insecure = 1;
+  if (uvq_tls_ctx_new(&w->client_tls, 0, &cfg, NULL, err, sizeof(err)) != 0) {
+    fprintf(stderr, "qtest: client TLS: %s\n", err);
+    abort();
+  }
+}
+
+void qt_world_free(qt_world *w) {
+  for (int i = 0; i < w->nnodes; i++) {
+    uvq_endpoint_del(w->nodes[i].ep);
+  }
+  while (w->queue) {
+    qt_pkt *p = w->queue;
+    w->queue = p->next;
+    free(p);
+  }
+  uvq_tls_ctx_del(w->server_tls);
+  uvq_tls_ctx_del(w->client_tls);
+}
+
+static int add_node(qt_world *w, int is_server, const uvq_settings *settings,
+                    int (*on_accept)(uvq_endpoint *, uvq_conn *,
+                                     const uvq_accept_info *,
+                                     const uvq_app_callbacks **, void **,
+                                     void *),
+                    void *user_data, uint16_t port) {
+  qt_node *n = &w->nodes[w->nnodes];
+  uvq_endpoint_config cfg;
+  struct sockaddr_in sa;
+  (void)user_data;
+  memset(&sa, 0, sizeof(sa));
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  uvq_addr_set(&n->addr, (struct sockaddr *)&sa, sizeof(sa));
+  n->w = w;
+  n->idx = w->nnodes;
+  uvq_endpoint_config_default(&cfg);
+  cfg.is_server = is_server;
+  cfg.settings = settings;
+  cfg.tls = is_server ? w->server_tls : w->client_tls;
+  cfg.user_data = n;
+  cfg.send = send_cb;
+  cfg.wall_time = wall_time;
+  cfg.on_accept = on_accept;
+  if (uvq_endpoint_new(&n->ep, &cfg) != 0) {
+    return -1;
+  }
+  return w->nnodes++;
+}
+
+int qt_add_server(qt_world *w, const uvq_settings *settings,
+                  int (*on_accept)(uvq_endpoint *, uvq_conn *,
+                                   const uvq_accept_info *,
+                                   const uvq_app_callbacks **, void **,
+                                   void *),
+                  void *user_data) {
+  return add_node(w, 1, settings, on_accept, user_data,
+                  (uint16_t)(4433 + w->nnodes));
+}
+
+int qt_add_client(qt_world *w, const uvq_settings *settings, void *user_data) {
+  return add_node(w, 0, settings, NULL, user_data,
+                  (uint16_t)(50000 + w->nnodes));
+}
+
+int qt_connect(qt_world *w, int c, int s, const uvq_app_callbacks *cb,
+               void *user_data, uvq_conn **pconn) {
+  uvq_connect_params p;
+  uvq_path path;
+  path.local = w->nodes[c].addr;
+  path.remote = w->nodes[s].addr;
+  uvq_connect_params_default(&p);
+  p.server_name = "localhost";
+  p.path = &path;
+  p.callbacks = cb;
+  p.user_data = user_data;
+  return uvq_endpoint_connect(w->nodes[c].ep, &p, w->now, pconn);
+}
+
+void qt_inject(qt_world *w, int dst, const uvq_addr *from,
+               const uint8_t *data, size_t len) {
+  uvq_path path;
+  path.local = w->nodes[dst].addr;
+  path.remote = *from;
+  uvq_endpoint_recv(w->nodes[dst].ep, &path, 0, data, len, 0, w->now);
+}
+
+static void flush_all(qt_world *w) {
+  for (int i = 0; i < w->nnodes; i++) {
+    uvq_endpoint_flush(w->nodes[i].ep, w->now);
+  }
+}
+
+int qt_run(qt_world *w, int (*done)(void *ud), void *ud, uvq_tstamp limit) {
+  uvq_tstamp end = w->now + limit;
+  for (;;) {
+    uvq_tstamp next = UVQ_TSTAMP_MAX;
+    int delivered = 0;
+    flush_all(w);
+    if (done && done(ud)) {
+      return 1;
+    }
+    /* Deliver everything due now, per destination in one receive batch. */
+    while (w->queue && w->queue->deliver_at <= w->now) {
+      qt_pkt *p = w->queue;
+      w->queue = p->next;
+      if (getenv("QT_TRACE")) {
+        fprintf(stderr, "qt: t=%.6f deliver -> node %d len %zu b0=%02x\n",
+                (double)(w->now % (1000 * UVQ_SECONDS)) / 1e9, p->dst, p->len,
+                p->data[0]);
+      }
+      uvq_endpoint_recv(w->nodes[p->dst].ep, &p->path, 0, p->data, p->len, 0,
+                        w->now);
+      w->delivered++;
+      delivered = 1;
+      free(p);
+    }
+    if (delivered) {
+      continue;
+    }
+    if (w->queue) {
+      next = w->queue->deliver_at;
+    }
+    for (int i = 0; i < w->nnodes; i++) {
+      uvq_tstamp e = uvq_endpoint_next_expiry(w->nodes[i].ep);
+      if (e < next) {
+        next = e;
+      }
+    }
+    if (next == UVQ_TSTAMP_MAX) {
+      return done ? done(ud) : 0;
+    }
+    if (next > end) {
+      w->now = end;
+      return done ? done(ud) : 0;
+    }
+    if (next > w->now) {
+      w->now = next;
+    }
+    for (int i = 0; i < w->nnodes; i++) {
+      uvq_endpoint_handle_expiry(w->nodes[i].ep, w->now);
+    }
+  }
+}
+
+void qt_sha256_hex(const uint8_t *d, char out[65]) {
+  for (int i = 0; i < 32; i++) {
+    snprintf(out + 2 * i, 3, "%02x", d[i]);
+  }
+}

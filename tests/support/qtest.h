@@ -1,0 +1,91 @@
+/*
+ * In-process protocol test harness: a fake clock and an in-memory "wire"
+ * joining uvquic endpoints, which can drop, reorder, duplicate, delay and
+ * corrupt datagrams (quicly's transmit / exchange-until-idle pattern).
+ */
+#ifndef UVQ_QTEST_H
+#define UVQ_QTEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "uvquic/uvquic.h"
+
+#define QT_MAX_NODES 8
+
+typedef struct qt_world qt_world;
+
+typedef struct qt_pkt {
+  struct qt_pkt *next;
+  int dst;           /* node index */
+  uvq_path path;     /* as the receiver sees it */
+  uvq_tstamp deliver_at;
+  uint64_t seq;
+  size_t len;
+  uint8_t data[1500];
+} qt_pkt;
+
+typedef struct qt_node {
+  qt_world *w;
+  int idx;
+  uvq_endpoint *ep;
+  uvq_addr addr;
+  int send_blocked; /* the send callback takes nothing while set */
+  uint64_t sent;    /* datagrams handed to the wire */
+  uint64_t bytes_sent;
+} qt_node;
+
+/* Returns nonzero to drop |p|; may edit it. */
+typedef int (*qt_filter_fn)(qt_world *w, int from, qt_pkt *p, void *ud);
+
+struct qt_world {
+  uvq_tstamp now;
+  uint64_t wall; /* seconds */
+  qt_node nodes[QT_MAX_NODES];
+  int nnodes;
+  qt_pkt *queue; /* sorted by deliver_at, then seq */
+  uint64_t seq;
+  uint64_t rng;
+
+  /* Impairments, in percent (0..100), and one-way delay. */
+  double drop_pct, dup_pct, reorder_pct, corrupt_pct;
+  uvq_tstamp delay;
+  qt_filter_fn filter;
+  void *filter_ud;
+
+  uint64_t delivered, dropped, duplicated, reordered, corrupted;
+  uvq_tls_ctx *server_tls, *client_tls;
+};
+
+/* Sets up a world with a fixed RNG seed, ALPN "test", an ephemeral server
+ * certificate and an insecure client context. */
+void qt_world_init(qt_world *w, uint64_t seed);
+void qt_world_free(qt_world *w);
+uint64_t qt_rand(qt_world *w);
+
+/* Adds a server endpoint on 127.0.0.1:4433 + n, or a client on
+ * 127.0.0.1:50000 + n. |settings| may be NULL. Returns the node index. */
+int qt_add_server(qt_world *w, const uvq_settings *settings,
+                  int (*on_accept)(uvq_endpoint *, uvq_conn *,
+                                   const uvq_accept_info *,
+                                   const uvq_app_callbacks **, void **,
+                                   void *),
+                  void *user_data);
+int qt_add_client(qt_world *w, const uvq_settings *settings, void *user_data);
+
+/* Connects client node |c| to server node |s|. */
+int qt_connect(qt_world *w, int c, int s, const uvq_app_callbacks *cb,
+               void *user_data, uvq_conn **pconn);
+
+/* Runs the world until |done(ud)| returns nonzero, nothing is left to do,
+ * or the fake clock passes |limit| ns from now. Returns 1 if |done|. */
+int qt_run(qt_world *w, int (*done)(void *ud), void *ud, uvq_tstamp limit);
+
+/* Delivers a raw datagram to node |dst| from address |from|. */
+void qt_inject(qt_world *w, int dst, const uvq_addr *from,
+               const uint8_t *data, size_t len);
+
+/* Sha-256 helper: hex into out[65]. */
+void qt_sha256_hex(const uint8_t *digest32, char out[65]);
+
+#endif
