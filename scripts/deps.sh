@@ -25,5 +25,12 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "uvquic: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -q >&2
-$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+log=$(mktemp /tmp/uvquic-deps.XXXXXX.log)
+if ! { $SUDO apt-get update -q && \
+       $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"; } \
+     >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "uvquic: package installation failed (log above)" >&2
+  exit 1
+fi
+rm -f "$log"

@@ -118,7 +118,16 @@ static int cb_recv_key(ngtcp2_conn *q, ngtcp2_crypto_level level,
 
 static int cb_handshake_completed(ngtcp2_conn *q, void *user_data) {
   uvq_conn *conn = conn_of(user_data);
-  (void)q;
+  const uint8_t *alpn;
+  size_t alpnlen;
+
+  if (!conn->is_server &&
+      uvq_tls_session_get_alpn(conn->tls, &alpn, &alpnlen) != 0) {
+    /* GnuTLS 3.7 clients complete without ALPN if the server picked none;
+     * RFC 9001 §8.1 requires no_application_protocol (120). */
+    ngtcp2_conn_set_tls_alert(q, 120);
+    return NGTCP2_ERR_CALLBACK_FAILURE;
+  }
   conn->handshake_completed = 1;
   conn->stage = UVQ_STAGE_RUNNING;
   conn->established_pending = 1;

@@ -97,7 +97,9 @@ void uvq_stage_fail(uvq_conn *conn, int liberr, uvq_tstamp now) {
     ngtcp2_connection_close_error_set_transport_error(
         &ccerr, NGTCP2_INTERNAL_ERROR, NULL, 0);
     conn->ci.error = UVQ_ERR_CALLBACK;
-  } else if (liberr == NGTCP2_ERR_CRYPTO && alert) {
+  } else if ((liberr == NGTCP2_ERR_CRYPTO ||
+              liberr == NGTCP2_ERR_CALLBACK_FAILURE) &&
+             alert) {
     ngtcp2_connection_close_error_set_transport_error_tls_alert(&ccerr, alert,
                                                                 NULL, 0);
     conn->ci.tls_alert = alert;
