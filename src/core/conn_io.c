@@ -46,12 +46,12 @@ static int send_batch(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
 static int drain_pending(uvq_conn *conn) {
   size_t len = conn->pending_len - conn->pending_off;
   size_t seg = conn->pending_seg;
-  size_t count = (len + seg - 1) / seg;
-  size_t done;
+  size_t count, done;
 
   if (len == 0) {
     return 0;
   }
+  count = (len + seg - 1) / seg;
   done = uvq_ep_send(conn->ep, &conn->pending_path, conn->pending_ecn,
                      conn->pending + conn->pending_off, len, seg);
   if (done < count) {
