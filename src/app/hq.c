@@ -1,0 +1,805 @@
+/* hq-interop server and client; see hq.h. */
+#include "app/hq.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "core/mem.h"
+
+/* Bytes read from a file per uvq_stream_write. */
+#define HQ_CHUNK (64 * 1024)
+
+const char *uvq_hq_strerror(uint64_t code) {
+  switch (code) {
+  case UVQ_HQ_ERR_BAD_REQUEST:
+    return "bad request";
+  case UVQ_HQ_ERR_NOT_FOUND:
+    return "not found";
+  case UVQ_HQ_ERR_FORBIDDEN:
+    return "forbidden";
+  case UVQ_HQ_ERR_IO:
+    return "server I/O error";
+  case UVQ_HQ_ERR_INTERNAL:
+    return "server internal error";
+  case UVQ_HQ_ERR_SINK:
+    return "local write failed";
+  default:
+    return NULL;
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Server                                                                   */
+/* ------------------------------------------------------------------------ */
+
+struct uvq_hq_server {
+  const uvq_mem *mem;
+  int rootfd;
+  unsigned int flags;
+  /* openat2 returned ENOSYS once: use the fallback from then on. */
+  int no_openat2;
+  uint64_t files;
+  uint64_t bytes;
+  /* Shared read buffer: a stream re-reads what a short write left behind
+   * (from the page cache), so no stream holds a buffer of its own. */
+  uint8_t scratch[HQ_CHUNK];
+};
+
+typedef enum hq_sstate {
+  HQ_S_READING = 0,
+  HQ_S_SENDING,
+  HQ_S_DONE
+} hq_sstate;
+
+typedef struct hq_sconn hq_sconn;
+
+typedef struct hq_sstream {
+  hq_sconn *c;
+  struct hq_sstream *prev, *next;
+  int64_t id;
+  hq_sstate state;
+  int fd;
+  uint64_t off;
+  uint64_t size;
+  size_t reqlen;
+  char req[UVQ_HQ_MAX_REQUEST];
+} hq_sstream;
+
+struct hq_sconn {
+  uvq_hq_server *srv;
+  hq_sstream *streams;
+};
+
+static void sstream_free(hq_sstream *st) {
+  hq_sconn *c = st->c;
+
+  if (st->prev) {
+    st->prev->next = st->next;
+  } else {
+    c->streams = st->next;
+  }
+  if (st->next) {
+    st->next->prev = st->prev;
+  }
+  if (st->fd >= 0) {
+    close(st->fd);
+  }
+  uvq_free(c->srv->mem, st);
+}
+
+static hq_sstream *sstream_new(uvq_conn *conn, hq_sconn *c, int64_t id) {
+  hq_sstream *st = uvq_malloc(c->srv->mem, sizeof(*st));
+
+  if (st == NULL) {
+    return NULL;
+  }
+  st->c = c;
+  st->id = id;
+  st->state = HQ_S_READING;
+  st->fd = -1;
+  st->off = st->size = 0;
+  st->reqlen = 0;
+  st->prev = NULL;
+  st->next = c->streams;
+  if (c->streams) {
+    c->streams->prev = st;
+  }
+  c->streams = st;
+  if (uvq_stream_set_user_data(conn, id, st) != 0) {
+    sstream_free(st);
+    return NULL;
+  }
+  return st;
+}
+
+/* Ends the response with |code|: RESET_STREAM on our side, STOP_SENDING on
+ * theirs in case the request is still arriving. */
+static void sstream_refuse(uvq_conn *conn, hq_sstream *st, uint64_t code) {
+  st->state = HQ_S_DONE;
+  if (st->fd >= 0) {
+    close(st->fd);
+    st->fd = -1;
+  }
+  (void)uvq_stream_stop_sending(conn, st->id, code);
+  (void)uvq_stream_reset(conn, st->id, code);
+}
+
+/* Portable resolver: one component at a time, no symlinks at all, no "..",
+ * never leaving |rootfd|. Returns an fd or -1 with errno set. */
+static int open_beneath_fallback(int rootfd, const char *path) {
+  char comp[NAME_MAX + 1];
+  const char *p = path;
+  int dirfd = rootfd;
+
+  if (*p == '/') {
+    errno = EXDEV;
+    return -1;
+  }
+  for (;;) {
+    const char *end = strchr(p, '/');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    int last, fd;
+
+    while (end && end[1] == '/') {
+      /* "a//b" is "a/b". */
+      ++end;
+    }
+    last = end == NULL || end[1] == '\0';
+    if (len == 0 || (len == 1 && p[0] == '.')) {
+      if (last) {
+        /* The path names a directory ("" or "dir/"). */
+        fd = openat(dirfd, ".", O_RDONLY | O_CLOEXEC | O_DIRECTORY);
+        goto done;
+      }
+      p = end + 1;
+      continue;
+    }
+    if (len == 2 && p[0] == '.' && p[1] == '.') {
+      errno = EXDEV;
+      fd = -1;
+      goto done;
+    }
+    if (len > NAME_MAX) {
+      errno = ENAMETOOLONG;
+      fd = -1;
+      goto done;
+    }
+    memcpy(comp, p, len);
+    comp[len] = '\0';
+    if (last) {
+      fd = openat(dirfd, comp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+      goto done;
+    }
+    fd = openat(dirfd, comp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_DIRECTORY);
+    if (fd < 0) {
+      goto done;
+    }
+    if (dirfd != rootfd) {
+      close(dirfd);
+    }
+    dirfd = fd;
+    p = end + 1;
+    continue;
+
+  done:
+    if (dirfd != rootfd) {
+      int saved = errno;
+      close(dirfd);
+      errno = saved;
+    }
+    return fd;
+  }
+}
+
+static int open_beneath(uvq_hq_server *srv, const char *path) {
+  if (!srv->no_openat2) {
+    struct open_how how;
+    long fd;
+
+    memset(&how, 0, sizeof(how));
+    how.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+    fd = syscall(SYS_openat2, srv->rootfd, path, &how, sizeof(how));
+    if (fd >= 0 || errno != ENOSYS) {
+      return (int)fd;
+    }
+    srv->no_openat2 = 1;
+  }
+  return open_beneath_fallback(srv->rootfd, path);
+}
+
+static uint64_t open_errno_to_code(int err) {
+  switch (err) {
+  case ENOENT:
+  case ENOTDIR:
+  case ENAMETOOLONG:
+    return UVQ_HQ_ERR_NOT_FOUND;
+  case EXDEV: /* RESOLVE_BENEATH: the path leaves the root */
+  case ELOOP: /* O_NOFOLLOW / RESOLVE_NO_MAGICLINKS met a link */
+  case EACCES:
+  case EPERM:
+    return UVQ_HQ_ERR_FORBIDDEN;
+  default:
+    return UVQ_HQ_ERR_IO;
+  }
+}
+
+/* Writes file bytes until the stream buffer is full or the file is done. */
+static void sstream_send(uvq_conn *conn, hq_sstream *st) {
+  uvq_hq_server *srv = st->c->srv;
+
+  while (st->state == HQ_S_SENDING) {
+    uint64_t left = st->size - st->off;
+    size_t want = left < HQ_CHUNK ? (size_t)left : HQ_CHUNK;
+    ssize_t n = 0, w;
+    int fin;
+
+    if (want > 0) {
+      n = pread(st->fd, srv->scratch, want, (off_t)st->off);
+      if (n < 0) {
+        if (errno == EINTR) {
+          continue;
+        }
+        sstream_refuse(conn, st, UVQ_HQ_ERR_IO);
+        return;
+      }
+    }
+    /* The last chunk carries FIN; so does an early end if the file shrank
+     * (the response is then shorter than the size we saw). */
+    fin = n == 0 || st->off + (uint64_t)n == st->size;
+    w = uvq_stream_write(conn, st->id, srv->scratch, (size_t)n, fin);
+    if (w < 0) {
+      /* The stream or the connection is gone; nothing left to serve. */
+      st->state = HQ_S_DONE;
+      break;
+    }
+    st->off += (uint64_t)w;
+    srv->bytes += (uint64_t)w;
+    if (w < n) {
+      /* Full: on_stream_writable resumes here. */
+      return;
+    }
+    if (fin) {
+      st->state = HQ_S_DONE;
+      ++srv->files;
+    }
+  }
+  if (st->fd >= 0) {
+    close(st->fd);
+    st->fd = -1;
+  }
+}
+
+/* Parses the request line in st->req (|len| bytes, without the line end)
+ * and starts the response. */
+static void sstream_request(uvq_conn *conn, hq_sstream *st, size_t len) {
+  uvq_hq_server *srv = st->c->srv;
+  const char *path;
+  struct stat sb;
+  int fd;
+
+  if (len > 0 && st->req[len - 1] == '\r') {
+    --len;
+  }
+  st->req[len] = '\0';
+  if (len < 5 || memcmp(st->req, "GET /", 5) != 0 ||
+      memchr(st->req, '\0', len) != NULL) {
+    sstream_refuse(conn, st, UVQ_HQ_ERR_BAD_REQUEST);
+    return;
+  }
+  /* The path is relative to the root: drop exactly one leading '/', so
+   * "GET //etc/passwd" asks for an absolute path, which is refused. */
+  path = st->req + 5;
+  if (*path == '\0') {
+    sstream_refuse(conn, st, UVQ_HQ_ERR_FORBIDDEN);
+    return;
+  }
+  fd = open_beneath(srv, path);
+  if (fd < 0) {
+    sstream_refuse(conn, st, open_errno_to_code(errno));
+    return;
+  }
+  st->fd = fd;
+  if (fstat(fd, &sb) != 0) {
+    sstream_refuse(conn, st, UVQ_HQ_ERR_IO);
+    return;
+  }
+  if (!S_ISREG(sb.st_mode)) {
+    sstream_refuse(conn, st, UVQ_HQ_ERR_FORBIDDEN);
+    return;
+  }
+  st->size = (uint64_t)sb.st_size;
+  st->off = 0;
+  st->state = HQ_S_SENDING;
+  sstream_send(conn, st);
+}
+
+static int srv_on_stream_open(uvq_conn *conn, int64_t stream_id,
+                              void *user_data) {
+  hq_sconn *c = user_data;
+
+  if ((stream_id & 0x3) != 0) {
+    /* Only client-initiated bidirectional streams carry requests; data on
+     * others is read and discarded. */
+    return 0;
+  }
+  if (sstream_new(conn, c, stream_id) == NULL) {
+    (void)uvq_stream_reset(conn, stream_id, UVQ_HQ_ERR_INTERNAL);
+    (void)uvq_stream_stop_sending(conn, stream_id, UVQ_HQ_ERR_INTERNAL);
+  }
+  return 0;
+}
+
+static int srv_on_stream_data(uvq_conn *conn, int64_t stream_id,
+                              const uint8_t *data, size_t len, int fin,
+                              void *user_data, void *stream_user_data) {
+  hq_sstream *st = stream_user_data;
+  const uint8_t *nl;
+  size_t room, take;
+
+  (void)user_data;
+  if (st == NULL || st->state != HQ_S_READING) {
+    return 0;
+  }
+  (void)stream_id;
+  /* Keep one byte for the terminating NUL. */
+  room = sizeof(st->req) - 1 - st->reqlen;
+  nl = memchr(data, '\n', len);
+  take = nl ? (size_t)(nl - data) : len;
+  if (take > room) {
+    sstream_refuse(conn, st, UVQ_HQ_ERR_BAD_REQUEST);
+    return 0;
+  }
+  memcpy(st->req + st->reqlen, data, take);
+  st->reqlen += take;
+  if (nl || fin) {
+    /* A request ended by FIN without a line end is accepted as well. */
+    sstream_request(conn, st, st->reqlen);
+  }
+  return 0;
+}
+
+static int srv_on_stream_writable(uvq_conn *conn, int64_t stream_id,
+                                  void *user_data, void *stream_user_data) {
+  hq_sstream *st = stream_user_data;
+
+  (void)stream_id;
+  (void)user_data;
+  if (st != NULL && st->state == HQ_S_SENDING) {
+    sstream_send(conn, st);
+  }
+  return 0;
+}
+
+static void srv_on_stop_sending(uvq_conn *conn, int64_t stream_id,
+                                uint64_t app_error, void *user_data,
+                                void *stream_user_data) {
+  hq_sstream *st = stream_user_data;
+
+  (void)stream_id;
+  (void)user_data;
+  if (st != NULL && st->state != HQ_S_DONE) {
+    /* RFC 9000 §3.5: answer STOP_SENDING with RESET_STREAM. */
+    st->state = HQ_S_DONE;
+    if (st->fd >= 0) {
+      close(st->fd);
+      st->fd = -1;
+    }
+    (void)uvq_stream_reset(conn, st->id, app_error);
+  }
+}
+
+static void srv_on_stream_reset(uvq_conn *conn, int64_t stream_id,
+                                uint64_t app_error, void *user_data,
+                                void *stream_user_data) {
+  hq_sstream *st = stream_user_data;
+
+  (void)stream_id;
+  (void)user_data;
+  if (st != NULL && st->state == HQ_S_READING) {
+    /* The request was abandoned before it was complete. */
+    sstream_refuse(conn, st, app_error);
+  }
+}
+
+static void srv_on_stream_closed(uvq_conn *conn, int64_t stream_id,
+                                 uint64_t app_error, void *user_data,
+                                 void *stream_user_data) {
+  (void)conn;
+  (void)stream_id;
+  (void)app_error;
+  (void)user_data;
+  if (stream_user_data != NULL) {
+    sstream_free(stream_user_data);
+  }
+}
+
+static void srv_on_closed(uvq_conn *conn, const uvq_close_info *ci,
+                          void *user_data) {
+  hq_sconn *c = user_data;
+
+  (void)conn;
+  (void)ci;
+  while (c->streams) {
+    sstream_free(c->streams);
+  }
+  uvq_free(c->srv->mem, c);
+}
+
+static const uvq_app_callbacks hq_server_callbacks = {
+    .version = UVQ_APP_CALLBACKS_VERSION,
+    .on_stream_open = srv_on_stream_open,
+    .on_stream_data = srv_on_stream_data,
+    .on_stream_writable = srv_on_stream_writable,
+    .on_stream_reset = srv_on_stream_reset,
+    .on_stop_sending = srv_on_stop_sending,
+    .on_stream_closed = srv_on_stream_closed,
+    .on_closed = srv_on_closed,
+};
+
+int uvq_hq_server_new(uvq_hq_server **psrv, const char *root,
+                      unsigned int flags, const uvq_mem *mem, char *errbuf,
+                      size_t errbuflen) {
+  uvq_hq_server *srv;
+  int fd, saved;
+
+  if (mem == NULL) {
+    mem = uvq_mem_default();
+  }
+  if (psrv == NULL || root == NULL) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    saved = errno;
+    if (errbuf && errbuflen) {
+      snprintf(errbuf, errbuflen, "cannot open root directory %s: %s", root,
+               strerror(saved));
+    }
+    errno = saved;
+    return UVQ_ERR_IO;
+  }
+  srv = uvq_malloc(mem, sizeof(*srv));
+  if (srv == NULL) {
+    close(fd);
+    return UVQ_ERR_NOMEM;
+  }
+  srv->mem = mem;
+  srv->rootfd = fd;
+  srv->flags = flags;
+  srv->no_openat2 = (flags & UVQ_HQ_SERVER_NO_OPENAT2) != 0;
+  srv->files = srv->bytes = 0;
+  *psrv = srv;
+  return 0;
+}
+
+void uvq_hq_server_del(uvq_hq_server *srv) {
+  if (srv == NULL) {
+    return;
+  }
+  close(srv->rootfd);
+  uvq_free(srv->mem, srv);
+}
+
+int uvq_hq_server_accept(uvq_hq_server *srv, uvq_conn *conn,
+                         const uvq_app_callbacks **pcallbacks,
+                         void **pconn_user_data) {
+  hq_sconn *c;
+
+  (void)conn;
+  c = uvq_malloc(srv->mem, sizeof(*c));
+  if (c == NULL) {
+    return UVQ_ERR_NOMEM;
+  }
+  c->srv = srv;
+  c->streams = NULL;
+  *pcallbacks = &hq_server_callbacks;
+  *pconn_user_data = c;
+  return 0;
+}
+
+void uvq_hq_server_get_counts(uvq_hq_server *srv, uint64_t *pfiles,
+                              uint64_t *pbytes) {
+  if (pfiles) {
+    *pfiles = srv->files;
+  }
+  if (pbytes) {
+    *pbytes = srv->bytes;
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Client                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct hq_cstream {
+  uvq_hq_client *cli;
+  uvq_hq_request *req;
+  int64_t id;
+  /* The request line and how much of it the stream took. */
+  char *line;
+  size_t linelen;
+  size_t sent;
+} hq_cstream;
+
+struct uvq_hq_client {
+  const uvq_mem *mem;
+  uvq_hq_request *reqs;
+  hq_cstream *cs;
+  size_t nreqs;
+  /* Next request to open a stream for. */
+  size_t next;
+  size_t finished;
+  size_t completed;
+  int closing;
+  uvq_hq_done_cb done;
+  void *user_data;
+};
+
+static void cli_finish(uvq_conn *conn, uvq_hq_client *cli,
+                       uvq_hq_request *req, uvq_hq_state state) {
+  req->state = state;
+  ++cli->finished;
+  if (state == UVQ_HQ_DONE) {
+    ++cli->completed;
+  }
+  if (cli->finished == cli->nreqs && !cli->closing) {
+    cli->closing = 1;
+    (void)uvq_conn_close(conn, 0, "done");
+  }
+}
+
+static void cli_send_request(uvq_conn *conn, hq_cstream *cs) {
+  ssize_t w;
+
+  if (cs->sent == cs->linelen) {
+    return;
+  }
+  w = uvq_stream_write(conn, cs->id, (const uint8_t *)cs->line + cs->sent,
+                       cs->linelen - cs->sent, 1);
+  if (w < 0) {
+    if (cs->req->state == UVQ_HQ_ACTIVE) {
+      cs->req->error = (int)w;
+      cli_finish(conn, cs->cli, cs->req, UVQ_HQ_FAILED);
+    }
+    return;
+  }
+  cs->sent += (size_t)w;
+}
+
+static int cli_open_more(uvq_conn *conn, uvq_hq_client *cli) {
+  while (cli->next < cli->nreqs && !cli->closing) {
+    hq_cstream *cs = &cli->cs[cli->next];
+    int rv = uvq_conn_open_stream(conn, 1, &cs->id, cs);
+
+    if (rv == UVQ_ERR_STREAM_LIMIT) {
+      /* on_streams_available picks up from here. */
+      break;
+    }
+    if (rv == UVQ_ERR_CLOSED) {
+      /* on_closed fails what is left. */
+      break;
+    }
+    ++cli->next;
+    if (rv != 0) {
+      cs->req->error = rv;
+      cli_finish(conn, cli, cs->req, UVQ_HQ_FAILED);
+      continue;
+    }
+    cs->req->state = UVQ_HQ_ACTIVE;
+    cli_send_request(conn, cs);
+  }
+  return 0;
+}
+
+static int cli_on_established(uvq_conn *conn, void *user_data) {
+  return cli_open_more(conn, user_data);
+}
+
+static int cli_on_streams_available(uvq_conn *conn, void *user_data) {
+  return cli_open_more(conn, user_data);
+}
+
+static int cli_on_stream_writable(uvq_conn *conn, int64_t stream_id,
+                                  void *user_data, void *stream_user_data) {
+  hq_cstream *cs = stream_user_data;
+
+  (void)stream_id;
+  (void)user_data;
+  if (cs != NULL && cs->req->state == UVQ_HQ_ACTIVE) {
+    cli_send_request(conn, cs);
+  }
+  return 0;
+}
+
+static int sink_write(int fd, const uint8_t *data, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, data, len);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return -1;
+    }
+    data += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+static int cli_on_stream_data(uvq_conn *conn, int64_t stream_id,
+                              const uint8_t *data, size_t len, int fin,
+                              void *user_data, void *stream_user_data) {
+  hq_cstream *cs = stream_user_data;
+  uvq_hq_request *req;
+
+  (void)user_data;
+  if (cs == NULL || cs->req->state != UVQ_HQ_ACTIVE) {
+    return 0;
+  }
+  req = cs->req;
+  if (len > 0 && req->sink_fd >= 0 && sink_write(req->sink_fd, data, len)) {
+    req->sink_errno = errno;
+    req->error = UVQ_ERR_IO;
+    (void)uvq_stream_stop_sending(conn, stream_id, UVQ_HQ_ERR_SINK);
+    cli_finish(conn, cs->cli, req, UVQ_HQ_FAILED);
+    return 0;
+  }
+  req->bytes += len;
+  if (fin) {
+    cli_finish(conn, cs->cli, req, UVQ_HQ_DONE);
+  }
+  return 0;
+}
+
+static void cli_on_stream_reset(uvq_conn *conn, int64_t stream_id,
+                                uint64_t app_error, void *user_data,
+                                void *stream_user_data) {
+  hq_cstream *cs = stream_user_data;
+
+  (void)stream_id;
+  (void)user_data;
+  if (cs != NULL && cs->req->state == UVQ_HQ_ACTIVE) {
+    cs->req->reset = 1;
+    cs->req->reset_code = app_error;
+    cli_finish(conn, cs->cli, cs->req, UVQ_HQ_FAILED);
+  }
+}
+
+static void cli_on_stream_closed(uvq_conn *conn, int64_t stream_id,
+                                 uint64_t app_error, void *user_data,
+                                 void *stream_user_data) {
+  hq_cstream *cs = stream_user_data;
+
+  (void)stream_id;
+  (void)user_data;
+  if (cs != NULL && cs->req->state == UVQ_HQ_ACTIVE) {
+    /* Closed without FIN or a reset we saw. */
+    if (app_error != 0) {
+      cs->req->reset = 1;
+      cs->req->reset_code = app_error;
+    } else {
+      cs->req->error = UVQ_ERR_CLOSED;
+    }
+    cli_finish(conn, cs->cli, cs->req, UVQ_HQ_FAILED);
+  }
+}
+
+static void cli_on_closed(uvq_conn *conn, const uvq_close_info *ci,
+                          void *user_data) {
+  uvq_hq_client *cli = user_data;
+  size_t i;
+
+  (void)conn;
+  cli->closing = 1;
+  for (i = 0; i < cli->nreqs; ++i) {
+    uvq_hq_request *req = &cli->reqs[i];
+    if (req->state == UVQ_HQ_PENDING || req->state == UVQ_HQ_ACTIVE) {
+      req->state = UVQ_HQ_FAILED;
+      req->error = ci->error ? ci->error : UVQ_ERR_CLOSED;
+      ++cli->finished;
+    }
+  }
+  if (cli->done) {
+    cli->done(cli, ci, cli->user_data);
+  }
+}
+
+static const uvq_app_callbacks hq_client_callbacks = {
+    .version = UVQ_APP_CALLBACKS_VERSION,
+    .on_established = cli_on_established,
+    .on_stream_data = cli_on_stream_data,
+    .on_stream_writable = cli_on_stream_writable,
+    .on_stream_reset = cli_on_stream_reset,
+    .on_stream_closed = cli_on_stream_closed,
+    .on_streams_available = cli_on_streams_available,
+    .on_closed = cli_on_closed,
+};
+
+const uvq_app_callbacks *uvq_hq_client_callbacks(void) {
+  return &hq_client_callbacks;
+}
+
+int uvq_hq_client_new(uvq_hq_client **pcli, uvq_hq_request *reqs,
+                      size_t nreqs, const uvq_mem *mem, uvq_hq_done_cb done,
+                      void *user_data) {
+  uvq_hq_client *cli;
+  size_t i;
+
+  if (mem == NULL) {
+    mem = uvq_mem_default();
+  }
+  if (pcli == NULL || reqs == NULL || nreqs == 0) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  for (i = 0; i < nreqs; ++i) {
+    const char *p = reqs[i].path;
+    if (p == NULL || *p == '\0' || strlen(p) + 6 > UVQ_HQ_MAX_REQUEST ||
+        strpbrk(p, "\r\n") != NULL) {
+      return UVQ_ERR_INVALID_ARGUMENT;
+    }
+  }
+  cli = uvq_calloc(mem, 1, sizeof(*cli));
+  if (cli == NULL) {
+    return UVQ_ERR_NOMEM;
+  }
+  cli->cs = uvq_calloc(mem, nreqs, sizeof(*cli->cs));
+  if (cli->cs == NULL) {
+    uvq_free(mem, cli);
+    return UVQ_ERR_NOMEM;
+  }
+  cli->mem = mem;
+  cli->reqs = reqs;
+  cli->nreqs = nreqs;
+  cli->done = done;
+  cli->user_data = user_data;
+  for (i = 0; i < nreqs; ++i) {
+    hq_cstream *cs = &cli->cs[i];
+    size_t plen = strlen(reqs[i].path);
+
+    cs->cli = cli;
+    cs->req = &reqs[i];
+    cs->id = -1;
+    cs->line = uvq_malloc(mem, plen + 7);
+    if (cs->line == NULL) {
+      uvq_hq_client_del(cli);
+      return UVQ_ERR_NOMEM;
+    }
+    memcpy(cs->line, "GET ", 4);
+    memcpy(cs->line + 4, reqs[i].path, plen);
+    memcpy(cs->line + 4 + plen, "\r\n", 3);
+    cs->linelen = plen + 6;
+    reqs[i].state = UVQ_HQ_PENDING;
+    reqs[i].bytes = 0;
+    reqs[i].reset = 0;
+    reqs[i].reset_code = 0;
+    reqs[i].error = 0;
+    reqs[i].sink_errno = 0;
+  }
+  *pcli = cli;
+  return 0;
+}
+
+void uvq_hq_client_del(uvq_hq_client *cli) {
+  size_t i;
+
+  if (cli == NULL) {
+    return;
+  }
+  for (i = 0; i < cli->nreqs; ++i) {
+    uvq_free(cli->mem, cli->cs[i].line);
+  }
+  uvq_free(cli->mem, cli->cs);
+  uvq_free(cli->mem, cli);
+}
+
+size_t uvq_hq_client_completed(uvq_hq_client *cli) {
+  return cli->completed;
+}

@@ -1,0 +1,190 @@
+/*
+ * hq-interop: HTTP/0.9 over QUIC, the protocol of the QUIC interop runner.
+ *
+ * A client opens one bidirectional stream per file, sends "GET /path\r\n"
+ * and FIN; the server answers with the file's bytes and FIN, or resets the
+ * stream with one of the UVQ_HQ_ERR_* codes below. Both sides are plain
+ * uvq_app_callbacks, so they run on any driver (libuv or another loop).
+ *
+ * Server:
+ *   uvq_hq_server_new(&srv, "/srv/www", 0, NULL, err, sizeof(err));
+ *   ... in on_accept, for ALPN "hq-interop":
+ *   return uvq_hq_server_accept(srv, conn, pcallbacks, pconn_user_data);
+ *   ... after every connection closed: uvq_hq_server_del(srv);
+ *
+ * Client (one uvq_hq_client per connection):
+ *   uvq_hq_request reqs[2] = {{.path = "/a", .sink_fd = -1},
+ *                             {.path = "/b", .sink_fd = fd}};
+ *   uvq_hq_client_new(&cli, reqs, 2, NULL, on_done, arg);
+ *   uvq_connect(uep, addr, "example.com", uvq_hq_client_callbacks(), cli,
+ *               NULL);
+ *   ... on_done(cli, ci, arg) fires from the connection's on_closed with
+ *   each request's outcome in reqs[i].state; then uvq_hq_client_del(cli).
+ */
+#ifndef UVQ_APP_HQ_H
+#define UVQ_APP_HQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "uvquic/uvquic.h"
+
+/** The ALPN token of hq-interop. */
+#define UVQ_HQ_ALPN "hq-interop"
+
+/*
+ * Application error codes the server resets a response stream with (the
+ * hq-interop convention defines none; these are ours). A client that sees
+ * another code reports it as a number.
+ */
+/** The request was not "GET <path>" on one line of at most 4 KiB. */
+#define UVQ_HQ_ERR_BAD_REQUEST 0x101
+/** No such file under the root. */
+#define UVQ_HQ_ERR_NOT_FOUND 0x102
+/** The path escapes the root (.., absolute, symlink out), or names a
+ * directory or something that is not a regular file. */
+#define UVQ_HQ_ERR_FORBIDDEN 0x103
+/** Reading the file failed (I/O error, too many open files). */
+#define UVQ_HQ_ERR_IO 0x104
+/** The server ran out of memory or hit another internal failure. */
+#define UVQ_HQ_ERR_INTERNAL 0x105
+/** Client: the local sink could not be written (stream abandoned with
+ * STOP_SENDING carrying this code). */
+#define UVQ_HQ_ERR_SINK 0x106
+
+/** Longest request line the server accepts, including "GET " and CRLF. */
+#define UVQ_HQ_MAX_REQUEST 4096
+
+/** uvq_hq_strerror names an UVQ_HQ_ERR_* code ("not found"), or NULL. */
+const char *uvq_hq_strerror(uint64_t code);
+
+/* ------------------------------------------------------------------------ */
+/* Server                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct uvq_hq_server uvq_hq_server;
+
+/** Flag for uvq_hq_server_new: never use openat2(2), always the portable
+ * component-by-component resolver (for tests of the fallback). */
+#define UVQ_HQ_SERVER_NO_OPENAT2 0x1
+
+/**
+ * uvq_hq_server_new opens |root| once as a directory; every request is
+ * resolved beneath it (openat2 with RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+ * or, where the kernel lacks openat2, openat one component at a time with
+ * O_NOFOLLOW, refusing ".." — that fallback refuses every symlink).
+ * |mem| may be NULL (libc).
+ *
+ * Returns 0 and sets *psrv, UVQ_ERR_IO (root missing or not a directory;
+ * errno is set and a message is written to |errbuf| if not NULL), or
+ * UVQ_ERR_NOMEM.
+ */
+int uvq_hq_server_new(uvq_hq_server **psrv, const char *root,
+                      unsigned int flags, const uvq_mem *mem, char *errbuf,
+                      size_t errbuflen);
+
+/**
+ * uvq_hq_server_del frees |srv| and closes the root. Connections served by
+ * it must be closed (their on_closed fired) first.
+ */
+void uvq_hq_server_del(uvq_hq_server *srv);
+
+/**
+ * uvq_hq_server_accept prepares |conn| to be served: call it from on_accept
+ * for ALPN UVQ_HQ_ALPN and return its result. Sets *pcallbacks and
+ * *pconn_user_data. Returns 0 or UVQ_ERR_NOMEM (refuse the connection).
+ */
+int uvq_hq_server_accept(uvq_hq_server *srv, uvq_conn *conn,
+                         const uvq_app_callbacks **pcallbacks,
+                         void **pconn_user_data);
+
+/** Files served to completion and bytes queued for them, since creation. */
+void uvq_hq_server_get_counts(uvq_hq_server *srv, uint64_t *pfiles,
+                              uint64_t *pbytes);
+
+/* ------------------------------------------------------------------------ */
+/* Client                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef enum uvq_hq_state {
+  /** Not requested yet (waiting for the handshake or for stream credit). */
+  UVQ_HQ_PENDING = 0,
+  /** Request sent, response arriving. */
+  UVQ_HQ_ACTIVE,
+  /** The whole response arrived (FIN). */
+  UVQ_HQ_DONE,
+  /** The server reset the stream, the sink failed, or the connection
+   * ended first; see reset_code / error. */
+  UVQ_HQ_FAILED
+} uvq_hq_state;
+
+/**
+ * One file to fetch. The caller fills the inputs and owns the array, which
+ * must stay valid until the client is deleted; the client fills the
+ * outputs.
+ */
+typedef struct uvq_hq_request {
+  /* Inputs. */
+  /** Request path, sent as is ("/dir/file"). Not copied. */
+  const char *path;
+  /** Where the body goes: a file descriptor written with write(2), or -1
+   * to discard it (the bytes are still counted). Not closed. */
+  int sink_fd;
+  void *user_data;
+
+  /* Outputs. */
+  uvq_hq_state state;
+  /** Body bytes received. */
+  uint64_t bytes;
+  /** FAILED: nonzero if the server reset the stream with reset_code. */
+  int reset;
+  uint64_t reset_code;
+  /**
+   * FAILED without a reset: a UVQ_ERR_* — the connection's close error
+   * (uvq_close_info.error, or UVQ_ERR_CLOSED for a clean close that came
+   * before this file did), UVQ_ERR_STREAM_LIMIT never (it only delays), or
+   * UVQ_ERR_IO if the sink failed (errno in sink_errno).
+   */
+  int error;
+  int sink_errno;
+} uvq_hq_request;
+
+typedef struct uvq_hq_client uvq_hq_client;
+
+/**
+ * Called once from the connection's on_closed, after every request reached
+ * DONE or FAILED. |ci| is the connection's close information (valid during
+ * the call only). The callback may delete |cli|.
+ */
+typedef void (*uvq_hq_done_cb)(uvq_hq_client *cli, const uvq_close_info *ci,
+                               void *user_data);
+
+/**
+ * uvq_hq_client_new prepares fetching |nreqs| files on one connection. Pass
+ * uvq_hq_client_callbacks() and |*pcli| as the connection's callbacks and
+ * user data to uvq_connect / uvq_endpoint_connect. Once established it opens
+ * a stream per request (when the peer's stream limit is reached it waits for
+ * on_streams_available: a limit never fails a request), and when every
+ * request has finished it closes the connection with application error 0.
+ * A failed request does not stop the others.
+ *
+ * Returns 0, UVQ_ERR_INVALID_ARGUMENT (no requests, a path that is empty or
+ * longer than the request limit allows), or UVQ_ERR_NOMEM.
+ */
+int uvq_hq_client_new(uvq_hq_client **pcli, uvq_hq_request *reqs,
+                      size_t nreqs, const uvq_mem *mem, uvq_hq_done_cb done,
+                      void *user_data);
+
+/** The callbacks an hq client connection runs on. */
+const uvq_app_callbacks *uvq_hq_client_callbacks(void);
+
+/**
+ * uvq_hq_client_del frees |cli|. Call it after done fired, or if the
+ * connection could not be started at all.
+ */
+void uvq_hq_client_del(uvq_hq_client *cli);
+
+/** Requests that reached DONE so far. */
+size_t uvq_hq_client_completed(uvq_hq_client *cli);
+
+#endif

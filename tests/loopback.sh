@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# End-to-end tests of uvquic-server / uvquic-client over loopback (hq-interop):
+# a 50 MiB download with and without Retry, 64 files on one connection,
+# 200 connections one after another, the path jail (with openat2 and with
+# the fallback resolver), and argument errors (exit 2).
+# Needs UVQ_BUILD_DIR (set by ctest). Every server listens on port 0.
+set -euo pipefail
+
+B=${UVQ_BUILD_DIR:?UVQ_BUILD_DIR must point at the build directory}
+SERVER=$B/uvquic-server
+CLIENT=$B/uvquic-client
+for bin in "$SERVER" "$CLIENT"; do
+  [ -x "$bin" ] || { echo "missing $bin" >&2; exit 1; }
+done
+
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do
+    kill -KILL "$p" 2>/dev/null || true
+  done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+failures=0
+fail() {
+  echo "FAIL: $*" >&2
+  failures=$((failures + 1))
+}
+pass() { echo "ok: $*"; }
+
+# start_server NAME ARGS...: starts a server on 127.0.0.1:0 and sets
+# SERVER_PID and PORT once it printed "listening on".
+start_server() {
+  local name=$1 i
+  shift
+  "$SERVER" --listen 127.0.0.1:0 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+  SERVER_PID=$!
+  pids+=("$SERVER_PID")
+  for i in $(seq 1 300); do
+    if grep -q '^listening on ' "$tmp/$name.out"; then
+      break
+    fi
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      echo "server $name died at start:" >&2
+      cat "$tmp/$name.err" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  PORT=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$tmp/$name.out")
+  [ -n "$PORT" ] && [ "$PORT" != 0 ] || { echo "no port from $name" >&2; exit 1; }
+}
+
+# stop_server NAME: SIGTERM, and the server must exit 0.
+stop_server() {
+  local rc=0
+  kill -TERM "$SERVER_PID"
+  wait "$SERVER_PID" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    fail "server $1 exited $rc after SIGTERM"
+    cat "$tmp/$1.err" >&2
+  else
+    pass "server $1 shut down cleanly"
+  fi
+}
+
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+root=$tmp/root
+mkdir -p "$root" "$tmp/outside"
+head -c $((50 * 1024 * 1024)) /dev/urandom >"$root/big.bin"
+for i in $(seq 1 64); do
+  head -c $((1000 + i * 997)) /dev/urandom >"$root/small$i.bin"
+done
+echo "hello" >"$root/ok.txt"
+mkdir -p "$root/sub"
+echo "nested" >"$root/sub/inner.txt"
+echo "secret" >"$tmp/outside/secret.txt"
+ln -s "$tmp/outside/secret.txt" "$root/escape"
+ln -s /etc "$root/etcdir"
+
+# ---- 50 MiB, without and with Retry ----------------------------------------
+for mode in plain retry; do
+  extra=()
+  [ "$mode" = retry ] && extra=(--retry)
+  start_server "big-$mode" --root "$root" --write-cert "$tmp/cert-$mode.pem" \
+    "${extra[@]}"
+  rm -f "$tmp/big.out"
+  if "$CLIENT" --ca "$tmp/cert-$mode.pem" -o "$tmp/big.out" \
+    "https://127.0.0.1:$PORT/big.bin" 2>"$tmp/client-big-$mode.err"; then
+    if [ "$(sha "$tmp/big.out")" = "$(sha "$root/big.bin")" ]; then
+      pass "50 MiB download ($mode): $(tail -n1 "$tmp/client-big-$mode.err")"
+    else
+      fail "50 MiB download ($mode): sha256 differs"
+    fi
+  else
+    fail "50 MiB download ($mode): client failed: $(cat "$tmp/client-big-$mode.err")"
+  fi
+  stop_server "big-$mode"
+done
+
+# ---- 64 URLs on one connection ---------------------------------------------
+start_server many --root "$root" --write-cert "$tmp/cert-many.pem"
+mkdir -p "$tmp/many"
+urls=()
+for i in $(seq 1 64); do
+  urls+=("https://127.0.0.1:$PORT/small$i.bin")
+done
+if "$CLIENT" --ca "$tmp/cert-many.pem" --output-dir "$tmp/many" "${urls[@]}" \
+  2>"$tmp/client-many.err"; then
+  bad=0
+  for i in $(seq 1 64); do
+    if ! cmp -s "$root/small$i.bin" "$tmp/many/small$i.bin"; then
+      bad=$((bad + 1))
+    fi
+  done
+  if [ "$bad" -eq 0 ] && grep -q '^downloaded 64 files' "$tmp/client-many.err"; then
+    pass "64 files on one connection"
+  else
+    fail "64 files on one connection: $bad differ; $(cat "$tmp/client-many.err")"
+  fi
+else
+  fail "64 files on one connection: client failed: $(cat "$tmp/client-many.err")"
+fi
+
+# ---- 200 connections one after another -------------------------------------
+if "$CLIENT" -k --connections 200 -o "$tmp/seq.out" \
+  "https://127.0.0.1:$PORT/small7.bin" 2>"$tmp/client-seq.err" &&
+  cmp -s "$tmp/seq.out" "$root/small7.bin" &&
+  grep -q '^downloaded 200 files' "$tmp/client-seq.err"; then
+  pass "200 sequential connections"
+else
+  fail "200 sequential connections: $(tail -n3 "$tmp/client-seq.err")"
+fi
+stop_server many
+
+# ---- path jail -------------------------------------------------------------
+for resolver in openat2 fallback; do
+  if [ "$resolver" = fallback ]; then
+    export UVQUIC_HQ_NO_OPENAT2=1
+  fi
+  start_server "jail-$resolver" --root "$root" --quiet
+  unset UVQUIC_HQ_NO_OPENAT2
+  base="https://127.0.0.1:$PORT"
+  for path in /ok.txt /sub/inner.txt; do
+    if "$CLIENT" -k --quiet -o "$tmp/jail.out" "$base$path" 2>"$tmp/jail.err" &&
+      cmp -s "$tmp/jail.out" "$root$path"; then
+      pass "jail ($resolver): $path served"
+    else
+      fail "jail ($resolver): $path not served: $(cat "$tmp/jail.err")"
+    fi
+  done
+  for path in /../outside/secret.txt /sub/../../outside/secret.txt \
+    //etc/passwd /escape /etcdir/passwd / /sub /missing.txt; do
+    rc=0
+    "$CLIENT" -k --quiet "$base$path" 2>"$tmp/jail.err" || rc=$?
+    if [ "$rc" -eq 1 ] && grep -q "stream reset by server" "$tmp/jail.err"; then
+      pass "jail ($resolver): $path refused: $(head -n1 "$tmp/jail.err" | sed 's/.*: stream/stream/')"
+    else
+      fail "jail ($resolver): $path gave exit $rc: $(cat "$tmp/jail.err")"
+    fi
+  done
+  stop_server "jail-$resolver"
+done
+
+# ---- bad input: exit 2 with a message ---------------------------------------
+expect_usage() {
+  local what=$1 rc=0
+  shift
+  "$@" >/dev/null 2>"$tmp/usage.err" </dev/null || rc=$?
+  if [ "$rc" -eq 2 ] && [ "$(wc -l <"$tmp/usage.err")" -ge 1 ]; then
+    pass "bad input ($what): $(head -n1 "$tmp/usage.err")"
+  else
+    fail "bad input ($what): exit $rc, stderr: $(cat "$tmp/usage.err")"
+  fi
+}
+expect_usage "server bad address" "$SERVER" --listen nonsense
+expect_usage "server bad port" "$SERVER" --listen 127.0.0.1:99999
+expect_usage "server bad v6" "$SERVER" --listen '[::1:4433'
+expect_usage "server missing root" "$SERVER" --listen 127.0.0.1:0 --root "$tmp/nope"
+expect_usage "server missing cert" "$SERVER" --listen 127.0.0.1:0 --root "$root" \
+  --cert "$tmp/nope.pem" --key "$tmp/nope.key"
+expect_usage "server cert without key" "$SERVER" --cert "$tmp/cert-many.pem"
+expect_usage "server unknown option" "$SERVER" --frobnicate
+expect_usage "client no URL" "$CLIENT"
+expect_usage "client bad scheme" "$CLIENT" ftp://127.0.0.1:1/x
+expect_usage "client bad URL" "$CLIENT" 'https://[::1/x'
+expect_usage "client bad port" "$CLIENT" https://127.0.0.1:70000/x
+expect_usage "client unresolvable" "$CLIENT" https://no-such-host.invalid:443/x
+expect_usage "client -o with two URLs" "$CLIENT" -o "$tmp/x" \
+  https://127.0.0.1:1/a https://127.0.0.1:1/b
+expect_usage "client missing CA" "$CLIENT" --ca "$tmp/nope.pem" https://127.0.0.1:1/a
+expect_usage "client bad --connections" "$CLIENT" --connections 0 https://127.0.0.1:1/a
+expect_usage "client unknown option" "$CLIENT" --frobnicate https://127.0.0.1:1/a
+
+if [ "$failures" -ne 0 ]; then
+  echo "$failures check(s) failed" >&2
+  exit 1
+fi
+echo "all loopback checks passed"
