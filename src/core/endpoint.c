@@ -241,18 +241,12 @@ size_t uvq_ep_send(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
 
 /* ---- lifecycle --------------------------------------------------------- */
 
-static void ngtcp2_nop_log(void *user_data, const char *fmt, ...) {
-  (void)user_data;
-  (void)fmt;
-}
-
 int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
   uvq_endpoint *ep;
   const uvq_mem *mem;
   int rv;
   uint8_t key[UVQ_TOKEN_KEYLEN];
 
-  (void)ngtcp2_nop_log;
   if (pep == NULL || cfg == NULL || cfg->tls == NULL || cfg->send == NULL ||
       cfg->wall_time == NULL || (cfg->is_server && cfg->on_accept == NULL)) {
     return UVQ_ERR_INVALID_ARGUMENT;
