@@ -367,6 +367,10 @@ int main(int argc, char **argv) {
       fail_usage("option %s needs an argument", argv[optind - 1]);
       break;
     default:
+      if (optopt) {
+        char opt[3] = {'-', (char)optopt, '\0'};
+        fail_usage("unknown option %s", opt);
+      }
       fail_usage("unknown option %s", argv[optind - 1]);
     }
   }

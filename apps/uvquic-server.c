@@ -88,7 +88,7 @@ static void print_stats(uvq_endpoint *ep) {
   printf("stats: received=%" PRIu64 " dropped=%" PRIu64 " (%s) sent=%" PRIu64
          " connections=%" PRIu64 " version_negotiations=%" PRIu64
          " retries=%" PRIu64 " stateless_closes=%" PRIu64 "\n",
-         st.datagrams_received, dropped, reasons, st.datagrams_sent,
+         st.datagrams_received, dropped, off ? reasons : "none", st.datagrams_sent,
          st.connections_total, st.version_negotiations_sent, st.retries_sent,
          st.stateless_closes_sent);
   fflush(stdout);
@@ -209,6 +209,10 @@ int main(int argc, char **argv) {
       fail_usage("option %s needs an argument", argv[optind - 1]);
       break;
     default:
+      if (optopt) {
+        char opt[3] = {'-', (char)optopt, '\0'};
+        fail_usage("unknown option %s", opt);
+      }
       fail_usage("unknown option %s", argv[optind - 1]);
     }
   }

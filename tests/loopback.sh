@@ -100,6 +100,7 @@ for mode in plain retry; do
     fail "50 MiB download ($mode): client failed: $(cat "$tmp/client-big-$mode.err")"
   fi
   stop_server "big-$mode"
+  dead_port=$PORT
 done
 
 # ---- 64 URLs on one connection ---------------------------------------------
@@ -126,6 +127,20 @@ else
   fail "64 files on one connection: client failed: $(cat "$tmp/client-many.err")"
 fi
 
+# ---- 150 URLs: more than the server's 100-stream limit ----------------------
+# The client must queue what the limit refuses and continue when the server
+# grants more streams (on_streams_available); bodies are discarded.
+urls=()
+for i in $(seq 1 150); do
+  urls+=("https://127.0.0.1:$PORT/small$(((i - 1) % 64 + 1)).bin")
+done
+if "$CLIENT" -k "${urls[@]}" 2>"$tmp/client-150.err" &&
+  grep -q '^downloaded 150 files' "$tmp/client-150.err"; then
+  pass "150 files on one connection (stream limit 100)"
+else
+  fail "150 files on one connection: $(tail -n3 "$tmp/client-150.err")"
+fi
+
 # ---- 200 connections one after another -------------------------------------
 if "$CLIENT" -k --connections 200 -o "$tmp/seq.out" \
   "https://127.0.0.1:$PORT/small7.bin" 2>"$tmp/client-seq.err" &&
@@ -136,6 +151,45 @@ else
   fail "200 sequential connections: $(tail -n3 "$tmp/client-seq.err")"
 fi
 stop_server many
+
+# ---- IPv6 ------------------------------------------------------------------
+if "$SERVER" --listen '[::1]:0' --root "$root" >"$tmp/v6.out" 2>&1 &
+then
+  v6pid=$!
+  pids+=("$v6pid")
+  for i in $(seq 1 300); do
+    grep -q '^listening on ' "$tmp/v6.out" && break
+    kill -0 "$v6pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if grep -q '^listening on \[::1\]:' "$tmp/v6.out"; then
+    v6port=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$tmp/v6.out")
+    if "$CLIENT" -k --quiet -o "$tmp/v6.bin" "https://[::1]:$v6port/small3.bin" \
+      2>"$tmp/client-v6.err" && cmp -s "$tmp/v6.bin" "$root/small3.bin"; then
+      pass "IPv6 download from [::1]"
+    else
+      fail "IPv6 download: $(cat "$tmp/client-v6.err")"
+    fi
+  elif grep -q 'cannot listen' "$tmp/v6.out"; then
+    echo "skip: no IPv6 loopback here: $(cat "$tmp/v6.out")"
+  else
+    fail "IPv6 server did not start: $(cat "$tmp/v6.out")"
+  fi
+  kill -TERM "$v6pid" 2>/dev/null || true
+  rc=0
+  wait "$v6pid" || rc=$?
+  [ "$rc" -eq 0 ] || [ "$rc" -eq 2 ] || fail "IPv6 server exited $rc"
+fi
+
+# ---- nobody listening: a transfer failure (exit 1), named ---------------------
+# The handshake times out (10 s by default): UDP gives no "refused".
+rc=0
+"$CLIENT" -k --quiet "https://127.0.0.1:$dead_port/x" 2>"$tmp/dead.err" || rc=$?
+if [ "$rc" -eq 1 ] && grep -q "https://127.0.0.1:$dead_port/x: " "$tmp/dead.err"; then
+  pass "no server: exit 1: $(head -n1 "$tmp/dead.err")"
+else
+  fail "no server: exit $rc: $(cat "$tmp/dead.err")"
+fi
 
 # ---- path jail -------------------------------------------------------------
 for resolver in openat2 fallback; do

@@ -312,20 +312,31 @@ static int usable(uvq_conn *conn) {
   return conn->stage < UVQ_STAGE_CLOSING && !conn->close_requested;
 }
 
-ssize_t uvq_stream_write(uvq_conn *conn, int64_t stream_id,
-                         const uint8_t *data, size_t len, int fin) {
-  uvq_stream *s;
-  size_t room, n;
-
-  if (conn == NULL || (data == NULL && len > 0)) {
+/* Finds a stream the API may act on; 0 or a UVQ_ERR_*. */
+static int api_stream(uvq_conn *conn, int64_t stream_id, uvq_stream **ps) {
+  if (conn == NULL) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   if (!usable(conn)) {
     return UVQ_ERR_CLOSED;
   }
-  s = uvq_stream_find(conn, stream_id);
-  if (s == NULL) {
-    return UVQ_ERR_STREAM_NOT_FOUND;
+  *ps = uvq_stream_find(conn, stream_id);
+  return *ps ? 0 : UVQ_ERR_STREAM_NOT_FOUND;
+}
+
+ssize_t uvq_stream_write(uvq_conn *conn, int64_t stream_id,
+                         const uint8_t *data, size_t len, int fin) {
+  uvq_stream *s;
+  size_t room, n;
+
+  int rv;
+
+  if (data == NULL && len > 0) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  rv = api_stream(conn, stream_id, &s);
+  if (rv != 0) {
+    return rv;
   }
   if (s->shut_wr || s->fin_requested) {
     return UVQ_ERR_STREAM_SHUT;
@@ -354,16 +365,9 @@ ssize_t uvq_stream_write(uvq_conn *conn, int64_t stream_id,
 
 int uvq_stream_reset(uvq_conn *conn, int64_t stream_id, uint64_t app_error) {
   uvq_stream *s;
-  int rv;
-  if (conn == NULL) {
-    return UVQ_ERR_INVALID_ARGUMENT;
-  }
-  if (!usable(conn)) {
-    return UVQ_ERR_CLOSED;
-  }
-  s = uvq_stream_find(conn, stream_id);
-  if (s == NULL) {
-    return UVQ_ERR_STREAM_NOT_FOUND;
+  int rv = api_stream(conn, stream_id, &s);
+  if (rv != 0) {
+    return rv;
   }
   rv = ngtcp2_conn_shutdown_stream_write(conn->q, stream_id, app_error);
   if (rv != 0 && rv != NGTCP2_ERR_STREAM_NOT_FOUND) {
@@ -380,16 +384,9 @@ int uvq_stream_reset(uvq_conn *conn, int64_t stream_id, uint64_t app_error) {
 int uvq_stream_stop_sending(uvq_conn *conn, int64_t stream_id,
                             uint64_t app_error) {
   uvq_stream *s;
-  int rv;
-  if (conn == NULL) {
-    return UVQ_ERR_INVALID_ARGUMENT;
-  }
-  if (!usable(conn)) {
-    return UVQ_ERR_CLOSED;
-  }
-  s = uvq_stream_find(conn, stream_id);
-  if (s == NULL) {
-    return UVQ_ERR_STREAM_NOT_FOUND;
+  int rv = api_stream(conn, stream_id, &s);
+  if (rv != 0) {
+    return rv;
   }
   rv = ngtcp2_conn_shutdown_stream_read(conn->q, stream_id, app_error);
   if (rv != 0 && rv != NGTCP2_ERR_STREAM_NOT_FOUND) {

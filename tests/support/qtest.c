@@ -35,7 +35,33 @@ static int node_of_addr(qt_world *w, const uvq_addr *a) {
       return i;
     }
   }
+  for (int i = 0; i < w->naliases; i++) {
+    if (w->alias[i].len == a->len &&
+        memcmp(&w->alias[i].ss, &a->ss, a->len) == 0) {
+      return w->alias_node[i];
+    }
+  }
   return -1;
+}
+
+void qt_addr_v4(uvq_addr *a, uint16_t port) {
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  memset(a, 0, sizeof(*a));
+  uvq_addr_set(a, (struct sockaddr *)&sa, sizeof(sa));
+}
+
+int qt_add_alias(qt_world *w, int node, const uvq_addr *addr) {
+  if (w->naliases >= QT_MAX_NODES || node < 0 || node >= w->nnodes) {
+    return -1;
+  }
+  w->alias[w->naliases] = *addr;
+  w->alias_node[w->naliases] = node;
+  w->naliases++;
+  return 0;
 }
 
 static void enqueue(qt_world *w, qt_pkt *p) {

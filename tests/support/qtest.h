@@ -55,6 +55,11 @@ struct qt_world {
 
   uint64_t delivered, dropped, duplicated, reordered, corrupted;
   uvq_tls_ctx *server_tls, *client_tls;
+
+  /* Extra addresses nodes answer on (qt_add_alias). */
+  uvq_addr alias[QT_MAX_NODES];
+  int alias_node[QT_MAX_NODES];
+  int naliases;
 };
 
 /* Sets up a world with a fixed RNG seed, ALPN "test", an ephemeral server
@@ -84,6 +89,13 @@ int qt_run(qt_world *w, int (*done)(void *ud), void *ud, uvq_tstamp limit);
 /* Delivers a raw datagram to node |dst| from address |from|. */
 void qt_inject(qt_world *w, int dst, const uvq_addr *from,
                const uint8_t *data, size_t len);
+
+/* Makes 127.0.0.1:|port| in |a|. */
+void qt_addr_v4(uvq_addr *a, uint16_t port);
+
+/* Makes datagrams sent to |addr| reach node |node| too (a second local
+ * address, e.g. to migrate a client to). Returns 0, or -1 if full. */
+int qt_add_alias(qt_world *w, int node, const uvq_addr *addr);
 
 /* Sha-256 helper: hex into out[65]. */
 void qt_sha256_hex(const uint8_t *digest32, char out[65]);
