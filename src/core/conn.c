@@ -130,6 +130,13 @@ static int cb_handshake_completed(ngtcp2_conn *q, void *user_data) {
   }
   conn->handshake_completed = 1;
   conn->stage = UVQ_STAGE_RUNNING;
+  if (conn->is_server) {
+    /* For a server, completion is confirmation (RFC 9001 §4.1.2) and
+     * ngtcp2 never calls handshake_confirmed on servers: the client has
+     * Handshake keys and no longer sends Initials, so forget their DCIDs
+     * here, or they stay routable for the connection's whole life. */
+    uvq_conn_unmap_handshake_cids(conn);
+  }
   conn->established_pending = 1;
   if (conn->counted_in_flight) {
     conn->counted_in_flight = 0;
@@ -645,6 +652,11 @@ void uvq_conn_recv(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
   if (rv == NGTCP2_ERR_DISCARD_PKT) {
     uvq_ep_drop(conn->ep, UVQ_DROP_CONN_REJECTED);
     rv = 0;
+  } else if (rv == NGTCP2_ERR_DROP_CONN) {
+    /* The packet was not used and ends the connection (e.g. a server's
+     * first Initial that does not decrypt): count it, never drop
+     * silently. */
+    uvq_ep_drop(conn->ep, UVQ_DROP_CONN_REJECTED);
   }
   after_ngtcp2(conn, rv, now);
 }

@@ -218,6 +218,9 @@ int uvq_conn_write(uvq_conn *conn, uvq_tstamp now) {
 
   rv = drain_pending(conn);
   if (rv != 0) {
+    /* Keep the connection's timers armed while the socket is stuck, so
+     * loss recovery and the idle timeout still run. */
+    uvq_ep_timer_update(ep, conn);
     return rv;
   }
 

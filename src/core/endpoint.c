@@ -65,6 +65,15 @@ void uvq_ep_timer_remove(uvq_endpoint *ep, uvq_conn *conn) {
 
 void uvq_ep_timer_update(uvq_endpoint *ep, uvq_conn *conn) {
   uvq_tstamp exp = uvq_conn_expiry(conn);
+  if (exp != UVQ_TSTAMP_MAX && exp <= ep->last_now) {
+    /* The connection has already been given |last_now|. ngtcp2 0.12
+     * reports some internal timers (seen after a client migration: path
+     * validation / retired CIDs) at T but acts on them only once now > T,
+     * so an expiry at or before the current time would make the driver
+     * call us again at the same instant, forever with a fake or coarse
+     * clock. Ask for the next instant instead. */
+    exp = ep->last_now + 1;
+  }
   if (exp == UVQ_TSTAMP_MAX) {
     uvq_ep_timer_remove(ep, conn);
     conn->expiry = exp;

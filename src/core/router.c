@@ -10,6 +10,21 @@
 /* Version field of a Version Negotiation packet. */
 #define VN_VERSION 0u
 
+/* Whether the version-independent long header (RFC 8999 §5.1: flags,
+ * version, DCID len + DCID, SCID len + SCID) fits in |len| bytes. */
+static int long_header_fits(const uint8_t *data, size_t len) {
+  size_t off = 1 + 4;
+  if (len < off + 1) {
+    return 0;
+  }
+  off += 1 + (size_t)data[off];
+  if (len < off + 1) {
+    return 0;
+  }
+  off += 1 + (size_t)data[off];
+  return len >= off;
+}
+
 int uvq_pkt_parse(uvq_pkt_view *v, const uint8_t *data, size_t len,
                   size_t short_dcidlen) {
   ngtcp2_version_cid vc;
@@ -36,6 +51,17 @@ int uvq_pkt_parse(uvq_pkt_view *v, const uint8_t *data, size_t len,
     return UVQ_DROP_TRUNCATED + 1;
   }
   rv = ngtcp2_pkt_decode_version_cid(&vc, data, len, short_dcidlen);
+  if (rv == NGTCP2_ERR_INVALID_ARGUMENT && len < UVQ_MIN_INITIAL_DATAGRAM &&
+      long_header_fits(data, len)) {
+    uint32_t version = ((uint32_t)data[1] << 24) | ((uint32_t)data[2] << 16) |
+                       ((uint32_t)data[3] << 8) | data[4];
+    if (version != VN_VERSION && version != UVQ_QUIC_V1) {
+      /* ngtcp2 refuses to decode the header of an unknown version in a
+       * datagram too small to be answered with VN. The header is not
+       * malformed (its invariant fields fit): count it for what it is. */
+      return UVQ_DROP_UNSUPPORTED_VERSION + 1;
+    }
+  }
   if (rv != 0 && rv != NGTCP2_ERR_VERSION_NEGOTIATION) {
     return UVQ_DROP_MALFORMED + 1;
   }
