@@ -23,8 +23,7 @@
  */
 static inline int cli_split_hostport(const char *s, const char *defport,
                                      char *host, size_t hostlen, char *port,
-                                     size_t portlen, char *err,
-                                     size_t errlen) {
+                                     size_t portlen, char *err, size_t errlen) {
   const char *hend, *colon;
   size_t n;
 
@@ -99,8 +98,7 @@ static inline int cli_resolve(const char *host, const char *port, int passive,
   hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
   rv = getaddrinfo(host, port, &hints, &res);
   if (rv != 0) {
-    snprintf(err, errlen, "cannot resolve \"%s\": %s", host,
-             gai_strerror(rv));
+    snprintf(err, errlen, "cannot resolve \"%s\": %s", host, gai_strerror(rv));
     return -1;
   }
   memcpy(ss, res->ai_addr, res->ai_addrlen);

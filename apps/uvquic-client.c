@@ -170,8 +170,7 @@ static void group_finish(client *c, group *g) {
       ++c->failures;
       c->bytes += req->bytes;
       describe_failure(g, req, why, sizeof(why));
-      fprintf(stderr, "uvquic-client: %s: %s\n", c->urls[g->urls[i]].text,
-              why);
+      fprintf(stderr, "uvquic-client: %s: %s\n", c->urls[g->urls[i]].text, why);
     }
   }
   close_sinks(g);
@@ -325,7 +324,7 @@ int main(int argc, char **argv) {
   char err[1024];
   uvq_tls_config tcfg;
   const char *ca = NULL;
-  int insecure = 0, ch, rv;
+  int insecure = 0, usage_error = 0, ch, rv;
   size_t i, j;
   client c;
   double secs;
@@ -418,8 +417,8 @@ int main(int argc, char **argv) {
       socklen_t len;
       snprintf(g->host, sizeof(g->host), "%s", u->host);
       snprintf(g->port, sizeof(g->port), "%s", u->port);
-      if (cli_resolve(g->host, g->port, 0, &g->addr, &len, err,
-                      sizeof(err)) != 0) {
+      if (cli_resolve(g->host, g->port, 0, &g->addr, &len, err, sizeof(err)) !=
+          0) {
         fail_usage("%s", err);
       }
     }
@@ -451,7 +450,8 @@ int main(int argc, char **argv) {
   if (rv != 0) {
     fprintf(stderr, "uvquic-client: TLS setup failed: %s\n",
             err[0] ? err : uvq_strerror(rv));
-    return CLI_EXIT_USAGE;
+    usage_error = 1;
+    goto out;
   }
 
   signal(SIGPIPE, SIG_IGN);
@@ -467,18 +467,23 @@ int main(int argc, char **argv) {
   }
   secs = (double)(c.end - c.start) / 1e9;
   if (!c.quiet) {
-    fprintf(stderr, "downloaded %" PRIu64 " files, %" PRIu64
-                    " bytes in %.3f s (%.1f Mbit/s)\n",
+    fprintf(stderr,
+            "downloaded %" PRIu64 " files, %" PRIu64
+            " bytes in %.3f s (%.1f Mbit/s)\n",
             c.files, c.bytes, secs,
             secs > 0 ? (double)c.bytes * 8 / secs / 1e6 : 0.0);
   }
   uvq_tls_ctx_del(c.tls);
   uv_loop_close(c.loop);
+out:
   for (j = 0; j < c.ngroups; ++j) {
     free(c.groups[j].urls);
     free(c.groups[j].reqs);
   }
   free(c.groups);
   free(c.urls);
+  if (usage_error) {
+    return CLI_EXIT_USAGE;
+  }
   return c.failures ? CLI_EXIT_TRANSFER : CLI_EXIT_OK;
 }

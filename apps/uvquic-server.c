@@ -21,8 +21,8 @@
 #include "uvquic/uvquic.h"
 #include "uvquic/uvquic_uv.h"
 
-#include "cli.h"
 #include "app/hq.h"
+#include "cli.h"
 #include "core/tls.h"
 
 typedef struct server {
@@ -88,9 +88,9 @@ static void print_stats(uvq_endpoint *ep) {
   printf("stats: received=%" PRIu64 " dropped=%" PRIu64 " (%s) sent=%" PRIu64
          " connections=%" PRIu64 " version_negotiations=%" PRIu64
          " retries=%" PRIu64 " stateless_closes=%" PRIu64 "\n",
-         st.datagrams_received, dropped, off ? reasons : "none", st.datagrams_sent,
-         st.connections_total, st.version_negotiations_sent, st.retries_sent,
-         st.stateless_closes_sent);
+         st.datagrams_received, dropped, off ? reasons : "none",
+         st.datagrams_sent, st.connections_total, st.version_negotiations_sent,
+         st.retries_sent, st.stateless_closes_sent);
   fflush(stdout);
 }
 
@@ -137,8 +137,8 @@ static int write_cert(uvq_tls_ctx *tls, const char *path) {
   }
   f = fopen(path, "w");
   if (f == NULL) {
-    fprintf(stderr, "uvquic-server: cannot write certificate to %s: %s\n",
-            path, strerror(errno));
+    fprintf(stderr, "uvquic-server: cannot write certificate to %s: %s\n", path,
+            strerror(errno));
     free(pem);
     return -1;
   }
@@ -245,10 +245,10 @@ int main(int argc, char **argv) {
   if (rv != 0) {
     fprintf(stderr, "uvquic-server: TLS setup failed: %s\n",
             err[0] ? err : uvq_strerror(rv));
-    return CLI_EXIT_USAGE;
+    goto fail_tls;
   }
   if (cert_out && write_cert(tls, cert_out) != 0) {
-    return CLI_EXIT_USAGE;
+    goto fail_listen;
   }
 
   uvq_settings_default(&settings);
@@ -259,10 +259,10 @@ int main(int argc, char **argv) {
   rv = uvq_listen(&s.listener, s.loop, (struct sockaddr *)&ss, &settings, tls,
                   on_accept, &s);
   if (rv != 0) {
-    fprintf(stderr, "uvquic-server: cannot listen on %s: %s%s%s\n",
-            listen_arg, uvq_strerror(rv), rv == UVQ_ERR_IO ? ": " : "",
+    fprintf(stderr, "uvquic-server: cannot listen on %s: %s%s%s\n", listen_arg,
+            uvq_strerror(rv), rv == UVQ_ERR_IO ? ": " : "",
             rv == UVQ_ERR_IO ? strerror(errno) : "");
-    return CLI_EXIT_USAGE;
+    goto fail_listen;
   }
   uvq_uv_endpoint_get_local_addr(s.listener, &bound);
   cli_format_addr((struct sockaddr *)&bound.ss, addrbuf, sizeof(addrbuf));
@@ -282,4 +282,10 @@ int main(int argc, char **argv) {
   uvq_tls_ctx_del(tls);
   uv_loop_close(s.loop);
   return CLI_EXIT_OK;
+
+fail_listen:
+  uvq_tls_ctx_del(tls);
+fail_tls:
+  uvq_hq_server_del(s.hq);
+  return CLI_EXIT_USAGE;
 }

@@ -44,6 +44,8 @@ typedef struct app_side {
   int streams_seen;
 } app_side;
 
+static int g_stop_reading_server; /* server stops reading the first stream */
+
 static uint8_t gen_byte(uint32_t seed, uint64_t off) {
   uint64_t x = (off / 8 + 1) * 0x9e3779b97f4a7c15ull ^ seed;
   x ^= x >> 29;
@@ -111,8 +113,12 @@ static int on_stream_open(uvq_conn *conn, int64_t sid, void *ud) {
 static int on_stream_data(uvq_conn *conn, int64_t sid, const uint8_t *data,
                           size_t len, int fin, void *ud, void *sud) {
   app_side *a = ud;
-  (void)sid;
   (void)sud;
+  if (g_stop_reading_server && uvq_conn_is_server(conn)) {
+    g_stop_reading_server = 0;
+    assert_int_equal(uvq_stream_stop_sending(conn, sid, 0x42), 0);
+    return 0;
+  }
   if (a->hash == NULL) {
     assert_int_equal(gnutls_hash_init(&a->hash, GNUTLS_DIG_SHA256), 0);
   }
@@ -149,6 +155,31 @@ static void on_closed(uvq_conn *conn, const uvq_close_info *ci, void *ud) {
 }
 
 static int g_wakes;
+static int g_timers;
+static uvq_tstamp g_timer_at;
+static int g_stop_sending;
+static qt_world *g_world;
+
+static int on_timer(uvq_conn *conn, void *ud) {
+  (void)conn;
+  (void)ud;
+  g_timers++;
+  g_timer_at = g_world->now;
+  return 0;
+}
+
+static void on_stop_sending(uvq_conn *conn, int64_t sid, uint64_t err,
+                            void *ud, void *sud) {
+  app_side *a = ud;
+  (void)sud;
+  (void)err;
+  g_stop_sending++;
+  assert_int_equal(sid, a->sid);
+  /* The send side is gone: further writes are refused. */
+  assert_int_equal(uvq_stream_write(conn, sid, (const uint8_t *)"x", 1, 0),
+                   UVQ_ERR_STREAM_SHUT);
+  a->fin = 1; /* done from the test's point of view */
+}
 
 static int on_wake(uvq_conn *conn, void *ud) {
   (void)conn;
@@ -159,6 +190,8 @@ static int on_wake(uvq_conn *conn, void *ud) {
 
 static const uvq_app_callbacks app_cb = {
     .on_wake = on_wake,
+    .on_timer = on_timer,
+    .on_stop_sending = on_stop_sending,
     .version = UVQ_APP_CALLBACKS_VERSION,
     .on_established = on_established,
     .on_stream_open = on_stream_open,
@@ -356,12 +389,70 @@ static void test_conn_waker(void **state) {
   uvq_waker_release(wk);
 }
 
+static void test_conn_app_timer(void **state) {
+  qt_world w;
+  app_side cli = {0}, srv = {0};
+  app_side *pair[2] = {&cli, &srv};
+  uvq_tstamp deadline;
+  (void)state;
+
+  qt_world_init(&w, 9);
+  g_world = &w;
+  g_server = &srv;
+  int s = qt_add_server(&w, NULL, on_accept, NULL);
+  int c = qt_add_client(&w, NULL, NULL);
+  assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli, &cli.conn), 0);
+  assert_true(qt_run(&w, both_established, pair, 5 * UVQ_SECONDS));
+  g_timers = 0;
+  deadline = w.now + 5 * UVQ_SECONDS;
+  uvq_conn_set_app_timer(cli.conn, w.now + 1 * UVQ_SECONDS);
+  uvq_conn_set_app_timer(cli.conn, deadline); /* replaces the first */
+  qt_run(&w, NULL, NULL, 8 * UVQ_SECONDS);
+  assert_int_equal(g_timers, 1);
+  assert_true(g_timer_at >= deadline);
+  assert_true(g_timer_at < deadline + 10 * UVQ_MILLISECONDS);
+  /* Disarmed: nothing more fires. */
+  uvq_conn_set_app_timer(cli.conn, w.now + 1 * UVQ_SECONDS);
+  uvq_conn_set_app_timer(cli.conn, UVQ_TSTAMP_MAX);
+  qt_run(&w, NULL, NULL, 3 * UVQ_SECONDS);
+  assert_int_equal(g_timers, 1);
+  assert_int_equal(uvq_conn_close(cli.conn, 0, NULL), 0);
+  qt_run(&w, NULL, NULL, 10 * UVQ_SECONDS);
+  qt_world_free(&w);
+}
+
+static void test_conn_peer_stop_sending(void **state) {
+  qt_world w;
+  app_side cli = {0}, srv = {0};
+  (void)state;
+
+  qt_world_init(&w, 10);
+  g_server = &srv;
+  int s = qt_add_server(&w, NULL, on_accept, NULL);
+  int c = qt_add_client(&w, NULL, NULL);
+  cli.send_on_established = 1;
+  cli.to_send = 8u << 20; /* more than fits: the client keeps writing */
+  cli.gen_seed = 5;
+  g_stop_sending = 0;
+  g_stop_reading_server = 1;
+  assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli, &cli.conn), 0);
+  qt_run(&w, NULL, NULL, 5 * UVQ_SECONDS);
+  assert_int_equal(g_stop_sending, 1);
+  assert_true(cli.sent < cli.to_send);
+  assert_int_equal(uvq_conn_close(cli.conn, 0, NULL), 0);
+  qt_run(&w, NULL, NULL, 10 * UVQ_SECONDS);
+  assert_int_equal(cli.closed, 1);
+  qt_world_free(&w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_conn_handshake),
       cmocka_unit_test(test_conn_transfer_clean),
       cmocka_unit_test(test_conn_transfer_10mib_lossy),
       cmocka_unit_test(test_conn_waker),
+      cmocka_unit_test(test_conn_app_timer),
+      cmocka_unit_test(test_conn_peer_stop_sending),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

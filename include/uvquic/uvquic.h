@@ -448,7 +448,12 @@ typedef struct uvq_app_callbacks {
   void (*on_stream_reset)(uvq_conn *conn, int64_t stream_id,
                           uint64_t app_error, void *user_data,
                           void *stream_user_data);
-  /** The peer asked us to stop sending (STOP_SENDING). */
+  /**
+   * The peer asked us to stop sending (STOP_SENDING); the transport has
+   * reset our sending side. ngtcp2 0.12 does not report the frame itself:
+   * it fires when the stream next has data to send and finds its send side
+   * shut, and |app_error| is 0 (on_stream_closed later carries the code).
+   */
   void (*on_stop_sending)(uvq_conn *conn, int64_t stream_id,
                           uint64_t app_error, void *user_data,
                           void *stream_user_data);
@@ -469,6 +474,8 @@ typedef struct uvq_app_callbacks {
    */
   void (*on_closed)(uvq_conn *conn, const uvq_close_info *ci,
                     void *user_data);
+  /** The deadline set with uvq_conn_set_app_timer passed. */
+  int (*on_timer)(uvq_conn *conn, void *user_data);
 } uvq_app_callbacks;
 
 /** Facts about a connection's handshake and path (uvq_conn_get_info). */
@@ -516,6 +523,14 @@ UVQ_EXTERN int uvq_conn_is_server(uvq_conn *conn);
  */
 UVQ_EXTERN int uvq_conn_close(uvq_conn *conn, uint64_t app_error,
                               const char *reason);
+
+/**
+ * uvq_conn_set_app_timer arms the connection's one application timer:
+ * on_timer fires once |deadline| (on the endpoint's clock) has passed.
+ * UVQ_TSTAMP_MAX disarms it; a new deadline replaces the old one. The timer
+ * shares the endpoint's timer heap, so drivers need nothing extra.
+ */
+UVQ_EXTERN void uvq_conn_set_app_timer(uvq_conn *conn, uvq_tstamp deadline);
 
 /**
  * uvq_conn_open_stream opens a new stream (|bidi| nonzero: bidirectional)
@@ -691,6 +706,8 @@ UVQ_EXTERN int uvq_endpoint_new(uvq_endpoint **pep,
 UVQ_EXTERN void uvq_endpoint_del(uvq_endpoint *ep);
 
 UVQ_EXTERN void *uvq_endpoint_get_user_data(uvq_endpoint *ep);
+/** The allocator the endpoint uses (never NULL), for apps layered on it. */
+UVQ_EXTERN const uvq_mem *uvq_endpoint_get_mem(uvq_endpoint *ep);
 UVQ_EXTERN int uvq_endpoint_is_server(uvq_endpoint *ep);
 UVQ_EXTERN const uvq_settings *uvq_endpoint_get_settings(uvq_endpoint *ep);
 

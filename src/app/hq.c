@@ -52,11 +52,7 @@ struct uvq_hq_server {
   uint8_t scratch[HQ_CHUNK];
 };
 
-typedef enum hq_sstate {
-  HQ_S_READING = 0,
-  HQ_S_SENDING,
-  HQ_S_DONE
-} hq_sstate;
+typedef enum hq_sstate { HQ_S_READING = 0, HQ_S_SENDING, HQ_S_DONE } hq_sstate;
 
 typedef struct hq_sconn hq_sconn;
 
@@ -543,8 +539,8 @@ struct uvq_hq_client {
   void *user_data;
 };
 
-static void cli_finish(uvq_conn *conn, uvq_hq_client *cli,
-                       uvq_hq_request *req, uvq_hq_state state) {
+static void cli_finish(uvq_conn *conn, uvq_hq_client *cli, uvq_hq_request *req,
+                       uvq_hq_state state) {
   req->state = state;
   ++cli->finished;
   if (state == UVQ_HQ_DONE) {
@@ -727,8 +723,8 @@ const uvq_app_callbacks *uvq_hq_client_callbacks(void) {
   return &hq_client_callbacks;
 }
 
-int uvq_hq_client_new(uvq_hq_client **pcli, uvq_hq_request *reqs,
-                      size_t nreqs, const uvq_mem *mem, uvq_hq_done_cb done,
+int uvq_hq_client_new(uvq_hq_client **pcli, uvq_hq_request *reqs, size_t nreqs,
+                      const uvq_mem *mem, uvq_hq_done_cb done,
                       void *user_data) {
   uvq_hq_client *cli;
   size_t i;
@@ -800,6 +796,4 @@ void uvq_hq_client_del(uvq_hq_client *cli) {
   uvq_free(cli->mem, cli);
 }
 
-size_t uvq_hq_client_completed(uvq_hq_client *cli) {
-  return cli->completed;
-}
+size_t uvq_hq_client_completed(uvq_hq_client *cli) { return cli->completed; }

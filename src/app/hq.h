@@ -171,9 +171,8 @@ typedef void (*uvq_hq_done_cb)(uvq_hq_client *cli, const uvq_close_info *ci,
  * Returns 0, UVQ_ERR_INVALID_ARGUMENT (no requests, a path that is empty or
  * longer than the request limit allows), or UVQ_ERR_NOMEM.
  */
-int uvq_hq_client_new(uvq_hq_client **pcli, uvq_hq_request *reqs,
-                      size_t nreqs, const uvq_mem *mem, uvq_hq_done_cb done,
-                      void *user_data);
+int uvq_hq_client_new(uvq_hq_client **pcli, uvq_hq_request *reqs, size_t nreqs,
+                      const uvq_mem *mem, uvq_hq_done_cb done, void *user_data);
 
 /** The callbacks an hq client connection runs on. */
 const uvq_app_callbacks *uvq_hq_client_callbacks(void);

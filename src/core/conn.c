@@ -265,19 +265,13 @@ static int cb_stream_reset(ngtcp2_conn *q, int64_t stream_id,
 static int cb_stream_stop_sending(ngtcp2_conn *q, int64_t stream_id,
                                   uint64_t app_error_code, void *user_data,
                                   void *stream_user_data) {
-  uvq_conn *conn = conn_of(user_data);
-  uvq_stream *s = stream_user_data;
+  /* ngtcp2 0.12 calls this when *we* stop reading (our STOP_SENDING goes
+   * out); the peer's STOP_SENDING is found in the write path instead. */
   (void)q;
-  if (s == NULL) {
-    return 0;
-  }
-  /* ngtcp2 answers with RESET_STREAM itself; stop offering data. */
-  s->shut_wr = 1;
-  uvq_stream_unready(conn, s);
-  if (conn->cb && conn->cb->on_stop_sending) {
-    conn->cb->on_stop_sending(conn, stream_id, app_error_code,
-                              conn->user_data, s->user_data);
-  }
+  (void)stream_id;
+  (void)app_error_code;
+  (void)user_data;
+  (void)stream_user_data;
   return 0;
 }
 
@@ -390,6 +384,7 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
   conn->path = *path;
   conn->heap_idx = SIZE_MAX;
   conn->expiry = UVQ_TSTAMP_MAX;
+  conn->app_deadline = UVQ_TSTAMP_MAX;
   conn->stage = UVQ_STAGE_HANDSHAKE;
   conn->ref.get_conn = get_conn;
   conn->ref.user_data = conn;
@@ -572,6 +567,16 @@ void uvq_conn_run_deferred(uvq_conn *conn) {
       }
     }
   }
+  while (conn->stop_pending) {
+    uvq_stream *s = conn->stop_pending;
+    conn->stop_pending = s->stop_next;
+    s->stop_next = NULL;
+    s->stop_pending = 0;
+    if (conn->cb->on_stop_sending) {
+      conn->cb->on_stop_sending(conn, s->id, 0, conn->user_data,
+                                s->user_data);
+    }
+  }
   while (conn->writable_pending) {
     uvq_stream *s = conn->writable_pending;
     conn->writable_pending = s->pending_next;
@@ -664,8 +669,10 @@ void uvq_conn_recv(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
 uvq_tstamp uvq_conn_expiry(uvq_conn *conn) {
   switch (conn->stage) {
   case UVQ_STAGE_HANDSHAKE:
-  case UVQ_STAGE_RUNNING:
-    return ngtcp2_conn_get_expiry(conn->q);
+  case UVQ_STAGE_RUNNING: {
+    uvq_tstamp e = ngtcp2_conn_get_expiry(conn->q);
+    return conn->app_deadline < e ? conn->app_deadline : e;
+  }
   case UVQ_STAGE_CLOSING:
   case UVQ_STAGE_DRAINING:
     return conn->close_deadline;
@@ -691,8 +698,23 @@ void uvq_conn_handle_expiry(uvq_conn *conn, uvq_tstamp now) {
   default:
     break;
   }
-  rv = ngtcp2_conn_handle_expiry(conn->q, now);
+  if (conn->app_deadline <= now) {
+    conn->app_deadline = UVQ_TSTAMP_MAX;
+    if (conn->cb && conn->cb->on_timer && !conn->close_requested &&
+        conn->cb->on_timer(conn, conn->user_data) != 0) {
+      conn->callback_failed = 1;
+    }
+  }
+  rv = 0;
+  if (ngtcp2_conn_get_expiry(conn->q) <= now) {
+    rv = ngtcp2_conn_handle_expiry(conn->q, now);
+  }
   after_ngtcp2(conn, rv, now);
+}
+
+void uvq_conn_set_app_timer(uvq_conn *conn, uvq_tstamp deadline) {
+  conn->app_deadline = deadline;
+  uvq_ep_timer_update(conn->ep, conn);
 }
 
 /* ---- public connection API -------------------------------------------- */

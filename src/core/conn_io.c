@@ -98,6 +98,13 @@ static ngtcp2_ssize write_datagram(uvq_conn *conn, ngtcp2_path *path,
       continue;
     }
     if (n == NGTCP2_ERR_STREAM_SHUT_WR || n == NGTCP2_ERR_STREAM_NOT_FOUND) {
+      if (!s->shut_wr && !s->stop_pending) {
+        /* We did not reset it: the peer sent STOP_SENDING and ngtcp2
+         * answered with RESET_STREAM. Reported after the burst. */
+        s->stop_pending = 1;
+        s->stop_next = conn->stop_pending;
+        conn->stop_pending = s;
+      }
       s->shut_wr = 1;
       uvq_stream_unready(conn, s);
       continue;

@@ -54,9 +54,11 @@ struct uvq_stream {
   unsigned in_ready : 1;      /* on conn->ready list */
   unsigned data_blocked : 1;  /* flow control blocked in ngtcp2 */
   unsigned writable_pending : 1;
+  unsigned stop_pending : 1; /* peer STOP_SENDING to report */
 
   uvq_stream *ready_prev, *ready_next;
   uvq_stream *pending_next; /* conn->writable_pending list */
+  uvq_stream *stop_next;    /* conn->stop_pending list */
 };
 
 /* Stream table: open addressing by stream id. */
@@ -121,6 +123,8 @@ struct uvq_conn {
   uvq_stream_table streams;
   uvq_stream *ready_head, *ready_tail;
   uvq_stream *writable_pending;
+  uvq_stream *stop_pending;
+  uvq_tstamp app_deadline; /* uvq_conn_set_app_timer */
 
   /* Datagrams written but not yet taken by the send callback. */
   uint8_t *pending;

@@ -366,6 +366,8 @@ void uvq_endpoint_del(uvq_endpoint *ep) {
 
 void *uvq_endpoint_get_user_data(uvq_endpoint *ep) { return ep->cfg.user_data; }
 
+const uvq_mem *uvq_endpoint_get_mem(uvq_endpoint *ep) { return ep->mem; }
+
 int uvq_endpoint_is_server(uvq_endpoint *ep) { return ep->is_server; }
 
 const uvq_settings *uvq_endpoint_get_settings(uvq_endpoint *ep) {

@@ -136,6 +136,15 @@ void uvq_stream_destroy(uvq_conn *conn, uvq_stream *s) {
       *pp = s->pending_next;
     }
   }
+  if (s->stop_pending) {
+    uvq_stream **pp = &conn->stop_pending;
+    while (*pp && *pp != s) {
+      pp = &(*pp)->stop_next;
+    }
+    if (*pp) {
+      *pp = s->stop_next;
+    }
+  }
   table_remove(conn, s);
   free_chunks(conn, s);
   uvq_free(conn->ep->mem, s);
@@ -154,6 +163,7 @@ void uvq_stream_table_free(uvq_conn *conn) {
   memset(t, 0, sizeof(*t));
   conn->ready_head = conn->ready_tail = NULL;
   conn->writable_pending = NULL;
+  conn->stop_pending = NULL;
 }
 
 /* ---- ready list -------------------------------------------------------- */

@@ -232,9 +232,8 @@ static void uep_read(uvq_uv_endpoint *uep) {
       if (uvq_addr_set(&path.remote, h->msg_name, h->msg_namelen) != 0) {
         continue;
       }
-      (void)uvq_endpoint_recv(uep->ep, &path, UVQ_ECN_NOT_ECT,
-                              uep->rx->bufs[i], uep->rx->msgs[i].msg_len, 0,
-                              now);
+      (void)uvq_endpoint_recv(uep->ep, &path, UVQ_ECN_NOT_ECT, uep->rx->bufs[i],
+                              uep->rx->msgs[i].msg_len, 0, now);
     }
     --uep->in_core;
     total += (size_t)n;
@@ -412,13 +411,11 @@ fail_rx:
 
 int uvq_listen(uvq_listener **plistener, uv_loop_t *loop,
                const struct sockaddr *addr, const uvq_settings *settings,
-               uvq_tls_ctx *tls, uvq_uv_accept_cb on_accept,
-               void *user_data) {
+               uvq_tls_ctx *tls, uvq_uv_accept_cb on_accept, void *user_data) {
   if (on_accept == NULL) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  return uep_new(plistener, loop, 1, addr, settings, tls, on_accept,
-                 user_data);
+  return uep_new(plistener, loop, 1, addr, settings, tls, on_accept, user_data);
 }
 
 int uvq_uv_client_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int family,

@@ -144,8 +144,13 @@ static ssize_t send_cb(uvq_endpoint *ep, const uvq_send_batch *b,
 }
 
 void qt_world_init(qt_world *w, uint64_t seed) {
-  uvq_tls_config cfg;
   static const char *const alpn[] = {"test", "hq-interop"};
+  qt_world_init_alpn(w, seed, alpn, 2);
+}
+
+void qt_world_init_alpn(qt_world *w, uint64_t seed, const char *const *alpn,
+                        size_t nalpn) {
+  uvq_tls_config cfg;
   char err[256];
   memset(w, 0, sizeof(*w));
   w->rng = seed ? seed : 0x9e3779b97f4a7c15ull;
@@ -153,7 +158,7 @@ void qt_world_init(qt_world *w, uint64_t seed) {
   w->wall = 1700000000;
   uvq_tls_config_default(&cfg);
   cfg.alpn = alpn;
-  cfg.alpnlen = 2;
+  cfg.alpnlen = nalpn;
   if (uvq_tls_ctx_new(&w->server_tls, 1, &cfg, NULL, err, sizeof(err)) != 0) {
     fprintf(stderr, "qtest: server TLS: %s\n", err);
     abort();
@@ -288,6 +293,12 @@ int qt_run(qt_world *w, int (*done)(void *ud), void *ud, uvq_tstamp limit) {
         next = e;
       }
     }
+    if (w->timer_next) {
+      uvq_tstamp e = w->timer_next(w->timer_ud);
+      if (e < next) {
+        next = e;
+      }
+    }
     if (next == UVQ_TSTAMP_MAX) {
       return done ? done(ud) : 0;
     }
@@ -300,6 +311,9 @@ int qt_run(qt_world *w, int (*done)(void *ud), void *ud, uvq_tstamp limit) {
     }
     for (int i = 0; i < w->nnodes; i++) {
       uvq_endpoint_handle_expiry(w->nodes[i].ep, w->now);
+    }
+    if (w->timer_handle) {
+      w->timer_handle(w->timer_ud, w->now);
     }
   }
 }

@@ -60,11 +60,22 @@ struct qt_world {
   uvq_addr alias[QT_MAX_NODES];
   int alias_node[QT_MAX_NODES];
   int naliases;
+
+  /* Optional application timer run next to the endpoints' (e.g. the h3
+   * server's request timeout): qt_run sleeps until the earliest of
+   * timer_next(ud) and the endpoints' expiries, and calls
+   * timer_handle(ud, now) whenever time advances. */
+  uvq_tstamp (*timer_next)(void *ud);
+  void (*timer_handle)(void *ud, uvq_tstamp now);
+  void *timer_ud;
 };
 
 /* Sets up a world with a fixed RNG seed, ALPN "test", an ephemeral server
  * certificate and an insecure client context. */
 void qt_world_init(qt_world *w, uint64_t seed);
+/* Like qt_world_init, with the ALPN list both TLS contexts offer. */
+void qt_world_init_alpn(qt_world *w, uint64_t seed, const char *const *alpn,
+                        size_t nalpn);
 void qt_world_free(qt_world *w);
 uint64_t qt_rand(qt_world *w);
 

@@ -1,0 +1,466 @@
+/*
+ * uvquic HTTP/3 (RFC 9114) on nghttp3: a uvq_app_callbacks implementation
+ * for servers and clients. It owns the control stream and the QPACK
+ * encoder/decoder streams, SETTINGS and GOAWAY; the application sees
+ * requests and responses.
+ *
+ * Server:
+ *   uvq_h3_server_config cfg;
+ *   uvq_h3_server_config_default(&cfg);
+ *   cfg.on_request = my_on_request;
+ *   uvq_h3_server_new(&srv, &cfg);
+ *   ... in the endpoint's on_accept, for ALPN "h3":
+ *   return uvq_h3_server_accept(srv, conn, now, pcallbacks, pconn_user_data);
+ *   ... in my_on_request: uvq_h3_respond(st, &resp);
+ *
+ * Client (one uvq_h3_conn per QUIC connection):
+ *   uvq_h3_client_new(&h3, &ccfg);
+ *   uvq_endpoint_connect(ep, &params{callbacks = uvq_h3_callbacks(),
+ *                                    user_data = h3}, now, NULL);
+ *   uvq_h3_submit(h3, &req, &st);   (before or after the handshake)
+ *   ... ccfg.on_closed fires last; then uvq_h3_client_del(h3).
+ *
+ * Threading and time follow the core: one thread, time from the caller.
+ * Every callback below may call any function of this header, except that
+ * uvq_h3_client_del and uvq_h3_server_del may only be called where said.
+ */
+#ifndef UVQUIC_H3_H
+#define UVQUIC_H3_H
+
+#include "uvquic/uvquic.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** The ALPN token of HTTP/3. */
+#define UVQ_H3_ALPN "h3"
+
+/* HTTP/3 application error codes (RFC 9114 §8.1). */
+#define UVQ_H3_NO_ERROR 0x100
+#define UVQ_H3_GENERAL_PROTOCOL_ERROR 0x101
+#define UVQ_H3_INTERNAL_ERROR 0x102
+#define UVQ_H3_STREAM_CREATION_ERROR 0x103
+#define UVQ_H3_CLOSED_CRITICAL_STREAM 0x104
+#define UVQ_H3_FRAME_UNEXPECTED 0x105
+#define UVQ_H3_FRAME_ERROR 0x106
+#define UVQ_H3_EXCESSIVE_LOAD 0x107
+#define UVQ_H3_ID_ERROR 0x108
+#define UVQ_H3_SETTINGS_ERROR 0x109
+#define UVQ_H3_MISSING_SETTINGS 0x10a
+#define UVQ_H3_REQUEST_REJECTED 0x10b
+#define UVQ_H3_REQUEST_CANCELLED 0x10c
+#define UVQ_H3_REQUEST_INCOMPLETE 0x10d
+#define UVQ_H3_MESSAGE_ERROR 0x10e
+#define UVQ_H3_CONNECT_ERROR 0x10f
+#define UVQ_H3_VERSION_FALLBACK 0x110
+
+/**
+ * Outcomes of an exchange (uvq_h3_complete_cb) and errors of this API, in a
+ * range of their own next to the core's UVQ_ERR_*.
+ */
+typedef enum uvq_h3_error {
+  /** The peer reset the stream; app_error holds its H3 code. */
+  UVQ_H3_ERR_RESET = -100,
+  /** We cancelled it (uvq_h3_cancel); app_error is H3_REQUEST_CANCELLED. */
+  UVQ_H3_ERR_CANCELLED = -101,
+  /**
+   * The server did not and will not process the request (GOAWAY or
+   * H3_REQUEST_REJECTED); it is safe to retry on another connection.
+   */
+  UVQ_H3_ERR_REJECTED = -102,
+  /** The connection ended first; app_error is its close code. */
+  UVQ_H3_ERR_CONN_CLOSED = -103,
+  /** The peer's message was malformed (we reset with H3_MESSAGE_ERROR). */
+  UVQ_H3_ERR_MALFORMED = -104,
+  /** uvq_h3_shutdown was called: no new requests on this connection. */
+  UVQ_H3_ERR_SHUTDOWN = -105,
+  /** A body provider returned an error; the stream was reset. */
+  UVQ_H3_ERR_PROVIDER = -106,
+  /** A response was already submitted on this stream. */
+  UVQ_H3_ERR_ALREADY_RESPONDED = -107
+} uvq_h3_error;
+
+/** uvq_h3_strerror names a UVQ_H3_ERR_* or UVQ_ERR_* value. */
+UVQ_EXTERN const char *uvq_h3_strerror(int err);
+
+typedef struct uvq_h3_conn uvq_h3_conn;
+typedef struct uvq_h3_server uvq_h3_server;
+/** One request/response exchange (a request stream), on either side. */
+typedef struct uvq_h3_stream uvq_h3_stream;
+
+/** A header field. Not NUL-terminated; names are lower case on the wire. */
+typedef struct uvq_h3_header {
+  const char *name;
+  size_t namelen;
+  const char *value;
+  size_t valuelen;
+} uvq_h3_header;
+
+/* ------------------------------------------------------------------------ */
+/* Bodies                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/** Returned by a uvq_h3_read_cb with nothing to give yet. */
+#define UVQ_H3_READ_WOULDBLOCK (-1)
+
+/**
+ * A pull-style body provider. Fill up to |len| bytes of |buf| and return
+ * how many (0 is allowed with *peof set), set *peof when this is the end,
+ * return UVQ_H3_READ_WOULDBLOCK to pause (call uvq_h3_resume when data is
+ * ready), or any other negative value to abort: the stream is reset with
+ * H3_INTERNAL_ERROR. It is only called when the stream has room in its send
+ * buffer, so a huge body streams with bounded memory.
+ */
+typedef ssize_t (*uvq_h3_read_cb)(uvq_h3_stream *st, uint8_t *buf, size_t len,
+                                  int *peof, void *user_data);
+
+typedef enum uvq_h3_body_type {
+  /** No body. */
+  UVQ_H3_BODY_NONE = 0,
+  /** |data|/|len|: copied at submission (copy nonzero) or borrowed. */
+  UVQ_H3_BODY_BUFFER = 1,
+  /** |read|/|read_user_data|: pulled as the stream has room. */
+  UVQ_H3_BODY_PROVIDER = 2
+} uvq_h3_body_type;
+
+typedef struct uvq_h3_body {
+  uvq_h3_body_type type;
+  const uint8_t *data;
+  size_t len;
+  /** BUFFER: nonzero copies |data| at submission. */
+  int copy;
+  /**
+   * BUFFER, borrowed: called once when the library no longer needs |data|
+   * (the exchange ended, successfully or not). May be NULL.
+   */
+  void (*free_cb)(const uint8_t *data, void *user_data);
+  void *free_user_data;
+  uvq_h3_read_cb read;
+  void *read_user_data;
+} uvq_h3_body;
+
+/* ------------------------------------------------------------------------ */
+/* Priorities (RFC 9218)                                                    */
+/* ------------------------------------------------------------------------ */
+
+#define UVQ_H3_URGENCY_DEFAULT 3
+#define UVQ_H3_URGENCY_HIGH 0
+#define UVQ_H3_URGENCY_LOW 7
+
+/**
+ * uvq_h3_stream_set_priority changes an exchange's priority. A client sends
+ * PRIORITY_UPDATE; a server overrides what the client asked for (nghttp3
+ * then ignores the client's updates) and schedules its response data by it.
+ * Returns 0, UVQ_ERR_INVALID_ARGUMENT (urgency > 7), UVQ_ERR_INVALID_STATE
+ * (stream not open yet or gone) or UVQ_ERR_NOMEM.
+ */
+UVQ_EXTERN int uvq_h3_stream_set_priority(uvq_h3_stream *st, uint32_t urgency,
+                                          int incremental);
+
+/* ------------------------------------------------------------------------ */
+/* Server                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/** What the server received: valid during on_request only. */
+typedef struct uvq_h3_request_info {
+  const char *method;
+  size_t methodlen;
+  const char *scheme;
+  size_t schemelen;
+  /** :authority, or the Host header; may be empty. */
+  const char *authority;
+  size_t authoritylen;
+  const char *path;
+  size_t pathlen;
+  /** Every field of the header section, pseudo-headers included. */
+  const uvq_h3_header *headers;
+  size_t nheaders;
+  /** content-length, or -1 if absent. */
+  int64_t content_length;
+  /** The request's RFC 9218 priority (defaults if it sent none). */
+  uint32_t urgency;
+  int incremental;
+} uvq_h3_request_info;
+
+/** A response: valid during the uvq_h3_respond call only (copied). */
+typedef struct uvq_h3_response {
+  /** 100..599 (1xx are not supported by uvq_h3_respond). */
+  unsigned int status;
+  const uvq_h3_header *headers;
+  size_t nheaders;
+  uvq_h3_body body;
+  /** Trailer fields sent after the body; copied. */
+  const uvq_h3_header *trailers;
+  size_t ntrailers;
+} uvq_h3_response;
+
+#define UVQ_H3_SERVER_CONFIG_VERSION 1
+
+typedef struct uvq_h3_server_config {
+  int version;
+  /** NULL = libc. Must outlive the server. */
+  const uvq_mem *mem;
+  void *user_data;
+  /**
+   * Largest request header section (RFC 9114 §4.2.2: the sum of name +
+   * value + 32 over all fields) accepted; larger ones are answered with 431
+   * without calling on_request. Also advertised as
+   * SETTINGS_MAX_FIELD_SECTION_SIZE. Default 16 KiB.
+   */
+  uint64_t max_field_section_size;
+  /**
+   * Requests served per connection; 0 = no limit. After the last one
+   * arrives the server sends GOAWAY, rejects later request streams with
+   * H3_REQUEST_REJECTED and closes the connection with H3_NO_ERROR once the
+   * accepted exchanges are done. Default 0.
+   */
+  uint64_t max_requests_per_conn;
+  /**
+   * A connection that has not started a request within this many ns of
+   * being accepted is closed with H3_NO_ERROR; 0 disables. Needs the driver
+   * to run uvq_h3_server_next_expiry / uvq_h3_server_handle_expiry.
+   * Default 0.
+   */
+  uint64_t request_timeout;
+
+  /**
+   * Required. A request's header section arrived. Answer with
+   * uvq_h3_respond now or later (e.g. from on_request_end). Returning
+   * nonzero resets the stream with H3_INTERNAL_ERROR.
+   */
+  int (*on_request)(uvq_h3_stream *st, const uvq_h3_request_info *req,
+                    void *user_data);
+  /** Request body bytes, lent for the call. May be NULL (discarded). */
+  void (*on_request_body)(uvq_h3_stream *st, const uint8_t *data,
+                          size_t len, void *user_data);
+  /** Request trailers, lent for the call. May be NULL. */
+  void (*on_request_trailers)(uvq_h3_stream *st, const uvq_h3_header *trailers,
+                              size_t ntrailers, void *user_data);
+  /** The whole request arrived. May be NULL. */
+  void (*on_request_end)(uvq_h3_stream *st, void *user_data);
+  /**
+   * The exchange is over: |error| 0 if the response was fully delivered,
+   * else a UVQ_H3_ERR_* with |app_error|. |st| is freed when it returns.
+   * Fires for every stream on_request saw. May be NULL.
+   */
+  void (*on_stream_close)(uvq_h3_stream *st, int error, uint64_t app_error,
+                          void *user_data);
+} uvq_h3_server_config;
+
+UVQ_EXTERN void uvq_h3_server_config_default(uvq_h3_server_config *cfg);
+
+/**
+ * uvq_h3_server_new creates a server (shared by any number of connections)
+ * from |cfg| (copied). Returns 0, UVQ_ERR_INVALID_ARGUMENT (no on_request)
+ * or UVQ_ERR_NOMEM.
+ */
+UVQ_EXTERN int uvq_h3_server_new(uvq_h3_server **psrv,
+                                 const uvq_h3_server_config *cfg);
+
+/** uvq_h3_server_del frees |srv|; its connections must have closed. */
+UVQ_EXTERN void uvq_h3_server_del(uvq_h3_server *srv);
+
+/**
+ * uvq_h3_server_accept serves |conn|: call it from the endpoint's on_accept
+ * for ALPN "h3" (|now| is the time of that call) and return its result.
+ * Sets *pcallbacks and *pconn_user_data; the per-connection state is freed
+ * after on_closed. Returns 0 or UVQ_ERR_NOMEM (refuse the connection).
+ */
+UVQ_EXTERN int uvq_h3_server_accept(uvq_h3_server *srv, uvq_conn *conn,
+                                    uvq_tstamp now,
+                                    const uvq_app_callbacks **pcallbacks,
+                                    void **pconn_user_data);
+
+/**
+ * The server's own timer (request_timeout). The core has no per-connection
+ * application timers, so the driver runs this one next to the endpoint's:
+ * uvq_h3_server_next_expiry returns the earliest deadline or UVQ_TSTAMP_MAX;
+ * uvq_h3_server_handle_expiry closes the connections whose deadline passed
+ * (flush the endpoint afterwards).
+ */
+UVQ_EXTERN uvq_tstamp uvq_h3_server_next_expiry(uvq_h3_server *srv);
+UVQ_EXTERN void uvq_h3_server_handle_expiry(uvq_h3_server *srv,
+                                            uvq_tstamp now);
+
+/**
+ * uvq_h3_respond answers the request on |st|; |resp| and everything it
+ * points to is copied except a borrowed body buffer or provider. HEAD
+ * responses never carry a body (a body given is released unsent; keep the
+ * content-length header you want the client to see).
+ *
+ * Returns 0, UVQ_ERR_INVALID_ARGUMENT (bad status, a provider without
+ * read), UVQ_H3_ERR_ALREADY_RESPONDED, UVQ_ERR_INVALID_STATE (a client
+ * stream, or the exchange is over) or UVQ_ERR_NOMEM. On error a borrowed
+ * body's free_cb is not called.
+ */
+UVQ_EXTERN int uvq_h3_respond(uvq_h3_stream *st, const uvq_h3_response *resp);
+
+/* ------------------------------------------------------------------------ */
+/* Client                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/** Per-request callbacks; all may be NULL. |user_data| is the request's. */
+typedef struct uvq_h3_request_callbacks {
+  /** The final response's header section; lent for the call. */
+  void (*on_response)(uvq_h3_stream *st, unsigned int status,
+                      const uvq_h3_header *headers, size_t nheaders,
+                      void *user_data);
+  /** Response body bytes, lent for the call. */
+  void (*on_data)(uvq_h3_stream *st, const uint8_t *data, size_t len,
+                  void *user_data);
+  /** Response trailers, lent for the call. */
+  void (*on_trailers)(uvq_h3_stream *st, const uvq_h3_header *trailers,
+                      size_t ntrailers, void *user_data);
+  /**
+   * Fires exactly once per successfully submitted request, last: |error| 0
+   * when the response arrived completely (and our request was delivered),
+   * otherwise a UVQ_H3_ERR_* and |app_error| (the reset code, or the
+   * connection's close code). |st| is freed when it returns.
+   */
+  void (*on_complete)(uvq_h3_stream *st, int error, uint64_t app_error,
+                      void *user_data);
+} uvq_h3_request_callbacks;
+
+typedef struct uvq_h3_request {
+  /** Required unless raw_headers: NUL-terminated, copied. */
+  const char *method;
+  const char *scheme;
+  const char *authority;
+  const char *path;
+  /** Extra fields (regular ones; copied). */
+  const uvq_h3_header *headers;
+  size_t nheaders;
+  /**
+   * Nonzero sends |headers| verbatim and nothing else: no pseudo-headers
+   * are added (proxies and tests that need an exact field section).
+   */
+  int raw_headers;
+  uvq_h3_body body;
+  const uvq_h3_header *trailers;
+  size_t ntrailers;
+  /** RFC 9218: 0..7 (default UVQ_H3_URGENCY_DEFAULT) and incremental. A
+   * non-default value is sent as a "priority" header field. */
+  uint32_t urgency;
+  int incremental;
+  uvq_h3_request_callbacks cb;
+  void *user_data;
+} uvq_h3_request;
+
+/** uvq_h3_request_init zeroes |req| and sets the default urgency. */
+UVQ_EXTERN void uvq_h3_request_init(uvq_h3_request *req);
+
+#define UVQ_H3_CLIENT_CONFIG_VERSION 1
+
+typedef struct uvq_h3_client_config {
+  int version;
+  /** NULL = libc. Must outlive the client. */
+  const uvq_mem *mem;
+  void *user_data;
+  /** Largest response header section we accept (advertised). 64 KiB. */
+  uint64_t max_field_section_size;
+  /** The connection is established and HTTP/3 streams are open. */
+  void (*on_ready)(uvq_h3_conn *h3, void *user_data);
+  /**
+   * The server sent GOAWAY with |id|: requests on streams >= |id| complete
+   * with UVQ_H3_ERR_REJECTED, queued ones too; later submissions fail.
+   */
+  void (*on_goaway)(uvq_h3_conn *h3, int64_t id, void *user_data);
+  /**
+   * The QUIC connection ended; every request has completed before this.
+   * Fires once, last; uvq_h3_client_del may be called from here.
+   */
+  void (*on_closed)(uvq_h3_conn *h3, const uvq_close_info *ci,
+                    void *user_data);
+} uvq_h3_client_config;
+
+UVQ_EXTERN void uvq_h3_client_config_default(uvq_h3_client_config *cfg);
+
+/**
+ * uvq_h3_client_new prepares an HTTP/3 client for one connection: pass
+ * uvq_h3_callbacks() and |*ph3| as the connection's callbacks and user data
+ * to uvq_endpoint_connect (or uvq_connect). Returns 0,
+ * UVQ_ERR_INVALID_ARGUMENT or UVQ_ERR_NOMEM.
+ */
+UVQ_EXTERN int uvq_h3_client_new(uvq_h3_conn **ph3,
+                                 const uvq_h3_client_config *cfg);
+
+/** The callbacks an h3 client connection runs on. */
+UVQ_EXTERN const uvq_app_callbacks *uvq_h3_callbacks(void);
+
+/**
+ * uvq_h3_client_del frees a client: after its on_closed fired (also from
+ * inside it), or if its connection never started.
+ */
+UVQ_EXTERN void uvq_h3_client_del(uvq_h3_conn *h3);
+
+/**
+ * uvq_h3_submit sends a request (copied, except a borrowed body). Before
+ * the handshake completes, or while the server's stream limit is reached,
+ * it waits in a queue (a stream limit never fails a request). Sets *pst if
+ * |pst| is not NULL; its on_complete fires exactly once.
+ *
+ * Returns 0, UVQ_ERR_INVALID_ARGUMENT (missing pseudo-header fields, urgency
+ * > 7, a provider without read), UVQ_H3_ERR_SHUTDOWN (after
+ * uvq_h3_shutdown, or GOAWAY received), UVQ_ERR_CLOSED or UVQ_ERR_NOMEM.
+ */
+UVQ_EXTERN int uvq_h3_submit(uvq_h3_conn *h3, const uvq_h3_request *req,
+                             uvq_h3_stream **pst);
+
+/**
+ * uvq_h3_cancel abandons a request: RESET_STREAM and STOP_SENDING with
+ * H3_REQUEST_CANCELLED. on_complete then fires with UVQ_H3_ERR_CANCELLED —
+ * at once for a request still queued, else when the stream closes. No data
+ * callback fires after this returns. Returns 0, or UVQ_ERR_INVALID_STATE if
+ * the exchange is already over or |st| is a server stream.
+ */
+UVQ_EXTERN int uvq_h3_cancel(uvq_h3_stream *st);
+
+/* ------------------------------------------------------------------------ */
+/* Both sides                                                               */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * uvq_h3_shutdown starts a graceful shutdown: it sends GOAWAY (server: the
+ * first stream id it will not process; client: push id 0), refuses new
+ * requests, lets the exchanges in flight finish, then closes the QUIC
+ * connection with H3_NO_ERROR. Queued client requests complete with
+ * UVQ_H3_ERR_SHUTDOWN. Calling it again is a no-op. Returns 0 or
+ * UVQ_ERR_NOMEM.
+ */
+UVQ_EXTERN int uvq_h3_shutdown(uvq_h3_conn *h3);
+
+/**
+ * uvq_h3_resume wakes a body provider that returned
+ * UVQ_H3_READ_WOULDBLOCK. Returns 0 or UVQ_ERR_INVALID_STATE.
+ */
+UVQ_EXTERN int uvq_h3_resume(uvq_h3_stream *st);
+
+/** The QUIC connection under |h3|. */
+UVQ_EXTERN uvq_conn *uvq_h3_conn_get_conn(uvq_h3_conn *h3);
+/** The h3 connection of |st|, and the stream's QUIC id (-1 while queued). */
+UVQ_EXTERN uvq_h3_conn *uvq_h3_stream_get_conn(uvq_h3_stream *st);
+UVQ_EXTERN int64_t uvq_h3_stream_get_id(uvq_h3_stream *st);
+/** Application data of an exchange (server: starts NULL; client: the
+ * request's user_data). */
+UVQ_EXTERN void uvq_h3_stream_set_user_data(uvq_h3_stream *st, void *ud);
+UVQ_EXTERN void *uvq_h3_stream_get_user_data(uvq_h3_stream *st);
+
+/** Counters of one h3 connection. */
+typedef struct uvq_h3_conn_stats {
+  uint64_t requests_started;   /* server: received; client: submitted */
+  uint64_t requests_completed; /* ended with error 0 */
+  uint64_t requests_rejected;  /* REQUEST_REJECTED / GOAWAY */
+  uint64_t header_too_large;   /* server: answered with 431 */
+  uint64_t streams_reset;      /* exchanges that ended with a reset */
+  int goaway_sent;
+  int goaway_received;
+} uvq_h3_conn_stats;
+
+UVQ_EXTERN void uvq_h3_conn_get_stats(uvq_h3_conn *h3, uvq_h3_conn_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* UVQUIC_H3_H */

@@ -1,0 +1,869 @@
+/*
+ * HTTP/3 module tests: an h3 server and client over the in-process qtest
+ * wire (real GnuTLS, fake clock, optional loss), ALPN "h3".
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <gnutls/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qtest.h"
+#include "uvquic/uvquic_h3.h"
+
+#define MIB (1024u * 1024u)
+
+/* ---- deterministic bodies ------------------------------------------- */
+
+static uint8_t gen_byte(uint32_t seed, uint64_t off) {
+  uint64_t x = (off / 8 + 1) * 0x9e3779b97f4a7c15ull ^ seed;
+  x ^= x >> 29;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 32;
+  return (uint8_t)(x >> ((off % 8) * 8));
+}
+
+static void fill(uint32_t seed, uint64_t off, uint8_t *buf, size_t len) {
+  for (size_t i = 0; i < len; i++) {
+    buf[i] = gen_byte(seed, off + i);
+  }
+}
+
+static void expected_hash(uint32_t seed, uint64_t len, uint8_t out[32]) {
+  gnutls_hash_hd_t h;
+  uint8_t buf[65536];
+  assert_int_equal(gnutls_hash_init(&h, GNUTLS_DIG_SHA256), 0);
+  for (uint64_t off = 0; off < len; off += sizeof(buf)) {
+    size_t n = len - off < sizeof(buf) ? (size_t)(len - off) : sizeof(buf);
+    fill(seed, off, buf, n);
+    gnutls_hash(h, buf, n);
+  }
+  gnutls_hash_deinit(h, out);
+}
+
+/* ---- the world -------------------------------------------------------- */
+
+static qt_world W;
+static int S, C;
+static uvq_h3_server *SRV;
+static uvq_h3_conn *CLI;
+static uvq_h3_conn *SRV_CONN; /* the server side of the last connection */
+
+typedef struct client_state {
+  int ready;
+  int closed;
+  uvq_close_info ci;
+  int goaway;
+  int64_t goaway_id;
+} client_state;
+
+static client_state CS;
+
+/* Server-side observations. */
+typedef struct server_state {
+  uint64_t provided;        /* provider bytes handed out */
+  uint64_t max_outstanding; /* provided - client received, at its peak */
+  int active, max_active;
+  int closes, close_errors;
+  uint64_t last_close_code;
+  uint64_t cancel_code;
+  int last_close_error;
+  int req_trailers;
+  char req_trailer_value[64];
+  uint32_t last_urgency;
+  int last_incremental;
+  int requests;
+} server_state;
+
+static server_state SS;
+static uint64_t CLIENT_RECEIVED; /* body bytes every client request got */
+static int HOLD;                 /* providers would-block while set */
+static uvq_h3_stream *HELD;      /* the stream a provider held */
+
+static int on_accept(uvq_endpoint *ep, uvq_conn *conn,
+                     const uvq_accept_info *info,
+                     const uvq_app_callbacks **pcb, void **pud, void *ud) {
+  (void)ep;
+  (void)ud;
+  assert_int_equal(info->alpnlen, 2);
+  assert_memory_equal(info->alpn, "h3", 2);
+  return uvq_h3_server_accept(SRV, conn, W.now, pcb, pud);
+}
+
+/* ---- server application ---------------------------------------------- */
+
+typedef struct sreq {
+  uint8_t *buf; /* POST echo */
+  size_t len, cap;
+  uint64_t off, size; /* provider */
+  uint32_t seed;
+  int block; /* provider: would-block forever */
+  int trailers;
+  int echo; /* answer from on_request_end */
+} sreq;
+
+static void free_cb(const uint8_t *data, void *ud) {
+  (void)ud;
+  free((void *)data);
+}
+
+static ssize_t provider(uvq_h3_stream *st, uint8_t *buf, size_t len,
+                        int *peof, void *ud) {
+  sreq *r = ud;
+  uint64_t left = r->size - r->off;
+  size_t n = left < len ? (size_t)left : len;
+  uint64_t outstanding;
+  if (r->block) {
+    return UVQ_H3_READ_WOULDBLOCK;
+  }
+  if (HOLD) {
+    HELD = st;
+    return UVQ_H3_READ_WOULDBLOCK;
+  }
+  fill(r->seed, r->off, buf, n);
+  r->off += n;
+  SS.provided += n;
+  outstanding = SS.provided - CLIENT_RECEIVED;
+  if (outstanding > SS.max_outstanding) {
+    SS.max_outstanding = outstanding;
+  }
+  *peof = r->off == r->size;
+  return (ssize_t)n;
+}
+
+static int path_is(const uvq_h3_request_info *ri, const char *p) {
+  return ri->pathlen == strlen(p) && memcmp(ri->path, p, ri->pathlen) == 0;
+}
+
+static int srv_on_request(uvq_h3_stream *st, const uvq_h3_request_info *ri,
+                          void *ud) {
+  uvq_h3_response resp;
+  sreq *r = calloc(1, sizeof(*r));
+  static const uvq_h3_header cl1m[] = {{"content-length", 14, "1048576", 7}};
+  (void)ud;
+  assert_non_null(r);
+  SS.requests++;
+  SS.active++;
+  if (SS.active > SS.max_active) {
+    SS.max_active = SS.active;
+  }
+  SS.last_urgency = ri->urgency;
+  SS.last_incremental = ri->incremental;
+  SRV_CONN = uvq_h3_stream_get_conn(st);
+  uvq_h3_stream_set_user_data(st, r);
+  memset(&resp, 0, sizeof(resp));
+  resp.status = 200;
+  assert_non_null(ri->authority);
+  assert_int_equal(ri->schemelen, 5);
+  if (path_is(ri, "/buf1m")) {
+    uint8_t *b = malloc(MIB);
+    fill(1, 0, b, MIB);
+    resp.headers = cl1m;
+    resp.nheaders = 1;
+    resp.body.type = UVQ_H3_BODY_BUFFER;
+    resp.body.data = b;
+    resp.body.len = MIB;
+    resp.body.free_cb = free_cb;
+    assert_int_equal(uvq_h3_respond(st, &resp), 0);
+  } else if (strncmp(ri->path, "/prov/", 6) == 0) {
+    r->size = strtoull(ri->path + 6, NULL, 10);
+    r->seed = 2;
+    resp.body.type = UVQ_H3_BODY_PROVIDER;
+    resp.body.read = provider;
+    resp.body.read_user_data = r;
+    assert_int_equal(uvq_h3_respond(st, &resp), 0);
+  } else if (path_is(ri, "/block")) {
+    r->block = 1;
+    r->size = 1;
+    resp.body.type = UVQ_H3_BODY_PROVIDER;
+    resp.body.read = provider;
+    resp.body.read_user_data = r;
+    assert_int_equal(uvq_h3_respond(st, &resp), 0);
+  } else if (path_is(ri, "/echo") || path_is(ri, "/trailers")) {
+    r->trailers = path_is(ri, "/trailers");
+    r->echo = 1;
+    /* Answered from on_request_end. */
+  } else if (path_is(ri, "/small")) {
+    resp.body.type = UVQ_H3_BODY_BUFFER;
+    resp.body.data = (const uint8_t *)"hello";
+    resp.body.len = 5;
+    assert_int_equal(uvq_h3_respond(st, &resp), 0);
+  } else {
+    resp.status = 404;
+    resp.body.type = UVQ_H3_BODY_BUFFER;
+    resp.body.data = (const uint8_t *)"not found";
+    resp.body.len = 9;
+    resp.body.copy = 1;
+    assert_int_equal(uvq_h3_respond(st, &resp), 0);
+    assert_int_equal(uvq_h3_respond(st, &resp), UVQ_H3_ERR_ALREADY_RESPONDED);
+  }
+  return 0;
+}
+
+static void srv_on_body(uvq_h3_stream *st, const uint8_t *data, size_t len,
+                        void *ud) {
+  sreq *r = uvq_h3_stream_get_user_data(st);
+  (void)ud;
+  if (r->cap < r->len + len) {
+    r->cap = (r->len + len) * 2;
+    r->buf = realloc(r->buf, r->cap);
+    assert_non_null(r->buf);
+  }
+  memcpy(r->buf + r->len, data, len);
+  r->len += len;
+}
+
+static void srv_on_trailers(uvq_h3_stream *st, const uvq_h3_header *t,
+                            size_t n, void *ud) {
+  (void)st;
+  (void)ud;
+  for (size_t i = 0; i < n; i++) {
+    if (t[i].namelen == 8 && memcmp(t[i].name, "x-client", 8) == 0) {
+      SS.req_trailers++;
+      memcpy(SS.req_trailer_value, t[i].value,
+             t[i].valuelen < 63 ? t[i].valuelen : 63);
+    }
+  }
+}
+
+static void srv_on_end(uvq_h3_stream *st, void *ud) {
+  sreq *r = uvq_h3_stream_get_user_data(st);
+  uvq_h3_response resp;
+  static const uvq_h3_header tr[] = {{"x-server", 8, "done", 4}};
+  (void)ud;
+  if (!r->echo) {
+    return;
+  }
+  memset(&resp, 0, sizeof(resp));
+  resp.status = 200;
+  resp.body.type = UVQ_H3_BODY_BUFFER;
+  resp.body.data = r->buf;
+  resp.body.len = r->len;
+  resp.body.copy = 1;
+  if (r->trailers) {
+    resp.trailers = tr;
+    resp.ntrailers = 1;
+  }
+  assert_int_equal(uvq_h3_respond(st, &resp), 0);
+}
+
+static void srv_on_close(uvq_h3_stream *st, int error, uint64_t code,
+                         void *ud) {
+  sreq *r = uvq_h3_stream_get_user_data(st);
+  (void)ud;
+  SS.active--;
+  SS.closes++;
+  if (error) {
+    SS.close_errors++;
+    SS.cancel_code = code;
+  }
+  SS.last_close_error = error;
+
+  SS.last_close_code = code;
+  free(r->buf);
+  free(r);
+}
+
+/* ---- client side ------------------------------------------------------ */
+
+typedef struct creq {
+  unsigned int status;
+  uint64_t bytes;
+  gnutls_hash_hd_t hash;
+  int complete;
+  int error;
+  uint64_t app_error;
+  char content_length[32];
+  int trailer_seen;
+  int cancel_on_response;
+  uvq_h3_stream *st;
+  uint8_t digest[32]; /* sha256 of the body, set on completion */
+} creq;
+
+static void c_on_response(uvq_h3_stream *st, unsigned int status,
+                          const uvq_h3_header *h, size_t n, void *ud) {
+  creq *r = ud;
+  r->status = status;
+  for (size_t i = 0; i < n; i++) {
+    if (h[i].namelen == 14 && memcmp(h[i].name, "content-length", 14) == 0) {
+      memcpy(r->content_length, h[i].value,
+             h[i].valuelen < 31 ? h[i].valuelen : 31);
+    }
+  }
+  if (r->cancel_on_response) {
+    assert_int_equal(uvq_h3_cancel(st), 0);
+  }
+}
+
+static void c_on_data(uvq_h3_stream *st, const uint8_t *d, size_t len,
+                      void *ud) {
+  creq *r = ud;
+  (void)st;
+  assert_false(r->complete);
+  if (r->hash == NULL) {
+    assert_int_equal(gnutls_hash_init(&r->hash, GNUTLS_DIG_SHA256), 0);
+  }
+  gnutls_hash(r->hash, d, len);
+  r->bytes += len;
+  CLIENT_RECEIVED += len;
+}
+
+static void c_on_trailers(uvq_h3_stream *st, const uvq_h3_header *t, size_t n,
+                          void *ud) {
+  creq *r = ud;
+  (void)st;
+  for (size_t i = 0; i < n; i++) {
+    if (t[i].namelen == 8 && memcmp(t[i].name, "x-server", 8) == 0 &&
+        t[i].valuelen == 4 && memcmp(t[i].value, "done", 4) == 0) {
+      r->trailer_seen = 1;
+    }
+  }
+}
+
+static void c_on_complete(uvq_h3_stream *st, int error, uint64_t app_error,
+                          void *ud) {
+  creq *r = ud;
+  (void)st;
+  assert_false(r->complete);
+  if (r->hash == NULL) {
+    assert_int_equal(gnutls_hash_init(&r->hash, GNUTLS_DIG_SHA256), 0);
+  }
+  gnutls_hash_deinit(r->hash, r->digest);
+  r->hash = NULL;
+  r->complete = 1;
+  r->error = error;
+  r->app_error = app_error;
+}
+
+static void creq_hash(creq *r, uint8_t out[32]) {
+  assert_true(r->complete);
+  memcpy(out, r->digest, 32);
+}
+
+static void cli_on_ready(uvq_h3_conn *h3, void *ud) {
+  (void)h3;
+  (void)ud;
+  CS.ready = 1;
+}
+
+static void cli_on_goaway(uvq_h3_conn *h3, int64_t id, void *ud) {
+  (void)h3;
+  (void)ud;
+  CS.goaway = 1;
+  CS.goaway_id = id;
+}
+
+static void cli_on_closed(uvq_h3_conn *h3, const uvq_close_info *ci,
+                          void *ud) {
+  (void)h3;
+  (void)ud;
+  CS.closed = 1;
+  CS.ci = *ci;
+  CS.ci.reason = NULL;
+}
+
+static uvq_tstamp srv_timer_next(void *ud) {
+  (void)ud;
+  return uvq_h3_server_next_expiry(SRV);
+}
+
+static void srv_timer_handle(void *ud, uvq_tstamp now) {
+  (void)ud;
+  uvq_h3_server_handle_expiry(SRV, now);
+}
+
+/* Sets up server + client; |scfg| may tune the h3 server, |ss| the
+ * server endpoint. */
+static void setup(uvq_h3_server_config *scfg, const uvq_settings *ss) {
+  static const char *const alpn[] = {"h3"};
+  uvq_h3_server_config def;
+  uvq_h3_client_config ccfg;
+  uvq_conn *conn;
+
+  memset(&CS, 0, sizeof(CS));
+  memset(&SS, 0, sizeof(SS));
+  CLIENT_RECEIVED = 0;
+  SRV_CONN = NULL;
+  HOLD = 0;
+  HELD = NULL;
+  qt_world_init_alpn(&W, 42, alpn, 1);
+  if (scfg == NULL) {
+    uvq_h3_server_config_default(&def);
+    scfg = &def;
+  }
+  scfg->on_request = srv_on_request;
+  scfg->on_request_body = srv_on_body;
+  scfg->on_request_trailers = srv_on_trailers;
+  scfg->on_request_end = srv_on_end;
+  scfg->on_stream_close = srv_on_close;
+  assert_int_equal(uvq_h3_server_new(&SRV, scfg), 0);
+  W.timer_next = srv_timer_next;
+  W.timer_handle = srv_timer_handle;
+  S = qt_add_server(&W, ss, on_accept, NULL);
+  C = qt_add_client(&W, NULL, NULL);
+  uvq_h3_client_config_default(&ccfg);
+  ccfg.on_ready = cli_on_ready;
+  ccfg.on_goaway = cli_on_goaway;
+  ccfg.on_closed = cli_on_closed;
+  assert_int_equal(uvq_h3_client_new(&CLI, &ccfg), 0);
+  assert_int_equal(qt_connect(&W, C, S, uvq_h3_callbacks(), CLI, &conn), 0);
+}
+
+static int all_closed(void *ud) {
+  (void)ud;
+  return CS.closed && uvq_endpoint_conn_count(W.nodes[S].ep) == 0;
+}
+
+static void teardown_world(void) {
+  if (!CS.closed) {
+    uvq_endpoint_close_all(W.nodes[C].ep, 0x100, "bye");
+  }
+  qt_run(&W, all_closed, NULL, 60 * UVQ_SECONDS);
+  assert_true(CS.closed);
+  uvq_h3_client_del(CLI);
+  qt_world_free(&W);
+  uvq_h3_server_del(SRV);
+}
+
+static void get(creq *r, const char *method, const char *path) {
+  uvq_h3_request req;
+  uvq_h3_request_init(&req);
+  req.method = method;
+  req.scheme = "https";
+  req.authority = "localhost";
+  req.path = path;
+  req.cb.on_response = c_on_response;
+  req.cb.on_data = c_on_data;
+  req.cb.on_trailers = c_on_trailers;
+  req.cb.on_complete = c_on_complete;
+  req.user_data = r;
+  assert_int_equal(uvq_h3_submit(CLI, &req, &r->st), 0);
+}
+
+typedef struct creqs {
+  creq *r;
+  size_t n;
+} creqs;
+
+static int reqs_done(void *ud) {
+  creqs *x = ud;
+  for (size_t i = 0; i < x->n; i++) {
+    if (!x->r[i].complete) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+static void run_until(creq *r, size_t n) {
+  creqs x = {r, n};
+  assert_true(qt_run(&W, reqs_done, &x, 600 * UVQ_SECONDS));
+}
+
+static int server_closed_1(void *ud) {
+  (void)ud;
+  return SS.closes >= 1;
+}
+
+static int server_closed_2(void *ud) {
+  (void)ud;
+  return SS.closes >= 2;
+}
+
+/* ---- tests ------------------------------------------------------------ */
+
+static void test_h3_get_buffer_1m(void **state) {
+  creq r = {0};
+  uint8_t got[32], want[32];
+  (void)state;
+  setup(NULL, NULL);
+  get(&r, "GET", "/buf1m");
+  run_until(&r, 1);
+  assert_int_equal(r.error, 0);
+  assert_int_equal(r.status, 200);
+  assert_int_equal(r.bytes, MIB);
+  assert_string_equal(r.content_length, "1048576");
+  creq_hash(&r, got);
+  expected_hash(1, MIB, want);
+  assert_memory_equal(got, want, 32);
+  assert_true(CS.ready);
+  assert_true(qt_run(&W, server_closed_1, NULL, 10 * UVQ_SECONDS));
+  assert_int_equal(SS.closes, 1);
+  assert_int_equal(SS.close_errors, 0);
+  teardown_world();
+}
+
+static void test_h3_get_provider_20m_loss(void **state) {
+  creq r = {0};
+  uint8_t got[32], want[32];
+  const uint64_t size = 20ull * MIB;
+  (void)state;
+  setup(NULL, NULL);
+  W.drop_pct = 3;
+  get(&r, "GET", "/prov/20971520");
+  run_until(&r, 1);
+  assert_int_equal(r.error, 0);
+  assert_int_equal(r.status, 200);
+  assert_int_equal(r.bytes, size);
+  creq_hash(&r, got);
+  expected_hash(2, size, want);
+  assert_memory_equal(got, want, 32);
+  assert_true(W.dropped > 0);
+  /* The provider is only asked when the stream has room: the server never
+   * holds more than the core's send buffer (1 MiB) plus a chunk or two. */
+  assert_true(SS.max_outstanding <= MIB + 64 * 1024);
+  W.drop_pct = 0;
+  teardown_world();
+}
+
+typedef struct cbody {
+  uint64_t off, size;
+  uint32_t seed;
+} cbody;
+
+static ssize_t client_provider(uvq_h3_stream *st, uint8_t *buf, size_t len,
+                               int *peof, void *ud) {
+  cbody *b = ud;
+  uint64_t left = b->size - b->off;
+  size_t n = left < len ? (size_t)left : len;
+  (void)st;
+  fill(b->seed, b->off, buf, n);
+  b->off += n;
+  *peof = b->off == b->size;
+  return (ssize_t)n;
+}
+
+static void test_h3_post_echo_5m(void **state) {
+  creq r = {0};
+  cbody b = {0, 5 * MIB, 7};
+  uvq_h3_request req;
+  uint8_t got[32], want[32];
+  (void)state;
+  setup(NULL, NULL);
+  uvq_h3_request_init(&req);
+  req.method = "POST";
+  req.scheme = "https";
+  req.authority = "localhost";
+  req.path = "/echo";
+  req.body.type = UVQ_H3_BODY_PROVIDER;
+  req.body.read = client_provider;
+  req.body.read_user_data = &b;
+  req.cb.on_response = c_on_response;
+  req.cb.on_data = c_on_data;
+  req.cb.on_complete = c_on_complete;
+  req.user_data = &r;
+  assert_int_equal(uvq_h3_submit(CLI, &req, NULL), 0);
+  run_until(&r, 1);
+  assert_int_equal(r.error, 0);
+  assert_int_equal(r.status, 200);
+  assert_int_equal(r.bytes, 5 * MIB);
+  creq_hash(&r, got);
+  expected_hash(7, 5 * MIB, want);
+  assert_memory_equal(got, want, 32);
+  teardown_world();
+}
+
+static void test_h3_head(void **state) {
+  creq r = {0};
+  (void)state;
+  setup(NULL, NULL);
+  get(&r, "HEAD", "/buf1m");
+  run_until(&r, 1);
+  assert_int_equal(r.error, 0);
+  assert_int_equal(r.status, 200);
+  assert_int_equal(r.bytes, 0);
+  assert_string_equal(r.content_length, "1048576");
+  teardown_world();
+}
+
+static void test_h3_not_found(void **state) {
+  creq r = {0};
+  (void)state;
+  setup(NULL, NULL);
+  get(&r, "GET", "/nope");
+  run_until(&r, 1);
+  assert_int_equal(r.error, 0);
+  assert_int_equal(r.status, 404);
+  assert_int_equal(r.bytes, 9);
+  teardown_world();
+}
+
+static void test_h3_concurrent_queueing(void **state) {
+  creq r[50];
+  uvq_settings ss;
+  uvq_h3_conn_stats st;
+  (void)state;
+  memset(r, 0, sizeof(r));
+  uvq_settings_default(&ss);
+  ss.max_streams_bidi = 10;
+  setup(NULL, &ss);
+  for (int i = 0; i < 50; i++) {
+    get(&r[i], "GET", "/small");
+  }
+  run_until(r, 50);
+  for (int i = 0; i < 50; i++) {
+    assert_int_equal(r[i].error, 0);
+    assert_int_equal(r[i].status, 200);
+    assert_int_equal(r[i].bytes, 5);
+  }
+  assert_int_equal(SS.requests, 50);
+  assert_true(SS.max_active <= 10);
+  uvq_h3_conn_get_stats(CLI, &st);
+  assert_int_equal(st.requests_completed, 50);
+  teardown_world();
+}
+
+static void test_h3_header_too_large(void **state) {
+  creq r = {0}, ok = {0};
+  uvq_h3_server_config scfg;
+  uvq_h3_request req;
+  char big[2000];
+  uvq_h3_header h;
+  uvq_h3_conn_stats st;
+  (void)state;
+  uvq_h3_server_config_default(&scfg);
+  scfg.max_field_section_size = 1024;
+  setup(&scfg, NULL);
+  memset(big, 'a', sizeof(big));
+  h.name = "x-big";
+  h.namelen = 5;
+  h.value = big;
+  h.valuelen = sizeof(big);
+  uvq_h3_request_init(&req);
+  req.method = "GET";
+  req.scheme = "https";
+  req.authority = "localhost";
+  req.path = "/small";
+  req.headers = &h;
+  req.nheaders = 1;
+  req.cb.on_response = c_on_response;
+  req.cb.on_complete = c_on_complete;
+  req.user_data = &r;
+  assert_int_equal(uvq_h3_submit(CLI, &req, NULL), 0);
+  run_until(&r, 1);
+  assert_int_equal(r.status, 431);
+  assert_int_equal(r.error, 0);
+  assert_int_equal(SS.requests, 0); /* on_request never saw it */
+  /* The connection is still usable. */
+  get(&ok, "GET", "/small");
+  run_until(&ok, 1);
+  assert_int_equal(ok.status, 200);
+  uvq_h3_conn_get_stats(SRV_CONN, &st);
+  assert_int_equal(st.header_too_large, 1);
+  teardown_world();
+}
+
+static void test_h3_max_requests_per_conn(void **state) {
+  creq r[4];
+  uvq_h3_server_config scfg;
+  (void)state;
+  memset(r, 0, sizeof(r));
+  uvq_h3_server_config_default(&scfg);
+  scfg.max_requests_per_conn = 3;
+  setup(&scfg, NULL);
+  for (int i = 0; i < 4; i++) {
+    get(&r[i], "GET", "/small");
+  }
+  run_until(r, 4);
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(r[i].error, 0);
+    assert_int_equal(r[i].status, 200);
+  }
+  assert_int_equal(r[3].error, UVQ_H3_ERR_REJECTED);
+  assert_int_equal(r[3].app_error, UVQ_H3_REQUEST_REJECTED);
+  assert_true(qt_run(&W, all_closed, NULL, 60 * UVQ_SECONDS));
+  assert_true(CS.goaway);
+  assert_int_equal(CS.goaway_id, 12); /* first id not processed: 4th */
+  assert_int_equal(CS.ci.origin, UVQ_CLOSE_PEER);
+  assert_int_equal(CS.ci.type, UVQ_CLOSE_TYPE_APPLICATION);
+  assert_int_equal(CS.ci.code, UVQ_H3_NO_ERROR);
+  assert_int_equal(SS.requests, 3);
+  teardown_world();
+}
+
+static void test_h3_cancel(void **state) {
+  creq r = {0}, ok = {0};
+  (void)state;
+  setup(NULL, NULL);
+  r.cancel_on_response = 1;
+  get(&r, "GET", "/block");
+  run_until(&r, 1);
+  assert_int_equal(r.status, 200);
+  assert_int_equal(r.error, UVQ_H3_ERR_CANCELLED);
+  assert_int_equal(r.app_error, UVQ_H3_REQUEST_CANCELLED);
+  get(&ok, "GET", "/small");
+  run_until(&ok, 1);
+  assert_int_equal(ok.status, 200);
+  assert_true(qt_run(&W, server_closed_2, NULL, 10 * UVQ_SECONDS));
+  assert_int_equal(SS.closes, 2);
+  assert_int_equal(SS.close_errors, 1);
+  assert_int_equal(SS.cancel_code, UVQ_H3_REQUEST_CANCELLED);
+  teardown_world();
+}
+
+static void test_h3_trailers(void **state) {
+  creq r = {0};
+  uvq_h3_request req;
+  static const uvq_h3_header tr[] = {{"x-client", 8, "sum=42", 6}};
+  (void)state;
+  setup(NULL, NULL);
+  uvq_h3_request_init(&req);
+  req.method = "POST";
+  req.scheme = "https";
+  req.authority = "localhost";
+  req.path = "/trailers";
+  req.body.type = UVQ_H3_BODY_BUFFER;
+  req.body.data = (const uint8_t *)"payload";
+  req.body.len = 7;
+  req.trailers = tr;
+  req.ntrailers = 1;
+  req.urgency = 1;
+  req.incremental = 1;
+  req.cb.on_response = c_on_response;
+  req.cb.on_data = c_on_data;
+  req.cb.on_trailers = c_on_trailers;
+  req.cb.on_complete = c_on_complete;
+  req.user_data = &r;
+  assert_int_equal(uvq_h3_submit(CLI, &req, NULL), 0);
+  run_until(&r, 1);
+  assert_int_equal(r.error, 0);
+  assert_int_equal(r.status, 200);
+  assert_int_equal(r.bytes, 7);
+  assert_true(r.trailer_seen);
+  assert_int_equal(SS.req_trailers, 1);
+  assert_string_equal(SS.req_trailer_value, "sum=42");
+  /* RFC 9218 priority header reached the server's scheduler. */
+  assert_int_equal(SS.last_urgency, 1);
+  assert_int_equal(SS.last_incremental, 1);
+  teardown_world();
+}
+
+static void test_h3_malformed_request(void **state) {
+  creq r = {0}, ok = {0};
+  uvq_h3_request req;
+  static const uvq_h3_header h[] = {{":method", 7, "GET", 3},
+                                    {":scheme", 7, "https", 5},
+                                    {":authority", 10, "localhost", 9}};
+  (void)state;
+  setup(NULL, NULL);
+  uvq_h3_request_init(&req);
+  req.raw_headers = 1; /* no :path */
+  req.headers = h;
+  req.nheaders = 3;
+  req.cb.on_response = c_on_response;
+  req.cb.on_complete = c_on_complete;
+  req.user_data = &r;
+  assert_int_equal(uvq_h3_submit(CLI, &req, NULL), 0);
+  run_until(&r, 1);
+  assert_int_equal(r.status, 0);
+  assert_int_equal(r.error, UVQ_H3_ERR_RESET);
+  assert_int_equal(r.app_error, UVQ_H3_MESSAGE_ERROR);
+  assert_int_equal(SS.requests, 0);
+  /* The server survives and the connection keeps working. */
+  get(&ok, "GET", "/small");
+  run_until(&ok, 1);
+  assert_int_equal(ok.error, 0);
+  assert_int_equal(ok.status, 200);
+  assert_false(CS.closed);
+  teardown_world();
+}
+
+static void test_h3_graceful_shutdown(void **state) {
+  creq r = {0}, late = {0};
+  uvq_h3_request req;
+  uint8_t got[32], want[32];
+  (void)state;
+  setup(NULL, NULL);
+  HOLD = 1;
+  get(&r, "GET", "/prov/3145728");
+  /* Until the server has the request and its provider is holding. */
+  while (HELD == NULL) {
+    (void)qt_run(&W, NULL, NULL, 1 * UVQ_MILLISECONDS);
+  }
+  (void)qt_run(&W, NULL, NULL, 1 * UVQ_MILLISECONDS);
+  assert_non_null(SRV_CONN);
+  assert_int_equal(uvq_h3_shutdown(SRV_CONN), 0);
+  assert_int_equal(uvq_h3_shutdown(SRV_CONN), 0); /* no-op */
+  /* GOAWAY goes out while the response is held, then it completes. */
+  HOLD = 0;
+  assert_int_equal(uvq_h3_resume(HELD), 0);
+  run_until(&r, 1);
+  assert_int_equal(r.error, 0);
+  assert_int_equal(r.bytes, 3 * MIB);
+  creq_hash(&r, got);
+  expected_hash(2, 3 * MIB, want);
+  assert_memory_equal(got, want, 32);
+  assert_true(qt_run(&W, all_closed, NULL, 60 * UVQ_SECONDS));
+  assert_true(CS.goaway);
+  assert_int_equal(CS.goaway_id, 4);
+  assert_int_equal(CS.ci.code, UVQ_H3_NO_ERROR);
+  assert_int_equal(CS.ci.origin, UVQ_CLOSE_PEER);
+  /* After GOAWAY a new request is refused at once. */
+  uvq_h3_request_init(&req);
+  req.method = "GET";
+  req.scheme = "https";
+  req.path = "/small";
+  req.user_data = &late;
+  assert_int_not_equal(uvq_h3_submit(CLI, &req, NULL), 0);
+  teardown_world();
+}
+
+static void test_h3_client_shutdown(void **state) {
+  creq r = {0};
+  (void)state;
+  setup(NULL, NULL);
+  get(&r, "GET", "/buf1m");
+  while (r.status == 0) {
+    (void)qt_run(&W, NULL, NULL, 1 * UVQ_MILLISECONDS);
+  }
+  assert_int_equal(uvq_h3_shutdown(CLI), 0);
+  run_until(&r, 1);
+  assert_int_equal(r.error, 0);
+  assert_int_equal(r.bytes, MIB);
+  assert_true(qt_run(&W, all_closed, NULL, 60 * UVQ_SECONDS));
+  assert_int_equal(CS.ci.origin, UVQ_CLOSE_LOCAL);
+  assert_int_equal(CS.ci.code, UVQ_H3_NO_ERROR);
+  teardown_world();
+}
+
+static void test_h3_request_timeout(void **state) {
+  uvq_h3_server_config scfg;
+  uvq_tstamp start;
+  (void)state;
+  uvq_h3_server_config_default(&scfg);
+  scfg.request_timeout = 5 * UVQ_SECONDS;
+  setup(&scfg, NULL);
+  start = W.now;
+  assert_true(qt_run(&W, all_closed, NULL, 20 * UVQ_SECONDS));
+  assert_true(CS.ready);
+  assert_int_equal(CS.ci.origin, UVQ_CLOSE_PEER);
+  assert_int_equal(CS.ci.code, UVQ_H3_NO_ERROR);
+  /* Closed by the h3 timer (5 s), long before the 30 s idle timeout. */
+  assert_true(W.now - start < 10 * UVQ_SECONDS);
+  assert_true(W.now - start >= 5 * UVQ_SECONDS);
+  teardown_world();
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_h3_get_buffer_1m),
+      cmocka_unit_test(test_h3_get_provider_20m_loss),
+      cmocka_unit_test(test_h3_post_echo_5m),
+      cmocka_unit_test(test_h3_head),
+      cmocka_unit_test(test_h3_not_found),
+      cmocka_unit_test(test_h3_concurrent_queueing),
+      cmocka_unit_test(test_h3_header_too_large),
+      cmocka_unit_test(test_h3_max_requests_per_conn),
+      cmocka_unit_test(test_h3_cancel),
+      cmocka_unit_test(test_h3_trailers),
+      cmocka_unit_test(test_h3_malformed_request),
+      cmocka_unit_test(test_h3_graceful_shutdown),
+      cmocka_unit_test(test_h3_client_shutdown),
+      cmocka_unit_test(test_h3_request_timeout),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
