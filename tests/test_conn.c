@@ -45,6 +45,10 @@ typedef struct app_side {
 } app_side;
 
 static int g_stop_reading_server; /* server stops reading the first stream */
+static uint64_t g_close_server_after; /* server closes after this many bytes */
+static int g_drop_s2c;                /* drop this many server->client dgrams */
+static uint64_t g_reset_code;
+static int g_resets;
 
 static uint8_t gen_byte(uint32_t seed, uint64_t off) {
   uint64_t x = (off / 8 + 1) * 0x9e3779b97f4a7c15ull ^ seed;
@@ -124,6 +128,14 @@ static int on_stream_data(uvq_conn *conn, int64_t sid, const uint8_t *data,
   }
   gnutls_hash(a->hash, data, len);
   a->received += len;
+  if (g_close_server_after && uvq_conn_is_server(conn) &&
+      a->received >= g_close_server_after) {
+    g_close_server_after = 0;
+    g_drop_s2c = 2; /* lose the CONNECTION_CLOSE and the next datagram */
+    assert_int_equal(uvq_conn_close(conn, 0x77, "enough"), 0);
+    /* The close is asynchronous: the API still answers until the flush. */
+    assert_int_equal(uvq_conn_get_stage(conn), UVQ_STAGE_RUNNING);
+  }
   if (fin) {
     a->fin = 1;
     if (a->reply) {
@@ -188,7 +200,18 @@ static int on_wake(uvq_conn *conn, void *ud) {
   return 0;
 }
 
+static void on_stream_reset(uvq_conn *conn, int64_t sid, uint64_t err,
+                            void *ud, void *sud) {
+  (void)conn;
+  (void)sid;
+  (void)ud;
+  (void)sud;
+  g_resets++;
+  g_reset_code = err;
+}
+
 static const uvq_app_callbacks app_cb = {
+    .on_stream_reset = on_stream_reset,
     .on_wake = on_wake,
     .on_timer = on_timer,
     .on_stop_sending = on_stop_sending,
@@ -445,6 +468,140 @@ static void test_conn_peer_stop_sending(void **state) {
   qt_world_free(&w);
 }
 
+static void test_conn_gro_super_buffer(void **state) {
+  qt_world w;
+  uvq_endpoint_stats st;
+  uvq_addr from;
+  uint8_t buf[350];
+  (void)state;
+
+  qt_world_init(&w, 12);
+  int s = qt_add_server(&w, NULL, on_accept, NULL);
+  from = w.nodes[s].addr;
+  ((struct sockaddr_in *)&from.ss)->sin_port = htons(9999);
+  /* Four short-header datagrams in one GRO buffer: 3 x 100 + 50 bytes. */
+  for (size_t i = 0; i < sizeof(buf); i++) {
+    buf[i] = (uint8_t)(i * 7 + 1);
+  }
+  buf[0] = buf[100] = buf[200] = buf[300] = 0x40;
+  uvq_path path;
+  path.local = w.nodes[s].addr;
+  path.remote = from;
+  assert_int_equal(uvq_endpoint_recv(w.nodes[s].ep, &path, 0, buf, 350, 100,
+                                     w.now),
+                   0);
+  uvq_endpoint_get_stats(w.nodes[s].ep, &st);
+  assert_int_equal(st.datagrams_received, 4);
+  assert_int_equal(st.bytes_received, 350);
+  assert_int_equal(st.dropped[UVQ_DROP_UNKNOWN_CID], 4);
+  /* segment_size 0 or >= len: one datagram. */
+  assert_int_equal(uvq_endpoint_recv(w.nodes[s].ep, &path, 0, buf, 350, 0,
+                                     w.now),
+                   0);
+  uvq_endpoint_get_stats(w.nodes[s].ep, &st);
+  assert_int_equal(st.datagrams_received, 5);
+  assert_int_equal(uvq_endpoint_recv(w.nodes[s].ep, NULL, 0, buf, 1, 0,
+                                     w.now),
+                   UVQ_ERR_INVALID_ARGUMENT);
+  qt_world_free(&w);
+}
+
+static int drop_s2c(qt_world *w, int from, qt_pkt *p, void *ud) {
+  (void)w;
+  (void)p;
+  (void)ud;
+  if (from == 0 && g_drop_s2c > 0) { /* node 0 is the server */
+    g_drop_s2c--;
+    return 1;
+  }
+  return 0;
+}
+
+static int client_closed(void *ud) { return ((app_side *)ud)->closed; }
+
+static void test_conn_closing_period_resends_close(void **state) {
+  qt_world w;
+  app_side cli = {0}, srv = {0};
+  uvq_tstamp t0;
+  (void)state;
+
+  qt_world_init(&w, 13);
+  w.delay = 10 * UVQ_MILLISECONDS;
+  w.filter = drop_s2c;
+  g_server = &srv;
+  int s = qt_add_server(&w, NULL, on_accept, NULL);
+  int c = qt_add_client(&w, NULL, NULL);
+  assert_int_equal(s, 0);
+  cli.send_on_established = 1;
+  cli.to_send = 4u << 20;
+  cli.gen_seed = 3;
+  g_close_server_after = 256 * 1024;
+  assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli, &cli.conn), 0);
+  t0 = w.now;
+  assert_true(qt_run(&w, client_closed, &cli, 20 * UVQ_SECONDS));
+  /* The first CONNECTION_CLOSE was lost; the closing server answered the
+   * client's next packets with the cached one, long before any timeout. */
+  assert_int_equal(g_drop_s2c, 0);
+  assert_true(w.now - t0 < 2 * UVQ_SECONDS);
+  assert_int_equal(cli.ci.origin, UVQ_CLOSE_PEER);
+  assert_int_equal(cli.ci.type, UVQ_CLOSE_TYPE_APPLICATION);
+  assert_int_equal(cli.ci.code, 0x77);
+  assert_int_equal(cli.ci.reasonlen, 6);
+  assert_memory_equal(cli.ci_reason, "enough", 6);
+  assert_int_equal(srv.closed, 1);
+  assert_int_equal(srv.ci.origin, UVQ_CLOSE_LOCAL);
+  assert_int_equal(srv.ci.code, 0x77);
+  qt_run(&w, NULL, NULL, 10 * UVQ_SECONDS);
+  assert_int_equal(uvq_endpoint_conn_count(w.nodes[s].ep), 0);
+  assert_int_equal(uvq_endpoint_conn_count(w.nodes[c].ep), 0);
+  if (srv.hash) {
+    uint8_t d[32];
+    gnutls_hash_deinit(srv.hash, d);
+  }
+  qt_world_free(&w);
+}
+
+static void test_conn_stream_reset(void **state) {
+  qt_world w;
+  app_side cli = {0}, srv = {0};
+  app_side *pair[2] = {&cli, &srv};
+  int64_t sid;
+  int dummy;
+  (void)state;
+
+  qt_world_init(&w, 14);
+  g_server = &srv;
+  int s = qt_add_server(&w, NULL, on_accept, NULL);
+  int c = qt_add_client(&w, NULL, NULL);
+  assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli, &cli.conn), 0);
+  assert_true(qt_run(&w, both_established, pair, 5 * UVQ_SECONDS));
+  assert_int_equal(uvq_conn_open_stream(cli.conn, 1, &sid, &dummy), 0);
+  assert_ptr_equal(uvq_stream_get_user_data(cli.conn, sid), &dummy);
+  assert_int_equal(uvq_stream_write(cli.conn, sid, (const uint8_t *)"hello", 5, 0), 5);
+  assert_int_equal(uvq_stream_get_buffered(cli.conn, sid), 5);
+  qt_run(&w, NULL, NULL, 1 * UVQ_SECONDS);
+  assert_int_equal(srv.received, 5);
+  assert_int_equal(uvq_stream_get_buffered(cli.conn, sid), 0); /* acked */
+  g_resets = 0;
+  assert_int_equal(uvq_stream_reset(cli.conn, sid, 0x99), 0);
+  assert_int_equal(uvq_stream_write(cli.conn, sid, (const uint8_t *)"x", 1, 0),
+                   UVQ_ERR_STREAM_SHUT);
+  qt_run(&w, NULL, NULL, 1 * UVQ_SECONDS);
+  assert_int_equal(g_resets, 1);
+  assert_int_equal(g_reset_code, 0x99);
+  assert_int_equal(uvq_stream_write(cli.conn, 12345, (const uint8_t *)"x", 1, 0),
+                   UVQ_ERR_STREAM_NOT_FOUND);
+  assert_int_equal(uvq_conn_close(cli.conn, 0, NULL), 0);
+  assert_int_equal(uvq_stream_write(cli.conn, sid, (const uint8_t *)"x", 1, 0),
+                   UVQ_ERR_CLOSED);
+  qt_run(&w, NULL, NULL, 10 * UVQ_SECONDS);
+  if (srv.hash) {
+    uint8_t d[32];
+    gnutls_hash_deinit(srv.hash, d);
+  }
+  qt_world_free(&w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_conn_handshake),
@@ -453,6 +610,9 @@ int main(void) {
       cmocka_unit_test(test_conn_waker),
       cmocka_unit_test(test_conn_app_timer),
       cmocka_unit_test(test_conn_peer_stop_sending),
+      cmocka_unit_test(test_conn_gro_super_buffer),
+      cmocka_unit_test(test_conn_closing_period_resends_close),
+      cmocka_unit_test(test_conn_stream_reset),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
