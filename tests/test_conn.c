@@ -42,6 +42,9 @@ typedef struct app_side {
   uint64_t received;
   int fin;
   int streams_seen;
+  uint8_t token[256];
+  size_t tokenlen;
+  int validated;
 } app_side;
 
 static int g_stop_reading_server; /* server stops reading the first stream */
@@ -210,7 +213,18 @@ static void on_stream_reset(uvq_conn *conn, int64_t sid, uint64_t err,
   g_reset_code = err;
 }
 
+static int on_new_token(uvq_conn *conn, const uint8_t *tok, size_t len,
+                        void *ud) {
+  app_side *a = ud;
+  (void)conn;
+  assert_true(len <= sizeof(a->token));
+  memcpy(a->token, tok, len);
+  a->tokenlen = len;
+  return 0;
+}
+
 static const uvq_app_callbacks app_cb = {
+    .on_new_token = on_new_token,
     .on_stream_reset = on_stream_reset,
     .on_wake = on_wake,
     .on_timer = on_timer,
@@ -234,6 +248,7 @@ static int on_accept(uvq_endpoint *ep, uvq_conn *conn,
   (void)ud;
   a->accepted++;
   a->conn = conn;
+  a->validated = info->address_validated;
   if (info->server_name) {
     snprintf(a->sni, sizeof(a->sni), "%s", info->server_name);
   }
@@ -289,6 +304,8 @@ static void test_conn_handshake(void **state) {
   assert_int_equal(uvq_endpoint_conn_count(w.nodes[s].ep), 0);
   qt_world_free(&w);
 }
+
+static int transfer_done_server(void *ud) { return ((app_side *)ud)->fin; }
 
 static int transfer_done(void *ud) {
   app_side **s = ud;
@@ -602,6 +619,113 @@ static void test_conn_stream_reset(void **state) {
   qt_world_free(&w);
 }
 
+static int connect_with_token(qt_world *w, int c, int s, app_side *cli,
+                              const uint8_t *tok, size_t toklen) {
+  uvq_connect_params p;
+  uvq_path path;
+  path.local = w->nodes[c].addr;
+  path.remote = w->nodes[s].addr;
+  uvq_connect_params_default(&p);
+  p.server_name = "localhost";
+  p.path = &path;
+  p.callbacks = &app_cb;
+  p.user_data = cli;
+  p.token = tok;
+  p.tokenlen = toklen;
+  return uvq_endpoint_connect(w->nodes[c].ep, &p, w->now, &cli->conn);
+}
+
+static void test_conn_new_token_skips_retry(void **state) {
+  qt_world w;
+  app_side cli = {0}, srv = {0}, cli2 = {0}, srv2 = {0}, cli3 = {0},
+           srv3 = {0};
+  app_side *pair[2] = {&cli, &srv};
+  uvq_settings ss;
+  uvq_endpoint_stats st;
+  uint8_t bad[256];
+  (void)state;
+
+  qt_world_init(&w, 15);
+  uvq_settings_default(&ss);
+  ss.retry = UVQ_RETRY_ALWAYS;
+  g_server = &srv;
+  int s = qt_add_server(&w, &ss, on_accept, NULL);
+  int c = qt_add_client(&w, NULL, NULL);
+  assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli, &cli.conn), 0);
+  assert_true(qt_run(&w, both_established, pair, 5 * UVQ_SECONDS));
+  qt_run(&w, NULL, NULL, 100 * UVQ_MILLISECONDS);
+  uvq_endpoint_get_stats(w.nodes[s].ep, &st);
+  assert_int_equal(st.retries_sent, 1);
+  assert_int_equal(st.new_tokens_sent, 1);
+  assert_true(cli.tokenlen > 0);
+
+  /* The token validates the address of the next connection: no Retry. */
+  g_server = &srv2;
+  pair[0] = &cli2;
+  pair[1] = &srv2;
+  assert_int_equal(connect_with_token(&w, c, s, &cli2, cli.token,
+                                      cli.tokenlen), 0);
+  assert_true(qt_run(&w, both_established, pair, 5 * UVQ_SECONDS));
+  uvq_endpoint_get_stats(w.nodes[s].ep, &st);
+  assert_int_equal(st.retries_sent, 1);
+  assert_int_equal(srv2.validated, 1);
+
+  /* A forged token is treated as absent (RFC 9000 §8.1.3): Retry again,
+   * the connection still succeeds, and the rejection is counted. */
+  memcpy(bad, cli.token, cli.tokenlen);
+  bad[cli.tokenlen - 1] ^= 1;
+  g_server = &srv3;
+  pair[0] = &cli3;
+  pair[1] = &srv3;
+  assert_int_equal(connect_with_token(&w, c, s, &cli3, bad, cli.tokenlen), 0);
+  assert_true(qt_run(&w, both_established, pair, 5 * UVQ_SECONDS));
+  uvq_endpoint_get_stats(w.nodes[s].ep, &st);
+  assert_int_equal(st.retries_sent, 2);
+  assert_int_equal(st.tokens_rejected[UVQ_TOKEN_REJECT_DECRYPT], 1);
+  assert_int_equal(srv3.validated, 1); /* by the Retry token this time */
+
+  uvq_conn_close(cli.conn, 0, NULL);
+  uvq_conn_close(cli2.conn, 0, NULL);
+  uvq_conn_close(cli3.conn, 0, NULL);
+  qt_run(&w, NULL, NULL, 10 * UVQ_SECONDS);
+  assert_int_equal(uvq_endpoint_conn_count(w.nodes[s].ep), 0);
+  qt_world_free(&w);
+}
+
+static void test_conn_key_update(void **state) {
+  qt_world w;
+  app_side cli = {0}, srv = {0};
+  app_side *pair[2] = {&cli, &srv};
+  uint8_t want[32], got[32];
+  (void)state;
+
+  qt_world_init(&w, 16);
+  g_server = &srv;
+  int s = qt_add_server(&w, NULL, on_accept, NULL);
+  int c = qt_add_client(&w, NULL, NULL);
+  assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli, &cli.conn), 0);
+  assert_true(qt_run(&w, both_established, pair, 5 * UVQ_SECONDS));
+  qt_run(&w, NULL, NULL, 100 * UVQ_MILLISECONDS); /* handshake confirmed */
+  assert_int_equal(uvq_conn_update_key(cli.conn, w.now), 0);
+  /* A second update before the first is acknowledged is refused. */
+  assert_int_equal(uvq_conn_update_key(cli.conn, w.now),
+                   UVQ_ERR_INVALID_STATE);
+  /* Data keeps flowing under the new keys. */
+  cli.to_send = 1u << 20;
+  cli.gen_seed = 44;
+  assert_int_equal(uvq_conn_open_stream(cli.conn, 1, &cli.sid, NULL), 0);
+  assert_int_equal(pump(cli.conn, &cli), 0);
+  assert_true(qt_run(&w, transfer_done_server, &srv, 10 * UVQ_SECONDS));
+  gnutls_hash_deinit(srv.hash, got);
+  expected_hash(44, 1u << 20, want);
+  assert_memory_equal(got, want, 32);
+  uvq_conn_close(cli.conn, 0, NULL);
+  qt_run(&w, NULL, NULL, 10 * UVQ_SECONDS);
+  assert_int_equal(cli.closed, 1);
+  assert_int_equal(cli.ci.error, 0);
+  qt_world_free(&w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_conn_handshake),
@@ -613,6 +737,8 @@ int main(void) {
       cmocka_unit_test(test_conn_gro_super_buffer),
       cmocka_unit_test(test_conn_closing_period_resends_close),
       cmocka_unit_test(test_conn_stream_reset),
+      cmocka_unit_test(test_conn_new_token_skips_retry),
+      cmocka_unit_test(test_conn_key_update),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

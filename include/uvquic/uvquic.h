@@ -285,6 +285,8 @@ typedef struct uvq_settings {
    */
   void (*log)(void *user_data, const char *line);
   void *log_user_data;
+  /** Server: send a NEW_TOKEN token after each handshake. Default 1. */
+  int send_new_token;
 } uvq_settings;
 
 /** uvq_settings_default fills |s| with the defaults listed above. */
@@ -476,6 +478,13 @@ typedef struct uvq_app_callbacks {
                     void *user_data);
   /** The deadline set with uvq_conn_set_app_timer passed. */
   int (*on_timer)(uvq_conn *conn, void *user_data);
+  /**
+   * Client: the server sent an address-validation token (NEW_TOKEN). Keep
+   * it (per server) and pass it in uvq_connect_params.token next time to
+   * skip a Retry round trip. |token| is valid during the call only.
+   */
+  int (*on_new_token)(uvq_conn *conn, const uint8_t *token, size_t tokenlen,
+                      void *user_data);
 } uvq_app_callbacks;
 
 /** Facts about a connection's handshake and path (uvq_conn_get_info). */
@@ -531,6 +540,13 @@ UVQ_EXTERN int uvq_conn_close(uvq_conn *conn, uint64_t app_error,
  * shares the endpoint's timer heap, so drivers need nothing extra.
  */
 UVQ_EXTERN void uvq_conn_set_app_timer(uvq_conn *conn, uvq_tstamp deadline);
+
+/**
+ * uvq_conn_update_key starts a key update (RFC 9001 §6) on an established
+ * connection. Returns 0, UVQ_ERR_INVALID_STATE (handshake not confirmed or
+ * an update still in progress) or UVQ_ERR_CLOSED.
+ */
+UVQ_EXTERN int uvq_conn_update_key(uvq_conn *conn, uvq_tstamp now);
 
 /**
  * uvq_conn_open_stream opens a new stream (|bidi| nonzero: bidirectional)
@@ -770,6 +786,9 @@ typedef struct uvq_connect_params {
   const uvq_path *path;
   const uvq_app_callbacks *callbacks;
   void *user_data;
+  /** A token from on_new_token of an earlier connection, or NULL. */
+  const uint8_t *token;
+  size_t tokenlen;
 } uvq_connect_params;
 
 /** uvq_connect_params_default zeroes |p| and sets its version. */
@@ -871,6 +890,7 @@ typedef struct uvq_endpoint_stats {
   uint64_t send_blocked;
   uint64_t dropped[UVQ_DROP_REASON_COUNT];
   uint64_t tokens_rejected[UVQ_TOKEN_REJECT_REASON_COUNT];
+  uint64_t new_tokens_sent;
 } uvq_endpoint_stats;
 
 /** uvq_endpoint_get_stats copies the counters into |st|. */

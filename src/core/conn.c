@@ -130,6 +130,18 @@ static int cb_handshake_completed(ngtcp2_conn *q, void *user_data) {
   }
   conn->handshake_completed = 1;
   conn->stage = UVQ_STAGE_RUNNING;
+  if (conn->is_server && conn->ep->settings.send_new_token) {
+    /* RFC 9000 §8.1.3: a token for the client's next connection, bound to
+     * its IP address. Failing to send one only costs the client a Retry. */
+    uint8_t token[UVQ_TOKEN_MAXLEN];
+    ssize_t n = uvq_token_seal_new(
+        &conn->ep->tokens, token, sizeof(token),
+        (const struct sockaddr *)&conn->path.remote.ss, conn->path.remote.len,
+        uvq_ep_wall_time(conn->ep));
+    if (n > 0 && ngtcp2_conn_submit_new_token(q, token, (size_t)n) == 0) {
+      conn->ep->stats.new_tokens_sent++;
+    }
+  }
   if (conn->is_server) {
     /* For a server, completion is confirmation (RFC 9001 §4.1.2) and
      * ngtcp2 never calls handshake_confirmed on servers: the client has
@@ -309,6 +321,18 @@ static int cb_recv_stateless_reset(ngtcp2_conn *q,
   return 0;
 }
 
+static int cb_recv_new_token(ngtcp2_conn *q, const ngtcp2_vec *token,
+                             void *user_data) {
+  uvq_conn *conn = conn_of(user_data);
+  (void)q;
+  if (conn->cb && conn->cb->on_new_token) {
+    return app_failed(conn, conn->cb->on_new_token(conn, token->base,
+                                                   token->len,
+                                                   conn->user_data));
+  }
+  return 0;
+}
+
 static void cb_log(void *user_data, const char *fmt, ...) {
   uvq_conn *conn = conn_of(user_data);
   char line[512];
@@ -353,6 +377,7 @@ static void set_callbacks(ngtcp2_callbacks *cb, int is_server) {
   cb->extend_max_local_streams_uni = cb_extend_max_local_streams;
   cb->extend_max_stream_data = cb_extend_max_stream_data;
   cb->recv_stateless_reset = cb_recv_stateless_reset;
+  cb->recv_new_token = cb_recv_new_token;
 }
 
 /* ---- creation ---------------------------------------------------------- */
@@ -770,6 +795,22 @@ int uvq_conn_close(uvq_conn *conn, uint64_t app_error, const char *reason) {
   }
   conn->close_requested = 1;
   conn->close_app_error = app_error;
+  uvq_ep_mark(conn->ep, conn);
+  return 0;
+}
+
+int uvq_conn_update_key(uvq_conn *conn, uvq_tstamp now) {
+  int rv;
+  if (conn == NULL) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  if (conn->close_requested || conn->stage >= UVQ_STAGE_CLOSING) {
+    return UVQ_ERR_CLOSED;
+  }
+  rv = ngtcp2_conn_initiate_key_update(conn->q, now);
+  if (rv != 0) {
+    return UVQ_ERR_INVALID_STATE;
+  }
   uvq_ep_mark(conn->ep, conn);
   return 0;
 }

@@ -38,7 +38,8 @@ int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,
     return rv;
   }
   rv = uvq_conn_new(&conn, ep, 0, &dcid, &scid, params->path, UVQ_QUIC_V1,
-                    NULL, NULL, NULL, 0, params->server_name, now);
+                    NULL, NULL, params->token, params->tokenlen,
+                    params->server_name, now);
   if (rv != 0) {
     return rv;
   }

@@ -30,6 +30,7 @@ void uvq_settings_default(uvq_settings *s) {
   s->stateless_queue_len = 64;
   s->max_burst_datagrams = 64;
   s->ack_thresh = 2;
+  s->send_new_token = 1;
 }
 
 void uvq_endpoint_config_default(uvq_endpoint_config *cfg) {
