@@ -223,7 +223,30 @@ static int on_new_token(uvq_conn *conn, const uint8_t *tok, size_t len,
   return 0;
 }
 
+static int g_dgrams;
+static int g_dgram_echo; /* server echoes DATAGRAMs */
+static int g_dgram_bad;
+
+static int on_datagram(uvq_conn *conn, const uint8_t *data, size_t len,
+                       void *ud) {
+  (void)ud;
+  g_dgrams++;
+  /* Each carries its own length and a pattern derived from its first byte. */
+  for (size_t i = 1; i < len; i++) {
+    if (data[i] != (uint8_t)(data[0] + i)) {
+      g_dgram_bad++;
+      break;
+    }
+  }
+  if (g_dgram_echo && uvq_conn_is_server(conn)) {
+    int rv = uvq_conn_send_datagram(conn, data, len);
+    assert_true(rv == 0 || rv == UVQ_ERR_QUEUE_FULL);
+  }
+  return 0;
+}
+
 static const uvq_app_callbacks app_cb = {
+    .on_datagram = on_datagram,
     .on_new_token = on_new_token,
     .on_stream_reset = on_stream_reset,
     .on_wake = on_wake,
@@ -726,6 +749,85 @@ static void test_conn_key_update(void **state) {
   qt_world_free(&w);
 }
 
+static void test_conn_datagram(void **state) {
+  qt_world w;
+  app_side cli = {0}, srv = {0};
+  app_side *pair[2] = {&cli, &srv};
+  uvq_settings st;
+  uvq_endpoint_stats cs, ss;
+  uint8_t buf[1500];
+  size_t max;
+  int queued = 0, rv;
+  (void)state;
+
+  qt_world_init(&w, 17);
+  uvq_settings_default(&st);
+  st.max_datagram_frame_size = 65535;
+  st.datagram_queue_len = 32;
+  g_server = &srv;
+  int s = qt_add_server(&w, &st, on_accept, NULL);
+  int c = qt_add_client(&w, &st, NULL);
+  /* Before the handshake DATAGRAM cannot be used. */
+  assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli, &cli.conn), 0);
+  assert_int_equal(uvq_conn_send_datagram(cli.conn, buf, 10),
+                   UVQ_ERR_INVALID_STATE);
+  assert_true(qt_run(&w, both_established, pair, 5 * UVQ_SECONDS));
+  max = uvq_conn_get_max_datagram_size(cli.conn);
+  assert_true(max >= 1100 && max < 1200);
+  assert_int_equal(uvq_conn_send_datagram(cli.conn, buf, max + 1),
+                   UVQ_ERR_INVALID_ARGUMENT);
+
+  g_dgrams = g_dgram_bad = 0;
+  g_dgram_echo = 1;
+  for (int i = 0; i < 200; i++) {
+    size_t len = 1 + (size_t)i * 5 % max;
+    buf[0] = (uint8_t)i;
+    for (size_t j = 1; j < len; j++) {
+      buf[j] = (uint8_t)(buf[0] + j);
+    }
+    rv = uvq_conn_send_datagram(cli.conn, buf, len);
+    if (rv == UVQ_ERR_QUEUE_FULL) {
+      /* The queue is bounded: let it drain, then go on. */
+      qt_run(&w, NULL, NULL, 50 * UVQ_MILLISECONDS);
+      rv = uvq_conn_send_datagram(cli.conn, buf, len);
+    }
+    assert_int_equal(rv, 0);
+    queued++;
+  }
+  qt_run(&w, NULL, NULL, 1 * UVQ_SECONDS);
+  g_dgram_echo = 0;
+  uvq_endpoint_get_stats(w.nodes[c].ep, &cs);
+  uvq_endpoint_get_stats(w.nodes[s].ep, &ss);
+  /* A clean wire: every DATAGRAM arrives once, intact, and is echoed. */
+  assert_int_equal(cs.datagrams_app_sent, (uint64_t)queued);
+  assert_int_equal(ss.datagrams_app_received, (uint64_t)queued);
+  assert_int_equal(cs.datagrams_app_received, ss.datagrams_app_sent);
+  assert_true(ss.datagrams_app_sent > 0);
+  assert_int_equal(g_dgram_bad, 0);
+  assert_int_equal(g_dgrams, (int)(ss.datagrams_app_received +
+                                   cs.datagrams_app_received));
+
+  /* A peer without DATAGRAM support: refused locally. */
+  uvq_conn_close(cli.conn, 0, NULL);
+  qt_run(&w, NULL, NULL, 10 * UVQ_SECONDS);
+  qt_world_free(&w);
+
+  qt_world_init(&w, 18);
+  memset(&cli, 0, sizeof(cli));
+  memset(&srv, 0, sizeof(srv));
+  g_server = &srv;
+  s = qt_add_server(&w, NULL, on_accept, NULL);
+  c = qt_add_client(&w, &st, NULL);
+  assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli, &cli.conn), 0);
+  assert_true(qt_run(&w, both_established, pair, 5 * UVQ_SECONDS));
+  assert_int_equal(uvq_conn_get_max_datagram_size(cli.conn), 0);
+  assert_int_equal(uvq_conn_send_datagram(cli.conn, buf, 10),
+                   UVQ_ERR_INVALID_STATE);
+  uvq_conn_close(cli.conn, 0, NULL);
+  qt_run(&w, NULL, NULL, 10 * UVQ_SECONDS);
+  qt_world_free(&w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_conn_handshake),
@@ -739,6 +841,7 @@ int main(void) {
       cmocka_unit_test(test_conn_stream_reset),
       cmocka_unit_test(test_conn_new_token_skips_retry),
       cmocka_unit_test(test_conn_key_update),
+      cmocka_unit_test(test_conn_datagram),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -123,7 +123,9 @@ typedef enum uvq_error {
   /** The limit on concurrent connections is reached. */
   UVQ_ERR_CONNECTION_LIMIT = -29,
   /** The peer's certificate did not verify. */
-  UVQ_ERR_CERT_VERIFY = -30
+  UVQ_ERR_CERT_VERIFY = -30,
+  /** A bounded queue is full; try again later. */
+  UVQ_ERR_QUEUE_FULL = -31
 } uvq_error;
 
 /** uvq_strerror returns a static, human-readable name for |err|. */
@@ -287,6 +289,13 @@ typedef struct uvq_settings {
   void *log_user_data;
   /** Server: send a NEW_TOKEN token after each handshake. Default 1. */
   int send_new_token;
+  /**
+   * Largest DATAGRAM frame (RFC 9221) we accept; 0 disables DATAGRAM
+   * support. Default 0.
+   */
+  uint64_t max_datagram_frame_size;
+  /** DATAGRAMs a connection queues before uvq_conn_send_datagram refuses. Default 128. */
+  size_t datagram_queue_len;
 } uvq_settings;
 
 /** uvq_settings_default fills |s| with the defaults listed above. */
@@ -485,6 +494,9 @@ typedef struct uvq_app_callbacks {
    */
   int (*on_new_token)(uvq_conn *conn, const uint8_t *token, size_t tokenlen,
                       void *user_data);
+  /** An unreliable DATAGRAM (RFC 9221) arrived; lent for the call only. */
+  int (*on_datagram)(uvq_conn *conn, const uint8_t *data, size_t len,
+                     void *user_data);
 } uvq_app_callbacks;
 
 /** Facts about a connection's handshake and path (uvq_conn_get_info). */
@@ -547,6 +559,25 @@ UVQ_EXTERN void uvq_conn_set_app_timer(uvq_conn *conn, uvq_tstamp deadline);
  * an update still in progress) or UVQ_ERR_CLOSED.
  */
 UVQ_EXTERN int uvq_conn_update_key(uvq_conn *conn, uvq_tstamp now);
+
+/**
+ * uvq_conn_send_datagram queues an unreliable DATAGRAM (RFC 9221): copied,
+ * sent ahead of stream data when congestion control allows, never
+ * retransmitted. Returns 0, UVQ_ERR_INVALID_STATE (handshake not done, or
+ * the peer does not accept DATAGRAM frames), UVQ_ERR_INVALID_ARGUMENT (|len|
+ * above uvq_conn_get_max_datagram_size), UVQ_ERR_QUEUE_FULL, UVQ_ERR_CLOSED
+ * or UVQ_ERR_NOMEM.
+ */
+UVQ_EXTERN int uvq_conn_send_datagram(uvq_conn *conn, const uint8_t *data,
+                                      size_t len);
+
+/**
+ * uvq_conn_get_max_datagram_size returns the largest payload
+ * uvq_conn_send_datagram takes now (0 if DATAGRAM cannot be used): bounded
+ * by the peer's max_datagram_frame_size and by what fits in a minimum-size
+ * QUIC packet, so it never depends on the path MTU.
+ */
+UVQ_EXTERN size_t uvq_conn_get_max_datagram_size(uvq_conn *conn);
 
 /**
  * uvq_conn_open_stream opens a new stream (|bidi| nonzero: bidirectional)
@@ -891,6 +922,8 @@ typedef struct uvq_endpoint_stats {
   uint64_t dropped[UVQ_DROP_REASON_COUNT];
   uint64_t tokens_rejected[UVQ_TOKEN_REJECT_REASON_COUNT];
   uint64_t new_tokens_sent;
+  uint64_t datagrams_app_sent;     /* DATAGRAM frames sent */
+  uint64_t datagrams_app_received; /* DATAGRAM frames received */
 } uvq_endpoint_stats;
 
 /** uvq_endpoint_get_stats copies the counters into |st|. */

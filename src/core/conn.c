@@ -333,6 +333,20 @@ static int cb_recv_new_token(ngtcp2_conn *q, const ngtcp2_vec *token,
   return 0;
 }
 
+static int cb_recv_datagram(ngtcp2_conn *q, uint32_t flags,
+                            const uint8_t *data, size_t datalen,
+                            void *user_data) {
+  uvq_conn *conn = conn_of(user_data);
+  (void)q;
+  (void)flags;
+  conn->ep->stats.datagrams_app_received++;
+  if (conn->cb && conn->cb->on_datagram && !conn->close_requested) {
+    return app_failed(conn, conn->cb->on_datagram(conn, data, datalen,
+                                                  conn->user_data));
+  }
+  return 0;
+}
+
 static void cb_log(void *user_data, const char *fmt, ...) {
   uvq_conn *conn = conn_of(user_data);
   char line[512];
@@ -378,6 +392,7 @@ static void set_callbacks(ngtcp2_callbacks *cb, int is_server) {
   cb->extend_max_stream_data = cb_extend_max_stream_data;
   cb->recv_stateless_reset = cb_recv_stateless_reset;
   cb->recv_new_token = cb_recv_new_token;
+  cb->recv_datagram = cb_recv_datagram;
 }
 
 /* ---- creation ---------------------------------------------------------- */
@@ -449,6 +464,7 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
   params.max_idle_timeout = st->idle_timeout;
   params.active_connection_id_limit = 8;
   params.disable_active_migration = (uint8_t)(st->disable_active_migration != 0);
+  params.max_datagram_frame_size = st->max_datagram_frame_size;
 
   uvq_conn_to_ngtcp2_path(&npath, &conn->path);
   if (is_server) {
@@ -556,6 +572,11 @@ void uvq_conn_del(uvq_conn *conn) {
   uvq_stream_table_free(conn);
   ngtcp2_conn_del(conn->q);
   uvq_tls_session_del(conn->tls);
+  while (conn->dgram_head) {
+    uvq_dgram *d = conn->dgram_head;
+    conn->dgram_head = d->next;
+    uvq_free(ep->mem, d);
+  }
   uvq_free(ep->mem, conn->pending);
   uvq_free(ep->mem, conn->close_pkt);
   uvq_free(ep->mem, conn->close_reason);
@@ -795,6 +816,67 @@ int uvq_conn_close(uvq_conn *conn, uint64_t app_error, const char *reason) {
   }
   conn->close_requested = 1;
   conn->close_app_error = app_error;
+  uvq_ep_mark(conn->ep, conn);
+  return 0;
+}
+
+/* DATAGRAM payloads we take always fit a 1200-byte packet: short header
+ * with a 20-byte DCID, a 4-byte packet number, the AEAD tag, and the frame's
+ * type and length varints. */
+#define DGRAM_MAX_PAYLOAD (UVQ_MIN_INITIAL_DATAGRAM - 1 - 20 - 4 - 16 - 1 - 2)
+
+size_t uvq_conn_get_max_datagram_size(uvq_conn *conn) {
+  const ngtcp2_transport_params *rp;
+  uint64_t frame_max;
+  if (conn == NULL || !conn->handshake_completed ||
+      conn->stage >= UVQ_STAGE_CLOSING) {
+    return 0;
+  }
+  rp = ngtcp2_conn_get_remote_transport_params(conn->q);
+  if (rp == NULL || rp->max_datagram_frame_size <= 3) {
+    return 0;
+  }
+  /* The frame's type byte and length varint count against the peer's
+   * limit (RFC 9221 §3). */
+  frame_max = rp->max_datagram_frame_size - 3;
+  return frame_max < DGRAM_MAX_PAYLOAD ? (size_t)frame_max : DGRAM_MAX_PAYLOAD;
+}
+
+int uvq_conn_send_datagram(uvq_conn *conn, const uint8_t *data, size_t len) {
+  uvq_dgram *d;
+  size_t max;
+  if (conn == NULL || (data == NULL && len > 0)) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  if (conn->close_requested || conn->stage >= UVQ_STAGE_CLOSING) {
+    return UVQ_ERR_CLOSED;
+  }
+  max = uvq_conn_get_max_datagram_size(conn);
+  if (max == 0) {
+    return UVQ_ERR_INVALID_STATE;
+  }
+  if (len > max) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  if (conn->dgram_count >= conn->ep->settings.datagram_queue_len) {
+    return UVQ_ERR_QUEUE_FULL;
+  }
+  d = uvq_malloc(conn->ep->mem, sizeof(*d) + len);
+  if (d == NULL) {
+    return UVQ_ERR_NOMEM;
+  }
+  d->next = NULL;
+  d->len = len;
+  if (len) {
+    memcpy(d->data, data, len);
+  }
+  if (conn->dgram_tail) {
+    conn->dgram_tail->next = d;
+  } else {
+    conn->dgram_head = d;
+  }
+  conn->dgram_tail = d;
+  conn->dgram_count++;
   uvq_ep_mark(conn->ep, conn);
   return 0;
 }

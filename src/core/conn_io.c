@@ -72,6 +72,43 @@ static ngtcp2_ssize write_datagram(uvq_conn *conn, ngtcp2_path *path,
   ngtcp2_vec iov[16];
   for (;;) {
     uvq_stream *s = conn->ready_head;
+    if (conn->dgram_head) {
+      /* DATAGRAMs go first: they are latency-sensitive and small. */
+      uvq_dgram *d = conn->dgram_head;
+      ngtcp2_vec v;
+      int accepted = 0;
+      ngtcp2_ssize n;
+      v.base = d->data;
+      v.len = d->len;
+      n = ngtcp2_conn_writev_datagram(conn->q, path, pi, buf, buflen,
+                                      &accepted,
+                                      NGTCP2_WRITE_DATAGRAM_FLAG_MORE, 0, &v,
+                                      1, now);
+      if (accepted || n == NGTCP2_ERR_INVALID_STATE ||
+          n == NGTCP2_ERR_INVALID_ARGUMENT) {
+        /* Sent, or refused for good (sizes are checked when queued, so
+         * this only happens if the peer's limit changed): either way it
+         * leaves the queue. */
+        if (accepted) {
+          conn->ep->stats.datagrams_app_sent++;
+        } else {
+          uvq_ep_drop(conn->ep, UVQ_DROP_SEND_ERROR);
+        }
+        conn->dgram_head = d->next;
+        if (conn->dgram_head == NULL) {
+          conn->dgram_tail = NULL;
+        }
+        conn->dgram_count--;
+        uvq_free(conn->ep->mem, d);
+        if (n == NGTCP2_ERR_INVALID_STATE || n == NGTCP2_ERR_INVALID_ARGUMENT) {
+          continue;
+        }
+      }
+      if (n == NGTCP2_ERR_WRITE_MORE) {
+        continue;
+      }
+      return n;
+    }
     int64_t sid = -1;
     size_t iovcnt = 0;
     uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_MORE;

@@ -61,6 +61,13 @@ struct uvq_stream {
   uvq_stream *stop_next;    /* conn->stop_pending list */
 };
 
+/* A queued outgoing DATAGRAM. */
+typedef struct uvq_dgram {
+  struct uvq_dgram *next;
+  size_t len;
+  uint8_t data[];
+} uvq_dgram;
+
 /* Stream table: open addressing by stream id. */
 typedef struct uvq_stream_table {
   uvq_stream **slots;
@@ -125,6 +132,10 @@ struct uvq_conn {
   uvq_stream *writable_pending;
   uvq_stream *stop_pending;
   uvq_tstamp app_deadline; /* uvq_conn_set_app_timer */
+
+  /* Outgoing DATAGRAMs. */
+  uvq_dgram *dgram_head, *dgram_tail;
+  size_t dgram_count;
 
   /* Datagrams written but not yet taken by the send callback. */
   uint8_t *pending;

@@ -64,6 +64,8 @@ const char *uvq_strerror(int err) {
     return "connection limit reached";
   case UVQ_ERR_CERT_VERIFY:
     return "peer certificate verification failed";
+  case UVQ_ERR_QUEUE_FULL:
+    return "queue full";
   default:
     return "unknown error";
   }
@@ -79,6 +81,7 @@ int uvq_err_is_fatal(int err) {
   case UVQ_ERR_STREAM_SHUT:
   case UVQ_ERR_CID_IN_USE:
   case UVQ_ERR_CONNECTION_LIMIT:
+  case UVQ_ERR_QUEUE_FULL:
     return 0;
   default:
     return 1;

@@ -31,6 +31,8 @@ void uvq_settings_default(uvq_settings *s) {
   s->max_burst_datagrams = 64;
   s->ack_thresh = 2;
   s->send_new_token = 1;
+  s->max_datagram_frame_size = 0;
+  s->datagram_queue_len = 128;
 }
 
 void uvq_endpoint_config_default(uvq_endpoint_config *cfg) {
