@@ -57,6 +57,8 @@ typedef struct uvq_endpoint uvq_endpoint;
 typedef struct uvq_conn uvq_conn;
 typedef struct uvq_waker uvq_waker;
 typedef struct uvq_tls_ctx uvq_tls_ctx;
+/* GnuTLS's session type (gnutls_session_t), declared without its header. */
+struct gnutls_session_int;
 
 /* ------------------------------------------------------------------------ */
 /* Errors                                                                   */
@@ -341,6 +343,21 @@ typedef struct uvq_tls_config {
    * SSLKEYLOGFILE environment variable, read when the context is created.
    */
   const char *keylog_file;
+  /**
+   * Optional per-connection hook (tokio-quiche's ConnectionHook): runs for
+   * every new connection's GnuTLS session (a gnutls_session_t) after uvquic
+   * configured it (priorities, credentials, ALPN, QUIC callbacks) and before
+   * the handshake. It may pick other credentials (e.g. by SNI from a
+   * post-client-hello function), require and verify client certificates,
+   * restrict suites. It must not replace the session pointer
+   * (gnutls_session_set_ptr) or the db pointer (used by the key log).
+   * A nonzero return fails the connection: a client's uvq_endpoint_connect
+   * returns UVQ_ERR_TLS; a server drops the Initial (counted as
+   * accept_failed). |conn| has no app callbacks yet on servers.
+   */
+  int (*hook)(uvq_conn *conn, struct gnutls_session_int *session,
+              void *user_data);
+  void *hook_user_data;
 } uvq_tls_config;
 
 /** uvq_tls_config_default zeroes |cfg| and sets its version. */

@@ -502,6 +502,11 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
   }
   gnutls_session_set_ptr(conn->tls, &conn->ref);
   ngtcp2_conn_set_tls_native_handle(conn->q, conn->tls);
+  if (ep->cfg.tls->hook &&
+      ep->cfg.tls->hook(conn, conn->tls, ep->cfg.tls->hook_user_data) != 0) {
+    rv = UVQ_ERR_TLS;
+    goto fail_map;
+  }
   if (server_name) {
     snprintf(conn->sni, sizeof(conn->sni), "%s", server_name);
   }

@@ -502,6 +502,8 @@ int uvq_tls_ctx_new(uvq_tls_ctx **pctx, int is_server,
   ctx->mem = mem;
   ctx->is_server = is_server != 0;
   ctx->insecure = !is_server && cfg->insecure;
+  ctx->hook = cfg->hook;
+  ctx->hook_user_data = cfg->hook_user_data;
   ctx->keylog_fd = -1;
 
   rv = copy_alpn(ctx, cfg);

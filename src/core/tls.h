@@ -33,6 +33,10 @@ struct uvq_tls_ctx {
   /* PEM of our own (leaf) certificate, NUL-terminated, or NULL. */
   char *cert_pem;
   size_t cert_pemlen;
+  /* uvq_tls_config.hook, run by the connection once its session exists. */
+  int (*hook)(uvq_conn *conn, struct gnutls_session_int *session,
+              void *user_data);
+  void *hook_user_data;
 };
 
 /* uvq_tls_ctx_is_server returns nonzero if |ctx| was made for servers. */
