@@ -828,6 +828,57 @@ static void test_conn_datagram(void **state) {
   qt_world_free(&w);
 }
 
+typedef struct qlog_sink {
+  char buf[1 << 16];
+  size_t len;
+  size_t total;
+  int fins;
+} qlog_sink;
+
+static void qlog_cb(void *ud, uvq_conn *conn, const void *data, size_t len,
+                    int fin) {
+  qlog_sink *q = ud;
+  (void)conn;
+  if (q->len + len < sizeof(q->buf)) {
+    memcpy(q->buf + q->len, data, len);
+    q->len += len;
+  }
+  q->total += len;
+  q->fins += fin;
+}
+
+static void test_conn_qlog(void **state) {
+  qt_world w;
+  app_side cli = {0}, srv = {0};
+  app_side *pair[2] = {&cli, &srv};
+  static qlog_sink sink;
+  uvq_settings st;
+  uvq_conn_info info;
+  (void)state;
+
+  memset(&sink, 0, sizeof(sink));
+  qt_world_init(&w, 19);
+  uvq_settings_default(&st);
+  st.qlog = qlog_cb;
+  st.qlog_user_data = &sink;
+  g_server = &srv;
+  int s = qt_add_server(&w, NULL, on_accept, NULL);
+  int c = qt_add_client(&w, &st, NULL);
+  assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli, &cli.conn), 0);
+  assert_true(qt_run(&w, both_established, pair, 5 * UVQ_SECONDS));
+  uvq_conn_get_info(cli.conn, &info);
+  assert_int_equal(info.odcidlen, 18);
+  assert_true(sink.len > 0);
+  sink.buf[sink.len < sizeof(sink.buf) ? sink.len : sizeof(sink.buf) - 1] = 0;
+  assert_non_null(strstr(sink.buf, "qlog_version"));
+  assert_non_null(strstr(sink.buf, "packet_sent"));
+  assert_int_equal(sink.fins, 0);
+  uvq_conn_close(cli.conn, 0, NULL);
+  qt_run(&w, NULL, NULL, 10 * UVQ_SECONDS);
+  assert_int_equal(sink.fins, 1); /* the trace is closed with the conn */
+  qt_world_free(&w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_conn_handshake),
@@ -842,6 +893,7 @@ int main(void) {
       cmocka_unit_test(test_conn_new_token_skips_retry),
       cmocka_unit_test(test_conn_key_update),
       cmocka_unit_test(test_conn_datagram),
+      cmocka_unit_test(test_conn_qlog),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -298,6 +298,15 @@ typedef struct uvq_settings {
   uint64_t max_datagram_frame_size;
   /** DATAGRAMs a connection queues before uvq_conn_send_datagram refuses. Default 128. */
   size_t datagram_queue_len;
+  /**
+   * Optional qlog sink (draft-ietf-quic-qlog, JSON-SEQ as ngtcp2 writes
+   * it): called with each piece of a connection's trace, |fin| set on the
+   * last one. Name files by uvq_conn_info.odcid. It must not call into the
+   * library (it also runs while the connection is being built).
+   */
+  void (*qlog)(void *user_data, uvq_conn *conn, const void *data, size_t len,
+               int fin);
+  void *qlog_user_data;
 } uvq_settings;
 
 /** uvq_settings_default fills |s| with the defaults listed above. */
@@ -534,6 +543,9 @@ typedef struct uvq_conn_info {
   uint64_t cwnd;
   /** Bytes sent and not yet acknowledged or declared lost. */
   uint64_t bytes_in_flight;
+  /** The client's first Destination CID: the connection's name in logs. */
+  const uint8_t *odcid;
+  size_t odcidlen;
 } uvq_conn_info;
 
 /**

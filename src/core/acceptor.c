@@ -184,7 +184,6 @@ void uvq_acceptor_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
   if (uvq_cid_map_insert_cid(&ep->cids, &hd.dcid, conn) == 0) {
     conn->client_dcid_mapped = 1;
   }
-  conn->odcid = odcid;
   if (retry_scid && uvq_cid_map_insert_cid(&ep->cids, &odcid, conn) == 0) {
     conn->odcid_mapped = 1;
   }

@@ -357,6 +357,14 @@ static void cb_log(void *user_data, const char *fmt, ...) {
   conn->ep->settings.log(conn->ep->settings.log_user_data, line);
 }
 
+static void cb_qlog(void *user_data, uint32_t flags, const void *data,
+                    size_t datalen) {
+  uvq_conn *conn = conn_of(user_data);
+  const uvq_settings *st = &conn->ep->settings;
+  st->qlog(st->qlog_user_data, conn, data, datalen,
+           (flags & NGTCP2_QLOG_WRITE_FLAG_FIN) != 0);
+}
+
 static void set_callbacks(ngtcp2_callbacks *cb, int is_server) {
   memset(cb, 0, sizeof(*cb));
   if (is_server) {
@@ -452,6 +460,12 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
   if (token && tokenlen) {
     settings.token.base = (uint8_t *)token;
     settings.token.len = tokenlen;
+  }
+  /* The connection's name in logs: the client's first DCID. */
+  conn->odcid = is_server ? *odcid : *dcid;
+  if (st->qlog) {
+    settings.qlog.odcid = conn->odcid;
+    settings.qlog.write = cb_qlog;
   }
 
   ngtcp2_transport_params_default(&params);
@@ -787,6 +801,8 @@ void uvq_conn_get_info(uvq_conn *conn, uvq_conn_info *info) {
   info->rttvar = cs.rttvar;
   info->cwnd = cs.cwnd;
   info->bytes_in_flight = cs.bytes_in_flight;
+  info->odcid = conn->odcid.data;
+  info->odcidlen = conn->odcid.datalen;
 }
 
 void *uvq_conn_get_user_data(uvq_conn *conn) { return conn->user_data; }

@@ -112,7 +112,7 @@ struct uvq_conn {
   uvq_tstamp expiry;
 
   /* Handshake-time CID map entries (server). */
-  ngtcp2_cid odcid;          /* client's first DCID */
+  ngtcp2_cid odcid;          /* client's first DCID (both sides) */
   ngtcp2_cid client_dcid;    /* DCID of the Initial we accepted on */
   int client_dcid_mapped;
   int odcid_mapped;
