@@ -226,6 +226,34 @@ static int on_new_token(uvq_conn *conn, const uint8_t *tok, size_t len,
 static int g_dgrams;
 static int g_dgram_echo; /* server echoes DATAGRAMs */
 static int g_dgram_bad;
+static int g_dgram_acked, g_dgram_lost, g_dgram_twice;
+static uint64_t g_dgram_id_sum;
+static uint8_t g_dgram_seen[512];
+
+static void dgram_report(uint64_t id) {
+  g_dgram_id_sum += id;
+  if (id < sizeof(g_dgram_seen) && g_dgram_seen[id]++) {
+    g_dgram_twice++;
+  }
+}
+
+static int on_datagram_acked(uvq_conn *conn, uint64_t id, void *ud) {
+  (void)ud;
+  if (!uvq_conn_is_server(conn)) {
+    g_dgram_acked++;
+    dgram_report(id);
+  }
+  return 0;
+}
+
+static int on_datagram_lost(uvq_conn *conn, uint64_t id, void *ud) {
+  (void)ud;
+  if (!uvq_conn_is_server(conn)) {
+    g_dgram_lost++;
+    dgram_report(id);
+  }
+  return 0;
+}
 
 static int on_datagram(uvq_conn *conn, const uint8_t *data, size_t len,
                        void *ud) {
@@ -239,7 +267,7 @@ static int on_datagram(uvq_conn *conn, const uint8_t *data, size_t len,
     }
   }
   if (g_dgram_echo && uvq_conn_is_server(conn)) {
-    int rv = uvq_conn_send_datagram(conn, data, len);
+    int rv = uvq_conn_send_datagram(conn, data, len, NULL);
     assert_true(rv == 0 || rv == UVQ_ERR_QUEUE_FULL);
   }
   return 0;
@@ -247,6 +275,8 @@ static int on_datagram(uvq_conn *conn, const uint8_t *data, size_t len,
 
 static const uvq_app_callbacks app_cb = {
     .on_datagram = on_datagram,
+    .on_datagram_acked = on_datagram_acked,
+    .on_datagram_lost = on_datagram_lost,
     .on_new_token = on_new_token,
     .on_stream_reset = on_stream_reset,
     .on_wake = on_wake,
@@ -769,29 +799,34 @@ static void test_conn_datagram(void **state) {
   int c = qt_add_client(&w, &st, NULL);
   /* Before the handshake DATAGRAM cannot be used. */
   assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli, &cli.conn), 0);
-  assert_int_equal(uvq_conn_send_datagram(cli.conn, buf, 10),
+  assert_int_equal(uvq_conn_send_datagram(cli.conn, buf, 10, NULL),
                    UVQ_ERR_INVALID_STATE);
   assert_true(qt_run(&w, both_established, pair, 5 * UVQ_SECONDS));
   max = uvq_conn_get_max_datagram_size(cli.conn);
   assert_true(max >= 1100 && max < 1200);
-  assert_int_equal(uvq_conn_send_datagram(cli.conn, buf, max + 1),
+  assert_int_equal(uvq_conn_send_datagram(cli.conn, buf, max + 1, NULL),
                    UVQ_ERR_INVALID_ARGUMENT);
 
   g_dgrams = g_dgram_bad = 0;
+  g_dgram_acked = g_dgram_lost = g_dgram_twice = 0;
+  g_dgram_id_sum = 0;
+  memset(g_dgram_seen, 0, sizeof(g_dgram_seen));
   g_dgram_echo = 1;
   for (int i = 0; i < 200; i++) {
+    uint64_t id = 0;
     size_t len = 1 + (size_t)i * 5 % max;
     buf[0] = (uint8_t)i;
     for (size_t j = 1; j < len; j++) {
       buf[j] = (uint8_t)(buf[0] + j);
     }
-    rv = uvq_conn_send_datagram(cli.conn, buf, len);
+    rv = uvq_conn_send_datagram(cli.conn, buf, len, &id);
     if (rv == UVQ_ERR_QUEUE_FULL) {
       /* The queue is bounded: let it drain, then go on. */
       qt_run(&w, NULL, NULL, 50 * UVQ_MILLISECONDS);
-      rv = uvq_conn_send_datagram(cli.conn, buf, len);
+      rv = uvq_conn_send_datagram(cli.conn, buf, len, &id);
     }
     assert_int_equal(rv, 0);
+    assert_int_equal(id, (uint64_t)i);
     queued++;
   }
   qt_run(&w, NULL, NULL, 1 * UVQ_SECONDS);
@@ -806,6 +841,28 @@ static void test_conn_datagram(void **state) {
   assert_int_equal(g_dgram_bad, 0);
   assert_int_equal(g_dgrams, (int)(ss.datagrams_app_received +
                                    cs.datagrams_app_received));
+  /* Every DATAGRAM is reported acknowledged exactly once (ids 0..199). */
+  assert_int_equal(g_dgram_acked, queued);
+  assert_int_equal(g_dgram_lost, 0);
+  assert_int_equal(g_dgram_id_sum, (uint64_t)queued * (queued - 1) / 2);
+
+  /* On a lossy wire some are lost, and none is reported twice. ngtcp2
+   * 0.12 reports neither for a packet it reclaimed into a PTO probe, so
+   * acked + lost may fall a little short of the count (documented). */
+  w.drop_pct = 30;
+  g_dgram_echo = 0;
+  g_dgram_acked = g_dgram_lost = 0;
+  for (int i = 0; i < 40; i++) {
+    assert_int_equal(uvq_conn_send_datagram(cli.conn, buf, 100, NULL), 0);
+    qt_run(&w, NULL, NULL, 20 * UVQ_MILLISECONDS);
+  }
+  qt_run(&w, NULL, NULL, 3 * UVQ_SECONDS);
+  assert_true(g_dgram_lost > 0);
+  assert_true(g_dgram_acked > 0);
+  assert_true(g_dgram_acked + g_dgram_lost <= 40);
+  assert_true(g_dgram_acked + g_dgram_lost >= 34);
+  assert_int_equal(g_dgram_twice, 0);
+  w.drop_pct = 0;
 
   /* A peer without DATAGRAM support: refused locally. */
   uvq_conn_close(cli.conn, 0, NULL);
@@ -821,7 +878,7 @@ static void test_conn_datagram(void **state) {
   assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli, &cli.conn), 0);
   assert_true(qt_run(&w, both_established, pair, 5 * UVQ_SECONDS));
   assert_int_equal(uvq_conn_get_max_datagram_size(cli.conn), 0);
-  assert_int_equal(uvq_conn_send_datagram(cli.conn, buf, 10),
+  assert_int_equal(uvq_conn_send_datagram(cli.conn, buf, 10, NULL),
                    UVQ_ERR_INVALID_STATE);
   uvq_conn_close(cli.conn, 0, NULL);
   qt_run(&w, NULL, NULL, 10 * UVQ_SECONDS);

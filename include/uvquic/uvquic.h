@@ -302,7 +302,9 @@ typedef struct uvq_settings {
    * Optional qlog sink (draft-ietf-quic-qlog, JSON-SEQ as ngtcp2 writes
    * it): called with each piece of a connection's trace, |fin| set on the
    * last one. Name files by uvq_conn_info.odcid. It must not call into the
-   * library (it also runs while the connection is being built).
+   * library (it also runs while the connection is being built). ngtcp2
+   * 0.12.1's qlog writer has a known buffer overflow in transport-parameter
+   * logging (fixed upstream later): enable it only with trusted peers.
    */
   void (*qlog)(void *user_data, uvq_conn *conn, const void *data, size_t len,
                int fin);
@@ -523,6 +525,14 @@ typedef struct uvq_app_callbacks {
   /** An unreliable DATAGRAM (RFC 9221) arrived; lent for the call only. */
   int (*on_datagram)(uvq_conn *conn, const uint8_t *data, size_t len,
                      void *user_data);
+  /** The packet carrying DATAGRAM |id| was acknowledged. */
+  int (*on_datagram_acked)(uvq_conn *conn, uint64_t id, void *user_data);
+  /**
+   * The packet carrying DATAGRAM |id| was declared lost (not resent).
+   * With ngtcp2 0.12, a DATAGRAM whose packet was reclaimed into a PTO
+   * probe may get neither on_datagram_acked nor on_datagram_lost.
+   */
+  int (*on_datagram_lost)(uvq_conn *conn, uint64_t id, void *user_data);
 } uvq_app_callbacks;
 
 /** Facts about a connection's handshake and path (uvq_conn_get_info). */
@@ -592,13 +602,17 @@ UVQ_EXTERN int uvq_conn_update_key(uvq_conn *conn, uvq_tstamp now);
 /**
  * uvq_conn_send_datagram queues an unreliable DATAGRAM (RFC 9221): copied,
  * sent ahead of stream data when congestion control allows, never
- * retransmitted. Returns 0, UVQ_ERR_INVALID_STATE (handshake not done, or
- * the peer does not accept DATAGRAM frames), UVQ_ERR_INVALID_ARGUMENT (|len|
- * above uvq_conn_get_max_datagram_size), UVQ_ERR_QUEUE_FULL, UVQ_ERR_CLOSED
- * or UVQ_ERR_NOMEM.
+ * retransmitted. If |pid| is not NULL it receives the DATAGRAM's id, which
+ * on_datagram_acked or on_datagram_lost report later (at most one of them;
+ * neither for a DATAGRAM still queued when the connection closes, and see
+ * on_datagram_lost for a gap in ngtcp2 0.12).
+ * Returns 0, UVQ_ERR_INVALID_STATE (handshake not done, or the peer does
+ * not accept DATAGRAM frames), UVQ_ERR_INVALID_ARGUMENT (|len| above
+ * uvq_conn_get_max_datagram_size), UVQ_ERR_QUEUE_FULL, UVQ_ERR_CLOSED or
+ * UVQ_ERR_NOMEM.
  */
 UVQ_EXTERN int uvq_conn_send_datagram(uvq_conn *conn, const uint8_t *data,
-                                      size_t len);
+                                      size_t len, uint64_t *pid);
 
 /**
  * uvq_conn_get_max_datagram_size returns the largest payload

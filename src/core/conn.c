@@ -347,6 +347,28 @@ static int cb_recv_datagram(ngtcp2_conn *q, uint32_t flags,
   return 0;
 }
 
+static int cb_ack_datagram(ngtcp2_conn *q, uint64_t dgram_id,
+                           void *user_data) {
+  uvq_conn *conn = conn_of(user_data);
+  (void)q;
+  if (conn->cb && conn->cb->on_datagram_acked && !conn->close_requested) {
+    return app_failed(conn, conn->cb->on_datagram_acked(conn, dgram_id,
+                                                        conn->user_data));
+  }
+  return 0;
+}
+
+static int cb_lost_datagram(ngtcp2_conn *q, uint64_t dgram_id,
+                            void *user_data) {
+  uvq_conn *conn = conn_of(user_data);
+  (void)q;
+  if (conn->cb && conn->cb->on_datagram_lost && !conn->close_requested) {
+    return app_failed(conn, conn->cb->on_datagram_lost(conn, dgram_id,
+                                                       conn->user_data));
+  }
+  return 0;
+}
+
 static void cb_log(void *user_data, const char *fmt, ...) {
   uvq_conn *conn = conn_of(user_data);
   char line[512];
@@ -401,6 +423,8 @@ static void set_callbacks(ngtcp2_callbacks *cb, int is_server) {
   cb->recv_stateless_reset = cb_recv_stateless_reset;
   cb->recv_new_token = cb_recv_new_token;
   cb->recv_datagram = cb_recv_datagram;
+  cb->ack_datagram = cb_ack_datagram;
+  cb->lost_datagram = cb_lost_datagram;
 }
 
 /* ---- creation ---------------------------------------------------------- */
@@ -863,7 +887,8 @@ size_t uvq_conn_get_max_datagram_size(uvq_conn *conn) {
   return frame_max < DGRAM_MAX_PAYLOAD ? (size_t)frame_max : DGRAM_MAX_PAYLOAD;
 }
 
-int uvq_conn_send_datagram(uvq_conn *conn, const uint8_t *data, size_t len) {
+int uvq_conn_send_datagram(uvq_conn *conn, const uint8_t *data, size_t len,
+                           uint64_t *pid) {
   uvq_dgram *d;
   size_t max;
   if (conn == NULL || (data == NULL && len > 0)) {
@@ -887,9 +912,13 @@ int uvq_conn_send_datagram(uvq_conn *conn, const uint8_t *data, size_t len) {
     return UVQ_ERR_NOMEM;
   }
   d->next = NULL;
+  d->id = conn->dgram_next_id++;
   d->len = len;
   if (len) {
     memcpy(d->data, data, len);
+  }
+  if (pid) {
+    *pid = d->id;
   }
   if (conn->dgram_tail) {
     conn->dgram_tail->next = d;

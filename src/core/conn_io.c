@@ -82,8 +82,8 @@ static ngtcp2_ssize write_datagram(uvq_conn *conn, ngtcp2_path *path,
       v.len = d->len;
       n = ngtcp2_conn_writev_datagram(conn->q, path, pi, buf, buflen,
                                       &accepted,
-                                      NGTCP2_WRITE_DATAGRAM_FLAG_MORE, 0, &v,
-                                      1, now);
+                                      NGTCP2_WRITE_DATAGRAM_FLAG_MORE, d->id,
+                                      &v, 1, now);
       if (accepted || n == NGTCP2_ERR_INVALID_STATE ||
           n == NGTCP2_ERR_INVALID_ARGUMENT) {
         /* Sent, or refused for good (sizes are checked when queued, so

@@ -64,6 +64,7 @@ struct uvq_stream {
 /* A queued outgoing DATAGRAM. */
 typedef struct uvq_dgram {
   struct uvq_dgram *next;
+  uint64_t id;
   size_t len;
   uint8_t data[];
 } uvq_dgram;
@@ -136,6 +137,7 @@ struct uvq_conn {
   /* Outgoing DATAGRAMs. */
   uvq_dgram *dgram_head, *dgram_tail;
   size_t dgram_count;
+  uint64_t dgram_next_id;
 
   /* Datagrams written but not yet taken by the send callback. */
   uint8_t *pending;
