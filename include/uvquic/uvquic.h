@@ -976,6 +976,102 @@ UVQ_EXTERN void uvq_endpoint_get_stats(uvq_endpoint *ep,
 /** uvq_drop_reason_name returns a short name for |r| ("unknown_cid"). */
 UVQ_EXTERN const char *uvq_drop_reason_name(uvq_drop_reason r);
 
+/* ------------------------------------------------------------------------ */
+/* Raw mode                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* ngtcp2's types, declared without its header (for the raw-mode hook). */
+struct ngtcp2_settings;
+struct ngtcp2_transport_params;
+
+/**
+ * A raw connection (tokio-quiche's raw.rs): uvquic builds one connection —
+ * TLS, callbacks, streams, timers, CIDs — but no router stands in front of
+ * it: the caller feeds it every packet (uvq_raw_recv) and takes every
+ * datagram out by hand (uvq_raw_write), on whatever transport it likes.
+ * ngtcp2 0.12 cannot re-target an existing connection's callbacks, so raw
+ * mode creates the connection rather than adopting one.
+ */
+typedef struct uvq_raw uvq_raw;
+
+#define UVQ_RAW_CONFIG_VERSION 1
+
+typedef struct uvq_raw_config {
+  int version;
+  /** NULL = defaults. Retry is never used in raw mode. */
+  const uvq_settings *settings;
+  /** Required (a server context for uvq_raw_accept, client for connect). */
+  uvq_tls_ctx *tls;
+  const uvq_mem *mem;
+  /** The connection's application and its user data. Required. */
+  const uvq_app_callbacks *callbacks;
+  void *conn_user_data;
+  /** Client: SNI and verification name. */
+  const char *server_name;
+  /**
+   * Optional: edit ngtcp2's settings and transport parameters (pointers to
+   * ngtcp2_settings / ngtcp2_transport_params) just before the connection
+   * is created. Nonzero fails the creation with UVQ_ERR_CALLBACK.
+   */
+  int (*hook)(struct ngtcp2_settings *settings,
+              struct ngtcp2_transport_params *params, void *user_data);
+  /** Wall-clock seconds (tokens); NULL = 0. */
+  uint64_t (*wall_time)(void *user_data);
+  void *user_data;
+} uvq_raw_config;
+
+/** uvq_raw_config_default zeroes |cfg| and sets its version. */
+UVQ_EXTERN void uvq_raw_config_default(uvq_raw_config *cfg);
+
+/**
+ * uvq_raw_connect creates a raw client connection on |path|; its first
+ * datagrams are ready for uvq_raw_write. Returns 0, or the errors of
+ * uvq_endpoint_new / uvq_endpoint_connect, or UVQ_ERR_CALLBACK (hook).
+ */
+UVQ_EXTERN int uvq_raw_connect(uvq_raw **praw, const uvq_raw_config *cfg,
+                               const uvq_path *path, uvq_tstamp now);
+
+/**
+ * uvq_raw_accept creates a raw server connection from a client's first
+ * Initial datagram |data| received on |path| (on_accept is implicit: the
+ * config's callbacks serve it). Returns 0; UVQ_ERR_INVALID_ARGUMENT if
+ * |data| is not an acceptable Initial (too short, wrong version...); or
+ * the creation errors above.
+ */
+UVQ_EXTERN int uvq_raw_accept(uvq_raw **praw, const uvq_raw_config *cfg,
+                              const uvq_path *path, const uint8_t *data,
+                              size_t len, uvq_tstamp now);
+
+/**
+ * uvq_raw_recv hands one received datagram straight to the connection (no
+ * routing by CID). Returns 0, or UVQ_ERR_CLOSED once the connection is gone.
+ */
+UVQ_EXTERN int uvq_raw_recv(uvq_raw *raw, const uvq_path *path, uint8_t ecn,
+                            const uint8_t *data, size_t len, uvq_tstamp now);
+
+/**
+ * uvq_raw_write takes the next datagram the connection wants sent: copies
+ * it into |buf| (|buflen| >= 1500) and its path into *ppath (may be NULL).
+ * Returns its length, 0 when there is nothing to send now, or
+ * UVQ_ERR_INVALID_ARGUMENT.
+ */
+UVQ_EXTERN ssize_t uvq_raw_write(uvq_raw *raw, uint8_t *buf, size_t buflen,
+                                 uvq_path *ppath, uvq_tstamp now);
+
+/** Timers, as for an endpoint. */
+UVQ_EXTERN uvq_tstamp uvq_raw_next_expiry(uvq_raw *raw);
+UVQ_EXTERN int uvq_raw_handle_expiry(uvq_raw *raw, uvq_tstamp now);
+
+/**
+ * uvq_raw_get_conn returns the connection, or NULL once it is gone (after
+ * on_closed and its closing or draining period): that is how the close is
+ * observed without callbacks.
+ */
+UVQ_EXTERN uvq_conn *uvq_raw_get_conn(uvq_raw *raw);
+
+/** uvq_raw_del frees |raw| and its connection without sending anything. */
+UVQ_EXTERN void uvq_raw_del(uvq_raw *raw);
+
 #ifdef __cplusplus
 }
 #endif

@@ -505,6 +505,11 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
   params.max_datagram_frame_size = st->max_datagram_frame_size;
 
   uvq_conn_to_ngtcp2_path(&npath, &conn->path);
+  if (ep->conn_hook &&
+      ep->conn_hook(&settings, &params, ep->conn_hook_ud) != 0) {
+    rv = UVQ_ERR_CALLBACK;
+    goto fail_q;
+  }
   if (is_server) {
     params.original_dcid = *odcid;
     if (retry_scid) {

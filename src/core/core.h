@@ -197,6 +197,10 @@ struct uvq_endpoint {
   size_t txbufcap;
 
   uvq_wake_hub *hub;
+  /* Raw mode: edits ngtcp2's settings and params of new connections. */
+  int (*conn_hook)(struct ngtcp2_settings *settings,
+                   struct ngtcp2_transport_params *params, void *user_data);
+  void *conn_hook_ud;
   int closing_all;
   uvq_tstamp last_now;
 };
