@@ -77,12 +77,91 @@ typedef struct server_state {
   uint32_t last_urgency;
   int last_incremental;
   int requests;
+  int ends;              /* on_request_end calls */
+  uint64_t body_bytes;   /* request body bytes on_request_body saw */
 } server_state;
 
 static server_state SS;
 static uint64_t CLIENT_RECEIVED; /* body bytes every client request got */
 static int HOLD;                 /* providers would-block while set */
 static uvq_h3_stream *HELD;      /* the stream a provider held */
+static int PAUSES;               /* times a pausing provider held */
+static const uvq_mem *EP_MEM;    /* the endpoints' allocator (NULL: libc) */
+struct cbody;
+static struct cbody *HELD_BODY;  /* a pausing upload under test */
+static uint64_t ACCEPT_ALLOCS;   /* EP_MEM allocations by h3 accept */
+
+/* ---- a counting allocator that checks every pointer it frees ---------- */
+
+typedef struct counting_mem {
+  uint64_t allocs, frees, live;
+} counting_mem;
+
+#define CM_MAGIC 0x6833616c6c6f63ull
+#define CM_HDR 16
+
+static counting_mem CM;
+
+static void *cm_malloc(size_t size, void *ud) {
+  counting_mem *m = ud;
+  uint8_t *p = malloc(size + CM_HDR);
+  uint64_t magic = CM_MAGIC;
+  if (p == NULL) {
+    return NULL;
+  }
+  memcpy(p, &magic, sizeof(magic));
+  m->allocs++;
+  m->live++;
+  return p + CM_HDR;
+}
+
+static uint8_t *cm_base(void *ptr) {
+  uint8_t *p = (uint8_t *)ptr - CM_HDR;
+  uint64_t magic;
+  memcpy(&magic, p, sizeof(magic));
+  /* A pointer from another allocator ends up here: fail loudly. */
+  assert_true(magic == CM_MAGIC);
+  return p;
+}
+
+static void cm_free(void *ptr, void *ud) {
+  counting_mem *m = ud;
+  uint8_t *p;
+  if (ptr == NULL) {
+    return;
+  }
+  p = cm_base(ptr);
+  memset(p, 0, sizeof(uint64_t));
+  m->frees++;
+  m->live--;
+  free(p);
+}
+
+static void *cm_calloc(size_t nmemb, size_t size, void *ud) {
+  void *p = cm_malloc(nmemb * size, ud);
+  if (p) {
+    memset(p, 0, nmemb * size);
+  }
+  return p;
+}
+
+static void *cm_realloc(void *ptr, size_t size, void *ud) {
+  counting_mem *m = ud;
+  uint8_t *p;
+  if (ptr == NULL) {
+    return cm_malloc(size, ud);
+  }
+  p = realloc(cm_base(ptr), size + CM_HDR);
+  if (p == NULL) {
+    return NULL;
+  }
+  m->allocs++;
+  m->frees++;
+  return p + CM_HDR;
+}
+
+static const uvq_mem counting_allocator = {&CM, cm_malloc, cm_free, cm_calloc,
+                                           cm_realloc};
 
 static int on_accept(uvq_endpoint *ep, uvq_conn *conn,
                      const uvq_accept_info *info,
@@ -91,6 +170,12 @@ static int on_accept(uvq_endpoint *ep, uvq_conn *conn,
   (void)ud;
   assert_int_equal(info->alpnlen, 2);
   assert_memory_equal(info->alpn, "h3", 2);
+  if (EP_MEM == &counting_allocator) {
+    uint64_t before = CM.allocs;
+    int rv = uvq_h3_server_accept(SRV, conn, W.now, pcb, pud);
+    ACCEPT_ALLOCS += CM.allocs - before;
+    return rv;
+  }
   return uvq_h3_server_accept(SRV, conn, W.now, pcb, pud);
 }
 
@@ -104,6 +189,9 @@ typedef struct sreq {
   int block; /* provider: would-block forever */
   int trailers;
   int echo; /* answer from on_request_end */
+  uint64_t pause_every, next_pause; /* provider: hold at these offsets */
+  int pause_released;               /* the test let the held one go */
+  int ended;                        /* on_request_end fired */
 } sreq;
 
 static void free_cb(const uint8_t *data, void *ud) {
@@ -123,6 +211,19 @@ static ssize_t provider(uvq_h3_stream *st, uint8_t *buf, size_t len,
   if (HOLD) {
     HELD = st;
     return UVQ_H3_READ_WOULDBLOCK;
+  }
+  if (r->pause_every && r->off == r->next_pause) {
+    /* Hold mid-body until the test releases us and calls resume. */
+    if (!r->pause_released) {
+      HELD = st;
+      PAUSES++;
+      return UVQ_H3_READ_WOULDBLOCK;
+    }
+    r->pause_released = 0;
+    r->next_pause += r->pause_every;
+  }
+  if (r->pause_every && r->next_pause - r->off < n) {
+    n = (size_t)(r->next_pause - r->off);
   }
   fill(r->seed, r->off, buf, n);
   r->off += n;
@@ -176,6 +277,25 @@ static int srv_on_request(uvq_h3_stream *st, const uvq_h3_request_info *ri,
     resp.body.read = provider;
     resp.body.read_user_data = r;
     assert_int_equal(uvq_h3_respond(st, &resp), 0);
+  } else if (strncmp(ri->path, "/pause/", 7) == 0) {
+    char *end;
+    r->size = strtoull(ri->path + 7, &end, 10);
+    r->pause_every = strtoull(end + 1, NULL, 10);
+    r->next_pause = r->pause_every;
+    r->seed = 3;
+    resp.body.type = UVQ_H3_BODY_PROVIDER;
+    resp.body.read = provider;
+    resp.body.read_user_data = r;
+    assert_int_equal(uvq_h3_respond(st, &resp), 0);
+  } else if (path_is(ri, "/early")) {
+    /* Answer at once and decline the rest of the upload (§4.1.2). */
+    assert_int_equal(uvq_h3_stop_request_body(st), UVQ_ERR_INVALID_STATE);
+    resp.body.type = UVQ_H3_BODY_BUFFER;
+    resp.body.data = (const uint8_t *)"early";
+    resp.body.len = 5;
+    assert_int_equal(uvq_h3_respond(st, &resp), 0);
+    assert_int_equal(uvq_h3_stop_request_body(st), 0);
+    assert_int_equal(uvq_h3_stop_request_body(st), 0); /* no-op */
   } else if (path_is(ri, "/block")) {
     r->block = 1;
     r->size = 1;
@@ -215,6 +335,7 @@ static void srv_on_body(uvq_h3_stream *st, const uint8_t *data, size_t len,
   }
   memcpy(r->buf + r->len, data, len);
   r->len += len;
+  SS.body_bytes += len;
 }
 
 static void srv_on_trailers(uvq_h3_stream *st, const uvq_h3_header *t,
@@ -235,6 +356,8 @@ static void srv_on_end(uvq_h3_stream *st, void *ud) {
   uvq_h3_response resp;
   static const uvq_h3_header tr[] = {{"x-server", 8, "done", 4}};
   (void)ud;
+  r->ended = 1;
+  SS.ends++;
   if (!r->echo) {
     return;
   }
@@ -366,16 +489,6 @@ static void cli_on_closed(uvq_h3_conn *h3, const uvq_close_info *ci,
   CS.ci.reason = NULL;
 }
 
-static uvq_tstamp srv_timer_next(void *ud) {
-  (void)ud;
-  return uvq_h3_server_next_expiry(SRV);
-}
-
-static void srv_timer_handle(void *ud, uvq_tstamp now) {
-  (void)ud;
-  uvq_h3_server_handle_expiry(SRV, now);
-}
-
 /* Sets up server + client; |scfg| may tune the h3 server, |ss| the
  * server endpoint. */
 static void setup(uvq_h3_server_config *scfg, const uvq_settings *ss) {
@@ -390,6 +503,7 @@ static void setup(uvq_h3_server_config *scfg, const uvq_settings *ss) {
   SRV_CONN = NULL;
   HOLD = 0;
   HELD = NULL;
+  PAUSES = 0;
   qt_world_init_alpn(&W, 42, alpn, 1);
   if (scfg == NULL) {
     uvq_h3_server_config_default(&def);
@@ -401,8 +515,7 @@ static void setup(uvq_h3_server_config *scfg, const uvq_settings *ss) {
   scfg->on_request_end = srv_on_end;
   scfg->on_stream_close = srv_on_close;
   assert_int_equal(uvq_h3_server_new(&SRV, scfg), 0);
-  W.timer_next = srv_timer_next;
-  W.timer_handle = srv_timer_handle;
+  W.mem = EP_MEM;
   S = qt_add_server(&W, ss, on_accept, NULL);
   C = qt_add_client(&W, NULL, NULL);
   uvq_h3_client_config_default(&ccfg);
@@ -523,6 +636,10 @@ static void test_h3_get_provider_20m_loss(void **state) {
 typedef struct cbody {
   uint64_t off, size;
   uint32_t seed;
+  uint64_t pause_every, next_pause; /* hold at these offsets */
+  int pause_released;
+  int pauses;
+  uvq_h3_stream *held;
 } cbody;
 
 static ssize_t client_provider(uvq_h3_stream *st, uint8_t *buf, size_t len,
@@ -530,7 +647,18 @@ static ssize_t client_provider(uvq_h3_stream *st, uint8_t *buf, size_t len,
   cbody *b = ud;
   uint64_t left = b->size - b->off;
   size_t n = left < len ? (size_t)left : len;
-  (void)st;
+  if (b->pause_every && b->off == b->next_pause) {
+    if (!b->pause_released) {
+      b->held = st;
+      b->pauses++;
+      return UVQ_H3_READ_WOULDBLOCK;
+    }
+    b->pause_released = 0;
+    b->next_pause += b->pause_every;
+  }
+  if (b->pause_every && b->next_pause - b->off < n) {
+    n = (size_t)(b->next_pause - b->off);
+  }
   fill(b->seed, b->off, buf, n);
   b->off += n;
   *peof = b->off == b->size;
@@ -539,7 +667,7 @@ static ssize_t client_provider(uvq_h3_stream *st, uint8_t *buf, size_t len,
 
 static void test_h3_post_echo_5m(void **state) {
   creq r = {0};
-  cbody b = {0, 5 * MIB, 7};
+  cbody b = {0, 5 * MIB, 7, 0, 0, 0, 0, NULL};
   uvq_h3_request req;
   uint8_t got[32], want[32];
   (void)state;
@@ -848,6 +976,224 @@ static void test_h3_request_timeout(void **state) {
   teardown_world();
 }
 
+
+static int held_or_done(void *ud) {
+  creq *r = ud;
+  return HELD != NULL || r->complete;
+}
+
+/* A response provider that holds (UVQ_H3_READ_WOULDBLOCK) at three
+ * offsets that are not chunk-aligned and is resumed each time with
+ * uvq_h3_resume: the body arrives byte-identical. */
+static void test_h3_provider_wouldblock_resume(void **state) {
+  creq r = {0};
+  uint8_t got[32], want[32];
+  const uint64_t size = MIB + 12345, every = 300001;
+  char path[64];
+  int releases = 0;
+  (void)state;
+  setup(NULL, NULL);
+  snprintf(path, sizeof(path), "/pause/%llu/%llu", (unsigned long long)size,
+           (unsigned long long)every);
+  get(&r, "GET", path);
+  while (!r.complete) {
+    assert_true(qt_run(&W, held_or_done, &r, 60 * UVQ_SECONDS));
+    if (HELD != NULL) {
+      uvq_h3_stream *st = HELD;
+      sreq *sr = uvq_h3_stream_get_user_data(st);
+      int pauses = PAUSES;
+      uint64_t bytes;
+      /* While held the provider is not asked again and nothing more of
+       * the body arrives once what was sent is in. */
+      HELD = NULL;
+      (void)qt_run(&W, NULL, NULL, 200 * UVQ_MILLISECONDS);
+      bytes = r.bytes;
+      (void)qt_run(&W, NULL, NULL, 200 * UVQ_MILLISECONDS);
+      assert_int_equal(PAUSES, pauses);
+      assert_int_equal(r.bytes, bytes);
+      assert_int_equal(bytes, (uint64_t)pauses * every);
+      assert_false(r.complete);
+      sr->pause_released = 1;
+      releases++;
+      /* The provider may run up to its next hold inside this call. */
+      assert_int_equal(uvq_h3_resume(st), 0);
+    }
+  }
+  assert_int_equal(releases, 3);
+  assert_int_equal(PAUSES, 3);
+  assert_int_equal(r.error, 0);
+  assert_int_equal(r.status, 200);
+  assert_int_equal(r.bytes, size);
+  creq_hash(&r, got);
+  expected_hash(3, size, want);
+  assert_memory_equal(got, want, 32);
+  assert_true(qt_run(&W, server_closed_1, NULL, 10 * UVQ_SECONDS));
+  assert_int_equal(SS.close_errors, 0);
+  teardown_world();
+}
+
+static int upload_held_or_done(void *ud) {
+  creq *r = ud;
+  return r->complete || (HELD_BODY && HELD_BODY->held);
+}
+
+/* The same on the client: an upload that holds mid-body, resumed with
+ * uvq_h3_resume, is echoed back byte-identical. */
+static void test_h3_upload_wouldblock_resume(void **state) {
+  creq r = {0};
+  cbody b = {0, 2 * MIB + 777, 9, 500007, 500007, 0, 0, NULL};
+  uvq_h3_request req;
+  uint8_t got[32], want[32];
+  (void)state;
+  setup(NULL, NULL);
+  HELD_BODY = &b;
+  uvq_h3_request_init(&req);
+  req.method = "POST";
+  req.scheme = "https";
+  req.authority = "localhost";
+  req.path = "/echo";
+  req.body.type = UVQ_H3_BODY_PROVIDER;
+  req.body.read = client_provider;
+  req.body.read_user_data = &b;
+  req.cb.on_response = c_on_response;
+  req.cb.on_data = c_on_data;
+  req.cb.on_complete = c_on_complete;
+  req.user_data = &r;
+  assert_int_equal(uvq_h3_submit(CLI, &req, &r.st), 0);
+  /* Not open yet: nothing to resume. */
+  assert_int_equal(uvq_h3_resume(r.st), UVQ_ERR_INVALID_STATE);
+  while (!r.complete) {
+    assert_true(qt_run(&W, upload_held_or_done, &r, 60 * UVQ_SECONDS));
+    if (b.held != NULL) {
+      uvq_h3_stream *st = b.held;
+      b.held = NULL;
+      (void)qt_run(&W, NULL, NULL, 100 * UVQ_MILLISECONDS);
+      assert_int_equal(b.off, b.next_pause);
+      assert_int_equal(SS.ends, 0);
+      b.pause_released = 1;
+      assert_int_equal(uvq_h3_resume(st), 0);
+    }
+  }
+  HELD_BODY = NULL;
+  assert_int_equal(b.pauses, 4);
+  assert_int_equal(r.error, 0);
+  assert_int_equal(r.status, 200);
+  assert_int_equal(r.bytes, b.size);
+  creq_hash(&r, got);
+  expected_hash(9, b.size, want);
+  assert_memory_equal(got, want, 32);
+  teardown_world();
+}
+
+/* RFC 9114 §4.1.2: the server answers before the upload is over and sends
+ * STOP_SENDING(H3_NO_ERROR); the client stops providing the body and
+ * reports the complete response as a success, and so does the server. */
+static void test_h3_early_response_stop_sending(void **state) {
+  creq r = {0}, ok = {0};
+  cbody b = {0, 256 * MIB, 11, 0, 0, 0, 0, NULL};
+  uvq_h3_request req;
+  uvq_h3_conn_stats st;
+  (void)state;
+  setup(NULL, NULL);
+  uvq_h3_request_init(&req);
+  req.method = "POST";
+  req.scheme = "https";
+  req.authority = "localhost";
+  req.path = "/early";
+  req.body.type = UVQ_H3_BODY_PROVIDER;
+  req.body.read = client_provider;
+  req.body.read_user_data = &b;
+  req.cb.on_response = c_on_response;
+  req.cb.on_data = c_on_data;
+  req.cb.on_complete = c_on_complete;
+  req.user_data = &r;
+  assert_int_equal(uvq_h3_submit(CLI, &req, &r.st), 0);
+  run_until(&r, 1);
+  assert_int_equal(r.error, 0);
+  assert_int_equal(r.app_error, 0);
+  assert_int_equal(r.status, 200);
+  assert_int_equal(r.bytes, 5);
+  assert_true(qt_run(&W, server_closed_1, NULL, 10 * UVQ_SECONDS));
+  assert_int_equal(SS.close_errors, 0);
+  assert_int_equal(SS.last_close_error, 0);
+  /* No request callback after the server stopped reading. */
+  assert_int_equal(SS.body_bytes, 0);
+  assert_int_equal(SS.ends, 0);
+  /* The client stopped well short of the 256 MiB it would have sent. */
+  {
+    uint64_t off = b.off;
+    (void)qt_run(&W, NULL, NULL, 1 * UVQ_SECONDS);
+    assert_int_equal(b.off, off);
+    assert_true(off < 16 * MIB);
+  }
+  uvq_h3_conn_get_stats(CLI, &st);
+  assert_int_equal(st.requests_completed, 1);
+  assert_int_equal(st.streams_reset, 0);
+  /* The connection is still fine. */
+  get(&ok, "GET", "/small");
+  run_until(&ok, 1);
+  assert_int_equal(ok.error, 0);
+  assert_int_equal(ok.status, 200);
+  teardown_world();
+}
+
+/* A request before request_timeout disarms the timer: the connection
+ * outlives it. */
+static void test_h3_request_timeout_disarmed(void **state) {
+  uvq_h3_server_config scfg;
+  creq r = {0};
+  (void)state;
+  uvq_h3_server_config_default(&scfg);
+  scfg.request_timeout = 5 * UVQ_SECONDS;
+  setup(&scfg, NULL);
+  get(&r, "GET", "/small");
+  run_until(&r, 1);
+  assert_int_equal(r.status, 200);
+  (void)qt_run(&W, NULL, NULL, 10 * UVQ_SECONDS);
+  assert_false(CS.closed);
+  teardown_world();
+}
+
+/* Without an allocator in the h3 config, a server connection's state and
+ * its nghttp3 connection use the endpoint's allocator (and the client's
+ * nghttp3 its endpoint's); every pointer returns to the allocator it came
+ * from (the counting allocator checks), and nothing leaks. */
+static void test_h3_endpoint_allocator(void **state) {
+  creq r = {0}, p = {0};
+  cbody b = {0, 300000, 5, 0, 0, 0, 0, NULL};
+  uvq_h3_request req;
+  (void)state;
+  memset(&CM, 0, sizeof(CM));
+  ACCEPT_ALLOCS = 0;
+  EP_MEM = &counting_allocator;
+  setup(NULL, NULL);
+  get(&r, "GET", "/buf1m");
+  uvq_h3_request_init(&req);
+  req.method = "POST";
+  req.scheme = "https";
+  req.authority = "localhost";
+  req.path = "/echo";
+  req.body.type = UVQ_H3_BODY_PROVIDER;
+  req.body.read = client_provider;
+  req.body.read_user_data = &b;
+  req.cb.on_data = c_on_data;
+  req.cb.on_complete = c_on_complete;
+  req.user_data = &p;
+  assert_int_equal(uvq_h3_submit(CLI, &req, NULL), 0);
+  run_until(&r, 1);
+  run_until(&p, 1);
+  assert_int_equal(r.error, 0);
+  assert_int_equal(r.bytes, MIB);
+  assert_int_equal(p.error, 0);
+  assert_int_equal(p.bytes, 300000);
+  /* The h3 connection plus nghttp3's own objects, at accept. */
+  assert_true(ACCEPT_ALLOCS >= 2);
+  teardown_world();
+  EP_MEM = NULL;
+  assert_true(CM.allocs > 0);
+  assert_int_equal(CM.live, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_h3_get_buffer_1m),
@@ -864,6 +1210,11 @@ int main(void) {
       cmocka_unit_test(test_h3_graceful_shutdown),
       cmocka_unit_test(test_h3_client_shutdown),
       cmocka_unit_test(test_h3_request_timeout),
+      cmocka_unit_test(test_h3_request_timeout_disarmed),
+      cmocka_unit_test(test_h3_provider_wouldblock_resume),
+      cmocka_unit_test(test_h3_upload_wouldblock_resume),
+      cmocka_unit_test(test_h3_early_response_stop_sending),
+      cmocka_unit_test(test_h3_endpoint_allocator),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

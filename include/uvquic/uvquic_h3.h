@@ -199,7 +199,12 @@ typedef struct uvq_h3_response {
 
 typedef struct uvq_h3_server_config {
   int version;
-  /** NULL = libc. Must outlive the server. */
+  /**
+   * Allocator of the server object and of every connection's state,
+   * nghttp3 included. NULL: libc for the server object, and each
+   * connection uses its endpoint's (uvq_endpoint_get_mem). Must outlive
+   * the server.
+   */
   const uvq_mem *mem;
   void *user_data;
   /**
@@ -218,9 +223,9 @@ typedef struct uvq_h3_server_config {
   uint64_t max_requests_per_conn;
   /**
    * A connection that has not started a request within this many ns of
-   * being accepted is closed with H3_NO_ERROR; 0 disables. Needs the driver
-   * to run uvq_h3_server_next_expiry / uvq_h3_server_handle_expiry.
-   * Default 0.
+   * being accepted is closed with H3_NO_ERROR; 0 disables. It runs on the
+   * connection's application timer (uvq_conn_set_app_timer), so every
+   * driver serves it with no extra call. Default 0.
    */
   uint64_t request_timeout;
 
@@ -265,23 +270,15 @@ UVQ_EXTERN void uvq_h3_server_del(uvq_h3_server *srv);
  * uvq_h3_server_accept serves |conn|: call it from the endpoint's on_accept
  * for ALPN "h3" (|now| is the time of that call) and return its result.
  * Sets *pcallbacks and *pconn_user_data; the per-connection state is freed
- * after on_closed. Returns 0 or UVQ_ERR_NOMEM (refuse the connection).
+ * after on_closed. With request_timeout set it arms the connection's
+ * application timer (uvq_conn_set_app_timer), which h3 owns: do not set it
+ * yourself on an h3 connection. Returns 0 or UVQ_ERR_NOMEM (refuse the
+ * connection).
  */
 UVQ_EXTERN int uvq_h3_server_accept(uvq_h3_server *srv, uvq_conn *conn,
                                     uvq_tstamp now,
                                     const uvq_app_callbacks **pcallbacks,
                                     void **pconn_user_data);
-
-/**
- * The server's own timer (request_timeout). The core has no per-connection
- * application timers, so the driver runs this one next to the endpoint's:
- * uvq_h3_server_next_expiry returns the earliest deadline or UVQ_TSTAMP_MAX;
- * uvq_h3_server_handle_expiry closes the connections whose deadline passed
- * (flush the endpoint afterwards).
- */
-UVQ_EXTERN uvq_tstamp uvq_h3_server_next_expiry(uvq_h3_server *srv);
-UVQ_EXTERN void uvq_h3_server_handle_expiry(uvq_h3_server *srv,
-                                            uvq_tstamp now);
 
 /**
  * uvq_h3_respond answers the request on |st|; |resp| and everything it
@@ -295,6 +292,20 @@ UVQ_EXTERN void uvq_h3_server_handle_expiry(uvq_h3_server *srv,
  * body's free_cb is not called.
  */
 UVQ_EXTERN int uvq_h3_respond(uvq_h3_stream *st, const uvq_h3_response *resp);
+
+/**
+ * uvq_h3_stop_request_body tells the client that the rest of the request
+ * is not needed (RFC 9114 §4.1.2: a server may answer before the request
+ * is complete): it sends STOP_SENDING with H3_NO_ERROR on the request
+ * stream, after uvq_h3_respond. No on_request_body, on_request_trailers or
+ * on_request_end fires for |st| after it returns; on_stream_close still
+ * reports 0 once the response is delivered, and the client sees a complete
+ * response. A no-op returning 0 if the whole request already arrived.
+ *
+ * Returns 0, or UVQ_ERR_INVALID_STATE (a client stream, no response
+ * submitted yet, or the exchange is over).
+ */
+UVQ_EXTERN int uvq_h3_stop_request_body(uvq_h3_stream *st);
 
 /* ------------------------------------------------------------------------ */
 /* Client                                                                   */
@@ -354,7 +365,12 @@ UVQ_EXTERN void uvq_h3_request_init(uvq_h3_request *req);
 
 typedef struct uvq_h3_client_config {
   int version;
-  /** NULL = libc. Must outlive the client. */
+  /**
+   * Allocator of the client and its requests, nghttp3 included. NULL:
+   * libc for the client and its requests (they exist before the
+   * connection), and the endpoint's allocator for nghttp3, which is
+   * created when the connection first reports. Must outlive the client.
+   */
   const uvq_mem *mem;
   void *user_data;
   /** Largest response header section we accept (advertised). 64 KiB. */

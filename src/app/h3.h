@@ -1,9 +1,19 @@
 /*
- * HTTP/3 over uvquic (nghttp3): internal declarations. The public API is
- * include/uvquic/uvquic_h3.h; see docs/internals/h3.md for the data path.
+ * HTTP/3 over uvquic (nghttp3): internal declarations shared by the h3
+ * modules. The public API is include/uvquic/uvquic_h3.h; see
+ * docs/internals/h3.md for the data path.
+ *
+ *   h3_fields.c  header sections: received fields, nghttp3 nv lists
+ *   h3_conn.c    both sides: nghttp3 glue and callbacks, control/QPACK
+ *                streams, exchanges, bodies, write pump, shutdown, and the
+ *                uvq_app_callbacks every h3 connection runs on
+ *   h3_server.c  server objects, accept, requests, responses, timeout
+ *   h3_client.c  client objects, request queue, submit, cancel, GOAWAY
  */
 #ifndef UVQ_APP_H3_H
 #define UVQ_APP_H3_H
+
+#include <nghttp3/nghttp3.h>
 
 #include "uvquic/uvquic_h3.h"
 
@@ -13,5 +23,209 @@
 #define UVQ_H3_BUFFER_CHUNK (64 * 1024)
 /* RFC 9114 §4.2.2: each field line costs name + value + 32 bytes. */
 #define UVQ_H3_FIELD_OVERHEAD 32
+
+/* ------------------------------------------------------------------------ */
+/* Header sections (h3_fields.c)                                            */
+/* ------------------------------------------------------------------------ */
+
+/* A received header section: bytes in one buffer, fields as offsets. */
+typedef struct h3_field {
+  size_t noff, nlen, voff, vlen;
+} h3_field;
+
+typedef struct h3_hdrs {
+  uint8_t *buf;
+  size_t len, cap;
+  h3_field *f;
+  size_t n, fcap;
+  uint64_t section_size;
+  int too_large;
+} h3_hdrs;
+
+/* A header list copied for nghttp3: nv array and bytes in one block. */
+typedef struct h3_nvlist {
+  nghttp3_nv *nv;
+  size_t n;
+} h3_nvlist;
+
+void uvq_h3_hdrs_free(const uvq_mem *mem, h3_hdrs *x);
+void uvq_h3_hdrs_reset(h3_hdrs *x);
+/* Appends a field; past |limit| (RFC 9114 §4.2.2 size) it only counts and
+ * sets too_large. Returns 0 or UVQ_ERR_NOMEM. */
+int uvq_h3_hdrs_add(const uvq_mem *mem, h3_hdrs *x, const uint8_t *name,
+                    size_t nlen, const uint8_t *value, size_t vlen,
+                    uint64_t limit);
+/* The lent uvq_h3_header view of |x|; the caller frees it. NULL: NOMEM. */
+uvq_h3_header *uvq_h3_hdrs_view(const uvq_mem *mem, const h3_hdrs *x);
+/* Copies |npre| preset fields then |n| given ones into one allocation that
+ * nghttp3 may read later. Returns 0, UVQ_ERR_INVALID_ARGUMENT or NOMEM. */
+int uvq_h3_nvlist_build(const uvq_mem *mem, h3_nvlist *out,
+                        const uvq_h3_header *pre, size_t npre,
+                        const uvq_h3_header *hdrs, size_t n);
+void uvq_h3_nvlist_free(const uvq_mem *mem, h3_nvlist *l);
+/* A header over two NUL-terminated strings (not copied). */
+uvq_h3_header uvq_h3_mkhdr(const char *name, const char *value);
+
+/* ------------------------------------------------------------------------ */
+/* Objects                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* A provider chunk, kept until nghttp3 reports it acknowledged (which we
+ * do as soon as the core has copied it). */
+typedef struct h3_chunk {
+  struct h3_chunk *next;
+  size_t len;
+  uint8_t data[];
+} h3_chunk;
+
+struct uvq_h3_stream {
+  uvq_h3_conn *h;
+  uvq_h3_stream *prev, *next; /* h->streams */
+  uvq_h3_stream *qnext;       /* client: waiting for a stream id */
+  int64_t id;
+  int server;
+  void *user_data;
+  uvq_h3_request_callbacks cb;
+
+  /* Client: the request while it waits in the queue. */
+  h3_nvlist req;
+  int queued;
+
+  /* Outgoing body and trailers. */
+  uvq_h3_body body;
+  uint8_t *body_copy;
+  size_t body_off;
+  h3_chunk *chunk_head, *chunk_tail;
+  size_t chunk_acked; /* bytes of chunk_head already acknowledged */
+  h3_nvlist trailers;
+  int read_blocked;
+  int provider_failed;
+  int reset_pending; /* reset + shutdown write once out of nghttp3 */
+  int stop_received; /* the peer sent STOP_SENDING (on_stop_sending) */
+
+  /* Incoming. */
+  h3_hdrs rx;
+  uint64_t max_section;
+  int head;         /* server: a HEAD request */
+  int request_seen; /* server: on_request ran */
+  int responded;
+  int recv_done;         /* end_stream */
+  int got_response;      /* client: final response headers */
+  int read_stopped;      /* server: uvq_h3_stop_request_body */
+  int read_stop_pending; /* ... and nghttp3 not told yet */
+
+  /* Outcome. */
+  int cancelled;
+  int rejected;
+  int malformed;
+  int local_reset;
+  uint64_t local_reset_code;
+  int peer_reset;
+  uint64_t peer_reset_code;
+  int finished;
+};
+
+struct uvq_h3_server {
+  uvq_h3_server_config cfg;
+  const uvq_mem *mem; /* the server object's; connections may differ */
+};
+
+struct uvq_h3_conn {
+  /* Per-connection state. Server: the h3 config's, else the endpoint's.
+   * Client: the client config's, else libc (it exists before its
+   * connection). */
+  const uvq_mem *mem;
+  /* nghttp3's allocator: the config's, else the endpoint's. */
+  const uvq_mem *nmem_src;
+  nghttp3_mem nmem;
+  nghttp3_conn *h3; /* client: created when the connection first reports */
+  uvq_conn *conn;
+  int server;
+  uvq_h3_server *srv;
+  uvq_h3_client_config ccfg;
+  uint64_t max_section;
+
+  uvq_h3_stream *streams;
+  uvq_h3_stream *qhead, *qtail;
+  int depth; /* > 0 while inside nghttp3 */
+  int ready; /* critical streams bound */
+  int64_t ctrl_id, qenc_id, qdec_id;
+  int shutdown_pending;
+  int shutting_down;
+  int goaway_received;
+  int64_t goaway_rx_id;
+  int64_t max_bidi_seen;
+  int close_sent;
+  int closed;
+  uint64_t nrequests;
+  uint64_t max_client_bidi;
+  int timer_armed; /* server: request_timeout pending on the app timer */
+  uvq_h3_conn_stats stats;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Both sides (h3_conn.c)                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* The uvq_app_callbacks of every h3 connection, server or client. */
+extern const uvq_app_callbacks uvq_h3_app_callbacks;
+
+/* Creates |h|'s nghttp3 connection with |nmem_src| (NULL: libc). Returns 0
+ * or UVQ_ERR_NOMEM. */
+int uvq_h3_conn_init(uvq_h3_conn *h, int server, uint64_t max_section,
+                     const uvq_mem *nmem_src);
+/* Deletes the nghttp3 connection, if any. */
+void uvq_h3_conn_free_nghttp3(uvq_h3_conn *h);
+/* Closes the QUIC connection with |code| once. */
+void uvq_h3_conn_fail(uvq_h3_conn *h, uint64_t code, const char *why);
+/* Runs what had to wait until we were outside nghttp3, then writes. */
+void uvq_h3_after(uvq_h3_conn *h);
+/* Sends GOAWAY and refuses new requests (outside nghttp3 only). */
+void uvq_h3_do_shutdown(uvq_h3_conn *h);
+
+/* A new exchange, linked into h->streams. NULL: no memory. */
+uvq_h3_stream *uvq_h3_stream_new(uvq_h3_conn *h, int64_t id);
+/* Ends an exchange: fires its last callback and frees it. Idempotent. */
+void uvq_h3_stream_finish(uvq_h3_stream *st, int error, uint64_t app_error);
+/* Resets both directions of a request stream with |code|. */
+void uvq_h3_stream_abort(uvq_h3_stream *st, uint64_t code);
+/* Takes |body| and |trailers| into |st| (a BUFFER body with copy set is
+ * copied). |no_body| (HEAD) releases the body unsent. Returns 0,
+ * UVQ_ERR_INVALID_ARGUMENT or UVQ_ERR_NOMEM; on error |st| holds nothing. */
+int uvq_h3_stream_take_body(uvq_h3_stream *st, const uvq_h3_body *body,
+                            const uvq_h3_header *trailers, size_t ntrailers,
+                            int no_body);
+/* Forgets what uvq_h3_stream_take_body took, without calling a borrowed
+ * body's free_cb (the submission failed: the body stays the caller's). */
+void uvq_h3_stream_drop_body(uvq_h3_stream *st);
+/* The data reader to submit |st|'s message with, or NULL when nothing
+ * follows its header section. */
+const nghttp3_data_reader *uvq_h3_stream_reader(const uvq_h3_stream *st);
+
+/* ------------------------------------------------------------------------ */
+/* Server (h3_server.c)                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* A request stream's first header section began; creates its exchange or
+ * rejects it. Returns 0 or an NGHTTP3_ERR_*. */
+int uvq_h3_server_begin_request(uvq_h3_conn *h, int64_t sid);
+/* The request header section is complete: validate, on_request. Returns 0
+ * or UVQ_ERR_NOMEM. */
+int uvq_h3_server_end_headers(uvq_h3_conn *h, uvq_h3_stream *st);
+/* The connection's application timer fired (request_timeout). */
+void uvq_h3_server_on_timer(uvq_h3_conn *h);
+
+/* ------------------------------------------------------------------------ */
+/* Client (h3_client.c)                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Opens streams for queued requests while the peer's limit allows. */
+void uvq_h3_client_open_queued(uvq_h3_conn *h);
+/* Unlinks a queued request from h->qhead. */
+void uvq_h3_client_dequeue(uvq_h3_conn *h, uvq_h3_stream *st);
+/* The response header section is complete. Returns 0 or UVQ_ERR_NOMEM. */
+int uvq_h3_client_end_headers(uvq_h3_conn *h, uvq_h3_stream *st);
+/* The server sent GOAWAY(|id|). */
+void uvq_h3_client_on_goaway(uvq_h3_conn *h, int64_t id);
 
 #endif

@@ -208,6 +208,7 @@ static int add_node(qt_world *w, int is_server, const uvq_settings *settings,
   cfg.send = send_cb;
   cfg.wall_time = wall_time;
   cfg.on_accept = on_accept;
+  cfg.mem = w->mem;
   if (uvq_endpoint_new(&n->ep, &cfg) != 0) {
     return -1;
   }
@@ -293,12 +294,6 @@ int qt_run(qt_world *w, int (*done)(void *ud), void *ud, uvq_tstamp limit) {
         next = e;
       }
     }
-    if (w->timer_next) {
-      uvq_tstamp e = w->timer_next(w->timer_ud);
-      if (e < next) {
-        next = e;
-      }
-    }
     if (next == UVQ_TSTAMP_MAX) {
       return done ? done(ud) : 0;
     }
@@ -311,9 +306,6 @@ int qt_run(qt_world *w, int (*done)(void *ud), void *ud, uvq_tstamp limit) {
     }
     for (int i = 0; i < w->nnodes; i++) {
       uvq_endpoint_handle_expiry(w->nodes[i].ep, w->now);
-    }
-    if (w->timer_handle) {
-      w->timer_handle(w->timer_ud, w->now);
     }
   }
 }

@@ -61,13 +61,8 @@ struct qt_world {
   int alias_node[QT_MAX_NODES];
   int naliases;
 
-  /* Optional application timer run next to the endpoints' (e.g. the h3
-   * server's request timeout): qt_run sleeps until the earliest of
-   * timer_next(ud) and the endpoints' expiries, and calls
-   * timer_handle(ud, now) whenever time advances. */
-  uvq_tstamp (*timer_next)(void *ud);
-  void (*timer_handle)(void *ud, uvq_tstamp now);
-  void *timer_ud;
+  /* Allocator of the endpoints added from now on; NULL = libc. */
+  const uvq_mem *mem;
 };
 
 /* Sets up a world with a fixed RNG seed, ALPN "test", an ephemeral server

@@ -1,0 +1,273 @@
+/* HTTP/3 server: the shared server object, accepting connections, request
+ * streams, responses, and the request timeout on the connection's
+ * application timer. See h3.h and docs/internals/h3.md. */
+#include "app/h3.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "core/mem.h"
+
+void uvq_h3_server_config_default(uvq_h3_server_config *cfg) {
+  memset(cfg, 0, sizeof(*cfg));
+  cfg->version = UVQ_H3_SERVER_CONFIG_VERSION;
+  cfg->max_field_section_size = 16 * 1024;
+}
+
+int uvq_h3_server_new(uvq_h3_server **psrv, const uvq_h3_server_config *cfg) {
+  const uvq_mem *mem;
+  uvq_h3_server *srv;
+  if (psrv == NULL || cfg == NULL || cfg->on_request == NULL) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  mem = cfg->mem ? cfg->mem : uvq_mem_default();
+  srv = uvq_calloc(mem, 1, sizeof(*srv));
+  if (srv == NULL) {
+    return UVQ_ERR_NOMEM;
+  }
+  srv->cfg = *cfg;
+  srv->mem = mem;
+  *psrv = srv;
+  return 0;
+}
+
+void uvq_h3_server_del(uvq_h3_server *srv) {
+  if (srv) {
+    uvq_free(srv->mem, srv);
+  }
+}
+
+int uvq_h3_server_accept(uvq_h3_server *srv, uvq_conn *conn, uvq_tstamp now,
+                         const uvq_app_callbacks **pcallbacks,
+                         void **pconn_user_data) {
+  uvq_endpoint *ep;
+  const uvq_mem *mem;
+  uvq_h3_conn *h;
+  int rv;
+
+  if (srv == NULL || conn == NULL || pcallbacks == NULL ||
+      pconn_user_data == NULL) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  ep = uvq_conn_get_endpoint(conn);
+  /* The connection's state lives and dies with it: without an allocator
+   * of its own it takes the endpoint's, nghttp3 included. */
+  mem = srv->cfg.mem ? srv->cfg.mem : uvq_endpoint_get_mem(ep);
+  h = uvq_calloc(mem, 1, sizeof(*h));
+  if (h == NULL) {
+    return UVQ_ERR_NOMEM;
+  }
+  h->mem = mem;
+  h->nmem_src = mem;
+  h->srv = srv;
+  h->conn = conn;
+  h->server = 1;
+  h->max_section = srv->cfg.max_field_section_size;
+  h->max_bidi_seen = -1;
+  rv = uvq_h3_conn_init(h, 1, h->max_section, mem);
+  if (rv != 0) {
+    uvq_free(mem, h);
+    return rv;
+  }
+  h->max_client_bidi = uvq_endpoint_get_settings(ep)->max_streams_bidi;
+  nghttp3_conn_set_max_client_streams_bidi(h->h3, h->max_client_bidi);
+  if (srv->cfg.request_timeout) {
+    h->timer_armed = 1;
+    uvq_conn_set_app_timer(conn, now + srv->cfg.request_timeout);
+  }
+  *pcallbacks = &uvq_h3_app_callbacks;
+  *pconn_user_data = h;
+  return 0;
+}
+
+void uvq_h3_server_on_timer(uvq_h3_conn *h) {
+  if (h->timer_armed) {
+    h->timer_armed = 0;
+    uvq_h3_conn_fail(h, UVQ_H3_NO_ERROR, "no request");
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Requests                                                                 */
+/* ------------------------------------------------------------------------ */
+
+int uvq_h3_server_begin_request(uvq_h3_conn *h, int64_t sid) {
+  uvq_h3_stream *st = uvq_h3_stream_new(h, sid);
+  uint64_t limit = h->srv->cfg.max_requests_per_conn;
+
+  if (st == NULL) {
+    return NGHTTP3_ERR_CALLBACK_FAILURE;
+  }
+  nghttp3_conn_set_stream_user_data(h->h3, sid, st);
+  (void)uvq_stream_set_user_data(h->conn, sid, st);
+  if (h->timer_armed) {
+    /* A request started: request_timeout no longer applies. */
+    h->timer_armed = 0;
+    uvq_conn_set_app_timer(h->conn, UVQ_TSTAMP_MAX);
+  }
+  if (sid > h->max_bidi_seen) {
+    h->max_bidi_seen = sid;
+  }
+  h->nrequests++;
+  h->stats.requests_started++;
+  if (h->shutting_down || (limit && h->nrequests > limit)) {
+    st->rejected = 1;
+    uvq_h3_stream_abort(st, UVQ_H3_REQUEST_REJECTED);
+    return 0;
+  }
+  if (limit && h->nrequests == limit) {
+    h->shutdown_pending = 1;
+  }
+  return 0;
+}
+
+static int name_is(const uvq_h3_header *h, const char *name) {
+  size_t n = strlen(name);
+  return h->namelen == n && memcmp(h->name, name, n) == 0;
+}
+
+static int64_t parse_content_length(const uvq_h3_header *f) {
+  int64_t cl = 0;
+  for (size_t k = 0; k < f->valuelen && cl >= 0; k++) {
+    char ch = f->value[k];
+    cl = (ch >= '0' && ch <= '9' && cl < INT64_MAX / 10) ? cl * 10 + (ch - '0')
+                                                         : -1;
+  }
+  return cl;
+}
+
+static int respond_simple(uvq_h3_stream *st, unsigned int status) {
+  uvq_h3_response r;
+  memset(&r, 0, sizeof(r));
+  r.status = status;
+  return uvq_h3_respond(st, &r);
+}
+
+int uvq_h3_server_end_headers(uvq_h3_conn *h, uvq_h3_stream *st) {
+  uvq_h3_request_info ri;
+  uvq_h3_header *view;
+  nghttp3_pri pri;
+  int rv;
+
+  if (st->rx.too_large) {
+    h->stats.header_too_large++;
+    rv = respond_simple(st, 431);
+    if (rv == 0) {
+      /* The rest of the request is of no use (RFC 9114 §4.1.2). */
+      (void)uvq_h3_stop_request_body(st);
+    }
+    return rv;
+  }
+  view = uvq_h3_hdrs_view(h->mem, &st->rx);
+  if (view == NULL) {
+    return UVQ_ERR_NOMEM;
+  }
+  memset(&ri, 0, sizeof(ri));
+  ri.content_length = -1;
+  for (size_t i = 0; i < st->rx.n; i++) {
+    const uvq_h3_header *f = &view[i];
+    if (name_is(f, ":method")) {
+      ri.method = f->value;
+      ri.methodlen = f->valuelen;
+    } else if (name_is(f, ":scheme")) {
+      ri.scheme = f->value;
+      ri.schemelen = f->valuelen;
+    } else if (name_is(f, ":authority") ||
+               (name_is(f, "host") && ri.authority == NULL)) {
+      ri.authority = f->value;
+      ri.authoritylen = f->valuelen;
+    } else if (name_is(f, ":path")) {
+      ri.path = f->value;
+      ri.pathlen = f->valuelen;
+    } else if (name_is(f, "content-length")) {
+      ri.content_length = parse_content_length(f);
+    }
+  }
+  /* nghttp3 validates the pseudo-header section; check again what this
+   * API promises, so a gap there is still answered per RFC 9114 §4.1.2. */
+  if (ri.method == NULL || ri.path == NULL || ri.scheme == NULL ||
+      ri.pathlen == 0) {
+    uvq_free(h->mem, view);
+    st->malformed = 1;
+    uvq_h3_stream_abort(st, UVQ_H3_MESSAGE_ERROR);
+    return 0;
+  }
+  st->head = ri.methodlen == 4 && memcmp(ri.method, "HEAD", 4) == 0;
+  ri.headers = view;
+  ri.nheaders = st->rx.n;
+  ri.urgency = UVQ_H3_URGENCY_DEFAULT;
+  if (nghttp3_conn_get_stream_priority(h->h3, &pri, st->id) == 0) {
+    ri.urgency = pri.urgency;
+    ri.incremental = pri.inc;
+  }
+  st->request_seen = 1;
+  rv = h->srv->cfg.on_request(st, &ri, h->srv->cfg.user_data);
+  uvq_free(h->mem, view);
+  uvq_h3_hdrs_free(h->mem, &st->rx);
+  if (rv != 0 && !st->finished) {
+    uvq_h3_stream_abort(st, UVQ_H3_INTERNAL_ERROR);
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Responses                                                                */
+/* ------------------------------------------------------------------------ */
+
+int uvq_h3_respond(uvq_h3_stream *st, const uvq_h3_response *resp) {
+  uvq_h3_conn *h;
+  char status[4];
+  uvq_h3_header pre;
+  h3_nvlist nv = {NULL, 0};
+  int rv;
+
+  if (st == NULL || resp == NULL || resp->status < 200 || resp->status > 599) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  h = st->h;
+  if (!st->server || st->finished || st->local_reset || h->closed ||
+      !h->ready) {
+    return UVQ_ERR_INVALID_STATE;
+  }
+  if (st->responded) {
+    return UVQ_H3_ERR_ALREADY_RESPONDED;
+  }
+  snprintf(status, sizeof(status), "%u", resp->status);
+  pre = uvq_h3_mkhdr(":status", status);
+  rv = uvq_h3_nvlist_build(h->mem, &nv, &pre, 1, resp->headers, resp->nheaders);
+  if (rv != 0) {
+    return rv;
+  }
+  rv = uvq_h3_stream_take_body(st, &resp->body, resp->trailers, resp->ntrailers,
+                               st->head);
+  if (rv != 0) {
+    uvq_h3_nvlist_free(h->mem, &nv);
+    return rv;
+  }
+  rv = nghttp3_conn_submit_response(h->h3, st->id, nv.nv, nv.n,
+                                    uvq_h3_stream_reader(st));
+  uvq_h3_nvlist_free(h->mem, &nv);
+  if (rv != 0) {
+    uvq_h3_stream_drop_body(st);
+    return rv == NGHTTP3_ERR_NOMEM ? UVQ_ERR_NOMEM : UVQ_ERR_INVALID_STATE;
+  }
+  st->responded = 1;
+  uvq_h3_after(h);
+  return 0;
+}
+
+int uvq_h3_stop_request_body(uvq_h3_stream *st) {
+  if (st == NULL || !st->server || st->finished || !st->responded ||
+      st->h->closed) {
+    return UVQ_ERR_INVALID_STATE;
+  }
+  if (st->recv_done || st->read_stopped) {
+    return 0;
+  }
+  st->read_stopped = 1;
+  /* nghttp3 and the transport are told outside nghttp3 (we may be inside
+   * one of its callbacks); no request callback fires from now on. */
+  st->read_stop_pending = 1;
+  uvq_h3_after(st->h);
+  return 0;
+}
