@@ -90,6 +90,61 @@ UVQ_EXTERN int uvq_uv_endpoint_get_local_addr(uvq_uv_endpoint *uep,
 
 UVQ_EXTERN void *uvq_uv_endpoint_get_user_data(uvq_uv_endpoint *uep);
 
+/** Datapath facts and counters of one adapter socket (uvq_uv_endpoint_get_stats). */
+typedef struct uvq_uv_stats {
+  /** Nonzero while sends use UDP GSO (UDP_SEGMENT). */
+  int gso;
+  /** Nonzero if UDP_GRO is on for receives. */
+  int gro;
+  /** Nonzero if the socket is wildcard-bound and uses IP(V6)_PKTINFO. */
+  int pktinfo;
+  /** SO_RCVBUF / SO_SNDBUF as read back from the kernel (bytes; Linux
+   * reports twice what was granted). */
+  int rcvbuf;
+  int sndbuf;
+  /** sendmsg / sendmmsg system calls, and the messages they took. */
+  uint64_t send_calls;
+  uint64_t send_msgs;
+  /** Messages that carried several datagrams with UDP_SEGMENT. */
+  uint64_t gso_msgs;
+  /** Times the kernel refused GSO and the socket fell back to one message
+   * per datagram (0 or 1: the fallback is for the socket's life). */
+  uint64_t gso_fallbacks;
+  /** Datagrams sent, by the ECN codepoint they carried (UVQ_ECN_*). */
+  uint64_t datagrams_sent;
+  uint64_t ecn_sent[4];
+  /** recvmmsg calls; buffers read; buffers that were GRO super-buffers
+   * (handed to the core with segment_size > 0); datagrams in all buffers. */
+  uint64_t recv_calls;
+  uint64_t recv_buffers;
+  uint64_t gro_buffers;
+  uint64_t datagrams_received;
+  /** Received datagrams by ECN codepoint. */
+  uint64_t ecn_received[4];
+  /** Received buffers dropped because the kernel truncated them. */
+  uint64_t truncated;
+  /** Expiry timer (timerfd) firings, and deadlines run without the timer
+   * because they were already due when it would have been armed. */
+  uint64_t timer_fires;
+  uint64_t expiry_immediate;
+} uvq_uv_stats;
+
+/**
+ * uvq_uv_endpoint_get_stats copies the adapter's datapath counters into
+ * |st|. Returns 0, or UVQ_ERR_INVALID_ARGUMENT.
+ */
+UVQ_EXTERN int uvq_uv_endpoint_get_stats(uvq_uv_endpoint *uep,
+                                         uvq_uv_stats *st);
+
+/**
+ * uvq_uv_endpoint_set_gso turns UDP GSO off (|enable| 0) or back on (only
+ * where the kernel supports it) for sends from now on: for tests and
+ * troubleshooting; the environment variable UVQ_UV_NO_GSO=1 does the same
+ * for every endpoint created while it is set. Returns the new state (1 on,
+ * 0 off), or UVQ_ERR_INVALID_ARGUMENT.
+ */
+UVQ_EXTERN int uvq_uv_endpoint_set_gso(uvq_uv_endpoint *uep, int enable);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,26 +1,31 @@
 /*
- * The libuv adapter: one UDP socket, one uv_poll, one uv_timer, one
- * uv_async and one uv_prepare drive one uvq_endpoint. See
+ * The libuv adapter: one UDP socket and one timerfd (each watched by a
+ * uv_poll), one uv_async and one uv_prepare drive one uvq_endpoint. See
  * docs/internals/uv-adapter.md for the rules (when we flush, how the timer
  * is armed, how close proceeds).
  */
 #include "uvquic/uvquic_uv.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "core/mem.h"
 #include "uv/udp.h"
 
-/* Socket buffer size we ask for (capped by the kernel's [rw]mem_max). */
-#define UVQ_UV_SOCKBUF (4 * 1024 * 1024)
-/* Datagrams read per readable wake-up before we flush and return to the
- * loop, so timers and other handles are not starved by a flood. */
-#define UVQ_UV_MAX_RECV_PER_WAKE 256
-/* The handles we close at the end: poll, timer, async, prepare. */
-#define UVQ_UV_NHANDLES 4
+/* Socket buffer size we ask for (root may exceed [rw]mem_max; others are
+ * capped by it, and warned). */
+#define UVQ_UV_SOCKBUF (8 * 1024 * 1024)
+/* Datagrams (GRO segments counted one by one) read per readable wake-up
+ * before we flush and return to the loop, so the expiry timer, sends and
+ * other handles are not starved by a flood. */
+#define UVQ_UV_MAX_RECV_PER_WAKE 1024
+/* The handles we close at the end: socket poll, timer poll, async,
+ * prepare, idle. */
+#define UVQ_UV_NHANDLES 5
 
 typedef enum uep_state {
   UEP_RUNNING = 0,
@@ -34,16 +39,23 @@ struct uvq_uv_endpoint {
   uv_loop_t *loop;
   uvq_endpoint *ep;
   const uvq_mem *mem;
-  int fd;
+  /* The socket and its datapath state (udp.c). */
+  uvq_udp udp;
+  /* The expiry timer: a CLOCK_MONOTONIC timerfd (ns resolution). */
+  int tfd;
   uvq_addr local;
   int is_server;
   uvq_uv_accept_cb on_accept;
   void *user_data;
 
   uv_poll_t poll;
-  uv_timer_t timer;
+  uv_poll_t timer;
   uv_async_t async;
   uv_prepare_t prepare;
+  /* Runs a deadline that is already due without a timer: see
+   * uep_arm_timer. Active only while such a deadline waits. */
+  uv_idle_t idle;
+  int idle_active;
   /* Events the poll handle watches now. */
   int poll_events;
   /* The last flush was blocked: watch UV_WRITABLE. */
@@ -62,12 +74,12 @@ struct uvq_uv_endpoint {
   uvq_uv_close_cb close_cb;
 
   uvq_udp_rx *rx;
-  uvq_udp_tx tx;
 };
 
 static void uep_update(uvq_uv_endpoint *uep);
 static void uep_on_poll(uv_poll_t *h, int status, int events);
-static void uep_on_timer(uv_timer_t *h);
+static void uep_on_timer(uv_poll_t *h, int status, int events);
+static void uep_on_idle(uv_idle_t *h);
 
 /* ------------------------------------------------------------------------ */
 /* Core callbacks                                                           */
@@ -77,7 +89,10 @@ static ssize_t uep_send(uvq_endpoint *ep, const uvq_send_batch *b,
                         void *user_data) {
   uvq_uv_endpoint *uep = user_data;
   (void)ep;
-  return uvq_udp_send(uep->fd, &uep->tx, b);
+  /* Sent at once: |b| points into the core's shared write buffer, which
+   * the next connection's burst overwrites, so "taken" means "the kernel
+   * took it" (no adapter-side queue). */
+  return uvq_udp_send(&uep->udp, b);
 }
 
 static void uep_wake(uvq_endpoint *ep, void *user_data) {
@@ -118,9 +133,10 @@ static void uep_handle_closed(uv_handle_t *h) {
   if (--uep->handles_open > 0) {
     return;
   }
-  /* Every handle is closed: nothing of libuv refers to the fd any more. */
-  close(uep->fd);
-  uep->fd = -1;
+  /* Every handle is closed: nothing of libuv refers to the fds any more. */
+  uvq_udp_close(&uep->udp);
+  close(uep->tfd);
+  uep->tfd = -1;
   if (uep->close_cb) {
     /* The core endpoint is still alive here so |cb| can read its stats. */
     uep->close_cb(uep, uep->user_data);
@@ -137,6 +153,7 @@ static void uep_close_handles(uvq_uv_endpoint *uep) {
   uv_close((uv_handle_t *)&uep->timer, uep_handle_closed);
   uv_close((uv_handle_t *)&uep->async, uep_handle_closed);
   uv_close((uv_handle_t *)&uep->prepare, uep_handle_closed);
+  uv_close((uv_handle_t *)&uep->idle, uep_handle_closed);
 }
 
 static void uep_flush(uvq_uv_endpoint *uep) {
@@ -162,26 +179,38 @@ static void uep_flush(uvq_uv_endpoint *uep) {
 
 static void uep_arm_timer(uvq_uv_endpoint *uep) {
   uvq_tstamp exp = uvq_endpoint_next_expiry(uep->ep);
-  uvq_tstamp now;
-  uint64_t ms;
+  struct itimerspec its;
 
+  if (exp != UVQ_TSTAMP_MAX && exp <= uv_hrtime()) {
+    /* Already due — typically a pacing deadline that passed while we
+     * wrote. Programming a timerfd for it costs a syscall plus an hrtimer
+     * interrupt (a fifth of the server's CPU in a bulk transfer); an
+     * active idle handle instead makes the loop poll without blocking and
+     * run it in the next iteration. A timerfd still armed for a later
+     * deadline is left alone: firing early only re-arms. */
+    if (!uep->idle_active) {
+      uep->idle_active = 1;
+      uv_idle_start(&uep->idle, uep_on_idle);
+    }
+    return;
+  }
   if (exp == uep->armed) {
     /* Already armed for this deadline (or stopped for "never"). */
     return;
   }
-  if (exp == UVQ_TSTAMP_MAX) {
-    uv_timer_stop(&uep->timer);
-    uep->armed = exp;
-    return;
+  memset(&its, 0, sizeof(its));
+  if (exp != UVQ_TSTAMP_MAX) {
+    /* An absolute deadline on CLOCK_MONOTONIC, the clock uv_hrtime()
+     * reads (and so the clock of every |now| we give the core), to the
+     * nanosecond: a pacing deadline 200 us away fires 200 us later, not at
+     * the next millisecond. A deadline already due becomes 1 ns after the
+     * clock's origin (all-zero would disarm), which fires at once. */
+    uvq_tstamp at = exp == 0 ? 1 : exp;
+    its.it_value.tv_sec = (time_t)(at / UVQ_SECONDS);
+    its.it_value.tv_nsec = (long)(at % UVQ_SECONDS);
   }
-  now = uv_hrtime();
-  /* Round up: firing early would only re-arm, firing late is harmless at
-   * millisecond granularity; a due deadline fires on the next iteration. */
-  ms = exp <= now ? 0 : (exp - now + UVQ_MILLISECONDS - 1) / UVQ_MILLISECONDS;
-  /* libuv measures timeouts from its cached loop time, which may be behind
-   * uv_hrtime(); refresh it so the timer is not early by the lag. */
-  uv_update_time(uep->loop);
-  uv_timer_start(&uep->timer, uep_on_timer, ms, 0);
+  /* Setting disarms or re-arms and clears an expiration not yet read. */
+  (void)timerfd_settime(uep->tfd, TFD_TIMER_ABSTIME, &its, NULL);
   uep->armed = exp;
 }
 
@@ -208,13 +237,14 @@ static void uep_update(uvq_uv_endpoint *uep) {
 static void uep_read(uvq_uv_endpoint *uep) {
   size_t total = 0;
   uvq_path path;
+  uvq_udp_meta meta;
   int i, n;
 
-  path.local = uep->local;
   while (total < UVQ_UV_MAX_RECV_PER_WAKE) {
     uvq_tstamp now;
+    size_t before = (size_t)uep->udp.stats.datagrams_received;
 
-    n = uvq_udp_recv(uep->fd, uep->rx);
+    n = uvq_udp_recv(&uep->udp, uep->rx);
     if (n <= 0) {
       /* 0: drained. -1: an error queued on the socket (e.g. ICMP port
        * unreachable reported as ECONNREFUSED); reading cleared it, and
@@ -226,17 +256,23 @@ static void uep_read(uvq_uv_endpoint *uep) {
     for (i = 0; i < n; ++i) {
       struct msghdr *h = &uep->rx->msgs[i].msg_hdr;
       if (h->msg_flags & MSG_TRUNC) {
-        /* Larger than any datagram QUIC sends us; the tail is gone. */
+        /* Larger than any GRO super-buffer or datagram QUIC sends us; the
+         * tail is gone. */
+        uep->udp.stats.truncated++;
         continue;
       }
       if (uvq_addr_set(&path.remote, h->msg_name, h->msg_namelen) != 0) {
         continue;
       }
-      (void)uvq_endpoint_recv(uep->ep, &path, UVQ_ECN_NOT_ECT, uep->rx->bufs[i],
-                              uep->rx->msgs[i].msg_len, 0, now);
+      uvq_udp_meta_get(&uep->udp, uep->rx, i, &meta);
+      /* On a wildcard socket the local address is the one the peer wrote
+       * to (PKTINFO), so replies leave from it; otherwise the bound one. */
+      path.local = meta.has_local ? meta.local : uep->local;
+      (void)uvq_endpoint_recv(uep->ep, &path, meta.ecn, uep->rx->bufs[i],
+                              uep->rx->msgs[i].msg_len, meta.segment_size, now);
     }
     --uep->in_core;
-    total += (size_t)n;
+    total += (size_t)uep->udp.stats.datagrams_received - before;
     if (n < UVQ_UDP_RECV_BATCH) {
       break;
     }
@@ -261,13 +297,37 @@ static void uep_on_poll(uv_poll_t *h, int status, int events) {
   uep_flush(uep);
 }
 
-static void uep_on_timer(uv_timer_t *h) {
+static void uep_on_timer(uv_poll_t *h, int status, int events) {
   uvq_uv_endpoint *uep = h->data;
+  uint64_t expirations;
 
+  (void)status;
+  (void)events;
   if (uep->state == UEP_CLOSING_HANDLES) {
     return;
   }
+  /* Consume the expiration so the level-triggered poll quiets down; EAGAIN
+   * (re-armed since it fired) is harmless: the core decides what is due. */
+  if (read(uep->tfd, &expirations, sizeof(expirations)) < 0) {
+    expirations = 0;
+  }
+  uep->udp.stats.timer_fires++;
   uep->armed = UVQ_TSTAMP_MAX;
+  ++uep->in_core;
+  uvq_endpoint_handle_expiry(uep->ep, uv_hrtime());
+  --uep->in_core;
+  uep_flush(uep);
+}
+
+static void uep_on_idle(uv_idle_t *h) {
+  uvq_uv_endpoint *uep = h->data;
+
+  uv_idle_stop(h);
+  uep->idle_active = 0;
+  if (uep->state == UEP_CLOSING_HANDLES) {
+    return;
+  }
+  uep->udp.stats.expiry_immediate++;
   ++uep->in_core;
   uvq_endpoint_handle_expiry(uep->ep, uv_hrtime());
   --uep->in_core;
@@ -309,7 +369,9 @@ static int uep_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int is_server,
   const uvq_mem *mem = uvq_mem_default();
   uvq_endpoint_config cfg;
   uvq_uv_endpoint *uep;
+  uvq_udp_opts opts;
   socklen_t addrlen;
+  const char *env;
   int rv, saved;
 
   if (puep == NULL || loop == NULL || addr == NULL || tls == NULL) {
@@ -339,10 +401,28 @@ static int uep_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int is_server,
     goto fail_rx;
   }
 
-  uep->fd = uvq_udp_open(addr, addrlen, UVQ_UV_SOCKBUF, &uep->local);
-  if (uep->fd < 0) {
+  memset(&opts, 0, sizeof(opts));
+  opts.bufsize = UVQ_UV_SOCKBUF;
+  env = getenv("UVQ_UV_NO_GSO");
+  opts.no_gso = env != NULL && env[0] != '\0' && env[0] != '0';
+  env = getenv("UVQ_UV_NO_GRO");
+  opts.no_gro = env != NULL && env[0] != '\0' && env[0] != '0';
+  if (settings != NULL) {
+    opts.log = settings->log;
+    opts.log_user_data = settings->log_user_data;
+  }
+  if (uvq_udp_open(&uep->udp, addr, addrlen, &opts) != 0) {
     rv = UVQ_ERR_IO;
     goto fail_socket;
+  }
+  uep->local = uep->udp.bound;
+  /* CLOCK_MONOTONIC is the clock of uv_hrtime() on Linux (libuv reads it
+   * with clock_gettime(CLOCK_MONOTONIC)), so core deadlines, which are in
+   * uv_hrtime() nanoseconds, arm it as absolute times unchanged. */
+  uep->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (uep->tfd < 0) {
+    rv = UVQ_ERR_IO;
+    goto fail_timerfd;
   }
 
   uvq_endpoint_config_default(&cfg);
@@ -360,25 +440,31 @@ static int uep_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int is_server,
     goto fail_endpoint;
   }
 
-  if (uv_poll_init(loop, &uep->poll, uep->fd) != 0) {
+  if (uv_poll_init(loop, &uep->poll, uep->udp.fd) != 0) {
     rv = UVQ_ERR_IO;
     goto fail_poll;
   }
+  uep->poll.data = uep;
+  if (uv_poll_init(loop, &uep->timer, uep->tfd) != 0) {
+    rv = UVQ_ERR_IO;
+    goto fail_timer_poll;
+  }
+  uep->timer.data = uep;
   /* From here on the handles exist; failures below cannot happen for
-   * timer/async/prepare on a valid loop (they only fill structs). */
-  uv_timer_init(loop, &uep->timer);
+   * async/prepare on a valid loop (they only fill structs). */
   if (uv_async_init(loop, &uep->async, uep_on_async) != 0) {
     rv = UVQ_ERR_IO;
     goto fail_async;
   }
   uv_prepare_init(loop, &uep->prepare);
-  uep->poll.data = uep;
-  uep->timer.data = uep;
+  uv_idle_init(loop, &uep->idle);
   uep->async.data = uep;
   uep->prepare.data = uep;
+  uep->idle.data = uep;
 
   uep->poll_events = UV_READABLE;
   uv_poll_start(&uep->poll, UV_READABLE, uep_on_poll);
+  uv_poll_start(&uep->timer, UV_READABLE, uep_on_timer);
   uv_prepare_start(&uep->prepare, uep_on_prepare);
   /* The prepare hook alone must not keep the loop alive. */
   uv_unref((uv_handle_t *)&uep->prepare);
@@ -396,11 +482,22 @@ fail_async:
   uv_close((uv_handle_t *)&uep->timer, uep_handle_closed);
   return rv;
 
+fail_timer_poll:
+  /* The socket's poll handle must be closed through the loop; the rest is
+   * freed when it is. */
+  uep->state = UEP_CLOSING_HANDLES;
+  uep->handles_open = 1;
+  uep->close_cb = NULL;
+  uv_close((uv_handle_t *)&uep->poll, uep_handle_closed);
+  return rv;
+
 fail_poll:
   uvq_endpoint_del(uep->ep);
 fail_endpoint:
+  close(uep->tfd);
+fail_timerfd:
   saved = errno;
-  close(uep->fd);
+  uvq_udp_close(&uep->udp);
   errno = saved;
 fail_socket:
   uvq_free(mem, uep->rx);
@@ -440,6 +537,40 @@ int uvq_uv_client_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int family,
   return uep_new(puep, loop, 0, local, settings, tls, NULL, user_data);
 }
 
+/* The path's local address for a connection to |remote|. On a wildcard
+ * socket, received datagrams report the address they were sent to
+ * (PKTINFO), so the path must start with the address the kernel will pick
+ * as our source, or the first reply would look like a new path: ask the
+ * routing table with a throwaway connected socket. */
+static void uep_local_for(uvq_uv_endpoint *uep, const uvq_addr *remote,
+                          uvq_addr *local) {
+  struct sockaddr_storage ss;
+  socklen_t sslen = sizeof(ss);
+  int fd;
+
+  *local = uep->local;
+  if (!uep->udp.pktinfo) {
+    return;
+  }
+  fd = socket(remote->ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_UDP);
+  if (fd < 0) {
+    return;
+  }
+  if (connect(fd, (const struct sockaddr *)&remote->ss, remote->len) == 0 &&
+      getsockname(fd, (struct sockaddr *)&ss, &sslen) == 0 &&
+      ss.ss_family == uep->local.ss.ss_family) {
+    if (ss.ss_family == AF_INET) {
+      ((struct sockaddr_in *)&ss)->sin_port =
+          ((struct sockaddr_in *)&uep->local.ss)->sin_port;
+    } else {
+      ((struct sockaddr_in6 *)&ss)->sin6_port =
+          ((struct sockaddr_in6 *)&uep->local.ss)->sin6_port;
+    }
+    (void)uvq_addr_set(local, (const struct sockaddr *)&ss, sslen);
+  }
+  close(fd);
+}
+
 int uvq_connect(uvq_uv_endpoint *uep, const struct sockaddr *remote,
                 const char *server_name, const uvq_app_callbacks *callbacks,
                 void *conn_user_data, uvq_conn **pconn) {
@@ -459,11 +590,11 @@ int uvq_connect(uvq_uv_endpoint *uep, const struct sockaddr *remote,
   }
   len = remote->sa_family == AF_INET ? sizeof(struct sockaddr_in)
                                      : sizeof(struct sockaddr_in6);
-  path.local = uep->local;
   rv = uvq_addr_set(&path.remote, remote, len);
   if (rv != 0) {
     return rv;
   }
+  uep_local_for(uep, &path.remote, &path.local);
   uvq_connect_params_default(&params);
   params.server_name = server_name;
   params.path = &path;
@@ -510,4 +641,25 @@ int uvq_uv_endpoint_get_local_addr(uvq_uv_endpoint *uep, uvq_addr *addr) {
 
 void *uvq_uv_endpoint_get_user_data(uvq_uv_endpoint *uep) {
   return uep->user_data;
+}
+
+int uvq_uv_endpoint_get_stats(uvq_uv_endpoint *uep, uvq_uv_stats *st) {
+  if (uep == NULL || st == NULL) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  *st = uep->udp.stats;
+  return 0;
+}
+
+int uvq_uv_endpoint_set_gso(uvq_uv_endpoint *uep, int enable) {
+  if (uep == NULL) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  uep->udp.gso = enable && uep->udp.gso_capable;
+  uep->udp.stats.gso = uep->udp.gso;
+  return uep->udp.gso;
+}
+
+void uvq_uv_endpoint_inject_gso_errno(uvq_uv_endpoint *uep, int err) {
+  uep->udp.inject_gso_errno = err;
 }

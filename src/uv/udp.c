@@ -2,67 +2,179 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-static void set_bufsize(int fd, int opt, int size) {
-  /* Best effort: the kernel caps the value at net.core.[rw]mem_max; a
-   * failure leaves the default, which only costs throughput. */
-  (void)setsockopt(fd, SOL_SOCKET, opt, &size, sizeof(size));
+/* ------------------------------------------------------------------------ */
+/* Setup                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Asks for |size| bytes of buffer: SO_*BUFFORCE first (root or
+ * CAP_NET_ADMIN may exceed net.core.[rw]mem_max), then the capped option.
+ * Returns what the kernel reports back (twice what it granted). */
+static int set_bufsize(int fd, int force_opt, int opt, int size) {
+  int got = 0;
+  socklen_t len = sizeof(got);
+
+  if (setsockopt(fd, SOL_SOCKET, force_opt, &size, sizeof(size)) != 0) {
+    (void)setsockopt(fd, SOL_SOCKET, opt, &size, sizeof(size));
+  }
+  if (getsockopt(fd, SOL_SOCKET, opt, &got, &len) != 0) {
+    return 0;
+  }
+  return got;
 }
 
-int uvq_udp_open(const struct sockaddr *addr, socklen_t addrlen, int bufsize,
-                 uvq_addr *bound) {
-  int fd, on = 1, saved;
+static void warn(const uvq_udp_opts *opts, const char *line) {
+  if (opts->log) {
+    opts->log(opts->log_user_data, line);
+  } else {
+    fprintf(stderr, "uvquic: %s\n", line);
+  }
+}
+
+static void setup_buffers(uvq_udp *u, const uvq_udp_opts *opts) {
+  char line[200];
+
+  if (opts->bufsize <= 0) {
+    socklen_t len = sizeof(int);
+    (void)getsockopt(u->fd, SOL_SOCKET, SO_RCVBUF, &u->stats.rcvbuf, &len);
+    len = sizeof(int);
+    (void)getsockopt(u->fd, SOL_SOCKET, SO_SNDBUF, &u->stats.sndbuf, &len);
+    return;
+  }
+  u->stats.rcvbuf =
+      set_bufsize(u->fd, SO_RCVBUFFORCE, SO_RCVBUF, opts->bufsize);
+  u->stats.sndbuf =
+      set_bufsize(u->fd, SO_SNDBUFFORCE, SO_SNDBUF, opts->bufsize);
+  /* Linux doubles the value it grants (bookkeeping overhead) and reports
+   * the doubled figure: less than twice the request means it was capped by
+   * net.core.[rw]mem_max. Throughput suffers (drops under bursts), so say
+   * so once for this socket. */
+  if (u->stats.rcvbuf / 2 < opts->bufsize ||
+      u->stats.sndbuf / 2 < opts->bufsize) {
+    snprintf(line, sizeof(line),
+             "UDP socket buffers clamped: asked %d bytes, got receive %d and "
+             "send %d; raise net.core.rmem_max / wmem_max",
+             opts->bufsize, u->stats.rcvbuf / 2, u->stats.sndbuf / 2);
+    warn(opts, line);
+  }
+}
+
+static int is_wildcard(const struct sockaddr *addr) {
+  if (addr->sa_family == AF_INET) {
+    return ((const struct sockaddr_in *)(const void *)addr)->sin_addr.s_addr ==
+           htonl(INADDR_ANY);
+  }
+  return IN6_IS_ADDR_UNSPECIFIED(
+      &((const struct sockaddr_in6 *)(const void *)addr)->sin6_addr);
+}
+
+/* Optional features: each failure only turns the feature off. */
+static void setup_features(uvq_udp *u, const uvq_udp_opts *opts) {
+  int on = 1, v = 0;
+  socklen_t len = sizeof(v);
+
+  /* GSO probe: a kernel without UDP_SEGMENT answers ENOPROTOOPT. */
+  u->gso_capable = getsockopt(u->fd, SOL_UDP, UDP_SEGMENT, &v, &len) == 0;
+  u->gso = u->gso_capable && !opts->no_gso;
+  u->gro = !opts->no_gro &&
+           setsockopt(u->fd, SOL_UDP, UDP_GRO, &on, sizeof(on)) == 0;
+  /* ECN marks of received datagrams. */
+  if (u->family == AF_INET) {
+    (void)setsockopt(u->fd, IPPROTO_IP, IP_RECVTOS, &on, sizeof(on));
+  } else {
+    (void)setsockopt(u->fd, IPPROTO_IPV6, IPV6_RECVTCLASS, &on, sizeof(on));
+  }
+}
+
+static void setup_pktinfo(uvq_udp *u, const struct sockaddr *addr) {
+  int on = 1;
+
+  if (!is_wildcard(addr)) {
+    /* Every datagram is to and from the bound address. */
+    return;
+  }
+  if (u->family == AF_INET) {
+    u->pktinfo =
+        setsockopt(u->fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof(on)) == 0;
+  } else {
+    u->pktinfo = setsockopt(u->fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on,
+                            sizeof(on)) == 0;
+  }
+}
+
+int uvq_udp_open(uvq_udp *u, const struct sockaddr *addr, socklen_t addrlen,
+                 const uvq_udp_opts *opts) {
+  int on = 1, saved;
   struct sockaddr_storage ss;
   socklen_t sslen = sizeof(ss);
 
+  memset(u, 0, sizeof(*u));
+  u->fd = -1;
   if (addr->sa_family != AF_INET && addr->sa_family != AF_INET6) {
     errno = EAFNOSUPPORT;
     return -1;
   }
-  fd = socket(addr->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-              IPPROTO_UDP);
-  if (fd < 0) {
+  u->family = addr->sa_family;
+  u->fd = socket(addr->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                 IPPROTO_UDP);
+  if (u->fd < 0) {
     return -1;
   }
   if (addr->sa_family == AF_INET6 &&
-      setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) != 0) {
+      setsockopt(u->fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) != 0) {
     goto fail;
-  }
-  if (bufsize > 0) {
-    set_bufsize(fd, SO_RCVBUF, bufsize);
-    set_bufsize(fd, SO_SNDBUF, bufsize);
   }
   /* QUIC path MTU discovery needs DF set: a probe too large for the path
    * must be lost (or refused with EMSGSIZE), never fragmented. */
   if (addr->sa_family == AF_INET) {
     int v = IP_PMTUDISC_DO;
-    (void)setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &v, sizeof(v));
+    (void)setsockopt(u->fd, IPPROTO_IP, IP_MTU_DISCOVER, &v, sizeof(v));
   } else {
     int v = IPV6_PMTUDISC_DO;
-    (void)setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &v, sizeof(v));
+    (void)setsockopt(u->fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &v, sizeof(v));
   }
-  if (bind(fd, addr, addrlen) != 0) {
+  if (bind(u->fd, addr, addrlen) != 0) {
     goto fail;
   }
-  if (getsockname(fd, (struct sockaddr *)&ss, &sslen) != 0) {
+  if (getsockname(u->fd, (struct sockaddr *)&ss, &sslen) != 0) {
     goto fail;
   }
-  if (uvq_addr_set(bound, (const struct sockaddr *)&ss, sslen) != 0) {
+  if (uvq_addr_set(&u->bound, (const struct sockaddr *)&ss, sslen) != 0) {
     errno = EAFNOSUPPORT;
     goto fail;
   }
-  return fd;
+  setup_buffers(u, opts);
+  setup_features(u, opts);
+  setup_pktinfo(u, addr);
+  u->stats.gso = u->gso;
+  u->stats.gro = u->gro;
+  u->stats.pktinfo = u->pktinfo;
+  return 0;
 
 fail:
   saved = errno;
-  close(fd);
+  close(u->fd);
+  u->fd = -1;
   errno = saved;
   return -1;
 }
 
-int uvq_udp_recv(int fd, uvq_udp_rx *rx) {
+void uvq_udp_close(uvq_udp *u) {
+  if (u->fd >= 0) {
+    close(u->fd);
+    u->fd = -1;
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Receive                                                                  */
+/* ------------------------------------------------------------------------ */
+
+int uvq_udp_recv(uvq_udp *u, uvq_udp_rx *rx) {
   int i, n;
 
   for (i = 0; i < UVQ_UDP_RECV_BATCH; ++i) {
@@ -74,11 +186,14 @@ int uvq_udp_recv(int fd, uvq_udp_rx *rx) {
     h->msg_namelen = sizeof(rx->names[i]);
     h->msg_iov = &rx->iov[i];
     h->msg_iovlen = 1;
+    h->msg_control = rx->ctrl[i];
+    h->msg_controllen = sizeof(rx->ctrl[i]);
     rx->msgs[i].msg_len = 0;
   }
   for (;;) {
-    n = recvmmsg(fd, rx->msgs, UVQ_UDP_RECV_BATCH, MSG_DONTWAIT, NULL);
+    n = recvmmsg(u->fd, rx->msgs, UVQ_UDP_RECV_BATCH, MSG_DONTWAIT, NULL);
     if (n >= 0) {
+      u->stats.recv_calls++;
       return n;
     }
     if (errno == EINTR) {
@@ -91,34 +206,190 @@ int uvq_udp_recv(int fd, uvq_udp_rx *rx) {
   }
 }
 
-ssize_t uvq_udp_send(int fd, uvq_udp_tx *tx, const uvq_send_batch *b) {
-  size_t seg = b->segment_size ? b->segment_size : b->datalen;
-  size_t count = b->count, sent = 0;
+static void meta_local4(uvq_udp *u, uvq_udp_meta *m, const struct cmsghdr *c) {
+  struct in_pktinfo pi;
+  struct sockaddr_in sin;
 
-  if (seg == 0) {
+  memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+  memcpy(&sin, &u->bound.ss, sizeof(sin));
+  /* The header's destination: the address the peer wrote to. */
+  sin.sin_addr = pi.ipi_addr;
+  m->has_local =
+      uvq_addr_set(&m->local, (struct sockaddr *)&sin, sizeof(sin)) == 0;
+}
+
+static void meta_local6(uvq_udp *u, uvq_udp_meta *m, const struct cmsghdr *c) {
+  struct in6_pktinfo pi;
+  struct sockaddr_in6 sin6;
+
+  memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+  memcpy(&sin6, &u->bound.ss, sizeof(sin6));
+  sin6.sin6_addr = pi.ipi6_addr;
+  /* A link-local address means nothing without its interface; keep it in
+   * the scope id so the reply leaves through the same one. */
+  sin6.sin6_scope_id =
+      IN6_IS_ADDR_LINKLOCAL(&pi.ipi6_addr) ? (uint32_t)pi.ipi6_ifindex : 0;
+  m->has_local =
+      uvq_addr_set(&m->local, (struct sockaddr *)&sin6, sizeof(sin6)) == 0;
+}
+
+void uvq_udp_meta_get(uvq_udp *u, uvq_udp_rx *rx, int i, uvq_udp_meta *m) {
+  struct msghdr *h = &rx->msgs[i].msg_hdr;
+  size_t len = rx->msgs[i].msg_len, ndgrams;
+  struct cmsghdr *c;
+
+  m->ecn = UVQ_ECN_NOT_ECT;
+  m->segment_size = 0;
+  m->has_local = 0;
+  for (c = CMSG_FIRSTHDR(h); c != NULL; c = CMSG_NXTHDR(h, c)) {
+    if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TOS &&
+        c->cmsg_len >= CMSG_LEN(1)) {
+      /* IP_RECVTOS delivers the TOS byte itself. */
+      m->ecn = (uint8_t)(*(const uint8_t *)CMSG_DATA(c) & 0x3);
+    } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_TCLASS &&
+               c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+      int tc;
+      memcpy(&tc, CMSG_DATA(c), sizeof(tc));
+      m->ecn = (uint8_t)(tc & 0x3);
+    } else if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO &&
+               c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+      int seg;
+      memcpy(&seg, CMSG_DATA(c), sizeof(seg));
+      m->segment_size = seg > 0 ? (size_t)seg : 0;
+    } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO &&
+               c->cmsg_len >= CMSG_LEN(sizeof(struct in_pktinfo))) {
+      meta_local4(u, m, c);
+    } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO &&
+               c->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo))) {
+      meta_local6(u, m, c);
+    }
+  }
+  if (m->segment_size >= len) {
+    /* One segment: an ordinary datagram. */
+    m->segment_size = 0;
+  }
+  ndgrams = m->segment_size ? (len + m->segment_size - 1) / m->segment_size : 1;
+  u->stats.recv_buffers++;
+  u->stats.datagrams_received += ndgrams;
+  u->stats.ecn_received[m->ecn] += ndgrams;
+  if (m->segment_size) {
+    u->stats.gro_buffers++;
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Send                                                                     */
+/* ------------------------------------------------------------------------ */
+
+static size_t put_cmsg(uint8_t *ctrl, size_t off, int level, int type,
+                       const void *data, size_t len) {
+  struct cmsghdr *c = (struct cmsghdr *)(void *)(ctrl + off);
+  c->cmsg_level = level;
+  c->cmsg_type = type;
+  c->cmsg_len = CMSG_LEN(len);
+  memcpy(CMSG_DATA(c), data, len);
+  return off + CMSG_SPACE(len);
+}
+
+/* Fills |ctrl| with the control messages every message of |b| shares:
+ * ECN and source address first, so that the UDP_SEGMENT that GSO messages
+ * append can be left off (*plain is the length without it). Returns the
+ * length with it. */
+static size_t build_ctrl(const uvq_udp *u, const uvq_send_batch *b,
+                         uint8_t *ctrl, uint16_t seg, size_t *plain) {
+  size_t off = 0;
+  int tos = b->ecn & 0x3;
+
+  memset(ctrl, 0, UVQ_UDP_CMSG_SPACE);
+  if (tos) {
+    off = u->family == AF_INET
+              ? put_cmsg(ctrl, off, IPPROTO_IP, IP_TOS, &tos, sizeof(tos))
+              : put_cmsg(ctrl, off, IPPROTO_IPV6, IPV6_TCLASS, &tos,
+                         sizeof(tos));
+  }
+  if (u->pktinfo && b->path->local.ss.ss_family == u->family &&
+      !is_wildcard((const struct sockaddr *)&b->path->local.ss)) {
+    if (u->family == AF_INET) {
+      struct in_pktinfo pi;
+      memset(&pi, 0, sizeof(pi));
+      pi.ipi_spec_dst =
+          ((const struct sockaddr_in *)(const void *)&b->path->local.ss)
+              ->sin_addr;
+      off = put_cmsg(ctrl, off, IPPROTO_IP, IP_PKTINFO, &pi, sizeof(pi));
+    } else {
+      const struct sockaddr_in6 *l =
+          (const struct sockaddr_in6 *)(const void *)&b->path->local.ss;
+      struct in6_pktinfo pi;
+      memset(&pi, 0, sizeof(pi));
+      pi.ipi6_addr = l->sin6_addr;
+      pi.ipi6_ifindex = l->sin6_scope_id;
+      off = put_cmsg(ctrl, off, IPPROTO_IPV6, IPV6_PKTINFO, &pi, sizeof(pi));
+    }
+  }
+  *plain = off;
+  return put_cmsg(ctrl, off, SOL_UDP, UDP_SEGMENT, &seg, sizeof(seg));
+}
+
+ssize_t uvq_udp_send(uvq_udp *u, const uvq_send_batch *b) {
+  uint64_t ctrl[UVQ_UDP_CMSG_SPACE / 8];
+  size_t seg = b->segment_size ? b->segment_size : b->datalen;
+  size_t count = b->count, sent = 0, per_msg = 1, plain, withseg;
+
+  if (seg == 0 || count == 0) {
     /* An empty batch: nothing to put on the wire. */
     return (ssize_t)count;
   }
+  if (u->gso && count > 1 && seg <= UINT16_MAX) {
+    per_msg = UVQ_UDP_GSO_MAX_BYTES / seg;
+    if (per_msg > UVQ_UDP_GSO_MAX_SEGMENTS) {
+      per_msg = UVQ_UDP_GSO_MAX_SEGMENTS;
+    }
+    if (per_msg < 1) {
+      per_msg = 1;
+    }
+  }
+  withseg = build_ctrl(u, b, (uint8_t *)ctrl, (uint16_t)seg, &plain);
+
   while (sent < count) {
-    size_t i, n = count - sent;
+    size_t i, n = 0, idx = sent;
     int rv;
 
-    if (n > UVQ_UDP_SEND_BATCH) {
-      n = UVQ_UDP_SEND_BATCH;
-    }
-    for (i = 0; i < n; ++i) {
-      size_t off = (sent + i) * seg;
-      size_t len = b->datalen - off < seg ? b->datalen - off : seg;
-      struct msghdr *h = &tx->msgs[i].msg_hdr;
-      tx->iov[i].iov_base = (void *)(uintptr_t)(b->data + off);
-      tx->iov[i].iov_len = len;
+    /* One message per |per_msg| datagrams. */
+    while (idx < count && n < UVQ_UDP_SEND_BATCH) {
+      size_t off = idx * seg;
+      size_t nd = count - idx < per_msg ? count - idx : per_msg;
+      size_t len = nd * seg;
+      struct msghdr *h = &u->msgs[n].msg_hdr;
+
+      if (len > b->datalen - off) {
+        len = b->datalen - off;
+      }
+      u->iov[n].iov_base = (void *)(uintptr_t)(b->data + off);
+      u->iov[n].iov_len = len;
       memset(h, 0, sizeof(*h));
       h->msg_name = (void *)(uintptr_t)&b->path->remote.ss;
       h->msg_namelen = b->path->remote.len;
-      h->msg_iov = &tx->iov[i];
+      h->msg_iov = &u->iov[n];
       h->msg_iovlen = 1;
+      /* A lone datagram goes without UDP_SEGMENT: a PMTUD probe larger
+       * than the path must fail with EMSGSIZE, not be refused as GSO. */
+      h->msg_controllen = nd > 1 ? withseg : plain;
+      h->msg_control = h->msg_controllen ? ctrl : NULL;
+      idx += nd;
+      n++;
     }
-    rv = sendmmsg(fd, tx->msgs, (unsigned int)n, MSG_DONTWAIT);
+    if (per_msg > 1 && u->inject_gso_errno) {
+      errno = u->inject_gso_errno;
+      u->inject_gso_errno = 0;
+      rv = -1;
+    } else if (n == 1) {
+      ssize_t w = sendmsg(u->fd, &u->msgs[0].msg_hdr, MSG_DONTWAIT);
+      rv = w < 0 ? -1 : 1;
+      u->stats.send_calls++;
+    } else {
+      rv = sendmmsg(u->fd, u->msgs, (unsigned int)n, MSG_DONTWAIT);
+      u->stats.send_calls++;
+    }
     if (rv < 0) {
       if (errno == EINTR) {
         continue;
@@ -126,11 +397,31 @@ ssize_t uvq_udp_send(int fd, uvq_udp_tx *tx, const uvq_send_batch *b) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
         return (ssize_t)sent;
       }
+      if (per_msg > 1 && (errno == EIO || errno == EINVAL)) {
+        /* The kernel or the device refused GSO (no checksum offload,
+         * a segment over the device MTU, an old kernel): one message per
+         * datagram from now on, for this socket. Nothing was sent. */
+        u->gso = 0;
+        u->stats.gso = 0;
+        u->stats.gso_fallbacks++;
+        per_msg = 1;
+        continue;
+      }
       /* The datagram at |sent| failed. Report what went before; the core
        * offers the rest again and then learns of the error. */
       return sent > 0 ? (ssize_t)sent : UVQ_ERR_IO;
     }
-    sent += (size_t)rv;
+    for (i = 0; i < (size_t)rv; ++i) {
+      size_t len = u->iov[i].iov_len;
+      size_t nd = (len + seg - 1) / seg;
+      sent += nd;
+      u->stats.send_msgs++;
+      u->stats.datagrams_sent += nd;
+      u->stats.ecn_sent[b->ecn & 0x3] += nd;
+      if (nd > 1) {
+        u->stats.gso_msgs++;
+      }
+    }
   }
   return (ssize_t)sent;
 }

@@ -1,7 +1,9 @@
-/* UDP socket helpers for the libuv adapter: socket setup and batched
- * receive / send with recvmmsg / sendmmsg. No libuv and no core state here,
- * so the batching can be reasoned about (and later extended with GSO, GRO,
- * ECN and PKTINFO) on its own. */
+/* UDP socket datapath for the libuv adapter: socket setup, receive with
+ * recvmmsg + UDP_GRO, send with UDP_SEGMENT (GSO) and sendmmsg, ECN marks
+ * both ways (IP_TOS / IPV6_TCLASS), and the local address of each datagram
+ * on wildcard-bound sockets (IP_PKTINFO / IPV6_PKTINFO). No libuv calls and
+ * no core state here, so the batching can be reasoned about on its own. See
+ * docs/internals/uv-adapter.md. */
 #ifndef UVQ_UV_UDP_H
 #define UVQ_UV_UDP_H
 
@@ -10,54 +12,126 @@
 #include <sys/socket.h>
 
 #include "uvquic/uvquic.h"
+#include "uvquic/uvquic_uv.h"
 
-/* Datagrams read per recvmmsg call, and the size of each buffer. 2 KiB holds
- * any datagram we accept (max_udp_payload_size is at most 1500 on the wire
- * paths we use); a larger one is truncated by the kernel (MSG_TRUNC) and
- * dropped by us. */
-#define UVQ_UDP_RECV_BATCH 64
-#define UVQ_UDP_RECV_BUFLEN 2048
-/* Datagrams handed to one sendmmsg call. */
+/* Buffers per recvmmsg call and the size of each: 64 KiB holds a whole GRO
+ * super-buffer (the kernel never coalesces past 64 KiB), or one datagram of
+ * any size when GRO is off. A larger one is truncated (MSG_TRUNC) and
+ * dropped. Allocated once per socket and reused: 2 MiB. */
+#define UVQ_UDP_RECV_BATCH 32
+#define UVQ_UDP_RECV_BUFLEN 65536
+/* Segments per GSO message: the kernel's UDP_MAX_SEGMENTS is 64 on older
+ * kernels (128 since 5.x); 64 is safe everywhere. */
+#define UVQ_UDP_GSO_MAX_SEGMENTS 64
+/* Bytes per GSO message: the largest IPv4 UDP payload (65535 - 20 - 8). */
+#define UVQ_UDP_GSO_MAX_BYTES 65507
+/* Messages handed to one sendmmsg call (GSO messages or, without GSO, one
+ * per datagram). */
 #define UVQ_UDP_SEND_BATCH 64
+/* Control buffer of one message: UDP_SEGMENT / UDP_GRO, TOS / TCLASS, and
+ * PKTINFO (in6_pktinfo is the largest), each CMSG_SPACE-aligned. */
+#define UVQ_UDP_CMSG_SPACE 128
 
 /* Buffers reused by every receive; allocated once per socket. */
 typedef struct uvq_udp_rx {
   struct mmsghdr msgs[UVQ_UDP_RECV_BATCH];
   struct iovec iov[UVQ_UDP_RECV_BATCH];
   struct sockaddr_storage names[UVQ_UDP_RECV_BATCH];
+  /* Control buffers; uint64_t for cmsghdr alignment. */
+  uint64_t ctrl[UVQ_UDP_RECV_BATCH][UVQ_UDP_CMSG_SPACE / 8];
   uint8_t bufs[UVQ_UDP_RECV_BATCH][UVQ_UDP_RECV_BUFLEN];
 } uvq_udp_rx;
 
-/* Headers reused by every send. */
-typedef struct uvq_udp_tx {
+/* What one received buffer carries, decoded from its control messages. */
+typedef struct uvq_udp_meta {
+  /* ECN codepoint of the IP header (UVQ_ECN_*). */
+  uint8_t ecn;
+  /* GRO segment size, or 0 for a single datagram. */
+  size_t segment_size;
+  /* Nonzero when |local| holds the datagram's destination address (port
+   * included): PKTINFO on a wildcard-bound socket. */
+  int has_local;
+  uvq_addr local;
+} uvq_udp_meta;
+
+/* One socket and what the kernel lets us do with it. */
+typedef struct uvq_udp {
+  int fd;
+  int family;
+  /* Send with UDP_SEGMENT; cleared for good by a refusal (fallback). */
+  int gso;
+  /* The startup probe found UDP_SEGMENT supported. */
+  int gso_capable;
+  /* UDP_GRO is on: receives may carry a UDP_GRO cmsg. */
+  int gro;
+  /* Bound to the wildcard address: PKTINFO on receive and send. */
+  int pktinfo;
+  /* Test hook: the next GSO send fails with this errno without reaching
+   * the kernel (0 = off). */
+  int inject_gso_errno;
+  /* The bound address (the real port when 0 was asked). */
+  uvq_addr bound;
+  uvq_uv_stats stats;
   struct mmsghdr msgs[UVQ_UDP_SEND_BATCH];
   struct iovec iov[UVQ_UDP_SEND_BATCH];
-} uvq_udp_tx;
+} uvq_udp;
+
+/* Options for uvq_udp_open. */
+typedef struct uvq_udp_opts {
+  /* SO_RCVBUF / SO_SNDBUF to ask for (0 = the system default). */
+  int bufsize;
+  /* Nonzero: do not use GSO even if the kernel supports it. */
+  int no_gso;
+  /* Nonzero: do not enable GRO. */
+  int no_gro;
+  /* Where to warn once when the buffers are clamped (NULL: stderr). */
+  void (*log)(void *user_data, const char *line);
+  void *log_user_data;
+} uvq_udp_opts;
 
 /*
  * uvq_udp_open creates a non-blocking UDP socket bound to |addr| (IPv6 with
- * IPV6_V6ONLY), with its buffers raised to |bufsize| where the system allows
- * (best effort), and writes the bound address (the real port when 0 was
- * asked) to |bound|. Returns the fd, or -1 with errno set.
+ * IPV6_V6ONLY), sets its buffers (warning once through opts->log when the
+ * kernel clamps them), probes GSO (getsockopt UDP_SEGMENT) and enables GRO,
+ * ECN reception and — on a wildcard address — PKTINFO. Fills |u|. Returns 0,
+ * or -1 with errno set (socket or bind failed).
  */
-int uvq_udp_open(const struct sockaddr *addr, socklen_t addrlen, int bufsize,
-                 uvq_addr *bound);
+int uvq_udp_open(uvq_udp *u, const struct sockaddr *addr, socklen_t addrlen,
+                 const uvq_udp_opts *opts);
+
+/* uvq_udp_close closes the socket. */
+void uvq_udp_close(uvq_udp *u);
 
 /*
- * uvq_udp_recv reads up to UVQ_UDP_RECV_BATCH datagrams into |rx|. Returns
- * how many (0 when none is waiting), or -1 with errno set for another error.
- * Datagram i is rx->bufs[i], rx->msgs[i].msg_len bytes, from rx->names[i]
- * (rx->msgs[i].msg_hdr.msg_namelen bytes); a datagram truncated by the
- * kernel has MSG_TRUNC in rx->msgs[i].msg_hdr.msg_flags.
+ * uvq_udp_recv reads up to UVQ_UDP_RECV_BATCH buffers into |rx|. Returns how
+ * many (0 when none is waiting), or -1 with errno set for another error.
+ * Buffer i is rx->bufs[i], rx->msgs[i].msg_len bytes, from rx->names[i]
+ * (rx->msgs[i].msg_hdr.msg_namelen bytes); uvq_udp_meta_get decodes its
+ * control messages. A buffer truncated by the kernel has MSG_TRUNC in
+ * rx->msgs[i].msg_hdr.msg_flags.
  */
-int uvq_udp_recv(int fd, uvq_udp_rx *rx);
+int uvq_udp_recv(uvq_udp *u, uvq_udp_rx *rx);
+
+/* uvq_udp_meta_get decodes buffer |i| of the last uvq_udp_recv and counts
+ * it in u->stats. */
+void uvq_udp_meta_get(uvq_udp *u, uvq_udp_rx *rx, int i, uvq_udp_meta *m);
 
 /*
- * uvq_udp_send sends the datagrams of |b| with sendmmsg, one message per
- * datagram. Returns how many the kernel took (0 when the socket is full), or
- * a negative UVQ_ERR_IO when the first datagram fails with an error other
- * than EAGAIN (errno is left set).
+ * uvq_udp_send sends the datagrams of |b| — GSO messages of up to
+ * UVQ_UDP_GSO_MAX_SEGMENTS datagrams when the socket can, one message per
+ * datagram otherwise — with sendmsg / sendmmsg, ECN from b->ecn and, on a
+ * wildcard socket, the source address from b->path->local. Returns how many
+ * datagrams the kernel took (0 when the socket is full), or UVQ_ERR_IO when
+ * the first datagram fails with an error other than EAGAIN (errno is left
+ * set). A GSO refusal (EIO, EINVAL) turns GSO off for this socket, counts
+ * it in stats.gso_fallbacks and sends per datagram instead.
  */
-ssize_t uvq_udp_send(int fd, uvq_udp_tx *tx, const uvq_send_batch *b);
+ssize_t uvq_udp_send(uvq_udp *u, const uvq_send_batch *b);
+
+/*
+ * Test hook (not exported): the next GSO send of |uep| fails with |err| as
+ * if the kernel had refused it, without reaching the kernel.
+ */
+void uvq_uv_endpoint_inject_gso_errno(uvq_uv_endpoint *uep, int err);
 
 #endif
