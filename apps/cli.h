@@ -4,8 +4,10 @@
 #define UVQ_APPS_CLI_H
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +107,24 @@ static inline int cli_resolve(const char *host, const char *port, int passive,
   *sslen = res->ai_addrlen;
   freeaddrinfo(res);
   return 0;
+}
+
+/*
+ * cli_parse_ms parses a whole number of milliseconds in 1..60000 for
+ * option |opt| and returns it in nanoseconds; anything else exits 2.
+ */
+static inline uint64_t cli_parse_ms(const char *arg, const char *opt) {
+  char *end;
+  unsigned long v;
+
+  errno = 0;
+  v = strtoul(arg, &end, 10);
+  if (errno || *end || arg[0] == '-' || arg[0] == '\0' || v == 0 || v > 60000) {
+    fprintf(stderr, "%s: bad %s \"%s\" (milliseconds, 1..60000)\n",
+            program_invocation_short_name, opt, arg);
+    exit(CLI_EXIT_USAGE);
+  }
+  return (uint64_t)v * 1000000u;
 }
 
 /* cli_format_addr writes "1.2.3.4:443" or "[::1]:443" into |buf|. */

@@ -1,15 +1,24 @@
 /*
- * uvquic-client: downloads files over hq-interop.
+ * uvquic-client: downloads files over HTTP/3 (default) or hq-interop.
  *
- *   uvquic-client [-k|--insecure] [--ca FILE] [-o FILE | --output-dir DIR]
- *                 [--quiet] [--connections N] URL...
+ *   uvquic-client [--alpn h3|hq-interop] [-k|--insecure] [--ca FILE]
+ *                 [-o FILE | --output-dir DIR] [--quiet] [--connections N]
+ *                 [--initial-rtt MS] URL...
  *
  * URL is https://HOST[:PORT]/path. URLs to the same HOST:PORT share one
- * connection (one stream each); different hosts get their own connections
- * on the same client socket (one socket per address family). With
- * --connections N the whole set is fetched N times, one round after
- * another. Exit status: 0 if every download completed, 1 if one failed, 2
- * for bad arguments.
+ * connection and are requested concurrently (one stream each; requests
+ * beyond the server's stream limit wait for more credit); different hosts
+ * get their own connections on the same client socket (one socket per
+ * address family). With --connections N the whole set is fetched N times,
+ * one round after another, each round on new connections. --initial-rtt
+ * sets the RTT assumed before the first sample (default: the library's).
+ *
+ * Over HTTP/3 a URL succeeds when its response has status 200 and its body
+ * arrives completely; any other status fails that URL (its body is not
+ * written). When stderr is a terminal, a progress bar per running download
+ * is redrawn up to 10 times a second; a summary line ends every run;
+ * --quiet silences both. Exit status: 0 if every download completed, 1 if
+ * one failed, 2 for bad arguments.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,42 +29,89 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "uvquic/uvquic.h"
+#include "uvquic/uvquic_h3.h"
 #include "uvquic/uvquic_uv.h"
 
 #include "app/hq.h"
 #include "cli.h"
 
+/* Longest path we send; the hq limit, kept for both protocols. */
+#define MAX_PATH (UVQ_HQ_MAX_REQUEST - 6)
+/* Progress redraw period (ms) and the most bars drawn at once. */
+#define PROGRESS_MS 100
+#define PROGRESS_MAX_BARS 8
+
+typedef enum proto { PROTO_H3 = 0, PROTO_HQ } proto;
+
+typedef struct client client;
+typedef struct group group;
+
+typedef enum dl_state {
+  DL_PENDING = 0,
+  DL_ACTIVE,
+  DL_DONE,
+  DL_FAILED
+} dl_state;
+
+/* One URL's download in the current round. */
+typedef struct dl {
+  group *g;
+  size_t idx;
+  int sink_fd;
+  dl_state state;
+  uint64_t bytes;
+  /* content-length, or -1 when unknown (always for hq). */
+  int64_t total;
+  unsigned int status;
+  /* h3: the outcome of on_complete; sink_errno if writing failed. */
+  int error;
+  uint64_t app_error;
+  int sink_errno;
+  /* Progress: when it started and the smoothed rate. */
+  uint64_t start;
+  uint64_t last_t;
+  uint64_t last_bytes;
+  double rate;
+} dl;
+
 typedef struct url {
   const char *text;
   char host[256];
   char port[16];
+  char authority[280];
   const char *path;
   size_t group;
+  dl d;
 } url;
 
-typedef struct client client;
-
-typedef struct group {
+struct group {
   client *c;
   char host[256];
   char port[16];
   struct sockaddr_storage addr;
   size_t *urls;
   size_t nurls;
+  /* hq-interop */
   uvq_hq_request *reqs;
   uvq_hq_client *cli;
+  /* HTTP/3 */
+  uvq_h3_conn *h3;
+  size_t h3_left;
   /* How the last connection ended, when it failed. */
   char close_err[384];
-} group;
+};
 
 struct client {
   uv_loop_t *loop;
   uvq_tls_ctx *tls;
+  uvq_settings settings;
   uvq_uv_endpoint *ep4, *ep6;
+  proto proto;
   url *urls;
   size_t nurls;
   group *groups;
@@ -68,6 +124,10 @@ struct client {
   uv_timer_t next;
   uint64_t start, end;
   uint64_t files, bytes, failures;
+  /* Progress bars (stderr is a terminal and not --quiet). */
+  int progress;
+  uv_timer_t tick;
+  int drawn;
 };
 
 static void fail_usage(const char *fmt, const char *arg) {
@@ -78,8 +138,9 @@ static void fail_usage(const char *fmt, const char *arg) {
 }
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: uvquic-client [-k|--insecure] [--ca FILE] "
-             "[-o FILE | --output-dir DIR] [--quiet] [--connections N] "
+  fprintf(f, "usage: uvquic-client [--alpn h3|hq-interop] [-k|--insecure] "
+             "[--ca FILE] [-o FILE | --output-dir DIR] [--quiet] "
+             "[--connections N] [--initial-rtt MS] "
              "https://HOST:PORT/path...\n");
 }
 
@@ -114,9 +175,10 @@ static int parse_url(url *u, const char *text, char *err, size_t errlen) {
     snprintf(err, errlen, "bad URL \"%s\": port 0", text);
     return -1;
   }
+  /* :authority is the URL's own HOST[:PORT] text. */
+  snprintf(u->authority, sizeof(u->authority), "%s", hostport);
   u->path = slash ? slash : "/";
-  if (strpbrk(u->path, "\r\n") != NULL ||
-      strlen(u->path) + 6 > UVQ_HQ_MAX_REQUEST) {
+  if (strpbrk(u->path, "\r\n") != NULL || strlen(u->path) > MAX_PATH) {
     snprintf(err, errlen, "bad URL \"%s\": bad path", text);
     return -1;
   }
@@ -129,8 +191,157 @@ static const char *base_name(const char *path) {
   return *b ? b : "index.html";
 }
 
-static void describe_failure(const group *g, const uvq_hq_request *req,
-                             char *buf, size_t buflen) {
+/* ------------------------------------------------------------------------ */
+/* Progress                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void human_bytes(char *buf, size_t len, double v) {
+  static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  size_t u = 0;
+
+  while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+    v /= 1024;
+    ++u;
+  }
+  if (u == 0) {
+    snprintf(buf, len, "%.0f %s", v, units[u]);
+  } else {
+    snprintf(buf, len, "%.1f %s", v, units[u]);
+  }
+}
+
+static void human_eta(char *buf, size_t len, double secs) {
+  unsigned long s;
+
+  if (!(secs >= 0) || secs > 359999) {
+    snprintf(buf, len, "--:--");
+    return;
+  }
+  s = (unsigned long)(secs + 0.5);
+  if (s >= 3600) {
+    snprintf(buf, len, "%lu:%02lu:%02lu", s / 3600, s / 60 % 60, s % 60);
+  } else {
+    snprintf(buf, len, "%02lu:%02lu", s / 60, s % 60);
+  }
+}
+
+/* Erases the bars drawn last (the cursor is below them). */
+static void progress_clear(client *c) {
+  if (c->drawn > 0) {
+    fprintf(stderr, "\033[%dA\033[J", c->drawn);
+    c->drawn = 0;
+    fflush(stderr);
+  }
+}
+
+/* The hq client keeps its counters in its request array. */
+static void dl_sync(group *g, size_t i) {
+  client *c = g->c;
+  dl *d = &c->urls[g->urls[i]].d;
+
+  if (c->proto == PROTO_HQ && g->reqs != NULL) {
+    const uvq_hq_request *req = &g->reqs[i];
+    d->bytes = req->bytes;
+    if (req->state == UVQ_HQ_ACTIVE && d->state == DL_PENDING) {
+      d->state = DL_ACTIVE;
+      d->start = d->last_t = uv_hrtime();
+    }
+  }
+}
+
+static void progress_line(client *c, dl *d, uint64_t now, int cols) {
+  const char *name = base_name(c->urls[d->idx].path);
+  char line[512], got[32], tot[32], rate[32], eta[32], bar[128];
+  double dt = (double)(now - d->last_t) / 1e9;
+  int barw, fill, n;
+
+  if (dt >= 0.05) {
+    double inst = (double)(d->bytes - d->last_bytes) / dt;
+    /* Smooth over about a second so the figures do not flicker. */
+    d->rate =
+        d->last_bytes == 0 && d->rate == 0 ? inst : 0.7 * d->rate + 0.3 * inst;
+    d->last_bytes = d->bytes;
+    d->last_t = now;
+  }
+  human_bytes(got, sizeof(got), (double)d->bytes);
+  human_bytes(rate, sizeof(rate), d->rate);
+  barw = cols - 72;
+  if (barw > 40) {
+    barw = 40;
+  }
+  if (barw < 0) {
+    barw = 0;
+  }
+  if (d->total >= 0) {
+    double frac = d->total ? (double)d->bytes / (double)d->total : 1.0;
+    fill = (int)(frac * barw);
+    if (fill > barw) {
+      fill = barw;
+    }
+    human_bytes(tot, sizeof(tot), (double)d->total);
+    human_eta(eta, sizeof(eta),
+              d->rate > 0 ? (double)((uint64_t)d->total - d->bytes) / d->rate
+                          : -1);
+  } else {
+    fill = 0;
+    snprintf(tot, sizeof(tot), "?");
+    snprintf(eta, sizeof(eta), "--:--");
+  }
+  memset(bar, '#', (size_t)fill);
+  memset(bar + fill, '-', (size_t)(barw - fill));
+  bar[barw] = '\0';
+  n = snprintf(line, sizeof(line), "%-20.20s %s%s%s %10s / %-10s %10s/s ETA %s",
+               name, barw ? "[" : "", bar, barw ? "]" : "", got, tot, rate,
+               eta);
+  /* Never wrap: the redraw counts lines. */
+  if (n >= cols) {
+    line[cols > 1 ? cols - 1 : 0] = '\0';
+  }
+  fprintf(stderr, "%s\n", line);
+}
+
+static void progress_draw(client *c) {
+  uint64_t now = uv_hrtime();
+  struct winsize ws;
+  size_t gi, i, shown = 0, more = 0;
+  int cols = 80;
+
+  if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) {
+    cols = ws.ws_col;
+  }
+  progress_clear(c);
+  for (gi = 0; gi < c->ngroups; ++gi) {
+    group *g = &c->groups[gi];
+    for (i = 0; i < g->nurls; ++i) {
+      dl *d = &c->urls[g->urls[i]].d;
+      dl_sync(g, i);
+      if (d->state != DL_ACTIVE) {
+        continue;
+      }
+      if (shown < PROGRESS_MAX_BARS) {
+        progress_line(c, d, now, cols);
+        ++shown;
+        ++c->drawn;
+      } else {
+        ++more;
+      }
+    }
+  }
+  if (more) {
+    fprintf(stderr, "... and %zu more downloads running\n", more);
+    ++c->drawn;
+  }
+  fflush(stderr);
+}
+
+static void on_tick(uv_timer_t *t) { progress_draw(t->data); }
+
+/* ------------------------------------------------------------------------ */
+/* Outcomes                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void describe_hq_failure(const group *g, const uvq_hq_request *req,
+                                char *buf, size_t buflen) {
   if (req->reset) {
     const char *name = uvq_hq_strerror(req->reset_code);
     snprintf(buf, buflen, "stream reset by server: %s (0x%" PRIx64 ")",
@@ -144,13 +355,36 @@ static void describe_failure(const group *g, const uvq_hq_request *req,
   }
 }
 
+static void describe_h3_failure(const group *g, const dl *d, char *buf,
+                                size_t buflen) {
+  if (d->sink_errno) {
+    snprintf(buf, buflen, "writing the output failed: %s",
+             strerror(d->sink_errno));
+  } else if (d->error == 0 && d->status != 200) {
+    snprintf(buf, buflen, "HTTP status %u", d->status);
+  } else if (d->error == 0) {
+    snprintf(buf, buflen, "body of %" PRIu64 " bytes, content-length %" PRId64,
+             d->bytes, d->total);
+  } else if (d->error == UVQ_H3_ERR_RESET) {
+    snprintf(buf, buflen, "stream reset by server: H3 code 0x%" PRIx64,
+             d->app_error);
+  } else if (d->error == UVQ_H3_ERR_CONN_CLOSED && g->close_err[0]) {
+    snprintf(buf, buflen, "%s", g->close_err);
+  } else {
+    snprintf(buf, buflen, "%s (code 0x%" PRIx64 ")", uvq_h3_strerror(d->error),
+             d->app_error);
+  }
+}
+
 static void close_sinks(group *g) {
+  client *c = g->c;
   size_t i;
 
   for (i = 0; i < g->nurls; ++i) {
-    if (g->reqs[i].sink_fd >= 0) {
-      close(g->reqs[i].sink_fd);
-      g->reqs[i].sink_fd = -1;
+    dl *d = &c->urls[g->urls[i]].d;
+    if (d->sink_fd >= 0) {
+      close(d->sink_fd);
+      d->sink_fd = -1;
     }
   }
 }
@@ -162,16 +396,31 @@ static void group_finish(client *c, group *g) {
   size_t i;
 
   for (i = 0; i < g->nurls; ++i) {
-    uvq_hq_request *req = &g->reqs[i];
-    if (req->state == UVQ_HQ_DONE) {
+    dl *d = &c->urls[g->urls[i]].d;
+    int ok;
+
+    if (c->proto == PROTO_HQ) {
+      uvq_hq_request *req = &g->reqs[i];
+      d->bytes = req->bytes;
+      ok = req->state == UVQ_HQ_DONE;
+      if (!ok) {
+        describe_hq_failure(g, req, why, sizeof(why));
+      }
+    } else {
+      ok = d->state == DL_DONE;
+      if (!ok) {
+        describe_h3_failure(g, d, why, sizeof(why));
+      }
+    }
+    c->bytes += d->bytes;
+    if (ok) {
       ++c->files;
-      c->bytes += req->bytes;
     } else {
       ++c->failures;
-      c->bytes += req->bytes;
-      describe_failure(g, req, why, sizeof(why));
+      progress_clear(c);
       fprintf(stderr, "uvquic-client: %s: %s\n", c->urls[g->urls[i]].text, why);
     }
+    d->state = ok ? DL_DONE : DL_FAILED;
   }
   close_sinks(g);
   if (--c->active == 0) {
@@ -179,10 +428,7 @@ static void group_finish(client *c, group *g) {
   }
 }
 
-static void on_hq_done(uvq_hq_client *cli, const uvq_close_info *ci,
-                       void *user_data) {
-  group *g = user_data;
-
+static void record_close(group *g, const uvq_close_info *ci) {
   g->close_err[0] = '\0';
   if (ci->error != 0) {
     snprintf(g->close_err, sizeof(g->close_err),
@@ -195,12 +441,161 @@ static void on_hq_done(uvq_hq_client *cli, const uvq_close_info *ci,
              ci->reasonlen ? (const char *)ci->reason : "",
              ci->reasonlen ? "\"" : "");
   }
-  uvq_hq_client_del(cli);
-  g->cli = NULL;
 }
 
-static void group_done_cb(uvq_hq_client *cli, const uvq_close_info *ci,
-                          void *user_data);
+/* ------------------------------------------------------------------------ */
+/* hq-interop                                                               */
+/* ------------------------------------------------------------------------ */
+
+static void hq_done_cb(uvq_hq_client *cli, const uvq_close_info *ci,
+                       void *user_data) {
+  group *g = user_data;
+
+  record_close(g, ci);
+  uvq_hq_client_del(cli);
+  g->cli = NULL;
+  group_finish(g->c, g);
+}
+
+/* ------------------------------------------------------------------------ */
+/* HTTP/3                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static void h3_on_response(uvq_h3_stream *st, unsigned int status,
+                           const uvq_h3_header *headers, size_t nheaders,
+                           void *user_data) {
+  dl *d = user_data;
+  size_t i;
+
+  (void)st;
+  d->status = status;
+  d->state = DL_ACTIVE;
+  d->start = d->last_t = uv_hrtime();
+  for (i = 0; i < nheaders; ++i) {
+    const uvq_h3_header *h = &headers[i];
+    if (h->namelen == 14 && memcmp(h->name, "content-length", 14) == 0 &&
+        h->valuelen > 0 && h->valuelen < 20) {
+      char v[24], *end;
+      unsigned long long n;
+      memcpy(v, h->value, h->valuelen);
+      v[h->valuelen] = '\0';
+      errno = 0;
+      n = strtoull(v, &end, 10);
+      if (errno == 0 && *end == '\0' && v[0] != '-' && n <= INT64_MAX) {
+        d->total = (int64_t)n;
+      }
+    }
+  }
+}
+
+static void h3_on_data(uvq_h3_stream *st, const uint8_t *data, size_t len,
+                       void *user_data) {
+  dl *d = user_data;
+
+  /* Only a 200's body is the download; an error page is not counted. */
+  if (d->status != 200 || d->sink_errno) {
+    return;
+  }
+  d->bytes += len;
+  if (d->sink_fd < 0) {
+    return;
+  }
+  while (len > 0) {
+    ssize_t n = write(d->sink_fd, data, len);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      d->sink_errno = errno;
+      (void)uvq_h3_cancel(st);
+      return;
+    }
+    data += n;
+    len -= (size_t)n;
+  }
+}
+
+static void h3_on_complete(uvq_h3_stream *st, int error, uint64_t app_error,
+                           void *user_data) {
+  dl *d = user_data;
+  group *g = d->g;
+
+  (void)st;
+  d->error = error;
+  d->app_error = app_error;
+  d->state = error == 0 && d->status == 200 && !d->sink_errno &&
+                     (d->total < 0 || (uint64_t)d->total == d->bytes)
+                 ? DL_DONE
+                 : DL_FAILED;
+  if (--g->h3_left == 0 && g->h3 != NULL) {
+    /* GOAWAY, then a clean close once nothing is in flight. */
+    (void)uvq_h3_shutdown(g->h3);
+  }
+}
+
+static void h3_on_closed(uvq_h3_conn *h3, const uvq_close_info *ci,
+                         void *user_data) {
+  group *g = user_data;
+
+  record_close(g, ci);
+  uvq_h3_client_del(h3);
+  g->h3 = NULL;
+  group_finish(g->c, g);
+}
+
+/* Submits every URL of |g| on its new connection. Returns 0, or an error
+ * if the connection could not be started at all. */
+static int h3_start(client *c, group *g, uvq_uv_endpoint *ep) {
+  uvq_h3_client_config cfg;
+  size_t i;
+  int rv;
+
+  uvq_h3_client_config_default(&cfg);
+  cfg.user_data = g;
+  cfg.on_closed = h3_on_closed;
+  rv = uvq_h3_client_new(&g->h3, &cfg);
+  if (rv != 0) {
+    g->h3 = NULL;
+    return rv;
+  }
+  rv = uvq_connect(ep, (struct sockaddr *)&g->addr, g->host, uvq_h3_callbacks(),
+                   g->h3, NULL);
+  if (rv != 0) {
+    uvq_h3_client_del(g->h3);
+    g->h3 = NULL;
+    return rv;
+  }
+  g->h3_left = g->nurls;
+  for (i = 0; i < g->nurls; ++i) {
+    url *u = &c->urls[g->urls[i]];
+    uvq_h3_request req;
+
+    uvq_h3_request_init(&req);
+    req.method = "GET";
+    req.scheme = "https";
+    req.authority = u->authority;
+    req.path = u->path;
+    req.cb.on_response = h3_on_response;
+    req.cb.on_data = h3_on_data;
+    req.cb.on_complete = h3_on_complete;
+    req.user_data = &u->d;
+    rv = uvq_h3_submit(g->h3, &req, NULL);
+    if (rv != 0) {
+      /* on_complete will not fire for it. */
+      u->d.error = rv;
+      u->d.state = DL_FAILED;
+      --g->h3_left;
+    }
+  }
+  if (g->h3_left == 0) {
+    (void)uvq_h3_shutdown(g->h3);
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Rounds                                                                   */
+/* ------------------------------------------------------------------------ */
 
 static int open_sink(client *c, const char *path) {
   char full[4096];
@@ -216,6 +611,7 @@ static int open_sink(client *c, const char *path) {
   }
   fd = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
+    progress_clear(c);
     fprintf(stderr, "uvquic-client: cannot open output %s: %s\n", target,
             strerror(errno));
     exit(CLI_EXIT_USAGE);
@@ -228,7 +624,8 @@ static uvq_uv_endpoint *endpoint_for(client *c, int family, int *prv) {
 
   *prv = 0;
   if (*pep == NULL) {
-    *prv = uvq_uv_client_new(pep, c->loop, family, NULL, NULL, c->tls, c);
+    *prv =
+        uvq_uv_client_new(pep, c->loop, family, NULL, &c->settings, c->tls, c);
     if (*prv != 0) {
       *pep = NULL;
     }
@@ -247,40 +644,49 @@ static void start_round(client *c) {
 
     g->close_err[0] = '\0';
     for (i = 0; i < g->nurls; ++i) {
-      memset(&g->reqs[i], 0, sizeof(g->reqs[i]));
-      g->reqs[i].path = c->urls[g->urls[i]].path;
-      g->reqs[i].sink_fd = open_sink(c, g->reqs[i].path);
+      url *u = &c->urls[g->urls[i]];
+      memset(&u->d, 0, sizeof(u->d));
+      u->d.g = g;
+      u->d.idx = g->urls[i];
+      u->d.total = -1;
+      u->d.sink_fd = open_sink(c, u->path);
+      if (c->proto == PROTO_HQ) {
+        memset(&g->reqs[i], 0, sizeof(g->reqs[i]));
+        g->reqs[i].path = u->path;
+        g->reqs[i].sink_fd = u->d.sink_fd;
+      }
     }
-    rv = uvq_hq_client_new(&g->cli, g->reqs, g->nurls, NULL, group_done_cb, g);
-    if (rv == 0) {
-      ep = endpoint_for(c, g->addr.ss_family, &rv);
-      if (ep != NULL) {
+    ep = endpoint_for(c, g->addr.ss_family, &rv);
+    if (ep != NULL && c->proto == PROTO_H3) {
+      rv = h3_start(c, g, ep);
+    } else if (ep != NULL) {
+      rv = uvq_hq_client_new(&g->cli, g->reqs, g->nurls, NULL, hq_done_cb, g);
+      if (rv == 0) {
         rv = uvq_connect(ep, (struct sockaddr *)&g->addr, g->host,
                          uvq_hq_client_callbacks(), g->cli, NULL);
-      }
-      if (rv != 0) {
-        uvq_hq_client_del(g->cli);
-        g->cli = NULL;
+        if (rv != 0) {
+          uvq_hq_client_del(g->cli);
+          g->cli = NULL;
+        }
       }
     }
     if (rv != 0) {
       for (i = 0; i < g->nurls; ++i) {
-        g->reqs[i].state = UVQ_HQ_FAILED;
-        g->reqs[i].error = rv;
+        dl *d = &c->urls[g->urls[i]].d;
+        if (c->proto == PROTO_HQ) {
+          g->reqs[i].state = UVQ_HQ_FAILED;
+          g->reqs[i].error = rv;
+        } else {
+          d->state = DL_FAILED;
+          d->error = UVQ_H3_ERR_CONN_CLOSED;
+        }
       }
-      snprintf(g->close_err, sizeof(g->close_err), "cannot connect to %s:%s",
-               g->host, g->port);
+      snprintf(g->close_err, sizeof(g->close_err),
+               "cannot connect to %s:%s: %s", g->host, g->port,
+               uvq_strerror(rv));
       group_finish(c, g);
     }
   }
-}
-
-static void group_done_cb(uvq_hq_client *cli, const uvq_close_info *ci,
-                          void *user_data) {
-  group *g = user_data;
-
-  on_hq_done(cli, ci, g);
-  group_finish(g->c, g);
 }
 
 static void on_endpoint_closed(uvq_uv_endpoint *uep, void *user_data) {
@@ -297,6 +703,10 @@ static void on_next(uv_timer_t *t) {
   }
   c->end = uv_hrtime();
   uv_close((uv_handle_t *)&c->next, NULL);
+  if (c->progress) {
+    progress_clear(c);
+    uv_close((uv_handle_t *)&c->tick, NULL);
+  }
   if (c->ep4) {
     uvq_uv_endpoint_close(c->ep4, on_endpoint_closed);
   }
@@ -318,9 +728,12 @@ int main(int argc, char **argv) {
       {"output-dir", required_argument, NULL, 'd'},
       {"quiet", no_argument, NULL, 'q'},
       {"connections", required_argument, NULL, 'n'},
+      {"alpn", required_argument, NULL, 'a'},
+      {"initial-rtt", required_argument, NULL, 'I'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
-  static const char *const alpn[] = {UVQ_HQ_ALPN};
+  static const char *const alpn_h3[] = {UVQ_H3_ALPN};
+  static const char *const alpn_hq[] = {UVQ_HQ_ALPN};
   char err[1024];
   uvq_tls_config tcfg;
   const char *ca = NULL;
@@ -330,6 +743,7 @@ int main(int argc, char **argv) {
   double secs;
 
   memset(&c, 0, sizeof(c));
+  uvq_settings_default(&c.settings);
   c.rounds = 1;
   opterr = 0;
   while ((ch = getopt_long(argc, argv, ":kho:q", opts, NULL)) != -1) {
@@ -348,6 +762,18 @@ int main(int argc, char **argv) {
       break;
     case 'q':
       c.quiet = 1;
+      break;
+    case 'I':
+      c.settings.initial_rtt = cli_parse_ms(optarg, "--initial-rtt");
+      break;
+    case 'a':
+      if (strcmp(optarg, UVQ_H3_ALPN) == 0) {
+        c.proto = PROTO_H3;
+      } else if (strcmp(optarg, UVQ_HQ_ALPN) == 0) {
+        c.proto = PROTO_HQ;
+      } else {
+        fail_usage("bad --alpn \"%s\" (h3 or hq-interop)", optarg);
+      }
       break;
     case 'n': {
       char *end;
@@ -429,8 +855,8 @@ int main(int argc, char **argv) {
     group *g = &c.groups[j];
     g->c = &c;
     g->urls = calloc(g->nurls, sizeof(*g->urls));
-    g->reqs = calloc(g->nurls, sizeof(*g->reqs));
-    if (g->urls == NULL || g->reqs == NULL) {
+    g->reqs = c.proto == PROTO_HQ ? calloc(g->nurls, sizeof(*g->reqs)) : NULL;
+    if (g->urls == NULL || (c.proto == PROTO_HQ && g->reqs == NULL)) {
       fail_usage("%s", "out of memory");
     }
     g->nurls = 0;
@@ -443,7 +869,7 @@ int main(int argc, char **argv) {
   uvq_tls_config_default(&tcfg);
   tcfg.ca_file = ca;
   tcfg.insecure = insecure;
-  tcfg.alpn = alpn;
+  tcfg.alpn = c.proto == PROTO_H3 ? alpn_h3 : alpn_hq;
   tcfg.alpnlen = 1;
   err[0] = '\0';
   rv = uvq_tls_ctx_new(&c.tls, 0, &tcfg, NULL, err, sizeof(err));
@@ -458,6 +884,12 @@ int main(int argc, char **argv) {
   c.loop = uv_default_loop();
   uv_timer_init(c.loop, &c.next);
   c.next.data = &c;
+  c.progress = !c.quiet && isatty(STDERR_FILENO);
+  if (c.progress) {
+    uv_timer_init(c.loop, &c.tick);
+    c.tick.data = &c;
+    uv_timer_start(&c.tick, on_tick, PROGRESS_MS, PROGRESS_MS);
+  }
   c.start = uv_hrtime();
   start_round(&c);
   uv_run(c.loop, UV_RUN_DEFAULT);

@@ -1,12 +1,21 @@
 /*
- * uvquic-server: serves a directory over hq-interop.
+ * uvquic-server: serves a directory over HTTP/3 and hq-interop at once (the
+ * application is picked by the ALPN the client negotiates).
  *
  *   uvquic-server [--listen HOST:PORT] [--root DIR] [--cert FILE --key FILE]
- *                 [--retry] [--quiet] [--write-cert FILE]
+ *                 [--retry] [--quiet] [--write-cert FILE] [--initial-rtt MS]
  *
- * Prints "listening on HOST:PORT" once bound; SIGINT / SIGTERM close every
- * connection gracefully, print the endpoint's counters (unless --quiet) and
- * exit 0. Bad arguments exit 2 with a one-line message.
+ * HTTP/3: GET and HEAD of regular files beneath the root (content-length
+ * set, the body streamed from the file as the stream has room), 404 for a
+ * missing file, 403 for a path that leaves the root or names a directory,
+ * 405 for other methods. hq-interop: GET, refusals as stream resets.
+ *
+ * Prints "listening on HOST:PORT" once bound, then one access-log line per
+ * request (unless --quiet):
+ *   PEER PROTO METHOD PATH STATUS BYTES DURATIONs [aborted]
+ * SIGINT / SIGTERM close every connection gracefully, print the endpoint's
+ * counters (unless --quiet) and exit 0. Bad arguments exit 2 with a
+ * one-line message.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +30,9 @@
 #include "uvquic/uvquic.h"
 #include "uvquic/uvquic_uv.h"
 
+#include "uvquic/uvquic_h3.h"
+
+#include "app/fileserve.h"
 #include "app/hq.h"
 #include "cli.h"
 #include "core/tls.h"
@@ -29,15 +41,285 @@ typedef struct server {
   uv_loop_t *loop;
   uvq_listener *listener;
   uvq_hq_server *hq;
+  uvq_h3_server *h3;
+  /* The HTTP/3 side's view of the root (hq has its own, same jail). */
+  uvq_fileserve fs;
   uv_signal_t sigint, sigterm;
   int quiet;
   int closing;
 } server;
 
+/* One request, from its header section to the end of the exchange. */
+typedef struct request {
+  server *s;
+  int fd;
+  uint64_t off;
+  uint64_t size;
+  uint64_t start;
+  uint64_t bytes;
+  unsigned int status;
+  int head;
+  char peer[64];
+  char method[24];
+  /* The path as logged (escaped); the file path is taken from it. */
+  char path[512];
+} request;
+
+/* Copies |len| bytes of |src| into |dst| for the log: non-printable bytes
+ * and spaces become %XX, and an over-long value ends in "...". */
+static void log_escape(char *dst, size_t dstlen, const char *src, size_t len) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t o = 0, i;
+
+  for (i = 0; i < len; ++i) {
+    unsigned char ch = (unsigned char)src[i];
+    if (o + 7 >= dstlen) {
+      memcpy(dst + o, "...", 3);
+      o += 3;
+      break;
+    }
+    if (ch <= 0x20 || ch >= 0x7f || ch == '%') {
+      dst[o++] = '%';
+      dst[o++] = hex[ch >> 4];
+      dst[o++] = hex[ch & 0xf];
+    } else {
+      dst[o++] = (char)ch;
+    }
+  }
+  dst[o] = '\0';
+}
+
+static void peer_of(uvq_conn *conn, char *buf, size_t buflen) {
+  uvq_conn_info info;
+
+  uvq_conn_get_info(conn, &info);
+  if (info.path != NULL) {
+    cli_format_addr((const struct sockaddr *)&info.path->remote.ss, buf,
+                    buflen);
+  } else {
+    snprintf(buf, buflen, "-");
+  }
+}
+
+/* |outcome| is NULL for a complete exchange, else why it ended early. */
+static void access_log(server *s, const char *peer, const char *proto,
+                       const char *method, const char *path,
+                       unsigned int status, uint64_t bytes, uint64_t start,
+                       const char *outcome) {
+  char st[16];
+
+  if (s->quiet) {
+    return;
+  }
+  if (status) {
+    snprintf(st, sizeof(st), "%u", status);
+  } else {
+    snprintf(st, sizeof(st), "-");
+  }
+  printf("%s %s %s %s %s %" PRIu64 " %.3fs%s%s\n", peer, proto, method,
+         *path ? path : "-", st, bytes, (double)(uv_hrtime() - start) / 1e9,
+         outcome ? " aborted: " : "", outcome ? outcome : "");
+}
+
+/* ---- hq-interop access log ---------------------------------------------- */
+
+typedef struct hq_log {
+  uint64_t start;
+  char peer[64];
+} hq_log;
+
+static void *hq_log_start(uvq_conn *conn, int64_t stream_id, void *user_data) {
+  hq_log *l = malloc(sizeof(*l));
+
+  (void)stream_id;
+  (void)user_data;
+  if (l != NULL) {
+    l->start = uv_hrtime();
+    peer_of(conn, l->peer, sizeof(l->peer));
+  }
+  return l;
+}
+
+static void hq_log_end(const uvq_hq_log_entry *e, void *log, void *user_data) {
+  server *s = user_data;
+  hq_log *l = log;
+  char path[512];
+
+  if (l == NULL) {
+    return;
+  }
+  log_escape(path, sizeof(path), e->path, strlen(e->path));
+  access_log(s, l->peer, "hq", "GET", path, e->status, e->bytes, l->start,
+             e->complete || (e->status != 0 && e->status != 200)
+                 ? NULL
+                 : "stream or connection closed first");
+  free(l);
+}
+
+/* ---- HTTP/3 ------------------------------------------------------------- */
+
+static ssize_t file_read(uvq_h3_stream *st, uint8_t *buf, size_t len, int *peof,
+                         void *user_data) {
+  request *r = user_data;
+  uint64_t left = r->size - r->off;
+  ssize_t n;
+
+  (void)st;
+  if (left < len) {
+    len = (size_t)left;
+  }
+  do {
+    n = len ? pread(r->fd, buf, len, (off_t)r->off) : 0;
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    /* Not UVQ_H3_READ_WOULDBLOCK: the stream is reset. */
+    return -2;
+  }
+  r->off += (uint64_t)n;
+  r->bytes += (uint64_t)n;
+  /* A file that shrank ends early: the client sees a short body. */
+  if (r->off == r->size || n == 0) {
+    *peof = 1;
+  }
+  return n;
+}
+
+static int respond_text(uvq_h3_stream *st, unsigned int status,
+                        const char *text, int allow) {
+  uvq_h3_header hdrs[3];
+  uvq_h3_response resp;
+  char clen[24];
+  size_t n = 0;
+
+  snprintf(clen, sizeof(clen), "%zu", strlen(text));
+  hdrs[n++] = (uvq_h3_header){"content-type", 12, "text/plain", 10};
+  hdrs[n++] = (uvq_h3_header){"content-length", 14, clen, strlen(clen)};
+  if (allow) {
+    hdrs[n++] = (uvq_h3_header){"allow", 5, "GET, HEAD", 9};
+  }
+  memset(&resp, 0, sizeof(resp));
+  resp.status = status;
+  resp.headers = hdrs;
+  resp.nheaders = n;
+  resp.body.type = UVQ_H3_BODY_BUFFER;
+  resp.body.data = (const uint8_t *)text;
+  resp.body.len = strlen(text);
+  resp.body.copy = 1;
+  if (uvq_h3_stream_get_user_data(st) != NULL) {
+    ((request *)uvq_h3_stream_get_user_data(st))->bytes = strlen(text);
+  }
+  return uvq_h3_respond(st, &resp);
+}
+
+static int h3_on_request(uvq_h3_stream *st, const uvq_h3_request_info *req,
+                         void *user_data) {
+  server *s = user_data;
+  uvq_h3_header hdrs[2];
+  uvq_h3_response resp;
+  char path[4096], clen[24];
+  request *r;
+  size_t plen;
+  uvq_fs_status fst;
+  int fd;
+
+  r = calloc(1, sizeof(*r));
+  if (r == NULL) {
+    return -1;
+  }
+  r->s = s;
+  r->fd = -1;
+  r->start = uv_hrtime();
+  uvq_h3_stream_set_user_data(st, r);
+  peer_of(uvq_h3_conn_get_conn(uvq_h3_stream_get_conn(st)), r->peer,
+          sizeof(r->peer));
+  log_escape(r->method, sizeof(r->method), req->method, req->methodlen);
+  log_escape(r->path, sizeof(r->path), req->path, req->pathlen);
+
+  r->head = req->methodlen == 4 && memcmp(req->method, "HEAD", 4) == 0;
+  if (!r->head &&
+      !(req->methodlen == 3 && memcmp(req->method, "GET", 3) == 0)) {
+    r->status = 405;
+    return respond_text(st, 405, "method not allowed\n", 1);
+  }
+  /* The file path: the request path without its query or fragment. */
+  plen = req->pathlen;
+  {
+    const char *q = memchr(req->path, '?', plen);
+    const char *h = memchr(req->path, '#', plen);
+    if (q != NULL) {
+      plen = (size_t)(q - req->path);
+    }
+    if (h != NULL && (size_t)(h - req->path) < plen) {
+      plen = (size_t)(h - req->path);
+    }
+  }
+  if (plen >= sizeof(path) || memchr(req->path, '\0', plen) != NULL) {
+    r->status = 400;
+    return respond_text(st, 400, "bad request\n", 0);
+  }
+  memcpy(path, req->path, plen);
+  path[plen] = '\0';
+  fst = uvq_fileserve_open(&s->fs, path, &fd, &r->size);
+  switch (fst) {
+  case UVQ_FS_OK:
+    break;
+  case UVQ_FS_NOT_FOUND:
+    r->status = 404;
+    return respond_text(st, 404, "not found\n", 0);
+  case UVQ_FS_FORBIDDEN:
+    r->status = 403;
+    return respond_text(st, 403, "forbidden\n", 0);
+  default:
+    r->status = 500;
+    return respond_text(st, 500, "internal server error\n", 0);
+  }
+  r->fd = fd;
+  r->status = 200;
+  snprintf(clen, sizeof(clen), "%" PRIu64, r->size);
+  hdrs[0] = (uvq_h3_header){"content-type", 12, "application/octet-stream", 24};
+  hdrs[1] = (uvq_h3_header){"content-length", 14, clen, strlen(clen)};
+  memset(&resp, 0, sizeof(resp));
+  resp.status = 200;
+  resp.headers = hdrs;
+  resp.nheaders = 2;
+  if (r->head) {
+    resp.body.type = UVQ_H3_BODY_NONE;
+  } else {
+    resp.body.type = UVQ_H3_BODY_PROVIDER;
+    resp.body.read = file_read;
+    resp.body.read_user_data = r;
+  }
+  return uvq_h3_respond(st, &resp);
+}
+
+static void h3_on_stream_close(uvq_h3_stream *st, int error, uint64_t app_error,
+                               void *user_data) {
+  request *r = uvq_h3_stream_get_user_data(st);
+
+  (void)user_data;
+  if (r == NULL) {
+    return;
+  }
+  /* A client that closes the connection as soon as it has the body (as
+   * gtlsclient does) ends the exchange before our last bytes are ACKed:
+   * everything was sent, only the acknowledgement is missing. */
+  access_log(
+      r->s, r->peer, "h3", r->method, r->path, r->status, r->bytes, r->start,
+      error == 0 ? NULL
+      : error == UVQ_H3_ERR_CONN_CLOSED && app_error == UVQ_H3_NO_ERROR &&
+              (r->head || r->fd < 0 || r->off == r->size)
+          ? NULL
+          : uvq_h3_strerror(error));
+  if (r->fd >= 0) {
+    close(r->fd);
+  }
+  free(r);
+}
+
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: uvquic-server [--listen HOST:PORT] [--root DIR] "
-          "[--cert FILE --key FILE] [--retry] [--quiet] [--write-cert FILE]\n");
+  fprintf(f, "usage: uvquic-server [--listen HOST:PORT] [--root DIR] "
+             "[--cert FILE --key FILE] [--retry] [--quiet] [--write-cert FILE] "
+             "[--initial-rtt MS]\n");
 }
 
 static void fail_usage(const char *fmt, const char *arg) {
@@ -54,6 +336,11 @@ static int on_accept(uvq_listener *l, uvq_conn *conn,
   server *s = user_data;
 
   (void)l;
+  if (info->alpnlen == sizeof(UVQ_H3_ALPN) - 1 &&
+      memcmp(info->alpn, UVQ_H3_ALPN, info->alpnlen) == 0) {
+    return uvq_h3_server_accept(s->h3, conn, uv_hrtime(), pcallbacks,
+                                pconn_user_data);
+  }
   if (info->alpnlen == sizeof(UVQ_HQ_ALPN) - 1 &&
       memcmp(info->alpn, UVQ_HQ_ALPN, info->alpnlen) == 0) {
     return uvq_hq_server_accept(s->hq, conn, pcallbacks, pconn_user_data);
@@ -161,19 +448,22 @@ int main(int argc, char **argv) {
       {"retry", no_argument, NULL, 'R'},
       {"quiet", no_argument, NULL, 'q'},
       {"write-cert", required_argument, NULL, 'w'},
+      {"initial-rtt", required_argument, NULL, 'I'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   const char *listen_arg = "127.0.0.1:4433", *root = ".", *cert = NULL,
              *key = NULL, *cert_out = NULL;
-  static const char *const alpn[] = {UVQ_HQ_ALPN};
+  static const char *const alpn[] = {UVQ_H3_ALPN, UVQ_HQ_ALPN};
   char host[256], port[16], err[512], addrbuf[128];
   struct sockaddr_storage ss;
   socklen_t sslen;
   uvq_tls_config tcfg;
   uvq_settings settings;
+  uvq_h3_server_config h3cfg;
   uvq_tls_ctx *tls = NULL;
   uvq_addr bound;
   unsigned int hqflags = 0;
+  uint64_t initial_rtt = 0;
   int retry = 0, c, rv;
   server s;
 
@@ -201,6 +491,9 @@ int main(int argc, char **argv) {
       break;
     case 'w':
       cert_out = optarg;
+      break;
+    case 'I':
+      initial_rtt = cli_parse_ms(optarg, "--initial-rtt");
       break;
     case 'h':
       usage(stdout);
@@ -234,12 +527,27 @@ int main(int argc, char **argv) {
   if (uvq_hq_server_new(&s.hq, root, hqflags, NULL, err, sizeof(err)) != 0) {
     fail_usage("%s", err);
   }
+  uvq_hq_server_set_log(s.hq, hq_log_start, hq_log_end, &s);
+  if (uvq_fileserve_init(
+          &s.fs, root,
+          (hqflags & UVQ_HQ_SERVER_NO_OPENAT2) ? UVQ_FILESERVE_NO_OPENAT2 : 0,
+          err, sizeof(err)) != 0) {
+    fail_usage("%s", err);
+  }
+  uvq_h3_server_config_default(&h3cfg);
+  h3cfg.user_data = &s;
+  h3cfg.on_request = h3_on_request;
+  h3cfg.on_stream_close = h3_on_stream_close;
+  rv = uvq_h3_server_new(&s.h3, &h3cfg);
+  if (rv != 0) {
+    fail_usage("HTTP/3 setup failed: %s", uvq_strerror(rv));
+  }
 
   uvq_tls_config_default(&tcfg);
   tcfg.cert_file = cert;
   tcfg.key_file = key;
   tcfg.alpn = alpn;
-  tcfg.alpnlen = 1;
+  tcfg.alpnlen = 2;
   err[0] = '\0';
   rv = uvq_tls_ctx_new(&tls, 1, &tcfg, NULL, err, sizeof(err));
   if (rv != 0) {
@@ -255,6 +563,9 @@ int main(int argc, char **argv) {
   if (retry) {
     settings.retry = UVQ_RETRY_ALWAYS;
   }
+  if (initial_rtt) {
+    settings.initial_rtt = initial_rtt;
+  }
   s.loop = uv_default_loop();
   rv = uvq_listen(&s.listener, s.loop, (struct sockaddr *)&ss, &settings, tls,
                   on_accept, &s);
@@ -266,6 +577,8 @@ int main(int argc, char **argv) {
   }
   uvq_uv_endpoint_get_local_addr(s.listener, &bound);
   cli_format_addr((struct sockaddr *)&bound.ss, addrbuf, sizeof(addrbuf));
+  /* One line per request, visible at once to whoever tails the log. */
+  setvbuf(stdout, NULL, _IOLBF, 0);
   printf("listening on %s\n", addrbuf);
   fflush(stdout);
 
@@ -278,6 +591,8 @@ int main(int argc, char **argv) {
 
   uv_run(s.loop, UV_RUN_DEFAULT);
 
+  uvq_h3_server_del(s.h3);
+  uvq_fileserve_free(&s.fs);
   uvq_hq_server_del(s.hq);
   uvq_tls_ctx_del(tls);
   uv_loop_close(s.loop);
@@ -286,6 +601,8 @@ int main(int argc, char **argv) {
 fail_listen:
   uvq_tls_ctx_del(tls);
 fail_tls:
+  uvq_h3_server_del(s.h3);
+  uvq_fileserve_free(&s.fs);
   uvq_hq_server_del(s.hq);
   return CLI_EXIT_USAGE;
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The uvquic demo: builds everything (scripts/build.sh), serves a 20 MiB
 # random file with uvquic-server on 127.0.0.1 (port picked by the kernel),
-# downloads it with uvquic-client over QUIC (hq-interop) verifying the
-# server's ephemeral certificate, checks the SHA-256, and shuts the server
-# down with SIGTERM. Exits non-zero if any step fails.
+# downloads it with uvquic-client over QUIC — HTTP/3, then hq-interop from
+# the same server — verifying the server's ephemeral certificate, checks the
+# SHA-256 of both, shows the server's access log, and shuts the server down
+# with SIGTERM. Exits non-zero if any step fails.
 #   scripts/demo.sh [BUILD_DIR]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -48,26 +49,28 @@ fi
 echo "== $(head -n1 "$work/server.out")"
 
 url="https://127.0.0.1:$port/demo.bin"
-echo "== downloading $url"
-if ! "$client_bin" --ca "$work/cert.pem" --output-dir "$work/download" "$url" \
-  2>"$work/client.err"; then
-  echo "demo: download failed:" >&2
-  cat "$work/client.err" >&2
-  exit 1
-fi
-
 want=$(sha256sum <"$work/www/demo.bin" | cut -d' ' -f1)
-got=$(sha256sum <"$work/download/demo.bin" | cut -d' ' -f1)
-got_size=$(stat -c %s "$work/download/demo.bin")
-echo "size:    $got_size bytes (expected $size)"
-echo "sha256:  $got"
-if [ "$want" = "$got" ] && [ "$got_size" -eq "$size" ]; then
-  echo "match:   yes"
-else
-  echo "match:   NO (expected $want)" >&2
-  exit 1
-fi
-echo "client:  $(tail -n1 "$work/client.err")"
+for alpn in h3 hq-interop; do
+  echo "== downloading $url over $alpn"
+  rm -f "$work/download/demo.bin"
+  if ! "$client_bin" --alpn "$alpn" --ca "$work/cert.pem" \
+    --output-dir "$work/download" "$url" 2>"$work/client.err"; then
+    echo "demo: download failed:" >&2
+    cat "$work/client.err" >&2
+    exit 1
+  fi
+  got=$(sha256sum <"$work/download/demo.bin" | cut -d' ' -f1)
+  got_size=$(stat -c %s "$work/download/demo.bin")
+  echo "size:    $got_size bytes (expected $size)"
+  echo "sha256:  $got"
+  if [ "$want" = "$got" ] && [ "$got_size" -eq "$size" ]; then
+    echo "match:   yes"
+  else
+    echo "match:   NO (expected $want)" >&2
+    exit 1
+  fi
+  echo "client:  $(tail -n1 "$work/client.err")"
+done
 
 kill -TERM "$server_pid"
 rc=0
@@ -78,6 +81,8 @@ if [ "$rc" -ne 0 ]; then
   cat "$work/server.err" >&2
   exit 1
 fi
+echo "== server access log"
+grep -E ' (h3|hq) ' "$work/server.out" || true
 stats=$(grep '^stats: ' "$work/server.out" || true)
 echo "server:  stopped cleanly${stats:+; $stats}"
 echo "== demo OK"

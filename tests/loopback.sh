@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# End-to-end tests of uvquic-server / uvquic-client over loopback (hq-interop):
-# a 50 MiB download with and without Retry, 64 files on one connection,
-# 200 connections one after another, the path jail (with openat2 and with
-# the fallback resolver), and argument errors (exit 2).
+# End-to-end tests of uvquic-server / uvquic-client over loopback, over HTTP/3
+# (the client's default) and hq-interop (one server serves both): a 50 MiB
+# download with and without Retry, 64 files on one connection, 150 files
+# past the stream limit, 200 connections one after another, the path jail
+# (with openat2 and with the fallback resolver; h3 answers 403/404, hq
+# resets the stream), the server's access log, the client's progress bars
+# on a terminal (and their absence otherwise), and argument errors (exit 2).
 # Needs UVQ_BUILD_DIR (set by ctest). Every server listens on port 0.
 set -euo pipefail
 
@@ -82,73 +85,129 @@ echo "secret" >"$tmp/outside/secret.txt"
 ln -s "$tmp/outside/secret.txt" "$root/escape"
 ln -s /etc "$root/etcdir"
 
-# ---- 50 MiB, without and with Retry ----------------------------------------
+# ---- 50 MiB, without and with Retry, both ALPNs ----------------------------
 for mode in plain retry; do
   extra=()
   [ "$mode" = retry ] && extra=(--retry)
   start_server "big-$mode" --root "$root" --write-cert "$tmp/cert-$mode.pem" \
     "${extra[@]}"
-  rm -f "$tmp/big.out"
-  if "$CLIENT" --ca "$tmp/cert-$mode.pem" -o "$tmp/big.out" \
-    "https://127.0.0.1:$PORT/big.bin" 2>"$tmp/client-big-$mode.err"; then
-    if [ "$(sha "$tmp/big.out")" = "$(sha "$root/big.bin")" ]; then
-      pass "50 MiB download ($mode): $(tail -n1 "$tmp/client-big-$mode.err")"
+  for alpn in h3 hq-interop; do
+    rm -f "$tmp/big.out"
+    if "$CLIENT" --alpn "$alpn" --ca "$tmp/cert-$mode.pem" -o "$tmp/big.out" \
+      "https://127.0.0.1:$PORT/big.bin" 2>"$tmp/client-big-$mode.err"; then
+      if [ "$(sha "$tmp/big.out")" = "$(sha "$root/big.bin")" ]; then
+        pass "50 MiB download ($alpn, $mode): $(tail -n1 "$tmp/client-big-$mode.err")"
+      else
+        fail "50 MiB download ($alpn, $mode): sha256 differs"
+      fi
     else
-      fail "50 MiB download ($mode): sha256 differs"
+      fail "50 MiB download ($alpn, $mode): client failed: $(cat "$tmp/client-big-$mode.err")"
     fi
-  else
-    fail "50 MiB download ($mode): client failed: $(cat "$tmp/client-big-$mode.err")"
-  fi
+  done
   stop_server "big-$mode"
   dead_port=$PORT
 done
-
-# ---- 64 URLs on one connection ---------------------------------------------
-start_server many --root "$root" --write-cert "$tmp/cert-many.pem"
-mkdir -p "$tmp/many"
-urls=()
-for i in $(seq 1 64); do
-  urls+=("https://127.0.0.1:$PORT/small$i.bin")
-done
-if "$CLIENT" --ca "$tmp/cert-many.pem" --output-dir "$tmp/many" "${urls[@]}" \
-  2>"$tmp/client-many.err"; then
-  bad=0
-  for i in $(seq 1 64); do
-    if ! cmp -s "$root/small$i.bin" "$tmp/many/small$i.bin"; then
-      bad=$((bad + 1))
-    fi
-  done
-  if [ "$bad" -eq 0 ] && grep -q '^downloaded 64 files' "$tmp/client-many.err"; then
-    pass "64 files on one connection"
+# The access log: one line per request, with the protocol, status and size.
+big_size=$(stat -c %s "$root/big.bin")
+for alpn in h3 hq; do
+  if grep -Eq "^127\.0\.0\.1:[0-9]+ $alpn GET /big\.bin 200 $big_size [0-9.]+s\$" \
+    "$tmp/big-plain.out"; then
+    pass "access log ($alpn): $(grep " $alpn GET /big.bin" "$tmp/big-plain.out")"
   else
-    fail "64 files on one connection: $bad differ; $(cat "$tmp/client-many.err")"
+    fail "access log ($alpn): no line for /big.bin in: $(cat "$tmp/big-plain.out")"
+  fi
+done
+
+start_server many --root "$root" --write-cert "$tmp/cert-many.pem"
+for alpn in h3 hq-interop; do
+  # ---- 64 URLs on one connection -------------------------------------------
+  rm -rf "$tmp/many"
+  mkdir -p "$tmp/many"
+  log_before=$(wc -l <"$tmp/many.out")
+  urls=()
+  for i in $(seq 1 64); do
+    urls+=("https://127.0.0.1:$PORT/small$i.bin")
+  done
+  if "$CLIENT" --alpn "$alpn" --ca "$tmp/cert-many.pem" --output-dir "$tmp/many" \
+    "${urls[@]}" 2>"$tmp/client-many.err"; then
+    bad=0
+    for i in $(seq 1 64); do
+      if ! cmp -s "$root/small$i.bin" "$tmp/many/small$i.bin"; then
+        bad=$((bad + 1))
+      fi
+    done
+    # The server logs a request when its exchange ends, which may be just
+    # after the client exited: wait for the 64 lines.
+    for _ in $(seq 1 100); do
+      [ "$(tail -n +$((log_before + 1)) "$tmp/many.out" | grep -c ' GET /small')" -ge 64 ] && break
+      sleep 0.05
+    done
+    peers=$(tail -n +$((log_before + 1)) "$tmp/many.out" | grep ' GET /small' |
+      cut -d' ' -f1 | sort -u | wc -l)
+    if [ "$bad" -eq 0 ] && grep -q '^downloaded 64 files' "$tmp/client-many.err" &&
+      [ "$peers" -eq 1 ]; then
+      pass "64 files on one connection ($alpn; one client address in the access log)"
+    else
+      fail "64 files on one connection ($alpn): $bad differ, $peers client addresses; $(cat "$tmp/client-many.err")"
+    fi
+  else
+    fail "64 files on one connection ($alpn): client failed: $(cat "$tmp/client-many.err")"
+  fi
+
+  # ---- 150 URLs: more than the server's 100-stream limit --------------------
+  # The client must queue what the limit refuses and continue when the
+  # server grants more streams; bodies are discarded.
+  urls=()
+  for i in $(seq 1 150); do
+    urls+=("https://127.0.0.1:$PORT/small$(((i - 1) % 64 + 1)).bin")
+  done
+  if "$CLIENT" --alpn "$alpn" -k "${urls[@]}" 2>"$tmp/client-150.err" &&
+    grep -q '^downloaded 150 files' "$tmp/client-150.err"; then
+    pass "150 files on one connection, stream limit 100 ($alpn)"
+  else
+    fail "150 files on one connection ($alpn): $(tail -n3 "$tmp/client-150.err")"
+  fi
+
+  # ---- 200 connections one after another -----------------------------------
+  rm -f "$tmp/seq.out"
+  if "$CLIENT" --alpn "$alpn" -k --connections 200 -o "$tmp/seq.out" \
+    "https://127.0.0.1:$PORT/small7.bin" 2>"$tmp/client-seq.err" &&
+    cmp -s "$tmp/seq.out" "$root/small7.bin" &&
+    grep -q '^downloaded 200 files' "$tmp/client-seq.err"; then
+    pass "200 sequential connections ($alpn)"
+  else
+    fail "200 sequential connections ($alpn): $(tail -n3 "$tmp/client-seq.err")"
+  fi
+done
+
+# ---- progress bars: on a terminal only, never with --quiet -------------------
+# script(1) gives the client a pseudo-terminal as stderr. The bars are drawn
+# every 100 ms, so a 50 MiB download alone may be too quick for one: three
+# rounds of it leave time for several.
+if command -v script >/dev/null; then
+  script -qec "'$CLIENT' -k --connections 3 https://127.0.0.1:$PORT/big.bin" \
+    /dev/null >"$tmp/tty.out" 2>&1 </dev/null || true
+  if grep -q 'big\.bin .*/ 50\.0 MiB .*/s ETA ' "$tmp/tty.out" &&
+    grep -q $'\033\\[J' "$tmp/tty.out" && grep -q 'downloaded 3 files' "$tmp/tty.out"; then
+    pass "progress bars on a terminal: $(grep -ao 'big\.bin [^\r]*' "$tmp/tty.out" | tail -n1)"
+  else
+    fail "progress bars on a terminal: $(cat -v "$tmp/tty.out" | tail -n5)"
+  fi
+  script -qec "'$CLIENT' -k --quiet https://127.0.0.1:$PORT/big.bin" \
+    /dev/null >"$tmp/tty-quiet.out" 2>&1 </dev/null || true
+  if [ ! -s "$tmp/tty-quiet.out" ]; then
+    pass "--quiet on a terminal prints nothing"
+  else
+    fail "--quiet on a terminal printed: $(cat -v "$tmp/tty-quiet.out")"
   fi
 else
-  fail "64 files on one connection: client failed: $(cat "$tmp/client-many.err")"
+  fail "script(1) (bsdutils) is missing: cannot test the progress bars"
 fi
-
-# ---- 150 URLs: more than the server's 100-stream limit ----------------------
-# The client must queue what the limit refuses and continue when the server
-# grants more streams (on_streams_available); bodies are discarded.
-urls=()
-for i in $(seq 1 150); do
-  urls+=("https://127.0.0.1:$PORT/small$(((i - 1) % 64 + 1)).bin")
-done
-if "$CLIENT" -k "${urls[@]}" 2>"$tmp/client-150.err" &&
-  grep -q '^downloaded 150 files' "$tmp/client-150.err"; then
-  pass "150 files on one connection (stream limit 100)"
+"$CLIENT" -k https://127.0.0.1:$PORT/big.bin 2>"$tmp/notty.err" || true
+if [ "$(wc -l <"$tmp/notty.err")" -eq 1 ] && grep -q '^downloaded 1 files' "$tmp/notty.err"; then
+  pass "no progress bars when stderr is a file"
 else
-  fail "150 files on one connection: $(tail -n3 "$tmp/client-150.err")"
-fi
-
-# ---- 200 connections one after another -------------------------------------
-if "$CLIENT" -k --connections 200 -o "$tmp/seq.out" \
-  "https://127.0.0.1:$PORT/small7.bin" 2>"$tmp/client-seq.err" &&
-  cmp -s "$tmp/seq.out" "$root/small7.bin" &&
-  grep -q '^downloaded 200 files' "$tmp/client-seq.err"; then
-  pass "200 sequential connections"
-else
-  fail "200 sequential connections: $(tail -n3 "$tmp/client-seq.err")"
+  fail "stderr to a file: $(cat -v "$tmp/notty.err")"
 fi
 stop_server many
 
@@ -191,32 +250,50 @@ else
 fi
 
 # ---- path jail -------------------------------------------------------------
+# hq-interop refuses with a stream reset; HTTP/3 with 403 (outside the root,
+# a directory, a symlink) or 404 (missing).
+jail_refusal() {
+  case "$1" in
+  hq-interop) echo "stream reset by server" ;;
+  *) echo "HTTP status 40[34]" ;;
+  esac
+}
 for resolver in openat2 fallback; do
   if [ "$resolver" = fallback ]; then
     export UVQUIC_HQ_NO_OPENAT2=1
   fi
-  start_server "jail-$resolver" --root "$root" --quiet
+  start_server "jail-$resolver" --root "$root"
   unset UVQUIC_HQ_NO_OPENAT2
   base="https://127.0.0.1:$PORT"
-  for path in /ok.txt /sub/inner.txt; do
-    if "$CLIENT" -k --quiet -o "$tmp/jail.out" "$base$path" 2>"$tmp/jail.err" &&
-      cmp -s "$tmp/jail.out" "$root$path"; then
-      pass "jail ($resolver): $path served"
-    else
-      fail "jail ($resolver): $path not served: $(cat "$tmp/jail.err")"
-    fi
-  done
-  for path in /../outside/secret.txt /sub/../../outside/secret.txt \
-    //etc/passwd /escape /etcdir/passwd / /sub /missing.txt; do
-    rc=0
-    "$CLIENT" -k --quiet "$base$path" 2>"$tmp/jail.err" || rc=$?
-    if [ "$rc" -eq 1 ] && grep -q "stream reset by server" "$tmp/jail.err"; then
-      pass "jail ($resolver): $path refused: $(head -n1 "$tmp/jail.err" | sed 's/.*: stream/stream/')"
-    else
-      fail "jail ($resolver): $path gave exit $rc: $(cat "$tmp/jail.err")"
-    fi
+  for alpn in h3 hq-interop; do
+    for path in /ok.txt /sub/inner.txt; do
+      if "$CLIENT" --alpn "$alpn" -k --quiet -o "$tmp/jail.out" "$base$path" \
+        2>"$tmp/jail.err" && cmp -s "$tmp/jail.out" "$root$path"; then
+        pass "jail ($resolver, $alpn): $path served"
+      else
+        fail "jail ($resolver, $alpn): $path not served: $(cat "$tmp/jail.err")"
+      fi
+    done
+    for path in /../outside/secret.txt /sub/../../outside/secret.txt \
+      //etc/passwd /escape /etcdir/passwd / /sub /missing.txt; do
+      rc=0
+      "$CLIENT" --alpn "$alpn" -k --quiet "$base$path" 2>"$tmp/jail.err" || rc=$?
+      if [ "$rc" -eq 1 ] && grep -q "$(jail_refusal "$alpn")" "$tmp/jail.err"; then
+        pass "jail ($resolver, $alpn): $path refused: $(head -n1 "$tmp/jail.err" | sed 's/.*[0-9]\/[^:]*: //')"
+      else
+        fail "jail ($resolver, $alpn): $path gave exit $rc: $(cat "$tmp/jail.err")"
+      fi
+    done
   done
   stop_server "jail-$resolver"
+  # The access log agrees: the two files served, 16 refusals, nothing else.
+  served=$(grep -Ec ' (h3|hq) GET [^ ]+ 200 ' "$tmp/jail-$resolver.out" || true)
+  refused=$(grep -Ec ' (h3|hq) GET [^ ]+ 40[34] ' "$tmp/jail-$resolver.out" || true)
+  if [ "$served" -eq 4 ] && [ "$refused" -eq 16 ]; then
+    pass "jail ($resolver): access log shows 4 served, 16 refused"
+  else
+    fail "jail ($resolver): access log shows $served served, $refused refused: $(cat "$tmp/jail-$resolver.out")"
+  fi
 done
 
 # ---- bad input: exit 2 with a message ---------------------------------------
@@ -248,6 +325,7 @@ expect_usage "client -o with two URLs" "$CLIENT" -o "$tmp/x" \
 expect_usage "client missing CA" "$CLIENT" --ca "$tmp/nope.pem" https://127.0.0.1:1/a
 expect_usage "client bad --connections" "$CLIENT" --connections 0 https://127.0.0.1:1/a
 expect_usage "client unknown option" "$CLIENT" --frobnicate https://127.0.0.1:1/a
+expect_usage "client bad --alpn" "$CLIENT" --alpn h2 https://127.0.0.1:1/a
 
 if [ "$failures" -ne 0 ]; then
   echo "$failures check(s) failed" >&2

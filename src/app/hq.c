@@ -2,15 +2,11 @@
 #include "app/hq.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <linux/openat2.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
+#include "app/fileserve.h"
 #include "core/mem.h"
 
 /* Bytes read from a file per uvq_stream_write. */
@@ -41,10 +37,11 @@ const char *uvq_hq_strerror(uint64_t code) {
 
 struct uvq_hq_server {
   const uvq_mem *mem;
-  int rootfd;
+  uvq_fileserve fs;
   unsigned int flags;
-  /* openat2 returned ENOSYS once: use the fallback from then on. */
-  int no_openat2;
+  uvq_hq_log_start_cb log_start;
+  uvq_hq_log_end_cb log_end;
+  void *log_user_data;
   uint64_t files;
   uint64_t bytes;
   /* Shared read buffer: a stream re-reads what a short write left behind
@@ -64,17 +61,37 @@ typedef struct hq_sstream {
   int fd;
   uint64_t off;
   uint64_t size;
+  /* For the access log: what became of the request. */
+  unsigned int status;
+  int complete;
+  int parsed;
+  int logging;
+  void *log;
   size_t reqlen;
   char req[UVQ_HQ_MAX_REQUEST];
 } hq_sstream;
 
 struct hq_sconn {
   uvq_hq_server *srv;
+  uvq_conn *conn;
   hq_sstream *streams;
 };
 
 static void sstream_free(hq_sstream *st) {
   hq_sconn *c = st->c;
+  uvq_hq_server *srv = c->srv;
+
+  if (st->logging && srv->log_end != NULL) {
+    uvq_hq_log_entry e;
+
+    e.conn = c->conn;
+    e.stream_id = st->id;
+    e.path = st->parsed ? st->req + 4 : "";
+    e.status = st->status;
+    e.complete = st->complete;
+    e.bytes = st->off;
+    srv->log_end(&e, st->log, srv->log_user_data);
+  }
 
   if (st->prev) {
     st->prev->next = st->next;
@@ -101,6 +118,11 @@ static hq_sstream *sstream_new(uvq_conn *conn, hq_sconn *c, int64_t id) {
   st->state = HQ_S_READING;
   st->fd = -1;
   st->off = st->size = 0;
+  st->status = 0;
+  st->complete = 0;
+  st->parsed = 0;
+  st->logging = 0;
+  st->log = NULL;
   st->reqlen = 0;
   st->prev = NULL;
   st->next = c->streams;
@@ -112,13 +134,37 @@ static hq_sstream *sstream_new(uvq_conn *conn, hq_sconn *c, int64_t id) {
     sstream_free(st);
     return NULL;
   }
+  if (c->srv->log_start != NULL) {
+    st->log = c->srv->log_start(conn, id, c->srv->log_user_data);
+  }
+  st->logging = 1;
   return st;
+}
+
+/* The access-log status of a refusal code. */
+static unsigned int code_status(uint64_t code) {
+  switch (code) {
+  case UVQ_HQ_ERR_BAD_REQUEST:
+    return 400;
+  case UVQ_HQ_ERR_FORBIDDEN:
+    return 403;
+  case UVQ_HQ_ERR_NOT_FOUND:
+    return 404;
+  case UVQ_HQ_ERR_IO:
+  case UVQ_HQ_ERR_INTERNAL:
+    return 500;
+  default:
+    return 0;
+  }
 }
 
 /* Ends the response with |code|: RESET_STREAM on our side, STOP_SENDING on
  * theirs in case the request is still arriving. */
 static void sstream_refuse(uvq_conn *conn, hq_sstream *st, uint64_t code) {
   st->state = HQ_S_DONE;
+  if (st->status == 0) {
+    st->status = code_status(code);
+  }
   if (st->fd >= 0) {
     close(st->fd);
     st->fd = -1;
@@ -127,100 +173,11 @@ static void sstream_refuse(uvq_conn *conn, hq_sstream *st, uint64_t code) {
   (void)uvq_stream_reset(conn, st->id, code);
 }
 
-/* Portable resolver: one component at a time, no symlinks at all, no "..",
- * never leaving |rootfd|. Returns an fd or -1 with errno set. */
-static int open_beneath_fallback(int rootfd, const char *path) {
-  char comp[NAME_MAX + 1];
-  const char *p = path;
-  int dirfd = rootfd;
-
-  if (*p == '/') {
-    errno = EXDEV;
-    return -1;
-  }
-  for (;;) {
-    const char *end = strchr(p, '/');
-    size_t len = end ? (size_t)(end - p) : strlen(p);
-    int last, fd;
-
-    while (end && end[1] == '/') {
-      /* "a//b" is "a/b". */
-      ++end;
-    }
-    last = end == NULL || end[1] == '\0';
-    if (len == 0 || (len == 1 && p[0] == '.')) {
-      if (last) {
-        /* The path names a directory ("" or "dir/"). */
-        fd = openat(dirfd, ".", O_RDONLY | O_CLOEXEC | O_DIRECTORY);
-        goto done;
-      }
-      p = end + 1;
-      continue;
-    }
-    if (len == 2 && p[0] == '.' && p[1] == '.') {
-      errno = EXDEV;
-      fd = -1;
-      goto done;
-    }
-    if (len > NAME_MAX) {
-      errno = ENAMETOOLONG;
-      fd = -1;
-      goto done;
-    }
-    memcpy(comp, p, len);
-    comp[len] = '\0';
-    if (last) {
-      fd = openat(dirfd, comp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-      goto done;
-    }
-    fd = openat(dirfd, comp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_DIRECTORY);
-    if (fd < 0) {
-      goto done;
-    }
-    if (dirfd != rootfd) {
-      close(dirfd);
-    }
-    dirfd = fd;
-    p = end + 1;
-    continue;
-
-  done:
-    if (dirfd != rootfd) {
-      int saved = errno;
-      close(dirfd);
-      errno = saved;
-    }
-    return fd;
-  }
-}
-
-static int open_beneath(uvq_hq_server *srv, const char *path) {
-  if (!srv->no_openat2) {
-    struct open_how how;
-    long fd;
-
-    memset(&how, 0, sizeof(how));
-    how.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK;
-    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-    fd = syscall(SYS_openat2, srv->rootfd, path, &how, sizeof(how));
-    if (fd >= 0 || errno != ENOSYS) {
-      return (int)fd;
-    }
-    srv->no_openat2 = 1;
-  }
-  return open_beneath_fallback(srv->rootfd, path);
-}
-
-static uint64_t open_errno_to_code(int err) {
-  switch (err) {
-  case ENOENT:
-  case ENOTDIR:
-  case ENAMETOOLONG:
+static uint64_t fs_status_to_code(uvq_fs_status fst) {
+  switch (fst) {
+  case UVQ_FS_NOT_FOUND:
     return UVQ_HQ_ERR_NOT_FOUND;
-  case EXDEV: /* RESOLVE_BENEATH: the path leaves the root */
-  case ELOOP: /* O_NOFOLLOW / RESOLVE_NO_MAGICLINKS met a link */
-  case EACCES:
-  case EPERM:
+  case UVQ_FS_FORBIDDEN:
     return UVQ_HQ_ERR_FORBIDDEN;
   default:
     return UVQ_HQ_ERR_IO;
@@ -264,6 +221,7 @@ static void sstream_send(uvq_conn *conn, hq_sstream *st) {
     }
     if (fin) {
       st->state = HQ_S_DONE;
+      st->complete = 1;
       ++srv->files;
     }
   }
@@ -277,8 +235,7 @@ static void sstream_send(uvq_conn *conn, hq_sstream *st) {
  * and starts the response. */
 static void sstream_request(uvq_conn *conn, hq_sstream *st, size_t len) {
   uvq_hq_server *srv = st->c->srv;
-  const char *path;
-  struct stat sb;
+  uvq_fs_status fst;
   int fd;
 
   if (len > 0 && st->req[len - 1] == '\r') {
@@ -290,28 +247,14 @@ static void sstream_request(uvq_conn *conn, hq_sstream *st, size_t len) {
     sstream_refuse(conn, st, UVQ_HQ_ERR_BAD_REQUEST);
     return;
   }
-  /* The path is relative to the root: drop exactly one leading '/', so
-   * "GET //etc/passwd" asks for an absolute path, which is refused. */
-  path = st->req + 5;
-  if (*path == '\0') {
-    sstream_refuse(conn, st, UVQ_HQ_ERR_FORBIDDEN);
-    return;
-  }
-  fd = open_beneath(srv, path);
-  if (fd < 0) {
-    sstream_refuse(conn, st, open_errno_to_code(errno));
+  st->parsed = 1;
+  fst = uvq_fileserve_open(&srv->fs, st->req + 4, &fd, &st->size);
+  if (fst != UVQ_FS_OK) {
+    sstream_refuse(conn, st, fs_status_to_code(fst));
     return;
   }
   st->fd = fd;
-  if (fstat(fd, &sb) != 0) {
-    sstream_refuse(conn, st, UVQ_HQ_ERR_IO);
-    return;
-  }
-  if (!S_ISREG(sb.st_mode)) {
-    sstream_refuse(conn, st, UVQ_HQ_ERR_FORBIDDEN);
-    return;
-  }
-  st->size = (uint64_t)sb.st_size;
+  st->status = 200;
   st->off = 0;
   st->state = HQ_S_SENDING;
   sstream_send(conn, st);
@@ -400,8 +343,10 @@ static void srv_on_stream_reset(uvq_conn *conn, int64_t stream_id,
   (void)stream_id;
   (void)user_data;
   if (st != NULL && st->state == HQ_S_READING) {
-    /* The request was abandoned before it was complete. */
+    /* The request was abandoned before it was complete: the code is the
+     * peer's, not a refusal of ours, so the log shows no status. */
     sstream_refuse(conn, st, app_error);
+    st->status = 0;
   }
 }
 
@@ -444,7 +389,6 @@ int uvq_hq_server_new(uvq_hq_server **psrv, const char *root,
                       unsigned int flags, const uvq_mem *mem, char *errbuf,
                       size_t errbuflen) {
   uvq_hq_server *srv;
-  int fd, saved;
 
   if (mem == NULL) {
     mem = uvq_mem_default();
@@ -452,25 +396,24 @@ int uvq_hq_server_new(uvq_hq_server **psrv, const char *root,
   if (psrv == NULL || root == NULL) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
-    saved = errno;
-    if (errbuf && errbuflen) {
-      snprintf(errbuf, errbuflen, "cannot open root directory %s: %s", root,
-               strerror(saved));
-    }
+  srv = uvq_malloc(mem, sizeof(*srv));
+  if (srv == NULL) {
+    return UVQ_ERR_NOMEM;
+  }
+  if (uvq_fileserve_init(
+          &srv->fs, root,
+          (flags & UVQ_HQ_SERVER_NO_OPENAT2) ? UVQ_FILESERVE_NO_OPENAT2 : 0,
+          errbuf, errbuflen) != 0) {
+    int saved = errno;
+    uvq_free(mem, srv);
     errno = saved;
     return UVQ_ERR_IO;
   }
-  srv = uvq_malloc(mem, sizeof(*srv));
-  if (srv == NULL) {
-    close(fd);
-    return UVQ_ERR_NOMEM;
-  }
   srv->mem = mem;
-  srv->rootfd = fd;
   srv->flags = flags;
-  srv->no_openat2 = (flags & UVQ_HQ_SERVER_NO_OPENAT2) != 0;
+  srv->log_start = NULL;
+  srv->log_end = NULL;
+  srv->log_user_data = NULL;
   srv->files = srv->bytes = 0;
   *psrv = srv;
   return 0;
@@ -480,8 +423,15 @@ void uvq_hq_server_del(uvq_hq_server *srv) {
   if (srv == NULL) {
     return;
   }
-  close(srv->rootfd);
+  uvq_fileserve_free(&srv->fs);
   uvq_free(srv->mem, srv);
+}
+
+void uvq_hq_server_set_log(uvq_hq_server *srv, uvq_hq_log_start_cb start,
+                           uvq_hq_log_end_cb end, void *user_data) {
+  srv->log_start = start;
+  srv->log_end = end;
+  srv->log_user_data = user_data;
 }
 
 int uvq_hq_server_accept(uvq_hq_server *srv, uvq_conn *conn,
@@ -489,12 +439,12 @@ int uvq_hq_server_accept(uvq_hq_server *srv, uvq_conn *conn,
                          void **pconn_user_data) {
   hq_sconn *c;
 
-  (void)conn;
   c = uvq_malloc(srv->mem, sizeof(*c));
   if (c == NULL) {
     return UVQ_ERR_NOMEM;
   }
   c->srv = srv;
+  c->conn = conn;
   c->streams = NULL;
   *pcallbacks = &hq_server_callbacks;
   *pconn_user_data = c;

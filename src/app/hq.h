@@ -98,6 +98,41 @@ int uvq_hq_server_accept(uvq_hq_server *srv, uvq_conn *conn,
                          const uvq_app_callbacks **pcallbacks,
                          void **pconn_user_data);
 
+/** What became of one request, for an access log (valid during the call). */
+typedef struct uvq_hq_log_entry {
+  /** The connection; usable during the call (it may be in on_closed). */
+  uvq_conn *conn;
+  int64_t stream_id;
+  /** The requested path ("/dir/file"), or "" if no valid request line came. */
+  const char *path;
+  /**
+   * HTTP-like status: 200 once the file was opened, 400 / 403 / 404 / 500
+   * when refused with UVQ_HQ_ERR_BAD_REQUEST / FORBIDDEN / NOT_FOUND /
+   * IO or INTERNAL, 0 if the request never completed.
+   */
+  unsigned int status;
+  /** Nonzero if the whole file was queued with FIN. */
+  int complete;
+  /** File bytes queued on the stream. */
+  uint64_t bytes;
+} uvq_hq_log_entry;
+
+/** Called when a request stream opens; the result is passed to the end
+ * callback. May be NULL. */
+typedef void *(*uvq_hq_log_start_cb)(uvq_conn *conn, int64_t stream_id,
+                                     void *user_data);
+/** Called once per stream the start callback saw, when it is freed (also
+ * from the connection's on_closed). */
+typedef void (*uvq_hq_log_end_cb)(const uvq_hq_log_entry *e, void *log,
+                                  void *user_data);
+
+/**
+ * uvq_hq_server_set_log installs access-log hooks (NULL, NULL: none). Set
+ * them before the first connection is accepted.
+ */
+void uvq_hq_server_set_log(uvq_hq_server *srv, uvq_hq_log_start_cb start,
+                           uvq_hq_log_end_cb end, void *user_data);
+
 /** Files served to completion and bytes queued for them, since creation. */
 void uvq_hq_server_get_counts(uvq_hq_server *srv, uint64_t *pfiles,
                               uint64_t *pbytes);

@@ -1,0 +1,187 @@
+# Helpers for tests/interop/*.sh (sourced; not a test itself: ctest only runs
+# tests/interop/*.sh). A test calls interop_init first, then starts peers
+# with the start_* functions; everything it started is killed on exit.
+#
+# Peers: ngtcp2 0.12.1's gtlsserver (/usr/sbin, not on a user's PATH) and
+# gtlsclient. Both always get --initial-rtt=1ms (without it each handshake
+# stalls ~15 ms on an ACK timer) and -q.
+
+# interop_init: checks the build, finds (or installs) the peers, makes $tmp,
+# a certificate for 127.0.0.1 ($tmp/cert.pem, $tmp/key.pem) and the trap.
+interop_init() {
+  B=${UVQ_BUILD_DIR:?UVQ_BUILD_DIR must point at the build directory}
+  S=${UVQ_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)}
+  SERVER=$B/uvquic-server
+  CLIENT=$B/uvquic-client
+  local bin
+  for bin in "$SERVER" "$CLIENT"; do
+    [ -x "$bin" ] || { echo "missing $bin (build first)" >&2; exit 1; }
+  done
+  find_peers
+  tmp=$(mktemp -d)
+  pids=()
+  failures=0
+  trap interop_cleanup EXIT
+  make_cert "$tmp"
+}
+
+interop_cleanup() {
+  local p
+  for p in "${pids[@]}"; do
+    kill -KILL "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+  rm -rf "$tmp"
+}
+
+fail() {
+  echo "FAIL: $*" >&2
+  failures=$((failures + 1))
+}
+pass() { echo "ok: $*"; }
+die() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+# interop_done: the exit status of the test.
+interop_done() {
+  if [ "$failures" -ne 0 ]; then
+    echo "$failures check(s) failed" >&2
+    exit 1
+  fi
+  echo "all checks passed"
+}
+
+# find_peers sets GTLSSERVER and GTLSCLIENT, installing the Debian packages
+# with scripts/deps.sh if one is missing; a peer that is still missing fails
+# the test (never a silent skip).
+find_peers() {
+  GTLSSERVER=/usr/sbin/gtlsserver
+  GTLSCLIENT=$(command -v gtlsclient || true)
+  if [ ! -x "$GTLSSERVER" ] || [ -z "$GTLSCLIENT" ] ||
+    ! command -v openssl >/dev/null || ! command -v python3 >/dev/null; then
+    echo "interop: peers or tools missing; running scripts/deps.sh" >&2
+    "$S/scripts/deps.sh" || die "scripts/deps.sh failed"
+    GTLSCLIENT=$(command -v gtlsclient || true)
+  fi
+  [ -x "$GTLSSERVER" ] || die "gtlsserver not found in /usr/sbin (package ngtcp2-server)"
+  [ -n "$GTLSCLIENT" ] || die "gtlsclient not found on PATH (package ngtcp2-client)"
+  command -v openssl >/dev/null || die "openssl not found"
+  command -v python3 >/dev/null || die "python3 not found"
+}
+
+# make_cert DIR: a self-signed P-256 certificate valid for 127.0.0.1 and
+# localhost, so uvquic-client can verify it with --ca (no -k).
+make_cert() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -keyout "$1/key.pem" -out "$1/cert.pem" -days 2 -subj /CN=localhost \
+    -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" >/dev/null 2>&1 ||
+    die "openssl could not make a certificate"
+}
+
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+# free_udp_port prints a UDP port that was free a moment ago.
+free_udp_port() {
+  python3 -c 'import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+
+# udp_bound PORT: is a UDP socket bound to PORT (IPv4)?
+udp_bound() {
+  local hex
+  hex=$(printf '%04X' "$1")
+  awk -v p=":$hex" 'NR > 1 && substr($2, length($2) - 4) == p { f = 1 }
+                    END { exit !f }' /proc/net/udp
+}
+
+# start_gtlsserver NAME ARGS...: gtlsserver on 127.0.0.1 and a random free
+# port (it cannot take port 0), serving with our certificate; retried on
+# another port if the bind fails. Sets GPORT and GPID once the port is bound.
+start_gtlsserver() {
+  local name=$1 attempt i
+  shift
+  for attempt in 1 2 3 4 5; do
+    GPORT=$(free_udp_port)
+    "$GTLSSERVER" -q --initial-rtt=1ms "$@" 127.0.0.1 "$GPORT" \
+      "$tmp/key.pem" "$tmp/cert.pem" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+    GPID=$!
+    pids+=("$GPID")
+    for i in $(seq 1 200); do
+      if ! kill -0 "$GPID" 2>/dev/null; then
+        break
+      fi
+      if udp_bound "$GPORT"; then
+        return 0
+      fi
+      sleep 0.05
+    done
+    kill -KILL "$GPID" 2>/dev/null || true
+    wait "$GPID" 2>/dev/null || true
+    echo "gtlsserver $name did not bind port $GPORT (attempt $attempt):" \
+      "$(tail -n3 "$tmp/$name.err")" >&2
+  done
+  die "gtlsserver $name would not start"
+}
+
+# start_server NAME ARGS...: uvquic-server on 127.0.0.1:0 with our
+# certificate; sets UPORT and UPID once it printed "listening on".
+start_server() {
+  local name=$1 i
+  shift
+  "$SERVER" --listen 127.0.0.1:0 --cert "$tmp/cert.pem" --key "$tmp/key.pem" \
+    "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+  UPID=$!
+  pids+=("$UPID")
+  for i in $(seq 1 300); do
+    grep -qs '^listening on ' "$tmp/$name.out" && break
+    kill -0 "$UPID" 2>/dev/null || die "uvquic-server $name died: $(cat "$tmp/$name.err")"
+    sleep 0.05
+  done
+  UPORT=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$tmp/$name.out")
+  [ -n "$UPORT" ] || die "uvquic-server $name printed no port"
+}
+
+# stop_server NAME: SIGTERM; uvquic-server must exit 0 (it then has printed
+# its "stats:" line to $tmp/NAME.out).
+stop_server() {
+  local rc=0
+  kill -TERM "$UPID"
+  wait "$UPID" || rc=$?
+  [ "$rc" -eq 0 ] || fail "uvquic-server $1 exited $rc after SIGTERM: $(cat "$tmp/$1.err")"
+}
+
+# gtls_get DIR PORT PATH...: gtlsclient downloads PATHs from 127.0.0.1:PORT
+# into DIR (each file lands as DIR/basename) over one connection, with any
+# extra options in GTLS_OPTS. Returns gtlsclient's exit status.
+gtls_get() {
+  local dir=$1 port=$2 p urls=()
+  shift 2
+  for p in "$@"; do
+    urls+=("https://127.0.0.1:$port$p")
+  done
+  timeout 120 "$GTLSCLIENT" -q --initial-rtt=1ms --exit-on-all-streams-close \
+    ${GTLS_OPTS:-} --download="$dir" 127.0.0.1 "$port" "${urls[@]}"
+}
+
+# start_relay NAME SERVER_PORT: the QUIC-watching UDP relay in front of
+# 127.0.0.1:SERVER_PORT; sets RPORT once it listens. Its counters are in
+# $tmp/NAME.report (see udp_relay.py); relay_count NAME KEY reads one.
+start_relay() {
+  local name=$1 i
+  python3 "$(dirname "${BASH_SOURCE[0]}")/udp_relay.py" "$2" "$tmp/$name.report" \
+    >"$tmp/$name.out" 2>"$tmp/$name.err" &
+  pids+=("$!")
+  for i in $(seq 1 200); do
+    grep -qs '^relay on ' "$tmp/$name.out" && break
+    kill -0 "$!" 2>/dev/null || die "relay $name died: $(cat "$tmp/$name.err")"
+    sleep 0.05
+  done
+  RPORT=$(sed -n 's/^relay on \([0-9][0-9]*\)$/\1/p' "$tmp/$name.out")
+  [ -n "$RPORT" ] || die "relay $name printed no port"
+}
+relay_count() {
+  sed -n "s/^$2=//p" "$tmp/$1.report"
+}
