@@ -216,6 +216,18 @@ typedef enum uvq_cc_algo {
 /** Length of an address-validation token key (AES-128). */
 #define UVQ_TOKEN_KEYLEN 16
 
+/** Severity of a uvq_settings.log_cb line; a lower value is more severe. */
+typedef enum uvq_log_level {
+  /** Something failed that the library cannot recover from (NOMEM ...). */
+  UVQ_LOG_ERROR = 0,
+  /** A connection failed through a local or protocol error. */
+  UVQ_LOG_WARN = 1,
+  /** Connection lifecycle: accepted, established, closed. */
+  UVQ_LOG_INFO = 2,
+  /** Aggregated drops, and ngtcp2's own debug trace. */
+  UVQ_LOG_DEBUG = 3
+} uvq_log_level;
+
 /**
  * uvq_settings holds every tunable of an endpoint. Initialise with
  * uvq_settings_default() and change what you need; new fields are only
@@ -309,6 +321,44 @@ typedef struct uvq_settings {
   void (*qlog)(void *user_data, uvq_conn *conn, const void *data, size_t len,
                int fin);
   void *qlog_user_data;
+  /**
+   * Server: accept 0-RTT (early data, RFC 9001 §4.6) from clients that
+   * resume a session, and say so in the session tickets we issue (tickets
+   * are always issued; with 0 they allow resumption only). Early data can be
+   * replayed by an attacker: serve only requests that are safe to repeat
+   * before the handshake completes (uvq_conn_info.early_data and the stage
+   * tell). Default 1.
+   */
+  int early_data;
+  /**
+   * Server: refuse the early data of a ClientHello seen before (GnuTLS's
+   * anti-replay, RFC 8446 §8.2): ClientHellos are recorded for 10 s, per
+   * TLS context, so endpoints sharing a context share the record. The
+   * handshake of a refused ClientHello goes on in 1-RTT. 0 accepts every
+   * ClientHello whose ticket age fits the window. Default 1.
+   */
+  int anti_replay;
+  /**
+   * Optional log callback. |scid_hex| is the connection's first Source
+   * CID in lowercase hex, or NULL for endpoint-wide lines; |msg| is one
+   * line without newline. Both are valid during the call only. It runs on
+   * the endpoint's thread and must not call into the library. Lines above
+   * log_level are not even formatted. Lifecycle lines are at INFO; drops
+   * at DEBUG, aggregated (at most one line a second, carrying the counts
+   * since the last line); with log_level DEBUG, ngtcp2's own trace (the
+   * lines |log| above gets) comes through here too. |log| keeps working
+   * on its own, whatever log_level says.
+   */
+  void (*log_cb)(void *user_data, uvq_log_level lvl, const char *scid_hex,
+                 const char *msg);
+  void *log_cb_user_data;
+  /** Most verbose level log_cb receives. Default UVQ_LOG_WARN. */
+  uvq_log_level log_level;
+  /**
+   * Rounds (one smoothed RTT each) the bandwidth estimator's max filter
+   * spans (uvq_conn_stats.max_bandwidth), 1..32; 0 = 10. Default 10.
+   */
+  size_t bw_window_rounds;
 } uvq_settings;
 
 /** uvq_settings_default fills |s| with the defaults listed above. */
@@ -533,7 +583,35 @@ typedef struct uvq_app_callbacks {
    * probe may get neither on_datagram_acked nor on_datagram_lost.
    */
   int (*on_datagram_lost)(uvq_conn *conn, uint64_t id, void *user_data);
+  /**
+   * Client: the server sent a session ticket (after the handshake). |data|
+   * is an opaque resumption blob — the TLS session and the server's
+   * transport parameters 0-RTT needs — valid during the call only. Keep
+   * the latest per server (it is secret: it resumes the session) and pass
+   * it in uvq_connect_params.resumption next time. May fire more than once.
+   */
+  int (*on_session_ticket)(uvq_conn *conn, const uint8_t *data, size_t len,
+                           void *user_data);
+  /**
+   * Client: the server refused our 0-RTT data, or none could be sent. The
+   * streams opened before the handshake are gone (on_stream_closed fired
+   * for each, with app_error 0) and nothing written on them arrived: open
+   * new streams and write again. Fires once, just before on_established.
+   */
+  int (*on_early_data_rejected)(uvq_conn *conn, void *user_data);
 } uvq_app_callbacks;
+
+/** What became of 0-RTT on a connection (uvq_conn_info.early_data). */
+typedef enum uvq_early_data {
+  /** No 0-RTT: not attempted, or (server) not accepted. */
+  UVQ_EARLY_DATA_NONE = 0,
+  /** Client: 0-RTT attempted, the handshake has not said yet. */
+  UVQ_EARLY_DATA_ATTEMPTED = 1,
+  /** The server accepted the client's 0-RTT data. */
+  UVQ_EARLY_DATA_ACCEPTED = 2,
+  /** Client: the server refused it (on_early_data_rejected fired). */
+  UVQ_EARLY_DATA_REJECTED = 3
+} uvq_early_data;
 
 /** Facts about a connection's handshake and path (uvq_conn_get_info). */
 typedef struct uvq_conn_info {
@@ -556,6 +634,16 @@ typedef struct uvq_conn_info {
   /** The client's first Destination CID: the connection's name in logs. */
   const uint8_t *odcid;
   size_t odcidlen;
+  /**
+   * Nonzero if the TLS session was resumed from a ticket (client: once the
+   * ServerHello said so; server: from on_accept on).
+   */
+  int resumed;
+  /**
+   * 0-RTT outcome. A server that accepted it delivers early data while the
+   * stage is still UVQ_STAGE_HANDSHAKE: that data may be a replay.
+   */
+  uvq_early_data early_data;
 } uvq_conn_info;
 
 /**
@@ -626,9 +714,14 @@ UVQ_EXTERN size_t uvq_conn_get_max_datagram_size(uvq_conn *conn);
  * uvq_conn_open_stream opens a new stream (|bidi| nonzero: bidirectional)
  * with |stream_user_data| and writes its id to *pstream_id.
  *
+ * Before the handshake completes it works only on a client attempting
+ * 0-RTT (uvq_connect_params.early_data), within the stream limits the
+ * server granted in the earlier connection; such streams are discarded if
+ * the server refuses the early data (on_early_data_rejected).
+ *
  * Returns 0, UVQ_ERR_STREAM_LIMIT if the peer's limit is reached (retry in
  * on_streams_available), UVQ_ERR_INVALID_STATE before the handshake
- * completes, UVQ_ERR_CLOSED, or UVQ_ERR_NOMEM.
+ * completes (without 0-RTT), UVQ_ERR_CLOSED, or UVQ_ERR_NOMEM.
  */
 UVQ_EXTERN int uvq_conn_open_stream(uvq_conn *conn, int bidi,
                                     int64_t *pstream_id,
@@ -726,6 +819,13 @@ typedef struct uvq_accept_info {
   const uvq_path *path;
   /** Nonzero if the client's address was validated by a token. */
   int address_validated;
+  /** Nonzero if the client resumed a session from one of our tickets. */
+  int resumed;
+  /**
+   * Nonzero if we accepted the client's 0-RTT data: stream data may arrive
+   * before the handshake completes, and it may be a replay.
+   */
+  int early_data;
 } uvq_accept_info;
 
 #define UVQ_ENDPOINT_CONFIG_VERSION 1
@@ -863,6 +963,20 @@ typedef struct uvq_connect_params {
   /** A token from on_new_token of an earlier connection, or NULL. */
   const uint8_t *token;
   size_t tokenlen;
+  /**
+   * A blob from on_session_ticket of an earlier connection to the same
+   * server, or NULL: the handshake resumes that session (no certificate
+   * exchange). Copied; the server may still refuse and do a full handshake.
+   */
+  const uint8_t *resumption;
+  size_t resumptionlen;
+  /**
+   * With |resumption|: attempt 0-RTT. uvq_conn_open_stream and
+   * uvq_stream_write then work at once, and what is written before the
+   * handshake completes goes out as early data. uvq_conn_info.early_data
+   * and on_early_data_rejected tell whether it arrived.
+   */
+  int early_data;
 } uvq_connect_params;
 
 /** uvq_connect_params_default zeroes |p| and sets its version. */
@@ -874,8 +988,8 @@ UVQ_EXTERN void uvq_connect_params_default(uvq_connect_params *p);
  * how it went. The callbacks must stay valid for the connection's life.
  *
  * Returns 0 and sets *pconn (may be NULL), or UVQ_ERR_INVALID_ARGUMENT (a
- * server endpoint, no path), UVQ_ERR_SHUTDOWN, UVQ_ERR_CONNECTION_LIMIT,
- * UVQ_ERR_NOMEM, UVQ_ERR_TLS.
+ * server endpoint, no path, a resumption blob that does not parse),
+ * UVQ_ERR_SHUTDOWN, UVQ_ERR_CONNECTION_LIMIT, UVQ_ERR_NOMEM, UVQ_ERR_TLS.
  */
 UVQ_EXTERN int uvq_endpoint_connect(uvq_endpoint *ep,
                                     const uvq_connect_params *params,
@@ -945,6 +1059,35 @@ typedef enum uvq_token_reject_reason {
   UVQ_TOKEN_REJECT_REASON_COUNT
 } uvq_token_reject_reason;
 
+/**
+ * Why a connection ended before its handshake completed
+ * (uvq_endpoint_stats.handshake_failures), from its close info.
+ */
+typedef enum uvq_handshake_failure {
+  /** UVQ_ERR_HANDSHAKE_TIMEOUT or UVQ_ERR_IDLE_TIMEOUT. */
+  UVQ_HS_FAIL_TIMEOUT = 0,
+  /** A TLS alert either way (UVQ_ERR_TLS_ALERT, UVQ_ERR_CERT_VERIFY). */
+  UVQ_HS_FAIL_TLS_ALERT,
+  /** CONNECTION_REFUSED either way (UVQ_ERR_REFUSED, _PEER_REFUSED). */
+  UVQ_HS_FAIL_REFUSED,
+  /** The server speaks none of our versions (client side). */
+  UVQ_HS_FAIL_VERSION_NEGOTIATION,
+  /** The server closed with INVALID_TOKEN (client side). */
+  UVQ_HS_FAIL_INVALID_TOKEN,
+  /** Anything else: an application close, a local TLS or protocol
+   *  error, a stateless reset, an allocation failure. */
+  UVQ_HS_FAIL_OTHER,
+  UVQ_HS_FAIL_REASON_COUNT
+} uvq_handshake_failure;
+
+/**
+ * Buckets of the handshake-duration histogram
+ * (uvq_endpoint_stats.handshake_time): upper bounds 0.5, 1, 2.5, 5, 10, 25,
+ * 50, 100, 250, 500 ms, 1, 2.5, 5, 10 s, and a last bucket for anything
+ * longer. uvq_handshake_time_bucket_le() gives the bounds.
+ */
+#define UVQ_HANDSHAKE_TIME_BUCKETS 15
+
 /** Endpoint counters (uvq_endpoint_get_stats). */
 typedef struct uvq_endpoint_stats {
   uint64_t datagrams_received;
@@ -967,6 +1110,28 @@ typedef struct uvq_endpoint_stats {
   uint64_t new_tokens_sent;
   uint64_t datagrams_app_sent;     /* DATAGRAM frames sent */
   uint64_t datagrams_app_received; /* DATAGRAM frames received */
+  /** Handshakes that completed; each is also in handshake_time. */
+  uint64_t handshakes_completed;
+  /**
+   * Connections that ended before their handshake completed, by reason.
+   * Initials answered statelessly (Retry, VN, INVALID_TOKEN, refusals for
+   * max_connections or shutdown) made no connection and are not here; see
+   * the counters above for them.
+   */
+  uint64_t handshake_failures[UVQ_HS_FAIL_REASON_COUNT];
+  /**
+   * Handshake durations (from the connection's creation to handshake
+   * completion on this endpoint's clock), per bucket, not cumulative: a
+   * duration d lands in the first bucket i with d <= bound(i).
+   */
+  uint64_t handshake_time[UVQ_HANDSHAKE_TIME_BUCKETS];
+  /** Sum of those durations (ns). */
+  uint64_t handshake_time_sum;
+  /**
+   * GSO fallbacks the driver reported with uvq_endpoint_add_gso_fallbacks
+   * (the core never sees the socket, so it cannot count them itself).
+   */
+  uint64_t gso_fallbacks;
 } uvq_endpoint_stats;
 
 /** uvq_endpoint_get_stats copies the counters into |st|. */
@@ -975,6 +1140,7 @@ UVQ_EXTERN void uvq_endpoint_get_stats(uvq_endpoint *ep,
 
 /** uvq_drop_reason_name returns a short name for |r| ("unknown_cid"). */
 UVQ_EXTERN const char *uvq_drop_reason_name(uvq_drop_reason r);
+
 
 /* ------------------------------------------------------------------------ */
 /* Raw mode                                                                 */
@@ -1071,6 +1237,120 @@ UVQ_EXTERN uvq_conn *uvq_raw_get_conn(uvq_raw *raw);
 
 /** uvq_raw_del frees |raw| and its connection without sending anything. */
 UVQ_EXTERN void uvq_raw_del(uvq_raw *raw);
+
+/* ------------------------------------------------------------------------ */
+/* Observability                                                            */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Live statistics of one connection (uvq_conn_get_stats). Three kinds:
+ * ngtcp2's recovery state (measured by ngtcp2), what uvquic counts on its
+ * own paths (exact), and the bandwidth estimator's output (inferred; see
+ * docs/internals/metrics.md).
+ */
+typedef struct uvq_conn_stats {
+  /* ngtcp2's view (ngtcp2_conn_stat). Times in ns, sizes in bytes. */
+  /** RTT of the latest sample, minimum, smoothed, and variance. */
+  uint64_t latest_rtt;
+  uint64_t min_rtt;
+  uint64_t smoothed_rtt;
+  uint64_t rttvar;
+  /** Congestion window and bytes sent but not yet acked or declared lost. */
+  uint64_t cwnd;
+  uint64_t bytes_in_flight;
+  /** ngtcp2's delivery-rate sample (bytes/s; 0 until it has one). */
+  uint64_t delivery_rate;
+  /**
+   * The congestion controller's pacing rate (bytes/s), or 0 when it sets
+   * none (CUBIC and Reno in ngtcp2 0.12: ngtcp2 still paces, from cwnd and
+   * the smoothed RTT).
+   */
+  uint64_t pacing_rate;
+
+  /* Counted by uvquic. */
+  /** UDP payloads the send callback took for this connection. */
+  uint64_t bytes_sent;
+  uint64_t datagrams_sent;
+  /** Datagrams routed to this connection (used or not). */
+  uint64_t bytes_received;
+  uint64_t datagrams_received;
+  /**
+   * Stream payload bytes handed to ngtcp2 for the first time
+   * (retransmissions are ngtcp2's and not counted), acknowledged by the
+   * peer, and delivered to us in order.
+   */
+  uint64_t stream_bytes_sent;
+  uint64_t stream_bytes_acked;
+  uint64_t stream_bytes_received;
+  /** From creation to handshake completion (ns); 0 until it completes. */
+  uint64_t handshake_duration;
+
+  /* The bandwidth estimator (inferred). */
+  /**
+   * Largest per-round min(stream ack rate, stream send rate) over the last
+   * settings.bw_window_rounds rounds of one smoothed RTT (bytes/s of
+   * stream payload): the goodput the path has recently shown it carries.
+   */
+  uint64_t max_bandwidth;
+  /** Rounds the estimator has finished. */
+  uint64_t bw_rounds;
+  /**
+   * Packets carrying STREAM data that ngtcp2's loss detection declared
+   * lost, summed over every stream the connection has had (ngtcp2 0.12
+   * counts a packet once per stream it carried, spurious losses included;
+   * lost packets without STREAM frames are not seen).
+   */
+  uint64_t stream_packets_lost;
+  /**
+   * stream_packets_lost during the estimator's window divided by
+   * datagrams sent during it: an inferred loss rate, 0..~1.
+   */
+  double loss;
+} uvq_conn_stats;
+
+/**
+ * uvq_conn_get_stats fills |st| with |conn|'s live statistics. It may be
+ * called at any time, from any callback of the connection, including
+ * on_closed. It fires no callback. Returns 0, or UVQ_ERR_INVALID_ARGUMENT
+ * if an argument is NULL.
+ */
+UVQ_EXTERN int uvq_conn_get_stats(uvq_conn *conn, uvq_conn_stats *st);
+
+/** uvq_handshake_failure_name returns a short name ("tls_alert"). */
+UVQ_EXTERN const char *uvq_handshake_failure_name(uvq_handshake_failure r);
+
+/**
+ * uvq_handshake_time_bucket_le returns bucket |i|'s upper bound in ns
+ * (UVQ_TSTAMP_MAX for the last one and for |i| out of range).
+ */
+UVQ_EXTERN uint64_t uvq_handshake_time_bucket_le(size_t i);
+
+/**
+ * uvq_endpoint_add_gso_fallbacks adds |n| to the endpoint's gso_fallbacks
+ * counter. Drivers call it when the kernel refuses UDP GSO and they fall
+ * back to one datagram per message (the libuv adapter does); the core has
+ * no socket of its own to notice.
+ */
+UVQ_EXTERN void uvq_endpoint_add_gso_fallbacks(uvq_endpoint *ep, uint64_t n);
+
+/**
+ * uvq_endpoint_write_prometheus writes the endpoint's counters in the
+ * Prometheus text exposition format (version 0.0.4) into |buf|, always
+ * NUL-terminated when |len| > 0: HELP and TYPE lines, counters named
+ * <prefix>_..._total, drops, token rejections and handshake failures with
+ * a "reason" label, and the handshake-duration histogram in seconds
+ * (_bucket{le=...}, _sum, _count). |prefix| NULL means "uvquic". Give
+ * shards distinct prefixes, or sum their uvq_endpoint_stats yourself.
+ *
+ * Returns the length of the whole text (without the NUL), like snprintf:
+ * if it is >= |len| the text was cut; call again with a larger buffer
+ * (|buf| may be NULL with |len| 0 to measure). Returns
+ * UVQ_ERR_INVALID_ARGUMENT if |ep| is NULL or |prefix| is not a valid
+ * metric name ([a-zA-Z_:][a-zA-Z0-9_:]*).
+ */
+UVQ_EXTERN ssize_t uvq_endpoint_write_prometheus(uvq_endpoint *ep, char *buf,
+                                                 size_t len,
+                                                 const char *prefix);
 
 #ifdef __cplusplus
 }

@@ -97,6 +97,14 @@ static int run_on_accept(uvq_conn *conn) {
   info.version = UVQ_QUIC_V1;
   info.path = &conn->path;
   info.address_validated = conn->address_validated;
+  /* The ClientHello is processed: whether its PSK and its early data were
+   * accepted is settled (the anti-replay check included). */
+  conn->resumed = gnutls_session_is_resumed(conn->tls) != 0;
+  if (gnutls_session_get_flags(conn->tls) & GNUTLS_SFLAGS_EARLY_DATA) {
+    conn->early_data = UVQ_EARLY_DATA_ACCEPTED;
+  }
+  info.resumed = conn->resumed;
+  info.early_data = conn->early_data == UVQ_EARLY_DATA_ACCEPTED;
   rv = ep->cfg.on_accept(ep, conn, &info, &cb, &ud, ep->cfg.user_data);
   if (rv != 0 || cb == NULL) {
     conn->refused = 1;
@@ -106,6 +114,7 @@ static int run_on_accept(uvq_conn *conn) {
   conn->cb = cb;
   conn->user_data = ud;
   conn->accepted = 1;
+  uvq_metrics_conn_accepted(conn, &info);
   return 0;
 }
 
@@ -114,6 +123,36 @@ static int cb_recv_key(ngtcp2_conn *q, ngtcp2_crypto_level level,
   (void)q;
   (void)level;
   return run_on_accept(conn_of(user_data));
+}
+
+/* Client, at handshake completion: GnuTLS knows whether the server took
+ * our 0-RTT. If not, ngtcp2 0.12 must be told (it does not find out by
+ * itself): it forgets the streams opened early, so ours go too, and the
+ * application hears of it before on_established. */
+static int settle_early_data(uvq_conn *conn) {
+  uvq_stream_table *t = &conn->streams;
+
+  if (gnutls_session_get_flags(conn->tls) & GNUTLS_SFLAGS_EARLY_DATA) {
+    conn->early_data = UVQ_EARLY_DATA_ACCEPTED;
+    return 0;
+  }
+  conn->early_data = UVQ_EARLY_DATA_REJECTED;
+  conn->early_rejected_pending = 1;
+  if (ngtcp2_conn_early_data_rejected(conn->q) != 0) {
+    return -1;
+  }
+  while (t->len > 0) {
+    uvq_stream *s = NULL;
+    for (size_t i = 0; i < t->cap && s == NULL; i++) {
+      s = t->slots[i];
+    }
+    if (conn->cb && conn->cb->on_stream_closed) {
+      conn->cb->on_stream_closed(conn, s->id, 0, conn->user_data,
+                                 s->user_data);
+    }
+    uvq_stream_destroy(conn, s);
+  }
+  return 0;
 }
 
 static int cb_handshake_completed(ngtcp2_conn *q, void *user_data) {
@@ -130,6 +169,10 @@ static int cb_handshake_completed(ngtcp2_conn *q, void *user_data) {
   }
   conn->handshake_completed = 1;
   conn->stage = UVQ_STAGE_RUNNING;
+  if (!conn->is_server && conn->early_data == UVQ_EARLY_DATA_ATTEMPTED &&
+      settle_early_data(conn) != 0) {
+    return NGTCP2_ERR_CALLBACK_FAILURE;
+  }
   if (conn->is_server && conn->ep->settings.send_new_token) {
     /* RFC 9000 §8.1.3: a token for the client's next connection, bound to
      * its IP address. Failing to send one only costs the client a Retry. */
@@ -207,6 +250,7 @@ static int cb_recv_stream_data(ngtcp2_conn *q, uint32_t flags,
                                   conn->user_data, s->user_data);
   }
   /* Credit goes back once the application has had the data. */
+  conn->m.stream_bytes_received += datalen;
   ngtcp2_conn_extend_max_stream_offset(q, stream_id, datalen);
   ngtcp2_conn_extend_max_offset(q, datalen);
   return app_failed(conn, rv);
@@ -376,7 +420,7 @@ static void cb_log(void *user_data, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(line, sizeof(line), fmt, ap);
   va_end(ap);
-  conn->ep->settings.log(conn->ep->settings.log_user_data, line);
+  uvq_metrics_ngtcp2_log(conn, line);
 }
 
 static void cb_qlog(void *user_data, uint32_t flags, const void *data,
@@ -387,6 +431,25 @@ static void cb_qlog(void *user_data, uint32_t flags, const void *data,
            (flags & NGTCP2_QLOG_WRITE_FLAG_FIN) != 0);
 }
 
+/* Client: after the handshake, CRYPTO data at the 1-RTT level can only be
+ * NewSessionTicket (QUIC forbids KeyUpdate and post-handshake auth, RFC
+ * 9001 §4.1.3); once GnuTLS has a whole ticket, on_session_ticket is due.
+ * No GnuTLS hook function is used, so uvq_tls_hook keeps them all. */
+static int cb_recv_crypto_data(ngtcp2_conn *q,
+                               ngtcp2_crypto_level crypto_level,
+                               uint64_t offset, const uint8_t *data,
+                               size_t datalen, void *user_data) {
+  uvq_conn *conn = conn_of(user_data);
+  int rv = ngtcp2_crypto_recv_crypto_data_cb(q, crypto_level, offset, data,
+                                             datalen, user_data);
+  if (rv == 0 && !conn->is_server &&
+      crypto_level == NGTCP2_CRYPTO_LEVEL_APPLICATION &&
+      (gnutls_session_get_flags(conn->tls) & GNUTLS_SFLAGS_SESSION_TICKET)) {
+    conn->ticket_pending = 1;
+  }
+  return rv;
+}
+
 static void set_callbacks(ngtcp2_callbacks *cb, int is_server) {
   memset(cb, 0, sizeof(*cb));
   if (is_server) {
@@ -395,7 +458,7 @@ static void set_callbacks(ngtcp2_callbacks *cb, int is_server) {
     cb->client_initial = ngtcp2_crypto_client_initial_cb;
     cb->recv_retry = ngtcp2_crypto_recv_retry_cb;
   }
-  cb->recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
+  cb->recv_crypto_data = cb_recv_crypto_data;
   cb->encrypt = ngtcp2_crypto_encrypt_cb;
   cb->decrypt = ngtcp2_crypto_decrypt_cb;
   cb->hp_mask = ngtcp2_crypto_hp_mask_cb;
@@ -465,6 +528,8 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
     goto fail_streams;
   }
 
+  /* Before ngtcp2 exists: it may log while being created. */
+  uvq_metrics_conn_init(conn, scid, now);
   set_callbacks(&callbacks, is_server);
   ngtcp2_settings_default(&settings);
   settings.initial_ts = now;
@@ -478,7 +543,7 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
   settings.max_window = st->max_window;
   settings.max_stream_window = st->max_stream_window;
   settings.ack_thresh = st->ack_thresh;
-  if (st->log) {
+  if (uvq_metrics_want_ngtcp2_log(ep)) {
     settings.log_printf = cb_log;
   }
   if (token && tokenlen) {
@@ -539,7 +604,11 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
     ngtcp2_conn_set_keep_alive_timeout(conn->q, st->keep_alive);
   }
 
-  rv = uvq_tls_session_new(ep->cfg.tls, &conn->tls, server_name);
+  rv = uvq_tls_session_new_opts(
+      ep->cfg.tls, &conn->tls, server_name,
+      is_server ? (st->early_data ? UVQ_TLS_SESSION_EARLY_DATA : 0u) |
+                      (st->anti_replay ? UVQ_TLS_SESSION_ANTI_REPLAY : 0u)
+                : ep->connect_tls_opts);
   if (rv != 0) {
     goto fail_tls;
   }
@@ -641,10 +710,37 @@ void uvq_conn_run_deferred(uvq_conn *conn) {
       conn->cb == NULL) {
     return;
   }
+  if (conn->early_rejected_pending) {
+    conn->early_rejected_pending = 0;
+    if (conn->cb->on_early_data_rejected) {
+      rv = conn->cb->on_early_data_rejected(conn, conn->user_data);
+      if (rv != 0) {
+        conn->callback_failed = 1;
+        return;
+      }
+    }
+  }
   if (conn->established_pending) {
     conn->established_pending = 0;
     if (conn->cb->on_established) {
       rv = conn->cb->on_established(conn, conn->user_data);
+      if (rv != 0) {
+        conn->callback_failed = 1;
+        return;
+      }
+    }
+  }
+  if (conn->ticket_pending && conn->handshake_completed) {
+    uint8_t *blob;
+    size_t bloblen;
+    conn->ticket_pending = 0;
+    /* A ticket that cannot be packed costs the next connection its
+     * resumption, not this connection. */
+    if (conn->cb->on_session_ticket &&
+        uvq_resume_encode(conn, &blob, &bloblen) == 0) {
+      rv = conn->cb->on_session_ticket(conn, blob, bloblen, conn->user_data);
+      gnutls_memset(blob, 0, bloblen);
+      uvq_free(conn->ep->mem, blob);
       if (rv != 0) {
         conn->callback_failed = 1;
         return;
@@ -722,12 +818,30 @@ static void after_ngtcp2(uvq_conn *conn, int rv, uvq_tstamp now) {
   uvq_ep_timer_update(conn->ep, conn);
 }
 
+/* ngtcp2 0.12 reveals a peer's STOP_SENDING only to a write on the stream
+ * (conn_io.c), and a stream blocked by flow control is not written again
+ * until the peer grants credit — which a peer that stopped reading may
+ * never do. So blocked streams get another try after each packet: ngtcp2
+ * answers DATA_BLOCKED again, or STREAM_SHUT_WR. */
+static void retry_blocked_streams(uvq_conn *conn) {
+  uvq_stream_table *t = &conn->streams;
+  for (size_t i = 0; i < t->cap; i++) {
+    uvq_stream *s = t->slots[i];
+    if (s && s->data_blocked) {
+      s->data_blocked = 0;
+      uvq_stream_ready(conn, s);
+    }
+  }
+}
+
 void uvq_conn_recv(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
                    const uint8_t *data, size_t len, uvq_tstamp now) {
   ngtcp2_path npath;
   ngtcp2_pkt_info pi;
   int rv;
 
+  conn->m.datagrams_received++;
+  conn->m.bytes_received += len;
   switch (conn->stage) {
   case UVQ_STAGE_CLOSING:
     uvq_stage_closing_recv(conn);
@@ -748,6 +862,10 @@ void uvq_conn_recv(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
   memset(&pi, 0, sizeof(pi));
   pi.ecn = ecn;
   rv = ngtcp2_conn_read_pkt(conn->q, &npath, &pi, data, len, now);
+  uvq_metrics_conn_read(conn, now);
+  if (rv == 0) {
+    retry_blocked_streams(conn);
+  }
   if (rv == NGTCP2_ERR_DISCARD_PKT) {
     uvq_ep_drop(conn->ep, UVQ_DROP_CONN_REJECTED);
     rv = 0;
@@ -825,6 +943,9 @@ void uvq_conn_get_info(uvq_conn *conn, uvq_conn_info *info) {
   info->path = &conn->path;
   info->address_validated = conn->address_validated;
   info->stage = conn->stage;
+  info->resumed = conn->is_server ? conn->resumed
+                                  : gnutls_session_is_resumed(conn->tls) != 0;
+  info->early_data = conn->early_data;
   ngtcp2_conn_get_conn_stat(conn->q, &cs);
   info->smoothed_rtt = cs.smoothed_rtt;
   info->rttvar = cs.rttvar;
@@ -964,7 +1085,10 @@ int uvq_conn_open_stream(uvq_conn *conn, int bidi, int64_t *pstream_id,
   if (conn->close_requested || conn->stage >= UVQ_STAGE_CLOSING) {
     return UVQ_ERR_CLOSED;
   }
-  if (!conn->handshake_completed) {
+  /* Before the handshake, only 0-RTT streams: ngtcp2 has the server's
+   * remembered limits (uvq_resume_apply). */
+  if (!conn->handshake_completed &&
+      conn->early_data != UVQ_EARLY_DATA_ATTEMPTED) {
     return UVQ_ERR_INVALID_STATE;
   }
   rv = bidi ? ngtcp2_conn_open_bidi_stream(conn->q, &id, NULL)

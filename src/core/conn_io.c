@@ -12,6 +12,13 @@
 
 void uvq_conn_del(uvq_conn *conn);
 
+/* Counts the first |done| datagrams of a batch as sent by |conn|. */
+static void count_sent(uvq_conn *conn, size_t len, size_t seg, size_t done) {
+  size_t bytes = done * seg < len ? done * seg : len;
+  conn->m.datagrams_sent += done;
+  conn->m.bytes_sent += bytes;
+}
+
 /* Keeps datagrams [off, len) of the shared buffer for the next flush. */
 static int keep_pending(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
                         const uint8_t *data, size_t len, size_t seg) {
@@ -36,6 +43,7 @@ static int send_batch(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
                       const uint8_t *data, size_t len, size_t seg) {
   size_t count = (len + seg - 1) / seg;
   size_t done = uvq_ep_send(conn->ep, path, ecn, data, len, seg);
+  count_sent(conn, len, seg, done);
   if (done >= count) {
     return 0;
   }
@@ -54,6 +62,7 @@ static int drain_pending(uvq_conn *conn) {
   count = (len + seg - 1) / seg;
   done = uvq_ep_send(conn->ep, &conn->pending_path, conn->pending_ecn,
                      conn->pending + conn->pending_off, len, seg);
+  count_sent(conn, len, seg, done);
   if (done < count) {
     conn->pending_off += done * seg;
     return UVQ_FLUSH_BLOCKED;

@@ -3,6 +3,7 @@
  * is routed by its own SCIDs, so one socket carries any number of them.
  */
 #include "core/core.h"
+#include "core/tls.h"
 
 int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,
                          uvq_tstamp now, uvq_conn **pconn) {
@@ -37,11 +38,24 @@ int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,
   if (rv != 0) {
     return rv;
   }
+  ep->connect_tls_opts = params->resumption && params->early_data
+                             ? UVQ_TLS_SESSION_EARLY_DATA
+                             : 0u;
   rv = uvq_conn_new(&conn, ep, 0, &dcid, &scid, params->path, UVQ_QUIC_V1,
                     NULL, NULL, params->token, params->tokenlen,
                     params->server_name, now);
+  ep->connect_tls_opts = 0;
   if (rv != 0) {
     return rv;
+  }
+  if (params->resumption != NULL) {
+    /* Before the first flush: the ClientHello is built then. */
+    rv = uvq_resume_apply(conn, params->resumption, params->resumptionlen,
+                          params->early_data);
+    if (rv != 0) {
+      uvq_conn_del(conn);
+      return rv;
+    }
   }
   conn->cb = params->callbacks;
   conn->user_data = params->user_data;

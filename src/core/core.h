@@ -14,6 +14,7 @@
 #include "core/cid.h"
 #include "core/cid_map.h"
 #include "core/mem.h"
+#include "core/metrics.h"
 #include "core/token.h"
 #include "uvquic/uvquic.h"
 
@@ -59,6 +60,7 @@ struct uvq_stream {
   uvq_stream *ready_prev, *ready_next;
   uvq_stream *pending_next; /* conn->writable_pending list */
   uvq_stream *stop_next;    /* conn->stop_pending list */
+  uint64_t loss_seen; /* ngtcp2's loss count at the last ack (metrics.c) */
 };
 
 /* A queued outgoing DATAGRAM. */
@@ -162,6 +164,14 @@ struct uvq_conn {
 
   char sni[256];
   uvq_waker *waker;
+
+  /* Resumption and 0-RTT (RFC 9001 §4.6). */
+  uvq_early_data early_data;
+  int resumed;                /* server: from on_accept on */
+  int ticket_pending;         /* client: a NewSessionTicket arrived */
+  int early_rejected_pending; /* client: on_early_data_rejected due */
+
+  uvq_conn_metrics m; /* counters and bandwidth estimator (metrics.c) */
 };
 
 typedef struct uvq_stateless_pkt {
@@ -203,6 +213,10 @@ struct uvq_endpoint {
   void *conn_hook_ud;
   int closing_all;
   uvq_tstamp last_now;
+  /* Client TLS session options (UVQ_TLS_SESSION_*) of the connection
+   * uvq_endpoint_connect is creating; 0 otherwise. */
+  unsigned int connect_tls_opts;
+  uvq_ep_metrics m; /* logging state (metrics.c) */
 };
 
 /* endpoint.c */
@@ -262,6 +276,15 @@ uvq_tstamp uvq_conn_expiry(uvq_conn *conn);
 void uvq_conn_to_ngtcp2_path(ngtcp2_path *np, const uvq_path *p);
 void uvq_conn_unmap_handshake_cids(uvq_conn *conn);
 void uvq_conn_run_deferred(uvq_conn *conn);
+
+/* resume.c */
+/* Client: builds the resumption blob (TLS session data and the server's
+ * 0-RTT transport parameters) into *pblob, freed with uvq_free. */
+int uvq_resume_encode(uvq_conn *conn, uint8_t **pblob, size_t *plen);
+/* Client, before the handshake starts: resumes from |blob|, and with
+ * |early_data| prepares 0-RTT. Returns 0 or UVQ_ERR_INVALID_ARGUMENT. */
+int uvq_resume_apply(uvq_conn *conn, const uint8_t *blob, size_t len,
+                     int early_data);
 
 /* stage.c */
 /* Ends the connection because of ngtcp2 error |liberr| (local). */

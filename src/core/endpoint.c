@@ -190,7 +190,10 @@ int uvq_ep_reserve_conn(uvq_endpoint *ep) {
 
 /* ---- misc -------------------------------------------------------------- */
 
-void uvq_ep_drop(uvq_endpoint *ep, uvq_drop_reason r) { ep->stats.dropped[r]++; }
+void uvq_ep_drop(uvq_endpoint *ep, uvq_drop_reason r) {
+  ep->stats.dropped[r]++;
+  uvq_metrics_drop(ep);
+}
 
 uint64_t uvq_ep_wall_time(uvq_endpoint *ep) {
   return ep->cfg.wall_time(ep, ep->cfg.user_data);

@@ -33,6 +33,10 @@ void uvq_settings_default(uvq_settings *s) {
   s->send_new_token = 1;
   s->max_datagram_frame_size = 0;
   s->datagram_queue_len = 128;
+  s->log_level = UVQ_LOG_WARN;
+  s->bw_window_rounds = 10;
+  s->early_data = 1;
+  s->anti_replay = 1;
 }
 
 void uvq_endpoint_config_default(uvq_endpoint_config *cfg) {

@@ -17,6 +17,7 @@ static void note_closed(uvq_conn *conn) {
     conn->ep->stats.handshakes_in_flight--;
   }
   conn->ci.handshake_completed = conn->handshake_completed;
+  uvq_metrics_conn_closed(conn);
   /* Only connections the application knows of get on_closed. */
   if (conn->cb && !conn->closed_fired) {
     conn->closed_pending = 1;
@@ -78,6 +79,25 @@ static void set_reason(uvq_conn *conn, const uint8_t *reason, size_t len) {
   conn->ci.reasonlen = len;
 }
 
+/* Alerts we send because the peer's certificate is missing or does not
+ * verify (RFC 8446 §6.2). ngtcp2_crypto_gnutls 0.12 does not record the
+ * GnuTLS error (ngtcp2_conn_get_tls_error stays 0), so the alert is what
+ * tells a certificate failure from other handshake failures. */
+static int is_cert_alert(uint8_t alert) {
+  switch (alert) {
+  case 42:  /* bad_certificate */
+  case 43:  /* unsupported_certificate */
+  case 44:  /* certificate_revoked */
+  case 45:  /* certificate_expired */
+  case 46:  /* certificate_unknown */
+  case 48:  /* unknown_ca */
+  case 116: /* certificate_required */
+    return 1;
+  default:
+    return 0;
+  }
+}
+
 void uvq_stage_fail(uvq_conn *conn, int liberr, uvq_tstamp now) {
   ngtcp2_connection_close_error ccerr;
   uint8_t alert;
@@ -105,7 +125,8 @@ void uvq_stage_fail(uvq_conn *conn, int liberr, uvq_tstamp now) {
     conn->ci.tls_alert = alert;
     conn->ci.error =
         ngtcp2_conn_get_tls_error(conn->q) ==
-                GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR
+                    GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR ||
+                is_cert_alert(alert)
             ? UVQ_ERR_CERT_VERIFY
             : UVQ_ERR_TLS_ALERT;
   } else if (liberr == NGTCP2_ERR_NOMEM) {

@@ -145,6 +145,7 @@ void uvq_stream_destroy(uvq_conn *conn, uvq_stream *s) {
       *pp = s->stop_next;
     }
   }
+  conn->m.stream_lost_closed += s->loss_seen;
   table_remove(conn, s);
   free_chunks(conn, s);
   uvq_free(conn->ep->mem, s);
@@ -238,6 +239,7 @@ size_t uvq_stream_unsent_iov(uvq_stream *s, ngtcp2_vec *iov, size_t iovcnt) {
 void uvq_stream_consumed(uvq_conn *conn, uvq_stream *s, size_t n,
                          uint32_t flags) {
   s->sent += n;
+  conn->m.stream_bytes_sent += n;
   while (s->send_chunk &&
          s->sent >= s->send_chunk_offset + s->send_chunk->len &&
          s->send_chunk->next) {
@@ -256,8 +258,11 @@ void uvq_stream_ack(uvq_conn *conn, uvq_stream *s, uint64_t offset,
                     uint64_t len) {
   uint64_t end = offset + len;
   if (end > s->acked) {
+    conn->m.stream_bytes_acked += end - (offset > s->acked ? offset : s->acked);
     s->acked = end;
   }
+  /* ngtcp2 forgets the count with the stream: keep the latest (metrics.c). */
+  s->loss_seen = ngtcp2_conn_get_stream_loss_count(conn->q, s->id);
   /* Free chunks wholly acknowledged, but never the one the writer is on. */
   while (s->head && s->head != s->send_chunk &&
          s->head_offset + s->head->len <= s->acked) {

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,21 @@ set_err(char *errbuf, size_t errbuflen, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* The anti-replay database; see replay_db_add. */
+#define REPLAY_WINDOW_MS 10000u
+#define REPLAY_BUCKETS 1024
+#define REPLAY_WAYS 4
+
+typedef struct replay_entry {
+  int64_t expires; /* seconds, GnuTLS's clock; 0 = free */
+  uint8_t digest[32];
+} replay_entry;
+
+struct uvq_replay_db {
+  pthread_mutex_t lock;
+  replay_entry e[REPLAY_BUCKETS][REPLAY_WAYS];
+};
+
 static int gnutls_to_uvq(int rv) {
   return rv == GNUTLS_E_MEMORY_ERROR ? UVQ_ERR_NOMEM : UVQ_ERR_TLS;
 }
@@ -73,6 +89,20 @@ static void tls_ctx_free(uvq_tls_ctx *ctx) {
     close(ctx->keylog_fd);
   }
   uvq_free(ctx->mem, ctx->cert_pem);
+  if (ctx->ticket_key.data) {
+    gnutls_memset(ctx->ticket_key.data, 0, ctx->ticket_key.size);
+    gnutls_free(ctx->ticket_key.data);
+  }
+  if (ctx->anti_replay) {
+    gnutls_anti_replay_deinit(ctx->anti_replay);
+  }
+  if (ctx->anti_replay_off) {
+    gnutls_anti_replay_deinit(ctx->anti_replay_off);
+  }
+  if (ctx->replay_db) {
+    pthread_mutex_destroy(&ctx->replay_db->lock);
+    uvq_free(ctx->mem, ctx->replay_db);
+  }
   uvq_free(ctx->mem, ctx);
 }
 
@@ -463,6 +493,106 @@ static int open_keylog(uvq_tls_ctx *ctx, const uvq_tls_config *cfg,
   return 0;
 }
 
+/*
+ * The anti-replay database (RFC 8446 §8.2): GnuTLS derives a key from the
+ * ClientHello's PSK binder and the start of the current recording window
+ * and asks us to add it; a key already present is a replay, and its early
+ * data is refused (the handshake goes on in 1-RTT). Entries live for the
+ * window. Bounded: REPLAY_BUCKETS x REPLAY_WAYS SHA-256 digests; when a
+ * bucket is full of live entries the ClientHello's early data is refused
+ * too, so the table fails closed. Endpoints on several threads may share
+ * the context, hence the lock.
+ */
+static int replay_db_add(void *ptr, time_t exp_time, const gnutls_datum_t *key,
+                         const gnutls_datum_t *data) {
+  struct uvq_replay_db *db = ptr;
+  /* GnuTLS gives exp_time = its now + the window: recover its now rather
+   * than reading a clock of our own. */
+  int64_t now = (int64_t)exp_time - REPLAY_WINDOW_MS / 1000;
+  uint8_t digest[32];
+  replay_entry *b, *slot = NULL;
+  size_t bucket;
+  int rv = GNUTLS_E_DB_ERROR;
+
+  (void)data;
+  if (gnutls_hash_fast(GNUTLS_DIG_SHA256, key->data, key->size, digest) != 0) {
+    return GNUTLS_E_DB_ERROR;
+  }
+  bucket = ((size_t)digest[0] << 8 | digest[1]) % REPLAY_BUCKETS;
+  pthread_mutex_lock(&db->lock);
+  b = db->e[bucket];
+  for (size_t i = 0; i < REPLAY_WAYS; i++) {
+    if (b[i].expires > now) {
+      if (memcmp(b[i].digest, digest, sizeof(digest)) == 0) {
+        rv = GNUTLS_E_DB_ENTRY_EXISTS;
+        goto out;
+      }
+    } else if (slot == NULL) {
+      slot = &b[i];
+    }
+  }
+  if (slot) {
+    slot->expires = (int64_t)exp_time;
+    memcpy(slot->digest, digest, sizeof(digest));
+    rv = 0;
+  }
+out:
+  pthread_mutex_unlock(&db->lock);
+  return rv;
+}
+
+/* Records nothing: every ClientHello inside the window is accepted. */
+static int replay_db_add_none(void *ptr, time_t exp_time,
+                              const gnutls_datum_t *key,
+                              const gnutls_datum_t *data) {
+  (void)ptr;
+  (void)exp_time;
+  (void)key;
+  (void)data;
+  return 0;
+}
+
+/* Server: the ticket key and the anti-replay state for 0-RTT. */
+static int init_resumption(uvq_tls_ctx *ctx, char *errbuf, size_t errbuflen) {
+  int rv;
+
+  rv = gnutls_session_ticket_key_generate(&ctx->ticket_key);
+  if (rv != 0) {
+    ctx->ticket_key.data = NULL;
+    goto fail;
+  }
+  ctx->replay_db = uvq_calloc(ctx->mem, 1, sizeof(*ctx->replay_db));
+  if (ctx->replay_db == NULL) {
+    return UVQ_ERR_NOMEM;
+  }
+  if (pthread_mutex_init(&ctx->replay_db->lock, NULL) != 0) {
+    uvq_free(ctx->mem, ctx->replay_db);
+    ctx->replay_db = NULL;
+    return UVQ_ERR_NOMEM;
+  }
+  rv = gnutls_anti_replay_init(&ctx->anti_replay);
+  if (rv != 0) {
+    ctx->anti_replay = NULL;
+    goto fail;
+  }
+  gnutls_anti_replay_set_window(ctx->anti_replay, REPLAY_WINDOW_MS);
+  gnutls_anti_replay_set_add_function(ctx->anti_replay, replay_db_add);
+  gnutls_anti_replay_set_ptr(ctx->anti_replay, ctx->replay_db);
+  rv = gnutls_anti_replay_init(&ctx->anti_replay_off);
+  if (rv != 0) {
+    ctx->anti_replay_off = NULL;
+    goto fail;
+  }
+  gnutls_anti_replay_set_window(ctx->anti_replay_off, REPLAY_WINDOW_MS);
+  gnutls_anti_replay_set_add_function(ctx->anti_replay_off,
+                                      replay_db_add_none);
+  return 0;
+
+fail:
+  set_err(errbuf, errbuflen, "session tickets: %s", gnutls_strerror(rv));
+  return gnutls_to_uvq(rv);
+}
+
 int uvq_tls_ctx_new(uvq_tls_ctx **pctx, int is_server,
                     const uvq_tls_config *cfg, const uvq_mem *mem, char *errbuf,
                     size_t errbuflen) {
@@ -531,6 +661,11 @@ int uvq_tls_ctx_new(uvq_tls_ctx **pctx, int is_server,
   }
   if (!ctx->is_server) {
     rv = load_trust(ctx, cfg, errbuf, errbuflen);
+    if (rv != 0) {
+      goto fail;
+    }
+  } else {
+    rv = init_resumption(ctx, errbuf, errbuflen);
     if (rv != 0) {
       goto fail;
     }
@@ -666,13 +801,57 @@ int uvq_tls_session_configure(uvq_tls_ctx *ctx, gnutls_session_t session,
   return 0;
 }
 
-int uvq_tls_session_new(uvq_tls_ctx *ctx, gnutls_session_t *psession,
-                        const char *server_name) {
-  gnutls_session_t session;
-  unsigned int flags = GNUTLS_ENABLE_EARLY_DATA | GNUTLS_NO_END_OF_EARLY_DATA;
+/* Server: tickets always; 0-RTT if asked (RFC 9001 §4.6.1 wants
+ * max_early_data_size 0xffffffff in tickets that allow it). GnuTLS refuses
+ * early data on a session without an anti-replay context. */
+static int configure_resumption(uvq_tls_ctx *ctx, gnutls_session_t session,
+                                unsigned int opts) {
   int rv;
 
-  flags |= ctx->is_server ? GNUTLS_SERVER : GNUTLS_CLIENT;
+  rv = gnutls_session_ticket_enable_server(session, &ctx->ticket_key);
+  if (rv != 0) {
+    return gnutls_to_uvq(rv);
+  }
+  if (opts & UVQ_TLS_SESSION_EARLY_DATA) {
+    rv = gnutls_record_set_max_early_data_size(session, 0xffffffffu);
+    if (rv != 0) {
+      return gnutls_to_uvq(rv);
+    }
+    gnutls_anti_replay_enable(session, (opts & UVQ_TLS_SESSION_ANTI_REPLAY)
+                                           ? ctx->anti_replay
+                                           : ctx->anti_replay_off);
+  }
+  return 0;
+}
+
+int uvq_tls_session_new(uvq_tls_ctx *ctx, gnutls_session_t *psession,
+                        const char *server_name) {
+  return uvq_tls_session_new_opts(
+      ctx, psession, server_name,
+      UVQ_TLS_SESSION_EARLY_DATA | UVQ_TLS_SESSION_ANTI_REPLAY);
+}
+
+int uvq_tls_session_new_opts(uvq_tls_ctx *ctx, gnutls_session_t *psession,
+                             const char *server_name, unsigned int opts) {
+  gnutls_session_t session;
+  unsigned int flags = GNUTLS_NO_END_OF_EARLY_DATA;
+  int rv;
+
+  if (ctx->is_server) {
+    /* Without GNUTLS_ENABLE_EARLY_DATA a server neither accepts 0-RTT nor
+     * offers it in the tickets it issues. */
+    flags |= GNUTLS_SERVER;
+    if (opts & UVQ_TLS_SESSION_EARLY_DATA) {
+      flags |= GNUTLS_ENABLE_EARLY_DATA;
+    }
+  } else {
+    /* A GnuTLS client offers early data whenever the flag is set and the
+     * ticket allows it: set it only when 0-RTT is wanted. */
+    flags |= GNUTLS_CLIENT;
+    if (opts & UVQ_TLS_SESSION_EARLY_DATA) {
+      flags |= GNUTLS_ENABLE_EARLY_DATA;
+    }
+  }
   rv = gnutls_init(&session, flags);
   if (rv != 0) {
     return gnutls_to_uvq(rv);
@@ -686,6 +865,12 @@ int uvq_tls_session_new(uvq_tls_ctx *ctx, gnutls_session_t *psession,
   rv = uvq_tls_session_configure(ctx, session, server_name);
   if (rv != 0) {
     goto fail;
+  }
+  if (ctx->is_server) {
+    rv = configure_resumption(ctx, session, opts);
+    if (rv != 0) {
+      goto fail;
+    }
   }
   *psession = session;
   return 0;

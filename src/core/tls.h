@@ -37,6 +37,14 @@ struct uvq_tls_ctx {
   int (*hook)(uvq_conn *conn, struct gnutls_session_int *session,
               void *user_data);
   void *hook_user_data;
+  /* Server: the session ticket key (gnutls_session_ticket_key_generate),
+   * and two anti-replay contexts for 0-RTT: one that records ClientHellos
+   * and refuses duplicates, one that records nothing (settings.anti_replay
+   * off; GnuTLS refuses early data without any anti-replay context). */
+  gnutls_datum_t ticket_key;
+  gnutls_anti_replay_t anti_replay;
+  gnutls_anti_replay_t anti_replay_off;
+  struct uvq_replay_db *replay_db;
 };
 
 /* uvq_tls_ctx_is_server returns nonzero if |ctx| was made for servers. */
@@ -61,6 +69,23 @@ int uvq_tls_ctx_is_server(const uvq_tls_ctx *ctx);
  */
 int uvq_tls_session_new(uvq_tls_ctx *ctx, gnutls_session_t *psession,
                         const char *server_name);
+
+/* Session options for uvq_tls_session_new_opts. */
+#define UVQ_TLS_SESSION_EARLY_DATA 0x1u  /* accept (client: offer) 0-RTT */
+#define UVQ_TLS_SESSION_ANTI_REPLAY 0x2u /* refuse replayed ClientHellos */
+
+/*
+ * uvq_tls_session_new_opts is uvq_tls_session_new with options |opts|
+ * (UVQ_TLS_SESSION_*). A client offers 0-RTT, when its session data allows
+ * it, only with UVQ_TLS_SESSION_EARLY_DATA. Every server session
+ * issues session tickets under the context's ticket key; with
+ * UVQ_TLS_SESSION_EARLY_DATA the tickets allow 0-RTT (max_early_data_size
+ * 0xffffffff, RFC 9001 §4.6.1) and 0-RTT is accepted, subject to the
+ * anti-replay check if UVQ_TLS_SESSION_ANTI_REPLAY is set.
+ * uvq_tls_session_new uses both options.
+ */
+int uvq_tls_session_new_opts(uvq_tls_ctx *ctx, gnutls_session_t *psession,
+                             const char *server_name, unsigned int opts);
 
 /*
  * uvq_tls_session_configure applies everything uvq_tls_session_new does

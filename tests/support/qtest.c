@@ -104,6 +104,20 @@ static void wire_send(qt_world *w, int from, const uvq_path *path,
     free(p);
     return;
   }
+  if (w->rate_bps) {
+    qt_node *n = &w->nodes[from];
+    uvq_tstamp start = n->link_free > w->now ? n->link_free : w->now;
+    uvq_tstamp tx = (uvq_tstamp)((double)len * 8.0 * (double)UVQ_SECONDS /
+                                 (double)w->rate_bps);
+    if (w->rate_queue_max && start - w->now > w->rate_queue_max) {
+      w->dropped++;
+      w->rate_dropped++;
+      free(p);
+      return;
+    }
+    n->link_free = start + tx;
+    p->deliver_at = n->link_free + w->delay;
+  }
   if (chance(w, w->corrupt_pct) && len > 0) {
     p->data[qt_rand(w) % len] ^= (uint8_t)(1 + qt_rand(w) % 255);
     w->corrupted++;

@@ -33,6 +33,7 @@ typedef struct qt_node {
   int send_blocked; /* the send callback takes nothing while set */
   uint64_t sent;    /* datagrams handed to the wire */
   uint64_t bytes_sent;
+  uvq_tstamp link_free; /* rate limiter: when this sender's link is idle */
 } qt_node;
 
 /* Returns nonzero to drop |p|; may edit it. */
@@ -63,6 +64,15 @@ struct qt_world {
 
   /* Allocator of the endpoints added from now on; NULL = libc. */
   const uvq_mem *mem;
+
+  /* Optional bottleneck, per sending node (so per direction between two
+   * nodes): datagrams leave back to back at |rate_bps| bits per second
+   * and arrive |delay| after their last bit. 0 = no limit (default).
+   * |rate_queue_max| bounds the queueing delay (tail drop, counted in
+   * |dropped| and |rate_dropped|); 0 = an unbounded queue. */
+  uint64_t rate_bps;
+  uvq_tstamp rate_queue_max;
+  uint64_t rate_dropped;
 };
 
 /* Sets up a world with a fixed RNG seed, ALPN "test", an ephemeral server

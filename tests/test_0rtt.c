@@ -1,0 +1,470 @@
+/*
+ * Session resumption and 0-RTT (RFC 9001 §4.6), in one process: a first
+ * connection gets a session ticket, the next resumes with it and sends a
+ * request as early data; servers that refuse early data (a setting, or the
+ * anti-replay record of a ClientHello seen before) are checked too.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "qtest.h"
+
+static const uint8_t REQUEST[] = "GET /index.html";
+static const uint8_t RESPONSE[] = "200 here it is";
+
+/* ---- one side of a connection ----------------------------------------- */
+
+typedef struct side {
+  uvq_conn *conn;
+  int established;
+  int closed;
+  uvq_close_info ci;
+
+  /* Client: the latest session ticket, and what 0-RTT did. */
+  uint8_t ticket[4096];
+  size_t ticketlen;
+  int tickets;
+  int rejected;
+  int streams_closed;
+  int resend_on_reject;
+
+  /* Stream data received, and the stage it first arrived in. */
+  uint8_t buf[256];
+  size_t len;
+  int fin;
+  int data_calls;
+  uvq_stage first_data_stage;
+  uvq_early_data first_data_early;
+} side;
+
+/* Server-side bookkeeping, per server node. */
+typedef struct server_rec {
+  int accepted;
+  int resumed;
+  int early_data;
+  side s;
+} server_rec;
+
+static server_rec g_srv[QT_MAX_NODES];
+
+static int send_request(uvq_conn *conn) {
+  int64_t sid;
+  int rv = uvq_conn_open_stream(conn, 1, &sid, NULL);
+  if (rv != 0) {
+    return rv;
+  }
+  ssize_t n = uvq_stream_write(conn, sid, REQUEST, sizeof(REQUEST), 1);
+  return n == (ssize_t)sizeof(REQUEST) ? 0 : UVQ_ERR_INTERNAL;
+}
+
+static int on_established(uvq_conn *conn, void *ud) {
+  side *a = ud;
+  (void)conn;
+  a->established = 1;
+  return 0;
+}
+
+static int on_stream_data(uvq_conn *conn, int64_t sid, const uint8_t *data,
+                          size_t len, int fin, void *ud, void *sud) {
+  side *a = ud;
+  (void)sud;
+  if (a->data_calls++ == 0) {
+    uvq_conn_info info;
+    uvq_conn_get_info(conn, &info);
+    a->first_data_stage = uvq_conn_get_stage(conn);
+    a->first_data_early = info.early_data;
+  }
+  assert_true(a->len + len <= sizeof(a->buf));
+  memcpy(a->buf + a->len, data, len);
+  a->len += len;
+  if (fin) {
+    a->fin = 1;
+    if (uvq_conn_is_server(conn)) {
+      /* Answer at once: before the handshake completes this is 0.5-RTT. */
+      ssize_t n = uvq_stream_write(conn, sid, RESPONSE, sizeof(RESPONSE), 1);
+      assert_int_equal(n, (ssize_t)sizeof(RESPONSE));
+    }
+  }
+  return 0;
+}
+
+static void on_stream_closed(uvq_conn *conn, int64_t sid, uint64_t err,
+                             void *ud, void *sud) {
+  side *a = ud;
+  (void)conn;
+  (void)sid;
+  (void)err;
+  (void)sud;
+  a->streams_closed++;
+}
+
+static int on_session_ticket(uvq_conn *conn, const uint8_t *data, size_t len,
+                             void *ud) {
+  side *a = ud;
+  (void)conn;
+  assert_true(len <= sizeof(a->ticket));
+  memcpy(a->ticket, data, len);
+  a->ticketlen = len;
+  a->tickets++;
+  return 0;
+}
+
+static int on_early_data_rejected(uvq_conn *conn, void *ud) {
+  side *a = ud;
+  uvq_conn_info info;
+  a->rejected++;
+  uvq_conn_get_info(conn, &info);
+  assert_int_equal(info.early_data, UVQ_EARLY_DATA_REJECTED);
+  /* Not established yet from the application's point of view. */
+  assert_int_equal(a->established, 0);
+  if (a->resend_on_reject) {
+    return send_request(conn);
+  }
+  return 0;
+}
+
+static void on_closed(uvq_conn *conn, const uvq_close_info *ci, void *ud) {
+  side *a = ud;
+  (void)conn;
+  assert_int_equal(a->closed, 0);
+  a->closed = 1;
+  a->ci = *ci;
+  a->conn = NULL;
+}
+
+static const uvq_app_callbacks app_cb = {
+    .version = UVQ_APP_CALLBACKS_VERSION,
+    .on_established = on_established,
+    .on_stream_data = on_stream_data,
+    .on_stream_closed = on_stream_closed,
+    .on_closed = on_closed,
+    .on_session_ticket = on_session_ticket,
+    .on_early_data_rejected = on_early_data_rejected,
+};
+
+static int on_accept(uvq_endpoint *ep, uvq_conn *conn,
+                     const uvq_accept_info *info,
+                     const uvq_app_callbacks **pcb, void **pud, void *ud) {
+  qt_node *n = ud;
+  server_rec *r = &g_srv[n->idx];
+  (void)ep;
+  r->accepted++;
+  r->resumed = info->resumed;
+  r->early_data = info->early_data;
+  r->s.conn = conn;
+  *pcb = &app_cb;
+  *pud = &r->s;
+  return 0;
+}
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static int connect_ex(qt_world *w, int c, int s, side *a, const uint8_t *res,
+                      size_t reslen, int early_data) {
+  uvq_connect_params p;
+  uvq_path path;
+  path.local = w->nodes[c].addr;
+  path.remote = w->nodes[s].addr;
+  uvq_connect_params_default(&p);
+  p.server_name = "localhost";
+  p.path = &path;
+  p.callbacks = &app_cb;
+  p.user_data = a;
+  p.resumption = res;
+  p.resumptionlen = reslen;
+  p.early_data = early_data;
+  return uvq_endpoint_connect(w->nodes[c].ep, &p, w->now, &a->conn);
+}
+
+static int got_ticket(void *ud) {
+  side *a = ud;
+  return a->established && a->ticketlen > 0;
+}
+
+static int got_response(void *ud) { return ((side *)ud)->fin; }
+
+/* Runs a first, full connection from |c| to |s| until a ticket arrived,
+ * then closes it; the ticket is left in |a|. */
+static void first_connection(qt_world *w, int c, int s, side *a) {
+  memset(a, 0, sizeof(*a));
+  assert_int_equal(connect_ex(w, c, s, a, NULL, 0, 0), 0);
+  assert_true(qt_run(w, got_ticket, a, 5 * UVQ_SECONDS));
+  assert_int_equal(g_srv[s].resumed, 0);
+  assert_int_equal(g_srv[s].early_data, 0);
+  assert_int_equal(gnutls_session_is_resumed(a->conn->tls), 0);
+  assert_int_equal(uvq_conn_close(a->conn, 0, NULL), 0);
+  qt_run(w, NULL, NULL, 5 * UVQ_SECONDS);
+  assert_int_equal(a->closed, 1);
+  assert_int_equal(a->ci.error, 0);
+}
+
+static uvq_settings server_settings(int early_data, int anti_replay) {
+  uvq_settings st;
+  uvq_settings_default(&st);
+  st.early_data = early_data;
+  st.anti_replay = anti_replay;
+  return st;
+}
+
+/* ---- tests ------------------------------------------------------------ */
+
+static void test_0rtt_resume_and_early_request(void **state) {
+  qt_world w;
+  side first, cli;
+  uvq_conn_info info;
+  (void)state;
+
+  memset(g_srv, 0, sizeof(g_srv));
+  qt_world_init(&w, 1);
+  int s = qt_add_server(&w, NULL, on_accept, NULL);
+  int c = qt_add_client(&w, NULL, NULL);
+  first_connection(&w, c, s, &first);
+  assert_true(first.tickets >= 1);
+
+  /* Second connection: resume and send the request before any packet. */
+  memset(&cli, 0, sizeof(cli));
+  memset(&g_srv[s], 0, sizeof(g_srv[s]));
+  assert_int_equal(connect_ex(&w, c, s, &cli, first.ticket, first.ticketlen, 1),
+                   0);
+  uvq_conn_get_info(cli.conn, &info);
+  assert_int_equal(info.early_data, UVQ_EARLY_DATA_ATTEMPTED);
+  assert_int_equal(send_request(cli.conn), 0);
+  assert_true(qt_run(&w, got_response, &cli, 5 * UVQ_SECONDS));
+
+  /* The server resumed, accepted the early data and had the whole request
+   * while its handshake was still running. */
+  assert_int_equal(g_srv[s].accepted, 1);
+  assert_int_equal(g_srv[s].resumed, 1);
+  assert_int_equal(g_srv[s].early_data, 1);
+  assert_int_equal(g_srv[s].s.first_data_stage, UVQ_STAGE_HANDSHAKE);
+  assert_int_equal(g_srv[s].s.first_data_early, UVQ_EARLY_DATA_ACCEPTED);
+  assert_int_equal(g_srv[s].s.len, sizeof(REQUEST));
+  assert_memory_equal(g_srv[s].s.buf, REQUEST, sizeof(REQUEST));
+  uvq_conn_get_info(g_srv[s].s.conn, &info);
+  assert_int_equal(info.resumed, 1);
+  assert_int_equal(info.early_data, UVQ_EARLY_DATA_ACCEPTED);
+
+  /* The client resumed, its early data was taken, the answer arrived. */
+  assert_int_equal(cli.established, 1);
+  assert_int_equal(cli.rejected, 0);
+  assert_int_equal(gnutls_session_is_resumed(cli.conn->tls), 1);
+  uvq_conn_get_info(cli.conn, &info);
+  assert_int_equal(info.resumed, 1);
+  assert_int_equal(info.early_data, UVQ_EARLY_DATA_ACCEPTED);
+  assert_int_equal(cli.len, sizeof(RESPONSE));
+  assert_memory_equal(cli.buf, RESPONSE, sizeof(RESPONSE));
+
+  assert_int_equal(uvq_conn_close(cli.conn, 0, NULL), 0);
+  qt_run(&w, NULL, NULL, 5 * UVQ_SECONDS);
+  assert_int_equal(cli.closed, 1);
+  assert_int_equal(g_srv[s].s.closed, 1);
+  qt_world_free(&w);
+}
+
+static void test_0rtt_resume_without_early_data(void **state) {
+  qt_world w;
+  side first, cli;
+  uvq_conn_info info;
+  int64_t sid;
+  (void)state;
+
+  memset(g_srv, 0, sizeof(g_srv));
+  qt_world_init(&w, 2);
+  int s = qt_add_server(&w, NULL, on_accept, NULL);
+  int c = qt_add_client(&w, NULL, NULL);
+  first_connection(&w, c, s, &first);
+
+  memset(&cli, 0, sizeof(cli));
+  memset(&g_srv[s], 0, sizeof(g_srv[s]));
+  assert_int_equal(connect_ex(&w, c, s, &cli, first.ticket, first.ticketlen, 0),
+                   0);
+  /* No 0-RTT asked for: no stream before the handshake. */
+  assert_int_equal(uvq_conn_open_stream(cli.conn, 1, &sid, NULL),
+                   UVQ_ERR_INVALID_STATE);
+  assert_true(qt_run(&w, got_ticket, &cli, 5 * UVQ_SECONDS));
+  assert_int_equal(g_srv[s].resumed, 1);
+  assert_int_equal(g_srv[s].early_data, 0);
+  uvq_conn_get_info(cli.conn, &info);
+  assert_int_equal(info.resumed, 1);
+  assert_int_equal(info.early_data, UVQ_EARLY_DATA_NONE);
+  assert_int_equal(cli.rejected, 0);
+  qt_world_free(&w);
+}
+
+static void test_0rtt_bad_resumption_blob(void **state) {
+  qt_world w;
+  side cli;
+  uint8_t junk[100];
+  (void)state;
+
+  qt_world_init(&w, 3);
+  int s = qt_add_server(&w, NULL, on_accept, NULL);
+  int c = qt_add_client(&w, NULL, NULL);
+  memset(&cli, 0, sizeof(cli));
+  memset(junk, 0x5a, sizeof(junk));
+  assert_int_equal(connect_ex(&w, c, s, &cli, junk, sizeof(junk), 1),
+                   UVQ_ERR_INVALID_ARGUMENT);
+  assert_int_equal(uvq_endpoint_conn_count(w.nodes[c].ep), 0);
+  qt_world_free(&w);
+}
+
+static void test_0rtt_refused_by_setting(void **state) {
+  qt_world w;
+  side first, cli;
+  uvq_conn_info info;
+  uvq_settings off = server_settings(0, 1);
+  (void)state;
+
+  memset(g_srv, 0, sizeof(g_srv));
+  qt_world_init(&w, 4);
+  /* Two servers sharing one TLS context (ticket key): one with 0-RTT,
+   * one without. */
+  int a = qt_add_server(&w, NULL, on_accept, NULL);
+  int b = qt_add_server(&w, &off, on_accept, NULL);
+  int c = qt_add_client(&w, NULL, NULL);
+  first_connection(&w, c, a, &first);
+
+  memset(&cli, 0, sizeof(cli));
+  cli.resend_on_reject = 1;
+  assert_int_equal(connect_ex(&w, c, b, &cli, first.ticket, first.ticketlen, 1),
+                   0);
+  assert_int_equal(send_request(cli.conn), 0);
+  assert_true(qt_run(&w, got_response, &cli, 5 * UVQ_SECONDS));
+
+  /* The server resumed but took no early data: the request it answered
+   * is the one resent after the handshake. */
+  assert_int_equal(g_srv[b].accepted, 1);
+  assert_int_equal(g_srv[b].resumed, 1);
+  assert_int_equal(g_srv[b].early_data, 0);
+  assert_int_equal(g_srv[b].s.first_data_stage, UVQ_STAGE_RUNNING);
+  assert_int_equal(g_srv[b].s.len, sizeof(REQUEST));
+
+  /* The client was told once, its early stream was closed first. */
+  assert_int_equal(cli.rejected, 1);
+  assert_int_equal(cli.streams_closed >= 1, 1);
+  assert_int_equal(cli.established, 1);
+  uvq_conn_get_info(cli.conn, &info);
+  assert_int_equal(info.resumed, 1);
+  assert_int_equal(info.early_data, UVQ_EARLY_DATA_REJECTED);
+  assert_int_equal(cli.len, sizeof(RESPONSE));
+  assert_memory_equal(cli.buf, RESPONSE, sizeof(RESPONSE));
+  qt_world_free(&w);
+}
+
+/* Captures the client's first flight to the server; drops whatever the
+ * replay targets send back (the real client must not see it). */
+typedef struct capture {
+  int client, server;
+  int replay_a, replay_b;
+  int on;
+  uint8_t pkt[4][1500];
+  size_t len[4];
+  int n;
+} capture;
+
+static int capture_filter(qt_world *w, int from, qt_pkt *p, void *ud) {
+  capture *cap = ud;
+  (void)w;
+  if (from == cap->replay_a || from == cap->replay_b) {
+    return 1;
+  }
+  if (cap->on && from == cap->client && p->dst == cap->server && cap->n < 4) {
+    memcpy(cap->pkt[cap->n], p->data, p->len);
+    cap->len[cap->n] = p->len;
+    cap->n++;
+  }
+  return 0;
+}
+
+static int conn_of_server_gone(void *ud) {
+  qt_node *n = ud;
+  return uvq_endpoint_conn_count(n->ep) == 0;
+}
+
+static void test_0rtt_replay_refused(void **state) {
+  qt_world w;
+  side first, cli;
+  capture cap;
+  uvq_settings noreplay = server_settings(1, 0);
+  (void)state;
+
+  memset(g_srv, 0, sizeof(g_srv));
+  memset(&cap, 0, sizeof(cap));
+  qt_world_init(&w, 5);
+  /* a takes the real connection; b (anti-replay on) and d (off) get a
+   * replay of its first flight. All share the TLS context. */
+  int a = qt_add_server(&w, NULL, on_accept, NULL);
+  int b = qt_add_server(&w, NULL, on_accept, NULL);
+  int d = qt_add_server(&w, &noreplay, on_accept, NULL);
+  int c = qt_add_client(&w, NULL, NULL);
+  cap.client = c;
+  cap.server = a;
+  cap.replay_a = b;
+  cap.replay_b = d;
+  w.filter = capture_filter;
+  w.filter_ud = &cap;
+  first_connection(&w, c, a, &first);
+
+  memset(&cli, 0, sizeof(cli));
+  memset(&g_srv[a], 0, sizeof(g_srv[a]));
+  cap.on = 1;
+  assert_int_equal(connect_ex(&w, c, a, &cli, first.ticket, first.ticketlen, 1),
+                   0);
+  assert_int_equal(send_request(cli.conn), 0);
+  /* One flush sends the first flight: Initial with the ClientHello and the
+   * 0-RTT request. */
+  uvq_endpoint_flush(w.nodes[c].ep, w.now);
+  cap.on = 0;
+  assert_true(cap.n >= 1);
+  assert_true(qt_run(&w, got_response, &cli, 5 * UVQ_SECONDS));
+  assert_int_equal(g_srv[a].early_data, 1);
+  assert_int_equal(g_srv[a].s.first_data_stage, UVQ_STAGE_HANDSHAKE);
+
+  /* The same flight replayed to another server sharing the context: the
+   * session resumes (the ticket is valid) but the early data is refused,
+   * so the request never reaches the application. */
+  for (int i = 0; i < cap.n; i++) {
+    qt_inject(&w, b, &w.nodes[c].addr, cap.pkt[i], cap.len[i]);
+  }
+  qt_run(&w, NULL, NULL, 100 * UVQ_MILLISECONDS);
+  assert_int_equal(g_srv[b].accepted, 1);
+  assert_int_equal(g_srv[b].resumed, 1);
+  assert_int_equal(g_srv[b].early_data, 0);
+  assert_int_equal(g_srv[b].s.data_calls, 0);
+
+  /* With anti-replay off, the replay gets through: that is what the
+   * switch costs. */
+  for (int i = 0; i < cap.n; i++) {
+    qt_inject(&w, d, &w.nodes[c].addr, cap.pkt[i], cap.len[i]);
+  }
+  qt_run(&w, NULL, NULL, 100 * UVQ_MILLISECONDS);
+  assert_int_equal(g_srv[d].accepted, 1);
+  assert_int_equal(g_srv[d].resumed, 1);
+  assert_int_equal(g_srv[d].early_data, 1);
+  assert_int_equal(g_srv[d].s.len, sizeof(REQUEST));
+  assert_memory_equal(g_srv[d].s.buf, REQUEST, sizeof(REQUEST));
+
+  /* The replayed connections never complete; they time out. */
+  assert_true(qt_run(&w, conn_of_server_gone, &w.nodes[b], 30 * UVQ_SECONDS));
+  assert_int_equal(g_srv[b].s.closed, 1);
+  assert_int_equal(g_srv[b].s.ci.error, UVQ_ERR_HANDSHAKE_TIMEOUT);
+  qt_world_free(&w);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_0rtt_resume_and_early_request),
+      cmocka_unit_test(test_0rtt_resume_without_early_data),
+      cmocka_unit_test(test_0rtt_bad_resumption_blob),
+      cmocka_unit_test(test_0rtt_refused_by_setting),
+      cmocka_unit_test(test_0rtt_replay_refused),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
