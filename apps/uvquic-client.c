@@ -176,7 +176,11 @@ static int parse_url(url *u, const char *text, char *err, size_t errlen) {
     return -1;
   }
   /* :authority is the URL's own HOST[:PORT] text. */
-  snprintf(u->authority, sizeof(u->authority), "%s", hostport);
+  if (n >= sizeof(u->authority)) {
+    snprintf(err, errlen, "bad URL \"%.200s\": host too long", text);
+    return -1;
+  }
+  memcpy(u->authority, hostport, n + 1);
   u->path = slash ? slash : "/";
   if (strpbrk(u->path, "\r\n") != NULL || strlen(u->path) > MAX_PATH) {
     snprintf(err, errlen, "bad URL \"%s\": bad path", text);

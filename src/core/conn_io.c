@@ -140,6 +140,7 @@ static ngtcp2_ssize write_datagram(uvq_conn *conn, ngtcp2_path *path,
     }
     if (n == NGTCP2_ERR_STREAM_DATA_BLOCKED) {
       s->data_blocked = 1;
+      conn->nblocked++;
       uvq_stream_unready(conn, s);
       continue;
     }
@@ -257,7 +258,12 @@ static int write_burst(uvq_conn *conn, uvq_tstamp now) {
   if (rv >= 0 && rv != UVQ_FLUSH_BLOCKED && nd > 0) {
     rv = send_batch(conn, &bpath, becn, buf, off, seg);
   }
-  if (total) {
+  /* Pace from the handshake's completion on. Pacing the handshake's own
+   * flights against the default 333 ms initial RTT (RFC 9002), before any
+   * RTT sample, held each side's next flight back ~15 ms — 34 ms per
+   * connection on loopback, 3.6 ms without it. Handshake flights stay
+   * bounded by the congestion window and the amplification limit. */
+  if (total && conn->handshake_completed) {
     ngtcp2_conn_update_pkt_tx_time(conn->q, now);
   }
   /* Stopping at |limit| leaves the rest to ngtcp2's pacing timer, which

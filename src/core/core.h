@@ -134,6 +134,7 @@ struct uvq_conn {
   uvq_stream *ready_head, *ready_tail;
   uvq_stream *writable_pending;
   uvq_stream *stop_pending;
+  size_t nblocked; /* streams with data_blocked set */
   uvq_tstamp app_deadline; /* uvq_conn_set_app_timer */
 
   /* Outgoing DATAGRAMs. */

@@ -126,6 +126,9 @@ static void free_chunks(uvq_conn *conn, uvq_stream *s) {
 }
 
 void uvq_stream_destroy(uvq_conn *conn, uvq_stream *s) {
+  if (s->data_blocked) {
+    conn->nblocked--;
+  }
   uvq_stream_unready(conn, s);
   if (s->writable_pending) {
     uvq_stream **pp = &conn->writable_pending;
@@ -165,6 +168,7 @@ void uvq_stream_table_free(uvq_conn *conn) {
   conn->ready_head = conn->ready_tail = NULL;
   conn->writable_pending = NULL;
   conn->stop_pending = NULL;
+  conn->nblocked = 0;
 }
 
 /* ---- ready list -------------------------------------------------------- */
