@@ -127,6 +127,26 @@ static inline uint64_t cli_parse_ms(const char *arg, const char *opt) {
   return (uint64_t)v * 1000000u;
 }
 
+/*
+ * cli_parse_secs parses a duration in seconds (decimals allowed) in
+ * (0, |max|] for option |opt| and returns it in nanoseconds; anything else
+ * exits 2.
+ */
+static inline uint64_t cli_parse_secs(const char *arg, const char *opt,
+                                      double max) {
+  char *end;
+  double v;
+
+  errno = 0;
+  v = strtod(arg, &end);
+  if (errno || *end || arg[0] == '\0' || !(v > 0) || v > max) {
+    fprintf(stderr, "%s: bad %s \"%s\" (seconds, up to %.0f)\n",
+            program_invocation_short_name, opt, arg, max);
+    exit(CLI_EXIT_USAGE);
+  }
+  return (uint64_t)(v * 1e9);
+}
+
 /* cli_format_addr writes "1.2.3.4:443" or "[::1]:443" into |buf|. */
 static inline void cli_format_addr(const struct sockaddr *sa, char *buf,
                                    size_t buflen) {

@@ -13,6 +13,20 @@
  * one round after another, each round on new connections. --initial-rtt
  * sets the RTT assumed before the first sample (default: the library's).
  *
+ * Load generation, all on the one client endpoint (one socket), bodies
+ * discarded, results on stdout:
+ *   --connections N --concurrency C   N connections in all, at most C being
+ *       set up at a time, each doing the GETs of every URL once, then
+ *       closing; prints connections/s.
+ *   --hold SECONDS      keep each connection open after its GETs until all
+ *       N are up, then SECONDS more (use --keep-alive MS past the idle
+ *       timeout); set-up connections no longer count against C.
+ *   --rate R --duration SECONDS   once all N are up, GET the URLs at R
+ *       requests/s round-robin over the N connections for SECONDS; prints
+ *       latency percentiles measured from when each request was due.
+ *   --keep-alive MS, --idle-timeout SECONDS   transport settings.
+ * Every connection and request must succeed for exit status 0.
+ *
  * Over HTTP/3 a URL succeeds when its response has status 200 and its body
  * arrives completely; any other status fails that URL (its body is not
  * written). When stderr is a terminal, a progress bar per running download
@@ -31,6 +45,8 @@
 #include <strings.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "uvquic/uvquic.h"
@@ -50,6 +66,8 @@ typedef enum proto { PROTO_H3 = 0, PROTO_HQ } proto;
 
 typedef struct client client;
 typedef struct group group;
+typedef struct lconn lconn;
+typedef struct lreq lreq;
 
 typedef enum dl_state {
   DL_PENDING = 0,
@@ -128,6 +146,28 @@ struct client {
   int progress;
   uv_timer_t tick;
   int drawn;
+  /* Load generation (--concurrency > 1, --hold, --rate): see lg_*. */
+  int lg;
+  unsigned long conc;
+  uint64_t hold;     /* ns to keep connections open after their GETs */
+  double rate;       /* requests per second; 0: no rate phase */
+  uint64_t duration; /* ns of the rate phase */
+  lconn *lconns;     /* c->rounds of them */
+  lreq *lgets;       /* c->rounds * c->nurls initial GETs */
+  unsigned long lg_started, lg_setup, lg_held, lg_ok, lg_failed;
+  unsigned long lg_errors;
+  int lg_phase_started, lg_finished;
+  uint64_t lg_ready_t;
+  uv_timer_t lg_kick, lg_hold_timer;
+  /* The rate phase: requests scheduled at rate/s over the held
+   * connections, from a timerfd (libuv timers have 1 ms steps). */
+  lconn **rconns;
+  size_t nrconns;
+  lreq *rreqs;
+  size_t nrreqs, rnext, rdone, rfailed;
+  uint64_t r0, max_lag;
+  int tfd;
+  uv_poll_t tpoll;
 };
 
 static void fail_usage(const char *fmt, const char *arg) {
@@ -140,7 +180,9 @@ static void fail_usage(const char *fmt, const char *arg) {
 static void usage(FILE *f) {
   fprintf(f, "usage: uvquic-client [--alpn h3|hq-interop] [-k|--insecure] "
              "[--ca FILE] [-o FILE | --output-dir DIR] [--quiet] "
-             "[--connections N] [--initial-rtt MS] "
+             "[--connections N] [--initial-rtt MS] [--concurrency C] "
+             "[--hold SECONDS | --rate R --duration SECONDS] "
+             "[--keep-alive MS] [--idle-timeout SECONDS] "
              "https://HOST:PORT/path...\n");
 }
 
@@ -465,16 +507,10 @@ static void hq_done_cb(uvq_hq_client *cli, const uvq_close_info *ci,
 /* HTTP/3                                                                   */
 /* ------------------------------------------------------------------------ */
 
-static void h3_on_response(uvq_h3_stream *st, unsigned int status,
-                           const uvq_h3_header *headers, size_t nheaders,
-                           void *user_data) {
-  dl *d = user_data;
+/* The content-length of a response, or -1 if absent or malformed. */
+static int64_t content_length(const uvq_h3_header *headers, size_t nheaders) {
   size_t i;
 
-  (void)st;
-  d->status = status;
-  d->state = DL_ACTIVE;
-  d->start = d->last_t = uv_hrtime();
   for (i = 0; i < nheaders; ++i) {
     const uvq_h3_header *h = &headers[i];
     if (h->namelen == 14 && memcmp(h->name, "content-length", 14) == 0 &&
@@ -486,9 +522,26 @@ static void h3_on_response(uvq_h3_stream *st, unsigned int status,
       errno = 0;
       n = strtoull(v, &end, 10);
       if (errno == 0 && *end == '\0' && v[0] != '-' && n <= INT64_MAX) {
-        d->total = (int64_t)n;
+        return (int64_t)n;
       }
     }
+  }
+  return -1;
+}
+
+static void h3_on_response(uvq_h3_stream *st, unsigned int status,
+                           const uvq_h3_header *headers, size_t nheaders,
+                           void *user_data) {
+  dl *d = user_data;
+  int64_t total;
+
+  (void)st;
+  d->status = status;
+  d->state = DL_ACTIVE;
+  d->start = d->last_t = uv_hrtime();
+  total = content_length(headers, nheaders);
+  if (total >= 0) {
+    d->total = total;
   }
 }
 
@@ -724,6 +777,583 @@ static void round_done(client *c) {
   uv_timer_start(&c->next, on_next, 0, 0);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Load generation                                                          */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * With --concurrency C > 1, --hold or --rate the client becomes a load
+ * generator on its one client endpoint: --connections N connections in all,
+ * at most C of them being set up (handshake + the GETs of every URL) at a
+ * time. Without --hold or --rate each connection closes once its GETs are
+ * done. With --hold S, connections that finished their GETs stay open (they
+ * no longer count against C) until all N are up, then S seconds more. With
+ * --rate R --duration S, once all N are up, requests are issued at R/s
+ * round-robin over them for S seconds; a request's latency runs from the
+ * moment it was due to the end of its response, so a stall delays the
+ * clock of every request behind it (no coordinated omission).
+ */
+
+struct lreq {
+  lconn *lc;
+  /* Rate phase: index in c->rreqs, when it was due and its latency. */
+  size_t idx;
+  uint64_t sched;
+  uint64_t latency;
+  uint64_t bytes;
+  int64_t total;
+  unsigned int status;
+  int rate;
+  int ok;
+};
+
+struct lconn {
+  client *c;
+  uvq_h3_conn *h3;
+  uvq_hq_client *cli;
+  uvq_hq_request *reqs; /* hq: one per URL */
+  lreq *gets;           /* h3: the initial GETs, one per URL */
+  size_t left;          /* initial GETs not complete yet */
+  int failed;
+  int ready;   /* the initial GETs are over */
+  int held;    /* open and counted in c->lg_held */
+  int closing; /* we shut it down */
+  int conn_err; /* a GET failed because the connection closed */
+};
+
+#define LG_MAX_ERRORS 10
+
+static void lg_error(client *c, const char *what, const char *why) {
+  if (++c->lg_errors <= LG_MAX_ERRORS) {
+    fprintf(stderr, "uvquic-client: %s: %s\n", what, why);
+  } else if (c->lg_errors == LG_MAX_ERRORS + 1) {
+    fprintf(stderr, "uvquic-client: further errors not shown\n");
+  }
+}
+
+static void lg_schedule(client *c);
+static void lg_phase(client *c);
+
+static void lg_close_handle(uv_handle_t *h) {
+  if (h->loop != NULL && !uv_is_closing(h)) {
+    uv_close(h, NULL);
+  }
+}
+
+static void lg_finish(client *c) {
+  double secs;
+
+  if (c->lg_finished) {
+    return;
+  }
+  c->lg_finished = 1;
+  c->end = uv_hrtime();
+  if (!c->lg_phase_started) {
+    c->lg_ready_t = c->end;
+  }
+  secs = (double)(c->lg_ready_t - c->start) / 1e9;
+  printf("connections: %lu (concurrency %lu), %lu ok, %lu failed, set up in "
+         "%.3f s: %.1f connections/s\n",
+         c->rounds, c->conc, c->lg_ok, c->lg_failed, secs,
+         secs > 0 ? (double)c->rounds / secs : 0.0);
+  fflush(stdout);
+  c->failures += c->lg_failed + c->rfailed;
+  lg_close_handle((uv_handle_t *)&c->next);
+  lg_close_handle((uv_handle_t *)&c->lg_kick);
+  lg_close_handle((uv_handle_t *)&c->lg_hold_timer);
+  lg_close_handle((uv_handle_t *)&c->tpoll);
+  if (c->ep4) {
+    uvq_uv_endpoint_close(c->ep4, on_endpoint_closed);
+  }
+  if (c->ep6) {
+    uvq_uv_endpoint_close(c->ep6, on_endpoint_closed);
+  }
+}
+
+/* Every connection is over, or (hold / rate) every connection is either
+ * over or set up and held: move on. */
+static void lg_check(client *c) {
+  if (c->lg_started < c->rounds || c->lg_setup > 0) {
+    return;
+  }
+  if (c->lg_ok + c->lg_failed == c->rounds) {
+    lg_finish(c);
+  } else if (!c->lg_phase_started) {
+    lg_phase(c);
+  }
+}
+
+static void lg_shutdown(lconn *lc) {
+  if (!lc->closing && lc->h3 != NULL) {
+    lc->closing = 1;
+    (void)uvq_h3_shutdown(lc->h3);
+  }
+}
+
+/* Shuts down every held connection (the end of --hold or of --rate). */
+static void lg_release(client *c) {
+  unsigned long i;
+
+  for (i = 0; i < c->rounds; ++i) {
+    if (c->lconns[i].held) {
+      lg_shutdown(&c->lconns[i]);
+    }
+  }
+}
+
+static void lg_on_hold_end(uv_timer_t *t) {
+  client *c = t->data;
+
+  printf("hold: released %lu connections (%lu had closed early)\n",
+         c->lg_held, c->lg_failed);
+  fflush(stdout);
+  lg_release(c);
+}
+
+static void lg_on_response(uvq_h3_stream *st, unsigned int status,
+                           const uvq_h3_header *headers, size_t nheaders,
+                           void *user_data) {
+  lreq *r = user_data;
+
+  (void)st;
+  r->status = status;
+  r->total = content_length(headers, nheaders);
+}
+
+static void lg_on_data(uvq_h3_stream *st, const uint8_t *data, size_t len,
+                       void *user_data) {
+  lreq *r = user_data;
+
+  (void)st;
+  (void)data;
+  if (r->status == 200) {
+    r->bytes += len;
+  }
+}
+
+static void lg_conn_ready(lconn *lc) {
+  client *c = lc->c;
+
+  lc->ready = 1;
+  --c->lg_setup;
+  if (lc->failed || (c->hold == 0 && c->rate == 0)) {
+    lg_shutdown(lc);
+  } else {
+    lc->held = 1;
+    ++c->lg_held;
+  }
+  lg_schedule(c);
+}
+
+static void lg_rate_done(client *c, lreq *r);
+
+static void lg_on_complete(uvq_h3_stream *st, int error, uint64_t app_error,
+                           void *user_data) {
+  lreq *r = user_data;
+  lconn *lc = r->lc;
+  char why[256];
+
+  (void)st;
+  r->ok = error == 0 && r->status == 200 &&
+          (r->total < 0 || (uint64_t)r->total == r->bytes);
+  if (!r->ok && !r->rate && error == UVQ_H3_ERR_CONN_CLOSED) {
+    /* on_closed reports why, with the close reason. */
+    lc->conn_err = 1;
+  } else if (!r->ok) {
+    if (error != 0) {
+      snprintf(why, sizeof(why), "%s (code 0x%" PRIx64 ")",
+               uvq_h3_strerror(error), app_error);
+    } else if (r->status != 200) {
+      snprintf(why, sizeof(why), "HTTP status %u", r->status);
+    } else {
+      snprintf(why, sizeof(why),
+               "body of %" PRIu64 " bytes, content-length %" PRId64, r->bytes,
+               r->total);
+    }
+    lg_error(lc->c, r->rate ? "rate request" : "GET", why);
+  }
+  if (r->rate) {
+    lg_rate_done(lc->c, r);
+    return;
+  }
+  if (!r->ok) {
+    lc->failed = 1;
+  }
+  if (--lc->left == 0) {
+    lg_conn_ready(lc);
+  }
+}
+
+/* A connection ended: count it, start the next. */
+static void lg_conn_over(lconn *lc, const uvq_close_info *ci, int ok) {
+  client *c = lc->c;
+  char why[512];
+
+  if (!lc->ready) {
+    --c->lg_setup;
+    ok = 0;
+  }
+  if (lc->held) {
+    lc->held = 0;
+    --c->lg_held;
+  }
+  if (ok && !lc->closing && lc->h3 != NULL) {
+    /* Nobody asked it to close (idle timeout, the server went away). */
+    ok = 0;
+  }
+  if (!ok && (!lc->failed || lc->conn_err)) {
+    /* (A GET that failed otherwise was reported already.) */
+    group tmp;
+    record_close(&tmp, ci);
+    snprintf(why, sizeof(why), "%s",
+             tmp.close_err[0] ? tmp.close_err
+                              : "connection closed before its GETs completed");
+    lg_error(c, lc->closing ? "connection" : "connection closed early", why);
+  }
+  if (ok) {
+    ++c->lg_ok;
+  } else {
+    ++c->lg_failed;
+  }
+  lg_schedule(c);
+}
+
+static void lg_on_closed(uvq_h3_conn *h3, const uvq_close_info *ci,
+                         void *user_data) {
+  lconn *lc = user_data;
+
+  lg_conn_over(lc, ci, !lc->failed);
+  uvq_h3_client_del(h3);
+  lc->h3 = NULL;
+}
+
+static void lg_hq_done(uvq_hq_client *cli, const uvq_close_info *ci,
+                       void *user_data) {
+  lconn *lc = user_data;
+  client *c = lc->c;
+  size_t i;
+  int ok = 1;
+
+  for (i = 0; i < c->nurls; ++i) {
+    if (lc->reqs[i].state != UVQ_HQ_DONE) {
+      ok = 0;
+    }
+  }
+  /* hq has no held phase: the client closes once its requests are over. */
+  lc->ready = 1;
+  lc->closing = 1;
+  --c->lg_setup;
+  lg_conn_over(lc, ci, ok);
+  uvq_hq_client_del(cli);
+  lc->cli = NULL;
+}
+
+/* Starts connection |lc|. Returns 0, or an error (already counted). */
+static int lg_start(client *c, lconn *lc) {
+  group *g = &c->groups[0];
+  uvq_uv_endpoint *ep;
+  size_t i;
+  int rv;
+
+  lc->c = c;
+  ++c->lg_started;
+  ++c->lg_setup;
+  ep = endpoint_for(c, g->addr.ss_family, &rv);
+  if (ep == NULL) {
+    goto fail;
+  }
+  if (c->proto == PROTO_HQ) {
+    for (i = 0; i < c->nurls; ++i) {
+      memset(&lc->reqs[i], 0, sizeof(lc->reqs[i]));
+      lc->reqs[i].path = c->urls[i].path;
+      lc->reqs[i].sink_fd = -1;
+    }
+    rv = uvq_hq_client_new(&lc->cli, lc->reqs, c->nurls, NULL, lg_hq_done,
+                           lc);
+    if (rv != 0) {
+      goto fail;
+    }
+    rv = uvq_connect(ep, (struct sockaddr *)&g->addr, g->host,
+                     uvq_hq_client_callbacks(), lc->cli, NULL);
+    if (rv != 0) {
+      uvq_hq_client_del(lc->cli);
+      lc->cli = NULL;
+      goto fail;
+    }
+    return 0;
+  }
+  {
+    uvq_h3_client_config cfg;
+    uvq_h3_client_config_default(&cfg);
+    cfg.user_data = lc;
+    cfg.on_closed = lg_on_closed;
+    rv = uvq_h3_client_new(&lc->h3, &cfg);
+    if (rv != 0) {
+      lc->h3 = NULL;
+      goto fail;
+    }
+  }
+  rv = uvq_connect(ep, (struct sockaddr *)&g->addr, g->host, uvq_h3_callbacks(),
+                   lc->h3, NULL);
+  if (rv != 0) {
+    uvq_h3_client_del(lc->h3);
+    lc->h3 = NULL;
+    goto fail;
+  }
+  lc->left = c->nurls;
+  for (i = 0; i < c->nurls; ++i) {
+    lreq *r = &lc->gets[i];
+    uvq_h3_request req;
+
+    r->lc = lc;
+    r->total = -1;
+    uvq_h3_request_init(&req);
+    req.method = "GET";
+    req.scheme = "https";
+    req.authority = c->urls[i].authority;
+    req.path = c->urls[i].path;
+    req.cb.on_response = lg_on_response;
+    req.cb.on_data = lg_on_data;
+    req.cb.on_complete = lg_on_complete;
+    req.user_data = r;
+    if (uvq_h3_submit(lc->h3, &req, NULL) != 0) {
+      lc->failed = 1;
+      --lc->left;
+    }
+  }
+  if (lc->left == 0) {
+    lg_conn_ready(lc);
+  }
+  return 0;
+
+fail:
+  --c->lg_setup;
+  ++c->lg_failed;
+  lg_error(c, "cannot start a connection", uvq_strerror(rv));
+  return rv;
+}
+
+/* Opens connections while fewer than --concurrency are being set up. */
+static void lg_on_kick(uv_timer_t *t) {
+  client *c = t->data;
+
+  while (c->lg_started < c->rounds && c->lg_setup < c->conc) {
+    (void)lg_start(c, &c->lconns[c->lg_started]);
+  }
+  lg_check(c);
+}
+
+/* Continue from the loop, not from inside the library's callbacks. */
+static void lg_schedule(client *c) {
+  if (!c->lg_finished) {
+    uv_timer_start(&c->lg_kick, lg_on_kick, 0, 0);
+  }
+}
+
+static uint64_t lg_due(const client *c, size_t i) {
+  return c->r0 + (uint64_t)((double)i * 1e9 / c->rate);
+}
+
+static void lg_arm(client *c) {
+  struct itimerspec its;
+  uint64_t t = lg_due(c, c->rnext);
+
+  memset(&its, 0, sizeof(its));
+  its.it_value.tv_sec = (time_t)(t / 1000000000u);
+  its.it_value.tv_nsec = (long)(t % 1000000000u);
+  (void)timerfd_settime(c->tfd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+static void lg_issue(client *c, size_t i, uint64_t now) {
+  lreq *r = &c->rreqs[i];
+  lconn *lc = c->rconns[i % c->nrconns];
+  const url *u = &c->urls[i % c->nurls];
+  uvq_h3_request req;
+
+  r->lc = lc;
+  r->idx = i;
+  r->rate = 1;
+  r->total = -1;
+  r->sched = lg_due(c, i);
+  if (now - r->sched > c->max_lag) {
+    c->max_lag = now - r->sched;
+  }
+  uvq_h3_request_init(&req);
+  req.method = "GET";
+  req.scheme = "https";
+  req.authority = u->authority;
+  req.path = u->path;
+  req.cb.on_response = lg_on_response;
+  req.cb.on_data = lg_on_data;
+  req.cb.on_complete = lg_on_complete;
+  req.user_data = r;
+  if (lc->h3 == NULL || uvq_h3_submit(lc->h3, &req, NULL) != 0) {
+    lg_error(c, "rate request", "cannot submit (connection gone)");
+    r->ok = 0;
+    lg_rate_done(c, r);
+  }
+}
+
+static void lg_on_rate_timer(uv_poll_t *h, int status, int events) {
+  client *c = h->data;
+  uint64_t expirations, now;
+
+  (void)status;
+  (void)events;
+  if (read(c->tfd, &expirations, sizeof(expirations)) < 0 &&
+      errno != EAGAIN) {
+    return;
+  }
+  now = uv_hrtime();
+  while (c->rnext < c->nrreqs && lg_due(c, c->rnext) <= now) {
+    lg_issue(c, c->rnext++, now);
+  }
+  if (c->rnext < c->nrreqs) {
+    lg_arm(c);
+  } else {
+    uv_poll_stop(&c->tpoll);
+  }
+}
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double pct(const uint64_t *v, size_t n, double p) {
+  size_t k;
+
+  if (n == 0) {
+    return 0;
+  }
+  k = (size_t)(p * (double)n + 0.999999);
+  k = k == 0 ? 0 : k - 1;
+  return (double)v[k < n ? k : n - 1] / 1e3;
+}
+
+static void lg_rate_done(client *c, lreq *r) {
+  uint64_t *lat;
+  size_t i, n = 0;
+
+  r->latency = uv_hrtime() - r->sched;
+  if (!r->ok) {
+    ++c->rfailed;
+  }
+  if (++c->rdone < c->nrreqs) {
+    return;
+  }
+  lat = malloc(c->nrreqs * sizeof(*lat));
+  if (lat != NULL) {
+    /* Failed requests count too, with the time they took to fail. */
+    for (i = 0; i < c->nrreqs; ++i) {
+      lat[n++] = c->rreqs[i].latency;
+    }
+    qsort(lat, n, sizeof(*lat), cmp_u64);
+  }
+  printf("rate: %.0f req/s for %.1f s on %zu connections: %zu requests, %zu "
+         "ok, %zu failed; latency us p50 %.0f p90 %.0f p99 %.0f p999 %.0f "
+         "max %.0f; max send lag %.0f us\n",
+         c->rate, (double)c->duration / 1e9, c->nrconns, c->nrreqs,
+         c->nrreqs - c->rfailed, c->rfailed, pct(lat, n, 0.5),
+         pct(lat, n, 0.9), pct(lat, n, 0.99), pct(lat, n, 0.999),
+         n ? (double)lat[n - 1] / 1e3 : 0.0, (double)c->max_lag / 1e3);
+  fflush(stdout);
+  free(lat);
+  lg_release(c);
+}
+
+/* Every connection is set up (or failed): the hold or the rate phase. */
+static void lg_phase(client *c) {
+  unsigned long i;
+
+  c->lg_phase_started = 1;
+  c->lg_ready_t = uv_hrtime();
+  if (c->hold) {
+    printf("hold: %lu connections established and idle (%lu failed) after "
+           "%.3f s; holding %.1f s\n",
+           c->lg_held, c->lg_failed, (double)(c->lg_ready_t - c->start) / 1e9,
+           (double)c->hold / 1e9);
+    fflush(stdout);
+    uv_timer_start(&c->lg_hold_timer, lg_on_hold_end, c->hold / 1000000u, 0);
+    return;
+  }
+  /* --rate */
+  c->rconns = calloc(c->rounds, sizeof(*c->rconns));
+  c->nrreqs = (size_t)(c->rate * (double)c->duration / 1e9);
+  c->rreqs = calloc(c->nrreqs ? c->nrreqs : 1, sizeof(*c->rreqs));
+  if (c->rconns == NULL || c->rreqs == NULL) {
+    lg_error(c, "rate phase", "out of memory");
+    lg_release(c);
+    return;
+  }
+  for (i = 0; i < c->rounds; ++i) {
+    if (c->lconns[i].held) {
+      c->rconns[c->nrconns++] = &c->lconns[i];
+    }
+  }
+  if (c->nrconns == 0 || c->nrreqs == 0) {
+    lg_release(c);
+    return;
+  }
+  c->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (c->tfd < 0 || uv_poll_init(c->loop, &c->tpoll, c->tfd) != 0) {
+    lg_error(c, "rate phase", "cannot create a timerfd");
+    lg_release(c);
+    return;
+  }
+  c->tpoll.data = c;
+  uv_poll_start(&c->tpoll, UV_READABLE, lg_on_rate_timer);
+  /* uv_hrtime() is CLOCK_MONOTONIC, the timerfd's clock. */
+  c->r0 = uv_hrtime() + 1000000u;
+  lg_arm(c);
+}
+
+/* Allocates the load generator's state and opens the first connections. */
+static int lg_begin(client *c) {
+  unsigned long i;
+
+  c->lconns = calloc(c->rounds, sizeof(*c->lconns));
+  if (c->proto == PROTO_H3) {
+    c->lgets = calloc(c->rounds * c->nurls, sizeof(*c->lgets));
+  } else {
+    c->lgets = NULL;
+  }
+  if (c->lconns == NULL || (c->proto == PROTO_H3 && c->lgets == NULL)) {
+    return -1;
+  }
+  for (i = 0; i < c->rounds; ++i) {
+    if (c->proto == PROTO_H3) {
+      c->lconns[i].gets = &c->lgets[i * c->nurls];
+    } else {
+      c->lconns[i].reqs = calloc(c->nurls, sizeof(*c->lconns[i].reqs));
+      if (c->lconns[i].reqs == NULL) {
+        return -1;
+      }
+    }
+  }
+  uv_timer_init(c->loop, &c->lg_kick);
+  uv_timer_init(c->loop, &c->lg_hold_timer);
+  c->lg_kick.data = c->lg_hold_timer.data = c;
+  c->tfd = -1;
+  lg_schedule(c);
+  return 0;
+}
+
+static void lg_end(client *c) {
+  unsigned long i;
+
+  if (c->tfd >= 0) {
+    close(c->tfd);
+  }
+  for (i = 0; c->lconns != NULL && i < c->rounds; ++i) {
+    free(c->lconns[i].reqs);
+  }
+  free(c->lconns);
+  free(c->lgets);
+  free(c->rconns);
+  free(c->rreqs);
+}
+
 int main(int argc, char **argv) {
   static const struct option opts[] = {
       {"insecure", no_argument, NULL, 'k'},
@@ -734,6 +1364,12 @@ int main(int argc, char **argv) {
       {"connections", required_argument, NULL, 'n'},
       {"alpn", required_argument, NULL, 'a'},
       {"initial-rtt", required_argument, NULL, 'I'},
+      {"concurrency", required_argument, NULL, 'c'},
+      {"hold", required_argument, NULL, 'H'},
+      {"rate", required_argument, NULL, 'r'},
+      {"duration", required_argument, NULL, 'D'},
+      {"keep-alive", required_argument, NULL, 'A'},
+      {"idle-timeout", required_argument, NULL, 'T'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   static const char *const alpn_h3[] = {UVQ_H3_ALPN};
@@ -741,7 +1377,7 @@ int main(int argc, char **argv) {
   char err[1024];
   uvq_tls_config tcfg;
   const char *ca = NULL;
-  int insecure = 0, usage_error = 0, ch, rv;
+  int insecure = 0, usage_error = 0, conc_set = 0, ch, rv;
   size_t i, j;
   client c;
   double secs;
@@ -749,6 +1385,8 @@ int main(int argc, char **argv) {
   memset(&c, 0, sizeof(c));
   uvq_settings_default(&c.settings);
   c.rounds = 1;
+  c.conc = 1;
+  c.tfd = -1;
   opterr = 0;
   while ((ch = getopt_long(argc, argv, ":kho:q", opts, NULL)) != -1) {
     switch (ch) {
@@ -770,6 +1408,40 @@ int main(int argc, char **argv) {
     case 'I':
       c.settings.initial_rtt = cli_parse_ms(optarg, "--initial-rtt");
       break;
+    case 'A':
+      c.settings.keep_alive = cli_parse_ms(optarg, "--keep-alive");
+      break;
+    case 'T':
+      c.settings.idle_timeout = cli_parse_secs(optarg, "--idle-timeout", 3600);
+      break;
+    case 'H':
+      c.hold = cli_parse_secs(optarg, "--hold", 3600);
+      break;
+    case 'D':
+      c.duration = cli_parse_secs(optarg, "--duration", 3600);
+      break;
+    case 'r': {
+      char *end;
+      errno = 0;
+      c.rate = strtod(optarg, &end);
+      if (errno || *end || optarg[0] == '\0' || !(c.rate >= 1) ||
+          c.rate > 1000000) {
+        fail_usage("bad --rate \"%s\" (requests per second, 1..1000000)",
+                   optarg);
+      }
+      break;
+    }
+    case 'c': {
+      char *end;
+      errno = 0;
+      c.conc = strtoul(optarg, &end, 10);
+      if (errno || *end || optarg[0] == '-' || c.conc == 0 ||
+          c.conc > 1000000) {
+        fail_usage("bad --concurrency \"%s\" (1..1000000)", optarg);
+      }
+      conc_set = 1;
+      break;
+    }
     case 'a':
       if (strcmp(optarg, UVQ_H3_ALPN) == 0) {
         c.proto = PROTO_H3;
@@ -819,6 +1491,24 @@ int main(int argc, char **argv) {
       fail_usage("--output-dir %s is not a directory", c.out_dir);
     }
   }
+  if ((c.rate > 0) != (c.duration > 0)) {
+    fail_usage("%s", "--rate and --duration go together");
+  }
+  if (c.rate > 0 && c.hold > 0) {
+    fail_usage("%s", "--rate and --hold exclude each other");
+  }
+  /* The rate phase spreads its requests over all the connections. */
+  if (c.rate > 0 && !conc_set) {
+    c.conc = c.rounds;
+  }
+  c.lg = c.conc > 1 || c.hold > 0 || c.rate > 0;
+  if (c.lg && (c.out_file || c.out_dir)) {
+    fail_usage("%s", "--concurrency, --hold and --rate discard bodies: no "
+                     "-o / --output-dir");
+  }
+  if (c.lg && c.proto == PROTO_HQ && (c.hold > 0 || c.rate > 0)) {
+    fail_usage("%s", "--hold and --rate need --alpn h3");
+  }
   if (ca && access(ca, R_OK) != 0) {
     snprintf(err, sizeof(err), "cannot read CA file %s: %s", ca,
              strerror(errno));
@@ -855,6 +1545,10 @@ int main(int argc, char **argv) {
     u->group = j;
     c.groups[j].nurls++;
   }
+  if (c.lg && c.ngroups != 1) {
+    fail_usage("%s", "--concurrency, --hold and --rate take URLs of one "
+                     "HOST:PORT");
+  }
   for (j = 0; j < c.ngroups; ++j) {
     group *g = &c.groups[j];
     g->c = &c;
@@ -888,21 +1582,31 @@ int main(int argc, char **argv) {
   c.loop = uv_default_loop();
   uv_timer_init(c.loop, &c.next);
   c.next.data = &c;
-  c.progress = !c.quiet && isatty(STDERR_FILENO);
+  c.progress = !c.lg && !c.quiet && isatty(STDERR_FILENO);
   if (c.progress) {
     uv_timer_init(c.loop, &c.tick);
     c.tick.data = &c;
     uv_timer_start(&c.tick, on_tick, PROGRESS_MS, PROGRESS_MS);
   }
   c.start = uv_hrtime();
-  start_round(&c);
+  if (c.lg) {
+    if (lg_begin(&c) != 0) {
+      fprintf(stderr, "uvquic-client: out of memory\n");
+      exit(CLI_EXIT_TRANSFER);
+    }
+  } else {
+    start_round(&c);
+  }
   uv_run(c.loop, UV_RUN_DEFAULT);
+  if (c.lg) {
+    lg_end(&c);
+  }
 
   if (c.end == 0) {
     c.end = uv_hrtime();
   }
   secs = (double)(c.end - c.start) / 1e9;
-  if (!c.quiet) {
+  if (!c.quiet && !c.lg) {
     fprintf(stderr,
             "downloaded %" PRIu64 " files, %" PRIu64
             " bytes in %.3f s (%.1f Mbit/s)\n",

@@ -4,6 +4,7 @@
  *
  *   uvquic-server [--listen HOST:PORT] [--root DIR] [--cert FILE --key FILE]
  *                 [--retry] [--quiet] [--write-cert FILE] [--initial-rtt MS]
+ *                 [--idle-timeout SECONDS]
  *
  * HTTP/3: GET and HEAD of regular files beneath the root (content-length
  * set, the body streamed from the file as the stream has room), 404 for a
@@ -319,7 +320,7 @@ static void h3_on_stream_close(uvq_h3_stream *st, int error, uint64_t app_error,
 static void usage(FILE *f) {
   fprintf(f, "usage: uvquic-server [--listen HOST:PORT] [--root DIR] "
              "[--cert FILE --key FILE] [--retry] [--quiet] [--write-cert FILE] "
-             "[--initial-rtt MS]\n");
+             "[--initial-rtt MS] [--idle-timeout SECONDS]\n");
 }
 
 static void fail_usage(const char *fmt, const char *arg) {
@@ -449,6 +450,7 @@ int main(int argc, char **argv) {
       {"quiet", no_argument, NULL, 'q'},
       {"write-cert", required_argument, NULL, 'w'},
       {"initial-rtt", required_argument, NULL, 'I'},
+      {"idle-timeout", required_argument, NULL, 'T'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   const char *listen_arg = "127.0.0.1:4433", *root = ".", *cert = NULL,
@@ -463,7 +465,7 @@ int main(int argc, char **argv) {
   uvq_tls_ctx *tls = NULL;
   uvq_addr bound;
   unsigned int hqflags = 0;
-  uint64_t initial_rtt = 0;
+  uint64_t initial_rtt = 0, idle_timeout = 0;
   int retry = 0, c, rv;
   server s;
 
@@ -494,6 +496,9 @@ int main(int argc, char **argv) {
       break;
     case 'I':
       initial_rtt = cli_parse_ms(optarg, "--initial-rtt");
+      break;
+    case 'T':
+      idle_timeout = cli_parse_secs(optarg, "--idle-timeout", 3600);
       break;
     case 'h':
       usage(stdout);
@@ -565,6 +570,9 @@ int main(int argc, char **argv) {
   }
   if (initial_rtt) {
     settings.initial_rtt = initial_rtt;
+  }
+  if (idle_timeout) {
+    settings.idle_timeout = idle_timeout;
   }
   s.loop = uv_default_loop();
   rv = uvq_listen(&s.listener, s.loop, (struct sockaddr *)&ss, &settings, tls,
