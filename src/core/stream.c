@@ -267,10 +267,15 @@ void uvq_stream_ack(uvq_conn *conn, uvq_stream *s, uint64_t offset,
   }
   /* ngtcp2 forgets the count with the stream: keep the latest (metrics.c). */
   s->loss_seen = ngtcp2_conn_get_stream_loss_count(conn->q, s->id);
-  /* Free chunks wholly acknowledged, but never the one the writer is on. */
-  while (s->head && s->head != s->send_chunk &&
-         s->head_offset + s->head->len <= s->acked) {
+  /* Free chunks wholly acknowledged — the writer's too: acknowledged
+   * means sent, so the writer moves past it. An idle stream (an HTTP/3
+   * control stream after SETTINGS) then holds no buffer at all. */
+  while (s->head && s->head_offset + s->head->len <= s->acked) {
     uvq_chunk *c = s->head;
+    if (c == s->send_chunk) {
+      s->send_chunk = c->next;
+      s->send_chunk_offset = s->head_offset + c->len;
+    }
     s->head_offset += c->len;
     s->head = c->next;
     uvq_free(conn->ep->mem, c);
