@@ -425,6 +425,15 @@ typedef struct bulk {
   /* Counters read in the endpoints' close callbacks. */
   uvq_uv_stats srv_uv, cli_uv;
   uvq_endpoint_stats srv_core, cli_core;
+  /* Migration: 0 none, 1 active, 2 NAT-rebinding style; done once a
+   * quarter arrived, from a timer (not inside the data callback). */
+  int migrate;
+  int migrated;
+  uvq_conn *cli_conn;
+  uv_timer_t migrate_timer;
+  uvq_addr migrated_to;
+  uvq_addr cli_local_before;
+  uvq_addr srv_remote_end;
 } bulk;
 
 static uint8_t pattern_at(size_t off) {
@@ -483,8 +492,10 @@ static int bsrv_writable(uvq_conn *conn, int64_t id, void *ud, void *sud) {
 
 static void bsrv_closed(uvq_conn *conn, const uvq_close_info *ci, void *ud) {
   bulk *b = ud;
-  (void)conn;
+  uvq_conn_info info;
   (void)ci;
+  uvq_conn_get_info(conn, &info);
+  b->srv_remote_end = info.path->remote;
   b->srv_closed++;
 }
 
@@ -520,6 +531,23 @@ static int bcli_established(uvq_conn *conn, void *ud) {
   return 0;
 }
 
+static void bulk_migrate(uv_timer_t *t) {
+  bulk *b = t->data;
+  struct sockaddr_in sa;
+  uvq_conn_info info;
+
+  memset(&sa, 0, sizeof(sa));
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  uvq_conn_get_info(b->cli_conn, &info);
+  b->cli_local_before = info.path->local;
+  assert_int_equal(uvq_uv_conn_migrate(b->client, b->cli_conn,
+                                       (struct sockaddr *)&sa,
+                                       b->migrate == 2, &b->migrated_to),
+                   0);
+  b->migrated = 1;
+}
+
 static int bcli_data(uvq_conn *conn, int64_t id, const uint8_t *data,
                      size_t len, int fin, void *ud, void *sud) {
   bulk *b = ud;
@@ -533,6 +561,11 @@ static int bcli_data(uvq_conn *conn, int64_t id, const uint8_t *data,
     }
   }
   b->got += len;
+  if (b->migrate && !b->migrated && b->got >= b->total / 4) {
+    b->migrated = -1; /* scheduled */
+    b->cli_conn = conn;
+    uv_timer_start(&b->migrate_timer, bulk_migrate, 0, 0);
+  }
   if (fin) {
     b->cli_fin = 1;
     assert_int_equal(uvq_conn_close(conn, 0, "done"), 0);
@@ -552,6 +585,7 @@ static void bulk_ep_closed(uvq_uv_endpoint *uep, void *ud) {
   }
   if (++b->closes == 2) {
     uv_close((uv_handle_t *)&b->watchdog, NULL);
+    uv_close((uv_handle_t *)&b->migrate_timer, NULL);
   }
 }
 
@@ -619,6 +653,8 @@ typedef struct bulk_opts {
   int gso_off;
   /* Make the server's first GSO send fail with this errno. */
   int inject_errno;
+  /* Migrate the client mid-transfer (bulk.migrate). */
+  int migrate;
 } bulk_opts;
 
 static void run_bulk(bulk *b, const bulk_opts *o) {
@@ -628,6 +664,7 @@ static void run_bulk(bulk *b, const bulk_opts *o) {
 
   memset(b, 0, sizeof(*b));
   b->total = o->total;
+  b->migrate = o->migrate;
   b->srv_sid = b->cli_sid = -1;
   assert_int_equal(uv_loop_init(&b->loop), 0);
   {
@@ -658,6 +695,8 @@ static void run_bulk(bulk *b, const bulk_opts *o) {
                    0);
   uv_timer_init(&b->loop, &b->watchdog);
   b->watchdog.data = b;
+  uv_timer_init(&b->loop, &b->migrate_timer);
+  b->migrate_timer.data = b;
   uv_timer_start(&b->watchdog, bulk_watchdog, 120000, 0);
 
   uv_run(&b->loop, UV_RUN_DEFAULT);
@@ -690,8 +729,32 @@ static void run_bulk(bulk *b, const bulk_opts *o) {
   uvq_tls_ctx_del(b->ctls);
 }
 
+/* A client moves to a second socket mid-transfer (uvq_uv_conn_migrate):
+ * the download stays byte-identical and the server ends up talking to the
+ * new port. */
+static void run_bulk_migrate(int style) {
+  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 0, 0, style};
+  bulk b;
+
+  run_bulk(&b, &o);
+  assert_int_equal(b.migrated, 1);
+  assert_int_not_equal(addr_port(&b.migrated_to),
+                       addr_port(&b.cli_local_before));
+  assert_int_equal(addr_port(&b.srv_remote_end), addr_port(&b.migrated_to));
+}
+
+static void test_uv_migrate_active(void **state) {
+  (void)state;
+  run_bulk_migrate(1);
+}
+
+static void test_uv_migrate_nat_style(void **state) {
+  (void)state;
+  run_bulk_migrate(2);
+}
+
 static void test_uv_bulk_gso_gro(void **state) {
-  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 8u << 20, 0, 0};
+  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 8u << 20, 0, 0, 0};
   bulk b;
 
   (void)state;
@@ -719,7 +782,7 @@ static void test_uv_bulk_gso_gro(void **state) {
 }
 
 static void test_uv_bulk_gso_off(void **state) {
-  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 1, 0};
+  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 1, 0, 0};
   bulk b;
 
   (void)state;
@@ -732,7 +795,7 @@ static void test_uv_bulk_gso_off(void **state) {
 }
 
 static void test_uv_bulk_gso_refused(void **state) {
-  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 0, EIO};
+  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 0, EIO, 0};
   bulk b;
 
   (void)state;
@@ -748,7 +811,7 @@ static void test_uv_bulk_gso_refused(void **state) {
 }
 
 static void test_uv_bulk_gso_einval(void **state) {
-  bulk_opts o = {AF_INET6, "::1", "::1", 1u << 20, 0, EINVAL};
+  bulk_opts o = {AF_INET6, "::1", "::1", 1u << 20, 0, EINVAL, 0};
   bulk b;
 
   (void)state;
@@ -758,7 +821,7 @@ static void test_uv_bulk_gso_einval(void **state) {
 }
 
 static void test_uv_bulk_ecn(void **state) {
-  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 0, 0};
+  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 0, 0, 0};
   bulk b6;
   bulk b;
 
@@ -792,7 +855,7 @@ static void test_uv_bulk_ecn(void **state) {
 
 static void test_uv_pktinfo_wildcard_ipv4(void **state) {
   /* Any 127/8 address reaches the loopback device on Linux. */
-  bulk_opts o = {AF_INET, "0.0.0.0", "127.0.0.2", 1u << 20, 0, 0};
+  bulk_opts o = {AF_INET, "0.0.0.0", "127.0.0.2", 1u << 20, 0, 0, 0};
   bulk b;
 
   (void)state;
@@ -803,7 +866,7 @@ static void test_uv_pktinfo_wildcard_ipv4(void **state) {
 }
 
 static void test_uv_pktinfo_wildcard_ipv6(void **state) {
-  bulk_opts o = {AF_INET6, "::", "::1", 1u << 20, 0, 0};
+  bulk_opts o = {AF_INET6, "::", "::1", 1u << 20, 0, 0, 0};
   bulk b;
 
   (void)state;
@@ -833,6 +896,8 @@ int main(void) {
       cmocka_unit_test(test_uv_pktinfo_wildcard_ipv4),
       cmocka_unit_test(test_uv_pktinfo_wildcard_ipv6),
       cmocka_unit_test(test_uv_stats_bad_arguments),
+      cmocka_unit_test(test_uv_migrate_active),
+      cmocka_unit_test(test_uv_migrate_nat_style),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -215,6 +215,8 @@ typedef enum uvq_cc_algo {
 #define UVQ_STATIC_SECRETLEN 32
 /** Length of an address-validation token key (AES-128). */
 #define UVQ_TOKEN_KEYLEN 16
+/** Length of a session-ticket master key (what GnuTLS takes). */
+#define UVQ_TICKET_KEYLEN 64
 
 /** Severity of a uvq_settings.log_cb line; a lower value is more severe. */
 typedef enum uvq_log_level {
@@ -359,6 +361,24 @@ typedef struct uvq_settings {
    * spans (uvq_conn_stats.max_bandwidth), 1..32; 0 = 10. Default 10.
    */
   size_t bw_window_rounds;
+  /**
+   * The token key before token_key: tokens it sealed are still accepted
+   * (until uvq_endpoint_rotate_token_key pushes it out), so several
+   * processes can roll a new key out one by one. Ignored unless
+   * token_key_prev_set is nonzero. uvq_keys_apply sets both.
+   */
+  uint8_t token_key_prev[UVQ_TOKEN_KEYLEN];
+  int token_key_prev_set;
+  /**
+   * Stateless resets (RFC 9000 §10.3) answering short-header packets for
+   * connections we do not know, as after a crash: a token bucket refilled
+   * with stateless_reset_rate resets per second of the endpoint's clock,
+   * holding at most stateless_reset_burst. A reset the bucket cannot pay
+   * for is not sent and is counted (stateless_resets_suppressed). Rate 0
+   * sends none. Defaults 100 per second, burst 100.
+   */
+  uint64_t stateless_reset_rate;
+  uint64_t stateless_reset_burst;
 } uvq_settings;
 
 /** uvq_settings_default fills |s| with the defaults listed above. */
@@ -419,6 +439,23 @@ typedef struct uvq_tls_config {
   int (*hook)(uvq_conn *conn, struct gnutls_session_int *session,
               void *user_data);
   void *hook_user_data;
+  /**
+   * Server: the session-ticket master key, UVQ_TICKET_KEYLEN bytes
+   * (copied), or NULL for a random one per context. Give every process
+   * behind one address the same key (uvq_keys) and each resumes the
+   * others' tickets. GnuTLS rotates the keys that encrypt tickets by
+   * itself, deriving them from this one; each endpoint further mixes in a
+   * hash of the limits 0-RTT relies on (the transport parameters a client
+   * remembers — initial_max_data, initial_max_stream_data,
+   * max_streams_bidi/uni, max_datagram_frame_size, the active CID limit —
+   * and the tickets' early-data size limit), so tickets issued under other
+   * limits no longer decrypt and those clients do a full handshake.
+   * Turning settings.early_data off keeps tickets valid: the handshake
+   * refuses their 0-RTT and still resumes. Replacing the master key
+   * invalidates every ticket.
+   */
+  const uint8_t *ticket_key;
+  size_t ticket_keylen;
 } uvq_tls_config;
 
 /** uvq_tls_config_default zeroes |cfg| and sets its version. */
@@ -449,6 +486,93 @@ UVQ_EXTERN ssize_t uvq_tls_ctx_get_cert_pem(uvq_tls_ctx *ctx, char *buf,
 
 /** uvq_tls_ctx_del frees |ctx|. No endpoint may still use it. */
 UVQ_EXTERN void uvq_tls_ctx_del(uvq_tls_ctx *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Key file                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * uvq_keys holds what must survive restarts and be shared by every process
+ * serving one address (several SO_REUSEPORT processes, or a fleet behind a
+ * CID-routing load balancer):
+ *
+ * - ticket_key: the session-ticket master key (uvq_tls_config.ticket_key).
+ *   GnuTLS rotates the ticket encryption keys derived from it by itself;
+ *   replacing it forces full handshakes (tickets stop decrypting).
+ * - token_key, token_key_prev: Retry and NEW_TOKEN tokens are sealed with
+ *   the current key; tokens sealed with either are accepted.
+ * - static_secret, static_secret_prev: the stateless-reset secret. Reset
+ *   tokens are derived from the CIDs we issue with the current secret, and
+ *   the resets we send use it too; there is nothing to verify on our side,
+ *   so the previous secret is only kept to record the rotation. A
+ *   connection whose CIDs were issued under another secret is not reset
+ *   recognisably by its peer (it ends by idle timeout instead): rotate it
+ *   rarely, between restarts.
+ *
+ * To rotate: uvq_keys_rotate, uvq_keys_save, then restart the processes one
+ * by one — tokens from old and new processes are accepted by both.
+ * The contents are secret: whoever has them can forge tokens, reset
+ * connections and decrypt session tickets.
+ */
+typedef struct uvq_keys {
+  uint8_t ticket_key[UVQ_TICKET_KEYLEN];
+  uint8_t token_key[UVQ_TOKEN_KEYLEN];
+  uint8_t token_key_prev[UVQ_TOKEN_KEYLEN];
+  /** Nonzero if token_key_prev holds a key. */
+  int token_key_prev_set;
+  uint8_t static_secret[UVQ_STATIC_SECRETLEN];
+  uint8_t static_secret_prev[UVQ_STATIC_SECRETLEN];
+  /** Nonzero if static_secret_prev holds a secret. */
+  int static_secret_prev_set;
+} uvq_keys;
+
+/**
+ * uvq_keys_generate fills |keys| with fresh random keys (no previous ones).
+ * Returns 0, UVQ_ERR_INVALID_ARGUMENT, or UVQ_ERR_INTERNAL if the random
+ * generator fails.
+ */
+UVQ_EXTERN int uvq_keys_generate(uvq_keys *keys);
+
+/**
+ * uvq_keys_rotate makes the current token key and reset secret the
+ * previous ones and draws new current ones. The ticket master key is left
+ * alone (GnuTLS rotates what it derives from it). Returns as
+ * uvq_keys_generate.
+ */
+UVQ_EXTERN int uvq_keys_rotate(uvq_keys *keys);
+
+/**
+ * uvq_keys_save writes |keys| to |path| in uvquic's key file format (a
+ * versioned text file: "uvquic-keys 1", then one "name hex" line per key)
+ * with mode 0600: to a temporary file in the same directory, flushed to
+ * disk, then renamed over |path|, so readers see the old file or the new
+ * one, never a part. Returns 0, UVQ_ERR_INVALID_ARGUMENT or UVQ_ERR_IO;
+ * on error a one-line reason goes to |errbuf| (may be NULL).
+ */
+UVQ_EXTERN int uvq_keys_save(const uvq_keys *keys, const char *path,
+                             char *errbuf, size_t errbuflen);
+
+/**
+ * uvq_keys_load reads a key file written by uvq_keys_save into |keys|. It
+ * refuses a file that its group or other users may read or write (mode
+ * must be 0600 or stricter) and anything it cannot parse: unknown version,
+ * a missing current key, bad hex, a wrong length.
+ * Returns 0, UVQ_ERR_INVALID_ARGUMENT, UVQ_ERR_IO (cannot open or read)
+ * or UVQ_ERR_KEY_FILE (permissions or contents); on error a one-line
+ * reason naming the file goes to |errbuf| (may be NULL). |keys| is
+ * untouched on error.
+ */
+UVQ_EXTERN int uvq_keys_load(uvq_keys *keys, const char *path, char *errbuf,
+                             size_t errbuflen);
+
+/**
+ * uvq_keys_apply puts |keys| into |settings| (static_secret, token_key,
+ * token_key_prev and their _set flags) and, if |tls| is not NULL, into
+ * |tls| (ticket_key points into |keys|, which must then live until
+ * uvq_tls_ctx_new has copied it). Either pointer may be NULL to skip it.
+ */
+UVQ_EXTERN void uvq_keys_apply(const uvq_keys *keys, uvq_settings *settings,
+                               uvq_tls_config *tls);
 
 /* ------------------------------------------------------------------------ */
 /* Close information                                                        */
@@ -686,6 +810,37 @@ UVQ_EXTERN void uvq_conn_set_app_timer(uvq_conn *conn, uvq_tstamp deadline);
  * an update still in progress) or UVQ_ERR_CLOSED.
  */
 UVQ_EXTERN int uvq_conn_update_key(uvq_conn *conn, uvq_tstamp now);
+
+/**
+ * uvq_conn_migrate moves client connection |conn| to the local address
+ * |new_local| (the peer's address stays). The driver must be able to send
+ * from |new_local| and deliver what arrives there (the libuv adapter:
+ * uvq_uv_conn_migrate opens the socket).
+ *
+ * With |nat_rebinding_style| 0 this is active migration (RFC 9000 §9.2):
+ * the connection probes the new path with PATH_CHALLENGE under a fresh
+ * connection ID, keeps using the old path until the peer answered, then
+ * switches and retires the old ID. Nonzero behaves like a NAT rebinding:
+ * packets leave from |new_local| at once with the same connection ID and
+ * the server validates the new path itself; until a packet arrives at
+ * |new_local|, packets still arriving at the old address are taken as if
+ * they had arrived at the new one (so our acknowledgements tell the server
+ * where we are even when we have nothing else to send). Either way the
+ * transfer goes on; uvq_conn_get_info's path follows the switch.
+ *
+ * Call it outside |conn|'s own callbacks (from a timer or another
+ * handle): it drives ngtcp2, which is not re-entrant. It fires no
+ * callback; the driver flushes afterwards, as after any API call.
+ *
+ * Returns 0; UVQ_ERR_INVALID_ARGUMENT (a NULL argument, a server
+ * connection, |new_local| is the current local address or of another
+ * family); UVQ_ERR_INVALID_STATE (handshake not confirmed; for active
+ * migration also: the server disabled it, or it gave us no spare
+ * connection ID yet);
+ * UVQ_ERR_CLOSED; or UVQ_ERR_NOMEM.
+ */
+UVQ_EXTERN int uvq_conn_migrate(uvq_conn *conn, const uvq_addr *new_local,
+                                int nat_rebinding_style, uvq_tstamp now);
 
 /**
  * uvq_conn_send_datagram queues an unreliable DATAGRAM (RFC 9221): copied,
@@ -1132,6 +1287,19 @@ typedef struct uvq_endpoint_stats {
    * (the core never sees the socket, so it cannot count them itself).
    */
   uint64_t gso_fallbacks;
+  /**
+   * Stateless resets sent in answer to short-header packets for unknown
+   * connections (each such packet is also counted as dropped unknown_cid).
+   */
+  uint64_t stateless_resets_sent;
+  /** Resets not sent because the rate limit's bucket was empty. */
+  uint64_t stateless_resets_suppressed;
+  /**
+   * Unroutable datagrams whose last 16 bytes matched the stateless-reset
+   * token of one of our connections' peers: handed to that connection,
+   * which then ends with UVQ_ERR_STATELESS_RESET.
+   */
+  uint64_t stateless_resets_received;
 } uvq_endpoint_stats;
 
 /** uvq_endpoint_get_stats copies the counters into |st|. */

@@ -131,7 +131,8 @@ typedef struct uvq_uv_stats {
 
 /**
  * uvq_uv_endpoint_get_stats copies the adapter's datapath counters into
- * |st|. Returns 0, or UVQ_ERR_INVALID_ARGUMENT.
+ * |st|: summed over all its sockets (uvq_uv_endpoint_add_local); the
+ * facts (gso, gro, pktinfo, buffer sizes) are those of the first. Returns 0, or UVQ_ERR_INVALID_ARGUMENT.
  */
 UVQ_EXTERN int uvq_uv_endpoint_get_stats(uvq_uv_endpoint *uep,
                                          uvq_uv_stats *st);
@@ -144,6 +145,39 @@ UVQ_EXTERN int uvq_uv_endpoint_get_stats(uvq_uv_endpoint *uep,
  * 0 off), or UVQ_ERR_INVALID_ARGUMENT.
  */
 UVQ_EXTERN int uvq_uv_endpoint_set_gso(uvq_uv_endpoint *uep, int enable);
+
+/**
+ * uvq_uv_endpoint_add_local opens another UDP socket for client endpoint
+ * |uep|, bound to |local| (same family as the first; port 0 picks one),
+ * and writes the bound address to *pbound (may be NULL). The endpoint
+ * receives on it like on the first, and sends every datagram whose path's
+ * local address is this socket's through it. It stays open until the
+ * endpoint closes. Use it with uvq_conn_migrate, or call
+ * uvq_uv_conn_migrate, which does both.
+ *
+ * Returns 0, UVQ_ERR_INVALID_ARGUMENT (NULL, a listener, another family),
+ * UVQ_ERR_SHUTDOWN (closing), UVQ_ERR_IO (socket or bind failed; errno is
+ * left set) or UVQ_ERR_NOMEM.
+ */
+UVQ_EXTERN int uvq_uv_endpoint_add_local(uvq_uv_endpoint *uep,
+                                         const struct sockaddr *local,
+                                         uvq_addr *pbound);
+
+/**
+ * uvq_uv_conn_migrate moves client connection |conn| of |uep| to a new
+ * socket bound to |local| (port 0 picks one): uvq_uv_endpoint_add_local,
+ * then uvq_conn_migrate with |nat_rebinding_style| (see there). The
+ * connection's new local address goes to *pbound (may be NULL). The old
+ * socket stays open (other connections may use it; late packets still
+ * arrive on it).
+ *
+ * Returns 0, or the errors of uvq_uv_endpoint_add_local and
+ * uvq_conn_migrate; after a uvq_conn_migrate error the new socket stays
+ * open, unused, until the endpoint closes.
+ */
+UVQ_EXTERN int uvq_uv_conn_migrate(uvq_uv_endpoint *uep, uvq_conn *conn,
+                                   const struct sockaddr *local,
+                                   int nat_rebinding_style, uvq_addr *pbound);
 
 #ifdef __cplusplus
 }

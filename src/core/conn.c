@@ -53,8 +53,10 @@ static int cb_get_new_connection_id(ngtcp2_conn *q, ngtcp2_cid *cid,
     rv = uvq_cid_map_insert_cid(&ep->cids, cid, conn);
   }
   if (rv != 0) {
+    conn->nomem = rv == UVQ_ERR_NOMEM;
     return NGTCP2_ERR_CALLBACK_FAILURE;
   }
+  conn->last_new_cid = *cid;
   if (ngtcp2_crypto_generate_stateless_reset_token(
           token, ep->static_secret, UVQ_STATIC_SECRETLEN, cid) != 0) {
     uvq_cid_map_erase_cid(&ep->cids, cid);
@@ -203,6 +205,7 @@ static int cb_handshake_completed(ngtcp2_conn *q, void *user_data) {
 static int cb_handshake_confirmed(ngtcp2_conn *q, void *user_data) {
   uvq_conn *conn = conn_of(user_data);
   (void)q;
+  conn->handshake_confirmed = 1;
   /* The client no longer sends Initials: forget their DCIDs. */
   uvq_conn_unmap_handshake_cids(conn);
   return 0;
@@ -224,6 +227,7 @@ static int cb_stream_open(ngtcp2_conn *q, int64_t stream_id,
 
   rv = uvq_stream_create(conn, stream_id, NULL, &s);
   if (rv != 0) {
+    conn->nomem = rv == UVQ_ERR_NOMEM;
     return NGTCP2_ERR_CALLBACK_FAILURE;
   }
   ngtcp2_conn_set_stream_user_data(q, stream_id, s);
@@ -366,6 +370,27 @@ static int cb_recv_stateless_reset(ngtcp2_conn *q,
   return 0;
 }
 
+/* The peer CIDs we use and their reset tokens: the router matches
+ * unroutable datagrams against these (reset.c). */
+static int cb_dcid_status(ngtcp2_conn *q, int type, uint64_t seq,
+                          const ngtcp2_cid *cid, const uint8_t *token,
+                          void *user_data) {
+  uvq_conn *conn = conn_of(user_data);
+  (void)q;
+  (void)seq;
+  (void)cid;
+  if (token == NULL) {
+    return 0;
+  }
+  if (type == NGTCP2_CONNECTION_ID_STATUS_TYPE_ACTIVATE) {
+    /* A token left out only costs recognising a reset on that CID. */
+    (void)uvq_reset_token_add(conn, token);
+  } else {
+    uvq_reset_token_remove(conn, token);
+  }
+  return 0;
+}
+
 static int cb_recv_new_token(ngtcp2_conn *q, const ngtcp2_vec *token,
                              void *user_data) {
   uvq_conn *conn = conn_of(user_data);
@@ -485,6 +510,7 @@ static void set_callbacks(ngtcp2_callbacks *cb, int is_server) {
   cb->extend_max_local_streams_uni = cb_extend_max_local_streams;
   cb->extend_max_stream_data = cb_extend_max_stream_data;
   cb->recv_stateless_reset = cb_recv_stateless_reset;
+  cb->dcid_status = cb_dcid_status;
   cb->recv_new_token = cb_recv_new_token;
   cb->recv_datagram = cb_recv_datagram;
   cb->ack_datagram = cb_ack_datagram;
@@ -566,7 +592,7 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
   params.initial_max_streams_bidi = st->max_streams_bidi;
   params.initial_max_streams_uni = st->max_streams_uni;
   params.max_idle_timeout = st->idle_timeout;
-  params.active_connection_id_limit = 8;
+  params.active_connection_id_limit = UVQ_ACTIVE_CID_LIMIT;
   params.disable_active_migration = (uint8_t)(st->disable_active_migration != 0);
   params.max_datagram_frame_size = st->max_datagram_frame_size;
 
@@ -605,11 +631,12 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
     ngtcp2_conn_set_keep_alive_timeout(conn->q, st->keep_alive);
   }
 
-  rv = uvq_tls_session_new_opts(
+  rv = uvq_tls_session_new_ex(
       ep->cfg.tls, &conn->tls, server_name,
       is_server ? (st->early_data ? UVQ_TLS_SESSION_EARLY_DATA : 0u) |
                       (st->anti_replay ? UVQ_TLS_SESSION_ANTI_REPLAY : 0u)
-                : ep->connect_tls_opts);
+                : ep->connect_tls_opts,
+      is_server ? &ep->ticket_key_d : NULL);
   if (rv != 0) {
     goto fail_tls;
   }
@@ -685,6 +712,11 @@ void uvq_conn_del(uvq_conn *conn) {
       uvq_free(ep->mem, all);
     }
   }
+  if (conn->last_new_cid.datalen &&
+      uvq_cid_map_find_cid(&ep->cids, &conn->last_new_cid) == conn) {
+    uvq_cid_map_erase_cid(&ep->cids, &conn->last_new_cid);
+  }
+  uvq_reset_conn_forget(conn);
   uvq_waker_detach_conn(conn);
   uvq_ep_conn_unlink(ep, conn);
   uvq_stream_table_free(conn);
@@ -784,7 +816,30 @@ void uvq_conn_run_deferred(uvq_conn *conn) {
   }
 }
 
+static int addr_eq(const uvq_addr *a, const uvq_addr *b) {
+  return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+void uvq_conn_sync_path(uvq_conn *conn) {
+  const ngtcp2_path *p = ngtcp2_conn_get_path(conn->q);
+  uvq_path np;
+
+  if (p->local.addrlen > sizeof(np.local.ss) ||
+      p->remote.addrlen > sizeof(np.remote.ss)) {
+    return;
+  }
+  memset(&np, 0, sizeof(np));
+  memcpy(&np.local.ss, p->local.addr, p->local.addrlen);
+  np.local.len = (socklen_t)p->local.addrlen;
+  memcpy(&np.remote.ss, p->remote.addr, p->remote.addrlen);
+  np.remote.len = (socklen_t)p->remote.addrlen;
+  conn->path = np;
+}
+
 static void after_ngtcp2(uvq_conn *conn, int rv, uvq_tstamp now) {
+  /* A packet may have moved the connection to a new path (the peer
+   * migrated or was rebound by a NAT, or our path validation finished). */
+  uvq_conn_sync_path(conn);
   if (rv == 0) {
     uvq_conn_run_deferred(conn);
     if (conn->callback_failed && conn->stage < UVQ_STAGE_CLOSING) {
@@ -839,6 +894,7 @@ static void retry_blocked_streams(uvq_conn *conn) {
 
 void uvq_conn_recv(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
                    const uint8_t *data, size_t len, uvq_tstamp now) {
+  uvq_path rebound;
   ngtcp2_path npath;
   ngtcp2_pkt_info pi;
   int rv;
@@ -860,6 +916,15 @@ void uvq_conn_recv(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
     /* The close goes out at the next flush; nothing more is read. */
     uvq_ep_drop(conn->ep, UVQ_DROP_DRAINING);
     return;
+  }
+  if (conn->rebind_pending) {
+    if (addr_eq(&path->local, &conn->rebind_old_local)) {
+      rebound.local = conn->path.local;
+      rebound.remote = path->remote;
+      path = &rebound;
+    } else if (addr_eq(&path->local, &conn->path.local)) {
+      conn->rebind_pending = 0;
+    }
   }
   uvq_conn_to_ngtcp2_path(&npath, path);
   memset(&pi, 0, sizeof(pi));
@@ -1057,6 +1122,64 @@ int uvq_conn_send_datagram(uvq_conn *conn, const uint8_t *data, size_t len,
   conn->dgram_tail = d;
   conn->dgram_count++;
   uvq_ep_mark(conn->ep, conn);
+  return 0;
+}
+
+int uvq_conn_migrate(uvq_conn *conn, const uvq_addr *new_local,
+                     int nat_rebinding_style, uvq_tstamp now) {
+  uvq_path np;
+  ngtcp2_path npath;
+  int rv;
+
+  if (conn == NULL || new_local == NULL || conn->is_server ||
+      new_local->len == 0 || new_local->len > sizeof(new_local->ss)) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  if (conn->close_requested || conn->stage >= UVQ_STAGE_CLOSING) {
+    return UVQ_ERR_CLOSED;
+  }
+  uvq_conn_sync_path(conn);
+  if (new_local->ss.ss_family != conn->path.local.ss.ss_family ||
+      addr_eq(new_local, &conn->path.local)) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  np.local = *new_local;
+  np.remote = conn->path.remote;
+  uvq_conn_to_ngtcp2_path(&npath, &np);
+  if (nat_rebinding_style) {
+    /* What a NAT rebinding looks like from the server: same CID, a new
+     * address. The server validates the path; we just move. */
+    if (!conn->handshake_confirmed) {
+      return UVQ_ERR_INVALID_STATE;
+    }
+    ngtcp2_conn_set_local_addr(conn->q, &npath.local);
+    /* The server learns the new address only from a packet of ours, and
+     * in a download we may have nothing to send while its packets still
+     * reach the old address: take those as received on the new one, so
+     * our ACKs leave from it (uvq_conn_recv). */
+    conn->rebind_old_local = conn->path.local;
+    conn->rebind_pending = 1;
+  } else {
+    /* ngtcp2 copies the path; the old one stays current until the peer
+     * answers the PATH_CHALLENGE. */
+    rv = ngtcp2_conn_initiate_migration(conn->q, &npath, now);
+    switch (rv) {
+    case 0:
+      break;
+    case NGTCP2_ERR_INVALID_STATE:
+    case NGTCP2_ERR_CONN_ID_BLOCKED:
+      return UVQ_ERR_INVALID_STATE;
+    case NGTCP2_ERR_INVALID_ARGUMENT:
+      return UVQ_ERR_INVALID_ARGUMENT;
+    case NGTCP2_ERR_NOMEM:
+      return UVQ_ERR_NOMEM;
+    default:
+      return UVQ_ERR_INTERNAL;
+    }
+  }
+  uvq_conn_sync_path(conn);
+  uvq_ep_mark(conn->ep, conn);
+  uvq_ep_timer_update(conn->ep, conn);
   return 0;
 }
 

@@ -242,7 +242,6 @@ static int write_burst(uvq_conn *conn, uvq_tstamp now) {
       seg = len;
       becn = (uint8_t)pi.ecn;
       bpath = npath;
-      conn->path = npath;
     }
     off += len;
     nd++;
@@ -266,6 +265,9 @@ static int write_burst(uvq_conn *conn, uvq_tstamp now) {
   if (total && conn->handshake_completed) {
     ngtcp2_conn_update_pkt_tx_time(conn->q, now);
   }
+  /* The packets may have gone on a probing path: conn->path is the path
+   * ngtcp2 considers current, not the last one written on. */
+  uvq_conn_sync_path(conn);
   /* Stopping at |limit| leaves the rest to ngtcp2's pacing timer, which
    * brings the connection back through handle_expiry. */
   return rv;

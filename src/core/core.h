@@ -22,6 +22,14 @@
 #define UVQ_MAX_DATAGRAM 1500
 /* Smallest datagram that may carry a client Initial (RFC 9000 §14.1). */
 #define UVQ_MIN_INITIAL_DATAGRAM 1200
+/* active_connection_id_limit we advertise (a 0-RTT limit: endpoint.c
+ * hashes it into the ticket key). */
+#define UVQ_ACTIVE_CID_LIMIT 8
+/* Stateless-reset tokens of the peer's CIDs a connection keeps registered
+ * in the endpoint's token table (the CIDs in use: current and bound). */
+#define UVQ_CONN_MAX_RESET_TOKENS 8
+/* Length of a token's keyed transform in the table (reset.c). */
+#define UVQ_RESET_MACLEN 16
 
 typedef struct uvq_stream uvq_stream;
 
@@ -119,10 +127,21 @@ struct uvq_conn {
   ngtcp2_cid client_dcid;    /* DCID of the Initial we accepted on */
   int client_dcid_mapped;
   int odcid_mapped;
+  /* The CID the last get_new_connection_id call mapped: ngtcp2 0.12 may
+   * fail (NOMEM) after the callback and never record it, so uvq_conn_del
+   * unmaps it itself. */
+  ngtcp2_cid last_new_cid;
+  int nomem; /* one of our ngtcp2 callbacks failed to allocate */
   int address_validated;
   int accepted;              /* on_accept ran and accepted */
   int refused;               /* on_accept refused */
   int handshake_completed;
+  int handshake_confirmed;   /* client: HANDSHAKE_DONE arrived */
+  /* Client, after a NAT-rebinding-style uvq_conn_migrate: packets that
+   * still arrive on the old local address are read as if on the new one
+   * (and answered from it), until one arrives on the new one. */
+  int rebind_pending;
+  uvq_addr rebind_old_local;
   int established_pending;   /* on_established to fire after read */
   int streams_available_pending;
   int callback_failed;       /* an app callback returned an error */
@@ -173,6 +192,11 @@ struct uvq_conn {
   int early_rejected_pending; /* client: on_early_data_rejected due */
 
   uvq_conn_metrics m; /* counters and bandwidth estimator (metrics.c) */
+
+  /* The peer's stateless-reset tokens this connection registered in
+   * ep->reset_tokens, as keyed transforms (reset.c). */
+  uint8_t reset_macs[UVQ_CONN_MAX_RESET_TOKENS][UVQ_RESET_MACLEN];
+  size_t nreset_macs;
 };
 
 typedef struct uvq_stateless_pkt {
@@ -218,6 +242,20 @@ struct uvq_endpoint {
    * uvq_endpoint_connect is creating; 0 otherwise. */
   unsigned int connect_tls_opts;
   uvq_ep_metrics m; /* logging state (metrics.c) */
+
+  /* Server: the ticket key derived from the TLS context's master key and
+   * the 0-RTT limits of these settings (uvq_tls_ctx_derive_ticket_key). */
+  uint8_t ticket_key[UVQ_TICKET_KEYLEN];
+  gnutls_datum_t ticket_key_d;
+
+  /* Stateless resets (reset.c): the peer tokens of our connections, keyed
+   * by their HMAC under reset_mac_key (RFC 9000 §10.3.1: compare
+   * transformed tokens, leaking nothing about the tokens themselves), and
+   * the token bucket that limits the resets we send. */
+  uvq_cid_map reset_tokens;
+  uint8_t reset_mac_key[32];
+  uint64_t reset_bucket;
+  uvq_tstamp reset_refill_at;
 };
 
 /* endpoint.c */
@@ -254,6 +292,24 @@ int uvq_pkt_parse(uvq_pkt_view *v, const uint8_t *data, size_t len,
 void uvq_router_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
                      const uint8_t *data, size_t len, uvq_tstamp now);
 
+/* reset.c */
+int uvq_reset_init(uvq_endpoint *ep);
+void uvq_reset_free(uvq_endpoint *ep);
+/* Registers / forgets the peer's reset token |token| for |conn|. Adding
+ * fails only for lack of memory or room, which costs recognising a reset
+ * on that CID, nothing else. */
+int uvq_reset_token_add(uvq_conn *conn, const uint8_t *token);
+void uvq_reset_token_remove(uvq_conn *conn, const uint8_t *token);
+/* Forgets every token of |conn| (it is going away). */
+void uvq_reset_conn_forget(uvq_conn *conn);
+/* The connection whose peer token ends the datagram, or NULL. */
+uvq_conn *uvq_reset_match(uvq_endpoint *ep, const uint8_t *data, size_t len);
+/* Server: answers a short-header packet of |len| bytes for unknown DCID
+ * |v->dcid| with a stateless reset, if RFC 9000 §10.3 and the rate limit
+ * allow. */
+void uvq_reset_send(uvq_endpoint *ep, const uvq_path *path,
+                    const uvq_pkt_view *v, size_t len, uvq_tstamp now);
+
 /* acceptor.c */
 void uvq_acceptor_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
                        const uvq_pkt_view *v, const uint8_t *data, size_t len,
@@ -277,6 +333,8 @@ uvq_tstamp uvq_conn_expiry(uvq_conn *conn);
 void uvq_conn_to_ngtcp2_path(ngtcp2_path *np, const uvq_path *p);
 void uvq_conn_unmap_handshake_cids(uvq_conn *conn);
 void uvq_conn_run_deferred(uvq_conn *conn);
+/* Copies ngtcp2's current path (it follows migrations) into conn->path. */
+void uvq_conn_sync_path(uvq_conn *conn);
 
 /* resume.c */
 /* Client: builds the resumption blob (TLS session data and the server's

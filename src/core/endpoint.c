@@ -253,6 +253,52 @@ size_t uvq_ep_send(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
 
 /* ---- lifecycle --------------------------------------------------------- */
 
+static void put_u64(gnutls_hash_hd_t h, uint64_t v) {
+  uint8_t b[8];
+  for (int i = 0; i < 8; i++) {
+    b[i] = (uint8_t)(v >> (56 - 8 * i));
+  }
+  gnutls_hash(h, b, sizeof(b));
+}
+
+/* Server: the ticket key of this endpoint — the TLS context's master key
+ * mixed with a hash of what a client remembers for 0-RTT (RFC 9000
+ * §7.4.1: the flow-control, stream and CID limits, RFC 9221's DATAGRAM
+ * size) and the early-data size limit of our tickets. A server that lowers a
+ * limit must not accept 0-RTT sent under the old one, and ngtcp2 0.12 does
+ * not check: tickets from before simply no longer decrypt (full
+ * handshake). Must match what uvq_conn_new puts in the parameters. */
+static int derive_ticket_key(uvq_endpoint *ep) {
+  const uvq_settings *st = &ep->settings;
+  gnutls_hash_hd_t h;
+  uint8_t digest[32];
+  int rv;
+
+  if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) != 0) {
+    return UVQ_ERR_NOMEM;
+  }
+  gnutls_hash(h, "uvquic 0-RTT limits v1", 22);
+  put_u64(h, st->initial_max_data);
+  put_u64(h, st->initial_max_stream_data); /* bidi local, remote, uni */
+  put_u64(h, st->max_streams_bidi);
+  put_u64(h, st->max_streams_uni);
+  put_u64(h, UVQ_ACTIVE_CID_LIMIT);
+  put_u64(h, st->max_datagram_frame_size);
+  /* The early-data limit our tickets carry (tls.c). settings.early_data
+   * itself stays out: a server that stops taking 0-RTT refuses it in the
+   * handshake (GnuTLS) and can still resume the session. */
+  put_u64(h, 0xffffffffu);
+  gnutls_hash_deinit(h, digest);
+  rv = uvq_tls_ctx_derive_ticket_key(ep->cfg.tls, digest, sizeof(digest),
+                                     ep->ticket_key);
+  if (rv != 0) {
+    return rv;
+  }
+  ep->ticket_key_d.data = ep->ticket_key;
+  ep->ticket_key_d.size = UVQ_TICKET_KEYLEN;
+  return 0;
+}
+
 int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
   uvq_endpoint *ep;
   const uvq_mem *mem;
@@ -311,9 +357,31 @@ int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
     rv = UVQ_ERR_INTERNAL;
     goto fail_secret;
   }
-  rv = uvq_token_keys_init(&ep->tokens, key);
+  if (ep->settings.token_key_prev_set) {
+    /* The previous key first, then the current one rotated in on top. */
+    rv = uvq_token_keys_init(&ep->tokens, ep->settings.token_key_prev);
+    if (rv == 0) {
+      rv = uvq_token_keys_rotate(&ep->tokens, key);
+      if (rv != 0) {
+        uvq_token_keys_free(&ep->tokens);
+      }
+    }
+  } else {
+    rv = uvq_token_keys_init(&ep->tokens, key);
+  }
+  gnutls_memset(key, 0, sizeof(key));
   if (rv != 0) {
     goto fail_secret;
+  }
+  if (ep->is_server) {
+    rv = derive_ticket_key(ep);
+    if (rv != 0) {
+      goto fail_ticket;
+    }
+  }
+  rv = uvq_reset_init(ep);
+  if (rv != 0) {
+    goto fail_ticket;
   }
   ep->sq_cap = ep->settings.stateless_queue_len;
   ep->sq = uvq_calloc(mem, ep->sq_cap, sizeof(*ep->sq));
@@ -339,6 +407,8 @@ fail_hub:
 fail_txbuf:
   uvq_free(mem, ep->sq);
 fail_sq:
+  uvq_reset_free(ep);
+fail_ticket:
   uvq_token_keys_free(&ep->tokens);
 fail_secret:
   uvq_cid_map_free(&ep->cids);
@@ -362,7 +432,10 @@ void uvq_endpoint_del(uvq_endpoint *ep) {
   uvq_free(ep->mem, ep->heap);
   uvq_free(ep->mem, ep->txbuf);
   uvq_free(ep->mem, ep->sq);
+  uvq_reset_free(ep);
   uvq_token_keys_free(&ep->tokens);
+  gnutls_memset(ep->ticket_key, 0, sizeof(ep->ticket_key));
+  gnutls_memset(ep->static_secret, 0, sizeof(ep->static_secret));
   uvq_cid_map_free(&ep->cids);
   uvq_free(ep->mem, ep);
 }

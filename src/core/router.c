@@ -1,7 +1,8 @@
 /*
  * The router: reads the routing fields of each datagram's first packet and
  * hands it to the connection that owns its DCID, to the acceptor (server
- * Initials), or drops it with a counted reason.
+ * Initials), to the connection a stateless reset is for, or drops it with a
+ * counted reason (servers answering unknown short headers with a reset).
  */
 #include <string.h>
 
@@ -109,13 +110,26 @@ void uvq_router_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
     return;
   }
 
+  if (!v.is_long) {
+    /* A stateless reset carries a random DCID: recognise it by its last
+     * 16 bytes, the token of a peer CID one of our connections uses, and
+     * let that connection's ngtcp2 verify it and close. */
+    conn = uvq_reset_match(ep, data, len);
+    if (conn) {
+      ep->stats.stateless_resets_received++;
+      uvq_conn_recv(conn, path, ecn, data, len, now);
+      return;
+    }
+  }
   if (!ep->is_server) {
     uvq_ep_drop(ep, UVQ_DROP_CLIENT_UNKNOWN);
     return;
   }
   if (!v.is_long) {
-    /* Stateless reset for unknown short-header DCIDs: later issue. */
+    /* A connection we do not know, maybe one a previous process of ours
+     * served: tell the peer with a stateless reset (reset.c's rules). */
     uvq_ep_drop(ep, UVQ_DROP_UNKNOWN_CID);
+    uvq_reset_send(ep, path, &v, len, now);
     return;
   }
   switch (v.long_type) {

@@ -37,6 +37,8 @@ void uvq_settings_default(uvq_settings *s) {
   s->bw_window_rounds = 10;
   s->early_data = 1;
   s->anti_replay = 1;
+  s->stateless_reset_rate = 100;
+  s->stateless_reset_burst = 100;
 }
 
 void uvq_endpoint_config_default(uvq_endpoint_config *cfg) {

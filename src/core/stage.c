@@ -113,6 +113,11 @@ void uvq_stage_fail(uvq_conn *conn, int liberr, uvq_tstamp now) {
     ngtcp2_connection_close_error_set_transport_error(
         &ccerr, NGTCP2_CONNECTION_REFUSED, NULL, 0);
     conn->ci.error = UVQ_ERR_REFUSED;
+  } else if (conn->nomem) {
+    /* Our own callback could not allocate: say so, not "TLS failure". */
+    ngtcp2_connection_close_error_set_transport_error(
+        &ccerr, NGTCP2_INTERNAL_ERROR, NULL, 0);
+    conn->ci.error = UVQ_ERR_NOMEM;
   } else if (conn->callback_failed) {
     ngtcp2_connection_close_error_set_transport_error(
         &ccerr, NGTCP2_INTERNAL_ERROR, NULL, 0);

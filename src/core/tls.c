@@ -552,14 +552,30 @@ static int replay_db_add_none(void *ptr, time_t exp_time,
   return 0;
 }
 
-/* Server: the ticket key and the anti-replay state for 0-RTT. */
-static int init_resumption(uvq_tls_ctx *ctx, char *errbuf, size_t errbuflen) {
+/* Server: the ticket master key and the anti-replay state for 0-RTT. */
+static int init_resumption(uvq_tls_ctx *ctx, const uvq_tls_config *cfg,
+                           char *errbuf, size_t errbuflen) {
   int rv;
 
-  rv = gnutls_session_ticket_key_generate(&ctx->ticket_key);
-  if (rv != 0) {
-    ctx->ticket_key.data = NULL;
-    goto fail;
+  if (cfg->ticket_key != NULL) {
+    if (cfg->ticket_keylen != UVQ_TICKET_KEYLEN) {
+      set_err(errbuf, errbuflen, "ticket_key: %zu bytes, must be %d",
+              cfg->ticket_keylen, UVQ_TICKET_KEYLEN);
+      return UVQ_ERR_INVALID_ARGUMENT;
+    }
+    /* gnutls_malloc: freed like a generated key, with gnutls_free. */
+    ctx->ticket_key.data = gnutls_malloc(UVQ_TICKET_KEYLEN);
+    if (ctx->ticket_key.data == NULL) {
+      return UVQ_ERR_NOMEM;
+    }
+    memcpy(ctx->ticket_key.data, cfg->ticket_key, UVQ_TICKET_KEYLEN);
+    ctx->ticket_key.size = UVQ_TICKET_KEYLEN;
+  } else {
+    rv = gnutls_session_ticket_key_generate(&ctx->ticket_key);
+    if (rv != 0) {
+      ctx->ticket_key.data = NULL;
+      goto fail;
+    }
   }
   ctx->replay_db = uvq_calloc(ctx->mem, 1, sizeof(*ctx->replay_db));
   if (ctx->replay_db == NULL) {
@@ -665,7 +681,7 @@ int uvq_tls_ctx_new(uvq_tls_ctx **pctx, int is_server,
       goto fail;
     }
   } else {
-    rv = init_resumption(ctx, errbuf, errbuflen);
+    rv = init_resumption(ctx, cfg, errbuf, errbuflen);
     if (rv != 0) {
       goto fail;
     }
@@ -687,6 +703,35 @@ fail:
 }
 
 int uvq_tls_ctx_is_server(const uvq_tls_ctx *ctx) { return ctx->is_server; }
+
+int uvq_tls_ctx_derive_ticket_key(const uvq_tls_ctx *ctx,
+                                  const uint8_t *info, size_t infolen,
+                                  uint8_t out[UVQ_TICKET_KEYLEN]) {
+  static const uint8_t salt[] = "uvquic session ticket key v1";
+  uint8_t prk[32];
+  gnutls_datum_t ikm, sd, prkd, infod;
+  int rv;
+
+  if (!ctx->is_server || ctx->ticket_key.data == NULL) {
+    return UVQ_ERR_INVALID_STATE;
+  }
+  ikm.data = ctx->ticket_key.data;
+  ikm.size = ctx->ticket_key.size;
+  sd.data = (unsigned char *)salt;
+  sd.size = sizeof(salt) - 1;
+  rv = gnutls_hkdf_extract(GNUTLS_MAC_SHA256, &ikm, &sd, prk);
+  if (rv != 0) {
+    return UVQ_ERR_INTERNAL;
+  }
+  prkd.data = prk;
+  prkd.size = sizeof(prk);
+  infod.data = (unsigned char *)info;
+  infod.size = (unsigned int)infolen;
+  rv = gnutls_hkdf_expand(GNUTLS_MAC_SHA256, &prkd, &infod, out,
+                          UVQ_TICKET_KEYLEN);
+  gnutls_memset(prk, 0, sizeof(prk));
+  return rv == 0 ? 0 : UVQ_ERR_INTERNAL;
+}
 
 ssize_t uvq_tls_ctx_get_cert_pem(uvq_tls_ctx *ctx, char *buf, size_t buflen) {
   if (ctx == NULL) {
@@ -805,10 +850,12 @@ int uvq_tls_session_configure(uvq_tls_ctx *ctx, gnutls_session_t session,
  * max_early_data_size 0xffffffff in tickets that allow it). GnuTLS refuses
  * early data on a session without an anti-replay context. */
 static int configure_resumption(uvq_tls_ctx *ctx, gnutls_session_t session,
-                                unsigned int opts) {
+                                unsigned int opts,
+                                const gnutls_datum_t *ticket_key) {
   int rv;
 
-  rv = gnutls_session_ticket_enable_server(session, &ctx->ticket_key);
+  rv = gnutls_session_ticket_enable_server(
+      session, ticket_key ? ticket_key : &ctx->ticket_key);
   if (rv != 0) {
     return gnutls_to_uvq(rv);
   }
@@ -833,6 +880,12 @@ int uvq_tls_session_new(uvq_tls_ctx *ctx, gnutls_session_t *psession,
 
 int uvq_tls_session_new_opts(uvq_tls_ctx *ctx, gnutls_session_t *psession,
                              const char *server_name, unsigned int opts) {
+  return uvq_tls_session_new_ex(ctx, psession, server_name, opts, NULL);
+}
+
+int uvq_tls_session_new_ex(uvq_tls_ctx *ctx, gnutls_session_t *psession,
+                           const char *server_name, unsigned int opts,
+                           const gnutls_datum_t *ticket_key) {
   gnutls_session_t session;
   unsigned int flags = GNUTLS_NO_END_OF_EARLY_DATA;
   int rv;
@@ -867,7 +920,7 @@ int uvq_tls_session_new_opts(uvq_tls_ctx *ctx, gnutls_session_t *psession,
     goto fail;
   }
   if (ctx->is_server) {
-    rv = configure_resumption(ctx, session, opts);
+    rv = configure_resumption(ctx, session, opts, ticket_key);
     if (rv != 0) {
       goto fail;
     }

@@ -37,7 +37,8 @@ struct uvq_tls_ctx {
   int (*hook)(uvq_conn *conn, struct gnutls_session_int *session,
               void *user_data);
   void *hook_user_data;
-  /* Server: the session ticket key (gnutls_session_ticket_key_generate),
+  /* Server: the session-ticket master key (uvq_tls_config.ticket_key, or
+   * gnutls_session_ticket_key_generate; endpoints derive theirs from it),
    * and two anti-replay contexts for 0-RTT: one that records ClientHellos
    * and refuses duplicates, one that records nothing (settings.anti_replay
    * off; GnuTLS refuses early data without any anti-replay context). */
@@ -86,6 +87,27 @@ int uvq_tls_session_new(uvq_tls_ctx *ctx, gnutls_session_t *psession,
  */
 int uvq_tls_session_new_opts(uvq_tls_ctx *ctx, gnutls_session_t *psession,
                              const char *server_name, unsigned int opts);
+
+/*
+ * uvq_tls_session_new_ex is uvq_tls_session_new_opts with the key a server
+ * session encrypts and decrypts tickets with: |ticket_key| (64 bytes, from
+ * uvq_tls_ctx_derive_ticket_key; copied by GnuTLS), or NULL for the
+ * context's master key itself.
+ */
+int uvq_tls_session_new_ex(uvq_tls_ctx *ctx, gnutls_session_t *psession,
+                           const char *server_name, unsigned int opts,
+                           const gnutls_datum_t *ticket_key);
+
+/*
+ * uvq_tls_ctx_derive_ticket_key derives a ticket key from the server
+ * context's master key and |info| (HKDF-SHA256): the endpoint passes a
+ * hash of the limits 0-RTT relies on, so tickets issued under other limits
+ * no longer decrypt. Returns 0, UVQ_ERR_INVALID_STATE (not a server
+ * context) or UVQ_ERR_INTERNAL.
+ */
+int uvq_tls_ctx_derive_ticket_key(const uvq_tls_ctx *ctx,
+                                  const uint8_t *info, size_t infolen,
+                                  uint8_t out[UVQ_TICKET_KEYLEN]);
 
 /*
  * uvq_tls_session_configure applies everything uvq_tls_session_new does

@@ -27,6 +27,18 @@
  * prepare, idle. */
 #define UVQ_UV_NHANDLES 5
 
+/* An additional socket of a client endpoint (uvq_uv_endpoint_add_local):
+ * received on like the first; sends whose path's local address is its
+ * own leave through it. Lives until the endpoint closes. */
+typedef struct uep_sock {
+  struct uep_sock *next;
+  uvq_uv_endpoint *uep;
+  uvq_udp udp;
+  uvq_addr local;
+  uv_poll_t poll;
+  int poll_events;
+} uep_sock;
+
 typedef enum uep_state {
   UEP_RUNNING = 0,
   /* uvq_uv_endpoint_close was called; connections are closing. */
@@ -74,10 +86,13 @@ struct uvq_uv_endpoint {
   uvq_uv_close_cb close_cb;
 
   uvq_udp_rx *rx;
+  /* Additional sockets (migration), newest first. */
+  uep_sock *socks;
 };
 
 static void uep_update(uvq_uv_endpoint *uep);
 static void uep_on_poll(uv_poll_t *h, int status, int events);
+static void uep_on_sock_poll(uv_poll_t *h, int status, int events);
 static void uep_on_timer(uv_poll_t *h, int status, int events);
 static void uep_on_idle(uv_idle_t *h);
 
@@ -85,10 +100,36 @@ static void uep_on_idle(uv_idle_t *h);
 /* Core callbacks                                                           */
 /* ------------------------------------------------------------------------ */
 
+/* Whether datagrams from local address |a| leave through a socket bound
+ * to |bound| (on a wildcard socket: any address of the family, same port;
+ * PKTINFO then sets the source). */
+static int sock_serves(const uvq_udp *u, const uvq_addr *bound,
+                       const uvq_addr *a) {
+  if (a->ss.ss_family != bound->ss.ss_family) {
+    return 0;
+  }
+  if (!u->pktinfo) {
+    return a->len == bound->len && memcmp(&a->ss, &bound->ss, a->len) == 0;
+  }
+  if (a->ss.ss_family == AF_INET) {
+    return ((const struct sockaddr_in *)&a->ss)->sin_port ==
+           ((const struct sockaddr_in *)&bound->ss)->sin_port;
+  }
+  return ((const struct sockaddr_in6 *)&a->ss)->sin6_port ==
+         ((const struct sockaddr_in6 *)&bound->ss)->sin6_port;
+}
+
 static ssize_t uep_send(uvq_endpoint *ep, const uvq_send_batch *b,
                         void *user_data) {
   uvq_uv_endpoint *uep = user_data;
   (void)ep;
+  /* The core's batches carry their path: a connection that migrated sends
+   * from the additional socket bound to its new local address. */
+  for (uep_sock *k = uep->socks; k; k = k->next) {
+    if (sock_serves(&k->udp, &k->local, &b->path->local)) {
+      return uvq_udp_send(&k->udp, b);
+    }
+  }
   /* Sent at once: |b| points into the core's shared write buffer, which
    * the next connection's burst overwrites, so "taken" means "the kernel
    * took it" (no adapter-side queue). */
@@ -127,14 +168,15 @@ static int uep_accept(uvq_endpoint *ep, uvq_conn *conn,
 /* Driving the core                                                         */
 /* ------------------------------------------------------------------------ */
 
-static void uep_handle_closed(uv_handle_t *h) {
-  uvq_uv_endpoint *uep = h->data;
-
+static void uep_one_handle_closed(uvq_uv_endpoint *uep) {
   if (--uep->handles_open > 0) {
     return;
   }
   /* Every handle is closed: nothing of libuv refers to the fds any more. */
   uvq_udp_close(&uep->udp);
+  for (uep_sock *k = uep->socks; k; k = k->next) {
+    uvq_udp_close(&k->udp);
+  }
   close(uep->tfd);
   uep->tfd = -1;
   if (uep->close_cb) {
@@ -142,8 +184,25 @@ static void uep_handle_closed(uv_handle_t *h) {
     uep->close_cb(uep, uep->user_data);
   }
   uvq_endpoint_del(uep->ep);
+  /* Freed only now: |cb| may still read their counters. */
+  while (uep->socks) {
+    uep_sock *k = uep->socks;
+    uep->socks = k->next;
+    uvq_free(uep->mem, k);
+  }
   uvq_free(uep->mem, uep->rx);
   uvq_free(uep->mem, uep);
+}
+
+static void uep_handle_closed(uv_handle_t *h) {
+  uep_one_handle_closed(h->data);
+}
+
+/* An additional socket's poll handle points at the socket, not at the
+ * endpoint. */
+static void uep_sock_handle_closed(uv_handle_t *h) {
+  uep_sock *k = h->data;
+  uep_one_handle_closed(k->uep);
 }
 
 static void uep_close_handles(uvq_uv_endpoint *uep) {
@@ -154,6 +213,10 @@ static void uep_close_handles(uvq_uv_endpoint *uep) {
   uv_close((uv_handle_t *)&uep->async, uep_handle_closed);
   uv_close((uv_handle_t *)&uep->prepare, uep_handle_closed);
   uv_close((uv_handle_t *)&uep->idle, uep_handle_closed);
+  for (uep_sock *k = uep->socks; k; k = k->next) {
+    uep->handles_open++;
+    uv_close((uv_handle_t *)&k->poll, uep_sock_handle_closed);
+  }
 }
 
 static void uep_flush(uvq_uv_endpoint *uep) {
@@ -231,10 +294,18 @@ static void uep_update(uvq_uv_endpoint *uep) {
     uep->poll_events = events;
     uv_poll_start(&uep->poll, events, uep_on_poll);
   }
+  /* Which socket pushed back is not known here: watch them all. */
+  for (uep_sock *k = uep->socks; k; k = k->next) {
+    if (events != k->poll_events) {
+      k->poll_events = events;
+      uv_poll_start(&k->poll, events, uep_on_sock_poll);
+    }
+  }
   uep_arm_timer(uep);
 }
 
-static void uep_read(uvq_uv_endpoint *uep) {
+static void uep_read(uvq_uv_endpoint *uep, uvq_udp *udp,
+                     const uvq_addr *bound) {
   size_t total = 0;
   uvq_path path;
   uvq_udp_meta meta;
@@ -242,9 +313,9 @@ static void uep_read(uvq_uv_endpoint *uep) {
 
   while (total < UVQ_UV_MAX_RECV_PER_WAKE) {
     uvq_tstamp now;
-    size_t before = (size_t)uep->udp.stats.datagrams_received;
+    size_t before = (size_t)udp->stats.datagrams_received;
 
-    n = uvq_udp_recv(&uep->udp, uep->rx);
+    n = uvq_udp_recv(udp, uep->rx);
     if (n <= 0) {
       /* 0: drained. -1: an error queued on the socket (e.g. ICMP port
        * unreachable reported as ECONNREFUSED); reading cleared it, and
@@ -258,21 +329,21 @@ static void uep_read(uvq_uv_endpoint *uep) {
       if (h->msg_flags & MSG_TRUNC) {
         /* Larger than any GRO super-buffer or datagram QUIC sends us; the
          * tail is gone. */
-        uep->udp.stats.truncated++;
+        udp->stats.truncated++;
         continue;
       }
       if (uvq_addr_set(&path.remote, h->msg_name, h->msg_namelen) != 0) {
         continue;
       }
-      uvq_udp_meta_get(&uep->udp, uep->rx, i, &meta);
+      uvq_udp_meta_get(udp, uep->rx, i, &meta);
       /* On a wildcard socket the local address is the one the peer wrote
        * to (PKTINFO), so replies leave from it; otherwise the bound one. */
-      path.local = meta.has_local ? meta.local : uep->local;
+      path.local = meta.has_local ? meta.local : *bound;
       (void)uvq_endpoint_recv(uep->ep, &path, meta.ecn, uep->rx->bufs[i],
                               uep->rx->msgs[i].msg_len, meta.segment_size, now);
     }
     --uep->in_core;
-    total += (size_t)uep->udp.stats.datagrams_received - before;
+    total += (size_t)udp->stats.datagrams_received - before;
     if (n < UVQ_UDP_RECV_BATCH) {
       break;
     }
@@ -291,9 +362,25 @@ static void uep_on_poll(uv_poll_t *h, int status, int events) {
     events = UV_READABLE;
   }
   if (events & UV_READABLE) {
-    uep_read(uep);
+    uep_read(uep, &uep->udp, &uep->local);
   }
   /* One flush covers both the received batch and a writable socket. */
+  uep_flush(uep);
+}
+
+static void uep_on_sock_poll(uv_poll_t *h, int status, int events) {
+  uep_sock *k = h->data;
+  uvq_uv_endpoint *uep = k->uep;
+
+  if (uep->state == UEP_CLOSING_HANDLES) {
+    return;
+  }
+  if (status < 0) {
+    events = UV_READABLE;
+  }
+  if (events & UV_READABLE) {
+    uep_read(uep, &k->udp, &k->local);
+  }
   uep_flush(uep);
 }
 
@@ -542,14 +629,14 @@ int uvq_uv_client_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int family,
  * (PKTINFO), so the path must start with the address the kernel will pick
  * as our source, or the first reply would look like a new path: ask the
  * routing table with a throwaway connected socket. */
-static void uep_local_for(uvq_uv_endpoint *uep, const uvq_addr *remote,
-                          uvq_addr *local) {
+static void uep_local_for_sock(const uvq_udp *udp, const uvq_addr *bound,
+                               const uvq_addr *remote, uvq_addr *local) {
   struct sockaddr_storage ss;
   socklen_t sslen = sizeof(ss);
   int fd;
 
-  *local = uep->local;
-  if (!uep->udp.pktinfo) {
+  *local = *bound;
+  if (!udp->pktinfo) {
     return;
   }
   fd = socket(remote->ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_UDP);
@@ -558,17 +645,22 @@ static void uep_local_for(uvq_uv_endpoint *uep, const uvq_addr *remote,
   }
   if (connect(fd, (const struct sockaddr *)&remote->ss, remote->len) == 0 &&
       getsockname(fd, (struct sockaddr *)&ss, &sslen) == 0 &&
-      ss.ss_family == uep->local.ss.ss_family) {
+      ss.ss_family == bound->ss.ss_family) {
     if (ss.ss_family == AF_INET) {
       ((struct sockaddr_in *)&ss)->sin_port =
-          ((struct sockaddr_in *)&uep->local.ss)->sin_port;
+          ((const struct sockaddr_in *)&bound->ss)->sin_port;
     } else {
       ((struct sockaddr_in6 *)&ss)->sin6_port =
-          ((struct sockaddr_in6 *)&uep->local.ss)->sin6_port;
+          ((const struct sockaddr_in6 *)&bound->ss)->sin6_port;
     }
     (void)uvq_addr_set(local, (const struct sockaddr *)&ss, sslen);
   }
   close(fd);
+}
+
+static void uep_local_for(uvq_uv_endpoint *uep, const uvq_addr *remote,
+                          uvq_addr *local) {
+  uep_local_for_sock(&uep->udp, &uep->local, remote, local);
 }
 
 int uvq_connect(uvq_uv_endpoint *uep, const struct sockaddr *remote,
@@ -648,6 +740,25 @@ int uvq_uv_endpoint_get_stats(uvq_uv_endpoint *uep, uvq_uv_stats *st) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   *st = uep->udp.stats;
+  /* Counters cover every socket; the facts (gso, gro, pktinfo, buffers)
+   * are the first socket's. */
+  for (uep_sock *k = uep->socks; k; k = k->next) {
+    const uvq_uv_stats *x = &k->udp.stats;
+    st->send_calls += x->send_calls;
+    st->send_msgs += x->send_msgs;
+    st->gso_msgs += x->gso_msgs;
+    st->gso_fallbacks += x->gso_fallbacks;
+    st->datagrams_sent += x->datagrams_sent;
+    st->recv_calls += x->recv_calls;
+    st->recv_buffers += x->recv_buffers;
+    st->gro_buffers += x->gro_buffers;
+    st->datagrams_received += x->datagrams_received;
+    st->truncated += x->truncated;
+    for (int i = 0; i < 4; i++) {
+      st->ecn_sent[i] += x->ecn_sent[i];
+      st->ecn_received[i] += x->ecn_received[i];
+    }
+  }
   return 0;
 }
 
@@ -662,4 +773,85 @@ int uvq_uv_endpoint_set_gso(uvq_uv_endpoint *uep, int enable) {
 
 void uvq_uv_endpoint_inject_gso_errno(uvq_uv_endpoint *uep, int err) {
   uep->udp.inject_gso_errno = err;
+}
+
+int uvq_uv_endpoint_add_local(uvq_uv_endpoint *uep,
+                              const struct sockaddr *local, uvq_addr *pbound) {
+  uvq_udp_opts opts;
+  socklen_t len;
+  uep_sock *k;
+  int saved;
+
+  if (uep == NULL || local == NULL || uep->is_server ||
+      local->sa_family != uep->local.ss.ss_family) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  if (uep->state != UEP_RUNNING) {
+    return UVQ_ERR_SHUTDOWN;
+  }
+  len = local->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+                                    : sizeof(struct sockaddr_in6);
+  k = uvq_calloc(uep->mem, 1, sizeof(*k));
+  if (k == NULL) {
+    return UVQ_ERR_NOMEM;
+  }
+  memset(&opts, 0, sizeof(opts));
+  opts.bufsize = UVQ_UV_SOCKBUF;
+  opts.no_gso = !uep->udp.gso_capable;
+  opts.no_gro = !uep->udp.gro;
+  if (uvq_udp_open(&k->udp, local, len, &opts) != 0) {
+    saved = errno;
+    uvq_free(uep->mem, k);
+    errno = saved;
+    return UVQ_ERR_IO;
+  }
+  k->udp.gso = k->udp.gso && uep->udp.gso;
+  k->uep = uep;
+  k->local = k->udp.bound;
+  if (uv_poll_init(uep->loop, &k->poll, k->udp.fd) != 0) {
+    uvq_udp_close(&k->udp);
+    uvq_free(uep->mem, k);
+    return UVQ_ERR_IO;
+  }
+  k->poll.data = k;
+  k->poll_events = UV_READABLE;
+  uv_poll_start(&k->poll, UV_READABLE, uep_on_sock_poll);
+  k->next = uep->socks;
+  uep->socks = k;
+  if (pbound) {
+    *pbound = k->local;
+  }
+  return 0;
+}
+
+int uvq_uv_conn_migrate(uvq_uv_endpoint *uep, uvq_conn *conn,
+                        const struct sockaddr *local, int nat_rebinding_style,
+                        uvq_addr *pbound) {
+  uvq_addr bound, from;
+  uvq_conn_info info;
+  int rv;
+
+  if (uep == NULL || conn == NULL || local == NULL ||
+      uvq_conn_get_endpoint(conn) != uep->ep) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  rv = uvq_uv_endpoint_add_local(uep, local, &bound);
+  if (rv != 0) {
+    return rv;
+  }
+  /* On a wildcard socket the connection's local address is the one the
+   * kernel picks toward the peer, with the new socket's port. */
+  uvq_conn_get_info(conn, &info);
+  uep_local_for_sock(&uep->socks->udp, &bound, &info.path->remote, &from);
+  ++uep->in_core;
+  rv = uvq_conn_migrate(conn, &from, nat_rebinding_style, uv_hrtime());
+  --uep->in_core;
+  if (rv != 0) {
+    return rv;
+  }
+  if (pbound) {
+    *pbound = from;
+  }
+  uep_flush(uep);
+  return 0;
 }

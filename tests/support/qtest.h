@@ -73,6 +73,9 @@ struct qt_world {
   uint64_t rate_bps;
   uvq_tstamp rate_queue_max;
   uint64_t rate_dropped;
+
+  /* The error of the last failed qt_add_server / qt_add_client. */
+  int last_add_error;
 };
 
 /* Sets up a world with a fixed RNG seed, ALPN "test", an ephemeral server

@@ -1,0 +1,443 @@
+/*
+ * The key file: what must survive restarts and be shared by the processes
+ * behind one address (session-ticket master key, token keys, stateless-
+ * reset secret). A small versioned text format, written atomically with
+ * mode 0600 and refused on load when others may read it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+
+#include "uvquic/uvquic.h"
+
+#define KEYS_MAGIC "uvquic-keys"
+#define KEYS_VERSION 1
+/* Longest file we read: the format needs well under 1 KiB. */
+#define KEYS_MAXFILE 8192
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static void
+set_err(char *errbuf, size_t errbuflen, const char *fmt, ...) {
+  va_list ap;
+
+  if (errbuf == NULL || errbuflen == 0) {
+    return;
+  }
+  va_start(ap, fmt);
+  vsnprintf(errbuf, errbuflen, fmt, ap);
+  va_end(ap);
+}
+
+int uvq_keys_generate(uvq_keys *keys) {
+  if (keys == NULL) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  memset(keys, 0, sizeof(*keys));
+  if (gnutls_rnd(GNUTLS_RND_KEY, keys->ticket_key, sizeof(keys->ticket_key)) !=
+          0 ||
+      gnutls_rnd(GNUTLS_RND_KEY, keys->token_key, sizeof(keys->token_key)) !=
+          0 ||
+      gnutls_rnd(GNUTLS_RND_KEY, keys->static_secret,
+                 sizeof(keys->static_secret)) != 0) {
+    gnutls_memset(keys, 0, sizeof(*keys));
+    return UVQ_ERR_INTERNAL;
+  }
+  return 0;
+}
+
+int uvq_keys_rotate(uvq_keys *keys) {
+  uvq_keys next;
+
+  if (keys == NULL) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  next = *keys;
+  memcpy(next.token_key_prev, keys->token_key, UVQ_TOKEN_KEYLEN);
+  next.token_key_prev_set = 1;
+  memcpy(next.static_secret_prev, keys->static_secret, UVQ_STATIC_SECRETLEN);
+  next.static_secret_prev_set = 1;
+  if (gnutls_rnd(GNUTLS_RND_KEY, next.token_key, sizeof(next.token_key)) !=
+          0 ||
+      gnutls_rnd(GNUTLS_RND_KEY, next.static_secret,
+                 sizeof(next.static_secret)) != 0) {
+    gnutls_memset(&next, 0, sizeof(next));
+    return UVQ_ERR_INTERNAL;
+  }
+  *keys = next;
+  gnutls_memset(&next, 0, sizeof(next));
+  return 0;
+}
+
+void uvq_keys_apply(const uvq_keys *keys, uvq_settings *settings,
+                    uvq_tls_config *tls) {
+  if (keys == NULL) {
+    return;
+  }
+  if (settings) {
+    memcpy(settings->static_secret, keys->static_secret,
+           UVQ_STATIC_SECRETLEN);
+    settings->static_secret_set = 1;
+    memcpy(settings->token_key, keys->token_key, UVQ_TOKEN_KEYLEN);
+    settings->token_key_set = 1;
+    memcpy(settings->token_key_prev, keys->token_key_prev, UVQ_TOKEN_KEYLEN);
+    settings->token_key_prev_set = keys->token_key_prev_set != 0;
+  }
+  if (tls) {
+    tls->ticket_key = keys->ticket_key;
+    tls->ticket_keylen = UVQ_TICKET_KEYLEN;
+  }
+}
+
+/* ---- writing ----------------------------------------------------------- */
+
+static size_t put_line(char *out, size_t off, size_t cap, const char *name,
+                       const uint8_t *key, size_t keylen) {
+  static const char hex[] = "0123456789abcdef";
+  size_t need = strlen(name) + 1 + 2 * keylen + 1;
+
+  if (off + need > cap) {
+    return cap + 1;
+  }
+  memcpy(out + off, name, strlen(name));
+  off += strlen(name);
+  out[off++] = ' ';
+  for (size_t i = 0; i < keylen; i++) {
+    out[off++] = hex[key[i] >> 4];
+    out[off++] = hex[key[i] & 0xf];
+  }
+  out[off++] = '\n';
+  return off;
+}
+
+static int write_all(int fd, const char *p, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return -1;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+int uvq_keys_save(const uvq_keys *keys, const char *path, char *errbuf,
+                  size_t errbuflen) {
+  char text[1024];
+  char *tmp;
+  size_t off, pathlen;
+  int fd, n, e = 0;
+
+  if (errbuf && errbuflen) {
+    errbuf[0] = '\0';
+  }
+  if (keys == NULL || path == NULL || path[0] == '\0') {
+    set_err(errbuf, errbuflen, "keys and path are required");
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  n = snprintf(text, sizeof(text),
+               "# uvquic key file: secret, keep it mode 0600\n%s %d\n",
+               KEYS_MAGIC, KEYS_VERSION);
+  off = (size_t)n;
+  off = put_line(text, off, sizeof(text), "ticket_key", keys->ticket_key,
+                 UVQ_TICKET_KEYLEN);
+  off = put_line(text, off, sizeof(text), "token_key", keys->token_key,
+                 UVQ_TOKEN_KEYLEN);
+  if (keys->token_key_prev_set) {
+    off = put_line(text, off, sizeof(text), "token_key_prev",
+                   keys->token_key_prev, UVQ_TOKEN_KEYLEN);
+  }
+  off = put_line(text, off, sizeof(text), "static_secret", keys->static_secret,
+                 UVQ_STATIC_SECRETLEN);
+  if (keys->static_secret_prev_set) {
+    off = put_line(text, off, sizeof(text), "static_secret_prev",
+                   keys->static_secret_prev, UVQ_STATIC_SECRETLEN);
+  }
+  if (off > sizeof(text)) {
+    return UVQ_ERR_INTERNAL; /* cannot happen: the buffer fits every key */
+  }
+
+  /* mkstemp creates the file with mode 0600 in the target's directory, so
+   * the rename below stays within one file system. */
+  pathlen = strlen(path);
+  tmp = malloc(pathlen + sizeof(".tmpXXXXXX"));
+  if (tmp == NULL) {
+    gnutls_memset(text, 0, sizeof(text));
+    set_err(errbuf, errbuflen, "out of memory");
+    return UVQ_ERR_NOMEM;
+  }
+  memcpy(tmp, path, pathlen);
+  memcpy(tmp + pathlen, ".tmpXXXXXX", sizeof(".tmpXXXXXX"));
+  fd = mkstemp(tmp);
+  if (fd < 0) {
+    e = errno;
+    set_err(errbuf, errbuflen, "key file %s: cannot create a temporary file: %s",
+            path, strerror(e));
+    goto fail_open;
+  }
+  if (fchmod(fd, 0600) != 0 || write_all(fd, text, off) != 0 ||
+      fsync(fd) != 0) {
+    e = errno;
+    set_err(errbuf, errbuflen, "key file %s: cannot write %s: %s", path, tmp,
+            strerror(e));
+    close(fd);
+    goto fail_write;
+  }
+  if (close(fd) != 0) {
+    e = errno;
+    set_err(errbuf, errbuflen, "key file %s: cannot write %s: %s", path, tmp,
+            strerror(e));
+    goto fail_write;
+  }
+  if (rename(tmp, path) != 0) {
+    e = errno;
+    set_err(errbuf, errbuflen, "key file %s: cannot rename %s over it: %s",
+            path, tmp, strerror(e));
+    goto fail_write;
+  }
+  gnutls_memset(text, 0, sizeof(text));
+  free(tmp);
+  return 0;
+
+fail_write:
+  unlink(tmp);
+fail_open:
+  gnutls_memset(text, 0, sizeof(text));
+  free(tmp);
+  errno = e;
+  return UVQ_ERR_IO;
+}
+
+/* ---- reading ----------------------------------------------------------- */
+
+static int unhex(char c) {
+  if (c >= '0' && c <= '9') {
+    return c - '0';
+  }
+  if (c >= 'a' && c <= 'f') {
+    return c - 'a' + 10;
+  }
+  if (c >= 'A' && c <= 'F') {
+    return c - 'A' + 10;
+  }
+  return -1;
+}
+
+/* Decodes exactly |keylen| bytes of hex from |s| (|slen| chars). */
+static int parse_hex(uint8_t *key, size_t keylen, const char *s,
+                     size_t slen) {
+  if (slen != 2 * keylen) {
+    return -1;
+  }
+  for (size_t i = 0; i < keylen; i++) {
+    int hi = unhex(s[2 * i]), lo = unhex(s[2 * i + 1]);
+    if (hi < 0 || lo < 0) {
+      return -1;
+    }
+    key[i] = (uint8_t)(hi << 4 | lo);
+  }
+  return 0;
+}
+
+static int read_file(int fd, char *buf, size_t cap, size_t *plen) {
+  size_t len = 0;
+  for (;;) {
+    ssize_t n = read(fd, buf + len, cap - len);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return -1;
+    }
+    if (n == 0) {
+      break;
+    }
+    len += (size_t)n;
+    if (len == cap) {
+      errno = EFBIG;
+      return -1;
+    }
+  }
+  *plen = len;
+  return 0;
+}
+
+/* Bits of which keys a file set. */
+#define HAVE_TICKET 0x1u
+#define HAVE_TOKEN 0x2u
+#define HAVE_TOKEN_PREV 0x4u
+#define HAVE_SECRET 0x8u
+#define HAVE_SECRET_PREV 0x10u
+#define HAVE_MAGIC 0x20u
+
+static int parse_keys(uvq_keys *k, char *text, size_t len, const char *path,
+                      char *errbuf, size_t errbuflen) {
+  unsigned int have = 0;
+  size_t lineno = 0;
+  char *p = text, *end = text + len;
+
+  while (p < end) {
+    char *nl = memchr(p, '\n', (size_t)(end - p));
+    char *line = p, *sp, *val;
+    size_t linelen, namelen, vallen;
+    unsigned int bit = 0;
+    uint8_t *dst = NULL;
+    size_t dstlen = 0;
+
+    linelen = nl ? (size_t)(nl - p) : (size_t)(end - p);
+    p = nl ? nl + 1 : end;
+    lineno++;
+    if (linelen > 0 && line[linelen - 1] == '\r') {
+      linelen--;
+    }
+    if (linelen == 0 || line[0] == '#') {
+      continue;
+    }
+    sp = memchr(line, ' ', linelen);
+    if (sp == NULL) {
+      set_err(errbuf, errbuflen, "key file %s:%zu: expected \"name value\"",
+              path, lineno);
+      return UVQ_ERR_KEY_FILE;
+    }
+    namelen = (size_t)(sp - line);
+    val = sp + 1;
+    vallen = linelen - namelen - 1;
+    if (!(have & HAVE_MAGIC)) {
+      if (namelen != strlen(KEYS_MAGIC) ||
+          memcmp(line, KEYS_MAGIC, namelen) != 0) {
+        set_err(errbuf, errbuflen,
+                "key file %s:%zu: not a uvquic key file (no \"%s %d\" line)",
+                path, lineno, KEYS_MAGIC, KEYS_VERSION);
+        return UVQ_ERR_KEY_FILE;
+      }
+      if (vallen != 1 || val[0] != '0' + KEYS_VERSION) {
+        set_err(errbuf, errbuflen,
+                "key file %s:%zu: unsupported version \"%.*s\" (this build "
+                "reads %d)",
+                path, lineno, (int)(vallen > 16 ? 16 : vallen), val,
+                KEYS_VERSION);
+        return UVQ_ERR_KEY_FILE;
+      }
+      have |= HAVE_MAGIC;
+      continue;
+    }
+#define KEY_IS(lit) (namelen == sizeof(lit) - 1 && memcmp(line, lit, namelen) == 0)
+    if (KEY_IS("ticket_key")) {
+      bit = HAVE_TICKET, dst = k->ticket_key, dstlen = UVQ_TICKET_KEYLEN;
+    } else if (KEY_IS("token_key")) {
+      bit = HAVE_TOKEN, dst = k->token_key, dstlen = UVQ_TOKEN_KEYLEN;
+    } else if (KEY_IS("token_key_prev")) {
+      bit = HAVE_TOKEN_PREV, dst = k->token_key_prev, dstlen = UVQ_TOKEN_KEYLEN;
+    } else if (KEY_IS("static_secret")) {
+      bit = HAVE_SECRET, dst = k->static_secret, dstlen = UVQ_STATIC_SECRETLEN;
+    } else if (KEY_IS("static_secret_prev")) {
+      bit = HAVE_SECRET_PREV, dst = k->static_secret_prev,
+      dstlen = UVQ_STATIC_SECRETLEN;
+    }
+#undef KEY_IS
+    if (dst == NULL) {
+      set_err(errbuf, errbuflen, "key file %s:%zu: unknown key \"%.*s\"", path,
+              lineno, (int)(namelen > 32 ? 32 : namelen), line);
+      return UVQ_ERR_KEY_FILE;
+    }
+    if (have & bit) {
+      set_err(errbuf, errbuflen, "key file %s:%zu: \"%.*s\" given twice", path,
+              lineno, (int)namelen, line);
+      return UVQ_ERR_KEY_FILE;
+    }
+    if (parse_hex(dst, dstlen, val, vallen) != 0) {
+      set_err(errbuf, errbuflen,
+              "key file %s:%zu: \"%.*s\" must be %zu hex digits", path,
+              lineno, (int)namelen, line, 2 * dstlen);
+      return UVQ_ERR_KEY_FILE;
+    }
+    have |= bit;
+  }
+  if ((have & (HAVE_MAGIC | HAVE_TICKET | HAVE_TOKEN | HAVE_SECRET)) !=
+      (HAVE_MAGIC | HAVE_TICKET | HAVE_TOKEN | HAVE_SECRET)) {
+    set_err(errbuf, errbuflen,
+            "key file %s: incomplete (needs the \"%s %d\" line, ticket_key, "
+            "token_key and static_secret)",
+            path, KEYS_MAGIC, KEYS_VERSION);
+    return UVQ_ERR_KEY_FILE;
+  }
+  k->token_key_prev_set = (have & HAVE_TOKEN_PREV) != 0;
+  k->static_secret_prev_set = (have & HAVE_SECRET_PREV) != 0;
+  return 0;
+}
+
+int uvq_keys_load(uvq_keys *keys, const char *path, char *errbuf,
+                  size_t errbuflen) {
+  char text[KEYS_MAXFILE];
+  uvq_keys k;
+  struct stat st;
+  size_t len = 0;
+  int fd, rv, e;
+
+  if (errbuf && errbuflen) {
+    errbuf[0] = '\0';
+  }
+  if (keys == NULL || path == NULL) {
+    set_err(errbuf, errbuflen, "keys and path are required");
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    e = errno;
+    set_err(errbuf, errbuflen, "key file %s: %s", path, strerror(e));
+    errno = e;
+    return UVQ_ERR_IO;
+  }
+  /* Checked on the open file, so a swap between check and read cannot
+   * slip a readable file in. */
+  if (fstat(fd, &st) != 0) {
+    e = errno;
+    close(fd);
+    set_err(errbuf, errbuflen, "key file %s: %s", path, strerror(e));
+    errno = e;
+    return UVQ_ERR_IO;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    set_err(errbuf, errbuflen, "key file %s: not a regular file", path);
+    return UVQ_ERR_KEY_FILE;
+  }
+  if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+    close(fd);
+    set_err(errbuf, errbuflen,
+            "key file %s: mode %04o lets group or others access it; refusing "
+            "(chmod 600 it, and consider the keys leaked)",
+            path, (unsigned)(st.st_mode & 07777));
+    return UVQ_ERR_KEY_FILE;
+  }
+  if (read_file(fd, text, sizeof(text), &len) != 0) {
+    e = errno;
+    close(fd);
+    set_err(errbuf, errbuflen, "key file %s: %s", path,
+            e == EFBIG ? "too large to be a key file" : strerror(e));
+    gnutls_memset(text, 0, sizeof(text));
+    return e == EFBIG ? UVQ_ERR_KEY_FILE : UVQ_ERR_IO;
+  }
+  close(fd);
+  memset(&k, 0, sizeof(k));
+  rv = parse_keys(&k, text, len, path, errbuf, errbuflen);
+  gnutls_memset(text, 0, sizeof(text));
+  if (rv == 0) {
+    *keys = k;
+  }
+  gnutls_memset(&k, 0, sizeof(k));
+  return rv;
+}

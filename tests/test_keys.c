@@ -1,0 +1,441 @@
+/*
+ * The key file (uvq_keys): save / load round trip, permission and format
+ * refusals, and two server "processes" sharing one key file — each accepts
+ * the other's Retry tokens, NEW_TOKEN tokens and session tickets — while a
+ * server with other 0-RTT limits no longer resumes those tickets.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/core.h"
+#include "qtest.h"
+
+/* ---- files ------------------------------------------------------------ */
+
+static char g_dir[256];
+
+static void path_in_dir(char *out, size_t outlen, const char *name) {
+  snprintf(out, outlen, "%s/%s", g_dir, name);
+}
+
+static int setup_dir(void **state) {
+  (void)state;
+  snprintf(g_dir, sizeof(g_dir), "/tmp/uvq_keys_XXXXXX");
+  return mkdtemp(g_dir) ? 0 : -1;
+}
+
+static int teardown_dir(void **state) {
+  char cmd[300];
+  (void)state;
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+static void write_text(const char *path, const char *text, mode_t mode) {
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+  assert_int_equal(chmod(path, mode), 0);
+}
+
+static void test_keys_round_trip(void **state) {
+  uvq_keys k, back, again;
+  char path[300], err[256];
+  struct stat st;
+  (void)state;
+
+  path_in_dir(path, sizeof(path), "keys");
+  assert_int_equal(uvq_keys_generate(&k), 0);
+  assert_int_equal(k.token_key_prev_set, 0);
+  assert_int_equal(uvq_keys_save(&k, path, err, sizeof(err)), 0);
+  assert_int_equal(stat(path, &st), 0);
+  assert_int_equal(st.st_mode & 0777, 0600);
+  memset(&back, 0xee, sizeof(back));
+  assert_int_equal(uvq_keys_load(&back, path, err, sizeof(err)), 0);
+  assert_memory_equal(back.ticket_key, k.ticket_key, UVQ_TICKET_KEYLEN);
+  assert_memory_equal(back.token_key, k.token_key, UVQ_TOKEN_KEYLEN);
+  assert_memory_equal(back.static_secret, k.static_secret,
+                      UVQ_STATIC_SECRETLEN);
+  assert_int_equal(back.token_key_prev_set, 0);
+  assert_int_equal(back.static_secret_prev_set, 0);
+
+  /* Rotation: current becomes previous; the ticket key stays. Saving over
+   * the old file replaces it (rename), still 0600. */
+  again = k;
+  assert_int_equal(uvq_keys_rotate(&again), 0);
+  assert_memory_equal(again.token_key_prev, k.token_key, UVQ_TOKEN_KEYLEN);
+  assert_memory_equal(again.static_secret_prev, k.static_secret,
+                      UVQ_STATIC_SECRETLEN);
+  assert_memory_not_equal(again.token_key, k.token_key, UVQ_TOKEN_KEYLEN);
+  assert_memory_equal(again.ticket_key, k.ticket_key, UVQ_TICKET_KEYLEN);
+  assert_int_equal(uvq_keys_save(&again, path, err, sizeof(err)), 0);
+  assert_int_equal(stat(path, &st), 0);
+  assert_int_equal(st.st_mode & 0777, 0600);
+  assert_int_equal(uvq_keys_load(&back, path, err, sizeof(err)), 0);
+  assert_memory_equal(&back, &again, sizeof(back));
+  /* No temporary file is left behind. */
+  {
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "test $(ls -A '%s' | wc -l) -eq 1", g_dir);
+    assert_int_equal(system(cmd), 0);
+  }
+  unlink(path);
+}
+
+static void test_keys_refused(void **state) {
+  uvq_keys k, back;
+  char path[300], err[256];
+  (void)state;
+
+  path_in_dir(path, sizeof(path), "keys-perm");
+  assert_int_equal(uvq_keys_generate(&k), 0);
+  assert_int_equal(uvq_keys_save(&k, path, err, sizeof(err)), 0);
+
+  /* Readable by the group, or by everyone: refused, untouched output. */
+  memset(&back, 0x11, sizeof(back));
+  assert_int_equal(chmod(path, 0640), 0);
+  assert_int_equal(uvq_keys_load(&back, path, err, sizeof(err)),
+                   UVQ_ERR_KEY_FILE);
+  assert_non_null(strstr(err, "0640"));
+  assert_non_null(strstr(err, path));
+  assert_int_equal(chmod(path, 0604), 0);
+  assert_int_equal(uvq_keys_load(&back, path, err, sizeof(err)),
+                   UVQ_ERR_KEY_FILE);
+  assert_int_equal(back.token_key_prev_set, 0x11111111);
+  assert_int_equal(chmod(path, 0400), 0);
+  assert_int_equal(uvq_keys_load(&back, path, err, sizeof(err)), 0);
+  unlink(path);
+
+  /* Missing file, other version, missing key, bad hex, unknown key. */
+  assert_int_equal(uvq_keys_load(&back, path, err, sizeof(err)), UVQ_ERR_IO);
+  write_text(path, "uvquic-keys 2\n", 0600);
+  assert_int_equal(uvq_keys_load(&back, path, err, sizeof(err)),
+                   UVQ_ERR_KEY_FILE);
+  assert_non_null(strstr(err, "version"));
+  write_text(path,
+             "uvquic-keys 1\ntoken_key 00112233445566778899aabbccddeeff\n",
+             0600);
+  assert_int_equal(uvq_keys_load(&back, path, err, sizeof(err)),
+                   UVQ_ERR_KEY_FILE);
+  assert_non_null(strstr(err, "incomplete"));
+  write_text(path, "uvquic-keys 1\ntoken_key 0011zz\n", 0600);
+  assert_int_equal(uvq_keys_load(&back, path, err, sizeof(err)),
+                   UVQ_ERR_KEY_FILE);
+  assert_non_null(strstr(err, ":2:"));
+  write_text(path, "uvquic-keys 1\nsecret_sauce 00\n", 0600);
+  assert_int_equal(uvq_keys_load(&back, path, err, sizeof(err)),
+                   UVQ_ERR_KEY_FILE);
+  unlink(path);
+}
+
+/* ---- two servers behind one address ----------------------------------- */
+
+typedef struct side {
+  uvq_conn *conn;
+  int established;
+  int closed;
+  uvq_close_info ci;
+  uint8_t ticket[4096];
+  size_t ticketlen;
+  uint8_t token[256];
+  size_t tokenlen;
+} side;
+
+typedef struct server_rec {
+  int accepted;
+  int resumed;
+  int validated;
+  side s;
+} server_rec;
+
+static server_rec g_srv[QT_MAX_NODES];
+
+static int on_established(uvq_conn *conn, void *ud) {
+  (void)conn;
+  ((side *)ud)->established = 1;
+  return 0;
+}
+
+static void on_closed(uvq_conn *conn, const uvq_close_info *ci, void *ud) {
+  side *a = ud;
+  (void)conn;
+  a->closed = 1;
+  a->ci = *ci;
+  a->conn = NULL;
+}
+
+static int on_session_ticket(uvq_conn *conn, const uint8_t *data, size_t len,
+                             void *ud) {
+  side *a = ud;
+  (void)conn;
+  assert_true(len <= sizeof(a->ticket));
+  memcpy(a->ticket, data, len);
+  a->ticketlen = len;
+  return 0;
+}
+
+static int on_new_token(uvq_conn *conn, const uint8_t *token, size_t len,
+                        void *ud) {
+  side *a = ud;
+  (void)conn;
+  assert_true(len <= sizeof(a->token));
+  memcpy(a->token, token, len);
+  a->tokenlen = len;
+  return 0;
+}
+
+static const uvq_app_callbacks app_cb = {
+    .version = UVQ_APP_CALLBACKS_VERSION,
+    .on_established = on_established,
+    .on_closed = on_closed,
+    .on_session_ticket = on_session_ticket,
+    .on_new_token = on_new_token,
+};
+
+static int on_accept(uvq_endpoint *ep, uvq_conn *conn,
+                     const uvq_accept_info *info,
+                     const uvq_app_callbacks **pcb, void **pud, void *ud) {
+  qt_node *n = ud;
+  server_rec *r = &g_srv[n->idx];
+  (void)ep;
+  r->accepted++;
+  r->resumed = info->resumed;
+  r->validated = info->address_validated;
+  memset(&r->s, 0, sizeof(r->s));
+  r->s.conn = conn;
+  *pcb = &app_cb;
+  *pud = &r->s;
+  return 0;
+}
+
+/* Datagrams the client sends to node |front| go to node |back| instead
+ * (from the |after|-th on), as a load balancer in front of two processes
+ * would do: the path is untouched, so |back| answers from |front|'s
+ * address. */
+typedef struct redirect {
+  int client, front, back;
+  int after;
+  int seen;
+} redirect;
+
+static int redirect_fn(qt_world *w, int from, qt_pkt *p, void *ud) {
+  redirect *r = ud;
+  (void)w;
+  if (from == r->client && p->dst == r->front) {
+    if (r->seen++ >= r->after) {
+      p->dst = r->back;
+    }
+  }
+  return 0;
+}
+
+static int connect_to(qt_world *w, int c, int s, side *a,
+                      const uint8_t *token, size_t tokenlen,
+                      const uint8_t *res, size_t reslen) {
+  uvq_connect_params p;
+  uvq_path path;
+  path.local = w->nodes[c].addr;
+  path.remote = w->nodes[s].addr;
+  uvq_connect_params_default(&p);
+  p.server_name = "localhost";
+  p.path = &path;
+  p.callbacks = &app_cb;
+  p.user_data = a;
+  p.token = token;
+  p.tokenlen = tokenlen;
+  p.resumption = res;
+  p.resumptionlen = reslen;
+  return uvq_endpoint_connect(w->nodes[c].ep, &p, w->now, &a->conn);
+}
+
+static int est(void *ud) { return ((side *)ud)->established; }
+
+static int est_with_extras(void *ud) {
+  side *a = ud;
+  return a->established && a->ticketlen > 0 && a->tokenlen > 0;
+}
+
+static void close_conn(qt_world *w, side *a) {
+  assert_int_equal(uvq_conn_close(a->conn, 0, NULL), 0);
+  qt_run(w, NULL, NULL, 5 * UVQ_SECONDS);
+  assert_int_equal(a->closed, 1);
+}
+
+/* A server TLS context with the key file's ticket key. */
+static uvq_tls_ctx *server_ctx(const uvq_keys *k) {
+  static const char *const alpn[] = {"test", "hq-interop"};
+  uvq_tls_config cfg;
+  uvq_tls_ctx *ctx = NULL;
+  char err[256];
+  uvq_tls_config_default(&cfg);
+  cfg.alpn = alpn;
+  cfg.alpnlen = 2;
+  uvq_keys_apply(k, NULL, &cfg);
+  assert_int_equal(uvq_tls_ctx_new(&ctx, 1, &cfg, NULL, err, sizeof(err)), 0);
+  return ctx;
+}
+
+static void test_keys_shared_between_servers(void **state) {
+  qt_world w;
+  uvq_keys generated, ka, kb;
+  uvq_settings sa, sb, sc;
+  uvq_tls_ctx *orig, *ctxa, *ctxb, *ctxc;
+  uvq_endpoint_stats st;
+  char path[300], err[256];
+  side first, second, third, fourth;
+  redirect rd;
+  (void)state;
+
+  /* One key file, loaded by two "processes" (two contexts, two
+   * endpoints; nothing shared in memory). */
+  path_in_dir(path, sizeof(path), "shared");
+  assert_int_equal(uvq_keys_generate(&generated), 0);
+  assert_int_equal(uvq_keys_save(&generated, path, err, sizeof(err)), 0);
+  assert_int_equal(uvq_keys_load(&ka, path, err, sizeof(err)), 0);
+  assert_int_equal(uvq_keys_load(&kb, path, err, sizeof(err)), 0);
+  uvq_settings_default(&sa);
+  sa.retry = UVQ_RETRY_ALWAYS;
+  uvq_keys_apply(&ka, &sa, NULL);
+  uvq_settings_default(&sb);
+  sb.retry = UVQ_RETRY_ALWAYS;
+  uvq_keys_apply(&kb, &sb, NULL);
+  /* A third server with the same keys but a lower 0-RTT limit. */
+  sc = sb;
+  sc.initial_max_data = sb.initial_max_data / 2;
+
+  memset(g_srv, 0, sizeof(g_srv));
+  qt_world_init(&w, 41);
+  orig = w.server_tls;
+  ctxa = server_ctx(&ka);
+  ctxb = server_ctx(&kb);
+  ctxc = server_ctx(&kb);
+  w.server_tls = ctxa;
+  int a = qt_add_server(&w, &sa, on_accept, NULL);
+  w.server_tls = ctxb;
+  int b = qt_add_server(&w, &sb, on_accept, NULL);
+  w.server_tls = ctxc;
+  int sc_node = qt_add_server(&w, &sc, on_accept, NULL);
+  int c = qt_add_client(&w, NULL, NULL);
+
+  /* 1. Retry by A, the retried Initial (and everything after) lands on
+   * B: B accepts A's Retry token. */
+  memset(&rd, 0, sizeof(rd));
+  rd.client = c;
+  rd.front = a;
+  rd.back = b;
+  rd.after = 1;
+  w.filter = redirect_fn;
+  w.filter_ud = &rd;
+  memset(&first, 0, sizeof(first));
+  assert_int_equal(connect_to(&w, c, a, &first, NULL, 0, NULL, 0), 0);
+  assert_true(qt_run(&w, est_with_extras, &first, 5 * UVQ_SECONDS));
+  uvq_endpoint_get_stats(w.nodes[a].ep, &st);
+  assert_int_equal(st.retries_sent, 1);
+  assert_int_equal(st.initials_accepted, 0);
+  assert_int_equal(g_srv[a].accepted, 0);
+  uvq_endpoint_get_stats(w.nodes[b].ep, &st);
+  assert_int_equal(st.retries_sent, 0);
+  assert_int_equal(st.tokens_rejected[UVQ_TOKEN_REJECT_DECRYPT], 0);
+  assert_int_equal(g_srv[b].accepted, 1);
+  assert_int_equal(g_srv[b].validated, 1);
+  assert_true(first.tokenlen > 0);  /* B's NEW_TOKEN */
+  assert_true(first.ticketlen > 0); /* B's session ticket */
+  close_conn(&w, &first);
+
+  /* 2. A NEW_TOKEN token and a ticket from B, presented to A: no Retry
+   * (the token validates the address) and the session resumes. */
+  w.filter = NULL;
+  memset(&second, 0, sizeof(second));
+  assert_int_equal(connect_to(&w, c, a, &second, first.token, first.tokenlen,
+                              first.ticket, first.ticketlen),
+                   0);
+  assert_true(qt_run(&w, est_with_extras, &second, 5 * UVQ_SECONDS));
+  uvq_endpoint_get_stats(w.nodes[a].ep, &st);
+  assert_int_equal(st.retries_sent, 1); /* still only the one of step 1 */
+  assert_int_equal(g_srv[a].accepted, 1);
+  assert_int_equal(g_srv[a].validated, 1);
+  assert_int_equal(g_srv[a].resumed, 1);
+  close_conn(&w, &second);
+
+  /* 3. And back: A's ticket resumes on B. */
+  memset(&third, 0, sizeof(third));
+  assert_true(second.ticketlen > 0);
+  assert_int_equal(connect_to(&w, c, b, &third, second.token,
+                              second.tokenlen, second.ticket,
+                              second.ticketlen),
+                   0);
+  assert_true(qt_run(&w, est_with_extras, &third, 5 * UVQ_SECONDS));
+  assert_int_equal(g_srv[b].accepted, 2);
+  assert_int_equal(g_srv[b].resumed, 1);
+  close_conn(&w, &third);
+
+  /* 4. The server whose 0-RTT limits changed cannot read the ticket: a
+   * full handshake, which still succeeds. */
+  memset(&fourth, 0, sizeof(fourth));
+  assert_int_equal(connect_to(&w, c, sc_node, &fourth, third.token,
+                              third.tokenlen, third.ticket, third.ticketlen),
+                   0);
+  assert_true(qt_run(&w, est, &fourth, 5 * UVQ_SECONDS));
+  assert_int_equal(g_srv[sc_node].accepted, 1);
+  assert_int_equal(g_srv[sc_node].resumed, 0);
+  assert_int_equal(gnutls_session_is_resumed(fourth.conn->tls), 0);
+  /* Its new ticket resumes there again. */
+  assert_true(qt_run(&w, est_with_extras, &fourth, 5 * UVQ_SECONDS));
+  close_conn(&w, &fourth);
+  memset(&third, 0, sizeof(third));
+  assert_int_equal(connect_to(&w, c, sc_node, &third, NULL, 0, fourth.ticket,
+                              fourth.ticketlen),
+                   0);
+  assert_true(qt_run(&w, est, &third, 5 * UVQ_SECONDS));
+  assert_int_equal(g_srv[sc_node].resumed, 1);
+  close_conn(&w, &third);
+
+  qt_world_free(&w); /* frees ctxc, the last one installed */
+  uvq_tls_ctx_del(ctxa);
+  uvq_tls_ctx_del(ctxb);
+  uvq_tls_ctx_del(orig);
+  unlink(path);
+}
+
+/* uvq_keys_apply points the TLS config at the key; a wrong length fails. */
+static void test_keys_apply_and_bad_ticket_key(void **state) {
+  uvq_keys k;
+  uvq_tls_config cfg;
+  (void)state;
+  assert_int_equal(uvq_keys_generate(&k), 0);
+  uvq_tls_config_default(&cfg);
+  k.token_key_prev_set = 1;
+  uvq_keys_apply(&k, NULL, &cfg);
+  assert_ptr_equal(cfg.ticket_key, k.ticket_key);
+  assert_int_equal(cfg.ticket_keylen, UVQ_TICKET_KEYLEN);
+  {
+    static const char *const alpn[] = {"test"};
+    uvq_tls_ctx *ctx = NULL;
+    char err[256];
+    cfg.alpn = alpn;
+    cfg.alpnlen = 1;
+    cfg.ticket_keylen = 32;
+    assert_int_equal(uvq_tls_ctx_new(&ctx, 1, &cfg, NULL, err, sizeof(err)),
+                     UVQ_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err, "ticket_key"));
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_keys_round_trip),
+      cmocka_unit_test(test_keys_refused),
+      cmocka_unit_test(test_keys_shared_between_servers),
+      cmocka_unit_test(test_keys_apply_and_bad_ticket_key),
+  };
+  return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+}
