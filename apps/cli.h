@@ -11,7 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <getopt.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "uvquic/uvquic.h"
 
 /* Exit statuses of the tools. */
 #define CLI_EXIT_OK 0
@@ -161,6 +167,304 @@ static inline void cli_format_addr(const struct sockaddr *sa, char *buf,
     inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
     snprintf(buf, buflen, "%s:%u", host, ntohs(s4->sin_port));
   }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Options both tools take (transport settings, logging, qlog)              */
+/* ------------------------------------------------------------------------ */
+
+/* getopt_long codes of the shared options (above any short option). */
+enum {
+  CLI_OPT_CC = 0x200,
+  CLI_OPT_MAX_DATA,
+  CLI_OPT_MAX_STREAM_DATA,
+  CLI_OPT_MAX_STREAMS,
+  CLI_OPT_IDLE_TIMEOUT,
+  CLI_OPT_KEEP_ALIVE,
+  CLI_OPT_NO_PMTUD,
+  CLI_OPT_DISABLE_MIGRATION,
+  CLI_OPT_MAX_UDP_PAYLOAD,
+  CLI_OPT_QLOG_DIR,
+  CLI_OPT_FIRST_TOOL /* each tool numbers its own options from here */
+};
+
+#define CLI_COMMON_OPTIONS                                                     \
+  {"cc", required_argument, NULL, CLI_OPT_CC},                                 \
+      {"max-data", required_argument, NULL, CLI_OPT_MAX_DATA},                 \
+      {"max-stream-data", required_argument, NULL, CLI_OPT_MAX_STREAM_DATA},   \
+      {"max-streams", required_argument, NULL, CLI_OPT_MAX_STREAMS},           \
+      {"idle-timeout", required_argument, NULL, CLI_OPT_IDLE_TIMEOUT},         \
+      {"keep-alive", required_argument, NULL, CLI_OPT_KEEP_ALIVE},             \
+      {"no-pmtud", no_argument, NULL, CLI_OPT_NO_PMTUD},                       \
+      {"disable-migration", no_argument, NULL, CLI_OPT_DISABLE_MIGRATION},     \
+      {"max-udp-payload", required_argument, NULL, CLI_OPT_MAX_UDP_PAYLOAD},   \
+      {"qlog-dir", required_argument, NULL, CLI_OPT_QLOG_DIR},                 \
+      {"verbose", no_argument, NULL, 'v'}
+
+#define CLI_COMMON_USAGE                                                       \
+  "  --cc reno|cubic|bbr|bbr2   congestion controller (default cubic)\n"       \
+  "  --max-data BYTES           connection flow-control window we grant\n"     \
+  "  --max-stream-data BYTES    per-stream flow-control window we grant\n"     \
+  "  --max-streams N            bidi and uni streams the peer may open\n"      \
+  "  --idle-timeout SECONDS     idle timeout (default 30)\n"                   \
+  "  --keep-alive MS            PING interval (default off)\n"                 \
+  "  --no-pmtud                 no path MTU discovery\n"                       \
+  "  --disable-migration        forbid the peer from migrating\n"              \
+  "  --max-udp-payload N        largest UDP payload we send (1200..65527)\n"   \
+  "  -v, -vv                    log connection lifecycle (info) or ngtcp2's\n" \
+  "                             trace (debug) to stderr, with the SCID\n"      \
+  "  --qlog-dir DIR             one qlog (JSON-SEQ) per connection, named\n"   \
+  "                             ODCID-ROLE.sqlog; ngtcp2 0.12.1's qlog writer\n"\
+  "                             has a known overflow: trusted peers only\n"
+
+/* cli_parse_u64 parses a whole number in [min, max] for |opt|; else exit 2. */
+static inline uint64_t cli_parse_u64(const char *arg, const char *opt,
+                                     uint64_t min, uint64_t max) {
+  char *end;
+  unsigned long long v;
+
+  errno = 0;
+  v = strtoull(arg, &end, 10);
+  if (errno || *end || arg[0] == '-' || arg[0] == '+' || arg[0] == '\0' ||
+      v < min || v > max) {
+    fprintf(stderr, "%s: bad %s \"%s\" (%llu..%llu)\n",
+            program_invocation_short_name, opt, arg, (unsigned long long)min,
+            (unsigned long long)max);
+    exit(CLI_EXIT_USAGE);
+  }
+  return (uint64_t)v;
+}
+
+/* The shared state of the logging and qlog options. */
+typedef struct cli_common {
+  int verbose;
+  const char *qlog_dir;
+  /* "server" or "client": the second half of qlog file names. */
+  const char *role;
+  /* Open qlog files, by connection. */
+  struct cli_qlog *qlogs;
+  unsigned long qlog_seq;
+} cli_common;
+
+/*
+ * cli_common_opt applies shared option |c| (with |arg|) to |st| and |cc|.
+ * Returns 1 if |c| was one of them, 0 if not; a bad value exits 2.
+ */
+static inline int cli_common_opt(int c, const char *arg, uvq_settings *st,
+                                 cli_common *cc) {
+  switch (c) {
+  case CLI_OPT_CC:
+    if (strcmp(arg, "reno") == 0) {
+      st->cc_algo = UVQ_CC_RENO;
+    } else if (strcmp(arg, "cubic") == 0) {
+      st->cc_algo = UVQ_CC_CUBIC;
+    } else if (strcmp(arg, "bbr") == 0) {
+      st->cc_algo = UVQ_CC_BBR;
+    } else if (strcmp(arg, "bbr2") == 0) {
+      st->cc_algo = UVQ_CC_BBR2;
+    } else {
+      fprintf(stderr, "%s: bad --cc \"%s\" (reno, cubic, bbr or bbr2)\n",
+              program_invocation_short_name, arg);
+      exit(CLI_EXIT_USAGE);
+    }
+    return 1;
+  case CLI_OPT_MAX_DATA:
+    st->initial_max_data = cli_parse_u64(arg, "--max-data", 1, 1ull << 62);
+    if (st->max_window < st->initial_max_data) {
+      st->max_window = st->initial_max_data;
+    }
+    return 1;
+  case CLI_OPT_MAX_STREAM_DATA:
+    st->initial_max_stream_data =
+        cli_parse_u64(arg, "--max-stream-data", 1, 1ull << 62);
+    if (st->max_stream_window < st->initial_max_stream_data) {
+      st->max_stream_window = st->initial_max_stream_data;
+    }
+    return 1;
+  case CLI_OPT_MAX_STREAMS:
+    st->max_streams_bidi = st->max_streams_uni =
+        cli_parse_u64(arg, "--max-streams", 3, 1ull << 60);
+    return 1;
+  case CLI_OPT_IDLE_TIMEOUT:
+    st->idle_timeout = cli_parse_secs(arg, "--idle-timeout", 3600);
+    return 1;
+  case CLI_OPT_KEEP_ALIVE:
+    st->keep_alive = cli_parse_ms(arg, "--keep-alive");
+    return 1;
+  case CLI_OPT_NO_PMTUD:
+    st->pmtud = 0;
+    return 1;
+  case CLI_OPT_DISABLE_MIGRATION:
+    st->disable_active_migration = 1;
+    return 1;
+  case CLI_OPT_MAX_UDP_PAYLOAD:
+    st->max_udp_payload_size =
+        (size_t)cli_parse_u64(arg, "--max-udp-payload", 1200, 65527);
+    return 1;
+  case CLI_OPT_QLOG_DIR:
+    cc->qlog_dir = arg;
+    return 1;
+  case 'v':
+    ++cc->verbose;
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+static inline void cli_log_cb(void *user_data, uvq_log_level lvl,
+                              const char *scid_hex, const char *msg) {
+  static const char *const names[] = {"error", "warn", "info", "debug"};
+
+  (void)user_data;
+  fprintf(stderr, "%s: [%s] %s%s%s\n", program_invocation_short_name,
+          (unsigned)lvl < 4 ? names[lvl] : "?", scid_hex ? scid_hex : "",
+          scid_hex ? ": " : "", msg);
+}
+
+/* One connection's qlog file. */
+typedef struct cli_qlog {
+  uvq_conn *conn;
+  FILE *f;
+  struct cli_qlog *next;
+} cli_qlog;
+
+/* Opens DIR/ODCID-ROLE.sqlog for the trace whose first piece (ngtcp2's
+ * trace header, which names the ODCID as its group_id) is |data|. */
+static inline FILE *cli_qlog_open(cli_common *cc, const void *data,
+                                  size_t len) {
+  static const char key[] = "\"group_id\":\"";
+  char name[64], path[4096];
+  const char *p = memmem(data, len, key, sizeof(key) - 1);
+  size_t n = 0;
+  FILE *f;
+
+  if (p != NULL) {
+    const char *end = (const char *)data + len;
+    p += sizeof(key) - 1;
+    while (p + n < end && n + 1 < sizeof(name) &&
+           strchr("0123456789abcdef", p[n]) != NULL && p[n] != '\0') {
+      name[n] = p[n];
+      ++n;
+    }
+  }
+  if (n == 0) {
+    n = (size_t)snprintf(name, sizeof(name), "unknown%lu", ++cc->qlog_seq);
+  }
+  name[n] = '\0';
+  snprintf(path, sizeof(path), "%s/%s-%s.sqlog", cc->qlog_dir, name, cc->role);
+  f = fopen(path, "w");
+  if (f == NULL && cc->verbose) {
+    fprintf(stderr, "%s: cannot write qlog %s: %s\n",
+            program_invocation_short_name, path, strerror(errno));
+  }
+  return f;
+}
+
+/* settings.qlog: appends to the connection's file, closes it on |fin|. */
+static inline void cli_qlog_cb(void *user_data, uvq_conn *conn,
+                               const void *data, size_t len, int fin) {
+  cli_common *cc = user_data;
+  cli_qlog **pq = &cc->qlogs, *q;
+
+  while (*pq != NULL && (*pq)->conn != conn) {
+    pq = &(*pq)->next;
+  }
+  q = *pq;
+  if (q == NULL) {
+    q = calloc(1, sizeof(*q));
+    if (q == NULL) {
+      return;
+    }
+    q->conn = conn;
+    q->f = cli_qlog_open(cc, data, len);
+    q->next = cc->qlogs;
+    cc->qlogs = q;
+    pq = &cc->qlogs;
+  }
+  if (q->f != NULL && len > 0) {
+    (void)fwrite(data, 1, len, q->f);
+  }
+  if (fin) {
+    if (q->f != NULL) {
+      fclose(q->f);
+    }
+    *pq = q->next;
+    free(q);
+  }
+}
+
+/* cli_common_apply puts logging and qlog into |st| (after option parsing). */
+static inline void cli_common_apply(cli_common *cc, uvq_settings *st) {
+  if (cc->verbose > 0) {
+    st->log_cb = cli_log_cb;
+    st->log_cb_user_data = cc;
+    st->log_level = cc->verbose > 1 ? UVQ_LOG_DEBUG : UVQ_LOG_INFO;
+  }
+  if (cc->qlog_dir != NULL) {
+    struct stat sb;
+    if (stat(cc->qlog_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+      fprintf(stderr, "%s: --qlog-dir %s is not a directory\n",
+              program_invocation_short_name, cc->qlog_dir);
+      exit(CLI_EXIT_USAGE);
+    }
+    st->qlog = cli_qlog_cb;
+    st->qlog_user_data = cc;
+  }
+}
+
+/* Closes the qlog files of connections that never finished their trace. */
+static inline void cli_common_free(cli_common *cc) {
+  while (cc->qlogs != NULL) {
+    cli_qlog *q = cc->qlogs;
+    cc->qlogs = q->next;
+    if (q->f != NULL) {
+      fclose(q->f);
+    }
+    free(q);
+  }
+}
+
+/*
+ * cli_write_atomic writes |len| bytes of |data| to |path| through a
+ * temporary file in the same directory renamed over it, so readers see
+ * the old contents or the new, never a part. Returns 0 or -1 (errno set).
+ */
+static inline int cli_write_atomic(const char *path, const void *data,
+                                   size_t len, int mode) {
+  char tmp[4096];
+  int fd, ok, saved;
+
+  if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >=
+      sizeof(tmp)) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) {
+    return -1;
+  }
+  ok = write(fd, data, len) == (ssize_t)len;
+  ok = (close(fd) == 0) && ok;
+  if (!ok || rename(tmp, path) != 0) {
+    saved = errno;
+    unlink(tmp);
+    errno = saved ? saved : EIO;
+    return -1;
+  }
+  return 0;
+}
+
+/* cli_hex writes |len| bytes as lowercase hex into |out| (2*len+1). */
+static inline void cli_hex(char *out, const uint8_t *in, size_t len) {
+  static const char hex[] = "0123456789abcdef";
+  size_t i;
+
+  for (i = 0; i < len; ++i) {
+    out[2 * i] = hex[in[i] >> 4];
+    out[2 * i + 1] = hex[in[i] & 0xf];
+  }
+  out[2 * len] = '\0';
 }
 
 #endif

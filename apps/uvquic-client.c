@@ -33,6 +33,19 @@
  * is redrawn up to 10 times a second; a summary line ends every run;
  * --quiet silences both. Exit status: 0 if every download completed, 1 if
  * one failed, 2 for bad arguments.
+ *
+ * Connection features (not with the load generator):
+ *   --token-file FILE    keep the server's NEW_TOKEN per HOST:PORT and send
+ *       it on the next connection (saves a Retry round trip).
+ *   --session-file FILE  keep the resumption blob (session ticket and the
+ *       server's transport parameters) per HOST:PORT; the next connection
+ *       resumes the session and attempts 0-RTT.
+ *   --stats-json FILE    one JSON object per connection: stats, retry /
+ *       resumed / early_data booleans, ALPN, version, cipher, close reason.
+ *   --key-update MS      start a key update every MS once established.
+ *   --migrate-after MS [--nat-rebinding]  MS after the handshake, move the
+ *       connection to a new local socket (active migration, or a NAT
+ *       rebinding without path validation).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -49,12 +62,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "uvquic/uvquic.h"
 #include "uvquic/uvquic_h3.h"
 #include "uvquic/uvquic_uv.h"
 
 #include "app/hq.h"
 #include "cli.h"
+/* Whether a Retry happened and the negotiated cipher are not in the public
+ * API: read them from ngtcp2 and GnuTLS through the connection. */
+#include "core/core.h"
 
 /* Longest path we send; the hq limit, kept for both protocols. */
 #define MAX_PATH (UVQ_HQ_MAX_REQUEST - 6)
@@ -122,6 +140,13 @@ struct group {
   size_t h3_left;
   /* How the last connection ended, when it failed. */
   char close_err[384];
+  /* The current connection and what we learnt about it. */
+  uvq_conn *conn;
+  uvq_uv_endpoint *ep;
+  int retry, resumed, early_attempted, key_updates, migrated;
+  uvq_early_data early;
+  uv_timer_t ku_timer, mig_timer;
+  int timers;
 };
 
 struct client {
@@ -168,6 +193,12 @@ struct client {
   uint64_t r0, max_lag;
   int tfd;
   uv_poll_t tpoll;
+  /* Shared options and the connection features. */
+  cli_common cc;
+  const char *token_file, *session_file, *stats_json;
+  uint64_t key_update_ms, migrate_ms;
+  int nat_rebinding;
+  json_t *stats;
 };
 
 static void fail_usage(const char *fmt, const char *arg) {
@@ -178,12 +209,27 @@ static void fail_usage(const char *fmt, const char *arg) {
 }
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: uvquic-client [--alpn h3|hq-interop] [-k|--insecure] "
-             "[--ca FILE] [-o FILE | --output-dir DIR] [--quiet] "
-             "[--connections N] [--initial-rtt MS] [--concurrency C] "
-             "[--hold SECONDS | --rate R --duration SECONDS] "
-             "[--keep-alive MS] [--idle-timeout SECONDS] "
-             "https://HOST:PORT/path...\n");
+  fprintf(f,
+          "usage: uvquic-client [OPTIONS] https://HOST:PORT/path...\n"
+          "  --alpn h3|hq-interop       application (default h3)\n"
+          "  -k, --insecure             do not verify the server\n"
+          "  --ca FILE                  trusted CAs (PEM)\n"
+          "  -o FILE | --output-dir DIR keep the bodies\n"
+          "  --quiet                    no progress, no summary\n"
+          "  --connections N            fetch everything N times, each on new\n"
+          "                             connections\n"
+          "  --initial-rtt MS           RTT assumed before the first sample\n"
+          "  --concurrency C, --hold SECONDS, --rate R --duration SECONDS\n"
+          "                             load generation (see the source)\n"
+          "  --token-file FILE          keep NEW_TOKENs per HOST:PORT, reuse\n"
+          "  --session-file FILE        keep session tickets per HOST:PORT;\n"
+          "                             resume and attempt 0-RTT next time\n"
+          "  --stats-json FILE          per-connection stats and facts (JSON)\n"
+          "  --key-update MS            a key update every MS once established\n"
+          "  --migrate-after MS         move to a new local socket MS after\n"
+          "                             the handshake\n"
+          "  --nat-rebinding            ... as a NAT rebinding (no probing)\n"
+          CLI_COMMON_USAGE);
 }
 
 /* Splits https://HOST[:PORT]/path into |u|. */
@@ -490,6 +536,517 @@ static void record_close(group *g, const uvq_close_info *ci) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* Token and session stores, connection features                            */
+/* ------------------------------------------------------------------------ */
+
+/* A file of "HOST:PORT HEX" lines (--token-file, --session-file). */
+typedef struct kv_entry {
+  char key[280];
+  uint8_t *val;
+  size_t len;
+} kv_entry;
+
+typedef struct kv_store {
+  const char *path;
+  kv_entry *e;
+  size_t n;
+} kv_store;
+
+static client *g_client;
+
+/* The path's local address for a connection from |ep| to |remote|: the
+ * socket's, or on a wildcard socket the address the kernel will pick as
+ * our source (asked of the routing table with a throwaway connected
+ * socket), as uvq_connect does, so the first reply is not a new path. */
+static int cli_local_for(uvq_uv_endpoint *ep, const uvq_addr *remote,
+                         uvq_addr *local) {
+  struct sockaddr_storage ss;
+  socklen_t sslen = sizeof(ss);
+  int rv, fd;
+
+  rv = uvq_uv_endpoint_get_local_addr(ep, local);
+  if (rv != 0) {
+    return rv;
+  }
+  fd = socket(remote->ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_UDP);
+  if (fd < 0) {
+    return 0;
+  }
+  if (connect(fd, (const struct sockaddr *)&remote->ss, remote->len) == 0 &&
+      getsockname(fd, (struct sockaddr *)&ss, &sslen) == 0 &&
+      ss.ss_family == local->ss.ss_family) {
+    int wildcard;
+    if (ss.ss_family == AF_INET) {
+      struct sockaddr_in *l = (struct sockaddr_in *)&local->ss;
+      wildcard = l->sin_addr.s_addr == htonl(INADDR_ANY);
+      ((struct sockaddr_in *)&ss)->sin_port = l->sin_port;
+    } else {
+      struct sockaddr_in6 *l = (struct sockaddr_in6 *)&local->ss;
+      wildcard = IN6_IS_ADDR_UNSPECIFIED(&l->sin6_addr);
+      ((struct sockaddr_in6 *)&ss)->sin6_port = l->sin6_port;
+    }
+    if (wildcard) {
+      (void)uvq_addr_set(local, (const struct sockaddr *)&ss, sslen);
+    }
+  }
+  close(fd);
+  return 0;
+}
+static kv_store g_tokens, g_sessions;
+static uvq_app_callbacks g_cb;
+static const uvq_app_callbacks *g_inner;
+
+static int hexval(int ch) {
+  if (ch >= '0' && ch <= '9') {
+    return ch - '0';
+  }
+  if (ch >= 'a' && ch <= 'f') {
+    return ch - 'a' + 10;
+  }
+  return -1;
+}
+
+static kv_entry *kv_find(kv_store *kv, const char *key, int create) {
+  size_t i;
+  kv_entry *ne;
+
+  for (i = 0; i < kv->n; ++i) {
+    if (strcmp(kv->e[i].key, key) == 0) {
+      return &kv->e[i];
+    }
+  }
+  if (!create) {
+    return NULL;
+  }
+  ne = realloc(kv->e, (kv->n + 1) * sizeof(*kv->e));
+  if (ne == NULL) {
+    return NULL;
+  }
+  kv->e = ne;
+  memset(&kv->e[kv->n], 0, sizeof(kv->e[0]));
+  snprintf(kv->e[kv->n].key, sizeof(kv->e[0].key), "%s", key);
+  return &kv->e[kv->n++];
+}
+
+/* Loads |path| if it exists; malformed lines are skipped. */
+static void kv_load(kv_store *kv, const char *path) {
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t n;
+  FILE *f;
+
+  kv->path = path;
+  f = fopen(path, "r");
+  if (f == NULL) {
+    return;
+  }
+  while ((n = getline(&line, &cap, f)) > 0) {
+    char *sp = strchr(line, ' ');
+    size_t hlen, i;
+    kv_entry *e;
+    uint8_t *val;
+
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) {
+      line[--n] = '\0';
+    }
+    if (sp == NULL || sp == line || (size_t)(sp - line) >= sizeof(e->key)) {
+      continue;
+    }
+    *sp++ = '\0';
+    hlen = strlen(sp);
+    if (hlen == 0 || hlen % 2 != 0 || (val = malloc(hlen / 2)) == NULL) {
+      continue;
+    }
+    for (i = 0; i < hlen / 2; ++i) {
+      int hi = hexval(sp[2 * i]), lo = hexval(sp[2 * i + 1]);
+      if (hi < 0 || lo < 0) {
+        break;
+      }
+      val[i] = (uint8_t)(hi << 4 | lo);
+    }
+    if (i != hlen / 2 || (e = kv_find(kv, line, 1)) == NULL) {
+      free(val);
+      continue;
+    }
+    free(e->val);
+    e->val = val;
+    e->len = hlen / 2;
+  }
+  free(line);
+  fclose(f);
+}
+
+/* Stores |val| under |key| and rewrites the file (mode 0600: secrets). */
+static void kv_put(kv_store *kv, const char *key, const uint8_t *val,
+                   size_t len) {
+  kv_entry *e = kv_find(kv, key, 1);
+  size_t i, total = 0, off = 0;
+  char *buf;
+
+  if (e == NULL || (buf = malloc(len)) == NULL) {
+    return;
+  }
+  memcpy(buf, val, len);
+  free(e->val);
+  e->val = (uint8_t *)buf;
+  e->len = len;
+  for (i = 0; i < kv->n; ++i) {
+    total += strlen(kv->e[i].key) + 2 * kv->e[i].len + 2;
+  }
+  buf = malloc(total + 1);
+  if (buf == NULL) {
+    return;
+  }
+  for (i = 0; i < kv->n; ++i) {
+    off += (size_t)sprintf(buf + off, "%s ", kv->e[i].key);
+    cli_hex(buf + off, kv->e[i].val, kv->e[i].len);
+    off += 2 * kv->e[i].len;
+    buf[off++] = '\n';
+  }
+  if (cli_write_atomic(kv->path, buf, off, 0600) != 0) {
+    fprintf(stderr, "uvquic-client: cannot write %s: %s\n", kv->path,
+            strerror(errno));
+  }
+  free(buf);
+}
+
+static void kv_free(kv_store *kv) {
+  size_t i;
+
+  for (i = 0; i < kv->n; ++i) {
+    free(kv->e[i].val);
+  }
+  free(kv->e);
+  kv->e = NULL;
+  kv->n = 0;
+}
+
+static void group_key(const group *g, char *buf, size_t len) {
+  snprintf(buf, len, "%s:%s", g->host, g->port);
+}
+
+static group *group_of(uvq_conn *conn) {
+  size_t i;
+
+  for (i = 0; g_client != NULL && i < g_client->ngroups; ++i) {
+    if (g_client->groups[i].conn == conn) {
+      return &g_client->groups[i];
+    }
+  }
+  return NULL;
+}
+
+static void vlog(group *g, const char *fmt, const char *arg) {
+  if (g->c->cc.verbose) {
+    progress_clear(g->c);
+    fprintf(stderr, "uvquic-client: %s:%s: ", g->host, g->port);
+    fprintf(stderr, fmt, arg);
+    fputc('\n', stderr);
+  }
+}
+
+static void on_key_update_timer(uv_timer_t *t) {
+  group *g = t->data;
+  int rv;
+
+  if (g->conn == NULL) {
+    return;
+  }
+  rv = uvq_conn_update_key(g->conn, uv_hrtime());
+  if (rv == 0) {
+    ++g->key_updates;
+  } else if (rv != UVQ_ERR_INVALID_STATE) {
+    vlog(g, "key update failed: %s", uvq_strerror(rv));
+  }
+}
+
+static void on_migrate_timer(uv_timer_t *t) {
+  group *g = t->data;
+  uvq_conn_info info;
+  struct sockaddr_storage local;
+  uvq_addr bound;
+  char addr[128];
+  int rv;
+
+  if (g->conn == NULL) {
+    return;
+  }
+  /* The same local IP as now, a new port (a new socket). */
+  uvq_conn_get_info(g->conn, &info);
+  memcpy(&local, &info.path->local.ss, sizeof(local));
+  if (local.ss_family == AF_INET6) {
+    ((struct sockaddr_in6 *)&local)->sin6_port = 0;
+  } else {
+    ((struct sockaddr_in *)&local)->sin_port = 0;
+  }
+  rv = uvq_uv_conn_migrate(g->ep, g->conn, (struct sockaddr *)&local,
+                           g->c->nat_rebinding, &bound);
+  if (rv != 0) {
+    progress_clear(g->c);
+    fprintf(stderr, "uvquic-client: %s:%s: migration failed: %s\n", g->host,
+            g->port, uvq_strerror(rv));
+    return;
+  }
+  g->migrated = 1;
+  cli_format_addr((struct sockaddr *)&bound.ss, addr, sizeof(addr));
+  vlog(g, g->c->nat_rebinding ? "rebound to %s (NAT rebinding)"
+                              : "migrating to %s",
+       addr);
+}
+
+static void stop_timers(group *g) {
+  if (g->timers) {
+    uv_timer_stop(&g->ku_timer);
+    uv_timer_stop(&g->mig_timer);
+  }
+}
+
+static int w_on_established(uvq_conn *conn, void *user_data) {
+  group *g = group_of(conn);
+
+  if (g != NULL) {
+    const ngtcp2_transport_params *tp =
+        ngtcp2_conn_get_remote_transport_params(conn->q);
+    uvq_conn_info info;
+
+    uvq_conn_get_info(conn, &info);
+    g->retry = tp != NULL && tp->retry_scid_present;
+    g->resumed = info.resumed;
+    g->early = info.early_data;
+    vlog(g, "established%s", g->retry ? " after a Retry" : "");
+    if (g->resumed) {
+      vlog(g, "session resumed%s", "");
+    }
+    if (g->early_attempted) {
+      vlog(g, "early data %s",
+           g->early == UVQ_EARLY_DATA_ACCEPTED ? "accepted" : "rejected");
+    }
+    if (g->c->key_update_ms) {
+      uv_timer_start(&g->ku_timer, on_key_update_timer, g->c->key_update_ms,
+                     g->c->key_update_ms);
+    }
+    if (g->c->migrate_ms) {
+      uv_timer_start(&g->mig_timer, on_migrate_timer, g->c->migrate_ms, 0);
+    }
+  }
+  return g_inner->on_established
+             ? g_inner->on_established(conn, user_data)
+             : 0;
+}
+
+static int w_on_new_token(uvq_conn *conn, const uint8_t *token,
+                          size_t tokenlen, void *user_data) {
+  group *g = group_of(conn);
+  char key[300];
+
+  (void)user_data;
+  if (g != NULL && g->c->token_file != NULL) {
+    group_key(g, key, sizeof(key));
+    kv_put(&g_tokens, key, token, tokenlen);
+    vlog(g, "stored a NEW_TOKEN in %s", g->c->token_file);
+  }
+  return 0;
+}
+
+static int w_on_session_ticket(uvq_conn *conn, const uint8_t *data,
+                               size_t len, void *user_data) {
+  group *g = group_of(conn);
+  char key[300];
+
+  (void)user_data;
+  if (g != NULL && g->c->session_file != NULL) {
+    group_key(g, key, sizeof(key));
+    kv_put(&g_sessions, key, data, len);
+    vlog(g, "stored a session ticket in %s", g->c->session_file);
+  }
+  return 0;
+}
+
+static int w_on_early_data_rejected(uvq_conn *conn, void *user_data) {
+  group *g = group_of(conn);
+
+  if (g != NULL) {
+    g->early = UVQ_EARLY_DATA_REJECTED;
+  }
+  return g_inner->on_early_data_rejected
+             ? g_inner->on_early_data_rejected(conn, user_data)
+             : 0;
+}
+
+/* Adds this connection's object to --stats-json. */
+static void record_stats(group *g, uvq_conn *conn, const uvq_close_info *ci) {
+  uvq_conn_stats st;
+  uvq_conn_info info;
+  json_t *o = json_object(), *s = json_object(), *cl = json_object();
+  char key[300], alpn[64], ver[16];
+  const char *cipher = NULL;
+
+  if (o == NULL || s == NULL || cl == NULL) {
+    json_decref(o);
+    json_decref(s);
+    json_decref(cl);
+    return;
+  }
+  uvq_conn_get_stats(conn, &st);
+  uvq_conn_get_info(conn, &info);
+  group_key(g, key, sizeof(key));
+  snprintf(alpn, sizeof(alpn), "%.*s", (int)info.alpnlen,
+           info.alpn ? (const char *)info.alpn : "");
+  snprintf(ver, sizeof(ver), "0x%08x", info.version);
+  if (ci->handshake_completed && conn->tls != NULL) {
+    cipher = gnutls_cipher_get_name(gnutls_cipher_get(conn->tls));
+  }
+  json_object_set_new(o, "server", json_string(key));
+  json_object_set_new(o, "alpn", json_string(alpn));
+  json_object_set_new(o, "version", json_string(ver));
+  json_object_set_new(o, "cipher", cipher ? json_string(cipher) : json_null());
+  json_object_set_new(o, "handshake_completed",
+                      json_boolean(ci->handshake_completed));
+  json_object_set_new(o, "retry", json_boolean(g->retry));
+  json_object_set_new(o, "resumed", json_boolean(g->resumed));
+  json_object_set_new(o, "early_data_attempted",
+                      json_boolean(g->early_attempted));
+  json_object_set_new(o, "early_data_accepted",
+                      json_boolean(g->early == UVQ_EARLY_DATA_ACCEPTED));
+  json_object_set_new(o, "key_updates", json_integer(g->key_updates));
+  json_object_set_new(o, "migrated", json_boolean(g->migrated));
+#define ST(f) json_object_set_new(s, #f, json_integer((json_int_t)st.f))
+  ST(latest_rtt);
+  ST(min_rtt);
+  ST(smoothed_rtt);
+  ST(rttvar);
+  ST(cwnd);
+  ST(bytes_in_flight);
+  ST(delivery_rate);
+  ST(pacing_rate);
+  ST(bytes_sent);
+  ST(datagrams_sent);
+  ST(bytes_received);
+  ST(datagrams_received);
+  ST(stream_bytes_sent);
+  ST(stream_bytes_acked);
+  ST(stream_bytes_received);
+  ST(handshake_duration);
+  ST(max_bandwidth);
+  ST(bw_rounds);
+  ST(stream_packets_lost);
+#undef ST
+  json_object_set_new(s, "loss", json_real(st.loss));
+  json_object_set_new(o, "stats", s);
+  json_object_set_new(cl, "error", json_string(ci->error ? uvq_strerror(ci->error)
+                                                         : "none"));
+  json_object_set_new(cl, "origin",
+                      json_string(ci->origin == UVQ_CLOSE_PEER      ? "peer"
+                                  : ci->origin == UVQ_CLOSE_TIMEOUT ? "timeout"
+                                                                    : "local"));
+  json_object_set_new(cl, "type",
+                      json_string(ci->type == UVQ_CLOSE_TYPE_TRANSPORT
+                                      ? "transport"
+                                  : ci->type == UVQ_CLOSE_TYPE_APPLICATION
+                                      ? "application"
+                                      : "none"));
+  json_object_set_new(cl, "code", json_integer((json_int_t)ci->code));
+  json_object_set_new(cl, "reason",
+                      json_stringn(ci->reasonlen ? (const char *)ci->reason : "",
+                                   ci->reasonlen));
+  json_object_set_new(o, "close", cl);
+  json_array_append_new(g->c->stats, o);
+}
+
+static void w_on_closed(uvq_conn *conn, const uvq_close_info *ci,
+                        void *user_data) {
+  group *g = group_of(conn);
+
+  if (g != NULL) {
+    stop_timers(g);
+    if (g->c->stats != NULL) {
+      record_stats(g, conn, ci);
+    }
+    g->conn = NULL;
+  }
+  if (g_inner->on_closed) {
+    g_inner->on_closed(conn, ci, user_data);
+  }
+}
+
+/* uvq_connect with what the stores hold for |g| (token, resumption), and
+ * our callbacks around the application's. */
+static int group_connect(client *c, group *g, uvq_uv_endpoint *ep,
+                         const uvq_app_callbacks *inner, void *user_data) {
+  uvq_connect_params params;
+  uvq_path path;
+  kv_entry *tok = NULL, *ses = NULL;
+  char key[300];
+  int rv;
+
+  g_inner = inner;
+  g_cb = *inner;
+  g_cb.on_established = w_on_established;
+  g_cb.on_closed = w_on_closed;
+  g_cb.on_new_token = w_on_new_token;
+  g_cb.on_session_ticket = w_on_session_ticket;
+  g_cb.on_early_data_rejected = w_on_early_data_rejected;
+  g->retry = g->resumed = g->early_attempted = g->key_updates = 0;
+  g->migrated = 0;
+  g->early = UVQ_EARLY_DATA_NONE;
+  g->ep = ep;
+  if (!g->timers) {
+    uv_timer_init(c->loop, &g->ku_timer);
+    uv_timer_init(c->loop, &g->mig_timer);
+    g->ku_timer.data = g->mig_timer.data = g;
+    g->timers = 1;
+  }
+  group_key(g, key, sizeof(key));
+  if (c->token_file != NULL) {
+    tok = kv_find(&g_tokens, key, 0);
+  }
+  if (c->session_file != NULL) {
+    ses = kv_find(&g_sessions, key, 0);
+  }
+  memset(&path, 0, sizeof(path));
+  rv = uvq_addr_set(&path.remote, (struct sockaddr *)&g->addr,
+                    g->addr.ss_family == AF_INET6
+                        ? sizeof(struct sockaddr_in6)
+                        : sizeof(struct sockaddr_in));
+  if (rv == 0) {
+    rv = cli_local_for(ep, &path.remote, &path.local);
+  }
+  if (rv != 0) {
+    return rv;
+  }
+  uvq_connect_params_default(&params);
+  params.server_name = g->host;
+  params.path = &path;
+  params.callbacks = &g_cb;
+  params.user_data = user_data;
+  if (tok != NULL) {
+    params.token = tok->val;
+    params.tokenlen = tok->len;
+    vlog(g, "sending the stored token%s", "");
+  }
+  if (ses != NULL) {
+    params.resumption = ses->val;
+    params.resumptionlen = ses->len;
+    params.early_data = 1;
+    g->early_attempted = 1;
+    vlog(g, "resuming the stored session, attempting 0-RTT%s", "");
+  }
+  rv = uvq_endpoint_connect(uvq_uv_endpoint_get_endpoint(ep), &params,
+                            uv_hrtime(), &g->conn);
+  if (rv == UVQ_ERR_INVALID_ARGUMENT && ses != NULL) {
+    /* A stored session that no longer parses: connect without it. */
+    params.resumption = NULL;
+    params.resumptionlen = 0;
+    params.early_data = 0;
+    g->early_attempted = 0;
+    rv = uvq_endpoint_connect(uvq_uv_endpoint_get_endpoint(ep), &params,
+                              uv_hrtime(), &g->conn);
+  }
+  /* The adapter's prepare hook sends the Initial before the loop blocks. */
+  return rv;
+}
+
+/* ------------------------------------------------------------------------ */
 /* hq-interop                                                               */
 /* ------------------------------------------------------------------------ */
 
@@ -615,8 +1172,7 @@ static int h3_start(client *c, group *g, uvq_uv_endpoint *ep) {
     g->h3 = NULL;
     return rv;
   }
-  rv = uvq_connect(ep, (struct sockaddr *)&g->addr, g->host, uvq_h3_callbacks(),
-                   g->h3, NULL);
+  rv = group_connect(c, g, ep, uvq_h3_callbacks(), g->h3);
   if (rv != 0) {
     uvq_h3_client_del(g->h3);
     g->h3 = NULL;
@@ -719,8 +1275,7 @@ static void start_round(client *c) {
     } else if (ep != NULL) {
       rv = uvq_hq_client_new(&g->cli, g->reqs, g->nurls, NULL, hq_done_cb, g);
       if (rv == 0) {
-        rv = uvq_connect(ep, (struct sockaddr *)&g->addr, g->host,
-                         uvq_hq_client_callbacks(), g->cli, NULL);
+        rv = group_connect(c, g, ep, uvq_hq_client_callbacks(), g->cli);
         if (rv != 0) {
           uvq_hq_client_del(g->cli);
           g->cli = NULL;
@@ -760,15 +1315,24 @@ static void on_next(uv_timer_t *t) {
   }
   c->end = uv_hrtime();
   uv_close((uv_handle_t *)&c->next, NULL);
+  for (size_t gi = 0; gi < c->ngroups; ++gi) {
+    if (c->groups[gi].timers) {
+      uv_close((uv_handle_t *)&c->groups[gi].ku_timer, NULL);
+      uv_close((uv_handle_t *)&c->groups[gi].mig_timer, NULL);
+      c->groups[gi].timers = 0;
+    }
+  }
   if (c->progress) {
     progress_clear(c);
     uv_close((uv_handle_t *)&c->tick, NULL);
   }
+  /* Every transfer is over and the process exits next: send the closes
+   * and free at once, without waiting out the closing periods. */
   if (c->ep4) {
-    uvq_uv_endpoint_close(c->ep4, on_endpoint_closed);
+    uvq_uv_endpoint_close_now(c->ep4, on_endpoint_closed);
   }
   if (c->ep6) {
-    uvq_uv_endpoint_close(c->ep6, on_endpoint_closed);
+    uvq_uv_endpoint_close_now(c->ep6, on_endpoint_closed);
   }
 }
 
@@ -1368,8 +1932,13 @@ int main(int argc, char **argv) {
       {"hold", required_argument, NULL, 'H'},
       {"rate", required_argument, NULL, 'r'},
       {"duration", required_argument, NULL, 'D'},
-      {"keep-alive", required_argument, NULL, 'A'},
-      {"idle-timeout", required_argument, NULL, 'T'},
+      {"token-file", required_argument, NULL, CLI_OPT_FIRST_TOOL},
+      {"session-file", required_argument, NULL, CLI_OPT_FIRST_TOOL + 1},
+      {"stats-json", required_argument, NULL, CLI_OPT_FIRST_TOOL + 2},
+      {"key-update", required_argument, NULL, CLI_OPT_FIRST_TOOL + 3},
+      {"migrate-after", required_argument, NULL, CLI_OPT_FIRST_TOOL + 4},
+      {"nat-rebinding", no_argument, NULL, CLI_OPT_FIRST_TOOL + 5},
+      CLI_COMMON_OPTIONS,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   static const char *const alpn_h3[] = {UVQ_H3_ALPN};
@@ -1388,8 +1957,31 @@ int main(int argc, char **argv) {
   c.conc = 1;
   c.tfd = -1;
   opterr = 0;
-  while ((ch = getopt_long(argc, argv, ":kho:q", opts, NULL)) != -1) {
+  c.cc.role = "client";
+  g_client = &c;
+  while ((ch = getopt_long(argc, argv, ":kho:qv", opts, NULL)) != -1) {
+    if (cli_common_opt(ch, optarg, &c.settings, &c.cc)) {
+      continue;
+    }
     switch (ch) {
+    case CLI_OPT_FIRST_TOOL:
+      c.token_file = optarg;
+      break;
+    case CLI_OPT_FIRST_TOOL + 1:
+      c.session_file = optarg;
+      break;
+    case CLI_OPT_FIRST_TOOL + 2:
+      c.stats_json = optarg;
+      break;
+    case CLI_OPT_FIRST_TOOL + 3:
+      c.key_update_ms = cli_parse_ms(optarg, "--key-update") / 1000000u;
+      break;
+    case CLI_OPT_FIRST_TOOL + 4:
+      c.migrate_ms = cli_parse_ms(optarg, "--migrate-after") / 1000000u;
+      break;
+    case CLI_OPT_FIRST_TOOL + 5:
+      c.nat_rebinding = 1;
+      break;
     case 'k':
       insecure = 1;
       break;
@@ -1407,12 +1999,6 @@ int main(int argc, char **argv) {
       break;
     case 'I':
       c.settings.initial_rtt = cli_parse_ms(optarg, "--initial-rtt");
-      break;
-    case 'A':
-      c.settings.keep_alive = cli_parse_ms(optarg, "--keep-alive");
-      break;
-    case 'T':
-      c.settings.idle_timeout = cli_parse_secs(optarg, "--idle-timeout", 3600);
       break;
     case 'H':
       c.hold = cli_parse_secs(optarg, "--hold", 3600);
@@ -1508,6 +2094,25 @@ int main(int argc, char **argv) {
   }
   if (c.lg && c.proto == PROTO_HQ && (c.hold > 0 || c.rate > 0)) {
     fail_usage("%s", "--hold and --rate need --alpn h3");
+  }
+  if (c.nat_rebinding && c.migrate_ms == 0) {
+    fail_usage("%s", "--nat-rebinding needs --migrate-after");
+  }
+  if (c.lg && (c.token_file || c.session_file || c.stats_json ||
+               c.key_update_ms || c.migrate_ms)) {
+    fail_usage("%s", "--token-file, --session-file, --stats-json, "
+                     "--key-update and --migrate-after are not for the load "
+                     "generator");
+  }
+  cli_common_apply(&c.cc, &c.settings);
+  if (c.token_file) {
+    kv_load(&g_tokens, c.token_file);
+  }
+  if (c.session_file) {
+    kv_load(&g_sessions, c.session_file);
+  }
+  if (c.stats_json && (c.stats = json_array()) == NULL) {
+    fail_usage("%s", "out of memory");
   }
   if (ca && access(ca, R_OK) != 0) {
     snprintf(err, sizeof(err), "cannot read CA file %s: %s", ca,
@@ -1613,9 +2218,23 @@ int main(int argc, char **argv) {
             c.files, c.bytes, secs,
             secs > 0 ? (double)c.bytes * 8 / secs / 1e6 : 0.0);
   }
+  if (c.stats != NULL) {
+    char *text = json_dumps(c.stats, JSON_INDENT(2));
+    if (text == NULL ||
+        cli_write_atomic(c.stats_json, text, strlen(text), 0644) != 0) {
+      fprintf(stderr, "uvquic-client: cannot write %s: %s\n", c.stats_json,
+              text ? strerror(errno) : "out of memory");
+      c.failures++;
+    }
+    free(text);
+    json_decref(c.stats);
+  }
   uvq_tls_ctx_del(c.tls);
   uv_loop_close(c.loop);
+  cli_common_free(&c.cc);
 out:
+  kv_free(&g_tokens);
+  kv_free(&g_sessions);
   for (j = 0; j < c.ngroups; ++j) {
     free(c.groups[j].urls);
     free(c.groups[j].reqs);

@@ -3,8 +3,18 @@
  * application is picked by the ALPN the client negotiates).
  *
  *   uvquic-server [--listen HOST:PORT] [--root DIR] [--cert FILE --key FILE]
- *                 [--retry] [--quiet] [--write-cert FILE] [--initial-rtt MS]
- *                 [--idle-timeout SECONDS]
+ *                 [--retry[=always|auto]] [--quiet] [--write-cert FILE]
+ *                 [--initial-rtt MS] [--keys-file FILE | --gen-keys FILE]
+ *                 [--metrics-file FILE] [transport options] [-v|-vv]
+ *                 [--qlog-dir DIR]
+ *
+ * Transport options (shared with uvquic-client, see cli.h): --cc,
+ * --max-data, --max-stream-data, --max-streams, --idle-timeout,
+ * --keep-alive, --no-pmtud, --disable-migration, --max-udp-payload.
+ * --keys-file loads a uvquic key file (token keys, stateless-reset secret,
+ * session-ticket master key) so tokens and tickets survive restarts;
+ * --gen-keys FILE writes a new one and exits. --metrics-file rewrites FILE
+ * (atomically) every second with the endpoint's Prometheus text.
  *
  * HTTP/3: GET and HEAD of regular files beneath the root (content-length
  * set, the body streamed from the file as the stream has room), 404 for a
@@ -48,6 +58,11 @@ typedef struct server {
   uv_signal_t sigint, sigterm;
   int quiet;
   int closing;
+  /* --metrics-file */
+  const char *metrics_file;
+  uv_timer_t metrics_timer;
+  char *metrics_buf;
+  size_t metrics_cap;
 } server;
 
 /* One request, from its header section to the end of the exchange. */
@@ -318,9 +333,21 @@ static void h3_on_stream_close(uvq_h3_stream *st, int error, uint64_t app_error,
 }
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: uvquic-server [--listen HOST:PORT] [--root DIR] "
-             "[--cert FILE --key FILE] [--retry] [--quiet] [--write-cert FILE] "
-             "[--initial-rtt MS] [--idle-timeout SECONDS]\n");
+  fprintf(f,
+          "usage: uvquic-server [--listen HOST:PORT] [--root DIR] "
+          "[--cert FILE --key FILE] [OPTIONS]\n"
+          "  --listen HOST:PORT         default 127.0.0.1:4433\n"
+          "  --root DIR                 directory served (default .)\n"
+          "  --retry[=always|auto]      address validation with Retry (plain\n"
+          "                             --retry: always; auto: under load)\n"
+          "  --quiet                    no access log, no counters at exit\n"
+          "  --write-cert FILE          write the certificate's PEM\n"
+          "  --initial-rtt MS           RTT assumed before the first sample\n"
+          "  --keys-file FILE           load token keys, reset secret and\n"
+          "                             ticket master key (mode 0600)\n"
+          "  --gen-keys FILE            write a new key file and exit\n"
+          "  --metrics-file FILE        rewrite FILE every second with the\n"
+          "                             Prometheus counters\n" CLI_COMMON_USAGE);
 }
 
 static void fail_usage(const char *fmt, const char *arg) {
@@ -382,8 +409,48 @@ static void print_stats(uvq_endpoint *ep) {
   fflush(stdout);
 }
 
+/* Writes the Prometheus text of the listener's endpoint to --metrics-file
+ * through a temporary file renamed over it. */
+static void write_metrics(server *s, uvq_endpoint *ep) {
+  ssize_t n = uvq_endpoint_write_prometheus(ep, s->metrics_buf,
+                                            s->metrics_cap, NULL);
+
+  if (n >= 0 && (size_t)n >= s->metrics_cap) {
+    char *nb = realloc(s->metrics_buf, (size_t)n + 4096);
+    if (nb == NULL) {
+      return;
+    }
+    s->metrics_buf = nb;
+    s->metrics_cap = (size_t)n + 4096;
+    n = uvq_endpoint_write_prometheus(ep, s->metrics_buf, s->metrics_cap,
+                                      NULL);
+  }
+  if (n < 0 || (size_t)n >= s->metrics_cap) {
+    return;
+  }
+  if (cli_write_atomic(s->metrics_file, s->metrics_buf, (size_t)n, 0644) !=
+      0) {
+    fprintf(stderr, "uvquic-server: cannot write %s: %s\n", s->metrics_file,
+            strerror(errno));
+  }
+}
+
+static void on_metrics_timer(uv_timer_t *t) {
+  server *s = t->data;
+
+  if (s->listener != NULL) {
+    write_metrics(s, uvq_uv_endpoint_get_endpoint(s->listener));
+  }
+}
+
 static void on_listener_closed(uvq_uv_endpoint *uep, void *user_data) {
   server *s = user_data;
+
+  if (s->metrics_file != NULL) {
+    /* The final counters, then stop. */
+    write_metrics(s, uvq_uv_endpoint_get_endpoint(uep));
+    uv_close((uv_handle_t *)&s->metrics_timer, NULL);
+  }
 
   if (!s->quiet) {
     print_stats(uvq_uv_endpoint_get_endpoint(uep));
@@ -446,11 +513,14 @@ int main(int argc, char **argv) {
       {"root", required_argument, NULL, 'r'},
       {"cert", required_argument, NULL, 'c'},
       {"key", required_argument, NULL, 'K'},
-      {"retry", no_argument, NULL, 'R'},
+      {"retry", optional_argument, NULL, 'R'},
       {"quiet", no_argument, NULL, 'q'},
       {"write-cert", required_argument, NULL, 'w'},
       {"initial-rtt", required_argument, NULL, 'I'},
-      {"idle-timeout", required_argument, NULL, 'T'},
+      {"keys-file", required_argument, NULL, CLI_OPT_FIRST_TOOL},
+      {"gen-keys", required_argument, NULL, CLI_OPT_FIRST_TOOL + 1},
+      {"metrics-file", required_argument, NULL, CLI_OPT_FIRST_TOOL + 2},
+      CLI_COMMON_OPTIONS,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   const char *listen_arg = "127.0.0.1:4433", *root = ".", *cert = NULL,
@@ -465,13 +535,23 @@ int main(int argc, char **argv) {
   uvq_tls_ctx *tls = NULL;
   uvq_addr bound;
   unsigned int hqflags = 0;
-  uint64_t initial_rtt = 0, idle_timeout = 0;
-  int retry = 0, c, rv;
+  uint64_t initial_rtt = 0;
+  const char *keys_file = NULL, *gen_keys = NULL;
+  uvq_retry_mode retry = UVQ_RETRY_OFF;
+  cli_common cc;
+  uvq_keys keys;
+  int c, rv;
   server s;
 
   memset(&s, 0, sizeof(s));
+  memset(&cc, 0, sizeof(cc));
+  cc.role = "server";
+  uvq_settings_default(&settings);
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":hq", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":hqv", opts, NULL)) != -1) {
+    if (cli_common_opt(c, optarg, &settings, &cc)) {
+      continue;
+    }
     switch (c) {
     case 'l':
       listen_arg = optarg;
@@ -486,7 +566,22 @@ int main(int argc, char **argv) {
       key = optarg;
       break;
     case 'R':
-      retry = 1;
+      if (optarg == NULL || strcmp(optarg, "always") == 0) {
+        retry = UVQ_RETRY_ALWAYS;
+      } else if (strcmp(optarg, "auto") == 0) {
+        retry = UVQ_RETRY_AUTO;
+      } else {
+        fail_usage("bad --retry \"%s\" (always or auto)", optarg);
+      }
+      break;
+    case CLI_OPT_FIRST_TOOL:
+      keys_file = optarg;
+      break;
+    case CLI_OPT_FIRST_TOOL + 1:
+      gen_keys = optarg;
+      break;
+    case CLI_OPT_FIRST_TOOL + 2:
+      s.metrics_file = optarg;
       break;
     case 'q':
       s.quiet = 1;
@@ -496,9 +591,6 @@ int main(int argc, char **argv) {
       break;
     case 'I':
       initial_rtt = cli_parse_ms(optarg, "--initial-rtt");
-      break;
-    case 'T':
-      idle_timeout = cli_parse_secs(optarg, "--idle-timeout", 3600);
       break;
     case 'h':
       usage(stdout);
@@ -516,6 +608,19 @@ int main(int argc, char **argv) {
   }
   if (optind < argc) {
     fail_usage("unexpected argument \"%s\"", argv[optind]);
+  }
+  if (gen_keys != NULL) {
+    err[0] = '\0';
+    if (uvq_keys_generate(&keys) != 0 ||
+        uvq_keys_save(&keys, gen_keys, err, sizeof(err)) != 0) {
+      fprintf(stderr, "uvquic-server: cannot write keys: %s\n", err);
+      return CLI_EXIT_TRANSFER;
+    }
+    return CLI_EXIT_OK;
+  }
+  if (keys_file != NULL &&
+      uvq_keys_load(&keys, keys_file, err, sizeof(err)) != 0) {
+    fail_usage("%s", err);
   }
   if ((cert == NULL) != (key == NULL)) {
     fail_usage("%s", "--cert and --key go together");
@@ -553,6 +658,9 @@ int main(int argc, char **argv) {
   tcfg.key_file = key;
   tcfg.alpn = alpn;
   tcfg.alpnlen = 2;
+  if (keys_file != NULL) {
+    uvq_keys_apply(&keys, &settings, &tcfg);
+  }
   err[0] = '\0';
   rv = uvq_tls_ctx_new(&tls, 1, &tcfg, NULL, err, sizeof(err));
   if (rv != 0) {
@@ -564,16 +672,11 @@ int main(int argc, char **argv) {
     goto fail_listen;
   }
 
-  uvq_settings_default(&settings);
-  if (retry) {
-    settings.retry = UVQ_RETRY_ALWAYS;
-  }
+  settings.retry = retry;
   if (initial_rtt) {
     settings.initial_rtt = initial_rtt;
   }
-  if (idle_timeout) {
-    settings.idle_timeout = idle_timeout;
-  }
+  cli_common_apply(&cc, &settings);
   s.loop = uv_default_loop();
   rv = uvq_listen(&s.listener, s.loop, (struct sockaddr *)&ss, &settings, tls,
                   on_accept, &s);
@@ -596,8 +699,15 @@ int main(int argc, char **argv) {
   uv_signal_start(&s.sigint, on_signal, SIGINT);
   uv_signal_start(&s.sigterm, on_signal, SIGTERM);
   signal(SIGPIPE, SIG_IGN);
+  if (s.metrics_file != NULL) {
+    uv_timer_init(s.loop, &s.metrics_timer);
+    s.metrics_timer.data = &s;
+    uv_timer_start(&s.metrics_timer, on_metrics_timer, 0, 1000);
+  }
 
   uv_run(s.loop, UV_RUN_DEFAULT);
+  free(s.metrics_buf);
+  cli_common_free(&cc);
 
   uvq_h3_server_del(s.h3);
   uvq_fileserve_free(&s.fs);

@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config
   libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev
-  libuv1-dev libnghttp3-dev libcmocka-dev
+  libuv1-dev libnghttp3-dev libcmocka-dev libjansson-dev
   ngtcp2-server ngtcp2-client
   gnutls-bin openssl coreutils procps python3 bsdutils
 )

@@ -882,8 +882,206 @@ static void test_uv_stats_bad_arguments(void **state) {
   assert_int_equal(uvq_uv_endpoint_set_gso(NULL, 1), UVQ_ERR_INVALID_ARGUMENT);
 }
 
+/* ---- close_now: free at once after sending the closes ---------------- */
+
+typedef struct cn_fixture {
+  uv_loop_t loop;
+  uvq_tls_ctx *stls, *ctls;
+  uvq_listener *listener;
+  uvq_uv_endpoint *client;
+  uv_timer_t watchdog;
+  int hung;
+  int echoed;
+  int client_closed;       /* client on_closed */
+  int client_closed_first; /* ...before the endpoint's close cb */
+  int server_closed;
+  uvq_close_origin server_origin;
+  int server_error;
+  int client_cb, listener_cb;
+  size_t conns_at_cb; /* connections the client core still held then */
+  uint8_t *ref;       /* a write_ref buffer the client may still hold */
+  int ref_freed;
+} cn_fixture;
+
+static uint8_t cn_ref_buf[256 * 1024];
+
+static void cn_ref_free(void *ptr, void *ud) {
+  cn_fixture *f = ud;
+  assert_ptr_equal(ptr, f->ref);
+  f->ref_freed++;
+}
+
+static void cn_maybe_done(cn_fixture *f) {
+  if (f->client_cb && f->listener_cb) {
+    uv_close((uv_handle_t *)&f->watchdog, NULL);
+  }
+}
+
+static void cn_listener_closed(uvq_uv_endpoint *uep, void *ud) {
+  cn_fixture *f = ud;
+  (void)uep;
+  f->listener_cb++;
+  cn_maybe_done(f);
+}
+
+static void cn_client_closed(uvq_uv_endpoint *uep, void *ud) {
+  cn_fixture *f = ud;
+  f->client_cb++;
+  f->client_closed_first = f->client_closed;
+  f->conns_at_cb = uvq_endpoint_conn_count(uvq_uv_endpoint_get_endpoint(uep));
+  cn_maybe_done(f);
+}
+
+static void cn_srv_closed(uvq_conn *conn, const uvq_close_info *ci, void *ud) {
+  cn_fixture *f = ud;
+  (void)conn;
+  f->server_closed++;
+  f->server_origin = ci->origin;
+  f->server_error = ci->error;
+  uvq_listener_close(f->listener, cn_listener_closed);
+}
+
+/* Echoes bidi streams; the client's unidirectional stream is only read. */
+static int cn_srv_data(uvq_conn *conn, int64_t id, const uint8_t *data,
+                       size_t len, int fin, void *ud, void *sud) {
+  (void)ud;
+  (void)sud;
+  if (id & 2) {
+    return 0;
+  }
+  assert_int_equal(uvq_stream_write(conn, id, data, len, fin), (ssize_t)len);
+  return 0;
+}
+
+static const uvq_app_callbacks cn_srv_cbs = {
+    .version = UVQ_APP_CALLBACKS_VERSION,
+    .on_stream_data = cn_srv_data,
+    .on_closed = cn_srv_closed,
+};
+
+static int cn_accept(uvq_listener *l, uvq_conn *conn,
+                     const uvq_accept_info *info,
+                     const uvq_app_callbacks **pcallbacks,
+                     void **pconn_user_data, void *user_data) {
+  (void)l;
+  (void)conn;
+  (void)info;
+  *pcallbacks = &cn_srv_cbs;
+  *pconn_user_data = user_data;
+  return 0;
+}
+
+static int cn_established(uvq_conn *conn, void *ud) {
+  cn_fixture *f = ud;
+  int64_t sid;
+  assert_int_equal(uvq_conn_open_stream(conn, 1, &sid, NULL), 0);
+  assert_int_equal(uvq_stream_write(conn, sid, (const uint8_t *)"ping", 4, 1),
+                   4);
+  /* A unidirectional stream whose reference is still held (the server
+   * does not read it in time to matter): freed with the connection. */
+  assert_int_equal(uvq_conn_open_stream(conn, 0, &sid, NULL), 0);
+  assert_int_equal(uvq_stream_write_ref(conn, sid, f->ref, 256 * 1024, 0,
+                                        cn_ref_free, f),
+                   256 * 1024);
+  return 0;
+}
+
+static int cn_data(uvq_conn *conn, int64_t id, const uint8_t *data, size_t len,
+                   int fin, void *ud, void *sud) {
+  cn_fixture *f = ud;
+  (void)conn;
+  (void)id;
+  (void)data;
+  (void)len;
+  (void)sud;
+  if (fin) {
+    f->echoed = 1;
+    /* All work done: from inside a library callback (deferred), without
+     * closing the connection first. */
+    uvq_uv_endpoint_close_now(f->client, cn_client_closed);
+    uvq_uv_endpoint_close_now(f->client, cn_client_closed); /* no-op */
+  }
+  return 0;
+}
+
+static void cn_cli_closed(uvq_conn *conn, const uvq_close_info *ci, void *ud) {
+  cn_fixture *f = ud;
+  (void)conn;
+  (void)ci;
+  f->client_closed++;
+}
+
+static const uvq_app_callbacks cn_cli_cbs = {
+    .version = UVQ_APP_CALLBACKS_VERSION,
+    .on_established = cn_established,
+    .on_stream_data = cn_data,
+    .on_closed = cn_cli_closed,
+};
+
+static void cn_watchdog(uv_timer_t *t) {
+  cn_fixture *f = t->data;
+  f->hung = 1;
+  uv_stop(&f->loop);
+}
+
+/* uvq_uv_endpoint_close_now: the client's CONNECTION_CLOSE reaches the
+ * server (which sees the peer's NO_ERROR close, not an idle timeout), the
+ * client's on_closed fires before the endpoint's close cb, and at that cb
+ * the connection is still held — in its closing period, freed right after
+ * without waiting it out — and a write_ref reference still held is
+ * released exactly once as it is freed. */
+static void test_uv_close_now(void **state) {
+  struct sockaddr_in sin;
+  cn_fixture f;
+  uvq_addr bound;
+  fixture tf;
+  (void)state;
+
+  memset(&f, 0, sizeof(f));
+  memset(&sin, 0, sizeof(sin));
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  f.ref = cn_ref_buf;
+  assert_int_equal(uv_loop_init(&f.loop), 0);
+  make_tls(&tf);
+  f.stls = tf.stls;
+  f.ctls = tf.ctls;
+  assert_int_equal(uvq_listen(&f.listener, &f.loop, (struct sockaddr *)&sin,
+                              NULL, f.stls, cn_accept, &f),
+                   0);
+  assert_int_equal(uvq_uv_endpoint_get_local_addr(f.listener, &bound), 0);
+  assert_int_equal(
+      uvq_uv_client_new(&f.client, &f.loop, AF_INET, NULL, NULL, f.ctls, &f),
+      0);
+  assert_int_equal(uvq_connect(f.client, (struct sockaddr *)&bound.ss,
+                               "localhost", &cn_cli_cbs, &f, NULL),
+                   0);
+  uv_timer_init(&f.loop, &f.watchdog);
+  f.watchdog.data = &f;
+  uv_timer_start(&f.watchdog, cn_watchdog, 60000, 0);
+
+  uv_run(&f.loop, UV_RUN_DEFAULT);
+
+  assert_false(f.hung);
+  assert_int_equal(f.echoed, 1);
+  assert_int_equal(f.client_cb, 1);
+  assert_int_equal(f.client_closed, 1);
+  assert_int_equal(f.client_closed_first, 1);
+  assert_int_equal(f.conns_at_cb, 1);
+  assert_int_equal(f.ref_freed, 1);
+  assert_int_equal(f.server_closed, 1);
+  assert_int_equal(f.server_origin, UVQ_CLOSE_PEER);
+  assert_int_equal(f.server_error, 0);
+  assert_int_equal(f.listener_cb, 1);
+
+  assert_int_equal(uv_loop_close(&f.loop), 0);
+  uvq_tls_ctx_del(f.stls);
+  uvq_tls_ctx_del(f.ctls);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_uv_close_now),
       cmocka_unit_test(test_uv_exchange_ipv4),
       cmocka_unit_test(test_uv_exchange_ipv6),
       cmocka_unit_test(test_uv_listen_addr_in_use),

@@ -208,7 +208,9 @@ typedef enum uvq_retry_mode {
 typedef enum uvq_cc_algo {
   UVQ_CC_CUBIC = 0,
   UVQ_CC_RENO = 1,
-  UVQ_CC_BBR = 2
+  UVQ_CC_BBR = 2,
+  /** ngtcp2's BBRv2 (NGTCP2_CC_ALGO_BBR2; experimental in ngtcp2 0.12). */
+  UVQ_CC_BBR2 = 3
 } uvq_cc_algo;
 
 /** Length of the static secret that derives stateless-reset tokens. */
@@ -869,10 +871,11 @@ UVQ_EXTERN size_t uvq_conn_get_max_datagram_size(uvq_conn *conn);
  * uvq_conn_open_stream opens a new stream (|bidi| nonzero: bidirectional)
  * with |stream_user_data| and writes its id to *pstream_id.
  *
- * Before the handshake completes it works only on a client attempting
- * 0-RTT (uvq_connect_params.early_data), within the stream limits the
- * server granted in the earlier connection; such streams are discarded if
- * the server refuses the early data (on_early_data_rejected).
+ * Before the handshake completes it works on a client attempting 0-RTT
+ * (uvq_connect_params.early_data), within the stream limits the server
+ * granted in the earlier connection — such streams are discarded if the
+ * server refuses the early data (on_early_data_rejected) — and on a server
+ * from on_accept on (0.5-RTT data, e.g. answers to 0-RTT requests).
  *
  * Returns 0, UVQ_ERR_STREAM_LIMIT if the peer's limit is reached (retry in
  * on_streams_available), UVQ_ERR_INVALID_STATE before the handshake
@@ -922,6 +925,36 @@ UVQ_EXTERN void *uvq_stream_get_user_data(uvq_conn *conn, int64_t stream_id);
  * has not acknowledged yet (0 for an unknown stream).
  */
 UVQ_EXTERN size_t uvq_stream_get_buffered(uvq_conn *conn, int64_t stream_id);
+
+/**
+ * uvq_stream_write_ref is uvq_stream_write without the copy: the stream
+ * keeps a reference to the |len| bytes at |data|, which must stay valid and
+ * unchanged until free_cb(data, ud) is called. That happens exactly once,
+ * when the peer has acknowledged every one of the bytes, or when the stream
+ * or the connection is closed with some still unacknowledged (data in flight
+ * at close is never reported acknowledged), whichever comes first. free_cb
+ * may run from inside any call that processes the connection (reading a
+ * datagram, a timer, closing, freeing the endpoint); it must not call
+ * uvquic functions.
+ *
+ * The reference is taken whole or not at all: while the stream's
+ * unacknowledged bytes are below settings.stream_send_buffer it is taken
+ * (counting against the buffer, which may overshoot by at most this one
+ * write, so the caller bounds memory by the size of what it hands over);
+ * otherwise nothing is taken, 0 is returned, on_stream_writable fires when
+ * room opens and |data| stays the caller's. |fin| applies only if the bytes
+ * were taken. len 0 keeps no reference (free_cb is not called): it is
+ * uvq_stream_write(conn, stream_id, NULL, 0, fin).
+ *
+ * Returns |len|, 0, or UVQ_ERR_INVALID_ARGUMENT (NULL |data| or |free_cb|
+ * with len > 0), UVQ_ERR_STREAM_NOT_FOUND, UVQ_ERR_STREAM_SHUT,
+ * UVQ_ERR_CLOSED, UVQ_ERR_NOMEM. On any error free_cb is never called.
+ */
+UVQ_EXTERN ssize_t uvq_stream_write_ref(uvq_conn *conn, int64_t stream_id,
+                                        const uint8_t *data, size_t len,
+                                        int fin,
+                                        void (*free_cb)(void *ptr, void *ud),
+                                        void *ud);
 
 /* ------------------------------------------------------------------------ */
 /* Wakers                                                                   */

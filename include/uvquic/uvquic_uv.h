@@ -78,6 +78,28 @@ UVQ_EXTERN int uvq_connect(uvq_uv_endpoint *uep, const struct sockaddr *remote,
  */
 UVQ_EXTERN void uvq_uv_endpoint_close(uvq_uv_endpoint *uep, uvq_uv_close_cb cb);
 
+/**
+ * uvq_uv_endpoint_close_now is uvq_uv_endpoint_close for a process that is
+ * going away: every connection is closed with NO_ERROR and the
+ * CONNECTION_CLOSEs that are due are sent (if the socket pushes back, once
+ * it takes them), then the socket and handles are closed and everything is
+ * freed at once, without waiting out closing or draining periods (RFC 9000
+ * §10.2 lets an endpoint that is going away discard its state early).
+ * Pending on_closed callbacks fire first; the free_cb of every
+ * uvq_stream_write_ref reference still held fires while the connections
+ * are freed; |cb| fires once at the end, as for uvq_uv_endpoint_close.
+ *
+ * The trade-off: the closing period is what answers a peer whose copy of
+ * the CONNECTION_CLOSE was lost; after close_now such a peer learns of the
+ * close only from its idle timeout. Use it when all work is done and the
+ * process exits; graceful close stays the default.
+ *
+ * Called after uvq_uv_endpoint_close it cuts that close short (|cb|
+ * replaces the earlier callback); calling it twice is a no-op.
+ */
+UVQ_EXTERN void uvq_uv_endpoint_close_now(uvq_uv_endpoint *uep,
+                                          uvq_uv_close_cb cb);
+
 /** uvq_listener_close is uvq_uv_endpoint_close for a listener. */
 UVQ_EXTERN void uvq_listener_close(uvq_listener *listener, uvq_uv_close_cb cb);
 

@@ -70,13 +70,32 @@ uvq_h3_header uvq_h3_mkhdr(const char *name, const char *value);
 /* Objects                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* A provider chunk, kept until nghttp3 reports it acknowledged (which we
- * do as soon as the core has copied it). */
+/* A provider chunk. The stream's list holds one reference until nghttp3
+ * reports the chunk acknowledged (which we do as soon as the core has
+ * taken it); the core holds one per uvq_stream_write_ref of a piece of it,
+ * released when the peer acknowledges it or the stream or connection
+ * closes. Freed with the last, possibly after the stream and the h3
+ * connection are gone (hence |mem|). */
 typedef struct h3_chunk {
   struct h3_chunk *next;
   size_t len;
+  size_t refs;
+  const uvq_mem *mem;
   uint8_t data[];
 } h3_chunk;
+
+/* A BUFFER body (copied or borrowed), shared like a chunk: one reference
+ * for the exchange, one per core reference. The last one frees the copy
+ * or calls the borrowed body's free_cb. */
+typedef struct h3_hold {
+  size_t refs;
+  const uvq_mem *mem;
+  uint8_t *copy; /* copied body, or NULL: borrowed */
+  const uint8_t *data;
+  size_t len;
+  void (*free_cb)(const uint8_t *data, void *user_data);
+  void *free_user_data;
+} h3_hold;
 
 struct uvq_h3_stream {
   uvq_h3_conn *h;
@@ -92,8 +111,8 @@ struct uvq_h3_stream {
   int queued;
 
   /* Outgoing body and trailers. */
-  uvq_h3_body body;
-  uint8_t *body_copy;
+  uvq_h3_body body; /* a BUFFER body's data is body_hold's */
+  h3_hold *body_hold; /* BUFFER bodies with len > 0 */
   size_t body_off;
   h3_chunk *chunk_head, *chunk_tail;
   size_t chunk_acked; /* bytes of chunk_head already acknowledged */

@@ -73,16 +73,42 @@ uvq_h3_stream *uvq_h3_stream_new(uvq_h3_conn *h, int64_t id) {
   return st;
 }
 
+/* Drops one reference to a provider chunk (the uvq_stream_write_ref
+ * free_cb too: the core's references end here). */
+static void chunk_unref(void *ptr, void *ud) {
+  h3_chunk *c = ud;
+  (void)ptr;
+  if (--c->refs == 0) {
+    uvq_free(c->mem, c);
+  }
+}
+
+/* Drops one reference to a BUFFER body (also a write_ref free_cb). */
+static void hold_unref(void *ptr, void *ud) {
+  h3_hold *b = ud;
+  (void)ptr;
+  if (--b->refs > 0) {
+    return;
+  }
+  if (b->copy) {
+    uvq_free(b->mem, b->copy);
+  } else if (b->free_cb) {
+    b->free_cb(b->data, b->free_user_data);
+  }
+  uvq_free(b->mem, b);
+}
+
 static void body_release(uvq_h3_conn *h, uvq_h3_stream *st) {
+  (void)h;
   while (st->chunk_head) {
     h3_chunk *c = st->chunk_head;
     st->chunk_head = c->next;
-    uvq_free(h->mem, c);
+    chunk_unref(c->data, c);
   }
   st->chunk_tail = NULL;
-  if (st->body_copy) {
-    uvq_free(h->mem, st->body_copy);
-    st->body_copy = NULL;
+  if (st->body_hold) {
+    hold_unref(NULL, st->body_hold);
+    st->body_hold = NULL;
   } else if (st->body.type == UVQ_H3_BODY_BUFFER && st->body.free_cb) {
     st->body.free_cb(st->body.data, st->body.free_user_data);
   }
@@ -194,9 +220,42 @@ void uvq_h3_conn_fail(uvq_h3_conn *h, uint64_t code, const char *why) {
   }
 }
 
+/* Hands one vector nghttp3 produced to the core: body bytes (a provider
+ * chunk's, a BUFFER body's) by reference, each reference holding the
+ * memory until the core releases it; frame headers, QPACK and control data
+ * (nghttp3's own buffers, which it reuses once told they are
+ * acknowledged) by copy. */
+static ssize_t h3_write_vec(uvq_h3_conn *h, int64_t sid, const uint8_t *p,
+                            size_t len, int fin) {
+  uvq_h3_stream *st = len ? uvq_stream_get_user_data(h->conn, sid) : NULL;
+  ssize_t w;
+  if (st) {
+    for (h3_chunk *c = st->chunk_head; c; c = c->next) {
+      if (p >= c->data && p + len <= c->data + c->len) {
+        w = uvq_stream_write_ref(h->conn, sid, p, len, fin, chunk_unref, c);
+        if (w > 0) {
+          c->refs++;
+        }
+        return w;
+      }
+    }
+    if (st->body_hold && p >= st->body_hold->data &&
+        p + len <= st->body_hold->data + st->body_hold->len) {
+      w = uvq_stream_write_ref(h->conn, sid, p, len, fin, hold_unref,
+                               st->body_hold);
+      if (w > 0) {
+        st->body_hold->refs++;
+      }
+      return w;
+    }
+  }
+  return uvq_stream_write(h->conn, sid, p, len, fin);
+}
+
 /* Moves everything nghttp3 has to send into the core's stream buffers. The
- * core keeps a copy until the peer acknowledges it, so nghttp3 is told the
- * bytes are acknowledged as soon as they are copied. */
+ * core keeps a copy or a reference until the peer acknowledges it, so
+ * nghttp3 is told the bytes are acknowledged as soon as the core took
+ * them. */
 static void h3_write(uvq_h3_conn *h) {
   for (;;) {
     nghttp3_vec vec[16];
@@ -222,8 +281,7 @@ static void h3_write(uvq_h3_conn *h) {
     }
     for (nghttp3_ssize i = 0; i < nvec; i++) {
       int last = i == nvec - 1;
-      ssize_t w =
-          uvq_stream_write(h->conn, sid, vec[i].base, vec[i].len, fin && last);
+      ssize_t w = h3_write_vec(h, sid, vec[i].base, vec[i].len, fin && last);
       if (w < 0) {
         if (w == UVQ_ERR_CLOSED) {
           return;
@@ -340,14 +398,15 @@ void uvq_h3_do_shutdown(uvq_h3_conn *h) {
 
 static int cb_acked_stream_data(nghttp3_conn *c, int64_t sid, uint64_t n,
                                 void *ud, void *sud) {
-  uvq_h3_conn *h = ud;
   uvq_h3_stream *st = sud;
   (void)c;
   (void)sid;
+  (void)ud;
   if (st == NULL) {
     return 0;
   }
-  /* Provider chunks are freed once wholly acknowledged. */
+  /* The list's reference to a provider chunk goes once nghttp3 is done
+   * with it (the core may still hold its own). */
   while (n > 0 && st->chunk_head) {
     h3_chunk *ch = st->chunk_head;
     size_t left = ch->len - st->chunk_acked;
@@ -361,7 +420,7 @@ static int cb_acked_stream_data(nghttp3_conn *c, int64_t sid, uint64_t n,
       st->chunk_tail = NULL;
     }
     st->chunk_acked = 0;
-    uvq_free(h->mem, ch);
+    chunk_unref(ch->data, ch);
   }
   return 0;
 }
@@ -612,6 +671,8 @@ static nghttp3_ssize cb_read_data(nghttp3_conn *c, int64_t sid,
       break;
     }
     ch->len = (size_t)r;
+    ch->refs = 1;
+    ch->mem = h->mem;
     ch->next = NULL;
     if (st->chunk_tail) {
       st->chunk_tail->next = ch;
@@ -667,6 +728,7 @@ int uvq_h3_stream_take_body(uvq_h3_stream *st, const uvq_h3_body *body,
                             const uvq_h3_header *trailers, size_t ntrailers,
                             int no_body) {
   uvq_h3_conn *h = st->h;
+  h3_hold *b;
   int rv;
 
   if (body->type == UVQ_H3_BODY_PROVIDER && body->read == NULL) {
@@ -690,25 +752,49 @@ int uvq_h3_stream_take_body(uvq_h3_stream *st, const uvq_h3_body *body,
     return 0;
   }
   st->body = *body;
-  if (body->type == UVQ_H3_BODY_BUFFER && body->copy && body->len) {
-    st->body_copy = uvq_malloc(h->mem, body->len);
-    if (st->body_copy == NULL) {
-      uvq_h3_nvlist_free(h->mem, &st->trailers);
-      memset(&st->body, 0, sizeof(st->body));
-      return UVQ_ERR_NOMEM;
+  if (body->type == UVQ_H3_BODY_BUFFER && body->len) {
+    b = uvq_calloc(h->mem, 1, sizeof(*b));
+    if (b == NULL) {
+      goto fail_hold;
     }
-    memcpy(st->body_copy, body->data, body->len);
-    st->body.data = st->body_copy;
-    st->body.free_cb = NULL;
+    b->refs = 1;
+    b->mem = h->mem;
+    b->len = body->len;
+    if (body->copy) {
+      b->copy = uvq_malloc(h->mem, body->len);
+      if (b->copy == NULL) {
+        goto fail_copy;
+      }
+      memcpy(b->copy, body->data, body->len);
+      b->data = b->copy;
+    } else {
+      b->data = body->data;
+      b->free_cb = body->free_cb;
+      b->free_user_data = body->free_user_data;
+    }
+    st->body_hold = b;
+    st->body.data = b->data;
+    st->body.free_cb = NULL; /* the hold calls it */
   }
   return 0;
+
+fail_copy:
+  uvq_free(h->mem, b);
+fail_hold:
+  uvq_h3_nvlist_free(h->mem, &st->trailers);
+  memset(&st->body, 0, sizeof(st->body));
+  return UVQ_ERR_NOMEM;
 }
 
 void uvq_h3_stream_drop_body(uvq_h3_stream *st) {
   uvq_h3_conn *h = st->h;
   memset(&st->body, 0, sizeof(st->body));
-  uvq_free(h->mem, st->body_copy);
-  st->body_copy = NULL;
+  if (st->body_hold) {
+    /* Nothing was sent: no other reference exists. */
+    uvq_free(h->mem, st->body_hold->copy);
+    uvq_free(h->mem, st->body_hold);
+    st->body_hold = NULL;
+  }
   uvq_h3_nvlist_free(h->mem, &st->trailers);
 }
 

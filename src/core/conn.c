@@ -561,9 +561,10 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
   ngtcp2_settings_default(&settings);
   settings.initial_ts = now;
   settings.initial_rtt = st->initial_rtt;
-  settings.cc_algo = st->cc_algo == UVQ_CC_RENO  ? NGTCP2_CC_ALGO_RENO
-                     : st->cc_algo == UVQ_CC_BBR ? NGTCP2_CC_ALGO_BBR
-                                                 : NGTCP2_CC_ALGO_CUBIC;
+  settings.cc_algo = st->cc_algo == UVQ_CC_RENO    ? NGTCP2_CC_ALGO_RENO
+                     : st->cc_algo == UVQ_CC_BBR  ? NGTCP2_CC_ALGO_BBR
+                     : st->cc_algo == UVQ_CC_BBR2 ? NGTCP2_CC_ALGO_BBR2
+                                                  : NGTCP2_CC_ALGO_CUBIC;
   settings.max_tx_udp_payload_size = st->max_udp_payload_size;
   settings.no_pmtud = !st->pmtud;
   settings.handshake_timeout = st->handshake_timeout;
@@ -1211,10 +1212,14 @@ int uvq_conn_open_stream(uvq_conn *conn, int bidi, int64_t *pstream_id,
   if (conn->close_requested || conn->stage >= UVQ_STAGE_CLOSING) {
     return UVQ_ERR_CLOSED;
   }
-  /* Before the handshake, only 0-RTT streams: ngtcp2 has the server's
-   * remembered limits (uvq_resume_apply). */
+  /* Before the handshake completes: a client only for 0-RTT (ngtcp2 has
+   * the server's remembered limits, uvq_resume_apply); a server once the
+   * ClientHello is processed (it knows the client's limits), so it can
+   * answer 0-RTT requests in 0.5-RTT data — an HTTP/3 server needs its
+   * control and QPACK streams for that. */
   if (!conn->handshake_completed &&
-      conn->early_data != UVQ_EARLY_DATA_ATTEMPTED) {
+      !(conn->is_server ? conn->accepted
+                        : conn->early_data == UVQ_EARLY_DATA_ATTEMPTED)) {
     return UVQ_ERR_INVALID_STATE;
   }
   rv = bidi ? ngtcp2_conn_open_bidi_stream(conn->q, &id, NULL)

@@ -33,11 +33,17 @@
 
 typedef struct uvq_stream uvq_stream;
 
-/* A chunk of stream send data, owned by the stream until acknowledged. */
+/* A chunk of stream send data, owned by the stream until acknowledged.
+ * A copied chunk holds its bytes in |data| (base == data); a reference
+ * chunk (uvq_stream_write_ref) points at the caller's memory, has cap ==
+ * len (nothing is appended to it) and calls free_cb once, when freed. */
 typedef struct uvq_chunk {
   struct uvq_chunk *next;
+  const uint8_t *base;
   size_t len;
   size_t cap;
+  void (*free_cb)(void *ptr, void *ud); /* reference chunks only */
+  void *free_ud;
   uint8_t data[];
 } uvq_chunk;
 

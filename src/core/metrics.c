@@ -456,6 +456,15 @@ ssize_t uvq_endpoint_write_prometheus(uvq_endpoint *ep, char *buf, size_t len,
           s->datagrams_app_received);
   counter(&p, "gso_fallbacks_total", "GSO fallbacks reported by the driver.",
           s->gso_fallbacks);
+  counter(&p, "stateless_resets_sent_total",
+          "Stateless resets sent for unknown connections.",
+          s->stateless_resets_sent);
+  counter(&p, "stateless_resets_suppressed_total",
+          "Stateless resets not sent because of the rate limit.",
+          s->stateless_resets_suppressed);
+  counter(&p, "stateless_resets_received_total",
+          "Stateless resets received for our connections.",
+          s->stateless_resets_received);
 
   head(&p, "dropped_total", "counter",
        "Datagrams or packets dropped unused, by reason.");

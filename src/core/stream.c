@@ -115,11 +115,19 @@ int uvq_stream_create(uvq_conn *conn, int64_t id, void *user_data,
   return 0;
 }
 
+/* Frees |c|; a reference chunk hands the caller's memory back first. */
+static void chunk_free(uvq_conn *conn, uvq_chunk *c) {
+  if (c->free_cb) {
+    c->free_cb((void *)(uintptr_t)c->base, c->free_ud);
+  }
+  uvq_free(conn->ep->mem, c);
+}
+
 static void free_chunks(uvq_conn *conn, uvq_stream *s) {
   uvq_chunk *c = s->head;
   while (c) {
     uvq_chunk *next = c->next;
-    uvq_free(conn->ep->mem, c);
+    chunk_free(conn, c);
     c = next;
   }
   s->head = s->tail = s->send_chunk = NULL;
@@ -230,7 +238,7 @@ size_t uvq_stream_unsent_iov(uvq_stream *s, ngtcp2_vec *iov, size_t iovcnt) {
   while (c && n < iovcnt) {
     uint64_t start = s->sent > coff ? s->sent - coff : 0;
     if (start < c->len) {
-      iov[n].base = c->data + start;
+      iov[n].base = (uint8_t *)(uintptr_t)(c->base + start);
       iov[n].len = (size_t)(c->len - start);
       n++;
     }
@@ -278,7 +286,7 @@ void uvq_stream_ack(uvq_conn *conn, uvq_stream *s, uint64_t offset,
     }
     s->head_offset += c->len;
     s->head = c->next;
-    uvq_free(conn->ep->mem, c);
+    chunk_free(conn, c);
   }
   if (s->head == NULL) {
     s->tail = NULL;
@@ -293,13 +301,30 @@ void uvq_stream_ack(uvq_conn *conn, uvq_stream *s, uint64_t offset,
   }
 }
 
+/* Puts |c|, holding stream offsets from |off| on, at the end of the send
+ * buffer. */
+static void link_chunk(uvq_stream *s, uvq_chunk *c, uint64_t off) {
+  c->next = NULL;
+  if (s->tail) {
+    s->tail->next = c;
+  } else {
+    s->head = c;
+    s->head_offset = off;
+  }
+  s->tail = c;
+  if (s->send_chunk == NULL) {
+    s->send_chunk = c;
+    s->send_chunk_offset = off;
+  }
+}
+
 static size_t append(uvq_conn *conn, uvq_stream *s, const uint8_t *data,
                      size_t len) {
   uvq_chunk *t = s->tail;
   size_t done = 0;
   if (t && t->cap > t->len) {
     size_t n = t->cap - t->len < len ? t->cap - t->len : len;
-    memcpy(t->data + t->len, data, n);
+    memcpy(t->data + t->len, data, n); /* cap > len: not a reference */
     t->len += n;
     done = n;
   }
@@ -310,21 +335,13 @@ static size_t append(uvq_conn *conn, uvq_stream *s, const uint8_t *data,
     if (c == NULL) {
       return done;
     }
-    c->next = NULL;
+    c->base = c->data;
     c->cap = cap;
     c->len = need;
+    c->free_cb = NULL;
+    c->free_ud = NULL;
     memcpy(c->data, data + done, need);
-    if (s->tail) {
-      s->tail->next = c;
-    } else {
-      s->head = c;
-      s->head_offset = s->written + done;
-    }
-    s->tail = c;
-    if (s->send_chunk == NULL) {
-      s->send_chunk = c;
-      s->send_chunk_offset = s->written + done;
-    }
+    link_chunk(s, c, s->written + done);
     done = len;
   }
   return done;
@@ -385,6 +402,51 @@ ssize_t uvq_stream_write(uvq_conn *conn, int64_t stream_id,
   uvq_stream_ready(conn, s);
   uvq_ep_mark(conn->ep, conn);
   return (ssize_t)n;
+}
+
+ssize_t uvq_stream_write_ref(uvq_conn *conn, int64_t stream_id,
+                             const uint8_t *data, size_t len, int fin,
+                             void (*free_cb)(void *ptr, void *ud), void *ud) {
+  uvq_stream *s;
+  uvq_chunk *c;
+  int rv;
+
+  if (len == 0) {
+    /* Nothing to reference: a plain FIN (or no-op) write. */
+    return uvq_stream_write(conn, stream_id, NULL, 0, fin);
+  }
+  if (data == NULL || free_cb == NULL) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  rv = api_stream(conn, stream_id, &s);
+  if (rv != 0) {
+    return rv;
+  }
+  if (s->shut_wr || s->fin_requested) {
+    return UVQ_ERR_STREAM_SHUT;
+  }
+  /* All or nothing: taken whole while the buffer has any room at all, so
+   * the buffer may overshoot by at most one reference. */
+  if (uvq_stream_buffered(s) >= conn->ep->settings.stream_send_buffer) {
+    s->want_writable = 1;
+    return 0;
+  }
+  c = uvq_malloc(conn->ep->mem, sizeof(*c));
+  if (c == NULL) {
+    return UVQ_ERR_NOMEM;
+  }
+  c->base = data;
+  c->len = c->cap = len;
+  c->free_cb = free_cb;
+  c->free_ud = ud;
+  link_chunk(s, c, s->written);
+  s->written += len;
+  if (fin) {
+    s->fin_requested = 1;
+  }
+  uvq_stream_ready(conn, s);
+  uvq_ep_mark(conn->ep, conn);
+  return (ssize_t)len;
 }
 
 int uvq_stream_reset(uvq_conn *conn, int64_t stream_id, uint64_t app_error) {

@@ -78,6 +78,9 @@ struct uvq_uv_endpoint {
   int in_core;
   /* close_all must still be called (close was asked from a callback). */
   int close_pending;
+  /* uvq_uv_endpoint_close_now: free once the close packets are out,
+   * without waiting for closing/draining periods. */
+  int close_now;
   /* Expiry the timer is armed for (UVQ_TSTAMP_MAX: stopped). */
   uvq_tstamp armed;
 
@@ -285,7 +288,14 @@ static void uep_update(uvq_uv_endpoint *uep) {
   if (uep->state == UEP_CLOSING_HANDLES) {
     return;
   }
-  if (uep->state == UEP_CLOSING && uvq_endpoint_conn_count(uep->ep) == 0) {
+  if (uep->state == UEP_CLOSING &&
+      (uvq_endpoint_conn_count(uep->ep) == 0 ||
+       (uep->close_now && !uep->close_pending && !uep->blocked &&
+        !uep->in_core))) {
+    /* With close_now the flush that just returned wrote every close packet
+     * that was due (it was not blocked); the connections left are only
+     * waiting out their closing/draining periods, and uvq_endpoint_del
+     * frees them with the rest. */
     uep_close_handles(uep);
     return;
   }
@@ -712,6 +722,23 @@ void uvq_uv_endpoint_close(uvq_uv_endpoint *uep, uvq_uv_close_cb cb) {
   uep->close_pending = 1;
   /* Directly when called from outside the core; otherwise the outermost
    * flush or the prepare hook does it. */
+  uep_flush(uep);
+}
+
+void uvq_uv_endpoint_close_now(uvq_uv_endpoint *uep, uvq_uv_close_cb cb) {
+  if (uep == NULL || uep->state == UEP_CLOSING_HANDLES ||
+      (uep->state == UEP_CLOSING && uep->close_now)) {
+    return;
+  }
+  uep->close_now = 1;
+  uep->close_cb = cb;
+  if (uep->state == UEP_RUNNING) {
+    uep->state = UEP_CLOSING;
+    uep->close_pending = 1;
+  }
+  /* As for uvq_uv_endpoint_close: directly from outside the core, else
+   * from the outermost flush or the prepare hook. The flush sends the
+   * CONNECTION_CLOSEs and uep_update then closes the handles. */
   uep_flush(uep);
 }
 
