@@ -968,6 +968,51 @@ static void test_conn_qlog(void **state) {
   qt_world_free(&w);
 }
 
+static void noop_free(void *p, void *ud) {
+  (void)p;
+  (*(int *)ud)++;
+}
+
+/* Many small by-reference chunks ending with FIN, queued before one flush:
+ * the writer offers at most 16 chunks at a time, and FIN must ride only
+ * with the last byte (it once went out with the 16th chunk, truncating). */
+static void test_conn_fin_after_many_chunks(void **state) {
+  qt_world w;
+  app_side cli = {0}, srv = {0};
+  app_side *pair[2] = {&cli, &srv};
+  static uint8_t piece[40][50];
+  int freed = 0;
+  uint8_t want[32], got[32];
+  gnutls_hash_hd_t h;
+  (void)state;
+
+  qt_world_init(&w, 21);
+  g_server = &srv;
+  int s = qt_add_server(&w, NULL, on_accept, NULL);
+  int c = qt_add_client(&w, NULL, NULL);
+  assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli, &cli.conn), 0);
+  assert_true(qt_run(&w, both_established, pair, 5 * UVQ_SECONDS));
+  assert_int_equal(uvq_conn_open_stream(cli.conn, 1, &cli.sid, NULL), 0);
+  assert_int_equal(gnutls_hash_init(&h, GNUTLS_DIG_SHA256), 0);
+  for (int i = 0; i < 40; i++) {
+    fill(9, (uint64_t)i * 50, piece[i], 50);
+    gnutls_hash(h, piece[i], 50);
+    assert_int_equal(uvq_stream_write_ref(cli.conn, cli.sid, piece[i], 50,
+                                          i == 39, noop_free, &freed),
+                     50);
+  }
+  gnutls_hash_deinit(h, want);
+  assert_true(qt_run(&w, transfer_done_server, &srv, 5 * UVQ_SECONDS));
+  assert_int_equal(srv.received, 2000);
+  gnutls_hash_deinit(srv.hash, got);
+  assert_memory_equal(got, want, 32);
+  qt_run(&w, NULL, NULL, 100 * UVQ_MILLISECONDS);
+  assert_int_equal(freed, 40);
+  uvq_conn_close(cli.conn, 0, NULL);
+  qt_run(&w, NULL, NULL, 10 * UVQ_SECONDS);
+  qt_world_free(&w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_conn_handshake),
@@ -983,6 +1028,7 @@ int main(void) {
       cmocka_unit_test(test_conn_key_update),
       cmocka_unit_test(test_conn_datagram),
       cmocka_unit_test(test_conn_qlog),
+      cmocka_unit_test(test_conn_fin_after_many_chunks),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -690,14 +690,21 @@ static void test_endpoint_idle_timeout(void **state) {
 
 /* ---- 7. CID rotation --------------------------------------------------- */
 
-/* Asserts the server's CID map holds exactly the SCIDs ngtcp2 reports for
- * |conn|, each mapping to it; returns them in |out| (up to 32). */
+/* Asserts the endpoint's CID map holds exactly the SCIDs ngtcp2 reports
+ * for |conn|, each mapping to it — plus, on a server, the client's Initial
+ * DCIDs, kept until the connection ends so late Initials reach it; returns
+ * the SCIDs in |out| (up to 32). */
 static size_t check_cids_match(uvq_endpoint *ep, uvq_conn *conn,
                                ngtcp2_cid *out) {
   size_t n = ngtcp2_conn_get_num_scid(conn->q);
+  size_t extra = (size_t)conn->client_dcid_mapped + (size_t)conn->odcid_mapped;
   assert_true(n <= 32);
   assert_int_equal(ngtcp2_conn_get_scid(conn->q, out), n);
-  assert_int_equal(uvq_cid_map_size(&ep->cids), n);
+  assert_int_equal(uvq_cid_map_size(&ep->cids), n + extra);
+  if (conn->client_dcid_mapped) {
+    assert_ptr_equal(uvq_cid_map_find_cid(&ep->cids, &conn->client_dcid),
+                     conn);
+  }
   for (size_t i = 0; i < n; i++) {
     assert_ptr_equal(uvq_cid_map_find_cid(&ep->cids, &out[i]), conn);
   }

@@ -12,6 +12,10 @@
  * - An endpoint and its connections belong to one thread. Only wakers
  *   (uvq_waker_*) may be used from other threads.
  * - No callback fires after a connection's on_closed.
+ * - Callbacks may call the connection and stream API (write, open, close,
+ *   ...), but not uvq_endpoint_recv/flush/handle_expiry/process_wakes (they
+ *   return UVQ_ERR_INVALID_STATE there) nor uvq_endpoint_del: the driver
+ *   flushes after the call that ran the callback returns.
  */
 #ifndef UVQUIC_H
 #define UVQUIC_H
@@ -1042,8 +1046,10 @@ typedef struct uvq_endpoint_config {
   ssize_t (*send)(uvq_endpoint *ep, const uvq_send_batch *b,
                   void *user_data);
   /**
-   * Optional. Called from any thread by uvq_waker_wake; the driver must
-   * arrange for uvq_endpoint_process_wakes to run on the endpoint's thread.
+   * Optional. Called from any thread by uvq_waker_wake, with the waker
+   * lock held: it must only signal the endpoint's thread (uv_async_send,
+   * a write to an eventfd...), never call into uvquic; the driver then
+   * runs uvq_endpoint_process_wakes on the endpoint's thread.
    */
   void (*wake)(uvq_endpoint *ep, void *user_data);
   /**

@@ -187,13 +187,10 @@ static int cb_handshake_completed(ngtcp2_conn *q, void *user_data) {
       conn->ep->stats.new_tokens_sent++;
     }
   }
-  if (conn->is_server) {
-    /* For a server, completion is confirmation (RFC 9001 §4.1.2) and
-     * ngtcp2 never calls handshake_confirmed on servers: the client has
-     * Handshake keys and no longer sends Initials, so forget their DCIDs
-     * here, or they stay routable for the connection's whole life. */
-    uvq_conn_unmap_handshake_cids(conn);
-  }
+  /* A server keeps the client's Initial DCIDs mapped until the connection
+   * ends: a late or duplicated copy of the client's first Initial then
+   * reaches this connection (whose Initial keys are gone, so ngtcp2 drops
+   * it) instead of creating a second, ghost connection in the acceptor. */
   conn->established_pending = 1;
   if (conn->counted_in_flight) {
     conn->counted_in_flight = 0;
@@ -711,6 +708,24 @@ void uvq_conn_del(uvq_conn *conn) {
     }
     if (all != scids) {
       uvq_free(ep->mem, all);
+    }
+  } else {
+    /* No memory for the list: find this connection's entries in the map
+     * itself, so none is left pointing at freed memory. Erasing shifts
+     * entries, so rescan until none is found (rare path: NOMEM only). */
+    for (int found = 1; found;) {
+      found = 0;
+      for (size_t i = 0; i <= ep->cids.mask; i++) {
+        uvq_cid_map_slot *sl = &ep->cids.slots[i];
+        if (sl->value == conn) {
+          uint8_t key[UVQ_MAX_CIDLEN];
+          size_t keylen = sl->keylen;
+          memcpy(key, sl->key, keylen);
+          uvq_cid_map_erase(&ep->cids, key, keylen);
+          found = 1;
+          break;
+        }
+      }
     }
   }
   if (conn->last_new_cid.datalen &&

@@ -125,9 +125,12 @@ static ngtcp2_ssize write_datagram(uvq_conn *conn, ngtcp2_path *path,
 
     if (s) {
       sid = s->id;
-      iovcnt = uvq_stream_unsent_iov(s, iov, 16);
+      uint64_t offered;
+      iovcnt = uvq_stream_unsent_iov(s, iov, 16, &offered);
+      /* FIN only with the stream's last byte: ngtcp2 adds it whenever all
+       * of the iov fits, and the iov may stop short of the end. */
       if (s->fin_requested && !s->fin_sent &&
-          s->sent + uvq_stream_unsent_total(s) == s->written) {
+          s->sent + offered == s->written) {
         flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
       }
     }
@@ -219,19 +222,11 @@ static int write_burst(uvq_conn *conn, uvq_tstamp now) {
       /* This datagram cannot join the batch: send the batch first. */
       rv = send_batch(conn, &bpath, becn, buf, off, seg);
       if (rv != 0) {
-        /* Keep the new datagram too, after the rest of the batch. */
-        size_t keep = conn->pending_len;
-        uint8_t *p = uvq_realloc(ep->mem, conn->pending, keep + len);
-        if (p && conn->pending_seg == len) {
-          memcpy(p + keep, buf + off, len);
-          conn->pending = p;
-          conn->pending_len = keep + len;
-        } else {
-          if (p) {
-            conn->pending = p;
-          }
-          uvq_ep_drop(ep, UVQ_DROP_SEND_ERROR);
-        }
+        /* The socket is full and this datagram differs from the kept ones
+         * in size, path or ECN mark, so it cannot be kept with them (they
+         * go out later as one batch). ngtcp2 has committed it: drop it,
+         * count it, and loss recovery resends what it carried. */
+        uvq_ep_drop(ep, UVQ_DROP_SEND_ERROR);
         break;
       }
       memmove(buf, buf + off, len);

@@ -243,6 +243,7 @@ struct uvq_endpoint {
                    struct ngtcp2_transport_params *params, void *user_data);
   void *conn_hook_ud;
   int closing_all;
+  int busy; /* inside recv/flush/expiry/wakes: no re-entry (uvq_ep_enter) */
   uvq_tstamp last_now;
   /* Client TLS session options (UVQ_TLS_SESSION_*) of the connection
    * uvq_endpoint_connect is creating; 0 otherwise. */
@@ -265,6 +266,9 @@ struct uvq_endpoint {
 };
 
 /* endpoint.c */
+/* Marks the endpoint busy for one top-level call; UVQ_ERR_INVALID_STATE if
+ * it already is (a call from inside a callback). Clear ep->busy after. */
+int uvq_ep_enter(uvq_endpoint *ep);
 void uvq_ep_mark(uvq_endpoint *ep, uvq_conn *conn);
 void uvq_ep_timer_update(uvq_endpoint *ep, uvq_conn *conn);
 void uvq_ep_timer_remove(uvq_endpoint *ep, uvq_conn *conn);
@@ -375,10 +379,10 @@ int uvq_stream_create(uvq_conn *conn, int64_t id, void *user_data,
 void uvq_stream_destroy(uvq_conn *conn, uvq_stream *s);
 void uvq_stream_ready(uvq_conn *conn, uvq_stream *s);
 void uvq_stream_unready(uvq_conn *conn, uvq_stream *s);
-/* Fills |iov| with unsent data of |s| from offset s->sent. */
-size_t uvq_stream_unsent_iov(uvq_stream *s, ngtcp2_vec *iov, size_t iovcnt);
-/* Bytes written by the app and not yet handed to ngtcp2. */
-uint64_t uvq_stream_unsent_total(const uvq_stream *s);
+/* Fills |iov| with unsent data of |s| from offset s->sent; *ptotal gets
+ * the bytes offered (less than what is unsent when |iovcnt| runs out). */
+size_t uvq_stream_unsent_iov(uvq_stream *s, ngtcp2_vec *iov, size_t iovcnt,
+                             uint64_t *ptotal);
 /* ngtcp2 took |n| bytes (and FIN if |flags| has it and nothing is left). */
 void uvq_stream_consumed(uvq_conn *conn, uvq_stream *s, size_t n,
                          uint32_t flags);

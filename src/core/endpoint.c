@@ -466,12 +466,20 @@ int uvq_endpoint_rotate_token_key(uvq_endpoint *ep, const uint8_t *key,
 
 /* ---- I/O --------------------------------------------------------------- */
 
-int uvq_endpoint_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
+int uvq_ep_enter(uvq_endpoint *ep) {
+  if (ep->busy) {
+    /* Called from inside one of our callbacks: re-entering would run
+     * ngtcp2 inside its own callbacks, or free the connection the outer
+     * call is still using. */
+    return UVQ_ERR_INVALID_STATE;
+  }
+  ep->busy = 1;
+  return 0;
+}
+
+static int recv_inner(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
                       const uint8_t *data, size_t len, size_t segment_size,
                       uvq_tstamp now) {
-  if (ep == NULL || path == NULL || (data == NULL && len > 0)) {
-    return UVQ_ERR_INVALID_ARGUMENT;
-  }
   ep->last_now = now;
   if (segment_size == 0 || segment_size >= len) {
     segment_size = len ? len : 1;
@@ -488,6 +496,21 @@ int uvq_endpoint_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
     uvq_router_recv(ep, path, ecn, data + off, n, now);
   }
   return 0;
+}
+
+int uvq_endpoint_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
+                      const uint8_t *data, size_t len, size_t segment_size,
+                      uvq_tstamp now) {
+  int rv;
+  if (ep == NULL || path == NULL || (data == NULL && len > 0)) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  rv = uvq_ep_enter(ep);
+  if (rv == 0) {
+    rv = recv_inner(ep, path, ecn, data, len, segment_size, now);
+    ep->busy = 0;
+  }
+  return rv;
 }
 
 static int flush_stateless(uvq_endpoint *ep) {
@@ -518,13 +541,10 @@ static int flush_stateless(uvq_endpoint *ep) {
   return 0;
 }
 
-int uvq_endpoint_flush(uvq_endpoint *ep, uvq_tstamp now) {
+static int flush_inner(uvq_endpoint *ep, uvq_tstamp now) {
   uvq_conn *list, *conn;
   int rv;
 
-  if (ep == NULL) {
-    return UVQ_ERR_INVALID_ARGUMENT;
-  }
   ep->last_now = now;
   rv = flush_stateless(ep);
   if (rv != 0) {
@@ -571,7 +591,20 @@ uvq_tstamp uvq_endpoint_next_expiry(uvq_endpoint *ep) {
   return ep->heap[0]->expiry;
 }
 
-int uvq_endpoint_handle_expiry(uvq_endpoint *ep, uvq_tstamp now) {
+int uvq_endpoint_flush(uvq_endpoint *ep, uvq_tstamp now) {
+  int rv;
+  if (ep == NULL) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  rv = uvq_ep_enter(ep);
+  if (rv == 0) {
+    rv = flush_inner(ep, now);
+    ep->busy = 0;
+  }
+  return rv;
+}
+
+static void expiry_inner(uvq_endpoint *ep, uvq_tstamp now) {
   ep->last_now = now;
   while (ep->heaplen && ep->heap[0]->expiry <= now) {
     uvq_conn *conn = ep->heap[0];
@@ -590,7 +623,19 @@ int uvq_endpoint_handle_expiry(uvq_endpoint *ep, uvq_tstamp now) {
       uvq_ep_mark(ep, conn);
     }
   }
-  return 0;
+}
+
+int uvq_endpoint_handle_expiry(uvq_endpoint *ep, uvq_tstamp now) {
+  int rv;
+  if (ep == NULL) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  rv = uvq_ep_enter(ep);
+  if (rv == 0) {
+    expiry_inner(ep, now);
+    ep->busy = 0;
+  }
+  return rv;
 }
 
 void uvq_endpoint_close_all(uvq_endpoint *ep, uint64_t app_error,

@@ -164,7 +164,9 @@ int uvq_raw_accept(uvq_raw **praw, const uvq_raw_config *cfg,
     return rv;
   }
   uvq_acceptor_recv(raw->ep, path, 0, &v, data, len, now);
-  if (raw->ep->nconns == 0) {
+  /* A connection the Initial already ended (undecryptable: ngtcp2 drops
+   * it) is not one: it would vanish at the first write. */
+  if (raw->ep->nconns == 0 || raw->ep->conns->stage >= UVQ_STAGE_CLOSING) {
     /* The Initial did not make a connection (undecryptable, hook or
      * allocation failure): the endpoint's counters say which. */
     rv = raw->ep->stats.dropped[UVQ_DROP_ACCEPT_FAILED]
@@ -198,10 +200,14 @@ int uvq_raw_recv(uvq_raw *raw, const uvq_path *path, uint8_t ecn,
   if (!raw_alive(raw)) {
     return UVQ_ERR_CLOSED;
   }
+  if (uvq_ep_enter(raw->ep) != 0) {
+    return UVQ_ERR_INVALID_STATE;
+  }
   raw->ep->stats.datagrams_received++;
   raw->ep->stats.bytes_received += len;
   raw->ep->last_now = now;
   uvq_conn_recv(raw->conn, path, ecn, data, len, now);
+  raw->ep->busy = 0;
   return 0;
 }
 

@@ -223,28 +223,28 @@ void uvq_stream_unready(uvq_conn *conn, uvq_stream *s) {
 
 /* ---- send buffer ------------------------------------------------------- */
 
-uint64_t uvq_stream_unsent_total(const uvq_stream *s) {
-  return s->written - s->sent;
-}
-
 size_t uvq_stream_buffered(const uvq_stream *s) {
   return (size_t)(s->written - s->acked);
 }
 
-size_t uvq_stream_unsent_iov(uvq_stream *s, ngtcp2_vec *iov, size_t iovcnt) {
+size_t uvq_stream_unsent_iov(uvq_stream *s, ngtcp2_vec *iov, size_t iovcnt,
+                             uint64_t *ptotal) {
   uvq_chunk *c = s->send_chunk;
   uint64_t coff = s->send_chunk_offset;
+  uint64_t total = 0;
   size_t n = 0;
   while (c && n < iovcnt) {
     uint64_t start = s->sent > coff ? s->sent - coff : 0;
     if (start < c->len) {
       iov[n].base = (uint8_t *)(uintptr_t)(c->base + start);
       iov[n].len = (size_t)(c->len - start);
+      total += iov[n].len;
       n++;
     }
     coff += c->len;
     c = c->next;
   }
+  *ptotal = total;
   return n;
 }
 
@@ -353,6 +353,12 @@ static int usable(uvq_conn *conn) {
   return conn->stage < UVQ_STAGE_CLOSING && !conn->close_requested;
 }
 
+/* A stream has a send side unless it is the peer's unidirectional one. */
+static int has_send_side(uvq_conn *conn, const uvq_stream *s) {
+  return ngtcp2_is_bidi_stream(s->id) ||
+         ngtcp2_conn_is_local_stream(conn->q, s->id);
+}
+
 /* Finds a stream the API may act on; 0 or a UVQ_ERR_*. */
 static int api_stream(uvq_conn *conn, int64_t stream_id, uvq_stream **ps) {
   if (conn == NULL) {
@@ -379,7 +385,7 @@ ssize_t uvq_stream_write(uvq_conn *conn, int64_t stream_id,
   if (rv != 0) {
     return rv;
   }
-  if (s->shut_wr || s->fin_requested) {
+  if (s->shut_wr || s->fin_requested || !has_send_side(conn, s)) {
     return UVQ_ERR_STREAM_SHUT;
   }
   room = conn->ep->settings.stream_send_buffer - uvq_stream_buffered(s);
@@ -422,7 +428,7 @@ ssize_t uvq_stream_write_ref(uvq_conn *conn, int64_t stream_id,
   if (rv != 0) {
     return rv;
   }
-  if (s->shut_wr || s->fin_requested) {
+  if (s->shut_wr || s->fin_requested || !has_send_side(conn, s)) {
     return UVQ_ERR_STREAM_SHUT;
   }
   /* All or nothing: taken whole while the buffer has any room at all, so

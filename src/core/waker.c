@@ -115,7 +115,22 @@ void uvq_waker_detach_conn(uvq_conn *conn) {
   waker_release(w);
 }
 
+static void process_wakes(uvq_endpoint *ep);
+
 int uvq_endpoint_process_wakes(uvq_endpoint *ep) {
+  int rv;
+  if (ep == NULL) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  rv = uvq_ep_enter(ep);
+  if (rv == 0) {
+    process_wakes(ep);
+    ep->busy = 0;
+  }
+  return rv;
+}
+
+static void process_wakes(uvq_endpoint *ep) {
   uvq_wake_hub *hub = ep->hub;
   uvq_waker *q;
 
@@ -146,5 +161,4 @@ int uvq_endpoint_process_wakes(uvq_endpoint *ep) {
     waker_release(q);
     q = next;
   }
-  return 0;
 }
