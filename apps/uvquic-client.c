@@ -1200,6 +1200,11 @@ static int h3_start(client *c, group *g, uvq_uv_endpoint *ep) {
       --g->h3_left;
     }
   }
+  if (g->h3_left > 0 && g->conn != NULL) {
+    /* Resuming with 0-RTT (--session-file): the GETs go out as early
+     * data; otherwise they wait for the handshake. */
+    (void)uvq_h3_client_start(g->h3, g->conn);
+  }
   if (g->h3_left == 0) {
     (void)uvq_h3_shutdown(g->h3);
   }

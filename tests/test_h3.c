@@ -79,6 +79,7 @@ typedef struct server_state {
   int requests;
   int ends;              /* on_request_end calls */
   uint64_t body_bytes;   /* request body bytes on_request_body saw */
+  int early_requests;    /* requests seen before the handshake completed */
 } server_state;
 
 static server_state SS;
@@ -255,6 +256,13 @@ static int srv_on_request(uvq_h3_stream *st, const uvq_h3_request_info *ri,
   SS.last_urgency = ri->urgency;
   SS.last_incremental = ri->incremental;
   SRV_CONN = uvq_h3_stream_get_conn(st);
+  if (uvq_conn_get_stage(uvq_h3_conn_get_conn(SRV_CONN)) ==
+      UVQ_STAGE_HANDSHAKE) {
+    uvq_conn_info info;
+    uvq_conn_get_info(uvq_h3_conn_get_conn(SRV_CONN), &info);
+    assert_int_equal(info.early_data, UVQ_EARLY_DATA_ACCEPTED);
+    SS.early_requests++;
+  }
   uvq_h3_stream_set_user_data(st, r);
   memset(&resp, 0, sizeof(resp));
   resp.status = 200;
@@ -489,6 +497,10 @@ static void cli_on_closed(uvq_h3_conn *h3, const uvq_close_info *ci,
   CS.ci.reason = NULL;
 }
 
+/* The client connection's callbacks when not uvq_h3_callbacks() (0-RTT
+ * tests: the h3 ones plus on_session_ticket). */
+static const uvq_app_callbacks *CLI_CB;
+
 /* Sets up server + client; |scfg| may tune the h3 server, |ss| the
  * server endpoint. */
 static void setup(uvq_h3_server_config *scfg, const uvq_settings *ss) {
@@ -523,7 +535,9 @@ static void setup(uvq_h3_server_config *scfg, const uvq_settings *ss) {
   ccfg.on_goaway = cli_on_goaway;
   ccfg.on_closed = cli_on_closed;
   assert_int_equal(uvq_h3_client_new(&CLI, &ccfg), 0);
-  assert_int_equal(qt_connect(&W, C, S, uvq_h3_callbacks(), CLI, &conn), 0);
+  assert_int_equal(qt_connect(&W, C, S, CLI_CB ? CLI_CB : uvq_h3_callbacks(),
+                              CLI, &conn),
+                   0);
 }
 
 static int all_closed(void *ud) {
@@ -1194,6 +1208,178 @@ static void test_h3_endpoint_allocator(void **state) {
   assert_int_equal(CM.live, 0);
 }
 
+/* ---- 0-RTT ------------------------------------------------------------ */
+
+static uint8_t *TICKET;
+static size_t TICKETLEN;
+
+static int on_ticket(uvq_conn *conn, const uint8_t *d, size_t len, void *ud) {
+  (void)conn;
+  (void)ud;
+  free(TICKET);
+  TICKET = malloc(len);
+  assert_non_null(TICKET);
+  memcpy(TICKET, d, len);
+  TICKETLEN = len;
+  return 0;
+}
+
+static int have_ticket(void *ud) {
+  (void)ud;
+  return TICKETLEN > 0;
+}
+
+static int client_closed(void *ud) {
+  (void)ud;
+  return CS.closed;
+}
+
+/* Submits a POST /echo of |len| bytes of seed |seed|: a copied buffer
+ * body, or with |b| a provider body. */
+static void post_echo(creq *r, size_t len, uint32_t seed, cbody *b) {
+  uvq_h3_request req;
+  uint8_t *buf = NULL;
+  uvq_h3_request_init(&req);
+  req.method = "POST";
+  req.scheme = "https";
+  req.authority = "localhost";
+  req.path = "/echo";
+  if (b) {
+    req.body.type = UVQ_H3_BODY_PROVIDER;
+    req.body.read = client_provider;
+    req.body.read_user_data = b;
+  } else {
+    buf = malloc(len);
+    assert_non_null(buf);
+    fill(seed, 0, buf, len);
+    req.body.type = UVQ_H3_BODY_BUFFER;
+    req.body.data = buf;
+    req.body.len = len;
+    req.body.copy = 1;
+  }
+  req.cb.on_response = c_on_response;
+  req.cb.on_data = c_on_data;
+  req.cb.on_complete = c_on_complete;
+  req.user_data = r;
+  assert_int_equal(uvq_h3_submit(CLI, &req, &r->st), 0);
+  free(buf);
+}
+
+static void assert_body(creq *r, uint64_t len, uint32_t seed) {
+  uint8_t got[32], want[32];
+  assert_int_equal(r->error, 0);
+  assert_int_equal(r->status, 200);
+  assert_int_equal(r->bytes, len);
+  creq_hash(r, got);
+  expected_hash(seed, len, want);
+  assert_memory_equal(got, want, 32);
+}
+
+/* A first connection (GET /buf1m) that leaves a ticket in TICKET, then a
+ * second one that resumes with it and, before starting the h3 client,
+ * submits r[0] GET /buf1m, r[1] a 100 KB buffer POST and r[2] a 3000-byte
+ * provider POST (|b|). Returns the second connection's early_data
+ * outcome; r[0] and r[1] have completed intact, r[2] has completed. */
+static uvq_early_data run_resumed(const uvq_settings *ss, creq r[3],
+                                  cbody *b) {
+  static uvq_app_callbacks cb;
+  uvq_h3_client_config ccfg;
+  uvq_connect_params p;
+  uvq_path path;
+  uvq_conn *conn;
+  uvq_conn_info info;
+  creq first = {0};
+
+  cb = *uvq_h3_callbacks();
+  cb.on_session_ticket = on_ticket;
+  CLI_CB = &cb;
+  TICKETLEN = 0;
+  setup(NULL, ss);
+  get(&first, "GET", "/buf1m");
+  run_until(&first, 1);
+  assert_int_equal(first.error, 0);
+  assert_true(qt_run(&W, have_ticket, NULL, 10 * UVQ_SECONDS));
+  assert_int_equal(uvq_conn_close(uvq_h3_conn_get_conn(CLI), 0, "next"), 0);
+  assert_true(qt_run(&W, client_closed, NULL, 10 * UVQ_SECONDS));
+  uvq_h3_client_del(CLI);
+
+  memset(&CS, 0, sizeof(CS));
+  SS.requests = 0;
+  SS.early_requests = 0;
+  uvq_h3_client_config_default(&ccfg);
+  ccfg.on_ready = cli_on_ready;
+  ccfg.on_goaway = cli_on_goaway;
+  ccfg.on_closed = cli_on_closed;
+  assert_int_equal(uvq_h3_client_new(&CLI, &ccfg), 0);
+  path.local = W.nodes[C].addr;
+  path.remote = W.nodes[S].addr;
+  uvq_connect_params_default(&p);
+  p.server_name = "localhost";
+  p.path = &path;
+  p.callbacks = &cb;
+  p.user_data = CLI;
+  p.resumption = TICKET;
+  p.resumptionlen = TICKETLEN;
+  p.early_data = 1;
+  assert_int_equal(uvq_endpoint_connect(W.nodes[C].ep, &p, W.now, &conn), 0);
+  get(&r[0], "GET", "/buf1m");
+  post_echo(&r[1], 100 * 1000, 9, NULL);
+  post_echo(&r[2], 3000, 7, b);
+  assert_int_equal(uvq_h3_stream_get_id(r[0].st), -1);
+  assert_int_equal(uvq_h3_client_start(NULL, conn), UVQ_ERR_INVALID_ARGUMENT);
+  assert_int_equal(uvq_h3_client_start(CLI, conn), 0);
+  /* Opened at once: they go out as 0-RTT. */
+  for (int i = 0; i < 3; i++) {
+    assert_true(uvq_h3_stream_get_id(r[i].st) >= 0);
+  }
+  run_until(r, 3);
+  assert_body(&r[0], MIB, 1);
+  assert_body(&r[1], 100 * 1000, 9);
+  assert_true(CS.ready);
+  uvq_conn_get_info(conn, &info);
+  assert_int_equal(info.resumed, 1);
+  CLI_CB = NULL;
+  return info.early_data;
+}
+
+static void test_h3_0rtt_requests(void **state) {
+  creq r[3];
+  cbody b = {0, 3000, 7, 0, 0, 0, 0, NULL};
+  (void)state;
+  memset(r, 0, sizeof(r));
+  assert_int_equal(run_resumed(NULL, r, &b), UVQ_EARLY_DATA_ACCEPTED);
+  assert_body(&r[2], 3000, 7);
+  /* The server had them all before the handshake completed. */
+  assert_int_equal(SS.requests, 3);
+  assert_int_equal(SS.early_requests, 3);
+  teardown_world();
+  free(TICKET);
+  TICKET = NULL;
+}
+
+static void test_h3_0rtt_rejected_resent(void **state) {
+  creq r[3];
+  cbody b = {0, 3000, 7, 0, 0, 0, 0, NULL};
+  uvq_settings ss;
+  uvq_h3_conn_stats st;
+  (void)state;
+  memset(r, 0, sizeof(r));
+  uvq_settings_default(&ss);
+  ss.early_data = 0;
+  assert_int_equal(run_resumed(&ss, r, &b), UVQ_EARLY_DATA_REJECTED);
+  /* The provider body was already read: that one fails, documented. */
+  assert_int_equal(r[2].error, UVQ_H3_ERR_PROVIDER);
+  /* The others were resent after the handshake: seen once, not early. */
+  assert_int_equal(SS.requests, 2);
+  assert_int_equal(SS.early_requests, 0);
+  uvq_h3_conn_get_stats(CLI, &st);
+  assert_int_equal(st.requests_started, 3);
+  assert_int_equal(st.requests_completed, 2);
+  teardown_world();
+  free(TICKET);
+  TICKET = NULL;
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_h3_get_buffer_1m),
@@ -1215,6 +1401,8 @@ int main(void) {
       cmocka_unit_test(test_h3_upload_wouldblock_resume),
       cmocka_unit_test(test_h3_early_response_stop_sending),
       cmocka_unit_test(test_h3_endpoint_allocator),
+      cmocka_unit_test(test_h3_0rtt_requests),
+      cmocka_unit_test(test_h3_0rtt_rejected_resent),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

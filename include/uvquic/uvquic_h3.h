@@ -16,8 +16,9 @@
  * Client (one uvq_h3_conn per QUIC connection):
  *   uvq_h3_client_new(&h3, &ccfg);
  *   uvq_endpoint_connect(ep, &params{callbacks = uvq_h3_callbacks(),
- *                                    user_data = h3}, now, NULL);
+ *                                    user_data = h3}, now, &conn);
  *   uvq_h3_submit(h3, &req, &st);   (before or after the handshake)
+ *   uvq_h3_client_start(h3, conn);  (optional: requests go as 0-RTT)
  *   ... ccfg.on_closed fires last; then uvq_h3_client_del(h3).
  *
  * Threading and time follow the core: one thread, time from the caller.
@@ -409,6 +410,30 @@ UVQ_EXTERN const uvq_app_callbacks *uvq_h3_callbacks(void);
  * inside it), or if its connection never started.
  */
 UVQ_EXTERN void uvq_h3_client_del(uvq_h3_conn *h3);
+
+/**
+ * uvq_h3_client_start binds |h3| to |conn|, the connection
+ * uvq_endpoint_connect (or uvq_connect) just returned for it. If the core
+ * lets streams open now (0-RTT attempted: uvq_connect_params.early_data
+ * with a resumption blob), it opens the HTTP/3 control and QPACK streams
+ * and the queued requests, which then go out as early data at the next
+ * flush, as do requests submitted later before the handshake completes;
+ * otherwise it does nothing and requests wait for the handshake as without
+ * it. Optional: a client that never calls it sends no 0-RTT.
+ *
+ * If the server refuses the early data, nothing is lost: the requests sent
+ * early are sent again once the handshake completes, in their order, with
+ * their header lists, buffer bodies and trailers. Only a request whose
+ * body provider was already read (its bytes cannot be asked for again)
+ * completes with UVQ_H3_ERR_PROVIDER (a cancelled one with
+ * UVQ_H3_ERR_CANCELLED). Early data can be replayed by an attacker (RFC
+ * 9001 §9.2): start early only with idempotent requests queued.
+ *
+ * Returns 0 (also when no 0-RTT is attempted), UVQ_ERR_INVALID_ARGUMENT
+ * (NULL, a server connection), UVQ_ERR_INVALID_STATE (|h3| is bound to
+ * another connection), UVQ_ERR_CLOSED or UVQ_ERR_NOMEM.
+ */
+UVQ_EXTERN int uvq_h3_client_start(uvq_h3_conn *h3, uvq_conn *conn);
 
 /**
  * uvq_h3_submit sends a request (copied, except a borrowed body). Before

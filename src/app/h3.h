@@ -106,9 +106,13 @@ struct uvq_h3_stream {
   void *user_data;
   uvq_h3_request_callbacks cb;
 
-  /* Client: the request while it waits in the queue. */
+  /* Client: the request while it waits in the queue; when it went out
+   * as 0-RTT, until the handshake settles (to resend it if the server
+   * refused the early data). */
   h3_nvlist req;
   int queued;
+  int provider_read; /* a provider body returned bytes or EOF */
+  int early_lost;    /* sent as refused 0-RTT and cannot be resent */
 
   /* Outgoing body and trailers. */
   uvq_h3_body body; /* a BUFFER body's data is body_hold's */
@@ -168,6 +172,8 @@ struct uvq_h3_conn {
   uvq_h3_stream *qhead, *qtail;
   int depth; /* > 0 while inside nghttp3 */
   int ready; /* critical streams bound */
+  int early;          /* client: streams opened as 0-RTT, not settled */
+  int early_rejected; /* ... and the core discarded them */
   int64_t ctrl_id, qenc_id, qdec_id;
   int shutdown_pending;
   int shutting_down;
@@ -199,6 +205,12 @@ void uvq_h3_conn_free_nghttp3(uvq_h3_conn *h);
 void uvq_h3_conn_fail(uvq_h3_conn *h, uint64_t code, const char *why);
 /* Runs what had to wait until we were outside nghttp3, then writes. */
 void uvq_h3_after(uvq_h3_conn *h);
+/* Client, outside nghttp3: the server refused our 0-RTT and the early
+ * streams are gone. Deletes the nghttp3 connection (the next h3_enter
+ * makes a new one), unbinds the critical streams and puts the requests
+ * sent early back at the head of the queue, in order; one whose provider
+ * body was already read, or that was cancelled or reset, completes. */
+void uvq_h3_client_redo_early(uvq_h3_conn *h);
 /* Sends GOAWAY and refuses new requests (outside nghttp3 only). */
 void uvq_h3_do_shutdown(uvq_h3_conn *h);
 

@@ -91,7 +91,10 @@ void uvq_h3_client_open_queued(uvq_h3_conn *h) {
     st->id = sid;
     rv = nghttp3_conn_submit_request(h->h3, sid, st->req.nv, st->req.n,
                                      uvq_h3_stream_reader(st), st);
-    uvq_h3_nvlist_free(h->mem, &st->req);
+    if (!h->early) {
+      /* nghttp3 copied it; sent as 0-RTT, it is kept to resend it. */
+      uvq_h3_nvlist_free(h->mem, &st->req);
+    }
     if (rv != 0) {
       /* GOAWAY arrived (CONN_CLOSING) or no memory: give the id back. */
       st->rejected = rv == NGHTTP3_ERR_CONN_CLOSING;

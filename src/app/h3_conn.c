@@ -376,6 +376,77 @@ void uvq_h3_after(uvq_h3_conn *h) {
   }
 }
 
+void uvq_h3_client_redo_early(uvq_h3_conn *h) {
+  uvq_h3_stream *st, *head = NULL, *tail = NULL;
+  int again;
+
+  h->early = 0;
+  h->early_rejected = 0;
+  uvq_h3_conn_free_nghttp3(h);
+  h->ready = 0;
+  h->ctrl_id = h->qenc_id = h->qdec_id = -1;
+  /* h->streams is newest first and the early requests were opened in
+   * queue order: prepending each one restores that order. No callback
+   * runs in this pass. */
+  for (st = h->streams; st; st = st->next) {
+    if (st->queued || st->finished || st->id < 0) {
+      continue;
+    }
+    st->id = -1;
+    while (st->chunk_head) {
+      h3_chunk *c = st->chunk_head;
+      st->chunk_head = c->next;
+      chunk_unref(c->data, c);
+    }
+    st->chunk_tail = NULL;
+    st->chunk_acked = 0;
+    st->body_off = 0;
+    st->read_blocked = 0;
+    st->reset_pending = 0;
+    st->stop_received = 0;
+    st->read_stop_pending = 0;
+    st->recv_done = 0;
+    st->got_response = 0;
+    uvq_h3_hdrs_reset(&st->rx);
+    if (st->cancelled || st->local_reset || st->provider_read) {
+      if (!st->cancelled && !st->local_reset) {
+        st->provider_failed = 1; /* its bytes cannot be asked again */
+      }
+      st->early_lost = 1;
+      continue;
+    }
+    st->queued = 1;
+    st->qnext = head;
+    head = st;
+    if (tail == NULL) {
+      tail = st;
+    }
+  }
+  if (head) {
+    tail->qnext = h->qhead;
+    h->qhead = head;
+    if (h->qtail == NULL) {
+      h->qtail = tail;
+    }
+  }
+  /* The ones that cannot be resent complete; their callbacks may change
+   * h->streams, so look again from the head each time. */
+  do {
+    again = 0;
+    for (st = h->streams; st; st = st->next) {
+      if (st->early_lost) {
+        int err;
+        uint64_t code;
+        st->early_lost = 0;
+        stream_outcome(st, 0, &err, &code);
+        uvq_h3_stream_finish(st, err, code);
+        again = 1;
+        break;
+      }
+    }
+  } while (again);
+}
+
 void uvq_h3_do_shutdown(uvq_h3_conn *h) {
   int rv;
   if (h->shutting_down) {
@@ -666,6 +737,7 @@ static nghttp3_ssize cb_read_data(nghttp3_conn *c, int64_t sid,
       uvq_h3_stream_abort(st, UVQ_H3_INTERNAL_ERROR);
       return NGHTTP3_ERR_WOULDBLOCK;
     }
+    st->provider_read = 1;
     if (r == 0) {
       uvq_free(h->mem, ch);
       break;
@@ -890,9 +962,29 @@ static int h3_ensure_ready(uvq_h3_conn *h) {
   return 1;
 }
 
+/* Client: the handshake settled 0-RTT. Accepted: the requests sent early
+ * need no resend. Refused: they are queued again on a new nghttp3
+ * connection. */
+static void h3_settle_early(uvq_h3_conn *h) {
+  if (h->server || !h->early) {
+    return;
+  }
+  if (h->early_rejected) {
+    uvq_h3_client_redo_early(h);
+    return;
+  }
+  h->early = 0;
+  for (uvq_h3_stream *st = h->streams; st; st = st->next) {
+    if (!st->queued) {
+      uvq_h3_nvlist_free(h->mem, &st->req);
+    }
+  }
+}
+
 static int on_established(uvq_conn *conn, void *ud) {
   uvq_h3_conn *h = ud;
 
+  h3_settle_early(h);
   if (h3_enter(h, conn) != 0 || !h3_ensure_ready(h)) {
     return 0;
   }
@@ -1006,6 +1098,17 @@ static void on_stream_closed(uvq_conn *conn, int64_t sid, uint64_t app_error,
   if (h3_enter(h, conn) != 0) {
     return;
   }
+  if (h->early && !h->server) {
+    uvq_conn_info info;
+    uvq_conn_get_info(conn, &info);
+    if (info.early_data == UVQ_EARLY_DATA_REJECTED) {
+      /* The core discards the streams opened as 0-RTT (inside ngtcp2):
+       * on_early_data_rejected follows, and queues their requests again
+       * on a new nghttp3 connection; this one must not see them close. */
+      h->early_rejected = 1;
+      return;
+    }
+  }
   if (h->server && (sid & 0x3) == 0 && !h->closed) {
     /* The core gave the client one more bidi stream. */
     h->max_client_bidi++;
@@ -1041,6 +1144,19 @@ static int on_stream_acked(uvq_conn *conn, int64_t sid, uint64_t offset,
   if (h->shutting_down && h->ready && sid == h->ctrl_id) {
     uvq_h3_after(h);
   }
+  return 0;
+}
+
+static int on_early_data_rejected(uvq_conn *conn, void *ud) {
+  uvq_h3_conn *h = ud;
+  h->conn = conn;
+  if (!h->server && h->early) {
+    h->early_rejected = 1;
+    h3_settle_early(h);
+  }
+  /* on_established follows: it opens the critical streams and sends the
+   * requests again. */
+  (void)h3_enter(h, conn);
   return 0;
 }
 
@@ -1108,6 +1224,7 @@ const uvq_app_callbacks uvq_h3_app_callbacks = {
     .on_streams_available = on_streams_available,
     .on_closed = on_closed,
     .on_timer = on_timer,
+    .on_early_data_rejected = on_early_data_rejected,
 };
 
 /* ------------------------------------------------------------------------ */
@@ -1132,6 +1249,31 @@ int uvq_h3_shutdown(uvq_h3_conn *h) {
     return 0;
   }
   uvq_h3_do_shutdown(h);
+  uvq_h3_after(h);
+  return 0;
+}
+
+int uvq_h3_client_start(uvq_h3_conn *h, uvq_conn *conn) {
+  if (h == NULL || conn == NULL || h->server) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  if (h->conn != NULL && h->conn != conn) {
+    return UVQ_ERR_INVALID_STATE;
+  }
+  if (h->closed || h->close_sent) {
+    return UVQ_ERR_CLOSED;
+  }
+  if (h3_enter(h, conn) != 0) {
+    return UVQ_ERR_NOMEM;
+  }
+  if (!h->ready && uvq_conn_get_stage(conn) == UVQ_STAGE_HANDSHAKE) {
+    /* Set first: the requests opened now keep what a resend needs. */
+    h->early = 1;
+    if (!h3_ensure_ready(h)) {
+      h->early = 0; /* no 0-RTT: requests wait for the handshake */
+      return h->close_sent ? UVQ_ERR_CLOSED : 0;
+    }
+  }
   uvq_h3_after(h);
   return 0;
 }
