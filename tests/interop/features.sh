@@ -70,7 +70,7 @@ fi
 stop_server retry
 
 # ---- uvquic-client resumption + 0-RTT against gtlsserver -------------------
-start_gtlsserver gs -d "$www"
+GTLS_VERBOSE=1 start_gtlsserver gs -d "$www"
 for run in 1 2; do
   timeout 30 "$CLIENT" --quiet --ca "$tmp/cert.pem" --initial-rtt 1 -v \
     --session-file "$tmp/sessions" --stats-json "$tmp/s$run.json" \
@@ -78,10 +78,13 @@ for run in 1 2; do
     fail "session run $run failed: $(tail -n3 "$tmp/s$run.err")"
 done
 res=$(jget "$tmp/s2.json" '(d["resumed"], d["early_data_attempted"], d["early_data_accepted"])' 2>/dev/null || echo error)
-if [ "$res" = "(true, true, true)" ] && grep -q "early data accepted" "$tmp/s2.err"; then
-  pass "uvquic-client resumed against gtlsserver, early data accepted"
+# The server's own log must show the request arriving as 0-RTT STREAM data.
+early_frames=$(cat "$tmp/gs.out" "$tmp/gs.err" | grep -c "0RTT.*STREAM" || true)
+if [ "$res" = "(true, true, true)" ] && grep -q "early data accepted" "$tmp/s2.err" &&
+  [ "$early_frames" -gt 0 ]; then
+  pass "uvquic-client resumed against gtlsserver, request sent as 0-RTT ($early_frames 0-RTT STREAM frames)"
 else
-  fail "uvquic-client resumption: resumed/attempted/accepted=$res: $(tail -n3 "$tmp/s2.err")"
+  fail "uvquic-client resumption: resumed/attempted/accepted=$res, 0-RTT STREAM frames=$early_frames: $(tail -n3 "$tmp/s2.err")"
 fi
 
 interop_done

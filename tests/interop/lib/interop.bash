@@ -98,6 +98,7 @@ udp_bound() {
 }
 
 # start_gtlsserver NAME ARGS...: gtlsserver on 127.0.0.1 and a random free
+# (quiet unless GTLS_VERBOSE=1; its log lands in $tmp/NAME.out / .err)
 # port (it cannot take port 0), serving with our certificate; retried on
 # another port if the bind fails. Sets GPORT and GPID once the port is bound.
 start_gtlsserver() {
@@ -105,7 +106,9 @@ start_gtlsserver() {
   shift
   for attempt in 1 2 3 4 5; do
     GPORT=$(free_udp_port)
-    "$GTLSSERVER" -q --initial-rtt=1ms "$@" 127.0.0.1 "$GPORT" \
+    # GTLS_VERBOSE=1 drops -q: every packet and frame is logged (to check
+    # what a peer really sent, e.g. 0-RTT STREAM frames).
+    "$GTLSSERVER" $([ "${GTLS_VERBOSE:-0}" = 1 ] || echo -q) --initial-rtt=1ms "$@" 127.0.0.1 "$GPORT" \
       "$tmp/key.pem" "$tmp/cert.pem" >"$tmp/$name.out" 2>"$tmp/$name.err" &
     GPID=$!
     pids+=("$GPID")
