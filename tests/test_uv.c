@@ -803,6 +803,7 @@ static void test_uv_bulk_gso_refused(void **state) {
   /* The refusal turned GSO off for the server's socket, was counted, and
    * the transfer went on one message per datagram. */
   assert_int_equal(b.srv_uv.gso_fallbacks, 1);
+  assert_int_equal(b.srv_core.gso_fallbacks, 1); /* reported to the core */
   assert_int_equal(b.srv_uv.gso, 0);
   assert_int_equal(b.srv_uv.gso_msgs, 0);
   assert_int_equal(b.srv_core.dropped[UVQ_DROP_SEND_ERROR], 0);

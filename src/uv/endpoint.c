@@ -125,18 +125,27 @@ static int sock_serves(const uvq_udp *u, const uvq_addr *bound,
 static ssize_t uep_send(uvq_endpoint *ep, const uvq_send_batch *b,
                         void *user_data) {
   uvq_uv_endpoint *uep = user_data;
-  (void)ep;
   /* The core's batches carry their path: a connection that migrated sends
    * from the additional socket bound to its new local address. */
+  uvq_udp *u = &uep->udp;
+  uint64_t fallbacks;
+  ssize_t rv;
   for (uep_sock *k = uep->socks; k; k = k->next) {
     if (sock_serves(&k->udp, &k->local, &b->path->local)) {
-      return uvq_udp_send(&k->udp, b);
+      u = &k->udp;
+      break;
     }
   }
   /* Sent at once: |b| points into the core's shared write buffer, which
    * the next connection's burst overwrites, so "taken" means "the kernel
    * took it" (no adapter-side queue). */
-  return uvq_udp_send(&uep->udp, b);
+  fallbacks = u->stats.gso_fallbacks;
+  rv = uvq_udp_send(u, b);
+  if (u->stats.gso_fallbacks != fallbacks) {
+    /* The core's metrics (Prometheus) count GSO fallbacks too. */
+    uvq_endpoint_add_gso_fallbacks(ep, u->stats.gso_fallbacks - fallbacks);
+  }
+  return rv;
 }
 
 static void uep_wake(uvq_endpoint *ep, void *user_data) {
