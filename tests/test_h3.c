@@ -80,6 +80,7 @@ typedef struct server_state {
   int ends;              /* on_request_end calls */
   uint64_t body_bytes;   /* request body bytes on_request_body saw */
   int early_requests;    /* requests seen before the handshake completed */
+  int early_flagged;     /* requests whose info said early_data */
 } server_state;
 
 static server_state SS;
@@ -253,6 +254,7 @@ static int srv_on_request(uvq_h3_stream *st, const uvq_h3_request_info *ri,
   if (SS.active > SS.max_active) {
     SS.max_active = SS.active;
   }
+  SS.early_flagged += ri->early_data != 0;
   SS.last_urgency = ri->urgency;
   SS.last_incremental = ri->incremental;
   SRV_CONN = uvq_h3_stream_get_conn(st);
@@ -1306,6 +1308,7 @@ static uvq_early_data run_resumed(const uvq_settings *ss, creq r[3],
   memset(&CS, 0, sizeof(CS));
   SS.requests = 0;
   SS.early_requests = 0;
+  SS.early_flagged = 0;
   uvq_h3_client_config_default(&ccfg);
   ccfg.on_ready = cli_on_ready;
   ccfg.on_goaway = cli_on_goaway;
@@ -1352,6 +1355,7 @@ static void test_h3_0rtt_requests(void **state) {
   /* The server had them all before the handshake completed. */
   assert_int_equal(SS.requests, 3);
   assert_int_equal(SS.early_requests, 3);
+  assert_int_equal(SS.early_flagged, 3); /* the app is told */
   teardown_world();
   free(TICKET);
   TICKET = NULL;
@@ -1372,6 +1376,7 @@ static void test_h3_0rtt_rejected_resent(void **state) {
   /* The others were resent after the handshake: seen once, not early. */
   assert_int_equal(SS.requests, 2);
   assert_int_equal(SS.early_requests, 0);
+  assert_int_equal(SS.early_flagged, 0);
   uvq_h3_conn_get_stats(CLI, &st);
   assert_int_equal(st.requests_started, 3);
   assert_int_equal(st.requests_completed, 2);

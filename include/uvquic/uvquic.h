@@ -919,6 +919,13 @@ UVQ_EXTERN int uvq_stream_reset(uvq_conn *conn, int64_t stream_id,
 UVQ_EXTERN int uvq_stream_stop_sending(uvq_conn *conn, int64_t stream_id,
                                        uint64_t app_error);
 
+/**
+ * uvq_stream_is_early returns nonzero if any of the stream's data arrived
+ * in 0-RTT packets (replayable: RFC 9001 §9.2), 0 otherwise or for an
+ * unknown stream.
+ */
+UVQ_EXTERN int uvq_stream_is_early(uvq_conn *conn, int64_t stream_id);
+
 /** Per-stream user data. Returns 0 or UVQ_ERR_STREAM_NOT_FOUND. */
 UVQ_EXTERN int uvq_stream_set_user_data(uvq_conn *conn, int64_t stream_id,
                                         void *stream_user_data);

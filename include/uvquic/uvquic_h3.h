@@ -182,6 +182,12 @@ typedef struct uvq_h3_request_info {
   /** The request's RFC 9218 priority (defaults if it sent none). */
   uint32_t urgency;
   int incremental;
+  /**
+   * Nonzero if (part of) the request arrived as 0-RTT early data, which an
+   * attacker can replay (RFC 9001 §9.2): refuse non-idempotent ones (e.g.
+   * answer 425 Too Early, RFC 8470) unless the application is replay-safe.
+   */
+  int early_data;
 } uvq_h3_request_info;
 
 /** A response: valid during the uvq_h3_respond call only (copied). */

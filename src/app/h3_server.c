@@ -200,6 +200,7 @@ int uvq_h3_server_end_headers(uvq_h3_conn *h, uvq_h3_stream *st) {
     ri.urgency = pri.urgency;
     ri.incremental = pri.inc;
   }
+  ri.early_data = uvq_stream_is_early(h->conn, st->id);
   st->request_seen = 1;
   rv = h->srv->cfg.on_request(st, &ri, h->srv->cfg.user_data);
   uvq_free(h->mem, view);

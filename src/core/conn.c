@@ -244,6 +244,10 @@ static int cb_recv_stream_data(ngtcp2_conn *q, uint32_t flags,
   int fin = (flags & NGTCP2_STREAM_DATA_FLAG_FIN) != 0;
   int rv = 0;
 
+  if (s && (flags & NGTCP2_STREAM_DATA_FLAG_EARLY)) {
+    s->early = 1;
+  }
+
   (void)offset;
   if (s && !s->stop_reading && conn->cb && conn->cb->on_stream_data &&
       conn->stage < UVQ_STAGE_CLOSING && !conn->close_requested) {

@@ -70,6 +70,7 @@ struct uvq_stream {
   unsigned data_blocked : 1;  /* flow control blocked in ngtcp2 */
   unsigned writable_pending : 1;
   unsigned stop_pending : 1; /* peer STOP_SENDING to report */
+  unsigned early : 1;        /* some data arrived in 0-RTT packets */
 
   uvq_stream *ready_prev, *ready_next;
   uvq_stream *pending_next; /* conn->writable_pending list */

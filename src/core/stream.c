@@ -499,6 +499,11 @@ int uvq_stream_set_user_data(uvq_conn *conn, int64_t stream_id,
   return 0;
 }
 
+int uvq_stream_is_early(uvq_conn *conn, int64_t stream_id) {
+  uvq_stream *s = conn ? uvq_stream_find(conn, stream_id) : NULL;
+  return s ? s->early : 0;
+}
+
 void *uvq_stream_get_user_data(uvq_conn *conn, int64_t stream_id) {
   uvq_stream *s = conn ? uvq_stream_find(conn, stream_id) : NULL;
   return s ? s->user_data : NULL;
