@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs every uvquic test: a normal build (-Werror), then the same suite under
-# AddressSanitizer + UndefinedBehaviorSanitizer. Installs what is missing.
-#   scripts/test.sh            both passes
+# AddressSanitizer + UndefinedBehaviorSanitizer, then the threaded tests under
+# ThreadSanitizer, then each libFuzzer harness for a short bounded time
+# (UVQ_FUZZ_SECONDS, default 10; scripts/fuzz.sh runs them long).
+# Installs what is missing.
+#   scripts/test.sh            every pass
 #   scripts/test.sh --quick    the normal pass only
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,5 +26,23 @@ if [ $quick -eq 0 ]; then
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
   export UVQ_SANITIZED=1
   (cd "$here/build-asan" && ctest --output-on-failure -j"$jobs") || status=1
+  unset UVQ_SANITIZED
+
+  # Wakers are the only thread-safe part of the library: the tests that
+  # signal them from other threads run under TSan.
+  echo "== uvquic tests: ThreadSanitizer (threaded tests) =="
+  "$here/scripts/build.sh" "$here/build-tsan" -DUVQ_TSAN=ON -DUVQ_BENCH=OFF
+  (cd "$here/build-tsan" && TSAN_OPTIONS=halt_on_error=1 \
+    ctest --output-on-failure -R '^test_conn$') || status=1
+
+  echo "== uvquic fuzzing: each harness for ${UVQ_FUZZ_SECONDS:-10} s =="
+  if "$here/scripts/fuzz.sh" "${UVQ_FUZZ_SECONDS:-10}" >"$here/build-fuzz.log" 2>&1; then
+    grep -E "^== |DONE" "$here/build-fuzz.log" || true
+    echo "fuzz: every harness ran clean"
+  else
+    tail -n 40 "$here/build-fuzz.log"
+    echo "fuzz: FAILED (full log: build-fuzz.log)"
+    status=1
+  fi
 fi
 exit $status
