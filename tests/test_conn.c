@@ -48,6 +48,7 @@ typedef struct app_side {
 } app_side;
 
 static int g_stop_reading_server; /* server stops reading the first stream */
+static int g_reentry_checks = -1; /* stream-open callbacks that tried; -1 off */
 static uint64_t g_close_server_after; /* server closes after this many bytes */
 static int g_drop_s2c;                /* drop this many server->client dgrams */
 static uint64_t g_reset_code;
@@ -111,9 +112,21 @@ static int on_established(uvq_conn *conn, void *ud) {
 
 static int on_stream_open(uvq_conn *conn, int64_t sid, void *ud) {
   app_side *a = ud;
-  (void)conn;
   a->streams_seen++;
   a->sid = sid;
+  if (g_reentry_checks >= 0) {
+    uvq_endpoint *ep = uvq_conn_get_endpoint(conn);
+    /* Driving the endpoint from inside a callback is refused. */
+    assert_int_equal(uvq_endpoint_flush(ep, 0), UVQ_ERR_INVALID_STATE);
+    assert_int_equal(uvq_endpoint_handle_expiry(ep, 0), UVQ_ERR_INVALID_STATE);
+    assert_int_equal(uvq_endpoint_process_wakes(ep), UVQ_ERR_INVALID_STATE);
+    /* The peer's unidirectional stream has no send side for us. */
+    if (!ngtcp2_is_bidi_stream(sid)) {
+      assert_int_equal(uvq_stream_write(conn, sid, (const uint8_t *)"x", 1, 0),
+                       UVQ_ERR_STREAM_SHUT);
+    }
+    g_reentry_checks++;
+  }
   return 0;
 }
 
@@ -1013,6 +1026,36 @@ static void test_conn_fin_after_many_chunks(void **state) {
   qt_world_free(&w);
 }
 
+static void test_conn_callback_reentry_and_uni(void **state) {
+  qt_world w;
+  app_side cli = {0}, srv = {0};
+  app_side *pair[2] = {&cli, &srv};
+  int64_t uni;
+  (void)state;
+
+  qt_world_init(&w, 22);
+  g_server = &srv;
+  int s = qt_add_server(&w, NULL, on_accept, NULL);
+  int c = qt_add_client(&w, NULL, NULL);
+  assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli, &cli.conn), 0);
+  assert_true(qt_run(&w, both_established, pair, 5 * UVQ_SECONDS));
+  g_reentry_checks = 0;
+  assert_int_equal(uvq_conn_open_stream(cli.conn, 0, &uni, NULL), 0);
+  assert_int_equal(uvq_stream_write(cli.conn, uni, (const uint8_t *)"hi", 2, 1),
+                   2);
+  qt_run(&w, NULL, NULL, 1 * UVQ_SECONDS);
+  assert_int_equal(g_reentry_checks, 1); /* the server saw the stream */
+  assert_int_equal(srv.received, 2);
+  g_reentry_checks = -1;
+  uvq_conn_close(cli.conn, 0, NULL);
+  qt_run(&w, NULL, NULL, 10 * UVQ_SECONDS);
+  if (srv.hash) {
+    uint8_t d[32];
+    gnutls_hash_deinit(srv.hash, d);
+  }
+  qt_world_free(&w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_conn_handshake),
@@ -1029,6 +1072,7 @@ int main(void) {
       cmocka_unit_test(test_conn_datagram),
       cmocka_unit_test(test_conn_qlog),
       cmocka_unit_test(test_conn_fin_after_many_chunks),
+      cmocka_unit_test(test_conn_callback_reentry_and_uni),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
