@@ -54,39 +54,13 @@ static int g_drop_s2c;                /* drop this many server->client dgrams */
 static uint64_t g_reset_code;
 static int g_resets;
 
-static uint8_t gen_byte(uint32_t seed, uint64_t off) {
-  uint64_t x = (off / 8 + 1) * 0x9e3779b97f4a7c15ull ^ seed;
-  x ^= x >> 29;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 32;
-  return (uint8_t)(x >> ((off % 8) * 8));
-}
-
-static void fill(uint32_t seed, uint64_t off, uint8_t *buf, size_t len) {
-  for (size_t i = 0; i < len; i++) {
-    buf[i] = gen_byte(seed, off + i);
-  }
-}
-
-static void expected_hash(uint32_t seed, uint64_t len, uint8_t out[32]) {
-  gnutls_hash_hd_t h;
-  uint8_t buf[65536];
-  assert_int_equal(gnutls_hash_init(&h, GNUTLS_DIG_SHA256), 0);
-  for (uint64_t off = 0; off < len; off += sizeof(buf)) {
-    size_t n = len - off < sizeof(buf) ? (size_t)(len - off) : sizeof(buf);
-    fill(seed, off, buf, n);
-    gnutls_hash(h, buf, n);
-  }
-  gnutls_hash_deinit(h, out);
-}
-
 static int pump(uvq_conn *conn, app_side *a) {
   uint8_t buf[16384];
   while (a->sent < a->to_send) {
     size_t n = a->to_send - a->sent < sizeof(buf) ? (size_t)(a->to_send - a->sent)
                                                   : sizeof(buf);
     ssize_t w;
-    fill(a->gen_seed, a->sent, buf, n);
+    qt_pattern_fill(a->gen_seed, a->sent, buf, n);
     w = uvq_stream_write(conn, a->sid, buf, n, a->sent + n == a->to_send);
     assert_true(w >= 0);
     a->sent += (uint64_t)w;
@@ -406,11 +380,11 @@ static void run_transfer(double drop, double reorder, double dup,
 
   assert_int_equal(srv.received, up);
   gnutls_hash_deinit(srv.hash, got);
-  expected_hash(11, up, want);
+  qt_pattern_sha256(11, up, want);
   assert_memory_equal(got, want, 32);
   assert_int_equal(cli.received, down);
   gnutls_hash_deinit(cli.hash, got);
-  expected_hash(22, down, want);
+  qt_pattern_sha256(22, down, want);
   assert_memory_equal(got, want, 32);
   if (drop > 0) {
     assert_true(w.dropped > 0);
@@ -801,7 +775,7 @@ static void test_conn_key_update(void **state) {
     if (uvq_conn_update_key(server_turn ? srv.conn : cli.conn, w.now) == 0) {
       g_key_updates[server_turn]++;
     }
-    fill(44, cli.sent, chunk, sizeof(chunk));
+    qt_pattern_fill(44, cli.sent, chunk, sizeof(chunk));
     assert_int_equal(uvq_stream_write(cli.conn, cli.sid, chunk, sizeof(chunk),
                                       i == 95),
                      (ssize_t)sizeof(chunk));
@@ -814,7 +788,7 @@ static void test_conn_key_update(void **state) {
   assert_true(g_key_updates[0] >= 12);
   assert_true(g_key_updates[1] >= 12);
   gnutls_hash_deinit(srv.hash, got);
-  expected_hash(44, 96 * 32 * 1024, want);
+  qt_pattern_sha256(44, 96 * 32 * 1024, want);
   assert_memory_equal(got, want, 32);
   uvq_conn_close(cli.conn, 0, NULL);
   qt_run(&w, NULL, NULL, 10 * UVQ_SECONDS);
@@ -1008,7 +982,7 @@ static void test_conn_fin_after_many_chunks(void **state) {
   assert_int_equal(uvq_conn_open_stream(cli.conn, 1, &cli.sid, NULL), 0);
   assert_int_equal(gnutls_hash_init(&h, GNUTLS_DIG_SHA256), 0);
   for (int i = 0; i < 40; i++) {
-    fill(9, (uint64_t)i * 50, piece[i], 50);
+    qt_pattern_fill(9, (uint64_t)i * 50, piece[i], 50);
     gnutls_hash(h, piece[i], 50);
     assert_int_equal(uvq_stream_write_ref(cli.conn, cli.sid, piece[i], 50,
                                           i == 39, noop_free, &freed),

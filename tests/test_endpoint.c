@@ -44,32 +44,6 @@ typedef struct app_side {
 /* The world under test, for callbacks that need the fake clock. */
 static qt_world *g_w;
 
-static uint8_t gen_byte(uint32_t seed, uint64_t off) {
-  uint64_t x = (off / 8 + 1) * 0x9e3779b97f4a7c15ull ^ seed;
-  x ^= x >> 29;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 32;
-  return (uint8_t)(x >> ((off % 8) * 8));
-}
-
-static void fill(uint32_t seed, uint64_t off, uint8_t *buf, size_t len) {
-  for (size_t i = 0; i < len; i++) {
-    buf[i] = gen_byte(seed, off + i);
-  }
-}
-
-static void expected_hash(uint32_t seed, uint64_t len, uint8_t out[32]) {
-  gnutls_hash_hd_t h;
-  uint8_t buf[16384];
-  assert_int_equal(gnutls_hash_init(&h, GNUTLS_DIG_SHA256), 0);
-  for (uint64_t off = 0; off < len; off += sizeof(buf)) {
-    size_t n = len - off < sizeof(buf) ? (size_t)(len - off) : sizeof(buf);
-    fill(seed, off, buf, n);
-    gnutls_hash(h, buf, n);
-  }
-  gnutls_hash_deinit(h, out);
-}
-
 static void side_free(app_side *a) {
   if (a->hash) {
     gnutls_hash_deinit(a->hash, NULL);
@@ -84,7 +58,7 @@ static int pump(uvq_conn *conn, app_side *a) {
                    ? (size_t)(a->to_send - a->sent)
                    : sizeof(buf);
     ssize_t w;
-    fill(a->gen_seed, a->sent, buf, n);
+    qt_pattern_fill(a->gen_seed, a->sent, buf, n);
     w = uvq_stream_write(conn, a->sid, buf, n, a->sent + n == a->to_send);
     assert_true(w >= 0);
     a->sent += (uint64_t)w;
@@ -833,7 +807,7 @@ static void test_endpoint_many_connections(void **state) {
     cli[i].send_on_established = 1;
     cli[i].to_send = MANY_BYTES;
     cli[i].gen_seed = (uint32_t)(1000 + i);
-    expected_hash(cli[i].gen_seed, MANY_BYTES, want[i]);
+    qt_pattern_sha256(cli[i].gen_seed, MANY_BYTES, want[i]);
     assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli[i], &cli[i].conn), 0);
   }
   assert_int_equal(uvq_endpoint_conn_count(w.nodes[c].ep), MANY);
@@ -841,7 +815,7 @@ static void test_endpoint_many_connections(void **state) {
   assert_int_equal(srv.accepted, MANY);
   assert_int_equal(uvq_endpoint_conn_count(w.nodes[s].ep), MANY);
 
-  expected_hash(4242, MANY_BYTES, reply);
+  qt_pattern_sha256(4242, MANY_BYTES, reply);
   for (int i = 0; i < MANY; i++) {
     assert_int_equal(cli[i].established, 1);
     assert_int_equal(cli[i].received, MANY_BYTES);
@@ -1278,10 +1252,10 @@ static void test_endpoint_send_backpressure(void **state) {
   assert_true(es.send_blocked > 0);
 
   assert_int_equal(srv.conns[0].received, up);
-  expected_hash(66, up, want);
+  qt_pattern_sha256(66, up, want);
   assert_memory_equal(srv.conns[0].digest, want, 32);
   assert_int_equal(cli.received, down);
-  expected_hash(77, down, want);
+  qt_pattern_sha256(77, down, want);
   assert_memory_equal(cli.digest, want, 32);
   assert_int_equal(cli.closed, 0);
 

@@ -66,14 +66,6 @@ typedef struct fm_variant {
   int lossy;      /* 3% loss, 2% reordering, 1% duplication */
 } fm_variant;
 
-static uint8_t gen_byte(uint32_t seed, uint64_t off) {
-  uint64_t x = (off / 8 + 1) * 0x9e3779b97f4a7c15ull ^ seed;
-  x ^= x >> 29;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 32;
-  return (uint8_t)(x >> ((off % 8) * 8));
-}
-
 /* A failed API call is the application's to handle: it closes. */
 static void app_nomem(uvq_conn *conn, side *a) {
   a->api_nomem = 1;
@@ -89,7 +81,7 @@ static int pump(uvq_conn *conn, side *a) {
                    : sizeof(buf);
     ssize_t w;
     for (size_t i = 0; i < n; i++) {
-      buf[i] = gen_byte(a->seed, a->sent + i);
+      buf[i] = qt_pattern_byte(a->seed, a->sent + i);
     }
     w = uvq_stream_write(conn, a->sid, buf, n, a->sent + n == a->to_send);
     if (w == UVQ_ERR_NOMEM) {
@@ -135,7 +127,7 @@ static int on_stream_data(uvq_conn *conn, int64_t sid, const uint8_t *data,
   (void)sid;
   (void)sud;
   for (size_t i = 0; i < len; i++) {
-    if (data[i] != gen_byte(peer_seed, a->received + i)) {
+    if (data[i] != qt_pattern_byte(peer_seed, a->received + i)) {
       a->corrupt = 1;
     }
   }

@@ -19,32 +19,6 @@
 
 /* ---- deterministic bodies ------------------------------------------- */
 
-static uint8_t gen_byte(uint32_t seed, uint64_t off) {
-  uint64_t x = (off / 8 + 1) * 0x9e3779b97f4a7c15ull ^ seed;
-  x ^= x >> 29;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 32;
-  return (uint8_t)(x >> ((off % 8) * 8));
-}
-
-static void fill(uint32_t seed, uint64_t off, uint8_t *buf, size_t len) {
-  for (size_t i = 0; i < len; i++) {
-    buf[i] = gen_byte(seed, off + i);
-  }
-}
-
-static void expected_hash(uint32_t seed, uint64_t len, uint8_t out[32]) {
-  gnutls_hash_hd_t h;
-  uint8_t buf[65536];
-  assert_int_equal(gnutls_hash_init(&h, GNUTLS_DIG_SHA256), 0);
-  for (uint64_t off = 0; off < len; off += sizeof(buf)) {
-    size_t n = len - off < sizeof(buf) ? (size_t)(len - off) : sizeof(buf);
-    fill(seed, off, buf, n);
-    gnutls_hash(h, buf, n);
-  }
-  gnutls_hash_deinit(h, out);
-}
-
 /* ---- the world -------------------------------------------------------- */
 
 static qt_world W;
@@ -227,7 +201,7 @@ static ssize_t provider(uvq_h3_stream *st, uint8_t *buf, size_t len,
   if (r->pause_every && r->next_pause - r->off < n) {
     n = (size_t)(r->next_pause - r->off);
   }
-  fill(r->seed, r->off, buf, n);
+  qt_pattern_fill(r->seed, r->off, buf, n);
   r->off += n;
   SS.provided += n;
   outstanding = SS.provided - CLIENT_RECEIVED;
@@ -272,7 +246,7 @@ static int srv_on_request(uvq_h3_stream *st, const uvq_h3_request_info *ri,
   assert_int_equal(ri->schemelen, 5);
   if (path_is(ri, "/buf1m")) {
     uint8_t *b = malloc(MIB);
-    fill(1, 0, b, MIB);
+    qt_pattern_fill(1, 0, b, MIB);
     resp.headers = cl1m;
     resp.nheaders = 1;
     resp.body.type = UVQ_H3_BODY_BUFFER;
@@ -617,7 +591,7 @@ static void test_h3_get_buffer_1m(void **state) {
   assert_int_equal(r.bytes, MIB);
   assert_string_equal(r.content_length, "1048576");
   creq_hash(&r, got);
-  expected_hash(1, MIB, want);
+  qt_pattern_sha256(1, MIB, want);
   assert_memory_equal(got, want, 32);
   assert_true(CS.ready);
   assert_true(qt_run(&W, server_closed_1, NULL, 10 * UVQ_SECONDS));
@@ -639,7 +613,7 @@ static void test_h3_get_provider_20m_loss(void **state) {
   assert_int_equal(r.status, 200);
   assert_int_equal(r.bytes, size);
   creq_hash(&r, got);
-  expected_hash(2, size, want);
+  qt_pattern_sha256(2, size, want);
   assert_memory_equal(got, want, 32);
   assert_true(W.dropped > 0);
   /* The provider is only asked when the stream has room: the server never
@@ -675,7 +649,7 @@ static ssize_t client_provider(uvq_h3_stream *st, uint8_t *buf, size_t len,
   if (b->pause_every && b->next_pause - b->off < n) {
     n = (size_t)(b->next_pause - b->off);
   }
-  fill(b->seed, b->off, buf, n);
+  qt_pattern_fill(b->seed, b->off, buf, n);
   b->off += n;
   *peof = b->off == b->size;
   return (ssize_t)n;
@@ -706,7 +680,7 @@ static void test_h3_post_echo_5m(void **state) {
   assert_int_equal(r.status, 200);
   assert_int_equal(r.bytes, 5 * MIB);
   creq_hash(&r, got);
-  expected_hash(7, 5 * MIB, want);
+  qt_pattern_sha256(7, 5 * MIB, want);
   assert_memory_equal(got, want, 32);
   teardown_world();
 }
@@ -939,7 +913,7 @@ static void test_h3_graceful_shutdown(void **state) {
   assert_int_equal(r.error, 0);
   assert_int_equal(r.bytes, 3 * MIB);
   creq_hash(&r, got);
-  expected_hash(2, 3 * MIB, want);
+  qt_pattern_sha256(2, 3 * MIB, want);
   assert_memory_equal(got, want, 32);
   assert_true(qt_run(&W, all_closed, NULL, 60 * UVQ_SECONDS));
   assert_true(CS.goaway);
@@ -1041,7 +1015,7 @@ static void test_h3_provider_wouldblock_resume(void **state) {
   assert_int_equal(r.status, 200);
   assert_int_equal(r.bytes, size);
   creq_hash(&r, got);
-  expected_hash(3, size, want);
+  qt_pattern_sha256(3, size, want);
   assert_memory_equal(got, want, 32);
   assert_true(qt_run(&W, server_closed_1, NULL, 10 * UVQ_SECONDS));
   assert_int_equal(SS.close_errors, 0);
@@ -1096,7 +1070,7 @@ static void test_h3_upload_wouldblock_resume(void **state) {
   assert_int_equal(r.status, 200);
   assert_int_equal(r.bytes, b.size);
   creq_hash(&r, got);
-  expected_hash(9, b.size, want);
+  qt_pattern_sha256(9, b.size, want);
   assert_memory_equal(got, want, 32);
   teardown_world();
 }
@@ -1253,7 +1227,7 @@ static void post_echo(creq *r, size_t len, uint32_t seed, cbody *b) {
   } else {
     buf = malloc(len);
     assert_non_null(buf);
-    fill(seed, 0, buf, len);
+    qt_pattern_fill(seed, 0, buf, len);
     req.body.type = UVQ_H3_BODY_BUFFER;
     req.body.data = buf;
     req.body.len = len;
@@ -1273,7 +1247,7 @@ static void assert_body(creq *r, uint64_t len, uint32_t seed) {
   assert_int_equal(r->status, 200);
   assert_int_equal(r->bytes, len);
   creq_hash(r, got);
-  expected_hash(seed, len, want);
+  qt_pattern_sha256(seed, len, want);
   assert_memory_equal(got, want, 32);
 }
 

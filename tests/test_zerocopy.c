@@ -62,32 +62,6 @@ static void assert_all_freed_once(void) {
   }
 }
 
-static uint8_t gen_byte(uint32_t seed, uint64_t off) {
-  uint64_t x = (off / 8 + 1) * 0x9e3779b97f4a7c15ull ^ seed;
-  x ^= x >> 29;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 32;
-  return (uint8_t)(x >> ((off % 8) * 8));
-}
-
-static void fill(uint32_t seed, uint64_t off, uint8_t *buf, size_t len) {
-  for (size_t i = 0; i < len; i++) {
-    buf[i] = gen_byte(seed, off + i);
-  }
-}
-
-static void expected_hash(uint32_t seed, uint64_t len, uint8_t out[32]) {
-  gnutls_hash_hd_t h;
-  uint8_t buf[65536];
-  assert_int_equal(gnutls_hash_init(&h, GNUTLS_DIG_SHA256), 0);
-  for (uint64_t off = 0; off < len; off += sizeof(buf)) {
-    size_t n = len - off < sizeof(buf) ? (size_t)(len - off) : sizeof(buf);
-    fill(seed, off, buf, n);
-    gnutls_hash(h, buf, n);
-  }
-  gnutls_hash_deinit(h, out);
-}
-
 /* ---- the test application ---------------------------------------------- */
 
 typedef struct app_side {
@@ -123,7 +97,7 @@ static ssize_t write_piece(uvq_conn *conn, app_side *a, size_t len, int fin) {
   g_pieces[i].data = malloc(len);
   assert_non_null(g_pieces[i].data);
   g_pieces[i].len = len;
-  fill(a->seed, a->sent, g_pieces[i].data, len);
+  qt_pattern_fill(a->seed, a->sent, g_pieces[i].data, len);
   w = uvq_stream_write_ref(conn, a->sid, g_pieces[i].data, len, fin,
                            piece_free_cb, (void *)(uintptr_t)i);
   if (w > 0) {
@@ -245,7 +219,7 @@ static void server_hash_check(app_side *srv, uint32_t seed, uint64_t len) {
   assert_int_equal(srv->received, len);
   gnutls_hash_deinit(srv->hash, got);
   srv->hash = NULL;
-  expected_hash(seed, len, want);
+  qt_pattern_sha256(seed, len, want);
   assert_memory_equal(got, want, 32);
 }
 

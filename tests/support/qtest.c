@@ -1,5 +1,7 @@
 #include "qtest.h"
 
+#include <gnutls/crypto.h>
+
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -330,4 +332,32 @@ void qt_sha256_hex(const uint8_t *d, char out[65]) {
   for (int i = 0; i < 32; i++) {
     snprintf(out + 2 * i, 3, "%02x", d[i]);
   }
+}
+
+uint8_t qt_pattern_byte(uint32_t seed, uint64_t off) {
+  uint64_t x = (off / 8 + 1) * 0x9e3779b97f4a7c15ull ^ seed;
+  x ^= x >> 29;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 32;
+  return (uint8_t)(x >> ((off % 8) * 8));
+}
+
+void qt_pattern_fill(uint32_t seed, uint64_t off, uint8_t *buf, size_t len) {
+  for (size_t i = 0; i < len; i++) {
+    buf[i] = qt_pattern_byte(seed, off + i);
+  }
+}
+
+void qt_pattern_sha256(uint32_t seed, uint64_t len, uint8_t out[32]) {
+  gnutls_hash_hd_t h;
+  uint8_t buf[65536];
+  if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) != 0) {
+    abort();
+  }
+  for (uint64_t off = 0; off < len; off += sizeof(buf)) {
+    size_t n = len - off < sizeof(buf) ? (size_t)(len - off) : sizeof(buf);
+    qt_pattern_fill(seed, off, buf, n);
+    gnutls_hash(h, buf, n);
+  }
+  gnutls_hash_deinit(h, out);
 }

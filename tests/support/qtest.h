@@ -116,6 +116,13 @@ void qt_addr_v4(uvq_addr *a, uint16_t port);
  * address, e.g. to migrate a client to). Returns 0, or -1 if full. */
 int qt_add_alias(qt_world *w, int node, const uvq_addr *addr);
 
+/* Deterministic test payloads: byte |off| of the stream named |seed|,
+ * a run of them, and the SHA-256 of its first |len| bytes (aborts if
+ * GnuTLS cannot hash). Every protocol test checks transfers against these. */
+uint8_t qt_pattern_byte(uint32_t seed, uint64_t off);
+void qt_pattern_fill(uint32_t seed, uint64_t off, uint8_t *buf, size_t len);
+void qt_pattern_sha256(uint32_t seed, uint64_t len, uint8_t out[32]);
+
 /* Sha-256 helper: hex into out[65]. */
 void qt_sha256_hex(const uint8_t *digest32, char out[65]);
 
