@@ -554,44 +554,6 @@ typedef struct kv_store {
 
 static client *g_client;
 
-/* The path's local address for a connection from |ep| to |remote|: the
- * socket's, or on a wildcard socket the address the kernel will pick as
- * our source (asked of the routing table with a throwaway connected
- * socket), as uvq_connect does, so the first reply is not a new path. */
-static int cli_local_for(uvq_uv_endpoint *ep, const uvq_addr *remote,
-                         uvq_addr *local) {
-  struct sockaddr_storage ss;
-  socklen_t sslen = sizeof(ss);
-  int rv, fd;
-
-  rv = uvq_uv_endpoint_get_local_addr(ep, local);
-  if (rv != 0) {
-    return rv;
-  }
-  fd = socket(remote->ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_UDP);
-  if (fd < 0) {
-    return 0;
-  }
-  if (connect(fd, (const struct sockaddr *)&remote->ss, remote->len) == 0 &&
-      getsockname(fd, (struct sockaddr *)&ss, &sslen) == 0 &&
-      ss.ss_family == local->ss.ss_family) {
-    int wildcard;
-    if (ss.ss_family == AF_INET) {
-      struct sockaddr_in *l = (struct sockaddr_in *)&local->ss;
-      wildcard = l->sin_addr.s_addr == htonl(INADDR_ANY);
-      ((struct sockaddr_in *)&ss)->sin_port = l->sin_port;
-    } else {
-      struct sockaddr_in6 *l = (struct sockaddr_in6 *)&local->ss;
-      wildcard = IN6_IS_ADDR_UNSPECIFIED(&l->sin6_addr);
-      ((struct sockaddr_in6 *)&ss)->sin6_port = l->sin6_port;
-    }
-    if (wildcard) {
-      (void)uvq_addr_set(local, (const struct sockaddr *)&ss, sslen);
-    }
-  }
-  close(fd);
-  return 0;
-}
 static kv_store g_tokens, g_sessions;
 static uvq_app_callbacks g_cb;
 static const uvq_app_callbacks *g_inner;
@@ -974,7 +936,6 @@ static void w_on_closed(uvq_conn *conn, const uvq_close_info *ci,
 static int group_connect(client *c, group *g, uvq_uv_endpoint *ep,
                          const uvq_app_callbacks *inner, void *user_data) {
   uvq_connect_params params;
-  uvq_path path;
   kv_entry *tok = NULL, *ses = NULL;
   char key[300];
   int rv;
@@ -1003,20 +964,8 @@ static int group_connect(client *c, group *g, uvq_uv_endpoint *ep,
   if (c->session_file != NULL) {
     ses = kv_find(&g_sessions, key, 0);
   }
-  memset(&path, 0, sizeof(path));
-  rv = uvq_addr_set(&path.remote, (struct sockaddr *)&g->addr,
-                    g->addr.ss_family == AF_INET6
-                        ? sizeof(struct sockaddr_in6)
-                        : sizeof(struct sockaddr_in));
-  if (rv == 0) {
-    rv = cli_local_for(ep, &path.remote, &path.local);
-  }
-  if (rv != 0) {
-    return rv;
-  }
   uvq_connect_params_default(&params);
   params.server_name = g->host;
-  params.path = &path;
   params.callbacks = &g_cb;
   params.user_data = user_data;
   if (tok != NULL) {
@@ -1031,18 +980,16 @@ static int group_connect(client *c, group *g, uvq_uv_endpoint *ep,
     g->early_attempted = 1;
     vlog(g, "resuming the stored session, attempting 0-RTT%s", "");
   }
-  rv = uvq_endpoint_connect(uvq_uv_endpoint_get_endpoint(ep), &params,
-                            uv_hrtime(), &g->conn);
+  rv = uvq_connect_with(ep, (struct sockaddr *)&g->addr, &params, &g->conn);
   if (rv == UVQ_ERR_INVALID_ARGUMENT && ses != NULL) {
     /* A stored session that no longer parses: connect without it. */
     params.resumption = NULL;
     params.resumptionlen = 0;
     params.early_data = 0;
     g->early_attempted = 0;
-    rv = uvq_endpoint_connect(uvq_uv_endpoint_get_endpoint(ep), &params,
-                              uv_hrtime(), &g->conn);
+    rv = uvq_connect_with(ep, (struct sockaddr *)&g->addr, &params,
+                          &g->conn);
   }
-  /* The adapter's prepare hook sends the Initial before the loop blocks. */
   return rv;
 }
 

@@ -72,6 +72,19 @@ UVQ_EXTERN int uvq_connect(uvq_uv_endpoint *uep, const struct sockaddr *remote,
                            void *conn_user_data, uvq_conn **pconn);
 
 /**
+ * uvq_connect_with is uvq_connect with every per-connection parameter of
+ * the core (address-validation token, resumption data, early data...):
+ * |params| as for uvq_endpoint_connect, except that params->path is ignored
+ * — the adapter builds the path to |remote| from its socket (on a wildcard
+ * socket, with the source address the kernel will pick). Same returns as
+ * uvq_connect.
+ */
+UVQ_EXTERN int uvq_connect_with(uvq_uv_endpoint *uep,
+                                const struct sockaddr *remote,
+                                const uvq_connect_params *params,
+                                uvq_conn **pconn);
+
+/**
  * uvq_uv_endpoint_close closes every connection with NO_ERROR, waits for
  * their closing periods, then closes the socket and handles and frees
  * everything; |cb| fires once at the end. Calling it twice is a no-op.

@@ -682,15 +682,14 @@ static void uep_local_for(uvq_uv_endpoint *uep, const uvq_addr *remote,
   uep_local_for_sock(&uep->udp, &uep->local, remote, local);
 }
 
-int uvq_connect(uvq_uv_endpoint *uep, const struct sockaddr *remote,
-                const char *server_name, const uvq_app_callbacks *callbacks,
-                void *conn_user_data, uvq_conn **pconn) {
-  uvq_connect_params params;
+int uvq_connect_with(uvq_uv_endpoint *uep, const struct sockaddr *remote,
+                     const uvq_connect_params *params, uvq_conn **pconn) {
+  uvq_connect_params p;
   uvq_path path;
   socklen_t len;
   int rv;
 
-  if (uep == NULL || remote == NULL || uep->is_server) {
+  if (uep == NULL || remote == NULL || params == NULL || uep->is_server) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   if (uep->state != UEP_RUNNING) {
@@ -706,13 +705,10 @@ int uvq_connect(uvq_uv_endpoint *uep, const struct sockaddr *remote,
     return rv;
   }
   uep_local_for(uep, &path.remote, &path.local);
-  uvq_connect_params_default(&params);
-  params.server_name = server_name;
-  params.path = &path;
-  params.callbacks = callbacks;
-  params.user_data = conn_user_data;
+  p = *params;
+  p.path = &path;
   ++uep->in_core;
-  rv = uvq_endpoint_connect(uep->ep, &params, uv_hrtime(), pconn);
+  rv = uvq_endpoint_connect(uep->ep, &p, uv_hrtime(), pconn);
   --uep->in_core;
   if (rv == 0) {
     /* The Initial goes out now when called from outside the core, or from
@@ -720,6 +716,17 @@ int uvq_connect(uvq_uv_endpoint *uep, const struct sockaddr *remote,
     uep_flush(uep);
   }
   return rv;
+}
+
+int uvq_connect(uvq_uv_endpoint *uep, const struct sockaddr *remote,
+                const char *server_name, const uvq_app_callbacks *callbacks,
+                void *conn_user_data, uvq_conn **pconn) {
+  uvq_connect_params params;
+  uvq_connect_params_default(&params);
+  params.server_name = server_name;
+  params.callbacks = callbacks;
+  params.user_data = conn_user_data;
+  return uvq_connect_with(uep, remote, &params, pconn);
 }
 
 void uvq_uv_endpoint_close(uvq_uv_endpoint *uep, uvq_uv_close_cb cb) {
