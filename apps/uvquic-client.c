@@ -72,7 +72,6 @@
 #include "cli.h"
 /* Whether a Retry happened and the negotiated cipher are not in the public
  * API: read them from ngtcp2 and GnuTLS through the connection. */
-#include "core/core.h"
 
 /* Longest path we send; the hq limit, kept for both protocols. */
 #define MAX_PATH (UVQ_HQ_MAX_REQUEST - 6)
@@ -767,12 +766,10 @@ static int w_on_established(uvq_conn *conn, void *user_data) {
   group *g = group_of(conn);
 
   if (g != NULL) {
-    const ngtcp2_transport_params *tp =
-        ngtcp2_conn_get_remote_transport_params(conn->q);
     uvq_conn_info info;
 
     uvq_conn_get_info(conn, &info);
-    g->retry = tp != NULL && tp->retry_scid_present;
+    g->retry = info.retry;
     g->resumed = info.resumed;
     g->early = info.early_data;
     vlog(g, "established%s", g->retry ? " after a Retry" : "");
@@ -855,9 +852,7 @@ static void record_stats(group *g, uvq_conn *conn, const uvq_close_info *ci) {
   snprintf(alpn, sizeof(alpn), "%.*s", (int)info.alpnlen,
            info.alpn ? (const char *)info.alpn : "");
   snprintf(ver, sizeof(ver), "0x%08x", info.version);
-  if (ci->handshake_completed && conn->tls != NULL) {
-    cipher = gnutls_cipher_get_name(gnutls_cipher_get(conn->tls));
-  }
+  cipher = info.cipher;
   json_object_set_new(o, "server", json_string(key));
   json_object_set_new(o, "alpn", json_string(alpn));
   json_object_set_new(o, "version", json_string(ver));

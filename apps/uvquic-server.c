@@ -46,7 +46,6 @@
 #include "app/fileserve.h"
 #include "app/hq.h"
 #include "cli.h"
-#include "core/tls.h"
 
 typedef struct server {
   uv_loop_t *loop;

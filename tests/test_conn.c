@@ -326,6 +326,12 @@ static void test_conn_handshake(void **state) {
   assert_string_equal(srv.sni, "localhost");
   assert_string_equal(srv.alpn, "test");
   assert_int_equal(uvq_conn_get_stage(cli.conn), UVQ_STAGE_RUNNING);
+  {
+    uvq_conn_info info;
+    uvq_conn_get_info(cli.conn, &info);
+    assert_int_equal(info.retry, 0); /* no Retry without Retry mode */
+    assert_non_null(info.cipher);
+  }
   uvq_endpoint_get_stats(w.nodes[s].ep, &st);
   assert_int_equal(st.connections_current, 1);
   assert_int_equal(st.initials_accepted, 1);

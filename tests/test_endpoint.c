@@ -304,6 +304,11 @@ static void test_endpoint_retry(void **state) {
   uvq_conn_get_info(srv.conns[0].conn, &info);
   assert_int_equal(info.address_validated, 1);
   assert_int_equal(info.version, UVQ_QUIC_V1);
+  assert_int_equal(info.retry, 1);
+  assert_non_null(info.cipher);
+  uvq_conn_get_info(cli.conn, &info);
+  assert_int_equal(info.retry, 1); /* the client followed the Retry */
+  assert_string_equal(info.cipher, "AES-128-GCM");
 
   assert_int_equal(uvq_conn_close(cli.conn, 0, NULL), 0);
   qt_run(&w, NULL, NULL, 10 * UVQ_SECONDS);

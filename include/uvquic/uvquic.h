@@ -774,6 +774,13 @@ typedef struct uvq_conn_info {
    * stage is still UVQ_STAGE_HANDSHAKE: that data may be a replay.
    */
   uvq_early_data early_data;
+  /**
+   * Nonzero if the handshake went through a Retry: the client followed one,
+   * or the server accepted the client on a Retry token.
+   */
+  int retry;
+  /** The negotiated AEAD's GnuTLS name ("AES-128-GCM"), or NULL before. */
+  const char *cipher;
 } uvq_conn_info;
 
 /**

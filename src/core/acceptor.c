@@ -177,6 +177,7 @@ void uvq_acceptor_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
     return;
   }
   conn->address_validated = validated;
+  conn->via_retry = retry_scid != NULL;
   /* The map holds, while the handshake runs, the DCID this Initial used
    * (the Retry SCID after a Retry) and the client's original DCID, so
    * retransmitted Initials reach this connection. */

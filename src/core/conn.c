@@ -1041,6 +1041,11 @@ void uvq_conn_get_info(uvq_conn *conn, uvq_conn_info *info) {
   info->bytes_in_flight = cs.bytes_in_flight;
   info->odcid = conn->odcid.data;
   info->odcidlen = conn->odcid.datalen;
+  info->retry = conn->is_server ? conn->via_retry
+                                : ngtcp2_conn_after_retry(conn->q) != 0;
+  if (conn->handshake_completed) {
+    info->cipher = gnutls_cipher_get_name(gnutls_cipher_get(conn->tls));
+  }
 }
 
 void *uvq_conn_get_user_data(uvq_conn *conn) { return conn->user_data; }

@@ -140,6 +140,7 @@ struct uvq_conn {
   ngtcp2_cid last_new_cid;
   int nomem; /* one of our ngtcp2 callbacks failed to allocate */
   int address_validated;
+  int via_retry;             /* server: accepted on a Retry token */
   int accepted;              /* on_accept ran and accepted */
   int refused;               /* on_accept refused */
   int handshake_completed;
