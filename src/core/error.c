@@ -1,3 +1,7 @@
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "core/error.h"
 #include "uvquic/uvquic.h"
 
 const char *uvq_strerror(int err) {
@@ -100,4 +104,15 @@ const char *uvq_drop_reason_name(uvq_drop_reason r) {
     return "unknown";
   }
   return names[r];
+}
+
+void uvq_set_errbuf(char *errbuf, size_t errbuflen, const char *fmt, ...) {
+  va_list ap;
+
+  if (errbuf == NULL || errbuflen == 0) {
+    return;
+  }
+  va_start(ap, fmt);
+  vsnprintf(errbuf, errbuflen, fmt, ap);
+  va_end(ap);
 }

@@ -6,7 +6,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,27 +15,13 @@
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 
+#include "core/error.h"
 #include "uvquic/uvquic.h"
 
 #define KEYS_MAGIC "uvquic-keys"
 #define KEYS_VERSION 1
 /* Longest file we read: the format needs well under 1 KiB. */
 #define KEYS_MAXFILE 8192
-
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static void
-set_err(char *errbuf, size_t errbuflen, const char *fmt, ...) {
-  va_list ap;
-
-  if (errbuf == NULL || errbuflen == 0) {
-    return;
-  }
-  va_start(ap, fmt);
-  vsnprintf(errbuf, errbuflen, fmt, ap);
-  va_end(ap);
-}
 
 int uvq_keys_generate(uvq_keys *keys) {
   if (keys == NULL) {
@@ -145,7 +130,7 @@ int uvq_keys_save(const uvq_keys *keys, const char *path, char *errbuf,
     errbuf[0] = '\0';
   }
   if (keys == NULL || path == NULL || path[0] == '\0') {
-    set_err(errbuf, errbuflen, "keys and path are required");
+    uvq_set_errbuf(errbuf, errbuflen, "keys and path are required");
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   n = snprintf(text, sizeof(text),
@@ -176,7 +161,7 @@ int uvq_keys_save(const uvq_keys *keys, const char *path, char *errbuf,
   tmp = malloc(pathlen + sizeof(".tmpXXXXXX"));
   if (tmp == NULL) {
     gnutls_memset(text, 0, sizeof(text));
-    set_err(errbuf, errbuflen, "out of memory");
+    uvq_set_errbuf(errbuf, errbuflen, "out of memory");
     return UVQ_ERR_NOMEM;
   }
   memcpy(tmp, path, pathlen);
@@ -184,27 +169,27 @@ int uvq_keys_save(const uvq_keys *keys, const char *path, char *errbuf,
   fd = mkstemp(tmp);
   if (fd < 0) {
     e = errno;
-    set_err(errbuf, errbuflen, "key file %s: cannot create a temporary file: %s",
+    uvq_set_errbuf(errbuf, errbuflen, "key file %s: cannot create a temporary file: %s",
             path, strerror(e));
     goto fail_open;
   }
   if (fchmod(fd, 0600) != 0 || write_all(fd, text, off) != 0 ||
       fsync(fd) != 0) {
     e = errno;
-    set_err(errbuf, errbuflen, "key file %s: cannot write %s: %s", path, tmp,
+    uvq_set_errbuf(errbuf, errbuflen, "key file %s: cannot write %s: %s", path, tmp,
             strerror(e));
     close(fd);
     goto fail_write;
   }
   if (close(fd) != 0) {
     e = errno;
-    set_err(errbuf, errbuflen, "key file %s: cannot write %s: %s", path, tmp,
+    uvq_set_errbuf(errbuf, errbuflen, "key file %s: cannot write %s: %s", path, tmp,
             strerror(e));
     goto fail_write;
   }
   if (rename(tmp, path) != 0) {
     e = errno;
-    set_err(errbuf, errbuflen, "key file %s: cannot rename %s over it: %s",
+    uvq_set_errbuf(errbuf, errbuflen, "key file %s: cannot rename %s over it: %s",
             path, tmp, strerror(e));
     goto fail_write;
   }
@@ -308,7 +293,7 @@ static int parse_keys(uvq_keys *k, char *text, size_t len, const char *path,
     }
     sp = memchr(line, ' ', linelen);
     if (sp == NULL) {
-      set_err(errbuf, errbuflen, "key file %s:%zu: expected \"name value\"",
+      uvq_set_errbuf(errbuf, errbuflen, "key file %s:%zu: expected \"name value\"",
               path, lineno);
       return UVQ_ERR_KEY_FILE;
     }
@@ -318,13 +303,13 @@ static int parse_keys(uvq_keys *k, char *text, size_t len, const char *path,
     if (!(have & HAVE_MAGIC)) {
       if (namelen != strlen(KEYS_MAGIC) ||
           memcmp(line, KEYS_MAGIC, namelen) != 0) {
-        set_err(errbuf, errbuflen,
+        uvq_set_errbuf(errbuf, errbuflen,
                 "key file %s:%zu: not a uvquic key file (no \"%s %d\" line)",
                 path, lineno, KEYS_MAGIC, KEYS_VERSION);
         return UVQ_ERR_KEY_FILE;
       }
       if (vallen != 1 || val[0] != '0' + KEYS_VERSION) {
-        set_err(errbuf, errbuflen,
+        uvq_set_errbuf(errbuf, errbuflen,
                 "key file %s:%zu: unsupported version \"%.*s\" (this build "
                 "reads %d)",
                 path, lineno, (int)(vallen > 16 ? 16 : vallen), val,
@@ -349,17 +334,17 @@ static int parse_keys(uvq_keys *k, char *text, size_t len, const char *path,
     }
 #undef KEY_IS
     if (dst == NULL) {
-      set_err(errbuf, errbuflen, "key file %s:%zu: unknown key \"%.*s\"", path,
+      uvq_set_errbuf(errbuf, errbuflen, "key file %s:%zu: unknown key \"%.*s\"", path,
               lineno, (int)(namelen > 32 ? 32 : namelen), line);
       return UVQ_ERR_KEY_FILE;
     }
     if (have & bit) {
-      set_err(errbuf, errbuflen, "key file %s:%zu: \"%.*s\" given twice", path,
+      uvq_set_errbuf(errbuf, errbuflen, "key file %s:%zu: \"%.*s\" given twice", path,
               lineno, (int)namelen, line);
       return UVQ_ERR_KEY_FILE;
     }
     if (parse_hex(dst, dstlen, val, vallen) != 0) {
-      set_err(errbuf, errbuflen,
+      uvq_set_errbuf(errbuf, errbuflen,
               "key file %s:%zu: \"%.*s\" must be %zu hex digits", path,
               lineno, (int)namelen, line, 2 * dstlen);
       return UVQ_ERR_KEY_FILE;
@@ -368,7 +353,7 @@ static int parse_keys(uvq_keys *k, char *text, size_t len, const char *path,
   }
   if ((have & (HAVE_MAGIC | HAVE_TICKET | HAVE_TOKEN | HAVE_SECRET)) !=
       (HAVE_MAGIC | HAVE_TICKET | HAVE_TOKEN | HAVE_SECRET)) {
-    set_err(errbuf, errbuflen,
+    uvq_set_errbuf(errbuf, errbuflen,
             "key file %s: incomplete (needs the \"%s %d\" line, ticket_key, "
             "token_key and static_secret)",
             path, KEYS_MAGIC, KEYS_VERSION);
@@ -391,13 +376,13 @@ int uvq_keys_load(uvq_keys *keys, const char *path, char *errbuf,
     errbuf[0] = '\0';
   }
   if (keys == NULL || path == NULL) {
-    set_err(errbuf, errbuflen, "keys and path are required");
+    uvq_set_errbuf(errbuf, errbuflen, "keys and path are required");
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     e = errno;
-    set_err(errbuf, errbuflen, "key file %s: %s", path, strerror(e));
+    uvq_set_errbuf(errbuf, errbuflen, "key file %s: %s", path, strerror(e));
     errno = e;
     return UVQ_ERR_IO;
   }
@@ -406,18 +391,18 @@ int uvq_keys_load(uvq_keys *keys, const char *path, char *errbuf,
   if (fstat(fd, &st) != 0) {
     e = errno;
     close(fd);
-    set_err(errbuf, errbuflen, "key file %s: %s", path, strerror(e));
+    uvq_set_errbuf(errbuf, errbuflen, "key file %s: %s", path, strerror(e));
     errno = e;
     return UVQ_ERR_IO;
   }
   if (!S_ISREG(st.st_mode)) {
     close(fd);
-    set_err(errbuf, errbuflen, "key file %s: not a regular file", path);
+    uvq_set_errbuf(errbuf, errbuflen, "key file %s: not a regular file", path);
     return UVQ_ERR_KEY_FILE;
   }
   if (st.st_mode & (S_IRWXG | S_IRWXO)) {
     close(fd);
-    set_err(errbuf, errbuflen,
+    uvq_set_errbuf(errbuf, errbuflen,
             "key file %s: mode %04o lets group or others access it; refusing "
             "(chmod 600 it, and consider the keys leaked)",
             path, (unsigned)(st.st_mode & 07777));
@@ -426,7 +411,7 @@ int uvq_keys_load(uvq_keys *keys, const char *path, char *errbuf,
   if (read_file(fd, text, sizeof(text), &len) != 0) {
     e = errno;
     close(fd);
-    set_err(errbuf, errbuflen, "key file %s: %s", path,
+    uvq_set_errbuf(errbuf, errbuflen, "key file %s: %s", path,
             e == EFBIG ? "too large to be a key file" : strerror(e));
     gnutls_memset(text, 0, sizeof(text));
     return e == EFBIG ? UVQ_ERR_KEY_FILE : UVQ_ERR_IO;

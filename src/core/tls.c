@@ -1,12 +1,12 @@
 /* TLS layer: GnuTLS contexts (credentials, priorities, ALPN, key log) and
  * the per-connection sessions built from them. */
+#include "core/error.h"
 #include "core/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,21 +33,6 @@ static const char prio_base[] =
  * that peers with a slightly slow clock accept it. */
 #define EPHEMERAL_BACKDATE (60 * 60)
 #define EPHEMERAL_LIFETIME (7 * 24 * 60 * 60)
-
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static void
-set_err(char *errbuf, size_t errbuflen, const char *fmt, ...) {
-  va_list ap;
-
-  if (errbuf == NULL || errbuflen == 0) {
-    return;
-  }
-  va_start(ap, fmt);
-  vsnprintf(errbuf, errbuflen, fmt, ap);
-  va_end(ap);
-}
 
 /* The anti-replay database; see replay_db_add. */
 #define REPLAY_WINDOW_MS 10000u
@@ -118,23 +103,23 @@ static int check_alpn(const uvq_tls_config *cfg, char *errbuf,
   size_t i, len;
 
   if (cfg->alpn == NULL || cfg->alpnlen == 0) {
-    set_err(errbuf, errbuflen, "alpn: at least one protocol is required");
+    uvq_set_errbuf(errbuf, errbuflen, "alpn: at least one protocol is required");
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   if (cfg->alpnlen > UVQ_TLS_MAX_ALPN) {
-    set_err(errbuf, errbuflen,
+    uvq_set_errbuf(errbuf, errbuflen,
             "alpn: %zu protocols given, GnuTLS takes at most %d", cfg->alpnlen,
             UVQ_TLS_MAX_ALPN);
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   for (i = 0; i < cfg->alpnlen; ++i) {
     if (cfg->alpn[i] == NULL) {
-      set_err(errbuf, errbuflen, "alpn[%zu] is NULL", i);
+      uvq_set_errbuf(errbuf, errbuflen, "alpn[%zu] is NULL", i);
       return UVQ_ERR_INVALID_ARGUMENT;
     }
     len = strlen(cfg->alpn[i]);
     if (len == 0 || len > UVQ_TLS_MAX_ALPN_NAME) {
-      set_err(errbuf, errbuflen,
+      uvq_set_errbuf(errbuf, errbuflen,
               "alpn[%zu]: length %zu, must be 1..%d bytes (GnuTLS limit)", i,
               len, UVQ_TLS_MAX_ALPN_NAME);
       return UVQ_ERR_INVALID_ARGUMENT;
@@ -209,13 +194,13 @@ static int init_priority(uvq_tls_ctx *ctx, const char *ciphers, char *errbuf,
       rv = UVQ_ERR_NOMEM;
     } else if (errpos != NULL && extralen && errpos >= s + baselen + 1) {
       off = (size_t)(errpos - (s + baselen + 1));
-      set_err(errbuf, errbuflen,
+      uvq_set_errbuf(errbuf, errbuflen,
               "ciphers: bad GnuTLS priority string \"%s\" at offset %zu "
               "(\"%s\"): %s",
               ciphers, off, ciphers + off, gnutls_strerror(rv));
       rv = UVQ_ERR_TLS_CONFIG;
     } else {
-      set_err(errbuf, errbuflen, "TLS priority string \"%s\" rejected%s%s: %s",
+      uvq_set_errbuf(errbuf, errbuflen, "TLS priority string \"%s\" rejected%s%s: %s",
               s, errpos ? " at " : "", errpos ? errpos : "",
               gnutls_strerror(rv));
       rv = UVQ_ERR_TLS_CONFIG;
@@ -226,7 +211,7 @@ static int init_priority(uvq_tls_ctx *ctx, const char *ciphers, char *errbuf,
   uvq_free(ctx->mem, s);
 
   if (!has_tls13_suite(ctx->prio)) {
-    set_err(errbuf, errbuflen,
+    uvq_set_errbuf(errbuf, errbuflen,
             "ciphers: \"%s\" leaves no TLS 1.3 cipher suite enabled",
             ciphers ? ciphers : "");
     return UVQ_ERR_TLS_CONFIG;
@@ -264,7 +249,7 @@ static int load_file(const char *path, gnutls_datum_t *d, const char *what,
   rv = gnutls_load_file(path, d);
   if (rv < 0) {
     e = errno;
-    set_err(errbuf, errbuflen, "%s %s: %s", what, path,
+    uvq_set_errbuf(errbuf, errbuflen, "%s %s: %s", what, path,
             e ? strerror(e) : gnutls_strerror(rv));
     d->data = NULL;
     return rv == GNUTLS_E_MEMORY_ERROR ? UVQ_ERR_NOMEM : -1;
@@ -293,7 +278,7 @@ static int load_cert_key(uvq_tls_ctx *ctx, const char *cert_file,
   }
   rv = gnutls_x509_crt_list_import2(&crts, &ncrts, &cd, GNUTLS_X509_FMT_PEM, 0);
   if (rv < 0 || ncrts == 0) {
-    set_err(errbuf, errbuflen, "certificate file %s: no PEM certificate: %s",
+    uvq_set_errbuf(errbuf, errbuflen, "certificate file %s: no PEM certificate: %s",
             cert_file, rv < 0 ? gnutls_strerror(rv) : "empty");
     rv = rv == GNUTLS_E_MEMORY_ERROR ? UVQ_ERR_NOMEM : UVQ_ERR_CERT_FILE;
     goto fail;
@@ -316,7 +301,7 @@ static int load_cert_key(uvq_tls_ctx *ctx, const char *cert_file,
   }
   rv = gnutls_x509_privkey_import2(key, &kd, GNUTLS_X509_FMT_PEM, NULL, 0);
   if (rv != 0) {
-    set_err(errbuf, errbuflen, "key file %s: no usable PEM private key: %s",
+    uvq_set_errbuf(errbuf, errbuflen, "key file %s: no usable PEM private key: %s",
             key_file, gnutls_strerror(rv));
     rv = rv == GNUTLS_E_MEMORY_ERROR ? UVQ_ERR_NOMEM : UVQ_ERR_KEY_FILE;
     goto fail;
@@ -328,11 +313,11 @@ static int load_cert_key(uvq_tls_ctx *ctx, const char *cert_file,
     if (rv == GNUTLS_E_MEMORY_ERROR) {
       rv = UVQ_ERR_NOMEM;
     } else if (rv == GNUTLS_E_CERTIFICATE_KEY_MISMATCH) {
-      set_err(errbuf, errbuflen, "key file %s does not match certificate %s",
+      uvq_set_errbuf(errbuf, errbuflen, "key file %s does not match certificate %s",
               key_file, cert_file);
       rv = UVQ_ERR_KEY_FILE;
     } else {
-      set_err(errbuf, errbuflen, "certificate %s with key %s: %s", cert_file,
+      uvq_set_errbuf(errbuf, errbuflen, "certificate %s with key %s: %s", cert_file,
               key_file, gnutls_strerror(rv));
       rv = UVQ_ERR_CERT_FILE;
     }
@@ -437,7 +422,7 @@ static int gen_ephemeral(uvq_tls_ctx *ctx, char *errbuf, size_t errbuflen) {
   return rv;
 
 fail:
-  set_err(errbuf, errbuflen, "cannot generate ephemeral certificate: %s",
+  uvq_set_errbuf(errbuf, errbuflen, "cannot generate ephemeral certificate: %s",
           gnutls_strerror(rv));
   if (crt) {
     gnutls_x509_crt_deinit(crt);
@@ -456,7 +441,7 @@ static int load_trust(uvq_tls_ctx *ctx, const uvq_tls_config *cfg, char *errbuf,
     rv = gnutls_certificate_set_x509_trust_file(ctx->cred, cfg->ca_file,
                                                 GNUTLS_X509_FMT_PEM);
     if (rv <= 0) {
-      set_err(errbuf, errbuflen, "CA file %s: %s", cfg->ca_file,
+      uvq_set_errbuf(errbuf, errbuflen, "CA file %s: %s", cfg->ca_file,
               rv < 0 ? gnutls_strerror(rv) : "no PEM certificate in it");
       return rv == GNUTLS_E_MEMORY_ERROR ? UVQ_ERR_NOMEM : UVQ_ERR_CA_FILE;
     }
@@ -467,7 +452,7 @@ static int load_trust(uvq_tls_ctx *ctx, const uvq_tls_config *cfg, char *errbuf,
   }
   rv = gnutls_certificate_set_x509_system_trust(ctx->cred);
   if (rv <= 0) {
-    set_err(errbuf, errbuflen, "system trust store: %s",
+    uvq_set_errbuf(errbuf, errbuflen, "system trust store: %s",
             rv < 0 ? gnutls_strerror(rv) : "no certificate found");
     return rv == GNUTLS_E_MEMORY_ERROR ? UVQ_ERR_NOMEM : UVQ_ERR_CA_FILE;
   }
@@ -486,7 +471,7 @@ static int open_keylog(uvq_tls_ctx *ctx, const uvq_tls_config *cfg,
   }
   ctx->keylog_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
   if (ctx->keylog_fd < 0) {
-    set_err(errbuf, errbuflen, "cannot open key log file %s: %s", path,
+    uvq_set_errbuf(errbuf, errbuflen, "cannot open key log file %s: %s", path,
             strerror(errno));
     return UVQ_ERR_TLS_CONFIG;
   }
@@ -559,7 +544,7 @@ static int init_resumption(uvq_tls_ctx *ctx, const uvq_tls_config *cfg,
 
   if (cfg->ticket_key != NULL) {
     if (cfg->ticket_keylen != UVQ_TICKET_KEYLEN) {
-      set_err(errbuf, errbuflen, "ticket_key: %zu bytes, must be %d",
+      uvq_set_errbuf(errbuf, errbuflen, "ticket_key: %zu bytes, must be %d",
               cfg->ticket_keylen, UVQ_TICKET_KEYLEN);
       return UVQ_ERR_INVALID_ARGUMENT;
     }
@@ -605,7 +590,7 @@ static int init_resumption(uvq_tls_ctx *ctx, const uvq_tls_config *cfg,
   return 0;
 
 fail:
-  set_err(errbuf, errbuflen, "session tickets: %s", gnutls_strerror(rv));
+  uvq_set_errbuf(errbuf, errbuflen, "session tickets: %s", gnutls_strerror(rv));
   return gnutls_to_uvq(rv);
 }
 
@@ -619,11 +604,11 @@ int uvq_tls_ctx_new(uvq_tls_ctx **pctx, int is_server,
     errbuf[0] = '\0';
   }
   if (pctx == NULL || cfg == NULL) {
-    set_err(errbuf, errbuflen, "pctx and cfg are required");
+    uvq_set_errbuf(errbuf, errbuflen, "pctx and cfg are required");
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   if (cfg->version < 1 || cfg->version > UVQ_TLS_CONFIG_VERSION) {
-    set_err(errbuf, errbuflen, "unknown uvq_tls_config version %d",
+    uvq_set_errbuf(errbuf, errbuflen, "unknown uvq_tls_config version %d",
             cfg->version);
     return UVQ_ERR_INVALID_ARGUMENT;
   }
@@ -632,7 +617,7 @@ int uvq_tls_ctx_new(uvq_tls_ctx **pctx, int is_server,
     return rv;
   }
   if ((cfg->cert_file == NULL) != (cfg->key_file == NULL)) {
-    set_err(errbuf, errbuflen, "%s given without %s",
+    uvq_set_errbuf(errbuf, errbuflen, "%s given without %s",
             cfg->cert_file ? "cert_file" : "key_file",
             cfg->cert_file ? "key_file" : "cert_file");
     return UVQ_ERR_INVALID_ARGUMENT;
@@ -696,7 +681,7 @@ int uvq_tls_ctx_new(uvq_tls_ctx **pctx, int is_server,
 
 fail:
   if (rv == UVQ_ERR_NOMEM) {
-    set_err(errbuf, errbuflen, "out of memory");
+    uvq_set_errbuf(errbuf, errbuflen, "out of memory");
   }
   tls_ctx_free(ctx);
   return rv;
