@@ -27,7 +27,8 @@
  */
 static const char prio_base[] =
     "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:"
-    "+CHACHA20-POLY1305:%DISABLE_TLS13_COMPAT_MODE";
+    "+CHACHA20-POLY1305:-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:"
+    "+GROUP-SECP384R1:+GROUP-X448:+GROUP-SECP521R1:%DISABLE_TLS13_COMPAT_MODE";
 
 /* Lifetime of the ephemeral certificate, and how far back it starts so
  * that peers with a slightly slow clock accept it. */
