@@ -238,6 +238,7 @@ int uvq_cid_map_init_seeded(uvq_cid_map *map, const uvq_mem *mem,
   map->mem = mem;
   map->mask = UVQ_CID_MAP_INITIAL_CAPACITY - 1;
   map->size = 0;
+  map->memo_value = NULL;
   map->slots =
       uvq_calloc(mem, UVQ_CID_MAP_INITIAL_CAPACITY, sizeof(*map->slots));
   if (map->slots == NULL) {
@@ -268,6 +269,7 @@ void uvq_cid_map_free(uvq_cid_map *map) {
   uvq_free(map->mem, map->slots);
   map->slots = NULL;
   map->size = 0;
+  map->memo_value = NULL;
 }
 
 int uvq_cid_map_insert(uvq_cid_map *map, const uint8_t *key, size_t keylen,
@@ -316,11 +318,31 @@ void *uvq_cid_map_find(const uvq_cid_map *map, const uint8_t *key,
   return i == SIZE_MAX ? NULL : map->slots[i].value;
 }
 
+void *uvq_cid_map_find_memo(uvq_cid_map *map, const uint8_t *key,
+                            size_t keylen) {
+  void *value;
+
+  key = nonnull_key(key, keylen);
+  if (map->memo_value != NULL && keylen == map->memo_keylen &&
+      memcmp(key, map->memo_key, keylen) == 0) {
+    return map->memo_value;
+  }
+  value = uvq_cid_map_find(map, key, keylen);
+  if (value != NULL) {
+    map->memo_value = value;
+    map->memo_keylen = (uint8_t)keylen;
+    memcpy(map->memo_key, key, keylen);
+  }
+  return value;
+}
+
 void *uvq_cid_map_erase(uvq_cid_map *map, const uint8_t *key, size_t keylen) {
   const size_t mask = map->mask;
   size_t i, j;
   void *value;
 
+  /* Whatever is erased, the memo may name it. */
+  map->memo_value = NULL;
   if (keylen > UVQ_MAX_CIDLEN) {
     return NULL;
   }

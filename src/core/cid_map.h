@@ -37,6 +37,12 @@ typedef struct uvq_cid_map {
   size_t size;
   /* SipHash key halves. */
   uint64_t k0, k1;
+  /* The last hit of uvq_cid_map_find_memo (value NULL: none). A bulk
+   * transfer sends every packet to one CID, so the router skips the hash
+   * for all but the first; any erase forgets it. */
+  void *memo_value;
+  uint8_t memo_keylen;
+  uint8_t memo_key[UVQ_MAX_CIDLEN];
 } uvq_cid_map;
 
 /**
@@ -85,6 +91,13 @@ void *uvq_cid_map_find(const uvq_cid_map *map, const uint8_t *key,
  * 1/8 full it tries to halve it (never below the initial capacity) and
  * simply keeps the larger table if that allocation fails.
  */
+/*
+ * uvq_cid_map_find_memo is uvq_cid_map_find remembering its last hit: a
+ * lookup of the same key again costs one comparison instead of a hash.
+ */
+void *uvq_cid_map_find_memo(uvq_cid_map *map, const uint8_t *key,
+                            size_t keylen);
+
 void *uvq_cid_map_erase(uvq_cid_map *map, const uint8_t *key, size_t keylen);
 
 /** uvq_cid_map_size returns the number of keys in |map|. */

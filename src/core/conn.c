@@ -848,6 +848,13 @@ void uvq_conn_sync_path(uvq_conn *conn) {
       p->remote.addrlen > sizeof(np.remote.ss)) {
     return;
   }
+  /* Called after every packet: the path rarely changes, so look first. */
+  if ((socklen_t)p->remote.addrlen == conn->path.remote.len &&
+      (socklen_t)p->local.addrlen == conn->path.local.len &&
+      memcmp(p->remote.addr, &conn->path.remote.ss, p->remote.addrlen) == 0 &&
+      memcmp(p->local.addr, &conn->path.local.ss, p->local.addrlen) == 0) {
+    return;
+  }
   memset(&np, 0, sizeof(np));
   memcpy(&np.local.ss, p->local.addr, p->local.addrlen);
   np.local.len = (socklen_t)p->local.addrlen;

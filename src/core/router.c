@@ -103,7 +103,7 @@ void uvq_router_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
   }
 
   conn = v.dcidlen <= UVQ_MAX_CIDLEN
-             ? uvq_cid_map_find(&ep->cids, v.dcid, v.dcidlen)
+             ? uvq_cid_map_find_memo(&ep->cids, v.dcid, v.dcidlen)
              : NULL;
   if (conn) {
     uvq_conn_recv(conn, path, ecn, data, len, now);
