@@ -592,6 +592,34 @@ static void test_cid_map_matches_model_under_churn(void **state) {
   uvq_cid_map_free(&map);
 }
 
+/* The memo of the router's lookups: a repeated key is answered from it,
+ * an erase forgets it (even of another key), and a key that differs only
+ * in length is not mistaken for it. */
+static void test_cid_map_find_memo(void **state) {
+  uvq_cid_map map;
+  uint8_t a[8] = {1, 2, 3, 4, 5, 6, 7, 8}, b[8] = {9, 9, 9, 9, 9, 9, 9, 9};
+  (void)state;
+
+  assert_int_equal(uvq_cid_map_init_seeded(&map, NULL, seed), 0);
+  assert_null(uvq_cid_map_find_memo(&map, a, sizeof(a)));
+  assert_int_equal(uvq_cid_map_insert(&map, a, sizeof(a), VAL(1)), 0);
+  assert_int_equal(uvq_cid_map_insert(&map, b, sizeof(b), VAL(2)), 0);
+  assert_ptr_equal(uvq_cid_map_find_memo(&map, a, sizeof(a)), VAL(1));
+  assert_ptr_equal(uvq_cid_map_find_memo(&map, a, sizeof(a)), VAL(1));
+  assert_null(uvq_cid_map_find_memo(&map, a, 7));
+  assert_ptr_equal(uvq_cid_map_find_memo(&map, a, sizeof(a)), VAL(1));
+  /* Erased while remembered: gone, and not resurrected by the memo. */
+  assert_ptr_equal(uvq_cid_map_erase(&map, a, sizeof(a)), VAL(1));
+  assert_null(uvq_cid_map_find_memo(&map, a, sizeof(a)));
+  assert_int_equal(uvq_cid_map_insert(&map, a, sizeof(a), VAL(3)), 0);
+  assert_ptr_equal(uvq_cid_map_find_memo(&map, a, sizeof(a)), VAL(3));
+  assert_ptr_equal(uvq_cid_map_find_memo(&map, b, sizeof(b)), VAL(2));
+  assert_ptr_equal(uvq_cid_map_erase(&map, b, sizeof(b)), VAL(2));
+  assert_null(uvq_cid_map_find_memo(&map, b, sizeof(b)));
+  assert_ptr_equal(uvq_cid_map_find_memo(&map, a, sizeof(a)), VAL(3));
+  uvq_cid_map_free(&map);
+}
+
 static void test_cid_map_init_draws_distinct_keys(void **state) {
   uvq_cid_map a, b;
   (void)state;
@@ -623,6 +651,7 @@ int main(void) {
       cmocka_unit_test(test_cid_map_shrinks_but_not_below_initial),
       cmocka_unit_test(test_cid_map_shrink_nomem_is_harmless),
       cmocka_unit_test(test_cid_map_matches_model_under_churn),
+      cmocka_unit_test(test_cid_map_find_memo),
       cmocka_unit_test(test_cid_map_init_draws_distinct_keys),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
