@@ -9,10 +9,15 @@
 #      protocol ceiling (ngtcp2_ceiling, CLI_BATCH=45). Goodput and ratios.
 #   2. Handshake rate: uvquic-client --connections HS_N --concurrency HS_C
 #      (one GET of 1 KiB each) against uvquic-server and gtlsserver;
-#      connections/s and server CPU time (utime + stime) per connection.
+#      connections/s, server and client CPU time (utime + stime) per
+#      connection; the stack's floor per handshake (hs_floor: ngtcp2 +
+#      GnuTLS in memory, server and client CPU apart) and the best rate
+#      ratio this client allows a server that costs exactly that floor.
+#      HS_PERF=1 adds perf profiles of both servers and hs_floor, by DSO.
 #   3. Memory: MEM_N idle established connections to a fresh uvquic-server
 #      with a MEM_IDLE s idle timeout, kept open past it by 2 s keep-alive
-#      PINGs; (VmRSS with - VmRSS before) / MEM_N; gtlsserver likewise.
+#      PINGs; (VmRSS with - VmRSS before) / MEM_N; over h3 and over
+#      hq-interop (a second fresh server); gtlsserver likewise (h3).
 #   4. Latency: 1 KiB GETs at LAT_RATE/s on LAT_CONNS connections for
 #      LAT_DUR s, timed from when each request was due (no coordinated
 #      omission); p50 / p99 / p999, against uvquic-server and gtlsserver.
@@ -20,7 +25,7 @@
 # ACK-timer stall needs). The machines are noisy: compare ratios within one
 # run, not absolute numbers across runs.
 #   bench/run.sh [BUILD_DIR]     (default: build/; builds with UVQ_BENCH=ON)
-# Knobs (environment): RUNS, HS_N, HS_C, MEM_N, MEM_C, MEM_IDLE, LAT_RATE,
+# Knobs (environment): RUNS, HS_N, HS_C, HS_PERF, MEM_N, MEM_C, MEM_IDLE, LAT_RATE,
 # LAT_DUR, LAT_CONNS, CEIL_MB, MEM_GTLS (0: skip gtlsserver's memory run),
 # SKIP (any of "tput hs mem lat").
 set -euo pipefail
@@ -96,15 +101,38 @@ fi
 # ---------------------------------------------------------------------------
 # 2. Handshake rate
 if ! skip hs; then
+  HSFLOOR=$B/hs_floor
+  [ -x "$HSFLOOR" ] || { echo "missing $HSFLOOR (configure with -DUVQ_BENCH=ON)" >&2; exit 1; }
+  # hs_floor_run: HS_N handshakes of ngtcp2 + GnuTLS in memory, one thread
+  # (bench/hs_floor.c): prints "server client total rate" (us, us, us, 1/s).
+  hs_floor_run() {
+    local out
+    out=$("$HSFLOOR" --cert "$tmp/cert.pem" --key "$tmp/key.pem" --handshakes "$HS_N" 2>&1) || {
+      echo "hs_floor failed: $out" >&2
+      return 1
+    }
+    sed -n 's/.*; server \([0-9.]*\) us, client \([0-9.]*\) us, total \([0-9.]*\) us per handshake.*; loop \([0-9.]*\) handshakes\/s.*/\1 \2 \3 \4/p' <<<"$out"
+  }
+  # hs_col FILE FIELD: the median of one space-separated column.
+  hs_col() { cut -d' ' -f"$2" "$1" >"$tmp/col"; median "$tmp/col"; }
   hs_names=("uvquic-server" "gtlsserver")
-  for i in 0 1; do : >"$tmp/cps.$i"; : >"$tmp/cpu.$i"; done
+  for i in 0 1; do : >"$tmp/cps.$i"; : >"$tmp/cpu.$i"; : >"$tmp/ccpu.$i"; done
+  : >"$tmp/floor"
+  # Three contenders alternate: the two servers (one client run each) and
+  # the in-memory floor.
   for r in $(seq 1 "$RUNS"); do
-    for k in 0 1; do
-      i=$(((k + r - 1) % 2))
+    for k in 0 1 2; do
+      i=$(((k + r - 1) % 3))
+      if [ "$i" = 2 ]; then
+        hs_floor_run >>"$tmp/floor"
+        continue
+      fi
       if [ "$i" = 0 ]; then port=$UPORT pid=$UPID; else port=$GPORT pid=$GPID; fi
       c0=$(cpu_ticks "$pid")
-      if ! timeout 300 "$CLIENT" --ca "$tmp/cert.pem" --initial-rtt 1 --connections "$HS_N" \
-        --concurrency "$HS_C" "https://127.0.0.1:$port/1k.bin" >"$tmp/hs.out" 2>"$tmp/hs.err"; then
+      # The client's own CPU: bash's time (wait4 rusage of the child, 1 ms).
+      if ! { TIMEFORMAT='%3U %3S'; time timeout 300 "$CLIENT" --ca "$tmp/cert.pem" --initial-rtt 1 \
+        --connections "$HS_N" --concurrency "$HS_C" "https://127.0.0.1:$port/1k.bin" \
+        >"$tmp/hs.out" 2>"$tmp/hs.err"; } 2>"$tmp/hs.time"; then
         echo "handshake run against ${hs_names[$i]} failed: $(cat "$tmp/hs.out") $(head -n5 "$tmp/hs.err")" >&2
         exit 1
       fi
@@ -112,6 +140,7 @@ if ! skip hs; then
       sed -n 's/.*: \([0-9.]*\) connections\/s$/\1/p' "$tmp/hs.out" >>"$tmp/cps.$i"
       awk -v d="$((c1 - c0))" -v hz="$CLK_TCK" -v n="$HS_N" \
         'BEGIN { printf "%.1f\n", d * 1e6 / hz / n }' >>"$tmp/cpu.$i"
+      awk -v n="$HS_N" 'NF == 2 { printf "%.1f\n", ($1 + $2) * 1e6 / n }' "$tmp/hs.time" >>"$tmp/ccpu.$i"
     done
   done
   echo
@@ -129,23 +158,106 @@ if ! skip hs; then
   done
   hs_ratio=$(ratio "$(median "$tmp/cps.0")" "$g_cps")
   hs_cpu_ratio=$(ratio "$g_cpu" "$(median "$tmp/cpu.0")")
+  # Where the rate comes from: the client's CPU per connection (process
+  # utime+stime / N) and how many cores each process kept busy while the
+  # connections were set up (conn/s x CPU/conn).
+  printf '   client CPU = uvquic-client utime+stime / N; cores busy = conn/s x CPU/conn (of %s)\n' "$(nproc)"
+  printf '%-16s %18s %14s %14s %12s   %s\n' "against" "client CPU us/conn" "client cores" "server cores" "both" "runs (client us/conn)"
+  for i in 0 1; do
+    m=$(median "$tmp/cps.$i")
+    u=$(median "$tmp/cpu.$i")
+    cc=$(median "$tmp/ccpu.$i")
+    printf '%-16s %18.1f %14.2f %14.2f %12.2f   %s\n' "${hs_names[$i]}" "$cc" \
+      "$(awk -v r="$m" -v c="$cc" 'BEGIN { print r * c / 1e6 }')" \
+      "$(awk -v r="$m" -v c="$u" 'BEGIN { print r * c / 1e6 }')" \
+      "$(awk -v r="$m" -v c="$cc" -v s="$u" 'BEGIN { print r * (c + s) / 1e6 }')" \
+      "$(awk '{ printf("%s%.0f", NR > 1 ? " " : "", $1) }' "$tmp/ccpu.$i")"
+  done
+  hs_fs=$(hs_col "$tmp/floor" 1)
+  hs_fc=$(hs_col "$tmp/floor" 2)
+  hs_ft=$(hs_col "$tmp/floor" 3)
+  hs_fr=$(hs_col "$tmp/floor" 4)
+  printf '%-16s server %.1f us, client %.1f us, total %.1f us per handshake (thread CPU); %.0f handshakes/s\n' \
+    "hs_floor" "$hs_fs" "$hs_fc" "$hs_ft" "$hs_fr"
+  printf '%-16s (ngtcp2 + GnuTLS in memory, both sides on one thread, no syscalls; runs server us: %s)\n' "" \
+    "$(awk '{ printf("%s%.0f", NR > 1 ? " " : "", $1) }' "$tmp/floor")"
+  # The best uvquic-server can do against gtlsserver with this client, if
+  # the rate is bound by the two processes' CPU on the shared cores: it
+  # costs exactly the floor, and the client costs what it cost against
+  # uvquic-server. And the server cost 1.5x would need (same model).
+  hs_cu=$(median "$tmp/ccpu.0")
+  hs_cg=$(median "$tmp/ccpu.1")
+  hs_best=$(awk -v cu="$hs_cu" -v cg="$hs_cg" -v g="$g_cpu" -v f="$hs_fs" \
+    'BEGIN { printf "%.2f", (cg + g) / (cu + f) }')
+  hs_zero=$(awk -v cu="$hs_cu" -v cg="$hs_cg" -v g="$g_cpu" 'BEGIN { printf "%.2f", (cg + g) / cu }')
+  hs_need=$(awk -v cu="$hs_cu" -v cg="$hs_cg" -v g="$g_cpu" 'BEGIN { printf "%.0f", (cg + g) / 1.5 - cu }')
+  hs_model=$(awk -v cu="$hs_cu" -v cg="$hs_cg" -v g="$g_cpu" -v u="$(median "$tmp/cpu.0")" \
+    'BEGIN { printf "%.2f", (cg + g) / (cu + u) }')
+  printf '   rate ratio if bound by client + server CPU: (client + gtlsserver) / (client + uvquic-server)\n'
+  printf '   = (%.0f + %.0f) / (%.0f + %.0f) = %sx predicted (measured %sx); with uvquic-server at the floor\n' \
+    "$hs_cg" "$g_cpu" "$hs_cu" "$(median "$tmp/cpu.0")" "$hs_model" "$hs_ratio"
+  printf '   (%.0f us): %sx; at zero cost: %sx; 1.5x needs a server at <= %s us/conn\n' \
+    "$hs_fs" "$hs_best" "$hs_zero" "$hs_need"
+  # (c + g) / (c + f) >= 1.5 <=> c <= 2g - 3f: the client cost under which
+  # a server at the floor could reach 1.5x at all.
+  printf '   a server at the floor reaches 1.5x only with a client at <= 2 x gtls - 3 x floor = %s us/conn\n' \
+    "$(awk -v g="$g_cpu" -v f="$hs_fs" 'BEGIN { printf "%.0f", 2 * g - 3 * f }')"
+  printf '   (the client side of hs_floor, the same stack with no kernel or HTTP/3: %.0f us)\n' "$hs_fc"
+  # uvquic-client is one thread: it cannot set up connections faster than
+  # 1e6 / its CPU per connection, whatever the server costs.
+  hs_cap=$(awk -v c="$hs_cu" 'BEGIN { printf "%.0f", 1e6 / c }')
+  hs_cap_ratio=$(ratio "$hs_cap" "$g_cps")
+  printf '   the client is one thread: 1e6 / client CPU caps the rate at %s conn/s against uvquic-server\n' "$hs_cap"
+  printf '   (reached %s%%; gtlsserver reached %s%% of its own cap): %sx gtlsserver'"'"'s rate at most\n' \
+    "$(awk -v r="$(median "$tmp/cps.0")" -v c="$hs_cu" 'BEGIN { printf "%.0f", r * c / 1e4 }')" \
+    "$(awk -v r="$g_cps" -v c="$hs_cg" 'BEGIN { printf "%.0f", r * c / 1e4 }')" "$hs_cap_ratio"
+  # HS_PERF=1: where the CPU goes, by DSO (perf -e cpu-clock -g): one more
+  # client run against each server with perf attached to the server, after
+  # the timed runs so that they are not disturbed; then hs_floor (its
+  # server and client sides together).
+  if [ "${HS_PERF:-0}" = 1 ] && ! command -v perf >/dev/null; then
+    echo "   HS_PERF=1: no perf on this machine (Debian: linux-perf)"
+  elif [ "${HS_PERF:-0}" = 1 ]; then
+    hs_perf_report() {
+      perf report -i "$1" --no-children --sort dso -g none --stdio 2>/dev/null |
+        awk '!/^#/ && NF && n++ < 14 { printf "     %s\n", $0 }'
+    }
+    echo "   perf record -e cpu-clock -g, perf report --no-children --sort dso (HS_PERF=1):"
+    for i in 0 1; do
+      if [ "$i" = 0 ]; then port=$UPORT pid=$UPID; else port=$GPORT pid=$GPID; fi
+      perf record -q -e cpu-clock -g -p "$pid" -o "$tmp/perf.$i" >/dev/null 2>"$tmp/perf.err" &
+      hs_ppid=$!
+      bench_pids+=("$hs_ppid")
+      sleep 0.5
+      timeout 300 "$CLIENT" --ca "$tmp/cert.pem" --initial-rtt 1 --connections "$HS_N" \
+        --concurrency "$HS_C" "https://127.0.0.1:$port/1k.bin" >"$tmp/hs.out" 2>&1 || true
+      kill -INT "$hs_ppid" 2>/dev/null || true
+      wait "$hs_ppid" 2>/dev/null || true
+      echo "   ${hs_names[$i]} during one client run ($(sed -n 's/.*: \([0-9.]*\) connections\/s$/\1/p' "$tmp/hs.out") conn/s):"
+      hs_perf_report "$tmp/perf.$i"
+    done
+    perf record -q -e cpu-clock -g -o "$tmp/perf.f" -- "$HSFLOOR" --cert "$tmp/cert.pem" \
+      --key "$tmp/key.pem" --handshakes "$HS_N" >/dev/null 2>"$tmp/perf.err" || true
+    echo "   hs_floor (both sides):"
+    hs_perf_report "$tmp/perf.f"
+  fi
 fi
 
 # ---------------------------------------------------------------------------
 # 3. Memory per idle connection (one run each: it takes a while to set up)
 rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
-# mem_run LABEL PID PORT: holds MEM_N connections to the server PID and
-# prints its report; sets mem_per (KB per connection).
+# mem_run LABEL PID PORT [ALPN]: holds MEM_N connections (h3, or ALPN) to
+# the server PID and prints its report; sets mem_per (KB per connection).
 mem_run() {
-  local label=$1 pid=$2 port=$3 before with mpid mem_ok=0 held setup early hold
+  local label=$1 pid=$2 port=$3 alpn=${4:-h3} before with mpid mem_ok=0 held setup early hold
   # Warm up: GnuTLS, the file cache, malloc arenas.
-  "$CLIENT" --ca "$tmp/cert.pem" --initial-rtt 1 --connections 50 --concurrency 10 \
+  "$CLIENT" --ca "$tmp/cert.pem" --initial-rtt 1 --alpn "$alpn" --connections 50 --concurrency 10 \
     "https://127.0.0.1:$port/1k.bin" >/dev/null
   sleep 0.5
   before=$(rss "$pid")
   hold=$((MEM_IDLE + 4))
-  "$CLIENT" --ca "$tmp/cert.pem" --initial-rtt 1 --connections "$MEM_N" --concurrency "$MEM_C" \
+  "$CLIENT" --ca "$tmp/cert.pem" --initial-rtt 1 --alpn "$alpn" --connections "$MEM_N" --concurrency "$MEM_C" \
     --hold "$hold" --keep-alive 2000 --idle-timeout 60 "https://127.0.0.1:$port/1k.bin" \
     >"$tmp/mem.out" 2>"$tmp/mem.err" &
   mpid=$!
@@ -181,11 +293,16 @@ if ! skip mem; then
   printf '3. Memory: %d idle established connections (one GET of 1 KiB each, then idle; %d set up\n' "$MEM_N" "$MEM_C"
   printf '   at a time; uvquic-server --idle-timeout %d, client keep-alive 2 s; RSS read %.1f s after\n' \
     "$MEM_IDLE" "$(awk -v i="$MEM_IDLE" 'BEGIN { print i + 1.5 }')"
-  printf '   the last was up); KB = 1000 B; (VmRSS with - before) / held. gtlsserver: the same\n'
-  printf '   stack (ngtcp2 + GnuTLS + nghttp3) in its own example server, for scale\n'
+  printf '   the last was up); KB = 1000 B; (VmRSS with - before) / held. uvquic hq: hq-interop\n'
+  printf '   (no nghttp3). gtlsserver: the same stack (ngtcp2 + GnuTLS + nghttp3) in its own\n'
+  printf '   example server, for scale\n'
   start_uvquic M --idle-timeout "$MEM_IDLE"
   mem_run uvquic-server "$M_PID" "$M_PORT"
   mem_uvq=$mem_per
+  # hq-interop: the same server and stack without nghttp3.
+  start_uvquic MQ --idle-timeout "$MEM_IDLE"
+  mem_run "uvquic hq" "$MQ_PID" "$MQ_PORT" hq-interop
+  mem_hq=$mem_per
   if [ "${MEM_GTLS:-1}" = 1 ]; then
     start_gtls MG
     mem_run gtlsserver "$MG_PID" "$MG_PORT"
@@ -239,9 +356,15 @@ fi
 if ! skip hs; then
   printf '  handshake rate vs gtlsserver: %sx (>= 1.5); server CPU per connection: gtls / uvquic = %sx\n' \
     "$hs_ratio" "$hs_cpu_ratio"
+  printf '  handshake floor (hs_floor, in memory): server %.0f us/handshake; uvquic-server %.0f, gtlsserver %.0f, client %.0f us/conn;\n' \
+    "$hs_fs" "$(median "$tmp/cpu.0")" "$g_cpu" "$hs_cu"
+  printf '    best ratio with this client at the floor (client + gtls) / (client + floor) = %sx (>= 1.5 needs a server <= %s us/conn);\n' \
+    "$hs_best" "$hs_need"
+  printf '    one client thread caps any server at 1e6 / client CPU = %s conn/s = %sx gtlsserver'"'"'s rate\n' \
+    "$hs_cap" "$hs_cap_ratio"
 fi
 if ! skip mem; then
-  printf '  RSS per idle connection: %s KB (<= ~90); gtlsserver: %s KB\n' "$mem_uvq" "${mem_gtls:--}"
+  printf '  RSS per idle connection: h3 %s / hq %s KB (<= ~90); gtlsserver (h3): %s KB\n' "$mem_uvq" "$mem_hq" "${mem_gtls:--}"
 fi
 if ! skip lat; then
   printf '  p99 at %d req/s: %.0f us (<= 1000)\n' "$LAT_RATE" "$lat_p99"
