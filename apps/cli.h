@@ -185,6 +185,7 @@ enum {
   CLI_OPT_DISABLE_MIGRATION,
   CLI_OPT_MAX_UDP_PAYLOAD,
   CLI_OPT_QLOG_DIR,
+  CLI_OPT_TXTIME,
   CLI_OPT_FIRST_TOOL /* each tool numbers its own options from here */
 };
 
@@ -199,6 +200,7 @@ enum {
       {"disable-migration", no_argument, NULL, CLI_OPT_DISABLE_MIGRATION},     \
       {"max-udp-payload", required_argument, NULL, CLI_OPT_MAX_UDP_PAYLOAD},   \
       {"qlog-dir", required_argument, NULL, CLI_OPT_QLOG_DIR},                 \
+      {"txtime", no_argument, NULL, CLI_OPT_TXTIME},                           \
       {"verbose", no_argument, NULL, 'v'}
 
 #define CLI_COMMON_USAGE                                                       \
@@ -211,6 +213,8 @@ enum {
   "  --no-pmtud                 no path MTU discovery\n"                       \
   "  --disable-migration        forbid the peer from migrating\n"              \
   "  --max-udp-payload N        largest UDP payload we send (1200..65527)\n"   \
+  "  --txtime                   SO_TXTIME transmit times (only the fq qdisc\n" \
+  "                             honours them; off if the kernel refuses)\n"    \
   "  -v, -vv                    log connection lifecycle (info) or ngtcp2's\n" \
   "                             trace (debug) to stderr, with the SCID\n"      \
   "  --qlog-dir DIR             one qlog (JSON-SEQ) per connection, named\n"   \
@@ -303,6 +307,9 @@ static inline int cli_common_opt(int c, const char *arg, uvq_settings *st,
     return 1;
   case CLI_OPT_QLOG_DIR:
     cc->qlog_dir = arg;
+    return 1;
+  case CLI_OPT_TXTIME:
+    st->txtime = 1;
     return 1;
   case 'v':
     ++cc->verbose;

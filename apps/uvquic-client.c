@@ -23,7 +23,8 @@
  *       timeout); set-up connections no longer count against C.
  *   --rate R --duration SECONDS   once all N are up, GET the URLs at R
  *       requests/s round-robin over the N connections for SECONDS; prints
- *       latency percentiles measured from when each request was due.
+ *       latency percentiles measured from when each request was due (h3
+ *       only; --hold works over both).
  *   --keep-alive MS, --idle-timeout SECONDS   transport settings.
  * Every connection and request must succeed for exit status 0.
  *
@@ -1398,6 +1399,9 @@ static void lg_shutdown(lconn *lc) {
   if (!lc->closing && lc->h3 != NULL) {
     lc->closing = 1;
     (void)uvq_h3_shutdown(lc->h3);
+  } else if (!lc->closing && lc->cli != NULL) {
+    lc->closing = 1;
+    (void)uvq_hq_client_close(lc->cli);
   }
 }
 
@@ -1508,7 +1512,7 @@ static void lg_conn_over(lconn *lc, const uvq_close_info *ci, int ok) {
     lc->held = 0;
     --c->lg_held;
   }
-  if (ok && !lc->closing && lc->h3 != NULL) {
+  if (ok && !lc->closing && (lc->h3 != NULL || lc->cli != NULL)) {
     /* Nobody asked it to close (idle timeout, the server went away). */
     ok = 0;
   }
@@ -1538,22 +1542,51 @@ static void lg_on_closed(uvq_h3_conn *h3, const uvq_close_info *ci,
   lc->h3 = NULL;
 }
 
+/* Nonzero if every hq request of |lc| completed. */
+static int lg_hq_all_done(const lconn *lc) {
+  size_t i;
+
+  for (i = 0; i < lc->c->nurls; ++i) {
+    if (lc->reqs[i].state != UVQ_HQ_DONE) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* --hold: the hq requests are over and the connection stays open. */
+static void lg_hq_ready(uvq_hq_client *cli, void *user_data) {
+  lconn *lc = user_data;
+  size_t i;
+
+  (void)cli;
+  for (i = 0; i < lc->c->nurls; ++i) {
+    if (lc->reqs[i].state != UVQ_HQ_DONE) {
+      group none;
+      char why[256];
+
+      none.close_err[0] = '\0';
+      describe_hq_failure(&none, &lc->reqs[i], why, sizeof(why));
+      lc->failed = 1;
+      lg_error(lc->c, "GET", why);
+      break;
+    }
+  }
+  lg_conn_ready(lc);
+}
+
 static void lg_hq_done(uvq_hq_client *cli, const uvq_close_info *ci,
                        void *user_data) {
   lconn *lc = user_data;
   client *c = lc->c;
-  size_t i;
-  int ok = 1;
+  int ok = lg_hq_all_done(lc) && !lc->failed;
 
-  for (i = 0; i < c->nurls; ++i) {
-    if (lc->reqs[i].state != UVQ_HQ_DONE) {
-      ok = 0;
-    }
+  if (c->hold == 0) {
+    /* Without --hold the hq client closes once its requests are over. */
+    lc->ready = 1;
+    lc->closing = 1;
+    --c->lg_setup;
   }
-  /* hq has no held phase: the client closes once its requests are over. */
-  lc->ready = 1;
-  lc->closing = 1;
-  --c->lg_setup;
   lg_conn_over(lc, ci, ok);
   uvq_hq_client_del(cli);
   lc->cli = NULL;
@@ -1583,6 +1616,9 @@ static int lg_start(client *c, lconn *lc) {
                            lc);
     if (rv != 0) {
       goto fail;
+    }
+    if (c->hold) {
+      uvq_hq_client_hold(lc->cli, lg_hq_ready);
     }
     rv = uvq_connect(ep, (struct sockaddr *)&g->addr, g->host,
                      uvq_hq_client_callbacks(), lc->cli, NULL);
@@ -2039,8 +2075,8 @@ int main(int argc, char **argv) {
     fail_usage("%s", "--concurrency, --hold and --rate discard bodies: no "
                      "-o / --output-dir");
   }
-  if (c.lg && c.proto == PROTO_HQ && (c.hold > 0 || c.rate > 0)) {
-    fail_usage("%s", "--hold and --rate need --alpn h3");
+  if (c.lg && c.proto == PROTO_HQ && c.rate > 0) {
+    fail_usage("%s", "--rate needs --alpn h3");
   }
   if (c.nat_rebinding && c.migrate_ms == 0) {
     fail_usage("%s", "--nat-rebinding needs --migrate-after");

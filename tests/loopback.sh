@@ -2,7 +2,8 @@
 # End-to-end tests of uvquic-server / uvquic-client over loopback, over HTTP/3
 # (the client's default) and hq-interop (one server serves both): a 50 MiB
 # download with and without Retry, 64 files on one connection, 150 files
-# past the stream limit, 200 connections one after another, the path jail
+# past the stream limit, 200 connections one after another, 20 connections
+# held open by the load generator (--hold), the path jail
 # (with openat2 and with the fallback resolver; h3 answers 403/404, hq
 # resets the stream), the server's access log, the client's progress bars
 # on a terminal (and their absence otherwise), and argument errors (exit 2).
@@ -178,6 +179,18 @@ for alpn in h3 hq-interop; do
   else
     fail "200 sequential connections ($alpn): $(tail -n3 "$tmp/client-seq.err")"
   fi
+
+  # ---- load generator: connections held open after their GETs --------------
+  if "$CLIENT" --alpn "$alpn" -k --connections 20 --concurrency 5 --hold 1 \
+    --keep-alive 300 "https://127.0.0.1:$PORT/small3.bin" >"$tmp/hold.out" \
+    2>"$tmp/hold.err" &&
+    grep -q '^hold: 20 connections established and idle (0 failed)' "$tmp/hold.out" &&
+    grep -q '^hold: released 20 connections (0 had closed early)' "$tmp/hold.out" &&
+    grep -q '20 ok, 0 failed' "$tmp/hold.out"; then
+    pass "--hold: 20 connections held and released ($alpn)"
+  else
+    fail "--hold ($alpn): $(cat "$tmp/hold.out") $(head -n3 "$tmp/hold.err")"
+  fi
 done
 
 # ---- progress bars: on a terminal only, never with --quiet -------------------
@@ -326,6 +339,8 @@ expect_usage "client missing CA" "$CLIENT" --ca "$tmp/nope.pem" https://127.0.0.
 expect_usage "client bad --connections" "$CLIENT" --connections 0 https://127.0.0.1:1/a
 expect_usage "client unknown option" "$CLIENT" --frobnicate https://127.0.0.1:1/a
 expect_usage "client bad --alpn" "$CLIENT" --alpn h2 https://127.0.0.1:1/a
+expect_usage "client --rate over hq" "$CLIENT" --alpn hq-interop --rate 10 \
+  --duration 1 https://127.0.0.1:1/a
 
 if [ "$failures" -ne 0 ]; then
   echo "$failures check(s) failed" >&2

@@ -9,6 +9,8 @@
 #include <arpa/inet.h>
 #include <cmocka.h>
 #include <netinet/in.h>
+#include <stdlib.h>
+#include <time.h>
 
 #include "uv/udp.h"
 #include "uvquic/uvquic.h"
@@ -434,6 +436,10 @@ typedef struct bulk {
   uvq_addr migrated_to;
   uvq_addr cli_local_before;
   uvq_addr srv_remote_end;
+  /* Lines the adapter logged through settings.log about SO_TXTIME, and
+   * whether the cores ran with settings.txtime. */
+  int txtime_warnings;
+  int srv_core_txtime, cli_core_txtime;
 } bulk;
 
 static uint8_t pattern_at(size_t off) {
@@ -579,9 +585,13 @@ static void bulk_ep_closed(uvq_uv_endpoint *uep, void *ud) {
   if (uep == b->listener) {
     uvq_uv_endpoint_get_stats(uep, &b->srv_uv);
     uvq_endpoint_get_stats(uvq_uv_endpoint_get_endpoint(uep), &b->srv_core);
+    b->srv_core_txtime =
+        uvq_endpoint_get_settings(uvq_uv_endpoint_get_endpoint(uep))->txtime;
   } else {
     uvq_uv_endpoint_get_stats(uep, &b->cli_uv);
     uvq_endpoint_get_stats(uvq_uv_endpoint_get_endpoint(uep), &b->cli_core);
+    b->cli_core_txtime =
+        uvq_endpoint_get_settings(uvq_uv_endpoint_get_endpoint(uep))->txtime;
   }
   if (++b->closes == 2) {
     uv_close((uv_handle_t *)&b->watchdog, NULL);
@@ -655,12 +665,24 @@ typedef struct bulk_opts {
   int inject_errno;
   /* Migrate the client mid-transfer (bulk.migrate). */
   int migrate;
+  /* settings.txtime on both endpoints (SO_TXTIME); with txtime_refused
+   * the sockets refuse it (UVQ_UV_NO_TXTIME=1). */
+  int txtime;
+  int txtime_refused;
 } bulk_opts;
+
+static void bulk_log(void *user_data, const char *line) {
+  bulk *b = user_data;
+  if (strstr(line, "SO_TXTIME") != NULL) {
+    b->txtime_warnings++;
+  }
+}
 
 static void run_bulk(bulk *b, const bulk_opts *o) {
   struct sockaddr_storage ss;
   uvq_addr bound;
   char ip[INET6_ADDRSTRLEN];
+  uvq_settings st, *pst = NULL;
 
   memset(b, 0, sizeof(*b));
   b->total = o->total;
@@ -674,14 +696,27 @@ static void run_bulk(bulk *b, const bulk_opts *o) {
     b->stls = f.stls;
     b->ctls = f.ctls;
   }
+  if (o->txtime) {
+    uvq_settings_default(&st);
+    st.txtime = 1;
+    st.log = bulk_log;
+    st.log_user_data = b;
+    pst = &st;
+  }
+  if (o->txtime_refused) {
+    assert_int_equal(setenv("UVQ_UV_NO_TXTIME", "1", 1), 0);
+  }
   set_addr(&ss, o->family, o->listen_ip, 0);
   assert_int_equal(uvq_listen(&b->listener, &b->loop, (struct sockaddr *)&ss,
-                              NULL, b->stls, bulk_accept, b),
+                              pst, b->stls, bulk_accept, b),
                    0);
   assert_int_equal(uvq_uv_endpoint_get_local_addr(b->listener, &bound), 0);
-  assert_int_equal(uvq_uv_client_new(&b->client, &b->loop, o->family, NULL,
-                                     NULL, b->ctls, b),
-                   0);
+  assert_int_equal(
+      uvq_uv_client_new(&b->client, &b->loop, o->family, NULL, pst, b->ctls, b),
+      0);
+  if (o->txtime_refused) {
+    assert_int_equal(unsetenv("UVQ_UV_NO_TXTIME"), 0);
+  }
   if (o->gso_off) {
     assert_int_equal(uvq_uv_endpoint_set_gso(b->listener, 0), 0);
     assert_int_equal(uvq_uv_endpoint_set_gso(b->client, 0), 0);
@@ -733,7 +768,8 @@ static void run_bulk(bulk *b, const bulk_opts *o) {
  * the download stays byte-identical and the server ends up talking to the
  * new port. */
 static void run_bulk_migrate(int style) {
-  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 0, 0, style};
+  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 0, 0, style,
+                 0,       0};
   bulk b;
 
   run_bulk(&b, &o);
@@ -754,7 +790,7 @@ static void test_uv_migrate_nat_style(void **state) {
 }
 
 static void test_uv_bulk_gso_gro(void **state) {
-  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 8u << 20, 0, 0, 0};
+  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 8u << 20, 0, 0, 0, 0, 0};
   bulk b;
 
   (void)state;
@@ -782,7 +818,7 @@ static void test_uv_bulk_gso_gro(void **state) {
 }
 
 static void test_uv_bulk_gso_off(void **state) {
-  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 1, 0, 0};
+  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 1, 0, 0, 0, 0};
   bulk b;
 
   (void)state;
@@ -795,7 +831,7 @@ static void test_uv_bulk_gso_off(void **state) {
 }
 
 static void test_uv_bulk_gso_refused(void **state) {
-  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 0, EIO, 0};
+  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 0, EIO, 0, 0, 0};
   bulk b;
 
   (void)state;
@@ -812,7 +848,7 @@ static void test_uv_bulk_gso_refused(void **state) {
 }
 
 static void test_uv_bulk_gso_einval(void **state) {
-  bulk_opts o = {AF_INET6, "::1", "::1", 1u << 20, 0, EINVAL, 0};
+  bulk_opts o = {AF_INET6, "::1", "::1", 1u << 20, 0, EINVAL, 0, 0, 0};
   bulk b;
 
   (void)state;
@@ -822,7 +858,7 @@ static void test_uv_bulk_gso_einval(void **state) {
 }
 
 static void test_uv_bulk_ecn(void **state) {
-  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 0, 0, 0};
+  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 0, 0, 0, 0, 0};
   bulk b6;
   bulk b;
 
@@ -856,7 +892,7 @@ static void test_uv_bulk_ecn(void **state) {
 
 static void test_uv_pktinfo_wildcard_ipv4(void **state) {
   /* Any 127/8 address reaches the loopback device on Linux. */
-  bulk_opts o = {AF_INET, "0.0.0.0", "127.0.0.2", 1u << 20, 0, 0, 0};
+  bulk_opts o = {AF_INET, "0.0.0.0", "127.0.0.2", 1u << 20, 0, 0, 0, 0, 0};
   bulk b;
 
   (void)state;
@@ -867,12 +903,90 @@ static void test_uv_pktinfo_wildcard_ipv4(void **state) {
 }
 
 static void test_uv_pktinfo_wildcard_ipv6(void **state) {
-  bulk_opts o = {AF_INET6, "::", "::1", 1u << 20, 0, 0, 0};
+  bulk_opts o = {AF_INET6, "::", "::1", 1u << 20, 0, 0, 0, 0, 0};
   bulk b;
 
   (void)state;
   run_bulk(&b, &o);
   assert_int_equal(b.srv_uv.pktinfo, 1);
+}
+
+/* uv_hrtime() — the adapter's |now|, and so the clock of every txtime the
+ * core stamps — reads CLOCK_MONOTONIC, the clock SO_TXTIME is set to. */
+static void test_uv_hrtime_is_monotonic_clock(void **state) {
+  struct timespec a, c;
+  uint64_t ta, tb, tc;
+  (void)state;
+
+  assert_int_equal(clock_gettime(CLOCK_MONOTONIC, &a), 0);
+  tb = uv_hrtime();
+  assert_int_equal(clock_gettime(CLOCK_MONOTONIC, &c), 0);
+  ta = (uint64_t)a.tv_sec * UVQ_SECONDS + (uint64_t)a.tv_nsec;
+  tc = (uint64_t)c.tv_sec * UVQ_SECONDS + (uint64_t)c.tv_nsec;
+  assert_true(ta <= tb);
+  assert_true(tb <= tc);
+}
+
+/* SO_TXTIME on both sockets: the core writes paced bursts ahead and each
+ * stamped message carries SCM_TXTIME. Loopback's noqueue qdisc ignores the
+ * times (the packets leave at once), so this proves the kernel takes the
+ * control messages, with GSO and without, and that writing ahead keeps
+ * the transfer intact; docs/internals/txtime.md has the fq figures. */
+static void test_uv_bulk_txtime(void **state) {
+  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 8u << 20, 0, 0, 0, 1, 0};
+  bulk b, b6;
+
+  (void)state;
+  run_bulk(&b, &o);
+  assert_int_equal(b.srv_uv.txtime, 1);
+  assert_int_equal(b.cli_uv.txtime, 1);
+  assert_int_equal(b.srv_uv.txtime_refused + b.cli_uv.txtime_refused, 0);
+  assert_int_equal(b.txtime_warnings, 0);
+  assert_int_equal(b.srv_core_txtime, 1);
+  /* Stamped GSO messages went through sendmsg without a refusal. */
+  assert_true(b.srv_uv.txtime_msgs > 0);
+  assert_true(b.srv_uv.gso_msgs > 0);
+  assert_int_equal(b.srv_uv.gso_fallbacks, 0);
+  assert_int_equal(b.srv_core.dropped[UVQ_DROP_SEND_ERROR], 0);
+  print_message("txtime: server %llu of %llu messages stamped (%llu GSO), "
+                "%llu timer firings, %llu immediate expiries\n",
+                (unsigned long long)b.srv_uv.txtime_msgs,
+                (unsigned long long)b.srv_uv.send_msgs,
+                (unsigned long long)b.srv_uv.gso_msgs,
+                (unsigned long long)b.srv_uv.timer_fires,
+                (unsigned long long)b.srv_uv.expiry_immediate);
+
+  /* Without GSO: one stamped message per datagram through sendmmsg, on
+   * IPv6 this time. */
+  o.family = AF_INET6;
+  o.listen_ip = o.connect_ip = "::1";
+  o.total = 2u << 20;
+  o.gso_off = 1;
+  run_bulk(&b6, &o);
+  assert_int_equal(b6.srv_uv.txtime, 1);
+  assert_true(b6.srv_uv.txtime_msgs > 0);
+  assert_int_equal(b6.srv_uv.gso_msgs, 0);
+  assert_int_equal(b6.srv_uv.send_msgs, b6.srv_uv.datagrams_sent);
+  assert_int_equal(b6.srv_core.dropped[UVQ_DROP_SEND_ERROR], 0);
+}
+
+/* The sockets refuse SO_TXTIME (as an old kernel would): each endpoint
+ * says so once, counts it, and runs its core without txtime — no stamped
+ * message, and the transfer completes as without the option. */
+static void test_uv_bulk_txtime_refused(void **state) {
+  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 2u << 20, 0, 0, 0, 1, 1};
+  bulk b;
+
+  (void)state;
+  run_bulk(&b, &o);
+  assert_int_equal(b.srv_uv.txtime, 0);
+  assert_int_equal(b.cli_uv.txtime, 0);
+  assert_int_equal(b.srv_uv.txtime_refused, 1);
+  assert_int_equal(b.cli_uv.txtime_refused, 1);
+  assert_int_equal(b.txtime_warnings, 2);
+  assert_int_equal(b.srv_core_txtime, 0);
+  assert_int_equal(b.cli_core_txtime, 0);
+  assert_int_equal(b.srv_uv.txtime_msgs + b.cli_uv.txtime_msgs, 0);
 }
 
 static void test_uv_stats_bad_arguments(void **state) {
@@ -1095,6 +1209,9 @@ int main(void) {
       cmocka_unit_test(test_uv_pktinfo_wildcard_ipv4),
       cmocka_unit_test(test_uv_pktinfo_wildcard_ipv6),
       cmocka_unit_test(test_uv_stats_bad_arguments),
+      cmocka_unit_test(test_uv_hrtime_is_monotonic_clock),
+      cmocka_unit_test(test_uv_bulk_txtime),
+      cmocka_unit_test(test_uv_bulk_txtime_refused),
       cmocka_unit_test(test_uv_migrate_active),
       cmocka_unit_test(test_uv_migrate_nat_style),
   };

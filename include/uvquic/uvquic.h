@@ -385,6 +385,36 @@ typedef struct uvq_settings {
    */
   uint64_t stateless_reset_rate;
   uint64_t stateless_reset_burst;
+  /**
+   * Bytes of send buffers (stream send data, HTTP/3 body chunks) the
+   * endpoint keeps for reuse once the peer acknowledged their contents: a
+   * cache shared by all its connections, which themselves hold buffers
+   * only while data is unacknowledged. Buffers given back beyond it are
+   * freed. 0 keeps none. Default 1 MiB: enough for bulk transfers (99 %
+   * of a 100 MiB download's buffers come from it); a bigger cache also
+   * costs idle memory after a burst of short exchanges (docs/internals/
+   * bench.md).
+   */
+  size_t send_buffer_cache;
+  /**
+   * Transmit-time pacing: the driver's send callback honours
+   * uvq_send_batch.txtime (e.g. with SO_TXTIME and the fq qdisc on Linux;
+   * the libuv adapter sets that up, and runs with this off when the socket
+   * refuses). A connection then writes its paced bursts ahead of time, up
+   * to txtime_horizon past now, each stamped with the release time
+   * ngtcp2's pacer gives it, instead of waking up for every burst. With 0
+   * every batch has txtime 0 and bursts leave as the pacing timer fires.
+   * Default 0. See docs/internals/txtime.md.
+   */
+  int txtime;
+  /**
+   * How far past now (ns) the release times of bursts written ahead may
+   * lie, with txtime on; 0 = the default, 1 ms. ngtcp2 0.12 writes paced
+   * data at most 1 ms before its pacing deadline, so a larger value acts
+   * as 1 ms; a smaller one keeps less data waiting in the qdisc (and adds
+   * less to the RTT samples of packets the qdisc holds back).
+   */
+  uint64_t txtime_horizon;
 } uvq_settings;
 
 /** uvq_settings_default fills |s| with the defaults listed above. */
@@ -1013,6 +1043,14 @@ typedef struct uvq_send_batch {
   size_t segment_size;
   /** Number of datagrams: ceil(datalen / segment_size). */
   size_t count;
+  /**
+   * When the datagrams should leave, in ns on the endpoint's clock (the
+   * |now| the driver passes in), or 0 for "at once". Nonzero only with
+   * settings.txtime, for paced bursts written ahead of their release time:
+   * the driver hands it to the kernel (SO_TXTIME's SCM_TXTIME) or holds the
+   * batch until then. Batches with different txtimes are never merged.
+   */
+  uvq_tstamp txtime;
 } uvq_send_batch;
 
 /** Facts about a new server connection, for on_accept. */
@@ -1353,6 +1391,19 @@ typedef struct uvq_endpoint_stats {
    * which then ends with UVQ_ERR_STATELESS_RESET.
    */
   uint64_t stateless_resets_received;
+  /**
+   * The send-buffer pool (settings.send_buffer_cache): buffers taken from
+   * its cache, buffers allocated because the cache had none, and buffers
+   * freed because the cache was full...
+   */
+  uint64_t pool_hits;
+  uint64_t pool_misses;
+  uint64_t pool_released;
+  /** ... and now: the bytes cached, and the buffers connections hold
+   * (and their bytes). */
+  uint64_t pool_cached_bytes;
+  uint64_t pool_outstanding;
+  uint64_t pool_outstanding_bytes;
 } uvq_endpoint_stats;
 
 /** uvq_endpoint_get_stats copies the counters into |st|. */
@@ -1385,7 +1436,7 @@ typedef struct uvq_raw uvq_raw;
 
 typedef struct uvq_raw_config {
   int version;
-  /** NULL = defaults. Retry is never used in raw mode. */
+  /** NULL = defaults. Retry and txtime are never used in raw mode. */
   const uvq_settings *settings;
   /** Required (a server context for uvq_raw_accept, client for connect). */
   uvq_tls_ctx *tls;

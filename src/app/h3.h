@@ -70,17 +70,19 @@ uvq_h3_header uvq_h3_mkhdr(const char *name, const char *value);
 /* Objects                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* A provider chunk. The stream's list holds one reference until nghttp3
- * reports the chunk acknowledged (which we do as soon as the core has
- * taken it); the core holds one per uvq_stream_write_ref of a piece of it,
- * released when the peer acknowledges it or the stream or connection
- * closes. Freed with the last, possibly after the stream and the h3
- * connection are gone (hence |mem|). */
+/* A provider chunk: a buffer of the endpoint's pool (core/pool.h). The
+ * stream's list holds one reference until nghttp3 reports the chunk
+ * acknowledged (which we do as soon as the core has taken it); the core
+ * holds one per uvq_stream_write_ref of a piece of it, released when the
+ * peer acknowledges it or the stream or connection closes. Given back
+ * with the last, possibly after the stream, the h3 connection and the
+ * endpoint are gone (hence |pool|, which waits for it). */
 typedef struct h3_chunk {
   struct h3_chunk *next;
   size_t len;
   size_t refs;
-  const uvq_mem *mem;
+  struct uvq_pool *pool;
+  int cls;
   uint8_t data[];
 } h3_chunk;
 

@@ -7,6 +7,11 @@
 #include <string.h>
 
 #include "core/mem.h"
+#include "core/pool.h"
+
+/* A provider chunk is one pool buffer. */
+_Static_assert(sizeof(h3_chunk) + UVQ_H3_PROVIDER_CHUNK <= UVQ_POOL_LARGE,
+               "provider chunk larger than the pool's largest buffer");
 
 const char *uvq_h3_strerror(int err) {
   switch (err) {
@@ -79,7 +84,7 @@ static void chunk_unref(void *ptr, void *ud) {
   h3_chunk *c = ud;
   (void)ptr;
   if (--c->refs == 0) {
-    uvq_free(c->mem, c);
+    uvq_pool_put(c->pool, c->cls, c);
   }
 }
 
@@ -715,36 +720,39 @@ static nghttp3_ssize cb_read_data(nghttp3_conn *c, int64_t sid,
     break;
   }
   case UVQ_H3_BODY_PROVIDER: {
+    uvq_pool *pool = uvq_endpoint_pool(uvq_conn_get_endpoint(h->conn));
+    int cls = uvq_pool_class(sizeof(h3_chunk) + UVQ_H3_PROVIDER_CHUNK);
     h3_chunk *ch;
     ssize_t r;
     if (st->read_blocked || st->provider_failed || st->stop_received) {
       return NGHTTP3_ERR_WOULDBLOCK;
     }
-    ch = uvq_malloc(h->mem, sizeof(*ch) + UVQ_H3_PROVIDER_CHUNK);
+    ch = uvq_pool_get(pool, cls);
     if (ch == NULL) {
       return NGHTTP3_ERR_CALLBACK_FAILURE;
     }
     r = st->body.read(st, ch->data, UVQ_H3_PROVIDER_CHUNK, &eof,
                       st->body.read_user_data);
     if (r == UVQ_H3_READ_WOULDBLOCK || (r == 0 && !eof)) {
-      uvq_free(h->mem, ch);
+      uvq_pool_put(pool, cls, ch);
       st->read_blocked = 1;
       return NGHTTP3_ERR_WOULDBLOCK;
     }
     if (r < 0 || (size_t)r > UVQ_H3_PROVIDER_CHUNK) {
-      uvq_free(h->mem, ch);
+      uvq_pool_put(pool, cls, ch);
       st->provider_failed = 1;
       uvq_h3_stream_abort(st, UVQ_H3_INTERNAL_ERROR);
       return NGHTTP3_ERR_WOULDBLOCK;
     }
     st->provider_read = 1;
     if (r == 0) {
-      uvq_free(h->mem, ch);
+      uvq_pool_put(pool, cls, ch);
       break;
     }
     ch->len = (size_t)r;
     ch->refs = 1;
-    ch->mem = h->mem;
+    ch->pool = pool;
+    ch->cls = cls;
     ch->next = NULL;
     if (st->chunk_tail) {
       st->chunk_tail->next = ch;

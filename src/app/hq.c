@@ -487,6 +487,11 @@ struct uvq_hq_client {
   int closing;
   uvq_hq_done_cb done;
   void *user_data;
+  /* uvq_hq_client_hold: stay open when the requests are over. */
+  int hold;
+  uvq_hq_ready_cb ready;
+  /* The connection, from its first callback until on_closed. */
+  uvq_conn *conn;
 };
 
 static void cli_finish(uvq_conn *conn, uvq_hq_client *cli, uvq_hq_request *req,
@@ -497,6 +502,12 @@ static void cli_finish(uvq_conn *conn, uvq_hq_client *cli, uvq_hq_request *req,
     ++cli->completed;
   }
   if (cli->finished == cli->nreqs && !cli->closing) {
+    if (cli->hold) {
+      if (cli->ready) {
+        cli->ready(cli, cli->user_data);
+      }
+      return;
+    }
     cli->closing = 1;
     (void)uvq_conn_close(conn, 0, "done");
   }
@@ -546,7 +557,10 @@ static int cli_open_more(uvq_conn *conn, uvq_hq_client *cli) {
 }
 
 static int cli_on_established(uvq_conn *conn, void *user_data) {
-  return cli_open_more(conn, user_data);
+  uvq_hq_client *cli = user_data;
+
+  cli->conn = conn;
+  return cli_open_more(conn, cli);
 }
 
 static int cli_on_streams_available(uvq_conn *conn, void *user_data) {
@@ -645,6 +659,7 @@ static void cli_on_closed(uvq_conn *conn, const uvq_close_info *ci,
 
   (void)conn;
   cli->closing = 1;
+  cli->conn = NULL;
   for (i = 0; i < cli->nreqs; ++i) {
     uvq_hq_request *req = &cli->reqs[i];
     if (req->state == UVQ_HQ_PENDING || req->state == UVQ_HQ_ACTIVE) {
@@ -747,3 +762,19 @@ void uvq_hq_client_del(uvq_hq_client *cli) {
 }
 
 size_t uvq_hq_client_completed(uvq_hq_client *cli) { return cli->completed; }
+
+void uvq_hq_client_hold(uvq_hq_client *cli, uvq_hq_ready_cb ready) {
+  cli->hold = 1;
+  cli->ready = ready;
+}
+
+int uvq_hq_client_close(uvq_hq_client *cli) {
+  if (cli->closing) {
+    return 0;
+  }
+  if (cli->conn == NULL) {
+    return UVQ_ERR_INVALID_STATE;
+  }
+  cli->closing = 1;
+  return uvq_conn_close(cli->conn, 0, "done");
+}

@@ -221,4 +221,23 @@ void uvq_hq_client_del(uvq_hq_client *cli);
 /** Requests that reached DONE so far. */
 size_t uvq_hq_client_completed(uvq_hq_client *cli);
 
+/** Called once, when every request has finished on a held connection. */
+typedef void (*uvq_hq_ready_cb)(uvq_hq_client *cli, void *user_data);
+
+/**
+ * uvq_hq_client_hold keeps the connection open once every request has
+ * finished, instead of closing it: |ready| (may be NULL) fires then, from
+ * one of the connection's callbacks, with the outcomes in the requests.
+ * The connection stays until uvq_hq_client_close, the peer or a timeout
+ * ends it; done fires as always. Call it before connecting.
+ */
+void uvq_hq_client_hold(uvq_hq_client *cli, uvq_hq_ready_cb ready);
+
+/**
+ * uvq_hq_client_close closes the connection with application error 0.
+ * Returns 0 (also if it is closing already), UVQ_ERR_INVALID_STATE if it
+ * has not reported yet (not established), or uvq_conn_close's error.
+ */
+int uvq_hq_client_close(uvq_hq_client *cli);
+
 #endif

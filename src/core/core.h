@@ -15,6 +15,7 @@
 #include "core/cid_map.h"
 #include "core/mem.h"
 #include "core/metrics.h"
+#include "core/pool.h"
 #include "core/token.h"
 #include "uvquic/uvquic.h"
 
@@ -34,9 +35,11 @@
 typedef struct uvq_stream uvq_stream;
 
 /* A chunk of stream send data, owned by the stream until acknowledged.
- * A copied chunk holds its bytes in |data| (base == data); a reference
- * chunk (uvq_stream_write_ref) points at the caller's memory, has cap ==
- * len (nothing is appended to it) and calls free_cb once, when freed. */
+ * Every chunk is a buffer of the endpoint's pool (class |cls|), given back
+ * when freed. A copied chunk holds its bytes in |data| (base == data, cap
+ * the room its class leaves); a reference chunk (uvq_stream_write_ref)
+ * points at the caller's memory, has cap == len (nothing is appended to
+ * it) and calls free_cb once, when freed. */
 typedef struct uvq_chunk {
   struct uvq_chunk *next;
   const uint8_t *base;
@@ -44,6 +47,7 @@ typedef struct uvq_chunk {
   size_t cap;
   void (*free_cb)(void *ptr, void *ud); /* reference chunks only */
   void *free_ud;
+  int cls;
   uint8_t data[];
 } uvq_chunk;
 
@@ -174,6 +178,10 @@ struct uvq_conn {
   size_t pending_len, pending_off, pending_seg;
   uvq_path pending_path;
   uint8_t pending_ecn;
+  uvq_tstamp pending_txtime;
+  /* settings.txtime: release time of the next paced burst (the pacing
+   * deadline ngtcp2 was given last; 0 before the first). */
+  uvq_tstamp tx_release;
 
   /* Closing. */
   int close_requested;
@@ -238,6 +246,8 @@ struct uvq_endpoint {
 
   uint8_t *txbuf;
   size_t txbufcap;
+  /* Send buffers: core chunks and h3 provider chunks (pool.c). */
+  uvq_pool *pool;
 
   uvq_wake_hub *hub;
   /* Raw mode: edits ngtcp2's settings and params of new connections. */
@@ -279,11 +289,12 @@ void uvq_ep_drop(uvq_endpoint *ep, uvq_drop_reason r);
 void uvq_ep_queue_stateless(uvq_endpoint *ep, const uvq_path *path,
                             const uint8_t *data, size_t len);
 uint64_t uvq_ep_wall_time(uvq_endpoint *ep);
-/* Sends one batch of equal-size datagrams through the send callback.
- * Returns the datagrams taken (0..count); refused datagrams are dropped,
- * counted and skipped. */
+/* Sends one batch of equal-size datagrams through the send callback, to
+ * leave at |txtime| (0: at once). Returns the datagrams taken (0..count);
+ * refused datagrams are dropped, counted and skipped. */
 size_t uvq_ep_send(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
-                   const uint8_t *data, size_t len, size_t seg);
+                   uvq_tstamp txtime, const uint8_t *data, size_t len,
+                   size_t seg);
 void uvq_ep_conn_link(uvq_endpoint *ep, uvq_conn *conn);
 
 /* router.c */

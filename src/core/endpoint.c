@@ -214,7 +214,8 @@ void uvq_ep_queue_stateless(uvq_endpoint *ep, const uvq_path *path,
 }
 
 size_t uvq_ep_send(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
-                   const uint8_t *data, size_t len, size_t seg) {
+                   uvq_tstamp txtime, const uint8_t *data, size_t len,
+                   size_t seg) {
   size_t done = 0, count = (len + seg - 1) / seg;
   while (done < count) {
     uvq_send_batch b;
@@ -226,6 +227,7 @@ size_t uvq_ep_send(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
     b.datalen = len - off;
     b.segment_size = seg;
     b.count = count - done;
+    b.txtime = txtime;
     n = ep->cfg.send(ep, &b, ep->cfg.user_data);
     if (n < 0) {
       /* The first datagram cannot be sent at all: drop it, loss recovery
@@ -395,6 +397,10 @@ int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
     rv = UVQ_ERR_NOMEM;
     goto fail_txbuf;
   }
+  rv = uvq_pool_new(&ep->pool, mem, ep->settings.send_buffer_cache);
+  if (rv != 0) {
+    goto fail_pool;
+  }
   rv = uvq_wake_hub_new(&ep->hub, ep, mem);
   if (rv != 0) {
     goto fail_hub;
@@ -403,6 +409,8 @@ int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
   return 0;
 
 fail_hub:
+  uvq_pool_del(ep->pool);
+fail_pool:
   uvq_free(mem, ep->txbuf);
 fail_txbuf:
   uvq_free(mem, ep->sq);
@@ -429,6 +437,8 @@ void uvq_endpoint_del(uvq_endpoint *ep) {
     uvq_conn_del(c);
   }
   uvq_wake_hub_detach(ep->hub);
+  /* Buffers still out (an h3 client's body chunks) free it later. */
+  uvq_pool_del(ep->pool);
   uvq_free(ep->mem, ep->heap);
   uvq_free(ep->mem, ep->txbuf);
   uvq_free(ep->mem, ep->sq);
@@ -453,8 +463,18 @@ const uvq_settings *uvq_endpoint_get_settings(uvq_endpoint *ep) {
 size_t uvq_endpoint_conn_count(uvq_endpoint *ep) { return ep->nconns; }
 
 void uvq_endpoint_get_stats(uvq_endpoint *ep, uvq_endpoint_stats *st) {
+  uvq_pool_stats ps;
   *st = ep->stats;
+  uvq_pool_get_stats(ep->pool, &ps);
+  st->pool_hits = ps.hits;
+  st->pool_misses = ps.misses;
+  st->pool_released = ps.released;
+  st->pool_cached_bytes = ps.cached_bytes;
+  st->pool_outstanding = ps.outstanding;
+  st->pool_outstanding_bytes = ps.outstanding_bytes;
 }
+
+uvq_pool *uvq_endpoint_pool(uvq_endpoint *ep) { return ep->pool; }
 
 int uvq_endpoint_rotate_token_key(uvq_endpoint *ep, const uint8_t *key,
                                   size_t keylen) {
@@ -524,6 +544,7 @@ static int flush_stateless(uvq_endpoint *ep) {
     b.datalen = p->len;
     b.segment_size = p->len;
     b.count = 1;
+    b.txtime = 0;
     n = ep->cfg.send(ep, &b, ep->cfg.user_data);
     if (n == 0) {
       ep->stats.send_blocked++;

@@ -398,7 +398,8 @@ static int valid_name(const char *s) {
 
 ssize_t uvq_endpoint_write_prometheus(uvq_endpoint *ep, char *buf, size_t len,
                                       const char *prefix) {
-  const uvq_endpoint_stats *s;
+  uvq_endpoint_stats st;
+  const uvq_endpoint_stats *s = &st;
   prom p;
   uint64_t cum = 0;
 
@@ -411,7 +412,7 @@ ssize_t uvq_endpoint_write_prometheus(uvq_endpoint *ep, char *buf, size_t len,
   if (!valid_name(prefix)) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  s = &ep->stats;
+  uvq_endpoint_get_stats(ep, &st);
   p.buf = buf;
   p.len = len;
   p.n = 0;
@@ -465,6 +466,20 @@ ssize_t uvq_endpoint_write_prometheus(uvq_endpoint *ep, char *buf, size_t len,
   counter(&p, "stateless_resets_received_total",
           "Stateless resets received for our connections.",
           s->stateless_resets_received);
+  counter(&p, "send_buffer_pool_hits_total",
+          "Send buffers taken from the endpoint's cache.", s->pool_hits);
+  counter(&p, "send_buffer_pool_misses_total",
+          "Send buffers allocated because the cache had none.", s->pool_misses);
+  counter(&p, "send_buffer_pool_released_total",
+          "Send buffers freed because the cache was full.", s->pool_released);
+  gauge(&p, "send_buffer_pool_cached_bytes",
+        "Bytes of free send buffers kept for reuse.", s->pool_cached_bytes);
+  gauge(&p, "send_buffer_pool_outstanding",
+        "Send buffers held by connections (unacknowledged data).",
+        s->pool_outstanding);
+  gauge(&p, "send_buffer_pool_outstanding_bytes",
+        "Bytes of the send buffers held by connections.",
+        s->pool_outstanding_bytes);
 
   head(&p, "dropped_total", "counter",
        "Datagrams or packets dropped unused, by reason.");

@@ -98,6 +98,8 @@ static int raw_new(uvq_raw **praw, const uvq_raw_config *cfg, int is_server) {
     uvq_settings_default(&st);
   }
   st.retry = UVQ_RETRY_OFF;
+  /* uvq_raw_write hands datagrams out without a release time. */
+  st.txtime = 0;
   uvq_endpoint_config_default(&ec);
   ec.is_server = is_server;
   ec.settings = &st;

@@ -39,6 +39,9 @@ void uvq_settings_default(uvq_settings *s) {
   s->anti_replay = 1;
   s->stateless_reset_rate = 100;
   s->stateless_reset_burst = 100;
+  s->txtime = 0;
+  s->txtime_horizon = 1 * UVQ_MILLISECONDS;
+  s->send_buffer_cache = 1u << 20;
 }
 
 void uvq_endpoint_config_default(uvq_endpoint_config *cfg) {

@@ -6,8 +6,6 @@
 
 #include "core/core.h"
 
-#define CHUNK_MIN 4096
-
 /* ---- table (open addressing, linear probing, backward-shift delete) ---- */
 
 static size_t slot_of(const uvq_stream_table *t, int64_t id) {
@@ -115,12 +113,29 @@ int uvq_stream_create(uvq_conn *conn, int64_t id, void *user_data,
   return 0;
 }
 
-/* Frees |c|; a reference chunk hands the caller's memory back first. */
+/* A chunk from a pool buffer of class |cls|, with nothing in it. */
+static uvq_chunk *chunk_get(uvq_conn *conn, int cls) {
+  uvq_chunk *c = uvq_pool_get(conn->ep->pool, cls);
+  if (c == NULL) {
+    return NULL;
+  }
+  c->next = NULL;
+  c->base = c->data;
+  c->len = 0;
+  c->cap = uvq_pool_class_size(cls) - sizeof(*c);
+  c->free_cb = NULL;
+  c->free_ud = NULL;
+  c->cls = cls;
+  return c;
+}
+
+/* Gives |c| back to the pool; a reference chunk hands the caller's memory
+ * back first. */
 static void chunk_free(uvq_conn *conn, uvq_chunk *c) {
   if (c->free_cb) {
     c->free_cb((void *)(uintptr_t)c->base, c->free_ud);
   }
-  uvq_free(conn->ep->mem, c);
+  uvq_pool_put(conn->ep->pool, c->cls, c);
 }
 
 static void free_chunks(uvq_conn *conn, uvq_stream *s) {
@@ -318,31 +333,42 @@ static void link_chunk(uvq_stream *s, uvq_chunk *c, uint64_t off) {
   }
 }
 
+/* Copies |len| bytes into the send buffer: the room left in the last
+ * chunk, then new chunks of the smallest class that holds the rest (a
+ * frame header takes a small buffer, bulk data large ones). A stream that
+ * filled a copied chunk gets the next class up, so many small writes do
+ * not make many small chunks. Returns the bytes taken: fewer than |len|
+ * only when the pool has no memory. */
 static size_t append(uvq_conn *conn, uvq_stream *s, const uint8_t *data,
                      size_t len) {
   uvq_chunk *t = s->tail;
   size_t done = 0;
-  if (t && t->cap > t->len) {
+  int min_cls = 0;
+  if (t && t->free_cb == NULL) {
     size_t n = t->cap - t->len < len ? t->cap - t->len : len;
-    memcpy(t->data + t->len, data, n); /* cap > len: not a reference */
+    memcpy(t->data + t->len, data, n);
     t->len += n;
     done = n;
+    min_cls = t->cls + 1 < UVQ_POOL_NCLASSES ? t->cls + 1 : t->cls;
   }
-  if (done < len) {
+  while (done < len) {
     size_t need = len - done;
-    size_t cap = need < CHUNK_MIN ? CHUNK_MIN : need;
-    uvq_chunk *c = uvq_malloc(conn->ep->mem, sizeof(*c) + cap);
-    if (c == NULL) {
-      return done;
+    int cls = uvq_pool_class(sizeof(uvq_chunk) + need);
+    uvq_chunk *c;
+    if (cls < 0) {
+      cls = UVQ_POOL_NCLASSES - 1;
     }
-    c->base = c->data;
-    c->cap = cap;
-    c->len = need;
-    c->free_cb = NULL;
-    c->free_ud = NULL;
-    memcpy(c->data, data + done, need);
+    if (cls < min_cls) {
+      cls = min_cls;
+    }
+    c = chunk_get(conn, cls);
+    if (c == NULL) {
+      break;
+    }
+    c->len = need < c->cap ? need : c->cap;
+    memcpy(c->data, data + done, c->len);
     link_chunk(s, c, s->written + done);
-    done = len;
+    done += c->len;
   }
   return done;
 }
@@ -437,7 +463,7 @@ ssize_t uvq_stream_write_ref(uvq_conn *conn, int64_t stream_id,
     s->want_writable = 1;
     return 0;
   }
-  c = uvq_malloc(conn->ep->mem, sizeof(*c));
+  c = chunk_get(conn, uvq_pool_class(sizeof(*c)));
   if (c == NULL) {
     return UVQ_ERR_NOMEM;
   }
