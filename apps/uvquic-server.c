@@ -377,7 +377,9 @@ static int on_accept(uvq_listener *l, uvq_conn *conn,
   return UVQ_ERR_REFUSED;
 }
 
-static void print_stats(uvq_endpoint *ep) {
+static void print_stats(uvq_uv_endpoint *uep) {
+  uvq_endpoint *ep = uvq_uv_endpoint_get_endpoint(uep);
+  uvq_uv_stats us;
   uvq_endpoint_stats st;
   uint64_t dropped = 0;
   char reasons[1024];
@@ -406,6 +408,14 @@ static void print_stats(uvq_endpoint *ep) {
          st.datagrams_received, dropped, off ? reasons : "none",
          st.datagrams_sent, st.connections_total, st.version_negotiations_sent,
          st.retries_sent, st.stateless_closes_sent);
+  if (uvq_uv_endpoint_get_stats(uep, &us) == 0) {
+    printf("datapath: send_calls=%" PRIu64 " messages=%" PRIu64
+           " gso_messages=%" PRIu64 " queued_batches=%" PRIu64
+           " send_errors=%" PRIu64 " gso_fallbacks=%" PRIu64
+           " recv_calls=%" PRIu64 " gro_buffers=%" PRIu64 "\n",
+           us.send_calls, us.send_msgs, us.gso_msgs, us.queued_batches,
+           us.send_errors, us.gso_fallbacks, us.recv_calls, us.gro_buffers);
+  }
   fflush(stdout);
 }
 
@@ -453,7 +463,7 @@ static void on_listener_closed(uvq_uv_endpoint *uep, void *user_data) {
   }
 
   if (!s->quiet) {
-    print_stats(uvq_uv_endpoint_get_endpoint(uep));
+    print_stats(uep);
   }
   s->listener = NULL;
   uv_close((uv_handle_t *)&s->sigint, NULL);

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <arpa/inet.h>
@@ -440,6 +441,13 @@ typedef struct bulk {
    * whether the cores ran with settings.txtime. */
   int txtime_warnings;
   int srv_core_txtime, cli_core_txtime;
+  /* bulk_opts.inject_eagain: send calls of the server's socket each
+   * injection refuses with EAGAIN, and the injections made — from the
+   * client's data callback once a quarter and half arrived, and from the
+   * server's own callbacks (while its send queue may hold batches) once
+   * three quarters were written. */
+  unsigned eagain;
+  int eagain_cli_quarter, eagain_cli_half, eagain_srv;
 } bulk;
 
 static uint8_t pattern_at(size_t off) {
@@ -462,6 +470,10 @@ static void bulk_push(uvq_conn *conn, bulk *b) {
                          b->srv_off + n == b->total);
     assert_true(w >= 0);
     b->srv_off += (size_t)w;
+    if (b->eagain && !b->eagain_srv && b->srv_off >= b->total / 4 * 3) {
+      b->eagain_srv = 1;
+      uvq_uv_endpoint_inject_eagain(b->listener, b->eagain);
+    }
     if ((size_t)w < n) {
       /* Buffer full: on_stream_writable resumes. */
       return;
@@ -567,6 +579,14 @@ static int bcli_data(uvq_conn *conn, int64_t id, const uint8_t *data,
     }
   }
   b->got += len;
+  if (b->eagain && !b->eagain_cli_quarter && b->got >= b->total / 4) {
+    b->eagain_cli_quarter = 1;
+    uvq_uv_endpoint_inject_eagain(b->listener, b->eagain);
+  }
+  if (b->eagain && !b->eagain_cli_half && b->got >= b->total / 2) {
+    b->eagain_cli_half = 1;
+    uvq_uv_endpoint_inject_eagain(b->listener, b->eagain);
+  }
   if (b->migrate && !b->migrated && b->got >= b->total / 4) {
     b->migrated = -1; /* scheduled */
     b->cli_conn = conn;
@@ -669,6 +689,9 @@ typedef struct bulk_opts {
    * the sockets refuse it (UVQ_UV_NO_TXTIME=1). */
   int txtime;
   int txtime_refused;
+  /* Make the server's socket refuse this many send calls with EAGAIN, at
+   * three points of the transfer (bulk.eagain); 0 = never. */
+  unsigned inject_eagain;
 } bulk_opts;
 
 static void bulk_log(void *user_data, const char *line) {
@@ -687,6 +710,7 @@ static void run_bulk(bulk *b, const bulk_opts *o) {
   memset(b, 0, sizeof(*b));
   b->total = o->total;
   b->migrate = o->migrate;
+  b->eagain = o->inject_eagain;
   b->srv_sid = b->cli_sid = -1;
   assert_int_equal(uv_loop_init(&b->loop), 0);
   {
@@ -768,8 +792,8 @@ static void run_bulk(bulk *b, const bulk_opts *o) {
  * the download stays byte-identical and the server ends up talking to the
  * new port. */
 static void run_bulk_migrate(int style) {
-  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 0, 0, style,
-                 0,       0};
+  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 0,
+                 0,       style,       0,           0,        0};
   bulk b;
 
   run_bulk(&b, &o);
@@ -790,7 +814,7 @@ static void test_uv_migrate_nat_style(void **state) {
 }
 
 static void test_uv_bulk_gso_gro(void **state) {
-  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 8u << 20, 0, 0, 0, 0, 0};
+  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 8u << 20, 0, 0, 0, 0, 0, 0};
   bulk b;
 
   (void)state;
@@ -818,7 +842,7 @@ static void test_uv_bulk_gso_gro(void **state) {
 }
 
 static void test_uv_bulk_gso_off(void **state) {
-  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 1, 0, 0, 0, 0};
+  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 1, 0, 0, 0, 0, 0};
   bulk b;
 
   (void)state;
@@ -831,7 +855,8 @@ static void test_uv_bulk_gso_off(void **state) {
 }
 
 static void test_uv_bulk_gso_refused(void **state) {
-  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 0, EIO, 0, 0, 0};
+  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 0,
+                 EIO,     0,           0,           0,        0};
   bulk b;
 
   (void)state;
@@ -848,7 +873,7 @@ static void test_uv_bulk_gso_refused(void **state) {
 }
 
 static void test_uv_bulk_gso_einval(void **state) {
-  bulk_opts o = {AF_INET6, "::1", "::1", 1u << 20, 0, EINVAL, 0, 0, 0};
+  bulk_opts o = {AF_INET6, "::1", "::1", 1u << 20, 0, EINVAL, 0, 0, 0, 0};
   bulk b;
 
   (void)state;
@@ -858,7 +883,7 @@ static void test_uv_bulk_gso_einval(void **state) {
 }
 
 static void test_uv_bulk_ecn(void **state) {
-  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 0, 0, 0, 0, 0};
+  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 0, 0, 0, 0, 0, 0};
   bulk b6;
   bulk b;
 
@@ -892,7 +917,7 @@ static void test_uv_bulk_ecn(void **state) {
 
 static void test_uv_pktinfo_wildcard_ipv4(void **state) {
   /* Any 127/8 address reaches the loopback device on Linux. */
-  bulk_opts o = {AF_INET, "0.0.0.0", "127.0.0.2", 1u << 20, 0, 0, 0, 0, 0};
+  bulk_opts o = {AF_INET, "0.0.0.0", "127.0.0.2", 1u << 20, 0, 0, 0, 0, 0, 0};
   bulk b;
 
   (void)state;
@@ -903,7 +928,7 @@ static void test_uv_pktinfo_wildcard_ipv4(void **state) {
 }
 
 static void test_uv_pktinfo_wildcard_ipv6(void **state) {
-  bulk_opts o = {AF_INET6, "::", "::1", 1u << 20, 0, 0, 0, 0, 0};
+  bulk_opts o = {AF_INET6, "::", "::1", 1u << 20, 0, 0, 0, 0, 0, 0};
   bulk b;
 
   (void)state;
@@ -933,7 +958,7 @@ static void test_uv_hrtime_is_monotonic_clock(void **state) {
  * control messages, with GSO and without, and that writing ahead keeps
  * the transfer intact; docs/internals/txtime.md has the fq figures. */
 static void test_uv_bulk_txtime(void **state) {
-  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 8u << 20, 0, 0, 0, 1, 0};
+  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 8u << 20, 0, 0, 0, 1, 0, 0};
   bulk b, b6;
 
   (void)state;
@@ -974,7 +999,7 @@ static void test_uv_bulk_txtime(void **state) {
  * says so once, counts it, and runs its core without txtime — no stamped
  * message, and the transfer completes as without the option. */
 static void test_uv_bulk_txtime_refused(void **state) {
-  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 2u << 20, 0, 0, 0, 1, 1};
+  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 2u << 20, 0, 0, 0, 1, 1, 0};
   bulk b;
 
   (void)state;
@@ -987,6 +1012,352 @@ static void test_uv_bulk_txtime_refused(void **state) {
   assert_int_equal(b.srv_core_txtime, 0);
   assert_int_equal(b.cli_core_txtime, 0);
   assert_int_equal(b.srv_uv.txtime_msgs + b.cli_uv.txtime_msgs, 0);
+}
+
+/* The server's socket pushes back (EAGAIN, injected) at three points of a
+ * transfer: what the send queue held stays queued, the endpoint waits for
+ * writability and sends it then, and the core retries what the socket did
+ * not take — the download completes byte-exact, nothing is dropped, and
+ * the adapter sent every datagram the core counted as sent. */
+static void test_uv_bulk_eagain(void **state) {
+  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 0, 0, 0, 0, 0, 8};
+  bulk b;
+
+  (void)state;
+  run_bulk(&b, &o);
+  assert_true(b.eagain_cli_quarter);
+  assert_true(b.eagain_cli_half);
+  assert_true(b.eagain_srv);
+  assert_int_equal(b.srv_uv.send_errors, 0);
+  assert_int_equal(b.cli_uv.send_errors, 0);
+  assert_int_equal(b.cli_uv.datagrams_sent, b.cli_core.datagrams_sent);
+  /* run_bulk checked srv_uv.datagrams_sent == srv_core.datagrams_sent. */
+  print_message("bulk eagain: server %llu datagrams, %llu messages, %llu "
+                "calls, %llu queued batches, %llu dropped by the core\n",
+                (unsigned long long)b.srv_uv.datagrams_sent,
+                (unsigned long long)b.srv_uv.send_msgs,
+                (unsigned long long)b.srv_uv.send_calls,
+                (unsigned long long)b.srv_uv.queued_batches,
+                (unsigned long long)b.srv_core.dropped[UVQ_DROP_SEND_ERROR]);
+}
+
+/* ---- many connections at once: the send queue batches them ----------- */
+
+#define MC_CONNS 40
+
+struct mc_fixture;
+
+/* One client connection: its message, and what came back. */
+typedef struct mc_conn {
+  struct mc_fixture *f;
+  char msg[64];
+  size_t msglen;
+  int64_t sid;
+  char echo[64];
+  size_t echolen;
+  int established;
+  int fin;
+  int closed;
+  int close_error;
+} mc_conn;
+
+typedef struct mc_fixture {
+  uv_loop_t loop;
+  uvq_tls_ctx *stls, *ctls;
+  uvq_listener *listener;
+  uvq_uv_endpoint *client;
+  uv_timer_t watchdog;
+  int hung;
+  /* Send calls each EAGAIN injection refuses (0: none): at creation and
+   * again from the first server on_accept / on_established and the first
+   * client on_established, so that batches are queued when it hits. */
+  unsigned eagain;
+  int srv_accept_injected, srv_est_injected, cli_est_injected;
+  /* Server side (all connections share the fixture). */
+  int accepted;
+  int srv_established;
+  size_t srv_bytes;
+  int srv_closed;
+  int srv_close_errors;
+  /* Client side. */
+  mc_conn conns[MC_CONNS];
+  int cli_established;
+  int cli_closed;
+  int cli_close_errors;
+  int closes;
+  /* Counters read in the endpoints' close callbacks. */
+  uvq_uv_stats srv_uv, cli_uv;
+  uvq_endpoint_stats srv_core, cli_core;
+} mc_fixture;
+
+static int mc_srv_established(uvq_conn *conn, void *ud) {
+  mc_fixture *f = ud;
+  (void)conn;
+  f->srv_established++;
+  if (f->eagain && !f->srv_est_injected) {
+    f->srv_est_injected = 1;
+    uvq_uv_endpoint_inject_eagain(f->listener, f->eagain);
+  }
+  return 0;
+}
+
+static int mc_srv_data(uvq_conn *conn, int64_t id, const uint8_t *data,
+                       size_t len, int fin, void *ud, void *sud) {
+  mc_fixture *f = ud;
+  (void)sud;
+  f->srv_bytes += len;
+  assert_int_equal(uvq_stream_write(conn, id, data, len, fin), (ssize_t)len);
+  return 0;
+}
+
+static void mc_srv_closed(uvq_conn *conn, const uvq_close_info *ci, void *ud) {
+  mc_fixture *f = ud;
+  (void)conn;
+  f->srv_closed++;
+  if (ci->error != 0) {
+    f->srv_close_errors++;
+  }
+}
+
+static const uvq_app_callbacks mc_srv_cbs = {
+    .version = UVQ_APP_CALLBACKS_VERSION,
+    .on_established = mc_srv_established,
+    .on_stream_data = mc_srv_data,
+    .on_closed = mc_srv_closed,
+};
+
+static int mc_accept(uvq_listener *l, uvq_conn *conn,
+                     const uvq_accept_info *info,
+                     const uvq_app_callbacks **pcallbacks,
+                     void **pconn_user_data, void *user_data) {
+  mc_fixture *f = user_data;
+  (void)conn;
+  (void)info;
+  f->accepted++;
+  if (f->eagain && !f->srv_accept_injected) {
+    f->srv_accept_injected = 1;
+    uvq_uv_endpoint_inject_eagain(l, f->eagain);
+  }
+  *pcallbacks = &mc_srv_cbs;
+  *pconn_user_data = f;
+  return 0;
+}
+
+static int mc_cli_established(uvq_conn *conn, void *ud) {
+  mc_conn *c = ud;
+  mc_fixture *f = c->f;
+
+  c->established++;
+  f->cli_established++;
+  if (f->eagain && !f->cli_est_injected) {
+    f->cli_est_injected = 1;
+    uvq_uv_endpoint_inject_eagain(f->client, f->eagain);
+  }
+  assert_int_equal(uvq_conn_open_stream(conn, 1, &c->sid, NULL), 0);
+  assert_int_equal(
+      uvq_stream_write(conn, c->sid, (const uint8_t *)c->msg, c->msglen, 1),
+      (ssize_t)c->msglen);
+  return 0;
+}
+
+static int mc_cli_data(uvq_conn *conn, int64_t id, const uint8_t *data,
+                       size_t len, int fin, void *ud, void *sud) {
+  mc_conn *c = ud;
+
+  (void)sud;
+  assert_true(id == c->sid);
+  assert_true(c->echolen + len <= sizeof(c->echo));
+  memcpy(c->echo + c->echolen, data, len);
+  c->echolen += len;
+  if (fin) {
+    c->fin = 1;
+    assert_int_equal(uvq_conn_close(conn, 0, "bye"), 0);
+  }
+  return 0;
+}
+
+static void mc_ep_closed(uvq_uv_endpoint *uep, void *ud) {
+  mc_fixture *f = ud;
+
+  if (uep == f->listener) {
+    uvq_uv_endpoint_get_stats(uep, &f->srv_uv);
+    uvq_endpoint_get_stats(uvq_uv_endpoint_get_endpoint(uep), &f->srv_core);
+  } else {
+    uvq_uv_endpoint_get_stats(uep, &f->cli_uv);
+    uvq_endpoint_get_stats(uvq_uv_endpoint_get_endpoint(uep), &f->cli_core);
+  }
+  if (++f->closes == 2) {
+    uv_close((uv_handle_t *)&f->watchdog, NULL);
+  }
+}
+
+static void mc_cli_closed(uvq_conn *conn, const uvq_close_info *ci, void *ud) {
+  mc_conn *c = ud;
+  mc_fixture *f = c->f;
+
+  (void)conn;
+  c->closed++;
+  c->close_error = ci->error;
+  if (ci->error != 0 && f->cli_close_errors++ < 3) {
+    print_message("connection %d closed: %s (origin %d, code 0x%llx)\n",
+                  (int)(c - f->conns), uvq_strerror(ci->error), (int)ci->origin,
+                  (unsigned long long)ci->code);
+  }
+  if (++f->cli_closed == MC_CONNS) {
+    /* From inside a library callback: the adapter defers the closes. */
+    uvq_uv_endpoint_close(f->client, mc_ep_closed);
+    uvq_listener_close(f->listener, mc_ep_closed);
+  }
+}
+
+static const uvq_app_callbacks mc_cli_cbs = {
+    .version = UVQ_APP_CALLBACKS_VERSION,
+    .on_established = mc_cli_established,
+    .on_stream_data = mc_cli_data,
+    .on_closed = mc_cli_closed,
+};
+
+static void mc_watchdog(uv_timer_t *t) {
+  mc_fixture *f = t->data;
+  f->hung = 1;
+  uv_stop(&f->loop);
+}
+
+/* MC_CONNS connections opened at once on one client endpoint to one
+ * listener, each echoing one short message and closing. Their handshake
+ * flights, echoes, ACKs and closes are small batches: the send queue makes
+ * them leave several per system call. With |eagain| the sockets refuse
+ * that many send calls at creation and again once batches are queued. */
+static void run_many(mc_fixture *f, unsigned eagain) {
+  struct sockaddr_storage ss;
+  uvq_addr bound;
+  size_t sent = 0;
+  int i;
+
+  memset(f, 0, sizeof(*f));
+  f->eagain = eagain;
+  assert_int_equal(uv_loop_init(&f->loop), 0);
+  {
+    fixture tf;
+    memset(&tf, 0, sizeof(tf));
+    make_tls(&tf);
+    f->stls = tf.stls;
+    f->ctls = tf.ctls;
+  }
+  set_addr(&ss, AF_INET, "127.0.0.1", 0);
+  assert_int_equal(uvq_listen(&f->listener, &f->loop, (struct sockaddr *)&ss,
+                              NULL, f->stls, mc_accept, f),
+                   0);
+  if (eagain) {
+    uvq_uv_endpoint_inject_eagain(f->listener, eagain);
+  }
+  assert_int_equal(uvq_uv_endpoint_get_local_addr(f->listener, &bound), 0);
+  assert_int_equal(
+      uvq_uv_client_new(&f->client, &f->loop, AF_INET, NULL, NULL, f->ctls, f),
+      0);
+  if (eagain) {
+    uvq_uv_endpoint_inject_eagain(f->client, eagain);
+  }
+  set_addr(&ss, AF_INET, "127.0.0.1", addr_port(&bound));
+  for (i = 0; i < MC_CONNS; ++i) {
+    mc_conn *c = &f->conns[i];
+    int n = snprintf(c->msg, sizeof(c->msg), "message %d of %d, own connection",
+                     i, MC_CONNS);
+    assert_true(n > 0 && (size_t)n < sizeof(c->msg));
+    c->f = f;
+    c->msglen = (size_t)n;
+    c->sid = -1;
+    assert_int_equal(uvq_connect(f->client, (struct sockaddr *)&ss, "localhost",
+                                 &mc_cli_cbs, c, NULL),
+                     0);
+  }
+  uv_timer_init(&f->loop, &f->watchdog);
+  f->watchdog.data = f;
+  uv_timer_start(&f->watchdog, mc_watchdog, 60000, 0);
+
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+
+  assert_false(f->hung);
+  assert_int_equal(f->accepted, MC_CONNS);
+  assert_int_equal(f->srv_established, MC_CONNS);
+  assert_int_equal(f->cli_established, MC_CONNS);
+  for (i = 0; i < MC_CONNS; ++i) {
+    mc_conn *c = &f->conns[i];
+    assert_int_equal(c->established, 1);
+    assert_true(c->fin);
+    assert_int_equal(c->echolen, c->msglen);
+    assert_memory_equal(c->echo, c->msg, c->msglen);
+    assert_int_equal(c->closed, 1);
+    assert_int_equal(c->close_error, 0);
+    sent += c->msglen;
+  }
+  assert_int_equal(f->srv_bytes, sent);
+  assert_int_equal(f->cli_closed, MC_CONNS);
+  assert_int_equal(f->cli_close_errors, 0);
+  assert_int_equal(f->srv_closed, MC_CONNS);
+  assert_int_equal(f->srv_close_errors, 0);
+  assert_int_equal(f->closes, 2);
+  /* Nothing the queue took was lost or refused: the adapter sent every
+   * datagram the core counted as sent. */
+  assert_int_equal(f->srv_uv.send_errors, 0);
+  assert_int_equal(f->cli_uv.send_errors, 0);
+  assert_int_equal(f->srv_uv.datagrams_sent, f->srv_core.datagrams_sent);
+  assert_int_equal(f->cli_uv.datagrams_sent, f->cli_core.datagrams_sent);
+  if (!eagain) {
+    /* (Under EAGAIN the core may drop a datagram it cannot keep with the
+     * ones the socket did not take — its own policy, not the queue's.) */
+    assert_int_equal(f->srv_core.dropped[UVQ_DROP_SEND_ERROR], 0);
+    assert_int_equal(f->cli_core.dropped[UVQ_DROP_SEND_ERROR], 0);
+  }
+
+  assert_int_equal(uv_loop_close(&f->loop), 0);
+  uvq_tls_ctx_del(f->stls);
+  uvq_tls_ctx_del(f->ctls);
+}
+
+static void print_many(const char *name, const mc_fixture *f) {
+  print_message("%s: server %llu queued batches, %llu datagrams in %llu "
+                "messages, %llu calls; client %llu queued, %llu datagrams in "
+                "%llu messages, %llu calls; core send-error drops %llu/%llu\n",
+                name, (unsigned long long)f->srv_uv.queued_batches,
+                (unsigned long long)f->srv_uv.datagrams_sent,
+                (unsigned long long)f->srv_uv.send_msgs,
+                (unsigned long long)f->srv_uv.send_calls,
+                (unsigned long long)f->cli_uv.queued_batches,
+                (unsigned long long)f->cli_uv.datagrams_sent,
+                (unsigned long long)f->cli_uv.send_msgs,
+                (unsigned long long)f->cli_uv.send_calls,
+                (unsigned long long)f->srv_core.dropped[UVQ_DROP_SEND_ERROR],
+                (unsigned long long)f->cli_core.dropped[UVQ_DROP_SEND_ERROR]);
+}
+
+/* Many connections' small batches leave together: several messages per
+ * sendmmsg on both endpoints. */
+static void test_uv_many_connections_coalesced(void **state) {
+  static mc_fixture f;
+
+  (void)state;
+  run_many(&f, 0);
+  print_many("coalesced", &f);
+  assert_true(f.srv_uv.queued_batches > 0);
+  assert_true(f.srv_uv.send_msgs > f.srv_uv.send_calls);
+  assert_true(f.cli_uv.queued_batches > 0);
+  assert_true(f.cli_uv.send_msgs > f.cli_uv.send_calls);
+}
+
+/* The same with both sockets pushing back (EAGAIN) while batches are
+ * queued: the queued batches wait for writability and still all leave. */
+static void test_uv_many_connections_eagain(void **state) {
+  static mc_fixture f;
+
+  (void)state;
+  run_many(&f, 8);
+  print_many("eagain", &f);
+  assert_true(f.srv_accept_injected);
+  assert_true(f.srv_est_injected);
+  assert_true(f.cli_est_injected);
+  assert_true(f.srv_uv.queued_batches > 0);
+  assert_true(f.cli_uv.queued_batches > 0);
 }
 
 static void test_uv_stats_bad_arguments(void **state) {
@@ -1214,6 +1585,9 @@ int main(void) {
       cmocka_unit_test(test_uv_bulk_txtime_refused),
       cmocka_unit_test(test_uv_migrate_active),
       cmocka_unit_test(test_uv_migrate_nat_style),
+      cmocka_unit_test(test_uv_bulk_eagain),
+      cmocka_unit_test(test_uv_many_connections_coalesced),
+      cmocka_unit_test(test_uv_many_connections_eagain),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -171,6 +171,14 @@ typedef struct uvq_uv_stats {
   uint64_t txtime_refused;
   /** Messages that carried a release time (SCM_TXTIME). */
   uint64_t txtime_msgs;
+  /** Small batches (handshake flights, ACKs, burst tails) copied into the
+   * send queue, to leave with other connections' in one sendmmsg. */
+  uint64_t queued_batches;
+  /** Datagrams the kernel refused outright (not EAGAIN: e.g. EMSGSIZE,
+   * ENETUNREACH) after the send queue had taken them, or still queued when
+   * the socket closed: dropped and counted here (loss recovery resends
+   * what they carried). */
+  uint64_t send_errors;
 } uvq_uv_stats;
 
 /**

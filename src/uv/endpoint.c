@@ -122,13 +122,21 @@ static int sock_serves(const uvq_udp *u, const uvq_addr *bound,
          ((const struct sockaddr_in6 *)&bound->ss)->sin6_port;
 }
 
+/* The core's metrics (Prometheus) count GSO fallbacks too. */
+static void report_fallbacks(uvq_endpoint *ep, uvq_udp *u) {
+  if (u->stats.gso_fallbacks != u->gso_fallbacks_reported) {
+    uvq_endpoint_add_gso_fallbacks(
+        ep, u->stats.gso_fallbacks - u->gso_fallbacks_reported);
+    u->gso_fallbacks_reported = u->stats.gso_fallbacks;
+  }
+}
+
 static ssize_t uep_send(uvq_endpoint *ep, const uvq_send_batch *b,
                         void *user_data) {
   uvq_uv_endpoint *uep = user_data;
   /* The core's batches carry their path: a connection that migrated sends
    * from the additional socket bound to its new local address. */
   uvq_udp *u = &uep->udp;
-  uint64_t fallbacks;
   ssize_t rv;
   for (uep_sock *k = uep->socks; k; k = k->next) {
     if (sock_serves(&k->udp, &k->local, &b->path->local)) {
@@ -136,15 +144,11 @@ static ssize_t uep_send(uvq_endpoint *ep, const uvq_send_batch *b,
       break;
     }
   }
-  /* Sent at once: |b| points into the core's shared write buffer, which
-   * the next connection's burst overwrites, so "taken" means "the kernel
-   * took it" (no adapter-side queue). */
-  fallbacks = u->stats.gso_fallbacks;
+  /* |b| points into the core's shared write buffer, which the next
+   * connection's burst overwrites: "taken" means the kernel took it, or
+   * (a small batch) the socket's send queue copied it. */
   rv = uvq_udp_send(u, b);
-  if (u->stats.gso_fallbacks != fallbacks) {
-    /* The core's metrics (Prometheus) count GSO fallbacks too. */
-    uvq_endpoint_add_gso_fallbacks(ep, u->stats.gso_fallbacks - fallbacks);
-  }
+  report_fallbacks(ep, u);
   return rv;
 }
 
@@ -186,8 +190,10 @@ static void uep_one_handle_closed(uvq_uv_endpoint *uep) {
   }
   /* Every handle is closed: nothing of libuv refers to the fds any more. */
   uvq_udp_close(&uep->udp);
+  uvq_free(uep->mem, uep->udp.txq);
   for (uep_sock *k = uep->socks; k; k = k->next) {
     uvq_udp_close(&k->udp);
+    uvq_free(uep->mem, k->udp.txq);
   }
   close(uep->tfd);
   uep->tfd = -1;
@@ -296,6 +302,20 @@ static void uep_update(uvq_uv_endpoint *uep) {
 
   if (uep->state == UEP_CLOSING_HANDLES) {
     return;
+  }
+  /* What the send callbacks queued leaves now: the small batches of every
+   * connection the last call served, in as few sendmmsg calls as fit. A
+   * full socket leaves the rest queued until it is writable. */
+  if (!uep->in_core) {
+    int full = uvq_udp_flush(&uep->udp);
+    report_fallbacks(uep->ep, &uep->udp);
+    for (uep_sock *k = uep->socks; k; k = k->next) {
+      full |= uvq_udp_flush(&k->udp);
+      report_fallbacks(uep->ep, &k->udp);
+    }
+    if (full) {
+      uep->blocked = 1;
+    }
   }
   if (uep->state == UEP_CLOSING &&
       (uvq_endpoint_conn_count(uep->ep) == 0 ||
@@ -525,6 +545,8 @@ static int uep_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int is_server,
     rv = UVQ_ERR_IO;
     goto fail_socket;
   }
+  /* Without it (no memory) every batch is sent at once. */
+  uep->udp.txq = uvq_calloc(mem, 1, sizeof(*uep->udp.txq));
   if (opts.txtime && !uep->udp.txtime) {
     /* The socket refused SO_TXTIME: bursts written ahead would leave at
      * once, back to back, so the core paces by its timer instead. */
@@ -617,6 +639,7 @@ fail_timerfd:
   uvq_udp_close(&uep->udp);
   errno = saved;
 fail_socket:
+  uvq_free(mem, uep->udp.txq);
   uvq_free(mem, uep->rx);
 fail_rx:
   uvq_free(mem, uep);
@@ -810,6 +833,8 @@ int uvq_uv_endpoint_get_stats(uvq_uv_endpoint *uep, uvq_uv_stats *st) {
     st->truncated += x->truncated;
     st->txtime_refused += x->txtime_refused;
     st->txtime_msgs += x->txtime_msgs;
+    st->queued_batches += x->queued_batches;
+    st->send_errors += x->send_errors;
     for (int i = 0; i < 4; i++) {
       st->ecn_sent[i] += x->ecn_sent[i];
       st->ecn_received[i] += x->ecn_received[i];
@@ -829,6 +854,10 @@ int uvq_uv_endpoint_set_gso(uvq_uv_endpoint *uep, int enable) {
 
 void uvq_uv_endpoint_inject_gso_errno(uvq_uv_endpoint *uep, int err) {
   uep->udp.inject_gso_errno = err;
+}
+
+void uvq_uv_endpoint_inject_eagain(uvq_uv_endpoint *uep, unsigned n) {
+  uep->udp.inject_eagain = n;
 }
 
 int uvq_uv_endpoint_add_local(uvq_uv_endpoint *uep,
@@ -867,10 +896,12 @@ int uvq_uv_endpoint_add_local(uvq_uv_endpoint *uep,
     return UVQ_ERR_IO;
   }
   k->udp.gso = k->udp.gso && uep->udp.gso;
+  k->udp.txq = uvq_calloc(uep->mem, 1, sizeof(*k->udp.txq));
   k->uep = uep;
   k->local = k->udp.bound;
   if (uv_poll_init(uep->loop, &k->poll, k->udp.fd) != 0) {
     uvq_udp_close(&k->udp);
+    uvq_free(uep->mem, k->udp.txq);
     uvq_free(uep->mem, k);
     return UVQ_ERR_IO;
   }

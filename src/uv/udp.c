@@ -201,6 +201,19 @@ fail:
 }
 
 void uvq_udp_close(uvq_udp *u) {
+  if (u->fd >= 0 && uvq_udp_pending(u)) {
+    /* A last try; what the socket still cannot take is lost, and counted. */
+    (void)uvq_udp_flush(u);
+    if (uvq_udp_pending(u)) {
+      uvq_udp_txq *q = u->txq;
+      size_t nd = 0;
+      for (size_t i = q->head; i < q->n; ++i) {
+        nd += q->ent[i].b.count;
+      }
+      u->stats.send_errors += nd - q->head_done;
+      q->head = q->n = q->head_done = q->used = 0;
+    }
+  }
   if (u->fd >= 0) {
     close(u->fd);
     u->fd = -1;
@@ -373,15 +386,10 @@ static size_t build_ctrl(const uvq_udp *u, const uvq_send_batch *b,
   return put_cmsg(ctrl, off, SOL_UDP, UDP_SEGMENT, &seg, sizeof(seg));
 }
 
-ssize_t uvq_udp_send(uvq_udp *u, const uvq_send_batch *b) {
-  uint64_t ctrl[UVQ_UDP_CMSG_SPACE / 8];
-  size_t seg = b->segment_size ? b->segment_size : b->datalen;
-  size_t count = b->count, sent = 0, per_msg = 1, plain, withseg;
-
-  if (seg == 0 || count == 0) {
-    /* An empty batch: nothing to put on the wire. */
-    return (ssize_t)count;
-  }
+/* Datagrams per message for a batch of |count| datagrams of |seg| bytes:
+ * a GSO message takes as many as fit, without GSO one each. */
+static size_t per_msg_of(const uvq_udp *u, size_t count, size_t seg) {
+  size_t per_msg = 1;
   if (u->gso && count > 1 && seg <= UINT16_MAX) {
     per_msg = UVQ_UDP_GSO_MAX_BYTES / seg;
     if (per_msg > UVQ_UDP_GSO_MAX_SEGMENTS) {
@@ -391,62 +399,116 @@ ssize_t uvq_udp_send(uvq_udp *u, const uvq_send_batch *b) {
       per_msg = 1;
     }
   }
-  withseg = build_ctrl(u, b, (uint8_t *)ctrl, (uint16_t)seg, &plain);
+  return per_msg;
+}
 
+/* Fills message |n| with |nd| datagrams of |b| from datagram |idx| on,
+ * sharing |ctrl| (|withseg| bytes with UDP_SEGMENT, |plain| without).
+ * Returns its byte length. */
+static void fill_msg(uvq_udp *u, size_t n, const uvq_send_batch *b,
+                     size_t idx, size_t nd, uint8_t *ctrl, size_t withseg,
+                     size_t plain) {
+  size_t seg = b->segment_size ? b->segment_size : b->datalen;
+  size_t off = idx * seg, len = nd * seg;
+  struct msghdr *h = &u->msgs[n].msg_hdr;
+
+  if (len > b->datalen - off) {
+    len = b->datalen - off;
+  }
+  u->iov[n].iov_base = (void *)(uintptr_t)(b->data + off);
+  u->iov[n].iov_len = len;
+  memset(h, 0, sizeof(*h));
+  h->msg_name = (void *)(uintptr_t)&b->path->remote.ss;
+  h->msg_namelen = b->path->remote.len;
+  h->msg_iov = &u->iov[n];
+  h->msg_iovlen = 1;
+  /* A lone datagram goes without UDP_SEGMENT: a PMTUD probe larger than
+   * the path must fail with EMSGSIZE, not be refused as GSO. */
+  h->msg_controllen = nd > 1 ? withseg : plain;
+  h->msg_control = h->msg_controllen ? ctrl : NULL;
+}
+
+/* Hands messages [0, n) to the kernel. Returns how many it took, or -1
+ * with errno set (for the first one). |gso| says message 0 uses GSO (for
+ * the test hook). */
+static int send_msgs(uvq_udp *u, size_t n, int gso) {
+  int rv;
+  if (u->inject_eagain) {
+    u->inject_eagain--;
+    errno = EAGAIN;
+    return -1;
+  }
+  if (gso && u->inject_gso_errno) {
+    errno = u->inject_gso_errno;
+    u->inject_gso_errno = 0;
+    return -1;
+  }
+  if (n == 1) {
+    ssize_t w = sendmsg(u->fd, &u->msgs[0].msg_hdr, MSG_DONTWAIT);
+    rv = w < 0 ? -1 : 1;
+  } else {
+    rv = sendmmsg(u->fd, u->msgs, (unsigned int)n, MSG_DONTWAIT);
+  }
+  u->stats.send_calls++;
+  return rv;
+}
+
+/* Counts one message of |nd| datagrams of |b| as sent. */
+static void count_msg(uvq_udp *u, const uvq_send_batch *b, size_t nd) {
+  u->stats.send_msgs++;
+  if (u->txtime && b->txtime != 0) {
+    u->stats.txtime_msgs++;
+  }
+  u->stats.datagrams_sent += nd;
+  u->stats.ecn_sent[b->ecn & 0x3] += nd;
+  if (nd > 1) {
+    u->stats.gso_msgs++;
+  }
+}
+
+/* The kernel refused GSO (no checksum offload, a segment over the device
+ * MTU, an old kernel): one message per datagram from now on, for this
+ * socket. */
+static void gso_refused(uvq_udp *u) {
+  u->gso = 0;
+  u->stats.gso = 0;
+  u->stats.gso_fallbacks++;
+}
+
+static int is_full(int err) {
+  return err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS;
+}
+
+/* Sends |b| now, from the caller's memory. */
+static ssize_t send_now(uvq_udp *u, const uvq_send_batch *b) {
+  uint64_t ctrl[UVQ_UDP_CMSG_SPACE / 8];
+  size_t seg = b->segment_size ? b->segment_size : b->datalen;
+  size_t count = b->count, sent = 0, per_msg, plain, withseg;
+
+  per_msg = per_msg_of(u, count, seg);
+  withseg = build_ctrl(u, b, (uint8_t *)ctrl, (uint16_t)seg, &plain);
   while (sent < count) {
     size_t i, n = 0, idx = sent;
     int rv;
 
     /* One message per |per_msg| datagrams. */
     while (idx < count && n < UVQ_UDP_SEND_BATCH) {
-      size_t off = idx * seg;
       size_t nd = count - idx < per_msg ? count - idx : per_msg;
-      size_t len = nd * seg;
-      struct msghdr *h = &u->msgs[n].msg_hdr;
-
-      if (len > b->datalen - off) {
-        len = b->datalen - off;
-      }
-      u->iov[n].iov_base = (void *)(uintptr_t)(b->data + off);
-      u->iov[n].iov_len = len;
-      memset(h, 0, sizeof(*h));
-      h->msg_name = (void *)(uintptr_t)&b->path->remote.ss;
-      h->msg_namelen = b->path->remote.len;
-      h->msg_iov = &u->iov[n];
-      h->msg_iovlen = 1;
-      /* A lone datagram goes without UDP_SEGMENT: a PMTUD probe larger
-       * than the path must fail with EMSGSIZE, not be refused as GSO. */
-      h->msg_controllen = nd > 1 ? withseg : plain;
-      h->msg_control = h->msg_controllen ? ctrl : NULL;
+      fill_msg(u, n, b, idx, nd, (uint8_t *)ctrl, withseg, plain);
       idx += nd;
       n++;
     }
-    if (per_msg > 1 && u->inject_gso_errno) {
-      errno = u->inject_gso_errno;
-      u->inject_gso_errno = 0;
-      rv = -1;
-    } else if (n == 1) {
-      ssize_t w = sendmsg(u->fd, &u->msgs[0].msg_hdr, MSG_DONTWAIT);
-      rv = w < 0 ? -1 : 1;
-      u->stats.send_calls++;
-    } else {
-      rv = sendmmsg(u->fd, u->msgs, (unsigned int)n, MSG_DONTWAIT);
-      u->stats.send_calls++;
-    }
+    rv = send_msgs(u, n, per_msg > 1);
     if (rv < 0) {
       if (errno == EINTR) {
         continue;
       }
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
+      if (is_full(errno)) {
         return (ssize_t)sent;
       }
       if (per_msg > 1 && (errno == EIO || errno == EINVAL)) {
-        /* The kernel or the device refused GSO (no checksum offload,
-         * a segment over the device MTU, an old kernel): one message per
-         * datagram from now on, for this socket. Nothing was sent. */
-        u->gso = 0;
-        u->stats.gso = 0;
-        u->stats.gso_fallbacks++;
+        /* Nothing was sent: again, one message per datagram. */
+        gso_refused(u);
         per_msg = 1;
         continue;
       }
@@ -455,19 +517,128 @@ ssize_t uvq_udp_send(uvq_udp *u, const uvq_send_batch *b) {
       return sent > 0 ? (ssize_t)sent : UVQ_ERR_IO;
     }
     for (i = 0; i < (size_t)rv; ++i) {
-      size_t len = u->iov[i].iov_len;
-      size_t nd = (len + seg - 1) / seg;
+      size_t nd = (u->iov[i].iov_len + seg - 1) / seg;
       sent += nd;
-      u->stats.send_msgs++;
-      if (u->txtime && b->txtime != 0) {
-        u->stats.txtime_msgs++;
-      }
-      u->stats.datagrams_sent += nd;
-      u->stats.ecn_sent[b->ecn & 0x3] += nd;
-      if (nd > 1) {
-        u->stats.gso_msgs++;
-      }
+      count_msg(u, b, nd);
     }
   }
   return (ssize_t)sent;
+}
+
+int uvq_udp_pending(const uvq_udp *u) {
+  return u->txq != NULL && u->txq->head < u->txq->n;
+}
+
+/* Moves the queue's head past |nd| datagrams that left (or were dropped). */
+static void txq_advance(uvq_udp_txq *q, size_t nd) {
+  q->head_done += nd;
+  while (q->head < q->n && q->head_done >= q->ent[q->head].b.count) {
+    q->head_done -= q->ent[q->head].b.count;
+    q->head++;
+  }
+  if (q->head == q->n) {
+    q->head = q->n = q->head_done = q->used = 0;
+  }
+}
+
+int uvq_udp_flush(uvq_udp *u) {
+  uvq_udp_txq *q = u->txq;
+
+  while (uvq_udp_pending(u)) {
+    size_t i, n = 0, e = q->head, idx = q->head_done;
+    int rv;
+
+    /* One sendmmsg over as many queued batches as fit. */
+    while (e < q->n && n < UVQ_UDP_SEND_BATCH) {
+      uvq_udp_qent *qe = &q->ent[e];
+      size_t seg = qe->b.segment_size ? qe->b.segment_size : qe->b.datalen;
+      size_t per_msg = per_msg_of(u, qe->b.count, seg);
+      size_t nd = qe->b.count - idx < per_msg ? qe->b.count - idx : per_msg;
+      fill_msg(u, n, &qe->b, idx, nd, (uint8_t *)qe->ctrl, qe->withseg,
+               qe->plain);
+      q->msg_ent[n] = (uint16_t)e;
+      q->msg_nd[n] = (uint16_t)nd;
+      n++;
+      idx += nd;
+      if (idx == qe->b.count) {
+        e++;
+        idx = 0;
+      }
+    }
+    rv = send_msgs(u, n, q->msg_nd[0] > 1);
+    if (rv < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      if (is_full(errno)) {
+        return 1;
+      }
+      if (q->msg_nd[0] > 1 && (errno == EIO || errno == EINVAL)) {
+        gso_refused(u);
+        continue;
+      }
+      /* The first message's datagram(s) cannot be sent at all; the core
+       * already counted them as sent, so they are counted here. */
+      u->stats.send_errors += q->msg_nd[0];
+      txq_advance(q, q->msg_nd[0]);
+      continue;
+    }
+    for (i = 0; i < (size_t)rv; ++i) {
+      count_msg(u, &q->ent[q->msg_ent[i]].b, q->msg_nd[i]);
+      txq_advance(q, q->msg_nd[i]);
+    }
+  }
+  return 0;
+}
+
+/* Copies |b| into the queue if there is room. */
+static int txq_put(uvq_udp *u, const uvq_send_batch *b) {
+  uvq_udp_txq *q = u->txq;
+  uvq_udp_qent *qe;
+  size_t seg = b->segment_size ? b->segment_size : b->datalen;
+
+  if (q->n == UVQ_UDP_TXQ_ENTRIES || q->used + b->datalen > UVQ_UDP_TXQ_BYTES) {
+    return 0;
+  }
+  qe = &q->ent[q->n++];
+  memcpy(q->buf + q->used, b->data, b->datalen);
+  qe->b = *b;
+  qe->b.data = q->buf + q->used;
+  qe->path = *b->path;
+  qe->b.path = &qe->path;
+  qe->withseg = build_ctrl(u, &qe->b, (uint8_t *)qe->ctrl, (uint16_t)seg,
+                           &qe->plain);
+  q->used += b->datalen;
+  u->stats.queued_batches++;
+  return 1;
+}
+
+ssize_t uvq_udp_send(uvq_udp *u, const uvq_send_batch *b) {
+  size_t seg = b->segment_size ? b->segment_size : b->datalen;
+
+  if (seg == 0 || b->count == 0) {
+    /* An empty batch: nothing to put on the wire. */
+    return (ssize_t)b->count;
+  }
+  if (u->txq == NULL) {
+    return send_now(u, b);
+  }
+  if (b->datalen <= UVQ_UDP_TXQ_SMALL) {
+    if (txq_put(u, b)) {
+      return (ssize_t)b->count;
+    }
+    /* Full: make room. */
+    if (uvq_udp_flush(u) != 0) {
+      return 0;
+    }
+    if (txq_put(u, b)) {
+      return (ssize_t)b->count;
+    }
+    return send_now(u, b);
+  }
+  /* A large batch leaves at once, after what was queued before it. */
+  if (uvq_udp_flush(u) != 0) {
+    return 0;
+  }
+  return send_now(u, b);
 }

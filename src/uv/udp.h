@@ -34,6 +34,37 @@
  * (96 bytes at most). */
 #define UVQ_UDP_CMSG_SPACE 128
 
+/* Small batches (up to UVQ_UDP_TXQ_SMALL bytes: handshake flights, ACKs,
+ * the tail of a burst) are not sent one system call each: they are copied
+ * into the socket's send queue and leave together, several connections'
+ * batches in one sendmmsg, when the queue fills, before a large batch (so
+ * the order is kept) and after every call into the core (endpoint.c). */
+#define UVQ_UDP_TXQ_SMALL 16384
+#define UVQ_UDP_TXQ_BYTES 65536
+#define UVQ_UDP_TXQ_ENTRIES UVQ_UDP_SEND_BATCH
+
+/* One queued batch: its datagrams (in the queue's buffer), its path and the
+ * control messages its sendmsg headers share. */
+typedef struct uvq_udp_qent {
+  uvq_send_batch b; /* b.data points into buf, b.path at path */
+  uvq_path path;
+  uint64_t ctrl[UVQ_UDP_CMSG_SPACE / 8];
+  size_t withseg, plain;
+} uvq_udp_qent;
+
+typedef struct uvq_udp_txq {
+  uvq_udp_qent ent[UVQ_UDP_TXQ_ENTRIES];
+  /* Entries [head, n) wait; the first |head_done| datagrams of ent[head]
+   * already left (a flush the socket cut short). */
+  size_t head, n, head_done;
+  /* Bytes of |buf| in use. */
+  size_t used;
+  /* For each message of the sendmmsg being built: its entry and datagrams. */
+  uint16_t msg_ent[UVQ_UDP_SEND_BATCH];
+  uint16_t msg_nd[UVQ_UDP_SEND_BATCH];
+  uint8_t buf[UVQ_UDP_TXQ_BYTES];
+} uvq_udp_txq;
+
 /* Buffers reused by every receive; allocated once per socket. */
 typedef struct uvq_udp_rx {
   struct mmsghdr msgs[UVQ_UDP_RECV_BATCH];
@@ -73,6 +104,14 @@ typedef struct uvq_udp {
   /* Test hook: the next GSO send fails with this errno without reaching
    * the kernel (0 = off). */
   int inject_gso_errno;
+  /* Test hook: the next this many send calls fail with EAGAIN without
+   * reaching the kernel. */
+  unsigned inject_eagain;
+  /* stats.gso_fallbacks already reported to the core. */
+  uint64_t gso_fallbacks_reported;
+  /* Send queue of small batches (NULL: every batch is sent at once). The
+   * owner allocates it and frees it after uvq_udp_close. */
+  uvq_udp_txq *txq;
   /* The bound address (the real port when 0 was asked). */
   uvq_addr bound;
   uvq_uv_stats stats;
@@ -141,9 +180,31 @@ void uvq_udp_meta_get(uvq_udp *u, uvq_udp_rx *rx, int i, uvq_udp_meta *m);
 ssize_t uvq_udp_send(uvq_udp *u, const uvq_send_batch *b);
 
 /*
+ * With a send queue (u->txq), uvq_udp_send takes a small batch by copying
+ * it into the queue (it counts as taken: the kernel gets it at the next
+ * uvq_udp_flush) and sends the queue first before a large batch or when
+ * it is full; a batch it cannot queue or send because the socket is full
+ * is not taken (0), as without a queue. uvq_udp_flush sends what is queued
+ * with as few sendmmsg calls as it takes. Returns 0 when the queue is
+ * empty, 1 when the socket filled up first (the rest waits for the next
+ * flush: watch for writability). A datagram the kernel refuses outright
+ * (not EAGAIN) is dropped and counted in stats.send_errors.
+ */
+int uvq_udp_flush(uvq_udp *u);
+
+/* uvq_udp_pending returns nonzero if queued datagrams wait. */
+int uvq_udp_pending(const uvq_udp *u);
+
+/*
  * Test hook (not exported): the next GSO send of |uep| fails with |err| as
  * if the kernel had refused it, without reaching the kernel.
  */
 void uvq_uv_endpoint_inject_gso_errno(uvq_uv_endpoint *uep, int err);
+
+/*
+ * Test hook (not exported): the next |n| send calls of |uep|'s first socket
+ * fail with EAGAIN as if the socket buffer were full.
+ */
+void uvq_uv_endpoint_inject_eagain(uvq_uv_endpoint *uep, unsigned n);
 
 #endif
