@@ -747,7 +747,11 @@ void uvq_conn_del(uvq_conn *conn) {
     conn->dgram_head = d->next;
     uvq_free(ep->mem, d);
   }
-  uvq_free(ep->mem, conn->pending);
+  while (conn->pending_head) {
+    uvq_pending *pb = conn->pending_head;
+    conn->pending_head = pb->next;
+    uvq_free(ep->mem, pb);
+  }
   uvq_free(ep->mem, conn->close_pkt);
   uvq_free(ep->mem, conn->close_reason);
   uvq_free(ep->mem, conn);

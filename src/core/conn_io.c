@@ -26,24 +26,32 @@ static void count_sent(uvq_conn *conn, size_t len, size_t seg, size_t done) {
   conn->m.bytes_sent += bytes;
 }
 
-/* Keeps datagrams [off, len) of the shared buffer for the next flush. */
+/* Keeps |len| bytes of datagrams (of |seg| bytes, the last may be
+ * shorter) from the shared buffer for the next flush, after any batch
+ * already kept. */
 static int keep_pending(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
                         uvq_tstamp txtime, const uint8_t *data, size_t len,
                         size_t seg) {
-  uint8_t *p = uvq_realloc(conn->ep->mem, conn->pending, len);
-  if (p == NULL) {
+  uvq_pending *pb = uvq_malloc(conn->ep->mem, sizeof(*pb) + len);
+  if (pb == NULL) {
     /* Dropping is all that is left; loss recovery resends the data. */
     uvq_ep_drop(conn->ep, UVQ_DROP_SEND_ERROR);
     return UVQ_ERR_NOMEM;
   }
-  memmove(p, data, len);
-  conn->pending = p;
-  conn->pending_len = len;
-  conn->pending_off = 0;
-  conn->pending_seg = seg;
-  conn->pending_path = *path;
-  conn->pending_ecn = ecn;
-  conn->pending_txtime = txtime;
+  memcpy(pb->data, data, len);
+  pb->next = NULL;
+  pb->path = *path;
+  pb->ecn = ecn;
+  pb->txtime = txtime;
+  pb->len = len;
+  pb->off = 0;
+  pb->seg = seg;
+  if (conn->pending_tail) {
+    conn->pending_tail->next = pb;
+  } else {
+    conn->pending_head = pb;
+  }
+  conn->pending_tail = pb;
   return 0;
 }
 
@@ -63,26 +71,27 @@ static int send_batch(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
   return UVQ_FLUSH_BLOCKED;
 }
 
+/* Offers the kept batches again, oldest first. Returns 0 once none is
+ * left, or UVQ_FLUSH_BLOCKED. */
 static int drain_pending(uvq_conn *conn) {
-  size_t len = conn->pending_len - conn->pending_off;
-  size_t seg = conn->pending_seg;
-  size_t count, done;
+  uvq_pending *pb;
 
-  if (len == 0) {
-    return 0;
+  while ((pb = conn->pending_head) != NULL) {
+    size_t len = pb->len - pb->off, seg = pb->seg;
+    size_t count = (len + seg - 1) / seg;
+    size_t done = uvq_ep_send(conn->ep, &pb->path, pb->ecn, pb->txtime,
+                              pb->data + pb->off, len, seg);
+    count_sent(conn, len, seg, done);
+    if (done < count) {
+      pb->off += done * seg;
+      return UVQ_FLUSH_BLOCKED;
+    }
+    conn->pending_head = pb->next;
+    if (conn->pending_head == NULL) {
+      conn->pending_tail = NULL;
+    }
+    uvq_free(conn->ep->mem, pb);
   }
-  count = (len + seg - 1) / seg;
-  done = uvq_ep_send(conn->ep, &conn->pending_path, conn->pending_ecn,
-                     conn->pending_txtime, conn->pending + conn->pending_off,
-                     len, seg);
-  count_sent(conn, len, seg, done);
-  if (done < count) {
-    conn->pending_off += done * seg;
-    return UVQ_FLUSH_BLOCKED;
-  }
-  uvq_free(conn->ep->mem, conn->pending);
-  conn->pending = NULL;
-  conn->pending_len = conn->pending_off = 0;
   return 0;
 }
 
@@ -269,12 +278,10 @@ static int write_burst(uvq_conn *conn, uvq_tstamp now, int txtime_on,
       /* This datagram cannot join the batch: send the batch first. */
       rv = send_batch(conn, &bpath, becn, btx, buf, off, seg);
       if (rv != 0) {
-        /* The socket is full and this datagram differs from the kept ones
-         * in size, path, ECN mark or release time, so it cannot be kept
-         * with them (they go out later as one batch). ngtcp2 has committed
-         * it: drop it, count it, and loss recovery resends what it
-         * carried. */
-        uvq_ep_drop(ep, UVQ_DROP_SEND_ERROR);
+        /* The socket is full. ngtcp2 has committed this datagram too, and
+         * it differs from the kept ones in size, path, ECN mark or release
+         * time: kept as a batch of its own, to follow them. */
+        keep_pending(conn, &npath, (uint8_t)pi.ecn, dtx, buf + off, len, len);
         break;
       }
       memmove(buf, buf + off, len);
@@ -430,7 +437,7 @@ int uvq_conn_write(uvq_conn *conn, uvq_tstamp now) {
       conn->cb->on_closed(conn, &conn->ci, conn->user_data);
     }
   }
-  if (conn->stage == UVQ_STAGE_CLOSED && conn->pending == NULL) {
+  if (conn->stage == UVQ_STAGE_CLOSED && conn->pending_head == NULL) {
     uvq_conn_del(conn);
     return 0;
   }

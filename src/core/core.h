@@ -34,6 +34,18 @@
 
 typedef struct uvq_stream uvq_stream;
 
+/* A batch of datagrams ngtcp2 wrote that the driver did not take yet:
+ * equal-size datagrams (the last may be shorter) for one path, ECN mark
+ * and release time; |off| bytes of it already left. */
+typedef struct uvq_pending {
+  struct uvq_pending *next;
+  uvq_path path;
+  uint8_t ecn;
+  uvq_tstamp txtime;
+  size_t len, off, seg;
+  uint8_t data[];
+} uvq_pending;
+
 /* A chunk of stream send data, owned by the stream until acknowledged.
  * Every chunk is a buffer of the endpoint's pool (class |cls|), given back
  * when freed. A copied chunk holds its bytes in |data| (base == data, cap
@@ -173,12 +185,9 @@ struct uvq_conn {
   size_t dgram_count;
   uint64_t dgram_next_id;
 
-  /* Datagrams written but not yet taken by the send callback. */
-  uint8_t *pending;
-  size_t pending_len, pending_off, pending_seg;
-  uvq_path pending_path;
-  uint8_t pending_ecn;
-  uvq_tstamp pending_txtime;
+  /* Datagrams written but not yet taken by the send callback, oldest
+   * batch first (conn_io.c). */
+  uvq_pending *pending_head, *pending_tail;
   /* settings.txtime: release time of the next paced burst (the pacing
    * deadline ngtcp2 was given last; 0 before the first). */
   uvq_tstamp tx_release;
