@@ -5,14 +5,14 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
-#include <getopt.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -200,8 +200,9 @@ enum {
       {"disable-migration", no_argument, NULL, CLI_OPT_DISABLE_MIGRATION},     \
       {"max-udp-payload", required_argument, NULL, CLI_OPT_MAX_UDP_PAYLOAD},   \
       {"qlog-dir", required_argument, NULL, CLI_OPT_QLOG_DIR},                 \
-      {"txtime", no_argument, NULL, CLI_OPT_TXTIME},                           \
-      {"verbose", no_argument, NULL, 'v'}
+      {"txtime", no_argument, NULL, CLI_OPT_TXTIME}, {                         \
+    "verbose", no_argument, NULL, 'v'                                          \
+  }
 
 #define CLI_COMMON_USAGE                                                       \
   "  --cc reno|cubic|bbr|bbr2   congestion controller (default cubic)\n"       \
@@ -218,7 +219,8 @@ enum {
   "  -v, -vv                    log connection lifecycle (info) or ngtcp2's\n" \
   "                             trace (debug) to stderr, with the SCID\n"      \
   "  --qlog-dir DIR             one qlog (JSON-SEQ) per connection, named\n"   \
-  "                             ODCID-ROLE.sqlog; ngtcp2 0.12.1's qlog writer\n"\
+  "                             ODCID-ROLE.sqlog; ngtcp2 0.12.1's qlog "       \
+  "writer\n"                                                                   \
   "                             has a known overflow: trusted peers only\n"
 
 /* cli_parse_u64 parses a whole number in [min, max] for |opt|; else exit 2. */

@@ -209,27 +209,27 @@ static void fail_usage(const char *fmt, const char *arg) {
 }
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: uvquic-client [OPTIONS] https://HOST:PORT/path...\n"
-          "  --alpn h3|hq-interop       application (default h3)\n"
-          "  -k, --insecure             do not verify the server\n"
-          "  --ca FILE                  trusted CAs (PEM)\n"
-          "  -o FILE | --output-dir DIR keep the bodies\n"
-          "  --quiet                    no progress, no summary\n"
-          "  --connections N            fetch everything N times, each on new\n"
-          "                             connections\n"
-          "  --initial-rtt MS           RTT assumed before the first sample\n"
-          "  --concurrency C, --hold SECONDS, --rate R --duration SECONDS\n"
-          "                             load generation (see the source)\n"
-          "  --token-file FILE          keep NEW_TOKENs per HOST:PORT, reuse\n"
-          "  --session-file FILE        keep session tickets per HOST:PORT;\n"
-          "                             resume and attempt 0-RTT next time\n"
-          "  --stats-json FILE          per-connection stats and facts (JSON)\n"
-          "  --key-update MS            a key update every MS once established\n"
-          "  --migrate-after MS         move to a new local socket MS after\n"
-          "                             the handshake\n"
-          "  --nat-rebinding            ... as a NAT rebinding (no probing)\n"
-          CLI_COMMON_USAGE);
+  fprintf(
+      f, "usage: uvquic-client [OPTIONS] https://HOST:PORT/path...\n"
+         "  --alpn h3|hq-interop       application (default h3)\n"
+         "  -k, --insecure             do not verify the server\n"
+         "  --ca FILE                  trusted CAs (PEM)\n"
+         "  -o FILE | --output-dir DIR keep the bodies\n"
+         "  --quiet                    no progress, no summary\n"
+         "  --connections N            fetch everything N times, each on new\n"
+         "                             connections\n"
+         "  --initial-rtt MS           RTT assumed before the first sample\n"
+         "  --concurrency C, --hold SECONDS, --rate R --duration SECONDS\n"
+         "                             load generation (see the source)\n"
+         "  --token-file FILE          keep NEW_TOKENs per HOST:PORT, reuse\n"
+         "  --session-file FILE        keep session tickets per HOST:PORT;\n"
+         "                             resume and attempt 0-RTT next time\n"
+         "  --stats-json FILE          per-connection stats and facts (JSON)\n"
+         "  --key-update MS            a key update every MS once established\n"
+         "  --migrate-after MS         move to a new local socket MS after\n"
+         "                             the handshake\n"
+         "  --nat-rebinding            ... as a NAT rebinding (no "
+         "probing)\n" CLI_COMMON_USAGE);
 }
 
 /* Splits https://HOST[:PORT]/path into |u|. */
@@ -751,8 +751,9 @@ static void on_migrate_timer(uv_timer_t *t) {
   }
   g->migrated = 1;
   cli_format_addr((struct sockaddr *)&bound.ss, addr, sizeof(addr));
-  vlog(g, g->c->nat_rebinding ? "rebound to %s (NAT rebinding)"
-                              : "migrating to %s",
+  vlog(g,
+       g->c->nat_rebinding ? "rebound to %s (NAT rebinding)"
+                           : "migrating to %s",
        addr);
 }
 
@@ -789,13 +790,11 @@ static int w_on_established(uvq_conn *conn, void *user_data) {
       uv_timer_start(&g->mig_timer, on_migrate_timer, g->c->migrate_ms, 0);
     }
   }
-  return g_inner->on_established
-             ? g_inner->on_established(conn, user_data)
-             : 0;
+  return g_inner->on_established ? g_inner->on_established(conn, user_data) : 0;
 }
 
-static int w_on_new_token(uvq_conn *conn, const uint8_t *token,
-                          size_t tokenlen, void *user_data) {
+static int w_on_new_token(uvq_conn *conn, const uint8_t *token, size_t tokenlen,
+                          void *user_data) {
   group *g = group_of(conn);
   char key[300];
 
@@ -808,8 +807,8 @@ static int w_on_new_token(uvq_conn *conn, const uint8_t *token,
   return 0;
 }
 
-static int w_on_session_ticket(uvq_conn *conn, const uint8_t *data,
-                               size_t len, void *user_data) {
+static int w_on_session_ticket(uvq_conn *conn, const uint8_t *data, size_t len,
+                               void *user_data) {
   group *g = group_of(conn);
   char key[300];
 
@@ -891,22 +890,22 @@ static void record_stats(group *g, uvq_conn *conn, const uvq_close_info *ci) {
 #undef ST
   json_object_set_new(s, "loss", json_real(st.loss));
   json_object_set_new(o, "stats", s);
-  json_object_set_new(cl, "error", json_string(ci->error ? uvq_strerror(ci->error)
-                                                         : "none"));
+  json_object_set_new(
+      cl, "error", json_string(ci->error ? uvq_strerror(ci->error) : "none"));
   json_object_set_new(cl, "origin",
                       json_string(ci->origin == UVQ_CLOSE_PEER      ? "peer"
                                   : ci->origin == UVQ_CLOSE_TIMEOUT ? "timeout"
                                                                     : "local"));
-  json_object_set_new(cl, "type",
-                      json_string(ci->type == UVQ_CLOSE_TYPE_TRANSPORT
-                                      ? "transport"
-                                  : ci->type == UVQ_CLOSE_TYPE_APPLICATION
-                                      ? "application"
-                                      : "none"));
+  json_object_set_new(
+      cl, "type",
+      json_string(ci->type == UVQ_CLOSE_TYPE_TRANSPORT     ? "transport"
+                  : ci->type == UVQ_CLOSE_TYPE_APPLICATION ? "application"
+                                                           : "none"));
   json_object_set_new(cl, "code", json_integer((json_int_t)ci->code));
-  json_object_set_new(cl, "reason",
-                      json_stringn(ci->reasonlen ? (const char *)ci->reason : "",
-                                   ci->reasonlen));
+  json_object_set_new(
+      cl, "reason",
+      json_stringn(ci->reasonlen ? (const char *)ci->reason : "",
+                   ci->reasonlen));
   json_object_set_new(o, "close", cl);
   json_array_append_new(g->c->stats, o);
 }
@@ -983,8 +982,7 @@ static int group_connect(client *c, group *g, uvq_uv_endpoint *ep,
     params.resumptionlen = 0;
     params.early_data = 0;
     g->early_attempted = 0;
-    rv = uvq_connect_with(ep, (struct sockaddr *)&g->addr, &params,
-                          &g->conn);
+    rv = uvq_connect_with(ep, (struct sockaddr *)&g->addr, &params, &g->conn);
   }
   return rv;
 }
@@ -1327,9 +1325,9 @@ struct lconn {
   lreq *gets;           /* h3: the initial GETs, one per URL */
   size_t left;          /* initial GETs not complete yet */
   int failed;
-  int ready;   /* the initial GETs are over */
-  int held;    /* open and counted in c->lg_held */
-  int closing; /* we shut it down */
+  int ready;    /* the initial GETs are over */
+  int held;     /* open and counted in c->lg_held */
+  int closing;  /* we shut it down */
   int conn_err; /* a GET failed because the connection closed */
 };
 
@@ -1419,8 +1417,8 @@ static void lg_release(client *c) {
 static void lg_on_hold_end(uv_timer_t *t) {
   client *c = t->data;
 
-  printf("hold: released %lu connections (%lu had closed early)\n",
-         c->lg_held, c->lg_failed);
+  printf("hold: released %lu connections (%lu had closed early)\n", c->lg_held,
+         c->lg_failed);
   fflush(stdout);
   lg_release(c);
 }
@@ -1612,8 +1610,7 @@ static int lg_start(client *c, lconn *lc) {
       lc->reqs[i].path = c->urls[i].path;
       lc->reqs[i].sink_fd = -1;
     }
-    rv = uvq_hq_client_new(&lc->cli, lc->reqs, c->nurls, NULL, lg_hq_done,
-                           lc);
+    rv = uvq_hq_client_new(&lc->cli, lc->reqs, c->nurls, NULL, lg_hq_done, lc);
     if (rv != 0) {
       goto fail;
     }
@@ -1747,8 +1744,7 @@ static void lg_on_rate_timer(uv_poll_t *h, int status, int events) {
 
   (void)status;
   (void)events;
-  if (read(c->tfd, &expirations, sizeof(expirations)) < 0 &&
-      errno != EAGAIN) {
+  if (read(c->tfd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN) {
     return;
   }
   now = uv_hrtime();
@@ -1801,8 +1797,8 @@ static void lg_rate_done(client *c, lreq *r) {
          "ok, %zu failed; latency us p50 %.0f p90 %.0f p99 %.0f p999 %.0f "
          "max %.0f; max send lag %.0f us\n",
          c->rate, (double)c->duration / 1e9, c->nrconns, c->nrreqs,
-         c->nrreqs - c->rfailed, c->rfailed, pct(lat, n, 0.5),
-         pct(lat, n, 0.9), pct(lat, n, 0.99), pct(lat, n, 0.999),
+         c->nrreqs - c->rfailed, c->rfailed, pct(lat, n, 0.5), pct(lat, n, 0.9),
+         pct(lat, n, 0.99), pct(lat, n, 0.999),
          n ? (double)lat[n - 1] / 1e3 : 0.0, (double)c->max_lag / 1e3);
   fflush(stdout);
   free(lat);

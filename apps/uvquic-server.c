@@ -333,21 +333,21 @@ static void h3_on_stream_close(uvq_h3_stream *st, int error, uint64_t app_error,
 }
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: uvquic-server [--listen HOST:PORT] [--root DIR] "
-          "[--cert FILE --key FILE] [OPTIONS]\n"
-          "  --listen HOST:PORT         default 127.0.0.1:4433\n"
-          "  --root DIR                 directory served (default .)\n"
-          "  --retry[=always|auto]      address validation with Retry (plain\n"
-          "                             --retry: always; auto: under load)\n"
-          "  --quiet                    no access log, no counters at exit\n"
-          "  --write-cert FILE          write the certificate's PEM\n"
-          "  --initial-rtt MS           RTT assumed before the first sample\n"
-          "  --keys-file FILE           load token keys, reset secret and\n"
-          "                             ticket master key (mode 0600)\n"
-          "  --gen-keys FILE            write a new key file and exit\n"
-          "  --metrics-file FILE        rewrite FILE every second with the\n"
-          "                             Prometheus counters\n" CLI_COMMON_USAGE);
+  fprintf(
+      f, "usage: uvquic-server [--listen HOST:PORT] [--root DIR] "
+         "[--cert FILE --key FILE] [OPTIONS]\n"
+         "  --listen HOST:PORT         default 127.0.0.1:4433\n"
+         "  --root DIR                 directory served (default .)\n"
+         "  --retry[=always|auto]      address validation with Retry (plain\n"
+         "                             --retry: always; auto: under load)\n"
+         "  --quiet                    no access log, no counters at exit\n"
+         "  --write-cert FILE          write the certificate's PEM\n"
+         "  --initial-rtt MS           RTT assumed before the first sample\n"
+         "  --keys-file FILE           load token keys, reset secret and\n"
+         "                             ticket master key (mode 0600)\n"
+         "  --gen-keys FILE            write a new key file and exit\n"
+         "  --metrics-file FILE        rewrite FILE every second with the\n"
+         "                             Prometheus counters\n" CLI_COMMON_USAGE);
 }
 
 static void fail_usage(const char *fmt, const char *arg) {
@@ -422,8 +422,8 @@ static void print_stats(uvq_uv_endpoint *uep) {
 /* Writes the Prometheus text of the listener's endpoint to --metrics-file
  * through a temporary file renamed over it. */
 static void write_metrics(server *s, uvq_endpoint *ep) {
-  ssize_t n = uvq_endpoint_write_prometheus(ep, s->metrics_buf,
-                                            s->metrics_cap, NULL);
+  ssize_t n =
+      uvq_endpoint_write_prometheus(ep, s->metrics_buf, s->metrics_cap, NULL);
 
   if (n >= 0 && (size_t)n >= s->metrics_cap) {
     char *nb = realloc(s->metrics_buf, (size_t)n + 4096);
@@ -432,14 +432,12 @@ static void write_metrics(server *s, uvq_endpoint *ep) {
     }
     s->metrics_buf = nb;
     s->metrics_cap = (size_t)n + 4096;
-    n = uvq_endpoint_write_prometheus(ep, s->metrics_buf, s->metrics_cap,
-                                      NULL);
+    n = uvq_endpoint_write_prometheus(ep, s->metrics_buf, s->metrics_cap, NULL);
   }
   if (n < 0 || (size_t)n >= s->metrics_cap) {
     return;
   }
-  if (cli_write_atomic(s->metrics_file, s->metrics_buf, (size_t)n, 0644) !=
-      0) {
+  if (cli_write_atomic(s->metrics_file, s->metrics_buf, (size_t)n, 0644) != 0) {
     fprintf(stderr, "uvquic-server: cannot write %s: %s\n", s->metrics_file,
             strerror(errno));
   }

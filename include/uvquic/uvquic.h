@@ -30,9 +30,9 @@ extern "C" {
 #endif
 
 #if defined(UVQ_BUILDING) && defined(__GNUC__)
-#  define UVQ_EXTERN __attribute__((visibility("default")))
+#define UVQ_EXTERN __attribute__((visibility("default")))
 #else
-#  define UVQ_EXTERN
+#define UVQ_EXTERN
 #endif
 
 #define UVQ_VERSION "0.1.0"
@@ -275,21 +275,25 @@ typedef struct uvq_settings {
   int disable_active_migration;
   /** Retry / address validation (servers). Default UVQ_RETRY_OFF. */
   uvq_retry_mode retry;
-  /** Handshakes in flight above which UVQ_RETRY_AUTO sends Retry. Default 256. */
+  /** Handshakes in flight above which UVQ_RETRY_AUTO sends Retry. Default 256.
+   */
   size_t retry_auto_threshold;
   /** Lifetime of Retry tokens (seconds of wall time). Default 10. */
   uint64_t retry_token_lifetime;
   /** Lifetime of NEW_TOKEN tokens (seconds of wall time). Default 86400. */
   uint64_t new_token_lifetime;
-  /** Bytes a stream may hold unacknowledged in its send buffer. Default 1 MiB. */
+  /** Bytes a stream may hold unacknowledged in its send buffer. Default 1 MiB.
+   */
   size_t stream_send_buffer;
   /** Concurrent connections allowed; 0 = no limit. Default 0. */
   size_t max_connections;
-  /** Stateless replies (VN, Retry, closes) queued before overflow. Default 64. */
+  /** Stateless replies (VN, Retry, closes) queued before overflow. Default 64.
+   */
   size_t stateless_queue_len;
   /** Datagrams a connection writes per flush. Default 64. */
   size_t max_burst_datagrams;
-  /** ACK-eliciting packets before an immediate ACK (ngtcp2 ack_thresh). Default 2. */
+  /** ACK-eliciting packets before an immediate ACK (ngtcp2 ack_thresh).
+   * Default 2. */
   size_t ack_thresh;
   /**
    * Secret that derives stateless-reset tokens from CIDs. Share it between
@@ -316,7 +320,8 @@ typedef struct uvq_settings {
    * support. Default 0.
    */
   uint64_t max_datagram_frame_size;
-  /** DATAGRAMs a connection queues before uvq_conn_send_datagram refuses. Default 128. */
+  /** DATAGRAMs a connection queues before uvq_conn_send_datagram refuses.
+   * Default 128. */
   size_t datagram_queue_len;
   /**
    * Optional qlog sink (draft-ietf-quic-qlog, JSON-SEQ as ngtcp2 writes
@@ -683,29 +688,26 @@ typedef struct uvq_app_callbacks {
   /** The peer opened stream |stream_id| (it is about to deliver data). */
   int (*on_stream_open)(uvq_conn *conn, int64_t stream_id, void *user_data);
   /** Data (possibly empty with |fin|) arrived in order on a stream. */
-  int (*on_stream_data)(uvq_conn *conn, int64_t stream_id,
-                        const uint8_t *data, size_t len, int fin,
-                        void *user_data, void *stream_user_data);
+  int (*on_stream_data)(uvq_conn *conn, int64_t stream_id, const uint8_t *data,
+                        size_t len, int fin, void *user_data,
+                        void *stream_user_data);
   /** A stream that took a short write has room again. */
-  int (*on_stream_writable)(uvq_conn *conn, int64_t stream_id,
-                            void *user_data, void *stream_user_data);
+  int (*on_stream_writable)(uvq_conn *conn, int64_t stream_id, void *user_data,
+                            void *stream_user_data);
   /** The peer acknowledged [offset, offset+len) of a stream. */
   int (*on_stream_acked)(uvq_conn *conn, int64_t stream_id, uint64_t offset,
-                         uint64_t len, void *user_data,
-                         void *stream_user_data);
+                         uint64_t len, void *user_data, void *stream_user_data);
   /** The peer reset its sending side of a stream (RESET_STREAM). */
-  void (*on_stream_reset)(uvq_conn *conn, int64_t stream_id,
-                          uint64_t app_error, void *user_data,
-                          void *stream_user_data);
+  void (*on_stream_reset)(uvq_conn *conn, int64_t stream_id, uint64_t app_error,
+                          void *user_data, void *stream_user_data);
   /**
    * The peer asked us to stop sending (STOP_SENDING); the transport has
    * reset our sending side. ngtcp2 0.12 does not report the frame itself:
    * it fires when the stream next has data to send and finds its send side
    * shut, and |app_error| is 0 (on_stream_closed later carries the code).
    */
-  void (*on_stop_sending)(uvq_conn *conn, int64_t stream_id,
-                          uint64_t app_error, void *user_data,
-                          void *stream_user_data);
+  void (*on_stop_sending)(uvq_conn *conn, int64_t stream_id, uint64_t app_error,
+                          void *user_data, void *stream_user_data);
   /**
    * A stream is closed in both directions and forgotten; its id is no
    * longer valid. |app_error| is 0 unless it was reset.
@@ -721,8 +723,7 @@ typedef struct uvq_app_callbacks {
    * The connection ended. Fires exactly once, last; |conn| must not be
    * used after it returns (the library frees it).
    */
-  void (*on_closed)(uvq_conn *conn, const uvq_close_info *ci,
-                    void *user_data);
+  void (*on_closed)(uvq_conn *conn, const uvq_close_info *ci, void *user_data);
   /** The deadline set with uvq_conn_set_app_timer passed. */
   int (*on_timer)(uvq_conn *conn, void *user_data);
   /**
@@ -1095,8 +1096,7 @@ typedef struct uvq_endpoint_config {
    * or a negative value: the first datagram cannot be sent at all (it is
    * dropped and counted; loss recovery resends its contents).
    */
-  ssize_t (*send)(uvq_endpoint *ep, const uvq_send_batch *b,
-                  void *user_data);
+  ssize_t (*send)(uvq_endpoint *ep, const uvq_send_batch *b, void *user_data);
   /**
    * Optional. Called from any thread by uvq_waker_wake, with the waker
    * lock held: it must only signal the endpoint's thread (uv_async_send,
@@ -1118,8 +1118,8 @@ typedef struct uvq_endpoint_config {
    */
   int (*on_accept)(uvq_endpoint *ep, uvq_conn *conn,
                    const uvq_accept_info *info,
-                   const uvq_app_callbacks **pcallbacks,
-                   void **pconn_user_data, void *user_data);
+                   const uvq_app_callbacks **pcallbacks, void **pconn_user_data,
+                   void *user_data);
 } uvq_endpoint_config;
 
 /** uvq_endpoint_config_default zeroes |cfg| and sets its version. */
@@ -1261,8 +1261,7 @@ UVQ_EXTERN size_t uvq_endpoint_conn_count(uvq_endpoint *ep);
  * rotation. Returns 0 or UVQ_ERR_INVALID_ARGUMENT.
  */
 UVQ_EXTERN int uvq_endpoint_rotate_token_key(uvq_endpoint *ep,
-                                             const uint8_t *key,
-                                             size_t keylen);
+                                             const uint8_t *key, size_t keylen);
 
 /** Why the endpoint dropped a datagram or packet without using it. */
 typedef enum uvq_drop_reason {
@@ -1412,7 +1411,6 @@ UVQ_EXTERN void uvq_endpoint_get_stats(uvq_endpoint *ep,
 
 /** uvq_drop_reason_name returns a short name for |r| ("unknown_cid"). */
 UVQ_EXTERN const char *uvq_drop_reason_name(uvq_drop_reason r);
-
 
 /* ------------------------------------------------------------------------ */
 /* Raw mode                                                                 */

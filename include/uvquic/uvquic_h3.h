@@ -244,8 +244,8 @@ typedef struct uvq_h3_server_config {
   int (*on_request)(uvq_h3_stream *st, const uvq_h3_request_info *req,
                     void *user_data);
   /** Request body bytes, lent for the call. May be NULL (discarded). */
-  void (*on_request_body)(uvq_h3_stream *st, const uint8_t *data,
-                          size_t len, void *user_data);
+  void (*on_request_body)(uvq_h3_stream *st, const uint8_t *data, size_t len,
+                          void *user_data);
   /** Request trailers, lent for the call. May be NULL. */
   void (*on_request_trailers)(uvq_h3_stream *st, const uvq_h3_header *trailers,
                               size_t ntrailers, void *user_data);
@@ -393,8 +393,7 @@ typedef struct uvq_h3_client_config {
    * The QUIC connection ended; every request has completed before this.
    * Fires once, last; uvq_h3_client_del may be called from here.
    */
-  void (*on_closed)(uvq_h3_conn *h3, const uvq_close_info *ci,
-                    void *user_data);
+  void (*on_closed)(uvq_h3_conn *h3, const uvq_close_info *ci, void *user_data);
 } uvq_h3_client_config;
 
 UVQ_EXTERN void uvq_h3_client_config_default(uvq_h3_client_config *cfg);

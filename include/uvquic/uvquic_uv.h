@@ -54,8 +54,8 @@ UVQ_EXTERN int uvq_listen(uvq_listener **plistener, uv_loop_t *loop,
  */
 UVQ_EXTERN int uvq_uv_client_new(uvq_uv_endpoint **puep, uv_loop_t *loop,
                                  int family, const struct sockaddr *local,
-                                 const uvq_settings *settings,
-                                 uvq_tls_ctx *tls, void *user_data);
+                                 const uvq_settings *settings, uvq_tls_ctx *tls,
+                                 void *user_data);
 
 /**
  * uvq_connect starts a connection from client endpoint |uep| to |remote|.
@@ -125,7 +125,8 @@ UVQ_EXTERN int uvq_uv_endpoint_get_local_addr(uvq_uv_endpoint *uep,
 
 UVQ_EXTERN void *uvq_uv_endpoint_get_user_data(uvq_uv_endpoint *uep);
 
-/** Datapath facts and counters of one adapter socket (uvq_uv_endpoint_get_stats). */
+/** Datapath facts and counters of one adapter socket
+ * (uvq_uv_endpoint_get_stats). */
 typedef struct uvq_uv_stats {
   /** Nonzero while sends use UDP GSO (UDP_SEGMENT). */
   int gso;

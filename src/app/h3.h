@@ -117,7 +117,7 @@ struct uvq_h3_stream {
   int early_lost;    /* sent as refused 0-RTT and cannot be resent */
 
   /* Outgoing body and trailers. */
-  uvq_h3_body body; /* a BUFFER body's data is body_hold's */
+  uvq_h3_body body;   /* a BUFFER body's data is body_hold's */
   h3_hold *body_hold; /* BUFFER bodies with len > 0 */
   size_t body_off;
   h3_chunk *chunk_head, *chunk_tail;
@@ -172,8 +172,8 @@ struct uvq_h3_conn {
 
   uvq_h3_stream *streams;
   uvq_h3_stream *qhead, *qtail;
-  int depth; /* > 0 while inside nghttp3 */
-  int ready; /* critical streams bound */
+  int depth;          /* > 0 while inside nghttp3 */
+  int ready;          /* critical streams bound */
   int early;          /* client: streams opened as 0-RTT, not settled */
   int early_rejected; /* ... and the core discarded them */
   int64_t ctrl_id, qenc_id, qdec_id;

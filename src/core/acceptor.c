@@ -24,8 +24,8 @@ void uvq_acceptor_send_version_negotiation(uvq_endpoint *ep,
   sv[1] = 0x0a0a0a0au | ((uint32_t)(unused & 0xf0) << 24) |
           ((uint32_t)(unused & 0xf0) << 8);
   n = ngtcp2_pkt_write_version_negotiation(buf, sizeof(buf), unused, v->scid,
-                                           v->scidlen, v->dcid, v->dcidlen,
-                                           sv, 2);
+                                           v->scidlen, v->dcid, v->dcidlen, sv,
+                                           2);
   if (n < 0) {
     uvq_ep_drop(ep, UVQ_DROP_MALFORMED);
     return;
@@ -60,10 +60,10 @@ static void send_retry(uvq_endpoint *ep, const uvq_path *path,
     uvq_ep_drop(ep, UVQ_DROP_ACCEPT_FAILED);
     return;
   }
-  toklen = uvq_token_seal_retry(
-      &ep->tokens, token, sizeof(token), hd->version,
-      (const struct sockaddr *)&path->remote.ss, path->remote.len, &hd->dcid,
-      &rscid, uvq_ep_wall_time(ep));
+  toklen = uvq_token_seal_retry(&ep->tokens, token, sizeof(token), hd->version,
+                                (const struct sockaddr *)&path->remote.ss,
+                                path->remote.len, &hd->dcid, &rscid,
+                                uvq_ep_wall_time(ep));
   if (toklen < 0) {
     uvq_ep_drop(ep, UVQ_DROP_ACCEPT_FAILED);
     return;
@@ -126,9 +126,9 @@ void uvq_acceptor_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
     case UVQ_TOKEN_TYPE_RETRY:
       rv = uvq_token_open_retry(
           &ep->tokens, hd.token.base, hd.token.len, hd.version,
-          (const struct sockaddr *)&path->remote.ss, path->remote.len,
-          &hd.dcid, uvq_ep_wall_time(ep), ep->settings.retry_token_lifetime,
-          &odcid, &reason);
+          (const struct sockaddr *)&path->remote.ss, path->remote.len, &hd.dcid,
+          uvq_ep_wall_time(ep), ep->settings.retry_token_lifetime, &odcid,
+          &reason);
       if (rv != 0) {
         /* RFC 9000 §8.1.2: a bad Retry token closes with INVALID_TOKEN. */
         ep->stats.tokens_rejected[reason]++;
@@ -140,10 +140,10 @@ void uvq_acceptor_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
       retry_scid = &hd.dcid;
       break;
     case UVQ_TOKEN_TYPE_NEW:
-      rv = uvq_token_open_new(
-          &ep->tokens, hd.token.base, hd.token.len,
-          (const struct sockaddr *)&path->remote.ss, path->remote.len,
-          uvq_ep_wall_time(ep), ep->settings.new_token_lifetime, &reason);
+      rv = uvq_token_open_new(&ep->tokens, hd.token.base, hd.token.len,
+                              (const struct sockaddr *)&path->remote.ss,
+                              path->remote.len, uvq_ep_wall_time(ep),
+                              ep->settings.new_token_lifetime, &reason);
       if (rv != 0) {
         /* RFC 9000 §8.1.3: a bad NEW_TOKEN token is treated as absent. */
         ep->stats.tokens_rejected[reason]++;

@@ -149,8 +149,7 @@ static int settle_early_data(uvq_conn *conn) {
       s = t->slots[i];
     }
     if (conn->cb && conn->cb->on_stream_closed) {
-      conn->cb->on_stream_closed(conn, s->id, 0, conn->user_data,
-                                 s->user_data);
+      conn->cb->on_stream_closed(conn, s->id, 0, conn->user_data, s->user_data);
     }
     uvq_stream_destroy(conn, s);
   }
@@ -179,10 +178,10 @@ static int cb_handshake_completed(ngtcp2_conn *q, void *user_data) {
     /* RFC 9000 §8.1.3: a token for the client's next connection, bound to
      * its IP address. Failing to send one only costs the client a Retry. */
     uint8_t token[UVQ_TOKEN_MAXLEN];
-    ssize_t n = uvq_token_seal_new(
-        &conn->ep->tokens, token, sizeof(token),
-        (const struct sockaddr *)&conn->path.remote.ss, conn->path.remote.len,
-        uvq_ep_wall_time(conn->ep));
+    ssize_t n =
+        uvq_token_seal_new(&conn->ep->tokens, token, sizeof(token),
+                           (const struct sockaddr *)&conn->path.remote.ss,
+                           conn->path.remote.len, uvq_ep_wall_time(conn->ep));
     if (n > 0 && ngtcp2_conn_submit_new_token(q, token, (size_t)n) == 0) {
       conn->ep->stats.new_tokens_sent++;
     }
@@ -216,8 +215,7 @@ static int app_failed(uvq_conn *conn, int rv) {
   return 0;
 }
 
-static int cb_stream_open(ngtcp2_conn *q, int64_t stream_id,
-                          void *user_data) {
+static int cb_stream_open(ngtcp2_conn *q, int64_t stream_id, void *user_data) {
   uvq_conn *conn = conn_of(user_data);
   uvq_stream *s;
   int rv;
@@ -302,8 +300,8 @@ static int cb_stream_close(ngtcp2_conn *q, uint32_t flags, int64_t stream_id,
     return 0;
   }
   if (conn->cb && conn->cb->on_stream_closed && !conn->closed_fired) {
-    conn->cb->on_stream_closed(conn, stream_id, app_error_code,
-                               conn->user_data, s->user_data);
+    conn->cb->on_stream_closed(conn, stream_id, app_error_code, conn->user_data,
+                               s->user_data);
   }
   uvq_stream_destroy(conn, s);
   return 0;
@@ -317,8 +315,8 @@ static int cb_stream_reset(ngtcp2_conn *q, int64_t stream_id,
   (void)q;
   (void)final_size;
   if (s && conn->cb && conn->cb->on_stream_reset) {
-    conn->cb->on_stream_reset(conn, stream_id, app_error_code,
-                              conn->user_data, s->user_data);
+    conn->cb->on_stream_reset(conn, stream_id, app_error_code, conn->user_data,
+                              s->user_data);
   }
   return 0;
 }
@@ -397,34 +395,32 @@ static int cb_recv_new_token(ngtcp2_conn *q, const ngtcp2_vec *token,
   uvq_conn *conn = conn_of(user_data);
   (void)q;
   if (conn->cb && conn->cb->on_new_token) {
-    return app_failed(conn, conn->cb->on_new_token(conn, token->base,
-                                                   token->len,
-                                                   conn->user_data));
+    return app_failed(
+        conn,
+        conn->cb->on_new_token(conn, token->base, token->len, conn->user_data));
   }
   return 0;
 }
 
-static int cb_recv_datagram(ngtcp2_conn *q, uint32_t flags,
-                            const uint8_t *data, size_t datalen,
-                            void *user_data) {
+static int cb_recv_datagram(ngtcp2_conn *q, uint32_t flags, const uint8_t *data,
+                            size_t datalen, void *user_data) {
   uvq_conn *conn = conn_of(user_data);
   (void)q;
   (void)flags;
   conn->ep->stats.datagrams_app_received++;
   if (conn->cb && conn->cb->on_datagram && !conn->close_requested) {
-    return app_failed(conn, conn->cb->on_datagram(conn, data, datalen,
-                                                  conn->user_data));
+    return app_failed(
+        conn, conn->cb->on_datagram(conn, data, datalen, conn->user_data));
   }
   return 0;
 }
 
-static int cb_ack_datagram(ngtcp2_conn *q, uint64_t dgram_id,
-                           void *user_data) {
+static int cb_ack_datagram(ngtcp2_conn *q, uint64_t dgram_id, void *user_data) {
   uvq_conn *conn = conn_of(user_data);
   (void)q;
   if (conn->cb && conn->cb->on_datagram_acked && !conn->close_requested) {
-    return app_failed(conn, conn->cb->on_datagram_acked(conn, dgram_id,
-                                                        conn->user_data));
+    return app_failed(
+        conn, conn->cb->on_datagram_acked(conn, dgram_id, conn->user_data));
   }
   return 0;
 }
@@ -434,8 +430,8 @@ static int cb_lost_datagram(ngtcp2_conn *q, uint64_t dgram_id,
   uvq_conn *conn = conn_of(user_data);
   (void)q;
   if (conn->cb && conn->cb->on_datagram_lost && !conn->close_requested) {
-    return app_failed(conn, conn->cb->on_datagram_lost(conn, dgram_id,
-                                                       conn->user_data));
+    return app_failed(
+        conn, conn->cb->on_datagram_lost(conn, dgram_id, conn->user_data));
   }
   return 0;
 }
@@ -462,8 +458,7 @@ static void cb_qlog(void *user_data, uint32_t flags, const void *data,
  * NewSessionTicket (QUIC forbids KeyUpdate and post-handshake auth, RFC
  * 9001 §4.1.3); once GnuTLS has a whole ticket, on_session_ticket is due.
  * No GnuTLS hook function is used, so uvq_tls_hook keeps them all. */
-static int cb_recv_crypto_data(ngtcp2_conn *q,
-                               ngtcp2_crypto_level crypto_level,
+static int cb_recv_crypto_data(ngtcp2_conn *q, ngtcp2_crypto_level crypto_level,
                                uint64_t offset, const uint8_t *data,
                                size_t datalen, void *user_data) {
   uvq_conn *conn = conn_of(user_data);
@@ -524,8 +519,8 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
                  const ngtcp2_cid *dcid, const ngtcp2_cid *scid,
                  const uvq_path *path, uint32_t version,
                  const ngtcp2_cid *odcid, const ngtcp2_cid *retry_scid,
-                 const uint8_t *token, size_t tokenlen,
-                 const char *server_name, uvq_tstamp now) {
+                 const uint8_t *token, size_t tokenlen, const char *server_name,
+                 uvq_tstamp now) {
   const uvq_settings *st = &ep->settings;
   ngtcp2_callbacks callbacks;
   ngtcp2_settings settings;
@@ -562,7 +557,7 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
   ngtcp2_settings_default(&settings);
   settings.initial_ts = now;
   settings.initial_rtt = st->initial_rtt;
-  settings.cc_algo = st->cc_algo == UVQ_CC_RENO    ? NGTCP2_CC_ALGO_RENO
+  settings.cc_algo = st->cc_algo == UVQ_CC_RENO   ? NGTCP2_CC_ALGO_RENO
                      : st->cc_algo == UVQ_CC_BBR  ? NGTCP2_CC_ALGO_BBR
                      : st->cc_algo == UVQ_CC_BBR2 ? NGTCP2_CC_ALGO_BBR2
                                                   : NGTCP2_CC_ALGO_CUBIC;
@@ -595,7 +590,8 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
   params.initial_max_streams_uni = st->max_streams_uni;
   params.max_idle_timeout = st->idle_timeout;
   params.active_connection_id_limit = UVQ_ACTIVE_CID_LIMIT;
-  params.disable_active_migration = (uint8_t)(st->disable_active_migration != 0);
+  params.disable_active_migration =
+      (uint8_t)(st->disable_active_migration != 0);
   params.max_datagram_frame_size = st->max_datagram_frame_size;
 
   uvq_conn_to_ngtcp2_path(&npath, &conn->path);
@@ -617,13 +613,13 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
       goto fail_q;
     }
     params.stateless_reset_token_present = 1;
-    rv = ngtcp2_conn_server_new(&conn->q, dcid, scid, &npath, version,
-                                &callbacks, &settings, &params, &ep->nmem,
-                                conn);
+    rv =
+        ngtcp2_conn_server_new(&conn->q, dcid, scid, &npath, version,
+                               &callbacks, &settings, &params, &ep->nmem, conn);
   } else {
-    rv = ngtcp2_conn_client_new(&conn->q, dcid, scid, &npath, version,
-                                &callbacks, &settings, &params, &ep->nmem,
-                                conn);
+    rv =
+        ngtcp2_conn_client_new(&conn->q, dcid, scid, &npath, version,
+                               &callbacks, &settings, &params, &ep->nmem, conn);
   }
   if (rv != 0) {
     rv = rv == NGTCP2_ERR_NOMEM ? UVQ_ERR_NOMEM : UVQ_ERR_INTERNAL;
@@ -820,8 +816,7 @@ void uvq_conn_run_deferred(uvq_conn *conn) {
     s->stop_next = NULL;
     s->stop_pending = 0;
     if (conn->cb->on_stop_sending) {
-      conn->cb->on_stop_sending(conn, s->id, 0, conn->user_data,
-                                s->user_data);
+      conn->cb->on_stop_sending(conn, s->id, 0, conn->user_data, s->user_data);
     }
   }
   while (conn->writable_pending) {
@@ -1052,8 +1047,8 @@ void uvq_conn_get_info(uvq_conn *conn, uvq_conn_info *info) {
   info->bytes_in_flight = cs.bytes_in_flight;
   info->odcid = conn->odcid.data;
   info->odcidlen = conn->odcid.datalen;
-  info->retry = conn->is_server ? conn->via_retry
-                                : ngtcp2_conn_after_retry(conn->q) != 0;
+  info->retry =
+      conn->is_server ? conn->via_retry : ngtcp2_conn_after_retry(conn->q) != 0;
   if (conn->handshake_completed) {
     info->cipher = gnutls_cipher_get_name(gnutls_cipher_get(conn->tls));
   }

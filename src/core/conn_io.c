@@ -111,8 +111,7 @@ static ngtcp2_ssize write_datagram(uvq_conn *conn, ngtcp2_path *path,
       ngtcp2_ssize n;
       v.base = d->data;
       v.len = d->len;
-      n = ngtcp2_conn_writev_datagram(conn->q, path, pi, buf, buflen,
-                                      &accepted,
+      n = ngtcp2_conn_writev_datagram(conn->q, path, pi, buf, buflen, &accepted,
                                       NGTCP2_WRITE_DATAGRAM_FLAG_MORE, d->id,
                                       &v, 1, now);
       if (accepted || n == NGTCP2_ERR_INVALID_STATE ||
@@ -151,8 +150,7 @@ static ngtcp2_ssize write_datagram(uvq_conn *conn, ngtcp2_path *path,
       iovcnt = uvq_stream_unsent_iov(s, iov, 16, &offered);
       /* FIN only with the stream's last byte: ngtcp2 adds it whenever all
        * of the iov fits, and the iov may stop short of the end. */
-      if (s->fin_requested && !s->fin_sent &&
-          s->sent + offered == s->written) {
+      if (s->fin_requested && !s->fin_sent && s->sent + offered == s->written) {
         flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
       }
     }
@@ -240,7 +238,8 @@ static int write_burst(uvq_conn *conn, uvq_tstamp now, int txtime_on,
   ngtcp2_path_storage_zero(&ps);
 
   while (total < limit) {
-    ngtcp2_ssize n = write_datagram(conn, &ps.path, &pi, buf + off, maxpkt, now);
+    ngtcp2_ssize n =
+        write_datagram(conn, &ps.path, &pi, buf + off, maxpkt, now);
     uvq_tstamp dtx = 0;
     size_t len;
     uvq_path npath;
@@ -269,12 +268,11 @@ static int write_burst(uvq_conn *conn, uvq_tstamp now, int txtime_on,
     memcpy(&npath.remote.ss, ps.path.remote.addr, ps.path.remote.addrlen);
     npath.remote.len = (socklen_t)ps.path.remote.addrlen;
 
-    if (nd > 0 && (len > seg || pi.ecn != becn || dtx != btx ||
-                   npath.remote.len != bpath.remote.len ||
-                   memcmp(&npath.remote.ss, &bpath.remote.ss,
-                          npath.remote.len) != 0 ||
-                   memcmp(&npath.local.ss, &bpath.local.ss,
-                          npath.local.len) != 0)) {
+    if (nd > 0 &&
+        (len > seg || pi.ecn != becn || dtx != btx ||
+         npath.remote.len != bpath.remote.len ||
+         memcmp(&npath.remote.ss, &bpath.remote.ss, npath.remote.len) != 0 ||
+         memcmp(&npath.local.ss, &bpath.local.ss, npath.local.len) != 0)) {
       /* This datagram cannot join the batch: send the batch first. */
       rv = send_batch(conn, &bpath, becn, btx, buf, off, seg);
       if (rv != 0) {

@@ -41,9 +41,9 @@ int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,
   ep->connect_tls_opts = params->resumption && params->early_data
                              ? UVQ_TLS_SESSION_EARLY_DATA
                              : 0u;
-  rv = uvq_conn_new(&conn, ep, 0, &dcid, &scid, params->path, UVQ_QUIC_V1,
-                    NULL, NULL, params->token, params->tokenlen,
-                    params->server_name, now);
+  rv = uvq_conn_new(&conn, ep, 0, &dcid, &scid, params->path, UVQ_QUIC_V1, NULL,
+                    NULL, params->token, params->tokenlen, params->server_name,
+                    now);
   ep->connect_tls_opts = 0;
   if (rv != 0) {
     return rv;

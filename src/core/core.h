@@ -70,11 +70,11 @@ struct uvq_stream {
 
   /* Send buffer: chunks from the first unacknowledged byte on. */
   uvq_chunk *head, *tail;
-  uint64_t head_offset; /* stream offset of head->data[0] */
-  uint64_t acked;       /* every byte below is acknowledged */
-  uint64_t sent;        /* every byte below was handed to ngtcp2 */
-  uint64_t written;     /* bytes the application wrote */
-  uvq_chunk *send_chunk; /* chunk holding offset |sent| (NULL: none) */
+  uint64_t head_offset;       /* stream offset of head->data[0] */
+  uint64_t acked;             /* every byte below is acknowledged */
+  uint64_t sent;              /* every byte below was handed to ngtcp2 */
+  uint64_t written;           /* bytes the application wrote */
+  uvq_chunk *send_chunk;      /* chunk holding offset |sent| (NULL: none) */
   uint64_t send_chunk_offset; /* stream offset of send_chunk->data[0] */
 
   unsigned fin_requested : 1; /* app asked for FIN after |written| */
@@ -139,15 +139,15 @@ struct uvq_conn {
   uvq_path path;
 
   /* Endpoint bookkeeping. */
-  uvq_conn *prev, *next;     /* ep->conns */
-  uvq_conn *dirty_next;      /* ep->dirty list */
+  uvq_conn *prev, *next; /* ep->conns */
+  uvq_conn *dirty_next;  /* ep->dirty list */
   int dirty;
-  size_t heap_idx;           /* index in ep->heap, or SIZE_MAX */
+  size_t heap_idx; /* index in ep->heap, or SIZE_MAX */
   uvq_tstamp expiry;
 
   /* Handshake-time CID map entries (server). */
-  ngtcp2_cid odcid;          /* client's first DCID (both sides) */
-  ngtcp2_cid client_dcid;    /* DCID of the Initial we accepted on */
+  ngtcp2_cid odcid;       /* client's first DCID (both sides) */
+  ngtcp2_cid client_dcid; /* DCID of the Initial we accepted on */
   int client_dcid_mapped;
   int odcid_mapped;
   /* The CID the last get_new_connection_id call mapped: ngtcp2 0.12 may
@@ -156,28 +156,28 @@ struct uvq_conn {
   ngtcp2_cid last_new_cid;
   int nomem; /* one of our ngtcp2 callbacks failed to allocate */
   int address_validated;
-  int via_retry;             /* server: accepted on a Retry token */
-  int accepted;              /* on_accept ran and accepted */
-  int refused;               /* on_accept refused */
+  int via_retry; /* server: accepted on a Retry token */
+  int accepted;  /* on_accept ran and accepted */
+  int refused;   /* on_accept refused */
   int handshake_completed;
-  int handshake_confirmed;   /* client: HANDSHAKE_DONE arrived */
+  int handshake_confirmed; /* client: HANDSHAKE_DONE arrived */
   /* Client, after a NAT-rebinding-style uvq_conn_migrate: packets that
    * still arrive on the old local address are read as if on the new one
    * (and answered from it), until one arrives on the new one. */
   int rebind_pending;
   uvq_addr rebind_old_local;
-  int established_pending;   /* on_established to fire after read */
+  int established_pending; /* on_established to fire after read */
   int streams_available_pending;
-  int callback_failed;       /* an app callback returned an error */
+  int callback_failed; /* an app callback returned an error */
   int wake_pending;
-  int counted_in_flight;     /* counted in stats.handshakes_in_flight */
+  int counted_in_flight; /* counted in stats.handshakes_in_flight */
 
   /* Streams. */
   uvq_stream_table streams;
   uvq_stream *ready_head, *ready_tail;
   uvq_stream *writable_pending;
   uvq_stream *stop_pending;
-  size_t nblocked; /* streams with data_blocked set */
+  size_t nblocked;         /* streams with data_blocked set */
   uvq_tstamp app_deadline; /* uvq_conn_set_app_timer */
 
   /* Outgoing DATAGRAMs. */
@@ -310,7 +310,8 @@ void uvq_ep_conn_link(uvq_endpoint *ep, uvq_conn *conn);
 typedef struct uvq_pkt_view {
   int is_long;
   uint32_t version;
-  uint8_t long_type; /* v1 long packet type: 0 Initial, 1 0-RTT, 2 Handshake, 3 Retry */
+  uint8_t long_type; /* v1 long packet type: 0 Initial, 1 0-RTT, 2 Handshake, 3
+                        Retry */
   const uint8_t *dcid;
   size_t dcidlen;
   const uint8_t *scid;
@@ -355,8 +356,8 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
                  const ngtcp2_cid *dcid, const ngtcp2_cid *scid,
                  const uvq_path *path, uint32_t version,
                  const ngtcp2_cid *odcid, const ngtcp2_cid *retry_scid,
-                 const uint8_t *token, size_t tokenlen,
-                 const char *server_name, uvq_tstamp now);
+                 const uint8_t *token, size_t tokenlen, const char *server_name,
+                 uvq_tstamp now);
 void uvq_conn_del(uvq_conn *conn);
 void uvq_conn_recv(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
                    const uint8_t *data, size_t len, uvq_tstamp now);
@@ -413,8 +414,7 @@ void uvq_stream_ack(uvq_conn *conn, uvq_stream *s, uint64_t offset,
 size_t uvq_stream_buffered(const uvq_stream *s);
 
 /* waker.c */
-int uvq_wake_hub_new(uvq_wake_hub **phub, uvq_endpoint *ep,
-                     const uvq_mem *mem);
+int uvq_wake_hub_new(uvq_wake_hub **phub, uvq_endpoint *ep, const uvq_mem *mem);
 void uvq_wake_hub_detach(uvq_wake_hub *hub);
 void uvq_waker_detach_conn(uvq_conn *conn);
 

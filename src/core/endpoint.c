@@ -346,8 +346,7 @@ int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
     goto fail_settings;
   }
   if (ep->settings.static_secret_set) {
-    memcpy(ep->static_secret, ep->settings.static_secret,
-           UVQ_STATIC_SECRETLEN);
+    memcpy(ep->static_secret, ep->settings.static_secret, UVQ_STATIC_SECRETLEN);
   } else if (gnutls_rnd(GNUTLS_RND_KEY, ep->static_secret,
                         UVQ_STATIC_SECRETLEN) != 0) {
     rv = UVQ_ERR_INTERNAL;

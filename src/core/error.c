@@ -94,10 +94,18 @@ int uvq_err_is_fatal(int err) {
 
 const char *uvq_drop_reason_name(uvq_drop_reason r) {
   static const char *const names[UVQ_DROP_REASON_COUNT] = {
-      "truncated",        "malformed",         "unknown_cid",
-      "unsupported_version", "initial_too_small", "unexpected_long",
-      "0rtt_unknown",     "client_unknown",    "conn_rejected",
-      "draining",         "stateless_queue_full", "send_error",
+      "truncated",
+      "malformed",
+      "unknown_cid",
+      "unsupported_version",
+      "initial_too_small",
+      "unexpected_long",
+      "0rtt_unknown",
+      "client_unknown",
+      "conn_rejected",
+      "draining",
+      "stateless_queue_full",
+      "send_error",
       "accept_failed",
   };
   if ((unsigned)r >= UVQ_DROP_REASON_COUNT) {

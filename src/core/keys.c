@@ -51,8 +51,7 @@ int uvq_keys_rotate(uvq_keys *keys) {
   next.token_key_prev_set = 1;
   memcpy(next.static_secret_prev, keys->static_secret, UVQ_STATIC_SECRETLEN);
   next.static_secret_prev_set = 1;
-  if (gnutls_rnd(GNUTLS_RND_KEY, next.token_key, sizeof(next.token_key)) !=
-          0 ||
+  if (gnutls_rnd(GNUTLS_RND_KEY, next.token_key, sizeof(next.token_key)) != 0 ||
       gnutls_rnd(GNUTLS_RND_KEY, next.static_secret,
                  sizeof(next.static_secret)) != 0) {
     gnutls_memset(&next, 0, sizeof(next));
@@ -69,8 +68,7 @@ void uvq_keys_apply(const uvq_keys *keys, uvq_settings *settings,
     return;
   }
   if (settings) {
-    memcpy(settings->static_secret, keys->static_secret,
-           UVQ_STATIC_SECRETLEN);
+    memcpy(settings->static_secret, keys->static_secret, UVQ_STATIC_SECRETLEN);
     settings->static_secret_set = 1;
     memcpy(settings->token_key, keys->token_key, UVQ_TOKEN_KEYLEN);
     settings->token_key_set = 1;
@@ -169,28 +167,30 @@ int uvq_keys_save(const uvq_keys *keys, const char *path, char *errbuf,
   fd = mkstemp(tmp);
   if (fd < 0) {
     e = errno;
-    uvq_set_errbuf(errbuf, errbuflen, "key file %s: cannot create a temporary file: %s",
-            path, strerror(e));
+    uvq_set_errbuf(errbuf, errbuflen,
+                   "key file %s: cannot create a temporary file: %s", path,
+                   strerror(e));
     goto fail_open;
   }
   if (fchmod(fd, 0600) != 0 || write_all(fd, text, off) != 0 ||
       fsync(fd) != 0) {
     e = errno;
-    uvq_set_errbuf(errbuf, errbuflen, "key file %s: cannot write %s: %s", path, tmp,
-            strerror(e));
+    uvq_set_errbuf(errbuf, errbuflen, "key file %s: cannot write %s: %s", path,
+                   tmp, strerror(e));
     close(fd);
     goto fail_write;
   }
   if (close(fd) != 0) {
     e = errno;
-    uvq_set_errbuf(errbuf, errbuflen, "key file %s: cannot write %s: %s", path, tmp,
-            strerror(e));
+    uvq_set_errbuf(errbuf, errbuflen, "key file %s: cannot write %s: %s", path,
+                   tmp, strerror(e));
     goto fail_write;
   }
   if (rename(tmp, path) != 0) {
     e = errno;
-    uvq_set_errbuf(errbuf, errbuflen, "key file %s: cannot rename %s over it: %s",
-            path, tmp, strerror(e));
+    uvq_set_errbuf(errbuf, errbuflen,
+                   "key file %s: cannot rename %s over it: %s", path, tmp,
+                   strerror(e));
     goto fail_write;
   }
   gnutls_memset(text, 0, sizeof(text));
@@ -222,8 +222,7 @@ static int unhex(char c) {
 }
 
 /* Decodes exactly |keylen| bytes of hex from |s| (|slen| chars). */
-static int parse_hex(uint8_t *key, size_t keylen, const char *s,
-                     size_t slen) {
+static int parse_hex(uint8_t *key, size_t keylen, const char *s, size_t slen) {
   if (slen != 2 * keylen) {
     return -1;
   }
@@ -293,8 +292,8 @@ static int parse_keys(uvq_keys *k, char *text, size_t len, const char *path,
     }
     sp = memchr(line, ' ', linelen);
     if (sp == NULL) {
-      uvq_set_errbuf(errbuf, errbuflen, "key file %s:%zu: expected \"name value\"",
-              path, lineno);
+      uvq_set_errbuf(errbuf, errbuflen,
+                     "key file %s:%zu: expected \"name value\"", path, lineno);
       return UVQ_ERR_KEY_FILE;
     }
     namelen = (size_t)(sp - line);
@@ -303,23 +302,25 @@ static int parse_keys(uvq_keys *k, char *text, size_t len, const char *path,
     if (!(have & HAVE_MAGIC)) {
       if (namelen != strlen(KEYS_MAGIC) ||
           memcmp(line, KEYS_MAGIC, namelen) != 0) {
-        uvq_set_errbuf(errbuf, errbuflen,
-                "key file %s:%zu: not a uvquic key file (no \"%s %d\" line)",
-                path, lineno, KEYS_MAGIC, KEYS_VERSION);
+        uvq_set_errbuf(
+            errbuf, errbuflen,
+            "key file %s:%zu: not a uvquic key file (no \"%s %d\" line)", path,
+            lineno, KEYS_MAGIC, KEYS_VERSION);
         return UVQ_ERR_KEY_FILE;
       }
       if (vallen != 1 || val[0] != '0' + KEYS_VERSION) {
-        uvq_set_errbuf(errbuf, errbuflen,
-                "key file %s:%zu: unsupported version \"%.*s\" (this build "
-                "reads %d)",
-                path, lineno, (int)(vallen > 16 ? 16 : vallen), val,
-                KEYS_VERSION);
+        uvq_set_errbuf(
+            errbuf, errbuflen,
+            "key file %s:%zu: unsupported version \"%.*s\" (this build "
+            "reads %d)",
+            path, lineno, (int)(vallen > 16 ? 16 : vallen), val, KEYS_VERSION);
         return UVQ_ERR_KEY_FILE;
       }
       have |= HAVE_MAGIC;
       continue;
     }
-#define KEY_IS(lit) (namelen == sizeof(lit) - 1 && memcmp(line, lit, namelen) == 0)
+#define KEY_IS(lit)                                                            \
+  (namelen == sizeof(lit) - 1 && memcmp(line, lit, namelen) == 0)
     if (KEY_IS("ticket_key")) {
       bit = HAVE_TICKET, dst = k->ticket_key, dstlen = UVQ_TICKET_KEYLEN;
     } else if (KEY_IS("token_key")) {
@@ -334,29 +335,30 @@ static int parse_keys(uvq_keys *k, char *text, size_t len, const char *path,
     }
 #undef KEY_IS
     if (dst == NULL) {
-      uvq_set_errbuf(errbuf, errbuflen, "key file %s:%zu: unknown key \"%.*s\"", path,
-              lineno, (int)(namelen > 32 ? 32 : namelen), line);
+      uvq_set_errbuf(errbuf, errbuflen, "key file %s:%zu: unknown key \"%.*s\"",
+                     path, lineno, (int)(namelen > 32 ? 32 : namelen), line);
       return UVQ_ERR_KEY_FILE;
     }
     if (have & bit) {
-      uvq_set_errbuf(errbuf, errbuflen, "key file %s:%zu: \"%.*s\" given twice", path,
-              lineno, (int)namelen, line);
+      uvq_set_errbuf(errbuf, errbuflen, "key file %s:%zu: \"%.*s\" given twice",
+                     path, lineno, (int)namelen, line);
       return UVQ_ERR_KEY_FILE;
     }
     if (parse_hex(dst, dstlen, val, vallen) != 0) {
       uvq_set_errbuf(errbuf, errbuflen,
-              "key file %s:%zu: \"%.*s\" must be %zu hex digits", path,
-              lineno, (int)namelen, line, 2 * dstlen);
+                     "key file %s:%zu: \"%.*s\" must be %zu hex digits", path,
+                     lineno, (int)namelen, line, 2 * dstlen);
       return UVQ_ERR_KEY_FILE;
     }
     have |= bit;
   }
   if ((have & (HAVE_MAGIC | HAVE_TICKET | HAVE_TOKEN | HAVE_SECRET)) !=
       (HAVE_MAGIC | HAVE_TICKET | HAVE_TOKEN | HAVE_SECRET)) {
-    uvq_set_errbuf(errbuf, errbuflen,
-            "key file %s: incomplete (needs the \"%s %d\" line, ticket_key, "
-            "token_key and static_secret)",
-            path, KEYS_MAGIC, KEYS_VERSION);
+    uvq_set_errbuf(
+        errbuf, errbuflen,
+        "key file %s: incomplete (needs the \"%s %d\" line, ticket_key, "
+        "token_key and static_secret)",
+        path, KEYS_MAGIC, KEYS_VERSION);
     return UVQ_ERR_KEY_FILE;
   }
   k->token_key_prev_set = (have & HAVE_TOKEN_PREV) != 0;
@@ -402,17 +404,18 @@ int uvq_keys_load(uvq_keys *keys, const char *path, char *errbuf,
   }
   if (st.st_mode & (S_IRWXG | S_IRWXO)) {
     close(fd);
-    uvq_set_errbuf(errbuf, errbuflen,
-            "key file %s: mode %04o lets group or others access it; refusing "
-            "(chmod 600 it, and consider the keys leaked)",
-            path, (unsigned)(st.st_mode & 07777));
+    uvq_set_errbuf(
+        errbuf, errbuflen,
+        "key file %s: mode %04o lets group or others access it; refusing "
+        "(chmod 600 it, and consider the keys leaked)",
+        path, (unsigned)(st.st_mode & 07777));
     return UVQ_ERR_KEY_FILE;
   }
   if (read_file(fd, text, sizeof(text), &len) != 0) {
     e = errno;
     close(fd);
     uvq_set_errbuf(errbuf, errbuflen, "key file %s: %s", path,
-            e == EFBIG ? "too large to be a key file" : strerror(e));
+                   e == EFBIG ? "too large to be a key file" : strerror(e));
     gnutls_memset(text, 0, sizeof(text));
     return e == EFBIG ? UVQ_ERR_KEY_FILE : UVQ_ERR_IO;
   }

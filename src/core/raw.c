@@ -20,7 +20,7 @@ struct uvq_raw {
     uvq_path path;
     size_t len;
     uint8_t data[UVQ_MAX_DATAGRAM];
-  } *q;
+  } * q;
   size_t qhead, qlen;
 };
 
@@ -36,8 +36,8 @@ static ssize_t raw_send(uvq_endpoint *ep, const uvq_send_batch *b,
   (void)ep;
   for (i = 0; i < b->count && raw->qlen < RAW_QUEUE; i++) {
     size_t off = i * b->segment_size;
-    size_t len = b->datalen - off < b->segment_size ? b->datalen - off
-                                                     : b->segment_size;
+    size_t len =
+        b->datalen - off < b->segment_size ? b->datalen - off : b->segment_size;
     size_t slot = (raw->qhead + raw->qlen) % RAW_QUEUE;
     raw->q[slot].path = *b->path;
     raw->q[slot].len = len;

@@ -99,8 +99,7 @@ static void forget_at(uvq_conn *conn, size_t i) {
   uvq_endpoint *ep = conn->ep;
   if (uvq_cid_map_find(&ep->reset_tokens, conn->reset_macs[i],
                        UVQ_RESET_MACLEN) == conn) {
-    uvq_cid_map_erase(&ep->reset_tokens, conn->reset_macs[i],
-                      UVQ_RESET_MACLEN);
+    uvq_cid_map_erase(&ep->reset_tokens, conn->reset_macs[i], UVQ_RESET_MACLEN);
   }
   conn->nreset_macs--;
   if (i != conn->nreset_macs) {
@@ -204,9 +203,8 @@ void uvq_reset_send(uvq_endpoint *ep, const uvq_path *path,
       gnutls_rnd(GNUTLS_RND_NONCE, rnd, sizeof(rnd)) != 0) {
     return;
   }
-  n = ngtcp2_pkt_write_stateless_reset(buf, resetlen, token, rnd,
-                                       resetlen -
-                                           NGTCP2_STATELESS_RESET_TOKENLEN);
+  n = ngtcp2_pkt_write_stateless_reset(
+      buf, resetlen, token, rnd, resetlen - NGTCP2_STATELESS_RESET_TOKENLEN);
   if (n < 0) {
     return;
   }

@@ -38,7 +38,8 @@ void uvq_stage_finish(uvq_conn *conn, int error, uvq_close_origin origin) {
 
 /* Writes the CONNECTION_CLOSE for |ccerr| and enters the closing period.
  * If no packet can be built (no keys yet), the connection just ends. */
-static void enter_closing(uvq_conn *conn, const ngtcp2_connection_close_error *ccerr,
+static void enter_closing(uvq_conn *conn,
+                          const ngtcp2_connection_close_error *ccerr,
                           uvq_tstamp now) {
   uvq_endpoint *ep = conn->ep;
   ngtcp2_path_storage ps;
@@ -128,12 +129,11 @@ void uvq_stage_fail(uvq_conn *conn, int liberr, uvq_tstamp now) {
     ngtcp2_connection_close_error_set_transport_error_tls_alert(&ccerr, alert,
                                                                 NULL, 0);
     conn->ci.tls_alert = alert;
-    conn->ci.error =
-        ngtcp2_conn_get_tls_error(conn->q) ==
-                    GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR ||
-                is_cert_alert(alert)
-            ? UVQ_ERR_CERT_VERIFY
-            : UVQ_ERR_TLS_ALERT;
+    conn->ci.error = ngtcp2_conn_get_tls_error(conn->q) ==
+                                 GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR ||
+                             is_cert_alert(alert)
+                         ? UVQ_ERR_CERT_VERIFY
+                         : UVQ_ERR_TLS_ALERT;
   } else if (liberr == NGTCP2_ERR_NOMEM) {
     ngtcp2_connection_close_error_set_transport_error_liberr(&ccerr, liberr,
                                                              NULL, 0);
@@ -161,8 +161,7 @@ void uvq_stage_close_app(uvq_conn *conn, uvq_tstamp now) {
   }
   ngtcp2_connection_close_error_default(&ccerr);
   ngtcp2_connection_close_error_set_application_error(
-      &ccerr, conn->close_app_error, conn->close_reason,
-      conn->close_reasonlen);
+      &ccerr, conn->close_app_error, conn->close_reason, conn->close_reasonlen);
   conn->ci.error = 0;
   conn->ci.origin = UVQ_CLOSE_LOCAL;
   conn->ci.type = UVQ_CLOSE_TYPE_APPLICATION;

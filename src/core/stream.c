@@ -397,8 +397,8 @@ static int api_stream(uvq_conn *conn, int64_t stream_id, uvq_stream **ps) {
   return *ps ? 0 : UVQ_ERR_STREAM_NOT_FOUND;
 }
 
-ssize_t uvq_stream_write(uvq_conn *conn, int64_t stream_id,
-                         const uint8_t *data, size_t len, int fin) {
+ssize_t uvq_stream_write(uvq_conn *conn, int64_t stream_id, const uint8_t *data,
+                         size_t len, int fin) {
   uvq_stream *s;
   size_t room, n;
 

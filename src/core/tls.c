@@ -1,7 +1,7 @@
 /* TLS layer: GnuTLS contexts (credentials, priorities, ALPN, key log) and
  * the per-connection sessions built from them. */
-#include "core/error.h"
 #include "core/tls.h"
+#include "core/error.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -104,13 +104,14 @@ static int check_alpn(const uvq_tls_config *cfg, char *errbuf,
   size_t i, len;
 
   if (cfg->alpn == NULL || cfg->alpnlen == 0) {
-    uvq_set_errbuf(errbuf, errbuflen, "alpn: at least one protocol is required");
+    uvq_set_errbuf(errbuf, errbuflen,
+                   "alpn: at least one protocol is required");
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   if (cfg->alpnlen > UVQ_TLS_MAX_ALPN) {
     uvq_set_errbuf(errbuf, errbuflen,
-            "alpn: %zu protocols given, GnuTLS takes at most %d", cfg->alpnlen,
-            UVQ_TLS_MAX_ALPN);
+                   "alpn: %zu protocols given, GnuTLS takes at most %d",
+                   cfg->alpnlen, UVQ_TLS_MAX_ALPN);
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   for (i = 0; i < cfg->alpnlen; ++i) {
@@ -120,9 +121,10 @@ static int check_alpn(const uvq_tls_config *cfg, char *errbuf,
     }
     len = strlen(cfg->alpn[i]);
     if (len == 0 || len > UVQ_TLS_MAX_ALPN_NAME) {
-      uvq_set_errbuf(errbuf, errbuflen,
-              "alpn[%zu]: length %zu, must be 1..%d bytes (GnuTLS limit)", i,
-              len, UVQ_TLS_MAX_ALPN_NAME);
+      uvq_set_errbuf(
+          errbuf, errbuflen,
+          "alpn[%zu]: length %zu, must be 1..%d bytes (GnuTLS limit)", i, len,
+          UVQ_TLS_MAX_ALPN_NAME);
       return UVQ_ERR_INVALID_ARGUMENT;
     }
   }
@@ -196,14 +198,14 @@ static int init_priority(uvq_tls_ctx *ctx, const char *ciphers, char *errbuf,
     } else if (errpos != NULL && extralen && errpos >= s + baselen + 1) {
       off = (size_t)(errpos - (s + baselen + 1));
       uvq_set_errbuf(errbuf, errbuflen,
-              "ciphers: bad GnuTLS priority string \"%s\" at offset %zu "
-              "(\"%s\"): %s",
-              ciphers, off, ciphers + off, gnutls_strerror(rv));
+                     "ciphers: bad GnuTLS priority string \"%s\" at offset %zu "
+                     "(\"%s\"): %s",
+                     ciphers, off, ciphers + off, gnutls_strerror(rv));
       rv = UVQ_ERR_TLS_CONFIG;
     } else {
-      uvq_set_errbuf(errbuf, errbuflen, "TLS priority string \"%s\" rejected%s%s: %s",
-              s, errpos ? " at " : "", errpos ? errpos : "",
-              gnutls_strerror(rv));
+      uvq_set_errbuf(
+          errbuf, errbuflen, "TLS priority string \"%s\" rejected%s%s: %s", s,
+          errpos ? " at " : "", errpos ? errpos : "", gnutls_strerror(rv));
       rv = UVQ_ERR_TLS_CONFIG;
     }
     uvq_free(ctx->mem, s);
@@ -213,8 +215,8 @@ static int init_priority(uvq_tls_ctx *ctx, const char *ciphers, char *errbuf,
 
   if (!has_tls13_suite(ctx->prio)) {
     uvq_set_errbuf(errbuf, errbuflen,
-            "ciphers: \"%s\" leaves no TLS 1.3 cipher suite enabled",
-            ciphers ? ciphers : "");
+                   "ciphers: \"%s\" leaves no TLS 1.3 cipher suite enabled",
+                   ciphers ? ciphers : "");
     return UVQ_ERR_TLS_CONFIG;
   }
   return 0;
@@ -251,7 +253,7 @@ static int load_file(const char *path, gnutls_datum_t *d, const char *what,
   if (rv < 0) {
     e = errno;
     uvq_set_errbuf(errbuf, errbuflen, "%s %s: %s", what, path,
-            e ? strerror(e) : gnutls_strerror(rv));
+                   e ? strerror(e) : gnutls_strerror(rv));
     d->data = NULL;
     return rv == GNUTLS_E_MEMORY_ERROR ? UVQ_ERR_NOMEM : -1;
   }
@@ -279,8 +281,9 @@ static int load_cert_key(uvq_tls_ctx *ctx, const char *cert_file,
   }
   rv = gnutls_x509_crt_list_import2(&crts, &ncrts, &cd, GNUTLS_X509_FMT_PEM, 0);
   if (rv < 0 || ncrts == 0) {
-    uvq_set_errbuf(errbuf, errbuflen, "certificate file %s: no PEM certificate: %s",
-            cert_file, rv < 0 ? gnutls_strerror(rv) : "empty");
+    uvq_set_errbuf(errbuf, errbuflen,
+                   "certificate file %s: no PEM certificate: %s", cert_file,
+                   rv < 0 ? gnutls_strerror(rv) : "empty");
     rv = rv == GNUTLS_E_MEMORY_ERROR ? UVQ_ERR_NOMEM : UVQ_ERR_CERT_FILE;
     goto fail;
   }
@@ -302,8 +305,9 @@ static int load_cert_key(uvq_tls_ctx *ctx, const char *cert_file,
   }
   rv = gnutls_x509_privkey_import2(key, &kd, GNUTLS_X509_FMT_PEM, NULL, 0);
   if (rv != 0) {
-    uvq_set_errbuf(errbuf, errbuflen, "key file %s: no usable PEM private key: %s",
-            key_file, gnutls_strerror(rv));
+    uvq_set_errbuf(errbuf, errbuflen,
+                   "key file %s: no usable PEM private key: %s", key_file,
+                   gnutls_strerror(rv));
     rv = rv == GNUTLS_E_MEMORY_ERROR ? UVQ_ERR_NOMEM : UVQ_ERR_KEY_FILE;
     goto fail;
   }
@@ -314,12 +318,13 @@ static int load_cert_key(uvq_tls_ctx *ctx, const char *cert_file,
     if (rv == GNUTLS_E_MEMORY_ERROR) {
       rv = UVQ_ERR_NOMEM;
     } else if (rv == GNUTLS_E_CERTIFICATE_KEY_MISMATCH) {
-      uvq_set_errbuf(errbuf, errbuflen, "key file %s does not match certificate %s",
-              key_file, cert_file);
+      uvq_set_errbuf(errbuf, errbuflen,
+                     "key file %s does not match certificate %s", key_file,
+                     cert_file);
       rv = UVQ_ERR_KEY_FILE;
     } else {
-      uvq_set_errbuf(errbuf, errbuflen, "certificate %s with key %s: %s", cert_file,
-              key_file, gnutls_strerror(rv));
+      uvq_set_errbuf(errbuf, errbuflen, "certificate %s with key %s: %s",
+                     cert_file, key_file, gnutls_strerror(rv));
       rv = UVQ_ERR_CERT_FILE;
     }
     goto fail;
@@ -424,7 +429,7 @@ static int gen_ephemeral(uvq_tls_ctx *ctx, char *errbuf, size_t errbuflen) {
 
 fail:
   uvq_set_errbuf(errbuf, errbuflen, "cannot generate ephemeral certificate: %s",
-          gnutls_strerror(rv));
+                 gnutls_strerror(rv));
   if (crt) {
     gnutls_x509_crt_deinit(crt);
   }
@@ -443,7 +448,7 @@ static int load_trust(uvq_tls_ctx *ctx, const uvq_tls_config *cfg, char *errbuf,
                                                 GNUTLS_X509_FMT_PEM);
     if (rv <= 0) {
       uvq_set_errbuf(errbuf, errbuflen, "CA file %s: %s", cfg->ca_file,
-              rv < 0 ? gnutls_strerror(rv) : "no PEM certificate in it");
+                     rv < 0 ? gnutls_strerror(rv) : "no PEM certificate in it");
       return rv == GNUTLS_E_MEMORY_ERROR ? UVQ_ERR_NOMEM : UVQ_ERR_CA_FILE;
     }
     return 0;
@@ -454,7 +459,7 @@ static int load_trust(uvq_tls_ctx *ctx, const uvq_tls_config *cfg, char *errbuf,
   rv = gnutls_certificate_set_x509_system_trust(ctx->cred);
   if (rv <= 0) {
     uvq_set_errbuf(errbuf, errbuflen, "system trust store: %s",
-            rv < 0 ? gnutls_strerror(rv) : "no certificate found");
+                   rv < 0 ? gnutls_strerror(rv) : "no certificate found");
     return rv == GNUTLS_E_MEMORY_ERROR ? UVQ_ERR_NOMEM : UVQ_ERR_CA_FILE;
   }
   return 0;
@@ -473,7 +478,7 @@ static int open_keylog(uvq_tls_ctx *ctx, const uvq_tls_config *cfg,
   ctx->keylog_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
   if (ctx->keylog_fd < 0) {
     uvq_set_errbuf(errbuf, errbuflen, "cannot open key log file %s: %s", path,
-            strerror(errno));
+                   strerror(errno));
     return UVQ_ERR_TLS_CONFIG;
   }
   return 0;
@@ -546,7 +551,7 @@ static int init_resumption(uvq_tls_ctx *ctx, const uvq_tls_config *cfg,
   if (cfg->ticket_key != NULL) {
     if (cfg->ticket_keylen != UVQ_TICKET_KEYLEN) {
       uvq_set_errbuf(errbuf, errbuflen, "ticket_key: %zu bytes, must be %d",
-              cfg->ticket_keylen, UVQ_TICKET_KEYLEN);
+                     cfg->ticket_keylen, UVQ_TICKET_KEYLEN);
       return UVQ_ERR_INVALID_ARGUMENT;
     }
     /* gnutls_malloc: freed like a generated key, with gnutls_free. */
@@ -586,8 +591,7 @@ static int init_resumption(uvq_tls_ctx *ctx, const uvq_tls_config *cfg,
     goto fail;
   }
   gnutls_anti_replay_set_window(ctx->anti_replay_off, REPLAY_WINDOW_MS);
-  gnutls_anti_replay_set_add_function(ctx->anti_replay_off,
-                                      replay_db_add_none);
+  gnutls_anti_replay_set_add_function(ctx->anti_replay_off, replay_db_add_none);
   return 0;
 
 fail:
@@ -610,7 +614,7 @@ int uvq_tls_ctx_new(uvq_tls_ctx **pctx, int is_server,
   }
   if (cfg->version < 1 || cfg->version > UVQ_TLS_CONFIG_VERSION) {
     uvq_set_errbuf(errbuf, errbuflen, "unknown uvq_tls_config version %d",
-            cfg->version);
+                   cfg->version);
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   rv = check_alpn(cfg, errbuf, errbuflen);
@@ -619,8 +623,8 @@ int uvq_tls_ctx_new(uvq_tls_ctx **pctx, int is_server,
   }
   if ((cfg->cert_file == NULL) != (cfg->key_file == NULL)) {
     uvq_set_errbuf(errbuf, errbuflen, "%s given without %s",
-            cfg->cert_file ? "cert_file" : "key_file",
-            cfg->cert_file ? "key_file" : "cert_file");
+                   cfg->cert_file ? "cert_file" : "key_file",
+                   cfg->cert_file ? "key_file" : "cert_file");
     return UVQ_ERR_INVALID_ARGUMENT;
   }
 
@@ -690,8 +694,8 @@ fail:
 
 int uvq_tls_ctx_is_server(const uvq_tls_ctx *ctx) { return ctx->is_server; }
 
-int uvq_tls_ctx_derive_ticket_key(const uvq_tls_ctx *ctx,
-                                  const uint8_t *info, size_t infolen,
+int uvq_tls_ctx_derive_ticket_key(const uvq_tls_ctx *ctx, const uint8_t *info,
+                                  size_t infolen,
                                   uint8_t out[UVQ_TICKET_KEYLEN]) {
   static const uint8_t salt[] = "uvquic session ticket key v1";
   uint8_t prk[32];
@@ -859,9 +863,9 @@ static int configure_resumption(uvq_tls_ctx *ctx, gnutls_session_t session,
 
 int uvq_tls_session_new(uvq_tls_ctx *ctx, gnutls_session_t *psession,
                         const char *server_name) {
-  return uvq_tls_session_new_opts(
-      ctx, psession, server_name,
-      UVQ_TLS_SESSION_EARLY_DATA | UVQ_TLS_SESSION_ANTI_REPLAY);
+  return uvq_tls_session_new_opts(ctx, psession, server_name,
+                                  UVQ_TLS_SESSION_EARLY_DATA |
+                                      UVQ_TLS_SESSION_ANTI_REPLAY);
 }
 
 int uvq_tls_session_new_opts(uvq_tls_ctx *ctx, gnutls_session_t *psession,

@@ -105,8 +105,8 @@ int uvq_tls_session_new_ex(uvq_tls_ctx *ctx, gnutls_session_t *psession,
  * no longer decrypt. Returns 0, UVQ_ERR_INVALID_STATE (not a server
  * context) or UVQ_ERR_INTERNAL.
  */
-int uvq_tls_ctx_derive_ticket_key(const uvq_tls_ctx *ctx,
-                                  const uint8_t *info, size_t infolen,
+int uvq_tls_ctx_derive_ticket_key(const uvq_tls_ctx *ctx, const uint8_t *info,
+                                  size_t infolen,
                                   uint8_t out[UVQ_TICKET_KEYLEN]);
 
 /*

@@ -150,8 +150,8 @@ static void process_wakes(uvq_endpoint *ep) {
     q->queued = 0;
     conn = q->conn;
     pthread_mutex_unlock(&hub->lock);
-    if (conn && conn->cb && conn->cb->on_wake && conn->stage < UVQ_STAGE_CLOSING &&
-        !conn->close_requested) {
+    if (conn && conn->cb && conn->cb->on_wake &&
+        conn->stage < UVQ_STAGE_CLOSING && !conn->close_requested) {
       if (conn->cb->on_wake(conn, conn->user_data) != 0) {
         conn->callback_failed = 1;
         uvq_stage_fail(conn, NGTCP2_ERR_CALLBACK_FAILURE, ep->last_now);

@@ -125,8 +125,8 @@ static int sock_serves(const uvq_udp *u, const uvq_addr *bound,
 /* The core's metrics (Prometheus) count GSO fallbacks too. */
 static void report_fallbacks(uvq_endpoint *ep, uvq_udp *u) {
   if (u->stats.gso_fallbacks != u->gso_fallbacks_reported) {
-    uvq_endpoint_add_gso_fallbacks(
-        ep, u->stats.gso_fallbacks - u->gso_fallbacks_reported);
+    uvq_endpoint_add_gso_fallbacks(ep, u->stats.gso_fallbacks -
+                                           u->gso_fallbacks_reported);
     u->gso_fallbacks_reported = u->stats.gso_fallbacks;
   }
 }
@@ -317,10 +317,9 @@ static void uep_update(uvq_uv_endpoint *uep) {
       uep->blocked = 1;
     }
   }
-  if (uep->state == UEP_CLOSING &&
-      (uvq_endpoint_conn_count(uep->ep) == 0 ||
-       (uep->close_now && !uep->close_pending && !uep->blocked &&
-        !uep->in_core))) {
+  if (uep->state == UEP_CLOSING && (uvq_endpoint_conn_count(uep->ep) == 0 ||
+                                    (uep->close_now && !uep->close_pending &&
+                                     !uep->blocked && !uep->in_core))) {
     /* With close_now the flush that just returned wrote every close packet
      * that was due (it was not blocked); the connections left are only
      * waiting out their closing/draining periods, and uvq_endpoint_del

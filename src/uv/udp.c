@@ -136,8 +136,8 @@ static void setup_pktinfo(uvq_udp *u, const struct sockaddr *addr) {
     u->pktinfo =
         setsockopt(u->fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof(on)) == 0;
   } else {
-    u->pktinfo = setsockopt(u->fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on,
-                            sizeof(on)) == 0;
+    u->pktinfo =
+        setsockopt(u->fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof(on)) == 0;
   }
 }
 
@@ -352,10 +352,10 @@ static size_t build_ctrl(const uvq_udp *u, const uvq_send_batch *b,
 
   memset(ctrl, 0, UVQ_UDP_CMSG_SPACE);
   if (tos) {
-    off = u->family == AF_INET
-              ? put_cmsg(ctrl, off, IPPROTO_IP, IP_TOS, &tos, sizeof(tos))
-              : put_cmsg(ctrl, off, IPPROTO_IPV6, IPV6_TCLASS, &tos,
-                         sizeof(tos));
+    off =
+        u->family == AF_INET
+            ? put_cmsg(ctrl, off, IPPROTO_IP, IP_TOS, &tos, sizeof(tos))
+            : put_cmsg(ctrl, off, IPPROTO_IPV6, IPV6_TCLASS, &tos, sizeof(tos));
   }
   if (u->pktinfo && b->path->local.ss.ss_family == u->family &&
       !is_wildcard((const struct sockaddr *)&b->path->local.ss)) {
@@ -405,9 +405,8 @@ static size_t per_msg_of(const uvq_udp *u, size_t count, size_t seg) {
 /* Fills message |n| with |nd| datagrams of |b| from datagram |idx| on,
  * sharing |ctrl| (|withseg| bytes with UDP_SEGMENT, |plain| without).
  * Returns its byte length. */
-static void fill_msg(uvq_udp *u, size_t n, const uvq_send_batch *b,
-                     size_t idx, size_t nd, uint8_t *ctrl, size_t withseg,
-                     size_t plain) {
+static void fill_msg(uvq_udp *u, size_t n, const uvq_send_batch *b, size_t idx,
+                     size_t nd, uint8_t *ctrl, size_t withseg, size_t plain) {
   size_t seg = b->segment_size ? b->segment_size : b->datalen;
   size_t off = idx * seg, len = nd * seg;
   struct msghdr *h = &u->msgs[n].msg_hdr;
@@ -606,8 +605,8 @@ static int txq_put(uvq_udp *u, const uvq_send_batch *b) {
   qe->b.data = q->buf + q->used;
   qe->path = *b->path;
   qe->b.path = &qe->path;
-  qe->withseg = build_ctrl(u, &qe->b, (uint8_t *)qe->ctrl, (uint16_t)seg,
-                           &qe->plain);
+  qe->withseg =
+      build_ctrl(u, &qe->b, (uint8_t *)qe->ctrl, (uint16_t)seg, &qe->plain);
   q->used += b->datalen;
   u->stats.queued_batches++;
   return 1;
