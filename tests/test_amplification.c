@@ -23,51 +23,19 @@
 #include <unistd.h>
 
 #include "qtest.h"
+#include "qtest_app.h"
 
-/* ---- a minimal application ------------------------------------------- */
+/* ---- a minimal application (qtest_app.h) ---------------------------- */
 
-typedef struct side {
-  uvq_conn *conn;
-  int established;
-  int closed;
-  int close_error;
-} side;
+#define MAX_SRV 8
+static qt_app g_srv[MAX_SRV];
+static qt_app_pool g_pool; /* the server node's user_data */
 
-static int on_established(uvq_conn *conn, void *ud) {
-  side *a = ud;
-  (void)conn;
-  a->established = 1;
-  return 0;
-}
-
-static void on_closed(uvq_conn *conn, const uvq_close_info *ci, void *ud) {
-  side *a = ud;
-  (void)conn;
-  a->closed = 1;
-  a->close_error = ci->error;
-  a->conn = NULL;
-}
-
-static const uvq_app_callbacks app_cb = {
-    .version = UVQ_APP_CALLBACKS_VERSION,
-    .on_established = on_established,
-    .on_closed = on_closed,
-};
-
-static side g_srv[8];
-static int g_nsrv;
-
-static int on_accept(uvq_endpoint *ep, uvq_conn *conn,
-                     const uvq_accept_info *info,
-                     const uvq_app_callbacks **pcb, void **pud, void *ud) {
-  (void)ep;
-  (void)info;
-  (void)ud;
-  assert_true(g_nsrv < 8);
-  g_srv[g_nsrv].conn = conn;
-  *pcb = &app_cb;
-  *pud = &g_srv[g_nsrv++];
-  return 0;
+static void sides_reset(void) {
+  memset(g_srv, 0, sizeof(g_srv));
+  memset(&g_pool, 0, sizeof(g_pool));
+  g_pool.sides = g_srv;
+  g_pool.nsides = MAX_SRV;
 }
 
 /* ---- per-address accounting on the wire ------------------------------ */
@@ -291,7 +259,7 @@ typedef struct amp_result {
 } amp_result;
 
 static int all_established(void *ud) {
-  side *c = ud;
+  qt_app *c = ud;
   return c->established;
 }
 
@@ -301,15 +269,14 @@ static void run_amp(int big_cert, int nclients, uint64_t drop_after,
                     int drop_validating, amp_result *res) {
   qt_world w;
   amp_filter f;
-  side cli[4];
+  qt_app cli[4];
   int s, c[4];
   size_t certlen = 0;
 
   assert_true(nclients <= 4);
   memset(&f, 0, sizeof(f));
   memset(cli, 0, sizeof(cli));
-  memset(g_srv, 0, sizeof(g_srv));
-  g_nsrv = 0;
+  sides_reset();
   qt_world_init(&w, 31);
   w.delay = 10 * UVQ_MILLISECONDS;
   if (big_cert) {
@@ -317,7 +284,7 @@ static void run_amp(int big_cert, int nclients, uint64_t drop_after,
     w.server_tls = big_cert_ctx(150, &certlen);
     assert_true(certlen > 3 * 1200);
   }
-  s = qt_add_server(&w, NULL, on_accept, NULL);
+  s = qt_add_server(&w, NULL, qt_app_pool_accept, &g_pool);
   for (int i = 0; i < nclients; i++) {
     c[i] = qt_add_client(&w, NULL, NULL);
   }
@@ -327,8 +294,8 @@ static void run_amp(int big_cert, int nclients, uint64_t drop_after,
   w.filter = amp_fn;
   w.filter_ud = &f;
   for (int i = 0; i < nclients; i++) {
-    assert_int_equal(qt_connect(&w, c[i], s, &app_cb, &cli[i], &cli[i].conn),
-                     0);
+    assert_int_equal(
+        qt_connect(&w, c[i], s, &qt_app_callbacks, &cli[i], &cli[i].conn), 0);
   }
   if (drop_after == UINT64_MAX && !drop_validating) {
     assert_true(qt_run(&w, all_established, &cli[0], 10 * UVQ_SECONDS));
@@ -336,7 +303,7 @@ static void run_amp(int big_cert, int nclients, uint64_t drop_after,
     /* Until the server gives up (handshake timeout, 10 s by default). */
     qt_run(&w, NULL, NULL, 60 * UVQ_SECONDS);
     assert_int_equal(uvq_endpoint_conn_count(w.nodes[s].ep), 0);
-    assert_int_equal(g_nsrv, nclients);
+    assert_int_equal(g_pool.accepted, nclients);
     for (int i = 0; i < nclients; i++) {
       /* The server never validated, so it never completed. */
       assert_int_equal(g_srv[i].established, 0);
@@ -457,7 +424,7 @@ static void test_amplification_stateless_replies(void **state) {
   largest_filter lf;
   uvq_settings st;
   uvq_endpoint_stats es;
-  side cli;
+  qt_app cli;
   uint8_t vn[1200];
   int s, c;
   (void)state;
@@ -465,17 +432,16 @@ static void test_amplification_stateless_replies(void **state) {
   /* A real client Initial, captured. */
   memset(&g, 0, sizeof(g));
   memset(&cli, 0, sizeof(cli));
-  memset(g_srv, 0, sizeof(g_srv));
-  g_nsrv = 0;
+  sides_reset();
   qt_world_init(&w, 32);
   uvq_settings_default(&st);
   st.retry = UVQ_RETRY_ALWAYS;
-  s = qt_add_server(&w, &st, on_accept, NULL);
+  s = qt_add_server(&w, &st, qt_app_pool_accept, &g_pool);
   c = qt_add_client(&w, NULL, NULL);
   g.client = c;
   w.filter = grab_fn;
   w.filter_ud = &g;
-  assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli, &cli.conn), 0);
+  assert_int_equal(qt_connect(&w, c, s, &qt_app_callbacks, &cli, &cli.conn), 0);
   uvq_endpoint_flush(w.nodes[c].ep, w.now);
   assert_true(g.len >= 1200);
 

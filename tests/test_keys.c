@@ -17,6 +17,7 @@
 
 #include "core/core.h"
 #include "qtest.h"
+#include "qtest_app.h"
 
 /* ---- files ------------------------------------------------------------ */
 
@@ -139,15 +140,11 @@ static void test_keys_refused(void **state) {
 
 /* ---- two servers behind one address ----------------------------------- */
 
+/* A side: a qt_app (qtest_app.h) that keeps the last session ticket too. */
 typedef struct side {
-  uvq_conn *conn;
-  int established;
-  int closed;
-  uvq_close_info ci;
+  qt_app app; /* first: the qt_app callbacks get a side as a qt_app */
   uint8_t ticket[4096];
   size_t ticketlen;
-  uint8_t token[256];
-  size_t tokenlen;
 } side;
 
 typedef struct server_rec {
@@ -159,20 +156,6 @@ typedef struct server_rec {
 
 static server_rec g_srv[QT_MAX_NODES];
 
-static int on_established(uvq_conn *conn, void *ud) {
-  (void)conn;
-  ((side *)ud)->established = 1;
-  return 0;
-}
-
-static void on_closed(uvq_conn *conn, const uvq_close_info *ci, void *ud) {
-  side *a = ud;
-  (void)conn;
-  a->closed = 1;
-  a->ci = *ci;
-  a->conn = NULL;
-}
-
 static int on_session_ticket(uvq_conn *conn, const uint8_t *data, size_t len,
                              void *ud) {
   side *a = ud;
@@ -183,22 +166,12 @@ static int on_session_ticket(uvq_conn *conn, const uint8_t *data, size_t len,
   return 0;
 }
 
-static int on_new_token(uvq_conn *conn, const uint8_t *token, size_t len,
-                        void *ud) {
-  side *a = ud;
-  (void)conn;
-  assert_true(len <= sizeof(a->token));
-  memcpy(a->token, token, len);
-  a->tokenlen = len;
-  return 0;
-}
-
 static const uvq_app_callbacks app_cb = {
     .version = UVQ_APP_CALLBACKS_VERSION,
-    .on_established = on_established,
-    .on_closed = on_closed,
+    .on_established = qt_app_on_established,
+    .on_closed = qt_app_on_closed,
     .on_session_ticket = on_session_ticket,
-    .on_new_token = on_new_token,
+    .on_new_token = qt_app_on_new_token,
 };
 
 static int on_accept(uvq_endpoint *ep, uvq_conn *conn,
@@ -211,7 +184,7 @@ static int on_accept(uvq_endpoint *ep, uvq_conn *conn,
   r->resumed = info->resumed;
   r->validated = info->address_validated;
   memset(&r->s, 0, sizeof(r->s));
-  r->s.conn = conn;
+  r->s.app.conn = conn;
   *pcb = &app_cb;
   *pud = &r->s;
   return 0;
@@ -254,20 +227,20 @@ static int connect_to(qt_world *w, int c, int s, side *a,
   p.tokenlen = tokenlen;
   p.resumption = res;
   p.resumptionlen = reslen;
-  return uvq_endpoint_connect(w->nodes[c].ep, &p, w->now, &a->conn);
+  return uvq_endpoint_connect(w->nodes[c].ep, &p, w->now, &a->app.conn);
 }
 
-static int est(void *ud) { return ((side *)ud)->established; }
+static int est(void *ud) { return ((side *)ud)->app.established; }
 
 static int est_with_extras(void *ud) {
   side *a = ud;
-  return a->established && a->ticketlen > 0 && a->tokenlen > 0;
+  return a->app.established && a->ticketlen > 0 && a->app.tokenlen > 0;
 }
 
 static void close_conn(qt_world *w, side *a) {
-  assert_int_equal(uvq_conn_close(a->conn, 0, NULL), 0);
+  assert_int_equal(uvq_conn_close(a->app.conn, 0, NULL), 0);
   qt_run(w, NULL, NULL, 5 * UVQ_SECONDS);
-  assert_int_equal(a->closed, 1);
+  assert_int_equal(a->app.closed, 1);
 }
 
 /* A server TLS context with the key file's ticket key. */
@@ -347,7 +320,7 @@ static void test_keys_shared_between_servers(void **state) {
   assert_int_equal(st.tokens_rejected[UVQ_TOKEN_REJECT_DECRYPT], 0);
   assert_int_equal(g_srv[b].accepted, 1);
   assert_int_equal(g_srv[b].validated, 1);
-  assert_true(first.tokenlen > 0);  /* B's NEW_TOKEN */
+  assert_true(first.app.tokenlen > 0); /* B's NEW_TOKEN */
   assert_true(first.ticketlen > 0); /* B's session ticket */
   close_conn(&w, &first);
 
@@ -355,8 +328,9 @@ static void test_keys_shared_between_servers(void **state) {
    * (the token validates the address) and the session resumes. */
   w.filter = NULL;
   memset(&second, 0, sizeof(second));
-  assert_int_equal(connect_to(&w, c, a, &second, first.token, first.tokenlen,
-                              first.ticket, first.ticketlen),
+  assert_int_equal(connect_to(&w, c, a, &second, first.app.token,
+                              first.app.tokenlen, first.ticket,
+                              first.ticketlen),
                    0);
   assert_true(qt_run(&w, est_with_extras, &second, 5 * UVQ_SECONDS));
   uvq_endpoint_get_stats(w.nodes[a].ep, &st);
@@ -369,8 +343,8 @@ static void test_keys_shared_between_servers(void **state) {
   /* 3. And back: A's ticket resumes on B. */
   memset(&third, 0, sizeof(third));
   assert_true(second.ticketlen > 0);
-  assert_int_equal(connect_to(&w, c, b, &third, second.token,
-                              second.tokenlen, second.ticket,
+  assert_int_equal(connect_to(&w, c, b, &third, second.app.token,
+                              second.app.tokenlen, second.ticket,
                               second.ticketlen),
                    0);
   assert_true(qt_run(&w, est_with_extras, &third, 5 * UVQ_SECONDS));
@@ -381,13 +355,14 @@ static void test_keys_shared_between_servers(void **state) {
   /* 4. The server whose 0-RTT limits changed cannot read the ticket: a
    * full handshake, which still succeeds. */
   memset(&fourth, 0, sizeof(fourth));
-  assert_int_equal(connect_to(&w, c, sc_node, &fourth, third.token,
-                              third.tokenlen, third.ticket, third.ticketlen),
+  assert_int_equal(connect_to(&w, c, sc_node, &fourth, third.app.token,
+                              third.app.tokenlen, third.ticket,
+                              third.ticketlen),
                    0);
   assert_true(qt_run(&w, est, &fourth, 5 * UVQ_SECONDS));
   assert_int_equal(g_srv[sc_node].accepted, 1);
   assert_int_equal(g_srv[sc_node].resumed, 0);
-  assert_int_equal(gnutls_session_is_resumed(fourth.conn->tls), 0);
+  assert_int_equal(gnutls_session_is_resumed(fourth.app.conn->tls), 0);
   /* Its new ticket resumes there again. */
   assert_true(qt_run(&w, est_with_extras, &fourth, 5 * UVQ_SECONDS));
   close_conn(&w, &fourth);

@@ -18,123 +18,56 @@
 #include "core/bandwidth.h"
 #include "core/core.h"
 #include "qtest.h"
+#include "qtest_app.h"
 
-/* ---- a test application: the client sends |to_send| bytes ------------ */
-
-typedef struct side {
-  int established;
-  int closed;
-  uvq_close_info ci;
-  uvq_conn *conn;
-  int64_t sid;
-  uint64_t to_send, sent;
-  uint64_t received;
-  int fin;
-} side;
+/* ---- a test application (qtest_app.h): the client sends |to_send| bytes - */
 
 #define MAX_SERVER_SIDES 8
-static side g_srv[MAX_SERVER_SIDES];
-static int g_nsrv;
-static int g_refuse;
-
-static int pump(uvq_conn *conn, side *a) {
-  static uint8_t buf[16384];
-  while (a->sent < a->to_send) {
-    size_t n = a->to_send - a->sent < sizeof(buf)
-                   ? (size_t)(a->to_send - a->sent)
-                   : sizeof(buf);
-    ssize_t w;
-    memset(buf, (int)(a->sent & 0xff), n);
-    w = uvq_stream_write(conn, a->sid, buf, n, a->sent + n == a->to_send);
-    assert_true(w >= 0);
-    a->sent += (uint64_t)w;
-    if ((size_t)w < n) {
-      return 0;
-    }
-  }
-  return 0;
-}
-
-static int on_established(uvq_conn *conn, void *ud) {
-  side *a = ud;
-  a->established = 1;
-  a->conn = conn;
-  if (!uvq_conn_is_server(conn) && a->to_send) {
-    assert_int_equal(uvq_conn_open_stream(conn, 1, &a->sid, NULL), 0);
-    return pump(conn, a);
-  }
-  return 0;
-}
-
-static int on_stream_data(uvq_conn *conn, int64_t sid, const uint8_t *data,
-                          size_t len, int fin, void *ud, void *sud) {
-  side *a = ud;
-  (void)conn;
-  (void)sid;
-  (void)data;
-  (void)sud;
-  a->received += len;
-  if (fin) {
-    a->fin = 1;
-  }
-  return 0;
-}
-
-static int on_stream_writable(uvq_conn *conn, int64_t sid, void *ud,
-                              void *sud) {
-  (void)sid;
-  (void)sud;
-  return pump(conn, ud);
-}
+static qt_app g_srv[MAX_SERVER_SIDES];
+static qt_app_pool g_pool; /* the server node's user_data */
 
 static void on_closed(uvq_conn *conn, const uvq_close_info *ci, void *ud) {
-  side *a = ud;
   uvq_conn_stats st;
   /* Stats stay readable until on_closed returns. */
   assert_int_equal(uvq_conn_get_stats(conn, &st), 0);
-  a->closed = 1;
-  a->ci = *ci;
-  a->conn = NULL;
+  qt_app_on_closed(conn, ci, ud);
 }
 
 static const uvq_app_callbacks app_cb = {
     .version = UVQ_APP_CALLBACKS_VERSION,
-    .on_established = on_established,
-    .on_stream_data = on_stream_data,
-    .on_stream_writable = on_stream_writable,
+    .on_established = qt_app_on_established,
+    .on_stream_data = qt_app_on_stream_data,
+    .on_stream_writable = qt_app_on_stream_writable,
     .on_closed = on_closed,
 };
 
 static int on_accept(uvq_endpoint *ep, uvq_conn *conn,
                      const uvq_accept_info *info, const uvq_app_callbacks **pcb,
                      void **pud, void *ud) {
-  side *a;
-  (void)ep;
-  (void)info;
-  (void)ud;
-  if (g_refuse) {
-    return -1;
+  int rv = qt_app_pool_accept(ep, conn, info, pcb, pud, ud);
+  if (rv == 0) {
+    *pcb = &app_cb;
   }
-  assert_true(g_nsrv < MAX_SERVER_SIDES);
-  a = &g_srv[g_nsrv++];
-  a->conn = conn;
-  *pcb = &app_cb;
-  *pud = a;
-  return 0;
+  return rv;
 }
 
 static void reset_globals(void) {
   memset(g_srv, 0, sizeof(g_srv));
-  g_nsrv = 0;
-  g_refuse = 0;
+  memset(&g_pool, 0, sizeof(g_pool));
+  g_pool.sides = g_srv;
+  g_pool.nsides = MAX_SERVER_SIDES;
+}
+
+/* A client that opens a stream and sends |len| bytes once established. */
+static void client_sends(qt_app *cli, uint64_t len) {
+  cli->send_on_established = 1;
+  cli->to_send = len;
 }
 
 static int server_fin(void *ud) {
   (void)ud;
-  return g_nsrv > 0 && g_srv[0].fin;
+  return g_pool.accepted > 0 && g_srv[0].fin;
 }
-
-static int client_closed(void *ud) { return ((side *)ud)->closed; }
 
 /* ---- the estimator on its own ----------------------------------------- */
 
@@ -186,7 +119,7 @@ static void transfer_world(qt_world *w, int *ps, int *pc,
                            const uvq_settings *ss, const uvq_settings *cs) {
   reset_globals();
   qt_world_init(w, 42);
-  *ps = qt_add_server(w, ss, on_accept, NULL);
+  *ps = qt_add_server(w, ss, on_accept, &g_pool);
   *pc = qt_add_client(w, cs, NULL);
   assert_true(*ps >= 0 && *pc >= 0);
 }
@@ -194,7 +127,7 @@ static void transfer_world(qt_world *w, int *ps, int *pc,
 static void test_metrics_bandwidth_estimate(void **state) {
   qt_world w;
   int s, c;
-  side cli = {0};
+  qt_app cli = {0};
   uvq_conn *conn;
   uvq_conn_stats st;
   double ratio;
@@ -204,7 +137,7 @@ static void test_metrics_bandwidth_estimate(void **state) {
   w.rate_bps = RATE_BPS;
   w.rate_queue_max = 40 * UVQ_MILLISECONDS;
   w.delay = 10 * UVQ_MILLISECONDS;
-  cli.to_send = 4u << 20;
+  client_sends(&cli, 4u << 20);
   assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli, &conn), 0);
   assert_true(qt_run(&w, server_fin, NULL, 120 * UVQ_SECONDS));
   assert_int_equal(g_srv[0].received, cli.to_send);
@@ -227,7 +160,7 @@ static void test_metrics_bandwidth_estimate(void **state) {
 static void test_metrics_loss_inferred(void **state) {
   qt_world w;
   int s, c;
-  side cli = {0};
+  qt_app cli = {0};
   uvq_conn *conn;
   uvq_conn_stats st;
   double frac;
@@ -237,7 +170,7 @@ static void test_metrics_loss_inferred(void **state) {
   w.rate_bps = RATE_BPS;
   w.delay = 10 * UVQ_MILLISECONDS;
   w.drop_pct = 5;
-  cli.to_send = 2u << 20;
+  client_sends(&cli, 2u << 20);
   assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli, &conn), 0);
   assert_true(qt_run(&w, server_fin, NULL, 300 * UVQ_SECONDS));
   assert_int_equal(g_srv[0].received, cli.to_send);
@@ -263,13 +196,13 @@ static void test_metrics_loss_inferred(void **state) {
 
 static int server_got_1mib(void *ud) {
   (void)ud;
-  return g_nsrv > 0 && g_srv[0].received >= (1u << 20);
+  return g_pool.accepted > 0 && g_srv[0].received >= (1u << 20);
 }
 
 static void test_metrics_live_stats(void **state) {
   qt_world w;
   int s, c;
-  side cli = {0};
+  qt_app cli = {0};
   uvq_conn *conn;
   uvq_conn_stats mid, end, srv;
   (void)state;
@@ -278,7 +211,7 @@ static void test_metrics_live_stats(void **state) {
   w.rate_bps = RATE_BPS;
   w.rate_queue_max = 40 * UVQ_MILLISECONDS;
   w.delay = 5 * UVQ_MILLISECONDS;
-  cli.to_send = 3u << 20;
+  client_sends(&cli, 3u << 20);
   assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli, &conn), 0);
 
   /* Before the handshake: counters only. */
@@ -335,7 +268,7 @@ static int drop_all(qt_world *w, int from, qt_pkt *p, void *ud) {
 static void test_metrics_handshake_failures(void **state) {
   qt_world w;
   int s, c;
-  side cli = {0};
+  qt_app cli = {0};
   uvq_endpoint_stats ss, cs;
   uvq_settings set;
   uvq_tls_ctx *other_tls, *saved;
@@ -349,7 +282,7 @@ static void test_metrics_handshake_failures(void **state) {
   transfer_world(&w, &s, &c, NULL, &set);
   w.filter = drop_all;
   assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli, NULL), 0);
-  assert_true(qt_run(&w, client_closed, &cli, 30 * UVQ_SECONDS));
+  assert_true(qt_run(&w, qt_app_is_closed, &cli, 30 * UVQ_SECONDS));
   assert_int_equal(cli.ci.error, UVQ_ERR_HANDSHAKE_TIMEOUT);
   uvq_endpoint_get_stats(w.nodes[c].ep, &cs);
   assert_int_equal(cs.handshake_failures[UVQ_HS_FAIL_TIMEOUT], 1);
@@ -359,9 +292,9 @@ static void test_metrics_handshake_failures(void **state) {
   /* A refusal, seen from both sides. */
   memset(&cli, 0, sizeof(cli));
   transfer_world(&w, &s, &c, NULL, NULL);
-  g_refuse = 1;
+  g_pool.refuse = 1;
   assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli, NULL), 0);
-  assert_true(qt_run(&w, client_closed, &cli, 30 * UVQ_SECONDS));
+  assert_true(qt_run(&w, qt_app_is_closed, &cli, 30 * UVQ_SECONDS));
   (void)qt_run(&w, NULL, NULL, 5 * UVQ_SECONDS);
   assert_int_equal(cli.ci.error, UVQ_ERR_PEER_REFUSED);
   uvq_endpoint_get_stats(w.nodes[c].ep, &cs);
@@ -382,11 +315,11 @@ static void test_metrics_handshake_failures(void **state) {
   assert_int_equal(uvq_tls_ctx_new(&other_tls, 0, &tcfg, NULL, NULL, 0), 0);
   saved = w.client_tls;
   w.client_tls = other_tls;
-  s = qt_add_server(&w, NULL, on_accept, NULL);
+  s = qt_add_server(&w, NULL, on_accept, &g_pool);
   c = qt_add_client(&w, NULL, NULL);
   w.client_tls = saved;
   assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli, NULL), 0);
-  assert_true(qt_run(&w, client_closed, &cli, 30 * UVQ_SECONDS));
+  assert_true(qt_run(&w, qt_app_is_closed, &cli, 30 * UVQ_SECONDS));
   (void)qt_run(&w, NULL, NULL, 5 * UVQ_SECONDS);
   print_message("ALPN mismatch: client error %s alert %u\n",
                 uvq_strerror(cli.ci.error), cli.ci.tls_alert);
@@ -411,8 +344,8 @@ static void test_metrics_handshake_failures(void **state) {
 #define NCLIENTS 3
 
 static int all_established(void *ud) {
-  side *cl = ud;
-  if (g_nsrv != NCLIENTS) {
+  qt_app *cl = ud;
+  if (g_pool.accepted != NCLIENTS) {
     return 0;
   }
   for (int i = 0; i < NCLIENTS; i++) {
@@ -479,7 +412,7 @@ static void expect_line(const char *text, const char *want) {
 static void test_metrics_histogram_prometheus(void **state) {
   qt_world w;
   int s, c;
-  side cl[NCLIENTS];
+  qt_app cl[NCLIENTS];
   uvq_endpoint_stats ss, cs;
   uint64_t total = 0;
   static char text[16384];
@@ -629,7 +562,7 @@ static void plain_log(void *ud, const char *line) {
 static void test_metrics_log_lifecycle(void **state) {
   qt_world w;
   int s, c;
-  side cli = {0};
+  qt_app cli = {0};
   uvq_settings ss, cs;
   log_sink sk = {0}, ck = {0};
   const log_line *acc, *est, *clo;
@@ -648,11 +581,11 @@ static void test_metrics_log_lifecycle(void **state) {
   ck.max = UVQ_LOG_INFO;
   transfer_world(&w, &s, &c, &ss, &cs);
   w.delay = 2 * UVQ_MILLISECONDS;
-  cli.to_send = 10000;
+  client_sends(&cli, 10000);
   assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli, &conn), 0);
   assert_true(qt_run(&w, server_fin, NULL, 30 * UVQ_SECONDS));
   assert_int_equal(uvq_conn_close(conn, 0, "bye"), 0);
-  assert_true(qt_run(&w, client_closed, &cli, 30 * UVQ_SECONDS));
+  assert_true(qt_run(&w, qt_app_is_closed, &cli, 30 * UVQ_SECONDS));
   (void)qt_run(&w, NULL, NULL, 5 * UVQ_SECONDS);
 
   assert_int_equal(sk.too_verbose + ck.too_verbose, 0);
@@ -690,7 +623,7 @@ static void test_metrics_log_lifecycle(void **state) {
 static void test_metrics_log_threshold_and_drops(void **state) {
   qt_world w;
   int s, c;
-  side cli = {0};
+  qt_app cli = {0};
   uvq_settings ss, cs;
   log_sink sk = {0}, ck = {0};
   uint8_t junk[64];
@@ -712,7 +645,7 @@ static void test_metrics_log_threshold_and_drops(void **state) {
   ck.max = UVQ_LOG_DEBUG;
   g_plain_log_lines = 0;
   transfer_world(&w, &s, &c, &ss, &cs);
-  cli.to_send = 1000;
+  client_sends(&cli, 1000);
   assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli, NULL), 0);
   assert_true(qt_run(&w, server_fin, NULL, 30 * UVQ_SECONDS));
   assert_int_equal(sk.total, 0);

@@ -16,6 +16,7 @@
 
 #include "core/pool.h"
 #include "qtest.h"
+#include "qtest_app.h"
 #include "qtest_mem.h"
 #include "uvquic/uvquic_h3.h"
 
@@ -194,61 +195,8 @@ static void test_pool_outlives_owner(void **state) {
 
 /* ---- raw streams over the wire ---------------------------------------- */
 
-typedef struct side {
-  uvq_conn *conn;
-  int established;
-  int closed;
-  uint64_t received;
-  int fin;
-} side;
-
-static side SRV_SIDE, CLI_SIDE;
-
-static int on_established(uvq_conn *conn, void *ud) {
-  side *s = ud;
-  s->conn = conn;
-  s->established = 1;
-  return 0;
-}
-
-static int on_stream_data(uvq_conn *conn, int64_t sid, const uint8_t *data,
-                          size_t len, int fin, void *ud, void *sud) {
-  side *s = ud;
-  (void)conn;
-  (void)sid;
-  (void)data;
-  (void)sud;
-  s->received += len;
-  s->fin |= fin;
-  return 0;
-}
-
-static void on_closed(uvq_conn *conn, const uvq_close_info *ci, void *ud) {
-  side *s = ud;
-  (void)conn;
-  (void)ci;
-  s->closed = 1;
-  s->conn = NULL;
-}
-
-static const uvq_app_callbacks raw_cb = {
-    .version = UVQ_APP_CALLBACKS_VERSION,
-    .on_established = on_established,
-    .on_stream_data = on_stream_data,
-    .on_closed = on_closed,
-};
-
-static int raw_accept(uvq_endpoint *ep, uvq_conn *conn,
-                      const uvq_accept_info *info,
-                      const uvq_app_callbacks **pcb, void **pud, void *ud) {
-  (void)ep;
-  (void)info;
-  (void)ud;
-  SRV_SIDE.conn = conn;
-  *pcb = &raw_cb;
-  *pud = &SRV_SIDE;
-  return 0;
-}
+/* Both sides are qt_apps (qtest_app.h); the client writes by hand. */
+static qt_app SRV_SIDE, CLI_SIDE;
 
 static int both_established(void *ud) {
   (void)ud;
@@ -313,9 +261,9 @@ static void test_pool_stream_idle_holds_none(void **state) {
   memset(&CLI_SIDE, 0, sizeof(CLI_SIDE));
   g_want = 0;
   qt_world_init(&w, 7);
-  s = qt_add_server(&w, NULL, raw_accept, NULL);
+  s = qt_add_server(&w, NULL, qt_app_accept, &SRV_SIDE);
   c = qt_add_client(&w, NULL, NULL);
-  assert_int_equal(qt_connect(&w, c, s, &raw_cb, &CLI_SIDE, NULL), 0);
+  assert_int_equal(qt_connect(&w, c, s, &qt_app_callbacks, &CLI_SIDE, NULL), 0);
   assert_true(qt_run(&w, both_established, NULL, 10 * UVQ_SECONDS));
 
   send_stream(&w, len, 1);
@@ -360,9 +308,9 @@ static void test_pool_stream_endpoint_del_in_flight(void **state) {
   qt_mem_init(&m);
   qt_world_init(&w, 8);
   w.mem = &m.mem;
-  s = qt_add_server(&w, NULL, raw_accept, NULL);
+  s = qt_add_server(&w, NULL, qt_app_accept, &SRV_SIDE);
   c = qt_add_client(&w, NULL, NULL);
-  assert_int_equal(qt_connect(&w, c, s, &raw_cb, &CLI_SIDE, NULL), 0);
+  assert_int_equal(qt_connect(&w, c, s, &qt_app_callbacks, &CLI_SIDE, NULL), 0);
   assert_true(qt_run(&w, both_established, NULL, 10 * UVQ_SECONDS));
   assert_int_equal(uvq_conn_open_stream(CLI_SIDE.conn, 1, &sid, NULL), 0);
   assert_int_equal(uvq_stream_write(CLI_SIDE.conn, sid, buf, sizeof(buf), 0),
@@ -375,6 +323,7 @@ static void test_pool_stream_endpoint_del_in_flight(void **state) {
               sizeof(buf) + 2 * uvq_pool_class_size(UVQ_POOL_NCLASSES - 1));
   qt_world_free(&w); /* deletes the endpoints with the data unsent */
   assert_int_equal(m.live, 0);
+  qt_app_free(&SRV_SIDE);
 }
 
 /* ---- HTTP/3 over the wire --------------------------------------------- */

@@ -16,57 +16,19 @@
 
 #include "core/core.h"
 #include "qtest.h"
+#include "qtest_app.h"
 
-typedef struct side {
-  uvq_conn *conn;
-  int established;
-  int closed;
-  uvq_close_info ci;
-} side;
-
-static side g_srv_side[QT_MAX_NODES];
-
-static int on_established(uvq_conn *conn, void *ud) {
-  (void)conn;
-  ((side *)ud)->established = 1;
-  return 0;
-}
-
-static void on_closed(uvq_conn *conn, const uvq_close_info *ci, void *ud) {
-  side *a = ud;
-  (void)conn;
-  assert_int_equal(a->closed, 0);
-  a->closed = 1;
-  a->ci = *ci;
-  a->ci.reason = NULL;
-  a->conn = NULL;
-}
-
-static const uvq_app_callbacks app_cb = {
-    .version = UVQ_APP_CALLBACKS_VERSION,
-    .on_established = on_established,
-    .on_closed = on_closed,
-};
+/* Sides are qt_apps (qtest_app.h); a server's is per node. */
+static qt_app g_srv_side[QT_MAX_NODES];
 
 static int on_accept(uvq_endpoint *ep, uvq_conn *conn,
                      const uvq_accept_info *info,
                      const uvq_app_callbacks **pcb, void **pud, void *ud) {
   qt_node *n = ud;
-  (void)ep;
-  (void)info;
-  memset(&g_srv_side[n->idx], 0, sizeof(side));
-  g_srv_side[n->idx].conn = conn;
-  *pcb = &app_cb;
-  *pud = &g_srv_side[n->idx];
-  return 0;
+  memset(&g_srv_side[n->idx], 0, sizeof(g_srv_side[n->idx]));
+  n->user_data = &g_srv_side[n->idx];
+  return qt_app_accept(ep, conn, info, pcb, pud, ud);
 }
-
-static int est(void *ud) {
-  side **p = ud;
-  return p[0]->established && p[1]->established;
-}
-
-static int closed(void *ud) { return ((side *)ud)->closed; }
 
 /* After the "crash": what the client sends to the old server reaches the
  * new process on the same address; the old one is silent. */
@@ -104,8 +66,8 @@ static uvq_settings secret_settings(uint8_t fill) {
 
 static void test_reset_after_restart(void **state) {
   qt_world w;
-  side cli = {0};
-  side *pair[2];
+  qt_app cli = {0};
+  qt_app *pair[2];
   crash cr;
   uvq_endpoint_stats st;
   uvq_settings ss = secret_settings(0x42);
@@ -118,8 +80,8 @@ static void test_reset_after_restart(void **state) {
   int c = qt_add_client(&w, NULL, NULL);
   pair[0] = &cli;
   pair[1] = &g_srv_side[s];
-  assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli, &cli.conn), 0);
-  assert_true(qt_run(&w, est, pair, 5 * UVQ_SECONDS));
+  assert_int_equal(qt_connect(&w, c, s, &qt_app_callbacks, &cli, &cli.conn), 0);
+  assert_true(qt_run(&w, qt_app_both_established, pair, 5 * UVQ_SECONDS));
   qt_run(&w, NULL, NULL, 100 * UVQ_MILLISECONDS);
 
   /* The server process dies; a new one with the same secret (the key
@@ -137,7 +99,7 @@ static void test_reset_after_restart(void **state) {
   assert_int_equal(uvq_conn_open_stream(cli.conn, 1, &sid, NULL), 0);
   assert_int_equal(
       uvq_stream_write(cli.conn, sid, (const uint8_t *)"hello?", 6, 1), 6);
-  assert_true(qt_run(&w, closed, &cli, 2 * UVQ_SECONDS));
+  assert_true(qt_run(&w, qt_app_is_closed, &cli, 2 * UVQ_SECONDS));
   assert_int_equal(cli.ci.error, UVQ_ERR_STATELESS_RESET);
   assert_int_equal(cli.ci.origin, UVQ_CLOSE_PEER);
   assert_int_equal(cli.ci.type, UVQ_CLOSE_TYPE_NONE);
@@ -162,8 +124,8 @@ static void test_reset_after_restart(void **state) {
  * tell it from noise: the connection is not ended by it. */
 static void test_reset_wrong_secret_ignored(void **state) {
   qt_world w;
-  side cli = {0};
-  side *pair[2];
+  qt_app cli = {0};
+  qt_app *pair[2];
   crash cr;
   uvq_endpoint_stats st;
   uvq_settings ss = secret_settings(0x42), other = secret_settings(0x43);
@@ -176,8 +138,8 @@ static void test_reset_wrong_secret_ignored(void **state) {
   int c = qt_add_client(&w, NULL, NULL);
   pair[0] = &cli;
   pair[1] = &g_srv_side[s];
-  assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli, &cli.conn), 0);
-  assert_true(qt_run(&w, est, pair, 5 * UVQ_SECONDS));
+  assert_int_equal(qt_connect(&w, c, s, &qt_app_callbacks, &cli, &cli.conn), 0);
+  assert_true(qt_run(&w, qt_app_both_established, pair, 5 * UVQ_SECONDS));
   int fresh = qt_add_server(&w, &other, on_accept, NULL);
   memset(&cr, 0, sizeof(cr));
   cr.client = c;
@@ -189,7 +151,7 @@ static void test_reset_wrong_secret_ignored(void **state) {
   assert_int_equal(uvq_conn_open_stream(cli.conn, 1, &sid, NULL), 0);
   assert_int_equal(uvq_stream_write(cli.conn, sid, (const uint8_t *)"x", 1, 1),
                    1);
-  qt_run(&w, closed, &cli, 1 * UVQ_SECONDS);
+  qt_run(&w, qt_app_is_closed, &cli, 1 * UVQ_SECONDS);
   assert_int_equal(cli.closed, 0);
   uvq_endpoint_get_stats(w.nodes[fresh].ep, &st);
   assert_true(st.stateless_resets_sent >= 1);
@@ -197,7 +159,7 @@ static void test_reset_wrong_secret_ignored(void **state) {
   assert_int_equal(st.stateless_resets_received, 0);
   assert_true(st.dropped[UVQ_DROP_CLIENT_UNKNOWN] >= 1);
   /* It ends later by idle timeout, not by the bogus resets. */
-  assert_true(qt_run(&w, closed, &cli, 60 * UVQ_SECONDS));
+  assert_true(qt_run(&w, qt_app_is_closed, &cli, 60 * UVQ_SECONDS));
   assert_int_equal(cli.ci.error, UVQ_ERR_IDLE_TIMEOUT);
   qt_world_free(&w);
 }

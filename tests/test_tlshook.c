@@ -20,49 +20,18 @@
 #include "core/core.h"
 #include "core/tls.h"
 #include "qtest.h"
+#include "qtest_app.h"
 
-typedef struct side {
-  uvq_conn *conn;
-  int established;
-  int closed;
-  uvq_close_info ci;
-} side;
-
-static side g_srv;
+/* Sides are qt_apps (qtest_app.h); the server's is the server node's
+ * user_data. */
+static qt_app g_srv;
 static int g_accepts;
 
-static int on_established(uvq_conn *conn, void *ud) {
-  (void)conn;
-  ((side *)ud)->established = 1;
-  return 0;
-}
-
-static void on_closed(uvq_conn *conn, const uvq_close_info *ci, void *ud) {
-  side *a = ud;
-  (void)conn;
-  assert_int_equal(a->closed, 0);
-  a->closed = 1;
-  a->ci = *ci;
-  a->conn = NULL;
-}
-
-static const uvq_app_callbacks app_cb = {
-    .version = UVQ_APP_CALLBACKS_VERSION,
-    .on_established = on_established,
-    .on_closed = on_closed,
-};
-
 static int on_accept(uvq_endpoint *ep, uvq_conn *conn,
-                     const uvq_accept_info *info,
-                     const uvq_app_callbacks **pcb, void **pud, void *ud) {
-  (void)ep;
-  (void)info;
-  (void)ud;
+                     const uvq_accept_info *info, const uvq_app_callbacks **pcb,
+                     void **pud, void *ud) {
   g_accepts++;
-  g_srv.conn = conn;
-  *pcb = &app_cb;
-  *pud = &g_srv;
-  return 0;
+  return qt_app_accept(ep, conn, info, pcb, pud, ud);
 }
 
 static const char *const g_alpn[] = {"test"};
@@ -77,7 +46,7 @@ static void replace_ctx(qt_world *w, int server, const uvq_tls_config *cfg) {
   }
 }
 
-static int connect_sni(qt_world *w, int c, int s, const char *sni, side *a) {
+static int connect_sni(qt_world *w, int c, int s, const char *sni, qt_app *a) {
   uvq_connect_params p;
   uvq_path path;
   path.local = w->nodes[c].addr;
@@ -85,18 +54,18 @@ static int connect_sni(qt_world *w, int c, int s, const char *sni, side *a) {
   uvq_connect_params_default(&p);
   p.server_name = sni;
   p.path = &path;
-  p.callbacks = &app_cb;
+  p.callbacks = &qt_app_callbacks;
   p.user_data = a;
   return uvq_endpoint_connect(w->nodes[c].ep, &p, w->now, &a->conn);
 }
 
 static int both_established(void *ud) {
-  side *a = ud;
+  qt_app *a = ud;
   return a->established && g_srv.established;
 }
 
 static int both_closed(void *ud) {
-  side *a = ud;
+  qt_app *a = ud;
   return a->closed && g_srv.closed;
 }
 
@@ -133,7 +102,7 @@ static int sni_hook(uvq_conn *conn, gnutls_session_t session, void *ud) {
 
 static void check_sni_cert(qt_world *w, int c, int s, const char *sni,
                            uvq_tls_ctx *want) {
-  side cli;
+  qt_app cli;
   gnutls_datum_t der;
   const gnutls_datum_t *peers;
   unsigned int n = 0;
@@ -170,7 +139,7 @@ static void test_tlshook_sni_certificate(void **state) {
                    0);
   cfg.hook = sni_hook;
   replace_ctx(&w, 1, &cfg);
-  int s = qt_add_server(&w, NULL, on_accept, NULL);
+  int s = qt_add_server(&w, NULL, on_accept, &g_srv);
   int c = qt_add_client(&w, NULL, NULL);
 
   /* Two ephemeral certificates: different keys, different DER. */
@@ -344,7 +313,7 @@ static int client_cert_hook(uvq_conn *conn, gnutls_session_t session,
 }
 
 /* One connection with client credentials |crt|/|key| (NULL: none). */
-static void client_cert_run(const char *crt, const char *key, side *cli) {
+static void client_cert_run(const char *crt, const char *key, qt_app *cli) {
   qt_world w;
   uvq_tls_config cfg;
 
@@ -361,7 +330,7 @@ static void client_cert_run(const char *crt, const char *key, side *cli) {
   cfg.cert_file = crt;
   cfg.key_file = key;
   replace_ctx(&w, 0, &cfg);
-  int s = qt_add_server(&w, NULL, on_accept, NULL);
+  int s = qt_add_server(&w, NULL, on_accept, &g_srv);
   int c = qt_add_client(&w, NULL, NULL);
   memset(cli, 0, sizeof(*cli));
   memset(&g_srv, 0, sizeof(g_srv));
@@ -384,7 +353,7 @@ static void client_cert_run(const char *crt, const char *key, side *cli) {
 
 static void test_tlshook_client_cert(void **state) {
   pki p;
-  side cli;
+  qt_app cli;
   (void)state;
 
   pki_make(&p);
@@ -446,7 +415,7 @@ static int chacha_hook(uvq_conn *conn, gnutls_session_t session, void *ud) {
 static void test_tlshook_chacha_only(void **state) {
   qt_world w;
   uvq_tls_config cfg;
-  side cli;
+  qt_app cli;
   (void)state;
 
   qt_world_init(&w, 3);
@@ -455,7 +424,7 @@ static void test_tlshook_chacha_only(void **state) {
   cfg.alpnlen = 1;
   cfg.hook = chacha_hook;
   replace_ctx(&w, 1, &cfg);
-  int s = qt_add_server(&w, NULL, on_accept, NULL);
+  int s = qt_add_server(&w, NULL, on_accept, &g_srv);
   int c = qt_add_client(&w, NULL, NULL);
   memset(&cli, 0, sizeof(cli));
   memset(&g_srv, 0, sizeof(g_srv));
@@ -482,7 +451,7 @@ static void test_tlshook_failure(void **state) {
   qt_world w;
   uvq_tls_config cfg;
   uvq_endpoint_stats st;
-  side cli;
+  qt_app cli;
   int calls = 0;
   (void)state;
 
@@ -495,7 +464,7 @@ static void test_tlshook_failure(void **state) {
   cfg.hook = failing_hook;
   cfg.hook_user_data = &calls;
   replace_ctx(&w, 0, &cfg);
-  int s = qt_add_server(&w, NULL, on_accept, NULL);
+  int s = qt_add_server(&w, NULL, on_accept, &g_srv);
   int c = qt_add_client(&w, NULL, NULL);
   memset(&cli, 0, sizeof(cli));
   assert_int_equal(connect_sni(&w, c, s, "localhost", &cli), UVQ_ERR_TLS);
@@ -514,7 +483,7 @@ static void test_tlshook_failure(void **state) {
   cfg.hook = failing_hook;
   cfg.hook_user_data = &calls;
   replace_ctx(&w, 1, &cfg);
-  s = qt_add_server(&w, NULL, on_accept, NULL);
+  s = qt_add_server(&w, NULL, on_accept, &g_srv);
   c = qt_add_client(&w, NULL, NULL);
   memset(&cli, 0, sizeof(cli));
   assert_int_equal(connect_sni(&w, c, s, "localhost", &cli), 0);

@@ -11,12 +11,12 @@
 
 #include <cmocka.h>
 
-#include <gnutls/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/core.h"
 #include "qtest.h"
+#include "qtest_app.h"
 
 /* What the server answers with, and the burst limit its settings set (so a
  * merged pair of bursts would show). */
@@ -25,35 +25,13 @@
 
 /* ---- a download: the client asks, the server writes it all at once ---- */
 
-typedef struct side {
-  uvq_conn *conn;
-  int established;
-  int closed;
-  int64_t sid;
-  gnutls_hash_hd_t hash;
-  uint64_t received;
-  int fin;
-} side;
-
-static side g_cli, g_srv;
+/* The client is a plain qt_app (qtest_app.h); the server answers below. */
+static qt_app g_cli, g_srv;
 static uint8_t *g_body;
-
-static int on_established(uvq_conn *conn, void *ud) {
-  side *a = ud;
-  a->established = 1;
-  if (a == &g_cli) {
-    assert_int_equal(uvq_conn_open_stream(conn, 1, &a->sid, NULL), 0);
-    assert_int_equal(
-        uvq_stream_write(conn, a->sid, (const uint8_t *)"GET", 3, 1), 3);
-  }
-  return 0;
-}
 
 static int on_stream_data(uvq_conn *conn, int64_t sid, const uint8_t *data,
                           size_t len, int fin, void *ud, void *sud) {
-  side *a = ud;
-  (void)sud;
-  if (a == &g_srv) {
+  if (ud == &g_srv) {
     if (fin) {
       /* The whole body in one write (the stream's send buffer holds it),
        * so no on_stream_writable writes the connection a second time in
@@ -63,47 +41,22 @@ static int on_stream_data(uvq_conn *conn, int64_t sid, const uint8_t *data,
     }
     return 0;
   }
-  if (a->hash == NULL) {
-    assert_int_equal(gnutls_hash_init(&a->hash, GNUTLS_DIG_SHA256), 0);
-  }
-  gnutls_hash(a->hash, data, len);
-  a->received += len;
-  if (fin) {
-    a->fin = 1;
-  }
-  return 0;
-}
-
-static void on_closed(uvq_conn *conn, const uvq_close_info *ci, void *ud) {
-  side *a = ud;
-  (void)conn;
-  (void)ci;
-  a->closed = 1;
-  a->conn = NULL;
+  return qt_app_on_stream_data(conn, sid, data, len, fin, ud, sud);
 }
 
 static const uvq_app_callbacks app_cb = {
     .version = UVQ_APP_CALLBACKS_VERSION,
-    .on_established = on_established,
+    .on_established = qt_app_on_established,
     .on_stream_data = on_stream_data,
-    .on_closed = on_closed,
+    .on_closed = qt_app_on_closed,
 };
 
 static int on_accept(uvq_endpoint *ep, uvq_conn *conn,
                      const uvq_accept_info *info, const uvq_app_callbacks **pcb,
                      void **pud, void *ud) {
-  (void)ep;
-  (void)info;
-  (void)ud;
-  g_srv.conn = conn;
+  qt_app_accept(ep, conn, info, pcb, pud, ud);
   *pcb = &app_cb;
-  *pud = &g_srv;
   return 0;
-}
-
-static int download_done(void *ud) {
-  (void)ud;
-  return g_cli.fin;
 }
 
 /* ---- what the server's send callback saw ------------------------------ */
@@ -187,11 +140,12 @@ typedef struct run_result {
 static void run_download(const run_opts *o, recorder *rc, run_result *res) {
   qt_world w;
   uvq_settings ss, cs;
-  uint8_t want[32], got[32];
   uvq_tstamp start;
   uint64_t last_flush = UINT64_MAX;
 
   memset(&g_cli, 0, sizeof(g_cli));
+  g_cli.send_on_established = 1;
+  g_cli.to_send = 3; /* the request */
   memset(&g_srv, 0, sizeof(g_srv));
   memset(rc, 0, sizeof(*rc));
   memset(res, 0, sizeof(*res));
@@ -209,20 +163,17 @@ static void run_download(const run_opts *o, recorder *rc, run_result *res) {
   ss.txtime_horizon = o->horizon;
   uvq_settings_default(&cs);
   cs.txtime = o->txtime;
-  rc->server = qt_add_server(&w, &ss, on_accept, NULL);
+  rc->server = qt_add_server(&w, &ss, on_accept, &g_srv);
   int c = qt_add_client(&w, &cs, NULL);
   assert_true(rc->server >= 0 && c >= 0);
   start = w.now;
   assert_int_equal(qt_connect(&w, c, rc->server, &app_cb, &g_cli, &g_cli.conn),
                    0);
-  assert_true(qt_run(&w, download_done, NULL, 120 * UVQ_SECONDS));
+  assert_true(qt_run(&w, qt_app_got_fin, &g_cli, 120 * UVQ_SECONDS));
   res->duration = w.now - start;
 
   /* Byte-identical. */
-  assert_int_equal(g_cli.received, DOWN_BYTES);
-  gnutls_hash_deinit(g_cli.hash, got);
-  qt_pattern_sha256(33, DOWN_BYTES, want);
-  assert_memory_equal(got, want, 32);
+  qt_app_assert_received(&g_cli, 33, DOWN_BYTES);
 
   assert_int_equal(uvq_conn_close(g_cli.conn, 0, NULL), 0);
   qt_run(&w, NULL, NULL, 30 * UVQ_SECONDS);

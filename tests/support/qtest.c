@@ -217,7 +217,6 @@ static int add_node(qt_world *w, int is_server, const uvq_settings *settings,
   qt_node *n = &w->nodes[w->nnodes];
   uvq_endpoint_config cfg;
   struct sockaddr_in sa;
-  (void)user_data;
   memset(&sa, 0, sizeof(sa));
   sa.sin_family = AF_INET;
   sa.sin_port = htons(port);
@@ -225,6 +224,7 @@ static int add_node(qt_world *w, int is_server, const uvq_settings *settings,
   uvq_addr_set(&n->addr, (struct sockaddr *)&sa, sizeof(sa));
   n->w = w;
   n->idx = w->nnodes;
+  n->user_data = user_data;
   uvq_endpoint_config_default(&cfg);
   cfg.is_server = is_server;
   cfg.settings = settings;

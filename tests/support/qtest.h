@@ -34,6 +34,7 @@ typedef struct qt_node {
   uint64_t sent;    /* datagrams handed to the wire */
   uint64_t bytes_sent;
   uvq_tstamp link_free; /* rate limiter: when this sender's link is idle */
+  void *user_data;      /* qt_add_server's or qt_add_client's */
 } qt_node;
 
 /* Returns nonzero to drop |p|; may edit it. */
@@ -98,7 +99,8 @@ void qt_world_free(qt_world *w);
 uint64_t qt_rand(qt_world *w);
 
 /* Adds a server endpoint on 127.0.0.1:4433 + n, or a client on
- * 127.0.0.1:50000 + n. |settings| may be NULL. Returns the node index. */
+ * 127.0.0.1:50000 + n. |settings| may be NULL; |user_data| is kept in the
+ * node, which on_accept gets as its user_data. Returns the node index. */
 int qt_add_server(qt_world *w, const uvq_settings *settings,
                   int (*on_accept)(uvq_endpoint *, uvq_conn *,
                                    const uvq_accept_info *,
