@@ -44,8 +44,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   case 0:
     reason = UVQ_TOKEN_REJECT_REASON_COUNT;
     if (uvq_token_open_retry(&keys, data + 1, size - 1, 1,
-                             (struct sockaddr *)&sa, sizeof(sa), &dcid, now,
-                             10, &odcid, &reason) != 0 &&
+                             (struct sockaddr *)&sa, sizeof(sa), &dcid, now, 10,
+                             &odcid, &reason) != 0 &&
         reason >= UVQ_TOKEN_REJECT_REASON_COUNT) {
       abort();
     }
@@ -83,8 +83,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     ngtcp2_cid_init(&r, data + off, rl);
     ft_addr(&sa, port);
-    n = uvq_token_seal_retry(&keys, tok, sizeof(tok), 1,
-                             (struct sockaddr *)&sa, sizeof(sa), &o, &r, now);
+    n = uvq_token_seal_retry(&keys, tok, sizeof(tok), 1, (struct sockaddr *)&sa,
+                             sizeof(sa), &o, &r, now);
     if (n <= 0) {
       abort();
     }
@@ -95,9 +95,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     n = uvq_token_seal_new(&keys, tok, sizeof(tok), (struct sockaddr *)&sa,
                            sizeof(sa), now);
-    if (n <= 0 || uvq_token_open_new(&keys, tok, (size_t)n,
-                                     (struct sockaddr *)&sa, sizeof(sa),
-                                     now + 5, 86400, &reason) != 0) {
+    if (n <= 0 ||
+        uvq_token_open_new(&keys, tok, (size_t)n, (struct sockaddr *)&sa,
+                           sizeof(sa), now + 5, 86400, &reason) != 0) {
       abort();
     }
     break;

@@ -8,7 +8,7 @@ PKGS=(
   libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev
   libuv1-dev libnghttp3-dev libcmocka-dev libjansson-dev
   ngtcp2-server ngtcp2-client
-  gnutls-bin openssl coreutils procps python3 bsdutils
+  gnutls-bin openssl coreutils procps python3 bsdutils clang-format
 )
 
 missing=()

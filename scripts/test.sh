@@ -14,6 +14,9 @@ quick=0
 jobs=$(nproc)
 status=0
 
+echo "== uvquic format check (.clang-format) =="
+"$here/scripts/format.sh" || status=1
+
 echo "== uvquic tests: normal build (-Werror) =="
 "$here/scripts/build.sh" "$here/build"
 (cd "$here/build" && ctest --output-on-failure -j"$jobs") || status=1

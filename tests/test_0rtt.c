@@ -150,8 +150,8 @@ static const uvq_app_callbacks app_cb = {
 };
 
 static int on_accept(uvq_endpoint *ep, uvq_conn *conn,
-                     const uvq_accept_info *info,
-                     const uvq_app_callbacks **pcb, void **pud, void *ud) {
+                     const uvq_accept_info *info, const uvq_app_callbacks **pcb,
+                     void **pud, void *ud) {
   qt_node *n = ud;
   server_rec *r = &g_srv[n->idx];
   (void)ep;

@@ -57,8 +57,8 @@ typedef struct amp_filter {
   int drop_validating; /* drop client datagrams that would validate it */
   peer_acct peers[MAX_PEERS];
   int npeers;
-  uint64_t checks;     /* server datagrams checked */
-  double worst;        /* highest tx / rx seen */
+  uint64_t checks; /* server datagrams checked */
+  double worst;    /* highest tx / rx seen */
 } amp_filter;
 
 static int addr_eq(const uvq_addr *a, const uvq_addr *b) {
@@ -196,25 +196,24 @@ static uvq_tls_ctx *big_cert_ctx(int nsan, size_t *pcertlen) {
                    0);
   assert_int_equal(gnutls_x509_crt_init(&crt), 0);
   assert_int_equal(gnutls_x509_crt_set_version(crt, 3), 0);
-  assert_int_equal(gnutls_x509_crt_set_serial(crt, serial, sizeof(serial)),
-                   0);
+  assert_int_equal(gnutls_x509_crt_set_serial(crt, serial, sizeof(serial)), 0);
   assert_int_equal(gnutls_x509_crt_set_activation_time(crt, now - 3600), 0);
   assert_int_equal(gnutls_x509_crt_set_expiration_time(crt, now + 86400), 0);
   assert_int_equal(gnutls_x509_crt_set_dn_by_oid(
                        crt, GNUTLS_OID_X520_COMMON_NAME, 0, "localhost", 9),
                    0);
-  assert_int_equal(gnutls_x509_crt_set_subject_alt_name(
-                       crt, GNUTLS_SAN_DNSNAME, "localhost", 9,
-                       GNUTLS_FSAN_APPEND),
+  assert_int_equal(gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_DNSNAME,
+                                                        "localhost", 9,
+                                                        GNUTLS_FSAN_APPEND),
                    0);
   for (int i = 0; i < nsan; i++) {
     char name[64];
     int n = snprintf(name, sizeof(name),
                      "host-%04d.amplification-test.example.com", i);
-    assert_int_equal(gnutls_x509_crt_set_subject_alt_name(
-                         crt, GNUTLS_SAN_DNSNAME, name, (unsigned)n,
-                         GNUTLS_FSAN_APPEND),
-                     0);
+    assert_int_equal(
+        gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_DNSNAME, name,
+                                             (unsigned)n, GNUTLS_FSAN_APPEND),
+        0);
   }
   assert_int_equal(gnutls_x509_crt_set_key(crt, key), 0);
   assert_int_equal(gnutls_x509_crt_sign2(crt, crt, key, GNUTLS_DIG_SHA256, 0),
@@ -229,8 +228,8 @@ static uvq_tls_ctx *big_cert_ctx(int nsan, size_t *pcertlen) {
   assert_int_equal(write(fd, out.data, out.size), (ssize_t)out.size);
   close(fd);
   gnutls_free(out.data);
-  assert_int_equal(
-      gnutls_x509_privkey_export2(key, GNUTLS_X509_FMT_PEM, &out), 0);
+  assert_int_equal(gnutls_x509_privkey_export2(key, GNUTLS_X509_FMT_PEM, &out),
+                   0);
   fd = mkstemp(keypath);
   assert_true(fd >= 0);
   assert_int_equal(write(fd, out.data, out.size), (ssize_t)out.size);
@@ -474,8 +473,8 @@ static void test_amplification_stateless_replies(void **state) {
   assert_int_equal(es.version_negotiations_sent, 1);
   assert_int_equal(lf.count, 1);
   assert_true(lf.largest < sizeof(vn));
-  print_message("# Version Negotiation: %zu B in answer to %zu B\n",
-                lf.largest, sizeof(vn));
+  print_message("# Version Negotiation: %zu B in answer to %zu B\n", lf.largest,
+                sizeof(vn));
 
   /* Stateless CONNECTION_CLOSE (refusal while shutting down). */
   uvq_endpoint_close_all(w.nodes[s].ep, 0, NULL);

@@ -9,8 +9,8 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
-#include <pthread.h>
 #include <gnutls/crypto.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,8 +80,8 @@ static int on_timer(uvq_conn *conn, void *ud) {
   return 0;
 }
 
-static void on_stop_sending(uvq_conn *conn, int64_t sid, uint64_t err,
-                            void *ud, void *sud) {
+static void on_stop_sending(uvq_conn *conn, int64_t sid, uint64_t err, void *ud,
+                            void *sud) {
   qt_app *a = ud;
   (void)sud;
   (void)err;
@@ -100,8 +100,8 @@ static int on_wake(uvq_conn *conn, void *ud) {
   return 0;
 }
 
-static void on_stream_reset(uvq_conn *conn, int64_t sid, uint64_t err,
-                            void *ud, void *sud) {
+static void on_stream_reset(uvq_conn *conn, int64_t sid, uint64_t err, void *ud,
+                            void *sud) {
   (void)conn;
   (void)sid;
   (void)ud;
@@ -187,8 +187,8 @@ static struct {
 /* The server node's user_data is its qt_app (tests use one connection at
  * a time). */
 static int on_accept(uvq_endpoint *ep, uvq_conn *conn,
-                     const uvq_accept_info *info,
-                     const uvq_app_callbacks **pcb, void **pud, void *ud) {
+                     const uvq_accept_info *info, const uvq_app_callbacks **pcb,
+                     void **pud, void *ud) {
   g_accept.accepted++;
   if (info->server_name) {
     snprintf(g_accept.sni, sizeof(g_accept.sni), "%s", info->server_name);
@@ -252,8 +252,8 @@ static int transfer_done(void *ud) {
   return s[0]->fin && s[1]->fin;
 }
 
-static void run_transfer(double drop, double reorder, double dup,
-                         uint64_t up, uint64_t down, uint64_t seed) {
+static void run_transfer(double drop, double reorder, double dup, uint64_t up,
+                         uint64_t down, uint64_t seed) {
   qt_world w;
   qt_app cli = {0}, srv = {0};
   qt_app *pair[2] = {&cli, &srv};
@@ -282,8 +282,7 @@ static void run_transfer(double drop, double reorder, double dup,
   print_message("# transfer up=%llu down=%llu: delivered=%llu dropped=%llu "
                 "reordered=%llu duplicated=%llu, fake time %.3f s\n",
                 (unsigned long long)up, (unsigned long long)down,
-                (unsigned long long)w.delivered,
-                (unsigned long long)w.dropped,
+                (unsigned long long)w.delivered, (unsigned long long)w.dropped,
                 (unsigned long long)w.reordered,
                 (unsigned long long)w.duplicated,
                 (double)(w.now - 1000 * UVQ_SECONDS) / 1e9);
@@ -433,21 +432,18 @@ static void test_conn_gro_super_buffer(void **state) {
   uvq_path path;
   path.local = w.nodes[s].addr;
   path.remote = from;
-  assert_int_equal(uvq_endpoint_recv(w.nodes[s].ep, &path, 0, buf, 350, 100,
-                                     w.now),
-                   0);
+  assert_int_equal(
+      uvq_endpoint_recv(w.nodes[s].ep, &path, 0, buf, 350, 100, w.now), 0);
   uvq_endpoint_get_stats(w.nodes[s].ep, &st);
   assert_int_equal(st.datagrams_received, 4);
   assert_int_equal(st.bytes_received, 350);
   assert_int_equal(st.dropped[UVQ_DROP_UNKNOWN_CID], 4);
   /* segment_size 0 or >= len: one datagram. */
-  assert_int_equal(uvq_endpoint_recv(w.nodes[s].ep, &path, 0, buf, 350, 0,
-                                     w.now),
-                   0);
+  assert_int_equal(
+      uvq_endpoint_recv(w.nodes[s].ep, &path, 0, buf, 350, 0, w.now), 0);
   uvq_endpoint_get_stats(w.nodes[s].ep, &st);
   assert_int_equal(st.datagrams_received, 5);
-  assert_int_equal(uvq_endpoint_recv(w.nodes[s].ep, NULL, 0, buf, 1, 0,
-                                     w.now),
+  assert_int_equal(uvq_endpoint_recv(w.nodes[s].ep, NULL, 0, buf, 1, 0, w.now),
                    UVQ_ERR_INVALID_ARGUMENT);
   qt_world_free(&w);
 }
@@ -516,7 +512,8 @@ static void test_conn_stream_reset(void **state) {
   assert_true(qt_run(&w, qt_app_both_established, pair, 5 * UVQ_SECONDS));
   assert_int_equal(uvq_conn_open_stream(cli.conn, 1, &sid, &dummy), 0);
   assert_ptr_equal(uvq_stream_get_user_data(cli.conn, sid), &dummy);
-  assert_int_equal(uvq_stream_write(cli.conn, sid, (const uint8_t *)"hello", 5, 0), 5);
+  assert_int_equal(
+      uvq_stream_write(cli.conn, sid, (const uint8_t *)"hello", 5, 0), 5);
   assert_int_equal(uvq_stream_get_buffered(cli.conn, sid), 5);
   qt_run(&w, NULL, NULL, 1 * UVQ_SECONDS);
   assert_int_equal(srv.received, 5);
@@ -528,8 +525,9 @@ static void test_conn_stream_reset(void **state) {
   qt_run(&w, NULL, NULL, 1 * UVQ_SECONDS);
   assert_int_equal(g_resets, 1);
   assert_int_equal(g_reset_code, 0x99);
-  assert_int_equal(uvq_stream_write(cli.conn, 12345, (const uint8_t *)"x", 1, 0),
-                   UVQ_ERR_STREAM_NOT_FOUND);
+  assert_int_equal(
+      uvq_stream_write(cli.conn, 12345, (const uint8_t *)"x", 1, 0),
+      UVQ_ERR_STREAM_NOT_FOUND);
   assert_int_equal(uvq_conn_close(cli.conn, 0, NULL), 0);
   assert_int_equal(uvq_stream_write(cli.conn, sid, (const uint8_t *)"x", 1, 0),
                    UVQ_ERR_CLOSED);
@@ -580,8 +578,8 @@ static void test_conn_new_token_skips_retry(void **state) {
   w.nodes[s].user_data = &srv2;
   pair[0] = &cli2;
   pair[1] = &srv2;
-  assert_int_equal(connect_with_token(&w, c, s, &cli2, cli.token,
-                                      cli.tokenlen), 0);
+  assert_int_equal(connect_with_token(&w, c, s, &cli2, cli.token, cli.tokenlen),
+                   0);
   assert_true(qt_run(&w, qt_app_both_established, pair, 5 * UVQ_SECONDS));
   uvq_endpoint_get_stats(w.nodes[s].ep, &st);
   assert_int_equal(st.retries_sent, 1);
@@ -630,8 +628,7 @@ static void test_conn_key_update(void **state) {
   qt_run(&w, NULL, NULL, 100 * UVQ_MILLISECONDS); /* handshake confirmed */
   assert_int_equal(uvq_conn_update_key(cli.conn, w.now), 0);
   /* A second update before the first is acknowledged is refused. */
-  assert_int_equal(uvq_conn_update_key(cli.conn, w.now),
-                   UVQ_ERR_INVALID_STATE);
+  assert_int_equal(uvq_conn_update_key(cli.conn, w.now), UVQ_ERR_INVALID_STATE);
 
   /* Dozens of updates while data flows: the server tries every 100 ms of
    * fake time for 4.8 s, then the client does (each side's updates are
@@ -649,9 +646,9 @@ static void test_conn_key_update(void **state) {
       g_key_updates[server_turn]++;
     }
     qt_pattern_fill(44, cli.sent, chunk, sizeof(chunk));
-    assert_int_equal(uvq_stream_write(cli.conn, cli.sid, chunk, sizeof(chunk),
-                                      i == 95),
-                     (ssize_t)sizeof(chunk));
+    assert_int_equal(
+        uvq_stream_write(cli.conn, cli.sid, chunk, sizeof(chunk), i == 95),
+        (ssize_t)sizeof(chunk));
     cli.sent += sizeof(chunk);
     qt_run(&w, NULL, NULL, 100 * UVQ_MILLISECONDS);
   }
@@ -728,8 +725,8 @@ static void test_conn_datagram(void **state) {
   assert_int_equal(cs.datagrams_app_received, ss.datagrams_app_sent);
   assert_true(ss.datagrams_app_sent > 0);
   assert_int_equal(g_dgram_bad, 0);
-  assert_int_equal(g_dgrams, (int)(ss.datagrams_app_received +
-                                   cs.datagrams_app_received));
+  assert_int_equal(
+      g_dgrams, (int)(ss.datagrams_app_received + cs.datagrams_app_received));
   /* Every DATAGRAM is reported acknowledged exactly once (ids 0..199). */
   assert_int_equal(g_dgram_acked, queued);
   assert_int_equal(g_dgram_lost, 0);

@@ -76,8 +76,8 @@ typedef struct server_app {
 } server_app;
 
 static int on_accept(uvq_endpoint *ep, uvq_conn *conn,
-                     const uvq_accept_info *info,
-                     const uvq_app_callbacks **pcb, void **pud, void *ud) {
+                     const uvq_accept_info *info, const uvq_app_callbacks **pcb,
+                     void **pud, void *ud) {
   int rv = qt_app_pool_accept(ep, conn, info, pcb, pud, ud);
   if (rv == 0) {
     *pcb = &app_cb;
@@ -201,8 +201,8 @@ static void test_endpoint_retry(void **state) {
 
 typedef struct token_filter {
   int server, client;
-  int tamper;      /* flip the last byte of the client's token */
-  int expire;      /* bump the wall clock when the Retry goes out */
+  int tamper; /* flip the last byte of the client's token */
+  int expire; /* bump the wall clock when the Retry goes out */
   int tampered;
   int retries_seen;
 } token_filter;
@@ -310,8 +310,7 @@ static int capture_fn(qt_world *w, int from, qt_pkt *p, void *ud) {
 
 static size_t make_long_pkt(uint8_t *buf, size_t len, uint32_t version,
                             const uint8_t *dcid, size_t dcidlen,
-                            const uint8_t *scid, size_t scidlen,
-                            qt_world *w) {
+                            const uint8_t *scid, size_t scidlen, qt_world *w) {
   size_t off = 0;
   for (size_t i = 0; i < len; i++) {
     buf[i] = (uint8_t)qt_rand(w);
@@ -560,8 +559,7 @@ static size_t check_cids_match(uvq_endpoint *ep, uvq_conn *conn,
   assert_int_equal(ngtcp2_conn_get_scid(conn->q, out), n);
   assert_int_equal(uvq_cid_map_size(&ep->cids), n + extra);
   if (conn->client_dcid_mapped) {
-    assert_ptr_equal(uvq_cid_map_find_cid(&ep->cids, &conn->client_dcid),
-                     conn);
+    assert_ptr_equal(uvq_cid_map_find_cid(&ep->cids, &conn->client_dcid), conn);
   }
   for (size_t i = 0; i < n; i++) {
     assert_ptr_equal(uvq_cid_map_find_cid(&ep->cids, &out[i]), conn);
@@ -1020,7 +1018,7 @@ static void test_endpoint_random_datagrams(void **state) {
         size_t plen;
         buf[off] = (uint8_t)(qt_rand(&w) % 21); /* SCID 0..20 */
         off += 1 + buf[off];
-        buf[off++] = 0;                        /* no token */
+        buf[off++] = 0; /* no token */
         plen = len - off - 2;
         buf[off++] = (uint8_t)(0x40 | (plen >> 8));
         buf[off++] = (uint8_t)plen;

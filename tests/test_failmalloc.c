@@ -41,8 +41,8 @@ typedef struct side {
   uint64_t to_send, sent;
   uint64_t received;
   int fin;
-  int corrupt; /* a received byte differed from the generator's */
-  int reply;   /* server: answer the stream with to_send bytes */
+  int corrupt;   /* a received byte differed from the generator's */
+  int reply;     /* server: answer the stream with to_send bytes */
   int api_nomem; /* an API call returned UVQ_ERR_NOMEM */
 } side;
 
@@ -167,8 +167,8 @@ static const uvq_app_callbacks app_cb = {
 };
 
 static int on_accept(uvq_endpoint *ep, uvq_conn *conn,
-                     const uvq_accept_info *info,
-                     const uvq_app_callbacks **pcb, void **pud, void *ud) {
+                     const uvq_accept_info *info, const uvq_app_callbacks **pcb,
+                     void **pud, void *ud) {
   fm_run *r = g_run;
   side *a;
   (void)ep;
@@ -214,9 +214,12 @@ enum {
 };
 
 static const char *const out_names[OUT_COUNT] = {
-    "endpoint_new -> NOMEM", "connect -> NOMEM",
-    "stream API -> NOMEM, app closed", "client on_closed with an error",
-    "failure absorbed, transfer completed", "no allocation refused"};
+    "endpoint_new -> NOMEM",
+    "connect -> NOMEM",
+    "stream API -> NOMEM, app closed",
+    "client on_closed with an error",
+    "failure absorbed, transfer completed",
+    "no allocation refused"};
 
 typedef struct fm_tally {
   uint64_t out[OUT_COUNT];
@@ -317,8 +320,8 @@ static int run_once(const fm_variant *v, uint64_t fail_at, fm_tally *t,
     note_err(t->cli_err, r->cli.close_error);
   }
   if (getenv("UVQ_FAILMALLOC_TRACE")) {
-    fprintf(stderr, "n=%llu client %s server %s\n",
-            (unsigned long long)fail_at, uvq_strerror(r->cli.close_error),
+    fprintf(stderr, "n=%llu client %s server %s\n", (unsigned long long)fail_at,
+            uvq_strerror(r->cli.close_error),
             r->nsrv ? uvq_strerror(r->srv[r->nsrv - 1].close_error) : "-");
   }
 
@@ -364,8 +367,8 @@ static void walk(const fm_variant *v) {
   }
   /* Until a run refuses nothing: runs differ slightly (random CIDs, the
    * lossy wire). The stride ends on the last allocation too. */
-  for (uint64_t n = 1;; n = n + stride > total && n < total ? total
-                                                             : n + stride) {
+  for (uint64_t n = 1;;
+       n = n + stride > total && n < total ? total : n + stride) {
     int out = run_once(v, n, &t, &count);
     if (count > t.max_count) {
       t.max_count = count;

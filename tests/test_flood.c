@@ -448,8 +448,7 @@ static void connect_from(qt_world *w, int c, int s, const uvq_addr *local,
   p.user_data = cli;
   p.token = token;
   p.tokenlen = tokenlen;
-  assert_int_equal(uvq_endpoint_connect(w->nodes[c].ep, &p, w->now,
-                                        &cli->conn),
+  assert_int_equal(uvq_endpoint_connect(w->nodes[c].ep, &p, w->now, &cli->conn),
                    0);
   assert_true(qt_run(w, closed_or_established, cli, 5 * UVQ_SECONDS));
 }

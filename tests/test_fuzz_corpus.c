@@ -94,8 +94,7 @@ static void replay_dir(const char *harness, replay *r) {
   char path[4096];
   DIR *d;
   struct dirent *e;
-  snprintf(path, sizeof(path), "%s/fuzz/corpus/%s", src ? src : ".",
-           harness);
+  snprintf(path, sizeof(path), "%s/fuzz/corpus/%s", src ? src : ".", harness);
   d = opendir(path);
   if (d == NULL) {
     return;
@@ -125,8 +124,7 @@ static void run(const char *harness, harness_fn fn, int mutations) {
   replay r = {fn, 0x1234567u, 0, mutations};
   uvq_fuzz_seeds(harness, feed, &r);
   replay_dir(harness, &r);
-  print_message("# %s: %llu inputs\n", harness,
-                (unsigned long long)r.inputs);
+  print_message("# %s: %llu inputs\n", harness, (unsigned long long)r.inputs);
   assert_true(r.inputs > 0);
 }
 

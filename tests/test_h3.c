@@ -51,10 +51,10 @@ typedef struct server_state {
   uint32_t last_urgency;
   int last_incremental;
   int requests;
-  int ends;              /* on_request_end calls */
-  uint64_t body_bytes;   /* request body bytes on_request_body saw */
-  int early_requests;    /* requests seen before the handshake completed */
-  int early_flagged;     /* requests whose info said early_data */
+  int ends;            /* on_request_end calls */
+  uint64_t body_bytes; /* request body bytes on_request_body saw */
+  int early_requests;  /* requests seen before the handshake completed */
+  int early_flagged;   /* requests whose info said early_data */
 } server_state;
 
 static server_state SS;
@@ -64,8 +64,8 @@ static uvq_h3_stream *HELD;      /* the stream a provider held */
 static int PAUSES;               /* times a pausing provider held */
 static const uvq_mem *EP_MEM;    /* the endpoints' allocator (NULL: libc) */
 struct cbody;
-static struct cbody *HELD_BODY;  /* a pausing upload under test */
-static uint64_t ACCEPT_ALLOCS;   /* EP_MEM allocations by h3 accept */
+static struct cbody *HELD_BODY; /* a pausing upload under test */
+static uint64_t ACCEPT_ALLOCS;  /* EP_MEM allocations by h3 accept */
 
 /* ---- a counting allocator that checks every pointer it frees ---------- */
 
@@ -140,8 +140,8 @@ static const uvq_mem counting_allocator = {&CM, cm_malloc, cm_free, cm_calloc,
                                            cm_realloc};
 
 static int on_accept(uvq_endpoint *ep, uvq_conn *conn,
-                     const uvq_accept_info *info,
-                     const uvq_app_callbacks **pcb, void **pud, void *ud) {
+                     const uvq_accept_info *info, const uvq_app_callbacks **pcb,
+                     void **pud, void *ud) {
   (void)ep;
   (void)ud;
   assert_int_equal(info->alpnlen, 2);
@@ -164,7 +164,7 @@ typedef struct sreq {
   uint32_t seed;
   int block; /* provider: would-block forever */
   int trailers;
-  int echo; /* answer from on_request_end */
+  int echo;                         /* answer from on_request_end */
   uint64_t pause_every, next_pause; /* provider: hold at these offsets */
   int pause_released;               /* the test let the held one go */
   int ended;                        /* on_request_end fired */
@@ -175,8 +175,8 @@ static void free_cb(const uint8_t *data, void *ud) {
   free((void *)data);
 }
 
-static ssize_t provider(uvq_h3_stream *st, uint8_t *buf, size_t len,
-                        int *peof, void *ud) {
+static ssize_t provider(uvq_h3_stream *st, uint8_t *buf, size_t len, int *peof,
+                        void *ud) {
   sreq *r = ud;
   uint64_t left = r->size - r->off;
   size_t n = left < len ? (size_t)left : len;
@@ -322,8 +322,8 @@ static void srv_on_body(uvq_h3_stream *st, const uint8_t *data, size_t len,
   SS.body_bytes += len;
 }
 
-static void srv_on_trailers(uvq_h3_stream *st, const uvq_h3_header *t,
-                            size_t n, void *ud) {
+static void srv_on_trailers(uvq_h3_stream *st, const uvq_h3_header *t, size_t n,
+                            void *ud) {
   (void)st;
   (void)ud;
   for (size_t i = 0; i < n; i++) {
@@ -464,8 +464,7 @@ static void cli_on_goaway(uvq_h3_conn *h3, int64_t id, void *ud) {
   CS.goaway_id = id;
 }
 
-static void cli_on_closed(uvq_h3_conn *h3, const uvq_close_info *ci,
-                          void *ud) {
+static void cli_on_closed(uvq_h3_conn *h3, const uvq_close_info *ci, void *ud) {
   (void)h3;
   (void)ud;
   CS.closed = 1;
@@ -511,9 +510,9 @@ static void setup(uvq_h3_server_config *scfg, const uvq_settings *ss) {
   ccfg.on_goaway = cli_on_goaway;
   ccfg.on_closed = cli_on_closed;
   assert_int_equal(uvq_h3_client_new(&CLI, &ccfg), 0);
-  assert_int_equal(qt_connect(&W, C, S, CLI_CB ? CLI_CB : uvq_h3_callbacks(),
-                              CLI, &conn),
-                   0);
+  assert_int_equal(
+      qt_connect(&W, C, S, CLI_CB ? CLI_CB : uvq_h3_callbacks(), CLI, &conn),
+      0);
 }
 
 static int all_closed(void *ud) {
@@ -966,7 +965,6 @@ static void test_h3_request_timeout(void **state) {
   teardown_world();
 }
 
-
 static int held_or_done(void *ud) {
   creq *r = ud;
   return HELD != NULL || r->complete;
@@ -1256,8 +1254,7 @@ static void assert_body(creq *r, uint64_t len, uint32_t seed) {
  * submits r[0] GET /buf1m, r[1] a 100 KB buffer POST and r[2] a 3000-byte
  * provider POST (|b|). Returns the second connection's early_data
  * outcome; r[0] and r[1] have completed intact, r[2] has completed. */
-static uvq_early_data run_resumed(const uvq_settings *ss, creq r[3],
-                                  cbody *b) {
+static uvq_early_data run_resumed(const uvq_settings *ss, creq r[3], cbody *b) {
   static uvq_app_callbacks cb;
   uvq_h3_client_config ccfg;
   uvq_connect_params p;

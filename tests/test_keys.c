@@ -175,8 +175,8 @@ static const uvq_app_callbacks app_cb = {
 };
 
 static int on_accept(uvq_endpoint *ep, uvq_conn *conn,
-                     const uvq_accept_info *info,
-                     const uvq_app_callbacks **pcb, void **pud, void *ud) {
+                     const uvq_accept_info *info, const uvq_app_callbacks **pcb,
+                     void **pud, void *ud) {
   qt_node *n = ud;
   server_rec *r = &g_srv[n->idx];
   (void)ep;
@@ -211,9 +211,8 @@ static int redirect_fn(qt_world *w, int from, qt_pkt *p, void *ud) {
   return 0;
 }
 
-static int connect_to(qt_world *w, int c, int s, side *a,
-                      const uint8_t *token, size_t tokenlen,
-                      const uint8_t *res, size_t reslen) {
+static int connect_to(qt_world *w, int c, int s, side *a, const uint8_t *token,
+                      size_t tokenlen, const uint8_t *res, size_t reslen) {
   uvq_connect_params p;
   uvq_path path;
   path.local = w->nodes[c].addr;
@@ -321,7 +320,7 @@ static void test_keys_shared_between_servers(void **state) {
   assert_int_equal(g_srv[b].accepted, 1);
   assert_int_equal(g_srv[b].validated, 1);
   assert_true(first.app.tokenlen > 0); /* B's NEW_TOKEN */
-  assert_true(first.ticketlen > 0); /* B's session ticket */
+  assert_true(first.ticketlen > 0);    /* B's session ticket */
   close_conn(&w, &first);
 
   /* 2. A NEW_TOKEN token and a ticket from B, presented to A: no Retry

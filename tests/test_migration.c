@@ -95,12 +95,12 @@ static void run_client_migration(int nat_style) {
   nb = server_scids(g_srv.conn, before);
 
   /* Errors first: same address, other family, a server connection. */
-  assert_int_equal(uvq_conn_migrate(cli.conn, &w.nodes[c].addr, nat_style,
-                                    w.now),
-                   UVQ_ERR_INVALID_ARGUMENT);
-  assert_int_equal(uvq_conn_migrate(g_srv.conn, &w.nodes[s].addr, nat_style,
-                                    w.now),
-                   UVQ_ERR_INVALID_ARGUMENT);
+  assert_int_equal(
+      uvq_conn_migrate(cli.conn, &w.nodes[c].addr, nat_style, w.now),
+      UVQ_ERR_INVALID_ARGUMENT);
+  assert_int_equal(
+      uvq_conn_migrate(g_srv.conn, &w.nodes[s].addr, nat_style, w.now),
+      UVQ_ERR_INVALID_ARGUMENT);
 
   qt_addr_v4(&alt, 50100);
   assert_int_equal(qt_add_alias(&w, c, &alt), 0);

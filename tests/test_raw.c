@@ -42,8 +42,8 @@ static ssize_t ep_send(uvq_endpoint *ep, const uvq_send_batch *b, void *ud) {
   for (i = 0; i < b->count && g_qlen < QMAX; i++) {
     size_t off = i * b->segment_size;
     dgram *d = &g_q[g_qlen++];
-    d->len = b->datalen - off < b->segment_size ? b->datalen - off
-                                                 : b->segment_size;
+    d->len =
+        b->datalen - off < b->segment_size ? b->datalen - off : b->segment_size;
     d->path = swap(b->path);
     memcpy(d->data, b->data + off, d->len);
   }
@@ -75,8 +75,9 @@ static uint8_t pattern(uint64_t off) { return (uint8_t)(off * 131 + 7); }
 static int pump(uvq_conn *conn, side *a) {
   uint8_t buf[8192];
   while (a->sent < a->to_send) {
-    size_t n = a->to_send - a->sent < sizeof(buf) ? (size_t)(a->to_send - a->sent)
-                                                  : sizeof(buf);
+    size_t n = a->to_send - a->sent < sizeof(buf)
+                   ? (size_t)(a->to_send - a->sent)
+                   : sizeof(buf);
     ssize_t w;
     for (size_t i = 0; i < n; i++) {
       buf[i] = pattern(a->sent + i);
@@ -148,8 +149,8 @@ static const uvq_app_callbacks cb = {
 static side *g_srv;
 
 static int on_accept(uvq_endpoint *ep, uvq_conn *conn,
-                     const uvq_accept_info *info,
-                     const uvq_app_callbacks **pcb, void **pud, void *ud) {
+                     const uvq_accept_info *info, const uvq_app_callbacks **pcb,
+                     void **pud, void *ud) {
   (void)ep;
   (void)info;
   (void)ud;
@@ -200,7 +201,8 @@ static uvq_addr addr4(uint16_t port) {
 }
 
 /* Moves datagrams both ways and advances the fake clock until |done|. */
-static int run(uvq_raw *raw, uvq_endpoint *ep, int (*done)(void), uvq_tstamp limit) {
+static int run(uvq_raw *raw, uvq_endpoint *ep, int (*done)(void),
+               uvq_tstamp limit) {
   uvq_tstamp end = g_now + limit;
   uint8_t buf[UVQ_MAX_DATAGRAM];
   for (;;) {
@@ -288,10 +290,9 @@ static void test_raw_client_transfer(void **state) {
   assert_int_equal(g_cli_side.received, 2u << 20);
   assert_int_equal(g_cli_side.sum, 0);
   /* The hook's transport parameter reached the peer. */
-  assert_int_equal(
-      ngtcp2_conn_get_remote_transport_params(g_srv_side.conn->q)
-          ->initial_max_streams_uni,
-      7);
+  assert_int_equal(ngtcp2_conn_get_remote_transport_params(g_srv_side.conn->q)
+                       ->initial_max_streams_uni,
+                   7);
 
   /* Close by hand; the close is observable through the callback and then
    * through uvq_raw_get_conn once the closing period is over. */
@@ -346,12 +347,11 @@ static void test_raw_server_transfer(void **state) {
   rc.callbacks = &cb;
   rc.conn_user_data = &g_srv_side;
   /* Not an Initial: refused. */
-  assert_int_equal(uvq_raw_accept(&raw, &rc, &first.path, first.data, 100,
-                                  g_now),
-                   UVQ_ERR_INVALID_ARGUMENT);
-  assert_int_equal(uvq_raw_accept(&raw, &rc, &first.path, first.data,
-                                  first.len, g_now),
-                   0);
+  assert_int_equal(
+      uvq_raw_accept(&raw, &rc, &first.path, first.data, 100, g_now),
+      UVQ_ERR_INVALID_ARGUMENT);
+  assert_int_equal(
+      uvq_raw_accept(&raw, &rc, &first.path, first.data, first.len, g_now), 0);
   /* The rest of the client's first flight goes in by hand too. */
   for (size_t i = 1; i < g_qlen; i++) {
     uvq_raw_recv(raw, &g_q[i].path, 0, g_q[i].data, g_q[i].len, g_now);

@@ -22,8 +22,8 @@
 static qt_app g_srv_side[QT_MAX_NODES];
 
 static int on_accept(uvq_endpoint *ep, uvq_conn *conn,
-                     const uvq_accept_info *info,
-                     const uvq_app_callbacks **pcb, void **pud, void *ud) {
+                     const uvq_accept_info *info, const uvq_app_callbacks **pcb,
+                     void **pud, void *ud) {
   qt_node *n = ud;
   memset(&g_srv_side[n->idx], 0, sizeof(g_srv_side[n->idx]));
   n->user_data = &g_srv_side[n->idx];

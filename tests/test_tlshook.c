@@ -95,8 +95,7 @@ static int post_client_hello(gnutls_session_t session) {
 static int sni_hook(uvq_conn *conn, gnutls_session_t session, void *ud) {
   (void)conn;
   (void)ud;
-  gnutls_handshake_set_post_client_hello_function(session,
-                                                   post_client_hello);
+  gnutls_handshake_set_post_client_hello_function(session, post_client_hello);
   return 0;
 }
 
@@ -171,8 +170,8 @@ static void write_file(const char *path, const gnutls_datum_t *d) {
 /* Makes a key and a certificate for |cn| signed by |issuer| (NULL: self,
  * as a CA). */
 static void make_cert(const char *cn, int is_ca, gnutls_x509_crt_t issuer,
-                      gnutls_x509_privkey_t issuer_key,
-                      gnutls_x509_crt_t *pcrt, gnutls_x509_privkey_t *pkey) {
+                      gnutls_x509_privkey_t issuer_key, gnutls_x509_crt_t *pcrt,
+                      gnutls_x509_privkey_t *pkey) {
   static unsigned char serial = 1;
   gnutls_x509_crt_t crt;
   gnutls_x509_privkey_t key;
@@ -189,8 +188,9 @@ static void make_cert(const char *cn, int is_ca, gnutls_x509_crt_t issuer,
   assert_int_equal(gnutls_x509_crt_set_serial(crt, sn, sizeof(sn)), 0);
   assert_int_equal(gnutls_x509_crt_set_activation_time(crt, now - 3600), 0);
   assert_int_equal(gnutls_x509_crt_set_expiration_time(crt, now + 86400), 0);
-  assert_int_equal(gnutls_x509_crt_set_dn_by_oid(
-                       crt, GNUTLS_OID_X520_COMMON_NAME, 0, cn, (unsigned)strlen(cn)),
+  assert_int_equal(gnutls_x509_crt_set_dn_by_oid(crt,
+                                                 GNUTLS_OID_X520_COMMON_NAME, 0,
+                                                 cn, (unsigned)strlen(cn)),
                    0);
   assert_int_equal(gnutls_x509_crt_set_key(crt, key), 0);
   assert_int_equal(gnutls_x509_crt_set_basic_constraints(crt, is_ca, -1), 0);
@@ -201,9 +201,9 @@ static void make_cert(const char *cn, int is_ca, gnutls_x509_crt_t issuer,
   } else {
     assert_int_equal(
         gnutls_x509_crt_set_key_usage(crt, GNUTLS_KEY_DIGITAL_SIGNATURE), 0);
-    assert_int_equal(gnutls_x509_crt_set_key_purpose_oid(
-                         crt, GNUTLS_KP_TLS_WWW_CLIENT, 0),
-                     0);
+    assert_int_equal(
+        gnutls_x509_crt_set_key_purpose_oid(crt, GNUTLS_KP_TLS_WWW_CLIENT, 0),
+        0);
   }
   assert_int_equal(gnutls_x509_crt_sign2(crt, issuer ? issuer : crt,
                                          issuer_key ? issuer_key : key,
@@ -220,8 +220,8 @@ static void save(gnutls_x509_crt_t crt, gnutls_x509_privkey_t key,
   write_file(crt_path, &d);
   gnutls_free(d.data);
   if (key_path) {
-    assert_int_equal(
-        gnutls_x509_privkey_export2(key, GNUTLS_X509_FMT_PEM, &d), 0);
+    assert_int_equal(gnutls_x509_privkey_export2(key, GNUTLS_X509_FMT_PEM, &d),
+                     0);
     write_file(key_path, &d);
     gnutls_free(d.data);
   }

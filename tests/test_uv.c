@@ -8,10 +8,10 @@
 #include <string.h>
 
 #include <arpa/inet.h>
-#include <cmocka.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <time.h>
+#include <cmocka.h>
 
 #include "uv/udp.h"
 #include "uvquic/uvquic.h"
@@ -560,8 +560,8 @@ static void bulk_migrate(uv_timer_t *t) {
   uvq_conn_get_info(b->cli_conn, &info);
   b->cli_local_before = info.path->local;
   assert_int_equal(uvq_uv_conn_migrate(b->client, b->cli_conn,
-                                       (struct sockaddr *)&sa,
-                                       b->migrate == 2, &b->migrated_to),
+                                       (struct sockaddr *)&sa, b->migrate == 2,
+                                       &b->migrated_to),
                    0);
   b->migrated = 1;
 }
@@ -665,11 +665,10 @@ static uint16_t addr_port(const uvq_addr *a) {
 
 /* The address of |a| as text, for comparisons. */
 static const char *addr_ip(const uvq_addr *a, char *buf, size_t len) {
-  const void *p = a->ss.ss_family == AF_INET
-                      ? (const void *)&((const struct sockaddr_in *)&a->ss)
-                            ->sin_addr
-                      : (const void *)&((const struct sockaddr_in6 *)&a->ss)
-                            ->sin6_addr;
+  const void *p =
+      a->ss.ss_family == AF_INET
+          ? (const void *)&((const struct sockaddr_in *)&a->ss)->sin_addr
+          : (const void *)&((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
   assert_non_null(inet_ntop(a->ss.ss_family, p, buf, (socklen_t)len));
   return buf;
 }
@@ -899,8 +898,7 @@ static void test_uv_bulk_ecn(void **state) {
                 (unsigned long long)b.srv_uv.datagrams_sent,
                 (unsigned long long)b.cli_uv.ecn_received[UVQ_ECN_ECT_0],
                 (unsigned long long)b.cli_uv.datagrams_received);
-  assert_true(b.srv_uv.ecn_sent[UVQ_ECN_ECT_0] >
-              b.srv_uv.datagrams_sent / 2);
+  assert_true(b.srv_uv.ecn_sent[UVQ_ECN_ECT_0] > b.srv_uv.datagrams_sent / 2);
   assert_int_equal(b.cli_uv.ecn_received[UVQ_ECN_ECT_0],
                    b.srv_uv.ecn_sent[UVQ_ECN_ECT_0]);
   assert_true(b.srv_uv.ecn_received[UVQ_ECN_ECT_0] > 0);
@@ -909,8 +907,7 @@ static void test_uv_bulk_ecn(void **state) {
   o.family = AF_INET6;
   o.listen_ip = o.connect_ip = "::1";
   run_bulk(&b6, &o);
-  assert_true(b6.srv_uv.ecn_sent[UVQ_ECN_ECT_0] >
-              b6.srv_uv.datagrams_sent / 2);
+  assert_true(b6.srv_uv.ecn_sent[UVQ_ECN_ECT_0] > b6.srv_uv.datagrams_sent / 2);
   assert_int_equal(b6.cli_uv.ecn_received[UVQ_ECN_ECT_0],
                    b6.srv_uv.ecn_sent[UVQ_ECN_ECT_0]);
 }
@@ -1468,9 +1465,9 @@ static int cn_established(uvq_conn *conn, void *ud) {
   /* A unidirectional stream whose reference is still held (the server
    * does not read it in time to matter): freed with the connection. */
   assert_int_equal(uvq_conn_open_stream(conn, 0, &sid, NULL), 0);
-  assert_int_equal(uvq_stream_write_ref(conn, sid, f->ref, 256 * 1024, 0,
-                                        cn_ref_free, f),
-                   256 * 1024);
+  assert_int_equal(
+      uvq_stream_write_ref(conn, sid, f->ref, 256 * 1024, 0, cn_ref_free, f),
+      256 * 1024);
   return 0;
 }
 

@@ -31,9 +31,9 @@ typedef struct piece {
 } piece;
 
 static piece g_pieces[MAX_PIECES];
-static size_t g_npieces;  /* handed to the core */
-static size_t g_nfrees;   /* free_cb calls in all */
-static int g_bad_free;    /* free_cb with a wrong pointer, or twice */
+static size_t g_npieces; /* handed to the core */
+static size_t g_nfrees;  /* free_cb calls in all */
+static int g_bad_free;   /* free_cb with a wrong pointer, or twice */
 
 static void piece_free_cb(void *ptr, void *ud) {
   piece *p = &g_pieces[(uintptr_t)ud];

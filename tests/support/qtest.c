@@ -159,8 +159,8 @@ static ssize_t send_cb(uvq_endpoint *ep, const uvq_send_batch *b,
   }
   for (size_t i = 0; i < b->count; i++) {
     size_t off = i * b->segment_size;
-    size_t len = b->datalen - off < b->segment_size ? b->datalen - off
-                                                     : b->segment_size;
+    size_t len =
+        b->datalen - off < b->segment_size ? b->datalen - off : b->segment_size;
     wire_send(n->w, n->idx, b->path, b->data + off, len, at);
     n->sent++;
     n->bytes_sent += len;
@@ -208,12 +208,11 @@ void qt_world_free(qt_world *w) {
   uvq_tls_ctx_del(w->client_tls);
 }
 
-static int add_node(qt_world *w, int is_server, const uvq_settings *settings,
-                    int (*on_accept)(uvq_endpoint *, uvq_conn *,
-                                     const uvq_accept_info *,
-                                     const uvq_app_callbacks **, void **,
-                                     void *),
-                    void *user_data, uint16_t port) {
+static int
+add_node(qt_world *w, int is_server, const uvq_settings *settings,
+         int (*on_accept)(uvq_endpoint *, uvq_conn *, const uvq_accept_info *,
+                          const uvq_app_callbacks **, void **, void *),
+         void *user_data, uint16_t port) {
   qt_node *n = &w->nodes[w->nnodes];
   uvq_endpoint_config cfg;
   struct sockaddr_in sa;
@@ -245,8 +244,7 @@ static int add_node(qt_world *w, int is_server, const uvq_settings *settings,
 int qt_add_server(qt_world *w, const uvq_settings *settings,
                   int (*on_accept)(uvq_endpoint *, uvq_conn *,
                                    const uvq_accept_info *,
-                                   const uvq_app_callbacks **, void **,
-                                   void *),
+                                   const uvq_app_callbacks **, void **, void *),
                   void *user_data) {
   return add_node(w, 1, settings, on_accept, user_data,
                   (uint16_t)(4433 + w->nnodes));
@@ -271,8 +269,8 @@ int qt_connect(qt_world *w, int c, int s, const uvq_app_callbacks *cb,
   return uvq_endpoint_connect(w->nodes[c].ep, &p, w->now, pconn);
 }
 
-void qt_inject(qt_world *w, int dst, const uvq_addr *from,
-               const uint8_t *data, size_t len) {
+void qt_inject(qt_world *w, int dst, const uvq_addr *from, const uint8_t *data,
+               size_t len) {
   uvq_path path;
   path.local = w->nodes[dst].addr;
   path.remote = *from;

@@ -17,8 +17,8 @@ typedef struct qt_world qt_world;
 
 typedef struct qt_pkt {
   struct qt_pkt *next;
-  int dst;           /* node index */
-  uvq_path path;     /* as the receiver sees it */
+  int dst;       /* node index */
+  uvq_path path; /* as the receiver sees it */
   uvq_tstamp deliver_at;
   uint64_t seq;
   size_t len;
@@ -104,8 +104,7 @@ uint64_t qt_rand(qt_world *w);
 int qt_add_server(qt_world *w, const uvq_settings *settings,
                   int (*on_accept)(uvq_endpoint *, uvq_conn *,
                                    const uvq_accept_info *,
-                                   const uvq_app_callbacks **, void **,
-                                   void *),
+                                   const uvq_app_callbacks **, void **, void *),
                   void *user_data);
 int qt_add_client(qt_world *w, const uvq_settings *settings, void *user_data);
 
@@ -118,8 +117,8 @@ int qt_connect(qt_world *w, int c, int s, const uvq_app_callbacks *cb,
 int qt_run(qt_world *w, int (*done)(void *ud), void *ud, uvq_tstamp limit);
 
 /* Delivers a raw datagram to node |dst| from address |from|. */
-void qt_inject(qt_world *w, int dst, const uvq_addr *from,
-               const uint8_t *data, size_t len);
+void qt_inject(qt_world *w, int dst, const uvq_addr *from, const uint8_t *data,
+               size_t len);
 
 /* Makes 127.0.0.1:|port| in |a|. */
 void qt_addr_v4(uvq_addr *a, uint16_t port);

@@ -12,7 +12,7 @@
 #include "uvquic/uvquic.h"
 
 typedef struct qt_mem {
-  uvq_mem mem; /* hand &m->mem to the library */
+  uvq_mem mem;      /* hand &m->mem to the library */
   uint64_t count;   /* allocation attempts (malloc, calloc, realloc) */
   uint64_t fail_at; /* 1-based attempt to refuse; 0 = never */
   int fail_after;   /* refuse every attempt from fail_at on, not just one */
