@@ -147,9 +147,10 @@ static ngtcp2_ssize write_datagram(uvq_conn *conn, ngtcp2_path *path,
     if (s) {
       sid = s->id;
       uint64_t offered;
-      iovcnt = uvq_stream_unsent_iov(s, iov, 16, &offered);
+      iovcnt = uvq_stream_unsent_iov(s, iov, 16, buflen, &offered);
       /* FIN only with the stream's last byte: ngtcp2 adds it whenever all
-       * of the iov fits, and the iov may stop short of the end. */
+       * of the iov fits, and the iov may stop short of the end (at 16
+       * chunks, or at a packet's worth). */
       if (s->fin_requested && !s->fin_sent && s->sent + offered == s->written) {
         flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
       }

@@ -402,10 +402,12 @@ int uvq_stream_create(uvq_conn *conn, int64_t id, void *user_data,
 void uvq_stream_destroy(uvq_conn *conn, uvq_stream *s);
 void uvq_stream_ready(uvq_conn *conn, uvq_stream *s);
 void uvq_stream_unready(uvq_conn *conn, uvq_stream *s);
-/* Fills |iov| with unsent data of |s| from offset s->sent; *ptotal gets
- * the bytes offered (less than what is unsent when |iovcnt| runs out). */
+/* Fills |iov| with unsent data of |s| from offset s->sent, up to the chunk
+ * that reaches |maxbytes| (what one packet can carry); *ptotal gets the
+ * bytes offered (less than what is unsent when |iovcnt| or |maxbytes| ends
+ * the walk). */
 size_t uvq_stream_unsent_iov(uvq_stream *s, ngtcp2_vec *iov, size_t iovcnt,
-                             uint64_t *ptotal);
+                             size_t maxbytes, uint64_t *ptotal);
 /* ngtcp2 took |n| bytes (and FIN if |flags| has it and nothing is left). */
 void uvq_stream_consumed(uvq_conn *conn, uvq_stream *s, size_t n,
                          uint32_t flags);

@@ -243,12 +243,14 @@ size_t uvq_stream_buffered(const uvq_stream *s) {
 }
 
 size_t uvq_stream_unsent_iov(uvq_stream *s, ngtcp2_vec *iov, size_t iovcnt,
-                             uint64_t *ptotal) {
+                             size_t maxbytes, uint64_t *ptotal) {
   uvq_chunk *c = s->send_chunk;
   uint64_t coff = s->send_chunk_offset;
   uint64_t total = 0;
   size_t n = 0;
-  while (c && n < iovcnt) {
+  /* No further than one packet can carry: this runs for every packet, and
+   * a send buffer may hold hundreds of chunks. */
+  while (c && n < iovcnt && total < maxbytes) {
     uint64_t start = s->sent > coff ? s->sent - coff : 0;
     if (start < c->len) {
       iov[n].base = (uint8_t *)(uintptr_t)(c->base + start);
