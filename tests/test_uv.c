@@ -1025,6 +1025,8 @@ static void test_uv_bulk_eagain(void **state) {
   assert_true(b.eagain_cli_quarter);
   assert_true(b.eagain_cli_half);
   assert_true(b.eagain_srv);
+  /* The server watched for writability after the pushback. */
+  assert_true(b.srv_uv.writable_wakeups > 0);
   assert_int_equal(b.srv_core.dropped[UVQ_DROP_SEND_ERROR], 0);
   assert_int_equal(b.cli_core.dropped[UVQ_DROP_SEND_ERROR], 0);
   assert_int_equal(b.srv_uv.send_errors, 0);
@@ -1357,6 +1359,8 @@ static void test_uv_many_connections_eagain(void **state) {
   assert_true(f.cli_est_injected);
   assert_true(f.srv_uv.queued_batches > 0);
   assert_true(f.cli_uv.queued_batches > 0);
+  assert_true(f.srv_uv.writable_wakeups > 0);
+  assert_true(f.cli_uv.writable_wakeups > 0);
 }
 
 static void test_uv_stats_bad_arguments(void **state) {

@@ -180,6 +180,9 @@ typedef struct uvq_uv_stats {
    * the socket closed: dropped and counted here (loss recovery resends
    * what they carried). */
   uint64_t send_errors;
+  /** Wake-ups because a socket that had pushed back (EAGAIN) became
+   * writable again. */
+  uint64_t writable_wakeups;
 } uvq_uv_stats;
 
 /**

@@ -402,6 +402,9 @@ static void uep_on_poll(uv_poll_t *h, int status, int events) {
   if (events & UV_READABLE) {
     uep_read(uep, &uep->udp, &uep->local);
   }
+  if (events & UV_WRITABLE) {
+    uep->udp.stats.writable_wakeups++;
+  }
   /* One flush covers both the received batch and a writable socket. */
   uep_flush(uep);
 }
@@ -418,6 +421,9 @@ static void uep_on_sock_poll(uv_poll_t *h, int status, int events) {
   }
   if (events & UV_READABLE) {
     uep_read(uep, &k->udp, &k->local);
+  }
+  if (events & UV_WRITABLE) {
+    k->udp.stats.writable_wakeups++;
   }
   uep_flush(uep);
 }
@@ -834,6 +840,7 @@ int uvq_uv_endpoint_get_stats(uvq_uv_endpoint *uep, uvq_uv_stats *st) {
     st->txtime_msgs += x->txtime_msgs;
     st->queued_batches += x->queued_batches;
     st->send_errors += x->send_errors;
+    st->writable_wakeups += x->writable_wakeups;
     for (int i = 0; i < 4; i++) {
       st->ecn_sent[i] += x->ecn_sent[i];
       st->ecn_received[i] += x->ecn_received[i];
