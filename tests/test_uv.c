@@ -1073,6 +1073,7 @@ typedef struct mc_fixture {
    * again from the first server on_accept / on_established and the first
    * client on_established, so that batches are queued when it hits. */
   unsigned eagain;
+  int send_errno, srv_errno_injected;
   int srv_accept_injected, srv_est_injected, cli_est_injected;
   /* Server side (all connections share the fixture). */
   int accepted;
@@ -1138,6 +1139,11 @@ static int mc_accept(uvq_listener *l, uvq_conn *conn,
   if (f->eagain && !f->srv_accept_injected) {
     f->srv_accept_injected = 1;
     uvq_uv_endpoint_inject_eagain(l, f->eagain);
+  }
+  if (f->send_errno && !f->srv_errno_injected) {
+    /* The server's first flight is queued next; its first message fails. */
+    f->srv_errno_injected = 1;
+    uvq_uv_endpoint_inject_send_errno(l, f->send_errno);
   }
   *pcallbacks = &mc_srv_cbs;
   *pconn_user_data = f;
@@ -1229,7 +1235,7 @@ static void mc_watchdog(uv_timer_t *t) {
  * flights, echoes, ACKs and closes are small batches: the send queue makes
  * them leave several per system call. With |eagain| the sockets refuse
  * that many send calls at creation and again once batches are queued. */
-static void run_many(mc_fixture *f, unsigned eagain) {
+static void run_many(mc_fixture *f, unsigned eagain, int send_errno) {
   struct sockaddr_storage ss;
   uvq_addr bound;
   size_t sent = 0;
@@ -1237,6 +1243,7 @@ static void run_many(mc_fixture *f, unsigned eagain) {
 
   memset(f, 0, sizeof(*f));
   f->eagain = eagain;
+  f->send_errno = send_errno;
   assert_int_equal(uv_loop_init(&f->loop), 0);
   {
     fixture tf;
@@ -1298,17 +1305,26 @@ static void run_many(mc_fixture *f, unsigned eagain) {
   assert_int_equal(f->srv_closed, MC_CONNS);
   assert_int_equal(f->srv_close_errors, 0);
   assert_int_equal(f->closes, 2);
-  /* Nothing the queue took was lost or refused: the adapter sent every
-   * datagram the core counted as sent. */
-  assert_int_equal(f->srv_uv.send_errors, 0);
+  /* Nothing the queue took was lost or refused, except the message whose
+   * send was made to fail (one or more datagrams: a GSO message fails
+   * whole): the adapter sent every other datagram the core counted as
+   * sent, and the refused ones are in both the adapter's send_errors and
+   * the core's drop counter. */
+  if (send_errno) {
+    assert_true(f->srv_uv.send_errors > 0);
+  } else {
+    assert_int_equal(f->srv_uv.send_errors, 0);
+  }
   assert_int_equal(f->cli_uv.send_errors, 0);
-  assert_int_equal(f->srv_uv.datagrams_sent, f->srv_core.datagrams_sent);
+  assert_int_equal(f->srv_uv.datagrams_sent + f->srv_uv.send_errors,
+                   f->srv_core.datagrams_sent);
   assert_int_equal(f->cli_uv.datagrams_sent, f->cli_core.datagrams_sent);
-  /* Nor did the core drop anything: a datagram written after the socket
-   * filled up is kept (a batch of its own when it cannot join the kept
-   * ones), not dropped. */
+  /* Nor did the core drop anything else: a datagram written after the
+   * socket filled up is kept (a batch of its own when it cannot join the
+   * kept ones), not dropped. */
   (void)eagain;
-  assert_int_equal(f->srv_core.dropped[UVQ_DROP_SEND_ERROR], 0);
+  assert_int_equal(f->srv_core.dropped[UVQ_DROP_SEND_ERROR],
+                   f->srv_uv.send_errors);
   assert_int_equal(f->cli_core.dropped[UVQ_DROP_SEND_ERROR], 0);
 
   assert_int_equal(uv_loop_close(&f->loop), 0);
@@ -1338,7 +1354,7 @@ static void test_uv_many_connections_coalesced(void **state) {
   static mc_fixture f;
 
   (void)state;
-  run_many(&f, 0);
+  run_many(&f, 0, 0);
   print_many("coalesced", &f);
   assert_true(f.srv_uv.queued_batches > 0);
   assert_true(f.srv_uv.send_msgs > f.srv_uv.send_calls);
@@ -1352,7 +1368,7 @@ static void test_uv_many_connections_eagain(void **state) {
   static mc_fixture f;
 
   (void)state;
-  run_many(&f, 8);
+  run_many(&f, 8, 0);
   print_many("eagain", &f);
   assert_true(f.srv_accept_injected);
   assert_true(f.srv_est_injected);
@@ -1361,6 +1377,21 @@ static void test_uv_many_connections_eagain(void **state) {
   assert_true(f.cli_uv.queued_batches > 0);
   assert_true(f.srv_uv.writable_wakeups > 0);
   assert_true(f.cli_uv.writable_wakeups > 0);
+}
+
+/* A queued datagram the kernel refuses outright (EMSGSIZE, as an oversized
+ * PMTUD probe would get) is dropped, counted by the adapter and reported
+ * to the core's drop counter; loss recovery resends what it carried, and
+ * every connection still completes. */
+static void test_uv_many_connections_send_error(void **state) {
+  static mc_fixture f;
+
+  (void)state;
+  run_many(&f, 0, EMSGSIZE);
+  print_many("send error", &f);
+  assert_true(f.srv_errno_injected);
+  assert_true(f.srv_uv.send_errors > 0);
+  assert_true(f.srv_uv.send_errors <= UVQ_UDP_GSO_MAX_SEGMENTS);
 }
 
 static void test_uv_stats_bad_arguments(void **state) {
@@ -1591,6 +1622,7 @@ int main(void) {
       cmocka_unit_test(test_uv_bulk_eagain),
       cmocka_unit_test(test_uv_many_connections_coalesced),
       cmocka_unit_test(test_uv_many_connections_eagain),
+      cmocka_unit_test(test_uv_many_connections_send_error),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -457,7 +457,11 @@ typedef struct uvq_tls_config {
   /**
    * Extra GnuTLS priority string for the cipher suites, e.g.
    * "-CIPHER-ALL:+CHACHA20-POLY1305"; NULL = uvquic's default (AES-128-GCM,
-   * AES-256-GCM, ChaCha20-Poly1305, TLS 1.3 only).
+   * AES-256-GCM, ChaCha20-Poly1305, TLS 1.3 only). It is appended to the
+   * default, which also sets the key-exchange groups: X25519 first (the
+   * cheapest here), then P-256, P-384, X448, P-521; no FFDHE groups, which
+   * QUIC peers do not use. "-GROUP-ALL:+GROUP-SECP256R1" and the like
+   * change that.
    */
   const char *ciphers;
   /**
@@ -1602,6 +1606,14 @@ UVQ_EXTERN uint64_t uvq_handshake_time_bucket_le(size_t i);
  * no socket of its own to notice.
  */
 UVQ_EXTERN void uvq_endpoint_add_gso_fallbacks(uvq_endpoint *ep, uint64_t n);
+
+/**
+ * uvq_endpoint_add_send_errors counts |n| datagrams as dropped with
+ * UVQ_DROP_SEND_ERROR. For drivers that take datagrams (the send callback
+ * returned them as taken, so the core counted them sent) and only later
+ * learn that the kernel refused them — the libuv adapter's send queue.
+ */
+UVQ_EXTERN void uvq_endpoint_add_send_errors(uvq_endpoint *ep, uint64_t n);
 
 /**
  * uvq_endpoint_write_prometheus writes the endpoint's counters in the

@@ -177,8 +177,9 @@ typedef struct uvq_uv_stats {
   uint64_t queued_batches;
   /** Datagrams the kernel refused outright (not EAGAIN: e.g. EMSGSIZE,
    * ENETUNREACH) after the send queue had taken them, or still queued when
-   * the socket closed: dropped and counted here (loss recovery resends
-   * what they carried). */
+   * the socket closed: dropped and counted here and in the core's
+   * dropped[UVQ_DROP_SEND_ERROR] (loss recovery resends what they
+   * carried). */
   uint64_t send_errors;
   /** Wake-ups because a socket that had pushed back (EAGAIN) became
    * writable again. */

@@ -325,6 +325,12 @@ void uvq_endpoint_add_gso_fallbacks(uvq_endpoint *ep, uint64_t n) {
   }
 }
 
+void uvq_endpoint_add_send_errors(uvq_endpoint *ep, uint64_t n) {
+  if (ep) {
+    ep->stats.dropped[UVQ_DROP_SEND_ERROR] += n;
+  }
+}
+
 /* ---- Prometheus text exposition --------------------------------------- */
 
 typedef struct prom {

@@ -6,6 +6,17 @@
 
 #include "core/mem.h"
 
+/* Under AddressSanitizer a cached buffer is poisoned (all but the free-list
+ * link), so a use after it went back to the pool is still caught. */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define POOL_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define POOL_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POOL_POISON(p, n) ((void)(p), (void)(n))
+#define POOL_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 typedef struct pool_free {
   struct pool_free *next;
 } pool_free;
@@ -48,6 +59,7 @@ void uvq_pool_trim(uvq_pool *pool) {
     while (pool->free[i]) {
       pool_free *f = pool->free[i];
       pool->free[i] = f->next;
+      POOL_UNPOISON(f, class_sizes[i]);
       uvq_free(pool->mem, f);
     }
   }
@@ -70,6 +82,7 @@ void *uvq_pool_get(uvq_pool *pool, int cls) {
   pool_free *f = pool->free[cls];
   if (f) {
     pool->free[cls] = f->next;
+    POOL_UNPOISON(f, class_sizes[cls]);
     pool->st.cached_bytes -= class_sizes[cls];
     pool->st.hits++;
   } else {
@@ -105,6 +118,7 @@ void uvq_pool_put(uvq_pool *pool, int cls, void *buf) {
   }
   f->next = pool->free[cls];
   pool->free[cls] = f;
+  POOL_POISON((char *)buf + sizeof(*f), class_sizes[cls] - sizeof(*f));
   pool->st.cached_bytes += class_sizes[cls];
 }
 

@@ -122,12 +122,18 @@ static int sock_serves(const uvq_udp *u, const uvq_addr *bound,
          ((const struct sockaddr_in6 *)&bound->ss)->sin6_port;
 }
 
-/* The core's metrics (Prometheus) count GSO fallbacks too. */
+/* The core's metrics (Prometheus, the drop counters) count GSO fallbacks
+ * and the queued datagrams the kernel refused too. */
 static void report_fallbacks(uvq_endpoint *ep, uvq_udp *u) {
   if (u->stats.gso_fallbacks != u->gso_fallbacks_reported) {
     uvq_endpoint_add_gso_fallbacks(ep, u->stats.gso_fallbacks -
                                            u->gso_fallbacks_reported);
     u->gso_fallbacks_reported = u->stats.gso_fallbacks;
+  }
+  if (u->stats.send_errors != u->send_errors_reported) {
+    uvq_endpoint_add_send_errors(ep, u->stats.send_errors -
+                                         u->send_errors_reported);
+    u->send_errors_reported = u->stats.send_errors;
   }
 }
 
@@ -188,12 +194,18 @@ static void uep_one_handle_closed(uvq_uv_endpoint *uep) {
   if (--uep->handles_open > 0) {
     return;
   }
-  /* Every handle is closed: nothing of libuv refers to the fds any more. */
+  /* Every handle is closed: nothing of libuv refers to the fds any more.
+   * Closing makes a last try at what is queued; what the core counted as
+   * sent and never left is reported before |close_cb| reads the stats. */
   uvq_udp_close(&uep->udp);
+  report_fallbacks(uep->ep, &uep->udp);
   uvq_free(uep->mem, uep->udp.txq);
+  uep->udp.txq = NULL;
   for (uep_sock *k = uep->socks; k; k = k->next) {
     uvq_udp_close(&k->udp);
+    report_fallbacks(uep->ep, &k->udp);
     uvq_free(uep->mem, k->udp.txq);
+    k->udp.txq = NULL;
   }
   close(uep->tfd);
   uep->tfd = -1;
@@ -295,6 +307,19 @@ static void uep_arm_timer(uvq_uv_endpoint *uep) {
   uep->armed = exp;
 }
 
+/* Nonzero if a socket's send queue still holds datagrams. */
+static int queues_pending(const uvq_uv_endpoint *uep) {
+  if (uvq_udp_pending(&uep->udp)) {
+    return 1;
+  }
+  for (const uep_sock *k = uep->socks; k; k = k->next) {
+    if (uvq_udp_pending(&k->udp)) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
 /* After any call into the core: watch for writability if blocked, re-arm
  * the timer, and finish a graceful close once no connection is left. */
 static void uep_update(uvq_uv_endpoint *uep) {
@@ -317,13 +342,16 @@ static void uep_update(uvq_uv_endpoint *uep) {
       uep->blocked = 1;
     }
   }
-  if (uep->state == UEP_CLOSING && (uvq_endpoint_conn_count(uep->ep) == 0 ||
-                                    (uep->close_now && !uep->close_pending &&
-                                     !uep->blocked && !uep->in_core))) {
+  if (uep->state == UEP_CLOSING && !(uep->blocked && queues_pending(uep)) &&
+      (uvq_endpoint_conn_count(uep->ep) == 0 ||
+       (uep->close_now && !uep->close_pending && !uep->blocked &&
+        !uep->in_core))) {
     /* With close_now the flush that just returned wrote every close packet
      * that was due (it was not blocked); the connections left are only
      * waiting out their closing/draining periods, and uvq_endpoint_del
-     * frees them with the rest. */
+     * frees them with the rest. Either way, datagrams still queued because
+     * the socket was full (a connection's last CONNECTION_CLOSE, say) are
+     * waited for: the socket is watched for writability below. */
     uep_close_handles(uep);
     return;
   }
@@ -864,6 +892,10 @@ void uvq_uv_endpoint_inject_gso_errno(uvq_uv_endpoint *uep, int err) {
 
 void uvq_uv_endpoint_inject_eagain(uvq_uv_endpoint *uep, unsigned n) {
   uep->udp.inject_eagain = n;
+}
+
+void uvq_uv_endpoint_inject_send_errno(uvq_uv_endpoint *uep, int err) {
+  uep->udp.inject_send_errno = err;
 }
 
 int uvq_uv_endpoint_add_local(uvq_uv_endpoint *uep,

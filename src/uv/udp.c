@@ -403,8 +403,7 @@ static size_t per_msg_of(const uvq_udp *u, size_t count, size_t seg) {
 }
 
 /* Fills message |n| with |nd| datagrams of |b| from datagram |idx| on,
- * sharing |ctrl| (|withseg| bytes with UDP_SEGMENT, |plain| without).
- * Returns its byte length. */
+ * sharing |ctrl| (|withseg| bytes with UDP_SEGMENT, |plain| without). */
 static void fill_msg(uvq_udp *u, size_t n, const uvq_send_batch *b, size_t idx,
                      size_t nd, uint8_t *ctrl, size_t withseg, size_t plain) {
   size_t seg = b->segment_size ? b->segment_size : b->datalen;
@@ -432,6 +431,11 @@ static void fill_msg(uvq_udp *u, size_t n, const uvq_send_batch *b, size_t idx,
  * the test hook). */
 static int send_msgs(uvq_udp *u, size_t n, int gso) {
   int rv;
+  if (u->inject_send_errno) {
+    errno = u->inject_send_errno;
+    u->inject_send_errno = 0;
+    return -1;
+  }
   if (u->inject_eagain) {
     u->inject_eagain--;
     errno = EAGAIN;

@@ -52,6 +52,11 @@ typedef struct uvq_udp_qent {
   size_t withseg, plain;
 } uvq_udp_qent;
 
+/* msg_ent / msg_nd below are uint16_t. */
+_Static_assert(UVQ_UDP_TXQ_ENTRIES <= UINT16_MAX &&
+                   UVQ_UDP_GSO_MAX_SEGMENTS <= UINT16_MAX,
+               "send queue indices must fit uint16_t");
+
 typedef struct uvq_udp_txq {
   uvq_udp_qent ent[UVQ_UDP_TXQ_ENTRIES];
   /* Entries [head, n) wait; the first |head_done| datagrams of ent[head]
@@ -107,8 +112,12 @@ typedef struct uvq_udp {
   /* Test hook: the next this many send calls fail with EAGAIN without
    * reaching the kernel. */
   unsigned inject_eagain;
-  /* stats.gso_fallbacks already reported to the core. */
+  /* Test hook: the next send call fails with this errno (0 = off). */
+  int inject_send_errno;
+  /* stats.gso_fallbacks and stats.send_errors already reported to the
+   * core. */
   uint64_t gso_fallbacks_reported;
+  uint64_t send_errors_reported;
   /* Send queue of small batches (NULL: every batch is sent at once). The
    * owner allocates it and frees it after uvq_udp_close. */
   uvq_udp_txq *txq;
@@ -206,5 +215,11 @@ void uvq_uv_endpoint_inject_gso_errno(uvq_uv_endpoint *uep, int err);
  * fail with EAGAIN as if the socket buffer were full.
  */
 void uvq_uv_endpoint_inject_eagain(uvq_uv_endpoint *uep, unsigned n);
+
+/*
+ * Test hook (not exported): the next send call of |uep|'s first socket
+ * fails with |err| as if the kernel had refused its first message.
+ */
+void uvq_uv_endpoint_inject_send_errno(uvq_uv_endpoint *uep, int err);
 
 #endif
