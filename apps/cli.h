@@ -115,6 +115,29 @@ static inline int cli_resolve(const char *host, const char *port, int passive,
   return 0;
 }
 
+/* cli_fail_usage prints "PROGRAM: " and |fmt| with |arg| on stderr and
+ * exits 2 (bad command line). */
+static inline void cli_fail_usage(const char *fmt, const char *arg) {
+  fprintf(stderr, "%s: ", program_invocation_short_name);
+  fprintf(stderr, fmt, arg);
+  fputc('\n', stderr);
+  exit(CLI_EXIT_USAGE);
+}
+
+/* cli_fail_getopt reports what getopt_long refused (|c| is what it
+ * returned: ':' for a missing argument, anything else for an unknown
+ * option) and exits 2. */
+static inline void cli_fail_getopt(int c, char *const argv[]) {
+  if (c == ':') {
+    cli_fail_usage("option %s needs an argument", argv[optind - 1]);
+  }
+  if (optopt) {
+    char opt[3] = {'-', (char)optopt, '\0'};
+    cli_fail_usage("unknown option %s", opt);
+  }
+  cli_fail_usage("unknown option %s", argv[optind - 1]);
+}
+
 /*
  * cli_parse_ms parses a whole number of milliseconds in 1..60000 for
  * option |opt| and returns it in nanoseconds; anything else exits 2.

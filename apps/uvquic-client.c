@@ -201,13 +201,6 @@ struct client {
   json_t *stats;
 };
 
-static void fail_usage(const char *fmt, const char *arg) {
-  fprintf(stderr, "uvquic-client: ");
-  fprintf(stderr, fmt, arg);
-  fputc('\n', stderr);
-  exit(CLI_EXIT_USAGE);
-}
-
 static void usage(FILE *f) {
   fprintf(
       f, "usage: uvquic-client [OPTIONS] https://HOST:PORT/path...\n"
@@ -1991,8 +1984,8 @@ int main(int argc, char **argv) {
       c.rate = strtod(optarg, &end);
       if (errno || *end || optarg[0] == '\0' || !(c.rate >= 1) ||
           c.rate > 1000000) {
-        fail_usage("bad --rate \"%s\" (requests per second, 1..1000000)",
-                   optarg);
+        cli_fail_usage("bad --rate \"%s\" (requests per second, 1..1000000)",
+                       optarg);
       }
       break;
     }
@@ -2002,7 +1995,7 @@ int main(int argc, char **argv) {
       c.conc = strtoul(optarg, &end, 10);
       if (errno || *end || optarg[0] == '-' || c.conc == 0 ||
           c.conc > 1000000) {
-        fail_usage("bad --concurrency \"%s\" (1..1000000)", optarg);
+        cli_fail_usage("bad --concurrency \"%s\" (1..1000000)", optarg);
       }
       conc_set = 1;
       break;
@@ -2013,7 +2006,7 @@ int main(int argc, char **argv) {
       } else if (strcmp(optarg, UVQ_HQ_ALPN) == 0) {
         c.proto = PROTO_HQ;
       } else {
-        fail_usage("bad --alpn \"%s\" (h3 or hq-interop)", optarg);
+        cli_fail_usage("bad --alpn \"%s\" (h3 or hq-interop)", optarg);
       }
       break;
     case 'n': {
@@ -2022,45 +2015,38 @@ int main(int argc, char **argv) {
       c.rounds = strtoul(optarg, &end, 10);
       if (errno || *end || optarg[0] == '-' || c.rounds == 0 ||
           c.rounds > 1000000) {
-        fail_usage("bad --connections \"%s\" (1..1000000)", optarg);
+        cli_fail_usage("bad --connections \"%s\" (1..1000000)", optarg);
       }
       break;
     }
     case 'h':
       usage(stdout);
       return CLI_EXIT_OK;
-    case ':':
-      fail_usage("option %s needs an argument", argv[optind - 1]);
-      break;
     default:
-      if (optopt) {
-        char opt[3] = {'-', (char)optopt, '\0'};
-        fail_usage("unknown option %s", opt);
-      }
-      fail_usage("unknown option %s", argv[optind - 1]);
+      cli_fail_getopt(ch, argv);
     }
   }
   c.nurls = (size_t)(argc - optind);
   if (c.nurls == 0) {
-    fail_usage("%s", "no URL given");
+    cli_fail_usage("%s", "no URL given");
   }
   if (c.out_file && c.out_dir) {
-    fail_usage("%s", "-o and --output-dir exclude each other");
+    cli_fail_usage("%s", "-o and --output-dir exclude each other");
   }
   if (c.out_file && c.nurls != 1) {
-    fail_usage("%s", "-o takes exactly one URL");
+    cli_fail_usage("%s", "-o takes exactly one URL");
   }
   if (c.out_dir) {
     struct stat sb;
     if (stat(c.out_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-      fail_usage("--output-dir %s is not a directory", c.out_dir);
+      cli_fail_usage("--output-dir %s is not a directory", c.out_dir);
     }
   }
   if ((c.rate > 0) != (c.duration > 0)) {
-    fail_usage("%s", "--rate and --duration go together");
+    cli_fail_usage("%s", "--rate and --duration go together");
   }
   if (c.rate > 0 && c.hold > 0) {
-    fail_usage("%s", "--rate and --hold exclude each other");
+    cli_fail_usage("%s", "--rate and --hold exclude each other");
   }
   /* The rate phase spreads its requests over all the connections. */
   if (c.rate > 0 && !conc_set) {
@@ -2068,20 +2054,21 @@ int main(int argc, char **argv) {
   }
   c.lg = c.conc > 1 || c.hold > 0 || c.rate > 0;
   if (c.lg && (c.out_file || c.out_dir)) {
-    fail_usage("%s", "--concurrency, --hold and --rate discard bodies: no "
-                     "-o / --output-dir");
+    cli_fail_usage("%s", "--concurrency, --hold and --rate discard bodies: no "
+                         "-o / --output-dir");
   }
   if (c.lg && c.proto == PROTO_HQ && c.rate > 0) {
-    fail_usage("%s", "--rate needs --alpn h3");
+    cli_fail_usage("%s", "--rate needs --alpn h3");
   }
   if (c.nat_rebinding && c.migrate_ms == 0) {
-    fail_usage("%s", "--nat-rebinding needs --migrate-after");
+    cli_fail_usage("%s", "--nat-rebinding needs --migrate-after");
   }
   if (c.lg && (c.token_file || c.session_file || c.stats_json ||
                c.key_update_ms || c.migrate_ms)) {
-    fail_usage("%s", "--token-file, --session-file, --stats-json, "
-                     "--key-update and --migrate-after are not for the load "
-                     "generator");
+    cli_fail_usage("%s",
+                   "--token-file, --session-file, --stats-json, "
+                   "--key-update and --migrate-after are not for the load "
+                   "generator");
   }
   cli_common_apply(&c.cc, &c.settings);
   if (c.token_file) {
@@ -2091,24 +2078,24 @@ int main(int argc, char **argv) {
     kv_load(&g_sessions, c.session_file);
   }
   if (c.stats_json && (c.stats = json_array()) == NULL) {
-    fail_usage("%s", "out of memory");
+    cli_fail_usage("%s", "out of memory");
   }
   if (ca && access(ca, R_OK) != 0) {
     snprintf(err, sizeof(err), "cannot read CA file %s: %s", ca,
              strerror(errno));
-    fail_usage("%s", err);
+    cli_fail_usage("%s", err);
   }
 
   /* Parse and group by HOST:PORT, in order of first appearance. */
   c.urls = calloc(c.nurls, sizeof(*c.urls));
   c.groups = calloc(c.nurls, sizeof(*c.groups));
   if (c.urls == NULL || c.groups == NULL) {
-    fail_usage("%s", "out of memory");
+    cli_fail_usage("%s", "out of memory");
   }
   for (i = 0; i < c.nurls; ++i) {
     url *u = &c.urls[i];
     if (parse_url(u, argv[optind + (int)i], err, sizeof(err)) != 0) {
-      fail_usage("%s", err);
+      cli_fail_usage("%s", err);
     }
     for (j = 0; j < c.ngroups; ++j) {
       if (strcasecmp(c.groups[j].host, u->host) == 0 &&
@@ -2123,15 +2110,15 @@ int main(int argc, char **argv) {
       snprintf(g->port, sizeof(g->port), "%s", u->port);
       if (cli_resolve(g->host, g->port, 0, &g->addr, &len, err, sizeof(err)) !=
           0) {
-        fail_usage("%s", err);
+        cli_fail_usage("%s", err);
       }
     }
     u->group = j;
     c.groups[j].nurls++;
   }
   if (c.lg && c.ngroups != 1) {
-    fail_usage("%s", "--concurrency, --hold and --rate take URLs of one "
-                     "HOST:PORT");
+    cli_fail_usage("%s", "--concurrency, --hold and --rate take URLs of one "
+                         "HOST:PORT");
   }
   for (j = 0; j < c.ngroups; ++j) {
     group *g = &c.groups[j];
@@ -2139,7 +2126,7 @@ int main(int argc, char **argv) {
     g->urls = calloc(g->nurls, sizeof(*g->urls));
     g->reqs = c.proto == PROTO_HQ ? calloc(g->nurls, sizeof(*g->reqs)) : NULL;
     if (g->urls == NULL || (c.proto == PROTO_HQ && g->reqs == NULL)) {
-      fail_usage("%s", "out of memory");
+      cli_fail_usage("%s", "out of memory");
     }
     g->nurls = 0;
   }

@@ -350,13 +350,6 @@ static void usage(FILE *f) {
          "                             Prometheus counters\n" CLI_COMMON_USAGE);
 }
 
-static void fail_usage(const char *fmt, const char *arg) {
-  fprintf(stderr, "uvquic-server: ");
-  fprintf(stderr, fmt, arg);
-  fputc('\n', stderr);
-  exit(CLI_EXIT_USAGE);
-}
-
 static int on_accept(uvq_listener *l, uvq_conn *conn,
                      const uvq_accept_info *info,
                      const uvq_app_callbacks **pcallbacks,
@@ -579,7 +572,7 @@ int main(int argc, char **argv) {
       } else if (strcmp(optarg, "auto") == 0) {
         retry = UVQ_RETRY_AUTO;
       } else {
-        fail_usage("bad --retry \"%s\" (always or auto)", optarg);
+        cli_fail_usage("bad --retry \"%s\" (always or auto)", optarg);
       }
       break;
     case CLI_OPT_FIRST_TOOL:
@@ -603,19 +596,12 @@ int main(int argc, char **argv) {
     case 'h':
       usage(stdout);
       return CLI_EXIT_OK;
-    case ':':
-      fail_usage("option %s needs an argument", argv[optind - 1]);
-      break;
     default:
-      if (optopt) {
-        char opt[3] = {'-', (char)optopt, '\0'};
-        fail_usage("unknown option %s", opt);
-      }
-      fail_usage("unknown option %s", argv[optind - 1]);
+      cli_fail_getopt(c, argv);
     }
   }
   if (optind < argc) {
-    fail_usage("unexpected argument \"%s\"", argv[optind]);
+    cli_fail_usage("unexpected argument \"%s\"", argv[optind]);
   }
   if (gen_keys != NULL) {
     err[0] = '\0';
@@ -628,29 +614,29 @@ int main(int argc, char **argv) {
   }
   if (keys_file != NULL &&
       uvq_keys_load(&keys, keys_file, err, sizeof(err)) != 0) {
-    fail_usage("%s", err);
+    cli_fail_usage("%s", err);
   }
   if ((cert == NULL) != (key == NULL)) {
-    fail_usage("%s", "--cert and --key go together");
+    cli_fail_usage("%s", "--cert and --key go together");
   }
   if (cli_split_hostport(listen_arg, NULL, host, sizeof(host), port,
                          sizeof(port), err, sizeof(err)) != 0 ||
       cli_resolve(host, port, 1, &ss, &sslen, err, sizeof(err)) != 0) {
-    fail_usage("bad --listen: %s", err);
+    cli_fail_usage("bad --listen: %s", err);
   }
   /* A test knob: exercise the resolver used where openat2 is missing. */
   if (getenv("UVQUIC_HQ_NO_OPENAT2") != NULL) {
     hqflags |= UVQ_HQ_SERVER_NO_OPENAT2;
   }
   if (uvq_hq_server_new(&s.hq, root, hqflags, NULL, err, sizeof(err)) != 0) {
-    fail_usage("%s", err);
+    cli_fail_usage("%s", err);
   }
   uvq_hq_server_set_log(s.hq, hq_log_start, hq_log_end, &s);
   if (uvq_fileserve_init(
           &s.fs, root,
           (hqflags & UVQ_HQ_SERVER_NO_OPENAT2) ? UVQ_FILESERVE_NO_OPENAT2 : 0,
           err, sizeof(err)) != 0) {
-    fail_usage("%s", err);
+    cli_fail_usage("%s", err);
   }
   uvq_h3_server_config_default(&h3cfg);
   h3cfg.user_data = &s;
@@ -658,7 +644,7 @@ int main(int argc, char **argv) {
   h3cfg.on_stream_close = h3_on_stream_close;
   rv = uvq_h3_server_new(&s.h3, &h3cfg);
   if (rv != 0) {
-    fail_usage("HTTP/3 setup failed: %s", uvq_strerror(rv));
+    cli_fail_usage("HTTP/3 setup failed: %s", uvq_strerror(rv));
   }
 
   uvq_tls_config_default(&tcfg);
