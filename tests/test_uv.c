@@ -221,26 +221,31 @@ static const uvq_app_callbacks cli_cbs = {
     .on_closed = cli_closed,
 };
 
+/* The tests' hang guard: after |ms| the loop stops and *hung is set, so
+ * the asserts after uv_run report what is missing instead of the test
+ * runner timing out. Never a timing assertion. */
 static void watchdog_cb(uv_timer_t *t) {
-  fixture *f = t->data;
-  /* Only a hang guard: stop the loop so the asserts below report what is
-   * missing instead of the test runner timing out. */
-  f->hung = 1;
-  uv_stop(&f->loop);
+  *(int *)t->data = 1;
+  uv_stop(t->loop);
 }
 
-static void make_tls(fixture *f) {
+static void start_watchdog(uv_loop_t *loop, uv_timer_t *t, int *hung,
+                           uint64_t ms) {
+  uv_timer_init(loop, t);
+  t->data = hung;
+  uv_timer_start(t, watchdog_cb, ms, 0);
+}
+
+static void make_tls(uvq_tls_ctx **stls, uvq_tls_ctx **ctls) {
   uvq_tls_config cfg;
   char err[256];
 
   uvq_tls_config_default(&cfg);
   cfg.alpn = echo_alpn;
   cfg.alpnlen = 1;
-  assert_int_equal(uvq_tls_ctx_new(&f->stls, 1, &cfg, NULL, err, sizeof(err)),
-                   0);
+  assert_int_equal(uvq_tls_ctx_new(stls, 1, &cfg, NULL, err, sizeof(err)), 0);
   cfg.insecure = 1;
-  assert_int_equal(uvq_tls_ctx_new(&f->ctls, 0, &cfg, NULL, err, sizeof(err)),
-                   0);
+  assert_int_equal(uvq_tls_ctx_new(ctls, 0, &cfg, NULL, err, sizeof(err)), 0);
 }
 
 static void run_exchange(int family) {
@@ -260,7 +265,7 @@ static void run_exchange(int family) {
     s6->sin6_addr = in6addr_loopback;
   }
   assert_int_equal(uv_loop_init(&f.loop), 0);
-  make_tls(&f);
+  make_tls(&f.stls, &f.ctls);
   assert_int_equal(uvq_listen(&f.listener, &f.loop, (struct sockaddr *)&ss,
                               NULL, f.stls, on_accept, &f),
                    0);
@@ -283,9 +288,7 @@ static void run_exchange(int family) {
   f.later.data = &f;
   uv_check_init(&f.loop, &f.after_later);
   f.after_later.data = &f;
-  uv_timer_init(&f.loop, &f.watchdog);
-  f.watchdog.data = &f;
-  uv_timer_start(&f.watchdog, watchdog_cb, 60000, 0);
+  start_watchdog(&f.loop, &f.watchdog, &f.hung, 60000);
 
   uv_run(&f.loop, UV_RUN_DEFAULT);
 
@@ -351,7 +354,7 @@ static void test_uv_listen_addr_in_use(void **state) {
   sin.sin_family = AF_INET;
   sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   assert_int_equal(uv_loop_init(&loop), 0);
-  make_tls(&f);
+  make_tls(&f.stls, &f.ctls);
   assert_int_equal(uvq_listen(&l1, &loop, (struct sockaddr *)&sin, NULL, f.stls,
                               refuse_all, &closed),
                    0);
@@ -384,7 +387,7 @@ static void test_uv_bad_arguments(void **state) {
   memset(&sin, 0, sizeof(sin));
   sin.sin_family = AF_INET;
   assert_int_equal(uv_loop_init(&loop), 0);
-  make_tls(&f);
+  make_tls(&f.stls, &f.ctls);
   assert_int_equal(
       uvq_uv_client_new(&c, &loop, AF_UNIX, NULL, NULL, f.ctls, NULL),
       UVQ_ERR_INVALID_ARGUMENT);
@@ -635,12 +638,6 @@ static const uvq_app_callbacks bcli_cbs = {
     .on_closed = bcli_closed,
 };
 
-static void bulk_watchdog(uv_timer_t *t) {
-  bulk *b = t->data;
-  b->hung = 1;
-  uv_stop(&b->loop);
-}
-
 static void set_addr(struct sockaddr_storage *ss, int family, const char *ip,
                      uint16_t port) {
   memset(ss, 0, sizeof(*ss));
@@ -712,13 +709,7 @@ static void run_bulk(bulk *b, const bulk_opts *o) {
   b->eagain = o->inject_eagain;
   b->srv_sid = b->cli_sid = -1;
   assert_int_equal(uv_loop_init(&b->loop), 0);
-  {
-    fixture f;
-    memset(&f, 0, sizeof(f));
-    make_tls(&f);
-    b->stls = f.stls;
-    b->ctls = f.ctls;
-  }
+  make_tls(&b->stls, &b->ctls);
   if (o->txtime) {
     uvq_settings_default(&st);
     st.txtime = 1;
@@ -751,11 +742,9 @@ static void run_bulk(bulk *b, const bulk_opts *o) {
   assert_int_equal(uvq_connect(b->client, (struct sockaddr *)&ss, "localhost",
                                &bcli_cbs, b, NULL),
                    0);
-  uv_timer_init(&b->loop, &b->watchdog);
-  b->watchdog.data = b;
   uv_timer_init(&b->loop, &b->migrate_timer);
   b->migrate_timer.data = b;
-  uv_timer_start(&b->watchdog, bulk_watchdog, 120000, 0);
+  start_watchdog(&b->loop, &b->watchdog, &b->hung, 120000);
 
   uv_run(&b->loop, UV_RUN_DEFAULT);
 
@@ -1224,12 +1213,6 @@ static const uvq_app_callbacks mc_cli_cbs = {
     .on_closed = mc_cli_closed,
 };
 
-static void mc_watchdog(uv_timer_t *t) {
-  mc_fixture *f = t->data;
-  f->hung = 1;
-  uv_stop(&f->loop);
-}
-
 /* MC_CONNS connections opened at once on one client endpoint to one
  * listener, each echoing one short message and closing. Their handshake
  * flights, echoes, ACKs and closes are small batches: the send queue makes
@@ -1245,13 +1228,7 @@ static void run_many(mc_fixture *f, unsigned eagain, int send_errno) {
   f->eagain = eagain;
   f->send_errno = send_errno;
   assert_int_equal(uv_loop_init(&f->loop), 0);
-  {
-    fixture tf;
-    memset(&tf, 0, sizeof(tf));
-    make_tls(&tf);
-    f->stls = tf.stls;
-    f->ctls = tf.ctls;
-  }
+  make_tls(&f->stls, &f->ctls);
   set_addr(&ss, AF_INET, "127.0.0.1", 0);
   assert_int_equal(uvq_listen(&f->listener, &f->loop, (struct sockaddr *)&ss,
                               NULL, f->stls, mc_accept, f),
@@ -1279,9 +1256,7 @@ static void run_many(mc_fixture *f, unsigned eagain, int send_errno) {
                                  &mc_cli_cbs, c, NULL),
                      0);
   }
-  uv_timer_init(&f->loop, &f->watchdog);
-  f->watchdog.data = f;
-  uv_timer_start(&f->watchdog, mc_watchdog, 60000, 0);
+  start_watchdog(&f->loop, &f->watchdog, &f->hung, 60000);
 
   uv_run(&f->loop, UV_RUN_DEFAULT);
 
@@ -1538,12 +1513,6 @@ static const uvq_app_callbacks cn_cli_cbs = {
     .on_closed = cn_cli_closed,
 };
 
-static void cn_watchdog(uv_timer_t *t) {
-  cn_fixture *f = t->data;
-  f->hung = 1;
-  uv_stop(&f->loop);
-}
-
 /* uvq_uv_endpoint_close_now: the client's CONNECTION_CLOSE reaches the
  * server (which sees the peer's NO_ERROR close, not an idle timeout), the
  * client's on_closed fires before the endpoint's close cb, and at that cb
@@ -1554,7 +1523,6 @@ static void test_uv_close_now(void **state) {
   struct sockaddr_in sin;
   cn_fixture f;
   uvq_addr bound;
-  fixture tf;
   (void)state;
 
   memset(&f, 0, sizeof(f));
@@ -1563,9 +1531,7 @@ static void test_uv_close_now(void **state) {
   sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   f.ref = cn_ref_buf;
   assert_int_equal(uv_loop_init(&f.loop), 0);
-  make_tls(&tf);
-  f.stls = tf.stls;
-  f.ctls = tf.ctls;
+  make_tls(&f.stls, &f.ctls);
   assert_int_equal(uvq_listen(&f.listener, &f.loop, (struct sockaddr *)&sin,
                               NULL, f.stls, cn_accept, &f),
                    0);
@@ -1576,9 +1542,7 @@ static void test_uv_close_now(void **state) {
   assert_int_equal(uvq_connect(f.client, (struct sockaddr *)&bound.ss,
                                "localhost", &cn_cli_cbs, &f, NULL),
                    0);
-  uv_timer_init(&f.loop, &f.watchdog);
-  f.watchdog.data = &f;
-  uv_timer_start(&f.watchdog, cn_watchdog, 60000, 0);
+  start_watchdog(&f.loop, &f.watchdog, &f.hung, 60000);
 
   uv_run(&f.loop, UV_RUN_DEFAULT);
 
