@@ -654,26 +654,44 @@ static ssize_t client_provider(uvq_h3_stream *st, uint8_t *buf, size_t len,
   return (ssize_t)n;
 }
 
-static void test_h3_post_echo_5m(void **state) {
-  creq r = {0};
-  cbody b = {0, 5 * MIB, 7, 0, 0, 0, 0, NULL};
+/* POSTs to /echo a body from |b| (the provider) or, with |b| NULL,
+ * |len| pattern bytes of |seed| as a copied buffer. */
+static void post_echo(creq *r, size_t len, uint32_t seed, cbody *b) {
   uvq_h3_request req;
-  uint8_t got[32], want[32];
-  (void)state;
-  setup(NULL, NULL);
+  uint8_t *buf = NULL;
   uvq_h3_request_init(&req);
   req.method = "POST";
   req.scheme = "https";
   req.authority = "localhost";
   req.path = "/echo";
-  req.body.type = UVQ_H3_BODY_PROVIDER;
-  req.body.read = client_provider;
-  req.body.read_user_data = &b;
+  if (b) {
+    req.body.type = UVQ_H3_BODY_PROVIDER;
+    req.body.read = client_provider;
+    req.body.read_user_data = b;
+  } else {
+    buf = malloc(len);
+    assert_non_null(buf);
+    qt_pattern_fill(seed, 0, buf, len);
+    req.body.type = UVQ_H3_BODY_BUFFER;
+    req.body.data = buf;
+    req.body.len = len;
+    req.body.copy = 1;
+  }
   req.cb.on_response = c_on_response;
   req.cb.on_data = c_on_data;
   req.cb.on_complete = c_on_complete;
-  req.user_data = &r;
-  assert_int_equal(uvq_h3_submit(CLI, &req, NULL), 0);
+  req.user_data = r;
+  assert_int_equal(uvq_h3_submit(CLI, &req, &r->st), 0);
+  free(buf);
+}
+
+static void test_h3_post_echo_5m(void **state) {
+  creq r = {0};
+  cbody b = {0, 5 * MIB, 7, 0, 0, 0, 0, NULL};
+  uint8_t got[32], want[32];
+  (void)state;
+  setup(NULL, NULL);
+  post_echo(&r, 0, 0, &b);
   run_until(&r, 1);
   assert_int_equal(r.error, 0);
   assert_int_equal(r.status, 200);
@@ -1030,24 +1048,11 @@ static int upload_held_or_done(void *ud) {
 static void test_h3_upload_wouldblock_resume(void **state) {
   creq r = {0};
   cbody b = {0, 2 * MIB + 777, 9, 500007, 500007, 0, 0, NULL};
-  uvq_h3_request req;
   uint8_t got[32], want[32];
   (void)state;
   setup(NULL, NULL);
   HELD_BODY = &b;
-  uvq_h3_request_init(&req);
-  req.method = "POST";
-  req.scheme = "https";
-  req.authority = "localhost";
-  req.path = "/echo";
-  req.body.type = UVQ_H3_BODY_PROVIDER;
-  req.body.read = client_provider;
-  req.body.read_user_data = &b;
-  req.cb.on_response = c_on_response;
-  req.cb.on_data = c_on_data;
-  req.cb.on_complete = c_on_complete;
-  req.user_data = &r;
-  assert_int_equal(uvq_h3_submit(CLI, &req, &r.st), 0);
+  post_echo(&r, 0, 0, &b);
   /* Not open yet: nothing to resume. */
   assert_int_equal(uvq_h3_resume(r.st), UVQ_ERR_INVALID_STATE);
   while (!r.complete) {
@@ -1210,34 +1215,6 @@ static int client_closed(void *ud) {
 
 /* Submits a POST /echo of |len| bytes of seed |seed|: a copied buffer
  * body, or with |b| a provider body. */
-static void post_echo(creq *r, size_t len, uint32_t seed, cbody *b) {
-  uvq_h3_request req;
-  uint8_t *buf = NULL;
-  uvq_h3_request_init(&req);
-  req.method = "POST";
-  req.scheme = "https";
-  req.authority = "localhost";
-  req.path = "/echo";
-  if (b) {
-    req.body.type = UVQ_H3_BODY_PROVIDER;
-    req.body.read = client_provider;
-    req.body.read_user_data = b;
-  } else {
-    buf = malloc(len);
-    assert_non_null(buf);
-    qt_pattern_fill(seed, 0, buf, len);
-    req.body.type = UVQ_H3_BODY_BUFFER;
-    req.body.data = buf;
-    req.body.len = len;
-    req.body.copy = 1;
-  }
-  req.cb.on_response = c_on_response;
-  req.cb.on_data = c_on_data;
-  req.cb.on_complete = c_on_complete;
-  req.user_data = r;
-  assert_int_equal(uvq_h3_submit(CLI, &req, &r->st), 0);
-  free(buf);
-}
 
 static void assert_body(creq *r, uint64_t len, uint32_t seed) {
   uint8_t got[32], want[32];
