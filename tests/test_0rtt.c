@@ -169,18 +169,13 @@ static int on_accept(uvq_endpoint *ep, uvq_conn *conn,
 static int connect_ex(qt_world *w, int c, int s, side *a, const uint8_t *res,
                       size_t reslen, int early_data) {
   uvq_connect_params p;
-  uvq_path path;
-  path.local = w->nodes[c].addr;
-  path.remote = w->nodes[s].addr;
   uvq_connect_params_default(&p);
-  p.server_name = "localhost";
-  p.path = &path;
   p.callbacks = &app_cb;
   p.user_data = a;
   p.resumption = res;
   p.resumptionlen = reslen;
   p.early_data = early_data;
-  return uvq_endpoint_connect(w->nodes[c].ep, &p, w->now, &a->conn);
+  return qt_connect_params(w, c, s, &p, &a->conn);
 }
 
 static int got_ticket(void *ud) {

@@ -539,17 +539,12 @@ static void test_conn_stream_reset(void **state) {
 static int connect_with_token(qt_world *w, int c, int s, qt_app *cli,
                               const uint8_t *tok, size_t toklen) {
   uvq_connect_params p;
-  uvq_path path;
-  path.local = w->nodes[c].addr;
-  path.remote = w->nodes[s].addr;
   uvq_connect_params_default(&p);
-  p.server_name = "localhost";
-  p.path = &path;
   p.callbacks = &app_cb;
   p.user_data = cli;
   p.token = tok;
   p.tokenlen = toklen;
-  return uvq_endpoint_connect(w->nodes[c].ep, &p, w->now, &cli->conn);
+  return qt_connect_params(w, c, s, &p, &cli->conn);
 }
 
 static void test_conn_new_token_skips_retry(void **state) {

@@ -442,14 +442,12 @@ static void connect_from(qt_world *w, int c, int s, const uvq_addr *local,
   path.local = *local;
   path.remote = w->nodes[s].addr;
   uvq_connect_params_default(&p);
-  p.server_name = "localhost";
   p.path = &path;
   p.callbacks = &qt_app_callbacks;
   p.user_data = cli;
   p.token = token;
   p.tokenlen = tokenlen;
-  assert_int_equal(uvq_endpoint_connect(w->nodes[c].ep, &p, w->now, &cli->conn),
-                   0);
+  assert_int_equal(qt_connect_params(w, c, s, &p, &cli->conn), 0);
   assert_true(qt_run(w, closed_or_established, cli, 5 * UVQ_SECONDS));
 }
 

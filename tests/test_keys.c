@@ -214,19 +214,14 @@ static int redirect_fn(qt_world *w, int from, qt_pkt *p, void *ud) {
 static int connect_to(qt_world *w, int c, int s, side *a, const uint8_t *token,
                       size_t tokenlen, const uint8_t *res, size_t reslen) {
   uvq_connect_params p;
-  uvq_path path;
-  path.local = w->nodes[c].addr;
-  path.remote = w->nodes[s].addr;
   uvq_connect_params_default(&p);
-  p.server_name = "localhost";
-  p.path = &path;
   p.callbacks = &app_cb;
   p.user_data = a;
   p.token = token;
   p.tokenlen = tokenlen;
   p.resumption = res;
   p.resumptionlen = reslen;
-  return uvq_endpoint_connect(w->nodes[c].ep, &p, w->now, &a->app.conn);
+  return qt_connect_params(w, c, s, &p, &a->app.conn);
 }
 
 static int est(void *ud) { return ((side *)ud)->app.established; }

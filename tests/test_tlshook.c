@@ -48,15 +48,11 @@ static void replace_ctx(qt_world *w, int server, const uvq_tls_config *cfg) {
 
 static int connect_sni(qt_world *w, int c, int s, const char *sni, qt_app *a) {
   uvq_connect_params p;
-  uvq_path path;
-  path.local = w->nodes[c].addr;
-  path.remote = w->nodes[s].addr;
   uvq_connect_params_default(&p);
   p.server_name = sni;
-  p.path = &path;
   p.callbacks = &qt_app_callbacks;
   p.user_data = a;
-  return uvq_endpoint_connect(w->nodes[c].ep, &p, w->now, &a->conn);
+  return qt_connect_params(w, c, s, &p, &a->conn);
 }
 
 static int both_established(void *ud) {

@@ -255,18 +255,28 @@ int qt_add_client(qt_world *w, const uvq_settings *settings, void *user_data) {
                   (uint16_t)(50000 + w->nnodes));
 }
 
-int qt_connect(qt_world *w, int c, int s, const uvq_app_callbacks *cb,
-               void *user_data, uvq_conn **pconn) {
-  uvq_connect_params p;
+int qt_connect_params(qt_world *w, int c, int s,
+                      const uvq_connect_params *params, uvq_conn **pconn) {
+  uvq_connect_params p = *params;
   uvq_path path;
   path.local = w->nodes[c].addr;
   path.remote = w->nodes[s].addr;
+  if (p.path == NULL) {
+    p.path = &path;
+  }
+  if (p.server_name == NULL) {
+    p.server_name = "localhost";
+  }
+  return uvq_endpoint_connect(w->nodes[c].ep, &p, w->now, pconn);
+}
+
+int qt_connect(qt_world *w, int c, int s, const uvq_app_callbacks *cb,
+               void *user_data, uvq_conn **pconn) {
+  uvq_connect_params p;
   uvq_connect_params_default(&p);
-  p.server_name = "localhost";
-  p.path = &path;
   p.callbacks = cb;
   p.user_data = user_data;
-  return uvq_endpoint_connect(w->nodes[c].ep, &p, w->now, pconn);
+  return qt_connect_params(w, c, s, &p, pconn);
 }
 
 void qt_inject(qt_world *w, int dst, const uvq_addr *from, const uint8_t *data,

@@ -112,6 +112,12 @@ int qt_add_client(qt_world *w, const uvq_settings *settings, void *user_data);
 int qt_connect(qt_world *w, int c, int s, const uvq_app_callbacks *cb,
                void *user_data, uvq_conn **pconn);
 
+/* Connects client node |c| to server node |s| with |params| (callbacks,
+ * user data, token, resumption, early data...): a NULL path becomes the
+ * path between the two nodes, a NULL server name "localhost". */
+int qt_connect_params(qt_world *w, int c, int s,
+                      const uvq_connect_params *params, uvq_conn **pconn);
+
 /* Runs the world until |done(ud)| returns nonzero, nothing is left to do,
  * or the fake clock passes |limit| ns from now. Returns 1 if |done|. */
 int qt_run(qt_world *w, int (*done)(void *ud), void *ud, uvq_tstamp limit);
