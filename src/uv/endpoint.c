@@ -320,10 +320,12 @@ static int queues_pending(const uvq_uv_endpoint *uep) {
   return 0;
 }
 
-/* After any call into the core: watch for writability if blocked, re-arm
- * the timer, and finish a graceful close once no connection is left. */
+/* After the outermost flush (uep_flush, which every call into the core
+ * ends with; never inside one): send what is queued, watch for
+ * writability if blocked, re-arm the timer, and finish a graceful close
+ * once no connection is left. */
 static void uep_update(uvq_uv_endpoint *uep) {
-  int events;
+  int events, full;
 
   if (uep->state == UEP_CLOSING_HANDLES) {
     return;
@@ -331,21 +333,18 @@ static void uep_update(uvq_uv_endpoint *uep) {
   /* What the send callbacks queued leaves now: the small batches of every
    * connection the last call served, in as few sendmmsg calls as fit. A
    * full socket leaves the rest queued until it is writable. */
-  if (!uep->in_core) {
-    int full = uvq_udp_flush(&uep->udp);
-    report_fallbacks(uep->ep, &uep->udp);
-    for (uep_sock *k = uep->socks; k; k = k->next) {
-      full |= uvq_udp_flush(&k->udp);
-      report_fallbacks(uep->ep, &k->udp);
-    }
-    if (full) {
-      uep->blocked = 1;
-    }
+  full = uvq_udp_flush(&uep->udp);
+  report_fallbacks(uep->ep, &uep->udp);
+  for (uep_sock *k = uep->socks; k; k = k->next) {
+    full |= uvq_udp_flush(&k->udp);
+    report_fallbacks(uep->ep, &k->udp);
+  }
+  if (full) {
+    uep->blocked = 1;
   }
   if (uep->state == UEP_CLOSING && !(uep->blocked && queues_pending(uep)) &&
       (uvq_endpoint_conn_count(uep->ep) == 0 ||
-       (uep->close_now && !uep->close_pending && !uep->blocked &&
-        !uep->in_core))) {
+       (uep->close_now && !uep->close_pending && !uep->blocked))) {
     /* With close_now the flush that just returned wrote every close packet
      * that was due (it was not blocked); the connections left are only
      * waiting out their closing/draining periods, and uvq_endpoint_del
