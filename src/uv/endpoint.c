@@ -124,7 +124,7 @@ static int sock_serves(const uvq_udp *u, const uvq_addr *bound,
 
 /* The core's metrics (Prometheus, the drop counters) count GSO fallbacks
  * and the queued datagrams the kernel refused too. */
-static void report_fallbacks(uvq_endpoint *ep, uvq_udp *u) {
+static void report_to_core(uvq_endpoint *ep, uvq_udp *u) {
   if (u->stats.gso_fallbacks != u->gso_fallbacks_reported) {
     uvq_endpoint_add_gso_fallbacks(ep, u->stats.gso_fallbacks -
                                            u->gso_fallbacks_reported);
@@ -154,7 +154,7 @@ static ssize_t uep_send(uvq_endpoint *ep, const uvq_send_batch *b,
    * connection's burst overwrites: "taken" means the kernel took it, or
    * (a small batch) the socket's send queue copied it. */
   rv = uvq_udp_send(u, b);
-  report_fallbacks(ep, u);
+  report_to_core(ep, u);
   return rv;
 }
 
@@ -198,12 +198,12 @@ static void uep_one_handle_closed(uvq_uv_endpoint *uep) {
    * Closing makes a last try at what is queued; what the core counted as
    * sent and never left is reported before |close_cb| reads the stats. */
   uvq_udp_close(&uep->udp);
-  report_fallbacks(uep->ep, &uep->udp);
+  report_to_core(uep->ep, &uep->udp);
   uvq_free(uep->mem, uep->udp.txq);
   uep->udp.txq = NULL;
   for (uep_sock *k = uep->socks; k; k = k->next) {
     uvq_udp_close(&k->udp);
-    report_fallbacks(uep->ep, &k->udp);
+    report_to_core(uep->ep, &k->udp);
     uvq_free(uep->mem, k->udp.txq);
     k->udp.txq = NULL;
   }
@@ -334,10 +334,10 @@ static void uep_update(uvq_uv_endpoint *uep) {
    * connection the last call served, in as few sendmmsg calls as fit. A
    * full socket leaves the rest queued until it is writable. */
   full = uvq_udp_flush(&uep->udp);
-  report_fallbacks(uep->ep, &uep->udp);
+  report_to_core(uep->ep, &uep->udp);
   for (uep_sock *k = uep->socks; k; k = k->next) {
     full |= uvq_udp_flush(&k->udp);
-    report_fallbacks(uep->ep, &k->udp);
+    report_to_core(uep->ep, &k->udp);
   }
   if (full) {
     uep->blocked = 1;
