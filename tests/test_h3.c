@@ -244,6 +244,13 @@ static int srv_on_request(uvq_h3_stream *st, const uvq_h3_request_info *ri,
   resp.status = 200;
   assert_non_null(ri->authority);
   assert_int_equal(ri->schemelen, 5);
+  /* Lent fields are NUL-terminated past their lengths. */
+  assert_int_equal(ri->path[ri->pathlen], '\0');
+  assert_int_equal(ri->method[ri->methodlen], '\0');
+  for (size_t i = 0; i < ri->nheaders; i++) {
+    assert_int_equal(ri->headers[i].name[ri->headers[i].namelen], '\0');
+    assert_int_equal(ri->headers[i].value[ri->headers[i].valuelen], '\0');
+  }
   if (path_is(ri, "/buf1m")) {
     uint8_t *b = malloc(MIB);
     qt_pattern_fill(1, 0, b, MIB);

@@ -90,7 +90,13 @@ typedef struct uvq_h3_server uvq_h3_server;
 /** One request/response exchange (a request stream), on either side. */
 typedef struct uvq_h3_stream uvq_h3_stream;
 
-/** A header field. Not NUL-terminated; names are lower case on the wire. */
+/**
+ * A header field; names are lower case on the wire. Fields you pass in need
+ * not be NUL-terminated. Fields the library lends you (received requests,
+ * responses and trailers, and the method/scheme/authority/path pointers of
+ * uvq_h3_request_info) are also NUL-terminated, the NUL not counted in the
+ * length; HTTP/3 field values cannot contain NUL (RFC 9114 §4.2).
+ */
 typedef struct uvq_h3_header {
   const char *name;
   size_t namelen;

@@ -29,10 +29,11 @@ int uvq_h3_hdrs_add(const uvq_mem *mem, h3_hdrs *x, const uint8_t *name,
   if (x->too_large) {
     return 0;
   }
-  if (x->len + nlen + vlen > x->cap) {
+  /* Each name and value is followed by a NUL the lengths leave out. */
+  if (x->len + nlen + vlen + 2 > x->cap) {
     size_t cap = x->cap ? x->cap : 256;
     uint8_t *nb;
-    while (cap < x->len + nlen + vlen) {
+    while (cap < x->len + nlen + vlen + 2) {
       cap *= 2;
     }
     nb = uvq_realloc(mem, x->buf, cap);
@@ -55,12 +56,14 @@ int uvq_h3_hdrs_add(const uvq_mem *mem, h3_hdrs *x, const uint8_t *name,
   x->f[x->n].nlen = nlen;
   memcpy(x->buf + x->len, name, nlen);
   x->len += nlen;
+  x->buf[x->len++] = '\0';
   x->f[x->n].voff = x->len;
   x->f[x->n].vlen = vlen;
   if (vlen) {
     memcpy(x->buf + x->len, value, vlen);
   }
   x->len += vlen;
+  x->buf[x->len++] = '\0';
   x->n++;
   return 0;
 }
