@@ -674,7 +674,9 @@ typedef enum uvq_stage {
   UVQ_STAGE_CLOSED = 4
 } uvq_stage;
 
-#define UVQ_APP_CALLBACKS_VERSION 1
+/* 2 added on_write. The core reads members added after version 1 only
+ * when |version| says they are there. */
+#define UVQ_APP_CALLBACKS_VERSION 2
 
 /**
  * uvq_app_callbacks is an application over QUIC (tokio-quiche's
@@ -764,6 +766,15 @@ typedef struct uvq_app_callbacks {
    * new streams and write again. Fires once, just before on_established.
    */
   int (*on_early_data_rejected)(uvq_conn *conn, void *user_data);
+  /**
+   * (version >= 2) The connection is about to write: called at the start
+   * of every flush pass in which it writes packets (handshake and running
+   * stages). What the application writes to streams here leaves in this
+   * pass. Every received packet marks its connection for the next flush,
+   * so an application that answers what it reads can write once per
+   * receive batch here instead of once per packet in on_stream_data.
+   */
+  int (*on_write)(uvq_conn *conn, void *user_data);
 } uvq_app_callbacks;
 
 /** What became of 0-RTT on a connection (uvq_conn_info.early_data). */

@@ -1035,7 +1035,20 @@ static int on_stream_data(uvq_conn *conn, int64_t sid, const uint8_t *data,
                        nghttp3_strerror((int)n));
     }
   }
-  uvq_h3_after(h);
+  /* A GOAWAY due (max_requests_per_conn reached) must name the next
+   * request stream before nghttp3 reads it, so it cannot wait. */
+  if (h->shutdown_pending && !h->closed) {
+    h->shutdown_pending = 0;
+    uvq_h3_do_shutdown(h);
+  }
+  /* What nghttp3 now has to send (and the rest of uvq_h3_after's work)
+   * waits for on_write: once per receive batch, not once per packet. */
+  return 0;
+}
+
+static int on_write(uvq_conn *conn, void *ud) {
+  (void)conn;
+  uvq_h3_after(ud);
   return 0;
 }
 
@@ -1233,6 +1246,7 @@ const uvq_app_callbacks uvq_h3_app_callbacks = {
     .on_closed = on_closed,
     .on_timer = on_timer,
     .on_early_data_rejected = on_early_data_rejected,
+    .on_write = on_write,
 };
 
 /* ------------------------------------------------------------------------ */

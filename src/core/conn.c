@@ -24,6 +24,26 @@ void uvq_conn_to_ngtcp2_path(ngtcp2_path *np, const uvq_path *p) {
   np->user_data = NULL;
 }
 
+int uvq_path_eq_ngtcp2(const uvq_path *p, const ngtcp2_path *np) {
+  return (socklen_t)np->remote.addrlen == p->remote.len &&
+         (socklen_t)np->local.addrlen == p->local.len &&
+         memcmp(np->remote.addr, &p->remote.ss, np->remote.addrlen) == 0 &&
+         memcmp(np->local.addr, &p->local.ss, np->local.addrlen) == 0;
+}
+
+int uvq_path_from_ngtcp2(uvq_path *p, const ngtcp2_path *np) {
+  if (np->local.addrlen > sizeof(p->local.ss) ||
+      np->remote.addrlen > sizeof(p->remote.ss)) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  memset(p, 0, sizeof(*p));
+  memcpy(&p->local.ss, np->local.addr, np->local.addrlen);
+  p->local.len = (socklen_t)np->local.addrlen;
+  memcpy(&p->remote.ss, np->remote.addr, np->remote.addrlen);
+  p->remote.len = (socklen_t)np->remote.addrlen;
+  return 0;
+}
+
 static ngtcp2_conn *get_conn(ngtcp2_crypto_conn_ref *ref) {
   return ((uvq_conn *)ref)->q;
 }
@@ -843,29 +863,24 @@ void uvq_conn_sync_path(uvq_conn *conn) {
   const ngtcp2_path *p = ngtcp2_conn_get_path(conn->q);
   uvq_path np;
 
-  if (p->local.addrlen > sizeof(np.local.ss) ||
-      p->remote.addrlen > sizeof(np.remote.ss)) {
-    return;
+  /* The path rarely changes, so look first. */
+  if (!uvq_path_eq_ngtcp2(&conn->path, p) &&
+      uvq_path_from_ngtcp2(&np, p) == 0) {
+    conn->path = np;
   }
-  /* Called after every packet: the path rarely changes, so look first. */
-  if ((socklen_t)p->remote.addrlen == conn->path.remote.len &&
-      (socklen_t)p->local.addrlen == conn->path.local.len &&
-      memcmp(p->remote.addr, &conn->path.remote.ss, p->remote.addrlen) == 0 &&
-      memcmp(p->local.addr, &conn->path.local.ss, p->local.addrlen) == 0) {
-    return;
-  }
-  memset(&np, 0, sizeof(np));
-  memcpy(&np.local.ss, p->local.addr, p->local.addrlen);
-  np.local.len = (socklen_t)p->local.addrlen;
-  memcpy(&np.remote.ss, p->remote.addr, p->remote.addrlen);
-  np.remote.len = (socklen_t)p->remote.addrlen;
-  conn->path = np;
 }
 
-static void after_ngtcp2(uvq_conn *conn, int rv, uvq_tstamp now) {
+/* What follows a call into ngtcp2. |batched|: a packet read without error,
+ * one of a receive batch; what only matters before the connection writes
+ * (its path, its timer) is left to uvq_conn_write, which the mark makes
+ * run in the next flush (the timer is refreshed before any expiry is
+ * handed out: uvq_ep_refresh_timers). */
+static void after_ngtcp2(uvq_conn *conn, int rv, uvq_tstamp now, int batched) {
   /* A packet may have moved the connection to a new path (the peer
    * migrated or was rebound by a NAT, or our path validation finished). */
-  uvq_conn_sync_path(conn);
+  if (!batched) {
+    uvq_conn_sync_path(conn);
+  }
   if (rv == 0) {
     uvq_conn_run_deferred(conn);
     if (conn->callback_failed && conn->stage < UVQ_STAGE_CLOSING) {
@@ -897,7 +912,11 @@ static void after_ngtcp2(uvq_conn *conn, int rv, uvq_tstamp now) {
     }
   }
   uvq_ep_mark(conn->ep, conn);
-  uvq_ep_timer_update(conn->ep, conn);
+  if (batched && rv == 0 && conn->stage < UVQ_STAGE_CLOSING) {
+    conn->timer_stale = 1;
+  } else {
+    uvq_ep_timer_update(conn->ep, conn);
+  }
 }
 
 /* ngtcp2 0.12 reveals a peer's STOP_SENDING only to a write on the stream
@@ -969,7 +988,7 @@ void uvq_conn_recv(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
      * silently. */
     uvq_ep_drop(conn->ep, UVQ_DROP_CONN_REJECTED);
   }
-  after_ngtcp2(conn, rv, now);
+  after_ngtcp2(conn, rv, now, 1);
 }
 
 uvq_tstamp uvq_conn_expiry(uvq_conn *conn) {
@@ -1015,7 +1034,7 @@ void uvq_conn_handle_expiry(uvq_conn *conn, uvq_tstamp now) {
   if (ngtcp2_conn_get_expiry(conn->q) <= now) {
     rv = ngtcp2_conn_handle_expiry(conn->q, now);
   }
-  after_ngtcp2(conn, rv, now);
+  after_ngtcp2(conn, rv, now, 0);
 }
 
 void uvq_conn_set_app_timer(uvq_conn *conn, uvq_tstamp deadline) {
@@ -1034,6 +1053,7 @@ void uvq_conn_get_info(uvq_conn *conn, uvq_conn_info *info) {
   }
   info->server_name = conn->sni[0] ? conn->sni : NULL;
   info->version = ngtcp2_conn_get_negotiated_version(conn->q);
+  uvq_conn_sync_path(conn); /* not yet done for this receive batch */
   info->path = &conn->path;
   info->address_validated = conn->address_validated;
   info->stage = conn->stage;

@@ -190,6 +190,10 @@ static ngtcp2_ssize write_datagram(uvq_conn *conn, ngtcp2_path *path,
   }
 }
 
+/* uvq_path_from_ngtcp2 cannot fail for a path in an ngtcp2_path_storage. */
+_Static_assert(sizeof(ngtcp2_sockaddr_union) <= sizeof(struct sockaddr_storage),
+               "ngtcp2's addresses fit a uvq_addr");
+
 /* What one burst wrote. */
 typedef struct burst {
   /* Bytes written, dropped ones included (ngtcp2 counts them for pacing). */
@@ -264,22 +268,17 @@ static int write_burst(uvq_conn *conn, uvq_tstamp now, int txtime_on,
     } else {
       pb->paced += len;
     }
-    memcpy(&npath.local.ss, ps.path.local.addr, ps.path.local.addrlen);
-    npath.local.len = (socklen_t)ps.path.local.addrlen;
-    memcpy(&npath.remote.ss, ps.path.remote.addr, ps.path.remote.addrlen);
-    npath.remote.len = (socklen_t)ps.path.remote.addrlen;
-
-    if (nd > 0 &&
-        (len > seg || pi.ecn != becn || dtx != btx ||
-         npath.remote.len != bpath.remote.len ||
-         memcmp(&npath.remote.ss, &bpath.remote.ss, npath.remote.len) != 0 ||
-         memcmp(&npath.local.ss, &bpath.local.ss, npath.local.len) != 0)) {
+    /* ngtcp2 gives every datagram's path; it differs from the batch's only
+     * for a probe on another path, so compare, and copy at a batch start. */
+    if (nd > 0 && (len > seg || pi.ecn != becn || dtx != btx ||
+                   !uvq_path_eq_ngtcp2(&bpath, &ps.path))) {
       /* This datagram cannot join the batch: send the batch first. */
       rv = send_batch(conn, &bpath, becn, btx, buf, off, seg);
       if (rv != 0) {
         /* The socket is full. ngtcp2 has committed this datagram too, and
          * it differs from the kept ones in size, path, ECN mark or release
          * time: kept as a batch of its own, to follow them. */
+        (void)uvq_path_from_ngtcp2(&npath, &ps.path);
         keep_pending(conn, &npath, (uint8_t)pi.ecn, dtx, buf + off, len, len);
         break;
       }
@@ -288,10 +287,10 @@ static int write_burst(uvq_conn *conn, uvq_tstamp now, int txtime_on,
       nd = 0;
     }
     if (nd == 0) {
+      (void)uvq_path_from_ngtcp2(&bpath, &ps.path);
       seg = len;
       becn = (uint8_t)pi.ecn;
       btx = dtx;
-      bpath = npath;
     }
     off += len;
     nd++;
@@ -387,9 +386,32 @@ static int write_paced(uvq_conn *conn, uvq_tstamp now) {
   return rv;
 }
 
+/* Runs the application's on_write. The stream writes it makes would mark
+ * the connection for another pass of this flush; they leave in this one,
+ * so marks made during the call are ignored. */
+static void app_on_write(uvq_conn *conn) {
+  const uvq_app_callbacks *cb = conn->cb;
+  int rv;
+
+  if (cb == NULL || cb->version < 2 || cb->on_write == NULL ||
+      conn->close_requested || conn->callback_failed) {
+    return;
+  }
+  conn->dirty = 1;
+  rv = cb->on_write(conn, conn->user_data);
+  conn->dirty = 0;
+  if (rv != 0) {
+    conn->callback_failed = 1;
+  }
+}
+
 int uvq_conn_write(uvq_conn *conn, uvq_tstamp now) {
   uvq_endpoint *ep = conn->ep;
   int rv;
+
+  /* Received packets leave the path to be looked at once per batch, here
+   * (conn.c, uvq_conn_recv). */
+  uvq_conn_sync_path(conn);
 
   rv = drain_pending(conn);
   if (rv != 0) {
@@ -400,7 +422,10 @@ int uvq_conn_write(uvq_conn *conn, uvq_tstamp now) {
   }
 
   if (conn->stage < UVQ_STAGE_CLOSING) {
-    if (conn->close_requested) {
+    app_on_write(conn);
+    if (conn->callback_failed) {
+      uvq_stage_fail(conn, NGTCP2_ERR_CALLBACK_FAILURE, now);
+    } else if (conn->close_requested) {
       uvq_stage_close_app(conn, now);
     } else {
       rv = write_paced(conn, now);

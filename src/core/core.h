@@ -143,6 +143,9 @@ struct uvq_conn {
   uvq_conn *dirty_next;  /* ep->dirty list */
   int dirty;
   size_t heap_idx; /* index in ep->heap, or SIZE_MAX */
+  /* Packets were read since the timer was last set (the connection is
+   * marked): uvq_ep_refresh_timers sets it before expiries are used. */
+  int timer_stale;
   uvq_tstamp expiry;
 
   /* Handshake-time CID map entries (server). */
@@ -292,6 +295,8 @@ struct uvq_endpoint {
 int uvq_ep_enter(uvq_endpoint *ep);
 void uvq_ep_mark(uvq_endpoint *ep, uvq_conn *conn);
 void uvq_ep_timer_update(uvq_endpoint *ep, uvq_conn *conn);
+/* Sets the timers of the marked connections that read packets since. */
+void uvq_ep_refresh_timers(uvq_endpoint *ep);
 void uvq_ep_timer_remove(uvq_endpoint *ep, uvq_conn *conn);
 void uvq_ep_drop(uvq_endpoint *ep, uvq_drop_reason r);
 /* Queues a stateless reply; counts overflow. */
@@ -364,6 +369,11 @@ void uvq_conn_recv(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
 void uvq_conn_handle_expiry(uvq_conn *conn, uvq_tstamp now);
 uvq_tstamp uvq_conn_expiry(uvq_conn *conn);
 void uvq_conn_to_ngtcp2_path(ngtcp2_path *np, const uvq_path *p);
+/* Whether |p| holds the addresses of |np|. */
+int uvq_path_eq_ngtcp2(const uvq_path *p, const ngtcp2_path *np);
+/* Copies |np| into |p|; UVQ_ERR_INVALID_ARGUMENT if an address is too long
+ * (|p| untouched). */
+int uvq_path_from_ngtcp2(uvq_path *p, const ngtcp2_path *np);
 void uvq_conn_unmap_handshake_cids(uvq_conn *conn);
 void uvq_conn_run_deferred(uvq_conn *conn);
 /* Copies ngtcp2's current path (it follows migrations) into conn->path. */

@@ -65,6 +65,7 @@ void uvq_ep_timer_remove(uvq_endpoint *ep, uvq_conn *conn) {
 
 void uvq_ep_timer_update(uvq_endpoint *ep, uvq_conn *conn) {
   uvq_tstamp exp = uvq_conn_expiry(conn);
+  conn->timer_stale = 0;
   if (exp != UVQ_TSTAMP_MAX && exp <= ep->last_now) {
     /* The connection has already been given |last_now|. ngtcp2 0.12
      * reports some internal timers (seen after a client migration: path
@@ -93,6 +94,16 @@ void uvq_ep_timer_update(uvq_endpoint *ep, uvq_conn *conn) {
   } else if (exp > conn->expiry) {
     conn->expiry = exp;
     heap_down(ep, conn->heap_idx);
+  }
+}
+
+void uvq_ep_refresh_timers(uvq_endpoint *ep) {
+  /* A connection with a stale timer is marked, so the dirty list has them
+   * all; after a flush it is usually empty. */
+  for (uvq_conn *c = ep->dirty_head; c; c = c->dirty_next) {
+    if (c->timer_stale) {
+      uvq_ep_timer_update(ep, c);
+    }
   }
 }
 
@@ -605,6 +616,7 @@ static int flush_inner(uvq_endpoint *ep, uvq_tstamp now) {
 }
 
 uvq_tstamp uvq_endpoint_next_expiry(uvq_endpoint *ep) {
+  uvq_ep_refresh_timers(ep);
   if (ep->heaplen == 0) {
     return UVQ_TSTAMP_MAX;
   }
@@ -626,6 +638,7 @@ int uvq_endpoint_flush(uvq_endpoint *ep, uvq_tstamp now) {
 
 static void expiry_inner(uvq_endpoint *ep, uvq_tstamp now) {
   ep->last_now = now;
+  uvq_ep_refresh_timers(ep);
   while (ep->heaplen && ep->heap[0]->expiry <= now) {
     uvq_conn *conn = ep->heap[0];
     /* Take it off the heap first: handling re-arms it with a new expiry,

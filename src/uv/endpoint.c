@@ -23,6 +23,9 @@
  * before we flush and return to the loop, so the expiry timer, sends and
  * other handles are not starved by a flood. */
 #define UVQ_UV_MAX_RECV_PER_WAKE 1024
+/* A deadline that moved later by less than this keeps the timer armed
+ * where it was (uep_arm_timer): it fires early, at most once, and re-arms. */
+#define UEP_TIMER_SLACK UVQ_MILLISECONDS
 /* The handles we close at the end: socket poll, timer poll, async,
  * prepare, idle. */
 #define UVQ_UV_NHANDLES 5
@@ -289,6 +292,14 @@ static void uep_arm_timer(uvq_uv_endpoint *uep) {
   }
   if (exp == uep->armed) {
     /* Already armed for this deadline (or stopped for "never"). */
+    return;
+  }
+  if (uep->armed != UVQ_TSTAMP_MAX && exp != UVQ_TSTAMP_MAX &&
+      exp > uep->armed && exp - uep->armed < UEP_TIMER_SLACK) {
+    /* The deadline moved a little later — the idle timeout follows every
+     * received packet, so in a transfer it moves in nearly every loop
+     * iteration. Leave the timer where it is: firing early only re-arms
+     * it (uep_on_timer), once, where a syscall each time costs more. */
     return;
   }
   memset(&its, 0, sizeof(its));
