@@ -1010,6 +1010,55 @@ static void test_conn_on_write(void **state) {
   qt_world_free(&w);
 }
 
+/* A driver may ask for the next expiry between receiving and flushing:
+ * the timers a read packet set are in it (uvq_ep_refresh_timers). */
+static void test_conn_expiry_before_flush(void **state) {
+  qt_world w;
+  qt_app cli = {0}, srv = {0};
+  qt_app *pair[2] = {&cli, &srv};
+  uvq_endpoint *sep;
+  int64_t sid;
+  int delivered = 0;
+  (void)state;
+
+  qt_world_init(&w, 41);
+  w.delay = 10 * UVQ_MILLISECONDS;
+  int s = qt_add_server(&w, NULL, on_accept, &srv);
+  int c = qt_add_client(&w, NULL, NULL);
+  sep = w.nodes[s].ep;
+  assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli, &cli.conn), 0);
+  assert_true(qt_run(&w, qt_app_both_established, pair, 5 * UVQ_SECONDS));
+  qt_run(&w, NULL, NULL, 2 * UVQ_SECONDS); /* quiet: only far timers left */
+  assert_null(w.queue);
+  assert_true(uvq_endpoint_next_expiry(sep) > w.now + UVQ_SECONDS);
+
+  assert_int_equal(uvq_conn_open_stream(cli.conn, 1, &sid, NULL), 0);
+  assert_int_equal(
+      uvq_stream_write(cli.conn, sid, (const uint8_t *)"ping", 4, 0), 4);
+  assert_int_equal(uvq_endpoint_flush(w.nodes[c].ep, w.now), 0);
+  /* Hand the client's datagrams to the server by hand, without a flush. */
+  while (w.queue) {
+    qt_pkt *p = w.queue;
+    w.queue = p->next;
+    assert_int_equal(p->dst, s);
+    if (p->deliver_at > w.now) {
+      w.now = p->deliver_at;
+    }
+    assert_int_equal(
+        uvq_endpoint_recv(sep, &p->path, 0, p->data, p->len, 0, w.now), 0);
+    free(p);
+    delivered++;
+  }
+  assert_true(delivered > 0);
+  /* The stream data wants an ACK within max_ack_delay (25 ms). */
+  assert_true(uvq_endpoint_next_expiry(sep) <= w.now + 25 * UVQ_MILLISECONDS);
+  qt_run(&w, NULL, NULL, 1 * UVQ_SECONDS);
+  assert_int_equal(srv.received, 4);
+  uvq_conn_close(cli.conn, 0, NULL);
+  qt_run(&w, NULL, NULL, 10 * UVQ_SECONDS);
+  qt_world_free(&w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_conn_handshake),
@@ -1028,6 +1077,7 @@ int main(void) {
       cmocka_unit_test(test_conn_fin_after_many_chunks),
       cmocka_unit_test(test_conn_callback_reentry_and_uni),
       cmocka_unit_test(test_conn_on_write),
+      cmocka_unit_test(test_conn_expiry_before_flush),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
