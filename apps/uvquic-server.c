@@ -405,9 +405,11 @@ static void print_stats(uvq_uv_endpoint *uep) {
     printf("datapath: send_calls=%" PRIu64 " messages=%" PRIu64
            " gso_messages=%" PRIu64 " queued_batches=%" PRIu64
            " send_errors=%" PRIu64 " gso_fallbacks=%" PRIu64
-           " recv_calls=%" PRIu64 " gro_buffers=%" PRIu64 "\n",
+           " recv_calls=%" PRIu64 " gro_buffers=%" PRIu64
+           " timer_fires=%" PRIu64 " expiry_immediate=%" PRIu64 "\n",
            us.send_calls, us.send_msgs, us.gso_msgs, us.queued_batches,
-           us.send_errors, us.gso_fallbacks, us.recv_calls, us.gro_buffers);
+           us.send_errors, us.gso_fallbacks, us.recv_calls, us.gro_buffers,
+           us.timer_fires, us.expiry_immediate);
   }
   fflush(stdout);
 }
