@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/h3.h"
 #include "core/pool.h"
 #include "qtest.h"
 #include "qtest_app.h"
@@ -34,8 +35,16 @@ static void test_pool_classes(void **state) {
   for (int i = 0; i < UVQ_POOL_NCLASSES; i++) {
     assert_int_equal(uvq_pool_class(uvq_pool_class_size(i)), i);
   }
-  /* A 16 KiB body chunk with its header fits the largest class. */
+  /* The core's largest chunk is 16 KiB with its header... */
   assert_true(uvq_pool_class_size(UVQ_POOL_NCLASSES - 1) >= 16384 + 48);
+  /* ... and no size picks the bulk class, taken only by name: a 64 KiB
+   * provider chunk with its header. */
+  assert_int_equal(UVQ_POOL_CLASS_BULK, UVQ_POOL_NALL - 1);
+  assert_int_equal(uvq_pool_class_size(UVQ_POOL_CLASS_BULK), UVQ_POOL_BULK);
+  assert_int_equal(uvq_pool_class(UVQ_POOL_BULK), -1);
+  assert_true(uvq_pool_class_size(UVQ_POOL_CLASS_BULK) >=
+              sizeof(h3_chunk) + UVQ_H3_PROVIDER_CHUNK);
+  assert_int_equal(UVQ_H3_PROVIDER_CHUNK, 65536);
 }
 
 static void test_pool_reuse(void **state) {
@@ -88,6 +97,25 @@ static void test_pool_reuse(void **state) {
   uvq_pool_put(pool, 0, c);
   uvq_pool_put(pool, 1, a);
   uvq_pool_put(pool, 2, b);
+
+  /* The bulk class keeps its own buffers. */
+  c = uvq_pool_get(pool, UVQ_POOL_CLASS_BULK);
+  assert_non_null(c);
+  memset(c, 0x3c, UVQ_POOL_BULK);
+  uvq_pool_put(pool, UVQ_POOL_CLASS_BULK, c);
+  uvq_pool_get_stats(pool, &st);
+  assert_int_equal(st.misses, 4);
+  assert_int_equal(st.cached_bytes, uvq_pool_class_size(0) +
+                                        uvq_pool_class_size(1) +
+                                        uvq_pool_class_size(2) + UVQ_POOL_BULK);
+  assert_ptr_equal(uvq_pool_get(pool, UVQ_POOL_CLASS_BULK), c);
+  assert_ptr_not_equal(uvq_pool_get(pool, 2), c);
+  uvq_pool_get_stats(pool, &st);
+  assert_int_equal(st.hits, 4);
+  assert_int_equal(st.outstanding_bytes,
+                   UVQ_POOL_BULK + uvq_pool_class_size(2));
+  uvq_pool_put(pool, UVQ_POOL_CLASS_BULK, c);
+  uvq_pool_put(pool, 2, b);
   uvq_pool_del(pool);
   assert_int_equal(m.live, 0);
 }
@@ -123,6 +151,25 @@ static void test_pool_cap(void **state) {
   uvq_pool_get_stats(pool, &st);
   assert_int_equal(st.cached_bytes, 0);
   assert_int_equal(m.live, 1);
+  uvq_pool_del(pool);
+  assert_int_equal(m.live, 0);
+
+  /* The default cap (1 MiB) holds 15 bulk buffers, not 16: a 64 KiB chunk
+   * has its header. */
+  assert_int_equal(uvq_pool_new(&pool, &m.mem, 1u << 20), 0);
+  {
+    void *bulk[16];
+    for (int i = 0; i < 16; i++) {
+      bulk[i] = uvq_pool_get(pool, UVQ_POOL_CLASS_BULK);
+      assert_non_null(bulk[i]);
+    }
+    for (int i = 0; i < 16; i++) {
+      uvq_pool_put(pool, UVQ_POOL_CLASS_BULK, bulk[i]);
+    }
+  }
+  uvq_pool_get_stats(pool, &st);
+  assert_int_equal(st.cached_bytes, 15 * UVQ_POOL_BULK);
+  assert_int_equal(st.released, 1);
   uvq_pool_del(pool);
   assert_int_equal(m.live, 0);
 
@@ -181,15 +228,17 @@ static void test_pool_outlives_owner(void **state) {
   qt_mem_init(&m);
   assert_int_equal(uvq_pool_new(&pool, &m.mem, 1u << 20), 0);
   a = uvq_pool_get(pool, 0);
-  b = uvq_pool_get(pool, 2);
+  b = uvq_pool_get(pool, UVQ_POOL_CLASS_BULK);
   uvq_pool_put(pool, 1, uvq_pool_get(pool, 1));
+  uvq_pool_put(pool, UVQ_POOL_CLASS_BULK,
+               uvq_pool_get(pool, UVQ_POOL_CLASS_BULK));
   /* The owner goes first: the cache is freed now, the pool with the last
    * buffer. */
   uvq_pool_del(pool);
   assert_int_equal(m.live, 3);
   uvq_pool_put(pool, 0, a);
   assert_int_equal(m.live, 2);
-  uvq_pool_put(pool, 2, b);
+  uvq_pool_put(pool, UVQ_POOL_CLASS_BULK, b);
   assert_int_equal(m.live, 0);
 }
 
@@ -337,12 +386,20 @@ typedef struct body {
   uint64_t off, size;
 } body;
 
+/* Provider calls over all responses, and the smallest room offered. */
+static uint64_t PROVIDER_READS;
+static size_t PROVIDER_MIN_LEN;
+
 static ssize_t provider(uvq_h3_stream *st, uint8_t *buf, size_t len, int *peof,
                         void *ud) {
   body *b = ud;
   uint64_t left = b->size - b->off;
   size_t n = left < len ? (size_t)left : len;
   (void)st;
+  PROVIDER_READS++;
+  if (PROVIDER_MIN_LEN == 0 || len < PROVIDER_MIN_LEN) {
+    PROVIDER_MIN_LEN = len;
+  }
   qt_pattern_fill(3, b->off, buf, n);
   b->off += n;
   *peof = b->off == b->size;
@@ -445,9 +502,12 @@ static void test_pool_h3_idle_holds_none(void **state) {
   uvq_h3_server_config scfg;
   uvq_h3_client_config ccfg;
   uvq_endpoint_stats ss, ss2, cs;
+  uint64_t reads;
   (void)state;
   H3_CLOSED = 0;
   H3W = &w;
+  PROVIDER_READS = 0;
+  PROVIDER_MIN_LEN = 0;
   qt_world_init_alpn(&w, 9, alpn, 1);
   uvq_h3_server_config_default(&scfg);
   scfg.on_request = h3_on_request;
@@ -464,9 +524,14 @@ static void test_pool_h3_idle_holds_none(void **state) {
   h3_get(&w, "/500000", 500000);
   pool_stats(&w, s, &ss);
   pool_stats(&w, c, &cs);
+  reads = PROVIDER_READS;
+  /* The provider filled 64 KiB chunks: one call per chunk. */
+  assert_int_equal(PROVIDER_MIN_LEN, UVQ_H3_PROVIDER_CHUNK);
+  assert_int_equal(PROVIDER_READS, (500000 + UVQ_H3_PROVIDER_CHUNK - 1) /
+                                       UVQ_H3_PROVIDER_CHUNK);
   /* Provider chunks and the frames copied from nghttp3 came from the
    * pool... */
-  assert_true(ss.pool_misses >= 500000 / 16384);
+  assert_true(ss.pool_misses >= 500000 / UVQ_H3_PROVIDER_CHUNK);
   assert_true(cs.pool_misses > 0);
   /* ... and an idle HTTP/3 connection holds none, on either side. */
   assert_int_equal(ss.pool_outstanding, 0);
@@ -479,7 +544,10 @@ static void test_pool_h3_idle_holds_none(void **state) {
   h3_get(&w, "/500000", 500000);
   pool_stats(&w, s, &ss2);
   assert_true(ss2.pool_hits > ss.pool_hits);
-  assert_true(ss2.pool_hits - ss.pool_hits >= 500000 / 16384);
+  /* ... every one of them: its provider chunks and the rest. */
+  assert_int_equal(PROVIDER_READS, 2 * reads);
+  assert_true(ss2.pool_hits - ss.pool_hits >= reads);
+  assert_int_equal(ss2.pool_misses, ss.pool_misses);
   assert_int_equal(ss2.pool_outstanding, 0);
 
   /* The Prometheus text carries the counters. */

@@ -17,8 +17,9 @@
 
 #include "uvquic/uvquic_h3.h"
 
-/* Body bytes asked of a provider per read callback. */
-#define UVQ_H3_PROVIDER_CHUNK (16 * 1024)
+/* Body bytes asked of a provider per read callback: one buffer of the
+ * pool's bulk class (a file provider makes one read(2) per chunk). */
+#define UVQ_H3_PROVIDER_CHUNK (64 * 1024)
 /* Body bytes of a buffer handed to nghttp3 per DATA frame. */
 #define UVQ_H3_BUFFER_CHUNK (64 * 1024)
 /* RFC 9114 §4.2.2: each field line costs name + value + 32 bytes. */

@@ -9,9 +9,9 @@
 #include "core/mem.h"
 #include "core/pool.h"
 
-/* A provider chunk is one pool buffer. */
-_Static_assert(sizeof(h3_chunk) + UVQ_H3_PROVIDER_CHUNK <= UVQ_POOL_LARGE,
-               "provider chunk larger than the pool's largest buffer");
+/* A provider chunk is one pool buffer of the bulk class. */
+_Static_assert(sizeof(h3_chunk) + UVQ_H3_PROVIDER_CHUNK <= UVQ_POOL_BULK,
+               "provider chunk larger than the pool's bulk buffer");
 
 const char *uvq_h3_strerror(int err) {
   switch (err) {
@@ -721,7 +721,7 @@ static nghttp3_ssize cb_read_data(nghttp3_conn *c, int64_t sid,
   }
   case UVQ_H3_BODY_PROVIDER: {
     uvq_pool *pool = uvq_endpoint_pool(uvq_conn_get_endpoint(h->conn));
-    int cls = uvq_pool_class(sizeof(h3_chunk) + UVQ_H3_PROVIDER_CHUNK);
+    int cls = UVQ_POOL_CLASS_BULK;
     h3_chunk *ch;
     ssize_t r;
     if (st->read_blocked || st->provider_failed || st->stop_received) {

@@ -8,9 +8,24 @@
 
 #include "app/fileserve.h"
 #include "core/mem.h"
+#include "core/pool.h"
 
-/* Bytes read from a file per uvq_stream_write. */
+/* Bytes read from a file at a time: one buffer of the pool's bulk class,
+ * handed to the core by reference. */
 #define HQ_CHUNK (64 * 1024)
+
+/* One file read: a pool buffer the core holds (uvq_stream_write_ref) until
+ * the peer has acknowledged it or the stream or connection is gone, or the
+ * stream holds while the core's buffer is full. |pool| outlives the
+ * endpoint until the last buffer is back. */
+typedef struct hq_chunk {
+  uvq_pool *pool;
+  size_t len;
+  uint8_t data[];
+} hq_chunk;
+
+_Static_assert(sizeof(hq_chunk) + HQ_CHUNK <= UVQ_POOL_BULK,
+               "hq chunk larger than the pool's bulk buffer");
 
 const char *uvq_hq_strerror(uint64_t code) {
   switch (code) {
@@ -44,9 +59,9 @@ struct uvq_hq_server {
   void *log_user_data;
   uint64_t files;
   uint64_t bytes;
-  /* Shared read buffer: a stream re-reads what a short write left behind
-   * (from the page cache), so no stream holds a buffer of its own. */
-  uint8_t scratch[HQ_CHUNK];
+  /* Connections whose on_closed has not fired; uvq_hq_server_del frees
+   * those an endpoint deleted without it. */
+  struct hq_sconn *conns;
 };
 
 typedef enum hq_sstate { HQ_S_READING = 0, HQ_S_SENDING, HQ_S_DONE } hq_sstate;
@@ -59,8 +74,12 @@ typedef struct hq_sstream {
   int64_t id;
   hq_sstate state;
   int fd;
+  /* File bytes the stream took; the next read starts here. */
   uint64_t off;
   uint64_t size;
+  /* Read but refused (the stream's buffer was full): sent first when
+   * on_stream_writable fires, so no byte is read twice. */
+  hq_chunk *pending;
   /* For the access log: what became of the request. */
   unsigned int status;
   int complete;
@@ -73,9 +92,31 @@ typedef struct hq_sstream {
 
 struct hq_sconn {
   uvq_hq_server *srv;
-  uvq_conn *conn;
+  uvq_conn *conn; /* NULL once the endpoint is gone */
   hq_sstream *streams;
+  struct hq_sconn *prev, *next;
 };
+
+/* The core's free_cb for a chunk it took, and how the stream gives back
+ * one it still holds. */
+static void chunk_free(void *ptr, void *ud) {
+  hq_chunk *ch = ud;
+  (void)ptr;
+  uvq_pool_put(ch->pool, UVQ_POOL_CLASS_BULK, ch);
+}
+
+/* The response has nothing more to send: closes the file and gives back a
+ * read the core did not take. */
+static void sstream_drop_file(hq_sstream *st) {
+  if (st->pending) {
+    chunk_free(st->pending->data, st->pending);
+    st->pending = NULL;
+  }
+  if (st->fd >= 0) {
+    close(st->fd);
+    st->fd = -1;
+  }
+}
 
 static void sstream_free(hq_sstream *st) {
   hq_sconn *c = st->c;
@@ -101,9 +142,7 @@ static void sstream_free(hq_sstream *st) {
   if (st->next) {
     st->next->prev = st->prev;
   }
-  if (st->fd >= 0) {
-    close(st->fd);
-  }
+  sstream_drop_file(st);
   uvq_free(c->srv->mem, st);
 }
 
@@ -118,6 +157,7 @@ static hq_sstream *sstream_new(uvq_conn *conn, hq_sconn *c, int64_t id) {
   st->state = HQ_S_READING;
   st->fd = -1;
   st->off = st->size = 0;
+  st->pending = NULL;
   st->status = 0;
   st->complete = 0;
   st->parsed = 0;
@@ -165,10 +205,7 @@ static void sstream_refuse(uvq_conn *conn, hq_sstream *st, uint64_t code) {
   if (st->status == 0) {
     st->status = code_status(code);
   }
-  if (st->fd >= 0) {
-    close(st->fd);
-    st->fd = -1;
-  }
+  sstream_drop_file(st);
   (void)uvq_stream_stop_sending(conn, st->id, code);
   (void)uvq_stream_reset(conn, st->id, code);
 }
@@ -184,51 +221,97 @@ static uint64_t fs_status_to_code(uvq_fs_status fst) {
   }
 }
 
-/* Writes file bytes until the stream buffer is full or the file is done. */
+/* Reads the next piece of the file into a pool buffer: sets *pch (NULL
+ * at the end of the file: it shrank, or is empty). Returns 0, or the
+ * UVQ_HQ_ERR_* code to refuse the response with. */
+static uint64_t sstream_read(uvq_conn *conn, hq_sstream *st, hq_chunk **pch) {
+  uint64_t left = st->size - st->off;
+  size_t want = left < HQ_CHUNK ? (size_t)left : HQ_CHUNK;
+  uvq_pool *pool;
+  hq_chunk *ch;
+  ssize_t n;
+
+  *pch = NULL;
+  if (want == 0) {
+    return 0;
+  }
+  pool = uvq_endpoint_pool(uvq_conn_get_endpoint(conn));
+  ch = uvq_pool_get(pool, UVQ_POOL_CLASS_BULK);
+  if (ch == NULL) {
+    return UVQ_HQ_ERR_INTERNAL;
+  }
+  ch->pool = pool;
+  do {
+    n = pread(st->fd, ch->data, want, (off_t)st->off);
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0) {
+    chunk_free(ch->data, ch);
+    return n < 0 ? UVQ_HQ_ERR_IO : 0;
+  }
+  ch->len = (size_t)n;
+  *pch = ch;
+  return 0;
+}
+
+/* Hands file bytes to the stream by reference until its buffer is full or
+ * the file is done. A read is as large as HQ_CHUNK allows, not as the room
+ * left: the core takes a reference whole while the buffer has any room
+ * (overshooting by at most one chunk), and keeps the count of reads at one
+ * per 64 KiB. The one read it refuses stays with the stream. */
 static void sstream_send(uvq_conn *conn, hq_sstream *st) {
   uvq_hq_server *srv = st->c->srv;
 
   while (st->state == HQ_S_SENDING) {
-    uint64_t left = st->size - st->off;
-    size_t want = left < HQ_CHUNK ? (size_t)left : HQ_CHUNK;
-    ssize_t n = 0, w;
+    hq_chunk *ch = st->pending;
+    size_t len;
+    ssize_t w;
     int fin;
 
-    if (want > 0) {
-      n = pread(st->fd, srv->scratch, want, (off_t)st->off);
-      if (n < 0) {
-        if (errno == EINTR) {
-          continue;
-        }
-        sstream_refuse(conn, st, UVQ_HQ_ERR_IO);
+    st->pending = NULL;
+    if (ch == NULL) {
+      uint64_t code = sstream_read(conn, st, &ch);
+      if (code != 0) {
+        sstream_refuse(conn, st, code);
         return;
       }
     }
     /* The last chunk carries FIN; so does an early end if the file shrank
      * (the response is then shorter than the size we saw). */
-    fin = n == 0 || st->off + (uint64_t)n == st->size;
-    w = uvq_stream_write(conn, st->id, srv->scratch, (size_t)n, fin);
+    len = ch ? ch->len : 0;
+    fin = len == 0 || st->off + len == st->size;
+    if (ch) {
+      w = uvq_stream_write_ref(conn, st->id, ch->data, len, fin, chunk_free,
+                               ch);
+    } else {
+      w = uvq_stream_write(conn, st->id, NULL, 0, fin);
+    }
     if (w < 0) {
+      /* Not taken: the chunk is still ours. */
+      if (ch) {
+        chunk_free(ch->data, ch);
+      }
+      if (w == UVQ_ERR_NOMEM) {
+        sstream_refuse(conn, st, UVQ_HQ_ERR_INTERNAL);
+        return;
+      }
       /* The stream or the connection is gone; nothing left to serve. */
       st->state = HQ_S_DONE;
       break;
     }
-    st->off += (uint64_t)w;
-    srv->bytes += (uint64_t)w;
-    if (w < n) {
-      /* Full: on_stream_writable resumes here. */
+    if (w == 0 && len > 0) {
+      /* Full: on_stream_writable resumes here, with this chunk. */
+      st->pending = ch;
       return;
     }
+    st->off += len;
+    srv->bytes += len;
     if (fin) {
       st->state = HQ_S_DONE;
       st->complete = 1;
       ++srv->files;
     }
   }
-  if (st->fd >= 0) {
-    close(st->fd);
-    st->fd = -1;
-  }
+  sstream_drop_file(st);
 }
 
 /* Parses the request line in st->req (|len| bytes, without the line end)
@@ -327,10 +410,7 @@ static void srv_on_stop_sending(uvq_conn *conn, int64_t stream_id,
   if (st != NULL && st->state != HQ_S_DONE) {
     /* RFC 9000 §3.5: answer STOP_SENDING with RESET_STREAM. */
     st->state = HQ_S_DONE;
-    if (st->fd >= 0) {
-      close(st->fd);
-      st->fd = -1;
-    }
+    sstream_drop_file(st);
     (void)uvq_stream_reset(conn, st->id, app_error);
   }
 }
@@ -362,16 +442,28 @@ static void srv_on_stream_closed(uvq_conn *conn, int64_t stream_id,
   }
 }
 
-static void srv_on_closed(uvq_conn *conn, const uvq_close_info *ci,
-                          void *user_data) {
-  hq_sconn *c = user_data;
+static void sconn_free(hq_sconn *c) {
+  uvq_hq_server *srv = c->srv;
 
-  (void)conn;
-  (void)ci;
   while (c->streams) {
     sstream_free(c->streams);
   }
-  uvq_free(c->srv->mem, c);
+  if (c->prev) {
+    c->prev->next = c->next;
+  } else {
+    srv->conns = c->next;
+  }
+  if (c->next) {
+    c->next->prev = c->prev;
+  }
+  uvq_free(srv->mem, c);
+}
+
+static void srv_on_closed(uvq_conn *conn, const uvq_close_info *ci,
+                          void *user_data) {
+  (void)conn;
+  (void)ci;
+  sconn_free(user_data);
 }
 
 static const uvq_app_callbacks hq_server_callbacks = {
@@ -415,6 +507,7 @@ int uvq_hq_server_new(uvq_hq_server **psrv, const char *root,
   srv->log_end = NULL;
   srv->log_user_data = NULL;
   srv->files = srv->bytes = 0;
+  srv->conns = NULL;
   *psrv = srv;
   return 0;
 }
@@ -422,6 +515,12 @@ int uvq_hq_server_new(uvq_hq_server **psrv, const char *root,
 void uvq_hq_server_del(uvq_hq_server *srv) {
   if (srv == NULL) {
     return;
+  }
+  /* Left by an endpoint deleted without on_closed: the connections are
+   * gone, their files and unsent reads are not. */
+  while (srv->conns) {
+    srv->conns->conn = NULL;
+    sconn_free(srv->conns);
   }
   uvq_fileserve_free(&srv->fs);
   uvq_free(srv->mem, srv);
@@ -446,6 +545,12 @@ int uvq_hq_server_accept(uvq_hq_server *srv, uvq_conn *conn,
   c->srv = srv;
   c->conn = conn;
   c->streams = NULL;
+  c->prev = NULL;
+  c->next = srv->conns;
+  if (srv->conns) {
+    srv->conns->prev = c;
+  }
+  srv->conns = c;
   *pcallbacks = &hq_server_callbacks;
   *pconn_user_data = c;
   return 0;

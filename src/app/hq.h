@@ -10,7 +10,8 @@
  *   uvq_hq_server_new(&srv, "/srv/www", 0, NULL, err, sizeof(err));
  *   ... in on_accept, for ALPN "hq-interop":
  *   return uvq_hq_server_accept(srv, conn, pcallbacks, pconn_user_data);
- *   ... after every connection closed: uvq_hq_server_del(srv);
+ *   ... after every connection closed, or the endpoint deleted:
+ *   uvq_hq_server_del(srv);
  *
  * Client (one uvq_hq_client per connection):
  *   uvq_hq_request reqs[2] = {{.path = "/a", .sink_fd = -1},
@@ -85,7 +86,10 @@ int uvq_hq_server_new(uvq_hq_server **psrv, const char *root,
 
 /**
  * uvq_hq_server_del frees |srv| and closes the root. Connections served by
- * it must be closed (their on_closed fired) first.
+ * it must be closed (their on_closed fired) or their endpoint deleted
+ * first; for those an endpoint deleted without on_closed it frees what
+ * they left (open files, file reads not yet handed to the stream) and
+ * fires the log end callback of each of their streams, with conn NULL.
  */
 void uvq_hq_server_del(uvq_hq_server *srv);
 
@@ -100,7 +104,8 @@ int uvq_hq_server_accept(uvq_hq_server *srv, uvq_conn *conn,
 
 /** What became of one request, for an access log (valid during the call). */
 typedef struct uvq_hq_log_entry {
-  /** The connection; usable during the call (it may be in on_closed). */
+  /** The connection; usable during the call (it may be in on_closed).
+   * NULL from uvq_hq_server_del: the endpoint was deleted first. */
   uvq_conn *conn;
   int64_t stream_id;
   /** The requested path ("/dir/file"), or "" if no valid request line came. */

@@ -24,13 +24,13 @@ typedef struct pool_free {
 struct uvq_pool {
   const uvq_mem *mem;
   size_t max_cached;
-  pool_free *free[UVQ_POOL_NCLASSES];
+  pool_free *free[UVQ_POOL_NALL];
   int deleted; /* the owner is gone: free the pool with the last buffer */
   uvq_pool_stats st;
 };
 
-static const size_t class_sizes[UVQ_POOL_NCLASSES] = {
-    UVQ_POOL_SMALL, UVQ_POOL_MEDIUM, UVQ_POOL_LARGE};
+static const size_t class_sizes[UVQ_POOL_NALL] = {
+    UVQ_POOL_SMALL, UVQ_POOL_MEDIUM, UVQ_POOL_LARGE, UVQ_POOL_BULK};
 
 int uvq_pool_class(size_t size) {
   for (int i = 0; i < UVQ_POOL_NCLASSES; i++) {
@@ -55,7 +55,7 @@ int uvq_pool_new(uvq_pool **ppool, const uvq_mem *mem, size_t max_cached) {
 }
 
 void uvq_pool_trim(uvq_pool *pool) {
-  for (int i = 0; i < UVQ_POOL_NCLASSES; i++) {
+  for (int i = 0; i < UVQ_POOL_NALL; i++) {
     while (pool->free[i]) {
       pool_free *f = pool->free[i];
       pool->free[i] = f->next;

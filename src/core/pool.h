@@ -1,6 +1,7 @@
 /*
  * The endpoint's buffer pool: fixed-size buffers for stream send data (the
- * core's chunks, the HTTP/3 layer's provider chunks), taken while data is
+ * core's chunks, the HTTP/3 layer's provider chunks, hq-interop's file
+ * reads), taken while data is
  * in flight and given back once the peer acknowledged it, so an idle
  * connection holds none. Given-back buffers wait in a cache shared by all
  * the endpoint's connections, bounded in bytes; beyond it they go back to
@@ -19,13 +20,23 @@
 
 #include "uvquic/uvquic.h"
 
-/* Buffer classes, smallest first: frame headers and control data, small
- * messages, and bulk data (a 16 KiB provider chunk or a core chunk of 16
- * KiB with its header). */
+/* Buffer classes, smallest first. The first UVQ_POOL_NCLASSES are the ones
+ * uvq_pool_class chooses from, the core's chunk sizes: frame headers and
+ * control data, small messages, and bulk data (a core chunk of 16 KiB with
+ * its header). */
 #define UVQ_POOL_NCLASSES 3
 #define UVQ_POOL_SMALL 256
 #define UVQ_POOL_MEDIUM 4096
 #define UVQ_POOL_LARGE (16384 + 64)
+/* One more class, taken only by name: a file read of 64 KiB with its header
+ * (an h3 provider chunk, an hq-interop read), handed to the core by
+ * reference. A download then costs one read(2) per 64 KiB, while copied
+ * writes still climb only to 16 KiB chunks (a stream of small writes does
+ * not end up holding 64 KiB buffers). */
+#define UVQ_POOL_CLASS_BULK UVQ_POOL_NCLASSES
+#define UVQ_POOL_BULK (65536 + 64)
+/* Every class, UVQ_POOL_CLASS_BULK included. */
+#define UVQ_POOL_NALL (UVQ_POOL_NCLASSES + 1)
 
 typedef struct uvq_pool uvq_pool;
 
@@ -46,10 +57,10 @@ int uvq_pool_new(uvq_pool **ppool, const uvq_mem *mem, size_t max_cached);
  * buffer is back (now, if none is out). NULL is a no-op. */
 void uvq_pool_del(uvq_pool *pool);
 
-/* The class of the smallest buffers of at least |size| bytes, or -1 if
- * |size| exceeds UVQ_POOL_LARGE. */
+/* The class of the smallest buffers of at least |size| bytes among the
+ * first UVQ_POOL_NCLASSES, or -1 if |size| exceeds UVQ_POOL_LARGE. */
 int uvq_pool_class(size_t size);
-/* Bytes in a buffer of class |cls|. */
+/* Bytes in a buffer of class |cls| (0 .. UVQ_POOL_NALL - 1). */
 size_t uvq_pool_class_size(int cls);
 
 /* A buffer of class |cls| (uvq_pool_class_size bytes, uninitialised), or
