@@ -12,6 +12,29 @@ bench_here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SIZE=$((100 * 1024 * 1024))
 RUNS=${RUNS:-5}
 bench_pids=()
+# Throughput runs pin the sending side to CPU 0 and the receiving side to
+# CPU 1 (every contender alike) unless PIN=0: left to the scheduler, the
+# two processes of a pair often share one CPU for part of a run (wake-up
+# affinity), which scatters every contender's figures. Needs 2 CPUs.
+PIN=${PIN:-1}
+if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  PIN_SEND=(taskset -c 0)
+  PIN_RECV=(taskset -c 1)
+else
+  PIN=0
+  PIN_SEND=()
+  PIN_RECV=()
+fi
+# pin_servers on|off PID...: moves running servers to CPU 0, or back to all.
+pin_servers() {
+  local mode=$1 cpus=0 p
+  shift
+  [ "$PIN" = 1 ] || return 0
+  [ "$mode" = off ] && cpus=0-$(($(nproc) - 1))
+  for p in "$@"; do
+    taskset -p -c "$cpus" "$p" >/dev/null
+  done
+}
 
 bench_cleanup() {
   local p
@@ -155,7 +178,7 @@ transfer_pair() {
     ;;
   esac
   t0=$(date +%s.%N)
-  if ! timeout 120 "${cmd[@]}" >"$tmp/run.out" 2>"$tmp/run.err"; then
+  if ! timeout 120 "${PIN_RECV[@]}" "${cmd[@]}" >"$tmp/run.out" 2>"$tmp/run.err"; then
     echo "run of ${TRANSFER_PAIRS[$1]} failed: $(tail -n3 "$tmp/run.err")" >&2
     return 1
   fi
@@ -181,14 +204,14 @@ udpbench_run() {
   local port rpid out
   for _ in 1 2 3 4 5; do
     port=$(free_udp_port)
-    "$UDPBENCH" recv "$port" gro >"$tmp/udp.out" 2>&1 &
+    "${PIN_RECV[@]}" "$UDPBENCH" recv "$port" gro >"$tmp/udp.out" 2>&1 &
     rpid=$!
     for _ in $(seq 1 100); do
       udp_bound "$port" && break
       sleep 0.02
     done
     if udp_bound "$port"; then
-      "$UDPBENCH" send "$port" gso 1 >/dev/null 2>&1 || true
+      "${PIN_SEND[@]}" "$UDPBENCH" send "$port" gso 1 >/dev/null 2>&1 || true
       wait "$rpid" || true
       out=$(sed -n 's/.* = \([0-9.]*\) Gbit\/s.*/\1/p' "$tmp/udp.out")
       [ -n "$out" ] && { echo "$out"; return 0; }
@@ -207,7 +230,7 @@ udpbench_run() {
 # notes): prints goodput Gbit/s.
 ceiling_run() {
   local out
-  out=$(CERTDIR=$tmp CLI_BATCH=45 BULK_MB=${CEIL_MB:-1024} "$CEILING" 2>&1) || {
+  out=$(CERTDIR=$tmp CLI_BATCH=45 BULK_MB=${CEIL_MB:-1024} "${PIN_SEND[@]}" "$CEILING" 2>&1) || {
     echo "ngtcp2_ceiling failed: $out" >&2
     return 1
   }

@@ -27,7 +27,8 @@
 #   bench/run.sh [BUILD_DIR]     (default: build/; builds with UVQ_BENCH=ON)
 # Knobs (environment): RUNS, HS_N, HS_C, HS_PERF, MEM_N, MEM_C, MEM_IDLE, LAT_RATE,
 # LAT_DUR, LAT_CONNS, CEIL_MB, MEM_GTLS (0: skip gtlsserver's memory run),
-# SKIP (any of "tput hs mem lat").
+# SKIP (any of "tput hs mem lat"), PIN (1: part 1 pins senders to CPU 0 and
+# receivers to CPU 1, every contender alike; 0: the scheduler decides).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -53,6 +54,7 @@ printf 'uvquic bench/run.sh: %s, %s CPUs, RUNS=%d\n' "$(uname -r)" "$(nproc)" "$
 # ---------------------------------------------------------------------------
 # 1. Throughput
 if ! skip tput; then
+  pin_servers on "$UPID" "$GPID"
   names=("${TRANSFER_PAIRS[@]}" "udpbench (raw UDP, GSO+GRO)"
     "ngtcp2_ceiling (in-memory, CLI_BATCH=45)")
   n=${#names[@]}
@@ -82,6 +84,11 @@ if ! skip tput; then
   printf '1. Throughput: 100 MiB over loopback, one connection; goodput Gbit/s, median of %d\n' "$RUNS"
   printf '   (QUIC pairs: 100 MiB / client process wall time; udpbench: receiver, first to last\n'
   printf '   datagram; ceiling: %s MiB bulk phase, both sides on one core, no syscalls)\n' "${CEIL_MB:-1024}"
+  if [ "$PIN" = 1 ]; then
+    printf '   pinned: senders (servers, udpbench send, ceiling) on CPU 0, receivers on CPU 1 (PIN=0: not)\n'
+  else
+    printf '   not pinned: the scheduler places every process\n'
+  fi
   printf '%-42s %7s %8s %9s %9s %8s   %s\n' "contender" "Gbit/s" "vs gtls" "vs udp" "vs ceil" "inner*" "runs (Gbit/s)"
   for ((i = 0; i < n; i++)); do
     m=$(median "$tmp/gbps.$i")
@@ -96,6 +103,7 @@ if ! skip tput; then
   ihq=$(median "$tmp/inner.4")
   tput_h3=$(median "$tmp/gbps.0")
   tput_hq=$(median "$tmp/gbps.4")
+  pin_servers off "$UPID" "$GPID"
 fi
 
 # ---------------------------------------------------------------------------

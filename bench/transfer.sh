@@ -20,6 +20,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 bench_init "${1:-}"
 bench_start_servers
+pin_servers on "$UPID" "$GPID" # PIN=0: leave them to the scheduler (lib.sh)
 
 for i in 0 1 2 3; do : >"$tmp/times.$i"; done
 for r in $(seq 1 "$RUNS"); do
