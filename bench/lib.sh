@@ -25,14 +25,15 @@ else
   PIN_SEND=()
   PIN_RECV=()
 fi
-# pin_servers on|off PID...: moves running servers to CPU 0, or back to all.
+# pin_servers on|off PID...: moves running servers (all their threads) to
+# CPU 0, or back to all.
 pin_servers() {
   local mode=$1 cpus=0 p
   shift
   [ "$PIN" = 1 ] || return 0
   [ "$mode" = off ] && cpus=0-$(($(nproc) - 1))
   for p in "$@"; do
-    taskset -p -c "$cpus" "$p" >/dev/null
+    taskset -a -p -c "$cpus" "$p" >/dev/null
   done
 }
 

@@ -1010,6 +1010,26 @@ static void test_conn_on_write(void **state) {
   qt_world_free(&w);
 }
 
+/* Delivers every queued datagram (all bound for node |dst|) straight to
+ * its endpoint, without a flush. Returns 1 if there was any. */
+static int deliver_by_hand(qt_world *w, int dst) {
+  int delivered = 0;
+  while (w->queue) {
+    qt_pkt *p = w->queue;
+    w->queue = p->next;
+    assert_int_equal(p->dst, dst);
+    if (p->deliver_at > w->now) {
+      w->now = p->deliver_at;
+    }
+    assert_int_equal(uvq_endpoint_recv(w->nodes[dst].ep, &p->path, 0, p->data,
+                                       p->len, 0, w->now),
+                     0);
+    free(p);
+    delivered = 1;
+  }
+  return delivered;
+}
+
 /* A driver may ask for the next expiry between receiving and flushing:
  * the timers a read packet set are in it (uvq_ep_refresh_timers). */
 static void test_conn_expiry_before_flush(void **state) {
@@ -1017,8 +1037,8 @@ static void test_conn_expiry_before_flush(void **state) {
   qt_app cli = {0}, srv = {0};
   qt_app *pair[2] = {&cli, &srv};
   uvq_endpoint *sep;
+  uvq_tstamp deadline;
   int64_t sid;
-  int delivered = 0;
   (void)state;
 
   qt_world_init(&w, 41);
@@ -1037,23 +1057,27 @@ static void test_conn_expiry_before_flush(void **state) {
       uvq_stream_write(cli.conn, sid, (const uint8_t *)"ping", 4, 0), 4);
   assert_int_equal(uvq_endpoint_flush(w.nodes[c].ep, w.now), 0);
   /* Hand the client's datagrams to the server by hand, without a flush. */
-  while (w.queue) {
-    qt_pkt *p = w.queue;
-    w.queue = p->next;
-    assert_int_equal(p->dst, s);
-    if (p->deliver_at > w.now) {
-      w.now = p->deliver_at;
-    }
-    assert_int_equal(
-        uvq_endpoint_recv(sep, &p->path, 0, p->data, p->len, 0, w.now), 0);
-    free(p);
-    delivered++;
-  }
-  assert_true(delivered > 0);
+  assert_int_equal(deliver_by_hand(&w, s), 1);
   /* The stream data wants an ACK within max_ack_delay (25 ms). */
   assert_true(uvq_endpoint_next_expiry(sep) <= w.now + 25 * UVQ_MILLISECONDS);
   qt_run(&w, NULL, NULL, 1 * UVQ_SECONDS);
   assert_int_equal(srv.received, 4);
+
+  /* A driver that runs timers straight after receiving: a deadline that
+   * fell between the packets and |now| fires in that call. */
+  g_world = &w;
+  g_timers = 0;
+  deadline = w.now + 50 * UVQ_MILLISECONDS;
+  uvq_conn_set_app_timer(srv.conn, deadline);
+  assert_int_equal(
+      uvq_stream_write(cli.conn, sid, (const uint8_t *)"pong", 4, 0), 4);
+  assert_int_equal(uvq_endpoint_flush(w.nodes[c].ep, w.now), 0);
+  assert_int_equal(deliver_by_hand(&w, s), 1);
+  assert_true(w.now < deadline);
+  assert_int_equal(uvq_endpoint_handle_expiry(sep, deadline), 0);
+  assert_int_equal(g_timers, 1);
+  qt_run(&w, NULL, NULL, 1 * UVQ_SECONDS);
+  assert_int_equal(srv.received, 8);
   uvq_conn_close(cli.conn, 0, NULL);
   qt_run(&w, NULL, NULL, 10 * UVQ_SECONDS);
   qt_world_free(&w);

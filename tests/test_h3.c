@@ -42,6 +42,7 @@ static client_state CS;
 typedef struct server_state {
   uint64_t provided;        /* provider bytes handed out */
   uint64_t max_outstanding; /* provided - client received, at its peak */
+  uint64_t max_pool_bytes;  /* the server pool's outstanding bytes, peak */
   int active, max_active;
   int closes, close_errors;
   uint64_t last_close_code;
@@ -169,6 +170,7 @@ typedef struct sreq {
   uint64_t pause_every, next_pause; /* provider: hold at these offsets */
   int pause_released;               /* the test let the held one go */
   int ended;                        /* on_request_end fired */
+  size_t max_read;                  /* provider: at most this per call */
 } sreq;
 
 static void free_cb(const uint8_t *data, void *ud) {
@@ -182,6 +184,9 @@ static ssize_t provider(uvq_h3_stream *st, uint8_t *buf, size_t len, int *peof,
   uint64_t left = r->size - r->off;
   size_t n = left < len ? (size_t)left : len;
   uint64_t outstanding;
+  if (r->max_read && n > r->max_read) {
+    n = r->max_read;
+  }
   if (r->block) {
     return UVQ_H3_READ_WOULDBLOCK;
   }
@@ -205,6 +210,13 @@ static ssize_t provider(uvq_h3_stream *st, uint8_t *buf, size_t len, int *peof,
   qt_pattern_fill(r->seed, r->off, buf, n);
   r->off += n;
   SS.provided += n;
+  {
+    uvq_endpoint_stats es;
+    uvq_endpoint_get_stats(W.nodes[S].ep, &es);
+    if (es.pool_outstanding_bytes > SS.max_pool_bytes) {
+      SS.max_pool_bytes = es.pool_outstanding_bytes;
+    }
+  }
   outstanding = SS.provided - CLIENT_RECEIVED;
   if (outstanding > SS.max_outstanding) {
     SS.max_outstanding = outstanding;
@@ -264,6 +276,14 @@ static int srv_on_request(uvq_h3_stream *st, const uvq_h3_request_info *ri,
     assert_int_equal(uvq_h3_respond(st, &resp), 0);
   } else if (strncmp(ri->path, "/prov/", 6) == 0) {
     r->size = strtoull(ri->path + 6, NULL, 10);
+    r->seed = 2;
+    resp.body.type = UVQ_H3_BODY_PROVIDER;
+    resp.body.read = provider;
+    resp.body.read_user_data = r;
+    assert_int_equal(uvq_h3_respond(st, &resp), 0);
+  } else if (strncmp(ri->path, "/small-reads/", 13) == 0) {
+    r->size = strtoull(ri->path + 13, NULL, 10);
+    r->max_read = 1000;
     r->seed = 2;
     resp.body.type = UVQ_H3_BODY_PROVIDER;
     resp.body.read = provider;
@@ -628,6 +648,28 @@ static void test_h3_get_provider_20m_loss(void **state) {
    * reference that overshoots it, the DATA frame nghttp3 pulls ahead). */
   assert_true(SS.max_outstanding <= MIB + 2 * UVQ_H3_PROVIDER_CHUNK);
   W.drop_pct = 0;
+  teardown_world();
+}
+
+/* A provider that gives 1000 bytes per call: the short reads are copied
+ * into the stream's shared chunks, so the server's buffers stay near the
+ * stream's send buffer (by reference, each read pinned a 64 KiB buffer:
+ * 66 MiB for this body). */
+static void test_h3_provider_small_reads(void **state) {
+  creq r = {0};
+  uint8_t got[32], want[32];
+  const uint64_t size = 4 * MIB;
+  (void)state;
+  setup(NULL, NULL);
+  get(&r, "GET", "/small-reads/4194304");
+  run_until(&r, 1);
+  assert_int_equal(r.error, 0);
+  assert_int_equal(r.bytes, size);
+  creq_hash(&r, got);
+  qt_pattern_sha256(2, size, want);
+  assert_memory_equal(got, want, 32);
+  assert_true(SS.max_pool_bytes > 0);
+  assert_true(SS.max_pool_bytes <= MIB + MIB / 2);
   teardown_world();
 }
 
@@ -1346,6 +1388,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_h3_get_buffer_1m),
       cmocka_unit_test(test_h3_get_provider_20m_loss),
+      cmocka_unit_test(test_h3_provider_small_reads),
       cmocka_unit_test(test_h3_post_echo_5m),
       cmocka_unit_test(test_h3_head),
       cmocka_unit_test(test_h3_not_found),

@@ -768,11 +768,17 @@ typedef struct uvq_app_callbacks {
   int (*on_early_data_rejected)(uvq_conn *conn, void *user_data);
   /**
    * (version >= 2) The connection is about to write: called at the start
-   * of every flush pass in which it writes packets (handshake and running
-   * stages). What the application writes to streams here leaves in this
-   * pass. Every received packet marks its connection for the next flush,
-   * so an application that answers what it reads can write once per
-   * receive batch here instead of once per packet in on_stream_data.
+   * of each write pass a flush gives a connection marked for writing
+   * (every received packet, timer, wake or API call that has something to
+   * send marks it), in the handshake and running stages — not after
+   * uvq_conn_close or a failed callback, and not while datagrams of an
+   * earlier pass still wait for the socket. Stream data written here goes
+   * out in this pass as far as the burst size and the congestion window
+   * allow. So an application that answers what it reads can write once per
+   * receive batch here instead of once per packet in on_stream_data. Not a
+   * poll hook: an unmarked connection is not called. Inside it,
+   * uvq_endpoint_flush / handle_expiry return UVQ_ERR_INVALID_STATE; other
+   * connections and uvq_conn_close may be used.
    */
   int (*on_write)(uvq_conn *conn, void *user_data);
 } uvq_app_callbacks;

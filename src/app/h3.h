@@ -20,6 +20,12 @@
 /* Body bytes asked of a provider per read callback: one buffer of the
  * pool's bulk class (a file provider makes one read(2) per chunk). */
 #define UVQ_H3_PROVIDER_CHUNK (64 * 1024)
+/* A provider read shorter than this is copied into the stream's shared
+ * chunks rather than handed over by reference: the core counts a
+ * reference's bytes, not its buffer, against stream_send_buffer, so a
+ * provider giving little per call would otherwise pin a whole chunk per
+ * read (1 MiB of 1000-byte reads: 66 MiB of buffers). */
+#define UVQ_H3_PROVIDER_COPY_BELOW (UVQ_H3_PROVIDER_CHUNK / 2)
 /* Body bytes of a buffer handed to nghttp3 per DATA frame. */
 #define UVQ_H3_BUFFER_CHUNK (64 * 1024)
 /* RFC 9114 §4.2.2: each field line costs name + value + 32 bytes. */
@@ -84,6 +90,7 @@ typedef struct h3_chunk {
   size_t refs;
   struct uvq_pool *pool;
   int cls;
+  int copy; /* a short read: the core copies it (UVQ_H3_PROVIDER_COPY_BELOW) */
   uint8_t data[];
 } h3_chunk;
 

@@ -229,7 +229,7 @@ void uvq_h3_conn_fail(uvq_h3_conn *h, uint64_t code, const char *why) {
  * chunk's, a BUFFER body's) by reference, each reference holding the
  * memory until the core releases it; frame headers, QPACK and control data
  * (nghttp3's own buffers, which it reuses once told they are
- * acknowledged) by copy. */
+ * acknowledged) and short provider reads by copy. */
 static ssize_t h3_write_vec(uvq_h3_conn *h, int64_t sid, const uint8_t *p,
                             size_t len, int fin) {
   uvq_h3_stream *st = len ? uvq_stream_get_user_data(h->conn, sid) : NULL;
@@ -237,6 +237,10 @@ static ssize_t h3_write_vec(uvq_h3_conn *h, int64_t sid, const uint8_t *p,
   if (st) {
     for (h3_chunk *c = st->chunk_head; c; c = c->next) {
       if (p >= c->data && p + len <= c->data + c->len) {
+        if (c->copy) {
+          /* Released as soon as nghttp3 hears it was taken (h3_write). */
+          return uvq_stream_write(h->conn, sid, p, len, fin);
+        }
         w = uvq_stream_write_ref(h->conn, sid, p, len, fin, chunk_unref, c);
         if (w > 0) {
           c->refs++;
@@ -358,6 +362,14 @@ static void h3_after_stream(uvq_h3_conn *h, uvq_h3_stream *st) {
   }
 }
 
+/* Submits the GOAWAY max_requests_per_conn asked for, if due. */
+static void h3_shutdown_due(uvq_h3_conn *h) {
+  if (h->shutdown_pending && !h->closed) {
+    h->shutdown_pending = 0;
+    uvq_h3_do_shutdown(h);
+  }
+}
+
 void uvq_h3_after(uvq_h3_conn *h) {
   if (h->depth > 0 || h->closed || h->conn == NULL || h->h3 == NULL) {
     return;
@@ -365,10 +377,7 @@ void uvq_h3_after(uvq_h3_conn *h) {
   for (uvq_h3_stream *st = h->streams; st; st = st->next) {
     h3_after_stream(h, st);
   }
-  if (h->shutdown_pending) {
-    h->shutdown_pending = 0;
-    uvq_h3_do_shutdown(h);
-  }
+  h3_shutdown_due(h);
   if (!h->server) {
     uvq_h3_client_open_queued(h);
   }
@@ -750,6 +759,7 @@ static nghttp3_ssize cb_read_data(nghttp3_conn *c, int64_t sid,
       break;
     }
     ch->len = (size_t)r;
+    ch->copy = ch->len < UVQ_H3_PROVIDER_COPY_BELOW;
     ch->refs = 1;
     ch->pool = pool;
     ch->cls = cls;
@@ -1037,10 +1047,7 @@ static int on_stream_data(uvq_conn *conn, int64_t sid, const uint8_t *data,
   }
   /* A GOAWAY due (max_requests_per_conn reached) must name the next
    * request stream before nghttp3 reads it, so it cannot wait. */
-  if (h->shutdown_pending && !h->closed) {
-    h->shutdown_pending = 0;
-    uvq_h3_do_shutdown(h);
-  }
+  h3_shutdown_due(h);
   /* What nghttp3 now has to send (and the rest of uvq_h3_after's work)
    * waits for on_write: once per receive batch, not once per packet. */
   return 0;

@@ -85,11 +85,13 @@ int uvq_hq_server_new(uvq_hq_server **psrv, const char *root,
                       size_t errbuflen);
 
 /**
- * uvq_hq_server_del frees |srv| and closes the root. Connections served by
- * it must be closed (their on_closed fired) or their endpoint deleted
- * first; for those an endpoint deleted without on_closed it frees what
- * they left (open files, file reads not yet handed to the stream) and
- * fires the log end callback of each of their streams, with conn NULL.
+ * uvq_hq_server_del frees |srv| and closes the root. Every connection
+ * served by it must be over first: closed (its on_closed fired) or its
+ * endpoint deleted. Calling it while such a connection is still alive is
+ * a use after free (the core still holds the connection's user data). For
+ * connections an endpoint deleted without on_closed it frees what they
+ * left (open files, file reads not yet handed to the stream) and fires the
+ * log end callback of each of their streams, with conn NULL.
  */
 void uvq_hq_server_del(uvq_hq_server *srv);
 

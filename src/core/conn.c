@@ -870,11 +870,11 @@ void uvq_conn_sync_path(uvq_conn *conn) {
   }
 }
 
-/* What follows a call into ngtcp2. |batched|: a packet read without error,
- * one of a receive batch; what only matters before the connection writes
- * (its path, its timer) is left to uvq_conn_write, which the mark makes
- * run in the next flush (the timer is refreshed before any expiry is
- * handed out: uvq_ep_refresh_timers). */
+/* What follows a call into ngtcp2. |batched|: a received packet, one of a
+ * receive batch; what only matters before the connection writes (its
+ * path; its timer, unless the packet ended the connection's life) is left
+ * to uvq_conn_write, which the mark makes run in the next flush (the timer
+ * is refreshed before any expiry is used: uvq_ep_refresh_timers). */
 static void after_ngtcp2(uvq_conn *conn, int rv, uvq_tstamp now, int batched) {
   /* A packet may have moved the connection to a new path (the peer
    * migrated or was rebound by a NAT, or our path validation finished). */

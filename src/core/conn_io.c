@@ -388,10 +388,11 @@ static int write_paced(uvq_conn *conn, uvq_tstamp now) {
 
 /* Runs the application's on_write. The stream writes it makes would mark
  * the connection for another pass of this flush; they leave in this one,
- * so marks made during the call are ignored. */
+ * so marks made during the call are ignored (flush_inner took the
+ * connection off the marked list before this pass). */
 static void app_on_write(uvq_conn *conn) {
   const uvq_app_callbacks *cb = conn->cb;
-  int rv;
+  int rv, dirty = conn->dirty;
 
   if (cb == NULL || cb->version < 2 || cb->on_write == NULL ||
       conn->close_requested || conn->callback_failed) {
@@ -399,7 +400,7 @@ static void app_on_write(uvq_conn *conn) {
   }
   conn->dirty = 1;
   rv = cb->on_write(conn, conn->user_data);
-  conn->dirty = 0;
+  conn->dirty = dirty;
   if (rv != 0) {
     conn->callback_failed = 1;
   }

@@ -637,8 +637,11 @@ int uvq_endpoint_flush(uvq_endpoint *ep, uvq_tstamp now) {
 }
 
 static void expiry_inner(uvq_endpoint *ep, uvq_tstamp now) {
-  ep->last_now = now;
+  /* Before last_now moves: a stale connection was last given the time of
+   * its packets, and a deadline between then and |now| is due now, not
+   * (as uvq_ep_timer_update would make it) at |now| + 1. */
   uvq_ep_refresh_timers(ep);
+  ep->last_now = now;
   while (ep->heaplen && ep->heap[0]->expiry <= now) {
     uvq_conn *conn = ep->heap[0];
     /* Take it off the heap first: handling re-arms it with a new expiry,

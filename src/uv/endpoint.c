@@ -25,7 +25,7 @@
 #define UVQ_UV_MAX_RECV_PER_WAKE 1024
 /* A deadline that moved later by less than this keeps the timer armed
  * where it was (uep_arm_timer): it fires early, at most once, and re-arms. */
-#define UEP_TIMER_SLACK UVQ_MILLISECONDS
+#define UVQ_UV_TIMER_SLACK UVQ_MILLISECONDS
 /* The handles we close at the end: socket poll, timer poll, async,
  * prepare, idle. */
 #define UVQ_UV_NHANDLES 5
@@ -295,7 +295,7 @@ static void uep_arm_timer(uvq_uv_endpoint *uep) {
     return;
   }
   if (uep->armed != UVQ_TSTAMP_MAX && exp != UVQ_TSTAMP_MAX &&
-      exp > uep->armed && exp - uep->armed < UEP_TIMER_SLACK) {
+      exp > uep->armed && exp - uep->armed < UVQ_UV_TIMER_SLACK) {
     /* The deadline moved a little later — the idle timeout follows every
      * received packet, so in a transfer it moves in nearly every loop
      * iteration. Leave the timer where it is: firing early only re-arms
