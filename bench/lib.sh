@@ -147,6 +147,10 @@ runs_of() { awk '{ printf("%s%.3f", (NR > 1) ? " " : "", $1) }' "$1"; }
 # ratio A B: A / B, 2 decimals.
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "nan" }'; }
 
+# cpu_ns PID: CPU time PID's threads have run, in ns (schedstat: finer
+# than the 10 ms ticks of /proc/PID/stat).
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
+
 # cpu_ticks PID: utime + stime of PID in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
@@ -154,7 +158,10 @@ CLK_TCK=$(getconf CLK_TCK)
 # ---------------------------------------------------------------------------
 # Throughput contenders. transfer_pair I prints the seconds one 100 MiB
 # download took (client process wall time: start, handshake, transfer,
-# close), or fails. Bodies are discarded by every client.
+# close), or fails. Bodies are discarded by every client. It also leaves
+# the CPU milliseconds the server and the client process spent on it in
+# $tmp/cpu.s ("server client"): on a shared VM, cost per byte scatters far
+# less than time.
 TRANSFER_PAIRS=("uvquic-server -> uvquic-client h3"
   "gtlsserver -> gtlsclient"
   "gtlsserver -> uvquic-client h3"
@@ -162,10 +169,10 @@ TRANSFER_PAIRS=("uvquic-server -> uvquic-client h3"
   "uvquic-server -> uvquic-client hq")
 
 transfer_pair() {
-  local port cmd t0 t1
+  local port spid cmd t0 t1 s0 s1 ccpu
   case $1 in
-  0 | 3 | 4) port=$UPORT ;;
-  *) port=$GPORT ;;
+  0 | 3 | 4) port=$UPORT spid=$UPID ;;
+  *) port=$GPORT spid=$GPID ;;
   esac
   case $1 in
   0 | 2 | 4)
@@ -178,12 +185,17 @@ transfer_pair() {
       127.0.0.1 "$port" "https://127.0.0.1:$port/big.bin")
     ;;
   esac
+  s0=$(cpu_ns "$spid")
   t0=$(date +%s.%N)
-  if ! timeout 120 "${PIN_RECV[@]}" "${cmd[@]}" >"$tmp/run.out" 2>"$tmp/run.err"; then
+  if ! ccpu=$( { TIMEFORMAT='%3U %3S'
+    time timeout 120 "${PIN_RECV[@]}" "${cmd[@]}" >"$tmp/run.out" 2>"$tmp/run.err"; } 2>&1); then
     echo "run of ${TRANSFER_PAIRS[$1]} failed: $(tail -n3 "$tmp/run.err")" >&2
     return 1
   fi
   t1=$(date +%s.%N)
+  s1=$(cpu_ns "$spid")
+  awk -v a="$s0" -v b="$s1" -v c="$ccpu" \
+    'BEGIN { split(c, u, " "); printf "%.1f %.1f\n", (b - a) / 1e6, (u[1] + u[2]) * 1e3 }' >"$tmp/cpu.s"
   # uvquic-client's own timing (first packet to the connection's close),
   # without process start-up and the closing period it waits at exit.
   : >"$tmp/inner.s"

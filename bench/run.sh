@@ -58,7 +58,7 @@ if ! skip tput; then
   names=("${TRANSFER_PAIRS[@]}" "udpbench (raw UDP, GSO+GRO)"
     "ngtcp2_ceiling (in-memory, CLI_BATCH=45)")
   n=${#names[@]}
-  for ((i = 0; i < n; i++)); do : >"$tmp/gbps.$i"; : >"$tmp/inner.$i"; done
+  for ((i = 0; i < n; i++)); do : >"$tmp/gbps.$i"; : >"$tmp/inner.$i"; : >"$tmp/cpu.$i"; done
   for r in $(seq 1 "$RUNS"); do
     for ((k = 0; k < n; k++)); do
       i=$(((k + r - 1) % n))
@@ -67,6 +67,7 @@ if ! skip tput; then
       6) ceiling_run >>"$tmp/gbps.$i" ;;
       *)
         s=$(transfer_pair "$i")
+        cat "$tmp/cpu.s" >>"$tmp/cpu.$i"
         awk -v s="$s" -v size="$SIZE" 'BEGIN { printf "%.6f\n", size * 8 / s / 1e9 }' \
           >>"$tmp/gbps.$i"
         if [ -s "$tmp/inner.s" ]; then
@@ -99,6 +100,24 @@ if ! skip tput; then
   done
   printf '   * inner: uvquic-client'"'"'s own timing (connect to close, without process start-up and\n'
   printf '     the closing period its endpoint waits out before exit); not comparable with gtlsclient\n'
+  # CPU per 100 MiB: the server's (schedstat) and the client process's
+  # (rusage), medians; what a pair costs scatters far less than its time.
+  cpu_med() { awk -v f="$2" '{ print $f }' "$1" >"$tmp/col"; median "$tmp/col"; }
+  for ((i = 0; i < 5; i++)); do
+    awk '{ print $1 + $2 }' "$tmp/cpu.$i" >"$tmp/cpu.both.$i"
+  done
+  gboth=$(median "$tmp/cpu.both.1")
+  printf '\n   CPU per 100 MiB, ms (medians): server process, client process, both; "both vs gtls":\n'
+  printf '   gtlsserver -> gtlsclient'"'"'s both over this pair'"'"'s (> 1: this pair costs less)\n'
+  printf '%-42s %7s %7s %7s %8s   %s\n' "contender" "server" "client" "both" "vs gtls" "runs (both)"
+  for ((i = 0; i < 5; i++)); do
+    b=$(median "$tmp/cpu.both.$i")
+    printf '%-42s %7.1f %7.1f %7.1f %7sx   %s\n' "${names[$i]}" "$(cpu_med "$tmp/cpu.$i" 1)" \
+      "$(cpu_med "$tmp/cpu.$i" 2)" "$b" "$(ratio "$gboth" "$b")" \
+      "$(awk '{ printf("%s%.0f", (NR > 1) ? " " : "", $1) }' "$tmp/cpu.both.$i")"
+  done
+  cpu_h3=$(ratio "$gboth" "$(median "$tmp/cpu.both.0")")
+  cpu_hq=$(ratio "$gboth" "$(median "$tmp/cpu.both.4")")
   ih3=$(median "$tmp/inner.0")
   ihq=$(median "$tmp/inner.4")
   tput_h3=$(median "$tmp/gbps.0")
@@ -360,6 +379,8 @@ if ! skip tput; then
     "$(ratio "$tput_h3" "$ceil")" "$(ratio "$tput_hq" "$ceil")"
   printf '  (inner timing h3 %.2f / hq %.2f Gbit/s: vs ceiling %sx / %sx)\n' "$ih3" "$ihq" \
     "$(ratio "$ih3" "$ceil")" "$(ratio "$ihq" "$ceil")"
+  printf '  (CPU per 100 MiB, server + client: gtls pair / uvquic pair = %sx h3, %sx hq)\n' \
+    "$cpu_h3" "$cpu_hq"
 fi
 if ! skip hs; then
   printf '  handshake rate vs gtlsserver: %sx (>= 1.5); server CPU per connection: gtls / uvquic = %sx\n' \
