@@ -229,6 +229,15 @@ static int path_is(const uvq_h3_request_info *ri, const char *p) {
   return ri->pathlen == strlen(p) && memcmp(ri->path, p, ri->pathlen) == 0;
 }
 
+/* Answers with the test provider over |r|. */
+static void respond_provider(uvq_h3_stream *st, uvq_h3_response *resp,
+                             sreq *r) {
+  resp->body.type = UVQ_H3_BODY_PROVIDER;
+  resp->body.read = provider;
+  resp->body.read_user_data = r;
+  assert_int_equal(uvq_h3_respond(st, resp), 0);
+}
+
 static int srv_on_request(uvq_h3_stream *st, const uvq_h3_request_info *ri,
                           void *ud) {
   uvq_h3_response resp;
@@ -277,28 +286,19 @@ static int srv_on_request(uvq_h3_stream *st, const uvq_h3_request_info *ri,
   } else if (strncmp(ri->path, "/prov/", 6) == 0) {
     r->size = strtoull(ri->path + 6, NULL, 10);
     r->seed = 2;
-    resp.body.type = UVQ_H3_BODY_PROVIDER;
-    resp.body.read = provider;
-    resp.body.read_user_data = r;
-    assert_int_equal(uvq_h3_respond(st, &resp), 0);
+    respond_provider(st, &resp, r);
   } else if (strncmp(ri->path, "/small-reads/", 13) == 0) {
     r->size = strtoull(ri->path + 13, NULL, 10);
     r->max_read = 1000;
     r->seed = 2;
-    resp.body.type = UVQ_H3_BODY_PROVIDER;
-    resp.body.read = provider;
-    resp.body.read_user_data = r;
-    assert_int_equal(uvq_h3_respond(st, &resp), 0);
+    respond_provider(st, &resp, r);
   } else if (strncmp(ri->path, "/pause/", 7) == 0) {
     char *end;
     r->size = strtoull(ri->path + 7, &end, 10);
     r->pause_every = strtoull(end + 1, NULL, 10);
     r->next_pause = r->pause_every;
     r->seed = 3;
-    resp.body.type = UVQ_H3_BODY_PROVIDER;
-    resp.body.read = provider;
-    resp.body.read_user_data = r;
-    assert_int_equal(uvq_h3_respond(st, &resp), 0);
+    respond_provider(st, &resp, r);
   } else if (path_is(ri, "/early")) {
     /* Answer at once and decline the rest of the upload (§4.1.2). */
     assert_int_equal(uvq_h3_stop_request_body(st), UVQ_ERR_INVALID_STATE);
@@ -311,10 +311,7 @@ static int srv_on_request(uvq_h3_stream *st, const uvq_h3_request_info *ri,
   } else if (path_is(ri, "/block")) {
     r->block = 1;
     r->size = 1;
-    resp.body.type = UVQ_H3_BODY_PROVIDER;
-    resp.body.read = provider;
-    resp.body.read_user_data = r;
-    assert_int_equal(uvq_h3_respond(st, &resp), 0);
+    respond_provider(st, &resp, r);
   } else if (path_is(ri, "/echo") || path_is(ri, "/trailers")) {
     r->trailers = path_is(ri, "/trailers");
     r->echo = 1;
