@@ -624,14 +624,12 @@ static void test_h3_get_buffer_1m(void **state) {
   teardown_world();
 }
 
-static void test_h3_get_provider_20m_loss(void **state) {
+/* GETs |path| (a provider body of pattern seed 2) and checks the answer:
+ * 200, |size| bytes, the pattern's SHA-256. */
+static void get_pattern(const char *path, uint64_t size) {
   creq r = {0};
   uint8_t got[32], want[32];
-  const uint64_t size = 20ull * MIB;
-  (void)state;
-  setup(NULL, NULL);
-  W.drop_pct = 3;
-  get(&r, "GET", "/prov/20971520");
+  get(&r, "GET", path);
   run_until(&r, 1);
   assert_int_equal(r.error, 0);
   assert_int_equal(r.status, 200);
@@ -639,6 +637,13 @@ static void test_h3_get_provider_20m_loss(void **state) {
   creq_hash(&r, got);
   qt_pattern_sha256(2, size, want);
   assert_memory_equal(got, want, 32);
+}
+
+static void test_h3_get_provider_20m_loss(void **state) {
+  (void)state;
+  setup(NULL, NULL);
+  W.drop_pct = 3;
+  get_pattern("/prov/20971520", 20ull * MIB);
   assert_true(W.dropped > 0);
   /* The provider is only asked when the stream has room: the server never
    * holds more than the core's send buffer (1 MiB) plus a chunk or two (the
@@ -653,18 +658,9 @@ static void test_h3_get_provider_20m_loss(void **state) {
  * stream's send buffer (by reference, each read pinned a 64 KiB buffer:
  * 66 MiB for this body). */
 static void test_h3_provider_small_reads(void **state) {
-  creq r = {0};
-  uint8_t got[32], want[32];
-  const uint64_t size = 4 * MIB;
   (void)state;
   setup(NULL, NULL);
-  get(&r, "GET", "/small-reads/4194304");
-  run_until(&r, 1);
-  assert_int_equal(r.error, 0);
-  assert_int_equal(r.bytes, size);
-  creq_hash(&r, got);
-  qt_pattern_sha256(2, size, want);
-  assert_memory_equal(got, want, 32);
+  get_pattern("/small-reads/4194304", 4 * MIB);
   assert_true(SS.max_pool_bytes > 0);
   assert_true(SS.max_pool_bytes <= MIB + MIB / 2);
   teardown_world();
