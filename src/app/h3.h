@@ -88,9 +88,7 @@ typedef struct h3_chunk {
   struct h3_chunk *next;
   size_t len;
   size_t refs;
-  struct uvq_pool *pool;
-  int cls;
-  int copy; /* a short read: the core copies it (UVQ_H3_PROVIDER_COPY_BELOW) */
+  struct uvq_pool *pool; /* a buffer of its UVQ_POOL_CLASS_BULK */
   uint8_t data[];
 } h3_chunk;
 

@@ -84,7 +84,7 @@ static void chunk_unref(void *ptr, void *ud) {
   h3_chunk *c = ud;
   (void)ptr;
   if (--c->refs == 0) {
-    uvq_pool_put(c->pool, c->cls, c);
+    uvq_pool_put(c->pool, UVQ_POOL_CLASS_BULK, c);
   }
 }
 
@@ -237,8 +237,9 @@ static ssize_t h3_write_vec(uvq_h3_conn *h, int64_t sid, const uint8_t *p,
   if (st) {
     for (h3_chunk *c = st->chunk_head; c; c = c->next) {
       if (p >= c->data && p + len <= c->data + c->len) {
-        if (c->copy) {
-          /* Released as soon as nghttp3 hears it was taken (h3_write). */
+        if (c->len < UVQ_H3_PROVIDER_COPY_BELOW) {
+          /* A short read, copied; released as soon as nghttp3 hears it was
+           * taken (h3_write). */
           return uvq_stream_write(h->conn, sid, p, len, fin);
         }
         w = uvq_stream_write_ref(h->conn, sid, p, len, fin, chunk_unref, c);
@@ -730,39 +731,36 @@ static nghttp3_ssize cb_read_data(nghttp3_conn *c, int64_t sid,
   }
   case UVQ_H3_BODY_PROVIDER: {
     uvq_pool *pool = uvq_endpoint_pool(uvq_conn_get_endpoint(h->conn));
-    int cls = UVQ_POOL_CLASS_BULK;
     h3_chunk *ch;
     ssize_t r;
     if (st->read_blocked || st->provider_failed || st->stop_received) {
       return NGHTTP3_ERR_WOULDBLOCK;
     }
-    ch = uvq_pool_get(pool, cls);
+    ch = uvq_pool_get(pool, UVQ_POOL_CLASS_BULK);
     if (ch == NULL) {
       return NGHTTP3_ERR_CALLBACK_FAILURE;
     }
     r = st->body.read(st, ch->data, UVQ_H3_PROVIDER_CHUNK, &eof,
                       st->body.read_user_data);
     if (r == UVQ_H3_READ_WOULDBLOCK || (r == 0 && !eof)) {
-      uvq_pool_put(pool, cls, ch);
+      uvq_pool_put(pool, UVQ_POOL_CLASS_BULK, ch);
       st->read_blocked = 1;
       return NGHTTP3_ERR_WOULDBLOCK;
     }
     if (r < 0 || (size_t)r > UVQ_H3_PROVIDER_CHUNK) {
-      uvq_pool_put(pool, cls, ch);
+      uvq_pool_put(pool, UVQ_POOL_CLASS_BULK, ch);
       st->provider_failed = 1;
       uvq_h3_stream_abort(st, UVQ_H3_INTERNAL_ERROR);
       return NGHTTP3_ERR_WOULDBLOCK;
     }
     st->provider_read = 1;
     if (r == 0) {
-      uvq_pool_put(pool, cls, ch);
+      uvq_pool_put(pool, UVQ_POOL_CLASS_BULK, ch);
       break;
     }
     ch->len = (size_t)r;
-    ch->copy = ch->len < UVQ_H3_PROVIDER_COPY_BELOW;
     ch->refs = 1;
     ch->pool = pool;
-    ch->cls = cls;
     ch->next = NULL;
     if (st->chunk_tail) {
       st->chunk_tail->next = ch;
