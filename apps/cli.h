@@ -208,7 +208,6 @@ enum {
   CLI_OPT_DISABLE_MIGRATION,
   CLI_OPT_MAX_UDP_PAYLOAD,
   CLI_OPT_QLOG_DIR,
-  CLI_OPT_TXTIME,
   CLI_OPT_FIRST_TOOL /* each tool numbers its own options from here */
 };
 
@@ -222,13 +221,12 @@ enum {
       {"no-pmtud", no_argument, NULL, CLI_OPT_NO_PMTUD},                       \
       {"disable-migration", no_argument, NULL, CLI_OPT_DISABLE_MIGRATION},     \
       {"max-udp-payload", required_argument, NULL, CLI_OPT_MAX_UDP_PAYLOAD},   \
-      {"qlog-dir", required_argument, NULL, CLI_OPT_QLOG_DIR},                 \
-      {"txtime", no_argument, NULL, CLI_OPT_TXTIME}, {                         \
+      {"qlog-dir", required_argument, NULL, CLI_OPT_QLOG_DIR}, {               \
     "verbose", no_argument, NULL, 'v'                                          \
   }
 
 #define CLI_COMMON_USAGE                                                       \
-  "  --cc reno|cubic|bbr|bbr2   congestion controller (default cubic)\n"       \
+  "  --cc reno|cubic|bbr        congestion controller (default cubic)\n"       \
   "  --max-data BYTES           connection flow-control window we grant\n"     \
   "  --max-stream-data BYTES    per-stream flow-control window we grant\n"     \
   "  --max-streams N            bidi and uni streams the peer may open\n"      \
@@ -237,8 +235,6 @@ enum {
   "  --no-pmtud                 no path MTU discovery\n"                       \
   "  --disable-migration        forbid the peer from migrating\n"              \
   "  --max-udp-payload N        largest UDP payload we send (1200..65527)\n"   \
-  "  --txtime                   SO_TXTIME transmit times (only the fq qdisc\n" \
-  "                             honours them; off if the kernel refuses)\n"    \
   "  -v, -vv                    log connection lifecycle (info) or ngtcp2's\n" \
   "                             trace (debug) to stderr, with the SCID\n"      \
   "  --qlog-dir DIR             one qlog (JSON-SEQ) per connection, named\n"   \
@@ -289,10 +285,8 @@ static inline int cli_common_opt(int c, const char *arg, uvq_settings *st,
       st->cc_algo = UVQ_CC_CUBIC;
     } else if (strcmp(arg, "bbr") == 0) {
       st->cc_algo = UVQ_CC_BBR;
-    } else if (strcmp(arg, "bbr2") == 0) {
-      st->cc_algo = UVQ_CC_BBR2;
     } else {
-      fprintf(stderr, "%s: bad --cc \"%s\" (reno, cubic, bbr or bbr2)\n",
+      fprintf(stderr, "%s: bad --cc \"%s\" (reno, cubic or bbr)\n",
               program_invocation_short_name, arg);
       exit(CLI_EXIT_USAGE);
     }
@@ -332,9 +326,6 @@ static inline int cli_common_opt(int c, const char *arg, uvq_settings *st,
     return 1;
   case CLI_OPT_QLOG_DIR:
     cc->qlog_dir = arg;
-    return 1;
-  case CLI_OPT_TXTIME:
-    st->txtime = 1;
     return 1;
   case 'v':
     ++cc->verbose;

@@ -866,9 +866,12 @@ static void record_stats(group *g, uvq_conn *conn, const uvq_close_info *ci) {
   ST(smoothed_rtt);
   ST(rttvar);
   ST(cwnd);
+  /* UINT64_MAX until the first congestion event: no threshold yet. */
+  json_object_set_new(s, "ssthresh",
+                      st.ssthresh == UINT64_MAX
+                          ? json_null()
+                          : json_integer((json_int_t)st.ssthresh));
   ST(bytes_in_flight);
-  ST(delivery_rate);
-  ST(pacing_rate);
   ST(bytes_sent);
   ST(datagrams_sent);
   ST(bytes_received);

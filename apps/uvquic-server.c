@@ -10,10 +10,10 @@
  *
  * Transport options (shared with uvquic-client, see cli.h): --cc,
  * --max-data, --max-stream-data, --max-streams, --idle-timeout,
- * --keep-alive, --no-pmtud, --disable-migration, --max-udp-payload,
- * --txtime. --keys-file loads a uvquic key file (token keys,
- * stateless-reset secret, session-ticket master key) so tokens and tickets
- * survive restarts; --gen-keys FILE writes a new one and exits.
+ * --keep-alive, --no-pmtud, --disable-migration, --max-udp-payload.
+ * --keys-file loads a uvquic key file (token keys, stateless-reset secret,
+ * session-ticket master key) so tokens and tickets survive restarts;
+ * --gen-keys FILE writes a new one and exits.
  * --metrics-file rewrites FILE (atomically) every second with the
  * endpoint's Prometheus text.
  *

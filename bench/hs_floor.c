@@ -481,7 +481,7 @@ static void client_start(hs_bench *b) {
 /* client_turn: the client reads, sends its request once it can, and
  * closes once the whole response is in. */
 static void client_turn(hs_bench *b) {
-  ngtcp2_connection_close_error ccerr;
+  ngtcp2_ccerr ccerr;
   ngtcp2_ssize nwrite;
   hs_peer *p = &b->cli;
   hs_dgram *d;
@@ -515,7 +515,7 @@ static void client_turn(hs_bench *b) {
       die("response of %zu bytes, not %d", p->rxlen, HS_RESPONSE);
     }
     d = queue_slot(&b->c2s);
-    ngtcp2_connection_close_error_set_application_error(&ccerr, 0, NULL, 0);
+    ngtcp2_ccerr_set_application_error(&ccerr, 0, NULL, 0);
     nwrite = ngtcp2_conn_write_connection_close(
         p->conn, NULL, NULL, d->data, sizeof(d->data), &ccerr, b->now);
     if (nwrite <= 0) {

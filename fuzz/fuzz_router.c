@@ -100,7 +100,7 @@ static size_t fr_cid_of(uvq_conn *conn, uint8_t *out) {
   if (conn == NULL || conn->q == NULL) {
     return 0;
   }
-  n = ngtcp2_conn_get_num_scid(conn->q);
+  n = ngtcp2_conn_get_scid(conn->q, NULL);
   if (n == 0 || n > 16) {
     return 0;
   }

@@ -1,36 +1,145 @@
 #!/usr/bin/env bash
-# Installs the Debian (bookworm) packages uvquic needs to build, test and
-# benchmark. Safe to run repeatedly: it installs only what is missing.
+# Installs the Debian packages uvquic needs to build, test and benchmark.
+# Safe to run repeatedly: it installs only what is missing or too old, and
+# prints nothing unless it installs something or fails.
+#
+# uvquic needs ngtcp2 >= 1.11 and nghttp3 >= 1.8. Debian 13 (trixie) and
+# later ship them. On Debian 12 (bookworm) they come from the official
+# bookworm-backports suite: this script adds that suite with the URI of the
+# machine's own Debian sources (it never names a mirror of its own) and
+# installs those packages from it.
+#   scripts/deps.sh            install what is missing
+#   scripts/deps.sh --check    exit 1 (and say what) if anything is missing
 set -euo pipefail
 
 PKGS=(
   build-essential cmake pkg-config
-  libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev
-  libuv1-dev libnghttp3-dev libcmocka-dev libjansson-dev
-  ngtcp2-server ngtcp2-client
+  libgnutls28-dev libuv1-dev libcmocka-dev libjansson-dev
   gnutls-bin openssl coreutils procps python3 bsdutils clang-format
 )
+# Package -> minimum version; on bookworm these come from backports.
+declare -A MIN=(
+  [libngtcp2-dev]=1.11.0
+  [libngtcp2-crypto-gnutls-dev]=1.11.0
+  [libnghttp3-dev]=1.8.0
+  [ngtcp2-server]=1.11.0
+  [ngtcp2-client]=1.11.0
+)
+check_only=0
+[ "${1:-}" = "--check" ] && check_only=1
+
+installed_version() {
+  dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null |
+    awk '$1 == "install" && $2 == "ok" && $3 == "installed" { print $4 }'
+}
 
 missing=()
 for p in "${PKGS[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$p")
+  [ -n "$(installed_version "$p")" ] || missing+=("$p")
+done
+stale=()
+for p in "${!MIN[@]}"; do
+  v=$(installed_version "$p")
+  if [ -z "$v" ] || ! dpkg --compare-versions "$v" ge "${MIN[$p]}"; then
+    stale+=("$p")
   fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+[ ${#missing[@]} -eq 0 ] && [ ${#stale[@]} -eq 0 ] && exit 0
+if [ $check_only -eq 1 ]; then
+  echo "uvquic: missing or too old: ${missing[*]} ${stale[*]}" >&2
+  exit 1
+fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
   SUDO="sudo"
 fi
-echo "uvquic: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 log=$(mktemp /tmp/uvquic-deps.XXXXXX.log)
-if ! { $SUDO apt-get update -q && \
-       $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"; } \
-     >"$log" 2>&1; then
+trap 'rm -f "$log"' EXIT
+fail() {
   cat "$log" >&2
-  echo "uvquic: package installation failed (log above)" >&2
+  echo "uvquic: $1 (log above)" >&2
   exit 1
+}
+
+# debian_uri SUITE: the first URI of an enabled source (deb822 *.sources or
+# one-line *.list) that serves SUITE, and its Signed-By if it has one, as
+# "URI<TAB>KEYRING".
+debian_uri() {
+  local suite=$1 f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -e "$f" ] || continue
+    awk -v suite="$suite" '
+      function flush() {
+        if (enabled && types ~ /(^| )deb( |$)/ && (" " suites " ") ~ (" " suite " ") && uri != "") {
+          split(uri, u, " "); printf "%s\t%s\n", u[1], signed; found = 1; exit
+        }
+        types = suites = uri = signed = ""; enabled = 1
+      }
+      BEGIN { enabled = 1 }
+      /^[ \t]*#/ { next }
+      /^[ \t]*$/ { flush(); next }
+      { key = tolower($1); sub(/:$/, "", key); val = $0; sub(/^[^:]*:[ \t]*/, "", val) }
+      key == "types" { types = val }
+      key == "suites" { suites = val }
+      key == "uris" { uri = val }
+      key == "signed-by" { signed = val }
+      key == "enabled" && tolower(val) == "no" { enabled = 0 }
+      END { if (!found) flush() }
+    ' "$f" | head -n 1
+  done
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -e "$f" ] || continue
+    # deb [options] URI SUITE COMPONENTS...
+    awk -v suite="$suite" '
+      $1 == "deb" {
+        i = 2; signed = ""
+        if ($2 ~ /^\[/) {
+          for (; i <= NF; i++) {
+            if ($i ~ /^\[?signed-by=/) { s = $i; sub(/^\[?signed-by=/, "", s); sub(/\]$/, "", s); signed = s }
+            if ($i ~ /\]$/) { i++; break }
+          }
+        }
+        if ($(i + 1) == suite) { printf "%s\t%s\n", $i, signed; exit }
+      }
+    ' "$f"
+  done
+}
+
+. /etc/os-release
+target=()
+if [ ${#stale[@]} -gt 0 ] && [ "${VERSION_CODENAME:-}" = bookworm ]; then
+  if ! grep -rqs --include='*.sources' --include='*.list' -E '(^|[[:space:]])bookworm-backports([[:space:]]|$)' \
+    /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    line=$(debian_uri bookworm | head -n 1)
+    uri=${line%%$'\t'*}
+    keyring=${line#*$'\t'}
+    [ -n "$uri" ] || {
+      echo "uvquic: no enabled apt source serves bookworm; cannot add bookworm-backports" >&2
+      exit 1
+    }
+    {
+      printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\n' "$uri"
+      [ -n "$keyring" ] && printf 'Signed-By: %s\n' "$keyring"
+    } | $SUDO tee /etc/apt/sources.list.d/uvquic-bookworm-backports.sources >/dev/null
+  fi
+  target=(-t bookworm-backports)
 fi
-rm -f "$log"
+
+echo "uvquic: installing ${missing[*]} ${stale[*]}" >&2
+$SUDO apt-get update -q >"$log" 2>&1 || fail "apt-get update failed"
+if [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >>"$log" 2>&1 ||
+    fail "package installation failed"
+fi
+if [ ${#stale[@]} -gt 0 ]; then
+  $SUDO apt-get install -y -q --no-install-recommends "${target[@]}" "${stale[@]}" >>"$log" 2>&1 ||
+    fail "installing ${stale[*]} failed"
+  for p in "${stale[@]}"; do
+    v=$(installed_version "$p")
+    if [ -z "$v" ] || ! dpkg --compare-versions "$v" ge "${MIN[$p]}"; then
+      fail "$p ${v:-(none)} installed, uvquic needs >= ${MIN[$p]}"
+    fi
+  done
+fi

@@ -553,7 +553,7 @@ static void test_endpoint_idle_timeout(void **state) {
  * the SCIDs in |out| (up to 32). */
 static size_t check_cids_match(uvq_endpoint *ep, uvq_conn *conn,
                                ngtcp2_cid *out) {
-  size_t n = ngtcp2_conn_get_num_scid(conn->q);
+  size_t n = ngtcp2_conn_get_scid(conn->q, NULL);
   size_t extra = (size_t)conn->client_dcid_mapped + (size_t)conn->odcid_mapped;
   assert_true(n <= 32);
   assert_int_equal(ngtcp2_conn_get_scid(conn->q, out), n);

@@ -47,7 +47,7 @@ static int addr_eq(const uvq_addr *a, const uvq_addr *b) {
 }
 
 static size_t server_scids(uvq_conn *conn, ngtcp2_cid *out) {
-  size_t n = ngtcp2_conn_get_num_scid(conn->q);
+  size_t n = ngtcp2_conn_get_scid(conn->q, NULL);
   assert_true(n <= 32);
   return ngtcp2_conn_get_scid(conn->q, out);
 }

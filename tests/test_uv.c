@@ -9,7 +9,6 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <stdlib.h>
 #include <time.h>
 #include <cmocka.h>
 
@@ -440,10 +439,6 @@ typedef struct bulk {
   uvq_addr migrated_to;
   uvq_addr cli_local_before;
   uvq_addr srv_remote_end;
-  /* Lines the adapter logged through settings.log about SO_TXTIME, and
-   * whether the cores ran with settings.txtime. */
-  int txtime_warnings;
-  int srv_core_txtime, cli_core_txtime;
   /* bulk_opts.inject_eagain: send calls of the server's socket each
    * injection refuses with EAGAIN, and the injections made — from the
    * client's data callback once a quarter and half arrived, and from the
@@ -608,13 +603,9 @@ static void bulk_ep_closed(uvq_uv_endpoint *uep, void *ud) {
   if (uep == b->listener) {
     uvq_uv_endpoint_get_stats(uep, &b->srv_uv);
     uvq_endpoint_get_stats(uvq_uv_endpoint_get_endpoint(uep), &b->srv_core);
-    b->srv_core_txtime =
-        uvq_endpoint_get_settings(uvq_uv_endpoint_get_endpoint(uep))->txtime;
   } else {
     uvq_uv_endpoint_get_stats(uep, &b->cli_uv);
     uvq_endpoint_get_stats(uvq_uv_endpoint_get_endpoint(uep), &b->cli_core);
-    b->cli_core_txtime =
-        uvq_endpoint_get_settings(uvq_uv_endpoint_get_endpoint(uep))->txtime;
   }
   if (++b->closes == 2) {
     uv_close((uv_handle_t *)&b->watchdog, NULL);
@@ -681,27 +672,15 @@ typedef struct bulk_opts {
   int inject_errno;
   /* Migrate the client mid-transfer (bulk.migrate). */
   int migrate;
-  /* settings.txtime on both endpoints (SO_TXTIME); with txtime_refused
-   * the sockets refuse it (UVQ_UV_NO_TXTIME=1). */
-  int txtime;
-  int txtime_refused;
   /* Make the server's socket refuse this many send calls with EAGAIN, at
    * three points of the transfer (bulk.eagain); 0 = never. */
   unsigned inject_eagain;
 } bulk_opts;
 
-static void bulk_log(void *user_data, const char *line) {
-  bulk *b = user_data;
-  if (strstr(line, "SO_TXTIME") != NULL) {
-    b->txtime_warnings++;
-  }
-}
-
 static void run_bulk(bulk *b, const bulk_opts *o) {
   struct sockaddr_storage ss;
   uvq_addr bound;
   char ip[INET6_ADDRSTRLEN];
-  uvq_settings st, *pst = NULL;
 
   memset(b, 0, sizeof(*b));
   b->total = o->total;
@@ -710,27 +689,14 @@ static void run_bulk(bulk *b, const bulk_opts *o) {
   b->srv_sid = b->cli_sid = -1;
   assert_int_equal(uv_loop_init(&b->loop), 0);
   make_tls(&b->stls, &b->ctls);
-  if (o->txtime) {
-    uvq_settings_default(&st);
-    st.txtime = 1;
-    st.log = bulk_log;
-    st.log_user_data = b;
-    pst = &st;
-  }
-  if (o->txtime_refused) {
-    assert_int_equal(setenv("UVQ_UV_NO_TXTIME", "1", 1), 0);
-  }
   set_addr(&ss, o->family, o->listen_ip, 0);
   assert_int_equal(uvq_listen(&b->listener, &b->loop, (struct sockaddr *)&ss,
-                              pst, b->stls, bulk_accept, b),
+                              NULL, b->stls, bulk_accept, b),
                    0);
   assert_int_equal(uvq_uv_endpoint_get_local_addr(b->listener, &bound), 0);
-  assert_int_equal(
-      uvq_uv_client_new(&b->client, &b->loop, o->family, NULL, pst, b->ctls, b),
-      0);
-  if (o->txtime_refused) {
-    assert_int_equal(unsetenv("UVQ_UV_NO_TXTIME"), 0);
-  }
+  assert_int_equal(uvq_uv_client_new(&b->client, &b->loop, o->family, NULL,
+                                     NULL, b->ctls, b),
+                   0);
   if (o->gso_off) {
     assert_int_equal(uvq_uv_endpoint_set_gso(b->listener, 0), 0);
     assert_int_equal(uvq_uv_endpoint_set_gso(b->client, 0), 0);
@@ -780,8 +746,7 @@ static void run_bulk(bulk *b, const bulk_opts *o) {
  * the download stays byte-identical and the server ends up talking to the
  * new port. */
 static void run_bulk_migrate(int style) {
-  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 0,
-                 0,       style,       0,           0,        0};
+  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 0, 0, style, 0};
   bulk b;
 
   run_bulk(&b, &o);
@@ -802,7 +767,7 @@ static void test_uv_migrate_nat_style(void **state) {
 }
 
 static void test_uv_bulk_gso_gro(void **state) {
-  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 8u << 20, 0, 0, 0, 0, 0, 0};
+  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 8u << 20, 0, 0, 0, 0};
   bulk b;
 
   (void)state;
@@ -830,7 +795,7 @@ static void test_uv_bulk_gso_gro(void **state) {
 }
 
 static void test_uv_bulk_gso_off(void **state) {
-  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 1, 0, 0, 0, 0, 0};
+  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 1, 0, 0, 0};
   bulk b;
 
   (void)state;
@@ -843,8 +808,7 @@ static void test_uv_bulk_gso_off(void **state) {
 }
 
 static void test_uv_bulk_gso_refused(void **state) {
-  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 0,
-                 EIO,     0,           0,           0,        0};
+  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 0, EIO, 0, 0};
   bulk b;
 
   (void)state;
@@ -861,7 +825,7 @@ static void test_uv_bulk_gso_refused(void **state) {
 }
 
 static void test_uv_bulk_gso_einval(void **state) {
-  bulk_opts o = {AF_INET6, "::1", "::1", 1u << 20, 0, EINVAL, 0, 0, 0, 0};
+  bulk_opts o = {AF_INET6, "::1", "::1", 1u << 20, 0, EINVAL, 0, 0};
   bulk b;
 
   (void)state;
@@ -871,7 +835,7 @@ static void test_uv_bulk_gso_einval(void **state) {
 }
 
 static void test_uv_bulk_ecn(void **state) {
-  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 0, 0, 0, 0, 0, 0};
+  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 0, 0, 0, 0};
   bulk b6;
   bulk b;
 
@@ -903,7 +867,7 @@ static void test_uv_bulk_ecn(void **state) {
 
 static void test_uv_pktinfo_wildcard_ipv4(void **state) {
   /* Any 127/8 address reaches the loopback device on Linux. */
-  bulk_opts o = {AF_INET, "0.0.0.0", "127.0.0.2", 1u << 20, 0, 0, 0, 0, 0, 0};
+  bulk_opts o = {AF_INET, "0.0.0.0", "127.0.0.2", 1u << 20, 0, 0, 0, 0};
   bulk b;
 
   (void)state;
@@ -914,7 +878,7 @@ static void test_uv_pktinfo_wildcard_ipv4(void **state) {
 }
 
 static void test_uv_pktinfo_wildcard_ipv6(void **state) {
-  bulk_opts o = {AF_INET6, "::", "::1", 1u << 20, 0, 0, 0, 0, 0, 0};
+  bulk_opts o = {AF_INET6, "::", "::1", 1u << 20, 0, 0, 0, 0};
   bulk b;
 
   (void)state;
@@ -922,8 +886,9 @@ static void test_uv_pktinfo_wildcard_ipv6(void **state) {
   assert_int_equal(b.srv_uv.pktinfo, 1);
 }
 
-/* uv_hrtime() — the adapter's |now|, and so the clock of every txtime the
- * core stamps — reads CLOCK_MONOTONIC, the clock SO_TXTIME is set to. */
+/* uv_hrtime() — the adapter's |now|, and so the clock of every core
+ * timestamp and deadline — reads CLOCK_MONOTONIC, the clock of the expiry
+ * timerfd, which arms those deadlines as absolute times unchanged. */
 static void test_uv_hrtime_is_monotonic_clock(void **state) {
   struct timespec a, c;
   uint64_t ta, tb, tc;
@@ -938,75 +903,13 @@ static void test_uv_hrtime_is_monotonic_clock(void **state) {
   assert_true(tb <= tc);
 }
 
-/* SO_TXTIME on both sockets: the core writes paced bursts ahead and each
- * stamped message carries SCM_TXTIME. Loopback's noqueue qdisc ignores the
- * times (the packets leave at once), so this proves the kernel takes the
- * control messages, with GSO and without, and that writing ahead keeps
- * the transfer intact; docs/internals/txtime.md has the fq figures. */
-static void test_uv_bulk_txtime(void **state) {
-  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 8u << 20, 0, 0, 0, 1, 0, 0};
-  bulk b, b6;
-
-  (void)state;
-  run_bulk(&b, &o);
-  assert_int_equal(b.srv_uv.txtime, 1);
-  assert_int_equal(b.cli_uv.txtime, 1);
-  assert_int_equal(b.srv_uv.txtime_refused + b.cli_uv.txtime_refused, 0);
-  assert_int_equal(b.txtime_warnings, 0);
-  assert_int_equal(b.srv_core_txtime, 1);
-  /* Stamped GSO messages went through sendmsg without a refusal. */
-  assert_true(b.srv_uv.txtime_msgs > 0);
-  assert_true(b.srv_uv.gso_msgs > 0);
-  assert_int_equal(b.srv_uv.gso_fallbacks, 0);
-  assert_int_equal(b.srv_core.dropped[UVQ_DROP_SEND_ERROR], 0);
-  print_message("txtime: server %llu of %llu messages stamped (%llu GSO), "
-                "%llu timer firings, %llu immediate expiries\n",
-                (unsigned long long)b.srv_uv.txtime_msgs,
-                (unsigned long long)b.srv_uv.send_msgs,
-                (unsigned long long)b.srv_uv.gso_msgs,
-                (unsigned long long)b.srv_uv.timer_fires,
-                (unsigned long long)b.srv_uv.expiry_immediate);
-
-  /* Without GSO: one stamped message per datagram through sendmmsg, on
-   * IPv6 this time. */
-  o.family = AF_INET6;
-  o.listen_ip = o.connect_ip = "::1";
-  o.total = 2u << 20;
-  o.gso_off = 1;
-  run_bulk(&b6, &o);
-  assert_int_equal(b6.srv_uv.txtime, 1);
-  assert_true(b6.srv_uv.txtime_msgs > 0);
-  assert_int_equal(b6.srv_uv.gso_msgs, 0);
-  assert_int_equal(b6.srv_uv.send_msgs, b6.srv_uv.datagrams_sent);
-  assert_int_equal(b6.srv_core.dropped[UVQ_DROP_SEND_ERROR], 0);
-}
-
-/* The sockets refuse SO_TXTIME (as an old kernel would): each endpoint
- * says so once, counts it, and runs its core without txtime — no stamped
- * message, and the transfer completes as without the option. */
-static void test_uv_bulk_txtime_refused(void **state) {
-  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 2u << 20, 0, 0, 0, 1, 1, 0};
-  bulk b;
-
-  (void)state;
-  run_bulk(&b, &o);
-  assert_int_equal(b.srv_uv.txtime, 0);
-  assert_int_equal(b.cli_uv.txtime, 0);
-  assert_int_equal(b.srv_uv.txtime_refused, 1);
-  assert_int_equal(b.cli_uv.txtime_refused, 1);
-  assert_int_equal(b.txtime_warnings, 2);
-  assert_int_equal(b.srv_core_txtime, 0);
-  assert_int_equal(b.cli_core_txtime, 0);
-  assert_int_equal(b.srv_uv.txtime_msgs + b.cli_uv.txtime_msgs, 0);
-}
-
 /* The server's socket pushes back (EAGAIN, injected) at three points of a
  * transfer: what the send queue held stays queued, the endpoint waits for
  * writability and sends it then, and the core retries what the socket did
  * not take — the download completes byte-exact, nothing is dropped, and
  * the adapter sent every datagram the core counted as sent. */
 static void test_uv_bulk_eagain(void **state) {
-  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 0, 0, 0, 0, 0, 8};
+  bulk_opts o = {AF_INET, "127.0.0.1", "127.0.0.1", 4u << 20, 0, 0, 0, 8};
   bulk b;
 
   (void)state;
@@ -1579,8 +1482,6 @@ int main(void) {
       cmocka_unit_test(test_uv_pktinfo_wildcard_ipv6),
       cmocka_unit_test(test_uv_stats_bad_arguments),
       cmocka_unit_test(test_uv_hrtime_is_monotonic_clock),
-      cmocka_unit_test(test_uv_bulk_txtime),
-      cmocka_unit_test(test_uv_bulk_txtime_refused),
       cmocka_unit_test(test_uv_migrate_active),
       cmocka_unit_test(test_uv_migrate_nat_style),
       cmocka_unit_test(test_uv_bulk_eagain),

@@ -212,9 +212,9 @@ typedef enum uvq_retry_mode {
 typedef enum uvq_cc_algo {
   UVQ_CC_CUBIC = 0,
   UVQ_CC_RENO = 1,
-  UVQ_CC_BBR = 2,
-  /** ngtcp2's BBRv2 (NGTCP2_CC_ALGO_BBR2; experimental in ngtcp2 0.12). */
-  UVQ_CC_BBR2 = 3
+  /** ngtcp2's BBR (BBRv2 since ngtcp2 1.0; the value 3, once a second BBR,
+   * is refused). */
+  UVQ_CC_BBR = 2
 } uvq_cc_algo;
 
 /** Length of the static secret that derives stateless-reset tokens. */
@@ -401,25 +401,6 @@ typedef struct uvq_settings {
    * bench.md).
    */
   size_t send_buffer_cache;
-  /**
-   * Transmit-time pacing: the driver's send callback honours
-   * uvq_send_batch.txtime (e.g. with SO_TXTIME and the fq qdisc on Linux;
-   * the libuv adapter sets that up, and runs with this off when the socket
-   * refuses). A connection then writes its paced bursts ahead of time, up
-   * to txtime_horizon past now, each stamped with the release time
-   * ngtcp2's pacer gives it, instead of waking up for every burst. With 0
-   * every batch has txtime 0 and bursts leave as the pacing timer fires.
-   * Default 0. See docs/internals/txtime.md.
-   */
-  int txtime;
-  /**
-   * How far past now (ns) the release times of bursts written ahead may
-   * lie, with txtime on; 0 = the default, 1 ms. ngtcp2 0.12 writes paced
-   * data at most 1 ms before its pacing deadline, so a larger value acts
-   * as 1 ms; a smaller one keeps less data waiting in the qdisc (and adds
-   * less to the RTT samples of packets the qdisc holds back).
-   */
-  uint64_t txtime_horizon;
 } uvq_settings;
 
 /** uvq_settings_default fills |s| with the defaults listed above. */
@@ -1065,14 +1046,6 @@ typedef struct uvq_send_batch {
   size_t segment_size;
   /** Number of datagrams: ceil(datalen / segment_size). */
   size_t count;
-  /**
-   * When the datagrams should leave, in ns on the endpoint's clock (the
-   * |now| the driver passes in), or 0 for "at once". Nonzero only with
-   * settings.txtime, for paced bursts written ahead of their release time:
-   * the driver hands it to the kernel (SO_TXTIME's SCM_TXTIME) or holds the
-   * batch until then. Batches with different txtimes are never merged.
-   */
-  uvq_tstamp txtime;
 } uvq_send_batch;
 
 /** Facts about a new server connection, for on_accept. */
@@ -1424,6 +1397,13 @@ typedef struct uvq_endpoint_stats {
   uint64_t pool_cached_bytes;
   uint64_t pool_outstanding;
   uint64_t pool_outstanding_bytes;
+  /**
+   * Calls whose |now| was older than one the endpoint had already been
+   * given: each ran at the newer time instead (ngtcp2 requires that time
+   * never goes backwards). Nonzero means the driver's clock is not
+   * monotonic, or that it mixes clocks.
+   */
+  uint64_t clock_backwards;
 } uvq_endpoint_stats;
 
 /** uvq_endpoint_get_stats copies the counters into |st|. */
@@ -1455,7 +1435,7 @@ typedef struct uvq_raw uvq_raw;
 
 typedef struct uvq_raw_config {
   int version;
-  /** NULL = defaults. Retry and txtime are never used in raw mode. */
+  /** NULL = defaults. Retry is never used in raw mode. */
   const uvq_settings *settings;
   /** Required (a server context for uvq_raw_accept, client for connect). */
   uvq_tls_ctx *tls;
@@ -1540,23 +1520,21 @@ UVQ_EXTERN void uvq_raw_del(uvq_raw *raw);
  * docs/internals/metrics.md).
  */
 typedef struct uvq_conn_stats {
-  /* ngtcp2's view (ngtcp2_conn_stat). Times in ns, sizes in bytes. */
+  /* ngtcp2's view (ngtcp2_conn_info). Times in ns, sizes in bytes. */
   /** RTT of the latest sample, minimum, smoothed, and variance. */
   uint64_t latest_rtt;
   uint64_t min_rtt;
   uint64_t smoothed_rtt;
   uint64_t rttvar;
-  /** Congestion window and bytes sent but not yet acked or declared lost. */
-  uint64_t cwnd;
-  uint64_t bytes_in_flight;
-  /** ngtcp2's delivery-rate sample (bytes/s; 0 until it has one). */
-  uint64_t delivery_rate;
   /**
-   * The congestion controller's pacing rate (bytes/s), or 0 when it sets
-   * none (CUBIC and Reno in ngtcp2 0.12: ngtcp2 still paces, from cwnd and
-   * the smoothed RTT).
+   * Congestion window, slow-start threshold (UINT64_MAX until the first
+   * congestion event) and bytes sent but not yet acked or declared lost.
+   * ngtcp2 1.x does not publish its delivery-rate sample or pacing rate:
+   * max_bandwidth below is uvquic's own estimate of what the path carries.
    */
-  uint64_t pacing_rate;
+  uint64_t cwnd;
+  uint64_t ssthresh;
+  uint64_t bytes_in_flight;
 
   /* Counted by uvquic. */
   /** UDP payloads the send callback took for this connection. */

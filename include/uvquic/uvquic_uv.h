@@ -163,15 +163,6 @@ typedef struct uvq_uv_stats {
    * because they were already due when it would have been armed. */
   uint64_t timer_fires;
   uint64_t expiry_immediate;
-  /** Nonzero if the socket sends with transmit times: settings.txtime was
-   * asked for and SO_TXTIME (CLOCK_MONOTONIC) is on. */
-  int txtime;
-  /** Sockets that refused SO_TXTIME (an old kernel, EPERM, ENOPROTOOPT, or
-   * UVQ_UV_NO_TXTIME=1): the endpoint then runs with settings.txtime off,
-   * and says so once through settings.log (else on stderr). */
-  uint64_t txtime_refused;
-  /** Messages that carried a release time (SCM_TXTIME). */
-  uint64_t txtime_msgs;
   /** Small batches (handshake flights, ACKs, burst tails) copied into the
    * send queue, to leave with other connections' in one sendmmsg. */
   uint64_t queued_batches;
@@ -189,7 +180,7 @@ typedef struct uvq_uv_stats {
 /**
  * uvq_uv_endpoint_get_stats copies the adapter's datapath counters into
  * |st|: summed over all its sockets (uvq_uv_endpoint_add_local); the
- * facts (gso, gro, pktinfo, buffer sizes, txtime) are those of the first.
+ * facts (gso, gro, pktinfo, buffer sizes) are those of the first.
  * Returns 0, or UVQ_ERR_INVALID_ARGUMENT.
  */
 UVQ_EXTERN int uvq_uv_endpoint_get_stats(uvq_uv_endpoint *uep,

@@ -4,6 +4,7 @@
  * connection runs on. See h3.h and docs/internals/h3.md. */
 #include "app/h3.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "core/mem.h"
@@ -790,21 +791,21 @@ static nghttp3_ssize cb_read_data(nghttp3_conn *c, int64_t sid,
   return nv;
 }
 
+/* deferred_consume stays NULL: the core returned the credit already. */
 static const nghttp3_callbacks h3_callbacks = {
-    cb_acked_stream_data,
-    cb_stream_close,
-    cb_recv_data,
-    NULL, /* deferred_consume: the core returned the credit already */
-    cb_begin_headers,
-    cb_recv_header,
-    cb_end_headers,
-    cb_begin_trailers,
-    cb_recv_header,
-    cb_end_trailers,
-    cb_stop_sending,
-    cb_end_stream,
-    cb_reset_stream,
-    cb_shutdown};
+    .acked_stream_data = cb_acked_stream_data,
+    .stream_close = cb_stream_close,
+    .recv_data = cb_recv_data,
+    .begin_headers = cb_begin_headers,
+    .recv_header = cb_recv_header,
+    .end_headers = cb_end_headers,
+    .begin_trailers = cb_begin_trailers,
+    .recv_trailer = cb_recv_header,
+    .end_trailers = cb_end_trailers,
+    .stop_sending = cb_stop_sending,
+    .end_stream = cb_end_stream,
+    .reset_stream = cb_reset_stream,
+    .shutdown = cb_shutdown};
 
 static const nghttp3_data_reader h3_reader = {cb_read_data};
 
@@ -1327,7 +1328,6 @@ int uvq_h3_resume(uvq_h3_stream *st) {
 
 int uvq_h3_stream_set_priority(uvq_h3_stream *st, uint32_t urgency,
                                int incremental) {
-  nghttp3_pri pri;
   int rv;
   if (st == NULL || urgency > 7) {
     return UVQ_ERR_INVALID_ARGUMENT;
@@ -1335,9 +1335,20 @@ int uvq_h3_stream_set_priority(uvq_h3_stream *st, uint32_t urgency,
   if (st->finished || st->id < 0 || st->h->closed) {
     return UVQ_ERR_INVALID_STATE;
   }
-  pri.urgency = urgency;
-  pri.inc = incremental ? 1 : 0;
-  rv = nghttp3_conn_set_stream_priority(st->h->h3, st->id, &pri);
+  if (st->h->server) {
+    nghttp3_pri pri;
+    memset(&pri, 0, sizeof(pri));
+    pri.urgency = urgency;
+    pri.inc = incremental ? 1 : 0;
+    rv = nghttp3_conn_set_server_stream_priority(st->h->h3, st->id, &pri);
+  } else {
+    /* The client sends the RFC 9218 field value in PRIORITY_UPDATE. */
+    char field[8];
+    int n = snprintf(field, sizeof(field), incremental ? "u=%u, i" : "u=%u",
+                     urgency);
+    rv = nghttp3_conn_set_client_stream_priority(
+        st->h->h3, st->id, (const uint8_t *)field, (size_t)n);
+  }
   if (rv == NGHTTP3_ERR_NOMEM) {
     return UVQ_ERR_NOMEM;
   }

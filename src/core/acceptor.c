@@ -101,10 +101,12 @@ void uvq_acceptor_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
   int rv;
 
   (void)v;
+  memset(&hd, 0, sizeof(hd));
   rv = ngtcp2_accept(&hd, data, len);
-  if (rv == NGTCP2_ERR_RETRY) {
-    /* ngtcp2 asks for a Retry when it sees 0-RTT: never answer 0-RTT
-     * with Retry (the client could not match it to an Initial). */
+  if (rv != 0 && hd.type == NGTCP2_PKT_0RTT) {
+    /* 0-RTT ahead of its Initial (ngtcp2 refuses it with
+     * INVALID_ARGUMENT): never answer 0-RTT with Retry (the client could
+     * not match it to an Initial); count it apart from garbage. */
     uvq_ep_drop(ep, UVQ_DROP_0RTT_UNKNOWN);
     return;
   }
@@ -120,12 +122,12 @@ void uvq_acceptor_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
   }
 
   odcid = hd.dcid;
-  if (hd.token.len > 0) {
+  if (hd.tokenlen > 0) {
     uvq_token_reject_reason reason = UVQ_TOKEN_REJECT_MALFORMED;
-    switch (uvq_token_type(hd.token.base, hd.token.len)) {
+    switch (uvq_token_type(hd.token, hd.tokenlen)) {
     case UVQ_TOKEN_TYPE_RETRY:
       rv = uvq_token_open_retry(
-          &ep->tokens, hd.token.base, hd.token.len, hd.version,
+          &ep->tokens, hd.token, hd.tokenlen, hd.version,
           (const struct sockaddr *)&path->remote.ss, path->remote.len, &hd.dcid,
           uvq_ep_wall_time(ep), ep->settings.retry_token_lifetime, &odcid,
           &reason);
@@ -140,7 +142,7 @@ void uvq_acceptor_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
       retry_scid = &hd.dcid;
       break;
     case UVQ_TOKEN_TYPE_NEW:
-      rv = uvq_token_open_new(&ep->tokens, hd.token.base, hd.token.len,
+      rv = uvq_token_open_new(&ep->tokens, hd.token, hd.tokenlen,
                               (const struct sockaddr *)&path->remote.ss,
                               path->remote.len, uvq_ep_wall_time(ep),
                               ep->settings.new_token_lifetime, &reason);
@@ -156,8 +158,8 @@ void uvq_acceptor_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
       break;
     }
     if (validated) {
-      token = hd.token.base;
-      tokenlen = hd.token.len;
+      token = hd.token;
+      tokenlen = hd.tokenlen;
     }
   }
 

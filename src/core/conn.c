@@ -140,7 +140,7 @@ static int run_on_accept(uvq_conn *conn) {
   return 0;
 }
 
-static int cb_recv_key(ngtcp2_conn *q, ngtcp2_crypto_level level,
+static int cb_recv_key(ngtcp2_conn *q, ngtcp2_encryption_level level,
                        void *user_data) {
   (void)q;
   (void)level;
@@ -160,7 +160,7 @@ static int settle_early_data(uvq_conn *conn) {
   }
   conn->early_data = UVQ_EARLY_DATA_REJECTED;
   conn->early_rejected_pending = 1;
-  if (ngtcp2_conn_early_data_rejected(conn->q) != 0) {
+  if (ngtcp2_conn_tls_early_data_rejected(conn->q) != 0) {
     return -1;
   }
   while (t->len > 0) {
@@ -262,7 +262,7 @@ static int cb_recv_stream_data(ngtcp2_conn *q, uint32_t flags,
   int fin = (flags & NGTCP2_STREAM_DATA_FLAG_FIN) != 0;
   int rv = 0;
 
-  if (s && (flags & NGTCP2_STREAM_DATA_FLAG_EARLY)) {
+  if (s && (flags & NGTCP2_STREAM_DATA_FLAG_0RTT)) {
     s->early = 1;
   }
 
@@ -391,9 +391,9 @@ static int cb_recv_stateless_reset(ngtcp2_conn *q,
 
 /* The peer CIDs we use and their reset tokens: the router matches
  * unroutable datagrams against these (reset.c). */
-static int cb_dcid_status(ngtcp2_conn *q, int type, uint64_t seq,
-                          const ngtcp2_cid *cid, const uint8_t *token,
-                          void *user_data) {
+static int cb_dcid_status(ngtcp2_conn *q, ngtcp2_connection_id_status_type type,
+                          uint64_t seq, const ngtcp2_cid *cid,
+                          const uint8_t *token, void *user_data) {
   uvq_conn *conn = conn_of(user_data);
   (void)q;
   (void)seq;
@@ -410,14 +410,13 @@ static int cb_dcid_status(ngtcp2_conn *q, int type, uint64_t seq,
   return 0;
 }
 
-static int cb_recv_new_token(ngtcp2_conn *q, const ngtcp2_vec *token,
-                             void *user_data) {
+static int cb_recv_new_token(ngtcp2_conn *q, const uint8_t *token,
+                             size_t tokenlen, void *user_data) {
   uvq_conn *conn = conn_of(user_data);
   (void)q;
   if (conn->cb && conn->cb->on_new_token) {
     return app_failed(
-        conn,
-        conn->cb->on_new_token(conn, token->base, token->len, conn->user_data));
+        conn, conn->cb->on_new_token(conn, token, tokenlen, conn->user_data));
   }
   return 0;
 }
@@ -478,14 +477,15 @@ static void cb_qlog(void *user_data, uint32_t flags, const void *data,
  * NewSessionTicket (QUIC forbids KeyUpdate and post-handshake auth, RFC
  * 9001 §4.1.3); once GnuTLS has a whole ticket, on_session_ticket is due.
  * No GnuTLS hook function is used, so uvq_tls_hook keeps them all. */
-static int cb_recv_crypto_data(ngtcp2_conn *q, ngtcp2_crypto_level crypto_level,
+static int cb_recv_crypto_data(ngtcp2_conn *q,
+                               ngtcp2_encryption_level crypto_level,
                                uint64_t offset, const uint8_t *data,
                                size_t datalen, void *user_data) {
   uvq_conn *conn = conn_of(user_data);
   int rv = ngtcp2_crypto_recv_crypto_data_cb(q, crypto_level, offset, data,
                                              datalen, user_data);
   if (rv == 0 && !conn->is_server &&
-      crypto_level == NGTCP2_CRYPTO_LEVEL_APPLICATION &&
+      crypto_level == NGTCP2_ENCRYPTION_LEVEL_1RTT &&
       (gnutls_session_get_flags(conn->tls) & GNUTLS_SFLAGS_SESSION_TICKET)) {
     conn->ticket_pending = 1;
   }
@@ -577,10 +577,9 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
   ngtcp2_settings_default(&settings);
   settings.initial_ts = now;
   settings.initial_rtt = st->initial_rtt;
-  settings.cc_algo = st->cc_algo == UVQ_CC_RENO   ? NGTCP2_CC_ALGO_RENO
-                     : st->cc_algo == UVQ_CC_BBR  ? NGTCP2_CC_ALGO_BBR
-                     : st->cc_algo == UVQ_CC_BBR2 ? NGTCP2_CC_ALGO_BBR2
-                                                  : NGTCP2_CC_ALGO_CUBIC;
+  settings.cc_algo = st->cc_algo == UVQ_CC_RENO  ? NGTCP2_CC_ALGO_RENO
+                     : st->cc_algo == UVQ_CC_BBR ? NGTCP2_CC_ALGO_BBR
+                                                 : NGTCP2_CC_ALGO_CUBIC;
   settings.max_tx_udp_payload_size = st->max_udp_payload_size;
   settings.no_pmtud = !st->pmtud;
   settings.handshake_timeout = st->handshake_timeout;
@@ -591,14 +590,17 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
     settings.log_printf = cb_log;
   }
   if (token && tokenlen) {
-    settings.token.base = (uint8_t *)token;
-    settings.token.len = tokenlen;
+    settings.token = token;
+    settings.tokenlen = tokenlen;
+    /* A server says which kind of token validated the address; a client's
+     * token is always one a NEW_TOKEN frame gave it. */
+    settings.token_type = is_server && retry_scid ? NGTCP2_TOKEN_TYPE_RETRY
+                                                  : NGTCP2_TOKEN_TYPE_NEW_TOKEN;
   }
   /* The connection's name in logs: the client's first DCID. */
   conn->odcid = is_server ? *odcid : *dcid;
   if (st->qlog) {
-    settings.qlog.odcid = conn->odcid;
-    settings.qlog.write = cb_qlog;
+    settings.qlog_write = cb_qlog;
   }
 
   ngtcp2_transport_params_default(&params);
@@ -622,6 +624,7 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
   }
   if (is_server) {
     params.original_dcid = *odcid;
+    params.original_dcid_present = 1;
     if (retry_scid) {
       params.retry_scid = *retry_scid;
       params.retry_scid_present = 1;
@@ -715,7 +718,7 @@ void uvq_conn_del(uvq_conn *conn) {
     ep->stats.handshakes_in_flight--;
   }
   uvq_conn_unmap_handshake_cids(conn);
-  n = ngtcp2_conn_get_num_scid(conn->q);
+  n = ngtcp2_conn_get_scid(conn->q, NULL);
   if (n > 16) {
     all = uvq_calloc(ep->mem, n, sizeof(*all));
   }
@@ -1045,7 +1048,7 @@ void uvq_conn_set_app_timer(uvq_conn *conn, uvq_tstamp deadline) {
 /* ---- public connection API -------------------------------------------- */
 
 void uvq_conn_get_info(uvq_conn *conn, uvq_conn_info *info) {
-  ngtcp2_conn_stat cs;
+  ngtcp2_conn_info cs;
   memset(info, 0, sizeof(*info));
   if (uvq_tls_session_get_alpn(conn->tls, &info->alpn, &info->alpnlen) != 0) {
     info->alpn = NULL;
@@ -1060,7 +1063,7 @@ void uvq_conn_get_info(uvq_conn *conn, uvq_conn_info *info) {
   info->resumed = conn->is_server ? conn->resumed
                                   : gnutls_session_is_resumed(conn->tls) != 0;
   info->early_data = conn->early_data;
-  ngtcp2_conn_get_conn_stat(conn->q, &cs);
+  ngtcp2_conn_get_conn_info(conn->q, &cs);
   info->smoothed_rtt = cs.smoothed_rtt;
   info->rttvar = cs.rttvar;
   info->cwnd = cs.cwnd;
@@ -1194,6 +1197,7 @@ int uvq_conn_migrate(uvq_conn *conn, const uvq_addr *new_local,
       addr_eq(new_local, &conn->path.local)) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
+  now = uvq_ep_now(conn->ep, now);
   np.local = *new_local;
   np.remote = conn->path.remote;
   uvq_conn_to_ngtcp2_path(&npath, &np);
@@ -1242,7 +1246,7 @@ int uvq_conn_update_key(uvq_conn *conn, uvq_tstamp now) {
   if (conn->close_requested || conn->stage >= UVQ_STAGE_CLOSING) {
     return UVQ_ERR_CLOSED;
   }
-  rv = ngtcp2_conn_initiate_key_update(conn->q, now);
+  rv = ngtcp2_conn_initiate_key_update(conn->q, uvq_ep_now(conn->ep, now));
   if (rv != 0) {
     return UVQ_ERR_INVALID_STATE;
   }
@@ -1282,7 +1286,7 @@ int uvq_conn_open_stream(uvq_conn *conn, int bidi, int64_t *pstream_id,
   }
   rv = uvq_stream_create(conn, id, stream_user_data, &s);
   if (rv != 0) {
-    ngtcp2_conn_shutdown_stream(conn->q, id, 0);
+    ngtcp2_conn_shutdown_stream(conn->q, 0, id, 0);
     return rv;
   }
   ngtcp2_conn_set_stream_user_data(conn->q, id, s);

@@ -5,17 +5,12 @@
  * or a change of path or ECN mark — and hands each batch to the driver.
  * What the driver cannot take yet stays with the connection, which writes
  * nothing new until it has drained (ngtcp2 has already committed it).
- * With settings.txtime a pass writes several bursts, each stamped with its
- * pacing release time (docs/internals/txtime.md).
+ * ngtcp2 paces: a burst ends at its send quantum, and ngtcp2's pacing
+ * deadline (part of its expiry) brings the connection back for the next.
  */
 #include <string.h>
 
 #include "core/core.h"
-
-/* How far ahead of its pacing deadline ngtcp2 0.12 still writes paced
- * packets (NGTCP2_PKT_PACING_OVERHEAD in ngtcp2_conn.c, not public):
- * before that, ngtcp2_conn_writev_stream gives at most an ACK-only packet. */
-#define UVQ_PACING_SLACK UVQ_MILLISECONDS
 
 void uvq_conn_del(uvq_conn *conn);
 
@@ -30,8 +25,7 @@ static void count_sent(uvq_conn *conn, size_t len, size_t seg, size_t done) {
  * shorter) from the shared buffer for the next flush, after any batch
  * already kept. */
 static int keep_pending(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
-                        uvq_tstamp txtime, const uint8_t *data, size_t len,
-                        size_t seg) {
+                        const uint8_t *data, size_t len, size_t seg) {
   uvq_pending *pb = uvq_malloc(conn->ep->mem, sizeof(*pb) + len);
   if (pb == NULL) {
     /* Dropping is all that is left; loss recovery resends the data. */
@@ -42,7 +36,6 @@ static int keep_pending(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
   pb->next = NULL;
   pb->path = *path;
   pb->ecn = ecn;
-  pb->txtime = txtime;
   pb->len = len;
   pb->off = 0;
   pb->seg = seg;
@@ -55,19 +48,17 @@ static int keep_pending(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
   return 0;
 }
 
-/* Sends one batch, to leave at |txtime| (0: at once); returns 0, or
- * UVQ_FLUSH_BLOCKED after keeping the rest. */
+/* Sends one batch; returns 0, or UVQ_FLUSH_BLOCKED after keeping the
+ * rest. */
 static int send_batch(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
-                      uvq_tstamp txtime, const uint8_t *data, size_t len,
-                      size_t seg) {
+                      const uint8_t *data, size_t len, size_t seg) {
   size_t count = (len + seg - 1) / seg;
-  size_t done = uvq_ep_send(conn->ep, path, ecn, txtime, data, len, seg);
+  size_t done = uvq_ep_send(conn->ep, path, ecn, data, len, seg);
   count_sent(conn, len, seg, done);
   if (done >= count) {
     return 0;
   }
-  keep_pending(conn, path, ecn, txtime, data + done * seg, len - done * seg,
-               seg);
+  keep_pending(conn, path, ecn, data + done * seg, len - done * seg, seg);
   return UVQ_FLUSH_BLOCKED;
 }
 
@@ -79,8 +70,8 @@ static int drain_pending(uvq_conn *conn) {
   while ((pb = conn->pending_head) != NULL) {
     size_t len = pb->len - pb->off, seg = pb->seg;
     size_t count = (len + seg - 1) / seg;
-    size_t done = uvq_ep_send(conn->ep, &pb->path, pb->ecn, pb->txtime,
-                              pb->data + pb->off, len, seg);
+    size_t done =
+        uvq_ep_send(conn->ep, &pb->path, pb->ecn, pb->data + pb->off, len, seg);
     count_sent(conn, len, seg, done);
     if (done < count) {
       pb->off += done * seg;
@@ -194,24 +185,11 @@ static ngtcp2_ssize write_datagram(uvq_conn *conn, ngtcp2_path *path,
 _Static_assert(sizeof(ngtcp2_sockaddr_union) <= sizeof(struct sockaddr_storage),
                "ngtcp2's addresses fit a uvq_addr");
 
-/* What one burst wrote. */
-typedef struct burst {
-  /* Bytes written, dropped ones included (ngtcp2 counts them for pacing). */
-  size_t bytes;
-  /* Of which in ack-eliciting datagrams: the paced ones (with txtime). */
-  size_t paced;
-  /* The burst stopped at its quantum, not for want of data or window. */
-  int full;
-} burst;
-
-/* Writes a burst of datagrams — up to the send quantum — and says what it
- * wrote in |pb|. With |txtime_on| its ack-eliciting datagrams leave at
- * |txtime| (0: at once) and the others (ACK only) at once, in batches of
- * their own; without, all leave at once and count as paced. Returns 0,
- * UVQ_FLUSH_BLOCKED, or an ngtcp2 error (negative) that ends the
- * connection. */
-static int write_burst(uvq_conn *conn, uvq_tstamp now, int txtime_on,
-                       uvq_tstamp txtime, burst *pb) {
+/* Writes a burst of datagrams — up to the send quantum — and hands them to
+ * the driver in GSO-shaped batches. |*pbytes| is set to the bytes written.
+ * Returns 0, UVQ_FLUSH_BLOCKED, or an ngtcp2 error (negative) that ends
+ * the connection. */
+static int write_burst(uvq_conn *conn, uvq_tstamp now, size_t *pbytes) {
   uvq_endpoint *ep = conn->ep;
   uint8_t *buf = ep->txbuf;
   size_t maxpkt = ngtcp2_conn_get_max_tx_udp_payload_size(conn->q);
@@ -220,17 +198,11 @@ static int write_burst(uvq_conn *conn, uvq_tstamp now, int txtime_on,
   size_t off = 0, nd = 0, seg = 0, total = 0;
   uvq_path bpath;
   uint8_t becn = 0;
-  uvq_tstamp btx = 0;
-  /* Only a datagram that grows the bytes in flight is ack-eliciting:
-   * ngtcp2 0.12 has no other way to tell (the window it leaves, cwnd minus
-   * bytes in flight, shrinks by exactly that; once it is spent only PTO
-   * probes can still be written, and those go at once). */
-  uint64_t left = txtime_on ? ngtcp2_conn_get_cwnd_left(conn->q) : 0;
   ngtcp2_path_storage ps;
   ngtcp2_pkt_info pi;
   int rv = 0;
 
-  memset(pb, 0, sizeof(*pb));
+  *pbytes = 0;
   if (maxpkt > UVQ_MAX_DATAGRAM) {
     maxpkt = UVQ_MAX_DATAGRAM;
   }
@@ -245,7 +217,6 @@ static int write_burst(uvq_conn *conn, uvq_tstamp now, int txtime_on,
   while (total < limit) {
     ngtcp2_ssize n =
         write_datagram(conn, &ps.path, &pi, buf + off, maxpkt, now);
-    uvq_tstamp dtx = 0;
     size_t len;
     uvq_path npath;
     if (n < 0) {
@@ -257,29 +228,19 @@ static int write_burst(uvq_conn *conn, uvq_tstamp now, int txtime_on,
     }
     len = (size_t)n;
     total++;
-    pb->bytes += len;
-    if (txtime_on) {
-      uint64_t nleft = ngtcp2_conn_get_cwnd_left(conn->q);
-      if (nleft < left) {
-        dtx = txtime;
-        pb->paced += len;
-      }
-      left = nleft;
-    } else {
-      pb->paced += len;
-    }
+    *pbytes += len;
     /* ngtcp2 gives every datagram's path; it differs from the batch's only
      * for a probe on another path, so compare, and copy at a batch start. */
-    if (nd > 0 && (len > seg || pi.ecn != becn || dtx != btx ||
+    if (nd > 0 && (len > seg || pi.ecn != becn ||
                    !uvq_path_eq_ngtcp2(&bpath, &ps.path))) {
       /* This datagram cannot join the batch: send the batch first. */
-      rv = send_batch(conn, &bpath, becn, btx, buf, off, seg);
+      rv = send_batch(conn, &bpath, becn, buf, off, seg);
       if (rv != 0) {
         /* The socket is full. ngtcp2 has committed this datagram too, and
-         * it differs from the kept ones in size, path, ECN mark or release
-         * time: kept as a batch of its own, to follow them. */
+         * it differs from the kept ones in size, path or ECN mark: kept as
+         * a batch of its own, to follow them. */
         (void)uvq_path_from_ngtcp2(&npath, &ps.path);
-        keep_pending(conn, &npath, (uint8_t)pi.ecn, dtx, buf + off, len, len);
+        keep_pending(conn, &npath, (uint8_t)pi.ecn, buf + off, len, len);
         break;
       }
       memmove(buf, buf + off, len);
@@ -290,12 +251,11 @@ static int write_burst(uvq_conn *conn, uvq_tstamp now, int txtime_on,
       (void)uvq_path_from_ngtcp2(&bpath, &ps.path);
       seg = len;
       becn = (uint8_t)pi.ecn;
-      btx = dtx;
     }
     off += len;
     nd++;
     if (len < seg || off + maxpkt > ep->txbufcap) {
-      rv = send_batch(conn, &bpath, becn, btx, buf, off, seg);
+      rv = send_batch(conn, &bpath, becn, buf, off, seg);
       off = 0;
       nd = 0;
       if (rv != 0) {
@@ -304,84 +264,26 @@ static int write_burst(uvq_conn *conn, uvq_tstamp now, int txtime_on,
     }
   }
   if (rv >= 0 && rv != UVQ_FLUSH_BLOCKED && nd > 0) {
-    rv = send_batch(conn, &bpath, becn, btx, buf, off, seg);
+    rv = send_batch(conn, &bpath, becn, buf, off, seg);
   }
-  pb->full = total == limit;
   /* Stopping at |limit| leaves the rest to ngtcp2's pacing timer, which
    * brings the connection back through handle_expiry. */
   return rv;
 }
 
-/* The gap ngtcp2 0.12's ngtcp2_conn_update_pkt_tx_time puts between a
- * burst of |bytes| and the next: |bytes| over the congestion controller's
- * pacing rate or, when it sets none (CUBIC, Reno), over cwnd / smoothed
- * RTT x 1.25 (RFC 9002 §7.7's N), truncated to whole nanoseconds. */
-static uvq_tstamp pacing_gap(uvq_conn *conn, size_t bytes) {
-  ngtcp2_conn_stat cs;
-  double rate;
-
-  ngtcp2_conn_get_conn_stat(conn->q, &cs);
-  if (cs.pacing_rate > 0) {
-    rate = cs.pacing_rate;
-  } else if (cs.smoothed_rtt > 0) {
-    rate = (double)cs.cwnd / (double)cs.smoothed_rtt * 1.25;
-  } else {
-    return 0;
-  }
-  if (!(rate > 0)) {
-    return 0;
-  }
-  return (uvq_tstamp)((double)bytes / rate);
-}
-
-/* Writes what the connection may send now. Without settings.txtime, one
- * burst at |now|. With it, once the handshake completed, paced bursts
- * written ahead: the first at the pending pacing deadline (or |now| if
- * that passed), each next one at the deadline the previous one sets, while
- * that lies within txtime_horizon of |now| and the previous burst filled
- * its quantum. Each burst's paced datagrams are stamped with its release
- * time and ngtcp2 is told the burst left then, so ngtcp2's own deadline —
- * part of its expiry, which brings the connection back — is the release
- * time of the first burst not yet written (a few ns later when ngtcp2
- * also counted ACK-only bytes). Returns as write_burst. */
+/* Writes what the connection may send now: one burst at |now|. Returns as
+ * write_burst. */
 static int write_paced(uvq_conn *conn, uvq_tstamp now) {
-  uvq_tstamp horizon = conn->ep->settings.txtime_horizon, release, txtime;
-  burst b;
-  int rv;
+  size_t bytes;
+  int rv = write_burst(conn, now, &bytes);
 
-  if (!conn->ep->settings.txtime || !conn->handshake_completed) {
-    rv = write_burst(conn, now, 0, 0, &b);
-    /* Pace from the handshake's completion on. Pacing the handshake's own
-     * flights against the default 333 ms initial RTT (RFC 9002), before
-     * any RTT sample, held each side's next flight back ~15 ms — 34 ms per
-     * connection on loopback, 3.6 ms without it. Handshake flights stay
-     * bounded by the congestion window and the amplification limit. */
-    if (b.bytes && conn->handshake_completed) {
-      ngtcp2_conn_update_pkt_tx_time(conn->q, now);
-    }
-    return rv;
-  }
-  if (horizon == 0 || horizon > UVQ_PACING_SLACK) {
-    /* ngtcp2 writes no paced data further ahead than its slack. */
-    horizon = UVQ_PACING_SLACK;
-  }
-  release = conn->tx_release > now ? conn->tx_release : now;
-  for (;;) {
-    /* A deadline beyond ngtcp2's slack means it gives ACK-only packets at
-     * most (an ACK due before our pacing deadline): those go at once. */
-    txtime = release > now && release - now <= UVQ_PACING_SLACK ? release : 0;
-    rv = write_burst(conn, now, 1, txtime, &b);
-    if (b.bytes == 0) {
-      break;
-    }
-    ngtcp2_conn_update_pkt_tx_time(conn->q, release);
-    /* ACK-only datagrams are not paced (ngtcp2 writes them whatever its
-     * deadline): only the paced bytes move the next release time. */
-    release += pacing_gap(conn, b.paced);
-    conn->tx_release = release;
-    if (rv != 0 || !b.full || b.paced == 0 || release - now > horizon) {
-      break;
-    }
+  /* Pace from the handshake's completion on. Pacing the handshake's own
+   * flights against the default 333 ms initial RTT (RFC 9002), before any
+   * RTT sample, held each side's next flight back ~15 ms — 34 ms per
+   * connection on loopback, 3.6 ms without it. Handshake flights stay
+   * bounded by the congestion window and the amplification limit. */
+  if (bytes && conn->handshake_completed) {
+    ngtcp2_conn_update_pkt_tx_time(conn->q, now);
   }
   return rv;
 }
@@ -451,8 +353,8 @@ int uvq_conn_write(uvq_conn *conn, uvq_tstamp now) {
   if (conn->stage == UVQ_STAGE_CLOSING && conn->close_resend &&
       conn->close_pkt) {
     conn->close_resend = 0;
-    rv = send_batch(conn, &conn->path, 0, 0, conn->close_pkt,
-                    conn->close_pktlen, conn->close_pktlen);
+    rv = send_batch(conn, &conn->path, 0, conn->close_pkt, conn->close_pktlen,
+                    conn->close_pktlen);
   }
 
   if (conn->closed_pending && !conn->closed_fired) {

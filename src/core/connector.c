@@ -18,6 +18,7 @@ int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,
   if (ep->closing_all) {
     return UVQ_ERR_SHUTDOWN;
   }
+  now = uvq_ep_now(ep, now);
   if (ep->settings.max_connections &&
       ep->nconns >= ep->settings.max_connections) {
     return UVQ_ERR_CONNECTION_LIMIT;

@@ -35,13 +35,12 @@
 typedef struct uvq_stream uvq_stream;
 
 /* A batch of datagrams ngtcp2 wrote that the driver did not take yet:
- * equal-size datagrams (the last may be shorter) for one path, ECN mark
- * and release time; |off| bytes of it already left. */
+ * equal-size datagrams (the last may be shorter) for one path and ECN
+ * mark; |off| bytes of it already left. */
 typedef struct uvq_pending {
   struct uvq_pending *next;
   uvq_path path;
   uint8_t ecn;
-  uvq_tstamp txtime;
   size_t len, off, seg;
   uint8_t data[];
 } uvq_pending;
@@ -191,9 +190,6 @@ struct uvq_conn {
   /* Datagrams written but not yet taken by the send callback, oldest
    * batch first (conn_io.c). */
   uvq_pending *pending_head, *pending_tail;
-  /* settings.txtime: release time of the next paced burst (the pacing
-   * deadline ngtcp2 was given last; 0 before the first). */
-  uvq_tstamp tx_release;
 
   /* Closing. */
   int close_requested;
@@ -303,12 +299,16 @@ void uvq_ep_drop(uvq_endpoint *ep, uvq_drop_reason r);
 void uvq_ep_queue_stateless(uvq_endpoint *ep, const uvq_path *path,
                             const uint8_t *data, size_t len);
 uint64_t uvq_ep_wall_time(uvq_endpoint *ep);
-/* Sends one batch of equal-size datagrams through the send callback, to
- * leave at |txtime| (0: at once). Returns the datagrams taken (0..count);
- * refused datagrams are dropped, counted and skipped. */
+/* Every |now| an API call takes passes through here before it reaches
+ * ngtcp2, which asserts that its timestamps never go backwards: a time
+ * older than the last one seen becomes that one (counted in
+ * stats.clock_backwards); otherwise it becomes the last one seen. */
+uvq_tstamp uvq_ep_now(uvq_endpoint *ep, uvq_tstamp now);
+/* Sends one batch of equal-size datagrams through the send callback.
+ * Returns the datagrams taken (0..count); refused datagrams are dropped,
+ * counted and skipped. */
 size_t uvq_ep_send(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
-                   uvq_tstamp txtime, const uint8_t *data, size_t len,
-                   size_t seg);
+                   const uint8_t *data, size_t len, size_t seg);
 void uvq_ep_conn_link(uvq_endpoint *ep, uvq_conn *conn);
 
 /* router.c */

@@ -225,8 +225,7 @@ void uvq_ep_queue_stateless(uvq_endpoint *ep, const uvq_path *path,
 }
 
 size_t uvq_ep_send(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
-                   uvq_tstamp txtime, const uint8_t *data, size_t len,
-                   size_t seg) {
+                   const uint8_t *data, size_t len, size_t seg) {
   size_t done = 0, count = (len + seg - 1) / seg;
   while (done < count) {
     uvq_send_batch b;
@@ -238,7 +237,6 @@ size_t uvq_ep_send(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
     b.datalen = len - off;
     b.segment_size = seg;
     b.count = count - done;
-    b.txtime = txtime;
     n = ep->cfg.send(ep, &b, ep->cfg.user_data);
     if (n < 0) {
       /* The first datagram cannot be sent at all: drop it, loss recovery
@@ -344,7 +342,8 @@ int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
       ep->settings.max_udp_payload_size > UVQ_MAX_DATAGRAM ||
       ep->settings.stateless_queue_len == 0 ||
       ep->settings.max_burst_datagrams == 0 ||
-      ep->settings.stream_send_buffer == 0) {
+      ep->settings.stream_send_buffer == 0 ||
+      (unsigned)ep->settings.cc_algo > UVQ_CC_BBR) {
     rv = UVQ_ERR_INVALID_ARGUMENT;
     goto fail_settings;
   }
@@ -507,10 +506,19 @@ int uvq_ep_enter(uvq_endpoint *ep) {
   return 0;
 }
 
+uvq_tstamp uvq_ep_now(uvq_endpoint *ep, uvq_tstamp now) {
+  if (now < ep->last_now) {
+    ep->stats.clock_backwards++;
+    return ep->last_now;
+  }
+  ep->last_now = now;
+  return now;
+}
+
 static int recv_inner(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
                       const uint8_t *data, size_t len, size_t segment_size,
                       uvq_tstamp now) {
-  ep->last_now = now;
+  now = uvq_ep_now(ep, now);
   if (segment_size == 0 || segment_size >= len) {
     segment_size = len ? len : 1;
   }
@@ -554,7 +562,6 @@ static int flush_stateless(uvq_endpoint *ep) {
     b.datalen = p->len;
     b.segment_size = p->len;
     b.count = 1;
-    b.txtime = 0;
     n = ep->cfg.send(ep, &b, ep->cfg.user_data);
     if (n == 0) {
       ep->stats.send_blocked++;
@@ -576,7 +583,7 @@ static int flush_inner(uvq_endpoint *ep, uvq_tstamp now) {
   uvq_conn *list, *conn;
   int rv;
 
-  ep->last_now = now;
+  now = uvq_ep_now(ep, now);
   rv = flush_stateless(ep);
   if (rv != 0) {
     return rv;
@@ -641,7 +648,7 @@ static void expiry_inner(uvq_endpoint *ep, uvq_tstamp now) {
    * its packets, and a deadline between then and |now| is due now, not
    * (as uvq_ep_timer_update would make it) at |now| + 1. */
   uvq_ep_refresh_timers(ep);
-  ep->last_now = now;
+  now = uvq_ep_now(ep, now);
   while (ep->heaplen && ep->heap[0]->expiry <= now) {
     uvq_conn *conn = ep->heap[0];
     /* Take it off the heap first: handling re-arms it with a new expiry,

@@ -191,12 +191,12 @@ static void note_established(uvq_conn *conn, uvq_tstamp now) {
 }
 
 void uvq_metrics_conn_read(uvq_conn *conn, uvq_tstamp now) {
-  ngtcp2_conn_stat cs;
+  ngtcp2_conn_info cs;
   if (conn->handshake_completed && !conn->m.handshake_noted) {
     note_established(conn, now);
   }
   /* Acknowledgements are processed here, so rounds end here. */
-  ngtcp2_conn_get_conn_stat(conn->q, &cs);
+  ngtcp2_conn_get_conn_info(conn->q, &cs);
   if (uvq_bw_round_due(&conn->m.bw, now, cs.smoothed_rtt)) {
     uvq_bw_sample s;
     s.sent = conn->m.stream_bytes_sent;
@@ -267,24 +267,21 @@ void uvq_metrics_conn_closed(uvq_conn *conn) {
 /* ---- public API -------------------------------------------------------- */
 
 int uvq_conn_get_stats(uvq_conn *conn, uvq_conn_stats *st) {
-  ngtcp2_conn_stat cs;
+  ngtcp2_conn_info cs;
   const uvq_conn_metrics *m;
   if (conn == NULL || st == NULL) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   m = &conn->m;
   memset(st, 0, sizeof(*st));
-  ngtcp2_conn_get_conn_stat(conn->q, &cs);
+  ngtcp2_conn_get_conn_info(conn->q, &cs);
   st->latest_rtt = cs.latest_rtt;
   st->min_rtt = cs.min_rtt == UINT64_MAX ? 0 : cs.min_rtt;
   st->smoothed_rtt = cs.smoothed_rtt;
   st->rttvar = cs.rttvar;
   st->cwnd = cs.cwnd;
+  st->ssthresh = cs.ssthresh;
   st->bytes_in_flight = cs.bytes_in_flight;
-  st->delivery_rate = cs.delivery_rate_sec;
-  /* ngtcp2 keeps the pacing rate in bytes per nanosecond. */
-  st->pacing_rate =
-      cs.pacing_rate > 0 ? (uint64_t)(cs.pacing_rate * (double)UVQ_SECONDS) : 0;
   st->bytes_sent = m->bytes_sent;
   st->datagrams_sent = m->datagrams_sent;
   st->bytes_received = m->bytes_received;
@@ -486,6 +483,10 @@ ssize_t uvq_endpoint_write_prometheus(uvq_endpoint *ep, char *buf, size_t len,
   gauge(&p, "send_buffer_pool_outstanding_bytes",
         "Bytes of the send buffers held by connections.",
         s->pool_outstanding_bytes);
+  counter(&p, "clock_backwards_total",
+          "Calls whose time was older than one already given (run at the "
+          "newer time).",
+          s->clock_backwards);
 
   head(&p, "dropped_total", "counter",
        "Datagrams or packets dropped unused, by reason.");

@@ -98,8 +98,6 @@ static int raw_new(uvq_raw **praw, const uvq_raw_config *cfg, int is_server) {
     uvq_settings_default(&st);
   }
   st.retry = UVQ_RETRY_OFF;
-  /* uvq_raw_write hands datagrams out without a release time. */
-  st.txtime = 0;
   uvq_endpoint_config_default(&ec);
   ec.is_server = is_server;
   ec.settings = &st;
@@ -165,7 +163,7 @@ int uvq_raw_accept(uvq_raw **praw, const uvq_raw_config *cfg,
   if (rv != 0) {
     return rv;
   }
-  uvq_acceptor_recv(raw->ep, path, 0, &v, data, len, now);
+  uvq_acceptor_recv(raw->ep, path, 0, &v, data, len, uvq_ep_now(raw->ep, now));
   /* A connection the Initial already ended (undecryptable: ngtcp2 drops
    * it) is not one: it would vanish at the first write. */
   if (raw->ep->nconns == 0 || raw->ep->conns->stage >= UVQ_STAGE_CLOSING) {
@@ -207,7 +205,7 @@ int uvq_raw_recv(uvq_raw *raw, const uvq_path *path, uint8_t ecn,
   }
   raw->ep->stats.datagrams_received++;
   raw->ep->stats.bytes_received += len;
-  raw->ep->last_now = now;
+  now = uvq_ep_now(raw->ep, now);
   uvq_conn_recv(raw->conn, path, ecn, data, len, now);
   raw->ep->busy = 0;
   return 0;

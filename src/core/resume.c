@@ -89,6 +89,9 @@ int uvq_resume_encode(uvq_conn *conn, uint8_t **pblob, size_t *plen) {
 int uvq_resume_apply(uvq_conn *conn, const uint8_t *blob, size_t len,
                      int early_data) {
   ngtcp2_transport_params tp;
+  uint8_t tpbuf[128];
+  ngtcp2_ssize enc;
+  int rv;
   const uint8_t *p = blob;
   uint64_t v[BLOB_NPARAMS];
   size_t n;
@@ -123,7 +126,16 @@ int uvq_resume_apply(uvq_conn *conn, const uint8_t *blob, size_t len,
   tp.initial_max_streams_uni = v[5];
   tp.active_connection_id_limit = v[6];
   tp.max_datagram_frame_size = v[7];
-  ngtcp2_conn_set_early_remote_transport_params(conn->q, &tp);
+  /* ngtcp2 takes remembered parameters only in their wire encoding. */
+  enc = ngtcp2_transport_params_encode(tpbuf, sizeof(tpbuf), &tp);
+  if (enc < 0) {
+    return UVQ_ERR_INTERNAL;
+  }
+  rv = ngtcp2_conn_decode_and_set_0rtt_transport_params(conn->q, tpbuf,
+                                                        (size_t)enc);
+  if (rv != 0) {
+    return rv == NGTCP2_ERR_NOMEM ? UVQ_ERR_NOMEM : UVQ_ERR_INTERNAL;
+  }
   conn->early_data = UVQ_EARLY_DATA_ATTEMPTED;
   return 0;
 }

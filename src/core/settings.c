@@ -39,8 +39,6 @@ void uvq_settings_default(uvq_settings *s) {
   s->anti_replay = 1;
   s->stateless_reset_rate = 100;
   s->stateless_reset_burst = 100;
-  s->txtime = 0;
-  s->txtime_horizon = 1 * UVQ_MILLISECONDS;
   s->send_buffer_cache = 1u << 20;
 }
 

@@ -38,8 +38,7 @@ void uvq_stage_finish(uvq_conn *conn, int error, uvq_close_origin origin) {
 
 /* Writes the CONNECTION_CLOSE for |ccerr| and enters the closing period.
  * If no packet can be built (no keys yet), the connection just ends. */
-static void enter_closing(uvq_conn *conn,
-                          const ngtcp2_connection_close_error *ccerr,
+static void enter_closing(uvq_conn *conn, const ngtcp2_ccerr *ccerr,
                           uvq_tstamp now) {
   uvq_endpoint *ep = conn->ep;
   ngtcp2_path_storage ps;
@@ -100,34 +99,31 @@ static int is_cert_alert(uint8_t alert) {
 }
 
 void uvq_stage_fail(uvq_conn *conn, int liberr, uvq_tstamp now) {
-  ngtcp2_connection_close_error ccerr;
+  ngtcp2_ccerr ccerr;
   uint8_t alert;
 
   if (conn->stage >= UVQ_STAGE_CLOSING) {
     return;
   }
-  ngtcp2_connection_close_error_default(&ccerr);
+  ngtcp2_ccerr_default(&ccerr);
   conn->ci.origin = UVQ_CLOSE_LOCAL;
   conn->ci.type = UVQ_CLOSE_TYPE_TRANSPORT;
   alert = ngtcp2_conn_get_tls_alert(conn->q);
   if (conn->refused) {
-    ngtcp2_connection_close_error_set_transport_error(
-        &ccerr, NGTCP2_CONNECTION_REFUSED, NULL, 0);
+    ngtcp2_ccerr_set_transport_error(&ccerr, NGTCP2_CONNECTION_REFUSED, NULL,
+                                     0);
     conn->ci.error = UVQ_ERR_REFUSED;
   } else if (conn->nomem) {
     /* Our own callback could not allocate: say so, not "TLS failure". */
-    ngtcp2_connection_close_error_set_transport_error(
-        &ccerr, NGTCP2_INTERNAL_ERROR, NULL, 0);
+    ngtcp2_ccerr_set_transport_error(&ccerr, NGTCP2_INTERNAL_ERROR, NULL, 0);
     conn->ci.error = UVQ_ERR_NOMEM;
   } else if (conn->callback_failed) {
-    ngtcp2_connection_close_error_set_transport_error(
-        &ccerr, NGTCP2_INTERNAL_ERROR, NULL, 0);
+    ngtcp2_ccerr_set_transport_error(&ccerr, NGTCP2_INTERNAL_ERROR, NULL, 0);
     conn->ci.error = UVQ_ERR_CALLBACK;
   } else if ((liberr == NGTCP2_ERR_CRYPTO ||
               liberr == NGTCP2_ERR_CALLBACK_FAILURE) &&
              alert) {
-    ngtcp2_connection_close_error_set_transport_error_tls_alert(&ccerr, alert,
-                                                                NULL, 0);
+    ngtcp2_ccerr_set_tls_alert(&ccerr, alert, NULL, 0);
     conn->ci.tls_alert = alert;
     conn->ci.error = ngtcp2_conn_get_tls_error(conn->q) ==
                                  GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR ||
@@ -135,17 +131,14 @@ void uvq_stage_fail(uvq_conn *conn, int liberr, uvq_tstamp now) {
                          ? UVQ_ERR_CERT_VERIFY
                          : UVQ_ERR_TLS_ALERT;
   } else if (liberr == NGTCP2_ERR_NOMEM) {
-    ngtcp2_connection_close_error_set_transport_error_liberr(&ccerr, liberr,
-                                                             NULL, 0);
+    ngtcp2_ccerr_set_liberr(&ccerr, liberr, NULL, 0);
     conn->ci.error = UVQ_ERR_NOMEM;
   } else if (liberr == NGTCP2_ERR_CRYPTO ||
              liberr == NGTCP2_ERR_CALLBACK_FAILURE) {
-    ngtcp2_connection_close_error_set_transport_error_liberr(&ccerr, liberr,
-                                                             NULL, 0);
+    ngtcp2_ccerr_set_liberr(&ccerr, liberr, NULL, 0);
     conn->ci.error = UVQ_ERR_TLS;
   } else {
-    ngtcp2_connection_close_error_set_transport_error_liberr(&ccerr, liberr,
-                                                             NULL, 0);
+    ngtcp2_ccerr_set_liberr(&ccerr, liberr, NULL, 0);
     conn->ci.error = UVQ_ERR_PROTOCOL;
   }
   conn->ci.code = ccerr.error_code;
@@ -154,14 +147,14 @@ void uvq_stage_fail(uvq_conn *conn, int liberr, uvq_tstamp now) {
 }
 
 void uvq_stage_close_app(uvq_conn *conn, uvq_tstamp now) {
-  ngtcp2_connection_close_error ccerr;
+  ngtcp2_ccerr ccerr;
 
   if (conn->stage >= UVQ_STAGE_CLOSING) {
     return;
   }
-  ngtcp2_connection_close_error_default(&ccerr);
-  ngtcp2_connection_close_error_set_application_error(
-      &ccerr, conn->close_app_error, conn->close_reason, conn->close_reasonlen);
+  ngtcp2_ccerr_default(&ccerr);
+  ngtcp2_ccerr_set_application_error(&ccerr, conn->close_app_error,
+                                     conn->close_reason, conn->close_reasonlen);
   conn->ci.error = 0;
   conn->ci.origin = UVQ_CLOSE_LOCAL;
   conn->ci.type = UVQ_CLOSE_TYPE_APPLICATION;
@@ -171,7 +164,7 @@ void uvq_stage_close_app(uvq_conn *conn, uvq_tstamp now) {
 }
 
 void uvq_stage_drain(uvq_conn *conn, uvq_tstamp now) {
-  ngtcp2_connection_close_error ccerr;
+  const ngtcp2_ccerr *ccerr;
 
   if (conn->stage >= UVQ_STAGE_CLOSING) {
     return;
@@ -185,23 +178,23 @@ void uvq_stage_drain(uvq_conn *conn, uvq_tstamp now) {
     note_closed(conn);
     return;
   }
-  ngtcp2_conn_get_connection_close_error(conn->q, &ccerr);
-  conn->ci.code = ccerr.error_code;
-  set_reason(conn, ccerr.reason, ccerr.reasonlen);
-  if (ccerr.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION) {
+  ccerr = ngtcp2_conn_get_ccerr(conn->q);
+  conn->ci.code = ccerr->error_code;
+  set_reason(conn, ccerr->reason, ccerr->reasonlen);
+  if (ccerr->type == NGTCP2_CCERR_TYPE_APPLICATION) {
     conn->ci.type = UVQ_CLOSE_TYPE_APPLICATION;
     conn->ci.error = 0;
   } else {
     conn->ci.type = UVQ_CLOSE_TYPE_TRANSPORT;
-    if (ccerr.error_code == NGTCP2_NO_ERROR) {
+    if (ccerr->error_code == NGTCP2_NO_ERROR) {
       conn->ci.error = 0;
-    } else if (ccerr.error_code == NGTCP2_CONNECTION_REFUSED) {
+    } else if (ccerr->error_code == NGTCP2_CONNECTION_REFUSED) {
       conn->ci.error = UVQ_ERR_PEER_REFUSED;
-    } else if (ccerr.error_code == NGTCP2_INVALID_TOKEN) {
+    } else if (ccerr->error_code == NGTCP2_INVALID_TOKEN) {
       conn->ci.error = UVQ_ERR_INVALID_TOKEN;
-    } else if ((ccerr.error_code & ~(uint64_t)0xff) == NGTCP2_CRYPTO_ERROR) {
+    } else if ((ccerr->error_code & ~(uint64_t)0xff) == NGTCP2_CRYPTO_ERROR) {
       conn->ci.error = UVQ_ERR_TLS_ALERT;
-      conn->ci.tls_alert = (uint8_t)(ccerr.error_code & 0xff);
+      conn->ci.tls_alert = (uint8_t)(ccerr->error_code & 0xff);
     } else {
       conn->ci.error = UVQ_ERR_PEER_TRANSPORT;
     }

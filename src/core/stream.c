@@ -489,7 +489,7 @@ int uvq_stream_reset(uvq_conn *conn, int64_t stream_id, uint64_t app_error) {
   if (rv != 0) {
     return rv;
   }
-  rv = ngtcp2_conn_shutdown_stream_write(conn->q, stream_id, app_error);
+  rv = ngtcp2_conn_shutdown_stream_write(conn->q, 0, stream_id, app_error);
   if (rv != 0 && rv != NGTCP2_ERR_STREAM_NOT_FOUND) {
     return UVQ_ERR_INTERNAL;
   }
@@ -508,7 +508,7 @@ int uvq_stream_stop_sending(uvq_conn *conn, int64_t stream_id,
   if (rv != 0) {
     return rv;
   }
-  rv = ngtcp2_conn_shutdown_stream_read(conn->q, stream_id, app_error);
+  rv = ngtcp2_conn_shutdown_stream_read(conn->q, 0, stream_id, app_error);
   if (rv != 0 && rv != NGTCP2_ERR_STREAM_NOT_FOUND) {
     return UVQ_ERR_INTERNAL;
   }

@@ -539,7 +539,6 @@ static int uep_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int is_server,
   uvq_endpoint_config cfg;
   uvq_uv_endpoint *uep;
   uvq_udp_opts opts;
-  uvq_settings own;
   socklen_t addrlen;
   const char *env;
   int rv, saved;
@@ -577,12 +576,9 @@ static int uep_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int is_server,
   opts.no_gso = env != NULL && env[0] != '\0' && env[0] != '0';
   env = getenv("UVQ_UV_NO_GRO");
   opts.no_gro = env != NULL && env[0] != '\0' && env[0] != '0';
-  env = getenv("UVQ_UV_NO_TXTIME");
-  opts.no_txtime = env != NULL && env[0] != '\0' && env[0] != '0';
   if (settings != NULL) {
     opts.log = settings->log;
     opts.log_user_data = settings->log_user_data;
-    opts.txtime = settings->txtime;
   }
   if (uvq_udp_open(&uep->udp, addr, addrlen, &opts) != 0) {
     rv = UVQ_ERR_IO;
@@ -590,13 +586,6 @@ static int uep_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int is_server,
   }
   /* Without it (no memory) every batch is sent at once. */
   uep->udp.txq = uvq_calloc(mem, 1, sizeof(*uep->udp.txq));
-  if (opts.txtime && !uep->udp.txtime) {
-    /* The socket refused SO_TXTIME: bursts written ahead would leave at
-     * once, back to back, so the core paces by its timer instead. */
-    own = *settings;
-    own.txtime = 0;
-    settings = &own;
-  }
   uep->local = uep->udp.bound;
   /* CLOCK_MONOTONIC is the clock of uv_hrtime() on Linux (libuv reads it
    * with clock_gettime(CLOCK_MONOTONIC)), so core deadlines, which are in
@@ -860,8 +849,8 @@ int uvq_uv_endpoint_get_stats(uvq_uv_endpoint *uep, uvq_uv_stats *st) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   *st = uep->udp.stats;
-  /* Counters cover every socket; the facts (gso, gro, pktinfo, buffers,
-   * txtime) are the first socket's. */
+  /* Counters cover every socket; the facts (gso, gro, pktinfo, buffers)
+   * are the first socket's. */
   for (uep_sock *k = uep->socks; k; k = k->next) {
     const uvq_uv_stats *x = &k->udp.stats;
     st->send_calls += x->send_calls;
@@ -874,8 +863,6 @@ int uvq_uv_endpoint_get_stats(uvq_uv_endpoint *uep, uvq_uv_stats *st) {
     st->gro_buffers += x->gro_buffers;
     st->datagrams_received += x->datagrams_received;
     st->truncated += x->truncated;
-    st->txtime_refused += x->txtime_refused;
-    st->txtime_msgs += x->txtime_msgs;
     st->queued_batches += x->queued_batches;
     st->send_errors += x->send_errors;
     st->writable_wakeups += x->writable_wakeups;
@@ -932,9 +919,6 @@ int uvq_uv_endpoint_add_local(uvq_uv_endpoint *uep,
   opts.bufsize = UVQ_UV_SOCKBUF;
   opts.no_gso = !uep->udp.gso_capable;
   opts.no_gro = !uep->udp.gro;
-  /* The core writes ahead for every socket once the first took SO_TXTIME;
-   * one that refuses it sends those bursts at once (warned and counted). */
-  opts.txtime = uep->udp.txtime;
   opts.log = uvq_endpoint_get_settings(uep->ep)->log;
   opts.log_user_data = uvq_endpoint_get_settings(uep->ep)->log_user_data;
   if (uvq_udp_open(&k->udp, local, len, &opts) != 0) {

@@ -1,12 +1,10 @@
 #include "uv/udp.h"
 
 #include <errno.h>
-#include <linux/net_tstamp.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------------------ */
@@ -92,39 +90,6 @@ static void setup_features(uvq_udp *u, const uvq_udp_opts *opts) {
   }
 }
 
-/* SO_TXTIME on CLOCK_MONOTONIC — the clock of uv_hrtime(), and so of the
- * core's timestamps — without flags: no deadline mode (a late packet still
- * goes) and no error reports on the error queue (nothing reads it). Any
- * clock but CLOCK_MONOTONIC needs CAP_NET_ADMIN; a kernel before 4.19
- * answers ENOPROTOOPT. Refused, the socket sends as soon as it is asked
- * and the adapter runs the core without txtime. */
-static void setup_txtime(uvq_udp *u, const uvq_udp_opts *opts) {
-  struct sock_txtime st;
-  char line[200];
-  int err;
-
-  if (!opts->txtime) {
-    return;
-  }
-  memset(&st, 0, sizeof(st));
-  st.clockid = CLOCK_MONOTONIC;
-  st.flags = 0;
-  if (opts->no_txtime) {
-    err = ENOPROTOOPT;
-  } else if (setsockopt(u->fd, SOL_SOCKET, SO_TXTIME, &st, sizeof(st)) == 0) {
-    u->txtime = 1;
-    return;
-  } else {
-    err = errno;
-  }
-  u->stats.txtime_refused++;
-  snprintf(line, sizeof(line),
-           "SO_TXTIME refused (%s): paced bursts go out without transmit "
-           "times, one per pacing timer",
-           strerror(err));
-  warn(opts, line);
-}
-
 static void setup_pktinfo(uvq_udp *u, const struct sockaddr *addr) {
   int on = 1;
 
@@ -185,11 +150,9 @@ int uvq_udp_open(uvq_udp *u, const struct sockaddr *addr, socklen_t addrlen,
   setup_buffers(u, opts);
   setup_features(u, opts);
   setup_pktinfo(u, addr);
-  setup_txtime(u, opts);
   u->stats.gso = u->gso;
   u->stats.gro = u->gro;
   u->stats.pktinfo = u->pktinfo;
-  u->stats.txtime = u->txtime;
   return 0;
 
 fail:
@@ -342,9 +305,9 @@ static size_t put_cmsg(uint8_t *ctrl, size_t off, int level, int type,
 }
 
 /* Fills |ctrl| with the control messages every message of |b| shares:
- * ECN, source address and release time first, so that the UDP_SEGMENT
- * that GSO messages append can be left off (*plain is the length without
- * it). Returns the length with it. */
+ * ECN and source address first, so that the UDP_SEGMENT that GSO messages
+ * append can be left off (*plain is the length without it). Returns the
+ * length with it. */
 static size_t build_ctrl(const uvq_udp *u, const uvq_send_batch *b,
                          uint8_t *ctrl, uint16_t seg, size_t *plain) {
   size_t off = 0;
@@ -375,12 +338,6 @@ static size_t build_ctrl(const uvq_udp *u, const uvq_send_batch *b,
       pi.ipi6_ifindex = l->sin6_scope_id;
       off = put_cmsg(ctrl, off, IPPROTO_IPV6, IPV6_PKTINFO, &pi, sizeof(pi));
     }
-  }
-  if (u->txtime && b->txtime != 0) {
-    /* The whole message leaves at this CLOCK_MONOTONIC instant where the
-     * qdisc honours it (fq); a GSO message's segments all carry it. */
-    uint64_t t = b->txtime;
-    off = put_cmsg(ctrl, off, SOL_SOCKET, SCM_TXTIME, &t, sizeof(t));
   }
   *plain = off;
   return put_cmsg(ctrl, off, SOL_UDP, UDP_SEGMENT, &seg, sizeof(seg));
@@ -459,9 +416,6 @@ static int send_msgs(uvq_udp *u, size_t n, int gso) {
 /* Counts one message of |nd| datagrams of |b| as sent. */
 static void count_msg(uvq_udp *u, const uvq_send_batch *b, size_t nd) {
   u->stats.send_msgs++;
-  if (u->txtime && b->txtime != 0) {
-    u->stats.txtime_msgs++;
-  }
   u->stats.datagrams_sent += nd;
   u->stats.ecn_sent[b->ecn & 0x3] += nd;
   if (nd > 1) {

@@ -1,8 +1,7 @@
 /* UDP socket datapath for the libuv adapter: socket setup, receive with
  * recvmmsg + UDP_GRO, send with UDP_SEGMENT (GSO) and sendmmsg, ECN marks
- * both ways (IP_TOS / IPV6_TCLASS), the local address of each datagram
- * on wildcard-bound sockets (IP_PKTINFO / IPV6_PKTINFO), and transmit times
- * (SO_TXTIME / SCM_TXTIME, CLOCK_MONOTONIC). No libuv calls and
+ * both ways (IP_TOS / IPV6_TCLASS), and the local address of each datagram
+ * on wildcard-bound sockets (IP_PKTINFO / IPV6_PKTINFO). No libuv calls and
  * no core state here, so the batching can be reasoned about on its own. See
  * docs/internals/uv-adapter.md. */
 #ifndef UVQ_UV_UDP_H
@@ -29,9 +28,8 @@
 /* Messages handed to one sendmmsg call (GSO messages or, without GSO, one
  * per datagram). */
 #define UVQ_UDP_SEND_BATCH 64
-/* Control buffer of one message: UDP_SEGMENT / UDP_GRO, TOS / TCLASS,
- * PKTINFO (in6_pktinfo is the largest) and TXTIME, each CMSG_SPACE-aligned
- * (96 bytes at most). */
+/* Control buffer of one message: UDP_SEGMENT / UDP_GRO, TOS / TCLASS, and
+ * PKTINFO (in6_pktinfo is the largest), each CMSG_SPACE-aligned. */
 #define UVQ_UDP_CMSG_SPACE 128
 
 /* Small batches (up to UVQ_UDP_TXQ_SMALL bytes: handshake flights, ACKs,
@@ -104,8 +102,6 @@ typedef struct uvq_udp {
   int gro;
   /* Bound to the wildcard address: PKTINFO on receive and send. */
   int pktinfo;
-  /* SO_TXTIME is on: batches with a txtime carry it as SCM_TXTIME. */
-  int txtime;
   /* Test hook: the next GSO send fails with this errno without reaching
    * the kernel (0 = off). */
   int inject_gso_errno;
@@ -136,11 +132,6 @@ typedef struct uvq_udp_opts {
   int no_gso;
   /* Nonzero: do not enable GRO. */
   int no_gro;
-  /* Nonzero: enable SO_TXTIME (CLOCK_MONOTONIC); a refusal is warned once
-   * and counted in stats.txtime_refused. */
-  int txtime;
-  /* Nonzero: treat SO_TXTIME as refused without asking (tests). */
-  int no_txtime;
   /* Where to warn once when the buffers are clamped (NULL: stderr). */
   void (*log)(void *user_data, const char *line);
   void *log_user_data;
@@ -150,9 +141,8 @@ typedef struct uvq_udp_opts {
  * uvq_udp_open creates a non-blocking UDP socket bound to |addr| (IPv6 with
  * IPV6_V6ONLY), sets its buffers (warning once through opts->log when the
  * kernel clamps them), probes GSO (getsockopt UDP_SEGMENT) and enables GRO,
- * ECN reception, — on a wildcard address — PKTINFO and, if asked, SO_TXTIME
- * (warning once when refused). Fills |u|. Returns 0, or -1 with errno set
- * (socket or bind failed).
+ * ECN reception and — on a wildcard address — PKTINFO. Fills |u|. Returns
+ * 0, or -1 with errno set (socket or bind failed).
  */
 int uvq_udp_open(uvq_udp *u, const struct sockaddr *addr, socklen_t addrlen,
                  const uvq_udp_opts *opts);
@@ -177,14 +167,12 @@ void uvq_udp_meta_get(uvq_udp *u, uvq_udp_rx *rx, int i, uvq_udp_meta *m);
 /*
  * uvq_udp_send sends the datagrams of |b| — GSO messages of up to
  * UVQ_UDP_GSO_MAX_SEGMENTS datagrams when the socket can, one message per
- * datagram otherwise — with sendmsg / sendmmsg, ECN from b->ecn, on a
- * wildcard socket the source address from b->path->local, and with
- * SO_TXTIME on a nonzero b->txtime as every message's SCM_TXTIME (a
- * CLOCK_MONOTONIC time in ns: the core's clock is uv_hrtime()). Returns
- * how many datagrams the kernel took (0 when the socket is full), or
- * UVQ_ERR_IO when the first datagram fails with an error other than EAGAIN
- * (errno is left set). A GSO refusal (EIO, EINVAL) turns GSO off for this
- * socket, counts it in stats.gso_fallbacks and sends per datagram instead.
+ * datagram otherwise — with sendmsg / sendmmsg, ECN from b->ecn and, on a
+ * wildcard socket, the source address from b->path->local. Returns how many
+ * datagrams the kernel took (0 when the socket is full), or UVQ_ERR_IO when
+ * the first datagram fails with an error other than EAGAIN (errno is left
+ * set). A GSO refusal (EIO, EINVAL) turns GSO off for this socket, counts
+ * it in stats.gso_fallbacks and sends per datagram instead.
  */
 ssize_t uvq_udp_send(uvq_udp *u, const uvq_send_batch *b);
 

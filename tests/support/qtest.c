@@ -77,10 +77,8 @@ static void enqueue(qt_world *w, qt_pkt *p) {
   *pp = p;
 }
 
-/* Puts one datagram on the wire, leaving |from| at |at| (now, or later
- * for a held-back txtime). */
 static void wire_send(qt_world *w, int from, const uvq_path *path,
-                      const uint8_t *data, size_t len, uvq_tstamp at) {
+                      const uint8_t *data, size_t len) {
   qt_pkt *p;
   int dst = node_of_addr(w, &path->remote);
   if (dst < 0) {
@@ -97,7 +95,7 @@ static void wire_send(qt_world *w, int from, const uvq_path *path,
   p->path.remote = path->local;
   p->len = len;
   memcpy(p->data, data, len);
-  p->deliver_at = at + w->delay;
+  p->deliver_at = w->now + w->delay;
   if (w->filter && w->filter(w, from, p, w->filter_ud)) {
     w->dropped++;
     free(p);
@@ -110,10 +108,10 @@ static void wire_send(qt_world *w, int from, const uvq_path *path,
   }
   if (w->rate_bps) {
     qt_node *n = &w->nodes[from];
-    uvq_tstamp start = n->link_free > at ? n->link_free : at;
+    uvq_tstamp start = n->link_free > w->now ? n->link_free : w->now;
     uvq_tstamp tx = (uvq_tstamp)((double)len * 8.0 * (double)UVQ_SECONDS /
                                  (double)w->rate_bps);
-    if (w->rate_queue_max && start - at > w->rate_queue_max) {
+    if (w->rate_queue_max && start - w->now > w->rate_queue_max) {
       w->dropped++;
       w->rate_dropped++;
       free(p);
@@ -146,22 +144,15 @@ static void wire_send(qt_world *w, int from, const uvq_path *path,
 static ssize_t send_cb(uvq_endpoint *ep, const uvq_send_batch *b,
                        void *user_data) {
   qt_node *n = user_data;
-  uvq_tstamp at = n->w->now;
   (void)ep;
   if (n->send_blocked) {
     return 0;
-  }
-  if (n->w->on_batch) {
-    n->w->on_batch(n->w, n->idx, b, n->w->on_batch_ud);
-  }
-  if (n->w->honour_txtime && b->txtime > at) {
-    at = b->txtime;
   }
   for (size_t i = 0; i < b->count; i++) {
     size_t off = i * b->segment_size;
     size_t len =
         b->datalen - off < b->segment_size ? b->datalen - off : b->segment_size;
-    wire_send(n->w, n->idx, b->path, b->data + off, len, at);
+    wire_send(n->w, n->idx, b->path, b->data + off, len);
     n->sent++;
     n->bytes_sent += len;
   }

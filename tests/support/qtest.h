@@ -78,13 +78,6 @@ struct qt_world {
   /* The error of the last failed qt_add_server / qt_add_client. */
   int last_add_error;
 
-  /* Nonzero: a batch with a txtime leaves no earlier than that (as the fq
-   * qdisc holds SO_TXTIME packets); 0: at once, as on loopback. */
-  int honour_txtime;
-  /* Optional: sees every batch a node's send callback takes, before it
-   * goes on the wire. */
-  void (*on_batch)(qt_world *w, int from, const uvq_send_batch *b, void *ud);
-  void *on_batch_ud;
   /* uvq_endpoint_flush calls qt_run made (each node's counts one). */
   uint64_t flushes;
 };
