@@ -1,5 +1,5 @@
 /*
- * hs_floor: what one QUIC handshake costs ngtcp2 0.12.1 + GnuTLS on this
+ * hs_floor: what one QUIC handshake costs ngtcp2 1.x + GnuTLS on this
  * machine, server side and client side apart, with nothing else in the way.
  *
  * N times over: a fresh client and a fresh server connection (ngtcp2_conn
@@ -25,13 +25,30 @@
  * stack.
  *
  *   hs_floor --cert FILE --key FILE [--handshakes N] [--warmup N]
- *            [--key-share-top] [--no-tickets]
+ *            [--key-share-top] [--no-tickets] [--h3] [--hold N]
+ *
+ * --h3 makes the request and response HTTP/3 through nghttp3 on both sides
+ * (control and QPACK streams, a GET, a 1 KiB body) instead of raw bytes on
+ * a bidirectional stream.
+ *
+ * --hold N measures memory instead of time: N connections as above, but
+ * the client does not close; once the server has nothing in flight the
+ * client side is freed (it says nothing) and the server side stays, idle.
+ * The figure is the process's VmRSS growth over the N connections,
+ * divided by N: the floor under any server of this stack that keeps an
+ * idle connection (ngtcp2 + GnuTLS, and nghttp3 with --h3), with
+ * uvquic-server's transport parameters and QPACK settings. The client
+ * sides come and go one at a time, so the heap they leave free is reused
+ * by the next connection.
  *
  * --key-share-top makes the client send one key share (X25519) instead of
  * GnuTLS's default two (X25519 and P-256, GNUTLS_KEY_SHARE_TOP2).
  * Output, one line (bench/run.sh reads it):
  *   hs_floor: N handshakes; server S us, client C us, total T us per
  *   handshake (thread CPU); loop R handshakes/s; ...
+ * or, with --hold:
+ *   hs_floor: held N idle server connections (h3|stream); VmRSS A -> B kB:
+ *   K KB/conn (KB = 1000 B)
  */
 #define _GNU_SOURCE
 
@@ -47,6 +64,7 @@
 
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
+#include <nghttp3/nghttp3.h>
 #include <ngtcp2/ngtcp2.h>
 #include <ngtcp2/ngtcp2_crypto.h>
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
@@ -64,6 +82,7 @@ static const char hs_priority[] =
 #define HS_MAX_TURNS 200 /* a handshake that takes more is a bug */
 #define HS_ONE_WAY (50 * NGTCP2_MICROSECONDS)
 #define HS_CID_LEN 16
+#define HS_CID_LIMIT 8 /* uvquic's active_connection_id_limit */
 
 static uint8_t hs_request[HS_REQUEST];
 static uint8_t hs_response[HS_RESPONSE];
@@ -89,6 +108,7 @@ typedef struct hs_peer {
   struct hs_bench *bench;
   ngtcp2_conn *conn;
   gnutls_session_t tls;
+  nghttp3_conn *h3; /* --h3, once the handshake completed */
   int handshake_done;
   int closed; /* conn and session freed */
   /* What this side sends on its stream: the request or the response. */
@@ -113,7 +133,12 @@ typedef struct hs_bench {
   ngtcp2_path cpath, spath;
   ngtcp2_tstamp now; /* the fake clock */
   hs_queue c2s, s2c;
-  hs_peer cli, srv;
+  hs_peer cli;
+  hs_peer *srv; /* one per connection: --hold keeps them */
+  int h3;
+  long hold; /* --hold: connections kept so far go here */
+  hs_peer **held;
+  long nheld;
   /* Accounting: CPU ns and turns per side, for the handshakes timed. */
   uint64_t cpu_ns[HS_SIDES];
   uint64_t turns[HS_SIDES];
@@ -196,26 +221,199 @@ static int cb_handshake_completed(ngtcp2_conn *conn, void *user_data) {
   return 0;
 }
 
+/* credit gives |n| bytes of flow-control credit back on |stream_id|. */
+static int credit(ngtcp2_conn *conn, int64_t stream_id, size_t n) {
+  if (ngtcp2_conn_extend_max_stream_offset(conn, stream_id, n) != 0) {
+    return NGTCP2_ERR_CALLBACK_FAILURE;
+  }
+  ngtcp2_conn_extend_max_offset(conn, n);
+  return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * HTTP/3 (--h3): nghttp3 on both sides, as an h3 server and client wire
+ * it to ngtcp2. */
+
+static nghttp3_ssize h3_read_response(nghttp3_conn *h3, int64_t stream_id,
+                                      nghttp3_vec *vec, size_t veccnt,
+                                      uint32_t *pflags, void *conn_user_data,
+                                      void *stream_user_data) {
+  (void)h3;
+  (void)stream_id;
+  (void)veccnt;
+  (void)conn_user_data;
+  (void)stream_user_data;
+  vec[0].base = hs_response;
+  vec[0].len = sizeof(hs_response);
+  *pflags |= NGHTTP3_DATA_FLAG_EOF;
+  return 1;
+}
+
+static int h3_recv_data(nghttp3_conn *h3, int64_t stream_id,
+                        const uint8_t *data, size_t datalen,
+                        void *conn_user_data, void *stream_user_data) {
+  hs_peer *p = conn_user_data;
+
+  (void)h3;
+  (void)data;
+  (void)stream_user_data;
+  p->rxlen += datalen;
+  return credit(p->conn, stream_id, datalen) == 0
+             ? 0
+             : NGHTTP3_ERR_CALLBACK_FAILURE;
+}
+
+static int h3_deferred_consume(nghttp3_conn *h3, int64_t stream_id,
+                               size_t consumed, void *conn_user_data,
+                               void *stream_user_data) {
+  hs_peer *p = conn_user_data;
+
+  (void)h3;
+  (void)stream_user_data;
+  return credit(p->conn, stream_id, consumed) == 0
+             ? 0
+             : NGHTTP3_ERR_CALLBACK_FAILURE;
+}
+
+/* The end of a request (server: answer it) or of a response (client). */
+static int h3_end_stream(nghttp3_conn *h3, int64_t stream_id,
+                         void *conn_user_data, void *stream_user_data) {
+  static const nghttp3_data_reader dr = {h3_read_response};
+  static const nghttp3_nv nva[] = {
+      {(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP3_NV_FLAG_NONE},
+      {(uint8_t *)"content-length", (uint8_t *)"1024", 14, 4,
+       NGHTTP3_NV_FLAG_NONE}};
+  hs_peer *p = conn_user_data;
+
+  (void)stream_user_data;
+  if (!ngtcp2_conn_is_server(p->conn)) {
+    p->rx_fin = 1;
+    return 0;
+  }
+  return nghttp3_conn_submit_response(h3, stream_id, nva, 2, &dr) == 0
+             ? 0
+             : NGHTTP3_ERR_CALLBACK_FAILURE;
+}
+
+/* h3_start binds a peer's nghttp3 connection to its three unidirectional
+ * streams; the client then sends its GET. */
+static void h3_start(hs_peer *p) {
+  static const nghttp3_callbacks cb = {.recv_data = h3_recv_data,
+                                       .deferred_consume = h3_deferred_consume,
+                                       .end_stream = h3_end_stream};
+  static const nghttp3_nv req[] = {
+      {(uint8_t *)":method", (uint8_t *)"GET", 7, 3, NGHTTP3_NV_FLAG_NONE},
+      {(uint8_t *)":scheme", (uint8_t *)"https", 7, 5, NGHTTP3_NV_FLAG_NONE},
+      {(uint8_t *)":authority", (uint8_t *)"127.0.0.1", 10, 9,
+       NGHTTP3_NV_FLAG_NONE},
+      {(uint8_t *)":path", (uint8_t *)"/1k.bin", 5, 7, NGHTTP3_NV_FLAG_NONE}};
+  nghttp3_settings settings;
+  int64_t ctrl, enc, dec;
+  int server = ngtcp2_conn_is_server(p->conn), rv;
+
+  nghttp3_settings_default(&settings);
+  /* As uvquic's h3 layer: no QPACK dynamic table. */
+  settings.qpack_max_dtable_capacity = 0;
+  settings.qpack_blocked_streams = 0;
+  rv = server ? nghttp3_conn_server_new(&p->h3, &cb, &settings, NULL, p)
+              : nghttp3_conn_client_new(&p->h3, &cb, &settings, NULL, p);
+  if (rv != 0 || ngtcp2_conn_open_uni_stream(p->conn, &ctrl, NULL) != 0 ||
+      ngtcp2_conn_open_uni_stream(p->conn, &enc, NULL) != 0 ||
+      ngtcp2_conn_open_uni_stream(p->conn, &dec, NULL) != 0 ||
+      nghttp3_conn_bind_control_stream(p->h3, ctrl) != 0 ||
+      nghttp3_conn_bind_qpack_streams(p->h3, enc, dec) != 0) {
+    die("cannot set up HTTP/3");
+  }
+  if (!server) {
+    if (ngtcp2_conn_open_bidi_stream(p->conn, &p->tx_sid, NULL) != 0 ||
+        nghttp3_conn_submit_request(p->h3, p->tx_sid, req, 4, NULL, NULL) !=
+            0) {
+      die("cannot send the request");
+    }
+  }
+}
+
+static int cb_acked_stream_data_offset(ngtcp2_conn *conn, int64_t stream_id,
+                                       uint64_t offset, uint64_t datalen,
+                                       void *user_data,
+                                       void *stream_user_data) {
+  hs_peer *p = user_data;
+
+  (void)conn;
+  (void)offset;
+  (void)stream_user_data;
+  if (p->h3 && nghttp3_conn_add_ack_offset(p->h3, stream_id, datalen) != 0) {
+    return NGTCP2_ERR_CALLBACK_FAILURE;
+  }
+  return 0;
+}
+
+static int cb_stream_close(ngtcp2_conn *conn, uint32_t flags, int64_t stream_id,
+                           uint64_t app_error_code, void *user_data,
+                           void *stream_user_data) {
+  hs_peer *p = user_data;
+  int rv;
+
+  (void)conn;
+  (void)stream_user_data;
+  if (p->h3 == NULL) {
+    return 0;
+  }
+  if (!(flags & NGTCP2_STREAM_CLOSE_FLAG_APP_ERROR_CODE_SET)) {
+    app_error_code = NGHTTP3_H3_NO_ERROR;
+  }
+  rv = nghttp3_conn_close_stream(p->h3, stream_id, app_error_code);
+  return rv == 0 || rv == NGHTTP3_ERR_STREAM_NOT_FOUND
+             ? 0
+             : NGTCP2_ERR_CALLBACK_FAILURE;
+}
+
+static int cb_extend_max_stream_data(ngtcp2_conn *conn, int64_t stream_id,
+                                     uint64_t max_data, void *user_data,
+                                     void *stream_user_data) {
+  hs_peer *p = user_data;
+
+  (void)conn;
+  (void)max_data;
+  (void)stream_user_data;
+  if (p->h3 && nghttp3_conn_unblock_stream(p->h3, stream_id) != 0) {
+    return NGTCP2_ERR_CALLBACK_FAILURE;
+  }
+  return 0;
+}
+
 static int cb_recv_stream_data(ngtcp2_conn *conn, uint32_t flags,
                                int64_t stream_id, uint64_t offset,
                                const uint8_t *data, size_t datalen,
                                void *user_data, void *stream_user_data) {
   hs_peer *p = user_data;
+  nghttp3_ssize nread;
   int rv;
 
   (void)offset;
-  (void)data;
   (void)stream_user_data;
+  if (p->bench->h3 && p->h3 == NULL) {
+    h3_start(p); /* the server: the client's first bytes come first */
+  }
+  if (p->h3) {
+    /* nghttp3 says how much of it was framing; the body it hands to
+     * h3_recv_data, which credits it there. */
+    nread = nghttp3_conn_read_stream(p->h3, stream_id, data, datalen,
+                                     flags & NGTCP2_STREAM_DATA_FLAG_FIN);
+    if (nread < 0) {
+      return NGTCP2_ERR_CALLBACK_FAILURE;
+    }
+    return credit(conn, stream_id, (size_t)nread);
+  }
   p->rxlen += datalen;
   if (flags & NGTCP2_STREAM_DATA_FLAG_FIN) {
     p->rx_fin = 1;
   }
   /* Consumed at once, as an application that reads everything does. */
-  rv = ngtcp2_conn_extend_max_stream_offset(conn, stream_id, datalen);
+  rv = credit(conn, stream_id, datalen);
   if (rv != 0) {
-    return NGTCP2_ERR_CALLBACK_FAILURE;
+    return rv;
   }
-  ngtcp2_conn_extend_max_offset(conn, datalen);
   /* The server answers a whole request. */
   if (ngtcp2_conn_is_server(conn) && p->rx_fin && p->tx_sid < 0) {
     p->tx_sid = stream_id;
@@ -247,6 +445,9 @@ static void set_callbacks(ngtcp2_callbacks *cb, int is_server) {
   cb->rand = cb_rand;
   cb->handshake_completed = cb_handshake_completed;
   cb->recv_stream_data = cb_recv_stream_data;
+  cb->acked_stream_data_offset = cb_acked_stream_data_offset;
+  cb->stream_close = cb_stream_close;
+  cb->extend_max_stream_data = cb_extend_max_stream_data;
 }
 
 static void settings_init(const hs_bench *b, ngtcp2_settings *s) {
@@ -265,6 +466,7 @@ static void params_init(ngtcp2_transport_params *p) {
   p->initial_max_streams_bidi = 100;
   p->initial_max_streams_uni = 100;
   p->max_idle_timeout = 30 * NGTCP2_SECONDS;
+  p->active_connection_id_limit = HS_CID_LIMIT;
 }
 
 /* ------------------------------------------------------------------------
@@ -318,6 +520,8 @@ static void tls_session_new(hs_bench *b, hs_peer *p, int is_server) {
 }
 
 static void peer_free(hs_peer *p) {
+  nghttp3_conn_del(p->h3);
+  p->h3 = NULL;
   ngtcp2_conn_del(p->conn);
   gnutls_deinit(p->tls);
   p->conn = NULL;
@@ -335,6 +539,55 @@ static hs_dgram *queue_slot(hs_queue *q) {
   return &q->d[q->n];
 }
 
+/* peer_write_h3 is peer_write for a peer with nghttp3: the streams and
+ * bytes nghttp3 has ready go first. */
+static void peer_write_h3(hs_bench *b, hs_peer *p, hs_queue *q) {
+  ngtcp2_ssize nwrite, ndatalen;
+  nghttp3_ssize nvec;
+  nghttp3_vec vec[16];
+  hs_dgram *d;
+  int64_t sid;
+  int fin;
+  uint32_t flags;
+
+  for (;;) {
+    d = queue_slot(q);
+    sid = -1;
+    fin = 0;
+    nvec = nghttp3_conn_writev_stream(p->h3, &sid, &fin, vec, 16);
+    if (nvec < 0) {
+      die("nghttp3_conn_writev_stream: %s", nghttp3_strerror((int)nvec));
+    }
+    flags = NGTCP2_WRITE_STREAM_FLAG_MORE;
+    if (fin) {
+      flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
+    }
+    nwrite = ngtcp2_conn_writev_stream(
+        p->conn, NULL, NULL, d->data, sizeof(d->data), &ndatalen, flags, sid,
+        (const ngtcp2_vec *)vec, (size_t)nvec, b->now);
+    if (nwrite == NGTCP2_ERR_STREAM_DATA_BLOCKED) {
+      nghttp3_conn_block_stream(p->h3, sid);
+      continue;
+    }
+    if (nwrite < 0 && nwrite != NGTCP2_ERR_WRITE_MORE) {
+      die("writev_stream: %s", ngtcp2_strerror((int)nwrite));
+    }
+    if (ndatalen >= 0 &&
+        nghttp3_conn_add_write_offset(p->h3, sid, (uint64_t)ndatalen) != 0) {
+      die("nghttp3_conn_add_write_offset failed");
+    }
+    if (nwrite == NGTCP2_ERR_WRITE_MORE) {
+      continue;
+    }
+    if (nwrite == 0) {
+      break;
+    }
+    d->len = (size_t)nwrite;
+    q->n++;
+  }
+  ngtcp2_conn_update_pkt_tx_time(p->conn, b->now);
+}
+
 /* peer_write writes everything |p| has to send, its stream data first,
  * into |q|. */
 static void peer_write(hs_bench *b, hs_peer *p, hs_queue *q) {
@@ -345,6 +598,13 @@ static void peer_write(hs_bench *b, hs_peer *p, hs_queue *q) {
   uint32_t flags;
   int blocked = 0;
 
+  if (b->h3 && p->handshake_done && p->h3 == NULL) {
+    h3_start(p);
+  }
+  if (p->h3) {
+    peer_write_h3(b, p, q);
+    return;
+  }
   for (;;) {
     d = queue_slot(q);
     sid = -1;
@@ -401,7 +661,7 @@ static void server_accept(hs_bench *b, const hs_dgram *d) {
   ngtcp2_transport_params params;
   ngtcp2_pkt_hd hd;
   ngtcp2_cid scid;
-  hs_peer *p = &b->srv;
+  hs_peer *p = b->srv;
 
   if (ngtcp2_accept(&hd, d->data, d->len) != 0) {
     die("ngtcp2_accept refused the client's Initial");
@@ -412,6 +672,7 @@ static void server_accept(hs_bench *b, const hs_dgram *d) {
   settings_init(b, &settings);
   params_init(&params);
   params.original_dcid = hd.dcid;
+  params.original_dcid_present = 1;
   if (ngtcp2_crypto_generate_stateless_reset_token(
           params.stateless_reset_token, b->static_secret,
           sizeof(b->static_secret), &scid) != 0) {
@@ -427,7 +688,7 @@ static void server_accept(hs_bench *b, const hs_dgram *d) {
 
 /* server_turn: the server reads what the client sent, then writes. */
 static void server_turn(hs_bench *b) {
-  hs_peer *p = &b->srv;
+  hs_peer *p = b->srv;
   size_t i;
   int rv;
 
@@ -478,8 +739,17 @@ static void client_start(hs_bench *b) {
   peer_write(b, p, &b->c2s);
 }
 
+/* server_quiet: nothing of the server's is in flight. */
+static int server_quiet(hs_bench *b) {
+  ngtcp2_conn_info ci;
+
+  ngtcp2_conn_get_conn_info(b->srv->conn, &ci);
+  return ci.bytes_in_flight == 0;
+}
+
 /* client_turn: the client reads, sends its request once it can, and
- * closes once the whole response is in. */
+ * closes once the whole response is in (with --hold, leaves once the
+ * server is idle). */
 static void client_turn(hs_bench *b) {
   ngtcp2_ccerr ccerr;
   ngtcp2_ssize nwrite;
@@ -501,7 +771,7 @@ static void client_turn(hs_bench *b) {
   b->datagrams[HS_SERVER] += b->s2c.n;
   b->s2c.n = 0;
   peer_expiry(b, p);
-  if (p->handshake_done && p->tx_sid < 0) {
+  if (!b->h3 && p->handshake_done && p->tx_sid < 0) {
     rv = ngtcp2_conn_open_bidi_stream(p->conn, &p->tx_sid, NULL);
     if (rv != 0) {
       die("open_bidi_stream: %s", ngtcp2_strerror(rv));
@@ -513,6 +783,14 @@ static void client_turn(hs_bench *b) {
   if (p->rx_fin) {
     if (p->rxlen != HS_RESPONSE) {
       die("response of %zu bytes, not %d", p->rxlen, HS_RESPONSE);
+    }
+    if (b->hold) {
+      /* Leave the server idle: once all it sent is acknowledged and we
+       * have nothing more to say, this side goes without a word. */
+      if (b->c2s.n == 0 && server_quiet(b)) {
+        peer_free(p);
+      }
+      return;
     }
     d = queue_slot(&b->c2s);
     ngtcp2_ccerr_set_application_error(&ccerr, 0, NULL, 0);
@@ -534,8 +812,8 @@ static ngtcp2_tstamp earliest_expiry(const hs_bench *b) {
   if (b->cli.conn) {
     e = ngtcp2_conn_get_expiry(b->cli.conn);
   }
-  if (b->srv.conn) {
-    t = ngtcp2_conn_get_expiry(b->srv.conn);
+  if (b->srv->conn) {
+    t = ngtcp2_conn_get_expiry(b->srv->conn);
     e = t < e ? t : e;
   }
   return e;
@@ -547,44 +825,63 @@ static void peer_reset(hs_bench *b, hs_peer *p) {
   p->tx_sid = -1;
 }
 
+/* The connection is over for this loop: both sides freed, or with --hold
+ * the client freed and the server idle. */
+static int finished(const hs_bench *b) {
+  return b->cli.closed && (b->hold || b->srv->closed);
+}
+
 /* one_handshake runs one connection from the client's first packet to
- * both sides freed; the CPU time goes to b->cpu_ns. The caller has read
- * the clock into b->last_cpu. */
+ * both sides freed (with --hold: to the client freed and the server kept
+ * in b->held); the CPU time goes to b->cpu_ns. The caller has read the
+ * clock into b->last_cpu. */
 static void one_handshake(hs_bench *b, int check) {
+  static hs_peer srv;
   ngtcp2_tstamp e;
   int turn;
 
+  b->srv = &srv;
+  if (b->hold) {
+    if (b->nheld == b->hold) {
+      die("--hold: all %ld connections held already", b->hold);
+    }
+    b->srv = malloc(sizeof(*b->srv));
+    if (b->srv == NULL) {
+      die("out of memory");
+    }
+    b->held[b->nheld++] = b->srv;
+  }
   peer_reset(b, &b->cli);
-  peer_reset(b, &b->srv);
+  peer_reset(b, b->srv);
   client_start(b);
   charge(b, HS_CLIENT);
-  for (turn = 0; !(b->cli.closed && b->srv.closed); turn++) {
+  for (turn = 0; !finished(b); turn++) {
     if (turn == HS_MAX_TURNS) {
       die("no end after %d turns (client %s, server %s)", turn,
           b->cli.handshake_done ? "established" : "in handshake",
-          b->srv.handshake_done ? "established" : "in handshake");
+          b->srv->handshake_done ? "established" : "in handshake");
     }
     b->now += HS_ONE_WAY;
     server_turn(b);
     charge(b, HS_SERVER);
-    if (check && b->srv.handshake_done && b->srv.tls) {
+    if (check && b->srv->handshake_done && b->srv->tls) {
       /* What was meant is what was negotiated. */
-      if (gnutls_cipher_get(b->srv.tls) != GNUTLS_CIPHER_AES_128_GCM ||
-          gnutls_group_get(b->srv.tls) != GNUTLS_GROUP_X25519 ||
-          gnutls_protocol_get_version(b->srv.tls) != GNUTLS_TLS1_3) {
+      if (gnutls_cipher_get(b->srv->tls) != GNUTLS_CIPHER_AES_128_GCM ||
+          gnutls_group_get(b->srv->tls) != GNUTLS_GROUP_X25519 ||
+          gnutls_protocol_get_version(b->srv->tls) != GNUTLS_TLS1_3) {
         die("negotiated %s / %s, not TLS 1.3 AES-128-GCM X25519",
-            gnutls_cipher_get_name(gnutls_cipher_get(b->srv.tls)),
-            gnutls_group_get_name(gnutls_group_get(b->srv.tls)));
+            gnutls_cipher_get_name(gnutls_cipher_get(b->srv->tls)),
+            gnutls_group_get_name(gnutls_group_get(b->srv->tls)));
       }
       check = 0;
     }
-    if (b->cli.closed && b->srv.closed) {
+    if (finished(b)) {
       break;
     }
     b->now += HS_ONE_WAY;
     client_turn(b);
     charge(b, HS_CLIENT);
-    if (b->c2s.n == 0 && b->s2c.n == 0 && !b->srv.closed) {
+    if (b->c2s.n == 0 && b->s2c.n == 0 && !b->srv->closed && !finished(b)) {
       /* Nothing on the wire: on to the next timer (delayed ACK). */
       e = earliest_expiry(b);
       if (e == UINT64_MAX) {
@@ -682,8 +979,60 @@ static long parse_count(const char *s, const char *what) {
 static void usage(FILE *f) {
   fputs("usage: hs_floor --cert FILE --key FILE [--handshakes N] "
         "[--warmup N]\n"
-        "                [--key-share-top] [--no-tickets]\n",
+        "                [--key-share-top] [--no-tickets] [--h3] "
+        "[--hold N]\n",
         f);
+}
+
+/* vmrss_kb: this process's resident set, in kB (1024 B, as the kernel
+ * counts). */
+static long vmrss_kb(void) {
+  char line[256];
+  long kb = -1;
+  FILE *f = fopen("/proc/self/status", "r");
+
+  if (f == NULL) {
+    die("cannot open /proc/self/status");
+  }
+  while (fgets(line, sizeof(line), f)) {
+    if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) {
+      break;
+    }
+  }
+  fclose(f);
+  if (kb < 0) {
+    die("no VmRSS in /proc/self/status");
+  }
+  return kb;
+}
+
+/* hold_idle keeps |n| idle server connections (after the warm-up) and
+ * prints the resident memory each costs. */
+static int hold_idle(hs_bench *b, long n) {
+  long before, after, i;
+
+  b->held = calloc((size_t)n, sizeof(*b->held));
+  if (b->held == NULL) {
+    die("out of memory");
+  }
+  b->hold = n;
+  before = vmrss_kb();
+  for (i = 0; i < n; i++) {
+    one_handshake(b, 0);
+  }
+  after = vmrss_kb();
+  printf("hs_floor: held %ld idle server connections (%s); VmRSS %ld -> %ld "
+         "kB: %.1f KB/conn (KB = 1000 B)\n",
+         n, b->h3 ? "h3" : "stream", before, after,
+         (double)(after - before) * 1.024 / (double)n);
+  for (i = 0; i < n; i++) {
+    peer_free(b->held[i]);
+    free(b->held[i]);
+  }
+  free(b->held);
+  bench_free(b);
+  gnutls_global_deinit();
+  return 0;
 }
 
 int main(int argc, char **argv) {
@@ -694,13 +1043,15 @@ int main(int argc, char **argv) {
       {"warmup", required_argument, NULL, 'w'},
       {"key-share-top", no_argument, NULL, 't'},
       {"no-tickets", no_argument, NULL, 'T'},
+      {"h3", no_argument, NULL, '3'},
+      {"hold", required_argument, NULL, 'H'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   static hs_bench bench; /* the queues are big: not on the stack */
   hs_bench *b = &bench;
   const char *cert = NULL, *key = NULL;
-  long n = 2000, warmup = 100, i;
-  int key_share_top = 0, tickets = 1, c;
+  long n = 2000, warmup = 100, hold = 0, i;
+  int key_share_top = 0, tickets = 1, h3 = 0, c;
   double read_ns, us[HS_SIDES], wall_s;
   uint64_t w0, w1;
 
@@ -724,6 +1075,12 @@ int main(int argc, char **argv) {
     case 'T':
       tickets = 0;
       break;
+    case '3':
+      h3 = 1;
+      break;
+    case 'H':
+      hold = parse_count(optarg, "--hold");
+      break;
     case 'h':
       usage(stdout);
       return 0;
@@ -740,12 +1097,16 @@ int main(int argc, char **argv) {
     die("gnutls_global_init failed");
   }
   bench_init(b, cert, key, key_share_top, tickets);
+  b->h3 = h3;
 
   /* Warm up: first-use costs (GnuTLS's lazy tables, malloc arenas, the
    * page cache) stay out of the figures. */
   b->last_cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID);
   for (i = 0; i < warmup; i++) {
     one_handshake(b, i == 0);
+  }
+  if (hold > 0) {
+    return hold_idle(b, hold);
   }
   read_ns = clock_read_ns();
   memset(b->cpu_ns, 0, sizeof(b->cpu_ns));

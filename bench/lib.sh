@@ -237,7 +237,7 @@ udpbench_run() {
   return 1
 }
 
-# ceiling_run: ngtcp2 0.12.1 + GnuTLS in one process and thread, packets
+# ceiling_run: ngtcp2 1.x + GnuTLS in one process and thread, packets
 # handed over in memory, the client ACKing once per 45-datagram burst
 # (CLI_BATCH=45), 1 GiB (the program's default, as in the reference
 # notes): prints goodput Gbit/s.

@@ -17,7 +17,9 @@
 #   3. Memory: MEM_N idle established connections to a fresh uvquic-server
 #      with a MEM_IDLE s idle timeout, kept open past it by 2 s keep-alive
 #      PINGs; (VmRSS with - VmRSS before) / MEM_N; over h3 and over
-#      hq-interop (a second fresh server); gtlsserver likewise (h3).
+#      hq-interop (a second fresh server); gtlsserver likewise (h3); and
+#      the stack's own floor (hs_floor --hold MEM_N [--h3]: ngtcp2 +
+#      GnuTLS [+ nghttp3] alone, in memory, the same parameters).
 #   4. Latency: 1 KiB GETs at LAT_RATE/s on LAT_CONNS connections for
 #      LAT_DUR s, timed from when each request was due (no coordinated
 #      omission); p50 / p99 / p999, against uvquic-server and gtlsserver.
@@ -335,6 +337,22 @@ if ! skip mem; then
     mem_run gtlsserver "$MG_PID" "$MG_PORT"
     mem_gtls=$mem_per
   fi
+  # The floor: the same connections held by ngtcp2 + GnuTLS (+ nghttp3)
+  # with nothing else (bench/hs_floor.c --hold).
+  floor_run() {
+    local out
+    out=$("$B/hs_floor" --cert "$tmp/cert.pem" --key "$tmp/key.pem" --hold "$MEM_N" "$@") || {
+      echo "hs_floor --hold failed: $out" >&2
+      exit 1
+    }
+    sed -n 's/.*VmRSS \([0-9]*\) -> \([0-9]*\) kB: \([0-9.]*\) KB\/conn.*/\1 \2 \3/p' <<<"$out"
+  }
+  read -r fb fa floor_h3 <<<"$(floor_run --h3)"
+  printf '%-14s in memory; held %5d; VmRSS %7d -> %8d kB: %6s KB/conn (ngtcp2 + GnuTLS + nghttp3)\n' \
+    "floor h3" "$MEM_N" "$fb" "$fa" "$floor_h3"
+  read -r fb fa floor_hq <<<"$(floor_run)"
+  printf '%-14s in memory; held %5d; VmRSS %7d -> %8d kB: %6s KB/conn (ngtcp2 + GnuTLS)\n' \
+    "floor stream" "$MEM_N" "$fb" "$fa" "$floor_hq"
 fi
 
 # ---------------------------------------------------------------------------
@@ -371,7 +389,7 @@ fi
 
 # ---------------------------------------------------------------------------
 echo
-echo "Targets (issue 4), this run:"
+echo "Targets, this run (throughput and handshakes: issue 4; memory: issue 10):"
 if ! skip tput; then
   printf '  throughput h3 %.2f / hq %.2f Gbit/s: vs gtls %sx / %sx (>= 2.0), vs udpbench %sx / %sx (>= 0.45), vs ceiling %sx / %sx (>= 0.5)\n' \
     "$tput_h3" "$tput_hq" "$(ratio "$tput_h3" "$gtls")" "$(ratio "$tput_hq" "$gtls")" \
@@ -393,7 +411,11 @@ if ! skip hs; then
     "$hs_cap" "$hs_cap_ratio"
 fi
 if ! skip mem; then
-  printf '  RSS per idle connection: h3 %s / hq %s KB (<= ~90); gtlsserver (h3): %s KB\n' "$mem_uvq" "$mem_hq" "${mem_gtls:--}"
+  printf '  RSS per idle connection: h3 %s / hq %s KB (<= 70 / <= 55); gtlsserver (h3): %s KB\n' \
+    "$mem_uvq" "$mem_hq" "${mem_gtls:--}"
+  printf '    over the stack floor: h3 %s - %s = %s KB, hq %s - %s = %s KB (each <= 8 KiB = 8.2 KB)\n' \
+    "$mem_uvq" "$floor_h3" "$(awk -v a="$mem_uvq" -v b="$floor_h3" 'BEGIN { printf "%.1f", a - b }')" \
+    "$mem_hq" "$floor_hq" "$(awk -v a="$mem_hq" -v b="$floor_hq" 'BEGIN { printf "%.1f", a - b }')"
 fi
 if ! skip lat; then
   printf '  p99 at %d req/s: %.0f us (<= 1000)\n' "$LAT_RATE" "$lat_p99"

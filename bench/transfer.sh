@@ -2,7 +2,7 @@
 # Measurement (not a test): the time to download one 100 MiB file over
 # loopback for four server -> client pairs, HTTP/3 throughout:
 #   uvquic-server -> uvquic-client
-#   gtlsserver    -> gtlsclient      (ngtcp2 0.12.1's examples; the baseline)
+#   gtlsserver    -> gtlsclient      (ngtcp2 1.11's examples; the baseline)
 #   gtlsserver    -> uvquic-client
 #   uvquic-server -> gtlsclient
 # RUNS runs per pair (default 5), the pairs alternating run by run so drift
