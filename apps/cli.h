@@ -238,9 +238,10 @@ enum {
   "  -v, -vv                    log connection lifecycle (info) or ngtcp2's\n" \
   "                             trace (debug) to stderr, with the SCID\n"      \
   "  --qlog-dir DIR             one qlog (JSON-SEQ) per connection, named\n"   \
-  "                             ODCID-ROLE.sqlog; ngtcp2 0.12.1's qlog "       \
-  "writer\n"                                                                   \
-  "                             has a known overflow: trusted peers only\n"
+  "                             ODCID-ROLE.sqlog (default off). Unsafe on a\n" \
+  "                             client against untrusted servers with\n"       \
+  "                             bookworm-backports' ngtcp2 1.11.0 (no fix\n"   \
+  "                             for CVE-2026-40170)\n"
 
 /* cli_parse_u64 parses a whole number in [min, max] for |opt|; else exit 2. */
 static inline uint64_t cli_parse_u64(const char *arg, const char *opt,

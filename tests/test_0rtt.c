@@ -310,6 +310,95 @@ static void test_0rtt_bad_resumption_blob(void **state) {
   qt_world_free(&w);
 }
 
+/* The blob carries the server's 0-RTT limits as ngtcp2 encodes them
+ * (ngtcp2_conn_encode_0rtt_transport_params): a resuming client has them
+ * before its first packet, only when it attempts 0-RTT. A blob whose
+ * version, lengths or parameters do not parse is refused whole. */
+static void test_0rtt_blob_carries_server_limits(void **state) {
+  qt_world w;
+  side first, cli, cli2, cli3;
+  uvq_settings st;
+  const ngtcp2_transport_params *tp;
+  uint8_t bad[4096];
+  (void)state;
+
+  memset(g_srv, 0, sizeof(g_srv));
+  qt_world_init(&w, 6);
+  uvq_settings_default(&st);
+  st.initial_max_data = 3 * 1000 * 1000 + 7;
+  st.initial_max_stream_data = 700 * 1000 + 3;
+  st.max_streams_bidi = 37;
+  st.max_streams_uni = 11;
+  st.max_datagram_frame_size = 1234;
+  int s = qt_add_server(&w, &st, on_accept, NULL);
+  int c = qt_add_client(&w, &st, NULL);
+  first_connection(&w, c, s, &first);
+
+  memset(&cli, 0, sizeof(cli));
+  memset(&g_srv[s], 0, sizeof(g_srv[s]));
+  assert_int_equal(connect_ex(&w, c, s, &cli, first.ticket, first.ticketlen, 1),
+                   0);
+  tp = ngtcp2_conn_get_remote_transport_params(cli.conn->q);
+  assert_non_null(tp);
+  assert_int_equal(tp->initial_max_data, st.initial_max_data);
+  assert_int_equal(tp->initial_max_stream_data_bidi_local,
+                   st.initial_max_stream_data);
+  assert_int_equal(tp->initial_max_stream_data_bidi_remote,
+                   st.initial_max_stream_data);
+  assert_int_equal(tp->initial_max_stream_data_uni, st.initial_max_stream_data);
+  assert_int_equal(tp->initial_max_streams_bidi, 37);
+  assert_int_equal(tp->initial_max_streams_uni, 11);
+  assert_int_equal(tp->active_connection_id_limit, UVQ_ACTIVE_CID_LIMIT);
+  assert_int_equal(tp->max_datagram_frame_size, 1234);
+  assert_int_equal(send_request(cli.conn), 0);
+  assert_true(qt_run(&w, got_response, &cli, 5 * UVQ_SECONDS));
+  assert_int_equal(g_srv[s].early_data, 1);
+  assert_int_equal(uvq_conn_close(cli.conn, 0, NULL), 0);
+  qt_run(&w, NULL, NULL, 5 * UVQ_SECONDS);
+
+  /* Resumption without 0-RTT leaves ngtcp2 without remembered limits. */
+  memset(&cli2, 0, sizeof(cli2));
+  memset(&g_srv[s], 0, sizeof(g_srv[s]));
+  assert_int_equal(
+      connect_ex(&w, c, s, &cli2, first.ticket, first.ticketlen, 0), 0);
+  assert_null(ngtcp2_conn_get_remote_transport_params(cli2.conn->q));
+  assert_int_equal(uvq_conn_close(cli2.conn, 0, NULL), 0);
+  qt_run(&w, NULL, NULL, 5 * UVQ_SECONDS);
+  assert_int_equal(uvq_endpoint_conn_count(w.nodes[c].ep), 0);
+
+  /* "uvqr" | version | u16 t | parameters | u32 n | session data. */
+  assert_true(first.ticketlen > 11 && first.ticketlen <= sizeof(bad));
+  assert_memory_equal(first.ticket, "uvqr", 4);
+  assert_int_equal(first.ticket[4], 2);
+  size_t tplen = (size_t)first.ticket[5] << 8 | first.ticket[6];
+  assert_true(tplen > 0 && 7 + tplen + 4 < first.ticketlen);
+  for (int i = 0; i < 4; i++) {
+    memcpy(bad, first.ticket, first.ticketlen);
+    size_t badlen = first.ticketlen;
+    switch (i) {
+    case 0: /* the version of the 8 x u64 blobs */
+      bad[4] = 1;
+      break;
+    case 1: /* a parameter length running past its section */
+      bad[8] = 0x3f;
+      break;
+    case 2: /* parameters cut short (the section shrinks by one byte) */
+      bad[6]--;
+      memmove(bad + 7 + tplen - 1, bad + 7 + tplen, badlen - 7 - tplen);
+      badlen--;
+      break;
+    default: /* one byte missing at the end */
+      badlen--;
+      break;
+    }
+    memset(&cli3, 0, sizeof(cli3));
+    assert_int_equal(connect_ex(&w, c, s, &cli3, bad, badlen, i % 2),
+                     UVQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(uvq_endpoint_conn_count(w.nodes[c].ep), 0);
+  }
+  qt_world_free(&w);
+}
+
 static void test_0rtt_refused_by_setting(void **state) {
   qt_world w;
   side first, cli;
@@ -458,6 +547,7 @@ int main(void) {
       cmocka_unit_test(test_0rtt_resume_and_early_request),
       cmocka_unit_test(test_0rtt_resume_without_early_data),
       cmocka_unit_test(test_0rtt_bad_resumption_blob),
+      cmocka_unit_test(test_0rtt_blob_carries_server_limits),
       cmocka_unit_test(test_0rtt_refused_by_setting),
       cmocka_unit_test(test_0rtt_replay_refused),
   };

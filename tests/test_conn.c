@@ -626,19 +626,21 @@ static void test_conn_key_update(void **state) {
   assert_int_equal(uvq_conn_update_key(cli.conn, w.now), UVQ_ERR_INVALID_STATE);
 
   /* Dozens of updates while data flows: the server tries every 100 ms of
-   * fake time for 4.8 s, then the client does (each side's updates are
-   * peer-initiated ones for the other). ngtcp2 refuses an update until the
+   * fake time for 3.2 s, then the client does, then the server again (each
+   * side's updates are peer-initiated ones for the other, and each side
+   * initiates after the other has). ngtcp2 refuses an update until the
    * previous one is confirmed and 3 PTO have passed; refused attempts are
-   * simply retried. (Observed with ngtcp2 0.12.1: a server cannot initiate
-   * after the client has, so the server goes first.) */
+   * simply retried. */
   g_key_updates[0] = g_key_updates[1] = 0;
+  int server_after_client = 0;
   cli.seed = 44;
   assert_int_equal(uvq_conn_open_stream(cli.conn, 1, &cli.sid, NULL), 0);
   for (int i = 0; i < 96; i++) {
     uint8_t chunk[32 * 1024];
-    int server_turn = i < 48;
+    int server_turn = i < 32 || i >= 64;
     if (uvq_conn_update_key(server_turn ? srv.conn : cli.conn, w.now) == 0) {
       g_key_updates[server_turn]++;
+      server_after_client += i >= 64;
     }
     qt_pattern_fill(44, cli.sent, chunk, sizeof(chunk));
     assert_int_equal(
@@ -648,10 +650,11 @@ static void test_conn_key_update(void **state) {
     qt_run(&w, NULL, NULL, 100 * UVQ_MILLISECONDS);
   }
   assert_true(qt_run(&w, qt_app_got_fin, &srv, 10 * UVQ_SECONDS));
-  print_message("# key updates: client %d, server %d\n", g_key_updates[0],
-                g_key_updates[1]);
-  assert_true(g_key_updates[0] >= 12);
-  assert_true(g_key_updates[1] >= 12);
+  print_message("# key updates: client %d, server %d (%d after the client's)\n",
+                g_key_updates[0], g_key_updates[1], server_after_client);
+  assert_true(g_key_updates[0] >= 8);
+  assert_true(g_key_updates[1] >= 16);
+  assert_true(server_after_client >= 8);
   qt_app_assert_received(&srv, 44, 96 * 32 * 1024);
   uvq_conn_close(cli.conn, 0, NULL);
   qt_run(&w, NULL, NULL, 10 * UVQ_SECONDS);
@@ -728,8 +731,9 @@ static void test_conn_datagram(void **state) {
   assert_int_equal(g_dgram_id_sum, (uint64_t)queued * (queued - 1) / 2);
 
   /* On a lossy wire some are lost, and none is reported twice. ngtcp2
-   * 0.12 reports neither for a packet it reclaimed into a PTO probe, so
-   * acked + lost may fall a little short of the count (documented). */
+   * reports neither for a packet it reclaimed into a PTO probe and then
+   * declared lost (1.11: rtb_on_pkt_lost), so acked + lost may fall a
+   * little short of the count (documented). */
   w.drop_pct = 30;
   g_dgram_echo = 0;
   g_dgram_acked = g_dgram_lost = 0;

@@ -327,9 +327,14 @@ typedef struct uvq_settings {
    * Optional qlog sink (draft-ietf-quic-qlog, JSON-SEQ as ngtcp2 writes
    * it): called with each piece of a connection's trace, |fin| set on the
    * last one. Name files by uvq_conn_info.odcid. It must not call into the
-   * library (it also runs while the connection is being built). ngtcp2
-   * 0.12.1's qlog writer has a known buffer overflow in transport-parameter
-   * logging (fixed upstream later): enable it only with trusted peers.
+   * library (it also runs while the connection is being built). Off by
+   * default. Debian bookworm-backports' ngtcp2 1.11.0-1~bpo12+1 lacks the
+   * fix for CVE-2026-40170: a hostile server's transport parameters
+   * overflow a stack buffer in ngtcp2's qlog writer
+   * (ngtcp2_qlog_parameters_set_transport_params; a client's cannot). With
+   * that build, enabling qlog on a client that connects to untrusted
+   * servers is unsafe; trixie's 1.11.0-1+deb13u1 has the fix (both report
+   * ngtcp2_version() 1.11.0).
    */
   void (*qlog)(void *user_data, uvq_conn *conn, const void *data, size_t len,
                int fin);
@@ -689,8 +694,9 @@ typedef struct uvq_app_callbacks {
                           void *user_data, void *stream_user_data);
   /**
    * The peer asked us to stop sending (STOP_SENDING); the transport has
-   * reset our sending side. ngtcp2 0.12 does not report the frame itself:
-   * it fires when the stream next has data to send and finds its send side
+   * reset our sending side. ngtcp2 (1.11) does not report the frame itself
+   * (its stream_stop_sending callback is for our own STOP_SENDING): this
+   * fires when the stream next has data to send and finds its send side
    * shut, and |app_error| is 0 (on_stream_closed later carries the code).
    */
   void (*on_stop_sending)(uvq_conn *conn, int64_t stream_id, uint64_t app_error,
@@ -727,8 +733,10 @@ typedef struct uvq_app_callbacks {
   int (*on_datagram_acked)(uvq_conn *conn, uint64_t id, void *user_data);
   /**
    * The packet carrying DATAGRAM |id| was declared lost (not resent).
-   * With ngtcp2 0.12, a DATAGRAM whose packet was reclaimed into a PTO
-   * probe may get neither on_datagram_acked nor on_datagram_lost.
+   * A DATAGRAM whose packet ngtcp2 reclaimed into a PTO probe and later
+   * declared lost gets neither on_datagram_acked nor on_datagram_lost
+   * (ngtcp2 1.11's rtb_on_pkt_lost skips the lost_datagram callback for a
+   * PTO-reclaimed packet).
    */
   int (*on_datagram_lost)(uvq_conn *conn, uint64_t id, void *user_data);
   /**
@@ -894,7 +902,7 @@ UVQ_EXTERN int uvq_conn_migrate(uvq_conn *conn, const uvq_addr *new_local,
  * retransmitted. If |pid| is not NULL it receives the DATAGRAM's id, which
  * on_datagram_acked or on_datagram_lost report later (at most one of them;
  * neither for a DATAGRAM still queued when the connection closes, and see
- * on_datagram_lost for a gap in ngtcp2 0.12).
+ * on_datagram_lost for a gap in ngtcp2's loss reporting).
  * Returns 0, UVQ_ERR_INVALID_STATE (handshake not done, or the peer does
  * not accept DATAGRAM frames), UVQ_ERR_INVALID_ARGUMENT (|len| above
  * uvq_conn_get_max_datagram_size), UVQ_ERR_QUEUE_FULL, UVQ_ERR_CLOSED or
@@ -1426,8 +1434,9 @@ struct ngtcp2_transport_params;
  * TLS, callbacks, streams, timers, CIDs — but no router stands in front of
  * it: the caller feeds it every packet (uvq_raw_recv) and takes every
  * datagram out by hand (uvq_raw_write), on whatever transport it likes.
- * ngtcp2 0.12 cannot re-target an existing connection's callbacks, so raw
- * mode creates the connection rather than adopting one.
+ * ngtcp2 cannot re-target an existing connection's callbacks (1.11 fixes
+ * them and their user data at ngtcp2_conn_client_new / server_new, with no
+ * setter), so raw mode creates the connection rather than adopting one.
  */
 typedef struct uvq_raw uvq_raw;
 
@@ -1447,8 +1456,13 @@ typedef struct uvq_raw_config {
   const char *server_name;
   /**
    * Optional: edit ngtcp2's settings and transport parameters (pointers to
-   * ngtcp2_settings / ngtcp2_transport_params) just before the connection
-   * is created. Nonzero fails the creation with UVQ_ERR_CALLBACK.
+   * ngtcp2 1.x's ngtcp2_settings / ngtcp2_transport_params, as in
+   * <ngtcp2/ngtcp2.h> of the ngtcp2 >= 1.11 uvquic was built with) just
+   * before the connection is created. uvquic has filled them from
+   * uvq_settings; what the hook leaves is what ngtcp2 gets, except that a
+   * server's original_dcid (with original_dcid_present), retry_scid and
+   * stateless_reset_token are set after it. Nonzero fails the creation with
+   * UVQ_ERR_CALLBACK.
    */
   int (*hook)(struct ngtcp2_settings *settings,
               struct ngtcp2_transport_params *params, void *user_data);
@@ -1565,9 +1579,11 @@ typedef struct uvq_conn_stats {
   uint64_t bw_rounds;
   /**
    * Packets carrying STREAM data that ngtcp2's loss detection declared
-   * lost, summed over every stream the connection has had (ngtcp2 0.12
-   * counts a packet once per stream it carried, spurious losses included;
-   * lost packets without STREAM frames are not seen).
+   * lost, summed over every stream the connection has had (ngtcp2 1.11
+   * publishes no connection-level loss count, only
+   * ngtcp2_conn_get_stream_loss_count: a packet counts once per stream it
+   * carried, spurious losses included; lost packets without STREAM frames
+   * are not seen).
    */
   uint64_t stream_packets_lost;
   /**

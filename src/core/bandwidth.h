@@ -4,8 +4,9 @@
  *
  * A round lasts one smoothed RTT (at least UVQ_BW_MIN_ROUND) of the
  * caller's clock and ends at the first acknowledgement-processing point
- * past that deadline, so its length is measured, not assumed. ngtcp2 0.12
- * reports acknowledgements per stream range, not per packet, so "a packet
+ * past that deadline, so its length is measured, not assumed. ngtcp2
+ * reports acknowledgements per stream range, not per packet (1.11: the
+ * acked_stream_data_offset callback; none is per packet), so "a packet
  * sent after the round began was acknowledged" cannot be observed; the
  * RTT clock is the round definition here.
  *

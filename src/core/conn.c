@@ -148,9 +148,11 @@ static int cb_recv_key(ngtcp2_conn *q, ngtcp2_encryption_level level,
 }
 
 /* Client, at handshake completion: GnuTLS knows whether the server took
- * our 0-RTT. If not, ngtcp2 0.12 must be told (it does not find out by
- * itself): it forgets the streams opened early, so ours go too, and the
- * application hears of it before on_established. */
+ * our 0-RTT. If not, ngtcp2 must be told with
+ * ngtcp2_conn_tls_early_data_rejected (1.11's ngtcp2_crypto_gnutls, unlike
+ * its BoringSSL and picotls helpers, never calls it): it forgets the
+ * streams opened early, so ours go too, and the application hears of it
+ * before on_established. */
 static int settle_early_data(uvq_conn *conn) {
   uvq_stream_table *t = &conn->streams;
 
@@ -344,8 +346,10 @@ static int cb_stream_reset(ngtcp2_conn *q, int64_t stream_id,
 static int cb_stream_stop_sending(ngtcp2_conn *q, int64_t stream_id,
                                   uint64_t app_error_code, void *user_data,
                                   void *stream_user_data) {
-  /* ngtcp2 0.12 calls this when *we* stop reading (our STOP_SENDING goes
-   * out); the peer's STOP_SENDING is found in the write path instead. */
+  /* ngtcp2 calls this when *we* stop reading, as our STOP_SENDING goes out
+   * (1.11: ngtcp2_conn_write_pkt's frame loop); it reports no callback for
+   * the peer's (conn_recv_stop_sending), which is found in the write path
+   * instead. */
   (void)q;
   (void)stream_id;
   (void)app_error_code;
@@ -922,11 +926,12 @@ static void after_ngtcp2(uvq_conn *conn, int rv, uvq_tstamp now, int batched) {
   }
 }
 
-/* ngtcp2 0.12 reveals a peer's STOP_SENDING only to a write on the stream
- * (conn_io.c), and a stream blocked by flow control is not written again
- * until the peer grants credit — which a peer that stopped reading may
- * never do. So blocked streams get another try after each packet: ngtcp2
- * answers DATA_BLOCKED again, or STREAM_SHUT_WR. */
+/* ngtcp2 reveals a peer's STOP_SENDING only to a write on the stream
+ * (1.11: conn_recv_stop_sending calls no callback; ngtcp2_conn_writev_stream
+ * answers STREAM_SHUT_WR; conn_io.c), and a stream blocked by flow control
+ * is not written again until the peer grants credit — which a peer that
+ * stopped reading may never do. So blocked streams get another try after
+ * each packet: ngtcp2 answers DATA_BLOCKED again, or STREAM_SHUT_WR. */
 static void retry_blocked_streams(uvq_conn *conn) {
   uvq_stream_table *t = &conn->streams;
   /* The common case — nothing blocked — costs one comparison per packet. */

@@ -152,9 +152,10 @@ struct uvq_conn {
   ngtcp2_cid client_dcid; /* DCID of the Initial we accepted on */
   int client_dcid_mapped;
   int odcid_mapped;
-  /* The CID the last get_new_connection_id call mapped: ngtcp2 0.12 may
-   * fail (NOMEM) after the callback and never record it, so uvq_conn_del
-   * unmaps it itself. */
+  /* The CID the last get_new_connection_id call mapped: ngtcp2 may fail
+   * (NOMEM) after the callback and never record it (1.11:
+   * conn_enqueue_new_connection_id allocates the scid after the call), so
+   * uvq_conn_del unmaps it itself. */
   ngtcp2_cid last_new_cid;
   int nomem; /* one of our ngtcp2 callbacks failed to allocate */
   int address_validated;

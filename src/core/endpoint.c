@@ -66,15 +66,6 @@ void uvq_ep_timer_remove(uvq_endpoint *ep, uvq_conn *conn) {
 void uvq_ep_timer_update(uvq_endpoint *ep, uvq_conn *conn) {
   uvq_tstamp exp = uvq_conn_expiry(conn);
   conn->timer_stale = 0;
-  if (exp != UVQ_TSTAMP_MAX && exp <= ep->last_now) {
-    /* The connection has already been given |last_now|. ngtcp2 0.12
-     * reports some internal timers (seen after a client migration: path
-     * validation / retired CIDs) at T but acts on them only once now > T,
-     * so an expiry at or before the current time would make the driver
-     * call us again at the same instant, forever with a fake or coarse
-     * clock. Ask for the next instant instead. */
-    exp = ep->last_now + 1;
-  }
   if (exp == UVQ_TSTAMP_MAX) {
     uvq_ep_timer_remove(ep, conn);
     conn->expiry = exp;
@@ -276,8 +267,10 @@ static void put_u64(gnutls_hash_hd_t h, uint64_t v) {
  * mixed with a hash of what a client remembers for 0-RTT (RFC 9000
  * §7.4.1: the flow-control, stream and CID limits, RFC 9221's DATAGRAM
  * size) and the early-data size limit of our tickets. A server that lowers a
- * limit must not accept 0-RTT sent under the old one, and ngtcp2 0.12 does
- * not check: tickets from before simply no longer decrypt (full
+ * limit must not accept 0-RTT sent under the old one, and ngtcp2 does not
+ * check (1.11 checks only on the client,
+ * conn_validate_early_transport_params_limits, which then fails the
+ * connection): tickets from before simply no longer decrypt (full
  * handshake). Must match what uvq_conn_new puts in the parameters. */
 static int derive_ticket_key(uvq_endpoint *ep) {
   const uvq_settings *st = &ep->settings;
@@ -644,9 +637,9 @@ int uvq_endpoint_flush(uvq_endpoint *ep, uvq_tstamp now) {
 }
 
 static void expiry_inner(uvq_endpoint *ep, uvq_tstamp now) {
-  /* Before last_now moves: a stale connection was last given the time of
-   * its packets, and a deadline between then and |now| is due now, not
-   * (as uvq_ep_timer_update would make it) at |now| + 1. */
+  /* A stale connection's deadline (packets read since its timer was set)
+   * is brought up to date first, so one that fell between its packets and
+   * |now| is due in this call. */
   uvq_ep_refresh_timers(ep);
   now = uvq_ep_now(ep, now);
   while (ep->heaplen && ep->heap[0]->expiry <= now) {

@@ -80,9 +80,11 @@ static void set_reason(uvq_conn *conn, const uint8_t *reason, size_t len) {
 }
 
 /* Alerts we send because the peer's certificate is missing or does not
- * verify (RFC 8446 §6.2). ngtcp2_crypto_gnutls 0.12 does not record the
- * GnuTLS error (ngtcp2_conn_get_tls_error stays 0), so the alert is what
- * tells a certificate failure from other handshake failures. */
+ * verify (RFC 8446 §6.2). ngtcp2_crypto_gnutls does not record the GnuTLS
+ * error (1.11: ngtcp2_crypto_read_write_crypto_data sends the alert and
+ * returns -1 without ngtcp2_conn_set_tls_error, so
+ * ngtcp2_conn_get_tls_error stays 0), so the alert is what tells a
+ * certificate failure from other handshake failures. */
 static int is_cert_alert(uint8_t alert) {
   switch (alert) {
   case 42:  /* bad_certificate */

@@ -285,8 +285,16 @@ static void flush_all(qt_world *w) {
   }
 }
 
+/* Expiry rounds in a row at one instant, with nothing delivered, after
+ * which qt_run reports the fake clock stuck. A connection may be due again
+ * at the instant it was handled (a pacing deadline in the past, say: a
+ * round or two), but a timer that stays due — one ngtcp2 reports at T and
+ * acts on only after T — would spin forever. */
+#define QT_STUCK_ROUNDS 64
+
 int qt_run(qt_world *w, int (*done)(void *ud), void *ud, uvq_tstamp limit) {
   uvq_tstamp end = w->now + limit;
+  int stuck = 0;
   for (;;) {
     uvq_tstamp next = UVQ_TSTAMP_MAX;
     int delivered = 0;
@@ -310,6 +318,7 @@ int qt_run(qt_world *w, int (*done)(void *ud), void *ud, uvq_tstamp limit) {
       free(p);
     }
     if (delivered) {
+      stuck = 0;
       continue;
     }
     if (w->queue) {
@@ -330,6 +339,13 @@ int qt_run(qt_world *w, int (*done)(void *ud), void *ud, uvq_tstamp limit) {
     }
     if (next > w->now) {
       w->now = next;
+      stuck = 0;
+    } else if (++stuck > QT_STUCK_ROUNDS) {
+      fprintf(stderr,
+              "qtest: fake clock stuck at %llu ns: a timer due now is "
+              "reported again after handling\n",
+              (unsigned long long)w->now);
+      abort();
     }
     for (int i = 0; i < w->nnodes; i++) {
       uvq_endpoint_handle_expiry(w->nodes[i].ep, w->now);
