@@ -733,10 +733,13 @@ typedef struct uvq_app_callbacks {
   int (*on_datagram_acked)(uvq_conn *conn, uint64_t id, void *user_data);
   /**
    * The packet carrying DATAGRAM |id| was declared lost (not resent).
-   * A DATAGRAM whose packet ngtcp2 reclaimed into a PTO probe and later
-   * declared lost gets neither on_datagram_acked nor on_datagram_lost
-   * (ngtcp2 1.11's rtb_on_pkt_lost skips the lost_datagram callback for a
-   * PTO-reclaimed packet).
+   * The loss may prove spurious: if the peer's acknowledgement of that
+   * packet arrives later, on_datagram_acked follows for the same |id|
+   * (ngtcp2 1.11 keeps a lost packet's frames and acknowledges them when a
+   * late ACK covers it). A DATAGRAM whose packet ngtcp2 reclaimed into a
+   * PTO probe and later declared lost gets neither on_datagram_acked nor
+   * on_datagram_lost (ngtcp2 1.11's rtb_on_pkt_lost skips the
+   * lost_datagram callback for a PTO-reclaimed packet).
    */
   int (*on_datagram_lost)(uvq_conn *conn, uint64_t id, void *user_data);
   /**
@@ -900,9 +903,10 @@ UVQ_EXTERN int uvq_conn_migrate(uvq_conn *conn, const uvq_addr *new_local,
  * uvq_conn_send_datagram queues an unreliable DATAGRAM (RFC 9221): copied,
  * sent ahead of stream data when congestion control allows, never
  * retransmitted. If |pid| is not NULL it receives the DATAGRAM's id, which
- * on_datagram_acked or on_datagram_lost report later (at most one of them;
- * neither for a DATAGRAM still queued when the connection closes, and see
- * on_datagram_lost for a gap in ngtcp2's loss reporting).
+ * on_datagram_acked or on_datagram_lost report later (one of them, or lost
+ * then acked when the loss was spurious; neither for a DATAGRAM still
+ * queued when the connection closes, and see on_datagram_lost for a gap in
+ * ngtcp2's loss reporting).
  * Returns 0, UVQ_ERR_INVALID_STATE (handshake not done, or the peer does
  * not accept DATAGRAM frames), UVQ_ERR_INVALID_ARGUMENT (|len| above
  * uvq_conn_get_max_datagram_size), UVQ_ERR_QUEUE_FULL, UVQ_ERR_CLOSED or
