@@ -23,8 +23,8 @@
 #   4. Latency: 1 KiB GETs at LAT_RATE/s on LAT_CONNS connections for
 #      LAT_DUR s, timed from when each request was due (no coordinated
 #      omission); p50 / p99 / p999, against uvquic-server and gtlsserver.
-# Every peer has a 1 ms initial RTT (gtls*: --initial-rtt=1ms, which their
-# ACK-timer stall needs). The machines are noisy: compare ratios within one
+# Every peer has a 1 ms initial RTT (gtls*: --initial-rtt=1ms; ours:
+# --initial-rtt 1), as on a LAN. The machines are noisy: compare ratios within one
 # run, not absolute numbers across runs.
 #   bench/run.sh [BUILD_DIR]     (default: build/; builds with UVQ_BENCH=ON)
 # Knobs (environment): RUNS, HS_N, HS_C, HS_PERF, MEM_N, MEM_C, MEM_IDLE, LAT_RATE,

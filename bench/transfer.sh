@@ -9,8 +9,7 @@
 # on the machine hits them all alike. Each run is one client process: its
 # start, the handshake, the transfer and the close, timed from outside.
 # Bodies are discarded by every client. Every peer gets a 1 ms initial RTT
-# (gtls*: --initial-rtt=1ms, which their known ACK-timer stall needs; ours:
-# --initial-rtt 1, the same setting). Prints the median per pair and its
+# (gtls*: --initial-rtt=1ms; ours: --initial-rtt 1, the same setting). Prints the median per pair and its
 # ratio to gtlsserver -> gtlsclient (time; > 1 is slower).
 #   bench/transfer.sh [BUILD_DIR]      (default: build/, run scripts/build.sh first)
 # The setup and the contenders live in bench/lib.sh, shared with

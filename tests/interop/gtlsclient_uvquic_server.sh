@@ -8,7 +8,7 @@
 #  - uvquic-server --retry: the download completes and the server counted
 #    the Retry it sent;
 #  - gtlsclient offering TLS_CHACHA20_POLY1305_SHA256 only (a 4 MiB file:
-#    this GnuTLS's ChaCha20 is ~14x slower than AES-GCM). gtlsclient's
+#    enough to show the suite works). gtlsclient's
 #    --ciphers takes a GnuTLS priority string, not a suite name
 #    ("--ciphers=TLS_CHACHA20_POLY1305_SHA256" fails with "The request is
 #    invalid"); with only CHACHA20-POLY1305 enabled a completed handshake

@@ -13,6 +13,8 @@ tests need to see on the wire and rewrites REPORT_FILE after each event:
   connections=N             distinct client source CIDs in Initials
                             (one per connection: a client keeps its SCID
                             across a Retry)
+  last_token=HEX            the token of the latest client Initial that
+                            carried one (hex; empty until one did)
 """
 import os
 import select
@@ -30,7 +32,7 @@ def varint(buf, off):
 
 
 def long_header(d):
-    """(type, dcid, scid, token_len or None) of a v1 long header, or None."""
+    """(type, dcid, scid, token or None) of a v1 long header, or None."""
     if len(d) < 7 or not d[0] & 0x80:
         return None
     if int.from_bytes(d[1:5], "big") != 1:
@@ -45,7 +47,8 @@ def long_header(d):
     off += 1 + sl
     tok = None
     if ptype == 0:
-        tok, off = varint(d, off)
+        tlen, off = varint(d, off)
+        tok = bytes(d[off : off + tlen])
     return ptype, dcid, scid, tok
 
 
@@ -60,11 +63,13 @@ def main():
     owner = {}  # socket -> client addr
     stats = {"retries": 0, "initials_with_token": 0, "connections": 0}
     scids = set()
+    last_token = ""
 
     def write_report():
         with open(report + ".tmp", "w") as f:
             for k, v in stats.items():
                 f.write("%s=%d\n" % (k, v))
+            f.write("last_token=%s\n" % last_token)
         os.replace(report + ".tmp", report)
 
     write_report()
@@ -90,6 +95,7 @@ def main():
                         changed = True
                     if h[3]:
                         stats["initials_with_token"] += 1
+                        last_token = h[3].hex()
                         changed = True
                     if changed:
                         write_report()
