@@ -29,7 +29,9 @@ check_only=0
 [ "${1:-}" = "--check" ] && check_only=1
 
 installed_version() {
-  dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null |
+  # dpkg-query fails for a package it has never seen: that is "none", and
+  # must not stop the script (set -e, pipefail).
+  { dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null || true; } |
     awk '$1 == "install" && $2 == "ok" && $3 == "installed" { print $4 }'
 }
 
@@ -63,49 +65,8 @@ fail() {
   exit 1
 }
 
-# debian_uri SUITE: the first URI of an enabled source (deb822 *.sources or
-# one-line *.list) that serves SUITE, and its Signed-By if it has one, as
-# "URI<TAB>KEYRING".
-debian_uri() {
-  local suite=$1 f
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -e "$f" ] || continue
-    awk -v suite="$suite" '
-      function flush() {
-        if (enabled && types ~ /(^| )deb( |$)/ && (" " suites " ") ~ (" " suite " ") && uri != "") {
-          split(uri, u, " "); printf "%s\t%s\n", u[1], signed; found = 1; exit
-        }
-        types = suites = uri = signed = ""; enabled = 1
-      }
-      BEGIN { enabled = 1 }
-      /^[ \t]*#/ { next }
-      /^[ \t]*$/ { flush(); next }
-      { key = tolower($1); sub(/:$/, "", key); val = $0; sub(/^[^:]*:[ \t]*/, "", val) }
-      key == "types" { types = val }
-      key == "suites" { suites = val }
-      key == "uris" { uri = val }
-      key == "signed-by" { signed = val }
-      key == "enabled" && tolower(val) == "no" { enabled = 0 }
-      END { if (!found) flush() }
-    ' "$f" | head -n 1
-  done
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [ -e "$f" ] || continue
-    # deb [options] URI SUITE COMPONENTS...
-    awk -v suite="$suite" '
-      $1 == "deb" {
-        i = 2; signed = ""
-        if ($2 ~ /^\[/) {
-          for (; i <= NF; i++) {
-            if ($i ~ /^\[?signed-by=/) { s = $i; sub(/^\[?signed-by=/, "", s); sub(/\]$/, "", s); signed = s }
-            if ($i ~ /\]$/) { i++; break }
-          }
-        }
-        if ($(i + 1) == suite) { printf "%s\t%s\n", $i, signed; exit }
-      }
-    ' "$f"
-  done
-}
+# debian_uri SUITE (the URI of the machine's own source for SUITE).
+. "$(dirname "${BASH_SOURCE[0]}")/lib/apt-source.sh"
 
 . /etc/os-release
 target=()
@@ -121,7 +82,8 @@ if [ ${#stale[@]} -gt 0 ] && [ "${VERSION_CODENAME:-}" = bookworm ]; then
     }
     {
       printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\n' "$uri"
-      [ -n "$keyring" ] && printf 'Signed-By: %s\n' "$keyring"
+      # if, not &&: a false test here would fail the pipeline (set -e)
+      if [ -n "$keyring" ]; then printf 'Signed-By: %s\n' "$keyring"; fi
     } | $SUDO tee /etc/apt/sources.list.d/uvquic-bookworm-backports.sources >/dev/null
   fi
   target=(-t bookworm-backports)

@@ -10,7 +10,21 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 "$here/scripts/deps.sh"
 cd "$here"
-mapfile -t files < <(git ls-files -- '*.c' '*.h' | grep -v -E '^bench/(udpbench|ngtcp2_ceiling)\.c$')
+# git's list of C sources; without git or a .git (an unpacked archive, a
+# fresh machine) the same files found by name, build directories left out.
+list_sources() {
+  if command -v git >/dev/null && git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git ls-files -- '*.c' '*.h'
+  else
+    find . \( -path ./.git -o -path './build*' -o -path ./out -o -path ./Testing \) -prune -o \
+      -type f \( -name '*.c' -o -name '*.h' \) -print | sed 's|^\./||' | sort
+  fi
+}
+mapfile -t files < <(list_sources | grep -v -E '^bench/(udpbench|ngtcp2_ceiling)\.c$')
+if [ ${#files[@]} -eq 0 ]; then
+  echo "format: no C sources found in $here" >&2
+  exit 1
+fi
 if [ "${1:-}" = "--fix" ]; then
   clang-format -i "${files[@]}"
   exit 0

@@ -14,18 +14,22 @@ harnesses=("$@")
 [ ${#harnesses[@]} -eq 0 ] && harnesses=(router token cid_map h3_request)
 
 "$here/scripts/deps.sh"
-need=()
-command -v clang >/dev/null || need+=(clang)
-ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a \
-  >/dev/null 2>&1 || need+=(libclang-rt-14-dev)
-if [ ${#need[@]} -gt 0 ]; then
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO=sudo
-  echo "uvquic fuzz: installing ${need[*]}" >&2
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+apt_install() {
+  echo "uvquic fuzz: installing $*" >&2
   $SUDO apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q \
-    --no-install-recommends "${need[@]}" >/dev/null
-fi
+    --no-install-recommends "$@" >/dev/null
+}
+# clang, then the libFuzzer/ASan runtime of that clang's version
+# (libclang-rt-14-dev on bookworm, libclang-rt-19-dev on trixie).
+command -v clang >/dev/null || apt_install clang
+fuzz_links() {
+  echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }' |
+    clang -x c -fsanitize=fuzzer,address - -o /dev/null >/dev/null 2>&1
+}
+fuzz_links || apt_install "libclang-rt-$(clang -dumpversion | cut -d. -f1)-dev"
 
 build="$here/build-fuzz"
 CC=clang cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \

@@ -11,16 +11,19 @@
 
 #define RAW_QUEUE 128
 
+/* A datagram written and not yet taken by uvq_raw_write. */
+typedef struct raw_slot {
+  uvq_path path;
+  size_t len;
+  uint8_t data[UVQ_MAX_DATAGRAM];
+} raw_slot;
+
 struct uvq_raw {
   uvq_endpoint *ep;
   uvq_conn *conn; /* NULL once the connection is gone */
   uvq_raw_config cfg;
   /* Datagrams written and not yet taken: a ring of RAW_QUEUE slots. */
-  struct {
-    uvq_path path;
-    size_t len;
-    uint8_t data[UVQ_MAX_DATAGRAM];
-  } * q;
+  raw_slot *q;
   size_t qhead, qlen;
 };
 
