@@ -339,20 +339,24 @@ if ! skip mem; then
   fi
   # The floor: the same connections held by ngtcp2 + GnuTLS (+ nghttp3)
   # with nothing else (bench/hs_floor.c --hold).
+  # floor_run LABEL WHAT [--h3]: prints the floor's line, sets floor_per.
   floor_run() {
-    local out
-    out=$("$B/hs_floor" --cert "$tmp/cert.pem" --key "$tmp/key.pem" --hold "$MEM_N" "$@") || {
+    local label=$1 what=$2 out fb fa
+    shift 2
+    out=$("$B/hs_floor" --cert "$tmp/cert.pem" --key "$tmp/key.pem" --hold "$MEM_N" "$@" 2>&1) || {
       echo "hs_floor --hold failed: $out" >&2
       exit 1
     }
-    sed -n 's/.*VmRSS \([0-9]*\) -> \([0-9]*\) kB: \([0-9.]*\) KB\/conn.*/\1 \2 \3/p' <<<"$out"
+    read -r fb fa floor_per < <(sed -n \
+      's/.*VmRSS \([0-9]*\) -> \([0-9]*\) kB: \([0-9.]*\) KB\/conn.*/\1 \2 \3/p' <<<"$out") || true
+    [ -n "${floor_per:-}" ] || { echo "hs_floor --hold: no figure in: $out" >&2; exit 1; }
+    printf '%-14s in memory; held %5d; VmRSS %7d -> %8d kB: %6s KB/conn (%s)\n' \
+      "$label" "$MEM_N" "$fb" "$fa" "$floor_per" "$what"
   }
-  read -r fb fa floor_h3 <<<"$(floor_run --h3)"
-  printf '%-14s in memory; held %5d; VmRSS %7d -> %8d kB: %6s KB/conn (ngtcp2 + GnuTLS + nghttp3)\n' \
-    "floor h3" "$MEM_N" "$fb" "$fa" "$floor_h3"
-  read -r fb fa floor_hq <<<"$(floor_run)"
-  printf '%-14s in memory; held %5d; VmRSS %7d -> %8d kB: %6s KB/conn (ngtcp2 + GnuTLS)\n' \
-    "floor stream" "$MEM_N" "$fb" "$fa" "$floor_hq"
+  floor_run "floor h3" "ngtcp2 + GnuTLS + nghttp3" --h3
+  floor_h3=$floor_per
+  floor_run "floor stream" "ngtcp2 + GnuTLS"
+  floor_hq=$floor_per
 fi
 
 # ---------------------------------------------------------------------------

@@ -71,9 +71,10 @@ fail() {
 . /etc/os-release
 target=()
 if [ ${#stale[@]} -gt 0 ] && [ "${VERSION_CODENAME:-}" = bookworm ]; then
-  if ! grep -rqs --include='*.sources' --include='*.list' -E '(^|[[:space:]])bookworm-backports([[:space:]]|$)' \
-    /etc/apt/sources.list /etc/apt/sources.list.d/; then
-    line=$(debian_uri bookworm | head -n 1)
+  # An enabled source already serving bookworm-backports (commented-out,
+  # deb-src-only and Enabled: no entries do not count).
+  if [ -z "$(debian_uri bookworm-backports)" ]; then
+    line=$(debian_uri bookworm)
     uri=${line%%$'\t'*}
     keyring=${line#*$'\t'}
     [ -n "$uri" ] || {

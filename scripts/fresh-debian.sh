@@ -116,8 +116,14 @@ kill_leftovers() {
     $SUDO kill -KILL "$p" 2>/dev/null || true
   done
 }
+# Set once this run holds the suite's lock: only then is $run ours to
+# clean up (another run may be using it).
+locked=0
 cleanup() {
-  [ -d "$run" ] && { kill_leftovers; unmount_all; }
+  if [ $locked -eq 1 ] && [ -d "$run" ]; then
+    kill_leftovers
+    unmount_all
+  fi
   rm -f "$log"
 }
 trap cleanup EXIT
@@ -135,7 +141,7 @@ debootstrap=$(command -v debootstrap || echo /usr/sbin/debootstrap)
 
 # The mirror: the URI of the source that serves this machine's own suite.
 host_suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-line=$(debian_uri "$host_suite" | head -n 1)
+line=$(debian_uri "$host_suite")
 uri=${line%%$'\t'*}
 keyring=${line#*$'\t'}
 if [ -z "$host_suite" ] || [ -z "$uri" ]; then
@@ -149,6 +155,7 @@ $SUDO mkdir -p "$root" "$archives"
 # One run per suite at a time.
 exec 9<"$root"
 flock -n 9 || { echo "fresh-debian: another run uses $root" >&2; exit 1; }
+locked=1
 
 if [ $fresh -eq 1 ] || [ ! -e "$root/base.ok" ]; then
   remove_tree "$run"

@@ -113,22 +113,32 @@ static void on_stream_reset(uvq_conn *conn, int64_t sid, uint64_t err, void *ud,
 static int g_dgrams;
 static int g_dgram_echo; /* server echoes DATAGRAMs */
 static int g_dgram_bad;
-static int g_dgram_acked, g_dgram_lost, g_dgram_twice;
+static int g_dgram_acked, g_dgram_lost, g_dgram_twice, g_dgram_spurious;
 static uint64_t g_dgram_id_sum;
+/* Per id: DGRAM_LOST and/or DGRAM_ACKED, as reported. */
+enum { DGRAM_LOST = 1, DGRAM_ACKED = 2 };
 static uint8_t g_dgram_seen[512];
 
-static void dgram_report(uint64_t id) {
+/* The one second report allowed is acked after lost: the loss was
+ * spurious (a late ACK still covered the packet). */
+static void dgram_report(uint64_t id, uint8_t what) {
   g_dgram_id_sum += id;
-  if (id < sizeof(g_dgram_seen) && g_dgram_seen[id]++) {
+  if (id >= sizeof(g_dgram_seen)) {
+    return;
+  }
+  if (g_dgram_seen[id] == DGRAM_LOST && what == DGRAM_ACKED) {
+    g_dgram_spurious++;
+  } else if (g_dgram_seen[id]) {
     g_dgram_twice++;
   }
+  g_dgram_seen[id] |= what;
 }
 
 static int on_datagram_acked(uvq_conn *conn, uint64_t id, void *ud) {
   (void)ud;
   if (!uvq_conn_is_server(conn)) {
     g_dgram_acked++;
-    dgram_report(id);
+    dgram_report(id, DGRAM_ACKED);
   }
   return 0;
 }
@@ -137,7 +147,7 @@ static int on_datagram_lost(uvq_conn *conn, uint64_t id, void *ud) {
   (void)ud;
   if (!uvq_conn_is_server(conn)) {
     g_dgram_lost++;
-    dgram_report(id);
+    dgram_report(id, DGRAM_LOST);
   }
   return 0;
 }
@@ -692,7 +702,7 @@ static void test_conn_datagram(void **state) {
                    UVQ_ERR_INVALID_ARGUMENT);
 
   g_dgrams = g_dgram_bad = 0;
-  g_dgram_acked = g_dgram_lost = g_dgram_twice = 0;
+  g_dgram_acked = g_dgram_lost = g_dgram_twice = g_dgram_spurious = 0;
   g_dgram_id_sum = 0;
   memset(g_dgram_seen, 0, sizeof(g_dgram_seen));
   g_dgram_echo = 1;
@@ -730,10 +740,11 @@ static void test_conn_datagram(void **state) {
   assert_int_equal(g_dgram_lost, 0);
   assert_int_equal(g_dgram_id_sum, (uint64_t)queued * (queued - 1) / 2);
 
-  /* On a lossy wire some are lost, and none is reported twice. ngtcp2
-   * reports neither for a packet it reclaimed into a PTO probe and then
-   * declared lost (1.11: rtb_on_pkt_lost), so acked + lost may fall a
-   * little short of the count (documented). */
+  /* On a lossy wire some are lost, and none is reported twice, but for
+   * acked after lost (a spurious loss). ngtcp2 reports neither for a
+   * packet it reclaimed into a PTO probe and then declared lost (1.11:
+   * rtb_on_pkt_lost), so the ids reported may fall a little short of the
+   * count (documented). */
   w.drop_pct = 30;
   g_dgram_echo = 0;
   g_dgram_acked = g_dgram_lost = 0;
@@ -744,8 +755,8 @@ static void test_conn_datagram(void **state) {
   qt_run(&w, NULL, NULL, 3 * UVQ_SECONDS);
   assert_true(g_dgram_lost > 0);
   assert_true(g_dgram_acked > 0);
-  assert_true(g_dgram_acked + g_dgram_lost <= 40);
-  assert_true(g_dgram_acked + g_dgram_lost >= 34);
+  assert_true(g_dgram_acked + g_dgram_lost - g_dgram_spurious <= 40);
+  assert_true(g_dgram_acked + g_dgram_lost - g_dgram_spurious >= 34);
   assert_int_equal(g_dgram_twice, 0);
   w.drop_pct = 0;
 
@@ -876,6 +887,9 @@ static void test_conn_callback_reentry_and_uni(void **state) {
   assert_true(qt_run(&w, qt_app_both_established, pair, 5 * UVQ_SECONDS));
   g_reentry_checks = 0;
   assert_int_equal(uvq_conn_open_stream(cli.conn, 0, &uni, NULL), 0);
+  /* Our unidirectional stream has no receive side to stop. */
+  assert_int_equal(uvq_stream_stop_sending(cli.conn, uni, 1),
+                   UVQ_ERR_INVALID_ARGUMENT);
   assert_int_equal(uvq_stream_write(cli.conn, uni, (const uint8_t *)"hi", 2, 1),
                    2);
   qt_run(&w, NULL, NULL, 1 * UVQ_SECONDS);

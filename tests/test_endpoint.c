@@ -1227,6 +1227,82 @@ static void test_endpoint_clock_backwards(void **state) {
   world_free(&w, &srv);
 }
 
+/* ---- a callback that calls in with a newer clock ------------------------ */
+
+typedef struct reconnect_state {
+  qt_world *w;
+  int c, s;
+  qt_app *first, *second;
+  uvq_conn *conn2;
+  int rv;
+} reconnect_state;
+
+static reconnect_state *g_reconnect;
+
+/* The first connection's on_closed connects again, having read its clock
+ * once more: 1 ms later than the flush that runs the callback, which goes
+ * on writing (the new connection's first flight among it) at its own. */
+static void reconnect_on_closed(uvq_conn *conn, const uvq_close_info *ci,
+                                void *ud) {
+  reconnect_state *r = g_reconnect;
+  uvq_connect_params p;
+  uvq_path path;
+
+  qt_app_on_closed(conn, ci, ud);
+  if (ud != r->first || r->conn2 != NULL) {
+    return;
+  }
+  uvq_connect_params_default(&p);
+  path.local = r->w->nodes[r->c].addr;
+  path.remote = r->w->nodes[r->s].addr;
+  p.path = &path;
+  p.server_name = "localhost";
+  p.callbacks = &qt_app_callbacks;
+  p.user_data = r->second;
+  r->rv = uvq_endpoint_connect(uvq_conn_get_endpoint(conn), &p,
+                               r->w->now + UVQ_MILLISECONDS, &r->conn2);
+}
+
+static int second_established(void *ud) {
+  return ((reconnect_state *)ud)->second->established;
+}
+
+static void test_endpoint_connect_from_callback(void **state) {
+  qt_world w;
+  server_app srv;
+  qt_app first = {0}, second = {0};
+  reconnect_state r = {0};
+  uvq_app_callbacks cb = qt_app_callbacks;
+  uvq_endpoint_stats cs;
+  (void)state;
+
+  world_init(&w, 26, &srv);
+  r.w = &w;
+  r.first = &first;
+  r.second = &second;
+  r.s = qt_add_server(&w, NULL, on_accept, &srv.pool);
+  r.c = qt_add_client(&w, NULL, NULL);
+  g_reconnect = &r;
+  cb.on_closed = reconnect_on_closed;
+  assert_int_equal(qt_connect(&w, r.c, r.s, &cb, &first, &first.conn), 0);
+  assert_true(qt_run(&w, qt_app_both_established,
+                     (qt_app *[]){&first, &srv.conns[0]}, 5 * UVQ_SECONDS));
+  assert_int_equal(uvq_conn_close(first.conn, 0, NULL), 0);
+  assert_true(qt_run(&w, second_established, &r, 5 * UVQ_SECONDS));
+  assert_int_equal(r.rv, 0);
+  assert_int_equal(first.closed, 1);
+  /* The driver's clock never went back: nothing to count. */
+  uvq_endpoint_get_stats(w.nodes[r.c].ep, &cs);
+  assert_int_equal(cs.clock_backwards, 0);
+  assert_int_equal(uvq_conn_close(r.conn2, 0, NULL), 0);
+  qt_run(&w, NULL, NULL, 10 * UVQ_SECONDS);
+  assert_int_equal(second.closed, 1);
+  g_reconnect = NULL;
+  qt_app_free(&first);
+  qt_app_free(&second);
+  world_free(&w, &srv);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_endpoint_retry),
@@ -1245,6 +1321,7 @@ int main(void) {
       cmocka_unit_test(test_endpoint_random_datagrams),
       cmocka_unit_test(test_endpoint_send_backpressure),
       cmocka_unit_test(test_endpoint_clock_backwards),
+      cmocka_unit_test(test_endpoint_connect_from_callback),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -958,7 +958,9 @@ UVQ_EXTERN ssize_t uvq_stream_write(uvq_conn *conn, int64_t stream_id,
 /**
  * uvq_stream_reset abandons the stream's send side with RESET_STREAM
  * carrying |app_error|; unsent and unacknowledged data is dropped.
- * Returns 0, UVQ_ERR_STREAM_NOT_FOUND or UVQ_ERR_CLOSED.
+ * Returns 0, UVQ_ERR_STREAM_NOT_FOUND, UVQ_ERR_INVALID_ARGUMENT (the
+ * peer's unidirectional stream: no send side), UVQ_ERR_CLOSED or
+ * UVQ_ERR_NOMEM.
  */
 UVQ_EXTERN int uvq_stream_reset(uvq_conn *conn, int64_t stream_id,
                                 uint64_t app_error);
@@ -966,7 +968,9 @@ UVQ_EXTERN int uvq_stream_reset(uvq_conn *conn, int64_t stream_id,
 /**
  * uvq_stream_stop_sending asks the peer to stop sending on the stream
  * (STOP_SENDING with |app_error|); further data is discarded.
- * Returns 0, UVQ_ERR_STREAM_NOT_FOUND or UVQ_ERR_CLOSED.
+ * Returns 0, UVQ_ERR_STREAM_NOT_FOUND, UVQ_ERR_INVALID_ARGUMENT (our own
+ * unidirectional stream: no receive side), UVQ_ERR_CLOSED or
+ * UVQ_ERR_NOMEM.
  */
 UVQ_EXTERN int uvq_stream_stop_sending(uvq_conn *conn, int64_t stream_id,
                                        uint64_t app_error);

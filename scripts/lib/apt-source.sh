@@ -3,12 +3,14 @@
 
 # debian_uri SUITE: the first URI of an enabled source (deb822 *.sources or
 # one-line *.list) that serves SUITE, and its Signed-By if it has one, as
-# "URI<TAB>KEYRING".
+# one line "URI<TAB>KEYRING"; nothing if no source serves SUITE. Stops at
+# the first hit (no "| head" needed, which under pipefail could fail the
+# caller with SIGPIPE).
 debian_uri() {
-  local suite=$1 f
+  local suite=$1 f hit
   for f in /etc/apt/sources.list.d/*.sources; do
     [ -e "$f" ] || continue
-    awk -v suite="$suite" '
+    hit=$(awk -v suite="$suite" '
       function flush() {
         if (enabled && types ~ /(^| )deb( |$)/ && (" " suites " ") ~ (" " suite " ") && uri != "") {
           split(uri, u, " "); printf "%s\t%s\n", u[1], signed; found = 1; exit
@@ -25,12 +27,16 @@ debian_uri() {
       key == "signed-by" { signed = val }
       key == "enabled" && tolower(val) == "no" { enabled = 0 }
       END { if (!found) flush() }
-    ' "$f" | head -n 1
+    ' "$f")
+    if [ -n "$hit" ]; then
+      printf '%s\n' "$hit"
+      return 0
+    fi
   done
   for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
     [ -e "$f" ] || continue
     # deb [options] URI SUITE COMPONENTS...
-    awk -v suite="$suite" '
+    hit=$(awk -v suite="$suite" '
       $1 == "deb" {
         i = 2; signed = ""
         if ($2 ~ /^\[/) {
@@ -41,6 +47,10 @@ debian_uri() {
         }
         if ($(i + 1) == suite) { printf "%s\t%s\n", $i, signed; exit }
       }
-    ' "$f"
+    ' "$f")
+    if [ -n "$hit" ]; then
+      printf '%s\n' "$hit"
+      return 0
+    fi
   done
 }

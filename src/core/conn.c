@@ -626,6 +626,9 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
     rv = UVQ_ERR_CALLBACK;
     goto fail_q;
   }
+  /* The endpoint's clock, not the hook's: ngtcp2 aborts on a later call
+   * with an earlier time. */
+  settings.initial_ts = now;
   if (is_server) {
     params.original_dcid = *odcid;
     params.original_dcid_present = 1;

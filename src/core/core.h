@@ -300,10 +300,15 @@ void uvq_ep_drop(uvq_endpoint *ep, uvq_drop_reason r);
 void uvq_ep_queue_stateless(uvq_endpoint *ep, const uvq_path *path,
                             const uint8_t *data, size_t len);
 uint64_t uvq_ep_wall_time(uvq_endpoint *ep);
-/* Every |now| an API call takes passes through here before it reaches
- * ngtcp2, which asserts that its timestamps never go backwards: a time
- * older than the last one seen becomes that one (counted in
- * stats.clock_backwards); otherwise it becomes the last one seen. */
+/* Every |now| an API call takes passes through one of these before it
+ * reaches ngtcp2, which asserts that its timestamps never go backwards.
+ * uvq_ep_enter_now, for recv / flush / expiry once the endpoint is
+ * entered: a time older than the last one seen becomes that one (counted
+ * in stats.clock_backwards); otherwise it becomes the last one seen.
+ * uvq_ep_now, for calls that may come from inside one of those (connect,
+ * migrate, key update from a callback): while the endpoint is busy, the
+ * time of the call in progress; otherwise as uvq_ep_enter_now. */
+uvq_tstamp uvq_ep_enter_now(uvq_endpoint *ep, uvq_tstamp now);
 uvq_tstamp uvq_ep_now(uvq_endpoint *ep, uvq_tstamp now);
 /* Sends one batch of equal-size datagrams through the send callback.
  * Returns the datagrams taken (0..count); refused datagrams are dropped,

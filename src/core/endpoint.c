@@ -499,7 +499,7 @@ int uvq_ep_enter(uvq_endpoint *ep) {
   return 0;
 }
 
-uvq_tstamp uvq_ep_now(uvq_endpoint *ep, uvq_tstamp now) {
+uvq_tstamp uvq_ep_enter_now(uvq_endpoint *ep, uvq_tstamp now) {
   if (now < ep->last_now) {
     ep->stats.clock_backwards++;
     return ep->last_now;
@@ -508,10 +508,17 @@ uvq_tstamp uvq_ep_now(uvq_endpoint *ep, uvq_tstamp now) {
   return now;
 }
 
+uvq_tstamp uvq_ep_now(uvq_endpoint *ep, uvq_tstamp now) {
+  /* Inside a recv, flush or expiry call (one of our callbacks called us):
+   * that call goes on at its own time after we return, so a newer one
+   * must not reach ngtcp2 first. */
+  return ep->busy ? ep->last_now : uvq_ep_enter_now(ep, now);
+}
+
 static int recv_inner(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
                       const uint8_t *data, size_t len, size_t segment_size,
                       uvq_tstamp now) {
-  now = uvq_ep_now(ep, now);
+  now = uvq_ep_enter_now(ep, now);
   if (segment_size == 0 || segment_size >= len) {
     segment_size = len ? len : 1;
   }
@@ -576,7 +583,7 @@ static int flush_inner(uvq_endpoint *ep, uvq_tstamp now) {
   uvq_conn *list, *conn;
   int rv;
 
-  now = uvq_ep_now(ep, now);
+  now = uvq_ep_enter_now(ep, now);
   rv = flush_stateless(ep);
   if (rv != 0) {
     return rv;
@@ -641,7 +648,7 @@ static void expiry_inner(uvq_endpoint *ep, uvq_tstamp now) {
    * is brought up to date first, so one that fell between its packets and
    * |now| is due in this call. */
   uvq_ep_refresh_timers(ep);
-  now = uvq_ep_now(ep, now);
+  now = uvq_ep_enter_now(ep, now);
   while (ep->heaplen && ep->heap[0]->expiry <= now) {
     uvq_conn *conn = ep->heap[0];
     /* Take it off the heap first: handling re-arms it with a new expiry,

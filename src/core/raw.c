@@ -208,7 +208,7 @@ int uvq_raw_recv(uvq_raw *raw, const uvq_path *path, uint8_t ecn,
   }
   raw->ep->stats.datagrams_received++;
   raw->ep->stats.bytes_received += len;
-  now = uvq_ep_now(raw->ep, now);
+  now = uvq_ep_enter_now(raw->ep, now);
   uvq_conn_recv(raw->conn, path, ecn, data, len, now);
   raw->ep->busy = 0;
   return 0;

@@ -483,6 +483,15 @@ ssize_t uvq_stream_write_ref(uvq_conn *conn, int64_t stream_id,
   return (ssize_t)len;
 }
 
+/* ngtcp2_conn_shutdown_stream_* errors: NOMEM, or INVALID_ARGUMENT for a
+ * direction the stream does not have (1.11 returns 0 for a stream it no
+ * longer knows). */
+static int shutdown_error(int rv) {
+  return rv == NGTCP2_ERR_NOMEM              ? UVQ_ERR_NOMEM
+         : rv == NGTCP2_ERR_INVALID_ARGUMENT ? UVQ_ERR_INVALID_ARGUMENT
+                                             : UVQ_ERR_INTERNAL;
+}
+
 int uvq_stream_reset(uvq_conn *conn, int64_t stream_id, uint64_t app_error) {
   uvq_stream *s;
   int rv = api_stream(conn, stream_id, &s);
@@ -490,8 +499,8 @@ int uvq_stream_reset(uvq_conn *conn, int64_t stream_id, uint64_t app_error) {
     return rv;
   }
   rv = ngtcp2_conn_shutdown_stream_write(conn->q, 0, stream_id, app_error);
-  if (rv != 0 && rv != NGTCP2_ERR_STREAM_NOT_FOUND) {
-    return UVQ_ERR_INTERNAL;
+  if (rv != 0) {
+    return shutdown_error(rv);
   }
   /* Chunks stay until the stream closes: ngtcp2 may still point at them. */
   s->shut_wr = 1;
@@ -509,8 +518,8 @@ int uvq_stream_stop_sending(uvq_conn *conn, int64_t stream_id,
     return rv;
   }
   rv = ngtcp2_conn_shutdown_stream_read(conn->q, 0, stream_id, app_error);
-  if (rv != 0 && rv != NGTCP2_ERR_STREAM_NOT_FOUND) {
-    return UVQ_ERR_INTERNAL;
+  if (rv != 0) {
+    return shutdown_error(rv);
   }
   s->stop_reading = 1;
   uvq_ep_mark(conn->ep, conn);
