@@ -1069,6 +1069,60 @@ static void test_endpoint_random_datagrams(void **state) {
 
 /* ---- send back-pressure ------------------------------------------------ */
 
+/* ---- a two-way exchange, for the tests below ---------------------------- */
+
+/* A client that sends |up| bytes (pattern |seed|) once established to a
+ * server that answers with |down| bytes (pattern |seed| + 11), over a
+ * 5 ms wire. */
+typedef struct exchange {
+  qt_world w;
+  server_app srv;
+  qt_app cli;
+  int s, c;
+  uint32_t seed;
+  uint64_t up, down;
+} exchange;
+
+static void exchange_start(exchange *x, uint64_t world_seed, uint32_t seed,
+                           uint64_t up, uint64_t down) {
+  memset(&x->cli, 0, sizeof(x->cli));
+  world_init(&x->w, world_seed, &x->srv);
+  x->w.delay = 5 * UVQ_MILLISECONDS;
+  x->seed = seed;
+  x->up = up;
+  x->down = down;
+  x->srv.pool.reply_len = down;
+  x->srv.pool.reply_seed = seed + 11;
+  x->s = qt_add_server(&x->w, NULL, on_accept, &x->srv.pool);
+  x->c = qt_add_client(&x->w, NULL, NULL);
+  x->cli.send_on_established = 1;
+  x->cli.to_send = up;
+  x->cli.seed = seed;
+  assert_int_equal(
+      qt_connect(&x->w, x->c, x->s, &app_cb, &x->cli, &x->cli.conn), 0);
+}
+
+/* Both directions arrived whole; then the client closes and both ends
+ * are gone. */
+static void exchange_finish(exchange *x) {
+  uint8_t want[32];
+  assert_int_equal(x->srv.conns[0].received, x->up);
+  qt_pattern_sha256(x->seed, x->up, want);
+  assert_memory_equal(x->srv.conns[0].digest, want, 32);
+  assert_int_equal(x->cli.received, x->down);
+  qt_pattern_sha256(x->seed + 11, x->down, want);
+  assert_memory_equal(x->cli.digest, want, 32);
+  assert_int_equal(x->cli.closed, 0);
+
+  assert_int_equal(uvq_conn_close(x->cli.conn, 0, NULL), 0);
+  qt_run(&x->w, NULL, NULL, 30 * UVQ_SECONDS);
+  assert_int_equal(x->cli.closed, 1);
+  assert_int_equal(x->srv.conns[0].closed, 1);
+  assert_int_equal(uvq_endpoint_conn_count(x->w.nodes[x->c].ep), 0);
+  assert_int_equal(uvq_endpoint_conn_count(x->w.nodes[x->s].ep), 0);
+  world_free(&x->w, &x->srv);
+}
+
 typedef struct bp_state {
   qt_world *w;
   qt_app *cli, *srv;
@@ -1104,50 +1158,22 @@ static int bp_step(void *ud) {
 }
 
 static void test_endpoint_send_backpressure(void **state) {
-  qt_world w;
-  server_app srv;
-  qt_app cli = {0};
+  static exchange x;
   bp_state b = {0};
-  uint8_t want[32];
   uvq_endpoint_stats es;
-  const uint64_t up = 1u << 20, down = 1u << 20;
   (void)state;
 
-  world_init(&w, 24, &srv);
-  w.delay = 5 * UVQ_MILLISECONDS;
-  srv.pool.reply_len = down;
-  srv.pool.reply_seed = 77;
-  int s = qt_add_server(&w, NULL, on_accept, &srv.pool);
-  int c = qt_add_client(&w, NULL, NULL);
-  cli.send_on_established = 1;
-  cli.to_send = up;
-  cli.seed = 66;
-  b.w = &w;
-  b.cli = &cli;
-  b.srv = &srv.conns[0];
-  b.c = c;
-  assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli, &cli.conn), 0);
-  assert_true(qt_run(&w, bp_step, &b, 120 * UVQ_SECONDS));
+  exchange_start(&x, 24, 66, 1u << 20, 1u << 20);
+  b.w = &x.w;
+  b.cli = &x.cli;
+  b.srv = &x.srv.conns[0];
+  b.c = x.c;
+  assert_true(qt_run(&x.w, bp_step, &b, 120 * UVQ_SECONDS));
   assert_int_equal(b.phase, 2);
   assert_int_equal(b.saw_blocked, 1);
-  uvq_endpoint_get_stats(w.nodes[c].ep, &es);
+  uvq_endpoint_get_stats(x.w.nodes[x.c].ep, &es);
   assert_true(es.send_blocked > 0);
-
-  assert_int_equal(srv.conns[0].received, up);
-  qt_pattern_sha256(66, up, want);
-  assert_memory_equal(srv.conns[0].digest, want, 32);
-  assert_int_equal(cli.received, down);
-  qt_pattern_sha256(77, down, want);
-  assert_memory_equal(cli.digest, want, 32);
-  assert_int_equal(cli.closed, 0);
-
-  assert_int_equal(uvq_conn_close(cli.conn, 0, NULL), 0);
-  qt_run(&w, NULL, NULL, 30 * UVQ_SECONDS);
-  assert_int_equal(cli.closed, 1);
-  assert_int_equal(srv.conns[0].closed, 1);
-  assert_int_equal(uvq_endpoint_conn_count(w.nodes[c].ep), 0);
-  assert_int_equal(uvq_endpoint_conn_count(w.nodes[s].ep), 0);
-  world_free(&w, &srv);
+  exchange_finish(&x);
 }
 
 /* ---- a driver clock that steps back ------------------------------------- */
@@ -1184,47 +1210,23 @@ static int back_step(void *ud) {
  * one the endpoint saw, counted in clock_backwards, and the connection
  * carries on: both transfers arrive whole. */
 static void test_endpoint_clock_backwards(void **state) {
-  qt_world w;
-  server_app srv;
-  qt_app cli = {0};
+  static exchange x;
   back_state b = {0};
-  uint8_t want[32];
   uvq_endpoint_stats cs, ss;
-  const uint64_t up = 512u << 10, down = 1u << 20;
   (void)state;
 
-  world_init(&w, 25, &srv);
-  w.delay = 5 * UVQ_MILLISECONDS;
-  srv.pool.reply_len = down;
-  srv.pool.reply_seed = 78;
-  b.s = qt_add_server(&w, NULL, on_accept, &srv.pool);
-  b.c = qt_add_client(&w, NULL, NULL);
-  cli.send_on_established = 1;
-  cli.to_send = up;
-  cli.seed = 67;
-  b.w = &w;
-  b.cli = &cli;
-  b.srv = &srv.conns[0];
-  assert_int_equal(qt_connect(&w, b.c, b.s, &app_cb, &cli, &cli.conn), 0);
-  assert_true(qt_run(&w, back_step, &b, 60 * UVQ_SECONDS));
-
-  uvq_endpoint_get_stats(w.nodes[b.c].ep, &cs);
-  uvq_endpoint_get_stats(w.nodes[b.s].ep, &ss);
+  exchange_start(&x, 25, 67, 512u << 10, 1u << 20);
+  b.w = &x.w;
+  b.cli = &x.cli;
+  b.srv = &x.srv.conns[0];
+  b.c = x.c;
+  b.s = x.s;
+  assert_true(qt_run(&x.w, back_step, &b, 60 * UVQ_SECONDS));
+  uvq_endpoint_get_stats(x.w.nodes[x.c].ep, &cs);
+  uvq_endpoint_get_stats(x.w.nodes[x.s].ep, &ss);
   assert_true(cs.clock_backwards > 0);
   assert_true(ss.clock_backwards > 0);
-  assert_int_equal(srv.conns[0].received, up);
-  qt_pattern_sha256(67, up, want);
-  assert_memory_equal(srv.conns[0].digest, want, 32);
-  assert_int_equal(cli.received, down);
-  qt_pattern_sha256(78, down, want);
-  assert_memory_equal(cli.digest, want, 32);
-  assert_int_equal(cli.closed, 0);
-
-  assert_int_equal(uvq_conn_close(cli.conn, 0, NULL), 0);
-  qt_run(&w, NULL, NULL, 30 * UVQ_SECONDS);
-  assert_int_equal(cli.closed, 1);
-  assert_int_equal(srv.conns[0].closed, 1);
-  world_free(&w, &srv);
+  exchange_finish(&x);
 }
 
 /* ---- a callback that calls in with a newer clock ------------------------ */
