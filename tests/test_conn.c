@@ -1101,6 +1101,65 @@ static void test_conn_expiry_before_flush(void **state) {
   qt_world_free(&w);
 }
 
+/* A server that never answers, and a client with a stream open waiting:
+ * with stream_keep_alive the client PINGs, the server acknowledges, and
+ * the 2 s stall timeout never fires (a slow peer is not a dead path);
+ * without it nothing arrives and the stall timeout closes the connection
+ * with UVQ_ERR_STALLED at 2 s, far inside the 30 s idle timeout. */
+static uvq_tstamp run_silent_server(uvq_tstamp stream_keep_alive, qt_app *cli,
+                                    qt_world *w) {
+  static qt_app srv;
+  qt_app *pair[2] = {cli, &srv};
+  uvq_settings cs;
+  uvq_tstamp opened;
+  int64_t sid;
+
+  memset(cli, 0, sizeof(*cli));
+  memset(&srv, 0, sizeof(srv));
+  qt_world_init(w, 12);
+  uvq_settings_default(&cs);
+  cs.stall_timeout = 2 * UVQ_SECONDS;
+  cs.stream_keep_alive = stream_keep_alive;
+  int s = qt_add_server(w, NULL, on_accept, &srv);
+  int c = qt_add_client(w, &cs, NULL);
+  cli->w = w;
+  assert_int_equal(qt_connect(w, c, s, &app_cb, cli, &cli->conn), 0);
+  assert_true(qt_run(w, qt_app_both_established, pair, 5 * UVQ_SECONDS));
+  /* A request the server reads and never answers. */
+  assert_int_equal(uvq_conn_open_stream(cli->conn, 1, &sid, NULL), 0);
+  assert_int_equal(uvq_stream_write(cli->conn, sid, (const uint8_t *)"q", 1, 1),
+                   1);
+  opened = w->now;
+  qt_run(w, qt_app_is_closed, cli, 6 * UVQ_SECONDS);
+  return opened;
+}
+
+static void test_conn_stall_timeout(void **state) {
+  qt_world w;
+  qt_app cli;
+  uvq_endpoint_stats es;
+  uvq_tstamp opened;
+  (void)state;
+
+  run_silent_server(1 * UVQ_SECONDS, &cli, &w);
+  assert_int_equal(cli.closed, 0);
+  uvq_endpoint_get_stats(uvq_conn_get_endpoint(cli.conn), &es);
+  assert_int_equal(es.stalls, 0);
+  uvq_conn_close(cli.conn, 0, NULL);
+  qt_run(&w, NULL, NULL, 10 * UVQ_SECONDS);
+  qt_world_free(&w);
+
+  opened = run_silent_server(0, &cli, &w);
+  assert_int_equal(cli.closed, 1);
+  assert_int_equal(cli.ci.error, UVQ_ERR_STALLED);
+  assert_int_equal(cli.ci.code, NGTCP2_NO_VIABLE_PATH);
+  assert_true(cli.closed_at < opened + 3 * UVQ_SECONDS);
+  uvq_endpoint_get_stats(w.nodes[1].ep, &es); /* the client's */
+  assert_int_equal(es.stalls, 1);
+  qt_run(&w, NULL, NULL, 10 * UVQ_SECONDS);
+  qt_world_free(&w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_conn_handshake),
@@ -1120,6 +1179,7 @@ int main(void) {
       cmocka_unit_test(test_conn_callback_reentry_and_uni),
       cmocka_unit_test(test_conn_on_write),
       cmocka_unit_test(test_conn_expiry_before_flush),
+      cmocka_unit_test(test_conn_stall_timeout),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -63,7 +63,7 @@ static int cid_in(const ngtcp2_cid *c, const ngtcp2_cid *set, size_t n) {
 
 static void finish(qt_world *w, qt_app *cli, int c, int s) {
   assert_true(qt_run(w, qt_app_got_fin, cli, 60 * UVQ_SECONDS));
-  qt_app_assert_received(cli, DOWNLOAD_SEED, DOWNLOAD);
+  qt_app_assert_received(cli, DOWNLOAD_SEED, g_srv.to_send);
   assert_int_equal(cli->closed, 0);
   assert_int_equal(g_srv.closed, 0);
   assert_int_equal(uvq_conn_close(cli->conn, 0, NULL), 0);
@@ -204,11 +204,182 @@ static void test_migration_nat_rebinding(void **state) {
   qt_world_free(&w);
 }
 
+/* ---- a rebinding followed by a blackout (the ngtcp2 path stall) -------- */
+
+/* The NAT above, plus a blackout: from the rebinding on, every server ->
+ * client datagram is lost until |until|. */
+typedef struct blackout {
+  nat n;
+  uvq_tstamp until;
+  uint64_t dropped;
+} blackout;
+
+static int blackout_fn(qt_world *w, int from, qt_pkt *p, void *ud) {
+  blackout *b = ud;
+  if (b->n.on && from == b->n.server && w->now < b->until) {
+    b->dropped++;
+    return 1;
+  }
+  return nat_fn(w, from, p, &b->n);
+}
+
+static int eighth_done(void *ud) {
+  return ((qt_app *)ud)->received >= 8 * DOWNLOAD;
+}
+
+static int both_closed(void *ud) {
+  qt_app *cli = ud;
+  return cli->closed && g_srv.closed;
+}
+
+/* A 64 MiB download; 8 MiB in, the client's source port changes and every
+ * server -> client datagram is lost for |blackout_ms|. Both sides use a
+ * 1 ms initial RTT (as on a LAN), so ngtcp2's path validation times out
+ * within the blackout: that is what stalls it. Returns when the rebinding
+ * happened; *start is then. */
+static void rebind_blackout(qt_world *w, blackout *b, qt_app *cli,
+                            const uvq_settings *cs, uvq_tstamp blackout_ms,
+                            uvq_tstamp *start) {
+  uvq_settings ss;
+  int s, c;
+
+  sides_init(cli);
+  g_srv.to_send = 64 * DOWNLOAD;
+  qt_world_init(w, 74);
+  w->delay = 1 * UVQ_MILLISECONDS;
+  uvq_settings_default(&ss);
+  ss.initial_rtt = UVQ_MILLISECONDS;
+  s = qt_add_server(w, &ss, qt_app_accept, &g_srv);
+  c = qt_add_client(w, cs, NULL);
+  memset(b, 0, sizeof(*b));
+  b->n.client = c;
+  b->n.server = s;
+  b->n.inside = w->nodes[c].addr;
+  qt_addr_v4(&b->n.outside, 61001);
+  assert_int_equal(qt_add_alias(w, c, &b->n.outside), 0);
+  w->filter = blackout_fn;
+  w->filter_ud = b;
+  cli->w = w;
+  assert_int_equal(qt_connect(w, c, s, &qt_app_callbacks, cli, &cli->conn), 0);
+  assert_true(qt_run(w, eighth_done, cli, 10 * UVQ_SECONDS));
+  b->n.on = 1;
+  b->until = w->now + blackout_ms * UVQ_MILLISECONDS;
+  *start = w->now;
+}
+
+static void client_settings(uvq_settings *cs) {
+  uvq_settings_default(cs);
+  cs->initial_rtt = UVQ_MILLISECONDS;
+}
+
+/* 1 s of blackout: without the watchdog the server would answer the
+ * client's PINGs with ACKs forever (ngtcp2 1.11 stalls on the new path).
+ * It closes with NO_VIABLE_PATH within the documented bound (three
+ * path-validation timeouts, then the client's next datagram), and the
+ * close, repeated in answer to the PINGs, reaches the client once the
+ * blackout is over. */
+static void test_migration_rebind_blackout_closes(void **state) {
+  static blackout b;
+  qt_world w;
+  qt_app cli;
+  uvq_settings cs;
+  uvq_endpoint_stats es;
+  uvq_tstamp start;
+  (void)state;
+
+  client_settings(&cs);
+  cs.stream_keep_alive = 50 * UVQ_MILLISECONDS;
+  rebind_blackout(&w, &b, &cli, &cs, 1000, &start);
+  assert_true(qt_run(&w, both_closed, &cli, 10 * UVQ_SECONDS));
+  assert_true(b.dropped > 0);
+  assert_int_equal(g_srv.ci.error, UVQ_ERR_PATH_STALLED);
+  assert_int_equal(g_srv.ci.code, NGTCP2_NO_VIABLE_PATH);
+  assert_true(g_srv.closed_at - start < UVQ_SECONDS);
+  assert_int_equal(cli.ci.error, UVQ_ERR_PEER_TRANSPORT);
+  assert_int_equal(cli.ci.code, NGTCP2_NO_VIABLE_PATH);
+  /* Right after the blackout, far inside the 30 s idle timeout. */
+  assert_true(cli.closed_at >= b.until);
+  assert_true(cli.closed_at - b.until < 500 * UVQ_MILLISECONDS);
+  assert_true(cli.received < g_srv.to_send);
+  uvq_endpoint_get_stats(w.nodes[b.n.server].ep, &es);
+  assert_int_equal(es.paths_stalled, 1);
+  assert_int_equal(es.paths_stalled_dropped, 0);
+  print_message("rebind + 1 s blackout: server closed %.3f s after, client "
+                "%.3f s after\n",
+                (double)(g_srv.closed_at - start) / 1e9,
+                (double)(cli.closed_at - start) / 1e9);
+  qt_run(&w, NULL, NULL, 60 * UVQ_SECONDS);
+  qt_app_free(&cli);
+  qt_app_free(&g_srv);
+  qt_world_free(&w);
+}
+
+/* 200 ms of blackout: ngtcp2 recovers by itself, and the watchdog must
+ * not get in the way: the download completes. */
+static void test_migration_rebind_short_blackout(void **state) {
+  static blackout b;
+  qt_world w;
+  qt_app cli;
+  uvq_settings cs;
+  uvq_endpoint_stats es;
+  uvq_tstamp start;
+  (void)state;
+
+  client_settings(&cs);
+  cs.stream_keep_alive = 50 * UVQ_MILLISECONDS;
+  rebind_blackout(&w, &b, &cli, &cs, 200, &start);
+  assert_true(qt_run(&w, qt_app_got_fin, &cli, 60 * UVQ_SECONDS));
+  assert_true(b.dropped > 0);
+  assert_int_equal(cli.received, g_srv.to_send);
+  assert_int_equal(cli.closed, 0);
+  assert_int_equal(g_srv.closed, 0);
+  uvq_endpoint_get_stats(w.nodes[b.n.server].ep, &es);
+  assert_int_equal(es.paths_stalled + es.paths_stalled_dropped, 0);
+  finish(&w, &cli, b.n.client, b.n.server);
+  qt_world_free(&w);
+}
+
+/* The client says nothing during a 5 s blackout (no keep-alive): the
+ * server has no datagram to carry its close and ends the connection
+ * silently at the deadline, counted; the client's 2 s stall timeout ends
+ * its side with UVQ_ERR_STALLED instead of the 30 s idle timeout. */
+static void test_migration_rebind_blackout_silent(void **state) {
+  static blackout b;
+  qt_world w;
+  qt_app cli;
+  uvq_settings cs;
+  uvq_endpoint_stats ss, cst;
+  uvq_tstamp start;
+  (void)state;
+
+  client_settings(&cs);
+  cs.stall_timeout = 2 * UVQ_SECONDS;
+  rebind_blackout(&w, &b, &cli, &cs, 5000, &start);
+  assert_true(qt_run(&w, both_closed, &cli, 10 * UVQ_SECONDS));
+  assert_int_equal(g_srv.ci.error, UVQ_ERR_PATH_STALLED);
+  assert_true(g_srv.closed_at - start < UVQ_SECONDS);
+  uvq_endpoint_get_stats(w.nodes[b.n.server].ep, &ss);
+  assert_int_equal(ss.paths_stalled, 0);
+  assert_int_equal(ss.paths_stalled_dropped, 1);
+  assert_int_equal(cli.ci.error, UVQ_ERR_STALLED);
+  assert_int_equal(cli.ci.code, NGTCP2_NO_VIABLE_PATH);
+  assert_true(cli.closed_at - start < 3 * UVQ_SECONDS);
+  uvq_endpoint_get_stats(w.nodes[b.n.client].ep, &cst);
+  assert_int_equal(cst.stalls, 1);
+  qt_run(&w, NULL, NULL, 60 * UVQ_SECONDS);
+  qt_app_free(&cli);
+  qt_app_free(&g_srv);
+  qt_world_free(&w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_migration_client_active),
       cmocka_unit_test(test_migration_client_nat_style),
       cmocka_unit_test(test_migration_nat_rebinding),
+      cmocka_unit_test(test_migration_rebind_blackout_closes),
+      cmocka_unit_test(test_migration_rebind_short_blackout),
+      cmocka_unit_test(test_migration_rebind_blackout_silent),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -131,7 +131,22 @@ typedef enum uvq_error {
   /** The peer's certificate did not verify. */
   UVQ_ERR_CERT_VERIFY = -30,
   /** A bounded queue is full; try again later. */
-  UVQ_ERR_QUEUE_FULL = -31
+  UVQ_ERR_QUEUE_FULL = -31,
+  /**
+   * No viable path: the peer's address changed and the new path could not
+   * be validated within three path-validation timeouts while the peer kept
+   * sending from it (ngtcp2 1.x can stall there, amplification-limited with
+   * a full congestion window). Closed with NO_VIABLE_PATH (0x10), written
+   * to the path the peer's latest datagram came from; counted in
+   * uvq_endpoint_stats.paths_stalled (paths_stalled_dropped when no
+   * datagram came to carry the close).
+   */
+  UVQ_ERR_PATH_STALLED = -32,
+  /**
+   * Nothing at all arrived from the peer for settings.stall_timeout while
+   * the connection had a stream open: closed with NO_VIABLE_PATH.
+   */
+  UVQ_ERR_STALLED = -33
 } uvq_error;
 
 /** uvq_strerror returns a static, human-readable name for |err|. */
@@ -406,6 +421,22 @@ typedef struct uvq_settings {
    * bench.md).
    */
   size_t send_buffer_cache;
+  /**
+   * While the connection has a stream open, send a PING after this long
+   * without receiving anything (ns; ngtcp2's keep-alive, which otherwise
+   * uses keep_alive above), so a peer that is waiting on a broken path
+   * hears from us and the path is probed. 0 = off (default). Meant for
+   * clients with requests in flight; uvquic-client uses 1 s.
+   */
+  uint64_t stream_keep_alive;
+  /**
+   * Close a connection that has a stream open and has received nothing at
+   * all from the peer for this long (ns) with UVQ_ERR_STALLED. 0 = off
+   * (default): a silent peer may be computing a slow answer. With
+   * stream_keep_alive on, a live peer acknowledges the PINGs, so silence
+   * means the path is gone; uvquic-client uses 5 s with a 1 s keep-alive.
+   */
+  uint64_t stall_timeout;
 } uvq_settings;
 
 /** uvq_settings_default fills |s| with the defaults listed above. */
@@ -1360,6 +1391,15 @@ typedef struct uvq_endpoint_stats {
   uint64_t handshake_timeouts;
   uint64_t idle_timeouts;
   uint64_t send_blocked;
+  /**
+   * Connections closed with UVQ_ERR_PATH_STALLED (a CONNECTION_CLOSE went
+   * out with the peer's next datagram), those ended silently because no
+   * datagram came to carry it, and connections closed with
+   * UVQ_ERR_STALLED.
+   */
+  uint64_t paths_stalled;
+  uint64_t paths_stalled_dropped;
+  uint64_t stalls;
   uint64_t dropped[UVQ_DROP_REASON_COUNT];
   uint64_t tokens_rejected[UVQ_TOKEN_REJECT_REASON_COUNT];
   uint64_t new_tokens_sent;

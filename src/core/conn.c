@@ -425,6 +425,27 @@ static int cb_recv_new_token(ngtcp2_conn *q, const uint8_t *token,
   return 0;
 }
 
+/* ngtcp2 validated (or failed to validate) a path: a validated one is
+ * where the peer is now, for the path watchdog. */
+static int cb_path_validation(ngtcp2_conn *q, uint32_t flags,
+                              const ngtcp2_path *path,
+                              const ngtcp2_path *old_path,
+                              ngtcp2_path_validation_result res,
+                              void *user_data) {
+  uvq_conn *conn = conn_of(user_data);
+  uvq_addr remote;
+
+  (void)q;
+  (void)flags;
+  (void)old_path;
+  if (res == NGTCP2_PATH_VALIDATION_RESULT_SUCCESS &&
+      uvq_addr_set(&remote, (const struct sockaddr *)path->remote.addr,
+                   (socklen_t)path->remote.addrlen) == 0) {
+    uvq_live_path_validated(conn, &remote);
+  }
+  return 0;
+}
+
 static int cb_recv_datagram(ngtcp2_conn *q, uint32_t flags, const uint8_t *data,
                             size_t datalen, void *user_data) {
   uvq_conn *conn = conn_of(user_data);
@@ -532,6 +553,7 @@ static void set_callbacks(ngtcp2_callbacks *cb, int is_server) {
   cb->recv_stateless_reset = cb_recv_stateless_reset;
   cb->dcid_status = cb_dcid_status;
   cb->recv_new_token = cb_recv_new_token;
+  cb->path_validation = cb_path_validation;
   cb->recv_datagram = cb_recv_datagram;
   cb->ack_datagram = cb_ack_datagram;
   cb->lost_datagram = cb_lost_datagram;
@@ -577,6 +599,7 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
 
   /* Before ngtcp2 exists: it may log while being created. */
   uvq_metrics_conn_init(conn, scid, now);
+  uvq_live_init(conn, now);
   set_callbacks(&callbacks, is_server);
   ngtcp2_settings_default(&settings);
   settings.initial_ts = now;
@@ -865,7 +888,7 @@ void uvq_conn_run_deferred(uvq_conn *conn) {
   }
 }
 
-static int addr_eq(const uvq_addr *a, const uvq_addr *b) {
+int uvq_addr_eq(const uvq_addr *a, const uvq_addr *b) {
   return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
@@ -953,7 +976,7 @@ void uvq_conn_recv(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
   uvq_path rebound;
   ngtcp2_path npath;
   ngtcp2_pkt_info pi;
-  int rv;
+  int rv, used;
 
   conn->m.datagrams_received++;
   conn->m.bytes_received += len;
@@ -974,11 +997,11 @@ void uvq_conn_recv(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
     return;
   }
   if (conn->rebind_pending) {
-    if (addr_eq(&path->local, &conn->rebind_old_local)) {
+    if (uvq_addr_eq(&path->local, &conn->rebind_old_local)) {
       rebound.local = conn->path.local;
       rebound.remote = path->remote;
       path = &rebound;
-    } else if (addr_eq(&path->local, &conn->path.local)) {
+    } else if (uvq_addr_eq(&path->local, &conn->path.local)) {
       conn->rebind_pending = 0;
     }
   }
@@ -987,6 +1010,7 @@ void uvq_conn_recv(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
   pi.ecn = ecn;
   rv = ngtcp2_conn_read_pkt(conn->q, &npath, &pi, data, len, now);
   uvq_metrics_conn_read(conn, now);
+  used = rv == 0;
   if (rv == 0) {
     retry_blocked_streams(conn);
   }
@@ -1000,6 +1024,10 @@ void uvq_conn_recv(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
     uvq_ep_drop(conn->ep, UVQ_DROP_CONN_REJECTED);
   }
   after_ngtcp2(conn, rv, now, 1);
+  if (used) {
+    /* Only a packet ngtcp2 decrypted says where the peer is. */
+    uvq_live_on_recv(conn, path, now);
+  }
 }
 
 uvq_tstamp uvq_conn_expiry(uvq_conn *conn) {
@@ -1007,7 +1035,11 @@ uvq_tstamp uvq_conn_expiry(uvq_conn *conn) {
   case UVQ_STAGE_HANDSHAKE:
   case UVQ_STAGE_RUNNING: {
     uvq_tstamp e = ngtcp2_conn_get_expiry(conn->q);
-    return conn->app_deadline < e ? conn->app_deadline : e;
+    uvq_tstamp l = uvq_live_deadline(conn);
+    if (conn->app_deadline < e) {
+      e = conn->app_deadline;
+    }
+    return l < e ? l : e;
   }
   case UVQ_STAGE_CLOSING:
   case UVQ_STAGE_DRAINING:
@@ -1033,6 +1065,10 @@ void uvq_conn_handle_expiry(uvq_conn *conn, uvq_tstamp now) {
     return;
   default:
     break;
+  }
+  uvq_live_expiry(conn, now);
+  if (conn->stage >= UVQ_STAGE_CLOSING) {
+    return; /* marked: the next flush writes the close and re-arms */
   }
   if (conn->app_deadline <= now) {
     conn->app_deadline = UVQ_TSTAMP_MAX;
@@ -1202,7 +1238,7 @@ int uvq_conn_migrate(uvq_conn *conn, const uvq_addr *new_local,
   }
   uvq_conn_sync_path(conn);
   if (new_local->ss.ss_family != conn->path.local.ss.ss_family ||
-      addr_eq(new_local, &conn->path.local)) {
+      uvq_addr_eq(new_local, &conn->path.local)) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   now = uvq_ep_now(conn->ep, now);

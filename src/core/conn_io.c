@@ -325,6 +325,7 @@ int uvq_conn_write(uvq_conn *conn, uvq_tstamp now) {
   }
 
   if (conn->stage < UVQ_STAGE_CLOSING) {
+    uvq_live_on_write(conn, now);
     app_on_write(conn);
     if (conn->callback_failed) {
       uvq_stage_fail(conn, NGTCP2_ERR_CALLBACK_FAILURE, now);
@@ -353,8 +354,8 @@ int uvq_conn_write(uvq_conn *conn, uvq_tstamp now) {
   if (conn->stage == UVQ_STAGE_CLOSING && conn->close_resend &&
       conn->close_pkt) {
     conn->close_resend = 0;
-    rv = send_batch(conn, &conn->path, 0, conn->close_pkt, conn->close_pktlen,
-                    conn->close_pktlen);
+    rv = send_batch(conn, conn->close_to_set ? &conn->close_to : &conn->path, 0,
+                    conn->close_pkt, conn->close_pktlen, conn->close_pktlen);
   }
 
   if (conn->closed_pending && !conn->closed_fired) {

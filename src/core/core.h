@@ -199,6 +199,10 @@ struct uvq_conn {
   size_t close_reasonlen;
   uint8_t *close_pkt; /* cached CONNECTION_CLOSE for the closing period */
   size_t close_pktlen;
+  /* Where it goes: close_to if set (the path the peer's last datagram
+   * came from, for a path we could not validate), else the current one. */
+  int close_to_set;
+  uvq_path close_to;
   int close_resend;
   uint64_t closing_rx; /* packets received while closing */
   uvq_tstamp close_deadline;
@@ -209,6 +213,18 @@ struct uvq_conn {
 
   char sni[256];
   uvq_waker *waker;
+
+  /* Liveness (liveness.c): the path watchdog and the stall timeout. */
+  struct {
+    uvq_tstamp last_rx;    /* the last datagram from the peer */
+    uvq_addr good_remote;  /* the peer's address we last know works */
+    int have_good;         /* good_remote is set */
+    uvq_tstamp path_due;   /* path watchdog deadline; MAX = disarmed */
+    int path_stalled;      /* past it: closing with the next datagram */
+    uvq_tstamp drop_due;   /* then, without one, ended silently */
+    int busy;              /* a stream is open: stream_keep_alive on */
+    uvq_tstamp busy_since; /* when the first of them opened */
+  } live;
 
   /* Resumption and 0-RTT (RFC 9001 §4.6). */
   uvq_early_data early_data;
@@ -394,6 +410,19 @@ int uvq_resume_encode(uvq_conn *conn, uint8_t **pblob, size_t *plen);
 int uvq_resume_apply(uvq_conn *conn, const uint8_t *blob, size_t len,
                      int early_data);
 
+/* conn.c: nonzero if |a| and |b| are the same address and port. */
+int uvq_addr_eq(const uvq_addr *a, const uvq_addr *b);
+
+/* liveness.c: after each datagram read (|path| it came on), at each
+ * write pass, the earliest deadline it adds to the connection's expiry,
+ * what is due at |now|, and ngtcp2's path-validation result. */
+void uvq_live_init(uvq_conn *conn, uvq_tstamp now);
+void uvq_live_on_recv(uvq_conn *conn, const uvq_path *path, uvq_tstamp now);
+void uvq_live_on_write(uvq_conn *conn, uvq_tstamp now);
+uvq_tstamp uvq_live_deadline(const uvq_conn *conn);
+void uvq_live_expiry(uvq_conn *conn, uvq_tstamp now);
+void uvq_live_path_validated(uvq_conn *conn, const uvq_addr *remote);
+
 /* stage.c */
 /* Ends the connection because of ngtcp2 error |liberr| (local). */
 void uvq_stage_fail(uvq_conn *conn, int liberr, uvq_tstamp now);
@@ -404,6 +433,10 @@ void uvq_stage_drain(uvq_conn *conn, uvq_tstamp now);
 /* Ends the connection at once, without a closing period. */
 void uvq_stage_finish(uvq_conn *conn, int error, uvq_close_origin origin);
 void uvq_stage_closing_recv(uvq_conn *conn);
+/* Closes with transport error |code| (CONNECTION_CLOSE written now) and
+ * reports |error| in on_closed; |reason| may be NULL. */
+void uvq_stage_close_transport(uvq_conn *conn, int error, uint64_t code,
+                               const char *reason, uvq_tstamp now);
 
 /* conn_io.c */
 /* Writes what the connection has to send. Returns 0 or UVQ_FLUSH_BLOCKED. */

@@ -70,6 +70,10 @@ const char *uvq_strerror(int err) {
     return "peer certificate verification failed";
   case UVQ_ERR_QUEUE_FULL:
     return "queue full";
+  case UVQ_ERR_PATH_STALLED:
+    return "no viable path (the peer's new path could not be validated)";
+  case UVQ_ERR_STALLED:
+    return "nothing received for the stall timeout";
   default:
     return "unknown error";
   }

@@ -452,6 +452,17 @@ ssize_t uvq_endpoint_write_prometheus(uvq_endpoint *ep, char *buf, size_t len,
   counter(&p, "idle_timeouts_total", "Idle timeouts.", s->idle_timeouts);
   counter(&p, "send_blocked_total", "Times the send callback pushed back.",
           s->send_blocked);
+  counter(&p, "paths_stalled_total",
+          "Connections closed with NO_VIABLE_PATH: the peer's new path "
+          "could not be validated.",
+          s->paths_stalled);
+  counter(&p, "paths_stalled_dropped_total",
+          "Stalled connections ended silently: no datagram came to carry "
+          "the close.",
+          s->paths_stalled_dropped);
+  counter(&p, "stalls_total",
+          "Connections closed after nothing arrived for the stall timeout.",
+          s->stalls);
   counter(&p, "new_tokens_sent_total", "NEW_TOKEN tokens sent.",
           s->new_tokens_sent);
   counter(&p, "app_datagrams_sent_total", "DATAGRAM frames sent.",

@@ -165,6 +165,24 @@ void uvq_stage_close_app(uvq_conn *conn, uvq_tstamp now) {
   enter_closing(conn, &ccerr, now);
 }
 
+void uvq_stage_close_transport(uvq_conn *conn, int error, uint64_t code,
+                               const char *reason, uvq_tstamp now) {
+  ngtcp2_ccerr ccerr;
+  size_t len = reason ? strlen(reason) : 0;
+
+  if (conn->stage >= UVQ_STAGE_CLOSING) {
+    return;
+  }
+  ngtcp2_ccerr_default(&ccerr);
+  ngtcp2_ccerr_set_transport_error(&ccerr, code, (const uint8_t *)reason, len);
+  conn->ci.error = error;
+  conn->ci.origin = UVQ_CLOSE_LOCAL;
+  conn->ci.type = UVQ_CLOSE_TYPE_TRANSPORT;
+  conn->ci.code = code;
+  set_reason(conn, (const uint8_t *)reason, len);
+  enter_closing(conn, &ccerr, now);
+}
+
 void uvq_stage_drain(uvq_conn *conn, uvq_tstamp now) {
   const ngtcp2_ccerr *ccerr;
 
