@@ -146,7 +146,16 @@ typedef enum uvq_error {
    * Nothing at all arrived from the peer for settings.stall_timeout while
    * the connection had a stream open: closed with NO_VIABLE_PATH.
    */
-  UVQ_ERR_STALLED = -33
+  UVQ_ERR_STALLED = -33,
+  /**
+   * Client with settings.qlog set: the server's transport parameters were
+   * refused because ngtcp2's qlog writer could overflow on them
+   * (CVE-2026-40170; see uvq_settings.qlog). Closed with
+   * TRANSPORT_PARAMETER_ERROR (0x08) and the reason "transport parameters
+   * too large for ngtcp2's qlog (CVE-2026-40170)". The same server may
+   * be reached with qlog off.
+   */
+  UVQ_ERR_QLOG_UNSAFE = -34
 } uvq_error;
 
 /** uvq_strerror returns a static, human-readable name for |err|. */
@@ -345,11 +354,30 @@ typedef struct uvq_settings {
    * library (it also runs while the connection is being built). Off by
    * default. Debian bookworm-backports' ngtcp2 1.11.0-1~bpo12+1 lacks the
    * fix for CVE-2026-40170: a hostile server's transport parameters
-   * overflow a stack buffer in ngtcp2's qlog writer
-   * (ngtcp2_qlog_parameters_set_transport_params; a client's cannot). With
-   * that build, enabling qlog on a client that connects to untrusted
-   * servers is unsafe; trixie's 1.11.0-1+deb13u1 has the fix (both report
-   * ngtcp2_version() 1.11.0).
+   * overflow a 1024-byte stack buffer in ngtcp2's qlog writer
+   * (ngtcp2_qlog_parameters_set_transport_params; a client's cannot: 1.11
+   * refuses server-only parameters from a client before logging them).
+   * trixie's 1.11.0-1+deb13u1 has the fix, but both report
+   * ngtcp2_version() 1.11.0, so uvquic guards always: with qlog set, a
+   * client computes the length of the qlog rendering of the server's
+   * parameters (exactly as 1.11 writes it, taking the widest "time") before
+   * ngtcp2 decodes and logs them, and refuses a set longer than 1024 bytes:
+   * the connection closes with TRANSPORT_PARAMETER_ERROR and on_closed
+   * reports UVQ_ERR_QLOG_UNSAFE. Only unusually large sets are refused: a
+   * preferred_address with a long CID together with 19-digit limits, say
+   * (at most 1,194 bytes). Without a preferred_address no set overflows
+   * (951 bytes at most: 20-byte CIDs, every limit maximal); with one
+   * of 8 bytes and everyday limits a set renders to ~880 bytes. With qlog
+   * unset nothing is logged and nothing is refused. To do this the client
+   * session uses uvquic's own GnuTLS QUIC glue in place of
+   * ngtcp2_crypto_gnutls's (the same secret, handshake-read and alert
+   * functions, and a quic_transport_parameters handler, extension 0x39,
+   * with the check); uvq_tls_config.hook still gets the session with the
+   * GnuTLS handshake hook function free, and must not replace those
+   * functions (it cannot register 0x39 again: GnuTLS refuses a second
+   * handler). Servers' sessions are unchanged; a server logs its own set
+   * through the same writer, so a raw-mode hook (uvq_raw_config.hook) that
+   * gives a server a set that large must leave qlog off.
    */
   void (*qlog)(void *user_data, uvq_conn *conn, const void *data, size_t len,
                int fin);
@@ -493,7 +521,11 @@ typedef struct uvq_tls_config {
    * the handshake. It may pick other credentials (e.g. by SNI from a
    * post-client-hello function), require and verify client certificates,
    * restrict suites. It must not replace the session pointer
-   * (gnutls_session_set_ptr) or the db pointer (used by the key log).
+   * (gnutls_session_set_ptr), the db pointer (used by the key log) or the
+   * QUIC functions (gnutls_handshake_set_secret_function,
+   * gnutls_handshake_set_read_function, gnutls_alert_set_read_function);
+   * the handshake hook function (gnutls_handshake_set_hook_function) is
+   * free for it: uvquic installs none (see uvq_settings.qlog).
    * A nonzero return fails the connection: a client's uvq_endpoint_connect
    * returns UVQ_ERR_TLS; a server drops the Initial (counted as
    * accept_failed). |conn| has no app callbacks yet on servers.

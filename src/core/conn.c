@@ -682,11 +682,13 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
     ngtcp2_conn_set_keep_alive_timeout(conn->q, st->keep_alive);
   }
 
+  /* A client with qlog takes the qlog guard (CVE-2026-40170; tls.h). */
   rv = uvq_tls_session_new_ex(
       ep->cfg.tls, &conn->tls, server_name,
-      is_server ? (st->early_data ? UVQ_TLS_SESSION_EARLY_DATA : 0u) |
-                      (st->anti_replay ? UVQ_TLS_SESSION_ANTI_REPLAY : 0u)
-                : ep->connect_tls_opts,
+      is_server
+          ? (st->early_data ? UVQ_TLS_SESSION_EARLY_DATA : 0u) |
+                (st->anti_replay ? UVQ_TLS_SESSION_ANTI_REPLAY : 0u)
+          : ep->connect_tls_opts | (st->qlog ? UVQ_TLS_SESSION_QLOG_GUARD : 0u),
       is_server ? &ep->ticket_key_d : NULL);
   if (rv != 0) {
     goto fail_tls;

@@ -74,6 +74,9 @@ const char *uvq_strerror(int err) {
     return "no viable path (the peer's new path could not be validated)";
   case UVQ_ERR_STALLED:
     return "nothing received for the stall timeout";
+  case UVQ_ERR_QLOG_UNSAFE:
+    return "server transport parameters refused: too large for ngtcp2's qlog "
+           "(CVE-2026-40170)";
   default:
     return "unknown error";
   }

@@ -235,6 +235,7 @@ static uvq_log_level close_level(int error) {
   case UVQ_ERR_PROTOCOL:
   case UVQ_ERR_CALLBACK:
   case UVQ_ERR_TLS:
+  case UVQ_ERR_QLOG_UNSAFE:
     return UVQ_LOG_WARN;
   default:
     return UVQ_LOG_INFO;

@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "core/qlog_guard.h"
+#include "core/tls.h"
 
 static uvq_tstamp three_pto(uvq_conn *conn) {
   return 3 * ngtcp2_conn_get_pto(conn->q);
@@ -102,6 +104,7 @@ static int is_cert_alert(uint8_t alert) {
 
 void uvq_stage_fail(uvq_conn *conn, int liberr, uvq_tstamp now) {
   ngtcp2_ccerr ccerr;
+  const char *reason = NULL;
   uint8_t alert;
 
   if (conn->stage >= UVQ_STAGE_CLOSING) {
@@ -122,6 +125,13 @@ void uvq_stage_fail(uvq_conn *conn, int liberr, uvq_tstamp now) {
   } else if (conn->callback_failed) {
     ngtcp2_ccerr_set_transport_error(&ccerr, NGTCP2_INTERNAL_ERROR, NULL, 0);
     conn->ci.error = UVQ_ERR_CALLBACK;
+  } else if (liberr == NGTCP2_ERR_TRANSPORT_PARAM &&
+             uvq_tls_session_tp_refused(conn->tls)) {
+    /* The qlog guard refused the server's parameters (qlog_guard.h). */
+    reason = UVQ_QLOG_TP_REASON;
+    ngtcp2_ccerr_set_transport_error(&ccerr, NGTCP2_TRANSPORT_PARAMETER_ERROR,
+                                     (const uint8_t *)reason, strlen(reason));
+    conn->ci.error = UVQ_ERR_QLOG_UNSAFE;
   } else if ((liberr == NGTCP2_ERR_CRYPTO ||
               liberr == NGTCP2_ERR_CALLBACK_FAILURE) &&
              alert) {
@@ -144,7 +154,7 @@ void uvq_stage_fail(uvq_conn *conn, int liberr, uvq_tstamp now) {
     conn->ci.error = UVQ_ERR_PROTOCOL;
   }
   conn->ci.code = ccerr.error_code;
-  set_reason(conn, NULL, 0);
+  set_reason(conn, (const uint8_t *)reason, reason ? strlen(reason) : 0);
   enter_closing(conn, &ccerr, now);
 }
 

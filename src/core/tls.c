@@ -15,9 +15,11 @@
 
 #include <gnutls/crypto.h>
 #include <gnutls/x509.h>
+#include <ngtcp2/ngtcp2_crypto.h>
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
 
 #include "core/mem.h"
+#include "core/qlog_guard.h"
 
 /*
  * TLS 1.3 only, AEADs QUIC can use for packet protection, and no
@@ -861,6 +863,135 @@ static int configure_resumption(uvq_tls_ctx *ctx, gnutls_session_t session,
   return 0;
 }
 
+/*
+ * The client's QUIC glue under the qlog guard (UVQ_TLS_SESSION_QLOG_GUARD).
+ * ngtcp2_crypto_gnutls registers its quic_transport_parameters handler
+ * with gnutls_session_ext_register, which refuses a second handler for
+ * the same extension on a session (GNUTLS_E_ALREADY_REGISTERED) and has
+ * no getter, so the guard cannot wrap ngtcp2's handler: these functions
+ * take the place of everything ngtcp2_crypto_gnutls_configure_client_session
+ * installs. A GnuTLS handshake hook on EncryptedExtensions could see the
+ * parameters too, but GnuTLS keeps a single hook function per session and
+ * uvq_tls_config.hook promises it to the application.
+ */
+
+/* The extension's data slot holds this address once the guard refused. */
+static const char tp_refused_mark;
+
+static ngtcp2_conn *glue_conn(gnutls_session_t session) {
+  ngtcp2_crypto_conn_ref *ref = gnutls_session_get_ptr(session);
+  return ref->get_conn(ref);
+}
+
+static int glue_secret(gnutls_session_t session,
+                       gnutls_record_encryption_level_t glevel,
+                       const void *rx_secret, const void *tx_secret,
+                       size_t secretlen) {
+  ngtcp2_conn *q = glue_conn(session);
+  ngtcp2_encryption_level level =
+      ngtcp2_crypto_gnutls_from_gnutls_record_encryption_level(glevel);
+
+  if (rx_secret != NULL &&
+      ngtcp2_crypto_derive_and_install_rx_key(q, NULL, NULL, NULL, level,
+                                              rx_secret, secretlen) != 0) {
+    return -1;
+  }
+  if (tx_secret != NULL &&
+      ngtcp2_crypto_derive_and_install_tx_key(q, NULL, NULL, NULL, level,
+                                              tx_secret, secretlen) != 0) {
+    return -1;
+  }
+  return 0;
+}
+
+/* GnuTLS hands over the handshake bytes it wants sent: CRYPTO data. */
+static int glue_handshake_out(gnutls_session_t session,
+                              gnutls_record_encryption_level_t glevel,
+                              gnutls_handshake_description_t htype,
+                              const void *data, size_t datalen) {
+  ngtcp2_conn *q = glue_conn(session);
+  int rv;
+
+  /* QUIC has no ChangeCipherSpec (compatibility mode is off anyway). */
+  if (htype == GNUTLS_HANDSHAKE_CHANGE_CIPHER_SPEC) {
+    return 0;
+  }
+  rv = ngtcp2_conn_submit_crypto_data(
+      q, ngtcp2_crypto_gnutls_from_gnutls_record_encryption_level(glevel), data,
+      datalen);
+  if (rv != 0) {
+    ngtcp2_conn_set_tls_error(q, rv);
+    return -1;
+  }
+  return 0;
+}
+
+/* An alert GnuTLS sends: QUIC carries it as CRYPTO_ERROR 0x100 + alert. */
+static int glue_alert(gnutls_session_t session,
+                      gnutls_record_encryption_level_t glevel,
+                      gnutls_alert_level_t alert_level,
+                      gnutls_alert_description_t alert_desc) {
+  (void)glevel;
+  (void)alert_level;
+  ngtcp2_conn_set_tls_alert(glue_conn(session), (uint8_t)alert_desc);
+  return 0;
+}
+
+static int glue_tp_send(gnutls_session_t session, gnutls_buffer_t extdata) {
+  ngtcp2_conn *q = glue_conn(session);
+  uint8_t buf[512];
+  ngtcp2_ssize n;
+
+  n = ngtcp2_conn_encode_local_transport_params(q, buf, sizeof(buf));
+  if (n < 0) {
+    return GNUTLS_E_INTERNAL_ERROR;
+  }
+  return gnutls_buffer_append_data(extdata, buf, (size_t)n);
+}
+
+/* The server's parameters (EncryptedExtensions). ngtcp2 logs them to qlog
+ * inside ngtcp2_conn_decode_and_set_remote_transport_params, so the check
+ * comes first. */
+static int glue_tp_recv(gnutls_session_t session, const uint8_t *data,
+                        size_t datalen) {
+  ngtcp2_conn *q = glue_conn(session);
+  size_t rendered;
+  int rv;
+
+  if (uvq_qlog_tp_check(data, datalen, &rendered) != 0) {
+    gnutls_ext_set_data(session, NGTCP2_TLSEXT_QUIC_TRANSPORT_PARAMETERS_V1,
+                        (gnutls_ext_priv_data_t)&tp_refused_mark);
+    ngtcp2_conn_set_tls_error(q, NGTCP2_ERR_TRANSPORT_PARAM);
+    return GNUTLS_E_RECEIVED_ILLEGAL_PARAMETER;
+  }
+  rv = ngtcp2_conn_decode_and_set_remote_transport_params(q, data, datalen);
+  if (rv != 0) {
+    ngtcp2_conn_set_tls_error(q, rv);
+    return GNUTLS_E_RECEIVED_ILLEGAL_PARAMETER;
+  }
+  return 0;
+}
+
+static int configure_guarded_client(gnutls_session_t session) {
+  gnutls_handshake_set_secret_function(session, glue_secret);
+  gnutls_handshake_set_read_function(session, glue_handshake_out);
+  gnutls_alert_set_read_function(session, glue_alert);
+  return gnutls_session_ext_register(
+      session, "QUIC Transport Parameters",
+      NGTCP2_TLSEXT_QUIC_TRANSPORT_PARAMETERS_V1, GNUTLS_EXT_TLS, glue_tp_recv,
+      glue_tp_send, NULL, NULL, NULL,
+      GNUTLS_EXT_FLAG_TLS | GNUTLS_EXT_FLAG_CLIENT_HELLO | GNUTLS_EXT_FLAG_EE);
+}
+
+int uvq_tls_session_tp_refused(gnutls_session_t session) {
+  gnutls_ext_priv_data_t mark = NULL;
+
+  return session != NULL &&
+         gnutls_ext_get_data(
+             session, NGTCP2_TLSEXT_QUIC_TRANSPORT_PARAMETERS_V1, &mark) == 0 &&
+         mark == (gnutls_ext_priv_data_t)&tp_refused_mark;
+}
+
 int uvq_tls_session_new(uvq_tls_ctx *ctx, gnutls_session_t *psession,
                         const char *server_name) {
   return uvq_tls_session_new_opts(ctx, psession, server_name,
@@ -899,8 +1030,13 @@ int uvq_tls_session_new_ex(uvq_tls_ctx *ctx, gnutls_session_t *psession,
   if (rv != 0) {
     return gnutls_to_uvq(rv);
   }
-  rv = ctx->is_server ? ngtcp2_crypto_gnutls_configure_server_session(session)
-                      : ngtcp2_crypto_gnutls_configure_client_session(session);
+  if (ctx->is_server) {
+    rv = ngtcp2_crypto_gnutls_configure_server_session(session);
+  } else if (opts & UVQ_TLS_SESSION_QLOG_GUARD) {
+    rv = configure_guarded_client(session);
+  } else {
+    rv = ngtcp2_crypto_gnutls_configure_client_session(session);
+  }
   if (rv != 0) {
     rv = UVQ_ERR_TLS;
     goto fail;

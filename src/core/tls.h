@@ -74,6 +74,17 @@ int uvq_tls_session_new(uvq_tls_ctx *ctx, gnutls_session_t *psession,
 /* Session options for uvq_tls_session_new_opts. */
 #define UVQ_TLS_SESSION_EARLY_DATA 0x1u  /* accept (client: offer) 0-RTT */
 #define UVQ_TLS_SESSION_ANTI_REPLAY 0x2u /* refuse replayed ClientHellos */
+/* Client: the qlog guard (qlog_guard.h). The session gets uvquic's own
+ * QUIC glue instead of ngtcp2_crypto_gnutls_configure_client_session's:
+ * the same secret, handshake-read and alert functions, and a
+ * quic_transport_parameters (0x39) handler that refuses a server's set
+ * whose qlog rendering would overflow ngtcp2 1.11's 1024-byte buffer
+ * before handing the set to ngtcp2 (ngtcp2 decodes and logs it in the
+ * same call; GnuTLS keeps one handler per extension and session, so ours
+ * replaces ngtcp2's rather than wrapping it). The refusal sets the
+ * ngtcp2 TLS error NGTCP2_ERR_TRANSPORT_PARAM (the packet's read fails
+ * with it) and uvq_tls_session_tp_refused. Ignored on server contexts. */
+#define UVQ_TLS_SESSION_QLOG_GUARD 0x4u
 
 /*
  * uvq_tls_session_new_opts is uvq_tls_session_new with options |opts|
@@ -117,6 +128,11 @@ int uvq_tls_ctx_derive_ticket_key(const uvq_tls_ctx *ctx, const uint8_t *info,
  */
 int uvq_tls_session_configure(uvq_tls_ctx *ctx, gnutls_session_t session,
                               const char *server_name);
+
+/* uvq_tls_session_tp_refused returns nonzero if the qlog guard of
+ * |session| (UVQ_TLS_SESSION_QLOG_GUARD) refused the server's transport
+ * parameters; NULL gives 0. */
+int uvq_tls_session_tp_refused(gnutls_session_t session);
 
 /* uvq_tls_session_del frees |session| (NULL is a no-op). */
 void uvq_tls_session_del(gnutls_session_t session);
