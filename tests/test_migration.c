@@ -238,9 +238,10 @@ static int both_closed(void *ud) {
  * within the blackout: that is what stalls it. Returns when the rebinding
  * happened; *start is then. */
 static void rebind_blackout(qt_world *w, blackout *b, qt_app *cli,
-                            const uvq_settings *cs, uvq_tstamp blackout_ms,
+                            uvq_tstamp stream_keep_alive,
+                            uvq_tstamp stall_timeout, uvq_tstamp blackout_ms,
                             uvq_tstamp *start) {
-  uvq_settings ss;
+  uvq_settings ss, cs;
   int s, c;
 
   sides_init(cli);
@@ -249,8 +250,12 @@ static void rebind_blackout(qt_world *w, blackout *b, qt_app *cli,
   w->delay = 1 * UVQ_MILLISECONDS;
   uvq_settings_default(&ss);
   ss.initial_rtt = UVQ_MILLISECONDS;
+  uvq_settings_default(&cs);
+  cs.initial_rtt = UVQ_MILLISECONDS;
+  cs.stream_keep_alive = stream_keep_alive;
+  cs.stall_timeout = stall_timeout;
   s = qt_add_server(w, &ss, qt_app_accept, &g_srv);
-  c = qt_add_client(w, cs, NULL);
+  c = qt_add_client(w, &cs, NULL);
   memset(b, 0, sizeof(*b));
   b->n.client = c;
   b->n.server = s;
@@ -267,9 +272,12 @@ static void rebind_blackout(qt_world *w, blackout *b, qt_app *cli,
   *start = w->now;
 }
 
-static void client_settings(uvq_settings *cs) {
-  uvq_settings_default(cs);
-  cs->initial_rtt = UVQ_MILLISECONDS;
+/* Lets the world run out its timers, then frees it. */
+static void blackout_free(qt_world *w, qt_app *cli) {
+  qt_run(w, NULL, NULL, 60 * UVQ_SECONDS);
+  qt_app_free(cli);
+  qt_app_free(&g_srv);
+  qt_world_free(w);
 }
 
 /* 1 s of blackout: without the watchdog the server would answer the
@@ -282,14 +290,11 @@ static void test_migration_rebind_blackout_closes(void **state) {
   static blackout b;
   qt_world w;
   qt_app cli;
-  uvq_settings cs;
   uvq_endpoint_stats es;
   uvq_tstamp start;
   (void)state;
 
-  client_settings(&cs);
-  cs.stream_keep_alive = 50 * UVQ_MILLISECONDS;
-  rebind_blackout(&w, &b, &cli, &cs, 1000, &start);
+  rebind_blackout(&w, &b, &cli, 50 * UVQ_MILLISECONDS, 0, 1000, &start);
   assert_true(qt_run(&w, both_closed, &cli, 10 * UVQ_SECONDS));
   assert_true(b.dropped > 0);
   assert_int_equal(g_srv.ci.error, UVQ_ERR_PATH_STALLED);
@@ -308,10 +313,7 @@ static void test_migration_rebind_blackout_closes(void **state) {
                 "%.3f s after\n",
                 (double)(g_srv.closed_at - start) / 1e9,
                 (double)(cli.closed_at - start) / 1e9);
-  qt_run(&w, NULL, NULL, 60 * UVQ_SECONDS);
-  qt_app_free(&cli);
-  qt_app_free(&g_srv);
-  qt_world_free(&w);
+  blackout_free(&w, &cli);
 }
 
 /* 200 ms of blackout: ngtcp2 recovers by itself, and the watchdog must
@@ -320,14 +322,11 @@ static void test_migration_rebind_short_blackout(void **state) {
   static blackout b;
   qt_world w;
   qt_app cli;
-  uvq_settings cs;
   uvq_endpoint_stats es;
   uvq_tstamp start;
   (void)state;
 
-  client_settings(&cs);
-  cs.stream_keep_alive = 50 * UVQ_MILLISECONDS;
-  rebind_blackout(&w, &b, &cli, &cs, 200, &start);
+  rebind_blackout(&w, &b, &cli, 50 * UVQ_MILLISECONDS, 0, 200, &start);
   assert_true(qt_run(&w, qt_app_got_fin, &cli, 60 * UVQ_SECONDS));
   assert_true(b.dropped > 0);
   assert_int_equal(cli.received, g_srv.to_send);
@@ -347,14 +346,11 @@ static void test_migration_rebind_blackout_silent(void **state) {
   static blackout b;
   qt_world w;
   qt_app cli;
-  uvq_settings cs;
   uvq_endpoint_stats ss, cst;
   uvq_tstamp start;
   (void)state;
 
-  client_settings(&cs);
-  cs.stall_timeout = 2 * UVQ_SECONDS;
-  rebind_blackout(&w, &b, &cli, &cs, 5000, &start);
+  rebind_blackout(&w, &b, &cli, 0, 2 * UVQ_SECONDS, 5000, &start);
   assert_true(qt_run(&w, both_closed, &cli, 10 * UVQ_SECONDS));
   assert_int_equal(g_srv.ci.error, UVQ_ERR_PATH_STALLED);
   assert_true(g_srv.closed_at - start < UVQ_SECONDS);
@@ -366,10 +362,7 @@ static void test_migration_rebind_blackout_silent(void **state) {
   assert_true(cli.closed_at - start < 3 * UVQ_SECONDS);
   uvq_endpoint_get_stats(w.nodes[b.n.client].ep, &cst);
   assert_int_equal(cst.stalls, 1);
-  qt_run(&w, NULL, NULL, 60 * UVQ_SECONDS);
-  qt_app_free(&cli);
-  qt_app_free(&g_srv);
-  qt_world_free(&w);
+  blackout_free(&w, &cli);
 }
 
 int main(void) {
