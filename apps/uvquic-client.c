@@ -47,6 +47,19 @@
  *   --migrate-after MS [--nat-rebinding]  MS after the handshake, move the
  *       connection to a new local socket (active migration, or a NAT
  *       rebinding without path validation).
+ *
+ * Dead paths (settings, also for the load generator, where both default
+ * to off): --stream-keep-alive MS (default 1000) PINGs while requests are
+ * open and nothing arrives, so a slow but live server keeps answering with
+ * ACKs; --stall-timeout SECONDS (default 5, 0 = off) closes a connection
+ * that receives nothing at all for that long while requests are open.
+ * --retry N (h3): when a connection ends for a transient reason (stall,
+ * idle timeout, stateless reset, the server found no viable path, refused
+ * or unanswered before the handshake), reconnect after a backoff of 200 ms
+ * doubling per attempt, up to N times per connection, resuming the session
+ * (0-RTT) if a ticket came, and redo each unfinished download: from where
+ * it stopped with a Range request if the server sent "accept-ranges:
+ * bytes", else from the start, truncating the output.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -79,6 +92,14 @@
 /* Progress redraw period (ms) and the most bars drawn at once. */
 #define PROGRESS_MS 100
 #define PROGRESS_MAX_BARS 8
+/* --retry: the first backoff (ms), doubled per attempt; the tool's
+ * defaults of --stream-keep-alive (ms) and --stall-timeout (s). */
+#define RETRY_BACKOFF_MS 200
+#define RETRY_REASONS 7
+#define DEFAULT_STREAM_KEEP_ALIVE_MS 1000
+#define DEFAULT_STALL_TIMEOUT_S 5
+/* The transport error NO_VIABLE_PATH (RFC 9000 §20.1). */
+#define QUIC_NO_VIABLE_PATH 0x10
 
 typedef enum proto { PROTO_H3 = 0, PROTO_HQ } proto;
 
@@ -113,6 +134,10 @@ typedef struct dl {
   uint64_t last_t;
   uint64_t last_bytes;
   double rate;
+  /* --retry: the server sent "accept-ranges: bytes"; the offset this
+   * attempt asked for with a Range request (0: the whole body). */
+  int ranges;
+  uint64_t offset;
 } dl;
 
 typedef struct url {
@@ -140,6 +165,11 @@ struct group {
   size_t h3_left;
   /* How the last connection ended, when it failed. */
   char close_err[384];
+  int close_error, close_hs;
+  uint64_t close_code;
+  /* --retry: reconnections so far in this round. */
+  unsigned long attempts;
+  uv_timer_t retry_timer;
   /* The current connection and what we learnt about it. */
   uvq_conn *conn;
   uvq_uv_endpoint *ep;
@@ -199,6 +229,9 @@ struct client {
   uint64_t key_update_ms, migrate_ms;
   int nat_rebinding;
   json_t *stats;
+  /* --retry N, and the retries made, in all and per reason. */
+  unsigned long retry_max, retries;
+  unsigned long retry_why[RETRY_REASONS];
 };
 
 static void usage(FILE *f) {
@@ -212,8 +245,22 @@ static void usage(FILE *f) {
          "  --connections N            fetch everything N times, each on new\n"
          "                             connections\n"
          "  --initial-rtt MS           RTT assumed before the first sample\n"
+         "  --stream-keep-alive MS     PING every MS while requests are open\n"
+         "                             and nothing arrives (default 1000, 0 =\n"
+         "                             off): a slow but live server still\n"
+         "                             answers with ACKs\n"
+         "  --stall-timeout SECONDS    close a connection that receives\n"
+         "                             nothing at all for this long with\n"
+         "                             requests open: its path is dead\n"
+         "                             (default 5, 0 = off)\n"
+         "  --retry N                  after a transient failure (stall, idle\n"
+         "                             timeout, stateless reset, no viable\n"
+         "                             path, refused) reconnect and redo the\n"
+         "                             unfinished downloads, up to N times\n"
+         "                             (default 0; h3 only)\n"
          "  --concurrency C, --hold SECONDS, --rate R --duration SECONDS\n"
-         "                             load generation (see the source)\n"
+         "                             load generation (see the source;\n"
+         "                             keep-alive and stall timer off)\n"
          "  --token-file FILE          keep NEW_TOKENs per HOST:PORT, reuse\n"
          "  --session-file FILE        keep session tickets per HOST:PORT;\n"
          "                             resume and attempt 0-RTT next time\n"
@@ -454,7 +501,9 @@ static void describe_h3_failure(const group *g, const dl *d, char *buf,
     snprintf(buf, buflen, "stream reset by server: H3 code 0x%" PRIx64,
              d->app_error);
   } else if (d->error == UVQ_H3_ERR_CONN_CLOSED && g->close_err[0]) {
-    snprintf(buf, buflen, "%s", g->close_err);
+    snprintf(buf, buflen, "%s%s%s",
+             g->close_error ? uvq_strerror(g->close_error) : "",
+             g->close_error ? ": " : "", g->close_err);
   } else {
     snprintf(buf, buflen, "%s (code 0x%" PRIx64 ")", uvq_h3_strerror(d->error),
              d->app_error);
@@ -476,10 +525,118 @@ static void close_sinks(group *g) {
 
 static void round_done(client *c);
 
+/* --retry: what the summary calls each transient failure. */
+static const char *const retry_reasons[RETRY_REASONS] = {
+    "stalled",        "idle-timeout", "stateless-reset",  "path-stalled",
+    "no-viable-path", "refused",      "handshake-timeout"};
+
+/* The index in retry_reasons of why |g|'s connection ended, if a new
+ * connection may fare better, else -1. A server that answers nothing at
+ * all (ICMP port unreachable is ignored) times the handshake out. */
+static int transient_reason(const group *g) {
+  switch (g->close_error) {
+  case UVQ_ERR_STALLED:
+    return 0;
+  case UVQ_ERR_IDLE_TIMEOUT:
+    return 1;
+  case UVQ_ERR_STATELESS_RESET:
+    return 2;
+  case UVQ_ERR_PATH_STALLED:
+    return 3;
+  case UVQ_ERR_PEER_TRANSPORT:
+    return g->close_code == QUIC_NO_VIABLE_PATH ? 4 : -1;
+  case UVQ_ERR_PEER_REFUSED:
+    return g->close_hs ? -1 : 5;
+  case UVQ_ERR_HANDSHAKE_TIMEOUT:
+    return 6;
+  default:
+    return -1;
+  }
+}
+
+/* Empties |d|'s output for a new start. Returns 0, or -1 with errno set
+ * (a pipe or terminal cannot take back what was written). */
+static int sink_restart(dl *d) {
+  struct stat sb;
+
+  if (d->sink_fd < 0 || d->bytes == 0) {
+    return 0;
+  }
+  if (fstat(d->sink_fd, &sb) != 0 ||
+      (S_ISREG(sb.st_mode) && ftruncate(d->sink_fd, 0) != 0) ||
+      lseek(d->sink_fd, 0, SEEK_SET) != 0) {
+    return -1;
+  }
+  return 0;
+}
+
+/* Readies unfinished download |d| for the next connection: continue
+ * after what arrived if the server takes ranges, else start over.
+ * Returns 0, or -1 if the output cannot be started over (sink_errno). */
+static int dl_rewind(dl *d) {
+  if (d->ranges && d->status == 200 && d->bytes > 0) {
+    d->offset = d->bytes;
+  } else if (sink_restart(d) != 0) {
+    d->sink_errno = errno;
+    return -1;
+  } else {
+    d->offset = d->bytes = 0;
+  }
+  d->state = DL_PENDING;
+  d->status = 0;
+  d->error = 0;
+  d->app_error = 0;
+  d->total = -1;
+  d->last_bytes = d->bytes;
+  return 0;
+}
+
+static void on_retry_timer(uv_timer_t *t);
+
+/* --retry: if |g|'s connection ended for a transient reason with
+ * downloads unfinished and attempts left, rewinds those downloads and
+ * schedules a new connection for them. Returns 1 if it did. */
+static int group_retry(client *c, group *g) {
+  int why = transient_reason(g);
+  uint64_t backoff;
+  size_t i, n = 0;
+
+  if (why < 0 || g->attempts >= c->retry_max || c->proto != PROTO_H3) {
+    return 0;
+  }
+  for (i = 0; i < g->nurls; ++i) {
+    dl *d = &c->urls[g->urls[i]].d;
+    if (d->state != DL_DONE && d->error == UVQ_H3_ERR_CONN_CLOSED &&
+        !d->sink_errno && dl_rewind(d) == 0) {
+      ++n;
+    }
+  }
+  if (n == 0) {
+    return 0;
+  }
+  backoff = (uint64_t)RETRY_BACKOFF_MS << (g->attempts < 4 ? g->attempts : 4);
+  ++g->attempts;
+  ++c->retries;
+  ++c->retry_why[why];
+  if (!c->quiet) {
+    progress_clear(c);
+    fprintf(stderr,
+            "uvquic-client: %s:%s: %s: %s; retry %lu of %lu in %" PRIu64
+            " ms (%zu download%s)\n",
+            g->host, g->port, uvq_strerror(g->close_error), g->close_err,
+            g->attempts, c->retry_max, backoff, n, n == 1 ? "" : "s");
+  }
+  uv_timer_start(&g->retry_timer, on_retry_timer, backoff, 0);
+  return 1;
+}
+
 static void group_finish(client *c, group *g) {
   char why[512];
   size_t i;
 
+  if (group_retry(c, g)) {
+    return;
+  }
   for (i = 0; i < g->nurls; ++i) {
     dl *d = &c->urls[g->urls[i]].d;
     int ok;
@@ -515,6 +672,9 @@ static void group_finish(client *c, group *g) {
 
 static void record_close(group *g, const uvq_close_info *ci) {
   g->close_err[0] = '\0';
+  g->close_error = ci->error;
+  g->close_code = ci->code;
+  g->close_hs = ci->handshake_completed;
   if (ci->error != 0) {
     snprintf(g->close_err, sizeof(g->close_err),
              "connection closed by %s, code 0x%" PRIx64 "%s%.*s%s",
@@ -645,6 +805,9 @@ static void kv_put(kv_store *kv, const char *key, const uint8_t *val,
   free(e->val);
   e->val = (uint8_t *)buf;
   e->len = len;
+  if (kv->path == NULL) {
+    return;
+  }
   for (i = 0; i < kv->n; ++i) {
     total += strlen(kv->e[i].key) + 2 * kv->e[i].len + 2;
   }
@@ -806,10 +969,15 @@ static int w_on_session_ticket(uvq_conn *conn, const uint8_t *data, size_t len,
   char key[300];
 
   (void)user_data;
-  if (g != NULL && g->c->session_file != NULL) {
+  if (g != NULL && (g->c->session_file != NULL || g->c->retry_max > 0)) {
+    /* --retry alone keeps it in memory: a retry resumes with 0-RTT. */
     group_key(g, key, sizeof(key));
     kv_put(&g_sessions, key, data, len);
-    vlog(g, "stored a session ticket in %s", g->c->session_file);
+    if (g->c->session_file != NULL) {
+      vlog(g, "stored a session ticket in %s", g->c->session_file);
+    } else {
+      vlog(g, "kept a session ticket for a retry%s", "");
+    }
   }
   return 0;
 }
@@ -945,14 +1113,15 @@ static int group_connect(client *c, group *g, uvq_uv_endpoint *ep,
   if (!g->timers) {
     uv_timer_init(c->loop, &g->ku_timer);
     uv_timer_init(c->loop, &g->mig_timer);
-    g->ku_timer.data = g->mig_timer.data = g;
+    uv_timer_init(c->loop, &g->retry_timer);
+    g->ku_timer.data = g->mig_timer.data = g->retry_timer.data = g;
     g->timers = 1;
   }
   group_key(g, key, sizeof(key));
   if (c->token_file != NULL) {
     tok = kv_find(&g_tokens, key, 0);
   }
-  if (c->session_file != NULL) {
+  if (c->session_file != NULL || c->retry_max > 0) {
     ses = kv_find(&g_sessions, key, 0);
   }
   uvq_connect_params_default(&params);
@@ -1023,17 +1192,63 @@ static int64_t content_length(const uvq_h3_header *headers, size_t nheaders) {
   return -1;
 }
 
+/* The value of response field |name| (lent values are NUL-terminated), or
+ * NULL. */
+static const char *header_value(const uvq_h3_header *headers, size_t nheaders,
+                                const char *name) {
+  size_t i, len = strlen(name);
+
+  for (i = 0; i < nheaders; ++i) {
+    if (headers[i].namelen == len && memcmp(headers[i].name, name, len) == 0) {
+      return headers[i].value;
+    }
+  }
+  return NULL;
+}
+
+/* Nonzero if a 206 answers our "range: bytes=OFFSET-" (content-range
+ * "bytes OFFSET-..."). */
+static int range_matches(const uvq_h3_header *headers, size_t nheaders,
+                         uint64_t offset) {
+  const char *v = header_value(headers, nheaders, "content-range");
+  unsigned long long start;
+  char *end;
+
+  if (v == NULL || strncasecmp(v, "bytes ", 6) != 0 || v[6] < '0' ||
+      v[6] > '9') {
+    return 0;
+  }
+  errno = 0;
+  start = strtoull(v + 6, &end, 10);
+  return errno == 0 && *end == '-' && start == offset;
+}
+
 static void h3_on_response(uvq_h3_stream *st, unsigned int status,
                            const uvq_h3_header *headers, size_t nheaders,
                            void *user_data) {
   dl *d = user_data;
+  const char *ranges = header_value(headers, nheaders, "accept-ranges");
   int64_t total;
 
-  (void)st;
+  d->ranges = ranges != NULL && strcasecmp(ranges, "bytes") == 0;
+  total = content_length(headers, nheaders);
+  if (d->offset > 0 && status == 206 &&
+      range_matches(headers, nheaders, d->offset)) {
+    /* The rest of the body: count on from the offset. */
+    status = 200;
+    total = total >= 0 ? (int64_t)d->offset + total : -1;
+  } else if (d->offset > 0 && status == 200) {
+    /* The server sent the whole body after all: start over. */
+    d->offset = 0;
+    if (sink_restart(d) != 0) {
+      d->sink_errno = errno;
+      (void)uvq_h3_cancel(st);
+    }
+    d->bytes = d->last_bytes = 0;
+  }
   d->status = status;
   d->state = DL_ACTIVE;
   d->start = d->last_t = uv_hrtime();
-  total = content_length(headers, nheaders);
   if (total >= 0) {
     d->total = total;
   }
@@ -1115,12 +1330,27 @@ static int h3_start(client *c, group *g, uvq_uv_endpoint *ep) {
     g->h3 = NULL;
     return rv;
   }
-  g->h3_left = g->nurls;
+  g->h3_left = 0;
   for (i = 0; i < g->nurls; ++i) {
     url *u = &c->urls[g->urls[i]];
     uvq_h3_request req;
+    uvq_h3_header range;
+    char rbuf[40];
 
+    if (u->d.state != DL_PENDING) {
+      continue; /* --retry: done, or failed for good */
+    }
+    ++g->h3_left;
     uvq_h3_request_init(&req);
+    if (u->d.offset > 0) {
+      range.name = "range";
+      range.namelen = 5;
+      range.value = rbuf;
+      range.valuelen = (size_t)snprintf(rbuf, sizeof(rbuf),
+                                        "bytes=%" PRIu64 "-", u->d.offset);
+      req.headers = &range;
+      req.nheaders = 1;
+    }
     req.method = "GET";
     req.scheme = "https";
     req.authority = u->authority;
@@ -1138,8 +1368,9 @@ static int h3_start(client *c, group *g, uvq_uv_endpoint *ep) {
     }
   }
   if (g->h3_left > 0 && g->conn != NULL) {
-    /* Resuming with 0-RTT (--session-file): the GETs go out as early
-     * data; otherwise they wait for the handshake. */
+    /* Resuming with 0-RTT (--session-file, or a --retry after a ticket
+     * came): the GETs go out as early data; otherwise they wait for the
+     * handshake. */
     (void)uvq_h3_client_start(g->h3, g->conn);
   }
   if (g->h3_left == 0) {
@@ -1188,16 +1419,59 @@ static uvq_uv_endpoint *endpoint_for(client *c, int family, int *prv) {
   return *pep;
 }
 
+/* Opens |g|'s connection for its pending downloads (all of them at the
+ * start of a round; the unfinished ones on a --retry). */
+static void group_start(client *c, group *g) {
+  uvq_uv_endpoint *ep;
+  size_t i;
+  int rv;
+
+  g->close_err[0] = '\0';
+  g->close_error = 0;
+  ep = endpoint_for(c, g->addr.ss_family, &rv);
+  if (ep != NULL && c->proto == PROTO_H3) {
+    rv = h3_start(c, g, ep);
+  } else if (ep != NULL) {
+    rv = uvq_hq_client_new(&g->cli, g->reqs, g->nurls, NULL, hq_done_cb, g);
+    if (rv == 0) {
+      rv = group_connect(c, g, ep, uvq_hq_client_callbacks(), g->cli);
+      if (rv != 0) {
+        uvq_hq_client_del(g->cli);
+        g->cli = NULL;
+      }
+    }
+  }
+  if (rv != 0) {
+    for (i = 0; i < g->nurls; ++i) {
+      dl *d = &c->urls[g->urls[i]].d;
+      if (c->proto == PROTO_HQ) {
+        g->reqs[i].state = UVQ_HQ_FAILED;
+        g->reqs[i].error = rv;
+      } else if (d->state == DL_PENDING) {
+        d->state = DL_FAILED;
+        d->error = UVQ_H3_ERR_CONN_CLOSED;
+      }
+    }
+    snprintf(g->close_err, sizeof(g->close_err), "cannot connect to %s:%s: %s",
+             g->host, g->port, uvq_strerror(rv));
+    group_finish(c, g);
+  }
+}
+
+static void on_retry_timer(uv_timer_t *t) {
+  group *g = t->data;
+
+  group_start(g->c, g);
+}
+
 static void start_round(client *c) {
   size_t gi, i;
 
   c->active = c->ngroups;
   for (gi = 0; gi < c->ngroups; ++gi) {
     group *g = &c->groups[gi];
-    uvq_uv_endpoint *ep;
-    int rv;
 
-    g->close_err[0] = '\0';
+    g->attempts = 0;
     for (i = 0; i < g->nurls; ++i) {
       url *u = &c->urls[g->urls[i]];
       memset(&u->d, 0, sizeof(u->d));
@@ -1211,35 +1485,7 @@ static void start_round(client *c) {
         g->reqs[i].sink_fd = u->d.sink_fd;
       }
     }
-    ep = endpoint_for(c, g->addr.ss_family, &rv);
-    if (ep != NULL && c->proto == PROTO_H3) {
-      rv = h3_start(c, g, ep);
-    } else if (ep != NULL) {
-      rv = uvq_hq_client_new(&g->cli, g->reqs, g->nurls, NULL, hq_done_cb, g);
-      if (rv == 0) {
-        rv = group_connect(c, g, ep, uvq_hq_client_callbacks(), g->cli);
-        if (rv != 0) {
-          uvq_hq_client_del(g->cli);
-          g->cli = NULL;
-        }
-      }
-    }
-    if (rv != 0) {
-      for (i = 0; i < g->nurls; ++i) {
-        dl *d = &c->urls[g->urls[i]].d;
-        if (c->proto == PROTO_HQ) {
-          g->reqs[i].state = UVQ_HQ_FAILED;
-          g->reqs[i].error = rv;
-        } else {
-          d->state = DL_FAILED;
-          d->error = UVQ_H3_ERR_CONN_CLOSED;
-        }
-      }
-      snprintf(g->close_err, sizeof(g->close_err),
-               "cannot connect to %s:%s: %s", g->host, g->port,
-               uvq_strerror(rv));
-      group_finish(c, g);
-    }
+    group_start(c, g);
   }
 }
 
@@ -1261,6 +1507,7 @@ static void on_next(uv_timer_t *t) {
     if (c->groups[gi].timers) {
       uv_close((uv_handle_t *)&c->groups[gi].ku_timer, NULL);
       uv_close((uv_handle_t *)&c->groups[gi].mig_timer, NULL);
+      uv_close((uv_handle_t *)&c->groups[gi].retry_timer, NULL);
       c->groups[gi].timers = 0;
     }
   }
@@ -1913,6 +2160,9 @@ int main(int argc, char **argv) {
       {"key-update", required_argument, NULL, CLI_OPT_FIRST_TOOL + 3},
       {"migrate-after", required_argument, NULL, CLI_OPT_FIRST_TOOL + 4},
       {"nat-rebinding", no_argument, NULL, CLI_OPT_FIRST_TOOL + 5},
+      {"stream-keep-alive", required_argument, NULL, CLI_OPT_FIRST_TOOL + 6},
+      {"stall-timeout", required_argument, NULL, CLI_OPT_FIRST_TOOL + 7},
+      {"retry", required_argument, NULL, CLI_OPT_FIRST_TOOL + 8},
       CLI_COMMON_OPTIONS,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -1922,6 +2172,9 @@ int main(int argc, char **argv) {
   uvq_tls_config tcfg;
   const char *ca = NULL;
   int insecure = 0, usage_error = 0, conc_set = 0, ch, rv;
+  /* UINT64_MAX: not given (the tool's default, off for the load
+   * generator). */
+  uint64_t stream_keep_alive = UINT64_MAX, stall_timeout = UINT64_MAX;
   size_t i, j;
   client c;
   double secs;
@@ -1956,6 +2209,18 @@ int main(int argc, char **argv) {
       break;
     case CLI_OPT_FIRST_TOOL + 5:
       c.nat_rebinding = 1;
+      break;
+    case CLI_OPT_FIRST_TOOL + 6:
+      stream_keep_alive =
+          cli_parse_u64(optarg, "--stream-keep-alive", 0, 60000) * 1000000u;
+      break;
+    case CLI_OPT_FIRST_TOOL + 7:
+      stall_timeout = strcmp(optarg, "0") == 0
+                          ? 0
+                          : cli_parse_secs(optarg, "--stall-timeout", 3600);
+      break;
+    case CLI_OPT_FIRST_TOOL + 8:
+      c.retry_max = (unsigned long)cli_parse_u64(optarg, "--retry", 0, 100);
       break;
     case 'k':
       insecure = 1;
@@ -2067,12 +2332,26 @@ int main(int argc, char **argv) {
     cli_fail_usage("%s", "--nat-rebinding needs --migrate-after");
   }
   if (c.lg && (c.token_file || c.session_file || c.stats_json ||
-               c.key_update_ms || c.migrate_ms)) {
+               c.key_update_ms || c.migrate_ms || c.retry_max)) {
     cli_fail_usage("%s",
                    "--token-file, --session-file, --stats-json, "
-                   "--key-update and --migrate-after are not for the load "
-                   "generator");
+                   "--key-update, --migrate-after and --retry are not for "
+                   "the load generator");
   }
+  if (c.retry_max > 0 && c.proto != PROTO_H3) {
+    cli_fail_usage("%s", "--retry needs --alpn h3");
+  }
+  /* The load generator holds many connections with streams open: no
+   * PINGs or stall timer unless asked for. */
+  if (stream_keep_alive == UINT64_MAX) {
+    stream_keep_alive =
+        c.lg ? 0 : (uint64_t)DEFAULT_STREAM_KEEP_ALIVE_MS * 1000000u;
+  }
+  if (stall_timeout == UINT64_MAX) {
+    stall_timeout = c.lg ? 0 : (uint64_t)DEFAULT_STALL_TIMEOUT_S * 1000000000u;
+  }
+  c.settings.stream_keep_alive = stream_keep_alive;
+  c.settings.stall_timeout = stall_timeout;
   cli_common_apply(&c.cc, &c.settings);
   if (c.token_file) {
     kv_load(&g_tokens, c.token_file);
@@ -2181,11 +2460,29 @@ int main(int argc, char **argv) {
   }
   secs = (double)(c.end - c.start) / 1e9;
   if (!c.quiet && !c.lg) {
+    /* ", retries: K (stalled 1, no-viable-path 1)" with --retry. */
+    char retries[256] = "";
+    if (c.retry_max > 0) {
+      const char *sep = " (";
+      size_t off = (size_t)snprintf(retries, sizeof(retries), ", retries: %lu",
+                                    c.retries);
+      for (i = 0; i < RETRY_REASONS; ++i) {
+        if (c.retry_why[i] > 0) {
+          off +=
+              (size_t)snprintf(retries + off, sizeof(retries) - off, "%s%s %lu",
+                               sep, retry_reasons[i], c.retry_why[i]);
+          sep = ", ";
+        }
+      }
+      if (c.retries > 0) {
+        snprintf(retries + off, sizeof(retries) - off, ")");
+      }
+    }
     fprintf(stderr,
             "downloaded %" PRIu64 " files, %" PRIu64
-            " bytes in %.3f s (%.1f Mbit/s)\n",
+            " bytes in %.3f s (%.1f Mbit/s)%s\n",
             c.files, c.bytes, secs,
-            secs > 0 ? (double)c.bytes * 8 / secs / 1e6 : 0.0);
+            secs > 0 ? (double)c.bytes * 8 / secs / 1e6 : 0.0, retries);
   }
   if (c.stats != NULL) {
     char *text = json_dumps(c.stats, JSON_INDENT(2));

@@ -4,8 +4,8 @@
  *   uvq_impair --upstream HOST:PORT [--listen HOST:PORT] [--loss PCT]
  *              [--reorder PCT] [--reorder-delay MS] [--dup PCT]
  *              [--corrupt PCT] [--delay MS] [--rebind-after MS]
- *              [--rebind-every MS] [--rebind-after-bytes N] [--seed N]
- *              [--max-queue N]
+ *              [--rebind-every MS] [--rebind-after-bytes N]
+ *              [--blackout-after-rebind MS] [--seed N] [--max-queue N]
  *              [--stats-file FILE]
  *
  * Clients send to the relay's --listen address (default 127.0.0.1:0); the
@@ -33,7 +33,10 @@
  * forwarded towards the client: a point in a transfer independent of
  * timing. rebind_s2c_bytes is where the first rebinding happened, and
  * s2c_after_rebind counts datagrams the server sent to the newest port (so
- * the server did follow the client).
+ * the server did follow the client). --blackout-after-rebind MS drops
+ * every server->client datagram sent in the MS milliseconds after the
+ * first rebinding (a path that is dead for a while, whatever the server
+ * does): counted as blackout_dropped, not in s2c_dropped.
  *
  * On SIGTERM or SIGINT it prints its counters to stderr (and to
  * --stats-file, as key=value lines) and exits 0. Kernel receive-buffer
@@ -103,6 +106,7 @@ typedef struct {
   uint64_t delay_ns, reorder_delay_ns;
   uint64_t rebind_after_ns, rebind_every_ns;
   uint64_t rebind_after_bytes; /* 0 = off */
+  uint64_t blackout_ns;        /* after the first rebinding; 0 = off */
   uint64_t seed;
   size_t max_queue;
   const char *stats_file;
@@ -113,6 +117,8 @@ static dir_stats stats[NDIR];
 static uint64_t rebinds;
 static uint64_t rebind_s2c_bytes; /* s2c bytes forwarded at the first one */
 static uint64_t s2c_after_rebind; /* server datagrams to the newest port */
+static uint64_t blackout_until;   /* CLOCK_MONOTONIC ns; 0 = none */
+static uint64_t blackout_dropped; /* s2c datagrams it dropped */
 static uint64_t rng_state[NDIR];
 
 static int front_fd = -1, timer_fd = -1, sig_fd = -1, ep_fd = -1;
@@ -134,13 +140,13 @@ static void die(const char *what) {
 }
 
 static void usage(void) {
-  fprintf(
-      stderr,
-      "usage: uvq_impair --upstream HOST:PORT [--listen HOST:PORT] "
-      "[--loss PCT] [--reorder PCT] [--reorder-delay MS] [--dup PCT] "
-      "[--corrupt PCT] [--delay MS] [--rebind-after MS] "
-      "[--rebind-every MS] [--rebind-after-bytes N] [--seed N] [--max-queue N] "
-      "[--stats-file FILE]\n");
+  fprintf(stderr,
+          "usage: uvq_impair --upstream HOST:PORT [--listen HOST:PORT] "
+          "[--loss PCT] [--reorder PCT] [--reorder-delay MS] [--dup PCT] "
+          "[--corrupt PCT] [--delay MS] [--rebind-after MS] "
+          "[--rebind-every MS] [--rebind-after-bytes N] "
+          "[--blackout-after-rebind MS] [--seed N] [--max-queue N] "
+          "[--stats-file FILE]\n");
   exit(2);
 }
 
@@ -383,6 +389,10 @@ static void rebind_all(void);
 
 static void send_pkt(const pkt *p) {
   ssize_t n;
+  if (p->dir == DIR_S2C && blackout_until != 0 && now_ns() < blackout_until) {
+    blackout_dropped++;
+    return;
+  }
   if (p->dir == DIR_C2S) {
     n = sendto(p->f->fd, p->data, p->len, 0, (struct sockaddr *)&upstream,
                upstream_len);
@@ -414,6 +424,9 @@ static void rebind_all(void) {
   }
   if (rebinds == 0) {
     rebind_s2c_bytes = stats[DIR_S2C].bytes;
+    if (cfg.blackout_ns) {
+      blackout_until = now_ns() + cfg.blackout_ns;
+    }
   }
   rebinds++;
   s2c_after_rebind = 0;
@@ -564,13 +577,13 @@ static void report(FILE *out) {
           "forwarded=%" PRIu64 "\ndropped=%" PRIu64 "\nreordered=%" PRIu64
           "\nduplicated=%" PRIu64 "\ncorrupted=%" PRIu64 "\nrebinds=%" PRIu64
           "\nrebind_s2c_bytes=%" PRIu64 "\ns2c_after_rebind=%" PRIu64
-          "\nflows=%zu\nseed=%" PRIu64 "\n",
+          "\nblackout_dropped=%" PRIu64 "\nflows=%zu\nseed=%" PRIu64 "\n",
           stats[0].forwarded + stats[1].forwarded,
           stats[0].dropped + stats[1].dropped,
           stats[0].reordered + stats[1].reordered,
           stats[0].duplicated + stats[1].duplicated,
           stats[0].corrupted + stats[1].corrupted, rebinds, rebind_s2c_bytes,
-          s2c_after_rebind, nflows, cfg.seed);
+          s2c_after_rebind, blackout_dropped, nflows, cfg.seed);
 }
 
 static void write_stats(void) {
@@ -610,6 +623,7 @@ static void parse_args(int argc, char **argv, struct sockaddr_storage *listen,
       {"rebind-after", required_argument, NULL, 'a'},
       {"rebind-every", required_argument, NULL, 'e'},
       {"rebind-after-bytes", required_argument, NULL, 'b'},
+      {"blackout-after-rebind", required_argument, NULL, 'B'},
       {"seed", required_argument, NULL, 's'},
       {"max-queue", required_argument, NULL, 'q'},
       {"stats-file", required_argument, NULL, 'S'},
@@ -657,6 +671,9 @@ static void parse_args(int argc, char **argv, struct sockaddr_storage *listen,
       break;
     case 'b':
       cfg.rebind_after_bytes = parse_u64(optarg, "--rebind-after-bytes");
+      break;
+    case 'B':
+      cfg.blackout_ns = parse_ms(optarg, "--blackout-after-rebind");
       break;
     case 's':
       cfg.seed = parse_u64(optarg, "--seed");
