@@ -306,7 +306,13 @@ typedef struct uvq_settings {
   uint64_t retry_token_lifetime;
   /** Lifetime of NEW_TOKEN tokens (seconds of wall time). Default 86400. */
   uint64_t new_token_lifetime;
-  /** Bytes a stream may hold unacknowledged in its send buffer. Default 1 MiB.
+  /**
+   * Bytes a stream may hold unacknowledged in its send buffer. Default 1 MiB.
+   * A stream also takes no more unsent bytes than the peer's remaining
+   * flow-control credit on it plus one 64 KiB lookahead (so a credit update
+   * finds data ready while the writer makes more): a peer that grants no
+   * credit makes a stream hold at most that lookahead, whatever the writer
+   * offers (writes come back short, on_stream_writable follows the credit).
    */
   size_t stream_send_buffer;
   /** Concurrent connections allowed; 0 = no limit. Default 0. */
@@ -465,6 +471,16 @@ typedef struct uvq_settings {
    * means the path is gone; uvquic-client uses 5 s with a 1 s keep-alive.
    */
   uint64_t stall_timeout;
+  /**
+   * Bytes all of a connection's streams may hold in their send buffers
+   * together (unsent and unacknowledged); over it, writes come back short
+   * and on_stream_writable follows acknowledgements. Counted in
+   * uvq_endpoint_stats.send_budget_pushbacks. Default 8 MiB: enough for
+   * a full congestion window at the default flow-control windows; a
+   * connection whose peer grants no credit stays far below it (one
+   * lookahead per stream).
+   */
+  size_t conn_send_budget;
 } uvq_settings;
 
 /** uvq_settings_default fills |s| with the defaults listed above. */
@@ -1485,6 +1501,9 @@ typedef struct uvq_endpoint_stats {
   uint64_t pool_cached_bytes;
   uint64_t pool_outstanding;
   uint64_t pool_outstanding_bytes;
+  /** Stream writes cut short because their connection's send budget
+   * (settings.conn_send_budget) was spent. */
+  uint64_t send_budget_pushbacks;
   /**
    * Calls whose |now| was older than one the endpoint had already been
    * given: each ran at the newer time instead (ngtcp2 requires that time

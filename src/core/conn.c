@@ -380,6 +380,9 @@ static int cb_extend_max_stream_data(ngtcp2_conn *q, int64_t stream_id,
     conn->nblocked--;
     uvq_stream_ready(conn, s);
   }
+  if (s) {
+    uvq_stream_credit(conn, s);
+  }
   return 0;
 }
 

@@ -180,7 +180,12 @@ struct uvq_conn {
   uvq_stream *ready_head, *ready_tail;
   uvq_stream *writable_pending;
   uvq_stream *stop_pending;
-  size_t nblocked;         /* streams with data_blocked set */
+  size_t nblocked; /* streams with data_blocked set */
+  /* Bytes all streams hold in their send buffers (written - acked), and
+   * whether a write came back short for the send budget (stream.c). */
+  uint64_t send_buffered;
+  int budget_waiters;
+  size_t budget_scan;      /* where the next budget release starts looking */
   uvq_tstamp app_deadline; /* uvq_conn_set_app_timer */
 
   /* Outgoing DATAGRAMs. */
@@ -463,6 +468,9 @@ void uvq_stream_consumed(uvq_conn *conn, uvq_stream *s, size_t n,
 void uvq_stream_ack(uvq_conn *conn, uvq_stream *s, uint64_t offset,
                     uint64_t len);
 size_t uvq_stream_buffered(const uvq_stream *s);
+/* The peer raised |s|'s flow-control credit: a writer waiting for room
+ * hears of it. */
+void uvq_stream_credit(uvq_conn *conn, uvq_stream *s);
 
 /* waker.c */
 int uvq_wake_hub_new(uvq_wake_hub **phub, uvq_endpoint *ep, const uvq_mem *mem);

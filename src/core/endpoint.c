@@ -336,6 +336,7 @@ int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
       ep->settings.stateless_queue_len == 0 ||
       ep->settings.max_burst_datagrams == 0 ||
       ep->settings.stream_send_buffer == 0 ||
+      ep->settings.conn_send_budget == 0 ||
       (unsigned)ep->settings.cc_algo > UVQ_CC_BBR) {
     rv = UVQ_ERR_INVALID_ARGUMENT;
     goto fail_settings;

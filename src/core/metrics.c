@@ -495,6 +495,9 @@ ssize_t uvq_endpoint_write_prometheus(uvq_endpoint *ep, char *buf, size_t len,
   gauge(&p, "send_buffer_pool_outstanding_bytes",
         "Bytes of the send buffers held by connections.",
         s->pool_outstanding_bytes);
+  counter(&p, "send_budget_pushbacks_total",
+          "Stream writes cut short by their connection's send budget.",
+          s->send_budget_pushbacks);
   counter(&p, "clock_backwards_total",
           "Calls whose time was older than one already given (run at the "
           "newer time).",

@@ -40,6 +40,7 @@ void uvq_settings_default(uvq_settings *s) {
   s->stateless_reset_rate = 100;
   s->stateless_reset_burst = 100;
   s->send_buffer_cache = 1u << 20;
+  s->conn_send_budget = 8u << 20;
 }
 
 void uvq_endpoint_config_default(uvq_endpoint_config *cfg) {

@@ -148,6 +148,8 @@ static void free_chunks(uvq_conn *conn, uvq_stream *s) {
   s->head = s->tail = s->send_chunk = NULL;
 }
 
+static void budget_released(uvq_conn *conn);
+
 void uvq_stream_destroy(uvq_conn *conn, uvq_stream *s) {
   if (s->data_blocked) {
     conn->nblocked--;
@@ -172,9 +174,11 @@ void uvq_stream_destroy(uvq_conn *conn, uvq_stream *s) {
     }
   }
   conn->m.stream_lost_closed += s->loss_seen;
+  conn->send_buffered -= s->written - s->acked;
   table_remove(conn, s);
   free_chunks(conn, s);
   uvq_free(conn->ep->mem, s);
+  budget_released(conn);
 }
 
 void uvq_stream_table_free(uvq_conn *conn) {
@@ -242,6 +246,102 @@ size_t uvq_stream_buffered(const uvq_stream *s) {
   return (size_t)(s->written - s->acked);
 }
 
+/* Unsent bytes a stream may hold beyond the peer's credit: one provider
+ * read (the 64 KiB bulk class), so a MAX_STREAM_DATA finds a chunk ready
+ * to go while on_stream_writable has the writer make the next. */
+#define UVQ_SEND_LOOKAHEAD (64u * 1024)
+
+/* How many more bytes |s| may take now, the least of: its buffer
+ * (stream_send_buffer, in flight included); the peer's credit (unsent
+ * bytes at most the stream's remaining flow-control credit plus
+ * UVQ_SEND_LOOKAHEAD); and what is left of the connection's budget
+ * (conn_send_budget, all streams together). */
+static uint64_t send_room(const uvq_conn *conn, const uvq_stream *s,
+                          int *pbudget) {
+  const uvq_settings *st = &conn->ep->settings;
+  uint64_t buffered = s->written - s->acked, unsent = s->written - s->sent;
+  uint64_t credit =
+      ngtcp2_conn_get_max_stream_data_left(conn->q, s->id) + UVQ_SEND_LOOKAHEAD;
+  uint64_t room =
+      st->stream_send_buffer > buffered ? st->stream_send_buffer - buffered : 0;
+  uint64_t left = st->conn_send_budget > conn->send_buffered
+                      ? st->conn_send_budget - conn->send_buffered
+                      : 0;
+
+  room = credit > unsent && credit - unsent < room ? credit - unsent
+         : credit > unsent                         ? room
+                                                   : 0;
+  *pbudget = left < room;
+  return left < room ? left : room;
+}
+
+/* A writer that came back short hears when |s| has room again. */
+static void maybe_writable(uvq_conn *conn, uvq_stream *s) {
+  int budget;
+  if (s->want_writable && !s->writable_pending &&
+      send_room(conn, s, &budget) > 0) {
+    s->want_writable = 0;
+    s->writable_pending = 1;
+    s->pending_next = conn->writable_pending;
+    conn->writable_pending = s;
+  }
+}
+
+void uvq_stream_credit(uvq_conn *conn, uvq_stream *s) {
+  maybe_writable(conn, s);
+}
+
+static void buffered_grew(uvq_conn *conn, size_t n) {
+  conn->send_buffered += n;
+}
+
+/* A write came back short: the writer hears of room later; a budget
+ * pushback is counted, and every stream is looked at when it lifts. */
+static void short_write(uvq_conn *conn, uvq_stream *s, int budget) {
+  s->want_writable = 1;
+  if (budget) {
+    conn->budget_waiters = 1;
+    conn->ep->stats.send_budget_pushbacks++;
+  }
+}
+
+/* Streams cut short by the connection's budget hear of room: as many as
+ * the room can serve one lookahead each (at least one), taken round robin
+ * from where the last release stopped, so an acknowledgement neither
+ * wakes every stream for a few bytes nor favours the first ones. */
+static void budget_released(uvq_conn *conn) {
+  uvq_stream_table *t = &conn->streams;
+  uint64_t budget = conn->ep->settings.conn_send_budget, wake;
+  size_t i, n;
+
+  if (!conn->budget_waiters || conn->send_buffered >= budget || t->cap == 0) {
+    return;
+  }
+  wake = (budget - conn->send_buffered) / UVQ_SEND_LOOKAHEAD;
+  if (wake == 0) {
+    if (budget - conn->send_buffered < budget / 2) {
+      return; /* wait for a lookahead's worth, unless the budget is small */
+    }
+    wake = 1;
+  }
+  conn->budget_waiters = 0;
+  for (n = 0; n < t->cap; n++) {
+    uvq_stream *s;
+    i = (conn->budget_scan + n) % t->cap;
+    s = t->slots[i];
+    if (s == NULL || !s->want_writable) {
+      continue;
+    }
+    if (wake == 0) {
+      conn->budget_waiters = 1; /* more are waiting: next time */
+      break;
+    }
+    maybe_writable(conn, s);
+    wake--;
+    conn->budget_scan = i + 1;
+  }
+}
+
 size_t uvq_stream_unsent_iov(uvq_stream *s, ngtcp2_vec *iov, size_t iovcnt,
                              size_t maxbytes, uint64_t *ptotal) {
   uvq_chunk *c = s->send_chunk;
@@ -288,6 +388,7 @@ void uvq_stream_ack(uvq_conn *conn, uvq_stream *s, uint64_t offset,
   uint64_t end = offset + len;
   if (end > s->acked) {
     conn->m.stream_bytes_acked += end - (offset > s->acked ? offset : s->acked);
+    conn->send_buffered -= end - s->acked;
     s->acked = end;
   }
   /* ngtcp2 forgets the count with the stream: keep the latest (metrics.c). */
@@ -308,14 +409,8 @@ void uvq_stream_ack(uvq_conn *conn, uvq_stream *s, uint64_t offset,
   if (s->head == NULL) {
     s->tail = NULL;
   }
-  if (s->want_writable &&
-      uvq_stream_buffered(s) < conn->ep->settings.stream_send_buffer &&
-      !s->writable_pending) {
-    s->want_writable = 0;
-    s->writable_pending = 1;
-    s->pending_next = conn->writable_pending;
-    conn->writable_pending = s;
-  }
+  maybe_writable(conn, s);
+  budget_released(conn);
 }
 
 /* Puts |c|, holding stream offsets from |off| on, at the end of the send
@@ -402,9 +497,9 @@ static int api_stream(uvq_conn *conn, int64_t stream_id, uvq_stream **ps) {
 ssize_t uvq_stream_write(uvq_conn *conn, int64_t stream_id, const uint8_t *data,
                          size_t len, int fin) {
   uvq_stream *s;
-  size_t room, n;
-
-  int rv;
+  uint64_t room;
+  size_t n;
+  int rv, budget;
 
   if (data == NULL && len > 0) {
     return UVQ_ERR_INVALID_ARGUMENT;
@@ -416,20 +511,18 @@ ssize_t uvq_stream_write(uvq_conn *conn, int64_t stream_id, const uint8_t *data,
   if (s->shut_wr || s->fin_requested || !has_send_side(conn, s)) {
     return UVQ_ERR_STREAM_SHUT;
   }
-  room = conn->ep->settings.stream_send_buffer - uvq_stream_buffered(s);
-  if (uvq_stream_buffered(s) >= conn->ep->settings.stream_send_buffer) {
-    room = 0;
-  }
-  n = len < room ? len : room;
+  room = send_room(conn, s, &budget);
+  n = len < room ? len : (size_t)room;
   if (n) {
     n = append(conn, s, data, n);
     if (n == 0) {
       return UVQ_ERR_NOMEM;
     }
     s->written += n;
+    buffered_grew(conn, n);
   }
   if (n < len) {
-    s->want_writable = 1;
+    short_write(conn, s, budget);
   } else if (fin) {
     s->fin_requested = 1;
   }
@@ -443,7 +536,7 @@ ssize_t uvq_stream_write_ref(uvq_conn *conn, int64_t stream_id,
                              void (*free_cb)(void *ptr, void *ud), void *ud) {
   uvq_stream *s;
   uvq_chunk *c;
-  int rv;
+  int rv, budget;
 
   if (len == 0) {
     /* Nothing to reference: a plain FIN (or no-op) write. */
@@ -459,10 +552,10 @@ ssize_t uvq_stream_write_ref(uvq_conn *conn, int64_t stream_id,
   if (s->shut_wr || s->fin_requested || !has_send_side(conn, s)) {
     return UVQ_ERR_STREAM_SHUT;
   }
-  /* All or nothing: taken whole while the buffer has any room at all, so
-   * the buffer may overshoot by at most one reference. */
-  if (uvq_stream_buffered(s) >= conn->ep->settings.stream_send_buffer) {
-    s->want_writable = 1;
+  /* All or nothing: taken whole while there is any room at all, so each
+   * bound may be overshot by at most one reference. */
+  if (send_room(conn, s, &budget) == 0) {
+    short_write(conn, s, budget);
     return 0;
   }
   c = chunk_get(conn, uvq_pool_class(sizeof(*c)));
@@ -475,6 +568,7 @@ ssize_t uvq_stream_write_ref(uvq_conn *conn, int64_t stream_id,
   c->free_ud = ud;
   link_chunk(s, c, s->written);
   s->written += len;
+  buffered_grew(conn, len);
   if (fin) {
     s->fin_requested = 1;
   }
