@@ -425,6 +425,47 @@ static int vn_client_fn(qt_world *w, int from, qt_pkt *p, void *ud) {
   return 0;
 }
 
+/* The stateless counters count what was queued: a burst of ten Initials
+ * of an unknown version against a queue of four gets four Version
+ * Negotiations counted and sent, and six drops counted as queue full. */
+static void test_endpoint_stateless_counters_honest(void **state) {
+  qt_world w;
+  server_app srv;
+  uvq_endpoint_stats es;
+  uvq_settings st;
+  capture_filter f = {0};
+  uint8_t pkt[1200], dcid[8], scid[8];
+  uvq_path path;
+  (void)state;
+
+  world_init(&w, 14, &srv);
+  uvq_settings_default(&st);
+  st.stateless_queue_len = 4;
+  int s = qt_add_server(&w, &st, on_accept, &srv.pool);
+  int c = qt_add_client(&w, NULL, NULL);
+  f.from = s;
+  w.filter = capture_fn;
+  w.filter_ud = &f;
+  path.local = w.nodes[s].addr;
+  path.remote = w.nodes[c].addr;
+  for (int k = 0; k < 10; k++) {
+    for (size_t i = 0; i < 8; i++) {
+      dcid[i] = (uint8_t)qt_rand(&w);
+      scid[i] = (uint8_t)qt_rand(&w);
+    }
+    make_long_pkt(pkt, sizeof(pkt), 0x1a2a3a4au, dcid, 8, scid, 8, &w);
+    assert_int_equal(
+        uvq_endpoint_recv(w.nodes[s].ep, &path, 0, pkt, sizeof(pkt), 0, w.now),
+        0);
+  }
+  qt_run(&w, NULL, NULL, UVQ_SECONDS);
+  uvq_endpoint_get_stats(w.nodes[s].ep, &es);
+  assert_int_equal(es.version_negotiations_sent, 4);
+  assert_int_equal(es.dropped[UVQ_DROP_STATELESS_QUEUE_FULL], 6);
+  assert_int_equal(f.count, 4);
+  world_free(&w, &srv);
+}
+
 static void test_endpoint_version_negotiation_client(void **state) {
   qt_world w;
   server_app srv;
@@ -1311,6 +1352,7 @@ int main(void) {
       cmocka_unit_test(test_endpoint_retry_token_tampered),
       cmocka_unit_test(test_endpoint_retry_token_expired),
       cmocka_unit_test(test_endpoint_version_negotiation_server),
+      cmocka_unit_test(test_endpoint_stateless_counters_honest),
       cmocka_unit_test(test_endpoint_version_negotiation_client),
       cmocka_unit_test(test_endpoint_handshake_timeout),
       cmocka_unit_test(test_endpoint_idle_timeout),

@@ -30,8 +30,8 @@ void uvq_acceptor_send_version_negotiation(uvq_endpoint *ep,
     uvq_ep_drop(ep, UVQ_DROP_MALFORMED);
     return;
   }
-  ep->stats.version_negotiations_sent++;
-  uvq_ep_queue_stateless(ep, path, buf, (size_t)n);
+  uvq_ep_queue_stateless(ep, path, buf, (size_t)n,
+                         &ep->stats.version_negotiations_sent);
 }
 
 /* Closes a client's attempt without creating state. */
@@ -44,8 +44,8 @@ static void send_stateless_close(uvq_endpoint *ep, const uvq_path *path,
     uvq_ep_drop(ep, UVQ_DROP_MALFORMED);
     return;
   }
-  ep->stats.stateless_closes_sent++;
-  uvq_ep_queue_stateless(ep, path, buf, (size_t)n);
+  uvq_ep_queue_stateless(ep, path, buf, (size_t)n,
+                         &ep->stats.stateless_closes_sent);
 }
 
 static void send_retry(uvq_endpoint *ep, const uvq_path *path,
@@ -74,8 +74,7 @@ static void send_retry(uvq_endpoint *ep, const uvq_path *path,
     uvq_ep_drop(ep, UVQ_DROP_ACCEPT_FAILED);
     return;
   }
-  ep->stats.retries_sent++;
-  uvq_ep_queue_stateless(ep, path, buf, (size_t)n);
+  uvq_ep_queue_stateless(ep, path, buf, (size_t)n, &ep->stats.retries_sent);
 }
 
 static int want_retry(uvq_endpoint *ep) {

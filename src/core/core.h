@@ -317,9 +317,10 @@ void uvq_ep_timer_update(uvq_endpoint *ep, uvq_conn *conn);
 void uvq_ep_refresh_timers(uvq_endpoint *ep);
 void uvq_ep_timer_remove(uvq_endpoint *ep, uvq_conn *conn);
 void uvq_ep_drop(uvq_endpoint *ep, uvq_drop_reason r);
-/* Queues a stateless reply; counts overflow. */
+/* Queues a stateless reply and counts it in |*sent| (a stats field); a
+ * full queue drops it instead, counted as stateless_queue_full. */
 void uvq_ep_queue_stateless(uvq_endpoint *ep, const uvq_path *path,
-                            const uint8_t *data, size_t len);
+                            const uint8_t *data, size_t len, uint64_t *sent);
 uint64_t uvq_ep_wall_time(uvq_endpoint *ep);
 /* Every |now| an API call takes passes through one of these before it
  * reaches ngtcp2, which asserts that its timestamps never go backwards.

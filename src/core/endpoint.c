@@ -202,12 +202,13 @@ uint64_t uvq_ep_wall_time(uvq_endpoint *ep) {
 }
 
 void uvq_ep_queue_stateless(uvq_endpoint *ep, const uvq_path *path,
-                            const uint8_t *data, size_t len) {
+                            const uint8_t *data, size_t len, uint64_t *sent) {
   uvq_stateless_pkt *p;
   if (ep->sq_len == ep->sq_cap || len > UVQ_MAX_DATAGRAM) {
     uvq_ep_drop(ep, UVQ_DROP_STATELESS_QUEUE_FULL);
     return;
   }
+  (*sent)++;
   p = &ep->sq[(ep->sq_head + ep->sq_len) % ep->sq_cap];
   p->path = *path;
   p->len = len;

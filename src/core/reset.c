@@ -208,6 +208,6 @@ void uvq_reset_send(uvq_endpoint *ep, const uvq_path *path,
   if (n < 0) {
     return;
   }
-  ep->stats.stateless_resets_sent++;
-  uvq_ep_queue_stateless(ep, path, buf, (size_t)n);
+  uvq_ep_queue_stateless(ep, path, buf, (size_t)n,
+                         &ep->stats.stateless_resets_sent);
 }
