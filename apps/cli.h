@@ -208,6 +208,7 @@ enum {
   CLI_OPT_DISABLE_MIGRATION,
   CLI_OPT_MAX_UDP_PAYLOAD,
   CLI_OPT_QLOG_DIR,
+  CLI_OPT_MAX_CONNECTIONS,
   CLI_OPT_FIRST_TOOL /* each tool numbers its own options from here */
 };
 
@@ -224,6 +225,7 @@ enum {
   {"disable-migration", no_argument, NULL, CLI_OPT_DISABLE_MIGRATION}, \
   {"max-udp-payload", required_argument, NULL, CLI_OPT_MAX_UDP_PAYLOAD}, \
   {"qlog-dir", required_argument, NULL, CLI_OPT_QLOG_DIR}, \
+  {"max-connections", required_argument, NULL, CLI_OPT_MAX_CONNECTIONS}, \
   {"verbose", no_argument, NULL, 'v'}
 /* clang-format on */
 
@@ -237,13 +239,15 @@ enum {
   "  --no-pmtud                 no path MTU discovery\n"                       \
   "  --disable-migration        forbid the peer from migrating\n"              \
   "  --max-udp-payload N        largest UDP payload we send (1200..65527)\n"   \
+  "  --max-connections N        connections at once (default 10000; 0 = no\n"  \
+  "                             limit)\n"                                      \
   "  -v, -vv                    log connection lifecycle (info) or ngtcp2's\n" \
   "                             trace (debug) to stderr, with the SCID\n"      \
   "  --qlog-dir DIR             one qlog (JSON-SEQ) per connection, named\n"   \
-  "                             ODCID-ROLE.sqlog (default off). Unsafe on a\n" \
-  "                             client against untrusted servers with\n"       \
-  "                             bookworm-backports' ngtcp2 1.11.0 (no fix\n"   \
-  "                             for CVE-2026-40170)\n"
+  "                             ODCID-ROLE.sqlog (default off). A client\n"    \
+  "                             then refuses server transport parameters\n"    \
+  "                             too large for ngtcp2 1.11's qlog writer\n"     \
+  "                             (CVE-2026-40170)\n"
 
 /* cli_parse_u64 parses a whole number in [min, max] for |opt|; else exit 2. */
 static inline uint64_t cli_parse_u64(const char *arg, const char *opt,
@@ -272,6 +276,7 @@ typedef struct cli_common {
   /* Open qlog files, by connection. */
   struct cli_qlog *qlogs;
   unsigned long qlog_seq;
+  int max_connections_set; /* --max-connections was given */
 } cli_common;
 
 /*
@@ -329,6 +334,11 @@ static inline int cli_common_opt(int c, const char *arg, uvq_settings *st,
     return 1;
   case CLI_OPT_QLOG_DIR:
     cc->qlog_dir = arg;
+    return 1;
+  case CLI_OPT_MAX_CONNECTIONS:
+    st->max_connections =
+        (size_t)cli_parse_u64(arg, "--max-connections", 0, 100000000);
+    cc->max_connections_set = 1;
     return 1;
   case 'v':
     ++cc->verbose;

@@ -2320,6 +2320,12 @@ int main(int argc, char **argv) {
   if (c.rate > 0 && !conc_set) {
     c.conc = c.rounds;
   }
+  /* A load generator holding more connections than the default limit
+   * needs room for them, unless --max-connections said otherwise. */
+  if (!c.cc.max_connections_set && c.settings.max_connections != 0 &&
+      c.rounds > c.settings.max_connections) {
+    c.settings.max_connections = c.rounds;
+  }
   c.lg = c.conc > 1 || c.hold > 0 || c.rate > 0;
   if (c.lg && (c.out_file || c.out_dir)) {
     cli_fail_usage("%s", "--concurrency, --hold and --rate discard bodies: no "

@@ -325,11 +325,12 @@ if ! skip mem; then
   printf '   the last was up); KB = 1000 B; (VmRSS with - before) / held. uvquic hq: hq-interop\n'
   printf '   (no nghttp3). gtlsserver: the same stack (ngtcp2 + GnuTLS + nghttp3) in its own\n'
   printf '   example server, for scale\n'
-  start_uvquic M --idle-timeout "$MEM_IDLE"
+  # Room for MEM_N held connections beyond the default limit (10000).
+  start_uvquic M --idle-timeout "$MEM_IDLE" --max-connections $((MEM_N + 1000))
   mem_run uvquic-server "$M_PID" "$M_PORT"
   mem_uvq=$mem_per
   # hq-interop: the same server and stack without nghttp3.
-  start_uvquic MQ --idle-timeout "$MEM_IDLE"
+  start_uvquic MQ --idle-timeout "$MEM_IDLE" --max-connections $((MEM_N + 1000))
   mem_run "uvquic hq" "$MQ_PID" "$MQ_PORT" hq-interop
   mem_hq=$mem_per
   if [ "${MEM_GTLS:-1}" = 1 ]; then

@@ -248,6 +248,8 @@ static void test_flood_max_connections(void **state) {
   make_initials(&cap, n);
   world_init(&w, 43);
   uvq_settings_default(&st);
+  /* Finite by default, and room for ordinary load from one host. */
+  assert_int_equal(st.max_connections, 10000);
   st.max_connections = max;
   int s = qt_add_server(&w, &st, qt_app_pool_accept, &g_pool);
   int c = qt_add_client(&w, NULL, NULL);

@@ -315,7 +315,12 @@ typedef struct uvq_settings {
    * offers (writes come back short, on_stream_writable follows the credit).
    */
   size_t stream_send_buffer;
-  /** Concurrent connections allowed; 0 = no limit. Default 0. */
+  /**
+   * Concurrent connections allowed (those still closing included); 0 = no
+   * limit. Default 10000. Over it a server refuses Initials
+   * (CONNECTION_REFUSED, counted in initials_refused) and a client's
+   * uvq_endpoint_connect returns UVQ_ERR_CONNECTION_LIMIT.
+   */
   size_t max_connections;
   /** Stateless replies (VN, Retry, closes) queued before overflow. Default 64.
    */

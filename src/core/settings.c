@@ -26,7 +26,7 @@ void uvq_settings_default(uvq_settings *s) {
   s->retry_token_lifetime = 10;
   s->new_token_lifetime = 86400;
   s->stream_send_buffer = 1u << 20;
-  s->max_connections = 0;
+  s->max_connections = 10000;
   s->stateless_queue_len = 64;
   s->max_burst_datagrams = 64;
   s->ack_thresh = 2;
