@@ -334,20 +334,29 @@ static void h3_on_stream_close(uvq_h3_stream *st, int error, uint64_t app_error,
 
 static void usage(FILE *f) {
   fprintf(
-      f, "usage: uvquic-server [--listen HOST:PORT] [--root DIR] "
-         "[--cert FILE --key FILE] [OPTIONS]\n"
-         "  --listen HOST:PORT         default 127.0.0.1:4433\n"
-         "  --root DIR                 directory served (default .)\n"
-         "  --retry[=always|auto]      address validation with Retry (plain\n"
-         "                             --retry: always; auto: under load)\n"
-         "  --quiet                    no access log, no counters at exit\n"
-         "  --write-cert FILE          write the certificate's PEM\n"
-         "  --initial-rtt MS           RTT assumed before the first sample\n"
-         "  --keys-file FILE           load token keys, reset secret and\n"
-         "                             ticket master key (mode 0600)\n"
-         "  --gen-keys FILE            write a new key file and exit\n"
-         "  --metrics-file FILE        rewrite FILE every second with the\n"
-         "                             Prometheus counters\n" CLI_COMMON_USAGE);
+      f,
+      "usage: uvquic-server [--listen HOST:PORT] [--root DIR] "
+      "[--cert FILE --key FILE] [OPTIONS]\n"
+      "  --listen HOST:PORT         default 127.0.0.1:4433\n"
+      "  --root DIR                 directory served (default .)\n"
+      "  --retry[=always|auto]      address validation with Retry (plain\n"
+      "                             --retry: always; auto: under load)\n"
+      "  --max-handshakes N         handshakes in flight (default 1024;\n"
+      "                             beyond: Retry if --retry, else refused)\n"
+      "  --max-handshakes-per-source N\n"
+      "                             per IPv4 address or IPv6 /64 (default\n"
+      "                             64; 0 = no limit)\n"
+      "  --max-connections-per-source N\n"
+      "                             per IPv4 address or IPv6 /64 (default\n"
+      "                             1024; 0 = no limit)\n"
+      "  --quiet                    no access log, no counters at exit\n"
+      "  --write-cert FILE          write the certificate's PEM\n"
+      "  --initial-rtt MS           RTT assumed before the first sample\n"
+      "  --keys-file FILE           load token keys, reset secret and\n"
+      "                             ticket master key (mode 0600)\n"
+      "  --gen-keys FILE            write a new key file and exit\n"
+      "  --metrics-file FILE        rewrite FILE every second with the\n"
+      "                             Prometheus counters\n" CLI_COMMON_USAGE);
 }
 
 static int on_accept(uvq_listener *l, uvq_conn *conn,
@@ -523,6 +532,11 @@ int main(int argc, char **argv) {
       {"keys-file", required_argument, NULL, CLI_OPT_FIRST_TOOL},
       {"gen-keys", required_argument, NULL, CLI_OPT_FIRST_TOOL + 1},
       {"metrics-file", required_argument, NULL, CLI_OPT_FIRST_TOOL + 2},
+      {"max-handshakes", required_argument, NULL, CLI_OPT_FIRST_TOOL + 10},
+      {"max-handshakes-per-source", required_argument, NULL,
+       CLI_OPT_FIRST_TOOL + 11},
+      {"max-connections-per-source", required_argument, NULL,
+       CLI_OPT_FIRST_TOOL + 12},
       CLI_COMMON_OPTIONS,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -585,6 +599,18 @@ int main(int argc, char **argv) {
       break;
     case CLI_OPT_FIRST_TOOL + 2:
       s.metrics_file = optarg;
+      break;
+    case CLI_OPT_FIRST_TOOL + 10:
+      settings.max_handshakes =
+          (size_t)cli_parse_u64(optarg, "--max-handshakes", 0, 100000000);
+      break;
+    case CLI_OPT_FIRST_TOOL + 11:
+      settings.max_handshakes_per_source = (size_t)cli_parse_u64(
+          optarg, "--max-handshakes-per-source", 0, 100000000);
+      break;
+    case CLI_OPT_FIRST_TOOL + 12:
+      settings.max_connections_per_source = (size_t)cli_parse_u64(
+          optarg, "--max-connections-per-source", 0, 100000000);
       break;
     case 'q':
       s.quiet = 1;

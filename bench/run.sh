@@ -326,11 +326,16 @@ if ! skip mem; then
   printf '   (no nghttp3). gtlsserver: the same stack (ngtcp2 + GnuTLS + nghttp3) in its own\n'
   printf '   example server, for scale\n'
   # Room for MEM_N held connections beyond the default limit (10000).
-  start_uvquic M --idle-timeout "$MEM_IDLE" --max-connections $((MEM_N + 1000))
+  # Room for MEM_N held connections from one address, MEM_C set up at a
+  # time, beyond the default limits (10000, 1024 per source, 64 handshakes
+  # per source).
+  lim=(--max-connections $((MEM_N + 1000)) --max-connections-per-source 0
+    --max-handshakes-per-source 0)
+  start_uvquic M --idle-timeout "$MEM_IDLE" "${lim[@]}"
   mem_run uvquic-server "$M_PID" "$M_PORT"
   mem_uvq=$mem_per
   # hq-interop: the same server and stack without nghttp3.
-  start_uvquic MQ --idle-timeout "$MEM_IDLE" --max-connections $((MEM_N + 1000))
+  start_uvquic MQ --idle-timeout "$MEM_IDLE" "${lim[@]}"
   mem_run "uvquic hq" "$MQ_PID" "$MQ_PORT" hq-interop
   mem_hq=$mem_per
   if [ "${MEM_GTLS:-1}" = 1 ]; then

@@ -724,7 +724,12 @@ static void test_endpoint_many_connections(void **state) {
   w.delay = 2 * UVQ_MILLISECONDS;
   srv.pool.reply_len = MANY_BYTES;
   srv.pool.reply_seed = 4242;
-  int s = qt_add_server(&w, NULL, on_accept, &srv.pool);
+  /* All from one address at once: more handshakes than one source may
+   * have in flight by default (64). */
+  uvq_settings st;
+  uvq_settings_default(&st);
+  st.max_handshakes_per_source = MANY;
+  int s = qt_add_server(&w, &st, on_accept, &srv.pool);
   int c = qt_add_client(&w, NULL, NULL);
   for (int i = 0; i < MANY; i++) {
     cli[i].send_on_established = 1;

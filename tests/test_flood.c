@@ -284,6 +284,118 @@ static void test_flood_max_connections(void **state) {
   capture_free(&cap);
 }
 
+/* ---- (a') admission: handshakes in flight, per source ------------------- */
+
+static void addr_v4(uvq_addr *a, uint32_t ip, uint16_t port) {
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  sa.sin_addr.s_addr = htonl(ip);
+  memset(a, 0, sizeof(*a));
+  uvq_addr_set(a, (struct sockaddr *)&sa, sizeof(sa));
+}
+
+static void addr_v6(uvq_addr *a, uint64_t prefix, uint64_t iid) {
+  struct sockaddr_in6 sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sin6_family = AF_INET6;
+  sa.sin6_port = htons(4000);
+  for (int i = 0; i < 8; i++) {
+    sa.sin6_addr.s6_addr[i] = (uint8_t)(prefix >> (56 - 8 * i));
+    sa.sin6_addr.s6_addr[8 + i] = (uint8_t)(iid >> (56 - 8 * i));
+  }
+  memset(a, 0, sizeof(*a));
+  uvq_addr_set(a, (struct sockaddr *)&sa, sizeof(sa));
+}
+
+/* Defaults let one host through with 64 handshakes in flight; the 65th
+ * from the same IPv4 address (plain or IPv4-mapped) is refused, counted;
+ * an IPv6 /64 is one source, another /64 another; max_handshakes caps the
+ * endpoint, with Retry for unproven addresses when Retry is enabled. */
+static void test_flood_admission(void **state) {
+  qt_world w;
+  capture cap;
+  uvq_settings st;
+  uvq_endpoint_stats es;
+  uvq_addr from;
+  size_t k = 0;
+  (void)state;
+
+  make_initials(&cap, 200);
+  world_init(&w, 44);
+  uvq_settings_default(&st);
+  assert_int_equal(st.max_handshakes_per_source, 64);
+  assert_int_equal(st.max_connections_per_source, 1024);
+  assert_true(st.max_handshakes >= 64);
+  int s = qt_add_server(&w, &st, qt_app_pool_accept, &g_pool);
+  uvq_endpoint *ep = w.nodes[s].ep;
+
+  /* 64 from 10.1.1.1 (half of them IPv4-mapped): all in; the 65th not. */
+  for (int i = 0; i < 64; i++, k++) {
+    if (i & 1) {
+      addr_v6(&from, 0, 0xffff00000000ull | 0x0a010101u); /* ::ffff:10.1.1.1 */
+    } else {
+      addr_v4(&from, 0x0a010101u, 4000);
+    }
+    qt_inject(&w, s, &from, cap.dgrams[k], cap.lens[k]);
+  }
+  uvq_endpoint_get_stats(ep, &es);
+  assert_int_equal(es.initials_accepted, 64);
+  addr_v4(&from, 0x0a010101u, 4001);
+  qt_inject(&w, s, &from, cap.dgrams[k], cap.lens[k]);
+  k++;
+  uvq_endpoint_get_stats(ep, &es);
+  assert_int_equal(es.initials_accepted, 64);
+  assert_int_equal(es.refused_source_handshakes, 1);
+  assert_int_equal(es.initials_refused, 1);
+  /* Another address is another source. */
+  addr_v4(&from, 0x0a010102u, 4000);
+  qt_inject(&w, s, &from, cap.dgrams[k], cap.lens[k]);
+  k++;
+  uvq_endpoint_get_stats(ep, &es);
+  assert_int_equal(es.initials_accepted, 65);
+
+  /* IPv6: 64 from one /64 (different interface ids), then one more from
+   * it refused, one from the next /64 accepted. */
+  for (int i = 0; i < 64; i++, k++) {
+    addr_v6(&from, 0x20010db800000001ull, 1000 + (uint64_t)i);
+    qt_inject(&w, s, &from, cap.dgrams[k], cap.lens[k]);
+  }
+  addr_v6(&from, 0x20010db800000001ull, 99);
+  qt_inject(&w, s, &from, cap.dgrams[k], cap.lens[k]);
+  k++;
+  addr_v6(&from, 0x20010db800000002ull, 99);
+  qt_inject(&w, s, &from, cap.dgrams[k], cap.lens[k]);
+  k++;
+  uvq_endpoint_get_stats(ep, &es);
+  assert_int_equal(es.initials_accepted, 65 + 64 + 1);
+  assert_int_equal(es.refused_source_handshakes, 2);
+  assert_int_equal(es.handshakes_in_flight, 130);
+  world_free(&w);
+
+  /* max_handshakes = 32 across many sources: Retry off refuses the rest,
+   * counted; with Retry auto they get a Retry instead. */
+  for (int retry = 0; retry < 2; retry++) {
+    world_init(&w, 45);
+    uvq_settings_default(&st);
+    st.max_handshakes = 32;
+    st.retry = retry ? UVQ_RETRY_AUTO : UVQ_RETRY_OFF;
+    s = qt_add_server(&w, &st, qt_app_pool_accept, &g_pool);
+    for (size_t i = 0; i < 40; i++) {
+      flood_addr(&from, i * 16); /* one Initial per address */
+      qt_inject(&w, s, &from, cap.dgrams[i], cap.lens[i]);
+    }
+    uvq_endpoint_get_stats(w.nodes[s].ep, &es);
+    assert_int_equal(es.initials_accepted, 32);
+    assert_int_equal(es.handshakes_in_flight, 32);
+    assert_int_equal(es.refused_handshakes, retry ? 0 : 8);
+    assert_int_equal(es.retries_sent, retry ? 8 : 0);
+    world_free(&w);
+  }
+  capture_free(&cap);
+}
+
 /* ---- (b) garbage flood during a download -------------------------------- */
 
 typedef struct garbage_state {
@@ -423,16 +535,6 @@ static void test_flood_garbage_during_download(void **state) {
 }
 
 /* ---- (c) tokens at the endpoint ----------------------------------------- */
-
-static void addr_v4(uvq_addr *a, uint32_t ip, uint16_t port) {
-  struct sockaddr_in sa;
-  memset(&sa, 0, sizeof(sa));
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  sa.sin_addr.s_addr = htonl(ip);
-  memset(a, 0, sizeof(*a));
-  uvq_addr_set(a, (struct sockaddr *)&sa, sizeof(sa));
-}
 
 /* Connects from |local| (an alias of node |c|) with |token|; runs until it
  * is established or closed. */
@@ -598,6 +700,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_flood_initials_retry_auto),
       cmocka_unit_test(test_flood_max_connections),
+      cmocka_unit_test(test_flood_admission),
       cmocka_unit_test(test_flood_garbage_during_download),
       cmocka_unit_test(test_flood_new_token_rejections),
       cmocka_unit_test(test_flood_retry_token_other_port),

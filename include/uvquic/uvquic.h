@@ -486,6 +486,19 @@ typedef struct uvq_settings {
    * lookahead per stream).
    */
   size_t conn_send_budget;
+  /**
+   * Server admission. Handshakes in flight at most max_handshakes (default
+   * 1024; 0 = no limit): beyond it an Initial without a valid token gets a
+   * Retry when retry is auto or always, and any other Initial is refused
+   * (CONNECTION_REFUSED). Per source — an IPv4 address (IPv4-mapped IPv6
+   * addresses count as IPv4) or an IPv6 /64 —, at most
+   * max_handshakes_per_source handshakes in flight (default 64) and
+   * max_connections_per_source connections (default 1024); 0 = no limit.
+   * Every refusal is counted by reason in uvq_endpoint_stats.
+   */
+  size_t max_handshakes;
+  size_t max_handshakes_per_source;
+  size_t max_connections_per_source;
 } uvq_settings;
 
 /** uvq_settings_default fills |s| with the defaults listed above. */
@@ -1509,6 +1522,12 @@ typedef struct uvq_endpoint_stats {
   /** Stream writes cut short because their connection's send budget
    * (settings.conn_send_budget) was spent. */
   uint64_t send_budget_pushbacks;
+  /** Initials refused (CONNECTION_REFUSED) for max_handshakes, for their
+   * source's max_handshakes_per_source, and for its
+   * max_connections_per_source; also in initials_refused. */
+  uint64_t refused_handshakes;
+  uint64_t refused_source_handshakes;
+  uint64_t refused_source_connections;
   /**
    * Calls whose |now| was older than one the endpoint had already been
    * given: each ran at the newer time instead (ngtcp2 requires that time

@@ -162,8 +162,26 @@ void uvq_acceptor_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
     }
   }
 
+  if (ep->settings.max_handshakes &&
+      ep->stats.handshakes_in_flight >= ep->settings.max_handshakes) {
+    /* Full: an unproven address may prove itself with a Retry (stateless,
+     * so it costs nothing); nothing else gets in. */
+    if (!validated && ep->settings.retry != UVQ_RETRY_OFF) {
+      send_retry(ep, path, &hd);
+    } else {
+      ep->stats.refused_handshakes++;
+      ep->stats.initials_refused++;
+      send_stateless_close(ep, path, &hd, NGTCP2_CONNECTION_REFUSED);
+    }
+    return;
+  }
   if (!validated && want_retry(ep)) {
     send_retry(ep, path, &hd);
+    return;
+  }
+  if (uvq_sources_admit(ep, &path->remote) != 0) {
+    ep->stats.initials_refused++;
+    send_stateless_close(ep, path, &hd, NGTCP2_CONNECTION_REFUSED);
     return;
   }
 
@@ -192,6 +210,11 @@ void uvq_acceptor_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
   if (!conn->client_dcid_mapped) {
     /* Another connection owns that DCID already: a collision we cannot
      * route around. Refuse rather than misroute. */
+    uvq_conn_del(conn);
+    uvq_ep_drop(ep, UVQ_DROP_ACCEPT_FAILED);
+    return;
+  }
+  if (uvq_sources_add(ep, conn) != 0) {
     uvq_conn_del(conn);
     uvq_ep_drop(ep, UVQ_DROP_ACCEPT_FAILED);
     return;

@@ -217,6 +217,7 @@ static int cb_handshake_completed(ngtcp2_conn *q, void *user_data) {
     conn->counted_in_flight = 0;
     conn->ep->stats.handshakes_in_flight--;
   }
+  uvq_sources_handshake_done(conn);
   return 0;
 }
 
@@ -752,6 +753,7 @@ void uvq_conn_del(uvq_conn *conn) {
   if (conn->counted_in_flight) {
     ep->stats.handshakes_in_flight--;
   }
+  uvq_sources_remove(conn);
   uvq_conn_unmap_handshake_cids(conn);
   n = ngtcp2_conn_get_scid(conn->q, NULL);
   if (n > 16) {

@@ -34,6 +34,15 @@
 
 typedef struct uvq_stream uvq_stream;
 
+/* sources.c: per-source admission (server). */
+typedef struct uvq_source uvq_source;
+typedef struct uvq_sources {
+  uvq_source **buckets;
+  size_t nbuckets, count;
+  uint64_t k0, k1;
+  const uvq_mem *mem;
+} uvq_sources;
+
 /* A batch of datagrams ngtcp2 wrote that the driver did not take yet:
  * equal-size datagrams (the last may be shorter) for one path and ECN
  * mark; |off| bytes of it already left. */
@@ -174,6 +183,10 @@ struct uvq_conn {
   int callback_failed; /* an app callback returned an error */
   int wake_pending;
   int counted_in_flight; /* counted in stats.handshakes_in_flight */
+  /* Server: its source's entry (sources.c), and whether it still counts
+   * there as a handshake. */
+  uvq_source *source;
+  int source_in_handshake;
 
   /* Streams. */
   uvq_stream_table streams;
@@ -259,6 +272,7 @@ struct uvq_endpoint {
   int is_server;
 
   uvq_cid_map cids;
+  uvq_sources sources; /* server: handshakes and connections per source */
   uvq_cid_gen cidgen;
   uvq_token_keys tokens;
   uint8_t static_secret[UVQ_STATIC_SECRETLEN];
@@ -415,6 +429,17 @@ int uvq_resume_encode(uvq_conn *conn, uint8_t **pblob, size_t *plen);
  * |early_data| prepares 0-RTT. Returns 0 or UVQ_ERR_INVALID_ARGUMENT. */
 int uvq_resume_apply(uvq_conn *conn, const uint8_t *blob, size_t len,
                      int early_data);
+
+/* sources.c: uvq_sources_admit says whether |remote|'s source may start
+ * another handshake (0, or UVQ_ERR_CONNECTION_LIMIT, counted by reason);
+ * uvq_sources_add counts a new server connection under its source;
+ * handshake_done and remove uncount it (idempotent). */
+int uvq_sources_init(uvq_sources *t, const uvq_mem *mem);
+void uvq_sources_free(uvq_sources *t);
+int uvq_sources_admit(uvq_endpoint *ep, const uvq_addr *remote);
+int uvq_sources_add(uvq_endpoint *ep, uvq_conn *conn);
+void uvq_sources_handshake_done(uvq_conn *conn);
+void uvq_sources_remove(uvq_conn *conn);
 
 /* conn.c: nonzero if |a| and |b| are the same address and port. */
 int uvq_addr_eq(const uvq_addr *a, const uvq_addr *b);

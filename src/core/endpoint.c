@@ -350,6 +350,11 @@ int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
   if (rv != 0) {
     goto fail_settings;
   }
+  /* Allocates nothing until a connection is added. */
+  rv = uvq_sources_init(&ep->sources, mem);
+  if (rv != 0) {
+    goto fail_secret;
+  }
   if (ep->settings.static_secret_set) {
     memcpy(ep->static_secret, ep->settings.static_secret, UVQ_STATIC_SECRETLEN);
   } else if (gnutls_rnd(GNUTLS_RND_KEY, ep->static_secret,
@@ -451,6 +456,7 @@ void uvq_endpoint_del(uvq_endpoint *ep) {
   gnutls_memset(ep->ticket_key, 0, sizeof(ep->ticket_key));
   gnutls_memset(ep->static_secret, 0, sizeof(ep->static_secret));
   uvq_cid_map_free(&ep->cids);
+  uvq_sources_free(&ep->sources);
   uvq_free(ep->mem, ep);
 }
 

@@ -495,6 +495,14 @@ ssize_t uvq_endpoint_write_prometheus(uvq_endpoint *ep, char *buf, size_t len,
   gauge(&p, "send_buffer_pool_outstanding_bytes",
         "Bytes of the send buffers held by connections.",
         s->pool_outstanding_bytes);
+  counter(&p, "refused_handshakes_total",
+          "Initials refused: max_handshakes in flight.", s->refused_handshakes);
+  counter(&p, "refused_source_handshakes_total",
+          "Initials refused: their source's max_handshakes_per_source.",
+          s->refused_source_handshakes);
+  counter(&p, "refused_source_connections_total",
+          "Initials refused: their source's max_connections_per_source.",
+          s->refused_source_connections);
   counter(&p, "send_budget_pushbacks_total",
           "Stream writes cut short by their connection's send budget.",
           s->send_budget_pushbacks);

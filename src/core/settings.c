@@ -41,6 +41,9 @@ void uvq_settings_default(uvq_settings *s) {
   s->stateless_reset_burst = 100;
   s->send_buffer_cache = 1u << 20;
   s->conn_send_budget = 8u << 20;
+  s->max_handshakes = 1024;
+  s->max_handshakes_per_source = 64;
+  s->max_connections_per_source = 1024;
 }
 
 void uvq_endpoint_config_default(uvq_endpoint_config *cfg) {

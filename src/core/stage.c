@@ -18,6 +18,7 @@ static void note_closed(uvq_conn *conn) {
     conn->counted_in_flight = 0;
     conn->ep->stats.handshakes_in_flight--;
   }
+  uvq_sources_handshake_done(conn);
   conn->ci.handshake_completed = conn->handshake_completed;
   uvq_metrics_conn_closed(conn);
   /* Only connections the application knows of get on_closed. */
