@@ -1091,6 +1091,17 @@ UVQ_EXTERN void *uvq_stream_get_user_data(uvq_conn *conn, int64_t stream_id);
 UVQ_EXTERN size_t uvq_stream_get_buffered(uvq_conn *conn, int64_t stream_id);
 
 /**
+ * uvq_stream_get_send_room returns how many bytes uvq_stream_write would
+ * take on the stream now (the least of its buffer, the peer's credit plus
+ * the lookahead, and the connection's budget; see stream_send_buffer and
+ * conn_send_budget), 0 for an unknown or finished stream. A writer that
+ * reads its data from elsewhere (a file) asks first, so that it reads no
+ * more than the peer can take; when it gets 0, on_stream_writable fires
+ * once there is room.
+ */
+UVQ_EXTERN size_t uvq_stream_get_send_room(uvq_conn *conn, int64_t stream_id);
+
+/**
  * uvq_stream_write_ref is uvq_stream_write without the copy: the stream
  * keeps a reference to the |len| bytes at |data|, which must stay valid and
  * unchanged until free_cb(data, ud) is called. That happens exactly once,

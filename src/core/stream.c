@@ -644,3 +644,18 @@ size_t uvq_stream_get_buffered(uvq_conn *conn, int64_t stream_id) {
   uvq_stream *s = conn ? uvq_stream_find(conn, stream_id) : NULL;
   return s ? uvq_stream_buffered(s) : 0;
 }
+
+size_t uvq_stream_get_send_room(uvq_conn *conn, int64_t stream_id) {
+  uvq_stream *s = conn ? uvq_stream_find(conn, stream_id) : NULL;
+  uint64_t room;
+  int budget;
+
+  if (s == NULL || s->shut_wr || s->fin_requested || !has_send_side(conn, s)) {
+    return 0;
+  }
+  room = send_room(conn, s, &budget);
+  if (room == 0) {
+    short_write(conn, s, budget); /* the asker hears when room opens */
+  }
+  return room > SIZE_MAX ? SIZE_MAX : (size_t)room;
+}
