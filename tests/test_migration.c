@@ -212,11 +212,20 @@ typedef struct blackout {
   nat n;
   uvq_tstamp until;
   uint64_t dropped;
+  /* Nonzero: client -> server datagrams after this many from the new
+   * address are lost too, until |until| (a client that goes silent). */
+  uint64_t c2s_pass;
+  uint64_t c2s_seen;
 } blackout;
 
 static int blackout_fn(qt_world *w, int from, qt_pkt *p, void *ud) {
   blackout *b = ud;
   if (b->n.on && from == b->n.server && w->now < b->until) {
+    b->dropped++;
+    return 1;
+  }
+  if (b->n.on && b->c2s_pass && from == b->n.client && w->now < b->until &&
+      ++b->c2s_seen > b->c2s_pass) {
     b->dropped++;
     return 1;
   }
@@ -338,10 +347,11 @@ static void test_migration_rebind_short_blackout(void **state) {
   qt_world_free(&w);
 }
 
-/* The client says nothing during a 5 s blackout (no keep-alive): the
- * server has no datagram to carry its close and ends the connection
- * silently at the deadline, counted; the client's 2 s stall timeout ends
- * its side with UVQ_ERR_STALLED instead of the 30 s idle timeout. */
+/* After one datagram from its new address nothing of the client's gets
+ * through either for 5 s: the server has no datagram to carry its close
+ * and ends the connection silently at the deadline, counted; the client's
+ * 2 s stall timeout ends its side with UVQ_ERR_STALLED instead of the
+ * 30 s idle timeout. */
 static void test_migration_rebind_blackout_silent(void **state) {
   static blackout b;
   qt_world w;
@@ -351,9 +361,11 @@ static void test_migration_rebind_blackout_silent(void **state) {
   (void)state;
 
   rebind_blackout(&w, &b, &cli, 0, 2 * UVQ_SECONDS, 5000, &start);
+  b.c2s_pass = 1;
   assert_true(qt_run(&w, both_closed, &cli, 10 * UVQ_SECONDS));
   assert_int_equal(g_srv.ci.error, UVQ_ERR_PATH_STALLED);
-  assert_true(g_srv.closed_at - start < UVQ_SECONDS);
+  /* Three validation timeouts, then the 2 s wait for a datagram. */
+  assert_true(g_srv.closed_at - start < 3 * UVQ_SECONDS);
   uvq_endpoint_get_stats(w.nodes[b.n.server].ep, &ss);
   assert_int_equal(ss.paths_stalled, 0);
   assert_int_equal(ss.paths_stalled_dropped, 1);
@@ -365,6 +377,53 @@ static void test_migration_rebind_blackout_silent(void **state) {
   blackout_free(&w, &cli);
 }
 
+/* Off-path garbage: short-header datagrams that carry the server's CID
+ * but do not decrypt, from an address of the attacker's choosing, sent to
+ * an idle connection 12 s apart (past the watchdog's bound). ngtcp2 drops
+ * them (and returns 0); they must neither arm the path watchdog nor draw
+ * a close to that address: the connection stays. */
+static void test_migration_spoofed_datagrams(void **state) {
+  qt_world w;
+  qt_app cli;
+  uvq_endpoint_stats es;
+  uvq_addr spoof;
+  ngtcp2_cid scid[32];
+  uint8_t pkt[64];
+  size_t n;
+  (void)state;
+
+  sides_init(&cli);
+  qt_world_init(&w, 75);
+  w.delay = 5 * UVQ_MILLISECONDS;
+  int s = qt_add_server(&w, NULL, qt_app_accept, &g_srv);
+  int c = qt_add_client(&w, NULL, NULL);
+  qt_addr_v4(&spoof, 62000);
+  assert_int_equal(qt_connect(&w, c, s, &qt_app_callbacks, &cli, &cli.conn), 0);
+  assert_true(qt_run(&w, qt_app_got_fin, &cli, 10 * UVQ_SECONDS));
+  n = server_scids(g_srv.conn, scid);
+  assert_true(n > 0);
+  for (int k = 0; k < 2; k++) {
+    pkt[0] = 0x41;
+    memcpy(pkt + 1, scid[0].data, scid[0].datalen);
+    for (size_t i = 1 + scid[0].datalen; i < sizeof(pkt); i++) {
+      pkt[i] = (uint8_t)(i * 37 + (size_t)k);
+    }
+    qt_inject(&w, s, &spoof, pkt, 1 + scid[0].datalen + 40);
+    qt_run(&w, NULL, NULL, 12 * UVQ_SECONDS);
+  }
+  uvq_endpoint_get_stats(w.nodes[s].ep, &es);
+  assert_int_equal(es.paths_stalled + es.paths_stalled_dropped, 0);
+  assert_int_equal(g_srv.closed, 0);
+  assert_int_equal(cli.closed, 0);
+  assert_int_equal(uvq_conn_close(cli.conn, 0, NULL), 0);
+  qt_run(&w, NULL, NULL, 10 * UVQ_SECONDS);
+  assert_int_equal(g_srv.closed, 1);
+  assert_int_equal(g_srv.ci.error, 0);
+  qt_app_free(&cli);
+  qt_app_free(&g_srv);
+  qt_world_free(&w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_migration_client_active),
@@ -373,6 +432,7 @@ int main(void) {
       cmocka_unit_test(test_migration_rebind_blackout_closes),
       cmocka_unit_test(test_migration_rebind_short_blackout),
       cmocka_unit_test(test_migration_rebind_blackout_silent),
+      cmocka_unit_test(test_migration_spoofed_datagrams),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

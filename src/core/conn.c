@@ -521,6 +521,27 @@ static int cb_recv_crypto_data(ngtcp2_conn *q,
   return rv;
 }
 
+/* The connection whose datagram ngtcp2 is reading on this thread (the
+ * decrypt callback has no user data). */
+static _Thread_local uvq_conn *tl_reading;
+
+/* A packet that decrypts is authenticated (AEAD): only such a datagram
+ * says anything about where the peer is (liveness.c). ngtcp2 returns 0
+ * from ngtcp2_conn_read_pkt for packets it dropped undecrypted too. */
+static int cb_decrypt(uint8_t *dest, const ngtcp2_crypto_aead *aead,
+                      const ngtcp2_crypto_aead_ctx *aead_ctx,
+                      const uint8_t *ciphertext, size_t ciphertextlen,
+                      const uint8_t *nonce, size_t noncelen, const uint8_t *aad,
+                      size_t aadlen) {
+  int rv =
+      ngtcp2_crypto_decrypt_cb(dest, aead, aead_ctx, ciphertext, ciphertextlen,
+                               nonce, noncelen, aad, aadlen);
+  if (rv == 0 && tl_reading) {
+    tl_reading->rx_auth = 1;
+  }
+  return rv;
+}
+
 static void set_callbacks(ngtcp2_callbacks *cb, int is_server) {
   memset(cb, 0, sizeof(*cb));
   if (is_server) {
@@ -531,7 +552,7 @@ static void set_callbacks(ngtcp2_callbacks *cb, int is_server) {
   }
   cb->recv_crypto_data = cb_recv_crypto_data;
   cb->encrypt = ngtcp2_crypto_encrypt_cb;
-  cb->decrypt = ngtcp2_crypto_decrypt_cb;
+  cb->decrypt = cb_decrypt;
   cb->hp_mask = ngtcp2_crypto_hp_mask_cb;
   cb->update_key = ngtcp2_crypto_update_key_cb;
   cb->delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
@@ -686,13 +707,14 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
     ngtcp2_conn_set_keep_alive_timeout(conn->q, st->keep_alive);
   }
 
-  /* A client with qlog takes the qlog guard (CVE-2026-40170; tls.h). */
+  /* A client with qlog takes the qlog guard (CVE-2026-40170; tls.h), also
+   * when only a raw-mode hook turned ngtcp2's qlog on. */
   rv = uvq_tls_session_new_ex(
       ep->cfg.tls, &conn->tls, server_name,
-      is_server
-          ? (st->early_data ? UVQ_TLS_SESSION_EARLY_DATA : 0u) |
-                (st->anti_replay ? UVQ_TLS_SESSION_ANTI_REPLAY : 0u)
-          : ep->connect_tls_opts | (st->qlog ? UVQ_TLS_SESSION_QLOG_GUARD : 0u),
+      is_server ? (st->early_data ? UVQ_TLS_SESSION_EARLY_DATA : 0u) |
+                      (st->anti_replay ? UVQ_TLS_SESSION_ANTI_REPLAY : 0u)
+                : ep->connect_tls_opts |
+                      (settings.qlog_write ? UVQ_TLS_SESSION_QLOG_GUARD : 0u),
       is_server ? &ep->ticket_key_d : NULL);
   if (rv != 0) {
     goto fail_tls;
@@ -1015,9 +1037,12 @@ void uvq_conn_recv(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
   uvq_conn_to_ngtcp2_path(&npath, path);
   memset(&pi, 0, sizeof(pi));
   pi.ecn = ecn;
+  conn->rx_auth = 0;
+  tl_reading = conn;
   rv = ngtcp2_conn_read_pkt(conn->q, &npath, &pi, data, len, now);
+  tl_reading = NULL;
   uvq_metrics_conn_read(conn, now);
-  used = rv == 0;
+  used = rv == 0 && conn->rx_auth;
   if (rv == 0) {
     retry_blocked_streams(conn);
   }
@@ -1032,7 +1057,8 @@ void uvq_conn_recv(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
   }
   after_ngtcp2(conn, rv, now, 1);
   if (used) {
-    /* Only a packet ngtcp2 decrypted says where the peer is. */
+    /* Only a datagram with a packet that decrypted (cb_decrypt) says
+     * where the peer is. */
     uvq_live_on_recv(conn, path, now);
   }
 }

@@ -187,6 +187,8 @@ struct uvq_conn {
    * there as a handshake. */
   uvq_source *source;
   int source_in_handshake;
+  size_t open_bidi; /* bidirectional streams open (stream.c) */
+  int rx_auth;      /* a packet of the datagram being read decrypted */
 
   /* Streams. */
   uvq_stream_table streams;
@@ -240,7 +242,7 @@ struct uvq_conn {
     uvq_tstamp path_due;   /* path watchdog deadline; MAX = disarmed */
     int path_stalled;      /* past it: closing with the next datagram */
     uvq_tstamp drop_due;   /* then, without one, ended silently */
-    int busy;              /* a stream is open: stream_keep_alive on */
+    int busy;              /* a bidi stream is open: stream_keep_alive on */
     uvq_tstamp busy_since; /* when the first of them opened */
   } live;
 

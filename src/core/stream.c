@@ -109,6 +109,10 @@ int uvq_stream_create(uvq_conn *conn, int64_t id, void *user_data,
     uvq_free(conn->ep->mem, s);
     return rv;
   }
+  if ((id & 0x2) == 0) {
+    conn->open_bidi++; /* requests, for liveness (HTTP/3's own streams are
+                          unidirectional and never close) */
+  }
   *pstrm = s;
   return 0;
 }
@@ -175,6 +179,9 @@ void uvq_stream_destroy(uvq_conn *conn, uvq_stream *s) {
   }
   conn->m.stream_lost_closed += s->loss_seen;
   conn->send_buffered -= s->written - s->acked;
+  if ((s->id & 0x2) == 0) {
+    conn->open_bidi--;
+  }
   table_remove(conn, s);
   free_chunks(conn, s);
   uvq_free(conn->ep->mem, s);
