@@ -138,6 +138,9 @@ typedef struct dl {
    * attempt asked for with a Range request (0: the whole body). */
   int ranges;
   uint64_t offset;
+  /* The complete length the first 200 announced (-1: none), which a 206
+   * continuing it must have too. */
+  int64_t whole;
 } dl;
 
 typedef struct url {
@@ -1207,11 +1210,13 @@ static const char *header_value(const uvq_h3_header *headers, size_t nheaders,
 }
 
 /* Nonzero if a 206 answers our "range: bytes=OFFSET-" (content-range
- * "bytes OFFSET-..."). */
+ * "bytes OFFSET-LAST/WHOLE") for the same representation: its complete
+ * length is |whole|, the first response's (when that had one), so a file
+ * that changed between attempts is not spliced. */
 static int range_matches(const uvq_h3_header *headers, size_t nheaders,
-                         uint64_t offset) {
+                         uint64_t offset, int64_t whole) {
   const char *v = header_value(headers, nheaders, "content-range");
-  unsigned long long start;
+  unsigned long long start, len;
   char *end;
 
   if (v == NULL || strncasecmp(v, "bytes ", 6) != 0 || v[6] < '0' ||
@@ -1220,7 +1225,18 @@ static int range_matches(const uvq_h3_header *headers, size_t nheaders,
   }
   errno = 0;
   start = strtoull(v + 6, &end, 10);
-  return errno == 0 && *end == '-' && start == offset;
+  if (errno != 0 || *end != '-' || start != offset) {
+    return 0;
+  }
+  if (whole < 0) {
+    return 1;
+  }
+  end = strchr(end, '/');
+  if (end == NULL || end[1] < '0' || end[1] > '9') {
+    return 0;
+  }
+  len = strtoull(end + 1, &end, 10);
+  return errno == 0 && *end == '\0' && len == (unsigned long long)whole;
 }
 
 static void h3_on_response(uvq_h3_stream *st, unsigned int status,
@@ -1232,8 +1248,11 @@ static void h3_on_response(uvq_h3_stream *st, unsigned int status,
 
   d->ranges = ranges != NULL && strcasecmp(ranges, "bytes") == 0;
   total = content_length(headers, nheaders);
+  if (d->offset == 0 && status == 200 && total >= 0) {
+    d->whole = total; /* what a later Range request continues */
+  }
   if (d->offset > 0 && status == 206 &&
-      range_matches(headers, nheaders, d->offset)) {
+      range_matches(headers, nheaders, d->offset, d->whole)) {
     /* The rest of the body: count on from the offset. */
     status = 200;
     total = total >= 0 ? (int64_t)d->offset + total : -1;
@@ -1478,6 +1497,7 @@ static void start_round(client *c) {
       u->d.g = g;
       u->d.idx = g->urls[i];
       u->d.total = -1;
+      u->d.whole = -1;
       u->d.sink_fd = open_sink(c, u->path);
       if (c->proto == PROTO_HQ) {
         memset(&g->reqs[i], 0, sizeof(g->reqs[i]));
