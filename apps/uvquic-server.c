@@ -6,7 +6,8 @@
  *                 [--retry[=always|auto]] [--quiet] [--write-cert FILE]
  *                 [--initial-rtt MS] [--keys-file FILE | --gen-keys FILE]
  *                 [--metrics-file FILE] [transport options] [-v|-vv]
- *                 [--qlog-dir DIR]
+ *                 [--qlog-dir DIR] [--header-timeout S] [--request-timeout S]
+ *                 [--max-field-section-size N] [--max-request-line N]
  *
  * Transport options (shared with uvquic-client, see cli.h): --cc,
  * --max-data, --max-stream-data, --max-streams, --idle-timeout,
@@ -355,6 +356,19 @@ static void usage(FILE *f) {
       "  --keys-file FILE           load token keys, reset secret and\n"
       "                             ticket master key (mode 0600)\n"
       "  --gen-keys FILE            write a new key file and exit\n"
+      "  --header-timeout S         a request's header section (h3) or\n"
+      "                             request line (hq) must arrive within S\n"
+      "                             seconds of its stream's first frame,\n"
+      "                             else the stream is reset (default 10;\n"
+      "                             0 = no limit)\n"
+      "  --request-timeout S        h3: close a connection that has sent\n"
+      "                             no whole request S seconds after it was\n"
+      "                             accepted (default 30; 0 = never)\n"
+      "  --max-field-section-size N h3: largest request header section\n"
+      "                             (RFC 9114 size; default 16384; larger:\n"
+      "                             431, as soon as its frame says so)\n"
+      "  --max-request-line N       hq: longest request line, CRLF included\n"
+      "                             (16..65536, default 4096)\n"
       "  --metrics-file FILE        rewrite FILE every second with the\n"
       "                             Prometheus counters\n" CLI_COMMON_USAGE);
 }
@@ -423,6 +437,25 @@ static void print_stats(uvq_uv_endpoint *uep) {
   fflush(stdout);
 }
 
+/* The HTTP/3 and hq-interop counters, over every connection served. */
+static void print_app_stats(server *s) {
+  uvq_h3_server_stats h;
+  uvq_hq_server_stats q;
+
+  uvq_h3_server_get_stats(s->h3, &h);
+  uvq_hq_server_get_stats(s->hq, &q);
+  printf("h3: connections=%" PRIu64 " requests=%" PRIu64 " completed=%" PRIu64
+         " rejected=%" PRIu64 " reset=%" PRIu64 " header_too_large=%" PRIu64
+         " header_timeouts=%" PRIu64 " request_timeouts=%" PRIu64 "\n",
+         h.connections, h.requests_started, h.requests_completed,
+         h.requests_rejected, h.streams_reset, h.header_too_large,
+         h.header_timeouts, h.request_timeouts);
+  printf("hq: requests=%" PRIu64 " files=%" PRIu64 " bytes=%" PRIu64
+         " request_timeouts=%" PRIu64 " requests_too_long=%" PRIu64 "\n",
+         q.requests, q.files, q.bytes, q.request_timeouts, q.requests_too_long);
+  fflush(stdout);
+}
+
 /* Writes the Prometheus text of the listener's endpoint to --metrics-file
  * through a temporary file renamed over it. */
 static void write_metrics(server *s, uvq_endpoint *ep) {
@@ -466,6 +499,7 @@ static void on_listener_closed(uvq_uv_endpoint *uep, void *user_data) {
 
   if (!s->quiet) {
     print_stats(uep);
+    print_app_stats(s);
   }
   s->listener = NULL;
   uv_close((uv_handle_t *)&s->sigint, NULL);
@@ -537,6 +571,11 @@ int main(int argc, char **argv) {
        CLI_OPT_FIRST_TOOL + 11},
       {"max-connections-per-source", required_argument, NULL,
        CLI_OPT_FIRST_TOOL + 12},
+      {"header-timeout", required_argument, NULL, CLI_OPT_FIRST_TOOL + 20},
+      {"request-timeout", required_argument, NULL, CLI_OPT_FIRST_TOOL + 21},
+      {"max-field-section-size", required_argument, NULL,
+       CLI_OPT_FIRST_TOOL + 22},
+      {"max-request-line", required_argument, NULL, CLI_OPT_FIRST_TOOL + 23},
       CLI_COMMON_OPTIONS,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -553,6 +592,11 @@ int main(int argc, char **argv) {
   uvq_addr bound;
   unsigned int hqflags = 0;
   uint64_t initial_rtt = 0;
+  /* Slow requests (--header-timeout and the others below). */
+  uint64_t header_timeout = UVQ_H3_HEADER_TIMEOUT;
+  uint64_t request_timeout = UVQ_H3_REQUEST_TIMEOUT;
+  uint64_t max_field_section = 16384;
+  size_t max_request_line = UVQ_HQ_MAX_REQUEST;
   const char *keys_file = NULL, *gen_keys = NULL;
   uvq_retry_mode retry = UVQ_RETRY_OFF;
   cli_common cc;
@@ -612,6 +656,25 @@ int main(int argc, char **argv) {
       settings.max_connections_per_source = (size_t)cli_parse_u64(
           optarg, "--max-connections-per-source", 0, 100000000);
       break;
+    case CLI_OPT_FIRST_TOOL + 20:
+      header_timeout = strcmp(optarg, "0") == 0
+                           ? 0
+                           : cli_parse_secs(optarg, "--header-timeout", 3600);
+      break;
+    case CLI_OPT_FIRST_TOOL + 21:
+      request_timeout =
+          strcmp(optarg, "0") == 0
+              ? 0
+              : cli_parse_secs(optarg, "--request-timeout", 86400);
+      break;
+    case CLI_OPT_FIRST_TOOL + 22:
+      max_field_section =
+          cli_parse_u64(optarg, "--max-field-section-size", 256, 1024 * 1024);
+      break;
+    case CLI_OPT_FIRST_TOOL + 23:
+      max_request_line =
+          (size_t)cli_parse_u64(optarg, "--max-request-line", 16, 65536);
+      break;
     case 'q':
       s.quiet = 1;
       break;
@@ -660,6 +723,7 @@ int main(int argc, char **argv) {
     cli_fail_usage("%s", err);
   }
   uvq_hq_server_set_log(s.hq, hq_log_start, hq_log_end, &s);
+  (void)uvq_hq_server_set_limits(s.hq, header_timeout, max_request_line);
   if (uvq_fileserve_init(
           &s.fs, root,
           (hqflags & UVQ_HQ_SERVER_NO_OPENAT2) ? UVQ_FILESERVE_NO_OPENAT2 : 0,
@@ -668,6 +732,9 @@ int main(int argc, char **argv) {
   }
   uvq_h3_server_config_default(&h3cfg);
   h3cfg.user_data = &s;
+  h3cfg.header_timeout = header_timeout;
+  h3cfg.request_timeout = request_timeout;
+  h3cfg.max_field_section_size = max_field_section;
   h3cfg.on_request = h3_on_request;
   h3cfg.on_stream_close = h3_on_stream_close;
   rv = uvq_h3_server_new(&s.h3, &h3cfg);

@@ -74,6 +74,7 @@ typedef struct log_seen {
   unsigned int status;
   int complete;
   uint64_t bytes;
+  unsigned int sid_status[128]; /* per request stream (id / 4) */
 } log_seen;
 
 static log_seen LOG;
@@ -92,6 +93,9 @@ static void log_end(const uvq_hq_log_entry *e, void *log, void *ud) {
   LOG.ends++;
   LOG.conn_null += e->conn == NULL;
   LOG.status = e->status;
+  if (e->stream_id % 4 == 0 && e->stream_id / 4 < 128) {
+    LOG.sid_status[e->stream_id / 4] = e->status;
+  }
   LOG.complete = e->complete;
   LOG.bytes = e->bytes;
 }
@@ -389,6 +393,273 @@ static void test_hq_endpoint_del_in_flight(void **state) {
   assert_int_equal(x.m.live, 0);
 }
 
+/* ---- unfinished request lines ------------------------------------------ */
+
+/* A client that writes request lines by hand, in pieces, on many streams;
+ * the server endpoint and the hq server allocate from x->m (the client's
+ * endpoint from libc): what the server holds per stream is measured. */
+
+#define SLOW_MAX 128 /* request streams 0, 4, ... */
+
+typedef struct slow_stream {
+  uint64_t received;
+  int fin;
+  int reset;
+  uint64_t reset_code;
+  int closed;
+} slow_stream;
+
+typedef struct slow_client {
+  uvq_conn *conn;
+  int established;
+  int closed;
+  slow_stream st[SLOW_MAX];
+} slow_client;
+
+static slow_client SLOW;
+
+static slow_stream *slow_of(int64_t sid) {
+  if ((sid & 0x3) != 0 || sid / 4 >= SLOW_MAX) {
+    return NULL;
+  }
+  return &SLOW.st[sid / 4];
+}
+
+static int slow_on_established(uvq_conn *conn, void *ud) {
+  (void)ud;
+  SLOW.conn = conn;
+  SLOW.established = 1;
+  return 0;
+}
+
+static int slow_on_stream_data(uvq_conn *conn, int64_t sid, const uint8_t *data,
+                               size_t len, int fin, void *ud, void *sud) {
+  slow_stream *s = slow_of(sid);
+  (void)conn;
+  (void)data;
+  (void)ud;
+  (void)sud;
+  if (s != NULL) {
+    s->received += len;
+    s->fin |= fin;
+  }
+  return 0;
+}
+
+static void slow_on_stream_reset(uvq_conn *conn, int64_t sid, uint64_t code,
+                                 void *ud, void *sud) {
+  slow_stream *s = slow_of(sid);
+  (void)conn;
+  (void)ud;
+  (void)sud;
+  if (s != NULL) {
+    s->reset = 1;
+    s->reset_code = code;
+  }
+}
+
+static void slow_on_stream_closed(uvq_conn *conn, int64_t sid, uint64_t code,
+                                  void *ud, void *sud) {
+  slow_stream *s = slow_of(sid);
+  (void)conn;
+  (void)code;
+  (void)ud;
+  (void)sud;
+  if (s != NULL) {
+    s->closed = 1;
+  }
+}
+
+static void slow_on_closed(uvq_conn *conn, const uvq_close_info *ci, void *ud) {
+  (void)conn;
+  (void)ci;
+  (void)ud;
+  SLOW.closed = 1;
+  SLOW.conn = NULL;
+}
+
+static const uvq_app_callbacks slow_callbacks = {
+    .version = UVQ_APP_CALLBACKS_VERSION,
+    .on_established = slow_on_established,
+    .on_stream_data = slow_on_stream_data,
+    .on_stream_reset = slow_on_stream_reset,
+    .on_stream_closed = slow_on_stream_closed,
+    .on_closed = slow_on_closed,
+};
+
+static int slow_up(void) { return SLOW.established; }
+static int slow_gone(void) { return SLOW.closed; }
+
+/* The hq server (limits set by the caller after this, if any) with the
+ * slow client connected. */
+static void slow_setup(world *x) {
+  static const char *const alpn[] = {UVQ_HQ_ALPN};
+  memset(&SLOW, 0, sizeof(SLOW));
+  memset(&LOG, 0, sizeof(LOG));
+  qt_mem_init(&x->m);
+  x->peak_outstanding_bytes = 0;
+  assert_int_equal(uvq_hq_server_new(&HQ, ROOT, 0, &x->m.mem, NULL, 0), 0);
+  uvq_hq_server_set_log(HQ, log_start, log_end, NULL);
+  qt_world_init_alpn(&x->w, 22, alpn, 1);
+  x->w.mem = &x->m.mem;
+  x->s = qt_add_server(&x->w, NULL, hq_accept, NULL);
+  x->w.mem = NULL;
+  x->c = qt_add_client(&x->w, NULL, NULL);
+  assert_int_equal(qt_connect(&x->w, x->c, x->s, &slow_callbacks, &SLOW, NULL),
+                   0);
+  run(x, slow_up);
+  (void)qt_run(&x->w, NULL, NULL, 100 * UVQ_MILLISECONDS);
+}
+
+static void slow_teardown(world *x) {
+  if (!SLOW.closed) {
+    assert_int_equal(uvq_conn_close(SLOW.conn, 0, "bye"), 0);
+  }
+  run(x, slow_gone);
+  qt_world_free(&x->w);
+  uvq_hq_server_del(HQ);
+  HQ = NULL;
+  assert_int_equal(x->m.live, 0);
+}
+
+static int64_t slow_open(void) {
+  int64_t sid;
+  assert_int_equal(uvq_conn_open_stream(SLOW.conn, 1, &sid, NULL), 0);
+  assert_non_null(slow_of(sid));
+  return sid;
+}
+
+static void slow_write(int64_t sid, const char *p, int fin) {
+  size_t len = strlen(p);
+  assert_int_equal(
+      uvq_stream_write(SLOW.conn, sid, (const uint8_t *)p, len, fin),
+      (ssize_t)len);
+}
+
+/* 100 streams (the default limit) each send "GET /" and 40 more bytes of
+ * path, then nothing. The server holds what arrived (a 64-byte line
+ * buffer a stream, where it reserved 4 KiB each before) and resets every
+ * stream at the default request timeout (10 s) with
+ * UVQ_HQ_ERR_REQUEST_TIMEOUT, logged as 408, and holds none of it after. */
+static void test_hq_unfinished_request_lines(void **state) {
+  enum { N = 100 };
+  world x;
+  uvq_hq_server_stats st;
+  int64_t base, held, after;
+  uvq_tstamp t0;
+  (void)state;
+  write_file(1000);
+  slow_setup(&x);
+  base = x.m.live_bytes;
+  t0 = x.w.now;
+  for (int i = 0; i < N; i++) {
+    slow_write(slow_open(), "GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 0);
+  }
+  (void)qt_run(&x.w, NULL, NULL, 1 * UVQ_SECONDS);
+  held = x.m.live_bytes - base;
+  print_message("server holds %lld bytes for %d unfinished lines\n",
+                (long long)held, N);
+  /* The core's and ngtcp2's stream state, the hq stream, the line so far:
+   * about 1.1 KB a stream (5.6 KB with the 4 KiB buffer of before). */
+  assert_true(held > 0);
+  assert_true(held <= N * 2048);
+  assert_int_equal(LOG.starts, N);
+  uvq_hq_server_get_stats(HQ, &st);
+  assert_int_equal(st.requests, N);
+  /* Not before the timeout... */
+  (void)qt_run(&x.w, NULL, NULL, t0 + 10 * UVQ_SECONDS - 1 - x.w.now);
+  for (int i = 0; i < N; i++) {
+    assert_false(SLOW.st[i].reset);
+  }
+  /* ... and at it, every one. */
+  (void)qt_run(&x.w, NULL, NULL, 2 * UVQ_MILLISECONDS);
+  for (int i = 0; i < N; i++) {
+    assert_true(SLOW.st[i].reset);
+    assert_int_equal(SLOW.st[i].reset_code, UVQ_HQ_ERR_REQUEST_TIMEOUT);
+    assert_int_equal(SLOW.st[i].received, 0);
+  }
+  uvq_hq_server_get_stats(HQ, &st);
+  assert_int_equal(st.request_timeouts, N);
+  assert_int_equal(st.requests_too_long, 0);
+  assert_string_equal(uvq_hq_strerror(UVQ_HQ_ERR_REQUEST_TIMEOUT),
+                      "request timeout");
+  (void)qt_run(&x.w, NULL, NULL, 1 * UVQ_SECONDS);
+  assert_int_equal(LOG.ends, N);
+  assert_int_equal(LOG.status, 408);
+  assert_int_equal(LOG.complete, 0);
+  after = x.m.live_bytes - base;
+  /* What is left is ngtcp2's stream objects, kept for reuse until the
+   * connection goes; hq freed its streams (LOG.ends). */
+  print_message("... and %lld bytes once they are reset\n", (long long)after);
+  assert_true(after < held);
+  slow_teardown(&x);
+}
+
+/* The edges: a request line completed 1 ms before the timeout is served,
+ * one still unfinished then is reset at it; with a 33-byte limit a line of
+ * exactly 33 bytes (LF only) is served, one of 34 (CRLF) is refused (414)
+ * as soon as its 34th byte arrives, without its end. */
+static void test_hq_request_line_edges(void **state) {
+  /* "GET /" + "./" * 11 + "f.bin": 32 bytes before the line end. */
+  static const char path[] = "GET /./././././././././././f.bin";
+  world x;
+  uvq_hq_server_stats st;
+  int64_t a, b, c, d;
+  uvq_tstamp t0;
+  char line[64];
+  (void)state;
+  assert_int_equal(strlen(path), 32);
+  write_file(1000);
+  slow_setup(&x);
+  assert_int_equal(uvq_hq_server_set_limits(HQ, 0, 15),
+                   UVQ_ERR_INVALID_ARGUMENT);
+  assert_int_equal(uvq_hq_server_set_limits(HQ, 2 * UVQ_SECONDS, 33), 0);
+
+  a = slow_open();
+  b = slow_open();
+  t0 = x.w.now;
+  slow_write(a, "GET /f.b", 0);
+  slow_write(b, "GET /f.b", 0);
+  (void)qt_run(&x.w, NULL, NULL, 2 * UVQ_SECONDS - UVQ_MILLISECONDS);
+  assert_int_equal(x.w.now, t0 + 2 * UVQ_SECONDS - UVQ_MILLISECONDS);
+  assert_false(slow_of(a)->reset);
+  assert_false(slow_of(b)->reset);
+  slow_write(a, "in\r\n", 1);
+  (void)qt_run(&x.w, NULL, NULL, UVQ_MILLISECONDS);
+  /* t0 + 2 s: a is answered in full, b reset. */
+  assert_true(slow_of(a)->fin);
+  assert_int_equal(slow_of(a)->received, 1000);
+  assert_true(slow_of(b)->reset);
+  assert_int_equal(slow_of(b)->reset_code, UVQ_HQ_ERR_REQUEST_TIMEOUT);
+
+  /* c: 33 bytes with its LF, in two pieces: served. */
+  c = slow_open();
+  slow_write(c, "GET /./././", 0);
+  (void)qt_run(&x.w, NULL, NULL, 10 * UVQ_MILLISECONDS);
+  snprintf(line, sizeof(line), "%s\n", path + 11);
+  slow_write(c, line, 1);
+  /* d: its 34th byte is the CR: refused before the LF comes. */
+  d = slow_open();
+  snprintf(line, sizeof(line), "%s\r", path);
+  slow_write(d, line, 0);
+  (void)qt_run(&x.w, NULL, NULL, 100 * UVQ_MILLISECONDS);
+  assert_true(slow_of(c)->fin);
+  assert_int_equal(slow_of(c)->received, 1000);
+  assert_false(slow_of(c)->reset);
+  assert_true(slow_of(d)->reset);
+  assert_int_equal(slow_of(d)->reset_code, UVQ_HQ_ERR_BAD_REQUEST);
+  (void)qt_run(&x.w, NULL, NULL, 100 * UVQ_MILLISECONDS);
+  assert_int_equal(LOG.sid_status[a / 4], 200);
+  assert_int_equal(LOG.sid_status[b / 4], 408);
+  assert_int_equal(LOG.sid_status[c / 4], 200);
+  assert_int_equal(LOG.sid_status[d / 4], 414);
+  uvq_hq_server_get_stats(HQ, &st);
+  assert_int_equal(st.files, 2);
+  assert_int_equal(st.request_timeouts, 1);
+  assert_int_equal(st.requests_too_long, 1);
+  slow_teardown(&x);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hq_download),
@@ -397,6 +668,8 @@ int main(void) {
       cmocka_unit_test(test_hq_conn_close),
       cmocka_unit_test(test_hq_file_shrinks),
       cmocka_unit_test(test_hq_endpoint_del_in_flight),
+      cmocka_unit_test(test_hq_unfinished_request_lines),
+      cmocka_unit_test(test_hq_request_line_edges),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

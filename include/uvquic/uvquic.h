@@ -959,6 +959,14 @@ UVQ_EXTERN int uvq_conn_close(uvq_conn *conn, uint64_t app_error,
 UVQ_EXTERN void uvq_conn_set_app_timer(uvq_conn *conn, uvq_tstamp deadline);
 
 /**
+ * uvq_conn_get_now returns the endpoint's time: inside a callback, the
+ * |now| of the endpoint call it runs in (callbacks are not given the time;
+ * this is what to base uvq_conn_set_app_timer deadlines on); outside, the
+ * latest |now| the endpoint was given.
+ */
+UVQ_EXTERN uvq_tstamp uvq_conn_get_now(uvq_conn *conn);
+
+/**
  * uvq_conn_update_key starts a key update (RFC 9001 §6) on an established
  * connection. Returns 0, UVQ_ERR_INVALID_STATE (handshake not confirmed or
  * an update still in progress) or UVQ_ERR_CLOSED.

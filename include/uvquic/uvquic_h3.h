@@ -225,6 +225,17 @@ typedef struct uvq_h3_server_config {
    * value + 32 over all fields) accepted; larger ones are answered with 431
    * without calling on_request. Also advertised as
    * SETTINGS_MAX_FIELD_SECTION_SIZE. Default 16 KiB.
+   *
+   * It is enforced as the bytes arrive, not only once the section is
+   * whole: a HEADERS frame is held by h3 until its last byte is in (nghttp3
+   * decodes it only then), and one whose length on the wire exceeds this
+   * limit is refused from its frame header, before its payload: a request
+   * section with 431 (an early response, RFC 9114 §4.1.2, then
+   * STOP_SENDING with H3_NO_ERROR), a trailer section by resetting the
+   * stream with H3_EXCESSIVE_LOAD. (An encoded section is never larger
+   * than its §4.2.2 size unless padded: each field line's encoding costs
+   * less than the 32 bytes the size adds.) A request stream so holds at
+   * most this many bytes of a section, and only bytes that arrived.
    */
   uint64_t max_field_section_size;
   /**
@@ -236,9 +247,15 @@ typedef struct uvq_h3_server_config {
   uint64_t max_requests_per_conn;
   /**
    * A connection that has not started a request within this many ns of
-   * being accepted is closed with H3_NO_ERROR; 0 disables. It runs on the
-   * connection's application timer (uvq_conn_set_app_timer), so every
-   * driver serves it with no extra call. Default 0.
+   * being accepted is closed with H3_NO_ERROR; 0 disables. A request has
+   * started once its header section has arrived (a section that never
+   * completes does not count: header_timeout resets its stream, and this
+   * timer still closes the connection). It runs on the connection's
+   * application timer (uvq_conn_set_app_timer), so every driver serves it
+   * with no extra call. Default UVQ_H3_REQUEST_TIMEOUT (30 s): the
+   * transport's default idle timeout, so a client that lets an unused
+   * connection go idle sees no difference, while one that keeps it alive
+   * with PINGs without ever asking for anything is closed.
    */
   uint64_t request_timeout;
 
@@ -264,7 +281,25 @@ typedef struct uvq_h3_server_config {
    */
   void (*on_stream_close)(uvq_h3_stream *st, int error, uint64_t app_error,
                           void *user_data);
+
+  /**
+   * A request stream whose header section is not complete this many ns
+   * after its first frame arrived (in order or not) is reset in both
+   * directions with H3_REQUEST_REJECTED, without on_request or
+   * on_stream_close (RFC 9114 §4.1.1: the server cancelled a request it
+   * did no processing for; the client may retry it). Counted in
+   * uvq_h3_conn_stats.header_timeouts. 0 disables. Default
+   * UVQ_H3_HEADER_TIMEOUT (10 s): a real client sends its header section
+   * in one flight, so 10 s is many round trips even on a lossy path, while
+   * a client that dribbles sections (slowloris) holds a stream for 10 s at
+   * most. Runs on the application timer too.
+   */
+  uint64_t header_timeout;
 } uvq_h3_server_config;
+
+/** Default request_timeout and header_timeout of uvq_h3_server_config. */
+#define UVQ_H3_REQUEST_TIMEOUT (30 * UVQ_SECONDS)
+#define UVQ_H3_HEADER_TIMEOUT (10 * UVQ_SECONDS)
 
 UVQ_EXTERN void uvq_h3_server_config_default(uvq_h3_server_config *cfg);
 
@@ -283,10 +318,10 @@ UVQ_EXTERN void uvq_h3_server_del(uvq_h3_server *srv);
  * uvq_h3_server_accept serves |conn|: call it from the endpoint's on_accept
  * for ALPN "h3" (|now| is the time of that call) and return its result.
  * Sets *pcallbacks and *pconn_user_data; the per-connection state is freed
- * after on_closed. With request_timeout set it arms the connection's
- * application timer (uvq_conn_set_app_timer), which h3 owns: do not set it
- * yourself on an h3 connection. Returns 0 or UVQ_ERR_NOMEM (refuse the
- * connection).
+ * after on_closed. request_timeout and header_timeout run on the
+ * connection's application timer (uvq_conn_set_app_timer), which h3 owns:
+ * do not set it yourself on an h3 connection. Returns 0 or UVQ_ERR_NOMEM
+ * (refuse the connection).
  */
 UVQ_EXTERN int uvq_h3_server_accept(uvq_h3_server *srv, uvq_conn *conn,
                                     uvq_tstamp now,
@@ -503,13 +538,38 @@ typedef struct uvq_h3_conn_stats {
   uint64_t requests_started;   /* server: received; client: submitted */
   uint64_t requests_completed; /* ended with error 0 */
   uint64_t requests_rejected;  /* REQUEST_REJECTED / GOAWAY */
-  uint64_t header_too_large;   /* server: answered with 431 */
-  uint64_t streams_reset;      /* exchanges that ended with a reset */
+  /* Server: sections over max_field_section_size: request sections
+   * answered with 431 (once decoded, or at once from the HEADERS frame's
+   * length), trailer sections reset with H3_EXCESSIVE_LOAD. */
+  uint64_t header_too_large;
+  uint64_t streams_reset; /* exchanges that ended with a reset */
   int goaway_sent;
   int goaway_received;
+  /* Server: request streams reset by header_timeout (their end is also
+   * counted above, as requests_rejected or streams_reset, by the code the
+   * client's answering reset carries). */
+  uint64_t header_timeouts;
+  /* Server: nonzero if request_timeout closed the connection (readable
+   * until on_closed; uvq_h3_server_get_stats keeps the sum). */
+  int request_timed_out;
 } uvq_h3_conn_stats;
 
 UVQ_EXTERN void uvq_h3_conn_get_stats(uvq_h3_conn *h3, uvq_h3_conn_stats *st);
+
+/** Counters of an h3 server: the sums over its connections that closed. */
+typedef struct uvq_h3_server_stats {
+  uint64_t connections; /* closed connections summed here */
+  uint64_t requests_started;
+  uint64_t requests_completed;
+  uint64_t requests_rejected;
+  uint64_t header_too_large;
+  uint64_t streams_reset;
+  uint64_t header_timeouts;
+  uint64_t request_timeouts; /* connections request_timeout closed */
+} uvq_h3_server_stats;
+
+UVQ_EXTERN void uvq_h3_server_get_stats(uvq_h3_server *srv,
+                                        uvq_h3_server_stats *st);
 
 #ifdef __cplusplus
 }

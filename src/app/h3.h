@@ -7,7 +7,9 @@
  *   h3_conn.c    both sides: nghttp3 glue and callbacks, control/QPACK
  *                streams, exchanges, bodies, write pump, shutdown, and the
  *                uvq_app_callbacks every h3 connection runs on
- *   h3_server.c  server objects, accept, requests, responses, timeout
+ *   h3_server.c  server objects, accept, requests, responses, timeouts
+ *   h3_gate.c    server request streams: HEADERS frames held until whole,
+ *                max_field_section_size enforced as the bytes arrive
  *   h3_client.c  client objects, request queue, submit, cancel, GOAWAY
  */
 #ifndef UVQ_APP_H3_H
@@ -105,6 +107,26 @@ typedef struct h3_hold {
   void *free_user_data;
 } h3_hold;
 
+/* The frame gate of a server request stream (h3_gate.c): the frame
+ * layer parsed ahead of nghttp3, so that a HEADERS frame reaches nghttp3
+ * only whole, and one longer than max_field_section_size never. */
+typedef enum h3_gate_state {
+  H3_GATE_FRAME = 0, /* reading a frame's type and length */
+  H3_GATE_PASS,      /* another frame's payload: straight to nghttp3 */
+  H3_GATE_HOLD,      /* a HEADERS frame's payload: held until whole */
+  H3_GATE_DROP       /* the stream is refused: nothing more is read */
+} h3_gate_state;
+
+typedef struct h3_gate {
+  h3_gate_state state;
+  uint8_t hdr[16]; /* the frame header read so far (two varints) */
+  size_t hdrlen;
+  uint64_t left; /* PASS, HOLD: payload bytes still to come */
+  uint8_t *hold; /* HOLD: the frame (header and payload) so far */
+  size_t holdlen, holdcap;
+  unsigned nheaders; /* HEADERS frames seen: the first is the request's */
+} h3_gate;
+
 struct uvq_h3_stream {
   uvq_h3_conn *h;
   uvq_h3_stream *prev, *next; /* h->streams */
@@ -130,6 +152,7 @@ struct uvq_h3_stream {
   size_t chunk_acked; /* bytes of chunk_head already acknowledged */
   h3_nvlist trailers;
   int read_blocked;
+  int room_blocked; /* provider not read: the core stream had no room */
   int provider_failed;
   int reset_pending; /* reset + shutdown write once out of nghttp3 */
   int stop_received; /* the peer sent STOP_SENDING (on_stop_sending) */
@@ -144,6 +167,14 @@ struct uvq_h3_stream {
   int got_response;      /* client: final response headers */
   int read_stopped;      /* server: uvq_h3_stop_request_body */
   int read_stop_pending; /* ... and nghttp3 not told yet */
+  int begun;             /* server: uvq_h3_server_begin_request ran */
+
+  /* Server request streams: the frame gate (h3_gate.c) and the header
+   * timeout (h3_server.c). */
+  h3_gate gate;
+  uvq_tstamp hdr_deadline;      /* header_timeout: the section is due */
+  uvq_h3_stream *tprev, *tnext; /* h->thead: waiting for their section */
+  int hdr_waiting;              /* ... linked there */
 
   /* Outcome. */
   int cancelled;
@@ -158,7 +189,8 @@ struct uvq_h3_stream {
 
 struct uvq_h3_server {
   uvq_h3_server_config cfg;
-  const uvq_mem *mem; /* the server object's; connections may differ */
+  const uvq_mem *mem;        /* the server object's; connections may differ */
+  uvq_h3_server_stats stats; /* of the connections that closed */
 };
 
 struct uvq_h3_conn {
@@ -193,6 +225,9 @@ struct uvq_h3_conn {
   uint64_t nrequests;
   uint64_t max_client_bidi;
   int timer_armed; /* server: request_timeout pending on the app timer */
+  uvq_tstamp req_deadline;      /* ... due then */
+  uvq_h3_stream *thead, *ttail; /* server: header_timeout, oldest first */
+  uvq_tstamp timer_at;          /* the app timer's deadline (MAX: none) */
   uvq_h3_conn_stats stats;
 };
 
@@ -209,6 +244,10 @@ int uvq_h3_conn_init(uvq_h3_conn *h, int server, uint64_t max_section,
                      const uvq_mem *nmem_src);
 /* Deletes the nghttp3 connection, if any. */
 void uvq_h3_conn_free_nghttp3(uvq_h3_conn *h);
+/* Hands stream bytes to nghttp3 (nghttp3_conn_read_stream); a malformed
+ * message resets the stream, another error closes the connection. */
+void uvq_h3_conn_feed(uvq_h3_conn *h, int64_t sid, const uint8_t *data,
+                      size_t len, int fin);
 /* Closes the QUIC connection with |code| once. */
 void uvq_h3_conn_fail(uvq_h3_conn *h, uint64_t code, const char *why);
 /* Runs what had to wait until we were outside nghttp3, then writes. */
@@ -245,14 +284,40 @@ const nghttp3_data_reader *uvq_h3_stream_reader(const uvq_h3_stream *st);
 /* Server (h3_server.c)                                                     */
 /* ------------------------------------------------------------------------ */
 
-/* A request stream's first header section began; creates its exchange or
- * rejects it. Returns 0 or an NGHTTP3_ERR_*. */
+/* The client opened request stream |sid| (its first frame arrived, in
+ * order or not): creates its exchange and starts its header timeout.
+ * Returns 0 or UVQ_ERR_NOMEM. */
+int uvq_h3_server_open_request(uvq_h3_conn *h, int64_t sid);
+/* A request stream's first header section began; creates its exchange (if
+ * open_request did not) or rejects it. Returns 0 or an NGHTTP3_ERR_*. */
 int uvq_h3_server_begin_request(uvq_h3_conn *h, int64_t sid);
 /* The request header section is complete: validate, on_request. Returns 0
  * or UVQ_ERR_NOMEM. */
 int uvq_h3_server_end_headers(uvq_h3_conn *h, uvq_h3_stream *st);
-/* The connection's application timer fired (request_timeout). */
+/* The connection closed: its counters go into the server's. */
+void uvq_h3_server_conn_closed(uvq_h3_conn *h);
+/* The connection's application timer fired (request_timeout,
+ * header_timeout). */
 void uvq_h3_server_on_timer(uvq_h3_conn *h);
+/* |st| no longer waits for its header section (it arrived, or the stream
+ * is refused or gone): off the header-timeout list. Idempotent. */
+void uvq_h3_server_hdr_done(uvq_h3_conn *h, uvq_h3_stream *st);
+/* The request's header section is over max_field_section_size on the wire
+ * (its HEADERS frame's length) and nghttp3 has seen only the frame header:
+ * answers 431 at once, without reading the section (RFC 9114 §4.1.2). */
+void uvq_h3_server_refuse_section(uvq_h3_conn *h, uvq_h3_stream *st);
+
+/* ------------------------------------------------------------------------ */
+/* Server request streams: the frame gate (h3_gate.c)                       */
+/* ------------------------------------------------------------------------ */
+
+/* Feeds |len| bytes of a server request stream to nghttp3 through |st|'s
+ * gate: HEADERS frames whole or not at all (see h3.md, "Header sections
+ * as they arrive"). */
+void uvq_h3_gate_recv(uvq_h3_conn *h, uvq_h3_stream *st, const uint8_t *data,
+                      size_t len, int fin);
+/* Frees what the gate holds and reads nothing more of the stream. */
+void uvq_h3_gate_drop(uvq_h3_conn *h, uvq_h3_stream *st);
 
 /* ------------------------------------------------------------------------ */
 /* Client (h3_client.c)                                                     */

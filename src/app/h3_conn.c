@@ -152,6 +152,7 @@ void uvq_h3_stream_finish(uvq_h3_stream *st, int error, uint64_t app_error) {
   }
   body_release(h, st);
   if (st->server) {
+    uvq_h3_gate_drop(h, st);
     if (st->request_seen && h->srv->cfg.on_stream_close) {
       h->srv->cfg.on_stream_close(st, error, app_error, h->srv->cfg.user_data);
     }
@@ -213,6 +214,9 @@ void uvq_h3_stream_abort(uvq_h3_stream *st, uint64_t code) {
   (void)uvq_stream_stop_sending(h->conn, st->id, code);
   (void)uvq_stream_reset(h->conn, st->id, code);
   st->reset_pending = 1;
+  if (st->server) {
+    uvq_h3_gate_drop(h, st);
+  }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -262,6 +266,8 @@ static ssize_t h3_write_vec(uvq_h3_conn *h, int64_t sid, const uint8_t *p,
   }
   return uvq_stream_write(h->conn, sid, p, len, fin);
 }
+
+static size_t h3_may_read(uvq_h3_conn *h, uvq_h3_stream *st, int64_t sid);
 
 /* Moves everything nghttp3 has to send into the core's stream buffers. The
  * core keeps a copy or a reference until the peer acknowledges it, so
@@ -337,6 +343,14 @@ static void h3_write(uvq_h3_conn *h) {
     if (shortw) {
       /* The send buffer is full: on_stream_writable unblocks it. */
       nghttp3_conn_block_stream(h->h3, sid);
+    } else {
+      /* A provider held back for room nghttp3 had already filled may
+       * read again now that the core took it. */
+      uvq_h3_stream *st = uvq_stream_get_user_data(h->conn, sid);
+      if (st && st->room_blocked && h3_may_read(h, st, sid)) {
+        st->room_blocked = 0;
+        (void)nghttp3_conn_resume_stream(h->h3, sid);
+      }
     }
   }
 }
@@ -644,10 +658,19 @@ static int cb_end_trailers(nghttp3_conn *c, int64_t sid, int fin, void *ud,
   return 0;
 }
 
+/* A server request stream nghttp3 reports on before it has our user data
+ * (its first frame: begin_headers sets it): the core's has it. */
+static uvq_h3_stream *h3_sud(uvq_h3_conn *h, int64_t sid, void *sud) {
+  if (sud == NULL && h->server && (sid & 0x3) == 0) {
+    return uvq_stream_get_user_data(h->conn, sid);
+  }
+  return sud;
+}
+
 static int cb_stop_sending(nghttp3_conn *c, int64_t sid, uint64_t code,
                            void *ud, void *sud) {
   uvq_h3_conn *h = ud;
-  uvq_h3_stream *st = sud;
+  uvq_h3_stream *st = h3_sud(h, sid, sud);
   (void)c;
   if (st && code == UVQ_H3_MESSAGE_ERROR) {
     st->malformed = 1;
@@ -659,7 +682,7 @@ static int cb_stop_sending(nghttp3_conn *c, int64_t sid, uint64_t code,
 static int cb_reset_stream(nghttp3_conn *c, int64_t sid, uint64_t code,
                            void *ud, void *sud) {
   uvq_h3_conn *h = ud;
-  uvq_h3_stream *st = sud;
+  uvq_h3_stream *st = h3_sud(h, sid, sud);
   (void)c;
   if (st) {
     if (code == UVQ_H3_MESSAGE_ERROR) {
@@ -670,6 +693,9 @@ static int cb_reset_stream(nghttp3_conn *c, int64_t sid, uint64_t code,
     if (!st->local_reset) {
       st->local_reset = 1;
       st->local_reset_code = code;
+    }
+    if (st->server) {
+      uvq_h3_gate_drop(h, st);
     }
   }
   (void)uvq_stream_reset(h->conn, sid, code);
@@ -704,6 +730,31 @@ static int cb_shutdown(nghttp3_conn *c, int64_t id, void *ud) {
   return 0;
 }
 
+/* Bytes of |st|'s provider chunks that nghttp3 holds and the core has not
+ * taken yet (only the list's reference). */
+static size_t h3_unhanded(const uvq_h3_stream *st) {
+  size_t n = 0;
+  for (const h3_chunk *c = st->chunk_head; c; c = c->next) {
+    if (c->refs == 1) {
+      n += c->len;
+    }
+  }
+  return n;
+}
+
+/* How much of |st|'s provider may be read now (at most one chunk): nghttp3
+ * would pull chunk after chunk in one call, so what it already holds
+ * counts against the room the core has (the peer's credit, the budget),
+ * and a read never asks for more than the rest, so nothing is read that
+ * the peer cannot take. Asking for room when there is none makes the core
+ * call on_stream_writable later. */
+static size_t h3_may_read(uvq_h3_conn *h, uvq_h3_stream *st, int64_t sid) {
+  size_t pending = h3_unhanded(st);
+  size_t room = uvq_stream_get_send_room(h->conn, sid);
+  size_t n = room > pending ? room - pending : 0;
+  return n < UVQ_H3_PROVIDER_CHUNK ? n : UVQ_H3_PROVIDER_CHUNK;
+}
+
 static nghttp3_ssize cb_read_data(nghttp3_conn *c, int64_t sid,
                                   nghttp3_vec *vec, size_t veccnt,
                                   uint32_t *pflags, void *ud, void *sud) {
@@ -733,22 +784,30 @@ static nghttp3_ssize cb_read_data(nghttp3_conn *c, int64_t sid,
   case UVQ_H3_BODY_PROVIDER: {
     uvq_pool *pool = uvq_endpoint_pool(uvq_conn_get_endpoint(h->conn));
     h3_chunk *ch;
+    size_t want;
     ssize_t r;
     if (st->read_blocked || st->provider_failed || st->stop_received) {
+      return NGHTTP3_ERR_WOULDBLOCK;
+    }
+    /* Read no further than the core can take: a chunk nghttp3 holds that
+     * the core has not taken yet, or a stream with no room (the peer's
+     * credit is spent, or the budget), waits for on_stream_writable. */
+    want = h3_may_read(h, st, sid);
+    if (want == 0) {
+      st->room_blocked = 1;
       return NGHTTP3_ERR_WOULDBLOCK;
     }
     ch = uvq_pool_get(pool, UVQ_POOL_CLASS_BULK);
     if (ch == NULL) {
       return NGHTTP3_ERR_CALLBACK_FAILURE;
     }
-    r = st->body.read(st, ch->data, UVQ_H3_PROVIDER_CHUNK, &eof,
-                      st->body.read_user_data);
+    r = st->body.read(st, ch->data, want, &eof, st->body.read_user_data);
     if (r == UVQ_H3_READ_WOULDBLOCK || (r == 0 && !eof)) {
       uvq_pool_put(pool, UVQ_POOL_CLASS_BULK, ch);
       st->read_blocked = 1;
       return NGHTTP3_ERR_WOULDBLOCK;
     }
-    if (r < 0 || (size_t)r > UVQ_H3_PROVIDER_CHUNK) {
+    if (r < 0 || (size_t)r > want) {
       uvq_pool_put(pool, UVQ_POOL_CLASS_BULK, ch);
       st->provider_failed = 1;
       uvq_h3_stream_abort(st, UVQ_H3_INTERNAL_ERROR);
@@ -1012,11 +1071,55 @@ static int on_established(uvq_conn *conn, void *ud) {
   return 0;
 }
 
+void uvq_h3_conn_feed(uvq_h3_conn *h, int64_t sid, const uint8_t *data,
+                      size_t len, int fin) {
+  nghttp3_ssize n;
+
+  if (h->close_sent || h->closed || (len == 0 && !fin)) {
+    return;
+  }
+  /* nghttp3 returns how much it consumed outside DATA payloads; the core
+   * returns flow-control credit for all |len| bytes when on_stream_data
+   * returns, so the count is not needed (see h3.md). */
+  h->depth++;
+  n = nghttp3_conn_read_stream(h->h3, sid, data, len, fin);
+  h->depth--;
+  if (n < 0) {
+    if (n == NGHTTP3_ERR_MALFORMED_HTTP_HEADER ||
+        n == NGHTTP3_ERR_MALFORMED_HTTP_MESSAGING) {
+      uvq_h3_stream *st = uvq_stream_get_user_data(h->conn, sid);
+      (void)uvq_stream_stop_sending(h->conn, sid, UVQ_H3_MESSAGE_ERROR);
+      (void)uvq_stream_reset(h->conn, sid, UVQ_H3_MESSAGE_ERROR);
+      if (st) {
+        st->malformed = 1;
+        if (st->server) {
+          uvq_h3_gate_drop(h, st);
+        }
+      }
+    } else {
+      uvq_h3_conn_fail(h, nghttp3_err_infer_quic_app_error_code((int)n),
+                       nghttp3_strerror((int)n));
+    }
+  }
+}
+
+/* The client opened a stream: a request stream starts its header clock. */
+static int on_stream_open(uvq_conn *conn, int64_t sid, void *ud) {
+  uvq_h3_conn *h = ud;
+
+  if (h3_enter(h, conn) != 0) {
+    return 0;
+  }
+  if (h->server && (sid & 0x3) == 0 && !h->close_sent && !h->closed) {
+    return uvq_h3_server_open_request(h, sid);
+  }
+  return 0;
+}
+
 static int on_stream_data(uvq_conn *conn, int64_t sid, const uint8_t *data,
                           size_t len, int fin, void *ud, void *sud) {
   uvq_h3_conn *h = ud;
-  nghttp3_ssize n;
-  (void)sud;
+  uvq_h3_stream *st = sud;
 
   if (h3_enter(h, conn) != 0) {
     return 0;
@@ -1024,25 +1127,11 @@ static int on_stream_data(uvq_conn *conn, int64_t sid, const uint8_t *data,
   if (h->server && !h->ready) {
     (void)h3_ensure_ready(h);
   }
-  /* nghttp3 returns how much it consumed outside DATA payloads; the core
-   * returns flow-control credit for all |len| bytes when this returns, so
-   * the count is not needed (see h3.md). */
-  h->depth++;
-  n = nghttp3_conn_read_stream(h->h3, sid, data, len, fin);
-  h->depth--;
-  if (n < 0) {
-    if (n == NGHTTP3_ERR_MALFORMED_HTTP_HEADER ||
-        n == NGHTTP3_ERR_MALFORMED_HTTP_MESSAGING) {
-      uvq_h3_stream *st = uvq_stream_get_user_data(conn, sid);
-      (void)uvq_stream_stop_sending(conn, sid, UVQ_H3_MESSAGE_ERROR);
-      (void)uvq_stream_reset(conn, sid, UVQ_H3_MESSAGE_ERROR);
-      if (st) {
-        st->malformed = 1;
-      }
-    } else {
-      uvq_h3_conn_fail(h, nghttp3_err_infer_quic_app_error_code((int)n),
-                       nghttp3_strerror((int)n));
-    }
+  if (h->server && (sid & 0x3) == 0 && st != NULL) {
+    /* A request stream: HEADERS frames reach nghttp3 only whole. */
+    uvq_h3_gate_recv(h, st, data, len, fin);
+  } else {
+    uvq_h3_conn_feed(h, sid, data, len, fin);
   }
   /* A GOAWAY due (max_requests_per_conn reached) must name the next
    * request stream before nghttp3 reads it, so it cannot wait. */
@@ -1061,11 +1150,15 @@ static int on_write(uvq_conn *conn, void *ud) {
 static int on_stream_writable(uvq_conn *conn, int64_t sid, void *ud,
                               void *sud) {
   uvq_h3_conn *h = ud;
-  (void)sud;
+  uvq_h3_stream *st = sud;
   if (h3_enter(h, conn) != 0) {
     return 0;
   }
   (void)nghttp3_conn_unblock_stream(h->h3, sid);
+  if (st && st->room_blocked) {
+    st->room_blocked = 0;
+    (void)nghttp3_conn_resume_stream(h->h3, sid);
+  }
   uvq_h3_after(h);
   return 0;
 }
@@ -1082,6 +1175,9 @@ static void on_stream_reset(uvq_conn *conn, int64_t sid, uint64_t code,
   if (st && !(st->read_stopped && code == UVQ_H3_NO_ERROR)) {
     st->peer_reset = 1;
     st->peer_reset_code = code;
+  }
+  if (st && st->server) {
+    uvq_h3_gate_drop(h, st);
   }
   (void)nghttp3_conn_shutdown_stream_read(h->h3, sid);
   uvq_h3_after(h);
@@ -1230,6 +1326,7 @@ static void on_closed(uvq_conn *conn, const uvq_close_info *ci, void *ud) {
   uvq_h3_conn_free_nghttp3(h);
   h->conn = NULL;
   if (h->server) {
+    uvq_h3_server_conn_closed(h);
     uvq_free(h->mem, h);
     return;
   }
@@ -1242,6 +1339,7 @@ static void on_closed(uvq_conn *conn, const uvq_close_info *ci, void *ud) {
 const uvq_app_callbacks uvq_h3_app_callbacks = {
     .version = UVQ_APP_CALLBACKS_VERSION,
     .on_established = on_established,
+    .on_stream_open = on_stream_open,
     .on_stream_data = on_stream_data,
     .on_stream_writable = on_stream_writable,
     .on_stream_acked = on_stream_acked,

@@ -1,6 +1,6 @@
 /* HTTP/3 server: the shared server object, accepting connections, request
- * streams, responses, and the request timeout on the connection's
- * application timer. See h3.h and docs/internals/h3.md. */
+ * streams, responses, and the request and header timeouts on the
+ * connection's application timer. See h3.h and docs/internals/h3.md. */
 #include "app/h3.h"
 
 #include <stdio.h>
@@ -12,6 +12,8 @@ void uvq_h3_server_config_default(uvq_h3_server_config *cfg) {
   memset(cfg, 0, sizeof(*cfg));
   cfg->version = UVQ_H3_SERVER_CONFIG_VERSION;
   cfg->max_field_section_size = 16 * 1024;
+  cfg->request_timeout = UVQ_H3_REQUEST_TIMEOUT;
+  cfg->header_timeout = UVQ_H3_HEADER_TIMEOUT;
 }
 
 int uvq_h3_server_new(uvq_h3_server **psrv, const uvq_h3_server_config *cfg) {
@@ -71,40 +73,142 @@ int uvq_h3_server_accept(uvq_h3_server *srv, uvq_conn *conn, uvq_tstamp now,
   }
   h->max_client_bidi = uvq_endpoint_get_settings(ep)->max_streams_bidi;
   nghttp3_conn_set_max_client_streams_bidi(h->h3, h->max_client_bidi);
+  h->timer_at = UVQ_TSTAMP_MAX;
   if (srv->cfg.request_timeout) {
     h->timer_armed = 1;
-    uvq_conn_set_app_timer(conn, now + srv->cfg.request_timeout);
+    h->req_deadline = now + srv->cfg.request_timeout;
+    h->timer_at = h->req_deadline;
+    uvq_conn_set_app_timer(conn, h->req_deadline);
   }
   *pcallbacks = &uvq_h3_app_callbacks;
   *pconn_user_data = h;
   return 0;
 }
 
-void uvq_h3_server_on_timer(uvq_h3_conn *h) {
-  if (h->timer_armed) {
-    h->timer_armed = 0;
-    uvq_h3_conn_fail(h, UVQ_H3_NO_ERROR, "no request");
+/* ------------------------------------------------------------------------ */
+/* Timeouts: one application timer per connection                           */
+/* ------------------------------------------------------------------------ */
+
+/* The app timer serves request_timeout and the oldest header_timeout (the
+ * list is in arrival order, so in deadline order: one duration for all).
+ * It is moved earlier at once and left when the earliest deadline goes: it
+ * then fires early once, and on_timer sets it again. */
+static void timer_update(uvq_h3_conn *h) {
+  uvq_tstamp want = h->timer_armed ? h->req_deadline : UVQ_TSTAMP_MAX;
+  if (h->thead && h->thead->hdr_deadline < want) {
+    want = h->thead->hdr_deadline;
   }
+  if (want < h->timer_at && h->conn && !h->closed) {
+    h->timer_at = want;
+    uvq_conn_set_app_timer(h->conn, want);
+  }
+}
+
+void uvq_h3_server_conn_closed(uvq_h3_conn *h) {
+  uvq_h3_server_stats *t = &h->srv->stats;
+  const uvq_h3_conn_stats *c = &h->stats;
+  t->connections++;
+  t->requests_started += c->requests_started;
+  t->requests_completed += c->requests_completed;
+  t->requests_rejected += c->requests_rejected;
+  t->header_too_large += c->header_too_large;
+  t->streams_reset += c->streams_reset;
+  t->header_timeouts += c->header_timeouts;
+  t->request_timeouts += c->request_timed_out != 0;
+}
+
+void uvq_h3_server_get_stats(uvq_h3_server *srv, uvq_h3_server_stats *st) {
+  *st = srv->stats;
+}
+
+void uvq_h3_server_hdr_done(uvq_h3_conn *h, uvq_h3_stream *st) {
+  if (!st->hdr_waiting) {
+    return;
+  }
+  st->hdr_waiting = 0;
+  if (st->tprev) {
+    st->tprev->tnext = st->tnext;
+  } else {
+    h->thead = st->tnext;
+  }
+  if (st->tnext) {
+    st->tnext->tprev = st->tprev;
+  } else {
+    h->ttail = st->tprev;
+  }
+  st->tprev = st->tnext = NULL;
+}
+
+void uvq_h3_server_on_timer(uvq_h3_conn *h) {
+  uvq_tstamp now = uvq_conn_get_now(h->conn);
+
+  h->timer_at = UVQ_TSTAMP_MAX; /* the core disarmed it to call us */
+  if (h->timer_armed && now >= h->req_deadline) {
+    h->timer_armed = 0;
+    h->stats.request_timed_out = 1;
+    uvq_h3_conn_fail(h, UVQ_H3_NO_ERROR, "no request");
+    return;
+  }
+  while (h->thead && h->thead->hdr_deadline <= now) {
+    uvq_h3_stream *st = h->thead;
+    uvq_h3_server_hdr_done(h, st);
+    /* RFC 9114 §4.1.1: cancelled before any processing, so "rejected"
+     * (the client may retry); both directions, so the client's half
+     * frame is dropped too. */
+    h->stats.header_timeouts++;
+    uvq_h3_stream_abort(st, UVQ_H3_REQUEST_REJECTED);
+  }
+  timer_update(h);
 }
 
 /* ------------------------------------------------------------------------ */
 /* Requests                                                                 */
 /* ------------------------------------------------------------------------ */
 
+int uvq_h3_server_open_request(uvq_h3_conn *h, int64_t sid) {
+  uvq_h3_stream *st = uvq_stream_get_user_data(h->conn, sid);
+  uint64_t t = h->srv->cfg.header_timeout;
+
+  if (st != NULL) {
+    return 0;
+  }
+  st = uvq_h3_stream_new(h, sid);
+  if (st == NULL) {
+    return UVQ_ERR_NOMEM;
+  }
+  (void)uvq_stream_set_user_data(h->conn, sid, st);
+  if (t) {
+    st->hdr_deadline = uvq_conn_get_now(h->conn) + t;
+    st->hdr_waiting = 1;
+    st->tprev = h->ttail;
+    if (h->ttail) {
+      h->ttail->tnext = st;
+    } else {
+      h->thead = st;
+    }
+    h->ttail = st;
+    timer_update(h);
+  }
+  return 0;
+}
+
 int uvq_h3_server_begin_request(uvq_h3_conn *h, int64_t sid) {
-  uvq_h3_stream *st = uvq_h3_stream_new(h, sid);
+  /* Opened in on_stream_open, unless its allocation failed there. */
+  uvq_h3_stream *st = uvq_stream_get_user_data(h->conn, sid);
   uint64_t limit = h->srv->cfg.max_requests_per_conn;
 
   if (st == NULL) {
-    return NGHTTP3_ERR_CALLBACK_FAILURE;
+    st = uvq_h3_stream_new(h, sid);
+    if (st == NULL) {
+      return NGHTTP3_ERR_CALLBACK_FAILURE;
+    }
+    (void)uvq_stream_set_user_data(h->conn, sid, st);
   }
+  st->begun = 1;
   nghttp3_conn_set_stream_user_data(h->h3, sid, st);
-  (void)uvq_stream_set_user_data(h->conn, sid, st);
-  if (h->timer_armed) {
-    /* A request started: request_timeout no longer applies. */
-    h->timer_armed = 0;
-    uvq_conn_set_app_timer(h->conn, UVQ_TSTAMP_MAX);
-  }
+  /* A request started: request_timeout no longer applies (the timer
+   * fires once more for nothing, or for a header_timeout). */
+  h->timer_armed = 0;
   if (sid > h->max_bidi_seen) {
     h->max_bidi_seen = sid;
   }
@@ -143,12 +247,25 @@ static int respond_simple(uvq_h3_stream *st, unsigned int status) {
   return uvq_h3_respond(st, &r);
 }
 
+void uvq_h3_server_refuse_section(uvq_h3_conn *h, uvq_h3_stream *st) {
+  uvq_h3_server_hdr_done(h, st);
+  h->stats.header_too_large++;
+  if (respond_simple(st, 431) == 0) {
+    /* STOP_SENDING(H3_NO_ERROR): the section is not wanted. */
+    (void)uvq_h3_stop_request_body(st);
+  } else {
+    /* No response can go yet (0-RTT, before the control streams). */
+    uvq_h3_stream_abort(st, UVQ_H3_REQUEST_REJECTED);
+  }
+}
+
 int uvq_h3_server_end_headers(uvq_h3_conn *h, uvq_h3_stream *st) {
   uvq_h3_request_info ri;
   uvq_h3_header *view;
   nghttp3_pri pri;
   int rv;
 
+  uvq_h3_server_hdr_done(h, st);
   if (st->rx.too_large) {
     h->stats.header_too_large++;
     rv = respond_simple(st, 431);

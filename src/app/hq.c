@@ -41,6 +41,8 @@ const char *uvq_hq_strerror(uint64_t code) {
     return "server internal error";
   case UVQ_HQ_ERR_SINK:
     return "local write failed";
+  case UVQ_HQ_ERR_REQUEST_TIMEOUT:
+    return "request timeout";
   default:
     return NULL;
   }
@@ -57,8 +59,9 @@ struct uvq_hq_server {
   uvq_hq_log_start_cb log_start;
   uvq_hq_log_end_cb log_end;
   void *log_user_data;
-  uint64_t files;
-  uint64_t bytes;
+  uint64_t request_timeout; /* ns; 0: none */
+  size_t max_request;       /* longest request line, CRLF included */
+  uvq_hq_server_stats stats;
   /* Connections whose on_closed has not fired; uvq_hq_server_del frees
    * those an endpoint deleted without it. */
   struct hq_sconn *conns;
@@ -86,8 +89,14 @@ typedef struct hq_sstream {
   int parsed;
   int logging;
   void *log;
-  size_t reqlen;
-  char req[UVQ_HQ_MAX_REQUEST];
+  /* The request line as it arrives (without its LF, NUL-terminated once
+   * parsed): grown with the bytes, up to the server's max_request. */
+  char *req;
+  size_t reqlen, reqcap;
+  /* Waiting for the request line: due at |deadline|, on c->waiting. */
+  int waiting;
+  uvq_tstamp deadline;
+  struct hq_sstream *wprev, *wnext;
 } hq_sstream;
 
 struct hq_sconn {
@@ -95,6 +104,10 @@ struct hq_sconn {
   uvq_conn *conn; /* NULL once the endpoint is gone */
   hq_sstream *streams;
   struct hq_sconn *prev, *next;
+  /* Streams waiting for their request line, oldest (earliest due) first,
+   * and the application timer's deadline (UVQ_TSTAMP_MAX: not set). */
+  hq_sstream *whead, *wtail;
+  uvq_tstamp timer_at;
 };
 
 /* The core's free_cb for a chunk it took, and how the stream gives back
@@ -116,6 +129,27 @@ static void sstream_drop_file(hq_sstream *st) {
     close(st->fd);
     st->fd = -1;
   }
+}
+
+/* |st| no longer waits for its request line: off the timeout list. The
+ * timer is left: it fires once for nothing at worst (srv_on_timer). */
+static void sstream_unwait(hq_sstream *st) {
+  hq_sconn *c = st->c;
+  if (!st->waiting) {
+    return;
+  }
+  st->waiting = 0;
+  if (st->wprev) {
+    st->wprev->wnext = st->wnext;
+  } else {
+    c->whead = st->wnext;
+  }
+  if (st->wnext) {
+    st->wnext->wprev = st->wprev;
+  } else {
+    c->wtail = st->wprev;
+  }
+  st->wprev = st->wnext = NULL;
 }
 
 static void sstream_free(hq_sstream *st) {
@@ -142,7 +176,9 @@ static void sstream_free(hq_sstream *st) {
   if (st->next) {
     st->next->prev = st->prev;
   }
+  sstream_unwait(st);
   sstream_drop_file(st);
+  uvq_free(c->srv->mem, st->req);
   uvq_free(c->srv->mem, st);
 }
 
@@ -163,7 +199,11 @@ static hq_sstream *sstream_new(uvq_conn *conn, hq_sconn *c, int64_t id) {
   st->parsed = 0;
   st->logging = 0;
   st->log = NULL;
-  st->reqlen = 0;
+  st->req = NULL;
+  st->reqlen = st->reqcap = 0;
+  st->waiting = 0;
+  st->deadline = UVQ_TSTAMP_MAX;
+  st->wprev = st->wnext = NULL;
   st->prev = NULL;
   st->next = c->streams;
   if (c->streams) {
@@ -178,6 +218,23 @@ static hq_sstream *sstream_new(uvq_conn *conn, hq_sconn *c, int64_t id) {
     st->log = c->srv->log_start(conn, id, c->srv->log_user_data);
   }
   st->logging = 1;
+  c->srv->stats.requests++;
+  if (c->srv->request_timeout) {
+    /* Due in arrival order: one duration for all. */
+    st->deadline = uvq_conn_get_now(conn) + c->srv->request_timeout;
+    st->waiting = 1;
+    st->wprev = c->wtail;
+    if (c->wtail) {
+      c->wtail->wnext = st;
+    } else {
+      c->whead = st;
+    }
+    c->wtail = st;
+    if (st->deadline < c->timer_at) {
+      c->timer_at = st->deadline;
+      uvq_conn_set_app_timer(conn, st->deadline);
+    }
+  }
   return st;
 }
 
@@ -193,6 +250,8 @@ static unsigned int code_status(uint64_t code) {
   case UVQ_HQ_ERR_IO:
   case UVQ_HQ_ERR_INTERNAL:
     return 500;
+  case UVQ_HQ_ERR_REQUEST_TIMEOUT:
+    return 408;
   default:
     return 0;
   }
@@ -201,6 +260,13 @@ static unsigned int code_status(uint64_t code) {
 /* Ends the response with |code|: RESET_STREAM on our side, STOP_SENDING on
  * theirs in case the request is still arriving. */
 static void sstream_refuse(uvq_conn *conn, hq_sstream *st, uint64_t code) {
+  sstream_unwait(st);
+  if (!st->parsed) {
+    /* The log shows no path: the partial line goes now. */
+    uvq_free(st->c->srv->mem, st->req);
+    st->req = NULL;
+    st->reqlen = st->reqcap = 0;
+  }
   st->state = HQ_S_DONE;
   if (st->status == 0) {
     st->status = code_status(code);
@@ -304,11 +370,11 @@ static void sstream_send(uvq_conn *conn, hq_sstream *st) {
       return;
     }
     st->off += len;
-    srv->bytes += len;
+    srv->stats.bytes += len;
     if (fin) {
       st->state = HQ_S_DONE;
       st->complete = 1;
-      ++srv->files;
+      ++srv->stats.files;
     }
   }
   sstream_drop_file(st);
@@ -321,6 +387,7 @@ static void sstream_request(uvq_conn *conn, hq_sstream *st, size_t len) {
   uvq_fs_status fst;
   int fd;
 
+  sstream_unwait(st);
   if (len > 0 && st->req[len - 1] == '\r') {
     --len;
   }
@@ -359,6 +426,33 @@ static int srv_on_stream_open(uvq_conn *conn, int64_t stream_id,
   return 0;
 }
 
+/* Makes room for |need| bytes of request line in st->req (the NUL
+ * included), growing with what arrived, never past the server's limit.
+ * Returns 0 or UVQ_ERR_NOMEM. */
+static int sstream_reserve(hq_sstream *st, size_t need) {
+  uvq_hq_server *srv = st->c->srv;
+  size_t cap;
+  char *nb;
+
+  if (need <= st->reqcap) {
+    return 0;
+  }
+  cap = st->reqcap ? st->reqcap * 2 : 64;
+  if (cap < need) {
+    cap = need;
+  }
+  if (cap > srv->max_request) {
+    cap = srv->max_request;
+  }
+  nb = uvq_realloc(srv->mem, st->req, cap);
+  if (nb == NULL) {
+    return UVQ_ERR_NOMEM;
+  }
+  st->req = nb;
+  st->reqcap = cap;
+  return 0;
+}
+
 static int srv_on_stream_data(uvq_conn *conn, int64_t stream_id,
                               const uint8_t *data, size_t len, int fin,
                               void *user_data, void *stream_user_data) {
@@ -371,15 +465,24 @@ static int srv_on_stream_data(uvq_conn *conn, int64_t stream_id,
     return 0;
   }
   (void)stream_id;
-  /* Keep one byte for the terminating NUL. */
-  room = sizeof(st->req) - 1 - st->reqlen;
-  nl = memchr(data, '\n', len);
+  /* The line without its LF, and a NUL after it, fit in max_request. */
+  room = st->c->srv->max_request - 1 - st->reqlen;
+  /* A lone FIN may come with no buffer at all. */
+  nl = len ? memchr(data, '\n', len) : NULL;
   take = nl ? (size_t)(nl - data) : len;
   if (take > room) {
+    st->status = 414;
+    st->c->srv->stats.requests_too_long++;
     sstream_refuse(conn, st, UVQ_HQ_ERR_BAD_REQUEST);
     return 0;
   }
-  memcpy(st->req + st->reqlen, data, take);
+  if (sstream_reserve(st, st->reqlen + take + 1) != 0) {
+    sstream_refuse(conn, st, UVQ_HQ_ERR_INTERNAL);
+    return 0;
+  }
+  if (take) {
+    memcpy(st->req + st->reqlen, data, take);
+  }
   st->reqlen += take;
   if (nl || fin) {
     /* A request ended by FIN without a line end is accepted as well. */
@@ -409,6 +512,7 @@ static void srv_on_stop_sending(uvq_conn *conn, int64_t stream_id,
   (void)user_data;
   if (st != NULL && st->state != HQ_S_DONE) {
     /* RFC 9000 §3.5: answer STOP_SENDING with RESET_STREAM. */
+    sstream_unwait(st);
     st->state = HQ_S_DONE;
     sstream_drop_file(st);
     (void)uvq_stream_reset(conn, st->id, app_error);
@@ -440,6 +544,25 @@ static void srv_on_stream_closed(uvq_conn *conn, int64_t stream_id,
   if (stream_user_data != NULL) {
     sstream_free(stream_user_data);
   }
+}
+
+/* The application timer: resets the streams whose request line is late,
+ * then waits for the next one due. */
+static int srv_on_timer(uvq_conn *conn, void *user_data) {
+  hq_sconn *c = user_data;
+  uvq_tstamp now = uvq_conn_get_now(conn);
+
+  c->timer_at = UVQ_TSTAMP_MAX; /* the core disarmed it to call us */
+  while (c->whead != NULL && c->whead->deadline <= now) {
+    hq_sstream *st = c->whead;
+    c->srv->stats.request_timeouts++;
+    sstream_refuse(conn, st, UVQ_HQ_ERR_REQUEST_TIMEOUT);
+  }
+  if (c->whead != NULL) {
+    c->timer_at = c->whead->deadline;
+    uvq_conn_set_app_timer(conn, c->timer_at);
+  }
+  return 0;
 }
 
 static void sconn_free(hq_sconn *c) {
@@ -475,6 +598,7 @@ static const uvq_app_callbacks hq_server_callbacks = {
     .on_stop_sending = srv_on_stop_sending,
     .on_stream_closed = srv_on_stream_closed,
     .on_closed = srv_on_closed,
+    .on_timer = srv_on_timer,
 };
 
 int uvq_hq_server_new(uvq_hq_server **psrv, const char *root,
@@ -506,7 +630,9 @@ int uvq_hq_server_new(uvq_hq_server **psrv, const char *root,
   srv->log_start = NULL;
   srv->log_end = NULL;
   srv->log_user_data = NULL;
-  srv->files = srv->bytes = 0;
+  memset(&srv->stats, 0, sizeof(srv->stats));
+  srv->request_timeout = UVQ_HQ_REQUEST_TIMEOUT;
+  srv->max_request = UVQ_HQ_MAX_REQUEST;
   srv->conns = NULL;
   *psrv = srv;
   return 0;
@@ -545,6 +671,8 @@ int uvq_hq_server_accept(uvq_hq_server *srv, uvq_conn *conn,
   c->srv = srv;
   c->conn = conn;
   c->streams = NULL;
+  c->whead = c->wtail = NULL;
+  c->timer_at = UVQ_TSTAMP_MAX;
   c->prev = NULL;
   c->next = srv->conns;
   if (srv->conns) {
@@ -556,13 +684,27 @@ int uvq_hq_server_accept(uvq_hq_server *srv, uvq_conn *conn,
   return 0;
 }
 
+int uvq_hq_server_set_limits(uvq_hq_server *srv, uint64_t request_timeout,
+                             size_t max_request) {
+  if (srv == NULL || max_request < 16 || max_request > 65536) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  srv->request_timeout = request_timeout;
+  srv->max_request = max_request;
+  return 0;
+}
+
+void uvq_hq_server_get_stats(uvq_hq_server *srv, uvq_hq_server_stats *st) {
+  *st = srv->stats;
+}
+
 void uvq_hq_server_get_counts(uvq_hq_server *srv, uint64_t *pfiles,
                               uint64_t *pbytes) {
   if (pfiles) {
-    *pfiles = srv->files;
+    *pfiles = srv->stats.files;
   }
   if (pbytes) {
-    *pbytes = srv->bytes;
+    *pbytes = srv->stats.bytes;
   }
 }
 

@@ -38,7 +38,8 @@
  * hq-interop convention defines none; these are ours). A client that sees
  * another code reports it as a number.
  */
-/** The request was not "GET <path>" on one line of at most 4 KiB. */
+/** The request was not "GET <path>" on one line of at most the server's
+ * limit (uvq_hq_server_set_limits; 4 KiB by default). */
 #define UVQ_HQ_ERR_BAD_REQUEST 0x101
 /** No such file under the root. */
 #define UVQ_HQ_ERR_NOT_FOUND 0x102
@@ -52,9 +53,21 @@
 /** Client: the local sink could not be written (stream abandoned with
  * STOP_SENDING carrying this code). */
 #define UVQ_HQ_ERR_SINK 0x106
+/** The request line did not arrive whole within the server's request
+ * timeout (uvq_hq_server_set_limits) of the stream's first frame. */
+#define UVQ_HQ_ERR_REQUEST_TIMEOUT 0x107
 
-/** Longest request line the server accepts, including "GET " and CRLF. */
+/**
+ * Longest request line, including "GET " and CRLF: what the client sends
+ * at most, and the server's default limit.
+ */
 #define UVQ_HQ_MAX_REQUEST 4096
+/**
+ * The server's default request timeout: the whole request line within
+ * 10 s of the stream's first frame (as HTTP/3's header_timeout: a real
+ * client sends it in one packet).
+ */
+#define UVQ_HQ_REQUEST_TIMEOUT (10 * UVQ_SECONDS)
 
 /** uvq_hq_strerror names an UVQ_HQ_ERR_* code ("not found"), or NULL. */
 const char *uvq_hq_strerror(uint64_t code);
@@ -115,7 +128,9 @@ typedef struct uvq_hq_log_entry {
   /**
    * HTTP-like status: 200 once the file was opened, 400 / 403 / 404 / 500
    * when refused with UVQ_HQ_ERR_BAD_REQUEST / FORBIDDEN / NOT_FOUND /
-   * IO or INTERNAL, 0 if the request never completed.
+   * IO or INTERNAL, 414 for a request line over the limit, 408 when it
+   * was late (UVQ_HQ_ERR_REQUEST_TIMEOUT), 0 if the request never
+   * completed.
    */
   unsigned int status;
   /** Nonzero if the whole file was queued with FIN. */
@@ -139,6 +154,42 @@ typedef void (*uvq_hq_log_end_cb)(const uvq_hq_log_entry *e, void *log,
  */
 void uvq_hq_server_set_log(uvq_hq_server *srv, uvq_hq_log_start_cb start,
                            uvq_hq_log_end_cb end, void *user_data);
+
+/**
+ * uvq_hq_server_set_limits bounds what a request stream may hold before its
+ * request line is complete (set before the first connection is accepted):
+ *
+ * - |request_timeout| (ns; 0 = none): a stream whose request line is not
+ *   whole this long after its first frame arrived (in order or not) is
+ *   reset in both directions with UVQ_HQ_ERR_REQUEST_TIMEOUT (access-log
+ *   status 408). Runs on the connection's application timer
+ *   (uvq_conn_set_app_timer), which hq owns on its connections. Default
+ *   UVQ_HQ_REQUEST_TIMEOUT.
+ * - |max_request| (16..65536): the longest request line, "GET " and CRLF
+ *   included; a longer one is reset with UVQ_HQ_ERR_BAD_REQUEST (status
+ *   414) as soon as the bytes over it arrive. Default UVQ_HQ_MAX_REQUEST.
+ *
+ * A stream keeps only the bytes of the line that arrived, so an unfinished
+ * request line costs at most |max_request| bytes for at most
+ * |request_timeout|. Returns 0 or UVQ_ERR_INVALID_ARGUMENT.
+ */
+int uvq_hq_server_set_limits(uvq_hq_server *srv, uint64_t request_timeout,
+                             size_t max_request);
+
+/** Counters of an hq server, over all its connections since creation. */
+typedef struct uvq_hq_server_stats {
+  /** Files served to completion, and bytes queued for them. */
+  uint64_t files;
+  uint64_t bytes;
+  /** Request streams opened by clients. */
+  uint64_t requests;
+  /** Streams reset because the request line was late (request_timeout). */
+  uint64_t request_timeouts;
+  /** Streams reset because the request line was over max_request. */
+  uint64_t requests_too_long;
+} uvq_hq_server_stats;
+
+void uvq_hq_server_get_stats(uvq_hq_server *srv, uvq_hq_server_stats *st);
 
 /** Files served to completion and bytes queued for them, since creation. */
 void uvq_hq_server_get_counts(uvq_hq_server *srv, uint64_t *pfiles,

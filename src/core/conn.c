@@ -1117,6 +1117,8 @@ void uvq_conn_handle_expiry(uvq_conn *conn, uvq_tstamp now) {
   after_ngtcp2(conn, rv, now, 0);
 }
 
+uvq_tstamp uvq_conn_get_now(uvq_conn *conn) { return conn->ep->last_now; }
+
 void uvq_conn_set_app_timer(uvq_conn *conn, uvq_tstamp deadline) {
   conn->app_deadline = deadline;
   uvq_ep_timer_update(conn->ep, conn);
