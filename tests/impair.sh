@@ -42,34 +42,6 @@ want=$(sha "$www/file.bin")
 
 start_server srv --root "$www"
 
-# start_relay_impair NAME ARGS...: the relay in front of the server; sets
-# IPORT and IPID once it listens. Its counters land in $tmp/NAME.stats.
-start_relay_impair() {
-  local name=$1 i
-  shift
-  "$RELAY" --upstream "127.0.0.1:$UPORT" --stats-file "$tmp/$name.stats" "$@" \
-    >"$tmp/$name.rout" 2>"$tmp/$name.rerr" &
-  IPID=$!
-  pids+=("$IPID")
-  for i in $(seq 1 200); do
-    grep -qs '^listening on ' "$tmp/$name.rout" && break
-    kill -0 "$IPID" 2>/dev/null || die "relay $name died: $(cat "$tmp/$name.rerr")"
-    sleep 0.05
-  done
-  IPORT=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$tmp/$name.rout")
-  [ -n "$IPORT" ] || die "relay $name printed no port"
-}
-
-# stop_relay_impair NAME: SIGTERM; the relay writes its counters and exits 0.
-stop_relay_impair() {
-  local rc=0
-  kill -TERM "$IPID"
-  wait "$IPID" || rc=$?
-  [ "$rc" -eq 0 ] || fail "relay $1 exited $rc: $(cat "$tmp/$1.rerr")"
-  [ -s "$tmp/$1.stats" ] || fail "relay $1 wrote no counters"
-}
-
-stat_of() { sed -n "s/^$2=//p" "$tmp/$1.stats"; }
 
 # keep_logs NAME: on failure, show the evidence (and keep it if asked).
 keep_logs() {
@@ -92,7 +64,7 @@ run_case() {
   local kind=$1 run=$2 s=$3 name="$1-r$2" out rc=0 t0 t1 secs k v bad=0
   local extra=()
   [ "$kind" = rebind ] && extra=(--rebind-after-bytes $((size / 3)))
-  start_relay_impair "$name" "${impair[@]}" --seed "$s" "${extra[@]}"
+  start_relay "$name" "${impair[@]}" --seed "$s" "${extra[@]}"
   out=$tmp/$name.dl
   mkdir -p "$out"
   t0=$(ms_now)
@@ -114,7 +86,7 @@ run_case() {
     ;;
   esac
   t1=$(ms_now)
-  stop_relay_impair "$name"
+  stop_relay "$name"
   secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 1000 }')
 
   if [ "$rc" -eq 124 ]; then

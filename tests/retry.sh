@@ -47,32 +47,6 @@ want=$(sha "$www/file.bin")
 
 start_server srv --root "$www" --initial-rtt 1
 
-# start_relay NAME ARGS...: uvq_impair in front of the server; sets IPORT
-# and IPID once it listens. Its counters land in $tmp/NAME.stats.
-start_relay() {
-  local name=$1 i
-  shift
-  "$RELAY" --upstream "127.0.0.1:$UPORT" --stats-file "$tmp/$name.stats" "$@" \
-    >"$tmp/$name.rout" 2>"$tmp/$name.rerr" &
-  IPID=$!
-  pids+=("$IPID")
-  for i in $(seq 1 200); do
-    grep -qs '^listening on ' "$tmp/$name.rout" && break
-    kill -0 "$IPID" 2>/dev/null || die "relay $name died: $(cat "$tmp/$name.rerr")"
-    sleep 0.05
-  done
-  IPORT=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$tmp/$name.rout")
-  [ -n "$IPORT" ] || die "relay $name printed no port"
-}
-
-stop_relay() {
-  local rc=0
-  kill -TERM "$IPID"
-  wait "$IPID" || rc=$?
-  [ "$rc" -eq 0 ] || fail "relay $1 exited $rc: $(cat "$tmp/$1.rerr")"
-}
-
-stat_of() { sed -n "s/^$2=//p" "$tmp/$1.stats"; }
 ms_now() { echo $(($(date +%s%N) / 1000000)); }
 
 # run NAME RETRY BLACKOUT_MS: one download through a fresh relay (the

@@ -221,3 +221,33 @@ start_relay() {
 relay_count() {
   sed -n "s/^$2=//p" "$tmp/$1.report"
 }
+
+# start_relay NAME ARGS...: $RELAY (tests/tools/uvq_impair) in front of the
+# server on $UPORT (impair.sh, retry.sh); sets IPORT and IPID once it
+# listens. Its counters land in $tmp/NAME.stats (stat_of NAME KEY).
+start_relay() {
+  local name=$1 i
+  shift
+  "$RELAY" --upstream "127.0.0.1:$UPORT" --stats-file "$tmp/$name.stats" "$@" \
+    >"$tmp/$name.rout" 2>"$tmp/$name.rerr" &
+  IPID=$!
+  pids+=("$IPID")
+  for i in $(seq 1 200); do
+    grep -qs '^listening on ' "$tmp/$name.rout" && break
+    kill -0 "$IPID" 2>/dev/null || die "relay $name died: $(cat "$tmp/$name.rerr")"
+    sleep 0.05
+  done
+  IPORT=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$tmp/$name.rout")
+  [ -n "$IPORT" ] || die "relay $name printed no port"
+}
+
+# stop_relay NAME: SIGTERM; the relay writes its counters and exits 0.
+stop_relay() {
+  local rc=0
+  kill -TERM "$IPID"
+  wait "$IPID" || rc=$?
+  [ "$rc" -eq 0 ] || fail "relay $1 exited $rc: $(cat "$tmp/$1.rerr")"
+  [ -s "$tmp/$1.stats" ] || fail "relay $1 wrote no counters"
+}
+
+stat_of() { sed -n "s/^$2=//p" "$tmp/$1.stats"; }
