@@ -125,6 +125,22 @@ static size_t gate_frame_header(h3_gate *g, const uint8_t *p, size_t n,
   return used;
 }
 
+/* Hands a frame's header and the |n| payload bytes at |p| to nghttp3: in
+ * one piece from |fstart| when the header arrived with them, else the
+ * header kept in |g| first. */
+static void pass_through(uvq_h3_conn *h, uvq_h3_stream *st,
+                         const uint8_t *fstart, const uint8_t *p, size_t n,
+                         int fin) {
+  h3_gate *g = &st->gate;
+  if (fstart) {
+    uvq_h3_conn_feed(h, st->id, fstart, (size_t)(p - fstart) + n, fin);
+  } else {
+    uvq_h3_conn_feed(h, st->id, g->hdr, g->hdrlen, 0);
+    uvq_h3_conn_feed(h, st->id, p, n, fin);
+  }
+  g->hdrlen = 0;
+}
+
 void uvq_h3_gate_recv(uvq_h3_conn *h, uvq_h3_stream *st, const uint8_t *data,
                       size_t len, int fin) {
   h3_gate *g = &st->gate;
@@ -156,14 +172,7 @@ void uvq_h3_gate_recv(uvq_h3_conn *h, uvq_h3_stream *st, const uint8_t *data,
          * its payload as it comes. */
         g->left = flen - n;
         g->state = g->left ? H3_GATE_PASS : H3_GATE_FRAME;
-        if (fstart) {
-          uvq_h3_conn_feed(h, st->id, fstart, (size_t)(p - fstart) + n,
-                           fin && p + n == end);
-        } else {
-          uvq_h3_conn_feed(h, st->id, g->hdr, g->hdrlen, 0);
-          uvq_h3_conn_feed(h, st->id, p, n, fin && p + n == end);
-        }
-        g->hdrlen = 0;
+        pass_through(h, st, fstart, p, n, fin && p + n == end);
         p += n;
         if (p == end && fin) {
           return;
@@ -177,14 +186,7 @@ void uvq_h3_gate_recv(uvq_h3_conn *h, uvq_h3_stream *st, const uint8_t *data,
       }
       if (n == flen) {
         /* The rest of the frame is here: nothing to hold. */
-        if (fstart) {
-          uvq_h3_conn_feed(h, st->id, fstart, (size_t)(p - fstart) + n,
-                           fin && p + n == end);
-        } else {
-          uvq_h3_conn_feed(h, st->id, g->hdr, g->hdrlen, 0);
-          uvq_h3_conn_feed(h, st->id, p, n, fin && p + n == end);
-        }
-        g->hdrlen = 0;
+        pass_through(h, st, fstart, p, n, fin && p + n == end);
         p += n;
         if (p == end && fin) {
           return;
