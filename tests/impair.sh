@@ -64,7 +64,7 @@ run_case() {
   local kind=$1 run=$2 s=$3 name="$1-r$2" out rc=0 t0 t1 secs k v bad=0
   local extra=()
   [ "$kind" = rebind ] && extra=(--rebind-after-bytes $((size / 3)))
-  start_relay "$name" "${impair[@]}" --seed "$s" "${extra[@]}"
+  start_impair_relay "$name" "${impair[@]}" --seed "$s" "${extra[@]}"
   out=$tmp/$name.dl
   mkdir -p "$out"
   t0=$(ms_now)
@@ -86,7 +86,7 @@ run_case() {
     ;;
   esac
   t1=$(ms_now)
-  stop_relay "$name"
+  stop_impair_relay "$name"
   secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 1000 }')
 
   if [ "$rc" -eq 124 ]; then

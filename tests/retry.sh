@@ -53,7 +53,7 @@ ms_now() { echo $(($(date +%s%N) / 1000000)); }
 # blackout follows its first rebinding only); sets RC and SECS.
 run() {
   local name=$1 retry=$2 blackout=$3 t0 t1
-  start_relay "$name" --rebind-after-bytes $((size / 3)) \
+  start_impair_relay "$name" --rebind-after-bytes $((size / 3)) \
     --blackout-after-rebind "$blackout"
   mkdir -p "$tmp/$name.dl"
   RC=0
@@ -63,7 +63,7 @@ run() {
     --retry "$retry" -o "$tmp/$name.dl/file.bin" \
     "https://127.0.0.1:$IPORT/file.bin" 2>"$tmp/$name.cerr" || RC=$?
   t1=$(ms_now)
-  stop_relay "$name"
+  stop_impair_relay "$name"
   SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 1000 }')
   echo "--- $name (exit $RC, $SECS s):"
   cat "$tmp/$name.cerr"

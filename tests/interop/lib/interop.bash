@@ -222,10 +222,10 @@ relay_count() {
   sed -n "s/^$2=//p" "$tmp/$1.report"
 }
 
-# start_relay NAME ARGS...: $RELAY (tests/tools/uvq_impair) in front of the
+# start_impair_relay NAME ARGS...: $RELAY (tests/tools/uvq_impair) in front of the
 # server on $UPORT (impair.sh, retry.sh); sets IPORT and IPID once it
 # listens. Its counters land in $tmp/NAME.stats (stat_of NAME KEY).
-start_relay() {
+start_impair_relay() {
   local name=$1 i
   shift
   "$RELAY" --upstream "127.0.0.1:$UPORT" --stats-file "$tmp/$name.stats" "$@" \
@@ -241,8 +241,8 @@ start_relay() {
   [ -n "$IPORT" ] || die "relay $name printed no port"
 }
 
-# stop_relay NAME: SIGTERM; the relay writes its counters and exits 0.
-stop_relay() {
+# stop_impair_relay NAME: SIGTERM; the relay writes its counters and exits 0.
+stop_impair_relay() {
   local rc=0
   kill -TERM "$IPID"
   wait "$IPID" || rc=$?
