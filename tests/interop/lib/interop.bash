@@ -162,22 +162,33 @@ start_gtlsserver() {
   die "gtlsserver $name would not start"
 }
 
+# await_port WHAT PID OUT ERR PREFIX TRIES: waits (TRIES x 50 ms at most)
+# until OUT has a line starting with PREFIX, the program's "I listen" line,
+# and dies if PID exits first; sets AWAITED_PORT to the port that line ends
+# with (":PORT" or " PORT").
+await_port() {
+  local what=$1 pid=$2 out=$3 err=$4 prefix=$5 tries=$6 i
+  for i in $(seq 1 "$tries"); do
+    grep -qs "^$prefix" "$out" && break
+    kill -0 "$pid" 2>/dev/null || die "$what died: $(cat "$err")"
+    sleep 0.05
+  done
+  AWAITED_PORT=$(sed -n "s/^$prefix.*[: ]\([0-9][0-9]*\)\$/\1/p" "$out")
+  [ -n "$AWAITED_PORT" ] || die "$what printed no port"
+}
+
 # start_server NAME ARGS...: uvquic-server on 127.0.0.1:0 with our
 # certificate; sets UPORT and UPID once it printed "listening on".
 start_server() {
-  local name=$1 i
+  local name=$1
   shift
   "$SERVER" --listen 127.0.0.1:0 --cert "$tmp/cert.pem" --key "$tmp/key.pem" \
     "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
   UPID=$!
   pids+=("$UPID")
-  for i in $(seq 1 300); do
-    grep -qs '^listening on ' "$tmp/$name.out" && break
-    kill -0 "$UPID" 2>/dev/null || die "uvquic-server $name died: $(cat "$tmp/$name.err")"
-    sleep 0.05
-  done
-  UPORT=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$tmp/$name.out")
-  [ -n "$UPORT" ] || die "uvquic-server $name printed no port"
+  await_port "uvquic-server $name" "$UPID" "$tmp/$name.out" "$tmp/$name.err" \
+    "listening on" 300
+  UPORT=$AWAITED_PORT
 }
 
 # stop_server NAME: SIGTERM; uvquic-server must exit 0 (it then has printed
@@ -206,17 +217,12 @@ gtls_get() {
 # 127.0.0.1:SERVER_PORT; sets RPORT once it listens. Its counters are in
 # $tmp/NAME.report (see udp_relay.py); relay_count NAME KEY reads one.
 start_relay() {
-  local name=$1 i
+  local name=$1
   python3 "$(dirname "${BASH_SOURCE[0]}")/udp_relay.py" "$2" "$tmp/$name.report" \
     >"$tmp/$name.out" 2>"$tmp/$name.err" &
   pids+=("$!")
-  for i in $(seq 1 200); do
-    grep -qs '^relay on ' "$tmp/$name.out" && break
-    kill -0 "$!" 2>/dev/null || die "relay $name died: $(cat "$tmp/$name.err")"
-    sleep 0.05
-  done
-  RPORT=$(sed -n 's/^relay on \([0-9][0-9]*\)$/\1/p' "$tmp/$name.out")
-  [ -n "$RPORT" ] || die "relay $name printed no port"
+  await_port "relay $name" "$!" "$tmp/$name.out" "$tmp/$name.err" "relay on" 200
+  RPORT=$AWAITED_PORT
 }
 relay_count() {
   sed -n "s/^$2=//p" "$tmp/$1.report"
@@ -226,19 +232,15 @@ relay_count() {
 # server on $UPORT (impair.sh, retry.sh); sets IPORT and IPID once it
 # listens. Its counters land in $tmp/NAME.stats (stat_of NAME KEY).
 start_impair_relay() {
-  local name=$1 i
+  local name=$1
   shift
   "$RELAY" --upstream "127.0.0.1:$UPORT" --stats-file "$tmp/$name.stats" "$@" \
     >"$tmp/$name.rout" 2>"$tmp/$name.rerr" &
   IPID=$!
   pids+=("$IPID")
-  for i in $(seq 1 200); do
-    grep -qs '^listening on ' "$tmp/$name.rout" && break
-    kill -0 "$IPID" 2>/dev/null || die "relay $name died: $(cat "$tmp/$name.rerr")"
-    sleep 0.05
-  done
-  IPORT=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$tmp/$name.rout")
-  [ -n "$IPORT" ] || die "relay $name printed no port"
+  await_port "relay $name" "$IPID" "$tmp/$name.rout" "$tmp/$name.rerr" \
+    "listening on" 200
+  IPORT=$AWAITED_PORT
 }
 
 # stop_impair_relay NAME: SIGTERM; the relay writes its counters and exits 0.
