@@ -141,7 +141,7 @@ static void seeds_token(uvq_seed_emit emit, void *ud) {
     emit("token", tok, (size_t)n + 1, ud);
   }
   tok[0] = 1;
-  n = uvq_token_seal_new(&keys, tok + 1, sizeof(tok) - 1,
+  n = uvq_token_seal_new(&keys, tok + 1, sizeof(tok) - 1, UVQ_QUIC_V1,
                          (struct sockaddr *)&sa, sizeof(sa), 1700000000);
   if (n > 0) {
     emit("token", tok, (size_t)n + 1, ud);

@@ -366,26 +366,31 @@ static void test_0rtt_blob_carries_server_limits(void **state) {
   qt_run(&w, NULL, NULL, 5 * UVQ_SECONDS);
   assert_int_equal(uvq_endpoint_conn_count(w.nodes[c].ep), 0);
 
-  /* "uvqr" | version | u16 t | parameters | u32 n | session data. */
-  assert_true(first.ticketlen > 11 && first.ticketlen <= sizeof(bad));
+  /* "uvqr" | layout | u32 QUIC version | u16 t | parameters | u32 n |
+   * session data. */
+  assert_true(first.ticketlen > 15 && first.ticketlen <= sizeof(bad));
   assert_memory_equal(first.ticket, "uvqr", 4);
-  assert_int_equal(first.ticket[4], 2);
-  size_t tplen = (size_t)first.ticket[5] << 8 | first.ticket[6];
-  assert_true(tplen > 0 && 7 + tplen + 4 < first.ticketlen);
-  for (int i = 0; i < 4; i++) {
+  assert_int_equal(first.ticket[4], 3);
+  assert_memory_equal(first.ticket + 5, "\x00\x00\x00\x01", 4);
+  size_t tplen = (size_t)first.ticket[9] << 8 | first.ticket[10];
+  assert_true(tplen > 0 && 11 + tplen + 4 < first.ticketlen);
+  for (int i = 0; i < 5; i++) {
     memcpy(bad, first.ticket, first.ticketlen);
     size_t badlen = first.ticketlen;
     switch (i) {
-    case 0: /* the version of the 8 x u64 blobs */
+    case 0: /* the layout of the 8 x u64 blobs */
       bad[4] = 1;
       break;
     case 1: /* a parameter length running past its section */
-      bad[8] = 0x3f;
+      bad[12] = 0x3f;
       break;
     case 2: /* parameters cut short (the section shrinks by one byte) */
-      bad[6]--;
-      memmove(bad + 7 + tplen - 1, bad + 7 + tplen, badlen - 7 - tplen);
+      bad[10]--;
+      memmove(bad + 11 + tplen - 1, bad + 11 + tplen, badlen - 11 - tplen);
       badlen--;
+      break;
+    case 3: /* cut inside the QUIC version */
+      badlen = 7;
       break;
     default: /* one byte missing at the end */
       badlen--;

@@ -303,6 +303,11 @@ static void run_hostile(qt_world *w, qt_app *cli, qt_app *srv, int qlog,
   uvq_settings_default(&ss);
   ss.cid_len = 20;
   ss.retry = UVQ_RETRY_ALWAYS;
+  /* QUIC v1 only: the maximal set fills the 256 bytes ngtcp2_crypto_gnutls
+   * 1.11 encodes a server's parameters into (tp_send_func), and listing v2
+   * too in version_information would take 4 more. */
+  ss.quic_versions[0] = UVQ_QUIC_V1;
+  ss.quic_versionslen = 1;
   uvq_settings_default(&cs);
   if (qlog) {
     cs.qlog = qlog_cb;

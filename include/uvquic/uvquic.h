@@ -51,8 +51,12 @@ typedef uint64_t uvq_tstamp;
 /** A timestamp that never comes: "no expiry". */
 #define UVQ_TSTAMP_MAX UINT64_MAX
 
-/** QUIC version 1 (RFC 9000): the only version uvquic speaks. */
+/** QUIC version 1 (RFC 9000). */
 #define UVQ_QUIC_V1 0x00000001u
+/** QUIC version 2 (RFC 9369). */
+#define UVQ_QUIC_V2 0x6b3343cfu
+/** Most entries of uvq_settings.quic_versions. */
+#define UVQ_MAX_VERSIONS 4
 
 /** Longest connection ID QUIC v1 allows. */
 #define UVQ_MAX_CIDLEN 20
@@ -106,7 +110,8 @@ typedef enum uvq_error {
   UVQ_ERR_PEER_REFUSED = -17,
   /** We refused the connection (on_accept, max_connections). */
   UVQ_ERR_REFUSED = -18,
-  /** The server speaks none of our versions (Version Negotiation). */
+  /** The server speaks none of our versions (Version Negotiation), or a
+   * Version Negotiation proved forged (a downgrade, RFC 9368). */
   UVQ_ERR_VERSION_NEGOTIATION = -19,
   /** An address-validation token was invalid (INVALID_TOKEN). */
   UVQ_ERR_INVALID_TOKEN = -20,
@@ -499,6 +504,41 @@ typedef struct uvq_settings {
   size_t max_handshakes;
   size_t max_handshakes_per_source;
   size_t max_connections_per_source;
+  /**
+   * QUIC versions the endpoint speaks, most preferred first: UVQ_QUIC_V1
+   * and UVQ_QUIC_V2, each at most once, quic_versionslen of them (1 ..
+   * UVQ_MAX_VERSIONS); anything else makes uvq_endpoint_new fail with
+   * UVQ_ERR_INVALID_ARGUMENT. Default {UVQ_QUIC_V1, UVQ_QUIC_V2}.
+   *
+   * Server: accepts Initials of these versions and answers any other
+   * with Version Negotiation listing them all. It upgrades a client that
+   * offers one of them in its version_information transport parameter
+   * (compatible version negotiation, RFC 9368 §2.3, no round trip) to the
+   * first of these the client offers: the default prefers v1, so only a
+   * server that lists v2 first upgrades; {UVQ_QUIC_V2} alone is a
+   * v2-only server. (ngtcp2's preferred_versions and, for the transport
+   * parameter, available_versions.)
+   *
+   * Client: offers these in its version_information (ngtcp2's
+   * available_versions), so a server may upgrade it to any of them. If the
+   * server answers its first Initial with Version Negotiation, it starts
+   * over in the first of these the server lists (incompatible version
+   * negotiation, RFC 9368 §4; counted in
+   * uvq_endpoint_stats.version_negotiations_received), and then refuses
+   * the connection (UVQ_ERR_VERSION_NEGOTIATION, VERSION_NEGOTIATION_ERROR)
+   * if the server's transport parameters show it supports a version this
+   * list prefers to that one — a forged Version Negotiation (downgrade).
+   * No version in common: UVQ_ERR_VERSION_NEGOTIATION.
+   */
+  uint32_t quic_versions[UVQ_MAX_VERSIONS];
+  size_t quic_versionslen;
+  /**
+   * Client: the version of its first Initial (ngtcp2's
+   * client_chosen_version); must be in quic_versions. Default
+   * UVQ_QUIC_V1. Session tickets and NEW_TOKEN tokens are bound to the
+   * version a connection starts in (see uvq_connect_params.resumption).
+   */
+  uint32_t client_chosen_version;
 } uvq_settings;
 
 /** uvq_settings_default fills |s| with the defaults listed above. */
@@ -1332,13 +1372,28 @@ typedef struct uvq_connect_params {
   const uvq_path *path;
   const uvq_app_callbacks *callbacks;
   void *user_data;
-  /** A token from on_new_token of an earlier connection, or NULL. */
+  /**
+   * A token from on_new_token of an earlier connection, or NULL. A server
+   * honours a token only in an Initial of the QUIC version the connection
+   * that got it started in (RFC 9369 §5); another version's token is
+   * treated as absent (counted in tokens_rejected[VERSION]). It is not
+   * sent again after Version Negotiation.
+   */
   const uint8_t *token;
   size_t tokenlen;
   /**
    * A blob from on_session_ticket of an earlier connection to the same
    * server, or NULL: the handshake resumes that session (no certificate
    * exchange). Copied; the server may still refuse and do a full handshake.
+   * Tickets are per QUIC version (RFC 9369 §5): the blob records the
+   * version its connection started in (settings.client_chosen_version, or
+   * the one Version Negotiation led to), and this connection starts in
+   * that version instead of settings.client_chosen_version when
+   * settings.quic_versions has it. A blob of a version not in
+   * quic_versions is not used (counted in
+   * uvq_endpoint_stats.resumption_version_mismatch; no 0-RTT either): the
+   * connection goes on with a full handshake. A server refuses a ticket
+   * issued on another version than the Initial carrying it the same way.
    */
   const uint8_t *resumption;
   size_t resumptionlen;
@@ -1554,6 +1609,27 @@ typedef struct uvq_endpoint_stats {
    * monotonic, or that it mixes clocks.
    */
   uint64_t clock_backwards;
+  /**
+   * Client: Version Negotiation packets its connections acted on (each
+   * either starts the connection over in another version or ends it with
+   * UVQ_ERR_VERSION_NEGOTIATION). The server's count is
+   * version_negotiations_sent.
+   */
+  uint64_t version_negotiations_received;
+  /**
+   * Handshakes completed in a version other than the one the client's
+   * first Initial used (compatible version negotiation, RFC 9368 §2.3);
+   * also in handshakes_by_version.
+   */
+  uint64_t compatible_upgrades;
+  /** Handshakes completed, by negotiated version: [0] v1, [1] v2. */
+  uint64_t handshakes_by_version[2];
+  /**
+   * Client: resumption data (uvq_connect_params.resumption) not used
+   * because it came from a connection started in another QUIC version
+   * than this one (RFC 9369 §5): the connection goes on without it.
+   */
+  uint64_t resumption_version_mismatch;
 } uvq_endpoint_stats;
 
 /** uvq_endpoint_get_stats copies the counters into |st|. */
@@ -1628,7 +1704,8 @@ UVQ_EXTERN int uvq_raw_connect(uvq_raw **praw, const uvq_raw_config *cfg,
  * uvq_raw_accept creates a raw server connection from a client's first
  * Initial datagram |data| received on |path| (on_accept is implicit: the
  * config's callbacks serve it). Returns 0; UVQ_ERR_INVALID_ARGUMENT if
- * |data| is not an acceptable Initial (too short, wrong version...); or
+ * |data| is not an acceptable Initial (too short, of a version not in
+ * settings.quic_versions...); or
  * the creation errors above.
  */
 UVQ_EXTERN int uvq_raw_accept(uvq_raw **praw, const uvq_raw_config *cfg,

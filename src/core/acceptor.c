@@ -13,19 +13,21 @@ void uvq_acceptor_send_version_negotiation(uvq_endpoint *ep,
                                            const uvq_pkt_view *v) {
   uint8_t buf[UVQ_MAX_DATAGRAM];
   uint8_t unused;
-  /* Our versions, plus a greased one (RFC 9000 §6.3) so clients do not
-   * ossify on the list. */
-  uint32_t sv[2] = {UVQ_QUIC_V1, 0x1a2a3a4au};
+  /* Every version we accept, in our order of preference, plus a greased
+   * one (RFC 9000 §6.3) so clients do not ossify on the list. */
+  uint32_t sv[UVQ_MAX_VERSIONS + 1];
+  size_t nsv = ep->settings.quic_versionslen;
   ngtcp2_ssize n;
 
   if (gnutls_rnd(GNUTLS_RND_NONCE, &unused, 1) != 0) {
     unused = 0;
   }
-  sv[1] = 0x0a0a0a0au | ((uint32_t)(unused & 0xf0) << 24) |
-          ((uint32_t)(unused & 0xf0) << 8);
+  memcpy(sv, ep->settings.quic_versions, nsv * sizeof(sv[0]));
+  sv[nsv++] = 0x0a0a0a0au | ((uint32_t)(unused & 0xf0) << 24) |
+              ((uint32_t)(unused & 0xf0) << 8);
   n = ngtcp2_pkt_write_version_negotiation(buf, sizeof(buf), unused, v->scid,
                                            v->scidlen, v->dcid, v->dcidlen, sv,
-                                           2);
+                                           nsv);
   if (n < 0) {
     uvq_ep_drop(ep, UVQ_DROP_MALFORMED);
     return;
@@ -141,12 +143,13 @@ void uvq_acceptor_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
       retry_scid = &hd.dcid;
       break;
     case UVQ_TOKEN_TYPE_NEW:
-      rv = uvq_token_open_new(&ep->tokens, hd.token, hd.tokenlen,
+      rv = uvq_token_open_new(&ep->tokens, hd.token, hd.tokenlen, hd.version,
                               (const struct sockaddr *)&path->remote.ss,
                               path->remote.len, uvq_ep_wall_time(ep),
                               ep->settings.new_token_lifetime, &reason);
       if (rv != 0) {
-        /* RFC 9000 §8.1.3: a bad NEW_TOKEN token is treated as absent. */
+        /* RFC 9000 §8.1.3: a bad NEW_TOKEN token is treated as absent;
+         * so is one issued on another QUIC version (RFC 9369 §5). */
         ep->stats.tokens_rejected[reason]++;
       } else {
         validated = 1;

@@ -116,7 +116,9 @@ static int run_on_accept(uvq_conn *conn) {
   if (uvq_tls_session_get_sni(conn->tls, conn->sni, sizeof(conn->sni)) == 0) {
     info.server_name = conn->sni;
   }
-  info.version = UVQ_QUIC_V1;
+  /* Negotiated by now: the client's transport parameters came with the
+   * ClientHello. */
+  info.version = ngtcp2_conn_get_negotiated_version(conn->q);
   info.path = &conn->path;
   info.address_validated = conn->address_validated;
   /* The ClientHello is processed: whether its PSK and its early data were
@@ -153,28 +155,18 @@ static int cb_recv_key(ngtcp2_conn *q, ngtcp2_encryption_level level,
  * its BoringSSL and picotls helpers, never calls it): it forgets the
  * streams opened early, so ours go too, and the application hears of it
  * before on_established. */
+static void drop_early_streams(uvq_conn *conn);
+
 static int settle_early_data(uvq_conn *conn) {
-  uvq_stream_table *t = &conn->streams;
 
   if (gnutls_session_get_flags(conn->tls) & GNUTLS_SFLAGS_EARLY_DATA) {
     conn->early_data = UVQ_EARLY_DATA_ACCEPTED;
     return 0;
   }
-  conn->early_data = UVQ_EARLY_DATA_REJECTED;
-  conn->early_rejected_pending = 1;
   if (ngtcp2_conn_tls_early_data_rejected(conn->q) != 0) {
     return -1;
   }
-  while (t->len > 0) {
-    uvq_stream *s = NULL;
-    for (size_t i = 0; i < t->cap && s == NULL; i++) {
-      s = t->slots[i];
-    }
-    if (conn->cb && conn->cb->on_stream_closed) {
-      conn->cb->on_stream_closed(conn, s->id, 0, conn->user_data, s->user_data);
-    }
-    uvq_stream_destroy(conn, s);
-  }
+  drop_early_streams(conn);
   return 0;
 }
 
@@ -202,6 +194,7 @@ static int cb_handshake_completed(ngtcp2_conn *q, void *user_data) {
     uint8_t token[UVQ_TOKEN_MAXLEN];
     ssize_t n =
         uvq_token_seal_new(&conn->ep->tokens, token, sizeof(token),
+                           conn->first_version,
                            (const struct sockaddr *)&conn->path.remote.ss,
                            conn->path.remote.len, uvq_ep_wall_time(conn->ep));
     if (n > 0 && ngtcp2_conn_submit_new_token(q, token, (size_t)n) == 0) {
@@ -418,6 +411,24 @@ static int cb_dcid_status(ngtcp2_conn *q, ngtcp2_connection_id_status_type type,
   return 0;
 }
 
+/* Client: ngtcp2 has checked the packet (our SCID and DCID, not listing
+ * the version we chose); acted on when ngtcp2_conn_read_pkt returns
+ * NGTCP2_ERR_RECV_VERSION_NEGOTIATION (after_ngtcp2). */
+static int cb_recv_version_negotiation(ngtcp2_conn *q, const ngtcp2_pkt_hd *hd,
+                                       const uint32_t *sv, size_t nsv,
+                                       void *user_data) {
+  uvq_conn *conn = conn_of(user_data);
+  (void)q;
+  (void)hd;
+  conn->ep->stats.version_negotiations_received++;
+  if (nsv > sizeof(conn->vn_versions) / sizeof(conn->vn_versions[0])) {
+    nsv = sizeof(conn->vn_versions) / sizeof(conn->vn_versions[0]);
+  }
+  memcpy(conn->vn_versions, sv, nsv * sizeof(sv[0]));
+  conn->nvn_versions = nsv;
+  return 0;
+}
+
 static int cb_recv_new_token(ngtcp2_conn *q, const uint8_t *token,
                              size_t tokenlen, void *user_data) {
   uvq_conn *conn = conn_of(user_data);
@@ -549,6 +560,7 @@ static void set_callbacks(ngtcp2_callbacks *cb, int is_server) {
   } else {
     cb->client_initial = ngtcp2_crypto_client_initial_cb;
     cb->recv_retry = ngtcp2_crypto_recv_retry_cb;
+    cb->recv_version_negotiation = cb_recv_version_negotiation;
   }
   cb->recv_crypto_data = cb_recv_crypto_data;
   cb->encrypt = ngtcp2_crypto_encrypt_cb;
@@ -586,17 +598,155 @@ static void set_callbacks(ngtcp2_callbacks *cb, int is_server) {
 
 /* ---- creation ---------------------------------------------------------- */
 
+/* Builds the connection's ngtcp2_conn and GnuTLS session for a first
+ * Initial of |version| (a client after Version Negotiation: the version it
+ * starts over in, |original_version| the one it first tried; 0 otherwise).
+ * On failure nothing of either is left. */
+static int conn_start(uvq_conn *conn, const ngtcp2_cid *dcid,
+                      const ngtcp2_cid *scid, uint32_t version,
+                      uint32_t original_version, const ngtcp2_cid *odcid,
+                      const ngtcp2_cid *retry_scid, const uint8_t *token,
+                      size_t tokenlen, const char *server_name,
+                      uvq_tstamp now) {
+  uvq_endpoint *ep = conn->ep;
+  const uvq_settings *st = &ep->settings;
+  int is_server = conn->is_server;
+  ngtcp2_callbacks callbacks;
+  ngtcp2_settings settings;
+  ngtcp2_transport_params params;
+  ngtcp2_path npath;
+  int rv;
+
+  set_callbacks(&callbacks, is_server);
+  ngtcp2_settings_default(&settings);
+  settings.initial_ts = now;
+  settings.initial_rtt = st->initial_rtt;
+  settings.cc_algo = st->cc_algo == UVQ_CC_RENO  ? NGTCP2_CC_ALGO_RENO
+                     : st->cc_algo == UVQ_CC_BBR ? NGTCP2_CC_ALGO_BBR
+                                                 : NGTCP2_CC_ALGO_CUBIC;
+  settings.max_tx_udp_payload_size = st->max_udp_payload_size;
+  settings.no_pmtud = !st->pmtud;
+  settings.handshake_timeout = st->handshake_timeout;
+  settings.max_window = st->max_window;
+  settings.max_stream_window = st->max_stream_window;
+  settings.ack_thresh = st->ack_thresh;
+  /* RFC 9368. A server: the versions it upgrades a client to, in its
+   * order (and, unset, the available_versions of its transport
+   * parameter). A client: the versions it offers, and its preference for
+   * ngtcp2's downgrade check after Version Negotiation. The endpoint's
+   * settings outlive the connection, as ngtcp2 wants (it copies them
+   * anyway). */
+  settings.preferred_versions = st->quic_versions;
+  settings.preferred_versionslen = st->quic_versionslen;
+  if (!is_server) {
+    settings.available_versions = st->quic_versions;
+    settings.available_versionslen = st->quic_versionslen;
+    settings.original_version = original_version;
+  }
+  if (uvq_metrics_want_ngtcp2_log(ep)) {
+    settings.log_printf = cb_log;
+  }
+  if (token && tokenlen) {
+    settings.token = token;
+    settings.tokenlen = tokenlen;
+    /* A server says which kind of token validated the address; a client's
+     * token is always one a NEW_TOKEN frame gave it. */
+    settings.token_type = is_server && retry_scid ? NGTCP2_TOKEN_TYPE_RETRY
+                                                  : NGTCP2_TOKEN_TYPE_NEW_TOKEN;
+  }
+  if (st->qlog) {
+    settings.qlog_write = cb_qlog;
+  }
+
+  ngtcp2_transport_params_default(&params);
+  params.initial_max_data = st->initial_max_data;
+  params.initial_max_stream_data_bidi_local = st->initial_max_stream_data;
+  params.initial_max_stream_data_bidi_remote = st->initial_max_stream_data;
+  params.initial_max_stream_data_uni = st->initial_max_stream_data;
+  params.initial_max_streams_bidi = st->max_streams_bidi;
+  params.initial_max_streams_uni = st->max_streams_uni;
+  params.max_idle_timeout = st->idle_timeout;
+  params.active_connection_id_limit = UVQ_ACTIVE_CID_LIMIT;
+  params.disable_active_migration =
+      (uint8_t)(st->disable_active_migration != 0);
+  params.max_datagram_frame_size = st->max_datagram_frame_size;
+
+  uvq_conn_to_ngtcp2_path(&npath, &conn->path);
+  if (ep->conn_hook &&
+      ep->conn_hook(&settings, &params, ep->conn_hook_ud) != 0) {
+    return UVQ_ERR_CALLBACK;
+  }
+  /* The endpoint's clock, not the hook's: ngtcp2 aborts on a later call
+   * with an earlier time. */
+  settings.initial_ts = now;
+  if (is_server) {
+    params.original_dcid = *odcid;
+    params.original_dcid_present = 1;
+    if (retry_scid) {
+      params.retry_scid = *retry_scid;
+      params.retry_scid_present = 1;
+    }
+    if (ngtcp2_crypto_generate_stateless_reset_token(
+            params.stateless_reset_token, ep->static_secret,
+            UVQ_STATIC_SECRETLEN, scid) != 0) {
+      return UVQ_ERR_INTERNAL;
+    }
+    params.stateless_reset_token_present = 1;
+    rv =
+        ngtcp2_conn_server_new(&conn->q, dcid, scid, &npath, version,
+                               &callbacks, &settings, &params, &ep->nmem, conn);
+  } else {
+    rv =
+        ngtcp2_conn_client_new(&conn->q, dcid, scid, &npath, version,
+                               &callbacks, &settings, &params, &ep->nmem, conn);
+  }
+  if (rv != 0) {
+    conn->q = NULL;
+    return rv == NGTCP2_ERR_NOMEM ? UVQ_ERR_NOMEM : UVQ_ERR_INTERNAL;
+  }
+  conn->first_version = version;
+  if (st->keep_alive) {
+    ngtcp2_conn_set_keep_alive_timeout(conn->q, st->keep_alive);
+  }
+
+  /* A client with qlog takes the qlog guard (CVE-2026-40170; tls.h), also
+   * when only a raw-mode hook turned ngtcp2's qlog on. A server's tickets
+   * are per version (RFC 9369 §5): the key of the version this connection
+   * started in decrypts the client's and encrypts ours. */
+  rv = uvq_tls_session_new_ex(
+      ep->cfg.tls, &conn->tls, server_name,
+      is_server ? (st->early_data ? UVQ_TLS_SESSION_EARLY_DATA : 0u) |
+                      (st->anti_replay ? UVQ_TLS_SESSION_ANTI_REPLAY : 0u)
+                : ep->connect_tls_opts |
+                      (settings.qlog_write ? UVQ_TLS_SESSION_QLOG_GUARD : 0u),
+      is_server ? uvq_ep_ticket_key(ep, version) : NULL);
+  if (rv != 0) {
+    goto fail_tls;
+  }
+  gnutls_session_set_ptr(conn->tls, &conn->ref);
+  ngtcp2_conn_set_tls_native_handle(conn->q, conn->tls);
+  if (ep->cfg.tls->hook &&
+      ep->cfg.tls->hook(conn, conn->tls, ep->cfg.tls->hook_user_data) != 0) {
+    rv = UVQ_ERR_TLS;
+    goto fail_hook;
+  }
+  return 0;
+
+fail_hook:
+  uvq_tls_session_del(conn->tls);
+  conn->tls = NULL;
+fail_tls:
+  ngtcp2_conn_del(conn->q);
+  conn->q = NULL;
+  return rv;
+}
+
 int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
                  const ngtcp2_cid *dcid, const ngtcp2_cid *scid,
                  const uvq_path *path, uint32_t version,
                  const ngtcp2_cid *odcid, const ngtcp2_cid *retry_scid,
                  const uint8_t *token, size_t tokenlen, const char *server_name,
                  uvq_tstamp now) {
-  const uvq_settings *st = &ep->settings;
-  ngtcp2_callbacks callbacks;
-  ngtcp2_settings settings;
-  ngtcp2_transport_params params;
-  ngtcp2_path npath;
   uvq_conn *conn;
   int rv;
 
@@ -625,106 +775,12 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
   /* Before ngtcp2 exists: it may log while being created. */
   uvq_metrics_conn_init(conn, scid, now);
   uvq_live_init(conn, now);
-  set_callbacks(&callbacks, is_server);
-  ngtcp2_settings_default(&settings);
-  settings.initial_ts = now;
-  settings.initial_rtt = st->initial_rtt;
-  settings.cc_algo = st->cc_algo == UVQ_CC_RENO  ? NGTCP2_CC_ALGO_RENO
-                     : st->cc_algo == UVQ_CC_BBR ? NGTCP2_CC_ALGO_BBR
-                                                 : NGTCP2_CC_ALGO_CUBIC;
-  settings.max_tx_udp_payload_size = st->max_udp_payload_size;
-  settings.no_pmtud = !st->pmtud;
-  settings.handshake_timeout = st->handshake_timeout;
-  settings.max_window = st->max_window;
-  settings.max_stream_window = st->max_stream_window;
-  settings.ack_thresh = st->ack_thresh;
-  if (uvq_metrics_want_ngtcp2_log(ep)) {
-    settings.log_printf = cb_log;
-  }
-  if (token && tokenlen) {
-    settings.token = token;
-    settings.tokenlen = tokenlen;
-    /* A server says which kind of token validated the address; a client's
-     * token is always one a NEW_TOKEN frame gave it. */
-    settings.token_type = is_server && retry_scid ? NGTCP2_TOKEN_TYPE_RETRY
-                                                  : NGTCP2_TOKEN_TYPE_NEW_TOKEN;
-  }
   /* The connection's name in logs: the client's first DCID. */
   conn->odcid = is_server ? *odcid : *dcid;
-  if (st->qlog) {
-    settings.qlog_write = cb_qlog;
-  }
-
-  ngtcp2_transport_params_default(&params);
-  params.initial_max_data = st->initial_max_data;
-  params.initial_max_stream_data_bidi_local = st->initial_max_stream_data;
-  params.initial_max_stream_data_bidi_remote = st->initial_max_stream_data;
-  params.initial_max_stream_data_uni = st->initial_max_stream_data;
-  params.initial_max_streams_bidi = st->max_streams_bidi;
-  params.initial_max_streams_uni = st->max_streams_uni;
-  params.max_idle_timeout = st->idle_timeout;
-  params.active_connection_id_limit = UVQ_ACTIVE_CID_LIMIT;
-  params.disable_active_migration =
-      (uint8_t)(st->disable_active_migration != 0);
-  params.max_datagram_frame_size = st->max_datagram_frame_size;
-
-  uvq_conn_to_ngtcp2_path(&npath, &conn->path);
-  if (ep->conn_hook &&
-      ep->conn_hook(&settings, &params, ep->conn_hook_ud) != 0) {
-    rv = UVQ_ERR_CALLBACK;
-    goto fail_q;
-  }
-  /* The endpoint's clock, not the hook's: ngtcp2 aborts on a later call
-   * with an earlier time. */
-  settings.initial_ts = now;
-  if (is_server) {
-    params.original_dcid = *odcid;
-    params.original_dcid_present = 1;
-    if (retry_scid) {
-      params.retry_scid = *retry_scid;
-      params.retry_scid_present = 1;
-    }
-    if (ngtcp2_crypto_generate_stateless_reset_token(
-            params.stateless_reset_token, ep->static_secret,
-            UVQ_STATIC_SECRETLEN, scid) != 0) {
-      rv = UVQ_ERR_INTERNAL;
-      goto fail_q;
-    }
-    params.stateless_reset_token_present = 1;
-    rv =
-        ngtcp2_conn_server_new(&conn->q, dcid, scid, &npath, version,
-                               &callbacks, &settings, &params, &ep->nmem, conn);
-  } else {
-    rv =
-        ngtcp2_conn_client_new(&conn->q, dcid, scid, &npath, version,
-                               &callbacks, &settings, &params, &ep->nmem, conn);
-  }
+  rv = conn_start(conn, dcid, scid, version, 0, odcid, retry_scid, token,
+                  tokenlen, server_name, now);
   if (rv != 0) {
-    rv = rv == NGTCP2_ERR_NOMEM ? UVQ_ERR_NOMEM : UVQ_ERR_INTERNAL;
-    goto fail_q;
-  }
-  if (st->keep_alive) {
-    ngtcp2_conn_set_keep_alive_timeout(conn->q, st->keep_alive);
-  }
-
-  /* A client with qlog takes the qlog guard (CVE-2026-40170; tls.h), also
-   * when only a raw-mode hook turned ngtcp2's qlog on. */
-  rv = uvq_tls_session_new_ex(
-      ep->cfg.tls, &conn->tls, server_name,
-      is_server ? (st->early_data ? UVQ_TLS_SESSION_EARLY_DATA : 0u) |
-                      (st->anti_replay ? UVQ_TLS_SESSION_ANTI_REPLAY : 0u)
-                : ep->connect_tls_opts |
-                      (settings.qlog_write ? UVQ_TLS_SESSION_QLOG_GUARD : 0u),
-      is_server ? &ep->ticket_key_d : NULL);
-  if (rv != 0) {
-    goto fail_tls;
-  }
-  gnutls_session_set_ptr(conn->tls, &conn->ref);
-  ngtcp2_conn_set_tls_native_handle(conn->q, conn->tls);
-  if (ep->cfg.tls->hook &&
-      ep->cfg.tls->hook(conn, conn->tls, ep->cfg.tls->hook_user_data) != 0) {
-    rv = UVQ_ERR_TLS;
-    goto fail_map;
+    goto fail_start;
   }
   if (server_name) {
     snprintf(conn->sni, sizeof(conn->sni), "%s", server_name);
@@ -740,13 +796,98 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
 
 fail_map:
   uvq_tls_session_del(conn->tls);
-fail_tls:
   ngtcp2_conn_del(conn->q);
-fail_q:
+fail_start:
   uvq_stream_table_free(conn);
 fail_streams:
   uvq_free(ep->mem, conn);
   return rv;
+}
+
+/* Client: drops the streams of early data that will never be sent — 0-RTT
+ * the server refused, or a connection starting over after Version
+ * Negotiation — so the application hears on_stream_closed for each, and
+ * on_early_data_rejected before on_established. */
+static void drop_early_streams(uvq_conn *conn) {
+  uvq_stream_table *t = &conn->streams;
+
+  conn->early_data = UVQ_EARLY_DATA_REJECTED;
+  conn->early_rejected_pending = 1;
+  while (t->len > 0) {
+    uvq_stream *s = NULL;
+    for (size_t i = 0; i < t->cap && s == NULL; i++) {
+      s = t->slots[i];
+    }
+    if (conn->cb && conn->cb->on_stream_closed) {
+      conn->cb->on_stream_closed(conn, s->id, 0, conn->user_data, s->user_data);
+    }
+    uvq_stream_destroy(conn, s);
+  }
+}
+
+/* Client, after ngtcp2 passed on a Version Negotiation packet listing
+ * conn->vn_versions: starts over in the first of our versions the server
+ * lists (incompatible version negotiation, RFC 9368 §4) — a new ngtcp2
+ * connection and TLS session in the same uvq_conn, a new first DCID, the
+ * same SCID, and ngtcp2's original_version set so it refuses a downgrade
+ * once it sees the server's transport parameters. Without a resumption
+ * (its ticket is for the first version) and without the token (likewise).
+ * Returns 0, or UVQ_ERR_VERSION_NEGOTIATION if there is no version in
+ * common, or the error that stopped the restart. */
+static int conn_restart_version(uvq_conn *conn, uvq_tstamp now) {
+  uvq_endpoint *ep = conn->ep;
+  const uvq_settings *st = &ep->settings;
+  uint32_t version = 0, original;
+  ngtcp2_conn *old_q = conn->q;
+  gnutls_session_t old_tls = conn->tls;
+  ngtcp2_cid dcid, scid;
+  int rv;
+
+  for (size_t i = 0; i < st->quic_versionslen && version == 0; i++) {
+    for (size_t j = 0; j < conn->nvn_versions; j++) {
+      if (conn->vn_versions[j] == st->quic_versions[i]) {
+        version = st->quic_versions[i];
+        break;
+      }
+    }
+  }
+  conn->nvn_versions = 0;
+  if (version == 0) {
+    return UVQ_ERR_VERSION_NEGOTIATION;
+  }
+  /* Before the handshake a client has exactly one SCID: keep it (the map
+   * already routes it here). */
+  if (ngtcp2_conn_get_scid(old_q, NULL) != 1 ||
+      uvq_cid_random(&dcid, 18) != 0) {
+    return UVQ_ERR_INTERNAL;
+  }
+  ngtcp2_conn_get_scid(old_q, &scid);
+  original = ngtcp2_conn_get_client_chosen_version(old_q);
+  ep->connect_tls_opts = 0;
+  conn->q = NULL;
+  conn->tls = NULL;
+  rv = conn_start(conn, &dcid, &scid, version, original, NULL, NULL, NULL, 0,
+                  conn->sni[0] ? conn->sni : NULL, now);
+  if (rv != 0) {
+    conn->q = old_q;
+    conn->tls = old_tls;
+    return rv;
+  }
+  uvq_tls_session_del(old_tls);
+  ngtcp2_conn_del(old_q);
+  conn->odcid = dcid;
+  /* What the old connection wrote and the driver did not take yet is for
+   * a connection that no longer exists. */
+  while (conn->pending_head) {
+    uvq_pending *pb = conn->pending_head;
+    conn->pending_head = pb->next;
+    uvq_free(ep->mem, pb);
+  }
+  conn->pending_tail = NULL;
+  if (conn->early_data == UVQ_EARLY_DATA_ATTEMPTED) {
+    drop_early_streams(conn);
+  }
+  return 0;
 }
 
 void uvq_conn_unmap_handshake_cids(uvq_conn *conn) {
@@ -953,10 +1094,16 @@ static void after_ngtcp2(uvq_conn *conn, int rv, uvq_tstamp now, int batched) {
     case NGTCP2_ERR_DRAINING:
       uvq_stage_drain(conn, now);
       break;
-    case NGTCP2_ERR_RECV_VERSION_NEGOTIATION:
-      conn->ci.type = UVQ_CLOSE_TYPE_NONE;
-      uvq_stage_finish(conn, UVQ_ERR_VERSION_NEGOTIATION, UVQ_CLOSE_PEER);
+    case NGTCP2_ERR_RECV_VERSION_NEGOTIATION: {
+      int err = conn_restart_version(conn, now);
+      if (err != 0) {
+        conn->ci.type = UVQ_CLOSE_TYPE_NONE;
+        uvq_stage_finish(conn, err,
+                         err == UVQ_ERR_VERSION_NEGOTIATION ? UVQ_CLOSE_PEER
+                                                            : UVQ_CLOSE_LOCAL);
+      }
       break;
+    }
     case NGTCP2_ERR_DROP_CONN:
       uvq_stage_finish(conn, UVQ_ERR_PROTOCOL, UVQ_CLOSE_LOCAL);
       break;

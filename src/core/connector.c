@@ -8,6 +8,8 @@
 int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,
                          uvq_tstamp now, uvq_conn **pconn) {
   ngtcp2_cid dcid, scid;
+  const uint8_t *resumption;
+  uint32_t version;
   uvq_conn *conn;
   int rv;
 
@@ -39,19 +41,35 @@ int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,
   if (rv != 0) {
     return rv;
   }
-  ep->connect_tls_opts = params->resumption && params->early_data
-                             ? UVQ_TLS_SESSION_EARLY_DATA
-                             : 0u;
-  rv = uvq_conn_new(&conn, ep, 0, &dcid, &scid, params->path, UVQ_QUIC_V1, NULL,
+  /* Tickets are per version (RFC 9369 §5): start in the version of the
+   * resumption blob's connection if we speak it, or leave the blob out. */
+  version = ep->settings.client_chosen_version;
+  resumption = params->resumption;
+  if (resumption != NULL) {
+    uint32_t rv_version =
+        uvq_resume_version(resumption, params->resumptionlen);
+    if (rv_version == 0) {
+      return UVQ_ERR_INVALID_ARGUMENT;
+    }
+    if (uvq_ep_version_ok(ep, rv_version)) {
+      version = rv_version;
+    } else {
+      ep->stats.resumption_version_mismatch++;
+      resumption = NULL;
+    }
+  }
+  ep->connect_tls_opts =
+      resumption && params->early_data ? UVQ_TLS_SESSION_EARLY_DATA : 0u;
+  rv = uvq_conn_new(&conn, ep, 0, &dcid, &scid, params->path, version, NULL,
                     NULL, params->token, params->tokenlen, params->server_name,
                     now);
   ep->connect_tls_opts = 0;
   if (rv != 0) {
     return rv;
   }
-  if (params->resumption != NULL) {
+  if (resumption != NULL) {
     /* Before the first flush: the ClientHello is built then. */
-    rv = uvq_resume_apply(conn, params->resumption, params->resumptionlen,
+    rv = uvq_resume_apply(conn, resumption, params->resumptionlen,
                           params->early_data);
     if (rv != 0) {
       uvq_conn_del(conn);

@@ -169,6 +169,13 @@ struct uvq_conn {
   int nomem; /* one of our ngtcp2 callbacks failed to allocate */
   int address_validated;
   int via_retry; /* server: accepted on a Retry token */
+  /* The version of the client's first Initial (after Version Negotiation,
+   * of the new attempt's): what tickets and tokens are bound to. */
+  uint32_t first_version;
+  /* Client: the versions of a Version Negotiation packet ngtcp2 passed on
+   * (cb_recv_version_negotiation), acted on when ngtcp2 returns. */
+  uint32_t vn_versions[16];
+  size_t nvn_versions;
   int accepted;  /* on_accept ran and accepted */
   int refused;   /* on_accept refused */
   int handshake_completed;
@@ -312,6 +319,11 @@ struct uvq_endpoint {
    * the 0-RTT limits of these settings (uvq_tls_ctx_derive_ticket_key). */
   uint8_t ticket_key[UVQ_TICKET_KEYLEN];
   gnutls_datum_t ticket_key_d;
+  /* ... and for connections started in QUIC v2: tickets are per version
+   * (RFC 9369 §5), so one issued on a v1 connection does not decrypt on a
+   * v2 one and the handshake goes on in full. */
+  uint8_t ticket_key_v2[UVQ_TICKET_KEYLEN];
+  gnutls_datum_t ticket_key_v2_d;
 
   /* Stateless resets (reset.c): the peer tokens of our connections, keyed
    * by their HMAC under reset_mac_key (RFC 9000 §10.3.1: compare
@@ -359,13 +371,17 @@ void uvq_ep_conn_link(uvq_endpoint *ep, uvq_conn *conn);
 typedef struct uvq_pkt_view {
   int is_long;
   uint32_t version;
-  uint8_t long_type; /* v1 long packet type: 0 Initial, 1 0-RTT, 2 Handshake, 3
-                        Retry */
+  /* Long packet type, in v1's numbering whatever the version (RFC 9369
+   * §3.2 renumbers them): 0 Initial, 1 0-RTT, 2 Handshake, 3 Retry. */
+  uint8_t long_type;
   const uint8_t *dcid;
   size_t dcidlen;
   const uint8_t *scid;
   size_t scidlen;
 } uvq_pkt_view;
+
+/* Whether |version| is in the endpoint's settings.quic_versions. */
+int uvq_ep_version_ok(const uvq_endpoint *ep, uint32_t version);
 
 /* uvq_pkt_parse reads the routing fields of the first packet in |data|.
  * Returns 0, or a uvq_drop_reason + 1 saying why it cannot be routed. */
@@ -422,6 +438,8 @@ void uvq_conn_unmap_handshake_cids(uvq_conn *conn);
 void uvq_conn_run_deferred(uvq_conn *conn);
 /* Copies ngtcp2's current path (it follows migrations) into conn->path. */
 void uvq_conn_sync_path(uvq_conn *conn);
+/* The session-ticket key for a connection started in |version|. */
+const gnutls_datum_t *uvq_ep_ticket_key(uvq_endpoint *ep, uint32_t version);
 
 /* resume.c */
 /* Client: builds the resumption blob (TLS session data and the server's
@@ -431,6 +449,9 @@ int uvq_resume_encode(uvq_conn *conn, uint8_t **pblob, size_t *plen);
  * |early_data| prepares 0-RTT. Returns 0 or UVQ_ERR_INVALID_ARGUMENT. */
 int uvq_resume_apply(uvq_conn *conn, const uint8_t *blob, size_t len,
                      int early_data);
+/* The QUIC version the connection that produced |blob| started in, or 0
+ * if |blob| does not parse that far. */
+uint32_t uvq_resume_version(const uint8_t *blob, size_t len);
 
 /* sources.c: uvq_sources_admit says whether |remote|'s source may start
  * another handshake (0, or UVQ_ERR_CONNECTION_LIMIT, counted by reason);

@@ -272,12 +272,16 @@ static void put_u64(gnutls_hash_hd_t h, uint64_t v) {
  * check (1.11 checks only on the client,
  * conn_validate_early_transport_params_limits, which then fails the
  * connection): tickets from before simply no longer decrypt (full
- * handshake). Must match what uvq_conn_new puts in the parameters. */
-static int derive_ticket_key(uvq_endpoint *ep) {
+ * handshake). Must match what uvq_conn_new puts in the parameters.
+ * Tickets are per QUIC version (RFC 9369 §5): |version| 0 derives the v1
+ * key as before versions existed (v1 tickets survive the upgrade); any
+ * other is mixed in, so a ticket never decrypts under another version's
+ * key. */
+static int derive_ticket_key(uvq_endpoint *ep, uint32_t version,
+                             uint8_t *out) {
   const uvq_settings *st = &ep->settings;
   gnutls_hash_hd_t h;
   uint8_t digest[32];
-  int rv;
 
   if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) != 0) {
     return UVQ_ERR_NOMEM;
@@ -293,15 +297,60 @@ static int derive_ticket_key(uvq_endpoint *ep) {
    * itself stays out: a server that stops taking 0-RTT refuses it in the
    * handshake (GnuTLS) and can still resume the session. */
   put_u64(h, 0xffffffffu);
+  if (version != 0) {
+    gnutls_hash(h, "quic version", 12);
+    put_u64(h, version);
+  }
   gnutls_hash_deinit(h, digest);
-  rv = uvq_tls_ctx_derive_ticket_key(ep->cfg.tls, digest, sizeof(digest),
-                                     ep->ticket_key);
+  return uvq_tls_ctx_derive_ticket_key(ep->cfg.tls, digest, sizeof(digest),
+                                       out);
+}
+
+static int derive_ticket_keys(uvq_endpoint *ep) {
+  int rv = derive_ticket_key(ep, 0, ep->ticket_key);
+  if (rv != 0) {
+    return rv;
+  }
+  rv = derive_ticket_key(ep, UVQ_QUIC_V2, ep->ticket_key_v2);
   if (rv != 0) {
     return rv;
   }
   ep->ticket_key_d.data = ep->ticket_key;
   ep->ticket_key_d.size = UVQ_TICKET_KEYLEN;
+  ep->ticket_key_v2_d.data = ep->ticket_key_v2;
+  ep->ticket_key_v2_d.size = UVQ_TICKET_KEYLEN;
   return 0;
+}
+
+const gnutls_datum_t *uvq_ep_ticket_key(uvq_endpoint *ep, uint32_t version) {
+  return version == UVQ_QUIC_V2 ? &ep->ticket_key_v2_d : &ep->ticket_key_d;
+}
+
+/* settings.quic_versions: 1..UVQ_MAX_VERSIONS versions ngtcp2 speaks, none
+ * twice, and a client's first version among them. */
+static int versions_valid(const uvq_settings *st, int is_server) {
+  if (st->quic_versionslen == 0 || st->quic_versionslen > UVQ_MAX_VERSIONS) {
+    return 0;
+  }
+  for (size_t i = 0; i < st->quic_versionslen; i++) {
+    if (!ngtcp2_is_supported_version(st->quic_versions[i])) {
+      return 0;
+    }
+    for (size_t j = 0; j < i; j++) {
+      if (st->quic_versions[j] == st->quic_versions[i]) {
+        return 0;
+      }
+    }
+  }
+  if (!is_server) {
+    for (size_t i = 0; i < st->quic_versionslen; i++) {
+      if (st->quic_versions[i] == st->client_chosen_version) {
+        return 1;
+      }
+    }
+    return 0;
+  }
+  return 1;
 }
 
 int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
@@ -338,7 +387,8 @@ int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
       ep->settings.max_burst_datagrams == 0 ||
       ep->settings.stream_send_buffer == 0 ||
       ep->settings.conn_send_budget == 0 ||
-      (unsigned)ep->settings.cc_algo > UVQ_CC_BBR) {
+      (unsigned)ep->settings.cc_algo > UVQ_CC_BBR ||
+      !versions_valid(&ep->settings, ep->is_server)) {
     rv = UVQ_ERR_INVALID_ARGUMENT;
     goto fail_settings;
   }
@@ -385,7 +435,7 @@ int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
     goto fail_secret;
   }
   if (ep->is_server) {
-    rv = derive_ticket_key(ep);
+    rv = derive_ticket_keys(ep);
     if (rv != 0) {
       goto fail_ticket;
     }
@@ -454,6 +504,7 @@ void uvq_endpoint_del(uvq_endpoint *ep) {
   uvq_reset_free(ep);
   uvq_token_keys_free(&ep->tokens);
   gnutls_memset(ep->ticket_key, 0, sizeof(ep->ticket_key));
+  gnutls_memset(ep->ticket_key_v2, 0, sizeof(ep->ticket_key_v2));
   gnutls_memset(ep->static_secret, 0, sizeof(ep->static_secret));
   uvq_cid_map_free(&ep->cids);
   uvq_sources_free(&ep->sources);

@@ -179,6 +179,17 @@ static void note_established(uvq_conn *conn, uvq_tstamp now) {
   ep->stats.handshake_time[i]++;
   ep->stats.handshake_time_sum += d;
   ep->stats.handshakes_completed++;
+  {
+    uint32_t v = ngtcp2_conn_get_negotiated_version(conn->q);
+    if (v == UVQ_QUIC_V2) {
+      ep->stats.handshakes_by_version[1]++;
+    } else {
+      ep->stats.handshakes_by_version[0]++;
+    }
+    if (v != conn->first_version) {
+      ep->stats.compatible_upgrades++;
+    }
+  }
   if (uvq_log_enabled(ep, UVQ_LOG_INFO)) {
     char alpn[64];
     const char *cs = gnutls_ciphersuite_get(conn->tls);
@@ -446,6 +457,17 @@ ssize_t uvq_endpoint_write_prometheus(uvq_endpoint *ep, char *buf, size_t len,
   counter(&p, "retries_sent_total", "Retry packets sent.", s->retries_sent);
   counter(&p, "version_negotiations_sent_total",
           "Version Negotiation packets sent.", s->version_negotiations_sent);
+  counter(&p, "version_negotiations_received_total",
+          "Version Negotiation packets a client connection acted on.",
+          s->version_negotiations_received);
+  counter(&p, "compatible_upgrades_total",
+          "Handshakes completed in another QUIC version than the client's "
+          "first Initial (RFC 9368 compatible version negotiation).",
+          s->compatible_upgrades);
+  counter(&p, "resumption_version_mismatch_total",
+          "Resumption data left unused: from a connection of another QUIC "
+          "version.",
+          s->resumption_version_mismatch);
   counter(&p, "stateless_closes_sent_total",
           "Stateless CONNECTION_CLOSE packets sent.", s->stateless_closes_sent);
   counter(&p, "handshake_timeouts_total", "Handshake timeouts.",
@@ -511,6 +533,12 @@ ssize_t uvq_endpoint_write_prometheus(uvq_endpoint *ep, char *buf, size_t len,
           "newer time).",
           s->clock_backwards);
 
+  head(&p, "handshakes_by_version_total", "counter",
+       "Handshakes completed, by negotiated QUIC version.");
+  labelled(&p, "handshakes_by_version_total", "version", "0x00000001",
+           s->handshakes_by_version[0]);
+  labelled(&p, "handshakes_by_version_total", "version", "0x6b3343cf",
+           s->handshakes_by_version[1]);
   head(&p, "dropped_total", "counter",
        "Datagrams or packets dropped unused, by reason.");
   for (int r = 0; r < UVQ_DROP_REASON_COUNT; r++) {

@@ -158,13 +158,19 @@ int uvq_raw_accept(uvq_raw **praw, const uvq_raw_config *cfg,
 
   if (path == NULL || data == NULL ||
       uvq_pkt_parse(&v, data, len, UVQ_MAX_CIDLEN) != 0 || !v.is_long ||
-      v.version != UVQ_QUIC_V1 || v.long_type != 0 ||
+      !ngtcp2_is_supported_version(v.version) || v.long_type != 0 ||
       len < UVQ_MIN_INITIAL_DATAGRAM) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   rv = raw_new(&raw, cfg, 1);
   if (rv != 0) {
     return rv;
+  }
+  if (!uvq_ep_version_ok(raw->ep, v.version)) {
+    /* Not a version settings.quic_versions accepts: what the router
+     * would answer with Version Negotiation. */
+    uvq_raw_del(raw);
+    return UVQ_ERR_INVALID_ARGUMENT;
   }
   uvq_acceptor_recv(raw->ep, path, 0, &v, data, len, uvq_ep_now(raw->ep, now));
   /* A connection the Initial already ended (undecryptable: ngtcp2 drops

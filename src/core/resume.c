@@ -6,16 +6,22 @@
  * ngtcp2_conn_encode_0rtt_transport_params encodes them.
  *
  * Layout, integers big-endian:
- *   "uvqr" | version (2) | u16 t | t bytes of transport parameters |
- *   u32 n | n bytes of gnutls_session_get_data2 output
- * (Version 1 held 8 x u64 parameters of our own; it is not read.)
+ *   "uvqr" | layout (3) | u32 QUIC version | u16 t | t bytes of transport
+ *   parameters | u32 n | n bytes of gnutls_session_get_data2 output
+ * The QUIC version is the one the connection started in (its first
+ * Initial's): the server's ticket is only good in that version (RFC 9369
+ * §5; the server's ticket key is per version). Layout 2 had no version
+ * and came from QUIC v1 connections; it is read as such. (Layout 1 held 8
+ * x u64 parameters of our own; it is not read.)
  */
 #include <string.h>
 
 #include "core/core.h"
 
 #define BLOB_MAGIC "uvqr"
-#define BLOB_VERSION 2
+#define BLOB_VERSION 3
+/* Layout 2: as 3 without the QUIC version (always v1). */
+#define BLOB_VERSION_V1ONLY 2
 /* Room for the encoded 0-RTT parameters: 8 varint parameters of at most
  * 2 + 1 + 8 bytes each take 88; 0-RTT never needs more. */
 #define BLOB_MAX_PARAMS 128
@@ -37,7 +43,7 @@ int uvq_resume_encode(uvq_conn *conn, uint8_t **pblob, size_t *plen) {
   if (gnutls_session_get_data2(conn->tls, &sd) != 0) {
     return UVQ_ERR_TLS;
   }
-  len = 4 + 1 + 2 + (size_t)tplen + 4 + sd.size;
+  len = 4 + 1 + 4 + 2 + (size_t)tplen + 4 + sd.size;
   blob = uvq_malloc(conn->ep->mem, len);
   if (blob == NULL) {
     gnutls_free(sd.data);
@@ -47,6 +53,10 @@ int uvq_resume_encode(uvq_conn *conn, uint8_t **pblob, size_t *plen) {
   memcpy(p, BLOB_MAGIC, 4);
   p += 4;
   *p++ = BLOB_VERSION;
+  *p++ = (uint8_t)(conn->first_version >> 24);
+  *p++ = (uint8_t)(conn->first_version >> 16);
+  *p++ = (uint8_t)(conn->first_version >> 8);
+  *p++ = (uint8_t)conn->first_version;
   *p++ = (uint8_t)(tplen >> 8);
   *p++ = (uint8_t)tplen;
   memcpy(p, tp, (size_t)tplen);
@@ -70,13 +80,19 @@ int uvq_resume_apply(uvq_conn *conn, const uint8_t *blob, size_t len,
   size_t tplen, n;
   int rv;
 
-  if (blob == NULL || len < 4 + 1 + 2 || memcmp(p, BLOB_MAGIC, 4) != 0 ||
-      p[4] != BLOB_VERSION) {
+  if (uvq_resume_version(blob, len) == 0) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  tplen = (size_t)p[5] << 8 | p[6];
-  p += 7;
-  len -= 7;
+  /* The layout and the version field, checked above. */
+  n = p[4] == BLOB_VERSION ? 4 + 1 + 4 : 4 + 1;
+  p += n;
+  len -= n;
+  if (len < 2) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  tplen = (size_t)p[0] << 8 | p[1];
+  p += 2;
+  len -= 2;
   if (tplen + 4 > len) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
@@ -102,4 +118,18 @@ int uvq_resume_apply(uvq_conn *conn, const uint8_t *blob, size_t len,
   }
   conn->early_data = UVQ_EARLY_DATA_ATTEMPTED;
   return 0;
+}
+
+uint32_t uvq_resume_version(const uint8_t *blob, size_t len) {
+  if (blob == NULL || len < 4 + 1 || memcmp(blob, BLOB_MAGIC, 4) != 0) {
+    return 0;
+  }
+  if (blob[4] == BLOB_VERSION_V1ONLY) {
+    return UVQ_QUIC_V1;
+  }
+  if (blob[4] != BLOB_VERSION || len < 4 + 1 + 4) {
+    return 0;
+  }
+  return (uint32_t)blob[5] << 24 | (uint32_t)blob[6] << 16 |
+         (uint32_t)blob[7] << 8 | blob[8];
 }

@@ -56,7 +56,7 @@ int uvq_pkt_parse(uvq_pkt_view *v, const uint8_t *data, size_t len,
       long_header_fits(data, len)) {
     uint32_t version = ((uint32_t)data[1] << 24) | ((uint32_t)data[2] << 16) |
                        ((uint32_t)data[3] << 8) | data[4];
-    if (version != VN_VERSION && version != UVQ_QUIC_V1) {
+    if (version != VN_VERSION && !ngtcp2_is_supported_version(version)) {
       /* ngtcp2 refuses to decode the header of an unknown version in a
        * datagram too small to be answered with VN. The header is not
        * malformed (its invariant fields fit): count it for what it is. */
@@ -73,6 +73,20 @@ int uvq_pkt_parse(uvq_pkt_view *v, const uint8_t *data, size_t len,
   v->scid = vc.scid;
   v->scidlen = vc.scidlen;
   v->long_type = (uint8_t)((data[0] >> 4) & 0x3);
+  if (vc.version == UVQ_QUIC_V2) {
+    /* RFC 9369 §3.2: v2 numbers Initial 1, 0-RTT 2, Handshake 3, Retry 0:
+     * one more than v1, modulo 4. */
+    v->long_type = (uint8_t)((v->long_type + 3) & 0x3);
+  }
+  return 0;
+}
+
+int uvq_ep_version_ok(const uvq_endpoint *ep, uint32_t version) {
+  for (size_t i = 0; i < ep->settings.quic_versionslen; i++) {
+    if (ep->settings.quic_versions[i] == version) {
+      return 1;
+    }
+  }
   return 0;
 }
 
@@ -88,11 +102,11 @@ void uvq_router_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
     return;
   }
 
-  if (v.is_long && v.version != UVQ_QUIC_V1 &&
+  if (v.is_long && !uvq_ep_version_ok(ep, v.version) &&
       !(v.version == VN_VERSION && !ep->is_server)) {
-    /* Our version list is QUIC v1 only (ngtcp2 would take more). A
+    /* Not one of settings.quic_versions (ngtcp2 may know more). A
      * client's Initial-sized datagram of another version is answered with
-     * Version Negotiation; anything else is dropped. */
+     * Version Negotiation listing ours; anything else is dropped. */
     if (ep->is_server && len >= UVQ_MIN_INITIAL_DATAGRAM &&
         v.version != VN_VERSION) {
       uvq_acceptor_send_version_negotiation(ep, path, &v);

@@ -44,6 +44,10 @@ void uvq_settings_default(uvq_settings *s) {
   s->max_handshakes = 1024;
   s->max_handshakes_per_source = 64;
   s->max_connections_per_source = 1024;
+  s->quic_versions[0] = UVQ_QUIC_V1;
+  s->quic_versions[1] = UVQ_QUIC_V2;
+  s->quic_versionslen = 2;
+  s->client_chosen_version = UVQ_QUIC_V1;
 }
 
 void uvq_endpoint_config_default(uvq_endpoint_config *cfg) {

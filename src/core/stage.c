@@ -133,6 +133,15 @@ void uvq_stage_fail(uvq_conn *conn, int liberr, uvq_tstamp now) {
     ngtcp2_ccerr_set_transport_error(&ccerr, NGTCP2_TRANSPORT_PARAMETER_ERROR,
                                      (const uint8_t *)reason, strlen(reason));
     conn->ci.error = UVQ_ERR_QLOG_UNSAFE;
+  } else if (liberr == NGTCP2_ERR_VERSION_NEGOTIATION_FAILURE ||
+             ngtcp2_conn_get_tls_error(conn->q) ==
+                 NGTCP2_ERR_VERSION_NEGOTIATION_FAILURE) {
+    /* The server's version_information contradicts the Version
+     * Negotiation we acted on (a forged one: a downgrade), or its choice
+     * (RFC 9368 §4, §6): VERSION_NEGOTIATION_ERROR. */
+    ngtcp2_ccerr_set_liberr(&ccerr, NGTCP2_ERR_VERSION_NEGOTIATION_FAILURE,
+                            NULL, 0);
+    conn->ci.error = UVQ_ERR_VERSION_NEGOTIATION;
   } else if ((liberr == NGTCP2_ERR_CRYPTO ||
               liberr == NGTCP2_ERR_CALLBACK_FAILURE) &&
              alert) {

@@ -11,7 +11,7 @@
  * NEW_TOKEN token for IPv4. Anything shorter is malformed before we spend
  * a decryption on it. */
 #define RETRY_PLAIN_MINLEN (4 + 1 + 4 + 2 + 1 + 1 + 8)
-#define NEW_PLAIN_MINLEN (1 + 4 + 8)
+#define NEW_PLAIN_MINLEN (4 + 1 + 4 + 8)
 
 /* A client address reduced to what a token binds. */
 typedef struct token_addr {
@@ -427,8 +427,8 @@ int uvq_token_open_retry(uvq_token_keys *k, const uint8_t *token,
 }
 
 ssize_t uvq_token_seal_new(uvq_token_keys *k, uint8_t *out, size_t outlen,
-                           const struct sockaddr *client, socklen_t clientlen,
-                           uint64_t now_wall_s) {
+                           uint32_t version, const struct sockaddr *client,
+                           socklen_t clientlen, uint64_t now_wall_s) {
   uint8_t plain[UVQ_TOKEN_NEW_PLAIN_MAXLEN];
   uint8_t *p = plain;
   token_addr ta;
@@ -438,6 +438,7 @@ ssize_t uvq_token_seal_new(uvq_token_keys *k, uint8_t *out, size_t outlen,
       addr_from_sockaddr(&ta, client, clientlen) != 0) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
+  p = put_u32(p, version);
   p = put_addr(p, &ta);
   p = put_u64(p, now_wall_s);
   plainlen = (size_t)(p - plain);
@@ -450,13 +451,14 @@ ssize_t uvq_token_seal_new(uvq_token_keys *k, uint8_t *out, size_t outlen,
 }
 
 int uvq_token_open_new(uvq_token_keys *k, const uint8_t *token, size_t tokenlen,
-                       const struct sockaddr *client, socklen_t clientlen,
-                       uint64_t now_wall_s, uint64_t lifetime_s,
-                       uvq_token_reject_reason *reason) {
+                       uint32_t version, const struct sockaddr *client,
+                       socklen_t clientlen, uint64_t now_wall_s,
+                       uint64_t lifetime_s, uvq_token_reject_reason *reason) {
   uint8_t plain[UVQ_TOKEN_NEW_PLAIN_MAXLEN];
   size_t plainlen = sizeof(plain);
   uvq_token_reject_reason why;
   token_addr want, got;
+  uint32_t sealed_version;
   uint64_t issued;
   reader r;
 
@@ -471,8 +473,12 @@ int uvq_token_open_new(uvq_token_keys *k, const uint8_t *token, size_t tokenlen,
 
   r.p = plain;
   r.end = plain + plainlen;
-  if (get_addr(&r, &got) != 0 || get_u64(&r, &issued) != 0 || r.p != r.end) {
+  if (get_u32(&r, &sealed_version) != 0 || get_addr(&r, &got) != 0 ||
+      get_u64(&r, &issued) != 0 || r.p != r.end) {
     return reject(reason, UVQ_TOKEN_REJECT_MALFORMED);
+  }
+  if (sealed_version != version) {
+    return reject(reason, UVQ_TOKEN_REJECT_VERSION);
   }
   if (expired(issued, now_wall_s, lifetime_s)) {
     return reject(reason, UVQ_TOKEN_REJECT_EXPIRED);

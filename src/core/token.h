@@ -13,7 +13,14 @@
  *
  * Retry plaintext:   version (4) | address | port (2) | odcid len (1) |
  *                    odcid | retry scid len (1) | retry scid | issued (8)
- * NEW_TOKEN plaintext: address | issued (8)
+ * NEW_TOKEN plaintext: version (4) | address | issued (8)
+ * Both carry a QUIC version, and a token is honoured only in an Initial
+ * of that version (RFC 9369 §5): a Retry token's is the Initial's that
+ * Retry answered; a NEW_TOKEN token's is the version the connection that
+ * sent it started in (its client's first Initial, whatever compatible
+ * version negotiation then chose), which is also what the session
+ * tickets of that connection are bound to (the server's ticket key is
+ * per version, endpoint.c), so a client that resumes starts in it.
  * where address is family (1: 4 or 6) then 4 or 16 bytes, and every integer
  * is big-endian. An IPv4-mapped IPv6 address (::ffff:a.b.c.d, as a
  * dual-stack socket reports IPv4 peers) is sealed and compared as the IPv4
@@ -76,11 +83,11 @@
 #define UVQ_TOKEN_RETRY_PLAIN_MAXLEN                                           \
   (4 + UVQ_TOKEN_ADDR_MAXLEN + 2 + 1 + NGTCP2_MAX_CIDLEN + 1 +                 \
    NGTCP2_MAX_CIDLEN + 8)
-#define UVQ_TOKEN_NEW_PLAIN_MAXLEN (UVQ_TOKEN_ADDR_MAXLEN + 8)
+#define UVQ_TOKEN_NEW_PLAIN_MAXLEN (4 + UVQ_TOKEN_ADDR_MAXLEN + 8)
 /** Upper bound of a sealed Retry token (103 bytes). */
 #define UVQ_TOKEN_RETRY_MAXLEN                                                 \
   (UVQ_TOKEN_HEADERLEN + UVQ_TOKEN_RETRY_PLAIN_MAXLEN + UVQ_TOKEN_TAGLEN)
-/** Upper bound of a sealed NEW_TOKEN token (55 bytes). */
+/** Upper bound of a sealed NEW_TOKEN token (59 bytes). */
 #define UVQ_TOKEN_NEW_MAXLEN                                                   \
   (UVQ_TOKEN_HEADERLEN + UVQ_TOKEN_NEW_PLAIN_MAXLEN + UVQ_TOKEN_TAGLEN)
 /** Upper bound of any sealed token: size output buffers with it. */
@@ -188,27 +195,28 @@ int uvq_token_open_retry(uvq_token_keys *k, const uint8_t *token,
 
 /**
  * uvq_token_seal_new writes into |out| a NEW_TOKEN token for a client at
- * |client|, issued at |now_wall_s|. Only the IP address is sealed, not the
- * port: NATs change ports between connections.
+ * |client|, issued at |now_wall_s| on a connection started in QUIC
+ * |version|. Only the IP address is sealed, not the port: NATs change
+ * ports between connections.
  *
  * Returns the token length, or UVQ_ERR_INVALID_ARGUMENT,
  * UVQ_ERR_INVALID_STATE or UVQ_ERR_INTERNAL as uvq_token_seal_retry.
  */
 ssize_t uvq_token_seal_new(uvq_token_keys *k, uint8_t *out, size_t outlen,
-                           const struct sockaddr *client, socklen_t clientlen,
-                           uint64_t now_wall_s);
+                           uint32_t version, const struct sockaddr *client,
+                           socklen_t clientlen, uint64_t now_wall_s);
 
 /**
- * uvq_token_open_new verifies the NEW_TOKEN token |token| from |client| at
- * |now_wall_s| for a lifetime of |lifetime_s|. Returns 0, or
- * UVQ_ERR_INVALID_TOKEN with *reason (MALFORMED, DECRYPT, EXPIRED,
- * ADDRESS, in that order of checking, as uvq_token_open_retry), or
- * UVQ_ERR_INVALID_ARGUMENT.
+ * uvq_token_open_new verifies the NEW_TOKEN token |token| from |client|,
+ * carried by an Initial of |version|, at |now_wall_s| for a lifetime of
+ * |lifetime_s|. Returns 0, or UVQ_ERR_INVALID_TOKEN with *reason
+ * (MALFORMED, DECRYPT, VERSION, EXPIRED, ADDRESS, in that order of
+ * checking, as uvq_token_open_retry), or UVQ_ERR_INVALID_ARGUMENT.
  */
 int uvq_token_open_new(uvq_token_keys *k, const uint8_t *token, size_t tokenlen,
-                       const struct sockaddr *client, socklen_t clientlen,
-                       uint64_t now_wall_s, uint64_t lifetime_s,
-                       uvq_token_reject_reason *reason);
+                       uint32_t version, const struct sockaddr *client,
+                       socklen_t clientlen, uint64_t now_wall_s,
+                       uint64_t lifetime_s, uvq_token_reject_reason *reason);
 
 /**
  * uvq_token_type returns the type byte of |token| (UVQ_TOKEN_TYPE_RETRY,
