@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -265,6 +266,73 @@ static inline uint64_t cli_parse_u64(const char *arg, const char *opt,
     exit(CLI_EXIT_USAGE);
   }
   return (uint64_t)v;
+}
+
+/*
+ * cli_parse_quic_version parses a QUIC version name for option |opt|: "v1"
+ * or "v2" (as gtlsclient -v takes them), or the hex number
+ * ("0x00000001", "0x6b3343cf"). Anything else exits 2, naming it.
+ */
+static inline uint32_t cli_parse_quic_version(const char *arg,
+                                              const char *opt) {
+  if (strcmp(arg, "v1") == 0 || strcasecmp(arg, "0x00000001") == 0 ||
+      strcasecmp(arg, "0x1") == 0) {
+    return UVQ_QUIC_V1;
+  }
+  if (strcmp(arg, "v2") == 0 || strcasecmp(arg, "0x6b3343cf") == 0) {
+    return UVQ_QUIC_V2;
+  }
+  fprintf(stderr,
+          "%s: unknown QUIC version \"%s\" in %s (v1, v2, 0x00000001 or "
+          "0x6b3343cf)\n",
+          program_invocation_short_name, arg, opt);
+  exit(CLI_EXIT_USAGE);
+}
+
+/*
+ * cli_parse_quic_versions parses a comma-separated list of version names
+ * for |opt| ("v2,v1": most preferred first) into st->quic_versions. An
+ * empty entry, an unknown name, a version given twice or more than
+ * UVQ_MAX_VERSIONS entries exits 2.
+ */
+static inline void cli_parse_quic_versions(const char *arg, const char *opt,
+                                           uvq_settings *st) {
+  char buf[128], *tok, *save = NULL;
+  size_t n = 0;
+
+  if (strlen(arg) >= sizeof(buf) || arg[0] == '\0') {
+    fprintf(stderr, "%s: bad %s \"%s\" (a list such as v2,v1)\n",
+            program_invocation_short_name, opt, arg);
+    exit(CLI_EXIT_USAGE);
+  }
+  strcpy(buf, arg);
+  if (buf[strlen(buf) - 1] == ',' || buf[0] == ',' || strstr(buf, ",,")) {
+    fprintf(stderr, "%s: bad %s \"%s\": empty entry\n",
+            program_invocation_short_name, opt, arg);
+    exit(CLI_EXIT_USAGE);
+  }
+  for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    uint32_t v = cli_parse_quic_version(tok, opt);
+    for (size_t i = 0; i < n; i++) {
+      if (st->quic_versions[i] == v) {
+        fprintf(stderr, "%s: bad %s \"%s\": %s given twice\n",
+                program_invocation_short_name, opt, arg, tok);
+        exit(CLI_EXIT_USAGE);
+      }
+    }
+    if (n == UVQ_MAX_VERSIONS) {
+      fprintf(stderr, "%s: bad %s \"%s\": more than %d versions\n",
+              program_invocation_short_name, opt, arg, UVQ_MAX_VERSIONS);
+      exit(CLI_EXIT_USAGE);
+    }
+    st->quic_versions[n++] = v;
+  }
+  st->quic_versionslen = n;
+}
+
+/* cli_quic_version_name: "v1", "v2", or NULL for another version. */
+static inline const char *cli_quic_version_name(uint32_t v) {
+  return v == UVQ_QUIC_V1 ? "v1" : v == UVQ_QUIC_V2 ? "v2" : NULL;
 }
 
 /* The shared state of the logging and qlog options. */

@@ -264,6 +264,13 @@ static void usage(FILE *f) {
          "  --concurrency C, --hold SECONDS, --rate R --duration SECONDS\n"
          "                             load generation (see the source;\n"
          "                             keep-alive and stall timer off)\n"
+         "  --quic-version v1|v2       version of the first Initial; alone,\n"
+         "                             the only version offered (default v1,\n"
+         "                             offering v1 and v2: a server that\n"
+         "                             prefers v2 upgrades the connection)\n"
+         "  --quic-versions LIST       versions offered, most preferred first\n"
+         "                             (default v1,v2); after Version\n"
+         "                             Negotiation the first the server lists\n"
          "  --token-file FILE          keep NEW_TOKENs per HOST:PORT, reuse\n"
          "  --session-file FILE        keep session tickets per HOST:PORT;\n"
          "                             resume and attempt 0-RTT next time\n"
@@ -934,6 +941,17 @@ static int w_on_established(uvq_conn *conn, void *user_data) {
     g->resumed = info.resumed;
     g->early = info.early_data;
     vlog(g, "established%s", g->retry ? " after a Retry" : "");
+    {
+      const char *name = cli_quic_version_name(info.version);
+      char v[64];
+      snprintf(v, sizeof(v), "%s%s", name ? name : "?",
+               info.version != g->c->settings.client_chosen_version
+                   ? (g->c->settings.client_chosen_version == UVQ_QUIC_V1
+                          ? " (started in v1)"
+                          : " (started in v2)")
+                   : "");
+      vlog(g, "QUIC version %s", v);
+    }
     if (g->resumed) {
       vlog(g, "session resumed%s", "");
     }
@@ -2183,6 +2201,8 @@ int main(int argc, char **argv) {
       {"stream-keep-alive", required_argument, NULL, CLI_OPT_FIRST_TOOL + 6},
       {"stall-timeout", required_argument, NULL, CLI_OPT_FIRST_TOOL + 7},
       {"retry", required_argument, NULL, CLI_OPT_FIRST_TOOL + 8},
+      {"quic-version", required_argument, NULL, CLI_OPT_FIRST_TOOL + 9},
+      {"quic-versions", required_argument, NULL, CLI_OPT_FIRST_TOOL + 10},
       CLI_COMMON_OPTIONS,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -2192,6 +2212,9 @@ int main(int argc, char **argv) {
   uvq_tls_config tcfg;
   const char *ca = NULL;
   int insecure = 0, usage_error = 0, conc_set = 0, ch, rv;
+  /* --quic-version (0: not given) and whether --quic-versions was. */
+  uint32_t quic_version = 0;
+  int quic_versions_set = 0;
   /* UINT64_MAX: not given (the tool's default, off for the load
    * generator). */
   uint64_t stream_keep_alive = UINT64_MAX, stall_timeout = UINT64_MAX;
@@ -2241,6 +2264,13 @@ int main(int argc, char **argv) {
       break;
     case CLI_OPT_FIRST_TOOL + 8:
       c.retry_max = (unsigned long)cli_parse_u64(optarg, "--retry", 0, 100);
+      break;
+    case CLI_OPT_FIRST_TOOL + 9:
+      quic_version = cli_parse_quic_version(optarg, "--quic-version");
+      break;
+    case CLI_OPT_FIRST_TOOL + 10:
+      cli_parse_quic_versions(optarg, "--quic-versions", &c.settings);
+      quic_versions_set = 1;
       break;
     case 'k':
       insecure = 1;
@@ -2393,6 +2423,32 @@ int main(int argc, char **argv) {
              strerror(errno));
     cli_fail_usage("%s", err);
   }
+
+  /* QUIC versions: --quic-version V alone offers V only (as gtlsclient -v
+   * does); --quic-versions LIST offers LIST, starting in V if given, else
+   * in v1 if listed, else in the first of LIST. */
+  if (quic_version != 0 && !quic_versions_set) {
+    c.settings.quic_versions[0] = quic_version;
+    c.settings.quic_versionslen = 1;
+  }
+  if (quic_version == 0) {
+    quic_version = c.settings.quic_versions[0];
+    for (i = 0; i < c.settings.quic_versionslen; ++i) {
+      if (c.settings.quic_versions[i] == UVQ_QUIC_V1) {
+        quic_version = UVQ_QUIC_V1;
+      }
+    }
+  }
+  for (i = 0; i < c.settings.quic_versionslen; ++i) {
+    if (c.settings.quic_versions[i] == quic_version) {
+      break;
+    }
+  }
+  if (i == c.settings.quic_versionslen) {
+    cli_fail_usage("--quic-version %s is not in --quic-versions",
+                   cli_quic_version_name(quic_version));
+  }
+  c.settings.client_chosen_version = quic_version;
 
   /* Parse and group by HOST:PORT, in order of first appearance. */
   c.urls = calloc(c.nurls, sizeof(*c.urls));

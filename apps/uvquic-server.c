@@ -350,6 +350,11 @@ static void usage(FILE *f) {
       "  --max-connections-per-source N\n"
       "                             per IPv4 address or IPv6 /64 (default\n"
       "                             1024; 0 = no limit)\n"
+      "  --quic-versions LIST       QUIC versions accepted, most preferred\n"
+      "                             first: v1, v2 (default v1,v2; v2,v1\n"
+      "                             upgrades clients that offer v2; v2\n"
+      "                             alone answers v1 with Version\n"
+      "                             Negotiation)\n"
       "  --quiet                    no access log, no counters at exit\n"
       "  --write-cert FILE          write the certificate's PEM\n"
       "  --initial-rtt MS           RTT assumed before the first sample\n"
@@ -420,10 +425,12 @@ static void print_stats(uvq_uv_endpoint *uep) {
   }
   printf("stats: received=%" PRIu64 " dropped=%" PRIu64 " (%s) sent=%" PRIu64
          " connections=%" PRIu64 " version_negotiations=%" PRIu64
-         " retries=%" PRIu64 " stateless_closes=%" PRIu64 "\n",
+         " retries=%" PRIu64 " stateless_closes=%" PRIu64 " v1=%" PRIu64
+         " v2=%" PRIu64 " compatible_upgrades=%" PRIu64 "\n",
          st.datagrams_received, dropped, off ? reasons : "none",
          st.datagrams_sent, st.connections_total, st.version_negotiations_sent,
-         st.retries_sent, st.stateless_closes_sent);
+         st.retries_sent, st.stateless_closes_sent, st.handshakes_by_version[0],
+         st.handshakes_by_version[1], st.compatible_upgrades);
   if (uvq_uv_endpoint_get_stats(uep, &us) == 0) {
     printf("datapath: send_calls=%" PRIu64 " messages=%" PRIu64
            " gso_messages=%" PRIu64 " queued_batches=%" PRIu64
@@ -576,6 +583,7 @@ int main(int argc, char **argv) {
       {"max-field-section-size", required_argument, NULL,
        CLI_OPT_FIRST_TOOL + 22},
       {"max-request-line", required_argument, NULL, CLI_OPT_FIRST_TOOL + 23},
+      {"quic-versions", required_argument, NULL, CLI_OPT_FIRST_TOOL + 30},
       CLI_COMMON_OPTIONS,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -674,6 +682,9 @@ int main(int argc, char **argv) {
     case CLI_OPT_FIRST_TOOL + 23:
       max_request_line =
           (size_t)cli_parse_u64(optarg, "--max-request-line", 16, 65536);
+      break;
+    case CLI_OPT_FIRST_TOOL + 30:
+      cli_parse_quic_versions(optarg, "--quic-versions", &settings);
       break;
     case 'q':
       s.quiet = 1;
