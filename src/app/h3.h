@@ -28,6 +28,8 @@
  * provider giving little per call would otherwise pin a whole chunk per
  * read (1 MiB of 1000-byte reads: 66 MiB of buffers). */
 #define UVQ_H3_PROVIDER_COPY_BELOW (UVQ_H3_PROVIDER_CHUNK / 2)
+/* The longest DATA frame header: a type and a length, each a varint. */
+#define UVQ_H3_DATA_HEADER_MAX 9
 /* Body bytes of a buffer handed to nghttp3 per DATA frame. */
 #define UVQ_H3_BUFFER_CHUNK (64 * 1024)
 /* RFC 9114 §4.2.2: each field line costs name + value + 32 bytes. */
@@ -90,7 +92,8 @@ typedef struct h3_chunk {
   struct h3_chunk *next;
   size_t len;
   size_t refs;
-  struct uvq_pool *pool; /* a buffer of its UVQ_POOL_CLASS_BULK */
+  struct uvq_pool *pool; /* a buffer of its class |cls| */
+  int cls;                /* sized to the read: a short one takes less */
   uint8_t data[];
 } h3_chunk;
 

@@ -85,7 +85,7 @@ static void chunk_unref(void *ptr, void *ud) {
   h3_chunk *c = ud;
   (void)ptr;
   if (--c->refs == 0) {
-    uvq_pool_put(c->pool, UVQ_POOL_CLASS_BULK, c);
+    uvq_pool_put(c->pool, c->cls, c);
   }
 }
 
@@ -752,6 +752,14 @@ static size_t h3_may_read(uvq_h3_conn *h, uvq_h3_stream *st, int64_t sid) {
   size_t pending = h3_unhanded(st);
   size_t room = uvq_stream_get_send_room(h->conn, sid);
   size_t n = room > pending ? room - pending : 0;
+  /* Leave room for the DATA frame's header (type and length: at most 9
+   * bytes), so the core takes the whole read at once: a read left mostly
+   * handed but for a few bytes would hold its buffer alongside the core's
+   * copy. A smaller room is read as it is (a few bytes, a small buffer):
+   * returning 0 would wait for a wakeup nobody asked for. */
+  if (n > UVQ_H3_DATA_HEADER_MAX) {
+    n -= UVQ_H3_DATA_HEADER_MAX;
+  }
   return n < UVQ_H3_PROVIDER_CHUNK ? n : UVQ_H3_PROVIDER_CHUNK;
 }
 
@@ -786,6 +794,7 @@ static nghttp3_ssize cb_read_data(nghttp3_conn *c, int64_t sid,
     h3_chunk *ch;
     size_t want;
     ssize_t r;
+    int cls;
     if (st->read_blocked || st->provider_failed || st->stop_received) {
       return NGHTTP3_ERR_WOULDBLOCK;
     }
@@ -797,30 +806,38 @@ static nghttp3_ssize cb_read_data(nghttp3_conn *c, int64_t sid,
       st->room_blocked = 1;
       return NGHTTP3_ERR_WOULDBLOCK;
     }
-    ch = uvq_pool_get(pool, UVQ_POOL_CLASS_BULK);
+    /* A read at the credit's edge takes a buffer its size, not a bulk
+     * one: 100 streams each holding a few bytes in 64 KiB would hold
+     * 6.5 MB that no budget counts. */
+    cls = uvq_pool_class(sizeof(*ch) + want);
+    if (cls < 0) {
+      cls = UVQ_POOL_CLASS_BULK;
+    }
+    ch = uvq_pool_get(pool, cls);
     if (ch == NULL) {
       return NGHTTP3_ERR_CALLBACK_FAILURE;
     }
     r = st->body.read(st, ch->data, want, &eof, st->body.read_user_data);
     if (r == UVQ_H3_READ_WOULDBLOCK || (r == 0 && !eof)) {
-      uvq_pool_put(pool, UVQ_POOL_CLASS_BULK, ch);
+      uvq_pool_put(pool, cls, ch);
       st->read_blocked = 1;
       return NGHTTP3_ERR_WOULDBLOCK;
     }
     if (r < 0 || (size_t)r > want) {
-      uvq_pool_put(pool, UVQ_POOL_CLASS_BULK, ch);
+      uvq_pool_put(pool, cls, ch);
       st->provider_failed = 1;
       uvq_h3_stream_abort(st, UVQ_H3_INTERNAL_ERROR);
       return NGHTTP3_ERR_WOULDBLOCK;
     }
     st->provider_read = 1;
     if (r == 0) {
-      uvq_pool_put(pool, UVQ_POOL_CLASS_BULK, ch);
+      uvq_pool_put(pool, cls, ch);
       break;
     }
     ch->len = (size_t)r;
     ch->refs = 1;
     ch->pool = pool;
+    ch->cls = cls;
     ch->next = NULL;
     if (st->chunk_tail) {
       st->chunk_tail->next = ch;

@@ -203,7 +203,8 @@ struct uvq_conn {
   uvq_stream *writable_pending;
   uvq_stream *stop_pending;
   size_t nblocked; /* streams with data_blocked set */
-  /* Bytes all streams hold in their send buffers (written - acked), and
+  /* Bytes all streams hold in their send buffers (every chunk not yet
+   * wholly acknowledged: a chunk is memory until its last byte is), and
    * whether a write came back short for the send budget (stream.c). */
   uint64_t send_buffered;
   int budget_waiters;

@@ -178,7 +178,7 @@ void uvq_stream_destroy(uvq_conn *conn, uvq_stream *s) {
     }
   }
   conn->m.stream_lost_closed += s->loss_seen;
-  conn->send_buffered -= s->written - s->acked;
+  conn->send_buffered -= s->written - s->head_offset;
   if ((s->id & 0x2) == 0) {
     conn->open_bidi--;
   }
@@ -395,7 +395,6 @@ void uvq_stream_ack(uvq_conn *conn, uvq_stream *s, uint64_t offset,
   uint64_t end = offset + len;
   if (end > s->acked) {
     conn->m.stream_bytes_acked += end - (offset > s->acked ? offset : s->acked);
-    conn->send_buffered -= end - s->acked;
     s->acked = end;
   }
   /* ngtcp2 forgets the count with the stream: keep the latest (metrics.c). */
@@ -411,6 +410,7 @@ void uvq_stream_ack(uvq_conn *conn, uvq_stream *s, uint64_t offset,
     }
     s->head_offset += c->len;
     s->head = c->next;
+    conn->send_buffered -= c->len;
     chunk_free(conn, c);
   }
   if (s->head == NULL) {
