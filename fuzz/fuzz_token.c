@@ -52,8 +52,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     break;
   case 1:
     reason = UVQ_TOKEN_REJECT_REASON_COUNT;
-    if (uvq_token_open_new(&keys, data + 1, size - 1, UVQ_QUIC_V1, (struct sockaddr *)&sa,
-                           sizeof(sa), now, 86400, &reason) != 0 &&
+    if (uvq_token_open_new(&keys, data + 1, size - 1, UVQ_QUIC_V1,
+                           (struct sockaddr *)&sa, sizeof(sa), now, 86400,
+                           &reason) != 0 &&
         reason >= UVQ_TOKEN_REJECT_REASON_COUNT) {
       abort();
     }
@@ -93,11 +94,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         !ngtcp2_cid_eq(&got, &o)) {
       abort();
     }
-    n = uvq_token_seal_new(&keys, tok, sizeof(tok), UVQ_QUIC_V1, (struct sockaddr *)&sa,
-                           sizeof(sa), now);
-    if (n <= 0 ||
-        uvq_token_open_new(&keys, tok, (size_t)n, UVQ_QUIC_V1, (struct sockaddr *)&sa,
-                           sizeof(sa), now + 5, 86400, &reason) != 0) {
+    n = uvq_token_seal_new(&keys, tok, sizeof(tok), UVQ_QUIC_V1,
+                           (struct sockaddr *)&sa, sizeof(sa), now);
+    if (n <= 0 || uvq_token_open_new(&keys, tok, (size_t)n, UVQ_QUIC_V1,
+                                     (struct sockaddr *)&sa, sizeof(sa),
+                                     now + 5, 86400, &reason) != 0) {
       abort();
     }
     break;

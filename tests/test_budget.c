@@ -299,10 +299,248 @@ static void test_budget_connection(void **state) {
   qt_world_free(&w);
 }
 
+/* Four well-behaved clients over a slow link, 20 answers of 256 KiB each:
+ * 20 MiB in the server's buffers without a limit; the endpoint's budget
+ * (2 MiB, below any one connection's) holds them all to it to the byte,
+ * counts the pushbacks apart from the connections', and every answer
+ * still arrives (connections waiting on the endpoint are woken in turn). */
+static void test_budget_endpoint_send(void **state) {
+  enum { NCLI = 4 };
+  static good ok[NCLI];
+  qt_world w;
+  uvq_settings ss;
+  uvq_endpoint_stats es;
+  uint64_t peak_ep = 0;
+  uvq_tstamp t0;
+  int s;
+  (void)state;
+
+  g_nstreams = 0;
+  qt_world_init(&w, 92);
+  w.delay = 5 * UVQ_MILLISECONDS;
+  w.rate_bps = 50000000;
+  g_response = 256u << 10;
+  uvq_settings_default(&ss);
+  ss.endpoint_send_budget = 2u << 20;
+  s = qt_add_server(&w, &ss, srv_accept, NULL);
+  g_sep = w.nodes[s].ep;
+  for (int i = 0; i < NCLI; i++) {
+    uvq_conn *conn;
+    int c = qt_add_client(&w, NULL, NULL);
+    memset(&ok[i], 0, sizeof(ok[i]));
+    ok[i].streams = 20;
+    assert_int_equal(qt_connect(&w, c, s, &good_cb, &ok[i], &conn), 0);
+  }
+  t0 = w.now;
+  for (int done = 0; !done;) {
+    assert_true(w.now - t0 < 60 * UVQ_SECONDS);
+    qt_run(&w, NULL, NULL, 10 * UVQ_MILLISECONDS);
+    uvq_endpoint_get_stats(g_sep, &es);
+    if (es.send_buffered_bytes > peak_ep) {
+      peak_ep = es.send_buffered_bytes;
+    }
+    done = 1;
+    for (int i = 0; i < NCLI; i++) {
+      done &= ok[i].fins == ok[i].streams;
+    }
+  }
+  for (int i = 0; i < NCLI; i++) {
+    assert_int_equal(ok[i].received, 20 * g_response);
+  }
+  uvq_endpoint_get_stats(g_sep, &es);
+  print_message("endpoint budget: %d connections held %.2f MB at most "
+                "(endpoint budget %.2f MB), %llu endpoint pushbacks\n",
+                NCLI, (double)peak_ep / 1e6,
+                (double)ss.endpoint_send_budget / 1e6,
+                (unsigned long long)es.endpoint_send_budget_pushbacks);
+  assert_true(peak_ep <= ss.endpoint_send_budget);
+  assert_true(peak_ep > ss.endpoint_send_budget / 2);
+  assert_true(es.endpoint_send_budget_pushbacks > 0);
+  assert_int_equal(es.send_buffered_bytes, 0);
+  g_response = 32u << 20;
+  qt_world_free(&w);
+}
+
+/* A server application that holds what it receives (uvq_conn_recv_hold)
+ * until told to let go. */
+static uint64_t g_rx, g_rx_held;
+static uvq_conn *g_rx_conn;
+
+static int hold_data(uvq_conn *conn, int64_t sid, const uint8_t *data,
+                     size_t len, int fin, void *ud, void *sud) {
+  (void)sid;
+  (void)data;
+  (void)fin;
+  (void)ud;
+  (void)sud;
+  g_rx_conn = conn;
+  g_rx += len;
+  g_rx_held += len;
+  uvq_conn_recv_hold(conn, len);
+  return 0;
+}
+
+static const uvq_app_callbacks hold_cb = {
+    .version = UVQ_APP_CALLBACKS_VERSION,
+    .on_stream_data = hold_data,
+};
+
+static int hold_accept(uvq_endpoint *ep, uvq_conn *conn,
+                       const uvq_accept_info *info,
+                       const uvq_app_callbacks **pcb, void **pud, void *ud) {
+  (void)ep;
+  (void)conn;
+  (void)info;
+  (void)ud;
+  *pcb = &hold_cb;
+  *pud = NULL;
+  return 0;
+}
+
+static int all_received(void *ud) { return g_rx == *(uint64_t *)ud; }
+
+/* The receive budget: while the application holds a budget's worth, the
+ * connection's reads pause (the peer gets no more credit and stalls at
+ * what it was granted), nothing is dropped, and the upload completes once
+ * the application lets go. */
+static void test_budget_recv_pause(void **state) {
+  static qt_app up;
+  uint64_t total = 4u << 20, stalled;
+  qt_world w;
+  uvq_settings ss;
+  uvq_endpoint_stats es;
+  uvq_conn *conn;
+  int s, c;
+  (void)state;
+
+  g_rx = g_rx_held = 0;
+  g_rx_conn = NULL;
+  qt_world_init(&w, 93);
+  w.delay = 2 * UVQ_MILLISECONDS;
+  uvq_settings_default(&ss);
+  ss.conn_recv_budget = 256u << 10;
+  s = qt_add_server(&w, &ss, hold_accept, NULL);
+  c = qt_add_client(&w, NULL, NULL);
+  memset(&up, 0, sizeof(up));
+  up.send_on_established = 1;
+  up.to_send = total;
+  up.seed = 7;
+  assert_int_equal(qt_connect(&w, c, s, &qt_app_callbacks, &up, &conn), 0);
+  qt_run(&w, NULL, NULL, 5 * UVQ_SECONDS);
+  uvq_endpoint_get_stats(w.nodes[s].ep, &es);
+  stalled = g_rx;
+  print_message("receive budget %.2f MB: %.2f MB of %.2f MB arrived while "
+                "held, %llu pauses\n",
+                (double)ss.conn_recv_budget / 1e6, (double)stalled / 1e6,
+                (double)total / 1e6, (unsigned long long)es.recv_budget_pauses);
+  /* Paused: no more than the budget plus what the peer had been granted
+   * (the stream window, which grows no further). */
+  assert_true(stalled < total);
+  assert_true(
+      stalled <=
+      ss.conn_recv_budget +
+          uvq_endpoint_get_settings(w.nodes[s].ep)->initial_max_stream_data);
+  assert_true(es.recv_budget_pauses > 0);
+  assert_int_equal(es.recv_held_bytes, g_rx_held);
+  assert_false(up.closed);
+  /* Let go: the credit owed goes back and the rest arrives. */
+  uvq_conn_recv_release(g_rx_conn, (size_t)g_rx_held);
+  g_rx_held = 0;
+  uvq_endpoint_flush(w.nodes[s].ep, w.now);
+  for (;;) {
+    uint64_t before = g_rx;
+    qt_run(&w, all_received, &total, 200 * UVQ_MILLISECONDS);
+    if (g_rx == total) {
+      break;
+    }
+    assert_true(g_rx > before); /* it moves again */
+    uvq_conn_recv_release(g_rx_conn, (size_t)g_rx_held);
+    g_rx_held = 0;
+    uvq_endpoint_flush(w.nodes[s].ep, w.now);
+  }
+  uvq_endpoint_get_stats(w.nodes[s].ep, &es);
+  assert_int_equal(g_rx, total);
+  qt_world_free(&w);
+}
+
+/* Memory pressure: a zero-credit client fills the endpoint's send budget
+ * past 90 %; a new connection then closes the longest-idle one (the first
+ * of three idle clients) and gets in; with eviction off it is refused,
+ * counted by reason. */
+static void test_budget_pressure_evicts_idle(void **state) {
+  static qt_app idle[3], late, late2;
+  static hostile hx;
+  qt_world w;
+  uvq_settings ss, zero;
+  uvq_endpoint_stats es;
+  uvq_conn *conn;
+  int s, c, hc;
+  (void)state;
+
+  g_nstreams = 0;
+  qt_world_init(&w, 94);
+  w.delay = 2 * UVQ_MILLISECONDS;
+  uvq_settings_default(&ss);
+  ss.endpoint_send_budget = 4u << 20; /* 100 lookaheads are 6.5 MB */
+  s = qt_add_server(&w, &ss, srv_accept, NULL);
+  g_sep = w.nodes[s].ep;
+  c = qt_add_client(&w, NULL, NULL);
+  for (int i = 0; i < 3; i++) {
+    memset(&idle[i], 0, sizeof(idle[i]));
+    assert_int_equal(qt_connect(&w, c, s, &qt_app_callbacks, &idle[i], &conn),
+                     0);
+    qt_run(&w, NULL, NULL, 100 * UVQ_MILLISECONDS);
+    assert_true(idle[i].established);
+  }
+  uvq_settings_default(&zero);
+  zero.initial_max_stream_data = 0;
+  zero.max_stream_window = 0;
+  hc = qt_add_client(&w, &zero, NULL);
+  memset(&hx, 0, sizeof(hx));
+  assert_int_equal(qt_connect(&w, hc, s, &hostile_cb, &hx, &hx.conn), 0);
+  qt_run(&w, NULL, NULL, 500 * UVQ_MILLISECONDS);
+  uvq_endpoint_get_stats(g_sep, &es);
+  assert_true(hx.established);
+  assert_true(es.send_buffered_bytes >= ss.endpoint_send_budget / 10 * 9);
+  assert_true(es.send_buffered_bytes <= ss.endpoint_send_budget);
+  assert_int_equal(es.evicted_idle, 0);
+
+  memset(&late, 0, sizeof(late));
+  assert_int_equal(qt_connect(&w, c, s, &qt_app_callbacks, &late, &conn), 0);
+  qt_run(&w, NULL, NULL, 500 * UVQ_MILLISECONDS);
+  uvq_endpoint_get_stats(g_sep, &es);
+  assert_int_equal(es.evicted_idle, 1);
+  assert_true(late.established);
+  /* The longest idle went, with NO_ERROR and the reason. */
+  assert_true(idle[0].closed);
+  assert_int_equal(idle[0].ci.origin, UVQ_CLOSE_PEER);
+  assert_int_equal(idle[0].ci.code, 0);
+  assert_memory_equal(idle[0].ci_reason, "idle connection closed", 22);
+  assert_false(idle[1].closed);
+  assert_false(idle[2].closed);
+  assert_false(hx.closed);
+
+  /* Eviction off: refused, counted. */
+  g_sep->settings.no_idle_eviction = 1;
+  memset(&late2, 0, sizeof(late2));
+  assert_int_equal(qt_connect(&w, c, s, &qt_app_callbacks, &late2, &conn), 0);
+  qt_run(&w, NULL, NULL, 500 * UVQ_MILLISECONDS);
+  uvq_endpoint_get_stats(g_sep, &es);
+  assert_true(late2.closed);
+  assert_false(late2.established);
+  assert_int_equal(es.evicted_idle, 1);
+  assert_int_equal(es.refused_memory_pressure, 1);
+  assert_false(idle[1].closed);
+  qt_world_free(&w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_budget_zero_credit_clients),
       cmocka_unit_test(test_budget_connection),
+      cmocka_unit_test(test_budget_endpoint_send),
+      cmocka_unit_test(test_budget_recv_pause),
+      cmocka_unit_test(test_budget_pressure_evicts_idle),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -99,8 +99,8 @@ static int open_retry_v4(fixture *f, const uint8_t *tok, size_t len,
 }
 
 static void seal_new_v4(fixture *f, uint64_t when) {
-  ssize_t n = uvq_token_seal_new(&f->keys, f->tok, sizeof(f->tok), UVQ_QUIC_V1, SA(f->v4),
-                                 sizeof(f->v4), when);
+  ssize_t n = uvq_token_seal_new(&f->keys, f->tok, sizeof(f->tok), UVQ_QUIC_V1,
+                                 SA(f->v4), sizeof(f->v4), when);
   assert_true(n > 0);
   f->toklen = (size_t)n;
 }
@@ -166,8 +166,8 @@ static void test_token_new_round_trip_v4(void **state) {
   seal_new_v4(f, NOW);
   assert_true(f->toklen <= UVQ_TOKEN_NEW_MAXLEN);
   assert_int_equal(uvq_token_type(f->tok, f->toklen), UVQ_TOKEN_TYPE_NEW);
-  assert_int_equal(uvq_token_open_new(&f->keys, f->tok, f->toklen, UVQ_QUIC_V1, SA(f->v4),
-                                      sizeof(f->v4), NOW + 3600,
+  assert_int_equal(uvq_token_open_new(&f->keys, f->tok, f->toklen, UVQ_QUIC_V1,
+                                      SA(f->v4), sizeof(f->v4), NOW + 3600,
                                       UVQ_TOKEN_NEW_LIFETIME_DEFAULT, &reason),
                    0);
 }
@@ -177,11 +177,11 @@ static void test_token_new_round_trip_v6(void **state) {
   uint8_t tok[UVQ_TOKEN_MAXLEN];
   ssize_t n;
 
-  n = uvq_token_seal_new(&f->keys, tok, sizeof(tok), UVQ_QUIC_V1, SA(f->v6), sizeof(f->v6),
-                         NOW);
+  n = uvq_token_seal_new(&f->keys, tok, sizeof(tok), UVQ_QUIC_V1, SA(f->v6),
+                         sizeof(f->v6), NOW);
   assert_int_equal(n, UVQ_TOKEN_NEW_MAXLEN);
-  assert_int_equal(uvq_token_open_new(&f->keys, tok, (size_t)n, UVQ_QUIC_V1, SA(f->v6),
-                                      sizeof(f->v6), NOW,
+  assert_int_equal(uvq_token_open_new(&f->keys, tok, (size_t)n, UVQ_QUIC_V1,
+                                      SA(f->v6), sizeof(f->v6), NOW,
                                       UVQ_TOKEN_NEW_LIFETIME_DEFAULT, NULL),
                    0);
 }
@@ -214,8 +214,9 @@ static void test_token_v4mapped_matches_v4(void **state) {
                                         &f->rscid, NOW, 10, &got, NULL),
                    0);
   seal_new_v4(f, NOW);
-  assert_int_equal(uvq_token_open_new(&f->keys, f->tok, f->toklen, UVQ_QUIC_V1, SA(mapped),
-                                      sizeof(mapped), NOW, 10, NULL),
+  assert_int_equal(uvq_token_open_new(&f->keys, f->tok, f->toklen, UVQ_QUIC_V1,
+                                      SA(mapped), sizeof(mapped), NOW, 10,
+                                      NULL),
                    0);
 }
 
@@ -250,8 +251,9 @@ static void test_token_new_bitflip_rejected(void **state) {
     for (unsigned bit = 0; bit < 8; ++bit) {
       memcpy(bad, f->tok, f->toklen);
       bad[i] ^= (uint8_t)(1u << bit);
-      assert_int_equal(uvq_token_open_new(&f->keys, bad, f->toklen, UVQ_QUIC_V1, SA(f->v4),
-                                          sizeof(f->v4), NOW, 10, NULL),
+      assert_int_equal(uvq_token_open_new(&f->keys, bad, f->toklen, UVQ_QUIC_V1,
+                                          SA(f->v4), sizeof(f->v4), NOW, 10,
+                                          NULL),
                        UVQ_ERR_INVALID_TOKEN);
     }
   }
@@ -287,9 +289,9 @@ static void test_token_new_truncated_rejected(void **state) {
   for (size_t len = 0; len < f->toklen; ++len) {
     uint8_t *cut = test_malloc(len ? len : 1);
     memcpy(cut, f->tok, len);
-    assert_int_equal(uvq_token_open_new(&f->keys, len ? cut : NULL, len, UVQ_QUIC_V1,
-                                        SA(f->v4), sizeof(f->v4), NOW, 10,
-                                        NULL),
+    assert_int_equal(uvq_token_open_new(&f->keys, len ? cut : NULL, len,
+                                        UVQ_QUIC_V1, SA(f->v4), sizeof(f->v4),
+                                        NOW, 10, NULL),
                      UVQ_ERR_INVALID_TOKEN);
     test_free(cut);
   }
@@ -318,18 +320,19 @@ static void test_token_new_expiry(void **state) {
   const uint64_t life = UVQ_TOKEN_NEW_LIFETIME_DEFAULT;
 
   seal_new_v4(f, NOW);
-  assert_int_equal(uvq_token_open_new(&f->keys, f->tok, f->toklen, UVQ_QUIC_V1, SA(f->v4),
-                                      sizeof(f->v4), NOW + life, life, &reason),
+  assert_int_equal(uvq_token_open_new(&f->keys, f->tok, f->toklen, UVQ_QUIC_V1,
+                                      SA(f->v4), sizeof(f->v4), NOW + life,
+                                      life, &reason),
                    0);
-  assert_int_equal(uvq_token_open_new(&f->keys, f->tok, f->toklen, UVQ_QUIC_V1, SA(f->v4),
-                                      sizeof(f->v4), NOW + life + 1, life,
-                                      &reason),
+  assert_int_equal(uvq_token_open_new(&f->keys, f->tok, f->toklen, UVQ_QUIC_V1,
+                                      SA(f->v4), sizeof(f->v4), NOW + life + 1,
+                                      life, &reason),
                    UVQ_ERR_INVALID_TOKEN);
   assert_int_equal(reason, UVQ_TOKEN_REJECT_EXPIRED);
   /* UINT64_MAX lifetime: never expires, and now - issued cannot overflow. */
-  assert_int_equal(uvq_token_open_new(&f->keys, f->tok, f->toklen, UVQ_QUIC_V1, SA(f->v4),
-                                      sizeof(f->v4), UINT64_MAX, UINT64_MAX,
-                                      &reason),
+  assert_int_equal(uvq_token_open_new(&f->keys, f->tok, f->toklen, UVQ_QUIC_V1,
+                                      SA(f->v4), sizeof(f->v4), UINT64_MAX,
+                                      UINT64_MAX, &reason),
                    0);
 }
 
@@ -347,8 +350,9 @@ static void test_token_future_issue_rejected(void **state) {
   assert_int_equal(reason, UVQ_TOKEN_REJECT_EXPIRED);
 
   seal_new_v4(f, NOW + 3600);
-  assert_int_equal(uvq_token_open_new(&f->keys, f->tok, f->toklen, UVQ_QUIC_V1, SA(f->v4),
-                                      sizeof(f->v4), NOW, UINT64_MAX, &reason),
+  assert_int_equal(uvq_token_open_new(&f->keys, f->tok, f->toklen, UVQ_QUIC_V1,
+                                      SA(f->v4), sizeof(f->v4), NOW, UINT64_MAX,
+                                      &reason),
                    UVQ_ERR_INVALID_TOKEN);
   assert_int_equal(reason, UVQ_TOKEN_REJECT_EXPIRED);
 }
@@ -467,8 +471,8 @@ static void test_token_new_other_port_accepted(void **state) {
 
   seal_new_v4(f, NOW);
   set_v4(&other, "192.0.2.7", 61000);
-  assert_int_equal(uvq_token_open_new(&f->keys, f->tok, f->toklen, UVQ_QUIC_V1, SA(other),
-                                      sizeof(other), NOW, 10, NULL),
+  assert_int_equal(uvq_token_open_new(&f->keys, f->tok, f->toklen, UVQ_QUIC_V1,
+                                      SA(other), sizeof(other), NOW, 10, NULL),
                    0);
 }
 
@@ -479,8 +483,9 @@ static void test_token_new_other_ip_rejected(void **state) {
 
   seal_new_v4(f, NOW);
   set_v4(&other, "198.51.100.7", 4433);
-  assert_int_equal(uvq_token_open_new(&f->keys, f->tok, f->toklen, UVQ_QUIC_V1, SA(other),
-                                      sizeof(other), NOW, 10, &reason),
+  assert_int_equal(uvq_token_open_new(&f->keys, f->tok, f->toklen, UVQ_QUIC_V1,
+                                      SA(other), sizeof(other), NOW, 10,
+                                      &reason),
                    UVQ_ERR_INVALID_TOKEN);
   assert_int_equal(reason, UVQ_TOKEN_REJECT_ADDRESS);
 }
@@ -492,16 +497,18 @@ static void test_token_types_never_cross(void **state) {
 
   /* A Retry token offered as NEW_TOKEN: wrong type byte. */
   seal_retry_v4(f, NOW);
-  assert_int_equal(uvq_token_open_new(&f->keys, f->tok, f->toklen, UVQ_QUIC_V1, SA(f->v4),
-                                      sizeof(f->v4), NOW, UINT64_MAX, &reason),
+  assert_int_equal(uvq_token_open_new(&f->keys, f->tok, f->toklen, UVQ_QUIC_V1,
+                                      SA(f->v4), sizeof(f->v4), NOW, UINT64_MAX,
+                                      &reason),
                    UVQ_ERR_INVALID_TOKEN);
   assert_int_equal(reason, UVQ_TOKEN_REJECT_MALFORMED);
   /* Relabelled as NEW_TOKEN: the type byte is authenticated. (Retry tokens
    * are longer than any NEW_TOKEN, so this one is refused on length.) */
   memcpy(swapped, f->tok, f->toklen);
   swapped[0] = UVQ_TOKEN_TYPE_NEW;
-  assert_int_equal(uvq_token_open_new(&f->keys, swapped, f->toklen, UVQ_QUIC_V1, SA(f->v4),
-                                      sizeof(f->v4), NOW, UINT64_MAX, &reason),
+  assert_int_equal(uvq_token_open_new(&f->keys, swapped, f->toklen, UVQ_QUIC_V1,
+                                      SA(f->v4), sizeof(f->v4), NOW, UINT64_MAX,
+                                      &reason),
                    UVQ_ERR_INVALID_TOKEN);
 
   /* A NEW_TOKEN token offered as Retry, as is and relabelled. */
@@ -526,8 +533,8 @@ static void test_token_relabelled_fails_auth(void **state) {
   uvq_token_reject_reason reason = UVQ_TOKEN_REJECT_REASON_COUNT;
   ssize_t n;
 
-  n = uvq_token_seal_new(&f->keys, tok, sizeof(tok), UVQ_QUIC_V1, SA(f->v6), sizeof(f->v6),
-                         NOW);
+  n = uvq_token_seal_new(&f->keys, tok, sizeof(tok), UVQ_QUIC_V1, SA(f->v6),
+                         sizeof(f->v6), NOW);
   assert_true(n > 0);
   tok[0] = UVQ_TOKEN_TYPE_RETRY;
   assert_int_equal(uvq_token_open_retry(&f->keys, tok, (size_t)n, UVQ_QUIC_V1,
@@ -597,8 +604,9 @@ static void test_token_key_rotation(void **state) {
   assert_int_equal(uvq_token_keys_rotate(&f->keys, key_b), 0);
   assert_int_equal(f->keys.sealed, 0);
   assert_int_equal(open_retry_v4(f, f->tok, f->toklen, NOW, &reason), 0);
-  assert_int_equal(uvq_token_open_new(&f->keys, new_a, new_a_len, UVQ_QUIC_V1, SA(f->v4),
-                                      sizeof(f->v4), NOW, 10, &reason),
+  assert_int_equal(uvq_token_open_new(&f->keys, new_a, new_a_len, UVQ_QUIC_V1,
+                                      SA(f->v4), sizeof(f->v4), NOW, 10,
+                                      &reason),
                    0);
   n = uvq_token_seal_retry(&f->keys, retry_b, sizeof(retry_b), UVQ_QUIC_V1,
                            SA(f->v4), sizeof(f->v4), &f->odcid, &f->rscid, NOW);
@@ -613,8 +621,9 @@ static void test_token_key_rotation(void **state) {
                    UVQ_ERR_INVALID_TOKEN);
   assert_int_equal(reason, UVQ_TOKEN_REJECT_DECRYPT);
   reason = UVQ_TOKEN_REJECT_REASON_COUNT;
-  assert_int_equal(uvq_token_open_new(&f->keys, new_a, new_a_len, UVQ_QUIC_V1, SA(f->v4),
-                                      sizeof(f->v4), NOW, 10, &reason),
+  assert_int_equal(uvq_token_open_new(&f->keys, new_a, new_a_len, UVQ_QUIC_V1,
+                                      SA(f->v4), sizeof(f->v4), NOW, 10,
+                                      &reason),
                    UVQ_ERR_INVALID_TOKEN);
   assert_int_equal(reason, UVQ_TOKEN_REJECT_DECRYPT);
   assert_int_equal(open_retry_v4(f, retry_b, retry_b_len, NOW, &reason), 0);
@@ -701,8 +710,9 @@ static void test_token_bad_arguments(void **state) {
                                         &f->odcid, &f->rscid, NOW),
                    UVQ_ERR_INVALID_ARGUMENT);
   /* sockaddr length shorter than its family needs. */
-  assert_int_equal(uvq_token_seal_new(&f->keys, tok, sizeof(tok), UVQ_QUIC_V1, SA(f->v6),
-                                      sizeof(struct sockaddr_in), NOW),
+  assert_int_equal(uvq_token_seal_new(&f->keys, tok, sizeof(tok), UVQ_QUIC_V1,
+                                      SA(f->v6), sizeof(struct sockaddr_in),
+                                      NOW),
                    UVQ_ERR_INVALID_ARGUMENT);
   assert_int_equal(uvq_token_seal_retry(&f->keys, tok, sizeof(tok), UVQ_QUIC_V1,
                                         SA(f->v4), sizeof(f->v4), &big,
@@ -728,8 +738,8 @@ static void test_token_freed_ring(void **state) {
   uvq_token_keys_free(&f->keys);
   uvq_token_keys_free(&f->keys); /* idempotent */
   uvq_token_keys_free(NULL);
-  assert_int_equal(uvq_token_seal_new(&f->keys, tok, sizeof(tok), UVQ_QUIC_V1, SA(f->v4),
-                                      sizeof(f->v4), NOW),
+  assert_int_equal(uvq_token_seal_new(&f->keys, tok, sizeof(tok), UVQ_QUIC_V1,
+                                      SA(f->v4), sizeof(f->v4), NOW),
                    UVQ_ERR_INVALID_STATE);
   assert_int_equal(open_retry_v4(f, f->tok, f->toklen, NOW, &reason),
                    UVQ_ERR_INVALID_TOKEN);

@@ -26,10 +26,10 @@ typedef struct wire_log {
   /* Long-header packets (first of each datagram) by direction and
    * version: [0] client → server, [1] server → client. */
   uint64_t v1[2], v2[2], other[2];
-  uint64_t vn[2];           /* Version Negotiation packets */
-  uint64_t v2_retry;        /* server → client, v2, type bits 0b00 */
-  uint32_t first_client;    /* version of the client's first datagram */
-  uint32_t vn_list[8];      /* the last VN's versions */
+  uint64_t vn[2];        /* Version Negotiation packets */
+  uint64_t v2_retry;     /* server → client, v2, type bits 0b00 */
+  uint32_t first_client; /* version of the client's first datagram */
+  uint32_t vn_list[8];   /* the last VN's versions */
   size_t vn_len;
   /* Drop the client's datagrams of this version (0: none), keeping the
    * CIDs of the first for a forged VN. */
@@ -120,8 +120,8 @@ static void close_all(qt_world *w, qt_app *cli) {
 /* A connection between a client and a server of these settings that
  * carries 200 KB each way; returns with both established and done. */
 static void run_pair(qt_world *w, wire_log *l, const uvq_settings *ss,
-                     const uvq_settings *cs, qt_app *cli, qt_app *srv,
-                     int *ps, int *pc) {
+                     const uvq_settings *cs, qt_app *cli, qt_app *srv, int *ps,
+                     int *pc) {
   qt_app *pair[2] = {cli, srv};
   int s = qt_add_server(w, ss, qt_app_accept, srv);
   int c = qt_add_client(w, cs, NULL);
@@ -320,8 +320,8 @@ static void test_version_v2_only_server_vn(void **state) {
   srv.reply = 1;
   srv.to_send = 50000;
   srv.seed = 4;
-  assert_int_equal(
-      qt_connect(&w, c2, s, &qt_app_callbacks, &cli2, &cli2.conn), 0);
+  assert_int_equal(qt_connect(&w, c2, s, &qt_app_callbacks, &cli2, &cli2.conn),
+                   0);
   assert_true(qt_run(&w, transfer_done, pair, 5 * UVQ_SECONDS));
   qt_app_assert_received(&cli2, 4, 50000);
   assert_int_equal(l.first_client, UVQ_QUIC_V1);
@@ -358,8 +358,7 @@ static void test_version_forged_vn_refused(void **state) {
   l.drop_client_version = UVQ_QUIC_V2;
   w.filter = log_filter;
   w.filter_ud = &l;
-  assert_int_equal(qt_connect(&w, c, s, &qt_app_callbacks, &cli, &cli.conn),
-                   0);
+  assert_int_equal(qt_connect(&w, c, s, &qt_app_callbacks, &cli, &cli.conn), 0);
   qt_run(&w, NULL, NULL, 10 * UVQ_MILLISECONDS);
   assert_true(l.dropped >= 1);
 
@@ -540,7 +539,7 @@ static void test_version_long_types(void **state) {
     pkt[2] = (uint8_t)(cases[i].version >> 16);
     pkt[3] = (uint8_t)(cases[i].version >> 8);
     pkt[4] = (uint8_t)cases[i].version;
-    pkt[5] = 8; /* DCID */
+    pkt[5] = 8;  /* DCID */
     pkt[14] = 8; /* SCID */
     assert_int_equal(uvq_pkt_parse(&v, pkt, sizeof(pkt), 16), 0);
     assert_int_equal(v.version, cases[i].version);

@@ -160,7 +160,15 @@ typedef enum uvq_error {
    * too large for ngtcp2's qlog (CVE-2026-40170)". The same server may
    * be reached with qlog off.
    */
-  UVQ_ERR_QLOG_UNSAFE = -34
+  UVQ_ERR_QLOG_UNSAFE = -34,
+  /**
+   * Server: an idle connection (no bidirectional stream open) closed to
+   * make room for a new one under memory pressure (see
+   * uvq_settings.no_idle_eviction). Closed with NO_ERROR and the reason
+   * "idle connection closed under memory pressure"; counted in
+   * uvq_endpoint_stats.evicted_idle.
+   */
+  UVQ_ERR_EVICTED = -35
 } uvq_error;
 
 /** uvq_strerror returns a static, human-readable name for |err|. */
@@ -539,6 +547,38 @@ typedef struct uvq_settings {
    * version a connection starts in (see uvq_connect_params.resumption).
    */
   uint32_t client_chosen_version;
+  /**
+   * Bytes all the endpoint's connections may hold in their send buffers
+   * together (as conn_send_budget counts them); over it, writes on every
+   * connection come back short until acknowledgements free some, counted
+   * in uvq_endpoint_stats.endpoint_send_budget_pushbacks. 0 = no limit.
+   * Default 256 MiB (32 connections at their full conn_send_budget): a
+   * server on 1 GiB of RAM keeps its send buffers to a quarter of it
+   * however many clients ask at once.
+   */
+  size_t endpoint_send_budget;
+  /**
+   * Received bytes the application layers hold for a connection (partial
+   * HTTP/3 header sections, unfinished hq request lines, anything an
+   * application reports with uvq_conn_recv_hold), per connection and for
+   * the whole endpoint. While either is reached, the connection's reads
+   * pause: the flow-control credit for the data it delivers is withheld
+   * (the peer may send only what it was already granted) and returned
+   * once the holder releases enough; counted in
+   * uvq_endpoint_stats.recv_budget_pauses. Nothing received is dropped.
+   * 0 = no limit. Defaults 1 MiB per connection and 64 MiB per endpoint.
+   */
+  size_t conn_recv_budget;
+  size_t endpoint_recv_budget;
+  /**
+   * Server: under memory pressure — endpoint_send_budget or
+   * endpoint_recv_budget at 90 % or more — a new connection first closes
+   * the endpoint's longest-idle connection (no bidirectional stream open,
+   * idle the longest; counted in uvq_endpoint_stats.evicted_idle) and is
+   * refused (CONNECTION_REFUSED, counted in refused_memory_pressure) when
+   * there is none. Nonzero turns eviction off (refusal stays). Default 0.
+   */
+  int no_idle_eviction;
 } uvq_settings;
 
 /** uvq_settings_default fills |s| with the defaults listed above. */
@@ -1141,13 +1181,29 @@ UVQ_EXTERN size_t uvq_stream_get_buffered(uvq_conn *conn, int64_t stream_id);
 /**
  * uvq_stream_get_send_room returns how many bytes uvq_stream_write would
  * take on the stream now (the least of its buffer, the peer's credit plus
- * the lookahead, and the connection's budget; see stream_send_buffer and
- * conn_send_budget), 0 for an unknown or finished stream. A writer that
+ * the lookahead, and the connection's and the endpoint's budgets; see
+ * stream_send_buffer, conn_send_budget and endpoint_send_budget), 0 for an
+ * unknown or finished stream. A writer that
  * reads its data from elsewhere (a file) asks first, so that it reads no
  * more than the peer can take; when it gets 0, on_stream_writable fires
  * once there is room.
  */
 UVQ_EXTERN size_t uvq_stream_get_send_room(uvq_conn *conn, int64_t stream_id);
+
+/**
+ * uvq_conn_recv_hold tells the library the application now holds |n| more
+ * bytes it received on |conn| and has not finished with (a partial header,
+ * a request line still being read, a reassembly buffer of its own);
+ * uvq_conn_recv_release, that it let |n| of them go (never more than it
+ * reported). They count against settings.conn_recv_budget and
+ * endpoint_recv_budget: while a budget is reached, the connection's reads
+ * pause (flow-control credit is withheld) and resume once the holders
+ * release enough. Call them from the endpoint's thread, in callbacks or
+ * outside; a hold still reported when the connection closes is dropped
+ * with it. NULL |conn| is a no-op.
+ */
+UVQ_EXTERN void uvq_conn_recv_hold(uvq_conn *conn, size_t n);
+UVQ_EXTERN void uvq_conn_recv_release(uvq_conn *conn, size_t n);
 
 /**
  * uvq_stream_write_ref is uvq_stream_write without the copy: the stream
@@ -1630,6 +1686,22 @@ typedef struct uvq_endpoint_stats {
    * than this one (RFC 9369 §5): the connection goes on without it.
    */
   uint64_t resumption_version_mismatch;
+  /** Bytes all connections hold in their send buffers now (gauge; what
+   * settings.endpoint_send_budget limits). */
+  uint64_t send_buffered_bytes;
+  /** Received bytes the application layers hold now, all connections
+   * (gauge; what settings.endpoint_recv_budget limits). */
+  uint64_t recv_held_bytes;
+  /** Stream writes cut short because settings.endpoint_send_budget was
+   * spent (those for conn_send_budget are send_budget_pushbacks). */
+  uint64_t endpoint_send_budget_pushbacks;
+  /** Times a connection's reads paused for a receive budget. */
+  uint64_t recv_budget_pauses;
+  /** Server: idle connections closed to make room under memory pressure,
+   * and new connections refused under it with no idle one to close (also
+   * in initials_refused). */
+  uint64_t evicted_idle;
+  uint64_t refused_memory_pressure;
 } uvq_endpoint_stats;
 
 /** uvq_endpoint_get_stats copies the counters into |st|. */

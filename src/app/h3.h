@@ -93,7 +93,7 @@ typedef struct h3_chunk {
   size_t len;
   size_t refs;
   struct uvq_pool *pool; /* a buffer of its class |cls| */
-  int cls;                /* sized to the read: a short one takes less */
+  int cls;               /* sized to the read: a short one takes less */
   uint8_t data[];
 } h3_chunk;
 

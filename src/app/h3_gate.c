@@ -40,6 +40,7 @@ static int gate_muted(const uvq_h3_stream *st) {
 
 void uvq_h3_gate_drop(uvq_h3_conn *h, uvq_h3_stream *st) {
   st->gate.state = H3_GATE_DROP;
+  uvq_conn_recv_release(h->conn, st->gate.holdcap);
   uvq_free(h->mem, st->gate.hold);
   st->gate.hold = NULL;
   st->gate.holdlen = st->gate.holdcap = 0;
@@ -63,6 +64,8 @@ static int gate_hold(uvq_h3_conn *h, h3_gate *g, const uint8_t *p, size_t n) {
     if (nb == NULL) {
       return UVQ_ERR_NOMEM;
     }
+    /* A partial header section counts against the receive budgets. */
+    uvq_conn_recv_hold(h->conn, cap - g->holdcap);
     g->hold = nb;
     g->holdcap = cap;
   }
@@ -76,6 +79,7 @@ static int gate_hold(uvq_h3_conn *h, h3_gate *g, const uint8_t *p, size_t n) {
 static void gate_release(uvq_h3_conn *h, uvq_h3_stream *st, size_t len,
                          int fin) {
   uint8_t *b = st->gate.hold;
+  uvq_conn_recv_release(h->conn, st->gate.holdcap);
   st->gate.hold = NULL;
   st->gate.holdlen = st->gate.holdcap = 0;
   uvq_h3_conn_feed(h, st->id, b, len, fin);

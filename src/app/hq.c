@@ -93,6 +93,9 @@ typedef struct hq_sstream {
    * parsed): grown with the bytes, up to the server's max_request. */
   char *req;
   size_t reqlen, reqcap;
+  /* Of reqcap, what the connection's receive budget counts: the buffer
+   * of a line still arriving (uvq_conn_recv_hold). */
+  size_t rx_held;
   /* Waiting for the request line: due at |deadline|, on c->waiting. */
   int waiting;
   uvq_tstamp deadline;
@@ -133,6 +136,13 @@ static void sstream_drop_file(hq_sstream *st) {
 
 /* |st| no longer waits for its request line: off the timeout list. The
  * timer is left: it fires once for nothing at worst (srv_on_timer). */
+/* The request line's buffer no longer counts against the receive budget:
+ * the line is complete, refused, or the stream is going. */
+static void sstream_unhold(hq_sstream *st) {
+  uvq_conn_recv_release(st->c->conn, st->rx_held);
+  st->rx_held = 0;
+}
+
 static void sstream_unwait(hq_sstream *st) {
   hq_sconn *c = st->c;
   if (!st->waiting) {
@@ -178,6 +188,7 @@ static void sstream_free(hq_sstream *st) {
   }
   sstream_unwait(st);
   sstream_drop_file(st);
+  sstream_unhold(st);
   uvq_free(c->srv->mem, st->req);
   uvq_free(c->srv->mem, st);
 }
@@ -201,6 +212,7 @@ static hq_sstream *sstream_new(uvq_conn *conn, hq_sconn *c, int64_t id) {
   st->log = NULL;
   st->req = NULL;
   st->reqlen = st->reqcap = 0;
+  st->rx_held = 0;
   st->waiting = 0;
   st->deadline = UVQ_TSTAMP_MAX;
   st->wprev = st->wnext = NULL;
@@ -263,6 +275,7 @@ static void sstream_refuse(uvq_conn *conn, hq_sstream *st, uint64_t code) {
   sstream_unwait(st);
   if (!st->parsed) {
     /* The log shows no path: the partial line goes now. */
+    sstream_unhold(st);
     uvq_free(st->c->srv->mem, st->req);
     st->req = NULL;
     st->reqlen = st->reqcap = 0;
@@ -398,6 +411,7 @@ static void sstream_request(uvq_conn *conn, hq_sstream *st, size_t len) {
     return;
   }
   st->parsed = 1;
+  sstream_unhold(st);
   fst = uvq_fileserve_open(&srv->fs, st->req + 4, &fd, &st->size);
   if (fst != UVQ_FS_OK) {
     sstream_refuse(conn, st, fs_status_to_code(fst));
@@ -448,6 +462,8 @@ static int sstream_reserve(hq_sstream *st, size_t need) {
   if (nb == NULL) {
     return UVQ_ERR_NOMEM;
   }
+  uvq_conn_recv_hold(st->c->conn, cap - st->reqcap);
+  st->rx_held += cap - st->reqcap;
   st->req = nb;
   st->reqcap = cap;
   return 0;

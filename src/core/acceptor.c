@@ -182,7 +182,8 @@ void uvq_acceptor_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
     send_retry(ep, path, &hd);
     return;
   }
-  if (uvq_sources_admit(ep, &path->remote) != 0) {
+  if (uvq_sources_admit(ep, &path->remote) != 0 ||
+      uvq_budget_admit(ep, now) != 0) {
     ep->stats.initials_refused++;
     send_stateless_close(ep, path, &hd, NGTCP2_CONNECTION_REFUSED);
     return;

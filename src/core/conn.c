@@ -184,6 +184,7 @@ static int cb_handshake_completed(ngtcp2_conn *q, void *user_data) {
   }
   conn->handshake_completed = 1;
   conn->stage = UVQ_STAGE_RUNNING;
+  uvq_budget_idle_update(conn);
   if (!conn->is_server && conn->early_data == UVQ_EARLY_DATA_ATTEMPTED &&
       settle_early_data(conn) != 0) {
     return NGTCP2_ERR_CALLBACK_FAILURE;
@@ -192,11 +193,10 @@ static int cb_handshake_completed(ngtcp2_conn *q, void *user_data) {
     /* RFC 9000 §8.1.3: a token for the client's next connection, bound to
      * its IP address. Failing to send one only costs the client a Retry. */
     uint8_t token[UVQ_TOKEN_MAXLEN];
-    ssize_t n =
-        uvq_token_seal_new(&conn->ep->tokens, token, sizeof(token),
-                           conn->first_version,
-                           (const struct sockaddr *)&conn->path.remote.ss,
-                           conn->path.remote.len, uvq_ep_wall_time(conn->ep));
+    ssize_t n = uvq_token_seal_new(
+        &conn->ep->tokens, token, sizeof(token), conn->first_version,
+        (const struct sockaddr *)&conn->path.remote.ss, conn->path.remote.len,
+        uvq_ep_wall_time(conn->ep));
     if (n > 0 && ngtcp2_conn_submit_new_token(q, token, (size_t)n) == 0) {
       conn->ep->stats.new_tokens_sent++;
     }
@@ -258,6 +258,7 @@ static int cb_recv_stream_data(ngtcp2_conn *q, uint32_t flags,
   int fin = (flags & NGTCP2_STREAM_DATA_FLAG_FIN) != 0;
   int rv = 0;
 
+  (void)q;
   if (s && (flags & NGTCP2_STREAM_DATA_FLAG_0RTT)) {
     s->early = 1;
   }
@@ -268,10 +269,10 @@ static int cb_recv_stream_data(ngtcp2_conn *q, uint32_t flags,
     rv = conn->cb->on_stream_data(conn, stream_id, data, datalen, fin,
                                   conn->user_data, s->user_data);
   }
-  /* Credit goes back once the application has had the data. */
+  /* Credit goes back once the application has had the data (unless a
+   * receive budget pauses the connection's reads). */
   conn->m.stream_bytes_received += datalen;
-  ngtcp2_conn_extend_max_stream_offset(q, stream_id, datalen);
-  ngtcp2_conn_extend_max_offset(q, datalen);
+  uvq_budget_recv_credit(conn, s, stream_id, datalen);
   return app_failed(conn, rv);
 }
 
@@ -959,6 +960,7 @@ void uvq_conn_del(uvq_conn *conn) {
   uvq_waker_detach_conn(conn);
   uvq_ep_conn_unlink(ep, conn);
   uvq_stream_table_free(conn);
+  uvq_budget_conn_gone(conn);
   ngtcp2_conn_del(conn->q);
   uvq_tls_session_del(conn->tls);
   while (conn->dgram_head) {

@@ -46,8 +46,7 @@ int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,
   version = ep->settings.client_chosen_version;
   resumption = params->resumption;
   if (resumption != NULL) {
-    uint32_t rv_version =
-        uvq_resume_version(resumption, params->resumptionlen);
+    uint32_t rv_version = uvq_resume_version(resumption, params->resumptionlen);
     if (rv_version == 0) {
       return UVQ_ERR_INVALID_ARGUMENT;
     }

@@ -100,6 +100,8 @@ struct uvq_stream {
   uvq_stream *pending_next; /* conn->writable_pending list */
   uvq_stream *stop_next;    /* conn->stop_pending list */
   uint64_t loss_seen; /* ngtcp2's loss count at the last ack (metrics.c) */
+  /* Stream credit withheld while the connection's reads pause (budget.c). */
+  uint64_t credit_owed;
 };
 
 /* A queued outgoing DATAGRAM. */
@@ -176,8 +178,8 @@ struct uvq_conn {
    * (cb_recv_version_negotiation), acted on when ngtcp2 returns. */
   uint32_t vn_versions[16];
   size_t nvn_versions;
-  int accepted;  /* on_accept ran and accepted */
-  int refused;   /* on_accept refused */
+  int accepted; /* on_accept ran and accepted */
+  int refused;  /* on_accept refused */
   int handshake_completed;
   int handshake_confirmed; /* client: HANDSHAKE_DONE arrived */
   /* Client, after a NAT-rebinding-style uvq_conn_migrate: packets that
@@ -208,7 +210,22 @@ struct uvq_conn {
    * whether a write came back short for the send budget (stream.c). */
   uint64_t send_buffered;
   int budget_waiters;
-  size_t budget_scan;      /* where the next budget release starts looking */
+  size_t budget_scan; /* where the next budget release starts looking */
+  /* Waiting for the endpoint's send budget (ep->send_waiters list). */
+  int ep_send_waiting;
+  uvq_conn *send_wait_next;
+  /* Received bytes the application holds (uvq_conn_recv_hold), and the
+   * connection credit withheld while its reads pause; a connection with
+   * credit owed for the endpoint's budget is on ep->recv_waiters. */
+  uint64_t recv_held;
+  uint64_t credit_owed;
+  int ep_recv_waiting;
+  uvq_conn *recv_wait_next;
+  /* Server, established, no bidirectional stream open: on ep's idle list
+   * (oldest first) since |idle_since|, an eviction candidate. */
+  int in_idle;
+  uvq_conn *idle_prev, *idle_next;
+  uvq_tstamp idle_since;
   uvq_tstamp app_deadline; /* uvq_conn_set_app_timer */
 
   /* Outgoing DATAGRAMs. */
@@ -302,6 +319,12 @@ struct uvq_endpoint {
   size_t txbufcap;
   /* Send buffers: core chunks and h3 provider chunks (pool.c). */
   uvq_pool *pool;
+  /* Budgets (budget.c): connections waiting for the endpoint's send
+   * budget and with credit owed for its receive budget, and idle
+   * connections, oldest first (eviction under memory pressure). The
+   * gauges are stats.send_buffered_bytes and stats.recv_held_bytes. */
+  uvq_conn *send_waiters, *recv_waiters;
+  uvq_conn *idle_head, *idle_tail;
 
   uvq_wake_hub *hub;
   /* Raw mode: edits ngtcp2's settings and params of new connections. */
@@ -464,6 +487,20 @@ int uvq_sources_admit(uvq_endpoint *ep, const uvq_addr *remote);
 int uvq_sources_add(uvq_endpoint *ep, uvq_conn *conn);
 void uvq_sources_handshake_done(uvq_conn *conn);
 void uvq_sources_remove(uvq_conn *conn);
+
+/* budget.c: the credit for |n| bytes |conn| delivered on |stream_id|
+ * (|s| may be NULL), returned now or owed while its reads pause; the idle
+ * list kept up to date (after open_bidi, stage or close_requested change);
+ * admission under memory pressure (0: admit, having closed the
+ * longest-idle connection if pressed; UVQ_ERR_CONNECTION_LIMIT: refuse,
+ * counted); and a connection leaving its lists and its receive hold
+ * (uvq_conn_del, after its streams are freed: uvq_stream_table_free takes
+ * its send buffers off the endpoint's total). */
+void uvq_budget_recv_credit(uvq_conn *conn, uvq_stream *s, int64_t stream_id,
+                            size_t n);
+void uvq_budget_idle_update(uvq_conn *conn);
+int uvq_budget_admit(uvq_endpoint *ep, uvq_tstamp now);
+void uvq_budget_conn_gone(uvq_conn *conn);
 
 /* conn.c: nonzero if |a| and |b| are the same address and port. */
 int uvq_addr_eq(const uvq_addr *a, const uvq_addr *b);

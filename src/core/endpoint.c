@@ -277,8 +277,7 @@ static void put_u64(gnutls_hash_hd_t h, uint64_t v) {
  * key as before versions existed (v1 tickets survive the upgrade); any
  * other is mixed in, so a ticket never decrypts under another version's
  * key. */
-static int derive_ticket_key(uvq_endpoint *ep, uint32_t version,
-                             uint8_t *out) {
+static int derive_ticket_key(uvq_endpoint *ep, uint32_t version, uint8_t *out) {
   const uvq_settings *st = &ep->settings;
   gnutls_hash_hd_t h;
   uint8_t digest[32];

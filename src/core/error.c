@@ -77,6 +77,8 @@ const char *uvq_strerror(int err) {
   case UVQ_ERR_QLOG_UNSAFE:
     return "server transport parameters refused: too large for ngtcp2's qlog "
            "(CVE-2026-40170)";
+  case UVQ_ERR_EVICTED:
+    return "idle connection closed under memory pressure";
   default:
     return "unknown error";
   }

@@ -528,6 +528,27 @@ ssize_t uvq_endpoint_write_prometheus(uvq_endpoint *ep, char *buf, size_t len,
   counter(&p, "send_budget_pushbacks_total",
           "Stream writes cut short by their connection's send budget.",
           s->send_budget_pushbacks);
+  counter(&p, "endpoint_send_budget_pushbacks_total",
+          "Stream writes cut short by the endpoint's send budget.",
+          s->endpoint_send_budget_pushbacks);
+  gauge(&p, "send_buffered_bytes",
+        "Bytes all connections hold in their send buffers (the endpoint's "
+        "send budget counts these).",
+        s->send_buffered_bytes);
+  gauge(&p, "recv_held_bytes",
+        "Received bytes the application layers hold (the receive budgets "
+        "count these).",
+        s->recv_held_bytes);
+  counter(&p, "recv_budget_pauses_total",
+          "Times a connection's reads paused for a receive budget.",
+          s->recv_budget_pauses);
+  counter(&p, "evicted_idle_total",
+          "Idle connections closed to admit new ones under memory pressure.",
+          s->evicted_idle);
+  counter(&p, "refused_memory_pressure_total",
+          "Initials refused under memory pressure with no idle connection "
+          "to close.",
+          s->refused_memory_pressure);
   counter(&p, "clock_backwards_total",
           "Calls whose time was older than one already given (run at the "
           "newer time).",

@@ -48,6 +48,9 @@ void uvq_settings_default(uvq_settings *s) {
   s->quic_versions[1] = UVQ_QUIC_V2;
   s->quic_versionslen = 2;
   s->client_chosen_version = UVQ_QUIC_V1;
+  s->endpoint_send_budget = 256u << 20;
+  s->conn_recv_budget = 1u << 20;
+  s->endpoint_recv_budget = 64u << 20;
 }
 
 void uvq_endpoint_config_default(uvq_endpoint_config *cfg) {

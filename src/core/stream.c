@@ -110,8 +110,9 @@ int uvq_stream_create(uvq_conn *conn, int64_t id, void *user_data,
     return rv;
   }
   if ((id & 0x2) == 0) {
-    conn->open_bidi++; /* requests, for liveness (HTTP/3's own streams are
-                          unidirectional and never close) */
+    conn->open_bidi++; /* requests, for liveness and idleness (HTTP/3's own
+                          streams are unidirectional and never close) */
+    uvq_budget_idle_update(conn);
   }
   *pstrm = s;
   return 0;
@@ -153,6 +154,9 @@ static void free_chunks(uvq_conn *conn, uvq_stream *s) {
 }
 
 static void budget_released(uvq_conn *conn);
+static void ep_budget_released(uvq_endpoint *ep);
+static void budget_wait(uvq_conn *conn, int budget);
+static void buffered_freed(uvq_conn *conn, uint64_t n);
 
 void uvq_stream_destroy(uvq_conn *conn, uvq_stream *s) {
   if (s->data_blocked) {
@@ -178,18 +182,29 @@ void uvq_stream_destroy(uvq_conn *conn, uvq_stream *s) {
     }
   }
   conn->m.stream_lost_closed += s->loss_seen;
-  conn->send_buffered -= s->written - s->head_offset;
+  buffered_freed(conn, s->written - s->head_offset);
   if ((s->id & 0x2) == 0) {
     conn->open_bidi--;
+    uvq_budget_idle_update(conn);
   }
   table_remove(conn, s);
   free_chunks(conn, s);
   uvq_free(conn->ep->mem, s);
   budget_released(conn);
+  ep_budget_released(conn->ep);
 }
 
 void uvq_stream_table_free(uvq_conn *conn) {
   uvq_stream_table *t = &conn->streams;
+  uvq_endpoint *ep = conn->ep;
+  if (conn->ep_send_waiting) {
+    uvq_conn **pp = &ep->send_waiters;
+    while (*pp != conn) {
+      pp = &(*pp)->send_wait_next;
+    }
+    *pp = conn->send_wait_next;
+    conn->ep_send_waiting = 0;
+  }
   for (size_t i = 0; i < t->cap; i++) {
     uvq_stream *s = t->slots[i];
     if (s) {
@@ -203,6 +218,9 @@ void uvq_stream_table_free(uvq_conn *conn) {
   conn->writable_pending = NULL;
   conn->stop_pending = NULL;
   conn->nblocked = 0;
+  buffered_freed(conn, conn->send_buffered);
+  conn->budget_waiters = 0;
+  ep_budget_released(ep);
 }
 
 /* ---- ready list -------------------------------------------------------- */
@@ -263,6 +281,21 @@ size_t uvq_stream_buffered(const uvq_stream *s) {
  * bytes at most the stream's remaining flow-control credit plus
  * UVQ_SEND_LOOKAHEAD); and what is left of the connection's budget
  * (conn_send_budget, all streams together). */
+/* What is left of the budgets for |conn|'s send buffers: the least of its
+ * own (conn_send_budget) and the endpoint's (endpoint_send_budget, 0 = no
+ * limit); *pep says whether the endpoint's is the tighter. */
+static uint64_t budget_left(const uvq_conn *conn, int *pep) {
+  const uvq_settings *st = &conn->ep->settings;
+  uint64_t used = conn->ep->stats.send_buffered_bytes;
+  uint64_t left = st->conn_send_budget > conn->send_buffered
+                      ? st->conn_send_budget - conn->send_buffered
+                      : 0;
+  uint64_t ep_left =
+      st->endpoint_send_budget > used ? st->endpoint_send_budget - used : 0;
+  *pep = st->endpoint_send_budget && ep_left < left;
+  return *pep ? ep_left : left;
+}
+
 static uint64_t send_room(const uvq_conn *conn, const uvq_stream *s,
                           int *pbudget) {
   const uvq_settings *st = &conn->ep->settings;
@@ -271,26 +304,32 @@ static uint64_t send_room(const uvq_conn *conn, const uvq_stream *s,
       ngtcp2_conn_get_max_stream_data_left(conn->q, s->id) + UVQ_SEND_LOOKAHEAD;
   uint64_t room =
       st->stream_send_buffer > buffered ? st->stream_send_buffer - buffered : 0;
-  uint64_t left = st->conn_send_budget > conn->send_buffered
-                      ? st->conn_send_budget - conn->send_buffered
-                      : 0;
+  int ep_limited;
+  uint64_t left = budget_left(conn, &ep_limited);
 
   room = credit > unsent && credit - unsent < room ? credit - unsent
          : credit > unsent                         ? room
                                                    : 0;
-  *pbudget = left < room;
+  /* 0: room decides; 1: the connection's budget; 2: the endpoint's. */
+  *pbudget = left < room ? 1 + ep_limited : 0;
   return left < room ? left : room;
 }
 
 /* A writer that came back short hears when |s| has room again. */
 static void maybe_writable(uvq_conn *conn, uvq_stream *s) {
   int budget;
-  if (s->want_writable && !s->writable_pending &&
-      send_room(conn, s, &budget) > 0) {
+  if (!s->want_writable || s->writable_pending) {
+    return;
+  }
+  if (send_room(conn, s, &budget) > 0) {
     s->want_writable = 0;
     s->writable_pending = 1;
     s->pending_next = conn->writable_pending;
     conn->writable_pending = s;
+  } else if (budget) {
+    /* The credit came but a budget is spent now: the writer hears when
+     * the budget frees, as if its write had come back short for it. */
+    budget_wait(conn, budget);
   }
 }
 
@@ -300,16 +339,74 @@ void uvq_stream_credit(uvq_conn *conn, uvq_stream *s) {
 
 static void buffered_grew(uvq_conn *conn, size_t n) {
   conn->send_buffered += n;
+  conn->ep->stats.send_buffered_bytes += n;
+}
+
+/* |conn| waits for the endpoint's budget: at the end of the endpoint's
+ * list, unless it is on it already. */
+static void ep_wait(uvq_conn *conn) {
+  uvq_conn **pp = &conn->ep->send_waiters;
+  if (conn->ep_send_waiting) {
+    return;
+  }
+  while (*pp) {
+    pp = &(*pp)->send_wait_next;
+  }
+  *pp = conn;
+  conn->send_wait_next = NULL;
+  conn->ep_send_waiting = 1;
+}
+
+/* A stream of |conn| waits for a budget (send_room's *pbudget): every
+ * waiting stream is looked at when the connection's frees, and the
+ * connection goes on the endpoint's list when the endpoint's is spent. */
+static void budget_wait(uvq_conn *conn, int budget) {
+  if (budget) {
+    conn->budget_waiters = 1;
+  }
+  if (budget == 2) {
+    ep_wait(conn);
+  }
+}
+
+/* Streams waiting for the endpoint's budget, on every connection that has
+ * some, hear of room: connections in the order they started waiting, each
+ * as many streams as budget_released finds room for, until the room is
+ * spent. */
+static void ep_budget_released(uvq_endpoint *ep) {
+  int ep_limited;
+  while (ep->send_waiters) {
+    uvq_conn *c = ep->send_waiters;
+    if (budget_left(c, &ep_limited) < UVQ_SEND_LOOKAHEAD && ep_limited) {
+      return; /* wait for a lookahead's worth */
+    }
+    ep->send_waiters = c->send_wait_next;
+    c->send_wait_next = NULL;
+    c->ep_send_waiting = 0;
+    budget_released(c);
+    uvq_ep_mark(ep, c); /* on_stream_writable fires at its next write */
+  }
+}
+
+/* Chunks holding |n| bytes went back to the pool: both budgets have room
+ * again. */
+static void buffered_freed(uvq_conn *conn, uint64_t n) {
+  conn->send_buffered -= n;
+  conn->ep->stats.send_buffered_bytes -= n;
 }
 
 /* A write came back short: the writer hears of room later; a budget
- * pushback is counted, and every stream is looked at when it lifts. */
+ * pushback is counted, and the streams are looked at when it lifts — an
+ * endpoint pushback puts the connection on the endpoint's list. */
 static void short_write(uvq_conn *conn, uvq_stream *s, int budget) {
+  uvq_endpoint *ep = conn->ep;
   s->want_writable = 1;
-  if (budget) {
-    conn->budget_waiters = 1;
-    conn->ep->stats.send_budget_pushbacks++;
+  if (budget == 1) {
+    ep->stats.send_budget_pushbacks++;
+  } else if (budget == 2) {
+    ep->stats.endpoint_send_budget_pushbacks++;
   }
+  budget_wait(conn, budget);
 }
 
 /* Streams cut short by the connection's budget hear of room: as many as
@@ -318,23 +415,33 @@ static void short_write(uvq_conn *conn, uvq_stream *s, int budget) {
  * wakes every stream for a few bytes nor favours the first ones. */
 static void budget_released(uvq_conn *conn) {
   uvq_stream_table *t = &conn->streams;
-  uint64_t budget = conn->ep->settings.conn_send_budget, wake;
-  size_t i, n;
+  uint64_t budget = conn->ep->settings.conn_send_budget, wake, left;
+  size_t i, n, start;
+  int ep_limited;
 
-  if (!conn->budget_waiters || conn->send_buffered >= budget || t->cap == 0) {
+  left = budget_left(conn, &ep_limited);
+  if (!conn->budget_waiters || t->cap == 0) {
     return;
   }
-  wake = (budget - conn->send_buffered) / UVQ_SEND_LOOKAHEAD;
-  if (wake == 0) {
-    if (budget - conn->send_buffered < budget / 2) {
-      return; /* wait for a lookahead's worth, unless the budget is small */
+  wake = left / UVQ_SEND_LOOKAHEAD;
+  if (wake == 0 && (left == 0 || left < budget / 2)) {
+    /* Wait for a lookahead's worth, unless the budget is small: this
+     * connection's acknowledgements bring it, or the endpoint's list when
+     * the endpoint's budget is the tighter (this connection may have
+     * nothing in flight to be acknowledged). */
+    if (ep_limited) {
+      ep_wait(conn);
     }
+    return;
+  }
+  if (wake == 0) {
     wake = 1;
   }
   conn->budget_waiters = 0;
+  start = conn->budget_scan;
   for (n = 0; n < t->cap; n++) {
     uvq_stream *s;
-    i = (conn->budget_scan + n) % t->cap;
+    i = (start + n) % t->cap;
     s = t->slots[i];
     if (s == NULL || !s->want_writable) {
       continue;
@@ -410,7 +517,7 @@ void uvq_stream_ack(uvq_conn *conn, uvq_stream *s, uint64_t offset,
     }
     s->head_offset += c->len;
     s->head = c->next;
-    conn->send_buffered -= c->len;
+    buffered_freed(conn, c->len);
     chunk_free(conn, c);
   }
   if (s->head == NULL) {
@@ -418,6 +525,7 @@ void uvq_stream_ack(uvq_conn *conn, uvq_stream *s, uint64_t offset,
   }
   maybe_writable(conn, s);
   budget_released(conn);
+  ep_budget_released(conn->ep);
 }
 
 /* Puts |c|, holding stream offsets from |off| on, at the end of the send
