@@ -142,11 +142,36 @@ static int run_on_accept(uvq_conn *conn) {
   return 0;
 }
 
-static int cb_recv_key(ngtcp2_conn *q, ngtcp2_encryption_level level,
-                       void *user_data) {
+static int cb_recv_rx_key(ngtcp2_conn *q, ngtcp2_encryption_level level,
+                          void *user_data) {
   (void)q;
   (void)level;
   return run_on_accept(conn_of(user_data));
+}
+
+/* ngtcp2_crypto_gnutls 1.11 encodes a server's transport parameters into
+ * a 256-byte buffer twice: in tp_send_func for EncryptedExtensions, and in
+ * ngtcp2_crypto_derive_and_install_tx_key right after it installed the
+ * Handshake tx key. If the second encoding fails, that function frees the
+ * AEAD and header-protection contexts ngtcp2 now holds (fixed upstream in
+ * 1.18, "Fix potential double free"): the CONNECTION_CLOSE we then write
+ * at the Handshake level, and ngtcp2_conn_del, use freed GnuTLS handles.
+ * This callback runs between the install and that encoding, with the very
+ * parameters it will encode; failing here makes ngtcp2 take the key back
+ * before the contexts are freed, and the connection closes in Initial. */
+#define SERVER_TP_MAXLEN 256
+
+static int cb_recv_tx_key(ngtcp2_conn *q, ngtcp2_encryption_level level,
+                          void *user_data) {
+  uvq_conn *conn = conn_of(user_data);
+  uint8_t buf[SERVER_TP_MAXLEN];
+
+  if (conn->is_server && level == NGTCP2_ENCRYPTION_LEVEL_HANDSHAKE &&
+      ngtcp2_conn_encode_local_transport_params(q, buf, sizeof(buf)) < 0) {
+    conn->tp_too_large = 1;
+    return NGTCP2_ERR_CALLBACK_FAILURE;
+  }
+  return run_on_accept(conn);
 }
 
 /* Client, at handshake completion: GnuTLS knows whether the server took
@@ -576,8 +601,8 @@ static void set_callbacks(ngtcp2_callbacks *cb, int is_server) {
   cb->remove_connection_id = cb_remove_connection_id;
   cb->handshake_completed = cb_handshake_completed;
   cb->handshake_confirmed = cb_handshake_confirmed;
-  cb->recv_rx_key = cb_recv_key;
-  cb->recv_tx_key = cb_recv_key;
+  cb->recv_rx_key = cb_recv_rx_key;
+  cb->recv_tx_key = cb_recv_tx_key;
   cb->stream_open = cb_stream_open;
   cb->recv_stream_data = cb_recv_stream_data;
   cb->acked_stream_data_offset = cb_acked_stream_data_offset;

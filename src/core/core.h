@@ -188,6 +188,9 @@ struct uvq_conn {
   int established_pending; /* on_established to fire after read */
   int streams_available_pending;
   int callback_failed; /* an app callback returned an error */
+  /* Server: its transport parameters do not fit what ngtcp2_crypto_gnutls
+   * encodes them into (cb_recv_tx_key). */
+  int tp_too_large;
   int wake_pending;
   int counted_in_flight; /* counted in stats.handshakes_in_flight */
   /* Server: its source's entry (sources.c), and whether it still counts
