@@ -443,14 +443,23 @@ static int cb_recv_version_negotiation(ngtcp2_conn *q, const ngtcp2_pkt_hd *hd,
                                        const uint32_t *sv, size_t nsv,
                                        void *user_data) {
   uvq_conn *conn = conn_of(user_data);
+  const uvq_settings *st = &conn->ep->settings;
   (void)q;
   (void)hd;
   conn->ep->stats.version_negotiations_received++;
-  if (nsv > sizeof(conn->vn_versions) / sizeof(conn->vn_versions[0])) {
-    nsv = sizeof(conn->vn_versions) / sizeof(conn->vn_versions[0]);
+  /* The first of ours the server lists (RFC 9368 §4): what ngtcp2's
+   * downgrade check, with our quic_versions as preferred_versions, will
+   * expect of the server's version_information. A greased or unknown
+   * entry is never one of ours. */
+  conn->vn_version = 0;
+  for (size_t i = 0; i < st->quic_versionslen && conn->vn_version == 0; i++) {
+    for (size_t j = 0; j < nsv; j++) {
+      if (sv[j] == st->quic_versions[i]) {
+        conn->vn_version = sv[j];
+        break;
+      }
+    }
   }
-  memcpy(conn->vn_versions, sv, nsv * sizeof(sv[0]));
-  conn->nvn_versions = nsv;
   return 0;
 }
 
@@ -850,9 +859,9 @@ static void drop_early_streams(uvq_conn *conn) {
   }
 }
 
-/* Client, after ngtcp2 passed on a Version Negotiation packet listing
- * conn->vn_versions: starts over in the first of our versions the server
- * lists (incompatible version negotiation, RFC 9368 §4) — a new ngtcp2
+/* Client, after ngtcp2 passed on a Version Negotiation packet: starts
+ * over in conn->vn_version, the first of our versions the server lists
+ * (incompatible version negotiation, RFC 9368 §4) — a new ngtcp2
  * connection and TLS session in the same uvq_conn, a new first DCID, the
  * same SCID, and ngtcp2's original_version set so it refuses a downgrade
  * once it sees the server's transport parameters. Without a resumption
@@ -861,22 +870,13 @@ static void drop_early_streams(uvq_conn *conn) {
  * common, or the error that stopped the restart. */
 static int conn_restart_version(uvq_conn *conn, uvq_tstamp now) {
   uvq_endpoint *ep = conn->ep;
-  const uvq_settings *st = &ep->settings;
-  uint32_t version = 0, original;
+  uint32_t version = conn->vn_version, original;
   ngtcp2_conn *old_q = conn->q;
   gnutls_session_t old_tls = conn->tls;
   ngtcp2_cid dcid, scid;
   int rv;
 
-  for (size_t i = 0; i < st->quic_versionslen && version == 0; i++) {
-    for (size_t j = 0; j < conn->nvn_versions; j++) {
-      if (conn->vn_versions[j] == st->quic_versions[i]) {
-        version = st->quic_versions[i];
-        break;
-      }
-    }
-  }
-  conn->nvn_versions = 0;
+  conn->vn_version = 0;
   if (version == 0) {
     return UVQ_ERR_VERSION_NEGOTIATION;
   }
