@@ -293,9 +293,13 @@ static void test_qlog_check_boundary(void **state) {
 }
 
 /* Connects a client (qlog on or off) to a hostile server with Retry, so
- * the set carries retry_source_connection_id too. */
-static void run_hostile(qt_world *w, qt_app *cli, qt_app *srv, int qlog,
-                        qlog_sink *sink) {
+ * the set carries retry_source_connection_id too. The server speaks QUIC
+ * v1 only: the maximal set fills the 256 bytes ngtcp2_crypto_gnutls 1.11
+ * encodes a server's parameters into, and listing v2 too in
+ * version_information takes 4 more (test_qlog_server_set_too_large). */
+static void run_hostile_versions(qt_world *w, qt_app *cli, qt_app *srv,
+                                 int qlog, qlog_sink *sink,
+                                 size_t quic_versionslen) {
   uvq_settings cs, ss;
   qt_app *pair[2] = {cli, srv};
 
@@ -303,11 +307,9 @@ static void run_hostile(qt_world *w, qt_app *cli, qt_app *srv, int qlog,
   uvq_settings_default(&ss);
   ss.cid_len = 20;
   ss.retry = UVQ_RETRY_ALWAYS;
-  /* QUIC v1 only: the maximal set fills the 256 bytes ngtcp2_crypto_gnutls
-   * 1.11 encodes a server's parameters into (tp_send_func), and listing v2
-   * too in version_information would take 4 more. */
   ss.quic_versions[0] = UVQ_QUIC_V1;
-  ss.quic_versionslen = 1;
+  ss.quic_versions[1] = UVQ_QUIC_V2;
+  ss.quic_versionslen = quic_versionslen;
   uvq_settings_default(&cs);
   if (qlog) {
     cs.qlog = qlog_cb;
@@ -321,6 +323,49 @@ static void run_hostile(qt_world *w, qt_app *cli, qt_app *srv, int qlog,
   cli->seed = 7;
   assert_int_equal(qt_connect(w, c, s, &qt_app_callbacks, cli, &cli->conn), 0);
   qt_run(w, qt_app_both_established, pair, 5 * UVQ_SECONDS);
+}
+
+static void run_hostile(qt_world *w, qt_app *cli, qt_app *srv, int qlog,
+                        qlog_sink *sink) {
+  run_hostile_versions(w, cli, srv, qlog, sink, 1);
+}
+
+/* The same server listing v1 and v2: its set no longer fits the 256 bytes
+ * ngtcp2_crypto_gnutls 1.11 encodes it into right after installing the
+ * Handshake key, where a failure frees the key's contexts that ngtcp2 keeps
+ * (the CONNECTION_CLOSE then crashed in gnutls_aead_cipher_encrypt). The
+ * server now refuses before that: it closes in Initial with
+ * INTERNAL_ERROR, and the client hears it. */
+static void test_qlog_server_set_too_large(void **state) {
+  qt_world w;
+  qt_app cli = {0}, srv = {0};
+  uvq_endpoint_stats es;
+  (void)state;
+
+  g_hostile_pa = 1;
+  run_hostile_versions(&w, &cli, &srv, 0, NULL, 2);
+  qt_run(&w, qt_app_is_closed, &cli, 5 * UVQ_SECONDS);
+  assert_int_equal(cli.closed, 1);
+  assert_int_equal(cli.established, 0);
+  assert_int_equal(cli.ci.origin, UVQ_CLOSE_PEER);
+  assert_int_equal(cli.ci.type, UVQ_CLOSE_TYPE_TRANSPORT);
+  assert_int_equal(cli.ci.code, NGTCP2_INTERNAL_ERROR);
+  assert_int_equal(cli.ci.reasonlen, strlen("transport parameters too large"));
+  assert_memory_equal(cli.ci_reason, "transport parameters too large",
+                      cli.ci.reasonlen);
+
+  qt_run(&w, qt_app_is_closed, &srv, 60 * UVQ_SECONDS);
+  assert_int_equal(srv.closed, 1);
+  assert_int_equal(srv.established, 0);
+  assert_int_equal(srv.ci.error, UVQ_ERR_INTERNAL);
+  assert_int_equal(srv.ci.origin, UVQ_CLOSE_LOCAL);
+  assert_int_equal(srv.ci.code, NGTCP2_INTERNAL_ERROR);
+  uvq_endpoint_get_stats(w.nodes[0].ep, &es); /* the server's */
+  assert_int_equal(es.handshake_failures[UVQ_HS_FAIL_OTHER], 1);
+  qt_run(&w, NULL, NULL, 120 * UVQ_SECONDS);
+  qt_app_free(&cli);
+  qt_app_free(&srv);
+  qt_world_free(&w);
 }
 
 static void test_qlog_hostile_server_refused(void **state) {
@@ -439,6 +484,7 @@ int main(void) {
       cmocka_unit_test(test_qlog_off_hostile_server_proceeds),
       cmocka_unit_test(test_qlog_large_set_that_fits),
       cmocka_unit_test(test_qlog_hostile_server_refused),
+      cmocka_unit_test(test_qlog_server_set_too_large),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -385,6 +385,51 @@ static void test_version_forged_vn_refused(void **state) {
   qt_world_free(&w);
 }
 
+/* A Version Negotiation may list any number of versions (RFC 9000 §17.2.1):
+ * ours after twenty greased ones is still found, and the client starts
+ * over in it. */
+static void test_version_vn_long_list(void **state) {
+  qt_world w;
+  wire_log l = {0};
+  qt_app cli = {0}, srv = {0};
+  qt_app *pair[2] = {&cli, &srv};
+  uvq_settings ss;
+  uint8_t vn[256];
+  uint32_t sv[21];
+  ngtcp2_ssize n;
+  (void)state;
+
+  qt_world_init(&w, 7);
+  uvq_settings_default(&ss);
+  ss.quic_versions[0] = UVQ_QUIC_V2;
+  ss.quic_versionslen = 1;
+  int s = qt_add_server(&w, &ss, qt_app_accept, &srv);
+  int c = qt_add_client(&w, NULL, NULL);
+  l.client = c;
+  l.drop_client_version = UVQ_QUIC_V1;
+  w.filter = log_filter;
+  w.filter_ud = &l;
+  assert_int_equal(qt_connect(&w, c, s, &qt_app_callbacks, &cli, &cli.conn),
+                   0);
+  qt_run(&w, NULL, NULL, 10 * UVQ_MILLISECONDS);
+  assert_true(l.dropped >= 1);
+
+  for (size_t i = 0; i < 20; i++) {
+    sv[i] = 0x0a0a0a0au | (uint32_t)i << 28 | (uint32_t)i << 12;
+  }
+  sv[20] = UVQ_QUIC_V2;
+  n = ngtcp2_pkt_write_version_negotiation(vn, sizeof(vn), 0x40, l.scid,
+                                           l.scidlen, l.dcid, l.dcidlen, sv,
+                                           21);
+  assert_true(n > 0);
+  l.drop_client_version = 0;
+  qt_inject(&w, c, &w.nodes[s].addr, vn, (size_t)n);
+  assert_true(qt_run(&w, qt_app_both_established, pair, 5 * UVQ_SECONDS));
+  assert_int_equal(conn_version(cli.conn), UVQ_QUIC_V2);
+  close_all(&w, &cli);
+  qt_world_free(&w);
+}
+
 /* ---- tokens and tickets are per version -------------------------------- */
 
 static uint8_t g_ticket[4096];
@@ -584,6 +629,7 @@ int main(void) {
       cmocka_unit_test(test_version_no_upgrade_without_v2),
       cmocka_unit_test(test_version_v2_only_server_vn),
       cmocka_unit_test(test_version_forged_vn_refused),
+      cmocka_unit_test(test_version_vn_long_list),
       cmocka_unit_test(test_version_token_ticket_per_version),
       cmocka_unit_test(test_version_long_types),
       cmocka_unit_test(test_version_settings_checked),

@@ -1752,7 +1752,10 @@ typedef struct uvq_raw_config {
    * uvq_settings; what the hook leaves is what ngtcp2 gets, except that a
    * server's original_dcid (with original_dcid_present), retry_scid and
    * stateless_reset_token are set after it. Nonzero fails the creation with
-   * UVQ_ERR_CALLBACK.
+   * UVQ_ERR_CALLBACK. A server's encoded parameters (with its
+   * version_information) must fit in 256 bytes, what ngtcp2_crypto_gnutls
+   * encodes them into: a larger set closes the connection in its first
+   * Initial with INTERNAL_ERROR (UVQ_ERR_INTERNAL).
    */
   int (*hook)(struct ngtcp2_settings *settings,
               struct ngtcp2_transport_params *params, void *user_data);

@@ -142,11 +142,36 @@ static int run_on_accept(uvq_conn *conn) {
   return 0;
 }
 
-static int cb_recv_key(ngtcp2_conn *q, ngtcp2_encryption_level level,
-                       void *user_data) {
+static int cb_recv_rx_key(ngtcp2_conn *q, ngtcp2_encryption_level level,
+                          void *user_data) {
   (void)q;
   (void)level;
   return run_on_accept(conn_of(user_data));
+}
+
+/* ngtcp2_crypto_gnutls 1.11 encodes a server's transport parameters into
+ * a 256-byte buffer twice: in tp_send_func for EncryptedExtensions, and in
+ * ngtcp2_crypto_derive_and_install_tx_key right after it installed the
+ * Handshake tx key. If the second encoding fails, that function frees the
+ * AEAD and header-protection contexts ngtcp2 now holds (fixed upstream in
+ * 1.18, "Fix potential double free"): the CONNECTION_CLOSE we then write
+ * at the Handshake level, and ngtcp2_conn_del, use freed GnuTLS handles.
+ * This callback runs between the install and that encoding, with the very
+ * parameters it will encode; failing here makes ngtcp2 take the key back
+ * before the contexts are freed, and the connection closes in Initial. */
+#define SERVER_TP_MAXLEN 256
+
+static int cb_recv_tx_key(ngtcp2_conn *q, ngtcp2_encryption_level level,
+                          void *user_data) {
+  uvq_conn *conn = conn_of(user_data);
+  uint8_t buf[SERVER_TP_MAXLEN];
+
+  if (conn->is_server && level == NGTCP2_ENCRYPTION_LEVEL_HANDSHAKE &&
+      ngtcp2_conn_encode_local_transport_params(q, buf, sizeof(buf)) < 0) {
+    conn->tp_too_large = 1;
+    return NGTCP2_ERR_CALLBACK_FAILURE;
+  }
+  return run_on_accept(conn);
 }
 
 /* Client, at handshake completion: GnuTLS knows whether the server took
@@ -419,14 +444,23 @@ static int cb_recv_version_negotiation(ngtcp2_conn *q, const ngtcp2_pkt_hd *hd,
                                        const uint32_t *sv, size_t nsv,
                                        void *user_data) {
   uvq_conn *conn = conn_of(user_data);
+  const uvq_settings *st = &conn->ep->settings;
   (void)q;
   (void)hd;
   conn->ep->stats.version_negotiations_received++;
-  if (nsv > sizeof(conn->vn_versions) / sizeof(conn->vn_versions[0])) {
-    nsv = sizeof(conn->vn_versions) / sizeof(conn->vn_versions[0]);
+  /* The first of ours the server lists (RFC 9368 §4): what ngtcp2's
+   * downgrade check, with our quic_versions as preferred_versions, will
+   * expect of the server's version_information. A greased or unknown
+   * entry is never one of ours. */
+  conn->vn_version = 0;
+  for (size_t i = 0; i < st->quic_versionslen && conn->vn_version == 0; i++) {
+    for (size_t j = 0; j < nsv; j++) {
+      if (sv[j] == st->quic_versions[i]) {
+        conn->vn_version = sv[j];
+        break;
+      }
+    }
   }
-  memcpy(conn->vn_versions, sv, nsv * sizeof(sv[0]));
-  conn->nvn_versions = nsv;
   return 0;
 }
 
@@ -577,8 +611,8 @@ static void set_callbacks(ngtcp2_callbacks *cb, int is_server) {
   cb->remove_connection_id = cb_remove_connection_id;
   cb->handshake_completed = cb_handshake_completed;
   cb->handshake_confirmed = cb_handshake_confirmed;
-  cb->recv_rx_key = cb_recv_key;
-  cb->recv_tx_key = cb_recv_key;
+  cb->recv_rx_key = cb_recv_rx_key;
+  cb->recv_tx_key = cb_recv_tx_key;
   cb->stream_open = cb_stream_open;
   cb->recv_stream_data = cb_recv_stream_data;
   cb->acked_stream_data_offset = cb_acked_stream_data_offset;
@@ -826,9 +860,9 @@ static void drop_early_streams(uvq_conn *conn) {
   }
 }
 
-/* Client, after ngtcp2 passed on a Version Negotiation packet listing
- * conn->vn_versions: starts over in the first of our versions the server
- * lists (incompatible version negotiation, RFC 9368 §4) — a new ngtcp2
+/* Client, after ngtcp2 passed on a Version Negotiation packet: starts
+ * over in conn->vn_version, the first of our versions the server lists
+ * (incompatible version negotiation, RFC 9368 §4) — a new ngtcp2
  * connection and TLS session in the same uvq_conn, a new first DCID, the
  * same SCID, and ngtcp2's original_version set so it refuses a downgrade
  * once it sees the server's transport parameters. Without a resumption
@@ -837,22 +871,13 @@ static void drop_early_streams(uvq_conn *conn) {
  * common, or the error that stopped the restart. */
 static int conn_restart_version(uvq_conn *conn, uvq_tstamp now) {
   uvq_endpoint *ep = conn->ep;
-  const uvq_settings *st = &ep->settings;
-  uint32_t version = 0, original;
+  uint32_t version = conn->vn_version, original;
   ngtcp2_conn *old_q = conn->q;
   gnutls_session_t old_tls = conn->tls;
   ngtcp2_cid dcid, scid;
   int rv;
 
-  for (size_t i = 0; i < st->quic_versionslen && version == 0; i++) {
-    for (size_t j = 0; j < conn->nvn_versions; j++) {
-      if (conn->vn_versions[j] == st->quic_versions[i]) {
-        version = st->quic_versions[i];
-        break;
-      }
-    }
-  }
-  conn->nvn_versions = 0;
+  conn->vn_version = 0;
   if (version == 0) {
     return UVQ_ERR_VERSION_NEGOTIATION;
   }

@@ -50,7 +50,7 @@ int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,
     if (rv_version == 0) {
       return UVQ_ERR_INVALID_ARGUMENT;
     }
-    if (uvq_ep_version_ok(ep, rv_version)) {
+    if (uvq_version_ok(&ep->settings, rv_version)) {
       version = rv_version;
     } else {
       ep->stats.resumption_version_mismatch++;

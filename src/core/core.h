@@ -174,10 +174,10 @@ struct uvq_conn {
   /* The version of the client's first Initial (after Version Negotiation,
    * of the new attempt's): what tickets and tokens are bound to. */
   uint32_t first_version;
-  /* Client: the versions of a Version Negotiation packet ngtcp2 passed on
-   * (cb_recv_version_negotiation), acted on when ngtcp2 returns. */
-  uint32_t vn_versions[16];
-  size_t nvn_versions;
+  /* Client: the version a Version Negotiation packet ngtcp2 passed on
+   * leads to (cb_recv_version_negotiation; 0: none in common), acted on
+   * when ngtcp2 returns. */
+  uint32_t vn_version;
   int accepted; /* on_accept ran and accepted */
   int refused;  /* on_accept refused */
   int handshake_completed;
@@ -190,6 +190,9 @@ struct uvq_conn {
   int established_pending; /* on_established to fire after read */
   int streams_available_pending;
   int callback_failed; /* an app callback returned an error */
+  /* Server: its transport parameters do not fit what ngtcp2_crypto_gnutls
+   * encodes them into (cb_recv_tx_key). */
+  int tp_too_large;
   int wake_pending;
   int counted_in_flight; /* counted in stats.handshakes_in_flight */
   /* Server: its source's entry (sources.c), and whether it still counts
@@ -404,8 +407,8 @@ typedef struct uvq_pkt_view {
   size_t scidlen;
 } uvq_pkt_view;
 
-/* Whether |version| is in the endpoint's settings.quic_versions. */
-int uvq_ep_version_ok(const uvq_endpoint *ep, uint32_t version);
+/* Whether |version| is in |st|->quic_versions. */
+int uvq_version_ok(const uvq_settings *st, uint32_t version);
 
 /* uvq_pkt_parse reads the routing fields of the first packet in |data|.
  * Returns 0, or a uvq_drop_reason + 1 saying why it cannot be routed. */

@@ -341,15 +341,7 @@ static int versions_valid(const uvq_settings *st, int is_server) {
       }
     }
   }
-  if (!is_server) {
-    for (size_t i = 0; i < st->quic_versionslen; i++) {
-      if (st->quic_versions[i] == st->client_chosen_version) {
-        return 1;
-      }
-    }
-    return 0;
-  }
-  return 1;
+  return is_server || uvq_version_ok(st, st->client_chosen_version);
 }
 
 int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {

@@ -166,7 +166,7 @@ int uvq_raw_accept(uvq_raw **praw, const uvq_raw_config *cfg,
   if (rv != 0) {
     return rv;
   }
-  if (!uvq_ep_version_ok(raw->ep, v.version)) {
+  if (!uvq_version_ok(&raw->ep->settings, v.version)) {
     /* Not a version settings.quic_versions accepts: what the router
      * would answer with Version Negotiation. */
     uvq_raw_del(raw);

@@ -81,9 +81,9 @@ int uvq_pkt_parse(uvq_pkt_view *v, const uint8_t *data, size_t len,
   return 0;
 }
 
-int uvq_ep_version_ok(const uvq_endpoint *ep, uint32_t version) {
-  for (size_t i = 0; i < ep->settings.quic_versionslen; i++) {
-    if (ep->settings.quic_versions[i] == version) {
+int uvq_version_ok(const uvq_settings *st, uint32_t version) {
+  for (size_t i = 0; i < st->quic_versionslen; i++) {
+    if (st->quic_versions[i] == version) {
       return 1;
     }
   }
@@ -102,7 +102,7 @@ void uvq_router_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
     return;
   }
 
-  if (v.is_long && !uvq_ep_version_ok(ep, v.version) &&
+  if (v.is_long && !uvq_version_ok(&ep->settings, v.version) &&
       !(v.version == VN_VERSION && !ep->is_server)) {
     /* Not one of settings.quic_versions (ngtcp2 may know more). A
      * client's Initial-sized datagram of another version is answered with

@@ -123,6 +123,12 @@ void uvq_stage_fail(uvq_conn *conn, int liberr, uvq_tstamp now) {
     /* Our own callback could not allocate: say so, not "TLS failure". */
     ngtcp2_ccerr_set_transport_error(&ccerr, NGTCP2_INTERNAL_ERROR, NULL, 0);
     conn->ci.error = UVQ_ERR_NOMEM;
+  } else if (conn->tp_too_large) {
+    /* Our own parameters could not be sent: nothing the client did. */
+    reason = "transport parameters too large";
+    ngtcp2_ccerr_set_transport_error(&ccerr, NGTCP2_INTERNAL_ERROR,
+                                     (const uint8_t *)reason, strlen(reason));
+    conn->ci.error = UVQ_ERR_INTERNAL;
   } else if (conn->callback_failed) {
     ngtcp2_ccerr_set_transport_error(&ccerr, NGTCP2_INTERNAL_ERROR, NULL, 0);
     conn->ci.error = UVQ_ERR_CALLBACK;
