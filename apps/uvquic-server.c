@@ -25,7 +25,9 @@
  *
  * Prints "listening on HOST:PORT" once bound, then one access-log line per
  * request (unless --quiet):
- *   PEER PROTO METHOD PATH STATUS BYTES DURATIONs [aborted]
+ *   PEER PROTO METHOD PATH STATUS BYTES DURATIONs [aborted: WHY]
+ * BYTES is the response body the client acknowledged; "aborted: WHY"
+ * follows unless it acknowledged the whole response and its FIN.
  * SIGINT / SIGTERM close every connection gracefully, print the endpoint's
  * counters (unless --quiet) and exit 0. Bad arguments exit 2 with a
  * one-line message.
@@ -73,7 +75,6 @@ typedef struct request {
   uint64_t off;
   uint64_t size;
   uint64_t start;
-  uint64_t bytes;
   unsigned int status;
   int head;
   char peer[64];
@@ -160,16 +161,22 @@ static void *hq_log_start(uvq_conn *conn, int64_t stream_id, void *user_data) {
 static void hq_log_end(const uvq_hq_log_entry *e, void *log, void *user_data) {
   server *s = user_data;
   hq_log *l = log;
+  const char *why = NULL;
   char path[512];
 
   if (l == NULL) {
     return;
   }
+  /* A refusal (404 and the like) is a reset by design: its status says
+   * what happened. */
+  if (!e->delivered && (e->status == 0 || e->status == 200)) {
+    why = e->conn == NULL ? "server closed"
+          : uvq_conn_get_stage(e->conn) >= UVQ_STAGE_CLOSING
+              ? "connection closed"
+              : "stream reset";
+  }
   log_escape(path, sizeof(path), e->path, strlen(e->path));
-  access_log(s, l->peer, "hq", "GET", path, e->status, e->bytes, l->start,
-             e->complete || (e->status != 0 && e->status != 200)
-                 ? NULL
-                 : "stream or connection closed first");
+  access_log(s, l->peer, "hq", "GET", path, e->status, e->acked, l->start, why);
   free(l);
 }
 
@@ -193,7 +200,6 @@ static ssize_t file_read(uvq_h3_stream *st, uint8_t *buf, size_t len, int *peof,
     return -2;
   }
   r->off += (uint64_t)n;
-  r->bytes += (uint64_t)n;
   /* A file that shrank ends early: the client sees a short body. */
   if (r->off == r->size || n == 0) {
     *peof = 1;
@@ -222,9 +228,6 @@ static int respond_text(uvq_h3_stream *st, unsigned int status,
   resp.body.data = (const uint8_t *)text;
   resp.body.len = strlen(text);
   resp.body.copy = 1;
-  if (uvq_h3_stream_get_user_data(st) != NULL) {
-    ((request *)uvq_h3_stream_get_user_data(st))->bytes = strlen(text);
-  }
   return uvq_h3_respond(st, &resp);
 }
 
@@ -312,21 +315,24 @@ static int h3_on_request(uvq_h3_stream *st, const uvq_h3_request_info *req,
 static void h3_on_stream_close(uvq_h3_stream *st, int error, uint64_t app_error,
                                void *user_data) {
   request *r = uvq_h3_stream_get_user_data(st);
+  uint64_t acked;
+  int complete;
 
+  (void)app_error;
   (void)user_data;
   if (r == NULL) {
     return;
   }
-  /* A client that closes the connection as soon as it has the body (as
-   * gtlsclient does) ends the exchange before our last bytes are ACKed:
-   * everything was sent, only the acknowledgement is missing. */
-  access_log(
-      r->s, r->peer, "h3", r->method, r->path, r->status, r->bytes, r->start,
-      error == 0 ? NULL
-      : error == UVQ_H3_ERR_CONN_CLOSED && app_error == UVQ_H3_NO_ERROR &&
-              (r->head || r->fd < 0 || r->off == r->size)
-          ? NULL
-          : uvq_h3_strerror(error));
+  /* Only what the client acknowledged counts. A client that closes the
+   * connection as soon as it has the body (gtlsclient does) may do so
+   * before acknowledging our last packets: that is logged as it is,
+   * aborted with the bytes acknowledged, since nothing tells us more. */
+  acked = uvq_h3_stream_get_acked(st, &complete);
+  access_log(r->s, r->peer, "h3", r->method, r->path, r->status, acked,
+             r->start,
+             complete ? NULL
+             : error  ? uvq_h3_strerror(error)
+                      : "stream reset");
   if (r->fd >= 0) {
     close(r->fd);
   }

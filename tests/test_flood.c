@@ -396,6 +396,330 @@ static void test_flood_admission(void **state) {
   capture_free(&cap);
 }
 
+/* ---- (a2) a client that answers every Retry, from one address ---------- */
+
+#define RA_N 200
+
+/* What the attack made the server hold, sampled at every step. */
+typedef struct ra_watch {
+  qt_world *w;
+  int s;
+  uint64_t max_in_flight;
+  size_t max_conns;
+  qt_app *good; /* the well-behaved client, once it runs */
+} ra_watch;
+
+static int ra_sample(void *ud) {
+  ra_watch *r = ud;
+  uvq_endpoint_stats es;
+  size_t n = uvq_endpoint_conn_count(r->w->nodes[r->s].ep);
+  uvq_endpoint_get_stats(r->w->nodes[r->s].ep, &es);
+  if (es.handshakes_in_flight > r->max_in_flight) {
+    r->max_in_flight = es.handshakes_in_flight;
+  }
+  if (n > r->max_conns) {
+    r->max_conns = n;
+  }
+  return r->good ? downloaded(r->good) : 0;
+}
+
+static int g_ra_attacker; /* the attacker's node */
+
+/* Gives client node |n| an address of its own, |ip|:port: the wire
+ * routes by address, and every node is 127.0.0.1 (one source) otherwise. */
+static void node_ip(qt_world *w, int n, uint32_t ip) {
+  addr_v4(&w->nodes[n].addr, ip, (uint16_t)(50000 + n));
+}
+
+/* The attacker hears the server's Retries (v1 long header, type 3) and
+ * nothing else: it answers each with its token, and the handshake that
+ * starts then never completes. */
+static int retry_only(qt_world *w, int from, qt_pkt *p, void *ud) {
+  (void)w;
+  (void)ud;
+  return from == 0 && p->dst == g_ra_attacker && (p->data[0] & 0xf0) != 0xf0;
+}
+
+/* RA_N connections from one client socket, each answering its Retry with
+ * the token (an address the server then counts as proven), none ever
+ * completing its handshake. With Retry always, or auto past a threshold of
+ * 1, the per-source limit (64) holds the handshakes in flight, with
+ * max_handshakes (96) above it: a client from another address completes a
+ * download meanwhile. With no per-source limit, max_handshakes (48) holds
+ * them, and while it is full a proven client is refused too (as documented
+ * for max_handshakes), counted as refused_handshakes. The server's memory
+ * (a counting uvq_mem) stops growing once the limit is reached, for the
+ * rest of the attack. */
+static void test_flood_retry_answering(void **state) {
+  (void)state;
+  for (int v = 0; v < 4; v++) {
+    const int auto_retry = v & 1, per_source = v < 2;
+    const uint64_t cap = per_source ? 64 : 48;
+    qt_world w;
+    qt_mem m;
+    uvq_settings st;
+    uvq_endpoint_stats es, before;
+    qt_app *att = calloc(RA_N, sizeof(*att));
+    qt_app good;
+    ra_watch r;
+    int64_t peak_at_cap;
+
+    assert_non_null(att);
+    world_init(&w, 50 + (uint64_t)v);
+    g_pool.reply_len = 64 * 1024;
+    qt_mem_init(&m);
+    uvq_settings_default(&st);
+    st.retry = auto_retry ? UVQ_RETRY_AUTO : UVQ_RETRY_ALWAYS;
+    st.retry_auto_threshold = 1;
+    st.max_handshakes = per_source ? 96 : 48;
+    st.max_handshakes_per_source = per_source ? 64 : 0;
+    w.mem = &m.mem;
+    int s = qt_add_server(&w, &st, qt_app_pool_accept, &g_pool);
+    w.mem = NULL;
+    g_ra_attacker = qt_add_client(&w, NULL, NULL);
+    int g = qt_add_client(&w, NULL, NULL);
+    node_ip(&w, g_ra_attacker, 0x0a090001u);
+    node_ip(&w, g, 0x0a090002u);
+    assert_int_equal(s, 0);
+    w.filter = retry_only;
+    memset(&r, 0, sizeof(r));
+    r.w = &w;
+    r.s = s;
+
+    for (size_t i = 0; i < RA_N; i++) {
+      client_init(&att[i]);
+      assert_int_equal(qt_connect(&w, g_ra_attacker, s, &qt_app_callbacks,
+                                  &att[i], &att[i].conn),
+                       0);
+    }
+    /* Every Retry answered (those the full stateless queue dropped, at
+     * the Initial's next retransmission); the server at its limit. */
+    qt_run(&w, ra_sample, &r, 2 * UVQ_SECONDS);
+    uvq_endpoint_get_stats(w.nodes[s].ep, &es);
+    assert_int_equal(es.handshakes_in_flight, cap);
+    assert_true(es.retries_sent >= cap);
+    if (per_source) {
+      assert_true(es.refused_source_handshakes > 0);
+      assert_int_equal(es.refused_handshakes, 0);
+    } else {
+      assert_true(es.refused_handshakes > 0);
+      assert_int_equal(es.refused_source_handshakes, 0);
+    }
+    peak_at_cap = m.peak_bytes;
+
+    /* The attack goes on (the attacker's Initials are resent and refused)
+     * for 2 s more, within the handshake timeout: nothing grows. */
+    qt_run(&w, ra_sample, &r, 2 * UVQ_SECONDS);
+    uvq_endpoint_get_stats(w.nodes[s].ep, &es);
+    assert_int_equal(es.handshakes_in_flight, cap);
+    assert_int_equal(r.max_in_flight, cap);
+    assert_int_equal(r.max_conns, cap);
+    assert_int_equal(m.peak_bytes, peak_at_cap);
+
+    /* A well-behaved client from another address. */
+    client_init(&good);
+    uvq_endpoint_get_stats(w.nodes[s].ep, &before);
+    assert_int_equal(qt_connect(&w, g, s, &qt_app_callbacks, &good, &good.conn),
+                     0);
+    if (per_source) {
+      r.good = &good;
+      assert_true(qt_run(&w, ra_sample, &r, 5 * UVQ_SECONDS));
+      assert_int_equal(good.closed, 0);
+      qt_app_assert_received(&good, REPLY_SEED, g_pool.reply_len);
+      uvq_endpoint_get_stats(w.nodes[s].ep, &es);
+      assert_int_equal(es.handshakes_in_flight, cap); /* still attacked */
+    } else {
+      assert_true(qt_run(&w, closed_or_established, &good, 5 * UVQ_SECONDS));
+      assert_int_equal(good.established, 0);
+      assert_int_equal(good.ci.error, UVQ_ERR_PEER_REFUSED);
+      uvq_endpoint_get_stats(w.nodes[s].ep, &es);
+      assert_true(es.refused_handshakes > before.refused_handshakes);
+      assert_int_equal(es.handshakes_in_flight, cap);
+    }
+    print_message("# Retry-answering flood (%s, %s): %d connections from one "
+                  "address, %llu Retries, %llu handshakes in flight at most; "
+                  "server memory through uvq_mem: peak %lld KiB\n",
+                  auto_retry ? "retry auto" : "retry always",
+                  per_source ? "per-source limit 64" : "max_handshakes 48",
+                  RA_N, (unsigned long long)es.retries_sent,
+                  (unsigned long long)r.max_in_flight,
+                  (long long)(m.peak_bytes / 1024));
+    world_free(&w);
+    assert_int_equal(m.live, 0);
+    for (size_t i = 0; i < RA_N; i++) {
+      qt_app_free(&att[i]);
+    }
+    qt_app_free(&good);
+    free(att);
+  }
+}
+
+/* ---- (a3) idle connections kept alive, past the limits ------------------ */
+
+#define IDLE_N 60
+#define IDLE_MAX_CONNS 40
+#define IDLE_PER_SOURCE 32
+
+/* Connects IDLE_N clients of node |c| that do nothing but keep alive;
+ * returns how many got in. Every other one was refused. */
+static size_t idle_connect(qt_world *w, int c, int s, qt_app *cl) {
+  size_t in = 0;
+  for (size_t i = 0; i < IDLE_N; i++) {
+    memset(&cl[i], 0, sizeof(cl[i]));
+    assert_int_equal(
+        qt_connect(w, c, s, &qt_app_callbacks, &cl[i], &cl[i].conn), 0);
+  }
+  for (size_t i = 0; i < IDLE_N; i++) {
+    assert_true(qt_run(w, closed_or_established, &cl[i], 5 * UVQ_SECONDS));
+  }
+  for (size_t i = 0; i < IDLE_N; i++) {
+    if (cl[i].established) {
+      in++;
+    } else {
+      assert_int_equal(cl[i].ci.error, UVQ_ERR_PEER_REFUSED);
+    }
+  }
+  return in;
+}
+
+typedef struct idle_watch {
+  qt_world *w;
+  int s;
+  size_t max_conns;
+  qt_app *good;
+} idle_watch;
+
+static int idle_sample(void *ud) {
+  idle_watch *iw = ud;
+  size_t n = uvq_endpoint_conn_count(iw->w->nodes[iw->s].ep);
+  if (n > iw->max_conns) {
+    iw->max_conns = n;
+  }
+  return iw->good ? downloaded(iw->good) : 0;
+}
+
+/* Idle connections that only keep alive (PINGs every 5 s: the server's
+ * 30 s idle timeout never fires), from one address and then from a
+ * second: the per-source limit holds the first to 32
+ * (refused_source_connections), max_connections (40) the total. While
+ * there is room a well-behaved client downloads; once max_connections is
+ * full it is refused too (CONNECTION_REFUSED, as documented for
+ * max_connections), counted in initials_refused and in no per-source
+ * counter. The server's memory is what the connections took: a minute of
+ * keep-alive adds none. */
+static void test_flood_idle_keepalive(void **state) {
+  qt_world w;
+  qt_mem m;
+  uvq_settings st, cs;
+  uvq_endpoint_stats es, before;
+  qt_app *a1 = calloc(IDLE_N, sizeof(*a1)), *a2 = calloc(IDLE_N, sizeof(*a2));
+  qt_app good, late;
+  idle_watch iw;
+  int64_t live_held;
+  (void)state;
+
+  assert_non_null(a1);
+  assert_non_null(a2);
+  world_init(&w, 60);
+  g_pool.reply_len = 256 * 1024;
+  qt_mem_init(&m);
+  uvq_settings_default(&st);
+  st.max_connections = IDLE_MAX_CONNS;
+  st.max_connections_per_source = IDLE_PER_SOURCE;
+  w.mem = &m.mem;
+  int s = qt_add_server(&w, &st, qt_app_pool_accept, &g_pool);
+  w.mem = NULL;
+  uvq_settings_default(&cs);
+  cs.keep_alive = 5 * UVQ_SECONDS;
+  int c1 = qt_add_client(&w, &cs, NULL);
+  int c2 = qt_add_client(&w, &cs, NULL);
+  int g = qt_add_client(&w, NULL, NULL);
+  node_ip(&w, c1, 0x0a090001u);
+  node_ip(&w, c2, 0x0a090002u);
+  node_ip(&w, g, 0x0a090003u);
+  memset(&iw, 0, sizeof(iw));
+  iw.w = &w;
+  iw.s = s;
+
+  /* One address: 32 in, 28 refused by the per-source limit. */
+  assert_int_equal(idle_connect(&w, c1, s, a1), IDLE_PER_SOURCE);
+  uvq_endpoint_get_stats(w.nodes[s].ep, &es);
+  assert_int_equal(es.refused_source_connections, IDLE_N - IDLE_PER_SOURCE);
+  assert_int_equal(uvq_endpoint_conn_count(w.nodes[s].ep), IDLE_PER_SOURCE);
+
+  /* Held for twice the idle timeout by keep-alive alone: the same
+   * connections, the same memory. */
+  qt_run(&w, NULL, NULL, 1 * UVQ_SECONDS);
+  live_held = m.live_bytes;
+  qt_mem_reset_peaks(&m);
+  qt_run(&w, idle_sample, &iw, 60 * UVQ_SECONDS);
+  assert_int_equal(uvq_endpoint_conn_count(w.nodes[s].ep), IDLE_PER_SOURCE);
+  assert_int_equal(iw.max_conns, IDLE_PER_SOURCE);
+  for (size_t i = 0; i < IDLE_N; i++) {
+    assert_int_equal(a1[i].closed, !a1[i].established);
+  }
+  assert_int_equal(m.live_bytes, live_held);
+  print_message("# idle keep-alive: %d connections held by the server, "
+                "%lld KiB through uvq_mem (%lld KiB each), peak over a "
+                "minute of PINGs %lld KiB\n",
+                IDLE_PER_SOURCE, (long long)(live_held / 1024),
+                (long long)(live_held / 1024 / IDLE_PER_SOURCE),
+                (long long)(m.peak_bytes / 1024));
+
+  /* Room left under max_connections: a client from another address. */
+  client_init(&good);
+  iw.good = &good;
+  assert_int_equal(qt_connect(&w, g, s, &qt_app_callbacks, &good, &good.conn),
+                   0);
+  assert_true(qt_run(&w, idle_sample, &iw, 5 * UVQ_SECONDS));
+  qt_app_assert_received(&good, REPLY_SEED, g_pool.reply_len);
+  assert_int_equal(uvq_conn_close(good.conn, 0, NULL), 0);
+  iw.good = NULL;
+  qt_run(&w, idle_sample, &iw, 5 * UVQ_SECONDS);
+  assert_int_equal(uvq_endpoint_conn_count(w.nodes[s].ep), IDLE_PER_SOURCE);
+
+  /* A second address fills max_connections: 8 in, 52 refused by it. */
+  uvq_endpoint_get_stats(w.nodes[s].ep, &before);
+  assert_int_equal(idle_connect(&w, c2, s, a2),
+                   IDLE_MAX_CONNS - IDLE_PER_SOURCE);
+  uvq_endpoint_get_stats(w.nodes[s].ep, &es);
+  assert_int_equal(es.initials_refused - before.initials_refused,
+                   IDLE_N - (IDLE_MAX_CONNS - IDLE_PER_SOURCE));
+  assert_int_equal(es.refused_source_connections,
+                   before.refused_source_connections);
+  assert_int_equal(uvq_endpoint_conn_count(w.nodes[s].ep), IDLE_MAX_CONNS);
+
+  /* Full: a well-behaved client is refused too, counted by reason. */
+  memset(&late, 0, sizeof(late));
+  uvq_endpoint_get_stats(w.nodes[s].ep, &before);
+  assert_int_equal(qt_connect(&w, g, s, &qt_app_callbacks, &late, &late.conn),
+                   0);
+  assert_true(qt_run(&w, closed_or_established, &late, 5 * UVQ_SECONDS));
+  assert_int_equal(late.established, 0);
+  assert_int_equal(late.ci.error, UVQ_ERR_PEER_REFUSED);
+  uvq_endpoint_get_stats(w.nodes[s].ep, &es);
+  assert_int_equal(es.initials_refused, before.initials_refused + 1);
+  assert_int_equal(es.refused_source_connections,
+                   before.refused_source_connections);
+  assert_int_equal(es.refused_source_handshakes,
+                   before.refused_source_handshakes);
+  assert_int_equal(es.refused_handshakes, before.refused_handshakes);
+  iw.max_conns = 0;
+  qt_run(&w, idle_sample, &iw, 10 * UVQ_SECONDS);
+  assert_int_equal(iw.max_conns, IDLE_MAX_CONNS);
+
+  world_free(&w);
+  assert_int_equal(m.live, 0);
+  for (size_t i = 0; i < IDLE_N; i++) {
+    qt_app_free(&a1[i]);
+    qt_app_free(&a2[i]);
+  }
+  qt_app_free(&good);
+  qt_app_free(&late);
+  free(a1);
+  free(a2);
+}
+
 /* ---- (b) garbage flood during a download -------------------------------- */
 
 typedef struct garbage_state {
@@ -701,6 +1025,8 @@ int main(void) {
       cmocka_unit_test(test_flood_initials_retry_auto),
       cmocka_unit_test(test_flood_max_connections),
       cmocka_unit_test(test_flood_admission),
+      cmocka_unit_test(test_flood_retry_answering),
+      cmocka_unit_test(test_flood_idle_keepalive),
       cmocka_unit_test(test_flood_garbage_during_download),
       cmocka_unit_test(test_flood_new_token_rejections),
       cmocka_unit_test(test_flood_retry_token_other_port),

@@ -74,6 +74,8 @@ typedef struct log_seen {
   unsigned int status;
   int complete;
   uint64_t bytes;
+  uint64_t acked;               /* what the client acknowledged */
+  int delivered;                /* ... all of it and the FIN */
   unsigned int sid_status[128]; /* per request stream (id / 4) */
 } log_seen;
 
@@ -98,6 +100,8 @@ static void log_end(const uvq_hq_log_entry *e, void *log, void *ud) {
   }
   LOG.complete = e->complete;
   LOG.bytes = e->bytes;
+  LOG.acked = e->acked;
+  LOG.delivered = e->delivered;
 }
 
 /* ---- a world: the hq server and a client that asks for /f.bin ---------- */
@@ -282,6 +286,9 @@ static void test_hq_download(void **state) {
   assert_int_equal(LOG.status, 200);
   assert_int_equal(LOG.complete, 1);
   assert_int_equal(LOG.bytes, FILE_SIZE);
+  /* Every byte and the FIN acknowledged: the log's honest figures. */
+  assert_int_equal(LOG.acked, FILE_SIZE);
+  assert_int_equal(LOG.delivered, 1);
   {
     uint64_t files, bytes;
     uvq_hq_server_get_counts(HQ, &files, &bytes);
@@ -305,6 +312,9 @@ static void test_hq_empty_file(void **state) {
   server_stats(&x, &st);
   assert_int_equal(st.pool_outstanding, 0);
   assert_int_equal(LOG.complete, 1);
+  /* Nothing but a FIN, and it was acknowledged. */
+  assert_int_equal(LOG.acked, 0);
+  assert_int_equal(LOG.delivered, 1);
   teardown(&x);
 }
 
@@ -326,6 +336,13 @@ static void test_hq_stop_sending(void **state) {
   assert_int_equal(LOG.ends, 1);
   assert_int_equal(LOG.status, 200);
   assert_int_equal(LOG.complete, 0);
+  /* Cut short: what the client acknowledged before its STOP_SENDING (the
+   * ACK of our RESET_STREAM covers every packet it had) and no more than
+   * was sent. */
+  assert_false(LOG.delivered);
+  assert_true(LOG.acked >= CLI.stop_at);
+  assert_true(LOG.acked < FILE_SIZE);
+  assert_true(LOG.acked <= LOG.bytes);
   teardown(&x);
 }
 
@@ -344,6 +361,10 @@ static void test_hq_conn_close(void **state) {
   assert_int_equal(st.pool_outstanding, 0);
   assert_int_equal(LOG.ends, 1);
   assert_int_equal(LOG.complete, 0);
+  /* The client acknowledged only what it received, in order. */
+  assert_false(LOG.delivered);
+  assert_true(LOG.acked <= CLI.a.received);
+  assert_true(LOG.acked < FILE_SIZE);
   teardown(&x);
 }
 
@@ -364,6 +385,8 @@ static void test_hq_file_shrinks(void **state) {
   server_stats(&x, &st);
   assert_int_equal(st.pool_outstanding, 0);
   assert_int_equal(LOG.bytes, cut);
+  assert_int_equal(LOG.acked, cut);
+  assert_int_equal(LOG.delivered, 1);
   teardown(&x);
 }
 
@@ -373,10 +396,12 @@ static void test_hq_file_shrinks(void **state) {
 static void test_hq_endpoint_del_in_flight(void **state) {
   world x;
   uvq_endpoint_stats st;
+  uint64_t received;
   (void)state;
   write_file(FILE_SIZE);
   setup(&x, STOP_NONE, 0);
   run(&x, some_received);
+  received = CLI.a.received;
   server_stats(&x, &st);
   assert_true(st.pool_outstanding > 0);
   assert_int_equal(LOG.ends, 0);
@@ -390,6 +415,10 @@ static void test_hq_endpoint_del_in_flight(void **state) {
   assert_int_equal(LOG.ends, 1);
   assert_int_equal(LOG.conn_null, 1);
   assert_int_equal(LOG.complete, 0);
+  /* Without its connection the log has the last acknowledgement seen. */
+  assert_false(LOG.delivered);
+  assert_true(LOG.acked > 0);
+  assert_true(LOG.acked <= received);
   assert_int_equal(x.m.live, 0);
 }
 

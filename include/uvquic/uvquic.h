@@ -1179,6 +1179,22 @@ UVQ_EXTERN void *uvq_stream_get_user_data(uvq_conn *conn, int64_t stream_id);
 UVQ_EXTERN size_t uvq_stream_get_buffered(uvq_conn *conn, int64_t stream_id);
 
 /**
+ * uvq_stream_get_acked returns how many bytes of the stream's send side the
+ * peer has acknowledged, counted from its first byte up to the first one
+ * not yet acknowledged (bytes acknowledged past a gap count once the gap
+ * is filled). If |pfin_acked| is not NULL it is set to nonzero once the
+ * peer has acknowledged every byte written and the FIN after them: the
+ * whole stream was delivered. A stream reset before that, by either side,
+ * or a connection that ended first never gets there.
+ *
+ * Usable while the stream is known: in its on_stream_closed and in the
+ * connection's on_closed too (an access log reads it there). Returns 0,
+ * with *pfin_acked 0, for an unknown stream.
+ */
+UVQ_EXTERN uint64_t uvq_stream_get_acked(uvq_conn *conn, int64_t stream_id,
+                                         int *pfin_acked);
+
+/**
  * uvq_stream_get_send_room returns how many bytes uvq_stream_write would
  * take on the stream now (the least of its buffer, the peer's credit plus
  * the lookahead, and the connection's and the endpoint's budgets; see

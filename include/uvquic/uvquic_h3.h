@@ -533,6 +533,25 @@ UVQ_EXTERN int64_t uvq_h3_stream_get_id(uvq_h3_stream *st);
 UVQ_EXTERN void uvq_h3_stream_set_user_data(uvq_h3_stream *st, void *ud);
 UVQ_EXTERN void *uvq_h3_stream_get_user_data(uvq_h3_stream *st);
 
+/**
+ * uvq_h3_stream_get_acked returns how many bytes of the body this side
+ * sends on |st| (server: the response body; client: the request body) the
+ * peer has acknowledged — delivered, not merely sent — and sets
+ * *pcomplete (if not NULL) to nonzero once the peer has acknowledged the
+ * whole stream, FIN included: the message was delivered. An exchange cut
+ * short (a reset by either side, STOP_SENDING, the connection ending
+ * first) is never complete.
+ *
+ * It is the stream's acknowledged prefix (uvq_stream_get_acked) less the
+ * header sections and frame headers written so far: exact once complete;
+ * before, or for an exchange cut short, it may be short by the DATA frame
+ * headers sent past the acknowledged point (at most 9 bytes per frame in
+ * flight), never more than was acknowledged. Usable until |st| is freed,
+ * in on_stream_close and on_complete included (an access log reads it
+ * there); 0 for a client request still queued.
+ */
+UVQ_EXTERN uint64_t uvq_h3_stream_get_acked(uvq_h3_stream *st, int *pcomplete);
+
 /** Counters of one h3 connection. */
 typedef struct uvq_h3_conn_stats {
   uint64_t requests_started;   /* server: received; client: submitted */

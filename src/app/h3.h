@@ -151,6 +151,9 @@ struct uvq_h3_stream {
   uvq_h3_body body;   /* a BUFFER body's data is body_hold's */
   h3_hold *body_hold; /* BUFFER bodies with len > 0 */
   size_t body_off;
+  /* Bytes written to the stream that are not body: header sections, frame
+   * headers (uvq_h3_stream_get_acked). */
+  uint64_t framing;
   h3_chunk *chunk_head, *chunk_tail;
   size_t chunk_acked; /* bytes of chunk_head already acknowledged */
   h3_nvlist trailers;

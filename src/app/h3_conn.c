@@ -264,7 +264,11 @@ static ssize_t h3_write_vec(uvq_h3_conn *h, int64_t sid, const uint8_t *p,
       return w;
     }
   }
-  return uvq_stream_write(h->conn, sid, p, len, fin);
+  w = uvq_stream_write(h->conn, sid, p, len, fin);
+  if (st && w > 0) {
+    st->framing += (uint64_t)w;
+  }
+  return w;
 }
 
 static size_t h3_may_read(uvq_h3_conn *h, uvq_h3_stream *st, int64_t sid);
@@ -1481,6 +1485,20 @@ void uvq_h3_stream_set_user_data(uvq_h3_stream *st, void *ud) {
   st->user_data = ud;
 }
 void *uvq_h3_stream_get_user_data(uvq_h3_stream *st) { return st->user_data; }
+
+uint64_t uvq_h3_stream_get_acked(uvq_h3_stream *st, int *pcomplete) {
+  uvq_h3_conn *h = st->h;
+  uint64_t acked = 0;
+  int fin = 0;
+
+  if (st->id >= 0 && h->conn != NULL) {
+    acked = uvq_stream_get_acked(h->conn, st->id, &fin);
+  }
+  if (pcomplete != NULL) {
+    *pcomplete = fin;
+  }
+  return acked > st->framing ? acked - st->framing : 0;
+}
 
 void uvq_h3_conn_get_stats(uvq_h3_conn *h, uvq_h3_conn_stats *out) {
   *out = h->stats;

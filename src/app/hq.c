@@ -86,6 +86,7 @@ typedef struct hq_sstream {
   /* For the access log: what became of the request. */
   unsigned int status;
   int complete;
+  uint64_t acked; /* the peer's acknowledged prefix, as last reported */
   int parsed;
   int logging;
   void *log;
@@ -175,6 +176,11 @@ static void sstream_free(hq_sstream *st) {
     e.status = st->status;
     e.complete = st->complete;
     e.bytes = st->off;
+    e.acked = st->acked;
+    e.delivered = 0;
+    if (c->conn != NULL) {
+      e.acked = uvq_stream_get_acked(c->conn, st->id, &e.delivered);
+    }
     srv->log_end(&e, st->log, srv->log_user_data);
   }
 
@@ -207,6 +213,7 @@ static hq_sstream *sstream_new(uvq_conn *conn, hq_sconn *c, int64_t id) {
   st->pending = NULL;
   st->status = 0;
   st->complete = 0;
+  st->acked = 0;
   st->parsed = 0;
   st->logging = 0;
   st->log = NULL;
@@ -550,6 +557,22 @@ static void srv_on_stream_reset(uvq_conn *conn, int64_t stream_id,
   }
 }
 
+/* Kept for the access log of a stream the endpoint frees without
+ * on_closed (the core's count goes with it). */
+static int srv_on_stream_acked(uvq_conn *conn, int64_t stream_id,
+                               uint64_t offset, uint64_t len, void *user_data,
+                               void *stream_user_data) {
+  hq_sstream *st = stream_user_data;
+
+  (void)conn;
+  (void)stream_id;
+  (void)user_data;
+  if (st != NULL && offset + len > st->acked) {
+    st->acked = offset + len;
+  }
+  return 0;
+}
+
 static void srv_on_stream_closed(uvq_conn *conn, int64_t stream_id,
                                  uint64_t app_error, void *user_data,
                                  void *stream_user_data) {
@@ -610,6 +633,7 @@ static const uvq_app_callbacks hq_server_callbacks = {
     .on_stream_open = srv_on_stream_open,
     .on_stream_data = srv_on_stream_data,
     .on_stream_writable = srv_on_stream_writable,
+    .on_stream_acked = srv_on_stream_acked,
     .on_stream_reset = srv_on_stream_reset,
     .on_stop_sending = srv_on_stop_sending,
     .on_stream_closed = srv_on_stream_closed,

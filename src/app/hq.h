@@ -135,8 +135,20 @@ typedef struct uvq_hq_log_entry {
   unsigned int status;
   /** Nonzero if the whole file was queued with FIN. */
   int complete;
-  /** File bytes queued on the stream. */
+  /** File bytes queued on the stream (not necessarily delivered). */
   uint64_t bytes;
+  /**
+   * Response bytes the client acknowledged (uvq_stream_get_acked): what
+   * reached it, counted from the first byte without gaps. With conn NULL,
+   * the count as of the last acknowledgement the endpoint processed.
+   */
+  uint64_t acked;
+  /**
+   * Nonzero if the client acknowledged the whole response and its FIN:
+   * the file was delivered. Zero when the stream was reset (a refusal,
+   * the client's STOP_SENDING) or the connection ended first.
+   */
+  int delivered;
 } uvq_hq_log_entry;
 
 /** Called when a request stream opens; the result is passed to the end

@@ -341,6 +341,9 @@ static int cb_stream_close(ngtcp2_conn *q, uint32_t flags, int64_t stream_id,
   if (s == NULL) {
     return 0;
   }
+  if (!(flags & NGTCP2_STREAM_CLOSE_FLAG_APP_ERROR_CODE_SET)) {
+    s->fin_acked = 1; /* closed without a reset: all data and FIN acked */
+  }
   if (conn->cb && conn->cb->on_stream_closed && !conn->closed_fired) {
     conn->cb->on_stream_closed(conn, stream_id, app_error_code, conn->user_data,
                                s->user_data);

@@ -95,6 +95,8 @@ struct uvq_stream {
   unsigned writable_pending : 1;
   unsigned stop_pending : 1; /* peer STOP_SENDING to report */
   unsigned early : 1;        /* some data arrived in 0-RTT packets */
+  unsigned fin_alone : 1;    /* our FIN went in a STREAM frame with no data */
+  unsigned fin_acked : 1;    /* the peer acknowledged a frame with our FIN */
 
   uvq_stream *ready_prev, *ready_next;
   uvq_stream *pending_next; /* conn->writable_pending list */

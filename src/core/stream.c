@@ -491,6 +491,7 @@ void uvq_stream_consumed(uvq_conn *conn, uvq_stream *s, size_t n,
   }
   if ((flags & NGTCP2_WRITE_STREAM_FLAG_FIN) && s->sent == s->written) {
     s->fin_sent = 1;
+    s->fin_alone = n == 0;
   }
   uvq_stream_unready(conn, s);
   /* Round robin: a stream with more to send goes to the back. */
@@ -500,6 +501,11 @@ void uvq_stream_consumed(uvq_conn *conn, uvq_stream *s, size_t n,
 void uvq_stream_ack(uvq_conn *conn, uvq_stream *s, uint64_t offset,
                     uint64_t len) {
   uint64_t end = offset + len;
+  /* ngtcp2 reports a frame that adds nothing to the acknowledged prefix
+   * only when it carried our FIN. */
+  if (len == 0) {
+    s->fin_acked = 1;
+  }
   if (end > s->acked) {
     conn->m.stream_bytes_acked += end - (offset > s->acked ? offset : s->acked);
     s->acked = end;
@@ -773,4 +779,19 @@ size_t uvq_stream_get_send_room(uvq_conn *conn, int64_t stream_id) {
     short_write(conn, s, budget); /* the asker hears when room opens */
   }
   return room > SIZE_MAX ? SIZE_MAX : (size_t)room;
+}
+
+uint64_t uvq_stream_get_acked(uvq_conn *conn, int64_t stream_id,
+                              int *pfin_acked) {
+  uvq_stream *s = conn ? uvq_stream_find(conn, stream_id) : NULL;
+
+  if (pfin_acked != NULL) {
+    /* The FIN went with the last byte in every frame that held that byte
+     * (ngtcp2 keeps it there when it splits or resends), so that byte
+     * acknowledged is the FIN acknowledged; a FIN sent alone needs its
+     * own acknowledgement. */
+    *pfin_acked = s != NULL && s->fin_sent && s->acked == s->written &&
+                  (s->fin_acked || (!s->fin_alone && s->written > 0));
+  }
+  return s ? s->acked : 0;
 }

@@ -45,12 +45,14 @@ for mode in plain retry; do
   stop_server "srv-$mode"
   log=$tmp/srv-$mode.out
   for proto in h3 hq; do
-    n=$(grep -Ec "^127\.0\.0\.1:[0-9]+ $proto GET /(big|mid|one|empty)\.bin 200 [0-9]+ [0-9.]+s$" "$log" || true)
+    # hq-interop's client closes once it has the last byte, maybe before
+    # acknowledging it: that line may honestly read "aborted".
+    n=$(grep -Ec "^127\.0\.0\.1:[0-9]+ $proto GET /(big|mid|one|empty)\.bin 200 [0-9]+ [0-9.]+s( aborted: connection closed)?$" "$log" || true)
     peers=$(grep -E " $proto GET " "$log" | cut -d' ' -f1 | sort -u | wc -l)
     if [ "$n" -eq 4 ] && [ "$peers" -eq 1 ]; then
-      pass "access log ($mode): 4 complete $proto requests from one client address"
+      pass "access log ($mode): 4 logged $proto requests (200) from one client address"
     else
-      fail "access log ($mode): $n complete $proto requests from $peers addresses: $(cat "$log")"
+      fail "access log ($mode): $n logged $proto requests (200) from $peers addresses: $(cat "$log")"
     fi
   done
   if [ "$mode" = retry ]; then
