@@ -841,8 +841,9 @@ typedef struct uvq_app_callbacks {
   int (*on_datagram_lost)(uvq_conn *conn, uint64_t id, void *user_data);
   /**
    * Client: the server sent a session ticket (after the handshake). |data|
-   * is an opaque resumption blob — the TLS session and the server's
-   * transport parameters 0-RTT needs — valid during the call only. Keep
+   * is an opaque resumption blob — the TLS session, whether the ticket
+   * grants early data, and the server's transport parameters 0-RTT
+   * needs — valid during the call only. Keep
    * the latest per server (it is secret: it resumes the session) and pass
    * it in uvq_connect_params.resumption next time. May fire more than once.
    */
@@ -1343,10 +1344,17 @@ typedef struct uvq_connect_params {
   const uint8_t *resumption;
   size_t resumptionlen;
   /**
-   * With |resumption|: attempt 0-RTT. uvq_conn_open_stream and
-   * uvq_stream_write then work at once, and what is written before the
-   * handshake completes goes out as early data. uvq_conn_info.early_data
-   * and on_early_data_rejected tell whether it arrived.
+   * With |resumption|: attempt 0-RTT, if the ticket in it grants early
+   * data (the server's NewSessionTicket carried the early_data extension;
+   * RFC 8446 §4.2.10 forbids offering it otherwise). Then
+   * uvq_conn_info.early_data is UVQ_EARLY_DATA_ATTEMPTED as soon as
+   * uvq_endpoint_connect returns, uvq_conn_open_stream and
+   * uvq_stream_write work at once, and what is written before the
+   * handshake completes goes out as early data; uvq_conn_info.early_data
+   * and on_early_data_rejected tell whether it arrived. With a ticket that
+   * grants none (or a blob from before uvquic recorded it), early_data
+   * stays UVQ_EARLY_DATA_NONE: the session resumes in 1-RTT, and streams
+   * open once the handshake completes.
    */
   int early_data;
 } uvq_connect_params;

@@ -9,6 +9,7 @@ int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,
                          uvq_tstamp now, uvq_conn **pconn) {
   ngtcp2_cid dcid, scid;
   uvq_conn *conn;
+  int early_data;
   int rv;
 
   if (ep == NULL || params == NULL || params->path == NULL ||
@@ -39,9 +40,12 @@ int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,
   if (rv != 0) {
     return rv;
   }
-  ep->connect_tls_opts = params->resumption && params->early_data
-                             ? UVQ_TLS_SESSION_EARLY_DATA
-                             : 0u;
+  /* GnuTLS offers early data on any ticket once the session allows it:
+   * allow it only for a ticket that grants it (RFC 8446 §4.2.10). */
+  early_data =
+      params->resumption && params->early_data &&
+      uvq_resume_grants_early_data(params->resumption, params->resumptionlen);
+  ep->connect_tls_opts = early_data ? UVQ_TLS_SESSION_EARLY_DATA : 0u;
   rv = uvq_conn_new(&conn, ep, 0, &dcid, &scid, params->path, UVQ_QUIC_V1, NULL,
                     NULL, params->token, params->tokenlen, params->server_name,
                     now);
@@ -52,7 +56,7 @@ int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,
   if (params->resumption != NULL) {
     /* Before the first flush: the ClientHello is built then. */
     rv = uvq_resume_apply(conn, params->resumption, params->resumptionlen,
-                          params->early_data);
+                          early_data);
     if (rv != 0) {
       uvq_conn_del(conn);
       return rv;

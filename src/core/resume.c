@@ -6,16 +6,22 @@
  * ngtcp2_conn_encode_0rtt_transport_params encodes them.
  *
  * Layout, integers big-endian:
- *   "uvqr" | version (2) | u16 t | t bytes of transport parameters |
- *   u32 n | n bytes of gnutls_session_get_data2 output
- * (Version 1 held 8 x u64 parameters of our own; it is not read.)
+ *   "uvqr" | version (3) | flags (1) | u16 t | t bytes of transport
+ *   parameters | u32 n | n bytes of gnutls_session_get_data2 output
+ * flags: BLOB_EARLY_DATA if the server's NewSessionTicket granted early
+ * data (ticket_scan.h); other bits are written 0 and ignored when read.
+ * Version 2 is the same without the flags byte: it is still read, as a
+ * ticket that grants no early data (it did not say, and offering early
+ * data on a ticket without it is what RFC 8446 §4.2.10 forbids). Version
+ * 1 held 8 x u64 parameters of our own; it is not read.
  */
 #include <string.h>
 
 #include "core/core.h"
 
 #define BLOB_MAGIC "uvqr"
-#define BLOB_VERSION 2
+#define BLOB_VERSION 3
+#define BLOB_EARLY_DATA 0x01u
 /* Room for the encoded 0-RTT parameters: 8 varint parameters of at most
  * 2 + 1 + 8 bytes each take 88; 0-RTT never needs more. */
 #define BLOB_MAX_PARAMS 128
@@ -37,7 +43,7 @@ int uvq_resume_encode(uvq_conn *conn, uint8_t **pblob, size_t *plen) {
   if (gnutls_session_get_data2(conn->tls, &sd) != 0) {
     return UVQ_ERR_TLS;
   }
-  len = 4 + 1 + 2 + (size_t)tplen + 4 + sd.size;
+  len = 4 + 1 + 1 + 2 + (size_t)tplen + 4 + sd.size;
   blob = uvq_malloc(conn->ep->mem, len);
   if (blob == NULL) {
     gnutls_free(sd.data);
@@ -47,6 +53,7 @@ int uvq_resume_encode(uvq_conn *conn, uint8_t **pblob, size_t *plen) {
   memcpy(p, BLOB_MAGIC, 4);
   p += 4;
   *p++ = BLOB_VERSION;
+  *p++ = conn->tickets.granted ? BLOB_EARLY_DATA : 0;
   *p++ = (uint8_t)(tplen >> 8);
   *p++ = (uint8_t)tplen;
   memcpy(p, tp, (size_t)tplen);
@@ -63,20 +70,44 @@ int uvq_resume_encode(uvq_conn *conn, uint8_t **pblob, size_t *plen) {
   return 0;
 }
 
+/* The blob's header length (magic, version, flags) and its flags, or 0
+ * for a blob of no version we read. */
+static size_t blob_header(const uint8_t *blob, size_t len, unsigned *pflags) {
+  if (blob == NULL || len < 4 + 1 || memcmp(blob, BLOB_MAGIC, 4) != 0) {
+    return 0;
+  }
+  if (blob[4] == 2) {
+    *pflags = 0;
+    return 5;
+  }
+  if (blob[4] == BLOB_VERSION && len >= 6) {
+    *pflags = blob[5];
+    return 6;
+  }
+  return 0;
+}
+
+int uvq_resume_grants_early_data(const uint8_t *blob, size_t len) {
+  unsigned flags;
+
+  return blob_header(blob, len, &flags) != 0 && (flags & BLOB_EARLY_DATA);
+}
+
 int uvq_resume_apply(uvq_conn *conn, const uint8_t *blob, size_t len,
                      int early_data) {
   ngtcp2_transport_params params;
   const uint8_t *p = blob, *tp;
-  size_t tplen, n;
+  size_t hlen, tplen, n;
+  unsigned flags = 0;
   int rv;
 
-  if (blob == NULL || len < 4 + 1 + 2 || memcmp(p, BLOB_MAGIC, 4) != 0 ||
-      p[4] != BLOB_VERSION) {
+  hlen = blob_header(blob, len, &flags);
+  if (hlen == 0 || len < hlen + 2) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  tplen = (size_t)p[5] << 8 | p[6];
-  p += 7;
-  len -= 7;
+  tplen = (size_t)p[hlen] << 8 | p[hlen + 1];
+  p += hlen + 2;
+  len -= hlen + 2;
   if (tplen + 4 > len) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
@@ -93,7 +124,7 @@ int uvq_resume_apply(uvq_conn *conn, const uint8_t *blob, size_t len,
   if (gnutls_session_set_data(conn->tls, p, n) != 0) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  if (!early_data) {
+  if (!early_data || !(flags & BLOB_EARLY_DATA)) {
     return 0;
   }
   rv = ngtcp2_conn_decode_and_set_0rtt_transport_params(conn->q, tp, tplen);
