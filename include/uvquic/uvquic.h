@@ -273,11 +273,31 @@ typedef struct uvq_settings {
   uvq_cc_algo cc_algo;
   /** Idle timeout (ns). Default 30 s. */
   uint64_t idle_timeout;
-  /** Handshake timeout (ns); UVQ_TSTAMP_MAX disables it. Default 10 s. */
+  /**
+   * Handshake timeout (ns), from the connection's creation; a handshake
+   * not complete by then ends with UVQ_ERR_HANDSHAKE_TIMEOUT (origin
+   * UVQ_CLOSE_TIMEOUT). UVQ_TSTAMP_MAX disables it. Default 20 s: with the
+   * default initial_rtt a client sends its first flight at 0, 0.3, 0.9,
+   * 2.1, 4.5, 9.3 and 18.9 s (the PTO, 3 x initial_rtt, doubles after each
+   * probe; ngtcp2 1.11 has no cap on that backoff), so a server that never
+   * answers is given up 20 s after the connect, and a handshake through 30 %
+   * loss each way gets seven tries (about 1 in 1,800 still fails; 1 in 65
+   * with the earlier 333 ms / 10 s). The next try would be at 38.1 s, past
+   * the default idle timeout, which also ends a handshake that hears
+   * nothing: a longer timeout would only wait longer. quic-go gives up
+   * after 5 s without a packet or 10 s in all, quinn and ngtcp2's example
+   * client after their 30 s idle timeout.
+   */
   uint64_t handshake_timeout;
   /** Keep-alive PING interval (ns); 0 disables. Default 0. */
   uint64_t keep_alive;
-  /** Initial RTT estimate (ns). Default 333 ms (RFC 9002). */
+  /**
+   * Initial RTT estimate (ns), until the first sample. Default 100 ms, as
+   * quic-go and Chromium use, rather than RFC 9002's 333 ms: the first
+   * PTO is 300 ms instead of 1 s, so lost first flights are resent sooner
+   * (see handshake_timeout). On a path slower than 300 ms round trip the
+   * first flight goes out once more than needed.
+   */
   uint64_t initial_rtt;
   /** Connection-level flow-control window we grant. Default 16 MiB. */
   uint64_t initial_max_data;
