@@ -40,7 +40,8 @@
  *       it on the next connection (saves a Retry round trip).
  *   --session-file FILE  keep the resumption blob (session ticket and the
  *       server's transport parameters) per HOST:PORT; the next connection
- *       resumes the session and attempts 0-RTT.
+ *       resumes the session, and attempts 0-RTT if the ticket allows it
+ *       (the server's NewSessionTicket carried early_data).
  *   --stats-json FILE    one JSON object per connection: stats, retry /
  *       resumed / early_data booleans, ALPN, version, cipher, close reason.
  *   --key-update MS      start a key update every MS once established.
@@ -1158,17 +1159,26 @@ static int group_connect(client *c, group *g, uvq_uv_endpoint *ep,
     params.resumption = ses->val;
     params.resumptionlen = ses->len;
     params.early_data = 1;
-    g->early_attempted = 1;
-    vlog(g, "resuming the stored session, attempting 0-RTT%s", "");
   }
   rv = uvq_connect_with(ep, (struct sockaddr *)&g->addr, &params, &g->conn);
   if (rv == UVQ_ERR_INVALID_ARGUMENT && ses != NULL) {
     /* A stored session that no longer parses: connect without it. */
+    vlog(g, "the stored session does not parse: a full handshake%s", "");
     params.resumption = NULL;
     params.resumptionlen = 0;
     params.early_data = 0;
-    g->early_attempted = 0;
+    ses = NULL;
     rv = uvq_connect_with(ep, (struct sockaddr *)&g->addr, &params, &g->conn);
+  }
+  if (rv == 0 && ses != NULL) {
+    uvq_conn_info info;
+
+    /* The library attempts 0-RTT only on a ticket that allows it. */
+    uvq_conn_get_info(g->conn, &info);
+    g->early_attempted = info.early_data == UVQ_EARLY_DATA_ATTEMPTED;
+    vlog(g, "resuming the stored session, %s",
+         g->early_attempted ? "attempting 0-RTT"
+                            : "without 0-RTT (its ticket does not allow it)");
   }
   return rv;
 }

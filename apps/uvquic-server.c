@@ -8,6 +8,7 @@
  *                 [--metrics-file FILE] [transport options] [-v|-vv]
  *                 [--qlog-dir DIR] [--header-timeout S] [--request-timeout S]
  *                 [--max-field-section-size N] [--max-request-line N]
+ *                 [--no-early-data]
  *
  * Transport options (shared with uvquic-client, see cli.h): --cc,
  * --max-data, --max-stream-data, --max-streams, --idle-timeout,
@@ -381,7 +382,10 @@ static void usage(FILE *f) {
       "  --max-request-line N       hq: longest request line, CRLF included\n"
       "                             (16..65536, default 4096)\n"
       "  --metrics-file FILE        rewrite FILE every second with the\n"
-      "                             Prometheus counters\n" CLI_COMMON_USAGE);
+      "                             Prometheus counters\n"
+      "  --no-early-data            refuse 0-RTT; session tickets then allow\n"
+      "                             resumption only (no early_data "
+      "extension)\n" CLI_COMMON_USAGE);
 }
 
 static int on_accept(uvq_listener *l, uvq_conn *conn,
@@ -590,6 +594,7 @@ int main(int argc, char **argv) {
        CLI_OPT_FIRST_TOOL + 22},
       {"max-request-line", required_argument, NULL, CLI_OPT_FIRST_TOOL + 23},
       {"quic-versions", required_argument, NULL, CLI_OPT_FIRST_TOOL + 30},
+      {"no-early-data", no_argument, NULL, CLI_OPT_FIRST_TOOL + 24},
       CLI_COMMON_OPTIONS,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -691,6 +696,9 @@ int main(int argc, char **argv) {
       break;
     case CLI_OPT_FIRST_TOOL + 30:
       cli_parse_quic_versions(optarg, "--quic-versions", &settings);
+      break;
+    case CLI_OPT_FIRST_TOOL + 24:
+      settings.early_data = 0;
       break;
     case 'q':
       s.quiet = 1;

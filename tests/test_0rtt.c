@@ -366,14 +366,15 @@ static void test_0rtt_blob_carries_server_limits(void **state) {
   qt_run(&w, NULL, NULL, 5 * UVQ_SECONDS);
   assert_int_equal(uvq_endpoint_conn_count(w.nodes[c].ep), 0);
 
-  /* "uvqr" | layout | u32 QUIC version | u16 t | parameters | u32 n |
-   * session data. */
-  assert_true(first.ticketlen > 15 && first.ticketlen <= sizeof(bad));
+  /* "uvqr" | layout | u32 QUIC version | flags | u16 t | parameters |
+   * u32 n | session data; flags 1: the ticket grants early data. */
+  assert_true(first.ticketlen > 16 && first.ticketlen <= sizeof(bad));
   assert_memory_equal(first.ticket, "uvqr", 4);
   assert_int_equal(first.ticket[4], 3);
   assert_memory_equal(first.ticket + 5, "\x00\x00\x00\x01", 4);
-  size_t tplen = (size_t)first.ticket[9] << 8 | first.ticket[10];
-  assert_true(tplen > 0 && 11 + tplen + 4 < first.ticketlen);
+  assert_int_equal(first.ticket[9], 1);
+  size_t tplen = (size_t)first.ticket[10] << 8 | first.ticket[11];
+  assert_true(tplen > 0 && 12 + tplen + 4 < first.ticketlen);
   for (int i = 0; i < 5; i++) {
     memcpy(bad, first.ticket, first.ticketlen);
     size_t badlen = first.ticketlen;
@@ -382,11 +383,11 @@ static void test_0rtt_blob_carries_server_limits(void **state) {
       bad[4] = 1;
       break;
     case 1: /* a parameter length running past its section */
-      bad[12] = 0x3f;
+      bad[13] = 0x3f;
       break;
     case 2: /* parameters cut short (the section shrinks by one byte) */
-      bad[10]--;
-      memmove(bad + 11 + tplen - 1, bad + 11 + tplen, badlen - 11 - tplen);
+      bad[11]--;
+      memmove(bad + 12 + tplen - 1, bad + 12 + tplen, badlen - 12 - tplen);
       badlen--;
       break;
     case 3: /* cut inside the QUIC version */
@@ -445,6 +446,270 @@ static void test_0rtt_refused_by_setting(void **state) {
   assert_int_equal(cli.len, sizeof(RESPONSE));
   assert_memory_equal(cli.buf, RESPONSE, sizeof(RESPONSE));
   qt_world_free(&w);
+}
+
+/* ---- tickets that grant no early data ---------------------------------- */
+
+/* What the servers' ClientHello hook saw: the extensions of the latest
+ * ClientHello (early_data 42, pre_shared_key 41). */
+static int g_ch_early_data, g_ch_psk, g_ch_seen;
+
+static int ch_ext(void *ctx, unsigned tls_id, const unsigned char *data,
+                  unsigned size) {
+  (void)ctx;
+  (void)data;
+  (void)size;
+  if (tls_id == 42) {
+    g_ch_early_data = 1;
+  } else if (tls_id == 41) {
+    g_ch_psk = 1;
+  }
+  return 0;
+}
+
+static int ch_hook(gnutls_session_t session, unsigned htype, unsigned when,
+                   unsigned incoming, const gnutls_datum_t *msg) {
+  (void)session;
+  (void)when;
+  if (htype == GNUTLS_HANDSHAKE_CLIENT_HELLO && incoming) {
+    g_ch_seen++;
+    g_ch_early_data = g_ch_psk = 0;
+    assert_int_equal(gnutls_ext_raw_parse(NULL, ch_ext, msg,
+                                          GNUTLS_EXT_RAW_FLAG_TLS_CLIENT_HELLO),
+                     0);
+  }
+  return 0;
+}
+
+static int tls_hook(uvq_conn *conn, struct gnutls_session_int *session,
+                    void *ud) {
+  (void)conn;
+  (void)ud;
+  gnutls_handshake_set_hook_function(session, GNUTLS_HANDSHAKE_CLIENT_HELLO,
+                                     GNUTLS_HOOK_PRE, ch_hook);
+  return 0;
+}
+
+/* A server TLS context like the world's, with the ClientHello hook; its
+ * own ticket master key, so its tickets resume only on its servers. */
+static uvq_tls_ctx *hooked_server_tls(void) {
+  static const char *const alpn[] = {"test", "hq-interop"};
+  uvq_tls_config cfg;
+  uvq_tls_ctx *ctx = NULL;
+  uvq_tls_config_default(&cfg);
+  cfg.alpn = alpn;
+  cfg.alpnlen = 2;
+  cfg.hook = tls_hook;
+  assert_int_equal(uvq_tls_ctx_new(&ctx, 1, &cfg, NULL, NULL, 0), 0);
+  return ctx;
+}
+
+/* Counts the client's 0-RTT packets (long header type 1), walking the
+ * coalesced packets of each datagram it sends. */
+typedef struct zrtt_count {
+  int client;
+  int pkts;
+} zrtt_count;
+
+static uint64_t varint(const uint8_t *p, size_t len, size_t *pn) {
+  size_t n = (size_t)1 << (p[0] >> 6);
+  uint64_t v = p[0] & 0x3f;
+  if (n > len) {
+    *pn = len + 1;
+    return 0;
+  }
+  for (size_t i = 1; i < n; i++) {
+    v = v << 8 | p[i];
+  }
+  *pn = n;
+  return v;
+}
+
+static int zrtt_filter(qt_world *w, int from, qt_pkt *p, void *ud) {
+  zrtt_count *zc = ud;
+  const uint8_t *b = p->data;
+  size_t len = p->len, n;
+  (void)w;
+  if (from != zc->client) {
+    return 0;
+  }
+  while (len > 7 && (b[0] & 0x80)) {
+    unsigned type = (b[0] >> 4) & 3;
+    size_t off = 5;
+    off += 1 + b[off]; /* DCID */
+    if (off >= len) {
+      break;
+    }
+    off += 1 + b[off];            /* SCID */
+    if (type == 0 && off < len) { /* Initial: token */
+      uint64_t tl = varint(b + off, len - off, &n);
+      off += n + (size_t)tl;
+    }
+    if (off >= len) {
+      break;
+    }
+    uint64_t pl = varint(b + off, len - off, &n);
+    off += n + (size_t)pl;
+    if (type == 1) {
+      zc->pkts++;
+    }
+    if (off > len) {
+      break;
+    }
+    b += off;
+    len -= off;
+  }
+  return 0;
+}
+
+/* A server whose settings turn early data off issues tickets without the
+ * early_data extension (RFC 8446 §4.6.1). A client asked to attempt 0-RTT
+ * with one must not (RFC 8446 §4.2.10: quic-go's server answers the
+ * offer with alert 110): no early_data in its ClientHello, no 0-RTT
+ * packet, uvq_conn_info.early_data NONE from the start, streams only once
+ * the handshake completed. It still resumes. */
+static void test_0rtt_ticket_without_early_data(void **state) {
+  qt_world w;
+  side first, cli;
+  uvq_conn_info info;
+  zrtt_count zc = {0};
+  int64_t sid;
+  uvq_settings off = server_settings(0, 1);
+  (void)state;
+
+  memset(g_srv, 0, sizeof(g_srv));
+  qt_world_init(&w, 7);
+  uvq_tls_ctx_del(w.server_tls);
+  w.server_tls = hooked_server_tls();
+  int s = qt_add_server(&w, &off, on_accept, NULL);
+  int c = qt_add_client(&w, NULL, NULL);
+  zc.client = c;
+  w.filter = zrtt_filter;
+  w.filter_ud = &zc;
+  first_connection(&w, c, s, &first);
+  assert_true(first.tickets >= 1);
+  /* The blob says the ticket grants no early data. */
+  assert_int_equal(first.ticket[4], 3);
+  assert_int_equal(first.ticket[9], 0);
+
+  memset(&cli, 0, sizeof(cli));
+  memset(&g_srv[s], 0, sizeof(g_srv[s]));
+  g_ch_seen = 0;
+  assert_int_equal(connect_ex(&w, c, s, &cli, first.ticket, first.ticketlen, 1),
+                   0);
+  uvq_conn_get_info(cli.conn, &info);
+  assert_int_equal(info.early_data, UVQ_EARLY_DATA_NONE);
+  assert_int_equal(uvq_conn_open_stream(cli.conn, 1, &sid, NULL),
+                   UVQ_ERR_INVALID_STATE);
+  assert_true(qt_run(&w, got_ticket, &cli, 5 * UVQ_SECONDS));
+  assert_int_equal(g_ch_seen, 1);
+  assert_int_equal(g_ch_psk, 1);
+  assert_int_equal(g_ch_early_data, 0);
+  assert_int_equal(zc.pkts, 0);
+
+  /* Resumed on both sides, 0-RTT neither attempted nor refused. */
+  assert_int_equal(g_srv[s].resumed, 1);
+  assert_int_equal(g_srv[s].early_data, 0);
+  uvq_conn_get_info(cli.conn, &info);
+  assert_int_equal(info.resumed, 1);
+  assert_int_equal(info.early_data, UVQ_EARLY_DATA_NONE);
+  assert_int_equal(cli.rejected, 0);
+
+  /* The request goes out once the handshake is done, and is answered. */
+  assert_int_equal(send_request(cli.conn), 0);
+  assert_true(qt_run(&w, got_response, &cli, 5 * UVQ_SECONDS));
+  assert_int_equal(g_srv[s].s.first_data_stage, UVQ_STAGE_RUNNING);
+  assert_int_equal(cli.len, sizeof(RESPONSE));
+  assert_int_equal(uvq_conn_close(cli.conn, 0, NULL), 0);
+  qt_run(&w, NULL, NULL, 5 * UVQ_SECONDS);
+
+  /* The same server, early data on: its tickets grant it, and the client
+   * offers it (the hook and the counter see it, so their silence above
+   * means something). */
+  int s2 = qt_add_server(&w, NULL, on_accept, NULL);
+  first_connection(&w, c, s2, &first);
+  assert_int_equal(first.ticket[9], 1);
+  memset(&cli, 0, sizeof(cli));
+  assert_int_equal(
+      connect_ex(&w, c, s2, &cli, first.ticket, first.ticketlen, 1), 0);
+  assert_int_equal(send_request(cli.conn), 0);
+  assert_true(qt_run(&w, got_response, &cli, 5 * UVQ_SECONDS));
+  assert_int_equal(g_ch_early_data, 1);
+  assert_true(zc.pkts >= 1);
+  assert_int_equal(g_srv[s2].early_data, 1);
+
+  /* A layout 2 blob (no QUIC version, no flags byte: uvquic before it
+   * could tell) resumes without 0-RTT. */
+  uint8_t v2[4096];
+  assert_true(first.ticketlen <= sizeof(v2));
+  memcpy(v2, first.ticket, 5);
+  v2[4] = 2;
+  memcpy(v2 + 5, first.ticket + 10, first.ticketlen - 10);
+  memset(&cli, 0, sizeof(cli));
+  memset(&g_srv[s2], 0, sizeof(g_srv[s2]));
+  zc.pkts = 0;
+  assert_int_equal(connect_ex(&w, c, s2, &cli, v2, first.ticketlen - 5, 1), 0);
+  uvq_conn_get_info(cli.conn, &info);
+  assert_int_equal(info.early_data, UVQ_EARLY_DATA_NONE);
+  assert_true(qt_run(&w, got_ticket, &cli, 5 * UVQ_SECONDS));
+  assert_int_equal(g_ch_early_data, 0);
+  assert_int_equal(zc.pkts, 0);
+  assert_int_equal(g_srv[s2].resumed, 1);
+  qt_world_free(&w);
+}
+
+/* A server that cannot use the ticket (another ticket key) refuses the
+ * resumption and with it the early data: the connection completes as a
+ * full handshake, the early request is resent and answered. */
+static void test_0rtt_resumption_refused(void **state) {
+  qt_world w;
+  side first, cli;
+  uvq_conn_info info;
+  uvq_tls_ctx *shared;
+  (void)state;
+
+  memset(g_srv, 0, sizeof(g_srv));
+  qt_world_init(&w, 8);
+  int a = qt_add_server(&w, NULL, on_accept, NULL);
+  shared = w.server_tls;
+  w.server_tls = hooked_server_tls();
+  int b = qt_add_server(&w, NULL, on_accept, NULL);
+  int c = qt_add_client(&w, NULL, NULL);
+  first_connection(&w, c, a, &first);
+  assert_int_equal(first.ticket[9], 1);
+
+  memset(&cli, 0, sizeof(cli));
+  cli.resend_on_reject = 1;
+  g_ch_seen = 0;
+  assert_int_equal(connect_ex(&w, c, b, &cli, first.ticket, first.ticketlen, 1),
+                   0);
+  uvq_conn_get_info(cli.conn, &info);
+  assert_int_equal(info.early_data, UVQ_EARLY_DATA_ATTEMPTED);
+  assert_int_equal(send_request(cli.conn), 0);
+  assert_true(qt_run(&w, got_response, &cli, 5 * UVQ_SECONDS));
+  /* The offer was made, and refused with the resumption. */
+  assert_int_equal(g_ch_seen, 1);
+  assert_int_equal(g_ch_psk, 1);
+  assert_int_equal(g_ch_early_data, 1);
+  assert_int_equal(g_srv[b].accepted, 1);
+  assert_int_equal(g_srv[b].resumed, 0);
+  assert_int_equal(g_srv[b].early_data, 0);
+  assert_int_equal(g_srv[b].s.first_data_stage, UVQ_STAGE_RUNNING);
+  assert_int_equal(g_srv[b].s.len, sizeof(REQUEST));
+  assert_int_equal(cli.rejected, 1);
+  assert_int_equal(cli.established, 1);
+  uvq_conn_get_info(cli.conn, &info);
+  assert_int_equal(info.resumed, 0);
+  assert_int_equal(info.early_data, UVQ_EARLY_DATA_REJECTED);
+  assert_int_equal(cli.len, sizeof(RESPONSE));
+  assert_memory_equal(cli.buf, RESPONSE, sizeof(RESPONSE));
+  assert_int_equal(uvq_conn_close(cli.conn, 0, NULL), 0);
+  qt_run(&w, NULL, NULL, 5 * UVQ_SECONDS);
+  /* Endpoints first, then the contexts they use. */
+  uvq_tls_ctx *own = w.server_tls;
+  w.server_tls = shared;
+  qt_world_free(&w);
+  uvq_tls_ctx_del(own);
 }
 
 /* Captures the client's first flight to the server; drops whatever the
@@ -555,6 +820,8 @@ int main(void) {
       cmocka_unit_test(test_0rtt_blob_carries_server_limits),
       cmocka_unit_test(test_0rtt_refused_by_setting),
       cmocka_unit_test(test_0rtt_replay_refused),
+      cmocka_unit_test(test_0rtt_ticket_without_early_data),
+      cmocka_unit_test(test_0rtt_resumption_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

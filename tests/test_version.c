@@ -409,8 +409,7 @@ static void test_version_vn_long_list(void **state) {
   l.drop_client_version = UVQ_QUIC_V1;
   w.filter = log_filter;
   w.filter_ud = &l;
-  assert_int_equal(qt_connect(&w, c, s, &qt_app_callbacks, &cli, &cli.conn),
-                   0);
+  assert_int_equal(qt_connect(&w, c, s, &qt_app_callbacks, &cli, &cli.conn), 0);
   qt_run(&w, NULL, NULL, 10 * UVQ_MILLISECONDS);
   assert_true(l.dropped >= 1);
 
@@ -418,9 +417,8 @@ static void test_version_vn_long_list(void **state) {
     sv[i] = 0x0a0a0a0au | (uint32_t)i << 28 | (uint32_t)i << 12;
   }
   sv[20] = UVQ_QUIC_V2;
-  n = ngtcp2_pkt_write_version_negotiation(vn, sizeof(vn), 0x40, l.scid,
-                                           l.scidlen, l.dcid, l.dcidlen, sv,
-                                           21);
+  n = ngtcp2_pkt_write_version_negotiation(
+      vn, sizeof(vn), 0x40, l.scid, l.scidlen, l.dcid, l.dcidlen, sv, 21);
   assert_true(n > 0);
   l.drop_client_version = 0;
   qt_inject(&w, c, &w.nodes[s].addr, vn, (size_t)n);

@@ -286,11 +286,31 @@ typedef struct uvq_settings {
   uvq_cc_algo cc_algo;
   /** Idle timeout (ns). Default 30 s. */
   uint64_t idle_timeout;
-  /** Handshake timeout (ns); UVQ_TSTAMP_MAX disables it. Default 10 s. */
+  /**
+   * Handshake timeout (ns), from the connection's creation; a handshake
+   * not complete by then ends with UVQ_ERR_HANDSHAKE_TIMEOUT (origin
+   * UVQ_CLOSE_TIMEOUT). UVQ_TSTAMP_MAX disables it. Default 20 s: with the
+   * default initial_rtt a client sends its first flight at 0, 0.3, 0.9,
+   * 2.1, 4.5, 9.3 and 18.9 s (the PTO, 3 x initial_rtt, doubles after each
+   * probe; ngtcp2 1.11 has no cap on that backoff), so a server that never
+   * answers is given up 20 s after the connect, and a handshake through 30 %
+   * loss each way gets seven tries (about 1 in 1,800 still fails; 1 in 65
+   * with the earlier 333 ms / 10 s). The next try would be at 38.1 s, past
+   * the default idle timeout, which also ends a handshake that hears
+   * nothing: a longer timeout would only wait longer. quic-go gives up
+   * after 5 s without a packet or 10 s in all, quinn and ngtcp2's example
+   * client after their 30 s idle timeout.
+   */
   uint64_t handshake_timeout;
   /** Keep-alive PING interval (ns); 0 disables. Default 0. */
   uint64_t keep_alive;
-  /** Initial RTT estimate (ns). Default 333 ms (RFC 9002). */
+  /**
+   * Initial RTT estimate (ns), until the first sample. Default 100 ms, as
+   * quic-go and Chromium use, rather than RFC 9002's 333 ms: the first
+   * PTO is 300 ms instead of 1 s, so lost first flights are resent sooner
+   * (see handshake_timeout). On a path slower than 300 ms round trip the
+   * first flight goes out once more than needed.
+   */
   uint64_t initial_rtt;
   /** Connection-level flow-control window we grant. Default 16 MiB. */
   uint64_t initial_max_data;
@@ -921,8 +941,9 @@ typedef struct uvq_app_callbacks {
   int (*on_datagram_lost)(uvq_conn *conn, uint64_t id, void *user_data);
   /**
    * Client: the server sent a session ticket (after the handshake). |data|
-   * is an opaque resumption blob — the TLS session and the server's
-   * transport parameters 0-RTT needs — valid during the call only. Keep
+   * is an opaque resumption blob — the TLS session, whether the ticket
+   * grants early data, and the server's transport parameters 0-RTT
+   * needs — valid during the call only. Keep
    * the latest per server (it is secret: it resumes the session) and pass
    * it in uvq_connect_params.resumption next time. May fire more than once.
    */
@@ -1470,10 +1491,17 @@ typedef struct uvq_connect_params {
   const uint8_t *resumption;
   size_t resumptionlen;
   /**
-   * With |resumption|: attempt 0-RTT. uvq_conn_open_stream and
-   * uvq_stream_write then work at once, and what is written before the
-   * handshake completes goes out as early data. uvq_conn_info.early_data
-   * and on_early_data_rejected tell whether it arrived.
+   * With |resumption|: attempt 0-RTT, if the ticket in it grants early
+   * data (the server's NewSessionTicket carried the early_data extension;
+   * RFC 8446 §4.2.10 forbids offering it otherwise). Then
+   * uvq_conn_info.early_data is UVQ_EARLY_DATA_ATTEMPTED as soon as
+   * uvq_endpoint_connect returns, uvq_conn_open_stream and
+   * uvq_stream_write work at once, and what is written before the
+   * handshake completes goes out as early data; uvq_conn_info.early_data
+   * and on_early_data_rejected tell whether it arrived. With a ticket that
+   * grants none (or a blob from before uvquic recorded it), early_data
+   * stays UVQ_EARLY_DATA_NONE: the session resumes in 1-RTT, and streams
+   * open once the handshake completes.
    */
   int early_data;
 } uvq_connect_params;

@@ -554,14 +554,21 @@ static void cb_qlog(void *user_data, uint32_t flags, const void *data,
 /* Client: after the handshake, CRYPTO data at the 1-RTT level can only be
  * NewSessionTicket (QUIC forbids KeyUpdate and post-handshake auth, RFC
  * 9001 §4.1.3); once GnuTLS has a whole ticket, on_session_ticket is due.
- * No GnuTLS hook function is used, so uvq_tls_hook keeps them all. */
+ * The same bytes tell whether the ticket grants early data, which GnuTLS
+ * does not say (ticket_scan.h). No GnuTLS hook function is used, so
+ * uvq_tls_hook keeps them all. */
 static int cb_recv_crypto_data(ngtcp2_conn *q,
                                ngtcp2_encryption_level crypto_level,
                                uint64_t offset, const uint8_t *data,
                                size_t datalen, void *user_data) {
   uvq_conn *conn = conn_of(user_data);
-  int rv = ngtcp2_crypto_recv_crypto_data_cb(q, crypto_level, offset, data,
-                                             datalen, user_data);
+  int rv;
+
+  if (!conn->is_server && crypto_level == NGTCP2_ENCRYPTION_LEVEL_1RTT) {
+    uvq_ticket_scan_feed(&conn->tickets, data, datalen);
+  }
+  rv = ngtcp2_crypto_recv_crypto_data_cb(q, crypto_level, offset, data, datalen,
+                                         user_data);
   if (rv == 0 && !conn->is_server &&
       crypto_level == NGTCP2_ENCRYPTION_LEVEL_1RTT &&
       (gnutls_session_get_flags(conn->tls) & GNUTLS_SFLAGS_SESSION_TICKET)) {
@@ -655,6 +662,9 @@ static int conn_start(uvq_conn *conn, const ngtcp2_cid *dcid,
   ngtcp2_path npath;
   int rv;
 
+  /* A fresh TLS session reads its tickets from the start (after Version
+   * Negotiation too). */
+  uvq_ticket_scan_init(&conn->tickets);
   set_callbacks(&callbacks, is_server);
   ngtcp2_settings_default(&settings);
   settings.initial_ts = now;

@@ -11,6 +11,7 @@ int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,
   const uint8_t *resumption;
   uint32_t version;
   uvq_conn *conn;
+  int early_data;
   int rv;
 
   if (ep == NULL || params == NULL || params->path == NULL ||
@@ -57,8 +58,11 @@ int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,
       resumption = NULL;
     }
   }
-  ep->connect_tls_opts =
-      resumption && params->early_data ? UVQ_TLS_SESSION_EARLY_DATA : 0u;
+  /* GnuTLS offers early data on any ticket once the session allows it:
+   * allow it only for a ticket that grants it (RFC 8446 §4.2.10). */
+  early_data = resumption && params->early_data &&
+               uvq_resume_grants_early_data(resumption, params->resumptionlen);
+  ep->connect_tls_opts = early_data ? UVQ_TLS_SESSION_EARLY_DATA : 0u;
   rv = uvq_conn_new(&conn, ep, 0, &dcid, &scid, params->path, version, NULL,
                     NULL, params->token, params->tokenlen, params->server_name,
                     now);
@@ -68,8 +72,7 @@ int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,
   }
   if (resumption != NULL) {
     /* Before the first flush: the ClientHello is built then. */
-    rv = uvq_resume_apply(conn, resumption, params->resumptionlen,
-                          params->early_data);
+    rv = uvq_resume_apply(conn, resumption, params->resumptionlen, early_data);
     if (rv != 0) {
       uvq_conn_del(conn);
       return rv;

@@ -16,6 +16,7 @@
 #include "core/mem.h"
 #include "core/metrics.h"
 #include "core/pool.h"
+#include "core/ticket_scan.h"
 #include "core/token.h"
 #include "uvquic/uvquic.h"
 
@@ -280,6 +281,7 @@ struct uvq_conn {
   uvq_early_data early_data;
   int resumed;                /* server: from on_accept on */
   int ticket_pending;         /* client: a NewSessionTicket arrived */
+  uvq_ticket_scan tickets;    /* client: what the tickets allow */
   int early_rejected_pending; /* client: on_early_data_rejected due */
 
   uvq_conn_metrics m; /* counters and bandwidth estimator (metrics.c) */
@@ -475,12 +477,18 @@ const gnutls_datum_t *uvq_ep_ticket_key(uvq_endpoint *ep, uint32_t version);
  * 0-RTT transport parameters) into *pblob, freed with uvq_free. */
 int uvq_resume_encode(uvq_conn *conn, uint8_t **pblob, size_t *plen);
 /* Client, before the handshake starts: resumes from |blob|, and with
- * |early_data| prepares 0-RTT. Returns 0 or UVQ_ERR_INVALID_ARGUMENT. */
+ * |early_data|, if the blob's ticket grants early data, prepares 0-RTT
+ * (conn->early_data becomes UVQ_EARLY_DATA_ATTEMPTED). Returns 0 or
+ * UVQ_ERR_INVALID_ARGUMENT. */
 int uvq_resume_apply(uvq_conn *conn, const uint8_t *blob, size_t len,
                      int early_data);
 /* The QUIC version the connection that produced |blob| started in, or 0
  * if |blob| does not parse that far. */
 uint32_t uvq_resume_version(const uint8_t *blob, size_t len);
+/* Nonzero if |blob| parses far enough to say that its ticket grants early
+ * data, and it does: the client's TLS session must offer early data only
+ * then (it is created before uvq_resume_apply). */
+int uvq_resume_grants_early_data(const uint8_t *blob, size_t len);
 
 /* sources.c: uvq_sources_admit says whether |remote|'s source may start
  * another handshake (0, or UVQ_ERR_CONNECTION_LIMIT, counted by reason);

@@ -6,13 +6,18 @@
  * ngtcp2_conn_encode_0rtt_transport_params encodes them.
  *
  * Layout, integers big-endian:
- *   "uvqr" | layout (3) | u32 QUIC version | u16 t | t bytes of transport
- *   parameters | u32 n | n bytes of gnutls_session_get_data2 output
+ *   "uvqr" | layout (3) | u32 QUIC version | flags (1) | u16 t | t bytes
+ *   of transport parameters | u32 n | n bytes of gnutls_session_get_data2
+ *   output
  * The QUIC version is the one the connection started in (its first
  * Initial's): the server's ticket is only good in that version (RFC 9369
- * §5; the server's ticket key is per version). Layout 2 had no version
- * and came from QUIC v1 connections; it is read as such. (Layout 1 held 8
- * x u64 parameters of our own; it is not read.)
+ * §5; the server's ticket key is per version). flags: BLOB_EARLY_DATA if
+ * the server's NewSessionTicket granted early data (ticket_scan.h); other
+ * bits are written 0 and ignored when read. Layout 2 had neither: it came
+ * from QUIC v1 connections and is read as such, as a ticket that grants
+ * no early data (it did not say, and offering early data on a ticket
+ * without it is what RFC 8446 §4.2.10 forbids). (Layout 1 held 8 x u64
+ * parameters of our own; it is not read.)
  */
 #include <string.h>
 
@@ -20,8 +25,9 @@
 
 #define BLOB_MAGIC "uvqr"
 #define BLOB_VERSION 3
-/* Layout 2: as 3 without the QUIC version (always v1). */
+/* Layout 2: as 3 without the QUIC version (always v1) and the flags. */
 #define BLOB_VERSION_V1ONLY 2
+#define BLOB_EARLY_DATA 0x01u
 /* Room for the encoded 0-RTT parameters: 8 varint parameters of at most
  * 2 + 1 + 8 bytes each take 88; 0-RTT never needs more. */
 #define BLOB_MAX_PARAMS 128
@@ -43,7 +49,7 @@ int uvq_resume_encode(uvq_conn *conn, uint8_t **pblob, size_t *plen) {
   if (gnutls_session_get_data2(conn->tls, &sd) != 0) {
     return UVQ_ERR_TLS;
   }
-  len = 4 + 1 + 4 + 2 + (size_t)tplen + 4 + sd.size;
+  len = 4 + 1 + 4 + 1 + 2 + (size_t)tplen + 4 + sd.size;
   blob = uvq_malloc(conn->ep->mem, len);
   if (blob == NULL) {
     gnutls_free(sd.data);
@@ -57,6 +63,7 @@ int uvq_resume_encode(uvq_conn *conn, uint8_t **pblob, size_t *plen) {
   *p++ = (uint8_t)(conn->first_version >> 16);
   *p++ = (uint8_t)(conn->first_version >> 8);
   *p++ = (uint8_t)conn->first_version;
+  *p++ = conn->tickets.granted ? BLOB_EARLY_DATA : 0;
   *p++ = (uint8_t)(tplen >> 8);
   *p++ = (uint8_t)tplen;
   memcpy(p, tp, (size_t)tplen);
@@ -73,23 +80,42 @@ int uvq_resume_encode(uvq_conn *conn, uint8_t **pblob, size_t *plen) {
   return 0;
 }
 
+/* The length of |blob|'s header (magic, layout, version, flags), with the
+ * version and flags it holds, or 0 for a blob of no layout we read. */
+static size_t blob_header(const uint8_t *blob, size_t len, uint32_t *pversion,
+                          unsigned *pflags) {
+  if (blob == NULL || len < 4 + 1 || memcmp(blob, BLOB_MAGIC, 4) != 0) {
+    return 0;
+  }
+  if (blob[4] == BLOB_VERSION_V1ONLY) {
+    *pversion = UVQ_QUIC_V1;
+    *pflags = 0;
+    return 4 + 1;
+  }
+  if (blob[4] != BLOB_VERSION || len < 4 + 1 + 4 + 1) {
+    return 0;
+  }
+  *pversion = (uint32_t)blob[5] << 24 | (uint32_t)blob[6] << 16 |
+              (uint32_t)blob[7] << 8 | blob[8];
+  *pflags = blob[9];
+  return 4 + 1 + 4 + 1;
+}
+
 int uvq_resume_apply(uvq_conn *conn, const uint8_t *blob, size_t len,
                      int early_data) {
   ngtcp2_transport_params params;
   const uint8_t *p = blob, *tp;
   size_t tplen, n;
+  uint32_t version;
+  unsigned flags;
   int rv;
 
-  if (uvq_resume_version(blob, len) == 0) {
+  n = blob_header(blob, len, &version, &flags);
+  if (n == 0 || len < n + 2) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  /* The layout and the version field, checked above. */
-  n = p[4] == BLOB_VERSION ? 4 + 1 + 4 : 4 + 1;
   p += n;
   len -= n;
-  if (len < 2) {
-    return UVQ_ERR_INVALID_ARGUMENT;
-  }
   tplen = (size_t)p[0] << 8 | p[1];
   p += 2;
   len -= 2;
@@ -109,7 +135,7 @@ int uvq_resume_apply(uvq_conn *conn, const uint8_t *blob, size_t len,
   if (gnutls_session_set_data(conn->tls, p, n) != 0) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  if (!early_data) {
+  if (!early_data || !(flags & BLOB_EARLY_DATA)) {
     return 0;
   }
   rv = ngtcp2_conn_decode_and_set_0rtt_transport_params(conn->q, tp, tplen);
@@ -121,15 +147,14 @@ int uvq_resume_apply(uvq_conn *conn, const uint8_t *blob, size_t len,
 }
 
 uint32_t uvq_resume_version(const uint8_t *blob, size_t len) {
-  if (blob == NULL || len < 4 + 1 || memcmp(blob, BLOB_MAGIC, 4) != 0) {
-    return 0;
-  }
-  if (blob[4] == BLOB_VERSION_V1ONLY) {
-    return UVQ_QUIC_V1;
-  }
-  if (blob[4] != BLOB_VERSION || len < 4 + 1 + 4) {
-    return 0;
-  }
-  return (uint32_t)blob[5] << 24 | (uint32_t)blob[6] << 16 |
-         (uint32_t)blob[7] << 8 | blob[8];
+  uint32_t version;
+  unsigned flags;
+  return blob_header(blob, len, &version, &flags) ? version : 0;
+}
+
+int uvq_resume_grants_early_data(const uint8_t *blob, size_t len) {
+  uint32_t version;
+  unsigned flags;
+  return blob_header(blob, len, &version, &flags) != 0 &&
+         (flags & BLOB_EARLY_DATA);
 }

@@ -9,9 +9,9 @@ void uvq_settings_default(uvq_settings *s) {
   s->cid_len = 16;
   s->cc_algo = UVQ_CC_CUBIC;
   s->idle_timeout = 30 * UVQ_SECONDS;
-  s->handshake_timeout = 10 * UVQ_SECONDS;
+  s->handshake_timeout = 20 * UVQ_SECONDS;
   s->keep_alive = 0;
-  s->initial_rtt = 333 * UVQ_MILLISECONDS;
+  s->initial_rtt = 100 * UVQ_MILLISECONDS;
   s->initial_max_data = 16u << 20;
   s->initial_max_stream_data = 1u << 20;
   s->max_window = 24u << 20;

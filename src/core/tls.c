@@ -1019,8 +1019,9 @@ int uvq_tls_session_new_ex(uvq_tls_ctx *ctx, gnutls_session_t *psession,
       flags |= GNUTLS_ENABLE_EARLY_DATA;
     }
   } else {
-    /* A GnuTLS client offers early data whenever the flag is set and the
-     * ticket allows it: set it only when 0-RTT is wanted. */
+    /* A GnuTLS 3.7 client offers early data on any ticket it resumes
+     * while the flag is set, whatever the ticket allows: set it only when
+     * 0-RTT is wanted and the ticket grants it (connector.c). */
     flags |= GNUTLS_CLIENT;
     if (opts & UVQ_TLS_SESSION_EARLY_DATA) {
       flags |= GNUTLS_ENABLE_EARLY_DATA;

@@ -88,8 +88,10 @@ int uvq_tls_session_new(uvq_tls_ctx *ctx, gnutls_session_t *psession,
 
 /*
  * uvq_tls_session_new_opts is uvq_tls_session_new with options |opts|
- * (UVQ_TLS_SESSION_*). A client offers 0-RTT, when its session data allows
- * it, only with UVQ_TLS_SESSION_EARLY_DATA. Every server session
+ * (UVQ_TLS_SESSION_*). A client offers 0-RTT only with
+ * UVQ_TLS_SESSION_EARLY_DATA, and then whenever it resumes: GnuTLS does
+ * not check that the ticket grants early data, the caller must. Every
+ * server session
  * issues session tickets under the context's ticket key; with
  * UVQ_TLS_SESSION_EARLY_DATA the tickets allow 0-RTT (max_early_data_size
  * 0xffffffff, RFC 9001 §4.6.1) and 0-RTT is accepted, subject to the
