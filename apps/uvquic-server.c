@@ -357,6 +357,18 @@ static void usage(FILE *f) {
       "  --max-connections-per-source N\n"
       "                             per IPv4 address or IPv6 /64 (default\n"
       "                             1024; 0 = no limit)\n"
+      "  --conn-send-budget KIB     send buffers per connection (default\n"
+      "                             8192)\n"
+      "  --endpoint-send-budget KIB send buffers of all connections\n"
+      "                             (default 262144; 0 = no limit)\n"
+      "  --conn-recv-budget KIB     received bytes held per connection\n"
+      "                             (partial headers, request lines;\n"
+      "                             default 1024; 0 = no limit)\n"
+      "  --endpoint-recv-budget KIB the same for all connections (default\n"
+      "                             65536; 0 = no limit)\n"
+      "  --no-idle-eviction         under memory pressure (an endpoint\n"
+      "                             budget at 90 %%) refuse new connections\n"
+      "                             instead of closing the longest-idle\n"
       "  --quic-versions LIST       QUIC versions accepted, most preferred\n"
       "                             first: v1, v2 (default v1,v2; v2,v1\n"
       "                             upgrades clients that offer v2; v2\n"
@@ -595,6 +607,13 @@ int main(int argc, char **argv) {
       {"max-request-line", required_argument, NULL, CLI_OPT_FIRST_TOOL + 23},
       {"quic-versions", required_argument, NULL, CLI_OPT_FIRST_TOOL + 30},
       {"no-early-data", no_argument, NULL, CLI_OPT_FIRST_TOOL + 24},
+      {"conn-send-budget", required_argument, NULL, CLI_OPT_FIRST_TOOL + 13},
+      {"endpoint-send-budget", required_argument, NULL,
+       CLI_OPT_FIRST_TOOL + 14},
+      {"conn-recv-budget", required_argument, NULL, CLI_OPT_FIRST_TOOL + 15},
+      {"endpoint-recv-budget", required_argument, NULL,
+       CLI_OPT_FIRST_TOOL + 16},
+      {"no-idle-eviction", no_argument, NULL, CLI_OPT_FIRST_TOOL + 17},
       CLI_COMMON_OPTIONS,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -674,6 +693,29 @@ int main(int argc, char **argv) {
     case CLI_OPT_FIRST_TOOL + 12:
       settings.max_connections_per_source = (size_t)cli_parse_u64(
           optarg, "--max-connections-per-source", 0, 100000000);
+      break;
+    case CLI_OPT_FIRST_TOOL + 13:
+      settings.conn_send_budget =
+          (size_t)cli_parse_u64(optarg, "--conn-send-budget", 1, 16u << 20)
+          << 10;
+      break;
+    case CLI_OPT_FIRST_TOOL + 14:
+      settings.endpoint_send_budget =
+          (size_t)cli_parse_u64(optarg, "--endpoint-send-budget", 0, 1u << 30)
+          << 10;
+      break;
+    case CLI_OPT_FIRST_TOOL + 15:
+      settings.conn_recv_budget =
+          (size_t)cli_parse_u64(optarg, "--conn-recv-budget", 0, 16u << 20)
+          << 10;
+      break;
+    case CLI_OPT_FIRST_TOOL + 16:
+      settings.endpoint_recv_budget =
+          (size_t)cli_parse_u64(optarg, "--endpoint-recv-budget", 0, 1u << 30)
+          << 10;
+      break;
+    case CLI_OPT_FIRST_TOOL + 17:
+      settings.no_idle_eviction = 1;
       break;
     case CLI_OPT_FIRST_TOOL + 20:
       header_timeout = strcmp(optarg, "0") == 0
