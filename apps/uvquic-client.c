@@ -85,6 +85,7 @@
 
 #include "app/hq.h"
 #include "cli.h"
+#include "client/writer.h"
 /* Whether a Retry happened and the negotiated cipher are not in the public
  * API: read them from ngtcp2 and GnuTLS through the connection. */
 
@@ -101,6 +102,8 @@
 #define DEFAULT_STALL_TIMEOUT_S 5
 /* The transport error NO_VIABLE_PATH (RFC 9000 §20.1). */
 #define QUIC_NO_VIABLE_PATH 0x10
+/* Exit status when an output could not be written (curl's 23). */
+#define CLI_EXIT_WRITE 23
 
 typedef enum proto { PROTO_H3 = 0, PROTO_HQ } proto;
 
@@ -120,7 +123,9 @@ typedef enum dl_state {
 typedef struct dl {
   group *g;
   size_t idx;
-  int sink_fd;
+  /* The output (-o, --output-dir), if the body is kept: |out| says so. */
+  outw w;
+  int out;
   dl_state state;
   uint64_t bytes;
   /* content-length, or -1 when unknown (always for hq). */
@@ -201,6 +206,9 @@ struct client {
   uv_timer_t next;
   uint64_t start, end;
   uint64_t files, bytes, failures;
+  /* Outputs still being written; set once a write failed (exit 23). */
+  size_t writers;
+  int write_failed;
   /* Progress bars (stderr is a terminal and not --quiet). */
   int progress;
   uv_timer_t tick;
@@ -490,7 +498,8 @@ static void describe_hq_failure(const group *g, const uvq_hq_request *req,
     snprintf(buf, buflen, "stream reset by server: %s (0x%" PRIx64 ")",
              name ? name : "application error", req->reset_code);
   } else if (req->error == UVQ_ERR_IO && req->sink_errno) {
-    snprintf(buf, buflen, "writing the output failed: %s",
+    const dl *d = req->user_data;
+    snprintf(buf, buflen, "writing %s failed: %s", outw_name(&d->w),
              strerror(req->sink_errno));
   } else {
     snprintf(buf, buflen, "%s%s%s", uvq_strerror(req->error),
@@ -501,7 +510,7 @@ static void describe_hq_failure(const group *g, const uvq_hq_request *req,
 static void describe_h3_failure(const group *g, const dl *d, char *buf,
                                 size_t buflen) {
   if (d->sink_errno) {
-    snprintf(buf, buflen, "writing the output failed: %s",
+    snprintf(buf, buflen, "writing %s failed: %s", outw_name(&d->w),
              strerror(d->sink_errno));
   } else if (d->error == 0 && d->status != 200) {
     snprintf(buf, buflen, "HTTP status %u", d->status);
@@ -521,20 +530,43 @@ static void describe_h3_failure(const group *g, const dl *d, char *buf,
   }
 }
 
-static void close_sinks(group *g) {
-  client *c = g->c;
-  size_t i;
+static void round_done(client *c);
 
-  for (i = 0; i < g->nurls; ++i) {
-    dl *d = &c->urls[g->urls[i]].d;
-    if (d->sink_fd >= 0) {
-      close(d->sink_fd);
-      d->sink_fd = -1;
+/* A download's output is on disk (renamed into place if it succeeded) or
+ * failed: a write error fails a download that had arrived whole. */
+static void on_output_done(outw *w, int err, void *arg) {
+  dl *d = arg;
+  client *c = d->g->c;
+
+  if (err != 0) {
+    if (!d->sink_errno) {
+      d->sink_errno = err;
+      progress_clear(c);
+      fprintf(stderr, "uvquic-client: %s: writing %s failed: %s\n",
+              c->urls[d->idx].text, outw_name(w), strerror(err));
     }
+    if (d->state == DL_DONE) {
+      d->state = DL_FAILED;
+      --c->files;
+      ++c->failures;
+    }
+  }
+  if (d->sink_errno) {
+    c->write_failed = 1;
+  }
+  d->out = 0;
+  if (--c->writers == 0 && c->active == 0) {
+    round_done(c);
   }
 }
 
-static void round_done(client *c);
+/* Ends |d|'s output: commits it if the download succeeded. */
+static void dl_close_output(client *c, dl *d) {
+  if (d->out) {
+    ++c->writers;
+    outw_close(&d->w, d->state == DL_DONE, on_output_done, d);
+  }
+}
 
 /* --retry: what the summary calls each transient failure. */
 static const char *const retry_reasons[RETRY_REASONS] = {
@@ -567,19 +599,7 @@ static int transient_reason(const group *g) {
 
 /* Empties |d|'s output for a new start. Returns 0, or -1 with errno set
  * (a pipe or terminal cannot take back what was written). */
-static int sink_restart(dl *d) {
-  struct stat sb;
-
-  if (d->sink_fd < 0 || d->bytes == 0) {
-    return 0;
-  }
-  if (fstat(d->sink_fd, &sb) != 0 ||
-      (S_ISREG(sb.st_mode) && ftruncate(d->sink_fd, 0) != 0) ||
-      lseek(d->sink_fd, 0, SEEK_SET) != 0) {
-    return -1;
-  }
-  return 0;
-}
+static int sink_restart(dl *d) { return d->out ? outw_restart(&d->w) : 0; }
 
 /* Readies unfinished download |d| for the next connection: continue
  * after what arrived if the server takes ranges, else start over.
@@ -674,9 +694,9 @@ static void group_finish(client *c, group *g) {
       fprintf(stderr, "uvquic-client: %s: %s\n", c->urls[g->urls[i]].text, why);
     }
     d->state = ok ? DL_DONE : DL_FAILED;
+    dl_close_output(c, d);
   }
-  close_sinks(g);
-  if (--c->active == 0) {
+  if (--c->active == 0 && c->writers == 0) {
     round_done(c);
   }
 }
@@ -863,6 +883,19 @@ static group *group_of(uvq_conn *conn) {
     }
   }
   return NULL;
+}
+
+/* The writers of |g|'s downloads hold what they buffer on its current
+ * connection (back-pressure), or on none once it closed. */
+static void group_set_output_conn(group *g) {
+  size_t i;
+
+  for (i = 0; i < g->nurls; ++i) {
+    dl *d = &g->c->urls[g->urls[i]].d;
+    if (d->out) {
+      outw_set_conn(&d->w, g->conn);
+    }
+  }
 }
 
 static void vlog(group *g, const char *fmt, const char *arg) {
@@ -1106,6 +1139,7 @@ static void w_on_closed(uvq_conn *conn, const uvq_close_info *ci,
       record_stats(g, conn, ci);
     }
     g->conn = NULL;
+    group_set_output_conn(g);
   }
   if (g_inner->on_closed) {
     g_inner->on_closed(conn, ci, user_data);
@@ -1169,6 +1203,9 @@ static int group_connect(client *c, group *g, uvq_uv_endpoint *ep,
     params.early_data = 0;
     ses = NULL;
     rv = uvq_connect_with(ep, (struct sockaddr *)&g->addr, &params, &g->conn);
+  }
+  if (rv == 0) {
+    group_set_output_conn(g);
   }
   if (rv == 0 && ses != NULL) {
     uvq_conn_info info;
@@ -1310,22 +1347,26 @@ static void h3_on_data(uvq_h3_stream *st, const uint8_t *data, size_t len,
     return;
   }
   d->bytes += len;
-  if (d->sink_fd < 0) {
-    return;
+  if (d->out && outw_append(&d->w, data, len) != 0) {
+    d->sink_errno = errno;
+    (void)uvq_h3_cancel(st);
   }
-  while (len > 0) {
-    ssize_t n = write(d->sink_fd, data, len);
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      d->sink_errno = errno;
-      (void)uvq_h3_cancel(st);
-      return;
-    }
-    data += n;
-    len -= (size_t)n;
+}
+
+/* hq-interop bodies go through the same writer. */
+static int hq_sink(uvq_hq_request *req, uvq_conn *conn, const uint8_t *data,
+                   size_t len) {
+  dl *d = req->user_data;
+
+  (void)conn;
+  if (!d->out) {
+    return 0;
   }
+  if (outw_append(&d->w, data, len) != 0) {
+    d->sink_errno = errno;
+    return -1;
+  }
+  return 0;
 }
 
 static void h3_on_complete(uvq_h3_stream *st, int error, uint64_t app_error,
@@ -1430,26 +1471,27 @@ static int h3_start(client *c, group *g, uvq_uv_endpoint *ep) {
 /* Rounds                                                                   */
 /* ------------------------------------------------------------------------ */
 
-static int open_sink(client *c, const char *path) {
+/* Prepares |d|'s output (-o FILE, -o - for stdout, --output-dir): the
+ * writer opens it when the first body byte arrives. */
+static void open_output(client *c, dl *d, const char *path) {
   char full[4096];
   const char *target = c->out_file;
-  int fd;
 
+  d->out = 0;
   if (c->out_file == NULL && c->out_dir == NULL) {
-    return -1;
+    return;
   }
   if (target == NULL) {
     snprintf(full, sizeof(full), "%s/%s", c->out_dir, base_name(path));
     target = full;
+  } else if (strcmp(target, "-") == 0) {
+    target = NULL;
   }
-  fd = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    progress_clear(c);
-    fprintf(stderr, "uvquic-client: cannot open output %s: %s\n", target,
-            strerror(errno));
-    exit(CLI_EXIT_USAGE);
+  if (outw_init(&d->w, c->loop, target, 0) != 0) {
+    fprintf(stderr, "uvquic-client: out of memory\n");
+    exit(CLI_EXIT_TRANSFER);
   }
-  return fd;
+  d->out = 1;
 }
 
 static uvq_uv_endpoint *endpoint_for(client *c, int family, int *prv) {
@@ -1526,11 +1568,13 @@ static void start_round(client *c) {
       u->d.idx = g->urls[i];
       u->d.total = -1;
       u->d.whole = -1;
-      u->d.sink_fd = open_sink(c, u->path);
+      open_output(c, &u->d, u->path);
       if (c->proto == PROTO_HQ) {
         memset(&g->reqs[i], 0, sizeof(g->reqs[i]));
         g->reqs[i].path = u->path;
-        g->reqs[i].sink_fd = u->d.sink_fd;
+        g->reqs[i].sink_fd = -1;
+        g->reqs[i].sink = hq_sink;
+        g->reqs[i].user_data = &u->d;
       }
     }
     group_start(c, g);
@@ -2601,6 +2645,9 @@ out:
   free(c.urls);
   if (usage_error) {
     return CLI_EXIT_USAGE;
+  }
+  if (c.write_failed) {
+    return CLI_EXIT_WRITE;
   }
   return c.failures ? CLI_EXIT_TRANSFER : CLI_EXIT_OK;
 }

@@ -892,7 +892,9 @@ static int cli_on_stream_data(uvq_conn *conn, int64_t stream_id,
     return 0;
   }
   req = cs->req;
-  if (len > 0 && req->sink_fd >= 0 && sink_write(req->sink_fd, data, len)) {
+  if (len > 0 && (req->sink != NULL   ? req->sink(req, conn, data, len)
+                  : req->sink_fd >= 0 ? sink_write(req->sink_fd, data, len)
+                                      : 0)) {
     req->sink_errno = errno;
     req->error = UVQ_ERR_IO;
     (void)uvq_stream_stop_sending(conn, stream_id, UVQ_HQ_ERR_SINK);

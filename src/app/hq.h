@@ -236,6 +236,11 @@ typedef struct uvq_hq_request {
    * to discard it (the bytes are still counted). Not closed. */
   int sink_fd;
   void *user_data;
+  /** If not NULL, where the body goes instead of sink_fd: called with
+   * each piece in order, from the connection's callbacks. Returns 0, or
+   * -1 with errno set to abandon the request as a sink failure. */
+  int (*sink)(struct uvq_hq_request *req, uvq_conn *conn, const uint8_t *data,
+              size_t len);
 
   /* Outputs. */
   uvq_hq_state state;
