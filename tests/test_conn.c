@@ -1160,9 +1160,84 @@ static void test_conn_stall_timeout(void **state) {
   qt_world_free(&w);
 }
 
+/* An ICMP port unreachable from the peer's address ends a client
+ * connection that has heard nothing from it yet, at once; any other ICMP
+ * error (another address, a peer already heard from, a server) is only
+ * counted (RFC 9000 §14.2.1: ICMP is unauthenticated). */
+static void test_conn_icmp_unreachable(void **state) {
+  qt_world w;
+  qt_app cli = {0}, srv = {0};
+  qt_app *pair[2] = {&cli, &srv};
+  uvq_endpoint_stats st;
+  uvq_addr other;
+  int s, c;
+  (void)state;
+
+  /* Before anything came back: only the peer's own address counts. */
+  qt_world_init(&w, 1);
+  memset(&g_accept, 0, sizeof(g_accept));
+  s = qt_add_server(&w, NULL, on_accept, &srv);
+  c = qt_add_client(&w, NULL, NULL);
+  assert_true(s >= 0 && c >= 0);
+  assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli, &cli.conn), 0);
+  other = w.nodes[s].addr;
+  ((struct sockaddr_in *)&other.ss)->sin_port ^= 0x100;
+  assert_int_equal(uvq_endpoint_recv_icmp(w.nodes[c].ep,
+                                          (struct sockaddr *)&other.ss,
+                                          UVQ_ICMP_PORT_UNREACHABLE, w.now),
+                   0);
+  assert_int_equal(uvq_conn_get_stage(cli.conn), UVQ_STAGE_HANDSHAKE);
+  assert_int_equal(uvq_endpoint_recv_icmp(
+                       w.nodes[c].ep, (struct sockaddr *)&w.nodes[s].addr.ss,
+                       UVQ_ICMP_PORT_UNREACHABLE, w.now),
+                   0);
+  assert_int_equal(uvq_endpoint_flush(w.nodes[c].ep, w.now), 0);
+  assert_int_equal(cli.closed, 1);
+  assert_int_equal(cli.ci.error, UVQ_ERR_PORT_UNREACHABLE);
+  assert_int_equal(cli.ci.origin, UVQ_CLOSE_PEER);
+  uvq_endpoint_get_stats(w.nodes[c].ep, &st);
+  assert_int_equal(st.icmp_errors, 2);
+  assert_int_equal(st.icmp_closed, 1);
+  assert_int_equal(uvq_endpoint_recv_icmp(w.nodes[c].ep, NULL,
+                                          UVQ_ICMP_PORT_UNREACHABLE, w.now),
+                   UVQ_ERR_INVALID_ARGUMENT);
+  qt_world_free(&w);
+
+  /* Established: neither side closes on one. */
+  memset(&cli, 0, sizeof(cli));
+  memset(&srv, 0, sizeof(srv));
+  qt_world_init(&w, 2);
+  memset(&g_accept, 0, sizeof(g_accept));
+  s = qt_add_server(&w, NULL, on_accept, &srv);
+  c = qt_add_client(&w, NULL, NULL);
+  assert_int_equal(qt_connect(&w, c, s, &app_cb, &cli, &cli.conn), 0);
+  assert_true(qt_run(&w, qt_app_both_established, pair, 5 * UVQ_SECONDS));
+  assert_int_equal(uvq_endpoint_recv_icmp(
+                       w.nodes[c].ep, (struct sockaddr *)&w.nodes[s].addr.ss,
+                       UVQ_ICMP_HOST_UNREACHABLE, w.now),
+                   0);
+  assert_int_equal(uvq_endpoint_recv_icmp(
+                       w.nodes[s].ep, (struct sockaddr *)&w.nodes[c].addr.ss,
+                       UVQ_ICMP_PORT_UNREACHABLE, w.now),
+                   0);
+  qt_run(&w, NULL, NULL, 100 * UVQ_MILLISECONDS);
+  assert_int_equal(cli.closed, 0);
+  assert_int_equal(srv.closed, 0);
+  uvq_endpoint_get_stats(w.nodes[c].ep, &st);
+  assert_int_equal(st.icmp_errors, 1);
+  assert_int_equal(st.icmp_closed, 0);
+  uvq_endpoint_get_stats(w.nodes[s].ep, &st);
+  assert_int_equal(st.icmp_errors, 1);
+  assert_int_equal(st.icmp_closed, 0);
+  uvq_conn_close(cli.conn, 0, NULL);
+  qt_run(&w, NULL, NULL, 10 * UVQ_SECONDS);
+  qt_world_free(&w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_conn_handshake),
+      cmocka_unit_test(test_conn_icmp_unreachable),
       cmocka_unit_test(test_conn_transfer_clean),
       cmocka_unit_test(test_conn_transfer_10mib_lossy),
       cmocka_unit_test(test_conn_waker),

@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <time.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "uv/udp.h"
@@ -337,6 +338,169 @@ static int refuse_all(uvq_listener *l, uvq_conn *conn,
   (void)pconn_user_data;
   (void)user_data;
   return UVQ_ERR_REFUSED;
+}
+
+/* ---- ICMP unreachable (IP_RECVERR / IPV6_RECVERR) ---- */
+
+/* One client endpoint, two connections: one to a port where nothing
+ * listens, one to a live echo server. The first ends at once with
+ * UVQ_ERR_PORT_UNREACHABLE (not by the handshake timeout); the second
+ * still completes: the socket's POLLERR stopped neither the poll nor the
+ * reads. */
+typedef struct icmp_fix {
+  uv_loop_t loop;
+  uvq_tls_ctx *stls, *ctls;
+  uvq_listener *listener;
+  uvq_uv_endpoint *client;
+  uv_timer_t watchdog;
+  int hung;
+  int dead_error, dead_closed, live_error, live_closed, echoed, ends;
+  uvq_uv_stats ust;
+  uvq_endpoint_stats est;
+} icmp_fix;
+
+static void icmp_end(icmp_fix *f) {
+  if (f->dead_closed && f->live_closed) {
+    uvq_uv_endpoint_get_stats(f->client, &f->ust);
+    uvq_endpoint_get_stats(uvq_uv_endpoint_get_endpoint(f->client), &f->est);
+    uvq_uv_endpoint_close(f->client, NULL);
+    uvq_listener_close(f->listener, NULL);
+    uv_close((uv_handle_t *)&f->watchdog, NULL);
+  }
+}
+
+static void icmp_dead_closed(uvq_conn *conn, const uvq_close_info *ci,
+                             void *ud) {
+  icmp_fix *f = ud;
+  (void)conn;
+  f->dead_closed++;
+  f->dead_error = ci->error;
+  icmp_end(f);
+}
+
+static int icmp_live_established(uvq_conn *conn, void *ud) {
+  int64_t id;
+  (void)ud;
+  assert_int_equal(uvq_conn_open_stream(conn, 1, &id, NULL), 0);
+  assert_int_equal(uvq_stream_write(conn, id, (const uint8_t *)"ping", 4, 1),
+                   4);
+  return 0;
+}
+
+static int icmp_live_data(uvq_conn *conn, int64_t id, const uint8_t *data,
+                          size_t len, int fin, void *ud, void *sud) {
+  icmp_fix *f = ud;
+  (void)id;
+  (void)data;
+  (void)sud;
+  f->echoed += (int)len;
+  if (fin) {
+    assert_int_equal(uvq_conn_close(conn, 0, NULL), 0);
+  }
+  return 0;
+}
+
+static void icmp_live_closed(uvq_conn *conn, const uvq_close_info *ci,
+                             void *ud) {
+  icmp_fix *f = ud;
+  (void)conn;
+  f->live_closed++;
+  f->live_error = ci->error;
+  icmp_end(f);
+}
+
+static int icmp_accept(uvq_listener *l, uvq_conn *conn,
+                       const uvq_accept_info *info,
+                       const uvq_app_callbacks **pcallbacks,
+                       void **pconn_user_data, void *user_data) {
+  static fixture echo;
+  (void)l;
+  (void)conn;
+  (void)info;
+  (void)user_data;
+  *pcallbacks = &srv_cbs;
+  *pconn_user_data = &echo;
+  return 0;
+}
+
+static void run_icmp_refused(int family) {
+  static const uvq_app_callbacks dead_cbs = {
+      .version = UVQ_APP_CALLBACKS_VERSION,
+      .on_closed = icmp_dead_closed,
+  };
+  static const uvq_app_callbacks live_cbs = {
+      .version = UVQ_APP_CALLBACKS_VERSION,
+      .on_established = icmp_live_established,
+      .on_stream_data = icmp_live_data,
+      .on_closed = icmp_live_closed,
+  };
+  struct sockaddr_storage ss, dead;
+  socklen_t len = sizeof(dead);
+  uvq_addr bound;
+  icmp_fix f;
+  int fd;
+
+  memset(&f, 0, sizeof(f));
+  memset(&ss, 0, sizeof(ss));
+  if (family == AF_INET) {
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+    s4->sin_family = AF_INET;
+    s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  } else {
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+    s6->sin6_family = AF_INET6;
+    s6->sin6_addr = in6addr_loopback;
+  }
+  /* A port that was just free: bound, read back, closed. */
+  fd = socket(family, SOCK_DGRAM, 0);
+  assert_true(fd >= 0);
+  assert_int_equal(bind(fd, (struct sockaddr *)&ss,
+                        family == AF_INET ? sizeof(struct sockaddr_in)
+                                          : sizeof(struct sockaddr_in6)),
+                   0);
+  assert_int_equal(getsockname(fd, (struct sockaddr *)&dead, &len), 0);
+  close(fd);
+
+  assert_int_equal(uv_loop_init(&f.loop), 0);
+  make_tls(&f.stls, &f.ctls);
+  assert_int_equal(uvq_listen(&f.listener, &f.loop, (struct sockaddr *)&ss,
+                              NULL, f.stls, icmp_accept, &f),
+                   0);
+  assert_int_equal(uvq_uv_endpoint_get_local_addr(f.listener, &bound), 0);
+  assert_int_equal(
+      uvq_uv_client_new(&f.client, &f.loop, family, NULL, NULL, f.ctls, &f), 0);
+  assert_int_equal(uvq_connect(f.client, (struct sockaddr *)&dead, "localhost",
+                               &dead_cbs, &f, NULL),
+                   0);
+  assert_int_equal(uvq_connect(f.client, (struct sockaddr *)&bound.ss,
+                               "localhost", &live_cbs, &f, NULL),
+                   0);
+  /* Far below the 10 s handshake timeout. */
+  start_watchdog(&f.loop, &f.watchdog, &f.hung, 5000);
+  uv_run(&f.loop, UV_RUN_DEFAULT);
+
+  assert_false(f.hung);
+  assert_int_equal(f.dead_closed, 1);
+  assert_int_equal(f.dead_error, UVQ_ERR_PORT_UNREACHABLE);
+  assert_int_equal(f.live_closed, 1);
+  assert_int_equal(f.live_error, 0);
+  assert_int_equal(f.echoed, 4);
+  assert_true(f.ust.icmp_unreachable >= 1);
+  assert_true(f.est.icmp_errors >= 1);
+  assert_int_equal(f.est.icmp_closed, 1);
+  assert_int_equal(uv_loop_close(&f.loop), 0);
+  uvq_tls_ctx_del(f.stls);
+  uvq_tls_ctx_del(f.ctls);
+}
+
+static void test_uv_icmp_refused_ipv4(void **state) {
+  (void)state;
+  run_icmp_refused(AF_INET);
+}
+
+static void test_uv_icmp_refused_ipv6(void **state) {
+  (void)state;
+  run_icmp_refused(AF_INET6);
 }
 
 static void test_uv_listen_addr_in_use(void **state) {
@@ -1471,6 +1635,8 @@ int main(void) {
       cmocka_unit_test(test_uv_close_now),
       cmocka_unit_test(test_uv_exchange_ipv4),
       cmocka_unit_test(test_uv_exchange_ipv6),
+      cmocka_unit_test(test_uv_icmp_refused_ipv4),
+      cmocka_unit_test(test_uv_icmp_refused_ipv6),
       cmocka_unit_test(test_uv_listen_addr_in_use),
       cmocka_unit_test(test_uv_bad_arguments),
       cmocka_unit_test(test_uv_bulk_gso_gro),

@@ -168,7 +168,19 @@ typedef enum uvq_error {
    * "idle connection closed under memory pressure"; counted in
    * uvq_endpoint_stats.evicted_idle.
    */
-  UVQ_ERR_EVICTED = -35
+  UVQ_ERR_EVICTED = -35,
+  /**
+   * Client: the network answered the connection's first datagrams with an
+   * ICMP / ICMPv6 port unreachable from its peer's address, before
+   * anything arrived from the peer (nothing listens there): closed at
+   * once, without a CONNECTION_CLOSE. See uvq_endpoint_recv_icmp.
+   */
+  UVQ_ERR_PORT_UNREACHABLE = -36,
+  /**
+   * Client: as UVQ_ERR_PORT_UNREACHABLE, for an ICMP host, network or
+   * address unreachable (or administratively prohibited).
+   */
+  UVQ_ERR_HOST_UNREACHABLE = -37
 } uvq_error;
 
 /** uvq_strerror returns a static, human-readable name for |err|. */
@@ -1406,6 +1418,32 @@ UVQ_EXTERN const uvq_mem *uvq_endpoint_get_mem(uvq_endpoint *ep);
 UVQ_EXTERN int uvq_endpoint_is_server(uvq_endpoint *ep);
 UVQ_EXTERN const uvq_settings *uvq_endpoint_get_settings(uvq_endpoint *ep);
 
+/** What an ICMP / ICMPv6 error said about a datagram we sent. */
+typedef enum uvq_icmp_kind {
+  /** Port unreachable: nothing listens at the destination. */
+  UVQ_ICMP_PORT_UNREACHABLE = 1,
+  /** Host, network or address unreachable, or administratively
+   * prohibited. */
+  UVQ_ICMP_HOST_UNREACHABLE = 2
+} uvq_icmp_kind;
+
+/**
+ * uvq_endpoint_recv_icmp reports an ICMP / ICMPv6 error the driver read
+ * from its socket's error queue (IP_RECVERR / IPV6_RECVERR) for a datagram
+ * it had sent to |remote|. ICMP is unauthenticated (RFC 9000 §14.2.1), so
+ * it is counted (uvq_endpoint_stats.icmp_errors) and acted on only by a
+ * client, and only for a connection whose current peer is |remote| and
+ * that has received nothing from it yet: that connection ends at once
+ * with UVQ_ERR_PORT_UNREACHABLE or UVQ_ERR_HOST_UNREACHABLE (origin
+ * UVQ_CLOSE_PEER, no CONNECTION_CLOSE sent; on_closed fires from the next
+ * flush) and is counted in icmp_closed. A server never closes on one.
+ *
+ * Returns 0, or UVQ_ERR_INVALID_ARGUMENT.
+ */
+UVQ_EXTERN int uvq_endpoint_recv_icmp(uvq_endpoint *ep,
+                                      const struct sockaddr *remote,
+                                      uvq_icmp_kind kind, uvq_tstamp now);
+
 /**
  * uvq_endpoint_recv processes one received buffer: a single datagram
  * (|segment_size| 0 or >= |len|) or a GRO super-buffer of |segment_size|-byte
@@ -1746,6 +1784,10 @@ typedef struct uvq_endpoint_stats {
    * in initials_refused). */
   uint64_t evicted_idle;
   uint64_t refused_memory_pressure;
+  /** ICMP / ICMPv6 unreachable errors reported (uvq_endpoint_recv_icmp),
+   * and connections closed because of one (client only). */
+  uint64_t icmp_errors;
+  uint64_t icmp_closed;
 } uvq_endpoint_stats;
 
 /** uvq_endpoint_get_stats copies the counters into |st|. */

@@ -175,6 +175,15 @@ typedef struct uvq_uv_stats {
   /** Wake-ups because a socket that had pushed back (EAGAIN) became
    * writable again. */
   uint64_t writable_wakeups;
+  /** Entries read from the sockets' error queues (IP_RECVERR /
+   * IPV6_RECVERR), and those that were ICMP unreachables handed to the
+   * core (uvq_endpoint_recv_icmp). */
+  uint64_t errqueue_reads;
+  uint64_t icmp_unreachable;
+  /** Sends that failed with an error an earlier ICMP left pending on the
+   * socket (ECONNREFUSED and the like: it concerns another datagram) and
+   * were made again. */
+  uint64_t send_async_errors;
 } uvq_uv_stats;
 
 /**

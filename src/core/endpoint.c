@@ -601,6 +601,50 @@ int uvq_endpoint_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
   return rv;
 }
 
+int uvq_endpoint_recv_icmp(uvq_endpoint *ep, const struct sockaddr *remote,
+                           uvq_icmp_kind kind, uvq_tstamp now) {
+  uvq_addr addr;
+  socklen_t len;
+  int rv;
+
+  if (ep == NULL || remote == NULL ||
+      (kind != UVQ_ICMP_PORT_UNREACHABLE &&
+       kind != UVQ_ICMP_HOST_UNREACHABLE)) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  len = remote->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                      : sizeof(struct sockaddr_in);
+  if (uvq_addr_set(&addr, remote, len) != 0) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  ep->stats.icmp_errors++;
+  if (ep->is_server) {
+    return 0; /* counted; a server never closes on one */
+  }
+  rv = uvq_ep_enter(ep);
+  if (rv != 0) {
+    return rv;
+  }
+  (void)uvq_ep_enter_now(ep, now);
+  for (uvq_conn *c = ep->conns; c != NULL; c = c->next) {
+    /* Only before anything came from the peer: an off-path attacker can
+     * forge ICMP, but not the peer's packets we already accepted. */
+    if (c->stage >= UVQ_STAGE_CLOSING || c->m.datagrams_received != 0 ||
+        !uvq_addr_eq(&c->path.remote, &addr)) {
+      continue;
+    }
+    ep->stats.icmp_closed++;
+    c->ci.type = UVQ_CLOSE_TYPE_NONE;
+    uvq_stage_finish(c,
+                     kind == UVQ_ICMP_PORT_UNREACHABLE
+                         ? UVQ_ERR_PORT_UNREACHABLE
+                         : UVQ_ERR_HOST_UNREACHABLE,
+                     UVQ_CLOSE_PEER);
+  }
+  ep->busy = 0;
+  return 0;
+}
+
 static int flush_stateless(uvq_endpoint *ep) {
   while (ep->sq_len) {
     uvq_stateless_pkt *p = &ep->sq[ep->sq_head];

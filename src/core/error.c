@@ -79,6 +79,10 @@ const char *uvq_strerror(int err) {
            "(CVE-2026-40170)";
   case UVQ_ERR_EVICTED:
     return "idle connection closed under memory pressure";
+  case UVQ_ERR_PORT_UNREACHABLE:
+    return "connection refused (ICMP port unreachable)";
+  case UVQ_ERR_HOST_UNREACHABLE:
+    return "host unreachable (ICMP)";
   default:
     return "unknown error";
   }

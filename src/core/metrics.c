@@ -228,6 +228,8 @@ static uvq_handshake_failure classify(const uvq_close_info *ci) {
     return UVQ_HS_FAIL_TLS_ALERT;
   case UVQ_ERR_REFUSED:
   case UVQ_ERR_PEER_REFUSED:
+  case UVQ_ERR_PORT_UNREACHABLE:
+  case UVQ_ERR_HOST_UNREACHABLE:
     return UVQ_HS_FAIL_REFUSED;
   case UVQ_ERR_VERSION_NEGOTIATION:
     return UVQ_HS_FAIL_VERSION_NEGOTIATION;

@@ -380,22 +380,38 @@ static void uep_update(uvq_uv_endpoint *uep) {
   uep_arm_timer(uep);
 }
 
+static void uep_on_icmp(void *arg, const struct sockaddr *dst,
+                        uvq_icmp_kind kind) {
+  uvq_uv_endpoint *uep = arg;
+
+  ++uep->in_core;
+  (void)uvq_endpoint_recv_icmp(uep->ep, dst, kind, uv_hrtime());
+  --uep->in_core;
+}
+
 static void uep_read(uvq_uv_endpoint *uep, uvq_udp *udp,
                      const uvq_addr *bound) {
   size_t total = 0;
   uvq_path path;
   uvq_udp_meta meta;
-  int i, n;
+  int i, n, errors = 0;
 
+  /* ICMP errors first: the core acts on one only for a peer it has
+   * heard nothing from, so they must not wait behind its datagrams. */
+  (void)uvq_udp_read_errors(udp, uep_on_icmp, uep);
   while (total < UVQ_UV_MAX_RECV_PER_WAKE) {
     uvq_tstamp now;
     size_t before = (size_t)udp->stats.datagrams_received;
 
     n = uvq_udp_recv(udp, uep->rx);
+    if (n < 0 && errors++ < 4) {
+      /* The socket's pending error (ECONNREFUSED and the like, left by an
+       * ICMP error; reading it cleared it) is never fatal: the error queue
+       * says which peer it concerned; then read on. */
+      (void)uvq_udp_read_errors(udp, uep_on_icmp, uep);
+      continue;
+    }
     if (n <= 0) {
-      /* 0: drained. -1: an error queued on the socket (e.g. ICMP port
-       * unreachable reported as ECONNREFUSED); reading cleared it, and
-       * QUIC's own timers deal with an unreachable peer. */
       break;
     }
     now = uv_hrtime();
@@ -433,9 +449,12 @@ static void uep_on_poll(uv_poll_t *h, int status, int events) {
     return;
   }
   if (status < 0) {
-    /* libuv reports a poll error (EBADF etc.) once; read anyway so a
-     * pending socket error is consumed. */
-    events = UV_READABLE;
+    /* POLLERR: an ICMP error on the error queue (IP_RECVERR). libuv
+     * stopped the handle: read the queue and the datagrams, and watch the
+     * socket again. */
+    uep_read(uep, &uep->udp, &uep->local);
+    uv_poll_start(&uep->poll, uep->poll_events, uep_on_poll);
+    events = 0;
   }
   if (events & UV_READABLE) {
     uep_read(uep, &uep->udp, &uep->local);
@@ -455,7 +474,10 @@ static void uep_on_sock_poll(uv_poll_t *h, int status, int events) {
     return;
   }
   if (status < 0) {
-    events = UV_READABLE;
+    /* POLLERR, as in uep_on_poll. */
+    uep_read(uep, &k->udp, &k->local);
+    uv_poll_start(&k->poll, k->poll_events, uep_on_sock_poll);
+    events = 0;
   }
   if (events & UV_READABLE) {
     uep_read(uep, &k->udp, &k->local);
@@ -866,6 +888,9 @@ int uvq_uv_endpoint_get_stats(uvq_uv_endpoint *uep, uvq_uv_stats *st) {
     st->queued_batches += x->queued_batches;
     st->send_errors += x->send_errors;
     st->writable_wakeups += x->writable_wakeups;
+    st->errqueue_reads += x->errqueue_reads;
+    st->icmp_unreachable += x->icmp_unreachable;
+    st->send_async_errors += x->send_async_errors;
     for (int i = 0; i < 4; i++) {
       st->ecn_sent[i] += x->ecn_sent[i];
       st->ecn_received[i] += x->ecn_received[i];

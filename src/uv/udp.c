@@ -1,6 +1,7 @@
 #include "uv/udp.h"
 
 #include <errno.h>
+#include <linux/errqueue.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <stdio.h>
@@ -87,6 +88,13 @@ static void setup_features(uvq_udp *u, const uvq_udp_opts *opts) {
     (void)setsockopt(u->fd, IPPROTO_IP, IP_RECVTOS, &on, sizeof(on));
   } else {
     (void)setsockopt(u->fd, IPPROTO_IPV6, IPV6_RECVTCLASS, &on, sizeof(on));
+  }
+  /* ICMP errors (port / host unreachable) on the error queue, with the
+   * datagram's destination: uvq_udp_read_errors. A dual-stack socket gets
+   * those of IPv4 peers through IP_RECVERR. */
+  (void)setsockopt(u->fd, IPPROTO_IP, IP_RECVERR, &on, sizeof(on));
+  if (u->family == AF_INET6) {
+    (void)setsockopt(u->fd, IPPROTO_IPV6, IPV6_RECVERR, &on, sizeof(on));
   }
 }
 
@@ -216,6 +224,64 @@ int uvq_udp_recv(uvq_udp *u, uvq_udp_rx *rx) {
       return 0;
     }
     return -1;
+  }
+}
+
+int uvq_udp_read_errors(uvq_udp *u, uvq_udp_icmp_cb cb, void *arg) {
+  int n = 0;
+
+  for (;;) {
+    struct sockaddr_storage dst;
+    uint64_t ctrl[64];
+    uint8_t payload[64];
+    struct iovec iov = {payload, sizeof(payload)};
+    struct msghdr h;
+    struct cmsghdr *c;
+
+    memset(&h, 0, sizeof(h));
+    h.msg_name = &dst;
+    h.msg_namelen = sizeof(dst);
+    h.msg_iov = &iov;
+    h.msg_iovlen = 1;
+    h.msg_control = ctrl;
+    h.msg_controllen = sizeof(ctrl);
+    if (recvmsg(u->fd, &h, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return n; /* EAGAIN: the queue is empty */
+    }
+    ++n;
+    u->stats.errqueue_reads++;
+    for (c = CMSG_FIRSTHDR(&h); c != NULL; c = CMSG_NXTHDR(&h, c)) {
+      struct sock_extended_err ee;
+      int kind = 0;
+
+      if (!((c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_RECVERR) ||
+            (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_RECVERR)) ||
+          c->cmsg_len < CMSG_LEN(sizeof(ee))) {
+        continue;
+      }
+      memcpy(&ee, CMSG_DATA(c), sizeof(ee));
+      if (ee.ee_origin == SO_EE_ORIGIN_ICMP && ee.ee_type == 3) {
+        /* Destination unreachable: 3 port; 0, 1 net / host; 9, 10, 13
+         * prohibited. */
+        kind = ee.ee_code == 3 ? UVQ_ICMP_PORT_UNREACHABLE
+               : ee.ee_code <= 1 || ee.ee_code == 9 || ee.ee_code == 10 ||
+                       ee.ee_code == 13
+                   ? UVQ_ICMP_HOST_UNREACHABLE
+                   : 0;
+      } else if (ee.ee_origin == SO_EE_ORIGIN_ICMP6 && ee.ee_type == 1) {
+        /* 4 port; 0 no route, 1 prohibited, 3 address unreachable. */
+        kind = ee.ee_code == 4                      ? UVQ_ICMP_PORT_UNREACHABLE
+               : ee.ee_code <= 1 || ee.ee_code == 3 ? UVQ_ICMP_HOST_UNREACHABLE
+                                                    : 0;
+      }
+      if (kind != 0 && h.msg_namelen > 0) {
+        u->stats.icmp_unreachable++;
+        cb(arg, (const struct sockaddr *)&dst, (uvq_icmp_kind)kind);
+      }
+    }
   }
 }
 
@@ -436,11 +502,20 @@ static int is_full(int err) {
   return err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS;
 }
 
+/* With IP_RECVERR an ICMP error also sets the socket's pending error, which
+ * the next send reports once, whichever datagram it concerned: a send that
+ * fails with one of these is made once more. */
+static int is_async_error(int err) {
+  return err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH ||
+         err == EHOSTDOWN || err == EPROTO;
+}
+
 /* Sends |b| now, from the caller's memory. */
 static ssize_t send_now(uvq_udp *u, const uvq_send_batch *b) {
   uint64_t ctrl[UVQ_UDP_CMSG_SPACE / 8];
   size_t seg = b->segment_size ? b->segment_size : b->datalen;
   size_t count = b->count, sent = 0, per_msg, plain, withseg;
+  int again = 1;
 
   per_msg = per_msg_of(u, count, seg);
   withseg = build_ctrl(u, b, (uint8_t *)ctrl, (uint16_t)seg, &plain);
@@ -462,6 +537,11 @@ static ssize_t send_now(uvq_udp *u, const uvq_send_batch *b) {
       }
       if (is_full(errno)) {
         return (ssize_t)sent;
+      }
+      if (again && is_async_error(errno)) {
+        again = 0;
+        u->stats.send_async_errors++;
+        continue;
       }
       if (per_msg > 1 && (errno == EIO || errno == EINVAL)) {
         /* Nothing was sent: again, one message per datagram. */
@@ -500,6 +580,7 @@ static void txq_advance(uvq_udp_txq *q, size_t nd) {
 
 int uvq_udp_flush(uvq_udp *u) {
   uvq_udp_txq *q = u->txq;
+  int again = 1;
 
   while (uvq_udp_pending(u)) {
     size_t i, n = 0, e = q->head, idx = q->head_done;
@@ -529,6 +610,11 @@ int uvq_udp_flush(uvq_udp *u) {
       }
       if (is_full(errno)) {
         return 1;
+      }
+      if (again && is_async_error(errno)) {
+        again = 0;
+        u->stats.send_async_errors++;
+        continue;
       }
       if (q->msg_nd[0] > 1 && (errno == EIO || errno == EINVAL)) {
         gso_refused(u);

@@ -160,6 +160,19 @@ void uvq_udp_close(uvq_udp *u);
  */
 int uvq_udp_recv(uvq_udp *u, uvq_udp_rx *rx);
 
+/* Called for each ICMP / ICMPv6 unreachable read from the error queue, with
+ * the destination of the datagram it answered. */
+typedef void (*uvq_udp_icmp_cb)(void *arg, const struct sockaddr *dst,
+                                uvq_icmp_kind kind);
+
+/*
+ * uvq_udp_read_errors empties the socket's error queue (IP_RECVERR /
+ * IPV6_RECVERR are set on every socket), calling |cb| for each ICMP
+ * unreachable in it; other entries (local errors, PMTU) are only counted.
+ * Returns how many entries it read.
+ */
+int uvq_udp_read_errors(uvq_udp *u, uvq_udp_icmp_cb cb, void *arg);
+
 /* uvq_udp_meta_get decodes buffer |i| of the last uvq_udp_recv and counts
  * it in u->stats. */
 void uvq_udp_meta_get(uvq_udp *u, uvq_udp_rx *rx, int i, uvq_udp_meta *m);
