@@ -77,6 +77,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <gnutls/gnutls.h>
 #include <jansson.h>
 
 #include "uvquic/uvquic.h"
@@ -102,8 +103,18 @@
 #define DEFAULT_STALL_TIMEOUT_S 5
 /* The transport error NO_VIABLE_PATH (RFC 9000 §20.1). */
 #define QUIC_NO_VIABLE_PATH 0x10
-/* Exit status when an output could not be written (curl's 23). */
-#define CLI_EXIT_WRITE 23
+/* Exit statuses, curl's where curl has one (CLI_EXIT_OK 0, CLI_EXIT_USAGE
+ * 2 from cli.h). The first failing download's decides. */
+#define EXIT_RESOLVE 6
+#define EXIT_CONNECT 7
+#define EXIT_HTTP 22
+#define EXIT_WRITE 23
+#define EXIT_TIMEOUT 28
+#define EXIT_TLS 35
+#define EXIT_LOST 56
+#define EXIT_CERT 60
+#define EXIT_SIGINT 130
+#define EXIT_SIGTERM 143
 
 typedef enum proto { PROTO_H3 = 0, PROTO_HQ } proto;
 
@@ -172,10 +183,16 @@ struct group {
   /* HTTP/3 */
   uvq_h3_conn *h3;
   size_t h3_left;
-  /* How the last connection ended, when it failed. */
-  char close_err[384];
-  int close_error, close_hs;
+  /* How the last connection ended, when it failed: the message, and
+   * close_plain if it is whole (no library error name in front). */
+  char close_err[768];
+  int close_error, close_hs, close_plain;
   uint64_t close_code;
+  /* What on_closed saw: datagrams received, the certificate check. */
+  uint64_t close_rx;
+  char cert_detail[256];
+  /* The connection's GnuTLS session (the TLS hook), until it closes. */
+  gnutls_session_t tls_session;
   /* --retry: reconnections so far in this round. */
   unsigned long attempts;
   uv_timer_t retry_timer;
@@ -209,6 +226,10 @@ struct client {
   /* Outputs still being written; set once a write failed (exit 23). */
   size_t writers;
   int write_failed;
+  /* The exit status: that of the first failure (0: none yet). */
+  int exit_code;
+  /* --fail: an HTTP status >= 400 fails the download (exit 22). */
+  int fail_http;
   /* Progress bars (stderr is a terminal and not --quiet). */
   int progress;
   uv_timer_t tick;
@@ -491,9 +512,14 @@ static void on_tick(uv_timer_t *t) { progress_draw(t->data); }
 /* Outcomes                                                                 */
 /* ------------------------------------------------------------------------ */
 
+static unsigned int hq_status(const uvq_hq_request *req);
+
 static void describe_hq_failure(const group *g, const uvq_hq_request *req,
                                 char *buf, size_t buflen) {
-  if (req->reset) {
+  if (hq_status(req) != 0) {
+    snprintf(buf, buflen, "refused by the server: %s (as HTTP %u)",
+             uvq_hq_strerror(req->reset_code), hq_status(req));
+  } else if (req->reset) {
     const char *name = uvq_hq_strerror(req->reset_code);
     snprintf(buf, buflen, "stream reset by server: %s (0x%" PRIx64 ")",
              name ? name : "application error", req->reset_code);
@@ -501,6 +527,8 @@ static void describe_hq_failure(const group *g, const uvq_hq_request *req,
     const dl *d = req->user_data;
     snprintf(buf, buflen, "writing %s failed: %s", outw_name(&d->w),
              strerror(req->sink_errno));
+  } else if (g->close_plain) {
+    snprintf(buf, buflen, "%s", g->close_err);
   } else {
     snprintf(buf, buflen, "%s%s%s", uvq_strerror(req->error),
              g->close_err[0] ? ": " : "", g->close_err);
@@ -512,14 +540,19 @@ static void describe_h3_failure(const group *g, const dl *d, char *buf,
   if (d->sink_errno) {
     snprintf(buf, buflen, "writing %s failed: %s", outw_name(&d->w),
              strerror(d->sink_errno));
-  } else if (d->error == 0 && d->status != 200) {
-    snprintf(buf, buflen, "HTTP status %u", d->status);
+  } else if (d->error == 0 && (d->status < 200 || d->status > 299)) {
+    snprintf(buf, buflen, "HTTP status %u%s%s%s", d->status,
+             d->out && d->w.target ? " (nothing saved to " : "",
+             d->out && d->w.target ? d->w.target : "",
+             d->out && d->w.target ? ")" : "");
   } else if (d->error == 0) {
     snprintf(buf, buflen, "body of %" PRIu64 " bytes, content-length %" PRId64,
              d->bytes, d->total);
   } else if (d->error == UVQ_H3_ERR_RESET) {
     snprintf(buf, buflen, "stream reset by server: H3 code 0x%" PRIx64,
              d->app_error);
+  } else if (d->error == UVQ_H3_ERR_CONN_CLOSED && g->close_plain) {
+    snprintf(buf, buflen, "%s", g->close_err);
   } else if (d->error == UVQ_H3_ERR_CONN_CLOSED && g->close_err[0]) {
     snprintf(buf, buflen, "%s%s%s",
              g->close_error ? uvq_strerror(g->close_error) : "",
@@ -661,8 +694,91 @@ static int group_retry(client *c, group *g) {
   return 1;
 }
 
+/* The exit status for downloads that |g|'s connection took down. */
+static int close_exit_code(const group *g) {
+  switch (g->close_error) {
+  case UVQ_ERR_PORT_UNREACHABLE:
+  case UVQ_ERR_HOST_UNREACHABLE:
+  case UVQ_ERR_PEER_REFUSED:
+  case UVQ_ERR_REFUSED:
+    return EXIT_CONNECT;
+  case UVQ_ERR_CERT_VERIFY:
+    return EXIT_CERT;
+  case UVQ_ERR_TLS_ALERT:
+  case UVQ_ERR_TLS:
+  case UVQ_ERR_VERSION_NEGOTIATION:
+    return g->close_hs ? EXIT_LOST : EXIT_TLS;
+  case UVQ_ERR_HANDSHAKE_TIMEOUT:
+    return EXIT_TIMEOUT;
+  case UVQ_ERR_IDLE_TIMEOUT:
+  case UVQ_ERR_STALLED:
+    return g->close_hs ? EXIT_LOST : EXIT_TIMEOUT;
+  default:
+    return g->close_hs ? EXIT_LOST : EXIT_CONNECT;
+  }
+}
+
+/* An hq-interop refusal, as the HTTP status it stands for (0: none). */
+static unsigned int hq_status(const uvq_hq_request *req) {
+  if (!req->reset) {
+    return 0;
+  }
+  switch (req->reset_code) {
+  case UVQ_HQ_ERR_BAD_REQUEST:
+    return 400;
+  case UVQ_HQ_ERR_FORBIDDEN:
+    return 403;
+  case UVQ_HQ_ERR_NOT_FOUND:
+    return 404;
+  default:
+    return 0;
+  }
+}
+
+/* The outcome of download |d| of |g|: 0 if it succeeded, else its exit
+ * status with |why| filled. A complete response with an HTTP status of
+ * 300 or more (or an hq refusal) is not saved; it fails the run (exit 22)
+ * only with --fail, as curl's -f. */
+static int dl_outcome(client *c, group *g, size_t i, dl *d, char *why,
+                      size_t whylen) {
+  if (c->proto == PROTO_HQ) {
+    uvq_hq_request *req = &g->reqs[i];
+    unsigned int st = hq_status(req);
+
+    d->bytes = req->bytes;
+    if (req->state == UVQ_HQ_DONE) {
+      return 0;
+    }
+    describe_hq_failure(g, req, why, whylen);
+    if (d->sink_errno) {
+      return EXIT_WRITE;
+    }
+    if (st != 0) {
+      return c->fail_http ? EXIT_HTTP : -1;
+    }
+    if (req->reset) {
+      return EXIT_LOST;
+    }
+    return close_exit_code(g);
+  }
+  if (d->state == DL_DONE) {
+    return 0;
+  }
+  describe_h3_failure(g, d, why, whylen);
+  if (d->sink_errno) {
+    return EXIT_WRITE;
+  }
+  if (d->error == 0 && d->status != 0 && (d->status < 200 || d->status > 299)) {
+    return c->fail_http && d->status >= 400 ? EXIT_HTTP : -1;
+  }
+  if (d->error == UVQ_H3_ERR_CONN_CLOSED) {
+    return close_exit_code(g);
+  }
+  return EXIT_LOST;
+}
+
 static void group_finish(client *c, group *g) {
-  char why[512];
+  char why[1024];
   size_t i;
 
   if (group_retry(c, g)) {
@@ -670,30 +786,23 @@ static void group_finish(client *c, group *g) {
   }
   for (i = 0; i < g->nurls; ++i) {
     dl *d = &c->urls[g->urls[i]].d;
-    int ok;
+    int code = dl_outcome(c, g, i, d, why, sizeof(why));
 
-    if (c->proto == PROTO_HQ) {
-      uvq_hq_request *req = &g->reqs[i];
-      d->bytes = req->bytes;
-      ok = req->state == UVQ_HQ_DONE;
-      if (!ok) {
-        describe_hq_failure(g, req, why, sizeof(why));
-      }
-    } else {
-      ok = d->state == DL_DONE;
-      if (!ok) {
-        describe_h3_failure(g, d, why, sizeof(why));
-      }
-    }
     c->bytes += d->bytes;
-    if (ok) {
+    if (code == 0) {
       ++c->files;
     } else {
-      ++c->failures;
+      /* -1: an HTTP error without --fail: reported, not saved, exit 0. */
+      if (code > 0) {
+        ++c->failures;
+        if (c->exit_code == 0) {
+          c->exit_code = code;
+        }
+      }
       progress_clear(c);
       fprintf(stderr, "uvquic-client: %s: %s\n", c->urls[g->urls[i]].text, why);
     }
-    d->state = ok ? DL_DONE : DL_FAILED;
+    d->state = code == 0 ? DL_DONE : DL_FAILED;
     dl_close_output(c, d);
   }
   if (--c->active == 0 && c->writers == 0) {
@@ -701,22 +810,84 @@ static void group_finish(client *c, group *g) {
   }
 }
 
+/* HOST:PORT as a person writes it ([::1]:443 for IPv6). */
+static void group_hostport(const group *g, char *buf, size_t len) {
+  snprintf(buf, len, strchr(g->host, ':') ? "[%s]:%s" : "%s:%s", g->host,
+           g->port);
+}
+
+/* Keeps how |g|'s connection ended and a message a person can act on. */
 static void record_close(group *g, const uvq_close_info *ci) {
+  const uvq_settings *st = &g->c->settings;
+  char hp[300];
+  uint64_t limit;
+
   g->close_err[0] = '\0';
+  g->close_plain = 0;
   g->close_error = ci->error;
   g->close_code = ci->code;
   g->close_hs = ci->handshake_completed;
-  if (ci->error != 0) {
-    snprintf(g->close_err, sizeof(g->close_err),
-             "connection closed by %s, code 0x%" PRIx64 "%s%.*s%s",
-             ci->origin == UVQ_CLOSE_PEER      ? "peer"
-             : ci->origin == UVQ_CLOSE_TIMEOUT ? "timeout"
-                                               : "us",
-             ci->code, ci->reasonlen ? ", reason \"" : "",
-             (int)(ci->reasonlen > 200 ? 200 : ci->reasonlen),
-             ci->reasonlen ? (const char *)ci->reason : "",
-             ci->reasonlen ? "\"" : "");
+  if (ci->error == 0) {
+    return;
   }
+  group_hostport(g, hp, sizeof(hp));
+  g->close_plain = 1;
+  switch (ci->error) {
+  case UVQ_ERR_PORT_UNREACHABLE:
+    snprintf(g->close_err, sizeof(g->close_err),
+             "connection refused by %s (ICMP port unreachable: nothing "
+             "listens on that UDP port)",
+             hp);
+    return;
+  case UVQ_ERR_HOST_UNREACHABLE:
+    snprintf(g->close_err, sizeof(g->close_err),
+             "%s is unreachable (ICMP host or network unreachable)", hp);
+    return;
+  case UVQ_ERR_CERT_VERIFY:
+    snprintf(g->close_err, sizeof(g->close_err),
+             "the certificate of %s is not trusted%s%s. Pass --ca FILE with "
+             "the certificate or the CA that signed it (uvquic-server "
+             "--write-cert FILE exports a server's ephemeral certificate), "
+             "or -k to skip verification",
+             g->host, g->cert_detail[0] ? ": " : "", g->cert_detail);
+    return;
+  case UVQ_ERR_TLS_ALERT: {
+    const char *name =
+        gnutls_alert_get_name((gnutls_alert_description_t)ci->tls_alert);
+    snprintf(g->close_err, sizeof(g->close_err),
+             "TLS handshake with %s failed: %s sent alert %u (%s)", hp,
+             ci->origin == UVQ_CLOSE_PEER ? "the server" : "we", ci->tls_alert,
+             name ? name : "unknown");
+    return;
+  }
+  case UVQ_ERR_HANDSHAKE_TIMEOUT:
+  case UVQ_ERR_IDLE_TIMEOUT:
+    if (ci->handshake_completed) {
+      break;
+    }
+    limit = st->handshake_timeout;
+    if (st->idle_timeout != 0 && st->idle_timeout < limit) {
+      limit = st->idle_timeout;
+    }
+    snprintf(g->close_err, sizeof(g->close_err),
+             g->close_rx == 0
+                 ? "no response from %s within %.0f s"
+                 : "the handshake with %s did not complete within %.0f s",
+             hp, (double)limit / 1e9);
+    return;
+  default:
+    break;
+  }
+  g->close_plain = 0;
+  snprintf(g->close_err, sizeof(g->close_err),
+           "connection closed by %s, code 0x%" PRIx64 "%s%.*s%s",
+           ci->origin == UVQ_CLOSE_PEER      ? "peer"
+           : ci->origin == UVQ_CLOSE_TIMEOUT ? "timeout"
+                                             : "us",
+           ci->code, ci->reasonlen ? ", reason \"" : "",
+           (int)(ci->reasonlen > 200 ? 200 : ci->reasonlen),
+           ci->reasonlen ? (const char *)ci->reason : "",
+           ci->reasonlen ? "\"" : "");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -964,6 +1135,50 @@ static void stop_timers(group *g) {
   }
 }
 
+/* The group connecting now, for the TLS hook (which runs inside
+ * uvq_connect_with, before the connection is known). */
+static group *g_connecting;
+
+/* Keeps each connection's GnuTLS session, to name a certificate failure. */
+static int tls_hook(uvq_conn *conn, struct gnutls_session_int *session,
+                    void *user_data) {
+  (void)conn;
+  (void)user_data;
+  if (g_connecting != NULL) {
+    g_connecting->tls_session = session;
+  }
+  return 0;
+}
+
+/* What GnuTLS found wrong with the server's certificate, in |buf|. */
+static void cert_failure(gnutls_session_t session, char *buf, size_t len) {
+  unsigned int status = gnutls_session_get_verify_cert_status(session);
+  gnutls_datum_t out = {NULL, 0};
+  char *p;
+
+  buf[0] = '\0';
+  if (status == 0 ||
+      gnutls_certificate_verification_status_print(
+          status, gnutls_certificate_type_get(session), &out, 0) != 0) {
+    return;
+  }
+  p = (char *)out.data;
+  if (strncmp(p, "The certificate is NOT trusted. ", 32) == 0 && p[32]) {
+    p += 32; /* said already */
+  }
+  snprintf(buf, len, "%s", p);
+  gnutls_free(out.data);
+  /* "The certificate is NOT trusted. The certificate issuer is unknown."
+   * reads better in lower case after a colon, without the final dot. */
+  if (buf[0] == 'T') {
+    buf[0] = 't';
+  }
+  p = buf + strlen(buf);
+  while (p > buf && (p[-1] == '.' || p[-1] == ' ')) {
+    *--p = '\0';
+  }
+}
+
 static int w_on_established(uvq_conn *conn, void *user_data) {
   group *g = group_of(conn);
 
@@ -1134,7 +1349,16 @@ static void w_on_closed(uvq_conn *conn, const uvq_close_info *ci,
   group *g = group_of(conn);
 
   if (g != NULL) {
+    uvq_conn_stats cst;
+
     stop_timers(g);
+    uvq_conn_get_stats(conn, &cst);
+    g->close_rx = cst.datagrams_received;
+    g->cert_detail[0] = '\0';
+    if (ci->error == UVQ_ERR_CERT_VERIFY && g->tls_session != NULL) {
+      cert_failure(g->tls_session, g->cert_detail, sizeof(g->cert_detail));
+    }
+    g->tls_session = NULL;
     if (g->c->stats != NULL) {
       record_stats(g, conn, ci);
     }
@@ -1194,6 +1418,8 @@ static int group_connect(client *c, group *g, uvq_uv_endpoint *ep,
     params.resumptionlen = ses->len;
     params.early_data = 1;
   }
+  g->tls_session = NULL;
+  g_connecting = g;
   rv = uvq_connect_with(ep, (struct sockaddr *)&g->addr, &params, &g->conn);
   if (rv == UVQ_ERR_INVALID_ARGUMENT && ses != NULL) {
     /* A stored session that no longer parses: connect without it. */
@@ -1204,6 +1430,7 @@ static int group_connect(client *c, group *g, uvq_uv_endpoint *ep,
     ses = NULL;
     rv = uvq_connect_with(ep, (struct sockaddr *)&g->addr, &params, &g->conn);
   }
+  g_connecting = NULL;
   if (rv == 0) {
     group_set_output_conn(g);
   }
@@ -1342,8 +1569,17 @@ static void h3_on_data(uvq_h3_stream *st, const uint8_t *data, size_t len,
                        void *user_data) {
   dl *d = user_data;
 
-  /* Only a 200's body is the download; an error page is not counted. */
-  if (d->status != 200 || d->sink_errno) {
+  /* Only a 2xx's body is the download; an error page is not counted, and
+   * written only to standard output without --fail (as curl does). */
+  if (d->sink_errno) {
+    return;
+  }
+  if (d->status < 200 || d->status > 299) {
+    if (d->status >= 300 && d->out && d->w.target == NULL &&
+        !d->g->c->fail_http && outw_append(&d->w, data, len) != 0) {
+      d->sink_errno = errno;
+      (void)uvq_h3_cancel(st);
+    }
     return;
   }
   d->bytes += len;
@@ -1377,7 +1613,8 @@ static void h3_on_complete(uvq_h3_stream *st, int error, uint64_t app_error,
   (void)st;
   d->error = error;
   d->app_error = app_error;
-  d->state = error == 0 && d->status == 200 && !d->sink_errno &&
+  d->state = error == 0 && d->status >= 200 && d->status <= 299 &&
+                     !d->sink_errno &&
                      (d->total < 0 || (uint64_t)d->total == d->bytes)
                  ? DL_DONE
                  : DL_FAILED;
@@ -1835,7 +2072,7 @@ static void lg_on_complete(uvq_h3_stream *st, int error, uint64_t app_error,
 /* A connection ended: count it, start the next. */
 static void lg_conn_over(lconn *lc, const uvq_close_info *ci, int ok) {
   client *c = lc->c;
-  char why[512];
+  char why[1024];
 
   if (!lc->ready) {
     --c->lg_setup;
@@ -1852,6 +2089,10 @@ static void lg_conn_over(lconn *lc, const uvq_close_info *ci, int ok) {
   if (!ok && (!lc->failed || lc->conn_err)) {
     /* (A GET that failed otherwise was reported already.) */
     group tmp;
+    memset(&tmp, 0, sizeof(tmp));
+    tmp.c = c;
+    snprintf(tmp.host, sizeof(tmp.host), "%s", c->groups[0].host);
+    snprintf(tmp.port, sizeof(tmp.port), "%s", c->groups[0].port);
     record_close(&tmp, ci);
     snprintf(why, sizeof(why), "%s",
              tmp.close_err[0] ? tmp.close_err
@@ -2257,6 +2498,8 @@ int main(int argc, char **argv) {
       {"retry", required_argument, NULL, CLI_OPT_FIRST_TOOL + 8},
       {"quic-version", required_argument, NULL, CLI_OPT_FIRST_TOOL + 9},
       {"quic-versions", required_argument, NULL, CLI_OPT_FIRST_TOOL + 10},
+      {"fail", no_argument, NULL, 'f'},
+      {"connect-timeout", required_argument, NULL, CLI_OPT_FIRST_TOOL + 11},
       CLI_COMMON_OPTIONS,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -2284,7 +2527,7 @@ int main(int argc, char **argv) {
   opterr = 0;
   c.cc.role = "client";
   g_client = &c;
-  while ((ch = getopt_long(argc, argv, ":kho:qv", opts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, ":fkho:qv", opts, NULL)) != -1) {
     if (cli_common_opt(ch, optarg, &c.settings, &c.cc)) {
       continue;
     }
@@ -2328,6 +2571,13 @@ int main(int argc, char **argv) {
       break;
     case 'k':
       insecure = 1;
+      break;
+    case 'f':
+      c.fail_http = 1;
+      break;
+    case CLI_OPT_FIRST_TOOL + 11:
+      c.settings.handshake_timeout =
+          cli_parse_secs(optarg, "--connect-timeout", 3600);
       break;
     case 'C':
       ca = optarg;
@@ -2528,7 +2778,8 @@ int main(int argc, char **argv) {
       snprintf(g->port, sizeof(g->port), "%s", u->port);
       if (cli_resolve(g->host, g->port, 0, &g->addr, &len, err, sizeof(err)) !=
           0) {
-        cli_fail_usage("%s", err);
+        fprintf(stderr, "uvquic-client: %s\n", err);
+        exit(EXIT_RESOLVE);
       }
     }
     u->group = j;
@@ -2558,6 +2809,7 @@ int main(int argc, char **argv) {
   tcfg.insecure = insecure;
   tcfg.alpn = c.proto == PROTO_H3 ? alpn_h3 : alpn_hq;
   tcfg.alpnlen = 1;
+  tcfg.hook = tls_hook;
   err[0] = '\0';
   rv = uvq_tls_ctx_new(&c.tls, 0, &tcfg, NULL, err, sizeof(err));
   if (rv != 0) {
@@ -2646,8 +2898,11 @@ out:
   if (usage_error) {
     return CLI_EXIT_USAGE;
   }
+  if (c.exit_code != 0) {
+    return c.exit_code;
+  }
   if (c.write_failed) {
-    return CLI_EXIT_WRITE;
+    return EXIT_WRITE;
   }
   return c.failures ? CLI_EXIT_TRANSFER : CLI_EXIT_OK;
 }

@@ -8,7 +8,8 @@
 # drops the connection (its path watchdog; the client then hears a
 # stateless reset), or the client hears nothing at all for its stall
 # timeout; either way the first connection is lost mid-transfer.
-#   - control: --retry 0 fails (exit 1, a transient error named) well
+#   - control: --retry 0 fails (exit 56, connection lost mid-transfer, a
+#     transient error named) well
 #     inside the idle timeout: the impairment really breaks the download;
 #   - --retry 3 (1 s blackout): the download completes byte-identical
 #     (sha256) on a new connection, well inside the idle timeout, and the
@@ -93,11 +94,11 @@ transient='stateless reset received|nothing received for the stall timeout|no vi
 
 # Control: without --retry the dead path fails the download, quickly.
 run control 0 1000
-if [ "$RC" -eq 1 ] && grep -Eq "file.bin: ($transient)" "$tmp/control.cerr" &&
+if [ "$RC" -eq 56 ] && grep -Eq "file.bin: ($transient)" "$tmp/control.cerr" &&
   ! grep -q 'retries:' "$tmp/control.cerr"; then
   pass "control: --retry 0 fails with a transient error in $SECS s"
 else
-  fail "control: expected exit 1 with a transient error, got exit $RC"
+  fail "control: expected exit 56 with a transient error, got exit $RC"
 fi
 within control $((idle / 2))
 

@@ -88,8 +88,9 @@ static int open_output(outw *w) {
     w->seekable = 0;
     return 0;
   }
-  w->fd = open(w->part, O_WRONLY | O_CREAT | O_CLOEXEC | (w->append ? 0 : O_TRUNC),
-               0644);
+  w->fd =
+      open(w->part, O_WRONLY | O_CREAT | O_CLOEXEC | (w->append ? 0 : O_TRUNC),
+           0644);
   if (w->fd < 0) {
     return -1;
   }
@@ -156,8 +157,8 @@ static void consume(outw *w, size_t n) {
     }
     b->start += take;
     n -= take;
-    if (b->start == b->len && (b->len == OUTW_BLOCK || b->next != NULL ||
-                               w->closing)) {
+    if (b->start == b->len &&
+        (b->len == OUTW_BLOCK || b->next != NULL || w->closing)) {
       w->head = b->next;
       if (w->head == NULL) {
         w->tail = NULL;

@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# uvquic-client as a person uses it (issue 15): its output path (NAME.part
+# renamed only when a 2xx response is complete; a failed response never
+# creates or truncates the target; -o - for stdout; write errors), the
+# messages a person can act on without -v, and one test per exit status:
+#   0 ok, 2 usage, 6 cannot resolve, 7 refused, 22 HTTP >= 400 with --fail,
+#   23 write error, 28 timeout, 35 TLS handshake failure, 56 connection
+#   lost mid-transfer, 60 certificate not trusted, 130 SIGINT, 143 SIGTERM.
+# Needs UVQ_BUILD_DIR (set by ctest). Servers listen on port 0.
+set -euo pipefail
+
+B=${UVQ_BUILD_DIR:?UVQ_BUILD_DIR must point at the build directory}
+SERVER=$B/uvquic-server
+CLIENT=$B/uvquic-client
+for bin in "$SERVER" "$CLIENT"; do
+  [ -x "$bin" ] || { echo "missing $bin" >&2; exit 1; }
+done
+command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
+
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do
+    kill -CONT "$p" 2>/dev/null || true
+    kill -KILL "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+failures=0
+fail() {
+  echo "FAIL: $*" >&2
+  failures=$((failures + 1))
+}
+pass() { echo "ok: $*"; }
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+# start_server NAME ARGS...: sets SERVER_PID and PORT.
+start_server() {
+  local name=$1 i
+  shift
+  "$SERVER" --listen 127.0.0.1:0 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+  SERVER_PID=$!
+  pids+=("$SERVER_PID")
+  for i in $(seq 1 300); do
+    grep -q '^listening on ' "$tmp/$name.out" && break
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$tmp/$name.err" >&2; exit 1; }
+    sleep 0.05
+  done
+  PORT=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$tmp/$name.out")
+  [ -n "$PORT" ] || { echo "no port from $name" >&2; exit 1; }
+}
+
+# expect NAME CODE PATTERN CMD...: CMD exits CODE and its stderr matches
+# PATTERN (grep -E; empty: anything).
+expect() {
+  local name=$1 code=$2 pat=$3 rc=0
+  shift 3
+  "$@" >"$tmp/expect.out" 2>"$tmp/expect.err" </dev/null || rc=$?
+  if [ "$rc" -eq "$code" ] && { [ -z "$pat" ] || grep -Eq "$pat" "$tmp/expect.err"; }; then
+    pass "$name: exit $rc: $(grep -v '^downloaded' "$tmp/expect.err" | head -n1)"
+  else
+    fail "$name: exit $rc (want $code), stderr: $(cat "$tmp/expect.err")"
+  fi
+}
+
+root=$tmp/root
+mkdir -p "$root" "$tmp/dir"
+head -c $((8 * 1024 * 1024)) /dev/urandom >"$root/big.bin"
+echo "hello" >"$root/small.txt"
+: >"$root/empty.txt"
+start_server main --root "$root" --write-cert "$tmp/cert.pem"
+base=https://127.0.0.1:$PORT
+SRV=$SERVER_PID
+
+# ---- output files ---------------------------------------------------------
+for alpn in h3 hq-interop; do
+  rm -f "$tmp/out.bin"
+  expect "$alpn -o FILE" 0 '' "$CLIENT" --alpn "$alpn" --ca "$tmp/cert.pem" \
+    -o "$tmp/out.bin" "$base/big.bin"
+  if [ "$(sha "$tmp/out.bin")" = "$(sha "$root/big.bin")" ] && [ ! -e "$tmp/out.bin.part" ]; then
+    pass "$alpn -o FILE: byte-identical, no .part left"
+  else
+    fail "$alpn -o FILE: differs or .part left: $(ls "$tmp")"
+  fi
+  "$CLIENT" --alpn "$alpn" -k -q -o - "$base/big.bin" >"$tmp/stdout.bin"
+  if [ "$(sha "$tmp/stdout.bin")" = "$(sha "$root/big.bin")" ]; then
+    pass "$alpn -o -: the body on standard output"
+  else
+    fail "$alpn -o -: standard output differs"
+  fi
+  rm -f "$tmp/empty.out"
+  expect "$alpn empty body" 0 '' "$CLIENT" --alpn "$alpn" -k -o "$tmp/empty.out" "$base/empty.txt"
+  [ -f "$tmp/empty.out" ] && [ ! -s "$tmp/empty.out" ] &&
+    pass "$alpn empty body: an empty file" || fail "$alpn empty body: $(ls -l "$tmp")"
+  # A failed response never creates or truncates the target.
+  echo "keep me" >"$tmp/keep.txt"
+  expect "$alpn 404 without --fail" 0 'HTTP status 404|not found' \
+    "$CLIENT" --alpn "$alpn" -k -o "$tmp/keep.txt" "$base/missing"
+  expect "$alpn 404 with --fail" 22 'HTTP status 404|not found' \
+    "$CLIENT" --alpn "$alpn" -k --fail -o "$tmp/keep.txt" "$base/missing"
+  if [ "$(cat "$tmp/keep.txt")" = "keep me" ] && [ ! -e "$tmp/keep.txt.part" ]; then
+    pass "$alpn 404: the existing target untouched, no .part"
+  else
+    fail "$alpn 404: target changed or .part left"
+  fi
+  expect "$alpn 404 into --output-dir" 22 '' "$CLIENT" --alpn "$alpn" -k -f \
+    --output-dir "$tmp/dir" "$base/missing"
+  if [ -z "$(ls -A "$tmp/dir")" ]; then
+    pass "$alpn 404 into --output-dir: nothing created"
+  else
+    fail "$alpn 404 into --output-dir: $(ls -A "$tmp/dir")"
+  fi
+done
+
+# ---- 23: write errors ------------------------------------------------------
+if [ -w /dev/full ]; then
+  expect "ENOSPC on stdout" 23 'writing standard output failed: No space left on device' \
+    sh -c "'$CLIENT' -k -o - '$base/big.bin' >/dev/full"
+fi
+{ "$CLIENT" -k -o - "$base/big.bin" 2>"$tmp/epipe.err" && echo 0 >"$tmp/epipe.rc" ||
+  echo $? >"$tmp/epipe.rc"; } |
+  head -c 1 >/dev/null
+rc=$(cat "$tmp/epipe.rc")
+if [ "$rc" -eq 23 ] && grep -q 'writing standard output failed: Broken pipe' "$tmp/epipe.err"; then
+  pass "EPIPE on stdout: exit 23"
+else
+  fail "EPIPE on stdout: exit $rc: $(cat "$tmp/epipe.err")"
+fi
+expect "-o into a missing directory" 23 "writing $tmp/nodir/x failed: No such file or directory" \
+  "$CLIENT" -k -o "$tmp/nodir/x" "$base/small.txt"
+
+# ---- the other exit statuses -------------------------------------------------
+expect "usage" 2 'unrecognized|unknown|bad' "$CLIENT" --frobnicate "$base/small.txt"
+expect "cannot resolve" 6 'cannot resolve "no-such-host.invalid"' \
+  "$CLIENT" -k https://no-such-host.invalid/x
+dead=$(python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+expect "refused" 7 "connection refused by 127.0.0.1:$dead" "$CLIENT" -k "https://127.0.0.1:$dead/x"
+if python3 -c 'import socket; s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.bind(("::1", 0))' 2>/dev/null; then
+  expect "refused (IPv6)" 7 "connection refused by \[::1\]:$dead" "$CLIENT" -k "https://[::1]:$dead/x"
+fi
+# 28: a socket that swallows everything.
+python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1], flush=True)
+time.sleep(30)' >"$tmp/silent.port" &
+pids+=($!)
+for _ in $(seq 1 100); do [ -s "$tmp/silent.port" ] && break; sleep 0.05; done
+silent=$(cat "$tmp/silent.port")
+expect "handshake timeout" 28 "no response from 127.0.0.1:$silent within 1 s" \
+  "$CLIENT" -k --connect-timeout 1 "https://127.0.0.1:$silent/x"
+expect "HTTP 404 with -f" 22 'HTTP status 404' "$CLIENT" -k -f "$base/missing"
+expect "certificate not trusted" 60 \
+  'certificate of 127.0.0.1 is not trusted: .*--ca FILE.*--write-cert FILE.*-k' \
+  "$CLIENT" "$base/small.txt"
+expect "certificate with --ca" 0 '' "$CLIENT" --ca "$tmp/cert.pem" "$base/small.txt"
+# 35: gtlsserver speaks h3 only: hq-interop ends in a TLS alert.
+if [ -x /usr/sbin/gtlsserver ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -keyout "$tmp/gkey.pem" -out "$tmp/gcert.pem" -days 2 -subj /CN=localhost \
+    -addext "subjectAltName=IP:127.0.0.1" >/dev/null 2>&1
+  gport=$(python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  /usr/sbin/gtlsserver -q -d "$root" 127.0.0.1 "$gport" "$tmp/gkey.pem" "$tmp/gcert.pem" \
+    >/dev/null 2>&1 &
+  pids+=($!)
+  sleep 0.3
+  expect "TLS handshake failure" 35 'TLS handshake with 127.0.0.1:[0-9]+ failed: .*alert' \
+    "$CLIENT" -k --alpn hq-interop "https://127.0.0.1:$gport/small.txt"
+else
+  echo "skip: exit 35 (no /usr/sbin/gtlsserver)"
+fi
+# 56: the server stops answering mid-transfer. The reader takes 1 MiB and
+# then reads nothing more for a while, so the client withholds credit
+# (back-pressure) and the transfer is still running when the server stops.
+rc=0
+{ "$CLIENT" -k --stall-timeout 1 -o - "$base/big.bin" 2>"$tmp/lost.err" &&
+  echo 0 >"$tmp/lost.rc" || echo $? >"$tmp/lost.rc"; } |
+  python3 -c '
+import sys, time
+sys.stdin.buffer.read(1 << 20)
+open(sys.argv[1], "w").close()
+time.sleep(3)' "$tmp/lost.mark" &
+lost=$!
+for _ in $(seq 1 200); do [ -e "$tmp/lost.mark" ] && break; sleep 0.05; done
+kill -STOP "$SRV"
+wait "$lost" || true
+kill -CONT "$SRV"
+rc=$(cat "$tmp/lost.rc" 2>/dev/null || echo none)
+if [ "$rc" = 56 ] && grep -q 'nothing received for the stall timeout' "$tmp/lost.err"; then
+  pass "connection lost mid-transfer: exit 56: $(head -n1 "$tmp/lost.err")"
+else
+  fail "connection lost mid-transfer: exit $rc: $(cat "$tmp/lost.err")"
+fi
+
+if [ "$failures" -gt 0 ]; then
+  echo "$failures failure(s)" >&2
+  exit 1
+fi
+echo "all client checks passed"
