@@ -193,6 +193,8 @@ struct group {
   char cert_detail[256];
   /* The connection's GnuTLS session (the TLS hook), until it closes. */
   gnutls_session_t tls_session;
+  /* --limit-rate: bytes held on the connection, not yet paid out. */
+  uint64_t rl_held;
   /* --retry: reconnections so far in this round. */
   unsigned long attempts;
   uv_timer_t retry_timer;
@@ -230,6 +232,15 @@ struct client {
   int exit_code;
   /* --fail: an HTTP status >= 400 fails the download (exit 22). */
   int fail_http;
+  /* SIGINT / SIGTERM: the signal that stopped the run (0: none). */
+  int interrupted;
+  uv_signal_t sigint, sigterm;
+  /* --limit-rate (bytes/s; 0: none): received bytes are held on their
+   * connection (its credit withheld) and paid out at the rate. */
+  uint64_t limit_rate;
+  uv_timer_t rl_timer;
+  uint64_t rl_last;
+  double rl_tokens;
   /* Progress bars (stderr is a terminal and not --quiet). */
   int progress;
   uv_timer_t tick;
@@ -587,6 +598,12 @@ static void on_output_done(outw *w, int err, void *arg) {
   if (d->sink_errno) {
     c->write_failed = 1;
   }
+  if (err == 0 && d->state != DL_DONE && w->appended > 0 && w->part != NULL) {
+    progress_clear(c);
+    fprintf(stderr,
+            "uvquic-client: kept %" PRIu64 " bytes in %s (-C - resumes)\n",
+            w->appended, w->part);
+  }
   d->out = 0;
   if (--c->writers == 0 && c->active == 0) {
     round_done(c);
@@ -623,6 +640,9 @@ static int transient_reason(const group *g) {
     return g->close_code == QUIC_NO_VIABLE_PATH ? 4 : -1;
   case UVQ_ERR_PEER_REFUSED:
     return g->close_hs ? -1 : 5;
+  case UVQ_ERR_PORT_UNREACHABLE:
+  case UVQ_ERR_HOST_UNREACHABLE:
+    return 5;
   case UVQ_ERR_HANDSHAKE_TIMEOUT:
     return 6;
   default:
@@ -665,7 +685,8 @@ static int group_retry(client *c, group *g) {
   uint64_t backoff;
   size_t i, n = 0;
 
-  if (why < 0 || g->attempts >= c->retry_max || c->proto != PROTO_H3) {
+  if (why < 0 || g->attempts >= c->retry_max || c->proto != PROTO_H3 ||
+      c->interrupted) {
     return 0;
   }
   for (i = 0; i < g->nurls; ++i) {
@@ -800,6 +821,10 @@ static void group_finish(client *c, group *g) {
         }
       }
       progress_clear(c);
+      if (c->interrupted && d->error == UVQ_H3_ERR_CONN_CLOSED) {
+        snprintf(why, sizeof(why), "interrupted after %" PRIu64 " bytes",
+                 d->bytes);
+      }
       fprintf(stderr, "uvquic-client: %s: %s\n", c->urls[g->urls[i]].text, why);
     }
     d->state = code == 0 ? DL_DONE : DL_FAILED;
@@ -1359,6 +1384,7 @@ static void w_on_closed(uvq_conn *conn, const uvq_close_info *ci,
       cert_failure(g->tls_session, g->cert_detail, sizeof(g->cert_detail));
     }
     g->tls_session = NULL;
+    g->rl_held = 0; /* dropped with the connection */
     if (g->c->stats != NULL) {
       record_stats(g, conn, ci);
     }
@@ -1565,10 +1591,20 @@ static void h3_on_response(uvq_h3_stream *st, unsigned int status,
   }
 }
 
+/* --limit-rate: holds |len| received bytes on |g|'s connection until
+ * on_rate_tick pays them out. */
+static void rate_hold(group *g, size_t len) {
+  if (g->c->limit_rate != 0 && g->conn != NULL) {
+    uvq_conn_recv_hold(g->conn, len);
+    g->rl_held += len;
+  }
+}
+
 static void h3_on_data(uvq_h3_stream *st, const uint8_t *data, size_t len,
                        void *user_data) {
   dl *d = user_data;
 
+  rate_hold(d->g, len);
   /* Only a 2xx's body is the download; an error page is not counted, and
    * written only to standard output without --fail (as curl does). */
   if (d->sink_errno) {
@@ -1595,6 +1631,7 @@ static int hq_sink(uvq_hq_request *req, uvq_conn *conn, const uint8_t *data,
   dl *d = req->user_data;
 
   (void)conn;
+  rate_hold(d->g, len);
   if (!d->out) {
     return 0;
   }
@@ -1823,6 +1860,69 @@ static void on_endpoint_closed(uvq_uv_endpoint *uep, void *user_data) {
   (void)user_data;
 }
 
+/* --limit-rate: every 10 ms, pays out what the rate allows since the last
+ * tick, oldest connection first. */
+static void on_rate_tick(uv_timer_t *t) {
+  client *c = t->data;
+  uint64_t now = uv_hrtime();
+  size_t gi;
+
+  c->rl_tokens += (double)c->limit_rate * (double)(now - c->rl_last) / 1e9;
+  c->rl_last = now;
+  for (gi = 0; gi < c->ngroups && c->rl_tokens >= 1; ++gi) {
+    group *g = &c->groups[gi];
+    uint64_t n = g->rl_held;
+
+    if (n > (uint64_t)c->rl_tokens) {
+      n = (uint64_t)c->rl_tokens;
+    }
+    if (n > 0 && g->conn != NULL) {
+      uvq_conn_recv_release(g->conn, (size_t)n);
+      g->rl_held -= n;
+      c->rl_tokens -= (double)n;
+    }
+  }
+  /* Unused tokens do not pile up beyond a tenth of a second. */
+  if (c->rl_tokens > (double)c->limit_rate / 10) {
+    c->rl_tokens = (double)c->limit_rate / 10;
+  }
+}
+
+/* SIGINT / SIGTERM: close every connection (CONNECTION_CLOSE), keep the
+ * partial outputs as .part, print the summary and exit 130 / 143. A second
+ * signal exits at once. */
+static void on_signal(uv_signal_t *h, int signum) {
+  client *c = h->data;
+  size_t gi;
+
+  if (c->interrupted) {
+    _exit(signum == SIGTERM ? EXIT_SIGTERM : EXIT_SIGINT);
+  }
+  c->interrupted = signum;
+  c->rounds = c->round + 1; /* no further round */
+  progress_clear(c);
+  if (!c->quiet) {
+    fprintf(stderr, "uvquic-client: %s: closing the connections\n",
+            signum == SIGTERM ? "terminated" : "interrupted");
+  }
+  if (c->lg) {
+    /* The load generator has no outputs to keep: it just stops. */
+    _exit(signum == SIGTERM ? EXIT_SIGTERM : EXIT_SIGINT);
+  }
+  for (gi = 0; gi < c->ngroups; ++gi) {
+    group *g = &c->groups[gi];
+    if (g->conn != NULL) {
+      (void)uvq_conn_close(g->conn,
+                           c->proto == PROTO_H3 ? UVQ_H3_REQUEST_CANCELLED : 0,
+                           signum == SIGTERM ? "terminated" : "interrupted");
+    } else if (g->timers && uv_is_active((uv_handle_t *)&g->retry_timer)) {
+      /* Waiting to retry: no connection to close. */
+      uv_timer_stop(&g->retry_timer);
+      group_finish(c, g);
+    }
+  }
+}
+
 static void on_next(uv_timer_t *t) {
   client *c = t->data;
 
@@ -1832,6 +1932,9 @@ static void on_next(uv_timer_t *t) {
   }
   c->end = uv_hrtime();
   uv_close((uv_handle_t *)&c->next, NULL);
+  if (c->limit_rate != 0) {
+    uv_close((uv_handle_t *)&c->rl_timer, NULL);
+  }
   for (size_t gi = 0; gi < c->ngroups; ++gi) {
     if (c->groups[gi].timers) {
       uv_close((uv_handle_t *)&c->groups[gi].ku_timer, NULL);
@@ -2473,6 +2576,41 @@ static void lg_end(client *c) {
   free(c->rreqs);
 }
 
+/* --limit-rate RATE: bytes per second, with curl's k, M, G suffixes
+ * (powers of 1024). */
+static uint64_t parse_rate(const char *arg) {
+  char *end;
+  double v;
+
+  errno = 0;
+  v = strtod(arg, &end);
+  switch (*end) {
+  case 'k':
+  case 'K':
+    v *= 1024;
+    ++end;
+    break;
+  case 'm':
+  case 'M':
+    v *= 1024 * 1024;
+    ++end;
+    break;
+  case 'g':
+  case 'G':
+    v *= 1024.0 * 1024 * 1024;
+    ++end;
+    break;
+  default:
+    break;
+  }
+  if (errno || *end || arg[0] == '\0' || !(v >= 1024) || v > 1e12) {
+    cli_fail_usage("bad --limit-rate \"%s\" (bytes per second, at least "
+                   "1k; k, M, G suffixes)",
+                   arg);
+  }
+  return (uint64_t)v;
+}
+
 int main(int argc, char **argv) {
   static const struct option opts[] = {
       {"insecure", no_argument, NULL, 'k'},
@@ -2500,6 +2638,7 @@ int main(int argc, char **argv) {
       {"quic-versions", required_argument, NULL, CLI_OPT_FIRST_TOOL + 10},
       {"fail", no_argument, NULL, 'f'},
       {"connect-timeout", required_argument, NULL, CLI_OPT_FIRST_TOOL + 11},
+      {"limit-rate", required_argument, NULL, CLI_OPT_FIRST_TOOL + 12},
       CLI_COMMON_OPTIONS,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -2574,6 +2713,9 @@ int main(int argc, char **argv) {
       break;
     case 'f':
       c.fail_http = 1;
+      break;
+    case CLI_OPT_FIRST_TOOL + 12:
+      c.limit_rate = parse_rate(optarg);
       break;
     case CLI_OPT_FIRST_TOOL + 11:
       c.settings.handshake_timeout =
@@ -2713,6 +2855,18 @@ int main(int argc, char **argv) {
   c.settings.stream_keep_alive = stream_keep_alive;
   c.settings.stall_timeout = stall_timeout;
   cli_common_apply(&c.cc, &c.settings);
+  if (c.limit_rate != 0) {
+    /* Credit is withheld once the held bytes reach the receive budget;
+     * what the peer may still send is its window: keep both to a small
+     * part of a second's worth, so the rate holds from the first byte. */
+    uint64_t win = c.limit_rate / 8 > 16384 ? c.limit_rate / 8 : 16384;
+    if (c.lg) {
+      cli_fail_usage("%s", "--limit-rate is not for the load generator");
+    }
+    c.settings.initial_max_data = c.settings.max_window = win;
+    c.settings.initial_max_stream_data = c.settings.max_stream_window = win;
+    c.settings.conn_recv_budget = (size_t)(win / 2);
+  }
   if (c.token_file) {
     kv_load(&g_tokens, c.token_file);
   }
@@ -2829,6 +2983,22 @@ int main(int argc, char **argv) {
     c.tick.data = &c;
     uv_timer_start(&c.tick, on_tick, PROGRESS_MS, PROGRESS_MS);
   }
+  /* Installed whatever the inherited disposition: a client started in
+   * the background of a script inherits SIGINT ignored, and must still
+   * stop cleanly. They do not keep the loop alive. */
+  uv_signal_init(c.loop, &c.sigint);
+  uv_signal_init(c.loop, &c.sigterm);
+  c.sigint.data = c.sigterm.data = &c;
+  uv_signal_start(&c.sigint, on_signal, SIGINT);
+  uv_signal_start(&c.sigterm, on_signal, SIGTERM);
+  uv_unref((uv_handle_t *)&c.sigint);
+  uv_unref((uv_handle_t *)&c.sigterm);
+  if (c.limit_rate != 0) {
+    uv_timer_init(c.loop, &c.rl_timer);
+    c.rl_timer.data = &c;
+    c.rl_last = uv_hrtime();
+    uv_timer_start(&c.rl_timer, on_rate_tick, 10, 10);
+  }
   c.start = uv_hrtime();
   if (c.lg) {
     if (lg_begin(&c) != 0) {
@@ -2839,6 +3009,9 @@ int main(int argc, char **argv) {
     start_round(&c);
   }
   uv_run(c.loop, UV_RUN_DEFAULT);
+  uv_close((uv_handle_t *)&c.sigint, NULL);
+  uv_close((uv_handle_t *)&c.sigterm, NULL);
+  uv_run(c.loop, UV_RUN_NOWAIT);
   if (c.lg) {
     lg_end(&c);
   }
@@ -2897,6 +3070,9 @@ out:
   free(c.urls);
   if (usage_error) {
     return CLI_EXIT_USAGE;
+  }
+  if (c.interrupted) {
+    return c.interrupted == SIGTERM ? EXIT_SIGTERM : EXIT_SIGINT;
   }
   if (c.exit_code != 0) {
     return c.exit_code;

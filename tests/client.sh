@@ -174,6 +174,59 @@ if [ -x /usr/sbin/gtlsserver ]; then
 else
   echo "skip: exit 35 (no /usr/sbin/gtlsserver)"
 fi
+# ---- --limit-rate: credit withheld, not received data slept on -------------
+# 8 MiB at 4 MiB/s takes about 2 s; only a lower bound is checked (a busy
+# machine can only make it slower).
+t0=$(date +%s%N)
+expect "--limit-rate 4M" 0 '' "$CLIENT" -k --limit-rate 4M -o "$tmp/rate.bin" "$base/big.bin"
+ms=$((($(date +%s%N) - t0) / 1000000))
+if [ "$ms" -ge 1500 ] && [ "$(sha "$tmp/rate.bin")" = "$(sha "$root/big.bin")" ]; then
+  pass "--limit-rate 4M: 8 MiB byte-identical in $ms ms"
+else
+  fail "--limit-rate 4M: 8 MiB in $ms ms (want >= 1500), or the file differs"
+fi
+expect "bad --limit-rate" 2 'bad --limit-rate' "$CLIENT" -k --limit-rate 5x "$base/big.bin"
+
+# ---- 130 / 143: SIGINT and SIGTERM mid-transfer ------------------------------
+# Started in the background of this script, the client inherits SIGINT
+# ignored: its handlers are installed anyway. It closes the connection
+# (the server logs the request aborted at once, not after its 30 s idle
+# timeout), keeps the .part, prints the summary and exits 128 + signal.
+for sig in INT TERM; do
+  want=130
+  [ "$sig" = TERM ] && want=143
+  rm -f "$tmp/sig.bin" "$tmp/sig.bin.part"
+  before=$(grep -c 'aborted: connection closed' "$tmp/main.out" || true)
+  "$CLIENT" -k --limit-rate 1M -o "$tmp/sig.bin" "$base/big.bin" 2>"$tmp/sig.err" &
+  cpid=$!
+  pids+=("$cpid")
+  for _ in $(seq 1 200); do
+    [ "$(stat -c %s "$tmp/sig.bin.part" 2>/dev/null || echo 0)" -gt 100000 ] && break
+    sleep 0.05
+  done
+  kill -"$sig" "$cpid"
+  rc=0
+  wait "$cpid" || rc=$?
+  size=$(stat -c %s "$tmp/sig.bin.part" 2>/dev/null || echo 0)
+  if [ "$rc" -eq "$want" ] && [ "$size" -gt 0 ] && [ ! -e "$tmp/sig.bin" ] &&
+    grep -q "kept $size bytes in $tmp/sig.bin.part" "$tmp/sig.err" &&
+    grep -q '^downloaded 0 files' "$tmp/sig.err"; then
+    pass "SIG$sig: exit $rc, $size bytes kept in the .part, summary printed"
+  else
+    fail "SIG$sig: exit $rc (want $want), .part $size bytes: $(cat "$tmp/sig.err")"
+  fi
+  seen=
+  for _ in $(seq 1 40); do
+    if [ "$(grep -c 'aborted: connection closed' "$tmp/main.out" || true)" -gt "$before" ]; then
+      seen=1
+      break
+    fi
+    sleep 0.05
+  done
+  [ -n "$seen" ] && pass "SIG$sig: the server saw the CONNECTION_CLOSE at once" ||
+    fail "SIG$sig: the server did not see the close within 2 s: $(tail -n3 "$tmp/main.out")"
+done
+
 # 56: the server stops answering mid-transfer. The reader takes 1 MiB and
 # then reads nothing more for a while, so the client withholds credit
 # (back-pressure) and the transfer is still running when the server stops.

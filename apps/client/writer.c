@@ -172,7 +172,20 @@ static void on_flush_timer(uv_timer_t *t) {
   outw *w = t->data;
 
   w->flush_armed = 0;
+  /* Behind a write in flight: on_write writes the partial block next. */
+  w->flush_wanted = w->writing;
   kick(w, 1);
+}
+
+/* Arms the flush timer for a partial last block that waits unwritten: it
+ * holds received bytes, so it must not wait for more (the connection may
+ * be paused on them). */
+static void arm_flush(outw *w) {
+  if (!w->flush_armed && !w->err && w->tail != NULL &&
+      w->tail->len < OUTW_BLOCK && w->tail->len > w->tail->start) {
+    w->flush_armed = 1;
+    uv_timer_start(&w->flush, on_flush_timer, OUTW_FLUSH_MS, 0);
+  }
 }
 
 static void on_write(uv_fs_t *req) {
@@ -212,10 +225,13 @@ static void on_write(uv_fs_t *req) {
   if (w->err) {
     drop_blocks(w, 0);
   }
-  kick(w, w->closing);
+  kick(w, w->closing || w->flush_wanted);
+  w->flush_wanted = 0;
   if (w->closing && !w->writing) {
     finish(w);
+    return;
   }
+  arm_flush(w);
 }
 
 int outw_append(outw *w, const uint8_t *data, size_t len) {
@@ -264,10 +280,7 @@ int outw_append(outw *w, const uint8_t *data, size_t len) {
     len -= take;
   }
   kick(w, 0);
-  if (w->tail != NULL && w->tail->len < OUTW_BLOCK && !w->flush_armed) {
-    w->flush_armed = 1;
-    uv_timer_start(&w->flush, on_flush_timer, OUTW_FLUSH_MS, 0);
-  }
+  arm_flush(w);
   return 0;
 }
 
@@ -302,12 +315,12 @@ int outw_restart(outw *w) {
 static void on_timer_closed(uv_handle_t *h) {
   outw *w = h->data;
 
+  if (w->done) {
+    w->done(w, w->err, w->arg); /* the names are still valid */
+  }
   free(w->target);
   free(w->part);
   w->target = w->part = NULL;
-  if (w->done) {
-    w->done(w, w->err, w->arg);
-  }
 }
 
 static void finish(outw *w) {

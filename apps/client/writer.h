@@ -66,7 +66,7 @@ struct outw {
   uv_fs_t req;
   uv_buf_t iov[OUTW_MAX_IOV];
   uv_timer_t flush;
-  int flush_armed;
+  int flush_armed, flush_wanted;
   /* --retry starting over while a write was in flight: truncate after it. */
   int truncate_pending;
   outw_block *stale;
