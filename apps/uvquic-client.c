@@ -62,6 +62,7 @@
  * it stopped with a Range request if the server sent "accept-ranges:
  * bytes", else from the start, truncating the output.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -79,6 +80,8 @@
 
 #include <gnutls/gnutls.h>
 #include <jansson.h>
+#include <nghttp3/nghttp3.h>
+#include <ngtcp2/ngtcp2.h>
 
 #include "uvquic/uvquic.h"
 #include "uvquic/uvquic_h3.h"
@@ -158,6 +161,8 @@ typedef struct dl {
   /* The complete length the first 200 announced (-1: none), which a 206
    * continuing it must have too. */
   int64_t whole;
+  /* h3: the request's stream, from its response on. */
+  uvq_h3_stream *st;
 } dl;
 
 typedef struct url {
@@ -166,6 +171,8 @@ typedef struct url {
   char port[16];
   char authority[280];
   const char *path;
+  /* The path as sent: the URL's, without its #fragment. */
+  char pathbuf[MAX_PATH + 1];
   size_t group;
   dl d;
 } url;
@@ -241,6 +248,17 @@ struct client {
   uv_timer_t rl_timer;
   uint64_t rl_last;
   double rl_tokens;
+  /* curl's request and header options (h3): -X, --data/--data-binary,
+   * -H, -i, -I, -D FILE, -C -. */
+  const char *method;
+  uint8_t *body;
+  size_t bodylen;
+  int has_body;
+  uvq_h3_header *hdrs;
+  size_t nhdrs;
+  int include_headers, head, resume;
+  const char *dump_path;
+  FILE *dump;
   /* Progress bars (stderr is a terminal and not --quiet). */
   int progress;
   uv_timer_t tick;
@@ -280,47 +298,110 @@ struct client {
 
 static void usage(FILE *f) {
   fprintf(
-      f, "usage: uvquic-client [OPTIONS] https://HOST:PORT/path...\n"
-         "  --alpn h3|hq-interop       application (default h3)\n"
-         "  -k, --insecure             do not verify the server\n"
-         "  --ca FILE                  trusted CAs (PEM)\n"
-         "  -o FILE | --output-dir DIR keep the bodies\n"
-         "  --quiet                    no progress, no summary\n"
-         "  --connections N            fetch everything N times, each on new\n"
-         "                             connections\n"
-         "  --initial-rtt MS           RTT assumed before the first sample\n"
-         "  --stream-keep-alive MS     PING every MS while requests are open\n"
-         "                             and nothing arrives (default 1000, 0 =\n"
-         "                             off): a slow but live server still\n"
-         "                             answers with ACKs\n"
-         "  --stall-timeout SECONDS    close a connection that receives\n"
-         "                             nothing at all for this long with\n"
-         "                             requests open: its path is dead\n"
-         "                             (default 5, 0 = off)\n"
-         "  --retry N                  after a transient failure (stall, idle\n"
-         "                             timeout, stateless reset, no viable\n"
-         "                             path, refused) reconnect and redo the\n"
-         "                             unfinished downloads, up to N times\n"
-         "                             (default 0; h3 only)\n"
-         "  --concurrency C, --hold SECONDS, --rate R --duration SECONDS\n"
-         "                             load generation (see the source;\n"
-         "                             keep-alive and stall timer off)\n"
-         "  --quic-version v1|v2       version of the first Initial; alone,\n"
-         "                             the only version offered (default v1,\n"
-         "                             offering v1 and v2: a server that\n"
-         "                             prefers v2 upgrades the connection)\n"
-         "  --quic-versions LIST       versions offered, most preferred first\n"
-         "                             (default v1,v2); after Version\n"
-         "                             Negotiation the first the server lists\n"
-         "  --token-file FILE          keep NEW_TOKENs per HOST:PORT, reuse\n"
-         "  --session-file FILE        keep session tickets per HOST:PORT;\n"
-         "                             resume and attempt 0-RTT next time\n"
-         "  --stats-json FILE          per-connection stats and facts (JSON)\n"
-         "  --key-update MS            a key update every MS once established\n"
-         "  --migrate-after MS         move to a new local socket MS after\n"
-         "                             the handshake\n"
-         "  --nat-rebinding            ... as a NAT rebinding (no "
-         "probing)\n" CLI_COMMON_USAGE);
+      f,
+      "usage: uvquic-client [OPTIONS] https://HOST[:PORT]/path...\n"
+      "Downloads over HTTP/3 (default) or hq-interop; URLs to one HOST:PORT\n"
+      "share a connection. Short options mean what they mean in curl.\n"
+      "\n"
+      "Output:\n"
+      "  -o FILE                    write the body to FILE (through\n"
+      "                             FILE.part, renamed once the response is\n"
+      "                             complete and 2xx; a failed response\n"
+      "                             never creates or truncates FILE); -o -\n"
+      "                             writes it to standard output\n"
+      "  --output-dir DIR           each body to DIR/<name from the URL>\n"
+      "                             (the same way); without -o or\n"
+      "                             --output-dir bodies are discarded\n"
+      "  -C -, --continue-at -      continue FILE.part where it ends (a\n"
+      "                             Range request; a server that ignores it\n"
+      "                             sends the whole file again)\n"
+      "  -i, --include              the response header section before the\n"
+      "                             body\n"
+      "  -I, --head                 HEAD: show the header section only\n"
+      "  -D, --dump-header FILE     write header sections to FILE (- for\n"
+      "                             standard output)\n"
+      "  -f, --fail                 an HTTP status >= 400 fails (exit 22);\n"
+      "                             without it the body of a complete 4xx/5xx\n"
+      "                             response is reported, written only to\n"
+      "                             standard output, and the exit is 0\n"
+      "  -s, --silent, --quiet      no progress, no summary\n"
+      "\n"
+      "Requests (HTTP/3):\n"
+      "  -X, --request METHOD       method (default GET; POST with --data)\n"
+      "  -d, --data DATA|@FILE      request body (from FILE without CR/LF);\n"
+      "                             Content-Type defaults to\n"
+      "                             application/x-www-form-urlencoded\n"
+      "  --data-binary DATA|@FILE   request body, FILE's bytes as they are\n"
+      "  -H, --header 'Name: value' an extra request field (repeatable)\n"
+      "  --limit-rate RATE          receive at most RATE bytes/s (k, M, G\n"
+      "                             suffixes): flow-control credit is\n"
+      "                             withheld, nothing is dropped\n"
+      "\n"
+      "Connection:\n"
+      "  --alpn h3|hq-interop       application (default h3)\n"
+      "  -k, --insecure             do not verify the server\n"
+      "  --ca FILE                  trusted CAs or the server's certificate\n"
+      "                             (PEM; uvquic-server --write-cert FILE)\n"
+      "  --connect-timeout SECONDS  give up on a handshake after this long\n"
+      "                             (default 20, or the idle timeout if\n"
+      "                             shorter)\n"
+      "  --initial-rtt MS           RTT assumed before the first sample\n"
+      "  --stream-keep-alive MS     PING every MS while requests are open\n"
+      "                             and nothing arrives (default 1000, 0 =\n"
+      "                             off): a slow but live server still\n"
+      "                             answers with ACKs\n"
+      "  --stall-timeout SECONDS    close a connection that receives\n"
+      "                             nothing at all for this long with\n"
+      "                             requests open: its path is dead\n"
+      "                             (default 5, 0 = off)\n"
+      "  --retry N                  after a transient failure (stall, idle\n"
+      "                             timeout, stateless reset, no viable\n"
+      "                             path, refused) reconnect and redo the\n"
+      "                             unfinished downloads, up to N times\n"
+      "                             (default 0; h3 only)\n"
+      "  --quic-version v1|v2       version of the first Initial; alone,\n"
+      "                             the only version offered (default v1,\n"
+      "                             offering v1 and v2: a server that\n"
+      "                             prefers v2 upgrades the connection)\n"
+      "  --quic-versions LIST       versions offered, most preferred first\n"
+      "                             (default v1,v2); after Version\n"
+      "                             Negotiation the first the server lists\n"
+      "  --token-file FILE          keep NEW_TOKENs per HOST:PORT, reuse\n"
+      "  --session-file FILE        keep session tickets per HOST:PORT;\n"
+      "                             resume and attempt 0-RTT next time\n"
+      "  --stats-json FILE          per-connection stats and facts (JSON)\n"
+      "  --key-update MS            a key update every MS once established\n"
+      "  --migrate-after MS         move to a new local socket MS after\n"
+      "                             the handshake\n"
+      "  --nat-rebinding            ... as a NAT rebinding (no probing)\n"
+      "  -V, --version              uvquic's, ngtcp2's, nghttp3's and\n"
+      "                             GnuTLS's versions\n"
+      "\n"
+      "Load generation (bodies discarded, results on stdout, one HOST:PORT):\n"
+      "  --connections N            fetch everything N times, each round on\n"
+      "                             new connections\n"
+      "  --concurrency C            at most C connections being set up at a\n"
+      "                             time\n"
+      "  --hold SECONDS             keep the connections open until all N\n"
+      "                             are up, then SECONDS more\n"
+      "  --rate R --duration SECONDS\n"
+      "                             then GET the URLs at R requests/s for\n"
+      "                             SECONDS; prints latency percentiles (h3)\n"
+      "  (keep-alive and stall timer off unless given)\n"
+      "\n" CLI_COMMON_USAGE "\n"
+      "SIGINT / SIGTERM close the connections, keep the .part files, print\n"
+      "the summary and exit 130 / 143; a second signal exits at once.\n"
+      "SSLKEYLOGFILE=FILE appends the TLS secrets (for Wireshark).\n"
+      "\n"
+      "Exit status (curl's):\n"
+      "   0  every download complete    2  bad command line\n"
+      "   6  cannot resolve the host    7  refused or unreachable\n"
+      "  22  HTTP status >= 400 (-f)   23  writing the output failed\n"
+      "  28  no response in time       35  TLS handshake failure\n"
+      "  56  connection lost mid-transfer\n"
+      "  60  server certificate not trusted\n"
+      " 130  SIGINT                   143  SIGTERM\n"
+      "With several URLs the first failure decides.\n");
 }
 
 /* Splits https://HOST[:PORT]/path into |u|. */
@@ -365,6 +446,11 @@ static int parse_url(url *u, const char *text, char *err, size_t errlen) {
     snprintf(err, errlen, "bad URL \"%s\": bad path", text);
     return -1;
   }
+  /* A #fragment is for the client alone: never sent. */
+  n = strcspn(u->path, "#");
+  memcpy(u->pathbuf, u->path, n);
+  u->pathbuf[n] = '\0';
+  u->path = u->pathbuf[0] ? u->pathbuf : "/";
   return 0;
 }
 
@@ -1557,6 +1643,61 @@ static int range_matches(const uvq_h3_header *headers, size_t nheaders,
   return errno == 0 && *end == '\0' && len == (unsigned long long)whole;
 }
 
+/* -i, -I, -D: the response's header section as curl shows it. */
+static void show_headers(dl *d, unsigned int status,
+                         const uvq_h3_header *headers, size_t nheaders) {
+  client *c = d->g->c;
+  int ok = status >= 200 && status <= 299;
+  size_t i, len = 32;
+  char *buf, *p;
+
+  if (c->dump == NULL && !c->include_headers) {
+    return;
+  }
+  for (i = 0; i < nheaders; ++i) {
+    len += headers[i].namelen + headers[i].valuelen + 4;
+  }
+  buf = malloc(len);
+  if (buf == NULL) {
+    return;
+  }
+  p = buf + snprintf(buf, len, "HTTP/3 %u\r\n", status);
+  for (i = 0; i < nheaders; ++i) {
+    if (headers[i].namelen > 0 && headers[i].name[0] == ':') {
+      continue; /* the status line said it */
+    }
+    memcpy(p, headers[i].name, headers[i].namelen);
+    p += headers[i].namelen;
+    *p++ = ':';
+    *p++ = ' ';
+    memcpy(p, headers[i].value, headers[i].valuelen);
+    p += headers[i].valuelen;
+    *p++ = '\r';
+    *p++ = '\n';
+  }
+  *p++ = '\r';
+  *p++ = '\n';
+  len = (size_t)(p - buf);
+  if (c->dump != NULL) {
+    fwrite(buf, 1, len, c->dump);
+    fflush(c->dump);
+  }
+  if (c->include_headers) {
+    /* Where the body goes: a file only for a 2xx (a failed response
+     * never creates it); else standard output. */
+    if (d->out && (ok || (d->w.target == NULL && !c->fail_http))) {
+      if (outw_append(&d->w, (const uint8_t *)buf, len) != 0) {
+        d->sink_errno = errno;
+        (void)uvq_h3_cancel(d->st);
+      }
+    } else if (!d->out) {
+      fwrite(buf, 1, len, stdout);
+      fflush(stdout);
+    }
+  }
+  free(buf);
+}
+
 static void h3_on_response(uvq_h3_stream *st, unsigned int status,
                            const uvq_h3_header *headers, size_t nheaders,
                            void *user_data) {
@@ -1564,6 +1705,8 @@ static void h3_on_response(uvq_h3_stream *st, unsigned int status,
   const char *ranges = header_value(headers, nheaders, "accept-ranges");
   int64_t total;
 
+  d->st = st;
+  show_headers(d, status, headers, nheaders);
   d->ranges = ranges != NULL && strcasecmp(ranges, "bytes") == 0;
   total = content_length(headers, nheaders);
   if (d->offset == 0 && status == 200 && total >= 0) {
@@ -1586,8 +1729,8 @@ static void h3_on_response(uvq_h3_stream *st, unsigned int status,
   d->status = status;
   d->state = DL_ACTIVE;
   d->start = d->last_t = uv_hrtime();
-  if (total >= 0) {
-    d->total = total;
+  if (total >= 0 && !d->g->c->head) {
+    d->total = total; /* a HEAD response has none of its body */
   }
 }
 
@@ -1696,7 +1839,7 @@ static int h3_start(client *c, group *g, uvq_uv_endpoint *ep) {
   for (i = 0; i < g->nurls; ++i) {
     url *u = &c->urls[g->urls[i]];
     uvq_h3_request req;
-    uvq_h3_header range;
+    uvq_h3_header *hdrs = c->hdrs;
     char rbuf[40];
 
     if (u->d.state != DL_PENDING) {
@@ -1704,16 +1847,23 @@ static int h3_start(client *c, group *g, uvq_uv_endpoint *ep) {
     }
     ++g->h3_left;
     uvq_h3_request_init(&req);
+    req.headers = c->hdrs;
+    req.nheaders = c->nhdrs;
     if (u->d.offset > 0) {
-      range.name = "range";
-      range.namelen = 5;
-      range.value = rbuf;
-      range.valuelen = (size_t)snprintf(rbuf, sizeof(rbuf),
-                                        "bytes=%" PRIu64 "-", u->d.offset);
-      req.headers = &range;
-      req.nheaders = 1;
+      /* -H's fields and the range (its slot is kept free at the end). */
+      hdrs[c->nhdrs].name = "range";
+      hdrs[c->nhdrs].namelen = 5;
+      hdrs[c->nhdrs].value = rbuf;
+      hdrs[c->nhdrs].valuelen = (size_t)snprintf(
+          rbuf, sizeof(rbuf), "bytes=%" PRIu64 "-", u->d.offset);
+      req.nheaders = c->nhdrs + 1;
     }
-    req.method = "GET";
+    req.method = c->method;
+    if (c->has_body) {
+      req.body.type = UVQ_H3_BODY_BUFFER;
+      req.body.data = c->body;
+      req.body.len = c->bodylen; /* borrowed: lives until exit */
+    }
     req.scheme = "https";
     req.authority = u->authority;
     req.path = u->path;
@@ -1761,7 +1911,16 @@ static void open_output(client *c, dl *d, const char *path) {
   } else if (strcmp(target, "-") == 0) {
     target = NULL;
   }
-  if (outw_init(&d->w, c->loop, target, 0) != 0) {
+  if (c->resume && target != NULL) {
+    /* -C -: continue the .part from its end with a Range request. */
+    char part[4200];
+    struct stat sb;
+    snprintf(part, sizeof(part), "%s.part", target);
+    if (stat(part, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0) {
+      d->offset = d->bytes = d->last_bytes = (uint64_t)sb.st_size;
+    }
+  }
+  if (outw_init(&d->w, c->loop, target, d->offset > 0) != 0) {
     fprintf(stderr, "uvquic-client: out of memory\n");
     exit(CLI_EXIT_TRANSFER);
   }
@@ -2611,20 +2770,135 @@ static uint64_t parse_rate(const char *arg) {
   return (uint64_t)v;
 }
 
+/* -V, --version: ours and the libraries' (those we run with). */
+static void print_version(void) {
+  printf("uvquic-client %s (uvquic %s)\n", UVQ_VERSION, UVQ_VERSION);
+  printf("ngtcp2 %s, nghttp3 %s, GnuTLS %s\n", ngtcp2_version(0)->version_str,
+         nghttp3_version(0)->version_str, gnutls_check_version(NULL));
+  printf("Protocols: h3 hq-interop\n");
+}
+
+/* The index of -H field |name| (lower case), or -1. */
+static int header_index(const client *c, const char *name) {
+  for (size_t i = 0; i < c->nhdrs; ++i) {
+    if (strcmp(c->hdrs[i].name, name) == 0) {
+      return (int)i;
+    }
+  }
+  return -1;
+}
+
+/* -H "Name: value": an extra request field (the name in lower case, as
+ * HTTP/3 wants it). One more slot is kept for the range of -C / --retry. */
+static void add_header(client *c, const char *arg) {
+  const char *colon = strchr(arg, ':');
+  uvq_h3_header *nh;
+  char *name, *value;
+  size_t n;
+
+  if (colon == NULL || colon == arg) {
+    cli_fail_usage("bad -H \"%s\" (\"Name: value\")", arg);
+  }
+  n = (size_t)(colon - arg);
+  name = strndup(arg, n);
+  value = strdup(colon + 1 + strspn(colon + 1, " \t"));
+  nh = realloc(c->hdrs, (c->nhdrs + 2) * sizeof(*nh));
+  if (name == NULL || value == NULL || nh == NULL) {
+    cli_fail_usage("%s", "out of memory");
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (name[i] <= ' ' || name[i] == 0x7f) {
+      cli_fail_usage("bad -H \"%s\" (a field name has no spaces)", arg);
+    }
+    name[i] = (char)tolower((unsigned char)name[i]);
+  }
+  c->hdrs = nh;
+  nh[c->nhdrs].name = name;
+  nh[c->nhdrs].namelen = n;
+  nh[c->nhdrs].value = value;
+  nh[c->nhdrs].valuelen = strlen(value);
+  ++c->nhdrs;
+}
+
+/* --data / --data-binary ARG: the request body, ARG itself or @FILE's
+ * bytes (--data, as curl's -d, drops CR and LF from a file). Several are
+ * joined with '&', as curl does. */
+static void read_body(client *c, const char *arg, int strip) {
+  uint8_t *data = NULL;
+  size_t len = 0, cap = 0;
+  uint8_t *nb;
+
+  if (arg[0] == '@') {
+    FILE *f = strcmp(arg + 1, "-") == 0 ? stdin : fopen(arg + 1, "rb");
+    size_t n;
+    if (f == NULL) {
+      char err[600];
+      snprintf(err, sizeof(err), "cannot read %.500s: %s", arg + 1,
+               strerror(errno));
+      cli_fail_usage("%s", err);
+    }
+    do {
+      if (len == cap) {
+        cap = cap ? cap * 2 : 65536;
+        nb = realloc(data, cap);
+        if (nb == NULL) {
+          cli_fail_usage("%s", "out of memory");
+        }
+        data = nb;
+      }
+      n = fread(data + len, 1, cap - len, f);
+      len += n;
+    } while (n > 0);
+    if (f != stdin) {
+      fclose(f);
+    }
+    if (strip) {
+      size_t j = 0;
+      for (size_t i = 0; i < len; ++i) {
+        if (data[i] != '\r' && data[i] != '\n') {
+          data[j++] = data[i];
+        }
+      }
+      len = j;
+    }
+  } else {
+    len = strlen(arg);
+    data = malloc(len + 1);
+    if (data == NULL) {
+      cli_fail_usage("%s", "out of memory");
+    }
+    memcpy(data, arg, len);
+  }
+  nb = realloc(c->body, c->bodylen + (c->has_body ? 1 : 0) + len + 1);
+  if (nb == NULL) {
+    cli_fail_usage("%s", "out of memory");
+  }
+  c->body = nb;
+  if (c->has_body) {
+    c->body[c->bodylen++] = '&';
+  }
+  if (len > 0) {
+    memcpy(c->body + c->bodylen, data, len);
+  }
+  c->bodylen += len;
+  c->has_body = 1;
+  free(data);
+}
+
 int main(int argc, char **argv) {
   static const struct option opts[] = {
       {"insecure", no_argument, NULL, 'k'},
-      {"ca", required_argument, NULL, 'C'},
+      {"ca", required_argument, NULL, CLI_OPT_FIRST_TOOL + 13},
       {"output", required_argument, NULL, 'o'},
-      {"output-dir", required_argument, NULL, 'd'},
+      {"output-dir", required_argument, NULL, CLI_OPT_FIRST_TOOL + 14},
       {"quiet", no_argument, NULL, 'q'},
       {"connections", required_argument, NULL, 'n'},
       {"alpn", required_argument, NULL, 'a'},
-      {"initial-rtt", required_argument, NULL, 'I'},
+      {"initial-rtt", required_argument, NULL, CLI_OPT_FIRST_TOOL + 15},
       {"concurrency", required_argument, NULL, 'c'},
-      {"hold", required_argument, NULL, 'H'},
+      {"hold", required_argument, NULL, CLI_OPT_FIRST_TOOL + 16},
       {"rate", required_argument, NULL, 'r'},
-      {"duration", required_argument, NULL, 'D'},
+      {"duration", required_argument, NULL, CLI_OPT_FIRST_TOOL + 17},
       {"token-file", required_argument, NULL, CLI_OPT_FIRST_TOOL},
       {"session-file", required_argument, NULL, CLI_OPT_FIRST_TOOL + 1},
       {"stats-json", required_argument, NULL, CLI_OPT_FIRST_TOOL + 2},
@@ -2639,6 +2913,16 @@ int main(int argc, char **argv) {
       {"fail", no_argument, NULL, 'f'},
       {"connect-timeout", required_argument, NULL, CLI_OPT_FIRST_TOOL + 11},
       {"limit-rate", required_argument, NULL, CLI_OPT_FIRST_TOOL + 12},
+      {"continue-at", required_argument, NULL, 'C'},
+      {"dump-header", required_argument, NULL, 'D'},
+      {"header", required_argument, NULL, 'H'},
+      {"head", no_argument, NULL, 'I'},
+      {"include", no_argument, NULL, 'i'},
+      {"request", required_argument, NULL, 'X'},
+      {"data", required_argument, NULL, 'd'},
+      {"data-binary", required_argument, NULL, CLI_OPT_FIRST_TOOL + 18},
+      {"silent", no_argument, NULL, 's'},
+      {"version", no_argument, NULL, 'V'},
       CLI_COMMON_OPTIONS,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -2666,7 +2950,8 @@ int main(int argc, char **argv) {
   opterr = 0;
   c.cc.role = "client";
   g_client = &c;
-  while ((ch = getopt_long(argc, argv, ":fkho:qv", opts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, ":fkho:qvC:D:H:IiX:d:sV", opts, NULL)) !=
+         -1) {
     if (cli_common_opt(ch, optarg, &c.settings, &c.cc)) {
       continue;
     }
@@ -2721,25 +3006,59 @@ int main(int argc, char **argv) {
       c.settings.handshake_timeout =
           cli_parse_secs(optarg, "--connect-timeout", 3600);
       break;
-    case 'C':
+    case CLI_OPT_FIRST_TOOL + 13:
       ca = optarg;
       break;
+    case 'C':
+      if (strcmp(optarg, "-") != 0) {
+        cli_fail_usage("-C takes \"-\" (continue where the .part file "
+                       "ends), not \"%s\"",
+                       optarg);
+      }
+      c.resume = 1;
+      break;
+    case 'D':
+      c.dump_path = optarg;
+      break;
+    case 'H':
+      add_header(&c, optarg);
+      break;
+    case 'I':
+      c.head = 1;
+      c.include_headers = 1;
+      break;
+    case 'i':
+      c.include_headers = 1;
+      break;
+    case 'X':
+      c.method = optarg;
+      break;
+    case 'd':
+    case CLI_OPT_FIRST_TOOL + 18:
+      read_body(&c, optarg, ch == 'd');
+      break;
+    case 's':
+      c.quiet = 1;
+      break;
+    case 'V':
+      print_version();
+      return CLI_EXIT_OK;
     case 'o':
       c.out_file = optarg;
       break;
-    case 'd':
+    case CLI_OPT_FIRST_TOOL + 14:
       c.out_dir = optarg;
       break;
     case 'q':
       c.quiet = 1;
       break;
-    case 'I':
+    case CLI_OPT_FIRST_TOOL + 15:
       c.settings.initial_rtt = cli_parse_ms(optarg, "--initial-rtt");
       break;
-    case 'H':
+    case CLI_OPT_FIRST_TOOL + 16:
       c.hold = cli_parse_secs(optarg, "--hold", 3600);
       break;
-    case 'D':
+    case CLI_OPT_FIRST_TOOL + 17:
       c.duration = cli_parse_secs(optarg, "--duration", 3600);
       break;
     case 'r': {
@@ -2799,6 +3118,44 @@ int main(int argc, char **argv) {
   }
   if (c.out_file && c.nurls != 1) {
     cli_fail_usage("%s", "-o takes exactly one URL");
+  }
+  if (c.proto == PROTO_HQ && (c.method || c.has_body || c.nhdrs ||
+                              c.include_headers || c.dump_path || c.resume)) {
+    cli_fail_usage("%s", "-X, --data, -H, -i, -I, -D and -C need HTTP/3 "
+                         "(hq-interop has no methods, fields or ranges)");
+  }
+  if (c.resume && c.out_file == NULL && c.out_dir == NULL) {
+    cli_fail_usage("%s", "-C - continues a file: give -o FILE or "
+                         "--output-dir");
+  }
+  if (c.resume && c.out_file != NULL && strcmp(c.out_file, "-") == 0) {
+    cli_fail_usage("%s", "-C - cannot continue standard output");
+  }
+  if (c.head && c.has_body) {
+    cli_fail_usage("%s", "-I and --data exclude each other");
+  }
+  if (c.method == NULL) {
+    c.method = c.head ? "HEAD" : c.has_body ? "POST" : "GET";
+  }
+  if (c.has_body && header_index(&c, "content-type") < 0) {
+    /* curl's default for --data. */
+    add_header(&c, "Content-Type: application/x-www-form-urlencoded");
+  }
+  if (c.nhdrs == 0) {
+    /* The slot the range of -C / --retry goes in. */
+    c.hdrs = calloc(1, sizeof(*c.hdrs));
+    if (c.hdrs == NULL) {
+      cli_fail_usage("%s", "out of memory");
+    }
+  }
+  if (c.dump_path != NULL) {
+    c.dump = strcmp(c.dump_path, "-") == 0 ? stdout : fopen(c.dump_path, "w");
+    if (c.dump == NULL) {
+      char derr[600];
+      snprintf(derr, sizeof(derr), "cannot write -D %.500s: %s", c.dump_path,
+               strerror(errno));
+      cli_fail_usage("%s", derr);
+    }
   }
   if (c.out_dir) {
     struct stat sb;
@@ -3068,6 +3425,15 @@ out:
   }
   free(c.groups);
   free(c.urls);
+  for (j = 0; j < c.nhdrs; ++j) {
+    free((void *)c.hdrs[j].name);
+    free((void *)c.hdrs[j].value);
+  }
+  free(c.hdrs);
+  free(c.body);
+  if (c.dump != NULL && c.dump != stdout) {
+    fclose(c.dump);
+  }
   if (usage_error) {
     return CLI_EXIT_USAGE;
   }

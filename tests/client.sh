@@ -116,6 +116,58 @@ for alpn in h3 hq-interop; do
   fi
 done
 
+# ---- curl's header and request options ----------------------------------------
+"$CLIENT" -k -s -I "$base/small.txt" >"$tmp/head.out"
+if head -n1 "$tmp/head.out" | grep -q '^HTTP/3 200' && grep -qi '^content-length: 6' "$tmp/head.out" &&
+  ! grep -q hello "$tmp/head.out" && grep -q ' h3 HEAD /small.txt 200 ' "$tmp/main.out"; then
+  pass "-I: a HEAD request, the header section only"
+else
+  fail "-I: $(cat "$tmp/head.out")"
+fi
+"$CLIENT" -k -s -i -o - "$base/small.txt" >"$tmp/incl.out"
+if head -n1 "$tmp/incl.out" | grep -q '^HTTP/3 200' && [ "$(tail -n1 "$tmp/incl.out")" = hello ] &&
+  ! grep -q '^:status' "$tmp/incl.out"; then
+  pass "-i: the header section, then the body"
+else
+  fail "-i: $(cat "$tmp/incl.out")"
+fi
+"$CLIENT" -k -s -D "$tmp/dump.txt" -o "$tmp/dumped.txt" "$base/small.txt"
+if grep -q '^HTTP/3 200' "$tmp/dump.txt" && [ "$(cat "$tmp/dumped.txt")" = hello ]; then
+  pass "-D FILE: the header section in FILE, the body in -o"
+else
+  fail "-D FILE: $(cat "$tmp/dump.txt")"
+fi
+printf 'a=1\nb=2\n' >"$tmp/form.txt"
+expect "-X POST --data @file, -H" 22 'HTTP status 405' "$CLIENT" -k -f -X POST \
+  --data "@$tmp/form.txt" -H 'X-Test: 1' "$base/small.txt"
+expect "--data-binary makes a POST" 0 'HTTP status 405' "$CLIENT" -k --data-binary x "$base/small.txt"
+if [ "$(grep -c ' h3 POST /small.txt 405 ' "$tmp/main.out")" -eq 2 ]; then
+  pass "--data / --data-binary: the server saw two POSTs"
+else
+  fail "--data: the access log shows no POSTs: $(tail -n3 "$tmp/main.out")"
+fi
+expect "#fragment not sent" 0 '' "$CLIENT" -k -o "$tmp/frag.txt" "$base/small.txt#part"
+grep -q ' h3 GET /small.txt 200 ' "$tmp/main.out" && ! grep -q '#part' "$tmp/main.out" &&
+  pass "#fragment: not on the wire" || fail "#fragment: $(tail -n2 "$tmp/main.out")"
+expect "-C needs -" 2 'C takes "-"' "$CLIENT" -k -C 5 -o "$tmp/x" "$base/small.txt"
+expect "-X over hq" 2 'need HTTP/3' "$CLIENT" -k --alpn hq-interop -X POST "$base/small.txt"
+# -C -: the .part's first MiB is kept and the rest asked for with a Range;
+# a server that ignores it sends everything, and the file starts over.
+head -c $((1024 * 1024)) "$root/big.bin" >"$tmp/res.bin.part"
+expect "-C -" 0 '' "$CLIENT" -k -C - -o "$tmp/res.bin" "$base/big.bin"
+if [ "$(sha "$tmp/res.bin")" = "$(sha "$root/big.bin")" ] && [ ! -e "$tmp/res.bin.part" ]; then
+  pass "-C -: the whole file, no .part left"
+else
+  fail "-C -: the file differs"
+fi
+"$CLIENT" -V >"$tmp/version.out"
+if grep -Eq '^uvquic-client [0-9]' "$tmp/version.out" &&
+  grep -Eq '^ngtcp2 [0-9.]+, nghttp3 [0-9.]+, GnuTLS [0-9.]+' "$tmp/version.out"; then
+  pass "--version: $(tr '\n' ' ' <"$tmp/version.out")"
+else
+  fail "--version: $(cat "$tmp/version.out")"
+fi
+
 # ---- 23: write errors ------------------------------------------------------
 if [ -w /dev/full ]; then
   expect "ENOSPC on stdout" 23 'writing standard output failed: No space left on device' \

@@ -285,7 +285,9 @@ int outw_append(outw *w, const uint8_t *data, size_t len) {
 }
 
 int outw_restart(outw *w) {
-  if (w->appended == 0 && w->fd < 0) {
+  if (w->fd < 0) {
+    w->append = 0; /* not opened yet: a resumed .part is truncated */
+    w->appended = 0;
     return 0;
   }
   if (!w->seekable) {
