@@ -268,7 +268,8 @@ void progress_clear(client *c);
 void on_tick(uv_timer_t *t);
 
 /* download.c */
-void describe_hq_failure(const group *g, const uvq_hq_request *req, char *buf, size_t buflen);
+void describe_hq_failure(const group *g, const uvq_hq_request *req, char *buf,
+                         size_t buflen);
 void record_close(group *g, const uvq_close_info *ci);
 void group_set_output_conn(group *g);
 int64_t content_length(const uvq_h3_header *headers, size_t nheaders);
@@ -282,8 +283,10 @@ void on_signal(uv_signal_t *h, int signum);
 void kv_load(kv_store *kv, const char *path);
 void kv_free(kv_store *kv);
 void group_key(const group *g, char *buf, size_t len);
-int tls_hook(uvq_conn *conn, struct gnutls_session_int *session, void *user_data);
-int group_connect(client *c, group *g, uvq_uv_endpoint *ep, const uvq_app_callbacks *inner, void *user_data);
+int tls_hook(uvq_conn *conn, struct gnutls_session_int *session,
+             void *user_data);
+int group_connect(client *c, group *g, uvq_uv_endpoint *ep,
+                  const uvq_app_callbacks *inner, void *user_data);
 
 /* stats.c */
 void record_stats(group *g, uvq_conn *conn, const uvq_close_info *ci);

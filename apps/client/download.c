@@ -10,8 +10,8 @@
 
 static unsigned int hq_status(const uvq_hq_request *req);
 
-void describe_hq_failure(const group *g, const uvq_hq_request *req,
-                         char *buf, size_t buflen) {
+void describe_hq_failure(const group *g, const uvq_hq_request *req, char *buf,
+                         size_t buflen) {
   if (hq_status(req) != 0) {
     snprintf(buf, buflen, "refused by the server: %s (as HTTP %u)",
              uvq_hq_strerror(req->reset_code), hq_status(req));

@@ -8,8 +8,6 @@
 /* Token and session stores, connection features                            */
 /* ------------------------------------------------------------------------ */
 
-
-
 client *g_client;
 
 kv_store g_tokens, g_sessions;
