@@ -1,9 +1,9 @@
 /* Helpers shared by the uvquic command-line tools: see cli.h. */
 #include "cli.h"
 
-int cli_split_hostport(const char *s, const char *defport,
-                       char *host, size_t hostlen, char *port,
-                       size_t portlen, char *err, size_t errlen) {
+int cli_split_hostport(const char *s, const char *defport, char *host,
+                       size_t hostlen, char *port, size_t portlen, char *err,
+                       size_t errlen) {
   const char *hend, *colon;
   size_t n;
 
@@ -61,8 +61,8 @@ int cli_split_hostport(const char *s, const char *defport,
 }
 
 int cli_resolve(const char *host, const char *port, int passive,
-                struct sockaddr_storage *ss, socklen_t *sslen,
-                char *err, size_t errlen) {
+                struct sockaddr_storage *ss, socklen_t *sslen, char *err,
+                size_t errlen) {
   struct addrinfo hints, *res;
   int rv;
 
@@ -114,8 +114,7 @@ uint64_t cli_parse_ms(const char *arg, const char *opt) {
   return (uint64_t)v * 1000000u;
 }
 
-uint64_t cli_parse_secs(const char *arg, const char *opt,
-                        double max) {
+uint64_t cli_parse_secs(const char *arg, const char *opt, double max) {
   char *end;
   double v;
 
@@ -129,8 +128,7 @@ uint64_t cli_parse_secs(const char *arg, const char *opt,
   return (uint64_t)(v * 1e9);
 }
 
-void cli_format_addr(const struct sockaddr *sa, char *buf,
-                     size_t buflen) {
+void cli_format_addr(const struct sockaddr *sa, char *buf, size_t buflen) {
   char host[INET6_ADDRSTRLEN];
 
   if (sa->sa_family == AF_INET6) {
@@ -144,8 +142,8 @@ void cli_format_addr(const struct sockaddr *sa, char *buf,
   }
 }
 
-uint64_t cli_parse_u64(const char *arg, const char *opt,
-                       uint64_t min, uint64_t max) {
+uint64_t cli_parse_u64(const char *arg, const char *opt, uint64_t min,
+                       uint64_t max) {
   char *end;
   unsigned long long v;
 
@@ -161,8 +159,7 @@ uint64_t cli_parse_u64(const char *arg, const char *opt,
   return (uint64_t)v;
 }
 
-uint32_t cli_parse_quic_version(const char *arg,
-                                const char *opt) {
+uint32_t cli_parse_quic_version(const char *arg, const char *opt) {
   if (strcmp(arg, "v1") == 0 || strcasecmp(arg, "0x00000001") == 0 ||
       strcasecmp(arg, "0x1") == 0) {
     return UVQ_QUIC_V1;
@@ -216,8 +213,7 @@ const char *cli_quic_version_name(uint32_t v) {
   return v == UVQ_QUIC_V1 ? "v1" : v == UVQ_QUIC_V2 ? "v2" : NULL;
 }
 
-int cli_common_opt(int c, const char *arg, uvq_settings *st,
-                   cli_common *cc) {
+int cli_common_opt(int c, const char *arg, uvq_settings *st, cli_common *cc) {
   switch (c) {
   case CLI_OPT_CC:
     if (strcmp(arg, "reno") == 0) {
@@ -281,8 +277,8 @@ int cli_common_opt(int c, const char *arg, uvq_settings *st,
   }
 }
 
-static void cli_log_cb(void *user_data, uvq_log_level lvl,
-                       const char *scid_hex, const char *msg) {
+static void cli_log_cb(void *user_data, uvq_log_level lvl, const char *scid_hex,
+                       const char *msg) {
   static const char *const names[] = {"error", "warn", "info", "debug"};
 
   (void)user_data;
@@ -293,8 +289,7 @@ static void cli_log_cb(void *user_data, uvq_log_level lvl,
 
 /* Opens DIR/ODCID-ROLE.sqlog for the trace whose first piece (ngtcp2's
  * trace header, which names the ODCID as its group_id) is |data|. */
-static FILE *cli_qlog_open(cli_common *cc, const void *data,
-                           size_t len) {
+static FILE *cli_qlog_open(cli_common *cc, const void *data, size_t len) {
   static const char key[] = "\"group_id\":\"";
   char name[64], path[4096];
   const char *p = memmem(data, len, key, sizeof(key) - 1);
@@ -324,8 +319,8 @@ static FILE *cli_qlog_open(cli_common *cc, const void *data,
 }
 
 /* settings.qlog: appends to the connection's file, closes it on |fin|. */
-static void cli_qlog_cb(void *user_data, uvq_conn *conn,
-                        const void *data, size_t len, int fin) {
+static void cli_qlog_cb(void *user_data, uvq_conn *conn, const void *data,
+                        size_t len, int fin) {
   cli_common *cc = user_data;
   cli_qlog **pq = &cc->qlogs, *q;
 
@@ -385,8 +380,7 @@ void cli_common_free(cli_common *cc) {
   }
 }
 
-int cli_write_atomic(const char *path, const void *data,
-                     size_t len, int mode) {
+int cli_write_atomic(const char *path, const void *data, size_t len, int mode) {
   char tmp[4096];
   int fd, ok, saved;
 

@@ -269,11 +269,57 @@ static void test_writer_partial_after_slow_write(void **state) {
   wt_free(&t);
 }
 
+/* A target that is not a regular file (a FIFO here; /dev/null in use) is
+ * written in place and never renamed over: it stays what it was. A
+ * symbolic link is written through and stays a link. */
+static void test_writer_special_targets(void **state) {
+  char fifo[160], link[160], buf[64];
+  struct stat sb;
+  off_t size = 0;
+  outw w;
+  wt t;
+  int rfd;
+  (void)state;
+
+  wt_init(&t);
+  snprintf(fifo, sizeof(fifo), "%s/fifo", t.dir);
+  assert_int_equal(mkfifo(fifo, 0600), 0);
+  rfd = open(fifo, O_RDONLY | O_NONBLOCK);
+  assert_true(rfd >= 0);
+  assert_int_equal(outw_init(&w, &t.loop, fifo, 0), 0);
+  assert_int_equal(outw_part_size(&w), 0);
+  assert_int_equal(outw_append(&w, (const uint8_t *)"through", 7), 0);
+  outw_close(&w, 1, on_done, &t);
+  uv_run(&t.loop, UV_RUN_DEFAULT);
+  assert_int_equal(t.err, 0);
+  assert_int_equal(lstat(fifo, &sb), 0);
+  assert_true(S_ISFIFO(sb.st_mode));
+  assert_int_equal(read(rfd, buf, sizeof(buf)), 7);
+  assert_memory_equal(buf, "through", 7);
+  close(rfd);
+  assert_int_equal(unlink(fifo), 0);
+
+  snprintf(link, sizeof(link), "%s/link", t.dir);
+  assert_int_equal(symlink(t.target, link), 0);
+  assert_int_equal(outw_init(&w, &t.loop, link, 0), 0);
+  assert_int_equal(outw_append(&w, (const uint8_t *)"abc", 3), 0);
+  outw_close(&w, 1, on_done, &t);
+  uv_run(&t.loop, UV_RUN_DEFAULT);
+  assert_int_equal(t.err, 0);
+  assert_int_equal(lstat(link, &sb), 0);
+  assert_true(S_ISLNK(sb.st_mode));
+  assert_true(exists(t.target, &size));
+  assert_int_equal(size, 3);
+  assert_int_equal(unlink(link), 0);
+  wt_free(&t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_writer_commit_renames),
       cmocka_unit_test(test_writer_failure_leaves_target),
       cmocka_unit_test(test_writer_enospc),
+      cmocka_unit_test(test_writer_special_targets),
       cmocka_unit_test(test_writer_partial_after_slow_write),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -765,18 +765,14 @@ static void open_output(client *c, dl *d, const char *path) {
   } else if (strcmp(target, "-") == 0) {
     target = NULL;
   }
-  if (c->resume && target != NULL) {
-    /* -C -: continue the .part from its end with a Range request. */
-    char part[4200];
-    struct stat sb;
-    snprintf(part, sizeof(part), "%s.part", target);
-    if (stat(part, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0) {
-      d->offset = d->bytes = d->last_bytes = (uint64_t)sb.st_size;
-    }
-  }
-  if (outw_init(&d->w, c->loop, target, d->offset > 0) != 0) {
+  if (outw_init(&d->w, c->loop, target, 0) != 0) {
     fprintf(stderr, "uvquic-client: out of memory\n");
     exit(CLI_EXIT_TRANSFER);
+  }
+  if (c->resume && outw_part_size(&d->w) > 0) {
+    /* -C -: continue the .part from its end with a Range request. */
+    d->offset = d->bytes = d->last_bytes = outw_part_size(&d->w);
+    outw_resume(&d->w);
   }
   d->out = 1;
 }

@@ -18,27 +18,78 @@ struct outw_block {
 
 static void on_write(uv_fs_t *req);
 
+/* What symbolic link |path| names, relative to the link's directory. */
+static char *link_target(const char *path) {
+  char buf[4096], *out;
+  const char *slash = strrchr(path, '/');
+  ssize_t n = readlink(path, buf, sizeof(buf) - 1);
+  size_t dirlen;
+
+  if (n <= 0) {
+    return NULL;
+  }
+  buf[n] = '\0';
+  dirlen = slash != NULL && buf[0] != '/' ? (size_t)(slash - path) + 1 : 0;
+  out = malloc(dirlen + (size_t)n + 1);
+  if (out != NULL) {
+    memcpy(out, path, dirlen);
+    memcpy(out + dirlen, buf, (size_t)n + 1);
+  }
+  return out;
+}
+
 int outw_init(outw *w, uv_loop_t *loop, const char *target, int append) {
   memset(w, 0, sizeof(*w));
   w->loop = loop;
   w->fd = -1;
   w->append = append;
   if (target != NULL) {
-    size_t n = strlen(target);
-    w->target = strdup(target);
-    w->part = malloc(n + sizeof(".part"));
-    if (w->target == NULL || w->part == NULL) {
-      free(w->target);
-      free(w->part);
+    struct stat sb;
+    char *real = NULL;
+    size_t n;
+
+    if (lstat(target, &sb) == 0 && S_ISLNK(sb.st_mode)) {
+      /* Written through, as curl does: the link stays a link, and the
+       * .part is made beside the file it names. */
+      real = realpath(target, NULL);
+      if (real == NULL) {
+        real = link_target(target); /* it names no file yet */
+      }
+    }
+    w->target = real != NULL ? real : strdup(target);
+    if (w->target == NULL) {
       return -1;
     }
-    memcpy(w->part, target, n);
-    memcpy(w->part + n, ".part", sizeof(".part"));
+    if (stat(w->target, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+      /* A device (/dev/null), a FIFO: written in place, never renamed
+       * over (that would replace the device with a file). */
+      w->direct = 1;
+    } else {
+      n = strlen(w->target);
+      w->part = malloc(n + sizeof(".part"));
+      if (w->part == NULL) {
+        free(w->target);
+        return -1;
+      }
+      memcpy(w->part, w->target, n);
+      memcpy(w->part + n, ".part", sizeof(".part"));
+    }
   }
   uv_timer_init(loop, &w->flush);
   w->flush.data = w;
   return 0;
 }
+
+uint64_t outw_part_size(const outw *w) {
+  struct stat sb;
+
+  if (w->part == NULL || stat(w->part, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    return 0;
+  }
+  return (uint64_t)sb.st_size;
+}
+
+void outw_resume(outw *w) { w->append = w->part != NULL; }
 
 const char *outw_name(const outw *w) {
   return w->target ? w->target : "standard output";
@@ -85,6 +136,14 @@ static int open_output(outw *w) {
 
   if (w->target == NULL) {
     w->fd = STDOUT_FILENO;
+    w->seekable = 0;
+    return 0;
+  }
+  if (w->direct) {
+    w->fd = open(w->target, O_WRONLY | O_CLOEXEC);
+    if (w->fd < 0) {
+      return -1;
+    }
     w->seekable = 0;
     return 0;
   }
@@ -336,7 +395,9 @@ static void finish(outw *w) {
     if (close(w->fd) != 0 && w->err == 0) {
       w->err = errno;
     }
-    if (w->commit && w->err == 0) {
+    if (w->direct) {
+      /* Nothing to rename or remove. */
+    } else if (w->commit && w->err == 0) {
       if (rename(w->part, w->target) != 0) {
         w->err = errno;
       }

@@ -20,7 +20,9 @@
  * (a response that fails before any body creates nothing and never touches
  * TARGET), and renamed to TARGET only by outw_close(commit = 1) once every
  * byte is on disk. Otherwise the .part stays if it has data (a later
- * `-C -` resumes it) and is removed if empty.
+ * `-C -` resumes it) and is removed if empty. A TARGET that exists and is
+ * not a regular file (/dev/null, a FIFO) is written in place, never
+ * renamed over; a symbolic link is written through.
  */
 #ifndef UVQ_CLIENT_WRITER_H
 #define UVQ_CLIENT_WRITER_H
@@ -45,9 +47,11 @@ typedef void (*outw_done_cb)(outw *w, int err, void *arg);
 
 struct outw {
   uv_loop_t *loop;
-  /* The final path (NULL: stdout) and TARGET.part. */
+  /* The final path (NULL: stdout; a symbolic link resolved) and
+   * TARGET.part (NULL when |direct|: a device or FIFO, written in place). */
   char *target;
   char *part;
+  int direct;
   int fd;
   /* Resume: open the .part for appending, writing from its end. */
   int append;
@@ -85,6 +89,13 @@ struct outw {
  * existing .part (resume). Returns 0 or -1 (out of memory).
  */
 int outw_init(outw *w, uv_loop_t *loop, const char *target, int append);
+
+/** The size of an existing TARGET.part (0: none, or no .part is used). */
+uint64_t outw_part_size(const outw *w);
+
+/** Continue the existing .part (-C -): appends go after its end. Call
+ * before the first append. */
+void outw_resume(outw *w);
 
 /** The connection later appends are held on; NULL forgets the current one
  * (it closed: its holds went with it). */
