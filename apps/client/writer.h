@@ -13,8 +13,13 @@
  * connection holds settings.conn_recv_budget (the client sets
  * OUTW_CONN_BUDGET) the library stops returning flow-control credit, so
  * the peer can send only what it had been granted already. A writer's
- * memory is therefore bounded by conn_recv_budget + the connection's
- * flow-control window (settings.max_window) + one block, per connection.
+ * buffers are therefore bounded, per connection, by conn_recv_budget
+ * (default 1 MiB) + the connection's flow-control window, which the peer
+ * may fill while credit is withheld (settings.max_window, default 24 MiB)
+ * + one partly filled block, plus OUTW_SPARE written blocks kept for
+ * reuse (2 MiB) per writer. With the defaults: about 27 MiB per
+ * connection at worst; measured, a reader slower than the network keeps
+ * the whole client under 11 MiB resident.
  *
  * Files: the body goes to TARGET.part, opened when the first byte arrives
  * (a response that fails before any body creates nothing and never touches
@@ -37,6 +42,8 @@
 #define OUTW_BLOCK (256u * 1024u)
 #define OUTW_MAX_IOV 16
 #define OUTW_FLUSH_MS 20
+/* Written blocks kept for reuse. */
+#define OUTW_SPARE 8
 
 typedef struct outw outw;
 typedef struct outw_block outw_block;
@@ -64,6 +71,8 @@ struct outw {
   /* Blocks in order: the first |inflight| are being written; the last may
    * be partial. */
   outw_block *head, *tail;
+  outw_block *spare;
+  size_t nspare;
   size_t inflight;
   size_t queued; /* bytes buffered, in flight included */
   int writing;
