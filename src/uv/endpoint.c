@@ -396,9 +396,6 @@ static void uep_read(uvq_uv_endpoint *uep, uvq_udp *udp,
   uvq_udp_meta meta;
   int i, n, errors = 0;
 
-  /* ICMP errors first: the core acts on one only for a peer it has
-   * heard nothing from, so they must not wait behind its datagrams. */
-  (void)uvq_udp_read_errors(udp, uep_on_icmp, uep);
   while (total < UVQ_UV_MAX_RECV_PER_WAKE) {
     uvq_tstamp now;
     size_t before = (size_t)udp->stats.datagrams_received;
@@ -450,8 +447,10 @@ static void uep_on_poll(uv_poll_t *h, int status, int events) {
   }
   if (status < 0) {
     /* POLLERR: an ICMP error on the error queue (IP_RECVERR). libuv
-     * stopped the handle: read the queue and the datagrams, and watch the
-     * socket again. */
+     * stopped the handle: read the queue (first: the core acts on an
+     * error only for a peer it has heard nothing from) and the datagrams,
+     * and watch the socket again. */
+    (void)uvq_udp_read_errors(&uep->udp, uep_on_icmp, uep);
     uep_read(uep, &uep->udp, &uep->local);
     uv_poll_start(&uep->poll, uep->poll_events, uep_on_poll);
     events = 0;
@@ -475,6 +474,7 @@ static void uep_on_sock_poll(uv_poll_t *h, int status, int events) {
   }
   if (status < 0) {
     /* POLLERR, as in uep_on_poll. */
+    (void)uvq_udp_read_errors(&k->udp, uep_on_icmp, uep);
     uep_read(uep, &k->udp, &k->local);
     uv_poll_start(&k->poll, k->poll_events, uep_on_sock_poll);
     events = 0;
