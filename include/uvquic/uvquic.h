@@ -235,7 +235,15 @@ UVQ_EXTERN int uvq_addr_set(uvq_addr *addr, const struct sockaddr *sa,
 /* Settings                                                                 */
 /* ------------------------------------------------------------------------ */
 
-#define UVQ_SETTINGS_VERSION 1
+/*
+ * Version 2 added quic_versions, quic_versionslen, client_chosen_version,
+ * endpoint_send_budget, conn_recv_budget, endpoint_recv_budget and
+ * no_idle_eviction. A struct of version 1 (compiled against the older
+ * header, so without them) is still read: those fields take their
+ * defaults. Any other version makes uvq_endpoint_new fail with
+ * UVQ_ERR_INVALID_ARGUMENT.
+ */
+#define UVQ_SETTINGS_VERSION 2
 
 typedef enum uvq_retry_mode {
   /** Never send Retry. */
@@ -858,7 +866,9 @@ typedef enum uvq_stage {
 } uvq_stage;
 
 /* 2 added on_write. The core reads members added after version 1 only
- * when |version| says they are there. */
+ * when |version| says they are there; a table of any other version than
+ * 1 or 2 is refused (uvq_endpoint_connect: UVQ_ERR_INVALID_ARGUMENT; from
+ * on_accept: the connection is refused). */
 #define UVQ_APP_CALLBACKS_VERSION 2
 
 /**

@@ -19,7 +19,8 @@ void uvq_h3_server_config_default(uvq_h3_server_config *cfg) {
 int uvq_h3_server_new(uvq_h3_server **psrv, const uvq_h3_server_config *cfg) {
   const uvq_mem *mem;
   uvq_h3_server *srv;
-  if (psrv == NULL || cfg == NULL || cfg->on_request == NULL) {
+  if (psrv == NULL || cfg == NULL || cfg->version < 1 ||
+      cfg->version > UVQ_H3_SERVER_CONFIG_VERSION || cfg->on_request == NULL) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   mem = cfg->mem ? cfg->mem : uvq_mem_default();

@@ -130,7 +130,7 @@ static int run_on_accept(uvq_conn *conn) {
   info.resumed = conn->resumed;
   info.early_data = conn->early_data == UVQ_EARLY_DATA_ACCEPTED;
   rv = ep->cfg.on_accept(ep, conn, &info, &cb, &ud, ep->cfg.user_data);
-  if (rv != 0 || cb == NULL) {
+  if (rv != 0 || !uvq_app_callbacks_ok(cb)) {
     conn->refused = 1;
     ep->stats.initials_refused++;
     return NGTCP2_ERR_CALLBACK_FAILURE;

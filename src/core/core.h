@@ -501,6 +501,14 @@ int uvq_sources_add(uvq_endpoint *ep, uvq_conn *conn);
 void uvq_sources_handshake_done(uvq_conn *conn);
 void uvq_sources_remove(uvq_conn *conn);
 
+/* settings.c: copies the application's |src| into |dst| by its version:
+ * a version-1 struct (an older header) gives its fields and defaults for
+ * the ones added since. Returns 0 or UVQ_ERR_INVALID_ARGUMENT (a version
+ * this library does not know). */
+int uvq_settings_copy(uvq_settings *dst, const uvq_settings *src);
+/* Nonzero if |cb| is a table of a version this library reads. */
+int uvq_app_callbacks_ok(const uvq_app_callbacks *cb);
+
 /* budget.c: the credit for |n| bytes |conn| delivered on |stream_id|
  * (|s| may be NULL), returned now or owed while its reads pause; the idle
  * list kept up to date (after open_bidi, stage or close_requested change);

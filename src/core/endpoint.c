@@ -346,12 +346,20 @@ static int versions_valid(const uvq_settings *st, int is_server) {
 
 int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
   uvq_endpoint *ep;
+  uvq_settings settings;
   const uvq_mem *mem;
   int rv;
   uint8_t key[UVQ_TOKEN_KEYLEN];
 
-  if (pep == NULL || cfg == NULL || cfg->tls == NULL || cfg->send == NULL ||
-      cfg->wall_time == NULL || (cfg->is_server && cfg->on_accept == NULL)) {
+  if (pep == NULL || cfg == NULL || cfg->version < 1 ||
+      cfg->version > UVQ_ENDPOINT_CONFIG_VERSION || cfg->tls == NULL ||
+      cfg->send == NULL || cfg->wall_time == NULL ||
+      (cfg->is_server && cfg->on_accept == NULL)) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  if (cfg->settings == NULL) {
+    uvq_settings_default(&settings);
+  } else if (uvq_settings_copy(&settings, cfg->settings) != 0) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   if (uvq_tls_ctx_is_server(cfg->tls) != (cfg->is_server != 0)) {
@@ -365,11 +373,7 @@ int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
   ep->mem = mem;
   uvq_mem_to_ngtcp2(&ep->nmem, mem);
   ep->cfg = *cfg;
-  if (cfg->settings) {
-    ep->settings = *cfg->settings;
-  } else {
-    uvq_settings_default(&ep->settings);
-  }
+  ep->settings = settings;
   ep->is_server = cfg->is_server != 0;
 
   if (ep->settings.max_udp_payload_size < UVQ_MIN_INITIAL_DATAGRAM ||
