@@ -1342,7 +1342,8 @@ typedef struct uvq_accept_info {
   int early_data;
 } uvq_accept_info;
 
-#define UVQ_ENDPOINT_CONFIG_VERSION 1
+/* 2 added rand; a version-1 config is read without it. */
+#define UVQ_ENDPOINT_CONFIG_VERSION 2
 
 /**
  * uvq_endpoint_config describes an endpoint: a server (accepts) or a client
@@ -1389,6 +1390,21 @@ typedef struct uvq_endpoint_config {
                    const uvq_accept_info *info,
                    const uvq_app_callbacks **pcallbacks, void **pconn_user_data,
                    void *user_data);
+  /**
+   * (version >= 2) Optional: where the endpoint's own randomness comes
+   * from — connection IDs, the static secret and token key when settings
+   * give none, token nonces, hash-table keys, ngtcp2's rand callback, the
+   * greased Version Negotiation entry, stateless reset padding. Fill
+   * |dest| with |len| random bytes and return 0 (nonzero fails the
+   * operation that asked); |key| is nonzero when the bytes become a secret
+   * key. NULL (default): GnuTLS's generator (gnutls_rnd, GNUTLS_RND_KEY
+   * for keys, GNUTLS_RND_NONCE otherwise). Only tests should replace it: a
+   * seeded generator makes a run repeat itself (except the TLS stack's own
+   * randomness, which GnuTLS does not let anyone replace), and a
+   * predictable one makes connection IDs and tokens guessable. Runs on
+   * the endpoint's thread.
+   */
+  int (*rand)(uint8_t *dest, size_t len, int key, void *user_data);
 } uvq_endpoint_config;
 
 /** uvq_endpoint_config_default zeroes |cfg| and sets its version. */

@@ -19,7 +19,7 @@ void uvq_acceptor_send_version_negotiation(uvq_endpoint *ep,
   size_t nsv = ep->settings.quic_versionslen;
   ngtcp2_ssize n;
 
-  if (gnutls_rnd(GNUTLS_RND_NONCE, &unused, 1) != 0) {
+  if (uvq_ep_rand(ep, &unused, 1, 0) != 0) {
     unused = 0;
   }
   memcpy(sv, ep->settings.quic_versions, nsv * sizeof(sv[0]));

@@ -28,7 +28,7 @@ int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,
     return UVQ_ERR_CONNECTION_LIMIT;
   }
   /* RFC 9000 §7.2: the first DCID is unpredictable and at least 8 bytes. */
-  rv = uvq_cid_random(&dcid, 18);
+  rv = uvq_ep_random_cid(ep, &dcid, 18);
   if (rv != 0) {
     return UVQ_ERR_INTERNAL;
   }

@@ -490,16 +490,27 @@ uint32_t uvq_resume_version(const uint8_t *blob, size_t len);
  * then (it is created before uvq_resume_apply). */
 int uvq_resume_grants_early_data(const uint8_t *blob, size_t len);
 
-/* sources.c: uvq_sources_admit says whether |remote|'s source may start
+/* sources.c: uvq_sources_init keys the table's hash with |key| (secret,
+ * random); uvq_sources_admit says whether |remote|'s source may start
  * another handshake (0, or UVQ_ERR_CONNECTION_LIMIT, counted by reason);
  * uvq_sources_add counts a new server connection under its source;
  * handshake_done and remove uncount it (idempotent). */
-int uvq_sources_init(uvq_sources *t, const uvq_mem *mem);
+void uvq_sources_init(uvq_sources *t, const uvq_mem *mem,
+                      const uint64_t key[2]);
 void uvq_sources_free(uvq_sources *t);
 int uvq_sources_admit(uvq_endpoint *ep, const uvq_addr *remote);
 int uvq_sources_add(uvq_endpoint *ep, uvq_conn *conn);
 void uvq_sources_handshake_done(uvq_conn *conn);
 void uvq_sources_remove(uvq_conn *conn);
+
+/* endpoint.c: |len| random bytes from the endpoint's source
+ * (uvq_endpoint_config.rand, or GnuTLS); |key| nonzero for secret key
+ * material. Returns 0 or UVQ_ERR_INTERNAL. */
+int uvq_ep_rand(uvq_endpoint *ep, void *dest, size_t len, int key);
+/* A random CID of |len| bytes from uvq_ep_rand; 0 or UVQ_ERR_INTERNAL. */
+int uvq_ep_random_cid(uvq_endpoint *ep, ngtcp2_cid *cid, size_t len);
+/* uvq_cid_map_init_seeded with a key from uvq_ep_rand. */
+int uvq_ep_cid_map_init(uvq_endpoint *ep, uvq_cid_map *map);
 
 /* settings.c: copies the application's |src| into |dst| by its version:
  * a version-1 struct (an older header) gives its fields and defaults for

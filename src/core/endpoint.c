@@ -197,6 +197,43 @@ void uvq_ep_drop(uvq_endpoint *ep, uvq_drop_reason r) {
   uvq_metrics_drop(ep);
 }
 
+static int token_rand(void *ud, uint8_t *dest, size_t len) {
+  return uvq_ep_rand(ud, dest, len, 0);
+}
+
+int uvq_ep_random_cid(uvq_endpoint *ep, ngtcp2_cid *cid, size_t len) {
+  if (len > NGTCP2_MAX_CIDLEN || uvq_ep_rand(ep, cid->data, len, 0) != 0) {
+    return UVQ_ERR_INTERNAL;
+  }
+  cid->datalen = len;
+  return 0;
+}
+
+/* The endpoint's CID generator: random CIDs of settings.cid_len bytes. */
+static int ep_generate_cid(uvq_cid_gen *gen, ngtcp2_cid *cid) {
+  return uvq_ep_random_cid(gen->user_data, cid, gen->cid_len);
+}
+
+int uvq_ep_cid_map_init(uvq_endpoint *ep, uvq_cid_map *map) {
+  uint8_t key[UVQ_CID_MAP_KEYLEN];
+  int rv = uvq_ep_rand(ep, key, sizeof(key), 1);
+  if (rv == 0) {
+    rv = uvq_cid_map_init_seeded(map, ep->mem, key);
+  }
+  gnutls_memset(key, 0, sizeof(key));
+  return rv;
+}
+
+int uvq_ep_rand(uvq_endpoint *ep, void *dest, size_t len, int key) {
+  int rv;
+  if (ep->cfg.rand) {
+    rv = ep->cfg.rand(dest, len, key, ep->cfg.user_data);
+  } else {
+    rv = gnutls_rnd(key ? GNUTLS_RND_KEY : GNUTLS_RND_NONCE, dest, len);
+  }
+  return rv == 0 ? 0 : UVQ_ERR_INTERNAL;
+}
+
 uint64_t uvq_ep_wall_time(uvq_endpoint *ep) {
   return ep->cfg.wall_time(ep, ep->cfg.user_data);
 }
@@ -347,6 +384,7 @@ static int versions_valid(const uvq_settings *st, int is_server) {
 int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
   uvq_endpoint *ep;
   uvq_settings settings;
+  uint64_t sources_key[2];
   const uvq_mem *mem;
   int rv;
   uint8_t key[UVQ_TOKEN_KEYLEN];
@@ -372,7 +410,12 @@ int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
   }
   ep->mem = mem;
   uvq_mem_to_ngtcp2(&ep->nmem, mem);
-  ep->cfg = *cfg;
+  if (cfg->version == 1) {
+    /* An older header's config: its fields, none of the later ones. */
+    memcpy(&ep->cfg, cfg, offsetof(uvq_endpoint_config, rand));
+  } else {
+    ep->cfg = *cfg;
+  }
   ep->settings = settings;
   ep->is_server = cfg->is_server != 0;
 
@@ -391,25 +434,29 @@ int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
   if (rv != 0) {
     goto fail_settings;
   }
-  rv = uvq_cid_map_init(&ep->cids, mem);
+  /* Random CIDs, from the endpoint's randomness. */
+  ep->cidgen.generate = ep_generate_cid;
+  ep->cidgen.user_data = ep;
+  rv = uvq_ep_cid_map_init(ep, &ep->cids);
   if (rv != 0) {
     goto fail_settings;
   }
   /* Allocates nothing until a connection is added. */
-  rv = uvq_sources_init(&ep->sources, mem);
+  rv = uvq_ep_rand(ep, sources_key, sizeof(sources_key), 1);
   if (rv != 0) {
     goto fail_secret;
   }
+  uvq_sources_init(&ep->sources, mem, sources_key);
+  gnutls_memset(sources_key, 0, sizeof(sources_key));
   if (ep->settings.static_secret_set) {
     memcpy(ep->static_secret, ep->settings.static_secret, UVQ_STATIC_SECRETLEN);
-  } else if (gnutls_rnd(GNUTLS_RND_KEY, ep->static_secret,
-                        UVQ_STATIC_SECRETLEN) != 0) {
+  } else if (uvq_ep_rand(ep, ep->static_secret, UVQ_STATIC_SECRETLEN, 1) != 0) {
     rv = UVQ_ERR_INTERNAL;
     goto fail_secret;
   }
   if (ep->settings.token_key_set) {
     memcpy(key, ep->settings.token_key, UVQ_TOKEN_KEYLEN);
-  } else if (gnutls_rnd(GNUTLS_RND_KEY, key, sizeof(key)) != 0) {
+  } else if (uvq_ep_rand(ep, key, sizeof(key), 1) != 0) {
     rv = UVQ_ERR_INTERNAL;
     goto fail_secret;
   }
@@ -429,6 +476,8 @@ int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
   if (rv != 0) {
     goto fail_secret;
   }
+  ep->tokens.rand = token_rand;
+  ep->tokens.rand_ud = ep;
   if (ep->is_server) {
     rv = derive_ticket_keys(ep);
     if (rv != 0) {
