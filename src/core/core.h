@@ -196,7 +196,6 @@ struct uvq_conn {
   /* Server: its transport parameters do not fit what ngtcp2_crypto_gnutls
    * encodes them into (cb_recv_tx_key). */
   int tp_too_large;
-  int wake_pending;
   int counted_in_flight; /* counted in stats.handshakes_in_flight */
   /* Server: its source's entry (sources.c), and whether it still counts
    * there as a handshake. */

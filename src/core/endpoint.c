@@ -786,6 +786,9 @@ int uvq_endpoint_handle_expiry(uvq_endpoint *ep, uvq_tstamp now) {
 
 void uvq_endpoint_close_all(uvq_endpoint *ep, uint64_t app_error,
                             const char *reason) {
+  if (ep == NULL) {
+    return;
+  }
   ep->closing_all = 1;
   for (uvq_conn *c = ep->conns; c; c = c->next) {
     uvq_conn_close(c, app_error, reason);

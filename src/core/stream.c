@@ -276,11 +276,6 @@ size_t uvq_stream_buffered(const uvq_stream *s) {
  * to go while on_stream_writable has the writer make the next. */
 #define UVQ_SEND_LOOKAHEAD (64u * 1024)
 
-/* How many more bytes |s| may take now, the least of: its buffer
- * (stream_send_buffer, in flight included); the peer's credit (unsent
- * bytes at most the stream's remaining flow-control credit plus
- * UVQ_SEND_LOOKAHEAD); and what is left of the connection's budget
- * (conn_send_budget, all streams together). */
 /* What is left of the budgets for |conn|'s send buffers: the least of its
  * own (conn_send_budget) and the endpoint's (endpoint_send_budget, 0 = no
  * limit); *pep says whether the endpoint's is the tighter. */
@@ -296,6 +291,12 @@ static uint64_t budget_left(const uvq_conn *conn, int *pep) {
   return *pep ? ep_left : left;
 }
 
+/* How many more bytes |s| may take now, the least of: its buffer
+ * (stream_send_buffer, in flight included); the peer's credit (unsent
+ * bytes at most the stream's remaining flow-control credit plus
+ * UVQ_SEND_LOOKAHEAD); and what is left of the budgets (budget_left).
+ * *pbudget: 0 if the buffer or the credit is the limit, 1 if the
+ * connection's budget is, 2 if the endpoint's is. */
 static uint64_t send_room(const uvq_conn *conn, const uvq_stream *s,
                           int *pbudget) {
   const uvq_settings *st = &conn->ep->settings;
@@ -310,7 +311,6 @@ static uint64_t send_room(const uvq_conn *conn, const uvq_stream *s,
   room = credit > unsent && credit - unsent < room ? credit - unsent
          : credit > unsent                         ? room
                                                    : 0;
-  /* 0: room decides; 1: the connection's budget; 2: the endpoint's. */
   *pbudget = left < room ? 1 + ep_limited : 0;
   return left < room ? left : room;
 }
