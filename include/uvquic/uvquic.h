@@ -29,13 +29,38 @@
 extern "C" {
 #endif
 
+/**
+ * Marks a function of the public API. Building the library (UVQ_BUILDING,
+ * with -fvisibility=hidden) it exports the symbol; everything else the
+ * libraries define stays hidden.
+ */
 #if defined(UVQ_BUILDING) && defined(__GNUC__)
 #define UVQ_EXTERN __attribute__((visibility("default")))
 #else
 #define UVQ_EXTERN
 #endif
 
-#define UVQ_VERSION "0.1.0"
+/** The major version of the headers. 0 until the API is stable. */
+#define UVQ_VERSION_MAJOR 0
+/** The minor version: pre-1.0 it grows with every API or ABI change. */
+#define UVQ_VERSION_MINOR 2
+/** The patch version: fixes that change no API. */
+#define UVQ_VERSION_PATCH 0
+/** The version of the headers as a string, "MAJOR.MINOR.PATCH". */
+#define UVQ_VERSION "0.2.0"
+/**
+ * The version of the headers as one number, 0xMMmmpp, for comparisons in
+ * the preprocessor (#if UVQ_VERSION_NUM >= 0x000200).
+ */
+#define UVQ_VERSION_NUM                                                        \
+  ((UVQ_VERSION_MAJOR << 16) | (UVQ_VERSION_MINOR << 8) | UVQ_VERSION_PATCH)
+
+/**
+ * uvq_version returns the version of the uvquic library linked at run time
+ * ("0.2.0"), which may differ from UVQ_VERSION when the program was built
+ * against other headers. The string is static; any thread may call it.
+ */
+UVQ_EXTERN const char *uvq_version(void);
 
 /* ------------------------------------------------------------------------ */
 /* Basic types                                                              */
@@ -1405,6 +1430,30 @@ UVQ_EXTERN void *uvq_endpoint_get_user_data(uvq_endpoint *ep);
 UVQ_EXTERN const uvq_mem *uvq_endpoint_get_mem(uvq_endpoint *ep);
 UVQ_EXTERN int uvq_endpoint_is_server(uvq_endpoint *ep);
 UVQ_EXTERN const uvq_settings *uvq_endpoint_get_settings(uvq_endpoint *ep);
+
+/** The largest buffer uvq_buf_get hands out: 64 KiB and 48 bytes. */
+#define UVQ_BUF_MAX (65536 + 48)
+
+/**
+ * uvq_buf_get takes a buffer of at least |size| bytes (1..UVQ_BUF_MAX) from
+ * the buffer pool of |ep|, the one its connections' send buffers come
+ * from: an application layer that reads data into a buffer and hands it to
+ * uvq_stream_write_ref (as HTTP/3 does with body providers) then draws on
+ * the same cache and the same counters (uvq_endpoint_stats pool_*). The
+ * caller owns the buffer until it gives it back with uvq_buf_put, which it
+ * may do after uvq_endpoint_del (the pool lives until its last buffer is
+ * back). Same thread as the endpoint; may be called from its callbacks.
+ *
+ * Returns the buffer, or NULL if |size| is 0 or over UVQ_BUF_MAX or memory
+ * ran out.
+ */
+UVQ_EXTERN void *uvq_buf_get(uvq_endpoint *ep, size_t size);
+
+/**
+ * uvq_buf_put gives back |buf| (from uvq_buf_get) to its pool, which caches
+ * or frees it. NULL is a no-op. The thread of the endpoint it came from.
+ */
+UVQ_EXTERN void uvq_buf_put(void *buf);
 
 /**
  * uvq_endpoint_recv processes one received buffer: a single datagram
