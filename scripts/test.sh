@@ -21,6 +21,9 @@ echo "== uvquic tests: normal build (-Werror) =="
 "$here/scripts/build.sh" "$here/build"
 (cd "$here/build" && ctest --output-on-failure -j"$jobs") || status=1
 
+echo "== uvquic API reference (Doxygen, no warnings allowed) =="
+"$here/scripts/docs.sh" "$here/build" || status=1
+
 if [ $quick -eq 0 ]; then
   echo "== uvquic tests: ASan + UBSan build =="
   "$here/scripts/build.sh" "$here/build-asan" -DUVQ_ASAN=ON -DUVQ_UBSAN=ON \

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file uvquic_hq.h
  * hq-interop: HTTP/0.9 over QUIC, the protocol of the QUIC interop runner.
  *
  * A client opens one bidirectional stream per file, sends "GET /path\r\n"
@@ -80,6 +81,7 @@ UVQ_EXTERN const char *uvq_hq_strerror(uint64_t code);
 /* Server                                                                   */
 /* ------------------------------------------------------------------------ */
 
+/** An hq-interop file server: shared by all the connections it serves. */
 typedef struct uvq_hq_server uvq_hq_server;
 
 /** Flag for uvq_hq_server_new: never use openat2(2), always the portable
@@ -126,7 +128,7 @@ typedef struct uvq_hq_log_entry {
   /** The connection; usable during the call (it may be in on_closed).
    * NULL from uvq_hq_server_del: the endpoint was deleted first. */
   uvq_conn *conn;
-  int64_t stream_id;
+  int64_t stream_id; /**< The request's stream. */
   /** The requested path ("/dir/file"), or "" if no valid request line came. */
   const char *path;
   /**
@@ -198,7 +200,7 @@ UVQ_EXTERN int uvq_hq_server_set_limits(uvq_hq_server *srv,
 typedef struct uvq_hq_server_stats {
   /** Files served to completion, and bytes queued for them. */
   uint64_t files;
-  uint64_t bytes;
+  uint64_t bytes; /**< See files. */
   /** Request streams opened by clients. */
   uint64_t requests;
   /** Streams reset because the request line was late (request_timeout). */
@@ -207,6 +209,8 @@ typedef struct uvq_hq_server_stats {
   uint64_t requests_too_long;
 } uvq_hq_server_stats;
 
+/** uvq_hq_server_get_stats copies the counters of |srv| into |st|. Same thread
+ * as the endpoints. */
 UVQ_EXTERN void uvq_hq_server_get_stats(uvq_hq_server *srv,
                                         uvq_hq_server_stats *st);
 
@@ -218,6 +222,7 @@ UVQ_EXTERN void uvq_hq_server_get_counts(uvq_hq_server *srv, uint64_t *pfiles,
 /* Client                                                                   */
 /* ------------------------------------------------------------------------ */
 
+/** Where a request stands (uvq_hq_request.state). */
 typedef enum uvq_hq_state {
   /** Not requested yet (waiting for the handshake or for stream credit). */
   UVQ_HQ_PENDING = 0,
@@ -242,15 +247,16 @@ typedef struct uvq_hq_request {
   /** Where the body goes: a file descriptor written with write(2), or -1
    * to discard it (the bytes are still counted). Not closed. */
   int sink_fd;
-  void *user_data;
+  void *user_data; /**< The caller's; not used by the client. */
 
   /* Outputs. */
-  uvq_hq_state state;
+  uvq_hq_state state; /**< Where the request stands. */
   /** Body bytes received. */
   uint64_t bytes;
   /** FAILED: nonzero if the server reset the stream with reset_code. */
   int reset;
-  uint64_t reset_code;
+  uint64_t reset_code; /**< The server's reset code (UVQ_HQ_ERR_* or another
+                          number). */
   /**
    * FAILED without a reset: a UVQ_ERR_* — the connection's close error
    * (uvq_close_info.error, or UVQ_ERR_CLOSED for a clean close that came
@@ -258,9 +264,10 @@ typedef struct uvq_hq_request {
    * UVQ_ERR_IO if the sink failed (errno in sink_errno).
    */
   int error;
-  int sink_errno;
+  int sink_errno; /**< errno of the failed write when error is UVQ_ERR_IO. */
 } uvq_hq_request;
 
+/** An hq-interop client: the requests of one connection. */
 typedef struct uvq_hq_client uvq_hq_client;
 
 /**

@@ -1,7 +1,20 @@
-/*
+/**
+ * @file uvquic_uv.h
  * uvquic libuv adapter: drives a uvq_endpoint on a non-blocking UDP socket
  * in a libuv loop (the counterparts of tokio-quiche's start_listener and
  * connect). Everything here runs on the loop's thread, except wakers.
+ *
+ * Clock: the adapter gives its endpoints uv_hrtime() (CLOCK_MONOTONIC, in
+ * nanoseconds) as |now|. Where a function of the core or of HTTP/3 asks
+ * for |now| on an adapter endpoint's connection (uvq_conn_update_key,
+ * uvq_h3_server_accept, ...), pass uv_hrtime(), or uvq_conn_get_now() inside
+ * a callback; deadlines (uvq_conn_set_app_timer) are on that clock too.
+ * Not uv_now(): the loop's cached millisecond time lags.
+ *
+ * Errors and ownership follow the core: negative UVQ_ERR_* (a call that
+ * fails fires none of its callbacks); the adapter owns the endpoints it
+ * creates until their close callback fires, and borrows the TLS context and
+ * the callbacks it is given, which must outlive it.
  */
 #ifndef UVQUIC_UV_H
 #define UVQUIC_UV_H
@@ -123,6 +136,7 @@ UVQ_EXTERN uvq_endpoint *uvq_uv_endpoint_get_endpoint(uvq_uv_endpoint *uep);
 UVQ_EXTERN int uvq_uv_endpoint_get_local_addr(uvq_uv_endpoint *uep,
                                               uvq_addr *addr);
 
+/** The endpoint's user data (as given to uvq_listen or uvq_uv_client_new). */
 UVQ_EXTERN void *uvq_uv_endpoint_get_user_data(uvq_uv_endpoint *uep);
 
 /** Datapath facts and counters of one adapter socket
@@ -137,10 +151,10 @@ typedef struct uvq_uv_stats {
   /** SO_RCVBUF / SO_SNDBUF as read back from the kernel (bytes; Linux
    * reports twice what was granted). */
   int rcvbuf;
-  int sndbuf;
+  int sndbuf; /**< See rcvbuf. */
   /** sendmsg / sendmmsg system calls, and the messages they took. */
   uint64_t send_calls;
-  uint64_t send_msgs;
+  uint64_t send_msgs; /**< See send_calls. */
   /** Messages that carried several datagrams with UDP_SEGMENT. */
   uint64_t gso_msgs;
   /** Times the kernel refused GSO and the socket fell back to one message
@@ -148,13 +162,13 @@ typedef struct uvq_uv_stats {
   uint64_t gso_fallbacks;
   /** Datagrams sent, by the ECN codepoint they carried (UVQ_ECN_*). */
   uint64_t datagrams_sent;
-  uint64_t ecn_sent[4];
+  uint64_t ecn_sent[4]; /**< Index: UVQ_ECN_*. */
   /** recvmmsg calls; buffers read; buffers that were GRO super-buffers
    * (handed to the core with segment_size > 0); datagrams in all buffers. */
   uint64_t recv_calls;
-  uint64_t recv_buffers;
-  uint64_t gro_buffers;
-  uint64_t datagrams_received;
+  uint64_t recv_buffers;       /**< See recv_calls. */
+  uint64_t gro_buffers;        /**< See recv_calls. */
+  uint64_t datagrams_received; /**< See recv_calls. */
   /** Received datagrams by ECN codepoint. */
   uint64_t ecn_received[4];
   /** Received buffers dropped because the kernel truncated them. */
@@ -162,7 +176,7 @@ typedef struct uvq_uv_stats {
   /** Expiry timer (timerfd) firings, and deadlines run without the timer
    * because they were already due when it would have been armed. */
   uint64_t timer_fires;
-  uint64_t expiry_immediate;
+  uint64_t expiry_immediate; /**< See timer_fires. */
   /** Small batches (handshake flights, ACKs, burst tails) copied into the
    * send queue, to leave with other connections' in one sendmmsg. */
   uint64_t queued_batches;
