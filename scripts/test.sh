@@ -41,6 +41,13 @@ if [ $quick -eq 0 ]; then
   (cd "$here/build-tsan" && TSAN_OPTIONS=halt_on_error=1 \
     ctest --output-on-failure -R '^test_conn$') || status=1
 
+  # The .debs, as dpkg-buildpackage builds them (their unit tests run
+  # inside), and lintian; installing them on a fresh Debian is
+  # scripts/deb-install-check.sh in scripts/fresh-debian.sh (not here: it
+  # takes minutes).
+  echo "== uvquic Debian packages (dpkg-buildpackage, lintian) =="
+  "$here/scripts/build-debs.sh" "$here/out/debs" || status=1
+
   echo "== uvquic fuzzing: each harness for ${UVQ_FUZZ_SECONDS:-10} s =="
   if "$here/scripts/fuzz.sh" "${UVQ_FUZZ_SECONDS:-10}" >"$here/build-fuzz.log" 2>&1; then
     grep -E "^== |DONE" "$here/build-fuzz.log" || true
