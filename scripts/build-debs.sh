@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Debian packages (libuvquic0, libuvquic-dev, uvquic-tools) with
 # dpkg-buildpackage -us -uc -b and checks them with lintian (errors fail).
-# Builds from a copy of the files git tracks, as they are on disk now, so
-# the source tree stays clean; the .debs land in OUT_DIR.
+# Builds from a copy of the source tree (the files git tracks, as they are
+# on disk now), so the tree stays clean; the .debs land in OUT_DIR.
 #   scripts/build-debs.sh [OUT_DIR]     (default out/debs)
 # DEB_BUILD_OPTIONS passes through (e.g. nocheck, parallel=2).
 set -euo pipefail
@@ -15,9 +15,18 @@ work=$(mktemp -d /tmp/uvquic-debs.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 src=$work/uvquic-$version
 mkdir -p "$src"
-(cd "$here" && git ls-files -z --cached --others --exclude-standard |
-  xargs -0 sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh |
-  tar --null -T - -cf -) | tar -xf - -C "$src"
+# The files git tracks (and untracked ones it does not ignore), as on disk;
+# without git (an unpacked archive), everything but build output.
+sources() {
+  if command -v git >/dev/null && git -C "$here" rev-parse --git-dir >/dev/null 2>&1; then
+    git -C "$here" ls-files -z --cached --others --exclude-standard |
+      (cd "$here" && xargs -0 sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh)
+  else
+    (cd "$here" && find . \( -path ./.git -o -path './build*' -o -path ./out \
+      -o -path ./Testing \) -prune -o -type f -print0)
+  fi
+}
+sources | (cd "$here" && tar --null -T - -cf -) | tar -xf - -C "$src"
 
 export DEB_BUILD_OPTIONS=${DEB_BUILD_OPTIONS:-parallel=$(nproc)}
 if ! (cd "$src" && dpkg-buildpackage -us -uc -b >"$work/build.log" 2>&1); then
