@@ -63,7 +63,13 @@ UVQ_EXTERN int uvq_listen(uvq_listener **plistener, uv_loop_t *loop,
 /**
  * uvq_uv_client_new creates a client endpoint: one UDP socket bound to
  * |local| (NULL = the wildcard address of |family|, ephemeral port) that
- * carries any number of connections made with uvq_connect.
+ * carries any number of connections made with uvq_connect. |settings| may
+ * be NULL (defaults); |tls| must be a client context outliving the
+ * endpoint. Free it with uvq_uv_endpoint_close.
+ *
+ * Returns 0 and sets *puep, or UVQ_ERR_INVALID_ARGUMENT (NULL arguments, a
+ * family other than AF_INET / AF_INET6, |local| of another family),
+ * UVQ_ERR_IO (socket or bind failed; errno is left set) or UVQ_ERR_NOMEM.
  */
 UVQ_EXTERN int uvq_uv_client_new(uvq_uv_endpoint **puep, uv_loop_t *loop,
                                  int family, const struct sockaddr *local,
@@ -132,7 +138,11 @@ UVQ_EXTERN void uvq_listener_close(uvq_listener *listener, uvq_uv_close_cb cb);
 /** The core endpoint (for stats, settings, key rotation). */
 UVQ_EXTERN uvq_endpoint *uvq_uv_endpoint_get_endpoint(uvq_uv_endpoint *uep);
 
-/** The socket's bound address (e.g. to learn the port picked for port 0). */
+/**
+ * uvq_uv_endpoint_get_local_addr copies the first socket's bound address
+ * into |addr| (e.g. to learn the port picked for port 0). Returns 0, or
+ * UVQ_ERR_INVALID_ARGUMENT for NULL arguments.
+ */
 UVQ_EXTERN int uvq_uv_endpoint_get_local_addr(uvq_uv_endpoint *uep,
                                               uvq_addr *addr);
 
