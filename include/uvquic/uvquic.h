@@ -1141,6 +1141,10 @@ UVQ_EXTERN uvq_tstamp uvq_conn_get_now(uvq_conn *conn);
  * uvq_conn_update_key starts a key update (RFC 9001 §6) on an established
  * connection. Returns 0, UVQ_ERR_INVALID_STATE (handshake not confirmed or
  * an update still in progress) or UVQ_ERR_CLOSED.
+ *
+ * |now|: nanoseconds on the endpoint's monotonic clock (uv_hrtime() under
+ * the libuv adapter); it should never go back (see
+ * uvq_endpoint_stats.clock_backwards).
  */
 UVQ_EXTERN int uvq_conn_update_key(uvq_conn *conn, uvq_tstamp now);
 
@@ -1171,6 +1175,10 @@ UVQ_EXTERN int uvq_conn_update_key(uvq_conn *conn, uvq_tstamp now);
  * migration also: the server disabled it, or it gave us no spare
  * connection ID yet);
  * UVQ_ERR_CLOSED; or UVQ_ERR_NOMEM.
+ *
+ * |now|: nanoseconds on the endpoint's monotonic clock (uv_hrtime() under
+ * the libuv adapter); it should never go back (see
+ * uvq_endpoint_stats.clock_backwards).
  */
 UVQ_EXTERN int uvq_conn_migrate(uvq_conn *conn, const uvq_addr *new_local,
                                 int nat_rebinding_style, uvq_tstamp now);
@@ -1522,6 +1530,10 @@ UVQ_EXTERN void uvq_buf_put(void *buf);
  *
  * May fire on_accept and any app callback. Returns 0, or
  * UVQ_ERR_INVALID_ARGUMENT.
+ *
+ * |now|: nanoseconds on the endpoint's monotonic clock (uv_hrtime() under
+ * the libuv adapter); it should never go back (see
+ * uvq_endpoint_stats.clock_backwards).
  */
 UVQ_EXTERN int uvq_endpoint_recv(uvq_endpoint *ep, const uvq_path *path,
                                  uint8_t ecn, const uint8_t *data, size_t len,
@@ -1538,6 +1550,10 @@ UVQ_EXTERN int uvq_endpoint_recv(uvq_endpoint *ep, const uvq_path *path,
  * Returns 0 when everything was sent, UVQ_FLUSH_BLOCKED if the send callback
  * took fewer datagrams than offered (call again when the socket is
  * writable; nothing is lost), or a negative error.
+ *
+ * |now|: nanoseconds on the endpoint's monotonic clock (uv_hrtime() under
+ * the libuv adapter); it should never go back (see
+ * uvq_endpoint_stats.clock_backwards).
  */
 UVQ_EXTERN int uvq_endpoint_flush(uvq_endpoint *ep, uvq_tstamp now);
 
@@ -1551,6 +1567,10 @@ UVQ_EXTERN uvq_tstamp uvq_endpoint_next_expiry(uvq_endpoint *ep);
  * uvq_endpoint_handle_expiry runs every timer due at |now| (loss recovery,
  * idle and handshake timeouts, closing periods) and marks the connections
  * that must write. Call uvq_endpoint_flush afterwards. Returns 0.
+ *
+ * |now|: nanoseconds on the endpoint's monotonic clock (uv_hrtime() under
+ * the libuv adapter); it should never go back (see
+ * uvq_endpoint_stats.clock_backwards).
  */
 UVQ_EXTERN int uvq_endpoint_handle_expiry(uvq_endpoint *ep, uvq_tstamp now);
 
@@ -1626,6 +1646,10 @@ UVQ_EXTERN void uvq_connect_params_default(uvq_connect_params *p);
  * Returns 0 and sets *pconn (may be NULL), or UVQ_ERR_INVALID_ARGUMENT (a
  * server endpoint, no path, a resumption blob that does not parse),
  * UVQ_ERR_SHUTDOWN, UVQ_ERR_CONNECTION_LIMIT, UVQ_ERR_NOMEM, UVQ_ERR_TLS.
+ *
+ * |now|: nanoseconds on the endpoint's monotonic clock (uv_hrtime() under
+ * the libuv adapter); it should never go back (see
+ * uvq_endpoint_stats.clock_backwards).
  */
 UVQ_EXTERN int uvq_endpoint_connect(uvq_endpoint *ep,
                                     const uvq_connect_params *params,
@@ -1940,6 +1964,9 @@ UVQ_EXTERN void uvq_raw_config_default(uvq_raw_config *cfg);
  * uvq_raw_connect creates a raw client connection on |path|; its first
  * datagrams are ready for uvq_raw_write. Returns 0, or the errors of
  * uvq_endpoint_new / uvq_endpoint_connect, or UVQ_ERR_CALLBACK (hook).
+ *
+ * |now|: nanoseconds on the caller's monotonic clock, the same for every
+ * call on this connection; it should never go back.
  */
 UVQ_EXTERN int uvq_raw_connect(uvq_raw **praw, const uvq_raw_config *cfg,
                                const uvq_path *path, uvq_tstamp now);
@@ -1951,6 +1978,9 @@ UVQ_EXTERN int uvq_raw_connect(uvq_raw **praw, const uvq_raw_config *cfg,
  * |data| is not an acceptable Initial (too short, of a version not in
  * settings.quic_versions...); or
  * the creation errors above.
+ *
+ * |now|: nanoseconds on the caller's monotonic clock, the same for every
+ * call on this connection; it should never go back.
  */
 UVQ_EXTERN int uvq_raw_accept(uvq_raw **praw, const uvq_raw_config *cfg,
                               const uvq_path *path, const uint8_t *data,
@@ -1959,6 +1989,9 @@ UVQ_EXTERN int uvq_raw_accept(uvq_raw **praw, const uvq_raw_config *cfg,
 /**
  * uvq_raw_recv hands one received datagram straight to the connection (no
  * routing by CID). Returns 0, or UVQ_ERR_CLOSED once the connection is gone.
+ *
+ * |now|: nanoseconds on the caller's monotonic clock, the same for every
+ * call on this connection; it should never go back.
  */
 UVQ_EXTERN int uvq_raw_recv(uvq_raw *raw, const uvq_path *path, uint8_t ecn,
                             const uint8_t *data, size_t len, uvq_tstamp now);
@@ -1968,6 +2001,9 @@ UVQ_EXTERN int uvq_raw_recv(uvq_raw *raw, const uvq_path *path, uint8_t ecn,
  * it into |buf| (|buflen| >= 1500) and its path into *ppath (may be NULL).
  * Returns its length, 0 when there is nothing to send now, or
  * UVQ_ERR_INVALID_ARGUMENT.
+ *
+ * |now|: nanoseconds on the caller's monotonic clock, the same for every
+ * call on this connection; it should never go back.
  */
 UVQ_EXTERN ssize_t uvq_raw_write(uvq_raw *raw, uint8_t *buf, size_t buflen,
                                  uvq_path *ppath, uvq_tstamp now);
