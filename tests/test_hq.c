@@ -19,11 +19,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "app/hq.h"
 #include "core/pool.h"
 #include "qtest.h"
 #include "qtest_app.h"
 #include "qtest_mem.h"
+#include "uvquic/uvquic_hq.h"
 
 #define FILE_SEED 5
 /* Not a multiple of 64 KiB, and over the 1 MiB stream buffer. */

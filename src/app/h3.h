@@ -87,13 +87,12 @@ uvq_h3_header uvq_h3_mkhdr(const char *name, const char *value);
  * holds one per uvq_stream_write_ref of a piece of it, released when the
  * peer acknowledges it or the stream or connection closes. Given back
  * with the last, possibly after the stream, the h3 connection and the
- * endpoint are gone (hence |pool|, which waits for it). */
+ * endpoint are gone (uvq_buf_put allows that). */
 typedef struct h3_chunk {
   struct h3_chunk *next;
   size_t len;
   size_t refs;
-  struct uvq_pool *pool; /* a buffer of its class |cls| */
-  int cls;               /* sized to the read: a short one takes less */
+  /* A uvq_buf_get buffer sized to the read: a short one takes less. */
   uint8_t data[];
 } h3_chunk;
 

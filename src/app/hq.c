@@ -1,5 +1,5 @@
 /* hq-interop server and client; see hq.h. */
-#include "app/hq.h"
+#include "uvquic/uvquic_hq.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -581,6 +581,45 @@ void uvq_endpoint_get_stats(uvq_endpoint *ep, uvq_endpoint_stats *st) {
 
 uvq_pool *uvq_endpoint_pool(uvq_endpoint *ep) { return ep->pool; }
 
+/* What uvq_buf_get puts in front of the buffer it returns, so uvq_buf_put
+ * finds the pool (which may outlive its endpoint) and the class. */
+typedef struct buf_header {
+  uvq_pool *pool;
+  size_t cls;
+} buf_header;
+
+_Static_assert(sizeof(buf_header) + UVQ_BUF_MAX <= UVQ_POOL_BULK,
+               "UVQ_BUF_MAX larger than the pool's bulk buffer");
+
+void *uvq_buf_get(uvq_endpoint *ep, size_t size) {
+  buf_header *h;
+  int cls;
+  if (size == 0 || size > UVQ_BUF_MAX) {
+    return NULL;
+  }
+  /* The smallest core class that fits, else the bulk one. */
+  cls = uvq_pool_class(sizeof(*h) + size);
+  if (cls < 0) {
+    cls = UVQ_POOL_CLASS_BULK;
+  }
+  h = uvq_pool_get(ep->pool, cls);
+  if (h == NULL) {
+    return NULL;
+  }
+  h->pool = ep->pool;
+  h->cls = (size_t)cls;
+  return h + 1;
+}
+
+void uvq_buf_put(void *buf) {
+  buf_header *h;
+  if (buf == NULL) {
+    return;
+  }
+  h = (buf_header *)buf - 1;
+  uvq_pool_put(h->pool, (int)h->cls, h);
+}
+
 int uvq_endpoint_rotate_token_key(uvq_endpoint *ep, const uint8_t *key,
                                   size_t keylen) {
   if (ep == NULL || key == NULL || keylen != UVQ_TOKEN_KEYLEN) {
