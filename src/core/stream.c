@@ -276,11 +276,6 @@ size_t uvq_stream_buffered(const uvq_stream *s) {
  * to go while on_stream_writable has the writer make the next. */
 #define UVQ_SEND_LOOKAHEAD (64u * 1024)
 
-/* How many more bytes |s| may take now, the least of: its buffer
- * (stream_send_buffer, in flight included); the peer's credit (unsent
- * bytes at most the stream's remaining flow-control credit plus
- * UVQ_SEND_LOOKAHEAD); and what is left of the connection's budget
- * (conn_send_budget, all streams together). */
 /* What is left of the budgets for |conn|'s send buffers: the least of its
  * own (conn_send_budget) and the endpoint's (endpoint_send_budget, 0 = no
  * limit); *pep says whether the endpoint's is the tighter. */
@@ -295,6 +290,19 @@ static uint64_t budget_left(const uvq_conn *conn, int *pep) {
   *pep = st->endpoint_send_budget && ep_left < left;
   return *pep ? ep_left : left;
 }
+
+/* The least room of a |budget| worth waking a waiting writer for: a
+ * lookahead's worth, or half the budget when that is smaller (a budget
+ * under two lookaheads would otherwise never free enough, and its
+ * waiters would wait for good). */
+static uint64_t wake_min(uint64_t budget) {
+  return budget / 2 < UVQ_SEND_LOOKAHEAD ? budget / 2 : UVQ_SEND_LOOKAHEAD;
+}
+
+/* How many more bytes |s| may take now, the least of: its buffer
+ * (stream_send_buffer, in flight included); the peer's credit (unsent
+ * bytes at most the stream's remaining flow-control credit plus
+ * UVQ_SEND_LOOKAHEAD); and what is left of the budgets (budget_left). */
 
 static uint64_t send_room(const uvq_conn *conn, const uvq_stream *s,
                           int *pbudget) {
@@ -377,8 +385,10 @@ static void ep_budget_released(uvq_endpoint *ep) {
   int ep_limited;
   while (ep->send_waiters) {
     uvq_conn *c = ep->send_waiters;
-    if (budget_left(c, &ep_limited) < UVQ_SEND_LOOKAHEAD && ep_limited) {
-      return; /* wait for a lookahead's worth */
+    uint64_t left = budget_left(c, &ep_limited);
+    if (ep_limited &&
+        (left == 0 || left < wake_min(ep->settings.endpoint_send_budget))) {
+      return; /* wait for a lookahead's worth (budget_released's rule) */
     }
     ep->send_waiters = c->send_wait_next;
     c->send_wait_next = NULL;
@@ -415,7 +425,8 @@ static void short_write(uvq_conn *conn, uvq_stream *s, int budget) {
  * wakes every stream for a few bytes nor favours the first ones. */
 static void budget_released(uvq_conn *conn) {
   uvq_stream_table *t = &conn->streams;
-  uint64_t budget = conn->ep->settings.conn_send_budget, wake, left;
+  const uvq_settings *st = &conn->ep->settings;
+  uint64_t wake, left;
   size_t i, n, start;
   int ep_limited;
 
@@ -423,17 +434,20 @@ static void budget_released(uvq_conn *conn) {
   if (!conn->budget_waiters || t->cap == 0) {
     return;
   }
-  wake = left / UVQ_SEND_LOOKAHEAD;
-  if (wake == 0 && (left == 0 || left < budget / 2)) {
-    /* Wait for a lookahead's worth, unless the budget is small: this
-     * connection's acknowledgements bring it, or the endpoint's list when
-     * the endpoint's budget is the tighter (this connection may have
-     * nothing in flight to be acknowledged). */
+  if (left == 0 || left < wake_min(ep_limited ? st->endpoint_send_budget
+                                              : st->conn_send_budget)) {
+    /* Wait for a lookahead's worth, unless the tighter budget is small:
+     * this connection's acknowledgements bring it, or the endpoint's list
+     * when the endpoint's budget is the tighter (this connection may have
+     * nothing in flight to be acknowledged). ep_budget_released wakes by
+     * the same rule, so a connection it takes off its list never goes
+     * straight back on. */
     if (ep_limited) {
       ep_wait(conn);
     }
     return;
   }
+  wake = left / UVQ_SEND_LOOKAHEAD;
   if (wake == 0) {
     wake = 1;
   }
