@@ -356,7 +356,11 @@ static void test_budget_endpoint_send(void **state) {
   assert_true(peak_ep <= ss.endpoint_send_budget);
   assert_true(peak_ep > ss.endpoint_send_budget / 2);
   assert_true(es.endpoint_send_budget_pushbacks > 0);
+  /* The last answers' acknowledgements may still be on their way. */
+  qt_run(&w, NULL, NULL, 1 * UVQ_SECONDS);
+  uvq_endpoint_get_stats(g_sep, &es);
   assert_int_equal(es.send_buffered_bytes, 0);
+  assert_int_equal(g_sep->send_reserved, 0);
   g_response = 32u << 20;
   qt_world_free(&w);
 }
@@ -763,6 +767,61 @@ static void test_budget_recv_freed_by_close(void **state) {
   qt_world_free(&w);
 }
 
+/* Fairness of the endpoint's list: a connection with 20 answers in flight
+ * keeps the endpoint's send budget spent; one asking once it is spent
+ * still moves while the other goes on (it is not starved until the other
+ * has finished). */
+static void test_budget_endpoint_fair(void **state) {
+  static good big = {.streams = 20}, small;
+  qt_world w;
+  uvq_settings ss;
+  uvq_conn *bconn, *sconn;
+  int64_t sid;
+  uvq_tstamp t0;
+  int s, c;
+  (void)state;
+
+  g_nstreams = 0;
+  qt_world_init(&w, 98);
+  w.delay = 5 * UVQ_MILLISECONDS;
+  w.rate_bps = 50000000;
+  g_response = 4u << 20;
+  uvq_settings_default(&ss);
+  ss.endpoint_send_budget = 2u << 20;
+  s = qt_add_server(&w, &ss, srv_accept, NULL);
+  g_sep = w.nodes[s].ep;
+  c = qt_add_client(&w, NULL, NULL);
+  memset(&small, 0, sizeof(small));
+  assert_int_equal(qt_connect(&w, c, s, &good_cb, &small, &sconn), 0);
+  qt_run(&w, NULL, NULL, 100 * UVQ_MILLISECONDS);
+  c = qt_add_client(&w, NULL, NULL);
+  memset(&big, 0, sizeof(big));
+  big.streams = 20;
+  assert_int_equal(qt_connect(&w, c, s, &good_cb, &big, &bconn), 0);
+  qt_run(&w, NULL, NULL, 500 * UVQ_MILLISECONDS);
+  small.streams = 1;
+  assert_int_equal(uvq_conn_open_stream(sconn, 1, &sid, NULL), 0);
+  assert_int_equal(uvq_stream_write(sconn, sid, (const uint8_t *)"q", 1, 1), 1);
+  t0 = w.now;
+  while (small.fins == 0 && w.now - t0 < 60 * UVQ_SECONDS) {
+    qt_run(&w, NULL, NULL, 100 * UVQ_MILLISECONDS);
+  }
+  print_message("fairness: the late answer (%.1f MB) took %.1f s, while the "
+                "other connection got %.1f of its %.1f MB\n",
+                (double)g_response / 1e6, (double)(w.now - t0) / UVQ_SECONDS,
+                (double)big.received / 1e6,
+                (double)big.streams * (double)g_response / 1e6);
+  assert_int_equal(small.received, g_response);
+  /* Served in turn with the other, not after it. */
+  assert_true(big.received < (uint64_t)big.streams * g_response / 2);
+  assert_true(qt_run(&w, good_done, &big, 60 * UVQ_SECONDS));
+  qt_run(&w, NULL, NULL, 1 * UVQ_SECONDS);
+  assert_int_equal(g_sep->send_reserved, 0);
+  assert_null(g_sep->send_waiters);
+  g_response = 32u << 20;
+  qt_world_free(&w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_budget_zero_credit_clients),
@@ -773,6 +832,7 @@ int main(void) {
       cmocka_unit_test(test_budget_endpoint_small),
       cmocka_unit_test(test_budget_endpoint_freed_by_close),
       cmocka_unit_test(test_budget_recv_freed_by_close),
+      cmocka_unit_test(test_budget_endpoint_fair),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

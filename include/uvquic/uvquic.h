@@ -511,7 +511,9 @@ typedef struct uvq_settings {
   uint64_t stall_timeout;
   /**
    * Bytes all of a connection's streams may hold in their send buffers
-   * together (unsent and unacknowledged); over it, writes come back short
+   * together (every buffer until its last byte is acknowledged: unsent
+   * and unacknowledged bytes, and acknowledged ones sharing a buffer with
+   * them); over it, writes come back short
    * and on_stream_writable follows acknowledgements. Counted in
    * uvq_endpoint_stats.send_budget_pushbacks. Default 8 MiB: enough for
    * a full congestion window at the default flow-control windows; a
@@ -571,7 +573,10 @@ typedef struct uvq_settings {
    * Bytes all the endpoint's connections may hold in their send buffers
    * together (as conn_send_budget counts them); over it, writes on every
    * connection come back short until acknowledgements free some, counted
-   * in uvq_endpoint_stats.endpoint_send_budget_pushbacks. 0 = no limit.
+   * in uvq_endpoint_stats.endpoint_send_budget_pushbacks. Connections
+   * pushed back are served in the order they were: while any waits, what
+   * frees goes to them in turn (64 KiB each, through on_stream_writable),
+   * not to whichever writes first. 0 = no limit.
    * Default 256 MiB (32 connections at their full conn_send_budget): a
    * server on 1 GiB of RAM keeps its send buffers to a quarter of it
    * however many clients ask at once.
