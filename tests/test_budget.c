@@ -822,6 +822,91 @@ static void test_budget_endpoint_fair(void **state) {
   qt_world_free(&w);
 }
 
+/* One connection: 97 streams the client grants no credit, each holding
+ * its lookahead (the connection's budget is spent on them but for one
+ * lookahead), and two it grants plenty. The first of those takes the rest
+ * of the budget; the second is pushed back with nothing in flight. As
+ * the first one's data is acknowledged, each release wakes as many
+ * streams as the freed room serves: the zero-credit ones, waiting for
+ * credit, not room, must not use those wakeups up (they did: the second
+ * answer got 0 bytes, its stream waiting for good with 64 KiB free). */
+#define STUCK 97
+static int64_t g_rich[2];
+static good g_rich_good;
+
+static int rich_established(uvq_conn *conn, void *ud) {
+  (void)ud;
+  for (int i = 0; i < STUCK; i++) {
+    int64_t sid;
+    assert_int_equal(uvq_conn_open_stream(conn, 1, &sid, NULL), 0);
+    assert_int_equal(uvq_stream_write(conn, sid, (const uint8_t *)"q", 1, 1),
+                     1);
+  }
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(uvq_conn_open_stream(conn, 1, &g_rich[i], NULL), 0);
+    assert_int_equal(
+        uvq_stream_write(conn, g_rich[i], (const uint8_t *)"q", 1, 1), 1);
+  }
+  return 0;
+}
+
+static int rich_data(uvq_conn *conn, int64_t sid, const uint8_t *data,
+                     size_t len, int fin, void *ud, void *sud) {
+  (void)conn;
+  (void)data;
+  (void)ud;
+  (void)sud;
+  if (sid == g_rich[0] || sid == g_rich[1]) {
+    g_rich_good.received += len;
+    g_rich_good.fins += fin != 0;
+  }
+  return 0;
+}
+
+static const uvq_app_callbacks rich_cb = {
+    .version = UVQ_APP_CALLBACKS_VERSION,
+    .on_established = rich_established,
+    .on_stream_data = rich_data,
+};
+
+static void test_budget_wakeups_not_spent_on_credit(void **state) {
+  qt_world w;
+  uvq_settings ss, zero;
+  uvq_conn *conn;
+  int s, c;
+  (void)state;
+
+  g_nstreams = 0;
+  qt_world_init(&w, 99);
+  w.delay = 10 * UVQ_MILLISECONDS;
+  g_response = 128u << 10;
+  uvq_settings_default(&ss);
+  ss.conn_send_budget = (STUCK + 1) * (size_t)BLOCK;
+  s = qt_add_server(&w, &ss, srv_accept, NULL);
+  g_sep = w.nodes[s].ep;
+  uvq_settings_default(&zero);
+  zero.initial_max_stream_data = 0;
+  zero.max_stream_window = 0;
+  c = qt_add_client(&w, &zero, NULL);
+  memset(&g_rich_good, 0, sizeof(g_rich_good));
+  g_rich_good.streams = 2;
+  assert_int_equal(qt_connect(&w, c, s, &rich_cb, NULL, &conn), 0);
+  qt_run(&w, NULL, NULL, 200 * UVQ_MILLISECONDS);
+  /* Credit for the two, once every stream has asked (ngtcp2 is told
+   * directly: uvq returns credit only as data is read). */
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(
+        ngtcp2_conn_extend_max_stream_offset(conn->q, g_rich[i], 64u << 20), 0);
+  }
+  uvq_ep_mark(conn->ep, conn);
+  uvq_endpoint_flush(w.nodes[c].ep, w.now);
+  qt_run(&w, good_done, &g_rich_good, 20 * UVQ_SECONDS);
+  assert_int_equal(g_rich_good.received, 2 * g_response);
+  assert_int_equal(g_rich_good.fins, 2);
+  g_response = 32u << 20;
+  qt_world_free(&w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_budget_zero_credit_clients),
@@ -833,6 +918,7 @@ int main(void) {
       cmocka_unit_test(test_budget_endpoint_freed_by_close),
       cmocka_unit_test(test_budget_recv_freed_by_close),
       cmocka_unit_test(test_budget_endpoint_fair),
+      cmocka_unit_test(test_budget_wakeups_not_spent_on_credit),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

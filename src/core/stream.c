@@ -500,8 +500,14 @@ static void budget_released(uvq_conn *conn) {
       break;
     }
     maybe_writable(conn, s);
-    wake--;
     conn->budget_scan = i + 1;
+    /* A stream waiting for credit, not room, takes no wakeup: it hears
+     * when the credit comes (uvq_stream_credit). Counted, a hundred of
+     * them used up the last releases, and a stream waiting for room with
+     * nothing in flight to bring another waited for good. */
+    if (s->writable_pending) {
+      wake--;
+    }
   }
 }
 
