@@ -907,6 +907,72 @@ static void test_budget_wakeups_not_spent_on_credit(void **state) {
   qt_world_free(&w);
 }
 
+/* Drops the server's Retry packets (a v1 long header of type Retry): a
+ * client that cannot answer one, as a spoofed source cannot. */
+static int drop_retry(qt_world *w, int from, qt_pkt *p, void *ud) {
+  (void)w;
+  return from == *(int *)ud && p->len > 0 && (p->data[0] & 0xf0) == 0xf0;
+}
+
+/* Under memory pressure with retry auto, a new connection closes an idle
+ * one only once its address is proven: Initials that never answer the
+ * Retry (a spoofed source's) close nothing; answered, the longest-idle
+ * connection goes as before. */
+static void test_budget_pressure_evicts_validated(void **state) {
+  static qt_app idle, late;
+  static hostile hx;
+  qt_world w;
+  uvq_settings ss, zero;
+  uvq_endpoint_stats es;
+  uvq_conn *conn;
+  int s, c, hc;
+  (void)state;
+
+  g_nstreams = 0;
+  qt_world_init(&w, 100);
+  w.delay = 2 * UVQ_MILLISECONDS;
+  uvq_settings_default(&ss);
+  ss.endpoint_send_budget = 4u << 20;
+  ss.retry = UVQ_RETRY_AUTO;
+  s = qt_add_server(&w, &ss, srv_accept, NULL);
+  g_sep = w.nodes[s].ep;
+  c = qt_add_client(&w, NULL, NULL);
+  memset(&idle, 0, sizeof(idle));
+  assert_int_equal(qt_connect(&w, c, s, &qt_app_callbacks, &idle, &conn), 0);
+  qt_run(&w, NULL, NULL, 100 * UVQ_MILLISECONDS);
+  assert_true(idle.established);
+  uvq_settings_default(&zero);
+  zero.initial_max_stream_data = 0;
+  zero.max_stream_window = 0;
+  hc = qt_add_client(&w, &zero, NULL);
+  memset(&hx, 0, sizeof(hx));
+  assert_int_equal(qt_connect(&w, hc, s, &hostile_cb, &hx, &hx.conn), 0);
+  qt_run(&w, NULL, NULL, 500 * UVQ_MILLISECONDS);
+  uvq_endpoint_get_stats(g_sep, &es);
+  assert_true(es.send_buffered_bytes >= ss.endpoint_send_budget / 10 * 9);
+  assert_int_equal(es.retries_sent, 0); /* none needed until now */
+
+  w.filter = drop_retry;
+  w.filter_ud = &s;
+  memset(&late, 0, sizeof(late));
+  assert_int_equal(qt_connect(&w, c, s, &qt_app_callbacks, &late, &conn), 0);
+  qt_run(&w, NULL, NULL, 1 * UVQ_SECONDS);
+  uvq_endpoint_get_stats(g_sep, &es);
+  assert_true(es.retries_sent > 0);
+  assert_int_equal(es.evicted_idle, 0);
+  assert_false(idle.closed);
+  assert_false(late.established);
+
+  w.filter = NULL;
+  qt_run(&w, NULL, NULL, 3 * UVQ_SECONDS);
+  uvq_endpoint_get_stats(g_sep, &es);
+  assert_true(late.established);
+  assert_int_equal(es.evicted_idle, 1);
+  assert_true(idle.closed);
+  assert_false(hx.closed);
+  qt_world_free(&w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_budget_zero_credit_clients),
@@ -919,6 +985,7 @@ int main(void) {
       cmocka_unit_test(test_budget_recv_freed_by_close),
       cmocka_unit_test(test_budget_endpoint_fair),
       cmocka_unit_test(test_budget_wakeups_not_spent_on_credit),
+      cmocka_unit_test(test_budget_pressure_evicts_validated),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -242,7 +242,9 @@ typedef enum uvq_retry_mode {
   UVQ_RETRY_OFF = 0,
   /** Validate every new client's address with a Retry first. */
   UVQ_RETRY_ALWAYS = 1,
-  /** Send Retry only while handshakes in flight exceed retry_auto_threshold. */
+  /** Send Retry only while handshakes in flight exceed retry_auto_threshold,
+   * or under memory pressure (see uvq_settings.no_idle_eviction: a new
+   * connection closes an idle one only once its address is proven). */
   UVQ_RETRY_AUTO = 2
 } uvq_retry_mode;
 
@@ -602,6 +604,9 @@ typedef struct uvq_settings {
    * idle the longest; counted in uvq_endpoint_stats.evicted_idle) and is
    * refused (CONNECTION_REFUSED, counted in refused_memory_pressure) when
    * there is none. Nonzero turns eviction off (refusal stays). Default 0.
+   * With retry UVQ_RETRY_AUTO or ALWAYS an Initial without a valid token
+   * gets a Retry first; with UVQ_RETRY_OFF any Initial may close one, a
+   * spoofed one included.
    */
   int no_idle_eviction;
 } uvq_settings;

@@ -519,6 +519,8 @@ void uvq_budget_recv_credit(uvq_conn *conn, uvq_stream *s, int64_t stream_id,
                             size_t n);
 void uvq_budget_idle_update(uvq_conn *conn);
 int uvq_budget_admit(uvq_endpoint *ep, uvq_tstamp now);
+/* Nonzero under memory pressure: an endpoint budget at 90 % or more. */
+int uvq_budget_pressed(const uvq_endpoint *ep);
 void uvq_budget_conn_gone(uvq_conn *conn);
 
 /* conn.c: nonzero if |a| and |b| are the same address and port. */
