@@ -90,6 +90,7 @@ fi
 # start NAME ARGS...: starts a server, sets PORT once it printed its port.
 start() {
   local log=$tmp/server.$RANDOM
+  : >"$log" # exists before the loop reads it (the child opens it later)
   "$@" >"$log" 2>&1 &
   pids+=($!)
   SPID=$!

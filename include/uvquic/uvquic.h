@@ -299,7 +299,9 @@ typedef enum uvq_retry_mode {
   UVQ_RETRY_OFF = 0,
   /** Validate every new client's address with a Retry first. */
   UVQ_RETRY_ALWAYS = 1,
-  /** Send Retry only while handshakes in flight exceed retry_auto_threshold. */
+  /** Send Retry only while handshakes in flight exceed retry_auto_threshold,
+   * or under memory pressure (see uvq_settings.no_idle_eviction: a new
+   * connection closes an idle one only once its address is proven). */
   UVQ_RETRY_AUTO = 2
 } uvq_retry_mode;
 
@@ -570,7 +572,9 @@ typedef struct uvq_settings {
   uint64_t stall_timeout;
   /**
    * Bytes all of a connection's streams may hold in their send buffers
-   * together (unsent and unacknowledged); over it, writes come back short
+   * together (every buffer until its last byte is acknowledged: unsent
+   * and unacknowledged bytes, and acknowledged ones sharing a buffer with
+   * them); over it, writes come back short
    * and on_stream_writable follows acknowledgements. Counted in
    * uvq_endpoint_stats.send_budget_pushbacks. Default 8 MiB: enough for
    * a full congestion window at the default flow-control windows; a
@@ -632,7 +636,10 @@ typedef struct uvq_settings {
    * Bytes all the endpoint's connections may hold in their send buffers
    * together (as conn_send_budget counts them); over it, writes on every
    * connection come back short until acknowledgements free some, counted
-   * in uvq_endpoint_stats.endpoint_send_budget_pushbacks. 0 = no limit.
+   * in uvq_endpoint_stats.endpoint_send_budget_pushbacks. Connections
+   * pushed back are served in the order they were: while any waits, what
+   * frees goes to them in turn (64 KiB each, through on_stream_writable),
+   * not to whichever writes first. 0 = no limit.
    * Default 256 MiB (32 connections at their full conn_send_budget): a
    * server on 1 GiB of RAM keeps its send buffers to a quarter of it
    * however many clients ask at once.
@@ -659,6 +666,9 @@ typedef struct uvq_settings {
    * idle the longest; counted in uvq_endpoint_stats.evicted_idle) and is
    * refused (CONNECTION_REFUSED, counted in refused_memory_pressure) when
    * there is none. Nonzero turns eviction off (refusal stays). Default 0.
+   * With retry UVQ_RETRY_AUTO or ALWAYS an Initial without a valid token
+   * gets a Retry first; with UVQ_RETRY_OFF any Initial may close one, a
+   * spoofed one included.
    */
   int no_idle_eviction;
 } uvq_settings;

@@ -84,7 +84,12 @@ static int want_retry(uvq_endpoint *ep) {
   case UVQ_RETRY_ALWAYS:
     return 1;
   case UVQ_RETRY_AUTO:
-    return ep->stats.handshakes_in_flight >= ep->settings.retry_auto_threshold;
+    /* Under memory pressure a new connection closes an idle one
+     * (uvq_budget_admit): only once its address is proven, so spoofed
+     * Initials cannot close established connections. */
+    return ep->stats.handshakes_in_flight >=
+               ep->settings.retry_auto_threshold ||
+           uvq_budget_pressed(ep);
   default:
     return 0;
   }

@@ -216,9 +216,12 @@ struct uvq_conn {
   uint64_t send_buffered;
   int budget_waiters;
   size_t budget_scan; /* where the next budget release starts looking */
-  /* Waiting for the endpoint's send budget (ep->send_waiters list). */
+  /* Waiting for the endpoint's send budget (ep->send_waiters list), and
+   * the endpoint budget set aside for it when its turn came (in
+   * ep->send_reserved until its writers have had it: uvq_conn_write). */
   int ep_send_waiting;
   uvq_conn *send_wait_next;
+  uint64_t ep_grant;
   /* Received bytes the application holds (uvq_conn_recv_hold), and the
    * connection credit withheld while its reads pause; a connection with
    * credit owed for the endpoint's budget is on ep->recv_waiters. */
@@ -331,6 +334,9 @@ struct uvq_endpoint {
    * gauges are stats.send_buffered_bytes and stats.recv_held_bytes. */
   uvq_conn *send_waiters, *recv_waiters;
   uvq_conn *idle_head, *idle_tail;
+  /* Of the endpoint's send budget, what is set aside for connections
+   * whose turn on send_waiters came (the sum of their ep_grant). */
+  uint64_t send_reserved;
 
   uvq_wake_hub *hub;
   /* Raw mode: edits ngtcp2's settings and params of new connections. */
@@ -531,6 +537,8 @@ void uvq_budget_recv_credit(uvq_conn *conn, uvq_stream *s, int64_t stream_id,
                             size_t n);
 void uvq_budget_idle_update(uvq_conn *conn);
 int uvq_budget_admit(uvq_endpoint *ep, uvq_tstamp now);
+/* Nonzero under memory pressure: an endpoint budget at 90 % or more. */
+int uvq_budget_pressed(const uvq_endpoint *ep);
 void uvq_budget_conn_gone(uvq_conn *conn);
 
 /* conn.c: nonzero if |a| and |b| are the same address and port. */
@@ -589,6 +597,9 @@ size_t uvq_stream_buffered(const uvq_stream *s);
 /* The peer raised |s|'s flow-control credit: a writer waiting for room
  * hears of it. */
 void uvq_stream_credit(uvq_conn *conn, uvq_stream *s);
+/* |conn|'s writers have had the endpoint budget set aside for them: what
+ * they left goes back to the endpoint (and to the next waiters). */
+void uvq_stream_grant_end(uvq_conn *conn);
 
 /* waker.c */
 int uvq_wake_hub_new(uvq_wake_hub **phub, uvq_endpoint *ep, const uvq_mem *mem);
