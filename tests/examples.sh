@@ -111,7 +111,10 @@ head -c 300000 /dev/urandom >"$tmp/www/blob"
 for how in pc cm; do
   d=$tmp/$how
   [ -x "$d/epoll_server" ] || continue
-  if ldd "$d/hq_echo_server" | grep -q "$libdir/libuvquic_uv.so.0"; then
+  # ldd's output whole first: with pipefail, grep -q leaving early could
+  # fail the pipeline on ldd's SIGPIPE.
+  deps=$(ldd "$d/hq_echo_server")
+  if grep -q "$libdir/libuvquic_uv.so.0" <<<"$deps"; then
     pass "$how: examples use the installed libraries"
   else
     fail "$how: hq_echo_server does not load $libdir/libuvquic_uv.so.0"
@@ -144,8 +147,9 @@ for how in pc cm; do
   fi
   stop
 
-  if ldd "$d/epoll_server" | grep -Eq 'libuv\.so|libnghttp3|libuvquic_(uv|h3)'; then
-    fail "$how: epoll_server links more than the core: $(ldd "$d/epoll_server" | tr '\n' ' ')"
+  deps=$(ldd "$d/epoll_server")
+  if grep -Eq 'libuv\.so|libnghttp3|libuvquic_(uv|h3)' <<<"$deps"; then
+    fail "$how: epoll_server links more than the core: $(tr '\n' ' ' <<<"$deps")"
   else
     pass "$how: epoll_server links neither libuv nor nghttp3"
   fi
