@@ -41,7 +41,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <gnutls/gnutls.h>
+#include <nghttp3/nghttp3.h>
+#include <ngtcp2/ngtcp2.h>
 
 #include "uvquic/uvquic.h"
 #include "uvquic/uvquic_uv.h"
@@ -50,6 +56,7 @@
 
 #include "app/fileserve.h"
 #include "app/hq.h"
+#include "app/http_file.h"
 #include "cli.h"
 
 typedef struct server {
@@ -59,6 +66,13 @@ typedef struct server {
   uvq_h3_server *h3;
   /* The HTTP/3 side's view of the root (hq has its own, same jail). */
   uvq_fileserve fs;
+  /* Content types (--mime-types, else /etc/mime.types, else built in). */
+  uvq_mime_table mime;
+  /* --cache-control VALUE, or NULL; --autoindex. */
+  const char *cache_control;
+  int autoindex;
+  /* Graceful shutdown: how long in-flight exchanges may take (ns). */
+  uint64_t shutdown_timeout;
   uv_signal_t sigint, sigterm;
   int quiet;
   int closing;
@@ -68,6 +82,9 @@ typedef struct server {
   char *metrics_buf;
   size_t metrics_cap;
 } server;
+
+/* --shutdown-timeout's default. */
+#define SHUTDOWN_TIMEOUT (10 * UVQ_SECONDS)
 
 /* One request, from its header section to the end of the exchange. */
 typedef struct request {
@@ -97,7 +114,8 @@ static void log_escape(char *dst, size_t dstlen, const char *src, size_t len) {
       o += 3;
       break;
     }
-    if (ch <= 0x20 || ch >= 0x7f || ch == '%') {
+    /* Not '%': the path is shown as received, escaped only once. */
+    if (ch <= 0x20 || ch >= 0x7f) {
       dst[o++] = '%';
       dst[o++] = hex[ch >> 4];
       dst[o++] = hex[ch & 0xf];
@@ -208,40 +226,184 @@ static ssize_t file_read(uvq_h3_stream *st, uint8_t *buf, size_t len, int *peof,
   return n;
 }
 
-static int respond_text(uvq_h3_stream *st, unsigned int status,
-                        const char *text, int allow) {
-  uvq_h3_header hdrs[3];
-  uvq_h3_response resp;
+/* The response header fields being built for one answer. */
+typedef struct hdrs {
+  uvq_h3_header h[16];
+  size_t n;
+  char date[UVQ_HTTP_DATE_LEN];
   char clen[24];
-  size_t n = 0;
+} hdrs;
 
-  snprintf(clen, sizeof(clen), "%zu", strlen(text));
-  hdrs[n++] = (uvq_h3_header){"content-type", 12, "text/plain", 10};
-  hdrs[n++] = (uvq_h3_header){"content-length", 14, clen, strlen(clen)};
-  if (allow) {
-    hdrs[n++] = (uvq_h3_header){"allow", 5, "GET, HEAD", 9};
+static void hdr_add(hdrs *hs, const char *name, const char *value) {
+  if (hs->n < sizeof(hs->h) / sizeof(hs->h[0])) {
+    hs->h[hs->n++] = (uvq_h3_header){name, strlen(name), value, strlen(value)};
   }
+}
+
+/* Fields every response carries: Date and nosniff. */
+static void hdrs_init(hdrs *hs) {
+  hs->n = 0;
+  uvq_http_format_date(time(NULL), hs->date);
+  hdr_add(hs, "date", hs->date);
+  hdr_add(hs, "x-content-type-options", "nosniff");
+}
+
+/* Answers with |hs| and a body held in memory (none for HEAD, but the same
+ * content-length). */
+static int respond_buffer(uvq_h3_stream *st, request *r, unsigned int status,
+                          hdrs *hs, const char *type, const char *body,
+                          size_t len) {
+  uvq_h3_response resp;
+
+  r->status = status;
+  snprintf(hs->clen, sizeof(hs->clen), "%zu", len);
+  if (type != NULL) {
+    hdr_add(hs, "content-type", type);
+  }
+  hdr_add(hs, "content-length", hs->clen);
   memset(&resp, 0, sizeof(resp));
   resp.status = status;
-  resp.headers = hdrs;
-  resp.nheaders = n;
-  resp.body.type = UVQ_H3_BODY_BUFFER;
-  resp.body.data = (const uint8_t *)text;
-  resp.body.len = strlen(text);
-  resp.body.copy = 1;
+  resp.headers = hs->h;
+  resp.nheaders = hs->n;
+  if (r->head || len == 0) {
+    resp.body.type = UVQ_H3_BODY_NONE;
+  } else {
+    resp.body.type = UVQ_H3_BODY_BUFFER;
+    resp.body.data = (const uint8_t *)body;
+    resp.body.len = len;
+    resp.body.copy = 1;
+  }
+  return uvq_h3_respond(st, &resp);
+}
+
+static int respond_text(uvq_h3_stream *st, request *r, unsigned int status,
+                        const char *text) {
+  hdrs hs;
+
+  hdrs_init(&hs);
+  if (status == 405) {
+    hdr_add(&hs, "allow", "GET, HEAD");
+  }
+  return respond_buffer(st, r, status, &hs, "text/plain; charset=utf-8", text,
+                        strlen(text));
+}
+
+/* The value of request field |name| (lower case, as HTTP/3 sends them), or
+ * NULL. */
+static const char *find_field(const uvq_h3_request_info *req, const char *name,
+                              size_t *plen) {
+  size_t i, nlen = strlen(name);
+
+  for (i = 0; i < req->nheaders; ++i) {
+    const uvq_h3_header *h = &req->headers[i];
+    if (h->namelen == nlen && strncasecmp(h->name, name, nlen) == 0) {
+      *plen = h->valuelen;
+      return h->value;
+    }
+  }
+  *plen = 0;
+  return NULL;
+}
+
+static int respond_listing(uvq_h3_stream *st, request *r,
+                           uvq_http_resolved *res) {
+  char *body;
+  size_t len;
+  hdrs hs;
+  int rv;
+
+  if (uvq_http_autoindex(res->fd, res->path, &body, &len) != 0) {
+    return respond_text(st, r, 500, "internal server error\n");
+  }
+  hdrs_init(&hs);
+  rv = respond_buffer(st, r, 200, &hs, "text/html; charset=utf-8", body, len);
+  free(body);
+  return rv;
+}
+
+/* A regular file: validators, conditionals, Range. */
+static int respond_file(uvq_h3_stream *st, request *r,
+                        const uvq_h3_request_info *req,
+                        uvq_http_resolved *res) {
+  server *s = r->s;
+  uvq_http_conditions cond;
+  uvq_http_plan plan;
+  uvq_h3_response resp;
+  char etag[UVQ_HTTP_ETAG_LEN], lastmod[UVQ_HTTP_DATE_LEN], crange[80];
+  const char *type = uvq_mime_type(&s->mime, res->path);
+  hdrs hs;
+
+  memset(&cond, 0, sizeof(cond));
+  cond.if_none_match =
+      find_field(req, "if-none-match", &cond.if_none_match_len);
+  cond.if_modified_since =
+      find_field(req, "if-modified-since", &cond.if_modified_since_len);
+  cond.range = find_field(req, "range", &cond.range_len);
+  cond.if_range = find_field(req, "if-range", &cond.if_range_len);
+  uvq_http_etag(&res->st, etag);
+  uvq_http_format_date(res->st.st_mtim.tv_sec, lastmod);
+  uvq_http_evaluate(&cond, &res->st, etag, &plan);
+
+  hdrs_init(&hs);
+  hdr_add(&hs, "last-modified", lastmod);
+  hdr_add(&hs, "etag", etag);
+  hdr_add(&hs, "accept-ranges", "bytes");
+  if (s->cache_control != NULL) {
+    hdr_add(&hs, "cache-control", s->cache_control);
+  }
+  if (plan.status == 304) {
+    /* RFC 9110 §15.4.5: the validators and Cache-Control, no body, no
+     * content fields. */
+    r->status = 304;
+    memset(&resp, 0, sizeof(resp));
+    resp.status = 304;
+    resp.headers = hs.h;
+    resp.nheaders = hs.n;
+    resp.body.type = UVQ_H3_BODY_NONE;
+    return uvq_h3_respond(st, &resp);
+  }
+  if (plan.status == 416) {
+    snprintf(crange, sizeof(crange), "bytes */%" PRIu64,
+             (uint64_t)res->st.st_size);
+    hdr_add(&hs, "content-range", crange);
+    return respond_buffer(st, r, 416, &hs, "text/plain; charset=utf-8",
+                          "range not satisfiable\n", 22);
+  }
+  if (plan.status == 206) {
+    snprintf(crange, sizeof(crange), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64,
+             plan.offset, plan.offset + plan.length - 1,
+             (uint64_t)res->st.st_size);
+    hdr_add(&hs, "content-range", crange);
+  }
+  r->fd = res->fd;
+  res->fd = -1;
+  r->off = plan.offset;
+  r->size = plan.offset + plan.length;
+  r->status = plan.status;
+  snprintf(hs.clen, sizeof(hs.clen), "%" PRIu64, plan.length);
+  hdr_add(&hs, "content-type", type);
+  hdr_add(&hs, "content-length", hs.clen);
+  memset(&resp, 0, sizeof(resp));
+  resp.status = plan.status;
+  resp.headers = hs.h;
+  resp.nheaders = hs.n;
+  if (r->head) {
+    resp.body.type = UVQ_H3_BODY_NONE;
+  } else {
+    resp.body.type = UVQ_H3_BODY_PROVIDER;
+    resp.body.read = file_read;
+    resp.body.read_user_data = r;
+  }
   return uvq_h3_respond(st, &resp);
 }
 
 static int h3_on_request(uvq_h3_stream *st, const uvq_h3_request_info *req,
                          void *user_data) {
   server *s = user_data;
-  uvq_h3_header hdrs[2];
-  uvq_h3_response resp;
-  char path[4096], clen[24];
+  uvq_http_resolved *res;
   request *r;
-  size_t plen;
-  uvq_fs_status fst;
-  int fd;
+  hdrs hs;
+  int rv;
 
   r = calloc(1, sizeof(*r));
   if (r == NULL) {
@@ -259,58 +421,44 @@ static int h3_on_request(uvq_h3_stream *st, const uvq_h3_request_info *req,
   r->head = req->methodlen == 4 && memcmp(req->method, "HEAD", 4) == 0;
   if (!r->head &&
       !(req->methodlen == 3 && memcmp(req->method, "GET", 3) == 0)) {
-    r->status = 405;
-    return respond_text(st, 405, "method not allowed\n", 1);
+    return respond_text(st, r, 405, "method not allowed\n");
   }
-  /* The file path: the request path without its query or fragment. */
-  plen = req->pathlen;
-  {
-    const char *q = memchr(req->path, '?', plen);
-    const char *h = memchr(req->path, '#', plen);
-    if (q != NULL) {
-      plen = (size_t)(q - req->path);
-    }
-    if (h != NULL && (size_t)(h - req->path) < plen) {
-      plen = (size_t)(h - req->path);
-    }
+  res = malloc(sizeof(*res));
+  if (res == NULL) {
+    return -1;
   }
-  if (plen >= sizeof(path) || memchr(req->path, '\0', plen) != NULL) {
-    r->status = 400;
-    return respond_text(st, 400, "bad request\n", 0);
-  }
-  memcpy(path, req->path, plen);
-  path[plen] = '\0';
-  fst = uvq_fileserve_open(&s->fs, path, &fd, &r->size);
-  switch (fst) {
-  case UVQ_FS_OK:
+  switch (uvq_http_resolve(&s->fs, req->path, req->pathlen,
+                           s->autoindex ? UVQ_HTTP_AUTOINDEX : 0, res)) {
+  case UVQ_HTTP_FILE:
+    rv = respond_file(st, r, req, res);
     break;
-  case UVQ_FS_NOT_FOUND:
-    r->status = 404;
-    return respond_text(st, 404, "not found\n", 0);
-  case UVQ_FS_FORBIDDEN:
-    r->status = 403;
-    return respond_text(st, 403, "forbidden\n", 0);
+  case UVQ_HTTP_LISTING:
+    rv = respond_listing(st, r, res);
+    break;
+  case UVQ_HTTP_REDIRECT:
+    hdrs_init(&hs);
+    hdr_add(&hs, "location", res->location);
+    rv = respond_buffer(st, r, 308, &hs, "text/plain; charset=utf-8",
+                        "moved permanently\n", 18);
+    break;
+  case UVQ_HTTP_BAD_REQUEST:
+    rv = respond_text(st, r, 400, "bad request\n");
+    break;
+  case UVQ_HTTP_NOT_FOUND:
+    rv = respond_text(st, r, 404, "not found\n");
+    break;
+  case UVQ_HTTP_FORBIDDEN:
+    rv = respond_text(st, r, 403, "forbidden\n");
+    break;
   default:
-    r->status = 500;
-    return respond_text(st, 500, "internal server error\n", 0);
+    rv = respond_text(st, r, 500, "internal server error\n");
+    break;
   }
-  r->fd = fd;
-  r->status = 200;
-  snprintf(clen, sizeof(clen), "%" PRIu64, r->size);
-  hdrs[0] = (uvq_h3_header){"content-type", 12, "application/octet-stream", 24};
-  hdrs[1] = (uvq_h3_header){"content-length", 14, clen, strlen(clen)};
-  memset(&resp, 0, sizeof(resp));
-  resp.status = 200;
-  resp.headers = hdrs;
-  resp.nheaders = 2;
-  if (r->head) {
-    resp.body.type = UVQ_H3_BODY_NONE;
-  } else {
-    resp.body.type = UVQ_H3_BODY_PROVIDER;
-    resp.body.read = file_read;
-    resp.body.read_user_data = r;
+  if (res->fd >= 0) {
+    close(res->fd);
   }
-  return uvq_h3_respond(st, &resp);
+  free(res);
+  return rv;
 }
 
 static void h3_on_stream_close(uvq_h3_stream *st, int error, uint64_t app_error,
@@ -338,6 +486,12 @@ static void h3_on_stream_close(uvq_h3_stream *st, int error, uint64_t app_error,
     close(r->fd);
   }
   free(r);
+}
+
+static void print_version(void) {
+  printf("uvquic-server %s (ngtcp2 %s, nghttp3 %s, GnuTLS %s)\n", UVQ_VERSION,
+         ngtcp2_version(0)->version_str, nghttp3_version(0)->version_str,
+         gnutls_check_version(NULL));
 }
 
 static void usage(FILE *f) {
@@ -614,6 +768,11 @@ int main(int argc, char **argv) {
       {"endpoint-recv-budget", required_argument, NULL,
        CLI_OPT_FIRST_TOOL + 16},
       {"no-idle-eviction", no_argument, NULL, CLI_OPT_FIRST_TOOL + 17},
+      {"mime-types", required_argument, NULL, CLI_OPT_FIRST_TOOL + 40},
+      {"autoindex", no_argument, NULL, CLI_OPT_FIRST_TOOL + 41},
+      {"cache-control", required_argument, NULL, CLI_OPT_FIRST_TOOL + 42},
+      {"shutdown-timeout", required_argument, NULL, CLI_OPT_FIRST_TOOL + 43},
+      {"version", no_argument, NULL, CLI_OPT_FIRST_TOOL + 44},
       CLI_COMMON_OPTIONS,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -636,6 +795,8 @@ int main(int argc, char **argv) {
   uint64_t max_field_section = 16384;
   size_t max_request_line = UVQ_HQ_MAX_REQUEST;
   const char *keys_file = NULL, *gen_keys = NULL;
+  /* NULL: the system's table if it is there, silently. */
+  const char *mime_file = NULL;
   uvq_retry_mode retry = UVQ_RETRY_OFF;
   cli_common cc;
   uvq_keys keys;
@@ -643,6 +804,7 @@ int main(int argc, char **argv) {
   server s;
 
   memset(&s, 0, sizeof(s));
+  s.shutdown_timeout = SHUTDOWN_TIMEOUT;
   memset(&cc, 0, sizeof(cc));
   cc.role = "server";
   uvq_settings_default(&settings);
@@ -717,6 +879,27 @@ int main(int argc, char **argv) {
     case CLI_OPT_FIRST_TOOL + 17:
       settings.no_idle_eviction = 1;
       break;
+    case CLI_OPT_FIRST_TOOL + 40:
+      mime_file = optarg;
+      break;
+    case CLI_OPT_FIRST_TOOL + 41:
+      s.autoindex = 1;
+      break;
+    case CLI_OPT_FIRST_TOOL + 42:
+      if (strpbrk(optarg, "\r\n") != NULL) {
+        cli_fail_usage("%s", "bad --cache-control: a line break");
+      }
+      s.cache_control = optarg;
+      break;
+    case CLI_OPT_FIRST_TOOL + 43:
+      s.shutdown_timeout =
+          strcmp(optarg, "0") == 0
+              ? 0
+              : cli_parse_secs(optarg, "--shutdown-timeout", 86400);
+      break;
+    case CLI_OPT_FIRST_TOOL + 44:
+      print_version();
+      return CLI_EXIT_OK;
     case CLI_OPT_FIRST_TOOL + 20:
       header_timeout = strcmp(optarg, "0") == 0
                            ? 0
@@ -773,6 +956,14 @@ int main(int argc, char **argv) {
   if (keys_file != NULL &&
       uvq_keys_load(&keys, keys_file, err, sizeof(err)) != 0) {
     cli_fail_usage("%s", err);
+  }
+  if (mime_file != NULL) {
+    if (uvq_mime_table_load(&s.mime, mime_file, err, sizeof(err)) != 0) {
+      cli_fail_usage("bad --mime-types: %s", err);
+    }
+  } else {
+    /* Absent (no media-types package): the built-in types serve. */
+    (void)uvq_mime_table_load(&s.mime, UVQ_MIME_TYPES_PATH, NULL, 0);
   }
   if ((cert == NULL) != (key == NULL)) {
     cli_fail_usage("%s", "--cert and --key go together");
@@ -868,6 +1059,7 @@ int main(int argc, char **argv) {
   uvq_h3_server_del(s.h3);
   uvq_fileserve_free(&s.fs);
   uvq_hq_server_del(s.hq);
+  uvq_mime_table_free(&s.mime);
   uvq_tls_ctx_del(tls);
   uv_loop_close(s.loop);
   return CLI_EXIT_OK;
@@ -878,5 +1070,6 @@ fail_tls:
   uvq_h3_server_del(s.h3);
   uvq_fileserve_free(&s.fs);
   uvq_hq_server_del(s.hq);
+  uvq_mime_table_free(&s.mime);
   return CLI_EXIT_USAGE;
 }

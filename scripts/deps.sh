@@ -16,6 +16,7 @@ PKGS=(
   build-essential cmake pkg-config
   libgnutls28-dev libuv1-dev libcmocka-dev libjansson-dev
   gnutls-bin openssl coreutils procps python3 bsdutils clang-format
+  media-types chromium
 )
 # Package -> minimum version; on bookworm these come from backports.
 declare -A MIN=(

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "app/fileserve.h"
+#include "app/http_file.h"
 #include "core/mem.h"
 #include "core/pool.h"
 
@@ -296,11 +297,13 @@ static void sstream_refuse(uvq_conn *conn, hq_sstream *st, uint64_t code) {
   (void)uvq_stream_reset(conn, st->id, code);
 }
 
-static uint64_t fs_status_to_code(uvq_fs_status fst) {
-  switch (fst) {
-  case UVQ_FS_NOT_FOUND:
+static uint64_t resolve_status_to_code(uvq_http_resolve_status rs) {
+  switch (rs) {
+  case UVQ_HTTP_BAD_REQUEST:
+    return UVQ_HQ_ERR_BAD_REQUEST;
+  case UVQ_HTTP_NOT_FOUND:
     return UVQ_HQ_ERR_NOT_FOUND;
-  case UVQ_FS_FORBIDDEN:
+  case UVQ_HTTP_FORBIDDEN:
     return UVQ_HQ_ERR_FORBIDDEN;
   default:
     return UVQ_HQ_ERR_IO;
@@ -404,7 +407,8 @@ static void sstream_send(uvq_conn *conn, hq_sstream *st) {
  * and starts the response. */
 static void sstream_request(uvq_conn *conn, hq_sstream *st, size_t len) {
   uvq_hq_server *srv = st->c->srv;
-  uvq_fs_status fst;
+  uvq_http_resolve_status rs;
+  uvq_http_resolved *res;
   int fd;
 
   sstream_unwait(st);
@@ -419,9 +423,24 @@ static void sstream_request(uvq_conn *conn, hq_sstream *st, size_t len) {
   }
   st->parsed = 1;
   sstream_unhold(st);
-  fst = uvq_fileserve_open(&srv->fs, st->req + 4, &fd, &st->size);
-  if (fst != UVQ_FS_OK) {
-    sstream_refuse(conn, st, fs_status_to_code(fst));
+  /* The same resolution as HTTP/3 (percent-decoding, query ignored,
+   * index.html for a directory); hq cannot redirect, so a directory named
+   * without its slash is served as if it had one. */
+  res = uvq_malloc(srv->mem, sizeof(*res));
+  if (res == NULL) {
+    sstream_refuse(conn, st, UVQ_HQ_ERR_INTERNAL);
+    return;
+  }
+  rs = uvq_http_resolve(&srv->fs, st->req + 4, len - 4, UVQ_HTTP_NO_REDIRECT,
+                        res);
+  fd = res->fd;
+  st->size = (uint64_t)res->st.st_size;
+  uvq_free(srv->mem, res);
+  if (rs != UVQ_HTTP_FILE) {
+    if (fd >= 0) {
+      close(fd);
+    }
+    sstream_refuse(conn, st, resolve_status_to_code(rs));
     return;
   }
   st->fd = fd;
