@@ -73,6 +73,8 @@ typedef struct server {
   int autoindex;
   /* Graceful shutdown: how long in-flight exchanges may take (ns). */
   uint64_t shutdown_timeout;
+  uv_timer_t shutdown_timer;
+  uint64_t shutdown_start;
   uv_signal_t sigint, sigterm;
   int quiet;
   int closing;
@@ -495,45 +497,72 @@ static void print_version(void) {
 }
 
 static void usage(FILE *f) {
+  uvq_settings d;
+
+  /* The transport defaults are the library's: read, not restated. */
+  uvq_settings_default(&d);
   fprintf(
       f,
       "usage: uvquic-server [--listen HOST:PORT] [--root DIR] "
       "[--cert FILE --key FILE] [OPTIONS]\n"
+      "Serves DIR over HTTP/3 (ALPN h3) and hq-interop. Every option, with\n"
+      "its default:\n"
       "  --listen HOST:PORT         default 127.0.0.1:4433\n"
       "  --root DIR                 directory served (default .)\n"
-      "  --retry[=always|auto]      address validation with Retry (plain\n"
-      "                             --retry: always; auto: under load)\n"
-      "  --max-handshakes N         handshakes in flight (default 1024;\n"
+      "  --cert FILE, --key FILE    PEM certificate chain and key (default:\n"
+      "                             an ephemeral self-signed certificate)\n"
+      "  --write-cert FILE          write the certificate's PEM (default\n"
+      "                             none; for a client's --ca)\n"
+      "  --keys-file FILE           load token keys, reset secret and\n"
+      "                             ticket master key (mode 0600; default\n"
+      "                             random keys per run)\n"
+      "  --gen-keys FILE            write a new key file and exit\n"
+      "  --mime-types FILE          media types (mime.types format; default\n"
+      "                             " UVQ_MIME_TYPES_PATH
+      " if present, always a\n"
+      "                             built-in list of the common web types)\n"
+      "  --autoindex                list a directory without index.html\n"
+      "                             (default off: 404)\n"
+      "  --cache-control VALUE      Cache-Control of every file response\n"
+      "                             (default none)\n"
+      "  --shutdown-timeout S       on SIGINT/SIGTERM: stop accepting, "
+      "GOAWAY,\n"
+      "                             let requests in flight finish for up to S\n"
+      "                             seconds, then close (default 10; a second\n"
+      "                             signal closes at once)\n"
+      "  --retry[=always|auto]      address validation with Retry (default\n"
+      "                             off; plain --retry: always; auto: under\n"
+      "                             load)\n"
+      "  --max-handshakes N         handshakes in flight (default %zu;\n"
       "                             beyond: Retry if --retry, else refused)\n"
       "  --max-handshakes-per-source N\n"
       "                             per IPv4 address or IPv6 /64 (default\n"
-      "                             64; 0 = no limit)\n"
+      "                             %zu; 0 = no limit)\n"
       "  --max-connections-per-source N\n"
       "                             per IPv4 address or IPv6 /64 (default\n"
-      "                             1024; 0 = no limit)\n"
+      "                             %zu; 0 = no limit)\n"
       "  --conn-send-budget KIB     send buffers per connection (default\n"
-      "                             8192)\n"
+      "                             %zu)\n"
       "  --endpoint-send-budget KIB send buffers of all connections\n"
-      "                             (default 262144; 0 = no limit)\n"
+      "                             (default %zu; 0 = no limit)\n"
       "  --conn-recv-budget KIB     received bytes held per connection\n"
       "                             (partial headers, request lines;\n"
-      "                             default 1024; 0 = no limit)\n"
+      "                             default %zu; 0 = no limit)\n"
       "  --endpoint-recv-budget KIB the same for all connections (default\n"
-      "                             65536; 0 = no limit)\n"
+      "                             %zu; 0 = no limit)\n"
       "  --no-idle-eviction         under memory pressure (an endpoint\n"
       "                             budget at 90 %%) refuse new connections\n"
       "                             instead of closing the longest-idle\n"
+      "                             (default off)\n"
       "  --quic-versions LIST       QUIC versions accepted, most preferred\n"
       "                             first: v1, v2 (default v1,v2; v2,v1\n"
       "                             upgrades clients that offer v2; v2\n"
       "                             alone answers v1 with Version\n"
       "                             Negotiation)\n"
       "  --quiet                    no access log, no counters at exit\n"
-      "  --write-cert FILE          write the certificate's PEM\n"
+      "                             (default off)\n"
       "  --initial-rtt MS           RTT assumed before the first sample\n"
-      "  --keys-file FILE           load token keys, reset secret and\n"
-      "                             ticket master key (mode 0600)\n"
-      "  --gen-keys FILE            write a new key file and exit\n"
+      "                             (default %" PRIu64 ")\n"
       "  --header-timeout S         a request's header section (h3) or\n"
       "                             request line (hq) must arrive within S\n"
       "                             seconds of its stream's first frame,\n"
@@ -548,10 +577,42 @@ static void usage(FILE *f) {
       "  --max-request-line N       hq: longest request line, CRLF included\n"
       "                             (16..65536, default 4096)\n"
       "  --metrics-file FILE        rewrite FILE every second with the\n"
-      "                             Prometheus counters\n"
+      "                             Prometheus counters (default none)\n"
       "  --no-early-data            refuse 0-RTT; session tickets then allow\n"
-      "                             resumption only (no early_data "
-      "extension)\n" CLI_COMMON_USAGE);
+      "                             resumption only (default: 0-RTT on)\n"
+      "  --cc reno|cubic|bbr        congestion controller (default cubic)\n"
+      "  --max-data BYTES           connection flow-control window we grant\n"
+      "                             (default %" PRIu64 ")\n"
+      "  --max-stream-data BYTES    per-stream flow-control window we grant\n"
+      "                             (default %" PRIu64 ")\n"
+      "  --max-streams N            bidi and uni streams the peer may open\n"
+      "                             (default %" PRIu64 ")\n"
+      "  --idle-timeout SECONDS     idle timeout (default %" PRIu64 ")\n"
+      "  --keep-alive MS            PING interval (default off)\n"
+      "  --no-pmtud                 no path MTU discovery (default: on)\n"
+      "  --disable-migration        forbid the peer from migrating (default:\n"
+      "                             allowed)\n"
+      "  --max-udp-payload N        largest UDP payload we send (1200..65527;\n"
+      "                             default %zu)\n"
+      "  --max-connections N        connections at once (default %zu; 0 = no\n"
+      "                             limit)\n"
+      "  -v, --verbose, -vv         log connection lifecycle (info) or\n"
+      "                             ngtcp2's trace (debug) to stderr, with\n"
+      "                             the SCID (default off)\n"
+      "  --qlog-dir DIR             one qlog (JSON-SEQ) per connection, named\n"
+      "                             ODCID-ROLE.sqlog (default off)\n"
+      "  --version                  print the versions and exit\n"
+      "  -h, --help                 this text\n"
+      "Signals: SIGINT/SIGTERM shut down gracefully (see\n"
+      "--shutdown-timeout). SSLKEYLOGFILE=FILE appends the TLS secrets to\n"
+      "FILE (for Wireshark).\n",
+      d.max_handshakes, d.max_handshakes_per_source,
+      d.max_connections_per_source, d.conn_send_budget >> 10,
+      d.endpoint_send_budget >> 10, d.conn_recv_budget >> 10,
+      d.endpoint_recv_budget >> 10, d.initial_rtt / UVQ_MILLISECONDS,
+      d.initial_max_data, d.initial_max_stream_data, d.max_streams_bidi,
+      d.idle_timeout / UVQ_SECONDS, (size_t)d.max_udp_payload_size,
+      d.max_connections);
 }
 
 static int on_accept(uvq_listener *l, uvq_conn *conn,
@@ -685,20 +746,67 @@ static void on_listener_closed(uvq_uv_endpoint *uep, void *user_data) {
     print_app_stats(s);
   }
   s->listener = NULL;
+  if (s->closing) {
+    uv_close((uv_handle_t *)&s->shutdown_timer, NULL);
+  }
   uv_close((uv_handle_t *)&s->sigint, NULL);
   uv_close((uv_handle_t *)&s->sigterm, NULL);
 }
 
+/* While shutting down: once no connection is left, or the deadline has
+ * passed, close the listener (what is left gets CONNECTION_CLOSE). */
+static void on_shutdown_timer(uv_timer_t *t) {
+  server *s = t->data;
+  uvq_endpoint *ep;
+
+  if (s->listener == NULL || s->closing > 1) {
+    return;
+  }
+  ep = uvq_uv_endpoint_get_endpoint(s->listener);
+  if (uvq_endpoint_conn_count(ep) == 0 ||
+      uv_hrtime() - s->shutdown_start >= s->shutdown_timeout) {
+    s->closing = 2;
+    uv_timer_stop(t);
+    uvq_listener_close(s->listener, on_listener_closed);
+  }
+}
+
+/*
+ * The first SIGINT / SIGTERM starts a graceful shutdown: no new
+ * connections, GOAWAY on HTTP/3 ones, hq ones closed as they go idle, the
+ * exchanges in flight given --shutdown-timeout, then every connection
+ * closed. A second closes everything at once (CONNECTION_CLOSE still sent,
+ * closing periods not waited out).
+ */
 static void on_signal(uv_signal_t *h, int signum) {
   server *s = h->data;
 
   (void)signum;
+  if (s->listener == NULL) {
+    return;
+  }
   if (s->closing) {
-    /* A second signal: the user does not want to wait. */
-    exit(CLI_EXIT_TRANSFER);
+    s->closing = 3;
+    uv_timer_stop(&s->shutdown_timer);
+    uvq_uv_endpoint_close_now(s->listener, on_listener_closed);
+    return;
   }
   s->closing = 1;
-  uvq_listener_close(s->listener, on_listener_closed);
+  if (!s->quiet) {
+    printf("shutting down: %zu connection(s), up to %.1fs (a second signal "
+           "closes them now)\n",
+           uvq_endpoint_conn_count(uvq_uv_endpoint_get_endpoint(s->listener)),
+           (double)s->shutdown_timeout / 1e9);
+  }
+  uvq_endpoint_stop_accepting(uvq_uv_endpoint_get_endpoint(s->listener));
+  uvq_h3_server_shutdown(s->h3);
+  uvq_hq_server_shutdown(s->hq);
+  /* uvq_h3_server_shutdown closes connections without a request in flight
+   * from the libuv driver's next pass; the timer sees them go. */
+  s->shutdown_start = uv_hrtime();
+  uv_timer_init(s->loop, &s->shutdown_timer);
+  s->shutdown_timer.data = s;
+  uv_timer_start(&s->shutdown_timer, on_shutdown_timer, 10, 20);
 }
 
 static int write_cert(uvq_tls_ctx *tls, const char *path) {

@@ -125,10 +125,10 @@ static void test_http_file_resolve(void **state) {
 
   /* Both resolvers: openat2 and the component-by-component one. */
   for (mode = 0; mode < 2; ++mode) {
-    assert_int_equal(
-        uvq_fileserve_init(&fs, ROOT, mode ? UVQ_FILESERVE_NO_OPENAT2 : 0,
-                           NULL, 0),
-        0);
+    assert_int_equal(uvq_fileserve_init(&fs, ROOT,
+                                        mode ? UVQ_FILESERVE_NO_OPENAT2 : 0,
+                                        NULL, 0),
+                     0);
     assert_int_equal(resolve(&fs, "/a.txt?x=1", 0, &res), UVQ_HTTP_FILE);
     assert_int_equal(res.st.st_size, 6);
     assert_string_equal(res.path, "/a.txt");
@@ -151,15 +151,13 @@ static void test_http_file_resolve(void **state) {
     assert_int_equal(resolve(&fs, "/", 0, &res), UVQ_HTTP_NOT_FOUND);
     assert_int_equal(resolve(&fs, "/nope", 0, &res), UVQ_HTTP_NOT_FOUND);
     assert_int_equal(resolve(&fs, "/a.txt/", 0, &res), UVQ_HTTP_NOT_FOUND);
-    assert_int_equal(resolve(&fs, "/a%2ftxt", 0, &res),
-                     UVQ_HTTP_BAD_REQUEST);
+    assert_int_equal(resolve(&fs, "/a%2ftxt", 0, &res), UVQ_HTTP_BAD_REQUEST);
     /* ".." is checked after decoding, even where it stays inside. */
     assert_int_equal(resolve(&fs, "/dir/%2e%2e/a.txt", 0, &res),
                      UVQ_HTTP_FORBIDDEN);
     assert_int_equal(resolve(&fs, "/dir/../a.txt", 0, &res),
                      UVQ_HTTP_FORBIDDEN);
-    assert_int_equal(resolve(&fs, "//etc/passwd", 0, &res),
-                     UVQ_HTTP_FORBIDDEN);
+    assert_int_equal(resolve(&fs, "//etc/passwd", 0, &res), UVQ_HTTP_FORBIDDEN);
     uvq_fileserve_free(&fs);
   }
 }
@@ -196,17 +194,16 @@ static void test_http_file_autoindex(void **state) {
 }
 
 static void test_http_file_mime(void **state) {
-  static const char text[] =
-      "# comment\n"
-      "text/html\t\t\thtml htm\n"
-      "Text/CSS css # trailing comment\n"
-      "\n"
-      "   application/x-thing  thing THING2\n"
-      "image/png png\n"
-      "image/other png\n" /* the first line wins */
-      "notatype foo\n"    /* no slash: skipped */
-      "application/onlytype\n"
-      "bad/ty;pe bar\n";
+  static const char text[] = "# comment\n"
+                             "text/html\t\t\thtml htm\n"
+                             "Text/CSS css # trailing comment\n"
+                             "\n"
+                             "   application/x-thing  thing THING2\n"
+                             "image/png png\n"
+                             "image/other png\n" /* the first line wins */
+                             "notatype foo\n"    /* no slash: skipped */
+                             "application/onlytype\n"
+                             "bad/ty;pe bar\n";
   uvq_mime_table t;
   (void)state;
 
@@ -257,17 +254,16 @@ static void test_http_file_dates(void **state) {
   assert_int_equal(uvq_http_parse_date(buf, strlen(buf), &t), 0);
   assert_int_equal(t, 784111777);
   t = 0;
-  assert_int_equal(uvq_http_parse_date("Sunday, 06-Nov-94 08:49:37 GMT", 30,
-                                       &t),
-                   0);
+  assert_int_equal(
+      uvq_http_parse_date("Sunday, 06-Nov-94 08:49:37 GMT", 30, &t), 0);
   assert_int_equal(t, 784111777);
   t = 0;
   assert_int_equal(uvq_http_parse_date("Sun Nov  6 08:49:37 1994", 24, &t), 0);
   assert_int_equal(t, 784111777);
   assert_int_equal(uvq_http_parse_date("Sun, 06 Nov 1994 08:49:37 UTC", 29, &t),
                    -1);
-  assert_int_equal(uvq_http_parse_date("Sun, 06 Nov 1994 08:49:37 GMTx", 30, &t),
-                   -1);
+  assert_int_equal(
+      uvq_http_parse_date("Sun, 06 Nov 1994 08:49:37 GMTx", 30, &t), -1);
   assert_int_equal(uvq_http_parse_date("Sun, 06 Foo 1994 08:49:37 GMT", 29, &t),
                    -1);
   assert_int_equal(uvq_http_parse_date("Sun, 36 Nov 1994 08:49:37 GMT", 29, &t),
@@ -307,8 +303,8 @@ static void test_http_file_etag(void **state) {
   assert_false(uvq_http_etag_match("", 0, ea, 1));
 }
 
-static uvq_http_range_status range(const char *s, uint64_t size,
-                                   uint64_t *off, uint64_t *len) {
+static uvq_http_range_status range(const char *s, uint64_t size, uint64_t *off,
+                                   uint64_t *len) {
   *off = *len = 12345;
   return uvq_http_parse_range(s, strlen(s), size, off, len);
 }

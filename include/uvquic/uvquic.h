@@ -1531,6 +1531,14 @@ UVQ_EXTERN void uvq_endpoint_close_all(uvq_endpoint *ep, uint64_t app_error,
                                        const char *reason);
 
 /**
+ * uvq_endpoint_stop_accepting makes a server endpoint refuse new
+ * connections (new Initials are answered with CONNECTION_REFUSED, as after
+ * uvq_endpoint_close_all) while the connections it holds go on: the first
+ * step of a graceful shutdown. There is no way back.
+ */
+UVQ_EXTERN void uvq_endpoint_stop_accepting(uvq_endpoint *ep);
+
+/**
  * uvq_endpoint_conn_count returns the connections the endpoint still holds,
  * including those in their closing or draining period.
  */

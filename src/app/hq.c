@@ -63,6 +63,7 @@ struct uvq_hq_server {
   uint64_t request_timeout; /* ns; 0: none */
   size_t max_request;       /* longest request line, CRLF included */
   uvq_hq_server_stats stats;
+  int shutting_down;
   /* Connections whose on_closed has not fired; uvq_hq_server_del frees
    * those an endpoint deleted without it. */
   struct hq_sconn *conns;
@@ -595,12 +596,16 @@ static int srv_on_stream_acked(uvq_conn *conn, int64_t stream_id,
 static void srv_on_stream_closed(uvq_conn *conn, int64_t stream_id,
                                  uint64_t app_error, void *user_data,
                                  void *stream_user_data) {
-  (void)conn;
+  hq_sconn *c = user_data;
+
   (void)stream_id;
   (void)app_error;
-  (void)user_data;
   if (stream_user_data != NULL) {
     sstream_free(stream_user_data);
+  }
+  if (c != NULL && c->srv->shutting_down && c->streams == NULL) {
+    /* The last exchange of a server shutting down is over. */
+    (void)uvq_conn_close(conn, 0, "server shutting down");
   }
 }
 
@@ -693,6 +698,7 @@ int uvq_hq_server_new(uvq_hq_server **psrv, const char *root,
   srv->request_timeout = UVQ_HQ_REQUEST_TIMEOUT;
   srv->max_request = UVQ_HQ_MAX_REQUEST;
   srv->conns = NULL;
+  srv->shutting_down = 0;
   *psrv = srv;
   return 0;
 }
@@ -709,6 +715,21 @@ void uvq_hq_server_del(uvq_hq_server *srv) {
   }
   uvq_fileserve_free(&srv->fs);
   uvq_free(srv->mem, srv);
+}
+
+void uvq_hq_server_shutdown(uvq_hq_server *srv) {
+  hq_sconn *c, *next;
+
+  if (srv->shutting_down) {
+    return;
+  }
+  srv->shutting_down = 1;
+  for (c = srv->conns; c; c = next) {
+    next = c->next;
+    if (c->conn != NULL && c->streams == NULL) {
+      (void)uvq_conn_close(c->conn, 0, "server shutting down");
+    }
+  }
 }
 
 void uvq_hq_server_set_log(uvq_hq_server *srv, uvq_hq_log_start_cb start,

@@ -117,6 +117,16 @@ int uvq_hq_server_accept(uvq_hq_server *srv, uvq_conn *conn,
                          const uvq_app_callbacks **pcallbacks,
                          void **pconn_user_data);
 
+/**
+ * uvq_hq_server_shutdown starts a graceful shutdown: every connection
+ * closes (NO_ERROR) as soon as it has no request stream open — at once for
+ * an idle one, else when its last exchange ends. hq-interop has no GOAWAY:
+ * a stream the client opens meanwhile is still served. Pair it with
+ * uvq_endpoint_stop_accepting, and close what is left after a deadline.
+ * Calling it again is a no-op.
+ */
+void uvq_hq_server_shutdown(uvq_hq_server *srv);
+
 /** What became of one request, for an access log (valid during the call). */
 typedef struct uvq_hq_log_entry {
   /** The connection; usable during the call (it may be in on_closed).

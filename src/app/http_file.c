@@ -159,13 +159,12 @@ uvq_http_resolve_status uvq_http_resolve(uvq_fileserve *fs, const char *target,
     res->location[pathlen + 1 + qlen] = '\0';
     return UVQ_HTTP_REDIRECT;
   }
-  ifd = openat(res->fd, "index.html", O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
-                                          O_NONBLOCK);
+  ifd = openat(res->fd, "index.html",
+               O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (ifd >= 0) {
     if (fstat(ifd, &ist) == 0 && S_ISREG(ist.st_mode) &&
         join(res->path, sizeof(res->path), res->path, plen,
-             res->path[plen - 1] == '/' ? "index.html" : "/index.html") ==
-            0) {
+             res->path[plen - 1] == '/' ? "index.html" : "/index.html") == 0) {
       close(res->fd);
       res->fd = ifd;
       res->st = ist;
@@ -939,14 +938,13 @@ void uvq_http_evaluate(const uvq_http_conditions *c, const struct stat *st,
   plan->offset = 0;
   plan->length = size;
   if (c->if_none_match != NULL) {
-    if (uvq_http_etag_match(c->if_none_match, c->if_none_match_len, etag,
-                            1)) {
+    if (uvq_http_etag_match(c->if_none_match, c->if_none_match_len, etag, 1)) {
       plan->status = 304;
       return;
     }
   } else if (c->if_modified_since != NULL &&
-             uvq_http_parse_date(c->if_modified_since,
-                                 c->if_modified_since_len, &t) == 0 &&
+             uvq_http_parse_date(c->if_modified_since, c->if_modified_since_len,
+                                 &t) == 0 &&
              st->st_mtim.tv_sec <= t) {
     plan->status = 304;
     return;

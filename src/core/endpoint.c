@@ -731,6 +731,8 @@ int uvq_endpoint_handle_expiry(uvq_endpoint *ep, uvq_tstamp now) {
   return rv;
 }
 
+void uvq_endpoint_stop_accepting(uvq_endpoint *ep) { ep->closing_all = 1; }
+
 void uvq_endpoint_close_all(uvq_endpoint *ep, uint64_t app_error,
                             const char *reason) {
   ep->closing_all = 1;
