@@ -75,7 +75,10 @@ typedef struct server {
   uint64_t shutdown_timeout;
   uv_timer_t shutdown_timer;
   uint64_t shutdown_start;
-  uv_signal_t sigint, sigterm;
+  uv_signal_t sigint, sigterm, sighup;
+  /* What SIGHUP reloads. */
+  uvq_tls_ctx *tls;
+  const char *cert, *key, *keys_file, *cert_out;
   int quiet;
   int closing;
   /* --metrics-file */
@@ -604,8 +607,10 @@ static void usage(FILE *f) {
       "  --version                  print the versions and exit\n"
       "  -h, --help                 this text\n"
       "Signals: SIGINT/SIGTERM shut down gracefully (see\n"
-      "--shutdown-timeout). SSLKEYLOGFILE=FILE appends the TLS secrets to\n"
-      "FILE (for Wireshark).\n",
+      "--shutdown-timeout); SIGHUP reloads --cert/--key and --keys-file for\n"
+      "new handshakes without dropping a connection (a file that does not\n"
+      "load is reported and the old ones kept). SSLKEYLOGFILE=FILE appends\n"
+      "the TLS secrets to FILE (for Wireshark).\n",
       d.max_handshakes, d.max_handshakes_per_source,
       d.max_connections_per_source, d.conn_send_budget >> 10,
       d.endpoint_send_budget >> 10, d.conn_recv_budget >> 10,
@@ -751,6 +756,7 @@ static void on_listener_closed(uvq_uv_endpoint *uep, void *user_data) {
   }
   uv_close((uv_handle_t *)&s->sigint, NULL);
   uv_close((uv_handle_t *)&s->sigterm, NULL);
+  uv_close((uv_handle_t *)&s->sighup, NULL);
 }
 
 /* While shutting down: once no connection is left, or the deadline has
@@ -807,6 +813,79 @@ static void on_signal(uv_signal_t *h, int signum) {
   uv_timer_init(s->loop, &s->shutdown_timer);
   s->shutdown_timer.data = s;
   uv_timer_start(&s->shutdown_timer, on_shutdown_timer, 10, 20);
+}
+
+static int write_cert(uvq_tls_ctx *tls, const char *path);
+
+/* The TLS configuration of the server: from the start and on SIGHUP. */
+static void tls_config(server *s, uvq_tls_config *tcfg, const uvq_keys *keys,
+                       uvq_settings *settings) {
+  static const char *const alpn[] = {UVQ_H3_ALPN, UVQ_HQ_ALPN};
+
+  uvq_tls_config_default(tcfg);
+  tcfg->cert_file = s->cert;
+  tcfg->key_file = s->key;
+  tcfg->alpn = alpn;
+  tcfg->alpnlen = 2;
+  if (keys != NULL) {
+    uvq_keys_apply(keys, settings, tcfg);
+  }
+}
+
+/*
+ * SIGHUP: the certificate, key and keys file are read again and, if all
+ * of them load, used for the handshakes from now on; connections are not
+ * touched. A file that does not load is reported and the old ones kept.
+ */
+static void on_sighup(uv_signal_t *h, int signum) {
+  server *s = h->data;
+  uvq_tls_config tcfg;
+  uvq_keys keys;
+  char err[512];
+  int rv;
+
+  (void)signum;
+  if (s->listener == NULL || s->closing) {
+    return;
+  }
+  if (s->keys_file != NULL &&
+      uvq_keys_load(&keys, s->keys_file, err, sizeof(err)) != 0) {
+    fprintf(stderr,
+            "uvquic-server: SIGHUP: %s; keeping the certificate and keys in "
+            "use\n",
+            err);
+    return;
+  }
+  if (s->cert == NULL && s->keys_file == NULL) {
+    fprintf(stderr, "uvquic-server: SIGHUP: nothing to reload (no --cert, no "
+                    "--keys-file)\n");
+    return;
+  }
+  /* Without --cert the ephemeral certificate stays (cert_file NULL). */
+  tls_config(s, &tcfg, s->keys_file ? &keys : NULL, NULL);
+  err[0] = '\0';
+  rv = uvq_tls_ctx_reload(s->tls, &tcfg, err, sizeof(err));
+  if (rv != 0) {
+    fprintf(stderr,
+            "uvquic-server: SIGHUP: %s; keeping the certificate and keys in "
+            "use\n",
+            err[0] ? err : uvq_strerror(rv));
+    return;
+  }
+  rv = uvq_endpoint_reload_keys(uvq_uv_endpoint_get_endpoint(s->listener),
+                                s->keys_file ? &keys : NULL);
+  if (rv != 0) {
+    fprintf(stderr, "uvquic-server: SIGHUP: keys: %s\n", uvq_strerror(rv));
+    return;
+  }
+  if (s->cert_out != NULL) {
+    (void)write_cert(s->tls, s->cert_out);
+  }
+  if (!s->quiet) {
+    printf("reloaded:%s%s%s%s\n", s->cert ? " certificate " : "",
+           s->cert ? s->cert : "", s->keys_file ? " keys " : "",
+           s->keys_file ? s->keys_file : "");
+  }
 }
 
 static int write_cert(uvq_tls_ctx *tls, const char *path) {
@@ -886,7 +965,6 @@ int main(int argc, char **argv) {
       {NULL, 0, NULL, 0}};
   const char *listen_arg = "127.0.0.1:4433", *root = ".", *cert = NULL,
              *key = NULL, *cert_out = NULL;
-  static const char *const alpn[] = {UVQ_H3_ALPN, UVQ_HQ_ALPN};
   char host[256], port[16], err[512], addrbuf[128];
   struct sockaddr_storage ss;
   socklen_t sslen;
@@ -1108,14 +1186,11 @@ int main(int argc, char **argv) {
     cli_fail_usage("HTTP/3 setup failed: %s", uvq_strerror(rv));
   }
 
-  uvq_tls_config_default(&tcfg);
-  tcfg.cert_file = cert;
-  tcfg.key_file = key;
-  tcfg.alpn = alpn;
-  tcfg.alpnlen = 2;
-  if (keys_file != NULL) {
-    uvq_keys_apply(&keys, &settings, &tcfg);
-  }
+  s.cert = cert;
+  s.key = key;
+  s.keys_file = keys_file;
+  s.cert_out = cert_out;
+  tls_config(&s, &tcfg, keys_file ? &keys : NULL, &settings);
   err[0] = '\0';
   rv = uvq_tls_ctx_new(&tls, 1, &tcfg, NULL, err, sizeof(err));
   if (rv != 0) {
@@ -1123,6 +1198,7 @@ int main(int argc, char **argv) {
             err[0] ? err : uvq_strerror(rv));
     goto fail_tls;
   }
+  s.tls = tls;
   if (cert_out && write_cert(tls, cert_out) != 0) {
     goto fail_listen;
   }
@@ -1153,6 +1229,9 @@ int main(int argc, char **argv) {
   s.sigint.data = s.sigterm.data = &s;
   uv_signal_start(&s.sigint, on_signal, SIGINT);
   uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+  uv_signal_init(s.loop, &s.sighup);
+  s.sighup.data = &s;
+  uv_signal_start(&s.sighup, on_sighup, SIGHUP);
   signal(SIGPIPE, SIG_IGN);
   if (s.metrics_file != NULL) {
     uv_timer_init(s.loop, &s.metrics_timer);
