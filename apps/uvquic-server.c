@@ -19,19 +19,28 @@
  * --metrics-file rewrites FILE (atomically) every second with the
  * endpoint's Prometheus text.
  *
- * HTTP/3: GET and HEAD of regular files beneath the root (content-length
- * set, the body streamed from the file as the stream has room), 404 for a
- * missing file, 403 for a path that leaves the root or names a directory,
- * 405 for other methods. hq-interop: GET, refusals as stream resets.
+ * Files (src/app/http_file.c, the same for both protocols): the path is
+ * percent-decoded (an encoded '/', a NUL or a bad escape is a bad request;
+ * ".." after decoding is refused), its query and fragment ignored; a
+ * directory serves its index.html, else 404 (or a listing with
+ * --autoindex). HTTP/3: GET and HEAD, a directory named without its slash
+ * answers 308; Content-Type from the media-types table, Date,
+ * Last-Modified, ETag (size and mtime), Accept-Ranges, nosniff,
+ * --cache-control; If-None-Match / If-Modified-Since give 304, one Range
+ * 206 (or 416), subject to If-Range; 405 for other methods. hq-interop:
+ * GET, refusals as stream resets.
  *
  * Prints "listening on HOST:PORT" once bound, then one access-log line per
  * request (unless --quiet):
  *   PEER PROTO METHOD PATH STATUS BYTES DURATIONs [aborted: WHY]
  * BYTES is the response body the client acknowledged; "aborted: WHY"
  * follows unless it acknowledged the whole response and its FIN.
- * SIGINT / SIGTERM close every connection gracefully, print the endpoint's
- * counters (unless --quiet) and exit 0. Bad arguments exit 2 with a
- * one-line message.
+ * The first SIGINT / SIGTERM stops accepting, sends GOAWAY on HTTP/3
+ * connections and gives the exchanges in flight --shutdown-timeout; a
+ * second closes at once. Either way every connection gets a
+ * CONNECTION_CLOSE, the counters are printed (unless --quiet) and the exit
+ * is 0. SIGHUP reloads the certificate, key and keys file. Bad arguments
+ * exit 2 with a one-line message.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -21,7 +21,7 @@ B=${UVQ_BUILD_DIR:?UVQ_BUILD_DIR must point at the build directory}
 S=${UVQ_SOURCE_DIR:?UVQ_SOURCE_DIR must point at the source directory}
 SERVER=$B/uvquic-server
 # The number of PASS lines app.js writes when everything holds.
-CHECKS=27
+CHECKS=29
 
 tmp=$(mktemp -d)
 pids=()
@@ -81,10 +81,12 @@ to=2345677
 big=$(sha256sum "$root/big.bin" | cut -d' ' -f1)
 range=$(dd if="$root/big.bin" bs=1 skip="$from" count=$((to - from + 1)) \
   iflag=skip_bytes,count_bytes status=none | sha256sum | cut -d' ' -f1)
-printf 'window.EXPECT = {size: %d, big: "%s", from: %d, to: %d, range: "%s"};\n' \
-  "$size" "$big" "$from" "$to" "$range" >"$root/expect.js"
 printf 'sub index\n' >"$root/sub/index.html"
 printf 'space\n' >"$root/sp ace.txt"
+mkdir -p "$root/list"
+printf 'x\n' >"$root/list/a&<b>.txt"
+printf 'custom\n' >"$root/t.uvqt"
+printf 'application/x-uvq-test uvqt\n' >"$tmp/mime.types"
 
 for family in 4 6; do
   if [ "$family" = 4 ]; then
@@ -96,9 +98,20 @@ for family in 4 6; do
     fi
     listen='[::1]:0'
   fi
+  # IPv4: the system's media types; IPv6: --mime-types (only a custom
+  # type: css, js and png then come from the built-in list) and
+  # --autoindex.
+  extra=()
+  custom=false
+  if [ "$family" = 6 ]; then
+    extra=(--mime-types "$tmp/mime.types" --autoindex)
+    custom=true
+  fi
+  printf 'window.EXPECT = {size: %d, big: "%s", from: %d, to: %d, range: "%s", custom: %s};\n' \
+    "$size" "$big" "$from" "$to" "$range" "$custom" >"$root/expect.js"
   out=$tmp/server$family.out
   "$SERVER" --listen "$listen" --root "$root" --write-cert "$tmp/cert.pem" \
-    --cache-control max-age=60 >"$out" 2>"$tmp/server$family.err" &
+    --cache-control max-age=60 "${extra[@]}" >"$out" 2>"$tmp/server$family.err" &
   spid=$!
   pids+=("$spid")
   for i in $(seq 1 300); do
@@ -136,7 +149,8 @@ for family in 4 6; do
   fi
   # The server saw the page, its parts and the range over HTTP/3.
   for want in ' h3 GET / 200 ' ' h3 GET /style.css 200 ' ' h3 GET /img.png 200 ' \
-    ' h3 GET /app.js 200 ' ' h3 GET /big.bin 206 ' ' h3 GET /big.bin 304 '; do
+    ' h3 GET /app.js 200 ' ' h3 GET /big.bin 206 ' ' h3 GET /big.bin 304 ' \
+    ' h3 GET /sp%20ace.txt?x=1 200 ' ' h3 GET /sub 308 ' ' h3 HEAD /big.bin 200 0 '; do
     if grep -q -- "$want" "$out"; then
       pass "IPv$family: access log has$want"
     else

@@ -39,12 +39,16 @@
  * another code reports it as a number.
  */
 /** The request was not "GET <path>" on one line of at most the server's
- * limit (uvq_hq_server_set_limits; 4 KiB by default). */
+ * limit (uvq_hq_server_set_limits; 4 KiB by default), or the path does not
+ * percent-decode (an encoded '/', a NUL, a bad escape). */
 #define UVQ_HQ_ERR_BAD_REQUEST 0x101
-/** No such file under the root. */
+/** No such file under the root, or a directory without index.html. The
+ * path is percent-decoded and its query and fragment ignored, as HTTP/3
+ * does (app/http_file.h); a directory serves its index.html. */
 #define UVQ_HQ_ERR_NOT_FOUND 0x102
-/** The path escapes the root (.., absolute, symlink out), or names a
- * directory or something that is not a regular file. */
+/** The path escapes the root (a ".." segment after decoding, absolute, a
+ * symlink out), or names something that is not a regular file or a
+ * directory. */
 #define UVQ_HQ_ERR_FORBIDDEN 0x103
 /** Reading the file failed (I/O error, too many open files). */
 #define UVQ_HQ_ERR_IO 0x104

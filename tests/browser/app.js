@@ -74,6 +74,23 @@
     check('encoded slash 400', r.status === 400, r.status);
     r = await get('/missing.txt');
     check('404', r.status === 404, r.status);
+    if (EXPECT.custom) {
+      // Second run: --mime-types FILE and --autoindex.
+      r = await get('/t.uvqt');
+      check('--mime-types', r.headers.get('content-type') === 'application/x-uvq-test',
+            r.headers.get('content-type'));
+      r = await get('/list/');
+      const html = await r.text();
+      check('autoindex', r.status === 200 &&
+            r.headers.get('content-type') === 'text/html; charset=utf-8' &&
+            html.includes('<a href="a%26%3Cb%3E.txt">a&amp;&lt;b&gt;.txt</a>'), html);
+    } else {
+      r = await get('/list/');
+      check('directory without index.html 404', r.status === 404, r.status);
+      r = await get('/t.uvqt');
+      check('unknown extension', r.headers.get('content-type') === 'application/octet-stream',
+            r.headers.get('content-type'));
+    }
   } catch (e) {
     check('no exception', false, String(e));
   }
