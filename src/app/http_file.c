@@ -159,18 +159,22 @@ uvq_http_resolve_status uvq_http_resolve(uvq_fileserve *fs, const char *target,
     res->location[pathlen + 1 + qlen] = '\0';
     return UVQ_HTTP_REDIRECT;
   }
-  ifd = openat(res->fd, "index.html",
-               O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-  if (ifd >= 0) {
-    if (fstat(ifd, &ist) == 0 && S_ISREG(ist.st_mode) &&
-        join(res->path, sizeof(res->path), res->path, plen,
-             res->path[plen - 1] == '/' ? "index.html" : "/index.html") == 0) {
+  /* index.html through the same resolver as any file: a symlink to it is
+   * followed, or refused, as for any other file. */
+  if (join(res->path, sizeof(res->path), res->path, plen,
+           res->path[plen - 1] == '/' ? "index.html" : "/index.html") == 0) {
+    uvq_fs_status ist_status =
+        uvq_fileserve_lookup(fs, res->path + 1, &ifd, &ist);
+    if (ist_status == UVQ_FS_OK) {
       close(res->fd);
       res->fd = ifd;
       res->st = ist;
       return UVQ_HTTP_FILE;
     }
-    close(ifd);
+    if (ist_status == UVQ_FS_DIRECTORY) {
+      close(ifd);
+    }
+    res->path[plen] = '\0';
   }
   if (flags & UVQ_HTTP_AUTOINDEX) {
     return UVQ_HTTP_LISTING;
@@ -680,10 +684,12 @@ void uvq_http_format_date(time_t t, char buf[UVQ_HTTP_DATE_LEN]) {
     t = 0;
     gmtime_r(&t, &tm);
   }
-  snprintf(buf, UVQ_HTTP_DATE_LEN, "%s, %02d %s %04d %02d:%02d:%02d GMT",
-           wdays[tm.tm_wday % 7], tm.tm_mday % 100, months[tm.tm_mon % 12],
-           (tm.tm_year + 1900) % 10000, tm.tm_hour % 100, tm.tm_min % 100,
-           tm.tm_sec % 100);
+  /* Unsigned and reduced: each field has at most its width (29 bytes). */
+  snprintf(buf, UVQ_HTTP_DATE_LEN, "%s, %02u %s %04u %02u:%02u:%02u GMT",
+           wdays[(unsigned)tm.tm_wday % 7u], (unsigned)tm.tm_mday % 100u,
+           months[(unsigned)tm.tm_mon % 12u],
+           (unsigned)(tm.tm_year + 1900) % 10000u, (unsigned)tm.tm_hour % 100u,
+           (unsigned)tm.tm_min % 100u, (unsigned)tm.tm_sec % 100u);
 }
 
 /* Reads exactly |n| digits at *pp. */
