@@ -3,7 +3,8 @@
 # SIGINT/SIGTERM lets a download in flight finish (GOAWAY on h3) and the
 # server exits 0 once it is over; a second signal closes at once, and the
 # client learns it from a CONNECTION_CLOSE (within a second, not from its
-# idle timeout); --shutdown-timeout bounds the wait. Also --version and
+# idle timeout); --shutdown-timeout bounds the wait. Also the socket-buffer
+# clamp warning (only with -v above what one connection needs), --version and
 # that --help names every long option the server accepts.
 # Needs UVQ_BUILD_DIR and UVQ_SOURCE_DIR (set by ctest).
 set -euo pipefail
@@ -154,6 +155,34 @@ if [ "$src" -eq 0 ] && [ "$ms" -lt 3000 ] &&
   pass "an idle h3 connection closed at once on SIGTERM (${ms} ms)"
 else
   fail "idle: server $src after ${ms} ms: $(cat "$tmp/idle.out")"
+fi
+
+# ---- the socket-buffer clamp warning -----------------------------------------
+# Unprivileged, the 8 MiB buffers are clamped to net.core.[rw]mem_max: above
+# the 96000 bytes one connection needs that is said only with -v.
+rmem=$(cat /proc/sys/net/core/rmem_max)
+wmem=$(cat /proc/sys/net/core/wmem_max)
+as_user=()
+if [ "$(id -u)" -eq 0 ]; then
+  command -v setpriv >/dev/null && as_user=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+fi
+if [ "$(id -u)" -eq 0 ] && [ ${#as_user[@]} -eq 0 ]; then
+  echo "note: root without setpriv: the clamp checks are left out"
+elif [ "$rmem" -ge $((8 << 20)) ] && [ "$wmem" -ge $((8 << 20)) ]; then
+  echo "note: net.core.[rw]mem_max >= 8 MiB: nothing is clamped, checks left out"
+elif [ "$rmem" -lt 96000 ] || [ "$wmem" -lt 96000 ]; then
+  echo "note: net.core.[rw]mem_max below 96000: the warning is due, checks left out"
+else
+  for v in "" -v; do
+    timeout -s INT 1 "${as_user[@]}" "$SERVER" --listen 127.0.0.1:0 --root / $v \
+      >/dev/null 2>"$tmp/clamp$v.err" || true
+  done
+  if ! grep -q clamped "$tmp/clamp.err" &&
+    grep -q '\[info\] UDP socket buffers clamped: .*enough for one connection, 96000' "$tmp/clamp-v.err"; then
+    pass "clamp to ${rmem}/${wmem}: silent without -v, an info line with -v"
+  else
+    fail "clamp: without -v: $(cat "$tmp/clamp.err"); with -v: $(cat "$tmp/clamp-v.err")"
+  fi
 fi
 
 # ---- --version, --help --------------------------------------------------------
