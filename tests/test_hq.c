@@ -758,6 +758,38 @@ static void test_hq_paths(void **state) {
   rmdir(sub);
 }
 
+/* uvq_hq_server_shutdown (uvquic-server's first SIGINT): a connection with
+ * a request still arriving stays up until that exchange is over, then
+ * closes; an idle one closes at once. */
+static void test_hq_server_shutdown(void **state) {
+  world x;
+  int64_t a;
+  (void)state;
+
+  write_file(200000);
+  slow_setup(&x);
+  a = slow_open();
+  slow_write(a, "GET /f.b", 0);
+  (void)qt_run(&x.w, NULL, NULL, 10 * UVQ_MILLISECONDS);
+  uvq_hq_server_shutdown(HQ);
+  uvq_hq_server_shutdown(HQ); /* no-op */
+  (void)qt_run(&x.w, NULL, NULL, 500 * UVQ_MILLISECONDS);
+  assert_false(SLOW.closed);
+  slow_write(a, "in\r\n", 1);
+  run(&x, slow_gone);
+  assert_true(slow_of(a)->fin);
+  assert_int_equal(slow_of(a)->received, 200000);
+  assert_int_equal(LOG.sid_status[a / 4], 200);
+  slow_teardown(&x);
+
+  /* Idle: closed at once. */
+  slow_setup(&x);
+  uvq_hq_server_shutdown(HQ);
+  (void)qt_run(&x.w, NULL, NULL, 100 * UVQ_MILLISECONDS);
+  assert_true(SLOW.closed);
+  slow_teardown(&x);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hq_download),
@@ -769,6 +801,7 @@ int main(void) {
       cmocka_unit_test(test_hq_unfinished_request_lines),
       cmocka_unit_test(test_hq_request_line_edges),
       cmocka_unit_test(test_hq_paths),
+      cmocka_unit_test(test_hq_server_shutdown),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
