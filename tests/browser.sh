@@ -9,7 +9,8 @@
 # that the page came over h3, downloads a 4 MB file and a byte range of it
 # and compares their SHA-256 (WebCrypto) with the expected ones, and checks
 # the headers and statuses of the file server (ETag, Last-Modified, 206,
-# 304, 416, If-Range, HEAD, 308, percent-decoding, 400, 404). It writes
+# 304, 416, If-Range, HEAD, 308, percent-decoding, 400, 404, 405; with
+# --mime-types and --autoindex on the IPv6 run). It writes
 # one PASS/FAIL line per check into the DOM, which --dump-dom prints.
 # Runs over IPv4 and IPv6 loopback. Nothing listens on TCP: a page that
 # loads at all came over QUIC.
@@ -21,7 +22,7 @@ B=${UVQ_BUILD_DIR:?UVQ_BUILD_DIR must point at the build directory}
 S=${UVQ_SOURCE_DIR:?UVQ_SOURCE_DIR must point at the source directory}
 SERVER=$B/uvquic-server
 # The number of PASS lines app.js writes when everything holds.
-CHECKS=29
+CHECKS=30
 
 tmp=$(mktemp -d)
 pids=()

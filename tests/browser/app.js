@@ -74,6 +74,9 @@
     check('encoded slash 400', r.status === 400, r.status);
     r = await get('/missing.txt');
     check('404', r.status === 404, r.status);
+    r = await get('/big.bin', {method: 'POST', body: 'x'});
+    check('405 with Allow', r.status === 405 && r.headers.get('allow') === 'GET, HEAD',
+          r.status + ' ' + r.headers.get('allow'));
     if (EXPECT.custom) {
       // Second run: --mime-types FILE and --autoindex.
       r = await get('/t.uvqt');
