@@ -19,6 +19,8 @@ PKGS=(
   # The API reference (scripts/docs.sh), the man pages (scdoc sources,
   # read with man -l) and the Debian packages (scripts/build-debs.sh).
   doxygen scdoc man-db debhelper dpkg-dev fakeroot lintian
+  # File serving's media types, and the browser test's browser.
+  media-types chromium
 )
 # Package -> minimum version; on bookworm these come from backports.
 declare -A MIN=(

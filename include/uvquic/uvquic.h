@@ -788,6 +788,25 @@ UVQ_EXTERN ssize_t uvq_tls_ctx_get_cert_pem(uvq_tls_ctx *ctx, char *buf,
 /** uvq_tls_ctx_del frees |ctx|. No endpoint may still use it. */
 UVQ_EXTERN void uvq_tls_ctx_del(uvq_tls_ctx *ctx);
 
+/**
+ * uvq_tls_ctx_reload gives the server context |ctx| the certificate chain
+ * and key of |cfg| (cert_file / key_file; none: the certificate in use is
+ * kept) and, if cfg->ticket_key is set, that session-ticket master key; the
+ * rest of |cfg| must describe the same context (ALPN, ciphers).
+ * Handshakes that start afterwards use them; connections already set up
+ * keep what they had. Everything is loaded and checked first: on any error
+ * |ctx| is left exactly as it was and the reason goes to |errbuf|. The
+ * replaced credentials stay allocated until uvq_tls_ctx_del (sessions may
+ * still point at them). Endpoints using |ctx| derive their ticket keys from
+ * the master key: call uvq_endpoint_reload_keys on each after a new
+ * ticket_key. Not thread-safe: no other thread may use |ctx| meanwhile.
+ *
+ * Returns 0, UVQ_ERR_INVALID_ARGUMENT (a client context), or the errors of
+ * uvq_tls_ctx_new (UVQ_ERR_CERT_FILE, UVQ_ERR_KEY_FILE, UVQ_ERR_NOMEM...).
+ */
+UVQ_EXTERN int uvq_tls_ctx_reload(uvq_tls_ctx *ctx, const uvq_tls_config *cfg,
+                                  char *errbuf, size_t errbuflen);
+
 /* ------------------------------------------------------------------------ */
 /* Key file                                                                 */
 /* ------------------------------------------------------------------------ */
@@ -1702,6 +1721,30 @@ UVQ_EXTERN int uvq_endpoint_connect(uvq_endpoint *ep,
  */
 UVQ_EXTERN void uvq_endpoint_close_all(uvq_endpoint *ep, uint64_t app_error,
                                        const char *reason);
+
+/**
+ * uvq_endpoint_reload_keys puts |keys| (uvq_keys_load) into the running
+ * server endpoint |ep| as a restart with them would, without touching a
+ * connection: a token key that differs from the current one becomes
+ * current (the current one stays accepted as the previous), the reset
+ * secret is used for connection IDs issued from now on, and the session
+ * ticket keys are derived again from the endpoint's TLS context (so call
+ * uvq_tls_ctx_reload with keys->ticket_key first). |keys| NULL: only the
+ * ticket keys are derived again. Not from inside one of |ep|'s callbacks.
+ *
+ * Returns 0, UVQ_ERR_INVALID_ARGUMENT (not a server endpoint),
+ * UVQ_ERR_INVALID_STATE (inside a callback), UVQ_ERR_NOMEM or
+ * UVQ_ERR_INTERNAL; on error nothing has changed.
+ */
+UVQ_EXTERN int uvq_endpoint_reload_keys(uvq_endpoint *ep, const uvq_keys *keys);
+
+/**
+ * uvq_endpoint_stop_accepting makes a server endpoint refuse new
+ * connections (new Initials are answered with CONNECTION_REFUSED, as after
+ * uvq_endpoint_close_all) while the connections it holds go on: the first
+ * step of a graceful shutdown. There is no way back.
+ */
+UVQ_EXTERN void uvq_endpoint_stop_accepting(uvq_endpoint *ep);
 
 /**
  * uvq_endpoint_conn_count returns the connections the endpoint still holds,

@@ -338,6 +338,17 @@ UVQ_EXTERN void uvq_h3_server_config_default(uvq_h3_server_config *cfg);
 UVQ_EXTERN int uvq_h3_server_new(uvq_h3_server **psrv,
                                  const uvq_h3_server_config *cfg);
 
+/**
+ * uvq_h3_server_shutdown starts a graceful shutdown of every connection
+ * |srv| serves (uvq_h3_shutdown on each: GOAWAY, new requests refused with
+ * H3_REQUEST_REJECTED, the exchanges in flight finish, then the connection
+ * closes with H3_NO_ERROR; one still in its handshake closes at once).
+ * Pair it with
+ * uvq_endpoint_stop_accepting, and close what is left after a deadline.
+ * Calling it again is a no-op.
+ */
+UVQ_EXTERN void uvq_h3_server_shutdown(uvq_h3_server *srv);
+
 /** uvq_h3_server_del frees |srv|; its connections must have closed. */
 UVQ_EXTERN void uvq_h3_server_del(uvq_h3_server *srv);
 

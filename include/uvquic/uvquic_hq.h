@@ -44,12 +44,16 @@ extern "C" {
  * another code reports it as a number.
  */
 /** The request was not "GET <path>" on one line of at most the server's
- * limit (uvq_hq_server_set_limits; 4 KiB by default). */
+ * limit (uvq_hq_server_set_limits; 4 KiB by default), or the path does not
+ * percent-decode (an encoded '/', a NUL, a bad escape). */
 #define UVQ_HQ_ERR_BAD_REQUEST 0x101
-/** No such file under the root. */
+/** No such file under the root, or a directory without index.html. The
+ * path is percent-decoded and its query and fragment ignored, as HTTP/3
+ * does; a directory serves its index.html. */
 #define UVQ_HQ_ERR_NOT_FOUND 0x102
-/** The path escapes the root (.., absolute, symlink out), or names a
- * directory or something that is not a regular file. */
+/** The path escapes the root (a ".." segment after decoding, absolute, a
+ * symlink out), or names something that is not a regular file or a
+ * directory. */
 #define UVQ_HQ_ERR_FORBIDDEN 0x103
 /** Reading the file failed (I/O error, too many open files). */
 #define UVQ_HQ_ERR_IO 0x104
@@ -122,6 +126,16 @@ UVQ_EXTERN void uvq_hq_server_del(uvq_hq_server *srv);
 UVQ_EXTERN int uvq_hq_server_accept(uvq_hq_server *srv, uvq_conn *conn,
                                     const uvq_app_callbacks **pcallbacks,
                                     void **pconn_user_data);
+
+/**
+ * uvq_hq_server_shutdown starts a graceful shutdown: every connection
+ * closes (NO_ERROR) as soon as it has no request stream open — at once for
+ * an idle one, else when its last exchange ends. hq-interop has no GOAWAY:
+ * a stream the client opens meanwhile is still served. Pair it with
+ * uvq_endpoint_stop_accepting, and close what is left after a deadline.
+ * Calling it again is a no-op. Runs on the endpoint's thread.
+ */
+UVQ_EXTERN void uvq_hq_server_shutdown(uvq_hq_server *srv);
 
 /** What became of one request, for an access log (valid during the call). */
 typedef struct uvq_hq_log_entry {

@@ -196,6 +196,9 @@ struct uvq_h3_server {
   uvq_h3_server_config cfg;
   const uvq_mem *mem;        /* the server object's; connections may differ */
   uvq_h3_server_stats stats; /* of the connections that closed */
+  /* Connections whose on_closed has not fired (uvq_h3_server_shutdown). */
+  struct uvq_h3_conn *conns;
+  int shutting_down;
 };
 
 struct uvq_h3_conn {
@@ -210,6 +213,8 @@ struct uvq_h3_conn {
   uvq_conn *conn;
   int server;
   uvq_h3_server *srv;
+  /* Server: on srv->conns. */
+  struct uvq_h3_conn *sprev, *snext;
   uvq_h3_client_config ccfg;
   uint64_t max_section;
 

@@ -823,6 +823,43 @@ int uvq_endpoint_handle_expiry(uvq_endpoint *ep, uvq_tstamp now) {
   return rv;
 }
 
+void uvq_endpoint_stop_accepting(uvq_endpoint *ep) { ep->closing_all = 1; }
+
+int uvq_endpoint_reload_keys(uvq_endpoint *ep, const uvq_keys *keys) {
+  uint8_t tk[UVQ_TICKET_KEYLEN], tk2[UVQ_TICKET_KEYLEN];
+  int rv;
+
+  if (ep == NULL || !ep->is_server) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  if (ep->busy) {
+    return UVQ_ERR_INVALID_STATE;
+  }
+  /* The ticket keys first, into scratch space: the step that can fail. */
+  memcpy(tk, ep->ticket_key, sizeof(tk));
+  memcpy(tk2, ep->ticket_key_v2, sizeof(tk2));
+  rv = derive_ticket_keys(ep);
+  if (rv == 0 && keys != NULL &&
+      (!ep->settings.token_key_set ||
+       memcmp(ep->settings.token_key, keys->token_key, UVQ_TOKEN_KEYLEN) !=
+           0)) {
+    rv = uvq_token_keys_rotate(&ep->tokens, keys->token_key);
+    if (rv == 0) {
+      memcpy(ep->settings.token_key, keys->token_key, UVQ_TOKEN_KEYLEN);
+      ep->settings.token_key_set = 1;
+    }
+  }
+  if (rv != 0) {
+    memcpy(ep->ticket_key, tk, sizeof(tk));
+    memcpy(ep->ticket_key_v2, tk2, sizeof(tk2));
+  } else if (keys != NULL) {
+    memcpy(ep->static_secret, keys->static_secret, UVQ_STATIC_SECRETLEN);
+  }
+  gnutls_memset(tk, 0, sizeof(tk));
+  gnutls_memset(tk2, 0, sizeof(tk2));
+  return rv;
+}
+
 void uvq_endpoint_close_all(uvq_endpoint *ep, uint64_t app_error,
                             const char *reason) {
   if (ep == NULL) {
