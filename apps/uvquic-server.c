@@ -19,19 +19,28 @@
  * --metrics-file rewrites FILE (atomically) every second with the
  * endpoint's Prometheus text.
  *
- * HTTP/3: GET and HEAD of regular files beneath the root (content-length
- * set, the body streamed from the file as the stream has room), 404 for a
- * missing file, 403 for a path that leaves the root or names a directory,
- * 405 for other methods. hq-interop: GET, refusals as stream resets.
+ * Files (src/app/http_file.c, the same for both protocols): the path is
+ * percent-decoded (an encoded '/', a NUL or a bad escape is a bad request;
+ * ".." after decoding is refused), its query and fragment ignored; a
+ * directory serves its index.html, else 404 (or a listing with
+ * --autoindex). HTTP/3: GET and HEAD, a directory named without its slash
+ * answers 308; Content-Type from the media-types table, Date,
+ * Last-Modified, ETag (size and mtime), Accept-Ranges, nosniff,
+ * --cache-control; If-None-Match / If-Modified-Since give 304, one Range
+ * 206 (or 416), subject to If-Range; 405 for other methods. hq-interop:
+ * GET, refusals as stream resets.
  *
  * Prints "listening on HOST:PORT" once bound, then one access-log line per
  * request (unless --quiet):
  *   PEER PROTO METHOD PATH STATUS BYTES DURATIONs [aborted: WHY]
  * BYTES is the response body the client acknowledged; "aborted: WHY"
  * follows unless it acknowledged the whole response and its FIN.
- * SIGINT / SIGTERM close every connection gracefully, print the endpoint's
- * counters (unless --quiet) and exit 0. Bad arguments exit 2 with a
- * one-line message.
+ * The first SIGINT / SIGTERM stops accepting, sends GOAWAY on HTTP/3
+ * connections and gives the exchanges in flight --shutdown-timeout; a
+ * second closes at once. Either way every connection gets a
+ * CONNECTION_CLOSE, the counters are printed (unless --quiet) and the exit
+ * is 0. SIGHUP reloads the certificate, key and keys file. Bad arguments
+ * exit 2 with a one-line message.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,7 +50,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <gnutls/gnutls.h>
+#include <nghttp3/nghttp3.h>
+#include <ngtcp2/ngtcp2.h>
 
 #include "uvquic/uvquic.h"
 #include "uvquic/uvquic_uv.h"
@@ -50,6 +65,7 @@
 
 #include "app/fileserve.h"
 #include "app/hq.h"
+#include "app/http_file.h"
 #include "cli.h"
 
 typedef struct server {
@@ -59,7 +75,19 @@ typedef struct server {
   uvq_h3_server *h3;
   /* The HTTP/3 side's view of the root (hq has its own, same jail). */
   uvq_fileserve fs;
-  uv_signal_t sigint, sigterm;
+  /* Content types (--mime-types, else /etc/mime.types, else built in). */
+  uvq_mime_table mime;
+  /* --cache-control VALUE, or NULL; --autoindex. */
+  const char *cache_control;
+  int autoindex;
+  /* Graceful shutdown: how long in-flight exchanges may take (ns). */
+  uint64_t shutdown_timeout;
+  uv_timer_t shutdown_timer;
+  uint64_t shutdown_start;
+  uv_signal_t sigint, sigterm, sighup;
+  /* What SIGHUP reloads. */
+  uvq_tls_ctx *tls;
+  const char *cert, *key, *keys_file, *cert_out;
   int quiet;
   int closing;
   /* --metrics-file */
@@ -68,6 +96,9 @@ typedef struct server {
   char *metrics_buf;
   size_t metrics_cap;
 } server;
+
+/* --shutdown-timeout's default. */
+#define SHUTDOWN_TIMEOUT (10 * UVQ_SECONDS)
 
 /* One request, from its header section to the end of the exchange. */
 typedef struct request {
@@ -97,7 +128,8 @@ static void log_escape(char *dst, size_t dstlen, const char *src, size_t len) {
       o += 3;
       break;
     }
-    if (ch <= 0x20 || ch >= 0x7f || ch == '%') {
+    /* Not '%': the path is shown as received, escaped only once. */
+    if (ch <= 0x20 || ch >= 0x7f) {
       dst[o++] = '%';
       dst[o++] = hex[ch >> 4];
       dst[o++] = hex[ch & 0xf];
@@ -208,40 +240,184 @@ static ssize_t file_read(uvq_h3_stream *st, uint8_t *buf, size_t len, int *peof,
   return n;
 }
 
-static int respond_text(uvq_h3_stream *st, unsigned int status,
-                        const char *text, int allow) {
-  uvq_h3_header hdrs[3];
-  uvq_h3_response resp;
+/* The response header fields being built for one answer. */
+typedef struct hdrs {
+  uvq_h3_header h[16];
+  size_t n;
+  char date[UVQ_HTTP_DATE_LEN];
   char clen[24];
-  size_t n = 0;
+} hdrs;
 
-  snprintf(clen, sizeof(clen), "%zu", strlen(text));
-  hdrs[n++] = (uvq_h3_header){"content-type", 12, "text/plain", 10};
-  hdrs[n++] = (uvq_h3_header){"content-length", 14, clen, strlen(clen)};
-  if (allow) {
-    hdrs[n++] = (uvq_h3_header){"allow", 5, "GET, HEAD", 9};
+static void hdr_add(hdrs *hs, const char *name, const char *value) {
+  if (hs->n < sizeof(hs->h) / sizeof(hs->h[0])) {
+    hs->h[hs->n++] = (uvq_h3_header){name, strlen(name), value, strlen(value)};
   }
+}
+
+/* Fields every response carries: Date and nosniff. */
+static void hdrs_init(hdrs *hs) {
+  hs->n = 0;
+  uvq_http_format_date(time(NULL), hs->date);
+  hdr_add(hs, "date", hs->date);
+  hdr_add(hs, "x-content-type-options", "nosniff");
+}
+
+/* Answers with |hs| and a body held in memory (none for HEAD, but the same
+ * content-length). */
+static int respond_buffer(uvq_h3_stream *st, request *r, unsigned int status,
+                          hdrs *hs, const char *type, const char *body,
+                          size_t len) {
+  uvq_h3_response resp;
+
+  r->status = status;
+  snprintf(hs->clen, sizeof(hs->clen), "%zu", len);
+  if (type != NULL) {
+    hdr_add(hs, "content-type", type);
+  }
+  hdr_add(hs, "content-length", hs->clen);
   memset(&resp, 0, sizeof(resp));
   resp.status = status;
-  resp.headers = hdrs;
-  resp.nheaders = n;
-  resp.body.type = UVQ_H3_BODY_BUFFER;
-  resp.body.data = (const uint8_t *)text;
-  resp.body.len = strlen(text);
-  resp.body.copy = 1;
+  resp.headers = hs->h;
+  resp.nheaders = hs->n;
+  if (r->head || len == 0) {
+    resp.body.type = UVQ_H3_BODY_NONE;
+  } else {
+    resp.body.type = UVQ_H3_BODY_BUFFER;
+    resp.body.data = (const uint8_t *)body;
+    resp.body.len = len;
+    resp.body.copy = 1;
+  }
+  return uvq_h3_respond(st, &resp);
+}
+
+static int respond_text(uvq_h3_stream *st, request *r, unsigned int status,
+                        const char *text) {
+  hdrs hs;
+
+  hdrs_init(&hs);
+  if (status == 405) {
+    hdr_add(&hs, "allow", "GET, HEAD");
+  }
+  return respond_buffer(st, r, status, &hs, "text/plain; charset=utf-8", text,
+                        strlen(text));
+}
+
+/* The value of request field |name| (lower case, as HTTP/3 sends them), or
+ * NULL. */
+static const char *find_field(const uvq_h3_request_info *req, const char *name,
+                              size_t *plen) {
+  size_t i, nlen = strlen(name);
+
+  for (i = 0; i < req->nheaders; ++i) {
+    const uvq_h3_header *h = &req->headers[i];
+    if (h->namelen == nlen && strncasecmp(h->name, name, nlen) == 0) {
+      *plen = h->valuelen;
+      return h->value;
+    }
+  }
+  *plen = 0;
+  return NULL;
+}
+
+static int respond_listing(uvq_h3_stream *st, request *r,
+                           uvq_http_resolved *res) {
+  char *body;
+  size_t len;
+  hdrs hs;
+  int rv;
+
+  if (uvq_http_autoindex(res->fd, res->path, &body, &len) != 0) {
+    return respond_text(st, r, 500, "internal server error\n");
+  }
+  hdrs_init(&hs);
+  rv = respond_buffer(st, r, 200, &hs, "text/html; charset=utf-8", body, len);
+  free(body);
+  return rv;
+}
+
+/* A regular file: validators, conditionals, Range. */
+static int respond_file(uvq_h3_stream *st, request *r,
+                        const uvq_h3_request_info *req,
+                        uvq_http_resolved *res) {
+  server *s = r->s;
+  uvq_http_conditions cond;
+  uvq_http_plan plan;
+  uvq_h3_response resp;
+  char etag[UVQ_HTTP_ETAG_LEN], lastmod[UVQ_HTTP_DATE_LEN], crange[80];
+  const char *type = uvq_mime_type(&s->mime, res->path);
+  hdrs hs;
+
+  memset(&cond, 0, sizeof(cond));
+  cond.if_none_match =
+      find_field(req, "if-none-match", &cond.if_none_match_len);
+  cond.if_modified_since =
+      find_field(req, "if-modified-since", &cond.if_modified_since_len);
+  cond.range = find_field(req, "range", &cond.range_len);
+  cond.if_range = find_field(req, "if-range", &cond.if_range_len);
+  uvq_http_etag(&res->st, etag);
+  uvq_http_format_date(res->st.st_mtim.tv_sec, lastmod);
+  uvq_http_evaluate(&cond, &res->st, etag, &plan);
+
+  hdrs_init(&hs);
+  hdr_add(&hs, "last-modified", lastmod);
+  hdr_add(&hs, "etag", etag);
+  hdr_add(&hs, "accept-ranges", "bytes");
+  if (s->cache_control != NULL) {
+    hdr_add(&hs, "cache-control", s->cache_control);
+  }
+  if (plan.status == 304) {
+    /* RFC 9110 §15.4.5: the validators and Cache-Control, no body, no
+     * content fields. */
+    r->status = 304;
+    memset(&resp, 0, sizeof(resp));
+    resp.status = 304;
+    resp.headers = hs.h;
+    resp.nheaders = hs.n;
+    resp.body.type = UVQ_H3_BODY_NONE;
+    return uvq_h3_respond(st, &resp);
+  }
+  if (plan.status == 416) {
+    snprintf(crange, sizeof(crange), "bytes */%" PRIu64,
+             (uint64_t)res->st.st_size);
+    hdr_add(&hs, "content-range", crange);
+    return respond_buffer(st, r, 416, &hs, "text/plain; charset=utf-8",
+                          "range not satisfiable\n", 22);
+  }
+  if (plan.status == 206) {
+    snprintf(crange, sizeof(crange), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64,
+             plan.offset, plan.offset + plan.length - 1,
+             (uint64_t)res->st.st_size);
+    hdr_add(&hs, "content-range", crange);
+  }
+  r->fd = res->fd;
+  res->fd = -1;
+  r->off = plan.offset;
+  r->size = plan.offset + plan.length;
+  r->status = plan.status;
+  snprintf(hs.clen, sizeof(hs.clen), "%" PRIu64, plan.length);
+  hdr_add(&hs, "content-type", type);
+  hdr_add(&hs, "content-length", hs.clen);
+  memset(&resp, 0, sizeof(resp));
+  resp.status = plan.status;
+  resp.headers = hs.h;
+  resp.nheaders = hs.n;
+  if (r->head) {
+    resp.body.type = UVQ_H3_BODY_NONE;
+  } else {
+    resp.body.type = UVQ_H3_BODY_PROVIDER;
+    resp.body.read = file_read;
+    resp.body.read_user_data = r;
+  }
   return uvq_h3_respond(st, &resp);
 }
 
 static int h3_on_request(uvq_h3_stream *st, const uvq_h3_request_info *req,
                          void *user_data) {
   server *s = user_data;
-  uvq_h3_header hdrs[2];
-  uvq_h3_response resp;
-  char path[4096], clen[24];
+  uvq_http_resolved *res;
   request *r;
-  size_t plen;
-  uvq_fs_status fst;
-  int fd;
+  hdrs hs;
+  int rv;
 
   r = calloc(1, sizeof(*r));
   if (r == NULL) {
@@ -259,58 +435,44 @@ static int h3_on_request(uvq_h3_stream *st, const uvq_h3_request_info *req,
   r->head = req->methodlen == 4 && memcmp(req->method, "HEAD", 4) == 0;
   if (!r->head &&
       !(req->methodlen == 3 && memcmp(req->method, "GET", 3) == 0)) {
-    r->status = 405;
-    return respond_text(st, 405, "method not allowed\n", 1);
+    return respond_text(st, r, 405, "method not allowed\n");
   }
-  /* The file path: the request path without its query or fragment. */
-  plen = req->pathlen;
-  {
-    const char *q = memchr(req->path, '?', plen);
-    const char *h = memchr(req->path, '#', plen);
-    if (q != NULL) {
-      plen = (size_t)(q - req->path);
-    }
-    if (h != NULL && (size_t)(h - req->path) < plen) {
-      plen = (size_t)(h - req->path);
-    }
+  res = malloc(sizeof(*res));
+  if (res == NULL) {
+    return -1;
   }
-  if (plen >= sizeof(path) || memchr(req->path, '\0', plen) != NULL) {
-    r->status = 400;
-    return respond_text(st, 400, "bad request\n", 0);
-  }
-  memcpy(path, req->path, plen);
-  path[plen] = '\0';
-  fst = uvq_fileserve_open(&s->fs, path, &fd, &r->size);
-  switch (fst) {
-  case UVQ_FS_OK:
+  switch (uvq_http_resolve(&s->fs, req->path, req->pathlen,
+                           s->autoindex ? UVQ_HTTP_AUTOINDEX : 0, res)) {
+  case UVQ_HTTP_FILE:
+    rv = respond_file(st, r, req, res);
     break;
-  case UVQ_FS_NOT_FOUND:
-    r->status = 404;
-    return respond_text(st, 404, "not found\n", 0);
-  case UVQ_FS_FORBIDDEN:
-    r->status = 403;
-    return respond_text(st, 403, "forbidden\n", 0);
+  case UVQ_HTTP_LISTING:
+    rv = respond_listing(st, r, res);
+    break;
+  case UVQ_HTTP_REDIRECT:
+    hdrs_init(&hs);
+    hdr_add(&hs, "location", res->location);
+    rv = respond_buffer(st, r, 308, &hs, "text/plain; charset=utf-8",
+                        "moved permanently\n", 18);
+    break;
+  case UVQ_HTTP_BAD_REQUEST:
+    rv = respond_text(st, r, 400, "bad request\n");
+    break;
+  case UVQ_HTTP_NOT_FOUND:
+    rv = respond_text(st, r, 404, "not found\n");
+    break;
+  case UVQ_HTTP_FORBIDDEN:
+    rv = respond_text(st, r, 403, "forbidden\n");
+    break;
   default:
-    r->status = 500;
-    return respond_text(st, 500, "internal server error\n", 0);
+    rv = respond_text(st, r, 500, "internal server error\n");
+    break;
   }
-  r->fd = fd;
-  r->status = 200;
-  snprintf(clen, sizeof(clen), "%" PRIu64, r->size);
-  hdrs[0] = (uvq_h3_header){"content-type", 12, "application/octet-stream", 24};
-  hdrs[1] = (uvq_h3_header){"content-length", 14, clen, strlen(clen)};
-  memset(&resp, 0, sizeof(resp));
-  resp.status = 200;
-  resp.headers = hdrs;
-  resp.nheaders = 2;
-  if (r->head) {
-    resp.body.type = UVQ_H3_BODY_NONE;
-  } else {
-    resp.body.type = UVQ_H3_BODY_PROVIDER;
-    resp.body.read = file_read;
-    resp.body.read_user_data = r;
+  if (res->fd >= 0) {
+    close(res->fd);
   }
-  return uvq_h3_respond(st, &resp);
+  free(res);
+  return rv;
 }
 
 static void h3_on_stream_close(uvq_h3_stream *st, int error, uint64_t app_error,
@@ -340,46 +502,79 @@ static void h3_on_stream_close(uvq_h3_stream *st, int error, uint64_t app_error,
   free(r);
 }
 
+static void print_version(void) {
+  printf("uvquic-server %s (ngtcp2 %s, nghttp3 %s, GnuTLS %s)\n", UVQ_VERSION,
+         ngtcp2_version(0)->version_str, nghttp3_version(0)->version_str,
+         gnutls_check_version(NULL));
+}
+
 static void usage(FILE *f) {
+  uvq_settings d;
+
+  /* The transport defaults are the library's: read, not restated. */
+  uvq_settings_default(&d);
   fprintf(
       f,
       "usage: uvquic-server [--listen HOST:PORT] [--root DIR] "
       "[--cert FILE --key FILE] [OPTIONS]\n"
+      "Serves DIR over HTTP/3 (ALPN h3) and hq-interop. Every option, with\n"
+      "its default:\n"
       "  --listen HOST:PORT         default 127.0.0.1:4433\n"
       "  --root DIR                 directory served (default .)\n"
-      "  --retry[=always|auto]      address validation with Retry (plain\n"
-      "                             --retry: always; auto: under load)\n"
-      "  --max-handshakes N         handshakes in flight (default 1024;\n"
+      "  --cert FILE, --key FILE    PEM certificate chain and key (default:\n"
+      "                             an ephemeral self-signed certificate)\n"
+      "  --write-cert FILE          write the certificate's PEM (default\n"
+      "                             none; a client's CA file)\n"
+      "  --keys-file FILE           load token keys, reset secret and\n"
+      "                             ticket master key (mode 0600; default\n"
+      "                             random keys per run)\n"
+      "  --gen-keys FILE            write a new key file and exit\n"
+      "  --mime-types FILE          media types (mime.types format; default\n"
+      "                             " UVQ_MIME_TYPES_PATH
+      " if present, always a\n"
+      "                             built-in list of the common web types)\n"
+      "  --autoindex                list a directory without index.html\n"
+      "                             (default off: 404)\n"
+      "  --cache-control VALUE      Cache-Control of every file response\n"
+      "                             (default none)\n"
+      "  --shutdown-timeout S       on SIGINT/SIGTERM: stop accepting, "
+      "GOAWAY,\n"
+      "                             let requests in flight finish for up to S\n"
+      "                             seconds, then close (default 10; a second\n"
+      "                             signal closes at once)\n"
+      "  --retry[=always|auto]      address validation with Retry (default\n"
+      "                             off; plain --retry: always; auto: under\n"
+      "                             load)\n"
+      "  --max-handshakes N         handshakes in flight (default %zu;\n"
       "                             beyond: Retry if --retry, else refused)\n"
       "  --max-handshakes-per-source N\n"
       "                             per IPv4 address or IPv6 /64 (default\n"
-      "                             64; 0 = no limit)\n"
+      "                             %zu; 0 = no limit)\n"
       "  --max-connections-per-source N\n"
       "                             per IPv4 address or IPv6 /64 (default\n"
-      "                             1024; 0 = no limit)\n"
+      "                             %zu; 0 = no limit)\n"
       "  --conn-send-budget KIB     send buffers per connection (default\n"
-      "                             8192)\n"
+      "                             %zu)\n"
       "  --endpoint-send-budget KIB send buffers of all connections\n"
-      "                             (default 262144; 0 = no limit)\n"
+      "                             (default %zu; 0 = no limit)\n"
       "  --conn-recv-budget KIB     received bytes held per connection\n"
       "                             (partial headers, request lines;\n"
-      "                             default 1024; 0 = no limit)\n"
+      "                             default %zu; 0 = no limit)\n"
       "  --endpoint-recv-budget KIB the same for all connections (default\n"
-      "                             65536; 0 = no limit)\n"
+      "                             %zu; 0 = no limit)\n"
       "  --no-idle-eviction         under memory pressure (an endpoint\n"
       "                             budget at 90 %%) refuse new connections\n"
       "                             instead of closing the longest-idle\n"
+      "                             (default off)\n"
       "  --quic-versions LIST       QUIC versions accepted, most preferred\n"
       "                             first: v1, v2 (default v1,v2; v2,v1\n"
       "                             upgrades clients that offer v2; v2\n"
       "                             alone answers v1 with Version\n"
       "                             Negotiation)\n"
       "  --quiet                    no access log, no counters at exit\n"
-      "  --write-cert FILE          write the certificate's PEM\n"
+      "                             (default off)\n"
       "  --initial-rtt MS           RTT assumed before the first sample\n"
-      "  --keys-file FILE           load token keys, reset secret and\n"
-      "                             ticket master key (mode 0600)\n"
-      "  --gen-keys FILE            write a new key file and exit\n"
+      "                             (default %" PRIu64 ")\n"
       "  --header-timeout S         a request's header section (h3) or\n"
       "                             request line (hq) must arrive within S\n"
       "                             seconds of its stream's first frame,\n"
@@ -394,10 +589,44 @@ static void usage(FILE *f) {
       "  --max-request-line N       hq: longest request line, CRLF included\n"
       "                             (16..65536, default 4096)\n"
       "  --metrics-file FILE        rewrite FILE every second with the\n"
-      "                             Prometheus counters\n"
+      "                             Prometheus counters (default none)\n"
       "  --no-early-data            refuse 0-RTT; session tickets then allow\n"
-      "                             resumption only (no early_data "
-      "extension)\n" CLI_COMMON_USAGE);
+      "                             resumption only (default: 0-RTT on)\n"
+      "  --cc reno|cubic|bbr        congestion controller (default cubic)\n"
+      "  --max-data BYTES           connection flow-control window we grant\n"
+      "                             (default %" PRIu64 ")\n"
+      "  --max-stream-data BYTES    per-stream flow-control window we grant\n"
+      "                             (default %" PRIu64 ")\n"
+      "  --max-streams N            bidi and uni streams the peer may open\n"
+      "                             (default %" PRIu64 ")\n"
+      "  --idle-timeout SECONDS     idle timeout (default %" PRIu64 ")\n"
+      "  --keep-alive MS            PING interval (default off)\n"
+      "  --no-pmtud                 no path MTU discovery (default: on)\n"
+      "  --disable-migration        forbid the peer from migrating (default:\n"
+      "                             allowed)\n"
+      "  --max-udp-payload N        largest UDP payload we send (1200..65527;\n"
+      "                             default %zu)\n"
+      "  --max-connections N        connections at once (default %zu; 0 = no\n"
+      "                             limit)\n"
+      "  -v, --verbose, -vv         log connection lifecycle (info) or\n"
+      "                             ngtcp2's trace (debug) to stderr, with\n"
+      "                             the SCID (default off)\n"
+      "  --qlog-dir DIR             one qlog (JSON-SEQ) per connection, named\n"
+      "                             ODCID-ROLE.sqlog (default off)\n"
+      "  --version                  print the versions and exit\n"
+      "  -h, --help                 this text\n"
+      "Signals: SIGINT/SIGTERM shut down gracefully (see\n"
+      "--shutdown-timeout); SIGHUP reloads --cert/--key and --keys-file for\n"
+      "new handshakes without dropping a connection (a file that does not\n"
+      "load is reported and the old ones kept). SSLKEYLOGFILE=FILE appends\n"
+      "the TLS secrets to FILE (for Wireshark).\n",
+      d.max_handshakes, d.max_handshakes_per_source,
+      d.max_connections_per_source, d.conn_send_budget >> 10,
+      d.endpoint_send_budget >> 10, d.conn_recv_budget >> 10,
+      d.endpoint_recv_budget >> 10, d.initial_rtt / UVQ_MILLISECONDS,
+      d.initial_max_data, d.initial_max_stream_data, d.max_streams_bidi,
+      d.idle_timeout / UVQ_SECONDS, (size_t)d.max_udp_payload_size,
+      d.max_connections);
 }
 
 static int on_accept(uvq_listener *l, uvq_conn *conn,
@@ -531,20 +760,141 @@ static void on_listener_closed(uvq_uv_endpoint *uep, void *user_data) {
     print_app_stats(s);
   }
   s->listener = NULL;
+  if (s->closing) {
+    uv_close((uv_handle_t *)&s->shutdown_timer, NULL);
+  }
   uv_close((uv_handle_t *)&s->sigint, NULL);
   uv_close((uv_handle_t *)&s->sigterm, NULL);
+  uv_close((uv_handle_t *)&s->sighup, NULL);
 }
 
+/* While shutting down: once no connection is left, or the deadline has
+ * passed, close the listener (what is left gets CONNECTION_CLOSE). */
+static void on_shutdown_timer(uv_timer_t *t) {
+  server *s = t->data;
+  uvq_endpoint *ep;
+
+  if (s->listener == NULL || s->closing > 1) {
+    return;
+  }
+  ep = uvq_uv_endpoint_get_endpoint(s->listener);
+  if (uvq_endpoint_conn_count(ep) == 0 ||
+      uv_hrtime() - s->shutdown_start >= s->shutdown_timeout) {
+    s->closing = 2;
+    uv_timer_stop(t);
+    uvq_listener_close(s->listener, on_listener_closed);
+  }
+}
+
+/*
+ * The first SIGINT / SIGTERM starts a graceful shutdown: no new
+ * connections, GOAWAY on HTTP/3 ones, hq ones closed as they go idle, the
+ * exchanges in flight given --shutdown-timeout, then every connection
+ * closed. A second closes everything at once (CONNECTION_CLOSE still sent,
+ * closing periods not waited out).
+ */
 static void on_signal(uv_signal_t *h, int signum) {
   server *s = h->data;
 
   (void)signum;
+  if (s->listener == NULL) {
+    return;
+  }
   if (s->closing) {
-    /* A second signal: the user does not want to wait. */
-    exit(CLI_EXIT_TRANSFER);
+    s->closing = 3;
+    uv_timer_stop(&s->shutdown_timer);
+    uvq_uv_endpoint_close_now(s->listener, on_listener_closed);
+    return;
   }
   s->closing = 1;
-  uvq_listener_close(s->listener, on_listener_closed);
+  if (!s->quiet) {
+    printf("shutting down: %zu connection(s), up to %.1fs (a second signal "
+           "closes them now)\n",
+           uvq_endpoint_conn_count(uvq_uv_endpoint_get_endpoint(s->listener)),
+           (double)s->shutdown_timeout / 1e9);
+  }
+  uvq_endpoint_stop_accepting(uvq_uv_endpoint_get_endpoint(s->listener));
+  uvq_h3_server_shutdown(s->h3);
+  uvq_hq_server_shutdown(s->hq);
+  /* uvq_h3_server_shutdown closes connections without a request in flight
+   * from the libuv driver's next pass; the timer sees them go. */
+  s->shutdown_start = uv_hrtime();
+  uv_timer_init(s->loop, &s->shutdown_timer);
+  s->shutdown_timer.data = s;
+  uv_timer_start(&s->shutdown_timer, on_shutdown_timer, 10, 20);
+}
+
+static int write_cert(uvq_tls_ctx *tls, const char *path);
+
+/* The TLS configuration of the server: from the start and on SIGHUP. */
+static void tls_config(server *s, uvq_tls_config *tcfg, const uvq_keys *keys,
+                       uvq_settings *settings) {
+  static const char *const alpn[] = {UVQ_H3_ALPN, UVQ_HQ_ALPN};
+
+  uvq_tls_config_default(tcfg);
+  tcfg->cert_file = s->cert;
+  tcfg->key_file = s->key;
+  tcfg->alpn = alpn;
+  tcfg->alpnlen = 2;
+  if (keys != NULL) {
+    uvq_keys_apply(keys, settings, tcfg);
+  }
+}
+
+/*
+ * SIGHUP: the certificate, key and keys file are read again and, if all
+ * of them load, used for the handshakes from now on; connections are not
+ * touched. A file that does not load is reported and the old ones kept.
+ */
+static void on_sighup(uv_signal_t *h, int signum) {
+  server *s = h->data;
+  uvq_tls_config tcfg;
+  uvq_keys keys;
+  char err[512];
+  int rv;
+
+  (void)signum;
+  if (s->listener == NULL || s->closing) {
+    return;
+  }
+  if (s->keys_file != NULL &&
+      uvq_keys_load(&keys, s->keys_file, err, sizeof(err)) != 0) {
+    fprintf(stderr,
+            "uvquic-server: SIGHUP: %s; keeping the certificate and keys in "
+            "use\n",
+            err);
+    return;
+  }
+  if (s->cert == NULL && s->keys_file == NULL) {
+    fprintf(stderr, "uvquic-server: SIGHUP: nothing to reload (no --cert, no "
+                    "--keys-file)\n");
+    return;
+  }
+  /* Without --cert the ephemeral certificate stays (cert_file NULL). */
+  tls_config(s, &tcfg, s->keys_file ? &keys : NULL, NULL);
+  err[0] = '\0';
+  rv = uvq_tls_ctx_reload(s->tls, &tcfg, err, sizeof(err));
+  if (rv != 0) {
+    fprintf(stderr,
+            "uvquic-server: SIGHUP: %s; keeping the certificate and keys in "
+            "use\n",
+            err[0] ? err : uvq_strerror(rv));
+    return;
+  }
+  rv = uvq_endpoint_reload_keys(uvq_uv_endpoint_get_endpoint(s->listener),
+                                s->keys_file ? &keys : NULL);
+  if (rv != 0) {
+    fprintf(stderr, "uvquic-server: SIGHUP: keys: %s\n", uvq_strerror(rv));
+    return;
+  }
+  if (s->cert_out != NULL) {
+    (void)write_cert(s->tls, s->cert_out);
+  }
+  if (!s->quiet) {
+    printf("reloaded:%s%s%s%s\n", s->cert ? " certificate " : "",
+           s->cert ? s->cert : "", s->keys_file ? " keys " : "",
+           s->keys_file ? s->keys_file : "");
+  }
 }
 
 static int write_cert(uvq_tls_ctx *tls, const char *path) {
@@ -614,12 +964,16 @@ int main(int argc, char **argv) {
       {"endpoint-recv-budget", required_argument, NULL,
        CLI_OPT_FIRST_TOOL + 16},
       {"no-idle-eviction", no_argument, NULL, CLI_OPT_FIRST_TOOL + 17},
+      {"mime-types", required_argument, NULL, CLI_OPT_FIRST_TOOL + 40},
+      {"autoindex", no_argument, NULL, CLI_OPT_FIRST_TOOL + 41},
+      {"cache-control", required_argument, NULL, CLI_OPT_FIRST_TOOL + 42},
+      {"shutdown-timeout", required_argument, NULL, CLI_OPT_FIRST_TOOL + 43},
+      {"version", no_argument, NULL, CLI_OPT_FIRST_TOOL + 44},
       CLI_COMMON_OPTIONS,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   const char *listen_arg = "127.0.0.1:4433", *root = ".", *cert = NULL,
              *key = NULL, *cert_out = NULL;
-  static const char *const alpn[] = {UVQ_H3_ALPN, UVQ_HQ_ALPN};
   char host[256], port[16], err[512], addrbuf[128];
   struct sockaddr_storage ss;
   socklen_t sslen;
@@ -636,6 +990,8 @@ int main(int argc, char **argv) {
   uint64_t max_field_section = 16384;
   size_t max_request_line = UVQ_HQ_MAX_REQUEST;
   const char *keys_file = NULL, *gen_keys = NULL;
+  /* NULL: the system's table if it is there, silently. */
+  const char *mime_file = NULL;
   uvq_retry_mode retry = UVQ_RETRY_OFF;
   cli_common cc;
   uvq_keys keys;
@@ -643,6 +999,7 @@ int main(int argc, char **argv) {
   server s;
 
   memset(&s, 0, sizeof(s));
+  s.shutdown_timeout = SHUTDOWN_TIMEOUT;
   memset(&cc, 0, sizeof(cc));
   cc.role = "server";
   uvq_settings_default(&settings);
@@ -717,6 +1074,27 @@ int main(int argc, char **argv) {
     case CLI_OPT_FIRST_TOOL + 17:
       settings.no_idle_eviction = 1;
       break;
+    case CLI_OPT_FIRST_TOOL + 40:
+      mime_file = optarg;
+      break;
+    case CLI_OPT_FIRST_TOOL + 41:
+      s.autoindex = 1;
+      break;
+    case CLI_OPT_FIRST_TOOL + 42:
+      if (strpbrk(optarg, "\r\n") != NULL) {
+        cli_fail_usage("%s", "bad --cache-control: a line break");
+      }
+      s.cache_control = optarg;
+      break;
+    case CLI_OPT_FIRST_TOOL + 43:
+      s.shutdown_timeout =
+          strcmp(optarg, "0") == 0
+              ? 0
+              : cli_parse_secs(optarg, "--shutdown-timeout", 86400);
+      break;
+    case CLI_OPT_FIRST_TOOL + 44:
+      print_version();
+      return CLI_EXIT_OK;
     case CLI_OPT_FIRST_TOOL + 20:
       header_timeout = strcmp(optarg, "0") == 0
                            ? 0
@@ -774,6 +1152,14 @@ int main(int argc, char **argv) {
       uvq_keys_load(&keys, keys_file, err, sizeof(err)) != 0) {
     cli_fail_usage("%s", err);
   }
+  if (mime_file != NULL) {
+    if (uvq_mime_table_load(&s.mime, mime_file, err, sizeof(err)) != 0) {
+      cli_fail_usage("bad --mime-types: %s", err);
+    }
+  } else {
+    /* Absent (no media-types package): the built-in types serve. */
+    (void)uvq_mime_table_load(&s.mime, UVQ_MIME_TYPES_PATH, NULL, 0);
+  }
   if ((cert == NULL) != (key == NULL)) {
     cli_fail_usage("%s", "--cert and --key go together");
   }
@@ -809,14 +1195,11 @@ int main(int argc, char **argv) {
     cli_fail_usage("HTTP/3 setup failed: %s", uvq_strerror(rv));
   }
 
-  uvq_tls_config_default(&tcfg);
-  tcfg.cert_file = cert;
-  tcfg.key_file = key;
-  tcfg.alpn = alpn;
-  tcfg.alpnlen = 2;
-  if (keys_file != NULL) {
-    uvq_keys_apply(&keys, &settings, &tcfg);
-  }
+  s.cert = cert;
+  s.key = key;
+  s.keys_file = keys_file;
+  s.cert_out = cert_out;
+  tls_config(&s, &tcfg, keys_file ? &keys : NULL, &settings);
   err[0] = '\0';
   rv = uvq_tls_ctx_new(&tls, 1, &tcfg, NULL, err, sizeof(err));
   if (rv != 0) {
@@ -824,6 +1207,7 @@ int main(int argc, char **argv) {
             err[0] ? err : uvq_strerror(rv));
     goto fail_tls;
   }
+  s.tls = tls;
   if (cert_out && write_cert(tls, cert_out) != 0) {
     goto fail_listen;
   }
@@ -854,6 +1238,9 @@ int main(int argc, char **argv) {
   s.sigint.data = s.sigterm.data = &s;
   uv_signal_start(&s.sigint, on_signal, SIGINT);
   uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+  uv_signal_init(s.loop, &s.sighup);
+  s.sighup.data = &s;
+  uv_signal_start(&s.sighup, on_sighup, SIGHUP);
   signal(SIGPIPE, SIG_IGN);
   if (s.metrics_file != NULL) {
     uv_timer_init(s.loop, &s.metrics_timer);
@@ -868,6 +1255,7 @@ int main(int argc, char **argv) {
   uvq_h3_server_del(s.h3);
   uvq_fileserve_free(&s.fs);
   uvq_hq_server_del(s.hq);
+  uvq_mime_table_free(&s.mime);
   uvq_tls_ctx_del(tls);
   uv_loop_close(s.loop);
   return CLI_EXIT_OK;
@@ -878,5 +1266,6 @@ fail_tls:
   uvq_h3_server_del(s.h3);
   uvq_fileserve_free(&s.fs);
   uvq_hq_server_del(s.hq);
+  uvq_mime_table_free(&s.mime);
   return CLI_EXIT_USAGE;
 }

@@ -227,6 +227,66 @@ static void seeds_h3(uvq_seed_emit emit, void *ud) {
   emit("h3_request", buf, n, ud);
 }
 
+/* Strings, one seed each. */
+static void seeds_strings(const char *harness, const char *const *v,
+                          uvq_seed_emit emit, void *ud) {
+  for (; *v; ++v) {
+    emit(harness, (const uint8_t *)*v, strlen(*v), ud);
+  }
+}
+
+static void seeds_http_path(uvq_seed_emit emit, void *ud) {
+  static const char *const v[] = {"/a.txt",
+                                  "/sp%20ace.html",
+                                  "/d/",
+                                  "/d",
+                                  "/d?x=1#f",
+                                  "/e/\x01",
+                                  "/%2e%2e/a.txt",
+                                  "/d/../a.txt",
+                                  "/a%2fb",
+                                  "/a%00",
+                                  "/a%g0",
+                                  "/a%",
+                                  "//etc/passwd",
+                                  "/out",
+                                  "/a.txt/",
+                                  "/",
+                                  "/?q",
+                                  "/d/index.html#x",
+                                  NULL};
+  seeds_strings("http_path", v, emit, ud);
+}
+
+static void seeds_http_cond(uvq_seed_emit emit, void *ud) {
+  /* size selector, then Range \n If-Range \n If-None-Match \n IMS. */
+  static const char *const v[] = {
+      "\003bytes=0-99",
+      "\003bytes=-10",
+      "\003bytes=900-",
+      "\003bytes=5000-",
+      "\003bytes=0-1,4-5",
+      "\003bytes=0-9\n\"3e8-2ebc3fa1-0\"",
+      "\003bytes=0-9\nSun, 06 Nov 1994 08:49:37 GMT",
+      "\003\n\n\"3e8-2ebc3fa1-0\", W/\"x\"",
+      "\003\n\n\nSun, 06 Nov 1994 08:49:37 GMT",
+      "\003\n\n\nSunday, 06-Nov-94 08:49:37 GMT",
+      "\003\n\n\nSun Nov  6 08:49:37 1994",
+      "\000bytes=0-",
+      "\005bytes=-9223372036854775807",
+      NULL};
+  seeds_strings("http_cond", v, emit, ud);
+}
+
+static void seeds_mime_types(uvq_seed_emit emit, void *ud) {
+  static const char *const v[] = {
+      "text/html html htm\nimage/png png\n",
+      "# c\n  text/css\tcss # x\napplication/onlytype\n",
+      "image/png png\nimage/other png PNG\nbad/ty;pe x\nnotype y\n",
+      "text/javascript\t\tes js mjs\r\nfont/woff2 woff2\r\n", NULL};
+  seeds_strings("mime_types", v, emit, ud);
+}
+
 void uvq_fuzz_seeds(const char *harness, uvq_seed_emit emit, void *ud) {
   if (strcmp(harness, "router") == 0) {
     seeds_router(emit, ud);
@@ -236,5 +296,11 @@ void uvq_fuzz_seeds(const char *harness, uvq_seed_emit emit, void *ud) {
     seeds_cid_map(emit, ud);
   } else if (strcmp(harness, "h3_request") == 0) {
     seeds_h3(emit, ud);
+  } else if (strcmp(harness, "http_path") == 0) {
+    seeds_http_path(emit, ud);
+  } else if (strcmp(harness, "http_cond") == 0) {
+    seeds_http_cond(emit, ud);
+  } else if (strcmp(harness, "mime_types") == 0) {
+    seeds_mime_types(emit, ud);
   }
 }

@@ -16,6 +16,11 @@ PKGS=(
   build-essential cmake pkg-config
   libgnutls28-dev libuv1-dev libcmocka-dev libjansson-dev
   gnutls-bin openssl coreutils procps python3 bsdutils clang-format
+  # The API reference (scripts/docs.sh), the man pages (scdoc sources,
+  # read with man -l) and the Debian packages (scripts/build-debs.sh).
+  doxygen scdoc man-db debhelper dpkg-dev fakeroot lintian
+  # File serving's media types, and the browser test's browser.
+  media-types chromium
 )
 # Package -> minimum version; on bookworm these come from backports.
 declare -A MIN=(

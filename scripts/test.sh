@@ -21,6 +21,9 @@ echo "== uvquic tests: normal build (-Werror) =="
 "$here/scripts/build.sh" "$here/build"
 (cd "$here/build" && ctest --output-on-failure -j"$jobs") || status=1
 
+echo "== uvquic API reference (Doxygen, no warnings allowed) =="
+"$here/scripts/docs.sh" "$here/build" || status=1
+
 if [ $quick -eq 0 ]; then
   echo "== uvquic tests: ASan + UBSan build =="
   "$here/scripts/build.sh" "$here/build-asan" -DUVQ_ASAN=ON -DUVQ_UBSAN=ON \
@@ -37,6 +40,13 @@ if [ $quick -eq 0 ]; then
   "$here/scripts/build.sh" "$here/build-tsan" -DUVQ_TSAN=ON -DUVQ_BENCH=OFF
   (cd "$here/build-tsan" && TSAN_OPTIONS=halt_on_error=1 \
     ctest --output-on-failure -R '^test_conn$') || status=1
+
+  # The .debs, as dpkg-buildpackage builds them (their unit tests run
+  # inside), and lintian; installing them on a fresh Debian is
+  # scripts/deb-install-check.sh in scripts/fresh-debian.sh (not here: it
+  # takes minutes).
+  echo "== uvquic Debian packages (dpkg-buildpackage, lintian) =="
+  "$here/scripts/build-debs.sh" "$here/out/debs" || status=1
 
   echo "== uvquic fuzzing: each harness for ${UVQ_FUZZ_SECONDS:-10} s =="
   if "$here/scripts/fuzz.sh" "${UVQ_FUZZ_SECONDS:-10}" >"$here/build-fuzz.log" 2>&1; then

@@ -151,14 +151,15 @@ grep -q ' h3 GET /small.txt 200 ' "$tmp/main.out" && ! grep -q '#part' "$tmp/mai
   pass "#fragment: not on the wire" || fail "#fragment: $(tail -n2 "$tmp/main.out")"
 expect "-C needs -" 2 'C takes "-"' "$CLIENT" -k -C 5 -o "$tmp/x" "$base/small.txt"
 expect "-X over hq" 2 'need HTTP/3' "$CLIENT" -k --alpn hq-interop -X POST "$base/small.txt"
-# -C -: the .part's first MiB is kept and the rest asked for with a Range;
-# a server that ignores it sends everything, and the file starts over.
+# -C -: the .part's first MiB is kept and the rest asked for with a Range,
+# answered 206 with the other 7 MiB.
 head -c $((1024 * 1024)) "$root/big.bin" >"$tmp/res.bin.part"
 expect "-C -" 0 '' "$CLIENT" -k -C - -o "$tmp/res.bin" "$base/big.bin"
-if [ "$(sha "$tmp/res.bin")" = "$(sha "$root/big.bin")" ] && [ ! -e "$tmp/res.bin.part" ]; then
-  pass "-C -: the whole file, no .part left"
+if [ "$(sha "$tmp/res.bin")" = "$(sha "$root/big.bin")" ] && [ ! -e "$tmp/res.bin.part" ] &&
+  grep -q " h3 GET /big.bin 206 $((7 * 1024 * 1024)) " "$tmp/main.out"; then
+  pass "-C -: 206 for the last 7 MiB, the whole file, no .part left"
 else
-  fail "-C -: the file differs"
+  fail "-C -: the file differs or no 206: $(tail -n2 "$tmp/main.out")"
 fi
 "$CLIENT" -V >"$tmp/version.out"
 if grep -Eq '^uvquic-client [0-9]' "$tmp/version.out" &&
@@ -278,6 +279,11 @@ for sig in INT TERM; do
   [ -n "$seen" ] && pass "SIG$sig: the server saw the CONNECTION_CLOSE at once" ||
     fail "SIG$sig: the server did not see the close within 2 s: $(tail -n3 "$tmp/main.out")"
 done
+
+# The .part the last signal kept is resumed by -C -.
+expect "-C - after SIGTERM" 0 '' "$CLIENT" -k -C - -o "$tmp/sig.bin" "$base/big.bin"
+[ "$(sha "$tmp/sig.bin")" = "$(sha "$root/big.bin")" ] && [ ! -e "$tmp/sig.bin.part" ] &&
+  pass "-C - after SIGTERM: the whole file" || fail "-C - after SIGTERM: the file differs"
 
 # 56: the server stops answering mid-transfer. The reader takes 1 MiB and
 # then reads nothing more for a while, so the client withholds credit

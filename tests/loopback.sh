@@ -268,7 +268,7 @@ fi
 
 # ---- path jail -------------------------------------------------------------
 # hq-interop refuses with a stream reset; HTTP/3 with 403 (outside the root,
-# a directory, a symlink) or 404 (missing).
+# a symlink) or 404 (missing, a directory without index.html).
 jail_refusal() {
   case "$1" in
   hq-interop) echo "refused by the server" ;;
@@ -292,7 +292,7 @@ for resolver in openat2 fallback; do
       fi
     done
     for path in /../outside/secret.txt /sub/../../outside/secret.txt \
-      //etc/passwd /escape /etcdir/passwd / /sub /missing.txt; do
+      //etc/passwd /escape /etcdir/passwd / /sub/ /missing.txt; do
       rc=0
       "$CLIENT" --alpn "$alpn" -k --quiet --fail "$base$path" 2>"$tmp/jail.err" || rc=$?
       if [ "$rc" -eq 22 ] && grep -q "$(jail_refusal "$alpn")" "$tmp/jail.err"; then
@@ -302,6 +302,15 @@ for resolver in openat2 fallback; do
       fi
     done
   done
+  # A directory named without its slash: 308 to the slash form on h3 (not
+  # followed, reported, exit 0 as curl without -L).
+  rc=0
+  "$CLIENT" -k --quiet --fail "$base/sub" 2>"$tmp/jail.err" || rc=$?
+  if [ "$rc" -eq 0 ] && grep -q "HTTP status 308" "$tmp/jail.err"; then
+    pass "jail ($resolver, h3): /sub redirected (308)"
+  else
+    fail "jail ($resolver, h3): /sub gave exit $rc: $(cat "$tmp/jail.err")"
+  fi
   stop_server "jail-$resolver"
   # The access log agrees: the two files served, 16 refusals, nothing else.
   served=$(grep -Ec ' (h3|hq) GET [^ ]+ 200 ' "$tmp/jail-$resolver.out" || true)

@@ -356,7 +356,11 @@ static void test_budget_endpoint_send(void **state) {
   assert_true(peak_ep <= ss.endpoint_send_budget);
   assert_true(peak_ep > ss.endpoint_send_budget / 2);
   assert_true(es.endpoint_send_budget_pushbacks > 0);
+  /* The last answers' acknowledgements may still be on their way. */
+  qt_run(&w, NULL, NULL, 1 * UVQ_SECONDS);
+  uvq_endpoint_get_stats(g_sep, &es);
   assert_int_equal(es.send_buffered_bytes, 0);
+  assert_int_equal(g_sep->send_reserved, 0);
   g_response = 32u << 20;
   qt_world_free(&w);
 }
@@ -534,6 +538,441 @@ static void test_budget_pressure_evicts_idle(void **state) {
   qt_world_free(&w);
 }
 
+/* An endpoint budget under two lookaheads (32 KiB): a connection pushed
+ * back by it is woken once the other's acknowledgements free half of it
+ * (the small-budget rule the connection's budget has), not after a
+ * lookahead's worth it can never free; both answers arrive whole. */
+static void test_budget_endpoint_small(void **state) {
+  enum { NCLI = 2 };
+  static good ok[NCLI];
+  qt_world w;
+  uvq_settings ss;
+  uvq_endpoint_stats es;
+  uvq_tstamp t0;
+  int s, done = 0;
+  (void)state;
+
+  g_nstreams = 0;
+  qt_world_init(&w, 95);
+  w.delay = 2 * UVQ_MILLISECONDS;
+  g_response = 256u << 10;
+  uvq_settings_default(&ss);
+  ss.endpoint_send_budget = 32u << 10;
+  s = qt_add_server(&w, &ss, srv_accept, NULL);
+  g_sep = w.nodes[s].ep;
+  for (int i = 0; i < NCLI; i++) {
+    uvq_conn *conn;
+    int c = qt_add_client(&w, NULL, NULL);
+    memset(&ok[i], 0, sizeof(ok[i]));
+    ok[i].streams = 1;
+    assert_int_equal(qt_connect(&w, c, s, &good_cb, &ok[i], &conn), 0);
+  }
+  t0 = w.now;
+  while (!done && w.now - t0 < 30 * UVQ_SECONDS) {
+    qt_run(&w, NULL, NULL, 10 * UVQ_MILLISECONDS);
+    uvq_endpoint_get_stats(g_sep, &es);
+    assert_true(es.send_buffered_bytes <= ss.endpoint_send_budget);
+    done = ok[0].fins == 1 && ok[1].fins == 1;
+  }
+  uvq_endpoint_get_stats(g_sep, &es);
+  assert_true(es.endpoint_send_budget_pushbacks > 0);
+  assert_int_equal(ok[0].received, g_response);
+  assert_int_equal(ok[1].received, g_response);
+  assert_int_equal(es.send_buffered_bytes, 0);
+  g_response = 32u << 20;
+  qt_world_free(&w);
+}
+
+static int send_waiters(const uvq_endpoint *ep) {
+  int n = 0;
+  for (const uvq_conn *c = ep->send_waiters; c; c = c->send_wait_next) {
+    n++;
+  }
+  return n;
+}
+
+/* A zero-credit client fills the endpoint's send budget and two good ones
+ * wait on the endpoint's list. One of them goes while it waits (its
+ * connection leaves the list as it is freed); when the hostile connection
+ * ends, its buffers go back (uvq_stream_table_free) and that alone wakes
+ * the other waiter, which then gets its whole answer; every gauge is back
+ * to 0 once the connections are gone. */
+static void test_budget_endpoint_freed_by_close(void **state) {
+  static hostile hx;
+  static good ok = {.streams = 1}, gone;
+  qt_world w;
+  uvq_settings ss, zero;
+  uvq_endpoint_stats es;
+  uvq_conn *conn, *gconn;
+  int64_t sid;
+  int s, c, hc;
+  (void)state;
+
+  g_nstreams = 0;
+  qt_world_init(&w, 96);
+  w.delay = 2 * UVQ_MILLISECONDS;
+  g_response = 256u << 10;
+  uvq_settings_default(&ss);
+  ss.endpoint_send_budget = 2u << 20; /* 32 of the 100 lookaheads */
+  s = qt_add_server(&w, &ss, srv_accept, NULL);
+  g_sep = w.nodes[s].ep;
+  /* In before the pressure (it would refuse a new connection); asks
+   * once the budget is spent. */
+  c = qt_add_client(&w, NULL, NULL);
+  memset(&ok, 0, sizeof(ok));
+  memset(&gone, 0, sizeof(gone));
+  assert_int_equal(qt_connect(&w, c, s, &good_cb, &ok, &conn), 0);
+  assert_int_equal(qt_connect(&w, c, s, &good_cb, &gone, &gconn), 0);
+  qt_run(&w, NULL, NULL, 100 * UVQ_MILLISECONDS);
+  uvq_settings_default(&zero);
+  zero.initial_max_stream_data = 0;
+  zero.max_stream_window = 0;
+  hc = qt_add_client(&w, &zero, NULL);
+  memset(&hx, 0, sizeof(hx));
+  assert_int_equal(qt_connect(&w, hc, s, &hostile_cb, &hx, &hx.conn), 0);
+  qt_run(&w, NULL, NULL, 500 * UVQ_MILLISECONDS);
+  uvq_endpoint_get_stats(g_sep, &es);
+  assert_true(hx.established);
+  assert_int_equal(es.send_buffered_bytes, ss.endpoint_send_budget);
+
+  ok.streams = gone.streams = 1;
+  assert_int_equal(uvq_conn_open_stream(conn, 1, &sid, NULL), 0);
+  assert_int_equal(uvq_stream_write(conn, sid, (const uint8_t *)"q", 1, 1), 1);
+  assert_int_equal(uvq_conn_open_stream(gconn, 1, &sid, NULL), 0);
+  assert_int_equal(uvq_stream_write(gconn, sid, (const uint8_t *)"q", 1, 1), 1);
+  uvq_endpoint_flush(w.nodes[c].ep, w.now);
+  qt_run(&w, NULL, NULL, 1 * UVQ_SECONDS);
+  assert_int_equal(ok.fins + gone.fins, 0); /* waiting on the list */
+  /* Both, and the hostile connection's streams pushed back too. */
+  assert_int_equal(send_waiters(g_sep), 3);
+
+  assert_int_equal(uvq_conn_close(gconn, 0, NULL), 0);
+  qt_run(&w, NULL, NULL, 3 * UVQ_SECONDS);
+  assert_true(gone.fins == 0 && ok.fins == 0);
+  assert_int_equal(send_waiters(g_sep), 2);
+
+  assert_int_equal(uvq_conn_close(hx.conn, 0, NULL), 0);
+  assert_true(qt_run(&w, good_done, &ok, 30 * UVQ_SECONDS));
+  assert_int_equal(ok.received, g_response);
+  assert_true(hx.closed);
+  assert_int_equal(uvq_conn_close(conn, 0, NULL), 0);
+  qt_run(&w, NULL, NULL, 5 * UVQ_SECONDS);
+  assert_null(g_sep->conns);
+  assert_null(g_sep->send_waiters);
+  assert_null(g_sep->idle_head);
+  uvq_endpoint_get_stats(g_sep, &es);
+  assert_int_equal(es.send_buffered_bytes, 0);
+  assert_int_equal(es.recv_held_bytes, 0);
+  g_response = 32u << 20;
+  qt_world_free(&w);
+}
+
+/* Two uploads into an application that holds every byte: together they
+ * reach the endpoint's receive budget and both pause. When one connection
+ * ends, its hold goes with it (uvq_budget_conn_gone), and that pays the
+ * credit the other is owed: it moves again without any release of its
+ * own. The gauge is 0 once both are gone. */
+typedef struct held_side {
+  uint64_t rx;
+} held_side;
+
+static int held_data(uvq_conn *conn, int64_t sid, const uint8_t *data,
+                     size_t len, int fin, void *ud, void *sud) {
+  (void)sid;
+  (void)data;
+  (void)fin;
+  (void)sud;
+  ((held_side *)ud)->rx += len;
+  uvq_conn_recv_hold(conn, len);
+  return 0;
+}
+
+static const uvq_app_callbacks held_cb = {
+    .version = UVQ_APP_CALLBACKS_VERSION,
+    .on_stream_data = held_data,
+};
+
+static held_side g_held[2];
+static size_t g_nheld;
+
+static int held_accept(uvq_endpoint *ep, uvq_conn *conn,
+                       const uvq_accept_info *info,
+                       const uvq_app_callbacks **pcb, void **pud, void *ud) {
+  (void)ep;
+  (void)conn;
+  (void)info;
+  (void)ud;
+  assert_true(g_nheld < 2);
+  *pcb = &held_cb;
+  *pud = &g_held[g_nheld++];
+  return 0;
+}
+
+static void test_budget_recv_freed_by_close(void **state) {
+  static qt_app up[2];
+  qt_world w;
+  uvq_settings ss;
+  uvq_endpoint_stats es;
+  uvq_endpoint *sep;
+  uvq_conn *conns[2];
+  uint64_t stalled;
+  int s;
+  (void)state;
+
+  memset(g_held, 0, sizeof(g_held));
+  g_nheld = 0;
+  qt_world_init(&w, 97);
+  w.delay = 2 * UVQ_MILLISECONDS;
+  uvq_settings_default(&ss);
+  /* Each connection may hold no more than half the endpoint's budget
+   * and a window: one alone never pauses. */
+  ss.conn_recv_budget = 0;
+  ss.endpoint_recv_budget = 1u << 20;
+  ss.initial_max_stream_data = 64u << 10;
+  ss.max_stream_window = 64u << 10;
+  s = qt_add_server(&w, &ss, held_accept, NULL);
+  sep = w.nodes[s].ep;
+  for (int i = 0; i < 2; i++) {
+    int c = qt_add_client(&w, NULL, NULL);
+    memset(&up[i], 0, sizeof(up[i]));
+    up[i].send_on_established = 1;
+    up[i].to_send = 16u << 20;
+    up[i].seed = (uint32_t)(11 + i);
+    assert_int_equal(qt_connect(&w, c, s, &qt_app_callbacks, &up[i], &conns[i]),
+                     0);
+  }
+  qt_run(&w, NULL, NULL, 3 * UVQ_SECONDS);
+  assert_int_equal(g_nheld, 2);
+  uvq_endpoint_get_stats(sep, &es);
+  assert_true(es.recv_held_bytes >= ss.endpoint_recv_budget);
+  assert_true(g_held[0].rx < up[0].to_send && g_held[1].rx < up[1].to_send);
+  stalled = g_held[1].rx;
+  qt_run(&w, NULL, NULL, 1 * UVQ_SECONDS);
+  assert_int_equal(g_held[1].rx, stalled); /* paused */
+
+  /* The first server connection goes (its client closes): the second's
+   * credit is paid. */
+  assert_int_equal(uvq_conn_close(conns[0], 0, NULL), 0);
+  qt_run(&w, NULL, NULL, 5 * UVQ_SECONDS);
+  assert_true(up[0].closed);
+  assert_true(g_held[1].rx > stalled);
+  assert_false(up[1].closed);
+
+  assert_int_equal(uvq_conn_close(conns[1], 0, NULL), 0);
+  qt_run(&w, NULL, NULL, 5 * UVQ_SECONDS);
+  assert_null(sep->conns);
+  assert_null(sep->recv_waiters);
+  uvq_endpoint_get_stats(sep, &es);
+  assert_int_equal(es.recv_held_bytes, 0);
+  qt_world_free(&w);
+}
+
+/* Fairness of the endpoint's list: a connection with 20 answers in flight
+ * keeps the endpoint's send budget spent; one asking once it is spent
+ * still moves while the other goes on (it is not starved until the other
+ * has finished). */
+static void test_budget_endpoint_fair(void **state) {
+  static good big = {.streams = 20}, small;
+  qt_world w;
+  uvq_settings ss;
+  uvq_conn *bconn, *sconn;
+  int64_t sid;
+  uvq_tstamp t0;
+  int s, c;
+  (void)state;
+
+  g_nstreams = 0;
+  qt_world_init(&w, 98);
+  w.delay = 5 * UVQ_MILLISECONDS;
+  w.rate_bps = 50000000;
+  g_response = 4u << 20;
+  uvq_settings_default(&ss);
+  ss.endpoint_send_budget = 2u << 20;
+  s = qt_add_server(&w, &ss, srv_accept, NULL);
+  g_sep = w.nodes[s].ep;
+  c = qt_add_client(&w, NULL, NULL);
+  memset(&small, 0, sizeof(small));
+  assert_int_equal(qt_connect(&w, c, s, &good_cb, &small, &sconn), 0);
+  qt_run(&w, NULL, NULL, 100 * UVQ_MILLISECONDS);
+  c = qt_add_client(&w, NULL, NULL);
+  memset(&big, 0, sizeof(big));
+  big.streams = 20;
+  assert_int_equal(qt_connect(&w, c, s, &good_cb, &big, &bconn), 0);
+  qt_run(&w, NULL, NULL, 500 * UVQ_MILLISECONDS);
+  small.streams = 1;
+  assert_int_equal(uvq_conn_open_stream(sconn, 1, &sid, NULL), 0);
+  assert_int_equal(uvq_stream_write(sconn, sid, (const uint8_t *)"q", 1, 1), 1);
+  t0 = w.now;
+  while (small.fins == 0 && w.now - t0 < 60 * UVQ_SECONDS) {
+    qt_run(&w, NULL, NULL, 100 * UVQ_MILLISECONDS);
+  }
+  print_message("fairness: the late answer (%.1f MB) took %.1f s, while the "
+                "other connection got %.1f of its %.1f MB\n",
+                (double)g_response / 1e6, (double)(w.now - t0) / UVQ_SECONDS,
+                (double)big.received / 1e6,
+                (double)big.streams * (double)g_response / 1e6);
+  assert_int_equal(small.received, g_response);
+  /* Served in turn with the other, not after it. */
+  assert_true(big.received < (uint64_t)big.streams * g_response / 2);
+  assert_true(qt_run(&w, good_done, &big, 60 * UVQ_SECONDS));
+  qt_run(&w, NULL, NULL, 1 * UVQ_SECONDS);
+  assert_int_equal(g_sep->send_reserved, 0);
+  assert_null(g_sep->send_waiters);
+  g_response = 32u << 20;
+  qt_world_free(&w);
+}
+
+/* One connection: 97 streams the client grants no credit, each holding
+ * its lookahead (the connection's budget is spent on them but for one
+ * lookahead), and two it grants plenty. The first of those takes the rest
+ * of the budget; the second is pushed back with nothing in flight. As
+ * the first one's data is acknowledged, each release wakes as many
+ * streams as the freed room serves: the zero-credit ones, waiting for
+ * credit, not room, must not use those wakeups up (they did: the second
+ * answer got 0 bytes, its stream waiting for good with 64 KiB free). */
+#define STUCK 97
+static int64_t g_rich[2];
+static good g_rich_good;
+
+static int rich_established(uvq_conn *conn, void *ud) {
+  (void)ud;
+  for (int i = 0; i < STUCK; i++) {
+    int64_t sid;
+    assert_int_equal(uvq_conn_open_stream(conn, 1, &sid, NULL), 0);
+    assert_int_equal(uvq_stream_write(conn, sid, (const uint8_t *)"q", 1, 1),
+                     1);
+  }
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(uvq_conn_open_stream(conn, 1, &g_rich[i], NULL), 0);
+    assert_int_equal(
+        uvq_stream_write(conn, g_rich[i], (const uint8_t *)"q", 1, 1), 1);
+  }
+  return 0;
+}
+
+static int rich_data(uvq_conn *conn, int64_t sid, const uint8_t *data,
+                     size_t len, int fin, void *ud, void *sud) {
+  (void)conn;
+  (void)data;
+  (void)ud;
+  (void)sud;
+  if (sid == g_rich[0] || sid == g_rich[1]) {
+    g_rich_good.received += len;
+    g_rich_good.fins += fin != 0;
+  }
+  return 0;
+}
+
+static const uvq_app_callbacks rich_cb = {
+    .version = UVQ_APP_CALLBACKS_VERSION,
+    .on_established = rich_established,
+    .on_stream_data = rich_data,
+};
+
+static void test_budget_wakeups_not_spent_on_credit(void **state) {
+  qt_world w;
+  uvq_settings ss, zero;
+  uvq_conn *conn;
+  int s, c;
+  (void)state;
+
+  g_nstreams = 0;
+  qt_world_init(&w, 99);
+  w.delay = 10 * UVQ_MILLISECONDS;
+  g_response = 128u << 10;
+  uvq_settings_default(&ss);
+  ss.conn_send_budget = (STUCK + 1) * (size_t)BLOCK;
+  s = qt_add_server(&w, &ss, srv_accept, NULL);
+  g_sep = w.nodes[s].ep;
+  uvq_settings_default(&zero);
+  zero.initial_max_stream_data = 0;
+  zero.max_stream_window = 0;
+  c = qt_add_client(&w, &zero, NULL);
+  memset(&g_rich_good, 0, sizeof(g_rich_good));
+  g_rich_good.streams = 2;
+  assert_int_equal(qt_connect(&w, c, s, &rich_cb, NULL, &conn), 0);
+  qt_run(&w, NULL, NULL, 200 * UVQ_MILLISECONDS);
+  /* Credit for the two, once every stream has asked (ngtcp2 is told
+   * directly: uvq returns credit only as data is read). */
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(
+        ngtcp2_conn_extend_max_stream_offset(conn->q, g_rich[i], 64u << 20), 0);
+  }
+  uvq_ep_mark(conn->ep, conn);
+  uvq_endpoint_flush(w.nodes[c].ep, w.now);
+  qt_run(&w, good_done, &g_rich_good, 20 * UVQ_SECONDS);
+  assert_int_equal(g_rich_good.received, 2 * g_response);
+  assert_int_equal(g_rich_good.fins, 2);
+  g_response = 32u << 20;
+  qt_world_free(&w);
+}
+
+/* Drops the server's Retry packets (a v1 long header of type Retry): a
+ * client that cannot answer one, as a spoofed source cannot. */
+static int drop_retry(qt_world *w, int from, qt_pkt *p, void *ud) {
+  (void)w;
+  return from == *(int *)ud && p->len > 0 && (p->data[0] & 0xf0) == 0xf0;
+}
+
+/* Under memory pressure with retry auto, a new connection closes an idle
+ * one only once its address is proven: Initials that never answer the
+ * Retry (a spoofed source's) close nothing; answered, the longest-idle
+ * connection goes as before. */
+static void test_budget_pressure_evicts_validated(void **state) {
+  static qt_app idle, late;
+  static hostile hx;
+  qt_world w;
+  uvq_settings ss, zero;
+  uvq_endpoint_stats es;
+  uvq_conn *conn;
+  int s, c, hc;
+  (void)state;
+
+  g_nstreams = 0;
+  qt_world_init(&w, 100);
+  w.delay = 2 * UVQ_MILLISECONDS;
+  uvq_settings_default(&ss);
+  ss.endpoint_send_budget = 4u << 20;
+  ss.retry = UVQ_RETRY_AUTO;
+  s = qt_add_server(&w, &ss, srv_accept, NULL);
+  g_sep = w.nodes[s].ep;
+  c = qt_add_client(&w, NULL, NULL);
+  memset(&idle, 0, sizeof(idle));
+  assert_int_equal(qt_connect(&w, c, s, &qt_app_callbacks, &idle, &conn), 0);
+  qt_run(&w, NULL, NULL, 100 * UVQ_MILLISECONDS);
+  assert_true(idle.established);
+  uvq_settings_default(&zero);
+  zero.initial_max_stream_data = 0;
+  zero.max_stream_window = 0;
+  hc = qt_add_client(&w, &zero, NULL);
+  memset(&hx, 0, sizeof(hx));
+  assert_int_equal(qt_connect(&w, hc, s, &hostile_cb, &hx, &hx.conn), 0);
+  qt_run(&w, NULL, NULL, 500 * UVQ_MILLISECONDS);
+  uvq_endpoint_get_stats(g_sep, &es);
+  assert_true(es.send_buffered_bytes >= ss.endpoint_send_budget / 10 * 9);
+  assert_int_equal(es.retries_sent, 0); /* none needed until now */
+
+  w.filter = drop_retry;
+  w.filter_ud = &s;
+  memset(&late, 0, sizeof(late));
+  assert_int_equal(qt_connect(&w, c, s, &qt_app_callbacks, &late, &conn), 0);
+  qt_run(&w, NULL, NULL, 1 * UVQ_SECONDS);
+  uvq_endpoint_get_stats(g_sep, &es);
+  assert_true(es.retries_sent > 0);
+  assert_int_equal(es.evicted_idle, 0);
+  assert_false(idle.closed);
+  assert_false(late.established);
+
+  w.filter = NULL;
+  qt_run(&w, NULL, NULL, 3 * UVQ_SECONDS);
+  uvq_endpoint_get_stats(g_sep, &es);
+  assert_true(late.established);
+  assert_int_equal(es.evicted_idle, 1);
+  assert_true(idle.closed);
+  assert_false(hx.closed);
+  qt_world_free(&w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_budget_zero_credit_clients),
@@ -541,6 +980,12 @@ int main(void) {
       cmocka_unit_test(test_budget_endpoint_send),
       cmocka_unit_test(test_budget_recv_pause),
       cmocka_unit_test(test_budget_pressure_evicts_idle),
+      cmocka_unit_test(test_budget_endpoint_small),
+      cmocka_unit_test(test_budget_endpoint_freed_by_close),
+      cmocka_unit_test(test_budget_recv_freed_by_close),
+      cmocka_unit_test(test_budget_endpoint_fair),
+      cmocka_unit_test(test_budget_wakeups_not_spent_on_credit),
+      cmocka_unit_test(test_budget_pressure_evicts_validated),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

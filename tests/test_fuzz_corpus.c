@@ -28,6 +28,15 @@
 #define LLVMFuzzerTestOneInput fuzz_h3_request_one
 #include "../fuzz/fuzz_h3_request.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_http_path_one
+#include "../fuzz/fuzz_http_path.c"
+#undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_http_cond_one
+#include "../fuzz/fuzz_http_cond.c"
+#undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_mime_types_one
+#include "../fuzz/fuzz_mime_types.c"
+#undef LLVMFuzzerTestOneInput
 #include "../fuzz/seeds.c"
 
 typedef int (*harness_fn)(const uint8_t *data, size_t size);
@@ -148,12 +157,30 @@ static void test_fuzz_corpus_h3_request(void **state) {
   run("h3_request", fuzz_h3_request_one, 300);
 }
 
+static void test_fuzz_corpus_http_path(void **state) {
+  (void)state;
+  run("http_path", fuzz_http_path_one, 300);
+}
+
+static void test_fuzz_corpus_http_cond(void **state) {
+  (void)state;
+  run("http_cond", fuzz_http_cond_one, 2000);
+}
+
+static void test_fuzz_corpus_mime_types(void **state) {
+  (void)state;
+  run("mime_types", fuzz_mime_types_one, 2000);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fuzz_corpus_router),
       cmocka_unit_test(test_fuzz_corpus_token),
       cmocka_unit_test(test_fuzz_corpus_cid_map),
       cmocka_unit_test(test_fuzz_corpus_h3_request),
+      cmocka_unit_test(test_fuzz_corpus_http_path),
+      cmocka_unit_test(test_fuzz_corpus_http_cond),
+      cmocka_unit_test(test_fuzz_corpus_mime_types),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -995,6 +995,40 @@ static void test_h3_graceful_shutdown(void **state) {
   teardown_world();
 }
 
+/* uvq_h3_server_shutdown (uvquic-server's first SIGINT): every connection
+ * of the server gets GOAWAY, the response in flight completes, then the
+ * connection closes with H3_NO_ERROR. */
+static void test_h3_server_shutdown(void **state) {
+  creq r = {0};
+  uint8_t got[32], want[32];
+  (void)state;
+  setup(NULL, NULL);
+  HOLD = 1;
+  get(&r, "GET", "/prov/1048576");
+  while (HELD == NULL) {
+    (void)qt_run(&W, NULL, NULL, 1 * UVQ_MILLISECONDS);
+  }
+  (void)qt_run(&W, NULL, NULL, 1 * UVQ_MILLISECONDS);
+  uvq_h3_server_shutdown(SRV);
+  uvq_h3_server_shutdown(SRV); /* no-op */
+  (void)qt_run(&W, NULL, NULL, 50 * UVQ_MILLISECONDS);
+  assert_true(CS.goaway);
+  assert_int_equal(CS.goaway_id, 4);
+  assert_false(CS.closed);
+  HOLD = 0;
+  assert_int_equal(uvq_h3_resume(HELD), 0);
+  run_until(&r, 1);
+  assert_int_equal(r.error, 0);
+  assert_int_equal(r.bytes, MIB);
+  creq_hash(&r, got);
+  qt_pattern_sha256(2, MIB, want);
+  assert_memory_equal(got, want, 32);
+  assert_true(qt_run(&W, all_closed, NULL, 60 * UVQ_SECONDS));
+  assert_int_equal(CS.ci.code, UVQ_H3_NO_ERROR);
+  assert_int_equal(CS.ci.origin, UVQ_CLOSE_PEER);
+  teardown_world();
+}
+
 static void test_h3_client_shutdown(void **state) {
   creq r = {0};
   (void)state;
@@ -1960,6 +1994,7 @@ int main(void) {
       cmocka_unit_test(test_h3_concurrent_queueing),
       cmocka_unit_test(test_h3_header_too_large),
       cmocka_unit_test(test_h3_max_requests_per_conn),
+      cmocka_unit_test(test_h3_server_shutdown),
       cmocka_unit_test(test_h3_cancel),
       cmocka_unit_test(test_h3_trailers),
       cmocka_unit_test(test_h3_malformed_request),

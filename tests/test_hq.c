@@ -17,13 +17,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#include "app/hq.h"
 #include "core/pool.h"
 #include "qtest.h"
 #include "qtest_app.h"
 #include "qtest_mem.h"
+#include "uvquic/uvquic_hq.h"
 
 #define FILE_SEED 5
 /* Not a multiple of 64 KiB, and over the 1 MiB stream buffer. */
@@ -689,6 +690,106 @@ static void test_hq_request_line_edges(void **state) {
   slow_teardown(&x);
 }
 
+/* hq resolves paths as HTTP/3 does (src/app/http_file.c): percent-decoded,
+ * query and fragment ignored, index.html for a directory (with or without
+ * its slash: hq cannot redirect), encoded '/' and bad escapes refused as a
+ * bad request, ".." after decoding as forbidden. */
+static void test_hq_paths(void **state) {
+  static const struct {
+    const char *line;
+    uint64_t size; /* 0: refused with code */
+    uint64_t code;
+    unsigned int status;
+  } cases[] = {
+      {"GET /f.bin?x=1\r\n", 1000, 0, 200},
+      {"GET /f.bin#frag\r\n", 1000, 0, 200},
+      {"GET /f%2Ebin\r\n", 1000, 0, 200},
+      {"GET /sp%20ace.txt\r\n", 3, 0, 200},
+      {"GET /d/\r\n", 4, 0, 200},
+      {"GET /d\r\n", 4, 0, 200},
+      {"GET /?x\r\n", 0, UVQ_HQ_ERR_NOT_FOUND, 404},
+      {"GET /d%2Findex.html\r\n", 0, UVQ_HQ_ERR_BAD_REQUEST, 400},
+      {"GET /f%zzbin\r\n", 0, UVQ_HQ_ERR_BAD_REQUEST, 400},
+      {"GET /f.bin%00\r\n", 0, UVQ_HQ_ERR_BAD_REQUEST, 400},
+      {"GET /d/%2e%2e/f.bin\r\n", 0, UVQ_HQ_ERR_FORBIDDEN, 403},
+  };
+  char sub[128], idx[160], sp[128];
+  int64_t sids[sizeof(cases) / sizeof(cases[0])];
+  size_t i;
+  FILE *f;
+  world x;
+  (void)state;
+
+  write_file(1000);
+  snprintf(sub, sizeof(sub), "%s/d", ROOT);
+  snprintf(idx, sizeof(idx), "%s/d/index.html", ROOT);
+  snprintf(sp, sizeof(sp), "%s/sp ace.txt", ROOT);
+  assert_int_equal(mkdir(sub, 0755), 0);
+  f = fopen(idx, "w");
+  assert_non_null(f);
+  fputs("<p>\n", f);
+  assert_int_equal(fclose(f), 0);
+  f = fopen(sp, "w");
+  assert_non_null(f);
+  fputs("sp\n", f);
+  assert_int_equal(fclose(f), 0);
+
+  slow_setup(&x);
+  for (i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i) {
+    sids[i] = slow_open();
+    slow_write(sids[i], cases[i].line, 1);
+  }
+  (void)qt_run(&x.w, NULL, NULL, 100 * UVQ_MILLISECONDS);
+  for (i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i) {
+    slow_stream *ss = slow_of(sids[i]);
+    if (cases[i].size) {
+      assert_false(ss->reset);
+      assert_true(ss->fin);
+      assert_int_equal(ss->received, cases[i].size);
+    } else {
+      assert_true(ss->reset);
+      assert_int_equal(ss->reset_code, cases[i].code);
+    }
+    assert_int_equal(LOG.sid_status[sids[i] / 4], cases[i].status);
+  }
+  slow_teardown(&x);
+  unlink(idx);
+  unlink(sp);
+  rmdir(sub);
+}
+
+/* uvq_hq_server_shutdown (uvquic-server's first SIGINT): a connection with
+ * a request still arriving stays up until that exchange is over, then
+ * closes; an idle one closes at once. */
+static void test_hq_server_shutdown(void **state) {
+  world x;
+  int64_t a;
+  (void)state;
+
+  write_file(200000);
+  slow_setup(&x);
+  a = slow_open();
+  slow_write(a, "GET /f.b", 0);
+  (void)qt_run(&x.w, NULL, NULL, 10 * UVQ_MILLISECONDS);
+  uvq_hq_server_shutdown(HQ);
+  uvq_hq_server_shutdown(HQ); /* no-op */
+  (void)qt_run(&x.w, NULL, NULL, 500 * UVQ_MILLISECONDS);
+  assert_false(SLOW.closed);
+  slow_write(a, "in\r\n", 1);
+  run(&x, slow_gone);
+  assert_true(slow_of(a)->fin);
+  assert_int_equal(slow_of(a)->received, 200000);
+  assert_int_equal(LOG.sid_status[a / 4], 200);
+  slow_teardown(&x);
+
+  /* Idle: closed at once. */
+  slow_setup(&x);
+  uvq_hq_server_shutdown(HQ);
+  (void)qt_run(&x.w, NULL, NULL, 100 * UVQ_MILLISECONDS);
+  assert_true(SLOW.closed);
+  slow_teardown(&x);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hq_download),
@@ -699,6 +800,8 @@ int main(void) {
       cmocka_unit_test(test_hq_endpoint_del_in_flight),
       cmocka_unit_test(test_hq_unfinished_request_lines),
       cmocka_unit_test(test_hq_request_line_edges),
+      cmocka_unit_test(test_hq_paths),
+      cmocka_unit_test(test_hq_server_shutdown),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -375,6 +375,96 @@ static void test_keys_shared_between_servers(void **state) {
   unlink(path);
 }
 
+/* SIGHUP in uvquic-server: uvq_tls_ctx_reload + uvq_endpoint_reload_keys
+ * with a new key file. A connection open across the reload goes on; a
+ * NEW_TOKEN token sealed under the old token key still validates the
+ * address (it became the previous key); a ticket under the old ticket key
+ * no longer resumes (full handshake), one under the new key does; the
+ * reset secret of new connection IDs is the new one. */
+static void test_keys_reload(void **state) {
+  static const char *const alpn[] = {"test", "hq-interop"};
+  qt_world w;
+  uvq_keys k1, k2;
+  uvq_settings ss;
+  uvq_tls_config cfg;
+  uvq_tls_ctx *orig, *ctx;
+  uvq_endpoint_stats st;
+  uvq_endpoint *ep;
+  char err[256];
+  side first, open_conn, second, third;
+  (void)state;
+
+  assert_int_equal(uvq_keys_generate(&k1), 0);
+  assert_int_equal(uvq_keys_generate(&k2), 0);
+  uvq_settings_default(&ss);
+  ss.retry = UVQ_RETRY_ALWAYS;
+  uvq_keys_apply(&k1, &ss, NULL);
+  memset(g_srv, 0, sizeof(g_srv));
+  qt_world_init(&w, 43);
+  orig = w.server_tls;
+  ctx = server_ctx(&k1);
+  w.server_tls = ctx;
+  int s = qt_add_server(&w, &ss, on_accept, NULL);
+  int c = qt_add_client(&w, NULL, NULL);
+  ep = w.nodes[s].ep;
+
+  memset(&first, 0, sizeof(first));
+  assert_int_equal(connect_to(&w, c, s, &first, NULL, 0, NULL, 0), 0);
+  assert_true(qt_run(&w, est_with_extras, &first, 5 * UVQ_SECONDS));
+  close_conn(&w, &first);
+  memset(&open_conn, 0, sizeof(open_conn));
+  assert_int_equal(connect_to(&w, c, s, &open_conn, NULL, 0, NULL, 0), 0);
+  assert_true(qt_run(&w, est, &open_conn, 5 * UVQ_SECONDS));
+
+  /* The reload. */
+  uvq_tls_config_default(&cfg);
+  cfg.alpn = alpn;
+  cfg.alpnlen = 2;
+  uvq_keys_apply(&k2, NULL, &cfg);
+  assert_int_equal(uvq_tls_ctx_reload(ctx, &cfg, err, sizeof(err)), 0);
+  assert_int_equal(uvq_endpoint_reload_keys(ep, &k2), 0);
+  assert_memory_equal(ep->static_secret, k2.static_secret,
+                      UVQ_STATIC_SECRETLEN);
+  assert_int_equal(ep->tokens.cur.id, uvq_token_key_id(k2.token_key));
+  assert_int_equal(ep->tokens.prev.id, uvq_token_key_id(k1.token_key));
+  /* The same keys again change nothing (the old key stays the previous). */
+  assert_int_equal(uvq_endpoint_reload_keys(ep, &k2), 0);
+  assert_int_equal(ep->tokens.prev.id, uvq_token_key_id(k1.token_key));
+  assert_int_equal(uvq_endpoint_reload_keys(w.nodes[c].ep, &k2),
+                   UVQ_ERR_INVALID_ARGUMENT);
+
+  /* The connection from before is still up. */
+  (void)qt_run(&w, NULL, NULL, UVQ_SECONDS);
+  assert_int_equal(open_conn.app.closed, 0);
+  assert_true(uvq_conn_get_stage(open_conn.app.conn) < UVQ_STAGE_CLOSING);
+  close_conn(&w, &open_conn);
+
+  /* Old token: no Retry; old ticket: not resumed. */
+  memset(&second, 0, sizeof(second));
+  assert_int_equal(connect_to(&w, c, s, &second, first.app.token,
+                              first.app.tokenlen, first.ticket,
+                              first.ticketlen),
+                   0);
+  assert_true(qt_run(&w, est_with_extras, &second, 5 * UVQ_SECONDS));
+  uvq_endpoint_get_stats(ep, &st);
+  assert_int_equal(st.retries_sent, 2); /* first and open_conn only */
+  assert_int_equal(g_srv[s].validated, 1);
+  assert_int_equal(g_srv[s].resumed, 0);
+  close_conn(&w, &second);
+  /* A ticket of the new key resumes. */
+  memset(&third, 0, sizeof(third));
+  assert_int_equal(connect_to(&w, c, s, &third, second.app.token,
+                              second.app.tokenlen, second.ticket,
+                              second.ticketlen),
+                   0);
+  assert_true(qt_run(&w, est, &third, 5 * UVQ_SECONDS));
+  assert_int_equal(g_srv[s].resumed, 1);
+  close_conn(&w, &third);
+
+  qt_world_free(&w); /* frees ctx, the last one installed */
+  uvq_tls_ctx_del(orig);
+}
+
 /* uvq_keys_apply points the TLS config at the key; a wrong length fails. */
 static void test_keys_apply_and_bad_ticket_key(void **state) {
   uvq_keys k;
@@ -405,6 +495,7 @@ int main(void) {
       cmocka_unit_test(test_keys_refused),
       cmocka_unit_test(test_keys_shared_between_servers),
       cmocka_unit_test(test_keys_apply_and_bad_ticket_key),
+      cmocka_unit_test(test_keys_reload),
   };
   return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }

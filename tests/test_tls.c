@@ -325,6 +325,67 @@ static void test_tls_server_cert_files_loaded(void **state) {
   uvq_tls_ctx_del(ctx);
 }
 
+/* uvq_tls_ctx_reload: a new certificate for new sessions; a file that does
+ * not load changes nothing; no cert_file keeps the one in use. */
+static void test_tls_reload(void **state) {
+  char c1[256], k1[256], c2[256], k2[256], bad[300], pem[4096], err[512];
+  char *p1, *p2;
+  uvq_tls_config cfg;
+  uvq_tls_ctx *ctx = NULL, *cli = NULL;
+  FILE *f;
+  (void)state;
+
+  make_cert_key("r1.crt", "r1.key", c1, k1, sizeof(c1));
+  make_cert_key("r2.crt", "r2.key", c2, k2, sizeof(c2));
+  snprintf(bad, sizeof(bad), "%s.bad", c1);
+  f = fopen(bad, "w");
+  assert_non_null(f);
+  fputs("not a certificate\n", f);
+  fclose(f);
+  p1 = read_file(c1, NULL);
+  p2 = read_file(c2, NULL);
+  assert_non_null(p1);
+  assert_non_null(p2);
+  server_config(&cfg);
+  cfg.cert_file = c1;
+  cfg.key_file = k1;
+  assert_int_equal(uvq_tls_ctx_new(&ctx, 1, &cfg, NULL, err, sizeof(err)), 0);
+
+  cfg.cert_file = c2;
+  cfg.key_file = k2;
+  assert_int_equal(uvq_tls_ctx_reload(ctx, &cfg, err, sizeof(err)), 0);
+  assert_true(uvq_tls_ctx_get_cert_pem(ctx, pem, sizeof(pem)) > 0);
+  assert_string_equal(pem, p2);
+
+  cfg.cert_file = bad;
+  assert_int_equal(uvq_tls_ctx_reload(ctx, &cfg, err, sizeof(err)),
+                   UVQ_ERR_CERT_FILE);
+  assert_non_null(strstr(err, bad));
+  cfg.cert_file = c1; /* with k2: a mismatch */
+  assert_int_equal(uvq_tls_ctx_reload(ctx, &cfg, err, sizeof(err)),
+                   UVQ_ERR_KEY_FILE);
+  assert_true(uvq_tls_ctx_get_cert_pem(ctx, pem, sizeof(pem)) > 0);
+  assert_string_equal(pem, p2);
+
+  cfg.cert_file = NULL;
+  cfg.key_file = NULL;
+  assert_int_equal(uvq_tls_ctx_reload(ctx, &cfg, err, sizeof(err)), 0);
+  assert_true(uvq_tls_ctx_get_cert_pem(ctx, pem, sizeof(pem)) > 0);
+  assert_string_equal(pem, p2);
+
+  /* Only for servers. */
+  server_config(&cfg);
+  cfg.insecure = 1;
+  assert_int_equal(uvq_tls_ctx_new(&cli, 0, &cfg, NULL, err, sizeof(err)), 0);
+  assert_int_equal(uvq_tls_ctx_reload(cli, &cfg, err, sizeof(err)),
+                   UVQ_ERR_INVALID_ARGUMENT);
+  uvq_tls_ctx_del(cli);
+  uvq_tls_ctx_del(ctx);
+  free(p1);
+  free(p2);
+  unlink(bad);
+}
+
 static void test_tls_missing_cert_file(void **state) {
   char cert[256], key[256], missing[256], err[256];
   uvq_tls_config cfg;
@@ -1032,6 +1093,7 @@ int main(void) {
       cmocka_unit_test(test_tls_server_ephemeral_cert),
       cmocka_unit_test(test_tls_ephemeral_certs_differ),
       cmocka_unit_test(test_tls_server_cert_files_loaded),
+      cmocka_unit_test(test_tls_reload),
       cmocka_unit_test(test_tls_missing_cert_file),
       cmocka_unit_test(test_tls_garbage_cert_file),
       cmocka_unit_test(test_tls_garbage_key_file),

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file uvquic.h
  * uvquic — async QUIC connection management for C.
  *
  * This header is the sans-I/O core: an endpoint that takes datagrams and a
@@ -8,7 +9,8 @@
  *
  * Conventions:
  * - Errors are negative UVQ_ERR_* values; uvq_strerror() names them.
- * - Times are nanoseconds on the caller's monotonic clock (uvq_tstamp).
+ * - Times are nanoseconds on the caller's monotonic clock (uvq_tstamp);
+ *   under the libuv adapter that clock is uv_hrtime().
  * - An endpoint and its connections belong to one thread. Only wakers
  *   (uvq_waker_*) may be used from other threads.
  * - No callback fires after a connection's on_closed.
@@ -29,13 +31,38 @@
 extern "C" {
 #endif
 
+/**
+ * Marks a function of the public API. Building the library (UVQ_BUILDING,
+ * with -fvisibility=hidden) it exports the symbol; everything else the
+ * libraries define stays hidden.
+ */
 #if defined(UVQ_BUILDING) && defined(__GNUC__)
 #define UVQ_EXTERN __attribute__((visibility("default")))
 #else
 #define UVQ_EXTERN
 #endif
 
-#define UVQ_VERSION "0.1.0"
+/** The major version of the headers. 0 until the API is stable. */
+#define UVQ_VERSION_MAJOR 0
+/** The minor version: pre-1.0 it grows with every API or ABI change. */
+#define UVQ_VERSION_MINOR 2
+/** The patch version: fixes that change no API. */
+#define UVQ_VERSION_PATCH 0
+/** The version of the headers as a string, "MAJOR.MINOR.PATCH". */
+#define UVQ_VERSION "0.2.0"
+/**
+ * The version of the headers as one number, 0xMMmmpp, for comparisons in
+ * the preprocessor (\#if UVQ_VERSION_NUM >= 0x000200).
+ */
+#define UVQ_VERSION_NUM                                                        \
+  ((UVQ_VERSION_MAJOR << 16) | (UVQ_VERSION_MINOR << 8) | UVQ_VERSION_PATCH)
+
+/**
+ * uvq_version returns the version of the uvquic library linked at run time
+ * ("0.2.0"), which may differ from UVQ_VERSION when the program was built
+ * against other headers. The string is static; any thread may call it.
+ */
+UVQ_EXTERN const char *uvq_version(void);
 
 /* ------------------------------------------------------------------------ */
 /* Basic types                                                              */
@@ -44,9 +71,13 @@ extern "C" {
 /** Nanoseconds on the caller's monotonic clock. */
 typedef uint64_t uvq_tstamp;
 
+/** One nanosecond, the unit of uvq_tstamp and of every duration. */
 #define UVQ_NANOSECONDS ((uint64_t)1)
+/** One microsecond in uvq_tstamp units. */
 #define UVQ_MICROSECONDS ((uint64_t)1000)
+/** One millisecond in uvq_tstamp units. */
 #define UVQ_MILLISECONDS ((uint64_t)1000000)
+/** One second in uvq_tstamp units. */
 #define UVQ_SECONDS ((uint64_t)1000000000)
 /** A timestamp that never comes: "no expiry". */
 #define UVQ_TSTAMP_MAX UINT64_MAX
@@ -61,9 +92,15 @@ typedef uint64_t uvq_tstamp;
 /** Longest connection ID QUIC v1 allows. */
 #define UVQ_MAX_CIDLEN 20
 
+/** An endpoint: one UDP address's worth of QUIC (a server, or a client carrying
+ * many connections). Opaque; uvq_endpoint_new / uvq_endpoint_del. */
 typedef struct uvq_endpoint uvq_endpoint;
+/** A QUIC connection. Opaque; the library frees it after its on_closed. */
 typedef struct uvq_conn uvq_conn;
+/** A handle that wakes a connection from another thread (uvq_conn_waker). */
 typedef struct uvq_waker uvq_waker;
+/** A TLS context (GnuTLS credentials and settings) shared by endpoints. Opaque;
+ * uvq_tls_ctx_new / uvq_tls_ctx_del. */
 typedef struct uvq_tls_ctx uvq_tls_ctx;
 /* GnuTLS's session type (gnutls_session_t), declared without its header. */
 struct gnutls_session_int;
@@ -72,6 +109,8 @@ struct gnutls_session_int;
 /* Errors                                                                   */
 /* ------------------------------------------------------------------------ */
 
+/** Error codes: every function that fails returns one of these (negative);
+ * uvq_strerror names them, uvq_err_is_fatal tells which end a connection. */
 typedef enum uvq_error {
   UVQ_OK = 0,
   /** A caller passed a bad argument (NULL, out of range, wrong state). */
@@ -204,11 +243,14 @@ UVQ_EXTERN int uvq_err_is_fatal(int err);
  * passed back to each.
  */
 typedef struct uvq_mem {
-  void *user_data;
-  void *(*malloc)(size_t size, void *user_data);
-  void (*free)(void *ptr, void *user_data);
-  void *(*calloc)(size_t nmemb, size_t size, void *user_data);
-  void *(*realloc)(void *ptr, size_t size, void *user_data);
+  void *user_data; /**< Passed back to every function below. */
+  void *(*malloc)(size_t size, void *user_data); /**< As malloc(3). */
+  void (*free)(void *ptr,
+               void *user_data); /**< As free(3); |ptr| may be NULL. */
+  void *(*calloc)(size_t nmemb, size_t size,
+                  void *user_data); /**< As calloc(3). */
+  void *(*realloc)(void *ptr, size_t size,
+                   void *user_data); /**< As realloc(3). */
 } uvq_mem;
 
 /** uvq_mem_default returns the libc allocator. */
@@ -220,14 +262,15 @@ UVQ_EXTERN const uvq_mem *uvq_mem_default(void);
 
 /** A socket address with its length. */
 typedef struct uvq_addr {
-  struct sockaddr_storage ss;
-  socklen_t len;
+  struct sockaddr_storage
+      ss; /**< The address (struct sockaddr_in or sockaddr_in6 inside). */
+  socklen_t len; /**< Its length. */
 } uvq_addr;
 
 /** A network path: our address and the peer's. */
 typedef struct uvq_path {
-  uvq_addr local;
-  uvq_addr remote;
+  uvq_addr local;  /**< Our address. */
+  uvq_addr remote; /**< The peer's address. */
 } uvq_path;
 
 /**
@@ -239,25 +282,42 @@ UVQ_EXTERN int uvq_addr_set(uvq_addr *addr, const struct sockaddr *sa,
 
 /** ECN codepoints, as carried in the IP header's two low TOS bits. */
 #define UVQ_ECN_NOT_ECT 0x0
+/** ECT(1). */
 #define UVQ_ECN_ECT_1 0x1
+/** ECT(0). */
 #define UVQ_ECN_ECT_0 0x2
+/** Congestion Experienced. */
 #define UVQ_ECN_CE 0x3
 
 /* ------------------------------------------------------------------------ */
 /* Settings                                                                 */
 /* ------------------------------------------------------------------------ */
 
-#define UVQ_SETTINGS_VERSION 1
+/**
+ * The current version of uvq_settings (its first member). Version 2 added
+ * quic_versions, quic_versionslen, client_chosen_version,
+ * endpoint_send_budget, conn_recv_budget, endpoint_recv_budget and
+ * no_idle_eviction. A struct of version 1 (compiled against the older
+ * header, so without them) is still read: those fields take their
+ * defaults. Any other version makes uvq_endpoint_new fail with
+ * UVQ_ERR_INVALID_ARGUMENT.
+ */
+#define UVQ_SETTINGS_VERSION 2
 
+/** When a server sends Retry to validate a client's address
+ * (uvq_settings.retry). */
 typedef enum uvq_retry_mode {
   /** Never send Retry. */
   UVQ_RETRY_OFF = 0,
   /** Validate every new client's address with a Retry first. */
   UVQ_RETRY_ALWAYS = 1,
-  /** Send Retry only while handshakes in flight exceed retry_auto_threshold. */
+  /** Send Retry only while handshakes in flight exceed retry_auto_threshold,
+   * or under memory pressure (see uvq_settings.no_idle_eviction: a new
+   * connection closes an idle one only once its address is proven). */
   UVQ_RETRY_AUTO = 2
 } uvq_retry_mode;
 
+/** Congestion controller (uvq_settings.cc_algo). */
 typedef enum uvq_cc_algo {
   UVQ_CC_CUBIC = 0,
   UVQ_CC_RENO = 1,
@@ -291,7 +351,7 @@ typedef enum uvq_log_level {
  * ever added at the end.
  */
 typedef struct uvq_settings {
-  int version;
+  int version; /**< UVQ_SETTINGS_VERSION (set by uvq_settings_default). */
   /** Length of the connection IDs we issue, 8..20. Default 16. */
   size_t cid_len;
   /** Congestion controller. Default CUBIC. */
@@ -381,18 +441,18 @@ typedef struct uvq_settings {
    * secret is drawn per endpoint.
    */
   uint8_t static_secret[UVQ_STATIC_SECRETLEN];
-  int static_secret_set;
+  int static_secret_set; /**< Nonzero if static_secret is set. */
   /**
    * Key for address-validation tokens. If token_key_set is 0 a random key
    * is drawn per endpoint. Rotate with uvq_endpoint_rotate_token_key().
    */
   uint8_t token_key[UVQ_TOKEN_KEYLEN];
-  int token_key_set;
+  int token_key_set; /**< Nonzero if token_key is set. */
   /**
    * Optional ngtcp2-level debug log: one line per call, without newline.
    */
   void (*log)(void *user_data, const char *line);
-  void *log_user_data;
+  void *log_user_data; /**< Passed to |log|. */
   /** Server: send a NEW_TOKEN token after each handshake. Default 1. */
   int send_new_token;
   /**
@@ -437,7 +497,7 @@ typedef struct uvq_settings {
    */
   void (*qlog)(void *user_data, uvq_conn *conn, const void *data, size_t len,
                int fin);
-  void *qlog_user_data;
+  void *qlog_user_data; /**< Passed to |qlog|. */
   /**
    * Server: accept 0-RTT (early data, RFC 9001 §4.6) from clients that
    * resume a session, and say so in the session tickets we issue (tickets
@@ -468,7 +528,7 @@ typedef struct uvq_settings {
    */
   void (*log_cb)(void *user_data, uvq_log_level lvl, const char *scid_hex,
                  const char *msg);
-  void *log_cb_user_data;
+  void *log_cb_user_data; /**< Passed to |log_cb|. */
   /** Most verbose level log_cb receives. Default UVQ_LOG_WARN. */
   uvq_log_level log_level;
   /**
@@ -483,7 +543,7 @@ typedef struct uvq_settings {
    * token_key_prev_set is nonzero. uvq_keys_apply sets both.
    */
   uint8_t token_key_prev[UVQ_TOKEN_KEYLEN];
-  int token_key_prev_set;
+  int token_key_prev_set; /**< Nonzero if token_key_prev is set. */
   /**
    * Stateless resets (RFC 9000 §10.3) answering short-header packets for
    * connections we do not know, as after a crash: a token bucket refilled
@@ -493,7 +553,8 @@ typedef struct uvq_settings {
    * sends none. Defaults 100 per second, burst 100.
    */
   uint64_t stateless_reset_rate;
-  uint64_t stateless_reset_burst;
+  uint64_t stateless_reset_burst; /**< The bucket's size (see
+                                     stateless_reset_rate). */
   /**
    * Bytes of send buffers (stream send data, HTTP/3 body chunks) the
    * endpoint keeps for reuse once the peer acknowledged their contents: a
@@ -523,7 +584,9 @@ typedef struct uvq_settings {
   uint64_t stall_timeout;
   /**
    * Bytes all of a connection's streams may hold in their send buffers
-   * together (unsent and unacknowledged); over it, writes come back short
+   * together (every buffer until its last byte is acknowledged: unsent
+   * and unacknowledged bytes, and acknowledged ones sharing a buffer with
+   * them); over it, writes come back short
    * and on_stream_writable follows acknowledgements. Counted in
    * uvq_endpoint_stats.send_budget_pushbacks. Default 8 MiB: enough for
    * a full congestion window at the default flow-control windows; a
@@ -542,11 +605,13 @@ typedef struct uvq_settings {
    * Every refusal is counted by reason in uvq_endpoint_stats.
    */
   size_t max_handshakes;
-  size_t max_handshakes_per_source;
-  size_t max_connections_per_source;
+  size_t max_handshakes_per_source;  /**< Handshakes in flight per source (see
+                                        max_handshakes). */
+  size_t max_connections_per_source; /**< Connections per source (see
+                                        max_handshakes). */
   /**
    * QUIC versions the endpoint speaks, most preferred first: UVQ_QUIC_V1
-   * and UVQ_QUIC_V2, each at most once, quic_versionslen of them (1 ..
+   * and UVQ_QUIC_V2, each at most once, quic_versionslen of them (1 to
    * UVQ_MAX_VERSIONS); anything else makes uvq_endpoint_new fail with
    * UVQ_ERR_INVALID_ARGUMENT. Default {UVQ_QUIC_V1, UVQ_QUIC_V2}.
    *
@@ -571,7 +636,7 @@ typedef struct uvq_settings {
    * No version in common: UVQ_ERR_VERSION_NEGOTIATION.
    */
   uint32_t quic_versions[UVQ_MAX_VERSIONS];
-  size_t quic_versionslen;
+  size_t quic_versionslen; /**< Entries in quic_versions. */
   /**
    * Client: the version of its first Initial (ngtcp2's
    * client_chosen_version); must be in quic_versions. Default
@@ -583,7 +648,10 @@ typedef struct uvq_settings {
    * Bytes all the endpoint's connections may hold in their send buffers
    * together (as conn_send_budget counts them); over it, writes on every
    * connection come back short until acknowledgements free some, counted
-   * in uvq_endpoint_stats.endpoint_send_budget_pushbacks. 0 = no limit.
+   * in uvq_endpoint_stats.endpoint_send_budget_pushbacks. Connections
+   * pushed back are served in the order they were: while any waits, what
+   * frees goes to them in turn (64 KiB each, through on_stream_writable),
+   * not to whichever writes first. 0 = no limit.
    * Default 256 MiB (32 connections at their full conn_send_budget): a
    * server on 1 GiB of RAM keeps its send buffers to a quarter of it
    * however many clients ask at once.
@@ -601,7 +669,8 @@ typedef struct uvq_settings {
    * 0 = no limit. Defaults 1 MiB per connection and 64 MiB per endpoint.
    */
   size_t conn_recv_budget;
-  size_t endpoint_recv_budget;
+  size_t endpoint_recv_budget; /**< The endpoint-wide receive budget (see
+                                  conn_recv_budget). */
   /**
    * Server: under memory pressure — endpoint_send_budget or
    * endpoint_recv_budget at 90 % or more — a new connection first closes
@@ -609,6 +678,9 @@ typedef struct uvq_settings {
    * idle the longest; counted in uvq_endpoint_stats.evicted_idle) and is
    * refused (CONNECTION_REFUSED, counted in refused_memory_pressure) when
    * there is none. Nonzero turns eviction off (refusal stays). Default 0.
+   * With retry UVQ_RETRY_AUTO or ALWAYS an Initial without a valid token
+   * gets a Retry first; with UVQ_RETRY_OFF any Initial may close one, a
+   * spoofed one included.
    */
   int no_idle_eviction;
 } uvq_settings;
@@ -620,6 +692,7 @@ UVQ_EXTERN void uvq_settings_default(uvq_settings *s);
 /* TLS                                                                      */
 /* ------------------------------------------------------------------------ */
 
+/** The current version of uvq_tls_config. */
 #define UVQ_TLS_CONFIG_VERSION 1
 
 /**
@@ -627,14 +700,14 @@ UVQ_EXTERN void uvq_settings_default(uvq_settings *s);
  * serves many connections; it must outlive every endpoint that uses it.
  */
 typedef struct uvq_tls_config {
-  int version;
+  int version; /**< UVQ_TLS_CONFIG_VERSION (set by uvq_tls_config_default). */
   /**
    * Server: PEM certificate chain and key. If both are NULL an ephemeral
    * self-signed P-256 certificate for "localhost" and 127.0.0.1/::1 is
    * generated. Client: an optional client certificate.
    */
   const char *cert_file;
-  const char *key_file;
+  const char *key_file; /**< The key of cert_file (PEM). */
   /** Client: PEM file of trusted CAs; NULL = the system store. */
   const char *ca_file;
   /** Client: skip peer verification entirely. Default 0. */
@@ -644,7 +717,7 @@ typedef struct uvq_tls_config {
    * client offers all. Required: at least one.
    */
   const char *const *alpn;
-  size_t alpnlen;
+  size_t alpnlen; /**< Entries in |alpn|. */
   /**
    * Extra GnuTLS priority string for the cipher suites, e.g.
    * "-CIPHER-ALL:+CHACHA20-POLY1305"; NULL = uvquic's default (AES-128-GCM,
@@ -678,7 +751,7 @@ typedef struct uvq_tls_config {
    */
   int (*hook)(uvq_conn *conn, struct gnutls_session_int *session,
               void *user_data);
-  void *hook_user_data;
+  void *hook_user_data; /**< Passed to |hook|. */
   /**
    * Server: the session-ticket master key, UVQ_TICKET_KEYLEN bytes
    * (copied), or NULL for a random one per context. Give every process
@@ -695,7 +768,7 @@ typedef struct uvq_tls_config {
    * invalidates every ticket.
    */
   const uint8_t *ticket_key;
-  size_t ticket_keylen;
+  size_t ticket_keylen; /**< Length of ticket_key: UVQ_TICKET_KEYLEN. */
 } uvq_tls_config;
 
 /** uvq_tls_config_default zeroes |cfg| and sets its version. */
@@ -727,6 +800,25 @@ UVQ_EXTERN ssize_t uvq_tls_ctx_get_cert_pem(uvq_tls_ctx *ctx, char *buf,
 /** uvq_tls_ctx_del frees |ctx|. No endpoint may still use it. */
 UVQ_EXTERN void uvq_tls_ctx_del(uvq_tls_ctx *ctx);
 
+/**
+ * uvq_tls_ctx_reload gives the server context |ctx| the certificate chain
+ * and key of |cfg| (cert_file / key_file; none: the certificate in use is
+ * kept) and, if cfg->ticket_key is set, that session-ticket master key; the
+ * rest of |cfg| must describe the same context (ALPN, ciphers).
+ * Handshakes that start afterwards use them; connections already set up
+ * keep what they had. Everything is loaded and checked first: on any error
+ * |ctx| is left exactly as it was and the reason goes to |errbuf|. The
+ * replaced credentials stay allocated until uvq_tls_ctx_del (sessions may
+ * still point at them). Endpoints using |ctx| derive their ticket keys from
+ * the master key: call uvq_endpoint_reload_keys on each after a new
+ * ticket_key. Not thread-safe: no other thread may use |ctx| meanwhile.
+ *
+ * Returns 0, UVQ_ERR_INVALID_ARGUMENT (a client context), or the errors of
+ * uvq_tls_ctx_new (UVQ_ERR_CERT_FILE, UVQ_ERR_KEY_FILE, UVQ_ERR_NOMEM...).
+ */
+UVQ_EXTERN int uvq_tls_ctx_reload(uvq_tls_ctx *ctx, const uvq_tls_config *cfg,
+                                  char *errbuf, size_t errbuflen);
+
 /* ------------------------------------------------------------------------ */
 /* Key file                                                                 */
 /* ------------------------------------------------------------------------ */
@@ -755,13 +847,19 @@ UVQ_EXTERN void uvq_tls_ctx_del(uvq_tls_ctx *ctx);
  * connections and decrypt session tickets.
  */
 typedef struct uvq_keys {
-  uint8_t ticket_key[UVQ_TICKET_KEYLEN];
-  uint8_t token_key[UVQ_TOKEN_KEYLEN];
-  uint8_t token_key_prev[UVQ_TOKEN_KEYLEN];
+  uint8_t ticket_key[UVQ_TICKET_KEYLEN]; /**< The session-ticket master key
+                                            (uvq_tls_config.ticket_key). */
+  uint8_t token_key[UVQ_TOKEN_KEYLEN]; /**< The current address-validation token
+                                          key. */
+  uint8_t token_key_prev[UVQ_TOKEN_KEYLEN]; /**< The previous token key, still
+                                               accepted. */
   /** Nonzero if token_key_prev holds a key. */
   int token_key_prev_set;
-  uint8_t static_secret[UVQ_STATIC_SECRETLEN];
-  uint8_t static_secret_prev[UVQ_STATIC_SECRETLEN];
+  uint8_t static_secret[UVQ_STATIC_SECRETLEN]; /**< The current stateless-reset
+                                                  secret. */
+  uint8_t
+      static_secret_prev[UVQ_STATIC_SECRETLEN]; /**< The previous one (resets
+                                                   for CIDs issued under it). */
   /** Nonzero if static_secret_prev holds a secret. */
   int static_secret_prev_set;
 } uvq_keys;
@@ -818,6 +916,7 @@ UVQ_EXTERN void uvq_keys_apply(const uvq_keys *keys, uvq_settings *settings,
 /* Close information                                                        */
 /* ------------------------------------------------------------------------ */
 
+/** Who ended a connection (uvq_close_info.origin). */
 typedef enum uvq_close_origin {
   /** We closed: uvq_conn_close, a protocol error, a refusal. */
   UVQ_CLOSE_LOCAL = 0,
@@ -827,6 +926,7 @@ typedef enum uvq_close_origin {
   UVQ_CLOSE_TIMEOUT = 2
 } uvq_close_origin;
 
+/** Which CONNECTION_CLOSE ended a connection, if any (uvq_close_info.type). */
 typedef enum uvq_close_type {
   /** No CONNECTION_CLOSE frame was involved (timeouts, resets, VN). */
   UVQ_CLOSE_TYPE_NONE = 0,
@@ -843,16 +943,16 @@ typedef enum uvq_close_type {
  * otherwise a precise UVQ_ERR_*.
  */
 typedef struct uvq_close_info {
-  int error;
-  uvq_close_origin origin;
-  uvq_close_type type;
+  int error;               /**< 0 for a clean close, else a UVQ_ERR_*. */
+  uvq_close_origin origin; /**< Who ended it. */
+  uvq_close_type type;     /**< Which kind of CONNECTION_CLOSE, if any. */
   /** The transport or application error code on the wire. */
   uint64_t code;
   /** The TLS alert (0x100 + alert on the wire), or 0. */
   uint8_t tls_alert;
   /** Reason phrase, not NUL-terminated; may be empty. */
   const uint8_t *reason;
-  size_t reasonlen;
+  size_t reasonlen; /**< Length of |reason|. */
   /** Nonzero if the handshake had completed. */
   int handshake_completed;
 } uvq_close_info;
@@ -861,6 +961,7 @@ typedef struct uvq_close_info {
 /* Connections and application callbacks                                    */
 /* ------------------------------------------------------------------------ */
 
+/** The life stages of a connection (tokio-quiche's ConnectionStage). */
 typedef enum uvq_stage {
   UVQ_STAGE_HANDSHAKE = 0,
   UVQ_STAGE_RUNNING = 1,
@@ -869,8 +970,13 @@ typedef enum uvq_stage {
   UVQ_STAGE_CLOSED = 4
 } uvq_stage;
 
-/* 2 added on_write. The core reads members added after version 1 only
- * when |version| says they are there. */
+/**
+ * The current version of uvq_app_callbacks. 2 added on_write. The core
+ * reads members added after version 1 only when |version| says they are
+ * there; a table of any other version than 1 or 2 is refused
+ * (uvq_endpoint_connect: UVQ_ERR_INVALID_ARGUMENT; from on_accept: the
+ * connection is refused).
+ */
 #define UVQ_APP_CALLBACKS_VERSION 2
 
 /**
@@ -883,7 +989,8 @@ typedef enum uvq_stage {
  * flow-control credit is returned when the callback returns.
  */
 typedef struct uvq_app_callbacks {
-  int version;
+  int version; /**< UVQ_APP_CALLBACKS_VERSION, or 1 for a table without
+                  on_write. */
   /** The handshake completed. */
   int (*on_established)(uvq_conn *conn, void *user_data);
   /** The peer opened stream |stream_id| (it is about to deliver data). */
@@ -1001,23 +1108,23 @@ typedef enum uvq_early_data {
 typedef struct uvq_conn_info {
   /** Negotiated ALPN, not NUL-terminated; alpnlen 0 before it is known. */
   const uint8_t *alpn;
-  size_t alpnlen;
+  size_t alpnlen; /**< Length of |alpn|. */
   /** SNI the client sent (server) or requested (client); may be NULL. */
   const char *server_name;
-  uint32_t version;
-  const uvq_path *path;
+  uint32_t version; /**< The QUIC version in use (UVQ_QUIC_V1, UVQ_QUIC_V2). */
+  const uvq_path *path; /**< The current path. */
   /** Nonzero if the peer's address was validated by a token. */
   int address_validated;
-  uvq_stage stage;
+  uvq_stage stage; /**< The connection's stage. */
   /** Smoothed RTT, RTT variance (ns) and congestion window (bytes). */
   uint64_t smoothed_rtt;
-  uint64_t rttvar;
-  uint64_t cwnd;
+  uint64_t rttvar; /**< RTT variance (ns). */
+  uint64_t cwnd;   /**< Congestion window (bytes). */
   /** Bytes sent and not yet acknowledged or declared lost. */
   uint64_t bytes_in_flight;
   /** The client's first Destination CID: the connection's name in logs. */
   const uint8_t *odcid;
-  size_t odcidlen;
+  size_t odcidlen; /**< Length of |odcid|. */
   /**
    * Nonzero if the TLS session was resumed from a ticket (client: once the
    * ServerHello said so; server: from on_accept on).
@@ -1045,10 +1152,14 @@ UVQ_EXTERN void uvq_conn_get_info(uvq_conn *conn, uvq_conn_info *info);
 
 /** The connection's user data, as given by on_accept or connect. */
 UVQ_EXTERN void *uvq_conn_get_user_data(uvq_conn *conn);
+/** uvq_conn_set_user_data replaces the connection's user data (what its
+ * callbacks receive from now on). The old value is not freed. */
 UVQ_EXTERN void uvq_conn_set_user_data(uvq_conn *conn, void *user_data);
 /** The endpoint that owns |conn|. */
 UVQ_EXTERN uvq_endpoint *uvq_conn_get_endpoint(uvq_conn *conn);
+/** The connection's stage (UVQ_STAGE_*). */
 UVQ_EXTERN uvq_stage uvq_conn_get_stage(uvq_conn *conn);
+/** Nonzero if |conn| is a server connection. */
 UVQ_EXTERN int uvq_conn_is_server(uvq_conn *conn);
 
 /**
@@ -1083,6 +1194,10 @@ UVQ_EXTERN uvq_tstamp uvq_conn_get_now(uvq_conn *conn);
  * uvq_conn_update_key starts a key update (RFC 9001 §6) on an established
  * connection. Returns 0, UVQ_ERR_INVALID_STATE (handshake not confirmed or
  * an update still in progress) or UVQ_ERR_CLOSED.
+ *
+ * |now|: nanoseconds on the endpoint's monotonic clock (uv_hrtime() under
+ * the libuv adapter); it should never go back (see
+ * uvq_endpoint_stats.clock_backwards).
  */
 UVQ_EXTERN int uvq_conn_update_key(uvq_conn *conn, uvq_tstamp now);
 
@@ -1113,6 +1228,10 @@ UVQ_EXTERN int uvq_conn_update_key(uvq_conn *conn, uvq_tstamp now);
  * migration also: the server disabled it, or it gave us no spare
  * connection ID yet);
  * UVQ_ERR_CLOSED; or UVQ_ERR_NOMEM.
+ *
+ * |now|: nanoseconds on the endpoint's monotonic clock (uv_hrtime() under
+ * the libuv adapter); it should never go back (see
+ * uvq_endpoint_stats.clock_backwards).
  */
 UVQ_EXTERN int uvq_conn_migrate(uvq_conn *conn, const uvq_addr *new_local,
                                 int nat_rebinding_style, uvq_tstamp now);
@@ -1203,6 +1322,8 @@ UVQ_EXTERN int uvq_stream_is_early(uvq_conn *conn, int64_t stream_id);
 /** Per-stream user data. Returns 0 or UVQ_ERR_STREAM_NOT_FOUND. */
 UVQ_EXTERN int uvq_stream_set_user_data(uvq_conn *conn, int64_t stream_id,
                                         void *stream_user_data);
+/** The stream's user data (uvq_stream_set_user_data, or what
+ * uvq_conn_open_stream was given); NULL for an unknown stream. */
 UVQ_EXTERN void *uvq_stream_get_user_data(uvq_conn *conn, int64_t stream_id);
 
 /**
@@ -1252,6 +1373,8 @@ UVQ_EXTERN size_t uvq_stream_get_send_room(uvq_conn *conn, int64_t stream_id);
  * with it. NULL |conn| is a no-op.
  */
 UVQ_EXTERN void uvq_conn_recv_hold(uvq_conn *conn, size_t n);
+/** uvq_conn_recv_release returns |n| bytes held with uvq_conn_recv_hold to the
+ * budgets; flow-control credit withheld for them is given back. */
 UVQ_EXTERN void uvq_conn_recv_release(uvq_conn *conn, size_t n);
 
 /**
@@ -1316,23 +1439,25 @@ UVQ_EXTERN void uvq_waker_release(uvq_waker *w);
  * be shorter) — exactly what UDP GSO takes. All go on |path| with |ecn|.
  */
 typedef struct uvq_send_batch {
-  const uvq_path *path;
-  uint8_t ecn;
-  const uint8_t *data;
-  size_t datalen;
-  size_t segment_size;
+  const uvq_path *path; /**< The path: our address and the destination. */
+  uint8_t ecn;          /**< ECN codepoint to set (UVQ_ECN_*). */
+  const uint8_t *data;  /**< The datagrams, back to back; valid during the send
+                           call only. */
+  size_t datalen;       /**< Bytes in |data|. */
+  size_t segment_size;  /**< Size of each datagram but the last. */
   /** Number of datagrams: ceil(datalen / segment_size). */
   size_t count;
 } uvq_send_batch;
 
 /** Facts about a new server connection, for on_accept. */
 typedef struct uvq_accept_info {
-  const uint8_t *alpn;
-  size_t alpnlen;
+  const uint8_t
+      *alpn; /**< The ALPN the client chose from ours, not NUL-terminated. */
+  size_t alpnlen; /**< Length of |alpn|. */
   /** SNI, NUL-terminated, or NULL if the client sent none. */
   const char *server_name;
-  uint32_t version;
-  const uvq_path *path;
+  uint32_t version;     /**< The QUIC version negotiated. */
+  const uvq_path *path; /**< The client's path. */
   /** Nonzero if the client's address was validated by a token. */
   int address_validated;
   /** Nonzero if the client resumed a session from one of our tickets. */
@@ -1344,22 +1469,28 @@ typedef struct uvq_accept_info {
   int early_data;
 } uvq_accept_info;
 
-#define UVQ_ENDPOINT_CONFIG_VERSION 1
+/**
+ * The current version of uvq_endpoint_config. 2 added rand; a version-1
+ * config is read without it.
+ */
+#define UVQ_ENDPOINT_CONFIG_VERSION 2
 
 /**
  * uvq_endpoint_config describes an endpoint: a server (accepts) or a client
  * (connects; one client endpoint carries any number of connections).
  */
 typedef struct uvq_endpoint_config {
-  int version;
-  int is_server;
+  int version;   /**< UVQ_ENDPOINT_CONFIG_VERSION (set by
+                    uvq_endpoint_config_default). */
+  int is_server; /**< Nonzero for a server (accepts), 0 for a client (connects).
+                  */
   /** NULL = uvq_settings_default(). Copied. */
   const uvq_settings *settings;
   /** Required; must outlive the endpoint. */
   uvq_tls_ctx *tls;
   /** NULL = libc. Must outlive the endpoint. */
   const uvq_mem *mem;
-  void *user_data;
+  void *user_data; /**< Passed to every endpoint callback. */
 
   /**
    * Required. Send the batch |b|. Return how many datagrams were taken
@@ -1391,6 +1522,21 @@ typedef struct uvq_endpoint_config {
                    const uvq_accept_info *info,
                    const uvq_app_callbacks **pcallbacks, void **pconn_user_data,
                    void *user_data);
+  /**
+   * (version >= 2) Optional: where the endpoint's own randomness comes
+   * from — connection IDs, the static secret and token key when settings
+   * give none, token nonces, hash-table keys, ngtcp2's rand callback, the
+   * greased Version Negotiation entry, stateless reset padding. Fill
+   * |dest| with |len| random bytes and return 0 (nonzero fails the
+   * operation that asked); |key| is nonzero when the bytes become a secret
+   * key. NULL (default): GnuTLS's generator (gnutls_rnd, GNUTLS_RND_KEY
+   * for keys, GNUTLS_RND_NONCE otherwise). Only tests should replace it: a
+   * seeded generator makes a run repeat itself (except the TLS stack's own
+   * randomness, which GnuTLS does not let anyone replace), and a
+   * predictable one makes connection IDs and tokens guessable. Runs on
+   * the endpoint's thread.
+   */
+  int (*rand)(uint8_t *dest, size_t len, int key, void *user_data);
 } uvq_endpoint_config;
 
 /** uvq_endpoint_config_default zeroes |cfg| and sets its version. */
@@ -1412,11 +1558,38 @@ UVQ_EXTERN int uvq_endpoint_new(uvq_endpoint **pep,
  */
 UVQ_EXTERN void uvq_endpoint_del(uvq_endpoint *ep);
 
+/** The endpoint's user data (uvq_endpoint_config.user_data). */
 UVQ_EXTERN void *uvq_endpoint_get_user_data(uvq_endpoint *ep);
 /** The allocator the endpoint uses (never NULL), for apps layered on it. */
 UVQ_EXTERN const uvq_mem *uvq_endpoint_get_mem(uvq_endpoint *ep);
+/** Nonzero if |ep| is a server endpoint. */
 UVQ_EXTERN int uvq_endpoint_is_server(uvq_endpoint *ep);
+/** The endpoint's settings (a copy; valid until uvq_endpoint_del). */
 UVQ_EXTERN const uvq_settings *uvq_endpoint_get_settings(uvq_endpoint *ep);
+
+/** The largest buffer uvq_buf_get hands out: 64 KiB and 48 bytes. */
+#define UVQ_BUF_MAX (65536 + 48)
+
+/**
+ * uvq_buf_get takes a buffer of at least |size| bytes (1..UVQ_BUF_MAX) from
+ * the buffer pool of |ep|, the one its connections' send buffers come
+ * from: an application layer that reads data into a buffer and hands it to
+ * uvq_stream_write_ref (as HTTP/3 does with body providers) then draws on
+ * the same cache and the same counters (uvq_endpoint_stats pool_*). The
+ * caller owns the buffer until it gives it back with uvq_buf_put, which it
+ * may do after uvq_endpoint_del (the pool lives until its last buffer is
+ * back). Same thread as the endpoint; may be called from its callbacks.
+ *
+ * Returns the buffer, or NULL if |size| is 0 or over UVQ_BUF_MAX or memory
+ * ran out.
+ */
+UVQ_EXTERN void *uvq_buf_get(uvq_endpoint *ep, size_t size);
+
+/**
+ * uvq_buf_put gives back |buf| (from uvq_buf_get) to its pool, which caches
+ * or frees it. NULL is a no-op. The thread of the endpoint it came from.
+ */
+UVQ_EXTERN void uvq_buf_put(void *buf);
 
 /** What an ICMP / ICMPv6 error said about a datagram we sent. */
 typedef enum uvq_icmp_kind {
@@ -1454,6 +1627,10 @@ UVQ_EXTERN int uvq_endpoint_recv_icmp(uvq_endpoint *ep,
  *
  * May fire on_accept and any app callback. Returns 0, or
  * UVQ_ERR_INVALID_ARGUMENT.
+ *
+ * |now|: nanoseconds on the endpoint's monotonic clock (uv_hrtime() under
+ * the libuv adapter); it should never go back (see
+ * uvq_endpoint_stats.clock_backwards).
  */
 UVQ_EXTERN int uvq_endpoint_recv(uvq_endpoint *ep, const uvq_path *path,
                                  uint8_t ecn, const uint8_t *data, size_t len,
@@ -1470,6 +1647,10 @@ UVQ_EXTERN int uvq_endpoint_recv(uvq_endpoint *ep, const uvq_path *path,
  * Returns 0 when everything was sent, UVQ_FLUSH_BLOCKED if the send callback
  * took fewer datagrams than offered (call again when the socket is
  * writable; nothing is lost), or a negative error.
+ *
+ * |now|: nanoseconds on the endpoint's monotonic clock (uv_hrtime() under
+ * the libuv adapter); it should never go back (see
+ * uvq_endpoint_stats.clock_backwards).
  */
 UVQ_EXTERN int uvq_endpoint_flush(uvq_endpoint *ep, uvq_tstamp now);
 
@@ -1483,6 +1664,10 @@ UVQ_EXTERN uvq_tstamp uvq_endpoint_next_expiry(uvq_endpoint *ep);
  * uvq_endpoint_handle_expiry runs every timer due at |now| (loss recovery,
  * idle and handshake timeouts, closing periods) and marks the connections
  * that must write. Call uvq_endpoint_flush afterwards. Returns 0.
+ *
+ * |now|: nanoseconds on the endpoint's monotonic clock (uv_hrtime() under
+ * the libuv adapter); it should never go back (see
+ * uvq_endpoint_stats.clock_backwards).
  */
 UVQ_EXTERN int uvq_endpoint_handle_expiry(uvq_endpoint *ep, uvq_tstamp now);
 
@@ -1492,17 +1677,20 @@ UVQ_EXTERN int uvq_endpoint_handle_expiry(uvq_endpoint *ep, uvq_tstamp now);
  */
 UVQ_EXTERN int uvq_endpoint_process_wakes(uvq_endpoint *ep);
 
+/** The current version of uvq_connect_params. */
 #define UVQ_CONNECT_PARAMS_VERSION 1
 
 /** Per-connection parameters for uvq_endpoint_connect. */
 typedef struct uvq_connect_params {
-  int version;
+  int version; /**< UVQ_CONNECT_PARAMS_VERSION (set by
+                  uvq_connect_params_default). */
   /** SNI and the name the certificate is verified against. May be NULL. */
   const char *server_name;
   /** Local and remote address of the new connection. Required. */
   const uvq_path *path;
-  const uvq_app_callbacks *callbacks;
-  void *user_data;
+  const uvq_app_callbacks *
+      callbacks; /**< The application; required; must outlive the connection. */
+  void *user_data; /**< The connection's user data, passed to its callbacks. */
   /**
    * A token from on_new_token of an earlier connection, or NULL. A server
    * honours a token only in an Initial of the QUIC version the connection
@@ -1511,7 +1699,7 @@ typedef struct uvq_connect_params {
    * sent again after Version Negotiation.
    */
   const uint8_t *token;
-  size_t tokenlen;
+  size_t tokenlen; /**< Length of |token|. */
   /**
    * A blob from on_session_ticket of an earlier connection to the same
    * server, or NULL: the handshake resumes that session (no certificate
@@ -1527,7 +1715,7 @@ typedef struct uvq_connect_params {
    * issued on another version than the Initial carrying it the same way.
    */
   const uint8_t *resumption;
-  size_t resumptionlen;
+  size_t resumptionlen; /**< Length of |resumption|. */
   /**
    * With |resumption|: attempt 0-RTT, if the ticket in it grants early
    * data (the server's NewSessionTicket carried the early_data extension;
@@ -1555,6 +1743,10 @@ UVQ_EXTERN void uvq_connect_params_default(uvq_connect_params *p);
  * Returns 0 and sets *pconn (may be NULL), or UVQ_ERR_INVALID_ARGUMENT (a
  * server endpoint, no path, a resumption blob that does not parse),
  * UVQ_ERR_SHUTDOWN, UVQ_ERR_CONNECTION_LIMIT, UVQ_ERR_NOMEM, UVQ_ERR_TLS.
+ *
+ * |now|: nanoseconds on the endpoint's monotonic clock (uv_hrtime() under
+ * the libuv adapter); it should never go back (see
+ * uvq_endpoint_stats.clock_backwards).
  */
 UVQ_EXTERN int uvq_endpoint_connect(uvq_endpoint *ep,
                                     const uvq_connect_params *params,
@@ -1567,6 +1759,30 @@ UVQ_EXTERN int uvq_endpoint_connect(uvq_endpoint *ep,
  */
 UVQ_EXTERN void uvq_endpoint_close_all(uvq_endpoint *ep, uint64_t app_error,
                                        const char *reason);
+
+/**
+ * uvq_endpoint_reload_keys puts |keys| (uvq_keys_load) into the running
+ * server endpoint |ep| as a restart with them would, without touching a
+ * connection: a token key that differs from the current one becomes
+ * current (the current one stays accepted as the previous), the reset
+ * secret is used for connection IDs issued from now on, and the session
+ * ticket keys are derived again from the endpoint's TLS context (so call
+ * uvq_tls_ctx_reload with keys->ticket_key first). |keys| NULL: only the
+ * ticket keys are derived again. Not from inside one of |ep|'s callbacks.
+ *
+ * Returns 0, UVQ_ERR_INVALID_ARGUMENT (not a server endpoint),
+ * UVQ_ERR_INVALID_STATE (inside a callback), UVQ_ERR_NOMEM or
+ * UVQ_ERR_INTERNAL; on error nothing has changed.
+ */
+UVQ_EXTERN int uvq_endpoint_reload_keys(uvq_endpoint *ep, const uvq_keys *keys);
+
+/**
+ * uvq_endpoint_stop_accepting makes a server endpoint refuse new
+ * connections (new Initials are answered with CONNECTION_REFUSED, as after
+ * uvq_endpoint_close_all) while the connections it holds go on: the first
+ * step of a graceful shutdown. There is no way back.
+ */
+UVQ_EXTERN void uvq_endpoint_stop_accepting(uvq_endpoint *ep);
 
 /**
  * uvq_endpoint_conn_count returns the connections the endpoint still holds,
@@ -1654,21 +1870,30 @@ typedef enum uvq_handshake_failure {
 
 /** Endpoint counters (uvq_endpoint_get_stats). */
 typedef struct uvq_endpoint_stats {
-  uint64_t datagrams_received;
-  uint64_t datagrams_sent;
-  uint64_t bytes_received;
-  uint64_t bytes_sent;
-  uint64_t connections_current;
-  uint64_t connections_total;
-  uint64_t handshakes_in_flight;
-  uint64_t initials_accepted;
-  uint64_t initials_refused;
-  uint64_t retries_sent;
-  uint64_t version_negotiations_sent;
-  uint64_t stateless_closes_sent;
-  uint64_t handshake_timeouts;
-  uint64_t idle_timeouts;
-  uint64_t send_blocked;
+  uint64_t datagrams_received;  /**< UDP datagrams received (every one given to
+                                   uvq_endpoint_recv). */
+  uint64_t datagrams_sent;      /**< UDP datagrams the send callback took. */
+  uint64_t bytes_received;      /**< Bytes of those datagrams received. */
+  uint64_t bytes_sent;          /**< Bytes of those datagrams sent. */
+  uint64_t connections_current; /**< Connections now open (a gauge). */
+  uint64_t
+      connections_total; /**< Connections created since the endpoint was. */
+  uint64_t handshakes_in_flight; /**< Server connections whose handshake is
+                                    still running (a gauge). */
+  uint64_t
+      initials_accepted;     /**< Server: Initials that created a connection. */
+  uint64_t initials_refused; /**< Server: Initials refused with
+                                CONNECTION_REFUSED, for any reason. */
+  uint64_t retries_sent;     /**< Server: Retry packets sent. */
+  uint64_t version_negotiations_sent; /**< Server: Version Negotiation packets
+                                         sent. */
+  uint64_t stateless_closes_sent; /**< Server: CONNECTION_CLOSEs sent without a
+                                     connection (refusals, INVALID_TOKEN). */
+  uint64_t
+      handshake_timeouts; /**< Connections ended by the handshake timeout. */
+  uint64_t idle_timeouts; /**< Connections ended by the idle timeout. */
+  uint64_t send_blocked;  /**< Times the send callback took fewer datagrams than
+                             offered. */
   /**
    * Connections closed with UVQ_ERR_PATH_STALLED (a CONNECTION_CLOSE went
    * out with the peer's next datagram), those ended silently because no
@@ -1676,13 +1901,16 @@ typedef struct uvq_endpoint_stats {
    * UVQ_ERR_STALLED.
    */
   uint64_t paths_stalled;
-  uint64_t paths_stalled_dropped;
-  uint64_t stalls;
-  uint64_t dropped[UVQ_DROP_REASON_COUNT];
-  uint64_t tokens_rejected[UVQ_TOKEN_REJECT_REASON_COUNT];
-  uint64_t new_tokens_sent;
-  uint64_t datagrams_app_sent;     /* DATAGRAM frames sent */
-  uint64_t datagrams_app_received; /* DATAGRAM frames received */
+  uint64_t paths_stalled_dropped;          /**< See paths_stalled. */
+  uint64_t stalls;                         /**< See paths_stalled. */
+  uint64_t dropped[UVQ_DROP_REASON_COUNT]; /**< Received packets dropped, by
+                                              reason (uvq_drop_reason_name). */
+  uint64_t tokens_rejected
+      [UVQ_TOKEN_REJECT_REASON_COUNT]; /**< Server: address-validation tokens
+                                          refused, by reason. */
+  uint64_t new_tokens_sent;            /**< Server: NEW_TOKEN tokens sent. */
+  uint64_t datagrams_app_sent;         /**< DATAGRAM frames sent. */
+  uint64_t datagrams_app_received;     /**< DATAGRAM frames received. */
   /** Handshakes that completed; each is also in handshake_time. */
   uint64_t handshakes_completed;
   /**
@@ -1724,13 +1952,13 @@ typedef struct uvq_endpoint_stats {
    * freed because the cache was full...
    */
   uint64_t pool_hits;
-  uint64_t pool_misses;
-  uint64_t pool_released;
+  uint64_t pool_misses;   /**< See pool_hits. */
+  uint64_t pool_released; /**< See pool_hits. */
   /** ... and now: the bytes cached, and the buffers connections hold
    * (and their bytes). */
   uint64_t pool_cached_bytes;
-  uint64_t pool_outstanding;
-  uint64_t pool_outstanding_bytes;
+  uint64_t pool_outstanding;       /**< See pool_cached_bytes. */
+  uint64_t pool_outstanding_bytes; /**< See pool_cached_bytes. */
   /** Stream writes cut short because their connection's send budget
    * (settings.conn_send_budget) was spent. */
   uint64_t send_budget_pushbacks;
@@ -1738,8 +1966,8 @@ typedef struct uvq_endpoint_stats {
    * source's max_handshakes_per_source, and for its
    * max_connections_per_source; also in initials_refused. */
   uint64_t refused_handshakes;
-  uint64_t refused_source_handshakes;
-  uint64_t refused_source_connections;
+  uint64_t refused_source_handshakes;  /**< See refused_handshakes. */
+  uint64_t refused_source_connections; /**< See refused_handshakes. */
   /**
    * Calls whose |now| was older than one the endpoint had already been
    * given: each ran at the newer time instead (ngtcp2 requires that time
@@ -1783,10 +2011,10 @@ typedef struct uvq_endpoint_stats {
    * and new connections refused under it with no idle one to close (also
    * in initials_refused). */
   uint64_t evicted_idle;
-  uint64_t refused_memory_pressure;
-  /** ICMP / ICMPv6 unreachable errors reported (uvq_endpoint_recv_icmp),
-   * and connections closed because of one (client only). */
+  uint64_t refused_memory_pressure; /**< See evicted_idle. */
+  /** ICMP / ICMPv6 unreachable errors reported (uvq_endpoint_recv_icmp). */
   uint64_t icmp_errors;
+  /** Client connections closed because of one. */
   uint64_t icmp_closed;
 } uvq_endpoint_stats;
 
@@ -1816,18 +2044,22 @@ struct ngtcp2_transport_params;
  */
 typedef struct uvq_raw uvq_raw;
 
+/** The current version of uvq_raw_config. */
 #define UVQ_RAW_CONFIG_VERSION 1
 
+/** What uvq_raw_connect and uvq_raw_accept need: one connection without an
+ * endpoint. */
 typedef struct uvq_raw_config {
-  int version;
+  int version; /**< UVQ_RAW_CONFIG_VERSION (set by uvq_raw_config_default). */
   /** NULL = defaults. Retry is never used in raw mode. */
   const uvq_settings *settings;
   /** Required (a server context for uvq_raw_accept, client for connect). */
   uvq_tls_ctx *tls;
-  const uvq_mem *mem;
+  const uvq_mem
+      *mem; /**< Allocator; NULL = libc. Must outlive the connection. */
   /** The connection's application and its user data. Required. */
   const uvq_app_callbacks *callbacks;
-  void *conn_user_data;
+  void *conn_user_data; /**< Passed to the connection's callbacks. */
   /** Client: SNI and verification name. */
   const char *server_name;
   /**
@@ -1847,7 +2079,7 @@ typedef struct uvq_raw_config {
               struct ngtcp2_transport_params *params, void *user_data);
   /** Wall-clock seconds (tokens); NULL = 0. */
   uint64_t (*wall_time)(void *user_data);
-  void *user_data;
+  void *user_data; /**< Passed to |hook| and |wall_time|. */
 } uvq_raw_config;
 
 /** uvq_raw_config_default zeroes |cfg| and sets its version. */
@@ -1857,6 +2089,9 @@ UVQ_EXTERN void uvq_raw_config_default(uvq_raw_config *cfg);
  * uvq_raw_connect creates a raw client connection on |path|; its first
  * datagrams are ready for uvq_raw_write. Returns 0, or the errors of
  * uvq_endpoint_new / uvq_endpoint_connect, or UVQ_ERR_CALLBACK (hook).
+ *
+ * |now|: nanoseconds on the caller's monotonic clock, the same for every
+ * call on this connection; it should never go back.
  */
 UVQ_EXTERN int uvq_raw_connect(uvq_raw **praw, const uvq_raw_config *cfg,
                                const uvq_path *path, uvq_tstamp now);
@@ -1868,6 +2103,9 @@ UVQ_EXTERN int uvq_raw_connect(uvq_raw **praw, const uvq_raw_config *cfg,
  * |data| is not an acceptable Initial (too short, of a version not in
  * settings.quic_versions...); or
  * the creation errors above.
+ *
+ * |now|: nanoseconds on the caller's monotonic clock, the same for every
+ * call on this connection; it should never go back.
  */
 UVQ_EXTERN int uvq_raw_accept(uvq_raw **praw, const uvq_raw_config *cfg,
                               const uvq_path *path, const uint8_t *data,
@@ -1876,6 +2114,9 @@ UVQ_EXTERN int uvq_raw_accept(uvq_raw **praw, const uvq_raw_config *cfg,
 /**
  * uvq_raw_recv hands one received datagram straight to the connection (no
  * routing by CID). Returns 0, or UVQ_ERR_CLOSED once the connection is gone.
+ *
+ * |now|: nanoseconds on the caller's monotonic clock, the same for every
+ * call on this connection; it should never go back.
  */
 UVQ_EXTERN int uvq_raw_recv(uvq_raw *raw, const uvq_path *path, uint8_t ecn,
                             const uint8_t *data, size_t len, uvq_tstamp now);
@@ -1885,12 +2126,19 @@ UVQ_EXTERN int uvq_raw_recv(uvq_raw *raw, const uvq_path *path, uint8_t ecn,
  * it into |buf| (|buflen| >= 1500) and its path into *ppath (may be NULL).
  * Returns its length, 0 when there is nothing to send now, or
  * UVQ_ERR_INVALID_ARGUMENT.
+ *
+ * |now|: nanoseconds on the caller's monotonic clock, the same for every
+ * call on this connection; it should never go back.
  */
 UVQ_EXTERN ssize_t uvq_raw_write(uvq_raw *raw, uint8_t *buf, size_t buflen,
                                  uvq_path *ppath, uvq_tstamp now);
 
 /** Timers, as for an endpoint. */
 UVQ_EXTERN uvq_tstamp uvq_raw_next_expiry(uvq_raw *raw);
+/** uvq_raw_handle_expiry runs the connection's timers due at |now| (the
+ * caller's monotonic clock, as for every call on this connection); call
+ * uvq_raw_write afterwards. Returns 0 or a UVQ_ERR_* that ended the connection.
+ */
 UVQ_EXTERN int uvq_raw_handle_expiry(uvq_raw *raw, uvq_tstamp now);
 
 /**
@@ -1917,9 +2165,9 @@ typedef struct uvq_conn_stats {
   /* ngtcp2's view (ngtcp2_conn_info). Times in ns, sizes in bytes. */
   /** RTT of the latest sample, minimum, smoothed, and variance. */
   uint64_t latest_rtt;
-  uint64_t min_rtt;
-  uint64_t smoothed_rtt;
-  uint64_t rttvar;
+  uint64_t min_rtt;      /**< Minimum RTT (ns). */
+  uint64_t smoothed_rtt; /**< Smoothed RTT (ns). */
+  uint64_t rttvar;       /**< RTT variance (ns). */
   /**
    * Congestion window, slow-start threshold (UINT64_MAX until the first
    * congestion event) and bytes sent but not yet acked or declared lost.
@@ -1927,24 +2175,24 @@ typedef struct uvq_conn_stats {
    * max_bandwidth below is uvquic's own estimate of what the path carries.
    */
   uint64_t cwnd;
-  uint64_t ssthresh;
-  uint64_t bytes_in_flight;
+  uint64_t ssthresh;        /**< Slow-start threshold (bytes). */
+  uint64_t bytes_in_flight; /**< Bytes in flight. */
 
   /* Counted by uvquic. */
   /** UDP payloads the send callback took for this connection. */
   uint64_t bytes_sent;
-  uint64_t datagrams_sent;
+  uint64_t datagrams_sent; /**< Datagrams of those. */
   /** Datagrams routed to this connection (used or not). */
   uint64_t bytes_received;
-  uint64_t datagrams_received;
+  uint64_t datagrams_received; /**< Datagrams of those. */
   /**
    * Stream payload bytes handed to ngtcp2 for the first time
    * (retransmissions are ngtcp2's and not counted), acknowledged by the
    * peer, and delivered to us in order.
    */
   uint64_t stream_bytes_sent;
-  uint64_t stream_bytes_acked;
-  uint64_t stream_bytes_received;
+  uint64_t stream_bytes_acked;    /**< Stream bytes the peer acknowledged. */
+  uint64_t stream_bytes_received; /**< Stream bytes delivered to us in order. */
   /** From creation to handshake completion (ns); 0 until it completes. */
   uint64_t handshake_duration;
 
@@ -2010,7 +2258,7 @@ UVQ_EXTERN void uvq_endpoint_add_send_errors(uvq_endpoint *ep, uint64_t n);
  * uvq_endpoint_write_prometheus writes the endpoint's counters in the
  * Prometheus text exposition format (version 0.0.4) into |buf|, always
  * NUL-terminated when |len| > 0: HELP and TYPE lines, counters named
- * <prefix>_..._total, drops, token rejections and handshake failures with
+ * PREFIX_..._total, drops, token rejections and handshake failures with
  * a "reason" label, and the handshake-duration histogram in seconds
  * (_bucket{le=...}, _sum, _count). |prefix| NULL means "uvquic". Give
  * shards distinct prefixes, or sum their uvq_endpoint_stats yourself.

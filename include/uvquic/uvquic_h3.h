@@ -1,4 +1,5 @@
-/*
+/**
+ * @file uvquic_h3.h
  * uvquic HTTP/3 (RFC 9114) on nghttp3: a uvq_app_callbacks implementation
  * for servers and clients. It owns the control stream and the QPACK
  * encoder/decoder streams, SETTINGS and GOAWAY; the application sees
@@ -38,23 +39,29 @@ extern "C" {
 #define UVQ_H3_ALPN "h3"
 
 /* HTTP/3 application error codes (RFC 9114 §8.1). */
-#define UVQ_H3_NO_ERROR 0x100
-#define UVQ_H3_GENERAL_PROTOCOL_ERROR 0x101
-#define UVQ_H3_INTERNAL_ERROR 0x102
-#define UVQ_H3_STREAM_CREATION_ERROR 0x103
-#define UVQ_H3_CLOSED_CRITICAL_STREAM 0x104
-#define UVQ_H3_FRAME_UNEXPECTED 0x105
-#define UVQ_H3_FRAME_ERROR 0x106
-#define UVQ_H3_EXCESSIVE_LOAD 0x107
-#define UVQ_H3_ID_ERROR 0x108
-#define UVQ_H3_SETTINGS_ERROR 0x109
-#define UVQ_H3_MISSING_SETTINGS 0x10a
-#define UVQ_H3_REQUEST_REJECTED 0x10b
-#define UVQ_H3_REQUEST_CANCELLED 0x10c
-#define UVQ_H3_REQUEST_INCOMPLETE 0x10d
-#define UVQ_H3_MESSAGE_ERROR 0x10e
-#define UVQ_H3_CONNECT_ERROR 0x10f
-#define UVQ_H3_VERSION_FALLBACK 0x110
+#define UVQ_H3_NO_ERROR 0x100 /**< No error. */
+#define UVQ_H3_GENERAL_PROTOCOL_ERROR                                          \
+  0x101                             /**< Peer violated protocol requirements. */
+#define UVQ_H3_INTERNAL_ERROR 0x102 /**< Internal error. */
+#define UVQ_H3_STREAM_CREATION_ERROR 0x103 /**< Stream creation error. */
+#define UVQ_H3_CLOSED_CRITICAL_STREAM                                          \
+  0x104 /**< A critical stream was closed. */
+#define UVQ_H3_FRAME_UNEXPECTED                                                \
+  0x105 /**< Frame not permitted in the current state. */
+#define UVQ_H3_FRAME_ERROR 0x106    /**< Frame violated layout or size rules. */
+#define UVQ_H3_EXCESSIVE_LOAD 0x107 /**< Peer generating excessive load. */
+#define UVQ_H3_ID_ERROR 0x108       /**< An identifier was used incorrectly. */
+#define UVQ_H3_SETTINGS_ERROR                                                  \
+  0x109 /**< SETTINGS frame contained invalid values. */
+#define UVQ_H3_MISSING_SETTINGS 0x10a /**< No SETTINGS frame received. */
+#define UVQ_H3_REQUEST_REJECTED                                                \
+  0x10b /**< Request not processed (safe to retry). */
+#define UVQ_H3_REQUEST_CANCELLED 0x10c  /**< Data no longer needed. */
+#define UVQ_H3_REQUEST_INCOMPLETE 0x10d /**< Stream terminated early. */
+#define UVQ_H3_MESSAGE_ERROR 0x10e      /**< Malformed message. */
+#define UVQ_H3_CONNECT_ERROR                                                   \
+  0x10f /**< TCP reset or error on a CONNECT request. */
+#define UVQ_H3_VERSION_FALLBACK 0x110 /**< Retry over HTTP/1.1. */
 
 /**
  * Outcomes of an exchange (uvq_h3_complete_cb) and errors of this API, in a
@@ -85,7 +92,9 @@ typedef enum uvq_h3_error {
 /** uvq_h3_strerror names a UVQ_H3_ERR_* or UVQ_ERR_* value. */
 UVQ_EXTERN const char *uvq_h3_strerror(int err);
 
+/** An HTTP/3 connection (one per QUIC connection), server or client side. */
 typedef struct uvq_h3_conn uvq_h3_conn;
+/** An HTTP/3 server: request handling shared by all its connections. */
 typedef struct uvq_h3_server uvq_h3_server;
 /** One request/response exchange (a request stream), on either side. */
 typedef struct uvq_h3_stream uvq_h3_stream;
@@ -98,10 +107,11 @@ typedef struct uvq_h3_stream uvq_h3_stream;
  * length; HTTP/3 field values cannot contain NUL (RFC 9114 §4.2).
  */
 typedef struct uvq_h3_header {
-  const char *name;
-  size_t namelen;
-  const char *value;
-  size_t valuelen;
+  const char
+      *name; /**< Field name (lowercase on the wire); not NUL-terminated. */
+  size_t namelen;    /**< Length of |name|. */
+  const char *value; /**< Field value; not NUL-terminated. */
+  size_t valuelen;   /**< Length of |value|. */
 } uvq_h3_header;
 
 /* ------------------------------------------------------------------------ */
@@ -122,6 +132,7 @@ typedef struct uvq_h3_header {
 typedef ssize_t (*uvq_h3_read_cb)(uvq_h3_stream *st, uint8_t *buf, size_t len,
                                   int *peof, void *user_data);
 
+/** Where a body comes from (uvq_h3_body.type). */
 typedef enum uvq_h3_body_type {
   /** No body. */
   UVQ_H3_BODY_NONE = 0,
@@ -131,10 +142,11 @@ typedef enum uvq_h3_body_type {
   UVQ_H3_BODY_PROVIDER = 2
 } uvq_h3_body_type;
 
+/** A request or response body. */
 typedef struct uvq_h3_body {
-  uvq_h3_body_type type;
-  const uint8_t *data;
-  size_t len;
+  uvq_h3_body_type type; /**< NONE, BUFFER or PROVIDER. */
+  const uint8_t *data;   /**< BUFFER: the bytes. */
+  size_t len;            /**< BUFFER: their length. */
   /** BUFFER: nonzero copies |data| at submission. */
   int copy;
   /**
@@ -142,17 +154,23 @@ typedef struct uvq_h3_body {
    * (the exchange ended, successfully or not). May be NULL.
    */
   void (*free_cb)(const uint8_t *data, void *user_data);
-  void *free_user_data;
-  uvq_h3_read_cb read;
-  void *read_user_data;
+  void *free_user_data; /**< Passed to |free_cb|. */
+  uvq_h3_read_cb
+      read; /**< PROVIDER: called for more bytes as the stream has room; returns
+               a count, UVQ_H3_READ_WOULDBLOCK (resume with uvq_h3_resume) or a
+               negative error (resets the stream). */
+  void *read_user_data; /**< Passed to |read|. */
 } uvq_h3_body;
 
 /* ------------------------------------------------------------------------ */
 /* Priorities (RFC 9218)                                                    */
 /* ------------------------------------------------------------------------ */
 
+/** The default urgency (RFC 9218). */
 #define UVQ_H3_URGENCY_DEFAULT 3
+/** The most urgent. */
 #define UVQ_H3_URGENCY_HIGH 0
+/** The least urgent. */
 #define UVQ_H3_URGENCY_LOW 7
 
 /**
@@ -171,23 +189,24 @@ UVQ_EXTERN int uvq_h3_stream_set_priority(uvq_h3_stream *st, uint32_t urgency,
 
 /** What the server received: valid during on_request only. */
 typedef struct uvq_h3_request_info {
-  const char *method;
-  size_t methodlen;
-  const char *scheme;
-  size_t schemelen;
+  const char *method; /**< :method. */
+  size_t methodlen;   /**< Length of |method|. */
+  const char *scheme; /**< :scheme. */
+  size_t schemelen;   /**< Length of |scheme|. */
   /** :authority, or the Host header; may be empty. */
   const char *authority;
-  size_t authoritylen;
-  const char *path;
-  size_t pathlen;
+  size_t authoritylen; /**< Length of |authority|. */
+  const char *path;    /**< :path. */
+  size_t pathlen;      /**< Length of |path|. */
   /** Every field of the header section, pseudo-headers included. */
   const uvq_h3_header *headers;
-  size_t nheaders;
+  size_t nheaders; /**< Entries in |headers|. */
   /** content-length, or -1 if absent. */
   int64_t content_length;
   /** The request's RFC 9218 priority (defaults if it sent none). */
   uint32_t urgency;
-  int incremental;
+  int incremental; /**< Nonzero if the request asked for incremental delivery.
+                    */
   /**
    * Nonzero if (part of) the request arrived as 0-RTT early data, which an
    * attacker can replay (RFC 9001 §9.2): refuse non-idempotent ones (e.g.
@@ -200,18 +219,22 @@ typedef struct uvq_h3_request_info {
 typedef struct uvq_h3_response {
   /** 100..599 (1xx are not supported by uvq_h3_respond). */
   unsigned int status;
-  const uvq_h3_header *headers;
-  size_t nheaders;
-  uvq_h3_body body;
+  const uvq_h3_header
+      *headers;     /**< Fields to send (copied); no pseudo-headers. */
+  size_t nheaders;  /**< Entries in |headers|. */
+  uvq_h3_body body; /**< The body. */
   /** Trailer fields sent after the body; copied. */
   const uvq_h3_header *trailers;
-  size_t ntrailers;
+  size_t ntrailers; /**< Entries in |trailers|. */
 } uvq_h3_response;
 
+/** The current version of uvq_h3_server_config. */
 #define UVQ_H3_SERVER_CONFIG_VERSION 1
 
+/** Configuration of an HTTP/3 server (uvq_h3_server_new). */
 typedef struct uvq_h3_server_config {
-  int version;
+  int version; /**< UVQ_H3_SERVER_CONFIG_VERSION (set by
+                  uvq_h3_server_config_default). */
   /**
    * Allocator of the server object and of every connection's state,
    * nghttp3 included. NULL: libc for the server object, and each
@@ -219,7 +242,7 @@ typedef struct uvq_h3_server_config {
    * the server.
    */
   const uvq_mem *mem;
-  void *user_data;
+  void *user_data; /**< Passed to every callback below. */
   /**
    * Largest request header section (RFC 9114 §4.2.2: the sum of name +
    * value + 32 over all fields) accepted; larger ones are answered with 431
@@ -299,8 +322,12 @@ typedef struct uvq_h3_server_config {
 
 /** Default request_timeout and header_timeout of uvq_h3_server_config. */
 #define UVQ_H3_REQUEST_TIMEOUT (30 * UVQ_SECONDS)
+/** Default header_timeout. */
 #define UVQ_H3_HEADER_TIMEOUT (10 * UVQ_SECONDS)
 
+/** uvq_h3_server_config_default zeroes |cfg|, sets its version and the defaults
+ * above (max_field_section_size 16 KiB, request_timeout, header_timeout). Any
+ * thread. */
 UVQ_EXTERN void uvq_h3_server_config_default(uvq_h3_server_config *cfg);
 
 /**
@@ -311,12 +338,25 @@ UVQ_EXTERN void uvq_h3_server_config_default(uvq_h3_server_config *cfg);
 UVQ_EXTERN int uvq_h3_server_new(uvq_h3_server **psrv,
                                  const uvq_h3_server_config *cfg);
 
+/**
+ * uvq_h3_server_shutdown starts a graceful shutdown of every connection
+ * |srv| serves (uvq_h3_shutdown on each: GOAWAY, new requests refused with
+ * H3_REQUEST_REJECTED, the exchanges in flight finish, then the connection
+ * closes with H3_NO_ERROR; one still in its handshake closes at once).
+ * Pair it with
+ * uvq_endpoint_stop_accepting, and close what is left after a deadline.
+ * Calling it again is a no-op.
+ */
+UVQ_EXTERN void uvq_h3_server_shutdown(uvq_h3_server *srv);
+
 /** uvq_h3_server_del frees |srv|; its connections must have closed. */
 UVQ_EXTERN void uvq_h3_server_del(uvq_h3_server *srv);
 
 /**
  * uvq_h3_server_accept serves |conn|: call it from the endpoint's on_accept
- * for ALPN "h3" (|now| is the time of that call) and return its result.
+ * for ALPN "h3" (|now| is the time of that call, on the endpoint's clock:
+ * uvq_conn_get_now(conn) gives it, uv_hrtime() under the libuv adapter)
+ * and return its result.
  * Sets *pcallbacks and *pconn_user_data; the per-connection state is freed
  * after on_closed. request_timeout and header_timeout run on the
  * connection's application timer (uvq_conn_set_app_timer), which h3 owns:
@@ -381,38 +421,46 @@ typedef struct uvq_h3_request_callbacks {
                       void *user_data);
 } uvq_h3_request_callbacks;
 
+/** A request to submit (uvq_h3_submit); start from uvq_h3_request_init. */
 typedef struct uvq_h3_request {
   /** Required unless raw_headers: NUL-terminated, copied. */
   const char *method;
-  const char *scheme;
-  const char *authority;
-  const char *path;
+  const char
+      *scheme; /**< Required unless raw_headers: NUL-terminated, copied. */
+  const char
+      *authority;   /**< Required unless raw_headers: NUL-terminated, copied. */
+  const char *path; /**< Required unless raw_headers: NUL-terminated, copied. */
   /** Extra fields (regular ones; copied). */
   const uvq_h3_header *headers;
-  size_t nheaders;
+  size_t nheaders; /**< Entries in |headers|. */
   /**
    * Nonzero sends |headers| verbatim and nothing else: no pseudo-headers
    * are added (proxies and tests that need an exact field section).
    */
   int raw_headers;
-  uvq_h3_body body;
-  const uvq_h3_header *trailers;
-  size_t ntrailers;
+  uvq_h3_body body; /**< The request body. */
+  const uvq_h3_header
+      *trailers;    /**< Trailer fields sent after the body; copied. */
+  size_t ntrailers; /**< Entries in |trailers|. */
   /** RFC 9218: 0..7 (default UVQ_H3_URGENCY_DEFAULT) and incremental. A
    * non-default value is sent as a "priority" header field. */
   uint32_t urgency;
-  int incremental;
-  uvq_h3_request_callbacks cb;
-  void *user_data;
+  int incremental; /**< Nonzero asks for incremental delivery (RFC 9218). */
+  uvq_h3_request_callbacks cb; /**< Callbacks of this request. */
+  void *user_data;             /**< Passed to |cb| and returned by
+                                  uvq_h3_stream_get_user_data. */
 } uvq_h3_request;
 
 /** uvq_h3_request_init zeroes |req| and sets the default urgency. */
 UVQ_EXTERN void uvq_h3_request_init(uvq_h3_request *req);
 
+/** The current version of uvq_h3_client_config. */
 #define UVQ_H3_CLIENT_CONFIG_VERSION 1
 
+/** Configuration of an HTTP/3 client connection (uvq_h3_client_new). */
 typedef struct uvq_h3_client_config {
-  int version;
+  int version; /**< UVQ_H3_CLIENT_CONFIG_VERSION (set by
+                  uvq_h3_client_config_default). */
   /**
    * Allocator of the client and its requests, nghttp3 included. NULL:
    * libc for the client and its requests (they exist before the
@@ -420,7 +468,7 @@ typedef struct uvq_h3_client_config {
    * created when the connection first reports. Must outlive the client.
    */
   const uvq_mem *mem;
-  void *user_data;
+  void *user_data; /**< Passed to every callback below. */
   /** Largest response header section we accept (advertised). 64 KiB. */
   uint64_t max_field_section_size;
   /** The connection is established and HTTP/3 streams are open. */
@@ -437,6 +485,8 @@ typedef struct uvq_h3_client_config {
   void (*on_closed)(uvq_h3_conn *h3, const uvq_close_info *ci, void *user_data);
 } uvq_h3_client_config;
 
+/** uvq_h3_client_config_default zeroes |cfg|, sets its version and the default
+ * max_field_section_size (64 KiB). Any thread. */
 UVQ_EXTERN void uvq_h3_client_config_default(uvq_h3_client_config *cfg);
 
 /**
@@ -527,10 +577,12 @@ UVQ_EXTERN int uvq_h3_resume(uvq_h3_stream *st);
 UVQ_EXTERN uvq_conn *uvq_h3_conn_get_conn(uvq_h3_conn *h3);
 /** The h3 connection of |st|, and the stream's QUIC id (-1 while queued). */
 UVQ_EXTERN uvq_h3_conn *uvq_h3_stream_get_conn(uvq_h3_stream *st);
+/** The stream's QUIC id, or -1 while the request waits in the queue. */
 UVQ_EXTERN int64_t uvq_h3_stream_get_id(uvq_h3_stream *st);
 /** Application data of an exchange (server: starts NULL; client: the
  * request's user_data). */
 UVQ_EXTERN void uvq_h3_stream_set_user_data(uvq_h3_stream *st, void *ud);
+/** The exchange's application data (see uvq_h3_stream_set_user_data). */
 UVQ_EXTERN void *uvq_h3_stream_get_user_data(uvq_h3_stream *st);
 
 /**
@@ -554,39 +606,49 @@ UVQ_EXTERN uint64_t uvq_h3_stream_get_acked(uvq_h3_stream *st, int *pcomplete);
 
 /** Counters of one h3 connection. */
 typedef struct uvq_h3_conn_stats {
-  uint64_t requests_started;   /* server: received; client: submitted */
-  uint64_t requests_completed; /* ended with error 0 */
-  uint64_t requests_rejected;  /* REQUEST_REJECTED / GOAWAY */
+  uint64_t
+      requests_started; /**< Server: requests received; client: submitted. */
+  uint64_t requests_completed; /**< Exchanges that ended with error 0. */
+  uint64_t requests_rejected;  /**< Requests refused with H3_REQUEST_REJECTED or
+                                  by GOAWAY. */
   /* Server: sections over max_field_section_size: request sections
    * answered with 431 (once decoded, or at once from the HEADERS frame's
    * length), trailer sections reset with H3_EXCESSIVE_LOAD. */
-  uint64_t header_too_large;
-  uint64_t streams_reset; /* exchanges that ended with a reset */
-  int goaway_sent;
-  int goaway_received;
+  uint64_t header_too_large; /**< See the comment above. */
+  uint64_t streams_reset;    /**< Exchanges that ended with a reset. */
+  int goaway_sent;           /**< Nonzero once we sent GOAWAY. */
+  int goaway_received;       /**< Nonzero once the peer sent GOAWAY. */
   /* Server: request streams reset by header_timeout (their end is also
    * counted above, as requests_rejected or streams_reset, by the code the
    * client's answering reset carries). */
-  uint64_t header_timeouts;
+  uint64_t header_timeouts; /**< See the comment above. */
   /* Server: nonzero if request_timeout closed the connection (readable
    * until on_closed; uvq_h3_server_get_stats keeps the sum). */
-  int request_timed_out;
+  int request_timed_out; /**< See the comment above. */
 } uvq_h3_conn_stats;
 
+/** uvq_h3_conn_get_stats copies the counters of |h3| into |st|. Same thread as
+ * the connection; any time until the connection's on_closed returns. */
 UVQ_EXTERN void uvq_h3_conn_get_stats(uvq_h3_conn *h3, uvq_h3_conn_stats *st);
 
 /** Counters of an h3 server: the sums over its connections that closed. */
 typedef struct uvq_h3_server_stats {
-  uint64_t connections; /* closed connections summed here */
-  uint64_t requests_started;
-  uint64_t requests_completed;
-  uint64_t requests_rejected;
-  uint64_t header_too_large;
-  uint64_t streams_reset;
-  uint64_t header_timeouts;
-  uint64_t request_timeouts; /* connections request_timeout closed */
+  uint64_t connections; /**< Connections that closed (their counters are summed
+                           here). */
+  uint64_t requests_started;   /**< Requests received. */
+  uint64_t requests_completed; /**< Exchanges that ended with error 0. */
+  uint64_t requests_rejected;  /**< Requests refused with H3_REQUEST_REJECTED or
+                                  by GOAWAY. */
+  uint64_t
+      header_too_large;     /**< Header sections over max_field_section_size. */
+  uint64_t streams_reset;   /**< Exchanges that ended with a reset. */
+  uint64_t header_timeouts; /**< Request streams reset by header_timeout. */
+  uint64_t request_timeouts; /**< Connections request_timeout closed. */
 } uvq_h3_server_stats;
 
+/** uvq_h3_server_get_stats copies the counters of |srv|, over every connection
+ * it has served (closed ones summed, open ones as of now), into |st|. Same
+ * thread as the endpoints. */
 UVQ_EXTERN void uvq_h3_server_get_stats(uvq_h3_server *srv,
                                         uvq_h3_server_stats *st);
 

@@ -1,7 +1,20 @@
-/*
+/**
+ * @file uvquic_uv.h
  * uvquic libuv adapter: drives a uvq_endpoint on a non-blocking UDP socket
  * in a libuv loop (the counterparts of tokio-quiche's start_listener and
  * connect). Everything here runs on the loop's thread, except wakers.
+ *
+ * Clock: the adapter gives its endpoints uv_hrtime() (CLOCK_MONOTONIC, in
+ * nanoseconds) as |now|. Where a function of the core or of HTTP/3 asks
+ * for |now| on an adapter endpoint's connection (uvq_conn_update_key,
+ * uvq_h3_server_accept, ...), pass uv_hrtime(), or uvq_conn_get_now() inside
+ * a callback; deadlines (uvq_conn_set_app_timer) are on that clock too.
+ * Not uv_now(): the loop's cached millisecond time lags.
+ *
+ * Errors and ownership follow the core: negative UVQ_ERR_* (a call that
+ * fails fires none of its callbacks); the adapter owns the endpoints it
+ * creates until their close callback fires, and borrows the TLS context and
+ * the callbacks it is given, which must outlive it.
  */
 #ifndef UVQUIC_UV_H
 #define UVQUIC_UV_H
@@ -50,7 +63,13 @@ UVQ_EXTERN int uvq_listen(uvq_listener **plistener, uv_loop_t *loop,
 /**
  * uvq_uv_client_new creates a client endpoint: one UDP socket bound to
  * |local| (NULL = the wildcard address of |family|, ephemeral port) that
- * carries any number of connections made with uvq_connect.
+ * carries any number of connections made with uvq_connect. |settings| may
+ * be NULL (defaults); |tls| must be a client context outliving the
+ * endpoint. Free it with uvq_uv_endpoint_close.
+ *
+ * Returns 0 and sets *puep, or UVQ_ERR_INVALID_ARGUMENT (NULL arguments, a
+ * family other than AF_INET / AF_INET6, |local| of another family),
+ * UVQ_ERR_IO (socket or bind failed; errno is left set) or UVQ_ERR_NOMEM.
  */
 UVQ_EXTERN int uvq_uv_client_new(uvq_uv_endpoint **puep, uv_loop_t *loop,
                                  int family, const struct sockaddr *local,
@@ -119,10 +138,15 @@ UVQ_EXTERN void uvq_listener_close(uvq_listener *listener, uvq_uv_close_cb cb);
 /** The core endpoint (for stats, settings, key rotation). */
 UVQ_EXTERN uvq_endpoint *uvq_uv_endpoint_get_endpoint(uvq_uv_endpoint *uep);
 
-/** The socket's bound address (e.g. to learn the port picked for port 0). */
+/**
+ * uvq_uv_endpoint_get_local_addr copies the first socket's bound address
+ * into |addr| (e.g. to learn the port picked for port 0). Returns 0, or
+ * UVQ_ERR_INVALID_ARGUMENT for NULL arguments.
+ */
 UVQ_EXTERN int uvq_uv_endpoint_get_local_addr(uvq_uv_endpoint *uep,
                                               uvq_addr *addr);
 
+/** The endpoint's user data (as given to uvq_listen or uvq_uv_client_new). */
 UVQ_EXTERN void *uvq_uv_endpoint_get_user_data(uvq_uv_endpoint *uep);
 
 /** Datapath facts and counters of one adapter socket
@@ -137,10 +161,10 @@ typedef struct uvq_uv_stats {
   /** SO_RCVBUF / SO_SNDBUF as read back from the kernel (bytes; Linux
    * reports twice what was granted). */
   int rcvbuf;
-  int sndbuf;
+  int sndbuf; /**< See rcvbuf. */
   /** sendmsg / sendmmsg system calls, and the messages they took. */
   uint64_t send_calls;
-  uint64_t send_msgs;
+  uint64_t send_msgs; /**< See send_calls. */
   /** Messages that carried several datagrams with UDP_SEGMENT. */
   uint64_t gso_msgs;
   /** Times the kernel refused GSO and the socket fell back to one message
@@ -148,13 +172,13 @@ typedef struct uvq_uv_stats {
   uint64_t gso_fallbacks;
   /** Datagrams sent, by the ECN codepoint they carried (UVQ_ECN_*). */
   uint64_t datagrams_sent;
-  uint64_t ecn_sent[4];
+  uint64_t ecn_sent[4]; /**< Index: UVQ_ECN_*. */
   /** recvmmsg calls; buffers read; buffers that were GRO super-buffers
    * (handed to the core with segment_size > 0); datagrams in all buffers. */
   uint64_t recv_calls;
-  uint64_t recv_buffers;
-  uint64_t gro_buffers;
-  uint64_t datagrams_received;
+  uint64_t recv_buffers;       /**< See recv_calls. */
+  uint64_t gro_buffers;        /**< See recv_calls. */
+  uint64_t datagrams_received; /**< See recv_calls. */
   /** Received datagrams by ECN codepoint. */
   uint64_t ecn_received[4];
   /** Received buffers dropped because the kernel truncated them. */
@@ -162,7 +186,7 @@ typedef struct uvq_uv_stats {
   /** Expiry timer (timerfd) firings, and deadlines run without the timer
    * because they were already due when it would have been armed. */
   uint64_t timer_fires;
-  uint64_t expiry_immediate;
+  uint64_t expiry_immediate; /**< See timer_fires. */
   /** Small batches (handshake flights, ACKs, burst tails) copied into the
    * send queue, to leave with other connections' in one sendmmsg. */
   uint64_t queued_batches;
@@ -176,9 +200,10 @@ typedef struct uvq_uv_stats {
    * writable again. */
   uint64_t writable_wakeups;
   /** Entries read from the sockets' error queues (IP_RECVERR /
-   * IPV6_RECVERR), and those that were ICMP unreachables handed to the
-   * core (uvq_endpoint_recv_icmp). */
+   * IPV6_RECVERR). */
   uint64_t errqueue_reads;
+  /** Those that were ICMP unreachables, handed to the core
+   * (uvq_endpoint_recv_icmp). */
   uint64_t icmp_unreachable;
   /** Sends that failed with an error an earlier ICMP left pending on the
    * socket (ECONNREFUSED and the like: it concerns another datagram) and

@@ -161,3 +161,30 @@ uvq_fs_status uvq_fileserve_open(uvq_fileserve *fs, const char *path, int *pfd,
   *psize = (uint64_t)sb.st_size;
   return UVQ_FS_OK;
 }
+
+uvq_fs_status uvq_fileserve_lookup(uvq_fileserve *fs, const char *relpath,
+                                   int *pfd, struct stat *pst) {
+  int fd;
+
+  if (relpath[0] == '/') {
+    return UVQ_FS_FORBIDDEN;
+  }
+  fd = open_beneath(fs, relpath[0] == '\0' ? "." : relpath);
+  if (fd < 0) {
+    return open_errno_to_status(errno);
+  }
+  if (fstat(fd, pst) != 0) {
+    close(fd);
+    return UVQ_FS_IO;
+  }
+  if (S_ISDIR(pst->st_mode)) {
+    *pfd = fd;
+    return UVQ_FS_DIRECTORY;
+  }
+  if (!S_ISREG(pst->st_mode)) {
+    close(fd);
+    return UVQ_FS_FORBIDDEN;
+  }
+  *pfd = fd;
+  return UVQ_FS_OK;
+}

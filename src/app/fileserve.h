@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 /** Flag for uvq_fileserve_init: never use openat2(2), always the portable
  * component-by-component resolver (for tests of the fallback). */
@@ -37,7 +38,9 @@ typedef enum uvq_fs_status {
    * or anything else that is not a regular file. */
   UVQ_FS_FORBIDDEN,
   /** Opening or examining the file failed (I/O error, EMFILE, ...). */
-  UVQ_FS_IO
+  UVQ_FS_IO,
+  /** uvq_fileserve_lookup only: a directory beneath the root; *pfd is it. */
+  UVQ_FS_DIRECTORY
 } uvq_fs_status;
 
 /**
@@ -64,5 +67,15 @@ void uvq_fileserve_free(uvq_fileserve *fs);
  */
 uvq_fs_status uvq_fileserve_open(uvq_fileserve *fs, const char *path, int *pfd,
                                  uint64_t *psize);
+
+/**
+ * uvq_fileserve_lookup is uvq_fileserve_open for a path relative to the
+ * root (|relpath| without the leading '/'; "" is the root itself) that also
+ * opens directories: UVQ_FS_DIRECTORY with *pfd the directory. On
+ * UVQ_FS_OK and UVQ_FS_DIRECTORY *pst is the fstat of *pfd, which the
+ * caller owns.
+ */
+uvq_fs_status uvq_fileserve_lookup(uvq_fileserve *fs, const char *relpath,
+                                   int *pfd, struct stat *pst);
 
 #endif

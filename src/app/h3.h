@@ -87,13 +87,12 @@ uvq_h3_header uvq_h3_mkhdr(const char *name, const char *value);
  * holds one per uvq_stream_write_ref of a piece of it, released when the
  * peer acknowledges it or the stream or connection closes. Given back
  * with the last, possibly after the stream, the h3 connection and the
- * endpoint are gone (hence |pool|, which waits for it). */
+ * endpoint are gone (uvq_buf_put allows that). */
 typedef struct h3_chunk {
   struct h3_chunk *next;
   size_t len;
   size_t refs;
-  struct uvq_pool *pool; /* a buffer of its class |cls| */
-  int cls;               /* sized to the read: a short one takes less */
+  /* A uvq_buf_get buffer sized to the read: a short one takes less. */
   uint8_t data[];
 } h3_chunk;
 
@@ -197,6 +196,9 @@ struct uvq_h3_server {
   uvq_h3_server_config cfg;
   const uvq_mem *mem;        /* the server object's; connections may differ */
   uvq_h3_server_stats stats; /* of the connections that closed */
+  /* Connections whose on_closed has not fired (uvq_h3_server_shutdown). */
+  struct uvq_h3_conn *conns;
+  int shutting_down;
 };
 
 struct uvq_h3_conn {
@@ -211,6 +213,8 @@ struct uvq_h3_conn {
   uvq_conn *conn;
   int server;
   uvq_h3_server *srv;
+  /* Server: on srv->conns. */
+  struct uvq_h3_conn *sprev, *snext;
   uvq_h3_client_config ccfg;
   uint64_t max_section;
 

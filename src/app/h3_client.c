@@ -26,7 +26,8 @@ const uvq_app_callbacks *uvq_h3_callbacks(void) {
 int uvq_h3_client_new(uvq_h3_conn **ph3, const uvq_h3_client_config *cfg) {
   const uvq_mem *mem;
   uvq_h3_conn *h;
-  if (ph3 == NULL || cfg == NULL) {
+  if (ph3 == NULL || cfg == NULL || cfg->version < 1 ||
+      cfg->version > UVQ_H3_CLIENT_CONFIG_VERSION) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   mem = cfg->mem ? cfg->mem : uvq_mem_default();

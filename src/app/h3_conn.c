@@ -8,11 +8,10 @@
 #include <string.h>
 
 #include "core/mem.h"
-#include "core/pool.h"
 
-/* A provider chunk is one pool buffer of the bulk class. */
-_Static_assert(sizeof(h3_chunk) + UVQ_H3_PROVIDER_CHUNK <= UVQ_POOL_BULK,
-               "provider chunk larger than the pool's bulk buffer");
+/* A provider chunk is one uvq_buf_get buffer (a bulk one at most). */
+_Static_assert(sizeof(h3_chunk) + UVQ_H3_PROVIDER_CHUNK <= UVQ_BUF_MAX,
+               "provider chunk larger than UVQ_BUF_MAX");
 
 const char *uvq_h3_strerror(int err) {
   switch (err) {
@@ -85,7 +84,7 @@ static void chunk_unref(void *ptr, void *ud) {
   h3_chunk *c = ud;
   (void)ptr;
   if (--c->refs == 0) {
-    uvq_pool_put(c->pool, c->cls, c);
+    uvq_buf_put(c);
   }
 }
 
@@ -794,11 +793,10 @@ static nghttp3_ssize cb_read_data(nghttp3_conn *c, int64_t sid,
     break;
   }
   case UVQ_H3_BODY_PROVIDER: {
-    uvq_pool *pool = uvq_endpoint_pool(uvq_conn_get_endpoint(h->conn));
+    uvq_endpoint *ep = uvq_conn_get_endpoint(h->conn);
     h3_chunk *ch;
     size_t want;
     ssize_t r;
-    int cls;
     if (st->read_blocked || st->provider_failed || st->stop_received) {
       return NGHTTP3_ERR_WOULDBLOCK;
     }
@@ -813,35 +811,29 @@ static nghttp3_ssize cb_read_data(nghttp3_conn *c, int64_t sid,
     /* A read at the credit's edge takes a buffer its size, not a bulk
      * one: 100 streams each holding a few bytes in 64 KiB would hold
      * 6.5 MB that no budget counts. */
-    cls = uvq_pool_class(sizeof(*ch) + want);
-    if (cls < 0) {
-      cls = UVQ_POOL_CLASS_BULK;
-    }
-    ch = uvq_pool_get(pool, cls);
+    ch = uvq_buf_get(ep, sizeof(*ch) + want);
     if (ch == NULL) {
       return NGHTTP3_ERR_CALLBACK_FAILURE;
     }
     r = st->body.read(st, ch->data, want, &eof, st->body.read_user_data);
     if (r == UVQ_H3_READ_WOULDBLOCK || (r == 0 && !eof)) {
-      uvq_pool_put(pool, cls, ch);
+      uvq_buf_put(ch);
       st->read_blocked = 1;
       return NGHTTP3_ERR_WOULDBLOCK;
     }
     if (r < 0 || (size_t)r > want) {
-      uvq_pool_put(pool, cls, ch);
+      uvq_buf_put(ch);
       st->provider_failed = 1;
       uvq_h3_stream_abort(st, UVQ_H3_INTERNAL_ERROR);
       return NGHTTP3_ERR_WOULDBLOCK;
     }
     st->provider_read = 1;
     if (r == 0) {
-      uvq_pool_put(pool, cls, ch);
+      uvq_buf_put(ch);
       break;
     }
     ch->len = (size_t)r;
     ch->refs = 1;
-    ch->pool = pool;
-    ch->cls = cls;
     ch->next = NULL;
     if (st->chunk_tail) {
       st->chunk_tail->next = ch;

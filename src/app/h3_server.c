@@ -19,7 +19,8 @@ void uvq_h3_server_config_default(uvq_h3_server_config *cfg) {
 int uvq_h3_server_new(uvq_h3_server **psrv, const uvq_h3_server_config *cfg) {
   const uvq_mem *mem;
   uvq_h3_server *srv;
-  if (psrv == NULL || cfg == NULL || cfg->on_request == NULL) {
+  if (psrv == NULL || cfg == NULL || cfg->version < 1 ||
+      cfg->version > UVQ_H3_SERVER_CONFIG_VERSION || cfg->on_request == NULL) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   mem = cfg->mem ? cfg->mem : uvq_mem_default();
@@ -80,9 +81,38 @@ int uvq_h3_server_accept(uvq_h3_server *srv, uvq_conn *conn, uvq_tstamp now,
     h->timer_at = h->req_deadline;
     uvq_conn_set_app_timer(conn, h->req_deadline);
   }
+  h->snext = srv->conns;
+  if (srv->conns) {
+    srv->conns->sprev = h;
+  }
+  srv->conns = h;
   *pcallbacks = &uvq_h3_app_callbacks;
   *pconn_user_data = h;
   return 0;
+}
+
+void uvq_h3_server_shutdown(uvq_h3_server *srv) {
+  uvq_h3_conn *h, *next;
+
+  if (srv == NULL || srv->shutting_down) {
+    return;
+  }
+  srv->shutting_down = 1;
+  for (h = srv->conns; h; h = next) {
+    /* uvq_h3_shutdown may close the connection, but its on_closed comes
+     * later, from the endpoint: |h| stays on the list until then. */
+    next = h->snext;
+    if (h->closed) {
+      continue;
+    }
+    if (!h->ready) {
+      /* Still in its handshake: no request yet, and no control stream
+       * for a GOAWAY. */
+      uvq_h3_conn_fail(h, UVQ_H3_NO_ERROR, "server shutting down");
+      continue;
+    }
+    (void)uvq_h3_shutdown(h);
+  }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -107,6 +137,15 @@ static void timer_update(uvq_h3_conn *h) {
 void uvq_h3_server_conn_closed(uvq_h3_conn *h) {
   uvq_h3_server_stats *t = &h->srv->stats;
   const uvq_h3_conn_stats *c = &h->stats;
+  if (h->sprev) {
+    h->sprev->snext = h->snext;
+  } else {
+    h->srv->conns = h->snext;
+  }
+  if (h->snext) {
+    h->snext->sprev = h->sprev;
+  }
+  h->sprev = h->snext = NULL;
   t->connections++;
   t->requests_started += c->requests_started;
   t->requests_completed += c->requests_completed;

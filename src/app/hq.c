@@ -1,5 +1,5 @@
 /* hq-interop server and client; see hq.h. */
-#include "app/hq.h"
+#include "uvquic/uvquic_hq.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "app/fileserve.h"
+#include "app/http_file.h"
 #include "core/mem.h"
 #include "core/pool.h"
 
@@ -62,6 +63,7 @@ struct uvq_hq_server {
   uint64_t request_timeout; /* ns; 0: none */
   size_t max_request;       /* longest request line, CRLF included */
   uvq_hq_server_stats stats;
+  int shutting_down;
   /* Connections whose on_closed has not fired; uvq_hq_server_del frees
    * those an endpoint deleted without it. */
   struct hq_sconn *conns;
@@ -296,11 +298,13 @@ static void sstream_refuse(uvq_conn *conn, hq_sstream *st, uint64_t code) {
   (void)uvq_stream_reset(conn, st->id, code);
 }
 
-static uint64_t fs_status_to_code(uvq_fs_status fst) {
-  switch (fst) {
-  case UVQ_FS_NOT_FOUND:
+static uint64_t resolve_status_to_code(uvq_http_resolve_status rs) {
+  switch (rs) {
+  case UVQ_HTTP_BAD_REQUEST:
+    return UVQ_HQ_ERR_BAD_REQUEST;
+  case UVQ_HTTP_NOT_FOUND:
     return UVQ_HQ_ERR_NOT_FOUND;
-  case UVQ_FS_FORBIDDEN:
+  case UVQ_HTTP_FORBIDDEN:
     return UVQ_HQ_ERR_FORBIDDEN;
   default:
     return UVQ_HQ_ERR_IO;
@@ -404,7 +408,8 @@ static void sstream_send(uvq_conn *conn, hq_sstream *st) {
  * and starts the response. */
 static void sstream_request(uvq_conn *conn, hq_sstream *st, size_t len) {
   uvq_hq_server *srv = st->c->srv;
-  uvq_fs_status fst;
+  uvq_http_resolve_status rs;
+  uvq_http_resolved *res;
   int fd;
 
   sstream_unwait(st);
@@ -419,9 +424,24 @@ static void sstream_request(uvq_conn *conn, hq_sstream *st, size_t len) {
   }
   st->parsed = 1;
   sstream_unhold(st);
-  fst = uvq_fileserve_open(&srv->fs, st->req + 4, &fd, &st->size);
-  if (fst != UVQ_FS_OK) {
-    sstream_refuse(conn, st, fs_status_to_code(fst));
+  /* The same resolution as HTTP/3 (percent-decoding, query ignored,
+   * index.html for a directory); hq cannot redirect, so a directory named
+   * without its slash is served as if it had one. */
+  res = uvq_malloc(srv->mem, sizeof(*res));
+  if (res == NULL) {
+    sstream_refuse(conn, st, UVQ_HQ_ERR_INTERNAL);
+    return;
+  }
+  rs = uvq_http_resolve(&srv->fs, st->req + 4, len - 4, UVQ_HTTP_NO_REDIRECT,
+                        res);
+  fd = res->fd;
+  st->size = (uint64_t)res->st.st_size;
+  uvq_free(srv->mem, res);
+  if (rs != UVQ_HTTP_FILE) {
+    if (fd >= 0) {
+      close(fd);
+    }
+    sstream_refuse(conn, st, resolve_status_to_code(rs));
     return;
   }
   st->fd = fd;
@@ -576,12 +596,16 @@ static int srv_on_stream_acked(uvq_conn *conn, int64_t stream_id,
 static void srv_on_stream_closed(uvq_conn *conn, int64_t stream_id,
                                  uint64_t app_error, void *user_data,
                                  void *stream_user_data) {
-  (void)conn;
+  hq_sconn *c = user_data;
+
   (void)stream_id;
   (void)app_error;
-  (void)user_data;
   if (stream_user_data != NULL) {
     sstream_free(stream_user_data);
+  }
+  if (c != NULL && c->srv->shutting_down && c->streams == NULL) {
+    /* The last exchange of a server shutting down is over. */
+    (void)uvq_conn_close(conn, 0, "server shutting down");
   }
 }
 
@@ -674,6 +698,7 @@ int uvq_hq_server_new(uvq_hq_server **psrv, const char *root,
   srv->request_timeout = UVQ_HQ_REQUEST_TIMEOUT;
   srv->max_request = UVQ_HQ_MAX_REQUEST;
   srv->conns = NULL;
+  srv->shutting_down = 0;
   *psrv = srv;
   return 0;
 }
@@ -690,6 +715,21 @@ void uvq_hq_server_del(uvq_hq_server *srv) {
   }
   uvq_fileserve_free(&srv->fs);
   uvq_free(srv->mem, srv);
+}
+
+void uvq_hq_server_shutdown(uvq_hq_server *srv) {
+  hq_sconn *c, *next;
+
+  if (srv->shutting_down) {
+    return;
+  }
+  srv->shutting_down = 1;
+  for (c = srv->conns; c; c = next) {
+    next = c->next;
+    if (c->conn != NULL && c->streams == NULL) {
+      (void)uvq_conn_close(c->conn, 0, "server shutting down");
+    }
+  }
 }
 
 void uvq_hq_server_set_log(uvq_hq_server *srv, uvq_hq_log_start_cb start,

@@ -19,7 +19,7 @@ void uvq_acceptor_send_version_negotiation(uvq_endpoint *ep,
   size_t nsv = ep->settings.quic_versionslen;
   ngtcp2_ssize n;
 
-  if (gnutls_rnd(GNUTLS_RND_NONCE, &unused, 1) != 0) {
+  if (uvq_ep_rand(ep, &unused, 1, 0) != 0) {
     unused = 0;
   }
   memcpy(sv, ep->settings.quic_versions, nsv * sizeof(sv[0]));
@@ -84,7 +84,12 @@ static int want_retry(uvq_endpoint *ep) {
   case UVQ_RETRY_ALWAYS:
     return 1;
   case UVQ_RETRY_AUTO:
-    return ep->stats.handshakes_in_flight >= ep->settings.retry_auto_threshold;
+    /* Under memory pressure a new connection closes an idle one
+     * (uvq_budget_admit): only once its address is proven, so spoofed
+     * Initials cannot close established connections. */
+    return ep->stats.handshakes_in_flight >=
+               ep->settings.retry_auto_threshold ||
+           uvq_budget_pressed(ep);
   default:
     return 0;
   }

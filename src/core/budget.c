@@ -150,12 +150,17 @@ static int near(uint64_t used, uint64_t budget) {
   return budget && used >= budget - budget / 10;
 }
 
+int uvq_budget_pressed(const uvq_endpoint *ep) {
+  const uvq_settings *st = &ep->settings;
+  return near(ep->stats.send_buffered_bytes, st->endpoint_send_budget) ||
+         near(ep->stats.recv_held_bytes, st->endpoint_recv_budget);
+}
+
 int uvq_budget_admit(uvq_endpoint *ep, uvq_tstamp now) {
   const uvq_settings *st = &ep->settings;
   uvq_conn *victim;
 
-  if (!near(ep->stats.send_buffered_bytes, st->endpoint_send_budget) &&
-      !near(ep->stats.recv_held_bytes, st->endpoint_recv_budget)) {
+  if (!uvq_budget_pressed(ep)) {
     return 0;
   }
   /* A connection on the list may have started closing since it joined. */

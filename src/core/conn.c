@@ -50,10 +50,11 @@ static ngtcp2_conn *get_conn(ngtcp2_crypto_conn_ref *ref) {
 
 /* ---- ngtcp2 callbacks -------------------------------------------------- */
 
+/* ngtcp2's randomness (PATH_CHALLENGE data, ...): the endpoint's, whose
+ * address conn_start puts in the rand context. */
 static void cb_rand(uint8_t *dest, size_t destlen,
                     const ngtcp2_rand_ctx *rand_ctx) {
-  (void)rand_ctx;
-  (void)gnutls_rnd(GNUTLS_RND_RANDOM, dest, destlen);
+  (void)uvq_ep_rand(rand_ctx->native_handle, dest, destlen, 0);
 }
 
 static int cb_get_new_connection_id(ngtcp2_conn *q, ngtcp2_cid *cid,
@@ -130,7 +131,7 @@ static int run_on_accept(uvq_conn *conn) {
   info.resumed = conn->resumed;
   info.early_data = conn->early_data == UVQ_EARLY_DATA_ACCEPTED;
   rv = ep->cfg.on_accept(ep, conn, &info, &cb, &ud, ep->cfg.user_data);
-  if (rv != 0 || cb == NULL) {
+  if (rv != 0 || !uvq_app_callbacks_ok(cb)) {
     conn->refused = 1;
     ep->stats.initials_refused++;
     return NGTCP2_ERR_CALLBACK_FAILURE;
@@ -667,6 +668,7 @@ static int conn_start(uvq_conn *conn, const ngtcp2_cid *dcid,
   uvq_ticket_scan_init(&conn->tickets);
   set_callbacks(&callbacks, is_server);
   ngtcp2_settings_default(&settings);
+  settings.rand_ctx.native_handle = ep;
   settings.initial_ts = now;
   settings.initial_rtt = st->initial_rtt;
   settings.cc_algo = st->cc_algo == UVQ_CC_RENO  ? NGTCP2_CC_ALGO_RENO
@@ -897,7 +899,7 @@ static int conn_restart_version(uvq_conn *conn, uvq_tstamp now) {
   /* Before the handshake a client has exactly one SCID: keep it (the map
    * already routes it here). */
   if (ngtcp2_conn_get_scid(old_q, NULL) != 1 ||
-      uvq_cid_random(&dcid, 18) != 0) {
+      uvq_ep_random_cid(conn->ep, &dcid, 18) != 0) {
     return UVQ_ERR_INTERNAL;
   }
   ngtcp2_conn_get_scid(old_q, &scid);

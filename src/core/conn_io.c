@@ -351,6 +351,10 @@ int uvq_conn_write(uvq_conn *conn, uvq_tstamp now) {
     }
   }
 
+  /* Its writers have had their turn at the endpoint's send budget (in
+   * on_stream_writable, run above): the rest goes to the next waiters. */
+  uvq_stream_grant_end(conn);
+
   if (conn->stage == UVQ_STAGE_CLOSING && conn->close_resend &&
       conn->close_pkt) {
     conn->close_resend = 0;

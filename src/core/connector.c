@@ -14,8 +14,9 @@ int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,
   int early_data;
   int rv;
 
-  if (ep == NULL || params == NULL || params->path == NULL ||
-      params->callbacks == NULL || ep->is_server) {
+  if (ep == NULL || params == NULL || params->version < 1 ||
+      params->version > UVQ_CONNECT_PARAMS_VERSION || params->path == NULL ||
+      !uvq_app_callbacks_ok(params->callbacks) || ep->is_server) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   if (ep->closing_all) {
@@ -27,7 +28,7 @@ int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,
     return UVQ_ERR_CONNECTION_LIMIT;
   }
   /* RFC 9000 §7.2: the first DCID is unpredictable and at least 8 bytes. */
-  rv = uvq_cid_random(&dcid, 18);
+  rv = uvq_ep_random_cid(ep, &dcid, 18);
   if (rv != 0) {
     return UVQ_ERR_INTERNAL;
   }

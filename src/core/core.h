@@ -196,7 +196,6 @@ struct uvq_conn {
   /* Server: its transport parameters do not fit what ngtcp2_crypto_gnutls
    * encodes them into (cb_recv_tx_key). */
   int tp_too_large;
-  int wake_pending;
   int counted_in_flight; /* counted in stats.handshakes_in_flight */
   /* Server: its source's entry (sources.c), and whether it still counts
    * there as a handshake. */
@@ -217,9 +216,12 @@ struct uvq_conn {
   uint64_t send_buffered;
   int budget_waiters;
   size_t budget_scan; /* where the next budget release starts looking */
-  /* Waiting for the endpoint's send budget (ep->send_waiters list). */
+  /* Waiting for the endpoint's send budget (ep->send_waiters list), and
+   * the endpoint budget set aside for it when its turn came (in
+   * ep->send_reserved until its writers have had it: uvq_conn_write). */
   int ep_send_waiting;
   uvq_conn *send_wait_next;
+  uint64_t ep_grant;
   /* Received bytes the application holds (uvq_conn_recv_hold), and the
    * connection credit withheld while its reads pause; a connection with
    * credit owed for the endpoint's budget is on ep->recv_waiters. */
@@ -332,6 +334,9 @@ struct uvq_endpoint {
    * gauges are stats.send_buffered_bytes and stats.recv_held_bytes. */
   uvq_conn *send_waiters, *recv_waiters;
   uvq_conn *idle_head, *idle_tail;
+  /* Of the endpoint's send budget, what is set aside for connections
+   * whose turn on send_waiters came (the sum of their ep_grant). */
+  uint64_t send_reserved;
 
   uvq_wake_hub *hub;
   /* Raw mode: edits ngtcp2's settings and params of new connections. */
@@ -490,16 +495,35 @@ uint32_t uvq_resume_version(const uint8_t *blob, size_t len);
  * then (it is created before uvq_resume_apply). */
 int uvq_resume_grants_early_data(const uint8_t *blob, size_t len);
 
-/* sources.c: uvq_sources_admit says whether |remote|'s source may start
+/* sources.c: uvq_sources_init keys the table's hash with |key| (secret,
+ * random); uvq_sources_admit says whether |remote|'s source may start
  * another handshake (0, or UVQ_ERR_CONNECTION_LIMIT, counted by reason);
  * uvq_sources_add counts a new server connection under its source;
  * handshake_done and remove uncount it (idempotent). */
-int uvq_sources_init(uvq_sources *t, const uvq_mem *mem);
+void uvq_sources_init(uvq_sources *t, const uvq_mem *mem,
+                      const uint64_t key[2]);
 void uvq_sources_free(uvq_sources *t);
 int uvq_sources_admit(uvq_endpoint *ep, const uvq_addr *remote);
 int uvq_sources_add(uvq_endpoint *ep, uvq_conn *conn);
 void uvq_sources_handshake_done(uvq_conn *conn);
 void uvq_sources_remove(uvq_conn *conn);
+
+/* endpoint.c: |len| random bytes from the endpoint's source
+ * (uvq_endpoint_config.rand, or GnuTLS); |key| nonzero for secret key
+ * material. Returns 0 or UVQ_ERR_INTERNAL. */
+int uvq_ep_rand(uvq_endpoint *ep, void *dest, size_t len, int key);
+/* A random CID of |len| bytes from uvq_ep_rand; 0 or UVQ_ERR_INTERNAL. */
+int uvq_ep_random_cid(uvq_endpoint *ep, ngtcp2_cid *cid, size_t len);
+/* uvq_cid_map_init_seeded with a key from uvq_ep_rand. */
+int uvq_ep_cid_map_init(uvq_endpoint *ep, uvq_cid_map *map);
+
+/* settings.c: copies the application's |src| into |dst| by its version:
+ * a version-1 struct (an older header) gives its fields and defaults for
+ * the ones added since. Returns 0 or UVQ_ERR_INVALID_ARGUMENT (a version
+ * this library does not know). */
+int uvq_settings_copy(uvq_settings *dst, const uvq_settings *src);
+/* Nonzero if |cb| is a table of a version this library reads. */
+int uvq_app_callbacks_ok(const uvq_app_callbacks *cb);
 
 /* budget.c: the credit for |n| bytes |conn| delivered on |stream_id|
  * (|s| may be NULL), returned now or owed while its reads pause; the idle
@@ -513,6 +537,8 @@ void uvq_budget_recv_credit(uvq_conn *conn, uvq_stream *s, int64_t stream_id,
                             size_t n);
 void uvq_budget_idle_update(uvq_conn *conn);
 int uvq_budget_admit(uvq_endpoint *ep, uvq_tstamp now);
+/* Nonzero under memory pressure: an endpoint budget at 90 % or more. */
+int uvq_budget_pressed(const uvq_endpoint *ep);
 void uvq_budget_conn_gone(uvq_conn *conn);
 
 /* conn.c: nonzero if |a| and |b| are the same address and port. */
@@ -571,6 +597,9 @@ size_t uvq_stream_buffered(const uvq_stream *s);
 /* The peer raised |s|'s flow-control credit: a writer waiting for room
  * hears of it. */
 void uvq_stream_credit(uvq_conn *conn, uvq_stream *s);
+/* |conn|'s writers have had the endpoint budget set aside for them: what
+ * they left goes back to the endpoint (and to the next waiters). */
+void uvq_stream_grant_end(uvq_conn *conn);
 
 /* waker.c */
 int uvq_wake_hub_new(uvq_wake_hub **phub, uvq_endpoint *ep, const uvq_mem *mem);

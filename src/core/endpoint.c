@@ -197,6 +197,43 @@ void uvq_ep_drop(uvq_endpoint *ep, uvq_drop_reason r) {
   uvq_metrics_drop(ep);
 }
 
+static int token_rand(void *ud, uint8_t *dest, size_t len) {
+  return uvq_ep_rand(ud, dest, len, 0);
+}
+
+int uvq_ep_random_cid(uvq_endpoint *ep, ngtcp2_cid *cid, size_t len) {
+  if (len > NGTCP2_MAX_CIDLEN || uvq_ep_rand(ep, cid->data, len, 0) != 0) {
+    return UVQ_ERR_INTERNAL;
+  }
+  cid->datalen = len;
+  return 0;
+}
+
+/* The endpoint's CID generator: random CIDs of settings.cid_len bytes. */
+static int ep_generate_cid(uvq_cid_gen *gen, ngtcp2_cid *cid) {
+  return uvq_ep_random_cid(gen->user_data, cid, gen->cid_len);
+}
+
+int uvq_ep_cid_map_init(uvq_endpoint *ep, uvq_cid_map *map) {
+  uint8_t key[UVQ_CID_MAP_KEYLEN];
+  int rv = uvq_ep_rand(ep, key, sizeof(key), 1);
+  if (rv == 0) {
+    rv = uvq_cid_map_init_seeded(map, ep->mem, key);
+  }
+  gnutls_memset(key, 0, sizeof(key));
+  return rv;
+}
+
+int uvq_ep_rand(uvq_endpoint *ep, void *dest, size_t len, int key) {
+  int rv;
+  if (ep->cfg.rand) {
+    rv = ep->cfg.rand(dest, len, key, ep->cfg.user_data);
+  } else {
+    rv = gnutls_rnd(key ? GNUTLS_RND_KEY : GNUTLS_RND_NONCE, dest, len);
+  }
+  return rv == 0 ? 0 : UVQ_ERR_INTERNAL;
+}
+
 uint64_t uvq_ep_wall_time(uvq_endpoint *ep) {
   return ep->cfg.wall_time(ep, ep->cfg.user_data);
 }
@@ -346,12 +383,21 @@ static int versions_valid(const uvq_settings *st, int is_server) {
 
 int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
   uvq_endpoint *ep;
+  uvq_settings settings;
+  uint64_t sources_key[2];
   const uvq_mem *mem;
   int rv;
   uint8_t key[UVQ_TOKEN_KEYLEN];
 
-  if (pep == NULL || cfg == NULL || cfg->tls == NULL || cfg->send == NULL ||
-      cfg->wall_time == NULL || (cfg->is_server && cfg->on_accept == NULL)) {
+  if (pep == NULL || cfg == NULL || cfg->version < 1 ||
+      cfg->version > UVQ_ENDPOINT_CONFIG_VERSION || cfg->tls == NULL ||
+      cfg->send == NULL || cfg->wall_time == NULL ||
+      (cfg->is_server && cfg->on_accept == NULL)) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  if (cfg->settings == NULL) {
+    uvq_settings_default(&settings);
+  } else if (uvq_settings_copy(&settings, cfg->settings) != 0) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   if (uvq_tls_ctx_is_server(cfg->tls) != (cfg->is_server != 0)) {
@@ -364,12 +410,13 @@ int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
   }
   ep->mem = mem;
   uvq_mem_to_ngtcp2(&ep->nmem, mem);
-  ep->cfg = *cfg;
-  if (cfg->settings) {
-    ep->settings = *cfg->settings;
+  if (cfg->version == 1) {
+    /* An older header's config: its fields, none of the later ones. */
+    memcpy(&ep->cfg, cfg, offsetof(uvq_endpoint_config, rand));
   } else {
-    uvq_settings_default(&ep->settings);
+    ep->cfg = *cfg;
   }
+  ep->settings = settings;
   ep->is_server = cfg->is_server != 0;
 
   if (ep->settings.max_udp_payload_size < UVQ_MIN_INITIAL_DATAGRAM ||
@@ -387,25 +434,29 @@ int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
   if (rv != 0) {
     goto fail_settings;
   }
-  rv = uvq_cid_map_init(&ep->cids, mem);
+  /* Random CIDs, from the endpoint's randomness. */
+  ep->cidgen.generate = ep_generate_cid;
+  ep->cidgen.user_data = ep;
+  rv = uvq_ep_cid_map_init(ep, &ep->cids);
   if (rv != 0) {
     goto fail_settings;
   }
   /* Allocates nothing until a connection is added. */
-  rv = uvq_sources_init(&ep->sources, mem);
+  rv = uvq_ep_rand(ep, sources_key, sizeof(sources_key), 1);
   if (rv != 0) {
     goto fail_secret;
   }
+  uvq_sources_init(&ep->sources, mem, sources_key);
+  gnutls_memset(sources_key, 0, sizeof(sources_key));
   if (ep->settings.static_secret_set) {
     memcpy(ep->static_secret, ep->settings.static_secret, UVQ_STATIC_SECRETLEN);
-  } else if (gnutls_rnd(GNUTLS_RND_KEY, ep->static_secret,
-                        UVQ_STATIC_SECRETLEN) != 0) {
+  } else if (uvq_ep_rand(ep, ep->static_secret, UVQ_STATIC_SECRETLEN, 1) != 0) {
     rv = UVQ_ERR_INTERNAL;
     goto fail_secret;
   }
   if (ep->settings.token_key_set) {
     memcpy(key, ep->settings.token_key, UVQ_TOKEN_KEYLEN);
-  } else if (gnutls_rnd(GNUTLS_RND_KEY, key, sizeof(key)) != 0) {
+  } else if (uvq_ep_rand(ep, key, sizeof(key), 1) != 0) {
     rv = UVQ_ERR_INTERNAL;
     goto fail_secret;
   }
@@ -425,6 +476,8 @@ int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
   if (rv != 0) {
     goto fail_secret;
   }
+  ep->tokens.rand = token_rand;
+  ep->tokens.rand_ud = ep;
   if (ep->is_server) {
     rv = derive_ticket_keys(ep);
     if (rv != 0) {
@@ -527,6 +580,45 @@ void uvq_endpoint_get_stats(uvq_endpoint *ep, uvq_endpoint_stats *st) {
 }
 
 uvq_pool *uvq_endpoint_pool(uvq_endpoint *ep) { return ep->pool; }
+
+/* What uvq_buf_get puts in front of the buffer it returns, so uvq_buf_put
+ * finds the pool (which may outlive its endpoint) and the class. */
+typedef struct buf_header {
+  uvq_pool *pool;
+  size_t cls;
+} buf_header;
+
+_Static_assert(sizeof(buf_header) + UVQ_BUF_MAX <= UVQ_POOL_BULK,
+               "UVQ_BUF_MAX larger than the pool's bulk buffer");
+
+void *uvq_buf_get(uvq_endpoint *ep, size_t size) {
+  buf_header *h;
+  int cls;
+  if (size == 0 || size > UVQ_BUF_MAX) {
+    return NULL;
+  }
+  /* The smallest core class that fits, else the bulk one. */
+  cls = uvq_pool_class(sizeof(*h) + size);
+  if (cls < 0) {
+    cls = UVQ_POOL_CLASS_BULK;
+  }
+  h = uvq_pool_get(ep->pool, cls);
+  if (h == NULL) {
+    return NULL;
+  }
+  h->pool = ep->pool;
+  h->cls = (size_t)cls;
+  return h + 1;
+}
+
+void uvq_buf_put(void *buf) {
+  buf_header *h;
+  if (buf == NULL) {
+    return;
+  }
+  h = (buf_header *)buf - 1;
+  uvq_pool_put(h->pool, (int)h->cls, h);
+}
 
 int uvq_endpoint_rotate_token_key(uvq_endpoint *ep, const uint8_t *key,
                                   size_t keylen) {
@@ -775,8 +867,48 @@ int uvq_endpoint_handle_expiry(uvq_endpoint *ep, uvq_tstamp now) {
   return rv;
 }
 
+void uvq_endpoint_stop_accepting(uvq_endpoint *ep) { ep->closing_all = 1; }
+
+int uvq_endpoint_reload_keys(uvq_endpoint *ep, const uvq_keys *keys) {
+  uint8_t tk[UVQ_TICKET_KEYLEN], tk2[UVQ_TICKET_KEYLEN];
+  int rv;
+
+  if (ep == NULL || !ep->is_server) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  if (ep->busy) {
+    return UVQ_ERR_INVALID_STATE;
+  }
+  /* The ticket keys first, into scratch space: the step that can fail. */
+  memcpy(tk, ep->ticket_key, sizeof(tk));
+  memcpy(tk2, ep->ticket_key_v2, sizeof(tk2));
+  rv = derive_ticket_keys(ep);
+  if (rv == 0 && keys != NULL &&
+      (!ep->settings.token_key_set ||
+       memcmp(ep->settings.token_key, keys->token_key, UVQ_TOKEN_KEYLEN) !=
+           0)) {
+    rv = uvq_token_keys_rotate(&ep->tokens, keys->token_key);
+    if (rv == 0) {
+      memcpy(ep->settings.token_key, keys->token_key, UVQ_TOKEN_KEYLEN);
+      ep->settings.token_key_set = 1;
+    }
+  }
+  if (rv != 0) {
+    memcpy(ep->ticket_key, tk, sizeof(tk));
+    memcpy(ep->ticket_key_v2, tk2, sizeof(tk2));
+  } else if (keys != NULL) {
+    memcpy(ep->static_secret, keys->static_secret, UVQ_STATIC_SECRETLEN);
+  }
+  gnutls_memset(tk, 0, sizeof(tk));
+  gnutls_memset(tk2, 0, sizeof(tk2));
+  return rv;
+}
+
 void uvq_endpoint_close_all(uvq_endpoint *ep, uint64_t app_error,
                             const char *reason) {
+  if (ep == NULL) {
+    return;
+  }
   ep->closing_all = 1;
   for (uvq_conn *c = ep->conns; c; c = c->next) {
     uvq_conn_close(c, app_error, reason);

@@ -80,8 +80,14 @@ static int raw_new(uvq_raw **praw, const uvq_raw_config *cfg, int is_server) {
   uvq_raw *raw;
   int rv;
 
-  if (praw == NULL || cfg == NULL || cfg->tls == NULL ||
-      cfg->callbacks == NULL) {
+  if (praw == NULL || cfg == NULL || cfg->version < 1 ||
+      cfg->version > UVQ_RAW_CONFIG_VERSION || cfg->tls == NULL ||
+      !uvq_app_callbacks_ok(cfg->callbacks)) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  if (cfg->settings == NULL) {
+    uvq_settings_default(&st);
+  } else if (uvq_settings_copy(&st, cfg->settings) != 0) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   mem = cfg->mem ? cfg->mem : uvq_mem_default();
@@ -94,11 +100,6 @@ static int raw_new(uvq_raw **praw, const uvq_raw_config *cfg, int is_server) {
   if (raw->q == NULL) {
     uvq_free(mem, raw);
     return UVQ_ERR_NOMEM;
-  }
-  if (cfg->settings) {
-    st = *cfg->settings;
-  } else {
-    uvq_settings_default(&st);
   }
   st.retry = UVQ_RETRY_OFF;
   uvq_endpoint_config_default(&ec);

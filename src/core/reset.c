@@ -38,12 +38,11 @@
 #define RESET_MAXLEN (1 + NGTCP2_MAX_CIDLEN + 22)
 
 int uvq_reset_init(uvq_endpoint *ep) {
-  int rv = uvq_cid_map_init(&ep->reset_tokens, ep->mem);
+  int rv = uvq_ep_cid_map_init(ep, &ep->reset_tokens);
   if (rv != 0) {
     return rv;
   }
-  if (gnutls_rnd(GNUTLS_RND_KEY, ep->reset_mac_key,
-                 sizeof(ep->reset_mac_key)) != 0) {
+  if (uvq_ep_rand(ep, ep->reset_mac_key, sizeof(ep->reset_mac_key), 1) != 0) {
     uvq_cid_map_free(&ep->reset_tokens);
     return UVQ_ERR_INTERNAL;
   }
@@ -200,7 +199,7 @@ void uvq_reset_send(uvq_endpoint *ep, const uvq_path *path,
   ngtcp2_cid_init(&dcid, v->dcid, v->dcidlen);
   if (ngtcp2_crypto_generate_stateless_reset_token(
           token, ep->static_secret, UVQ_STATIC_SECRETLEN, &dcid) != 0 ||
-      gnutls_rnd(GNUTLS_RND_NONCE, rnd, sizeof(rnd)) != 0) {
+      uvq_ep_rand(ep, rnd, sizeof(rnd), 0) != 0) {
     return;
   }
   n = ngtcp2_pkt_write_stateless_reset(

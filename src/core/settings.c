@@ -1,6 +1,8 @@
 #include <netinet/in.h>
+#include <stddef.h>
 #include <string.h>
 
+#include "core/core.h"
 #include "uvquic/uvquic.h"
 
 void uvq_settings_default(uvq_settings *s) {
@@ -87,4 +89,29 @@ int uvq_addr_set(uvq_addr *addr, const struct sockaddr *sa, socklen_t len) {
   memcpy(&addr->ss, sa, len);
   addr->len = len;
   return 0;
+}
+
+/* The bytes of a version-1 uvq_settings: every field before quic_versions
+ * (version 2 added it and everything after it). */
+#define SETTINGS_V1_SIZE offsetof(uvq_settings, quic_versions)
+
+int uvq_settings_copy(uvq_settings *dst, const uvq_settings *src) {
+  switch (src->version) {
+  case 1:
+    /* An older header: only its fields are read; the rest are defaults. */
+    uvq_settings_default(dst);
+    memcpy(dst, src, SETTINGS_V1_SIZE);
+    dst->version = UVQ_SETTINGS_VERSION;
+    return 0;
+  case UVQ_SETTINGS_VERSION:
+    *dst = *src;
+    return 0;
+  default:
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+}
+
+int uvq_app_callbacks_ok(const uvq_app_callbacks *cb) {
+  return cb != NULL && cb->version >= 1 &&
+         cb->version <= UVQ_APP_CALLBACKS_VERSION;
 }

@@ -48,16 +48,12 @@ static size_t bucket_of(const uvq_sources *t, const uint8_t key[16]) {
   return (size_t)uvq_siphash13(t->k0, t->k1, key, 16) & (t->nbuckets - 1);
 }
 
-int uvq_sources_init(uvq_sources *t, const uvq_mem *mem) {
-  uint64_t k[2];
+void uvq_sources_init(uvq_sources *t, const uvq_mem *mem,
+                      const uint64_t key[2]) {
   memset(t, 0, sizeof(*t));
   t->mem = mem;
-  if (gnutls_rnd(GNUTLS_RND_NONCE, k, sizeof(k)) != 0) {
-    return UVQ_ERR_INTERNAL;
-  }
-  t->k0 = k[0];
-  t->k1 = k[1];
-  return 0;
+  t->k0 = key[0];
+  t->k1 = key[1];
 }
 
 void uvq_sources_free(uvq_sources *t) {

@@ -155,6 +155,7 @@ static void free_chunks(uvq_conn *conn, uvq_stream *s) {
 
 static void budget_released(uvq_conn *conn);
 static void ep_budget_released(uvq_endpoint *ep);
+static void grant_drop(uvq_conn *conn);
 static void budget_wait(uvq_conn *conn, int budget);
 static void buffered_freed(uvq_conn *conn, uint64_t n);
 
@@ -205,6 +206,7 @@ void uvq_stream_table_free(uvq_conn *conn) {
     *pp = conn->send_wait_next;
     conn->ep_send_waiting = 0;
   }
+  grant_drop(conn);
   for (size_t i = 0; i < t->cap; i++) {
     uvq_stream *s = t->slots[i];
     if (s) {
@@ -276,26 +278,48 @@ size_t uvq_stream_buffered(const uvq_stream *s) {
  * to go while on_stream_writable has the writer make the next. */
 #define UVQ_SEND_LOOKAHEAD (64u * 1024)
 
-/* How many more bytes |s| may take now, the least of: its buffer
- * (stream_send_buffer, in flight included); the peer's credit (unsent
- * bytes at most the stream's remaining flow-control credit plus
- * UVQ_SEND_LOOKAHEAD); and what is left of the connection's budget
- * (conn_send_budget, all streams together). */
+/* What the endpoint's send budget has free: neither in buffers nor set
+ * aside for a connection whose turn came (ep_budget_released). */
+static uint64_t ep_free(const uvq_endpoint *ep) {
+  uint64_t used = ep->stats.send_buffered_bytes + ep->send_reserved;
+  uint64_t budget = ep->settings.endpoint_send_budget;
+  return budget > used ? budget - used : 0;
+}
+
 /* What is left of the budgets for |conn|'s send buffers: the least of its
  * own (conn_send_budget) and the endpoint's (endpoint_send_budget, 0 = no
- * limit); *pep says whether the endpoint's is the tighter. */
+ * limit); *pep says whether the endpoint's is the tighter. While
+ * connections wait for the endpoint's budget, what frees goes to them in
+ * turn: a connection has only what was set aside for it (first come,
+ * first served; a connection writing all along would otherwise take every
+ * byte its own acknowledgements free, and a waiter never get any). */
 static uint64_t budget_left(const uvq_conn *conn, int *pep) {
   const uvq_settings *st = &conn->ep->settings;
-  uint64_t used = conn->ep->stats.send_buffered_bytes;
   uint64_t left = st->conn_send_budget > conn->send_buffered
                       ? st->conn_send_budget - conn->send_buffered
                       : 0;
-  uint64_t ep_left =
-      st->endpoint_send_budget > used ? st->endpoint_send_budget - used : 0;
+  uint64_t ep_left = conn->ep_grant;
+  if (conn->ep->send_waiters == NULL) {
+    ep_left += ep_free(conn->ep);
+  }
   *pep = st->endpoint_send_budget && ep_left < left;
   return *pep ? ep_left : left;
 }
 
+/* The least room of a |budget| worth waking a waiting writer for: a
+ * lookahead's worth, or half the budget when that is smaller (a budget
+ * under two lookaheads would otherwise never free enough, and its
+ * waiters would wait for good). */
+static uint64_t wake_min(uint64_t budget) {
+  return budget / 2 < UVQ_SEND_LOOKAHEAD ? budget / 2 : UVQ_SEND_LOOKAHEAD;
+}
+
+/* How many more bytes |s| may take now, the least of: its buffer
+ * (stream_send_buffer, in flight included); the peer's credit (unsent
+ * bytes at most the stream's remaining flow-control credit plus
+ * UVQ_SEND_LOOKAHEAD); and what is left of the budgets (budget_left).
+ * *pbudget: 0 if the buffer or the credit is the limit, 1 if the
+ * connection's budget is, 2 if the endpoint's is. */
 static uint64_t send_room(const uvq_conn *conn, const uvq_stream *s,
                           int *pbudget) {
   const uvq_settings *st = &conn->ep->settings;
@@ -310,7 +334,6 @@ static uint64_t send_room(const uvq_conn *conn, const uvq_stream *s,
   room = credit > unsent && credit - unsent < room ? credit - unsent
          : credit > unsent                         ? room
                                                    : 0;
-  /* 0: room decides; 1: the connection's budget; 2: the endpoint's. */
   *pbudget = left < room ? 1 + ep_limited : 0;
   return left < room ? left : room;
 }
@@ -338,8 +361,11 @@ void uvq_stream_credit(uvq_conn *conn, uvq_stream *s) {
 }
 
 static void buffered_grew(uvq_conn *conn, size_t n) {
+  uint64_t from_grant = n < conn->ep_grant ? n : conn->ep_grant;
   conn->send_buffered += n;
   conn->ep->stats.send_buffered_bytes += n;
+  conn->ep_grant -= from_grant;
+  conn->ep->send_reserved -= from_grant;
 }
 
 /* |conn| waits for the endpoint's budget: at the end of the endpoint's
@@ -371,20 +397,39 @@ static void budget_wait(uvq_conn *conn, int budget) {
 
 /* Streams waiting for the endpoint's budget, on every connection that has
  * some, hear of room: connections in the order they started waiting, each
- * as many streams as budget_released finds room for, until the room is
- * spent. */
+ * given a lookahead's worth set aside for it (the last one whatever is
+ * free: the list is empty then) and as many streams as budget_released
+ * finds room for, until the free room is spent. Waking by budget_released's
+ * rule, so a connection taken off the list does not go straight back. */
 static void ep_budget_released(uvq_endpoint *ep) {
-  int ep_limited;
+  uint64_t need = wake_min(ep->settings.endpoint_send_budget);
   while (ep->send_waiters) {
     uvq_conn *c = ep->send_waiters;
-    if (budget_left(c, &ep_limited) < UVQ_SEND_LOOKAHEAD && ep_limited) {
+    uint64_t room = ep_free(ep);
+    uint64_t grant = room < UVQ_SEND_LOOKAHEAD ? room : UVQ_SEND_LOOKAHEAD;
+    if (room == 0 || room < need) {
       return; /* wait for a lookahead's worth */
     }
     ep->send_waiters = c->send_wait_next;
     c->send_wait_next = NULL;
     c->ep_send_waiting = 0;
+    c->ep_grant += grant;
+    ep->send_reserved += grant;
     budget_released(c);
     uvq_ep_mark(ep, c); /* on_stream_writable fires at its next write */
+  }
+}
+
+/* Gives back what is left of |conn|'s set-aside endpoint budget. */
+static void grant_drop(uvq_conn *conn) {
+  conn->ep->send_reserved -= conn->ep_grant;
+  conn->ep_grant = 0;
+}
+
+void uvq_stream_grant_end(uvq_conn *conn) {
+  if (conn->ep_grant) {
+    grant_drop(conn);
+    ep_budget_released(conn->ep);
   }
 }
 
@@ -415,7 +460,8 @@ static void short_write(uvq_conn *conn, uvq_stream *s, int budget) {
  * wakes every stream for a few bytes nor favours the first ones. */
 static void budget_released(uvq_conn *conn) {
   uvq_stream_table *t = &conn->streams;
-  uint64_t budget = conn->ep->settings.conn_send_budget, wake, left;
+  const uvq_settings *st = &conn->ep->settings;
+  uint64_t wake, left;
   size_t i, n, start;
   int ep_limited;
 
@@ -423,17 +469,20 @@ static void budget_released(uvq_conn *conn) {
   if (!conn->budget_waiters || t->cap == 0) {
     return;
   }
-  wake = left / UVQ_SEND_LOOKAHEAD;
-  if (wake == 0 && (left == 0 || left < budget / 2)) {
-    /* Wait for a lookahead's worth, unless the budget is small: this
-     * connection's acknowledgements bring it, or the endpoint's list when
-     * the endpoint's budget is the tighter (this connection may have
-     * nothing in flight to be acknowledged). */
+  if (left == 0 || left < wake_min(ep_limited ? st->endpoint_send_budget
+                                              : st->conn_send_budget)) {
+    /* Wait for a lookahead's worth, unless the tighter budget is small:
+     * this connection's acknowledgements bring it, or the endpoint's list
+     * when the endpoint's budget is the tighter (this connection may have
+     * nothing in flight to be acknowledged). ep_budget_released wakes by
+     * the same rule, so a connection it takes off its list never goes
+     * straight back on. */
     if (ep_limited) {
       ep_wait(conn);
     }
     return;
   }
+  wake = left / UVQ_SEND_LOOKAHEAD;
   if (wake == 0) {
     wake = 1;
   }
@@ -451,8 +500,14 @@ static void budget_released(uvq_conn *conn) {
       break;
     }
     maybe_writable(conn, s);
-    wake--;
     conn->budget_scan = i + 1;
+    /* A stream waiting for credit, not room, takes no wakeup: it hears
+     * when the credit comes (uvq_stream_credit). Counted, a hundred of
+     * them used up the last releases, and a stream waiting for room with
+     * nothing in flight to bring another waited for good. */
+    if (s->writable_pending) {
+      wake--;
+    }
   }
 }
 

@@ -61,9 +61,20 @@ void uvq_tls_config_default(uvq_tls_config *cfg) {
   cfg->version = UVQ_TLS_CONFIG_VERSION;
 }
 
+typedef struct uvq_tls_retired {
+  struct uvq_tls_retired *next;
+  gnutls_certificate_credentials_t cred;
+} uvq_tls_retired;
+
 static void tls_ctx_free(uvq_tls_ctx *ctx) {
   size_t i;
 
+  while (ctx->retired) {
+    uvq_tls_retired *r = ctx->retired;
+    ctx->retired = r->next;
+    gnutls_certificate_free_credentials(r->cred);
+    uvq_free(ctx->mem, r);
+  }
   if (ctx->prio) {
     gnutls_priority_deinit(ctx->prio);
   }
@@ -692,6 +703,57 @@ fail:
   }
   tls_ctx_free(ctx);
   return rv;
+}
+
+int uvq_tls_ctx_reload(uvq_tls_ctx *ctx, const uvq_tls_config *cfg,
+                       char *errbuf, size_t errbuflen) {
+  uvq_tls_retired *r;
+  uvq_tls_ctx *fresh = NULL;
+  gnutls_certificate_credentials_t cred;
+  gnutls_datum_t tk;
+  char *pem;
+  size_t pemlen;
+  int rv;
+
+  if (ctx == NULL || cfg == NULL || !ctx->is_server) {
+    uvq_set_errbuf(errbuf, errbuflen, "a server context and cfg are required");
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  r = uvq_malloc(ctx->mem, sizeof(*r));
+  if (r == NULL) {
+    uvq_set_errbuf(errbuf, errbuflen, "out of memory");
+    return UVQ_ERR_NOMEM;
+  }
+  /* A whole context built and checked the usual way; then its
+   * credentials, certificate and (if given) ticket key change hands. */
+  rv = uvq_tls_ctx_new(&fresh, 1, cfg, ctx->mem, errbuf, errbuflen);
+  if (rv != 0) {
+    uvq_free(ctx->mem, r);
+    return rv;
+  }
+  if (cfg->cert_file != NULL) {
+    cred = ctx->cred;
+    ctx->cred = fresh->cred;
+    fresh->cred = NULL;
+    r->cred = cred;
+    r->next = ctx->retired;
+    ctx->retired = r;
+    r = NULL;
+    pem = ctx->cert_pem;
+    pemlen = ctx->cert_pemlen;
+    ctx->cert_pem = fresh->cert_pem;
+    ctx->cert_pemlen = fresh->cert_pemlen;
+    fresh->cert_pem = pem;
+    fresh->cert_pemlen = pemlen;
+  }
+  uvq_free(ctx->mem, r);
+  if (cfg->ticket_key != NULL) {
+    tk = ctx->ticket_key;
+    ctx->ticket_key = fresh->ticket_key;
+    fresh->ticket_key = tk;
+  }
+  tls_ctx_free(fresh);
+  return 0;
 }
 
 int uvq_tls_ctx_is_server(const uvq_tls_ctx *ctx) { return ctx->is_server; }

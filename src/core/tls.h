@@ -46,6 +46,9 @@ struct uvq_tls_ctx {
   gnutls_anti_replay_t anti_replay;
   gnutls_anti_replay_t anti_replay_off;
   struct uvq_replay_db *replay_db;
+  /* Credentials uvq_tls_ctx_reload replaced: sessions made before may
+   * still use them, so they are freed with the context. */
+  struct uvq_tls_retired *retired;
 };
 
 /* uvq_tls_ctx_is_server returns nonzero if |ctx| was made for servers. */

@@ -267,7 +267,9 @@ static ssize_t token_seal(uvq_token_keys *k, uint8_t type, const uint8_t *plain,
   }
   out[0] = type;
   out[1] = k->cur.id;
-  if (gnutls_rnd(GNUTLS_RND_NONCE, out + 2, UVQ_TOKEN_NONCELEN) != 0) {
+  if (k->rand
+          ? k->rand(k->rand_ud, out + 2, UVQ_TOKEN_NONCELEN) != 0
+          : gnutls_rnd(GNUTLS_RND_NONCE, out + 2, UVQ_TOKEN_NONCELEN) != 0) {
     return UVQ_ERR_INTERNAL;
   }
   /* Associated data: type and key id, so neither can be swapped. */

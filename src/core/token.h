@@ -113,6 +113,12 @@ typedef struct uvq_token_keys {
   uvq_token_key prev;
   /** Tokens sealed under the current key (reset by rotation). */
   uint64_t sealed;
+  /**
+   * Optional source of the nonces (the endpoint's, uvq_ep_rand): 0 or an
+   * error. NULL: GnuTLS's generator. uvq_token_keys_init clears it.
+   */
+  int (*rand)(void *ud, uint8_t *dest, size_t len);
+  void *rand_ud;
 } uvq_token_keys;
 
 /**

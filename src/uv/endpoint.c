@@ -19,6 +19,10 @@
 /* Socket buffer size we ask for (root may exceed [rw]mem_max; others are
  * capped by it, and warned). */
 #define UVQ_UV_SOCKBUF (8 * 1024 * 1024)
+/* What one connection needs: one GSO batch (64 segments, the kernel's
+ * UDP_MAX_SEGMENTS) of full-size (1500-byte) datagrams. Less, and a single
+ * connection's burst is dropped or its send blocks. */
+#define UVQ_UV_MIN_SOCKBUF (64 * 1500)
 /* Datagrams (GRO segments counted one by one) read per readable wake-up
  * before we flush and return to the loop, so the expiry timer, sends and
  * other handles are not starved by a flood. */
@@ -553,6 +557,14 @@ static void uep_on_prepare(uv_prepare_t *h) {
 /* Construction                                                             */
 /* ------------------------------------------------------------------------ */
 
+/* The informational clamp note, to the settings' log_cb (the settings
+ * outlive the uvq_udp_open call this runs in). */
+static void uep_log_info(void *user_data, const char *line) {
+  const uvq_settings *st = user_data;
+
+  st->log_cb(st->log_cb_user_data, UVQ_LOG_INFO, NULL, line);
+}
+
 static int uep_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int is_server,
                    const struct sockaddr *addr, const uvq_settings *settings,
                    uvq_tls_ctx *tls, uvq_uv_accept_cb on_accept,
@@ -594,6 +606,7 @@ static int uep_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int is_server,
 
   memset(&opts, 0, sizeof(opts));
   opts.bufsize = UVQ_UV_SOCKBUF;
+  opts.min_bufsize = UVQ_UV_MIN_SOCKBUF;
   env = getenv("UVQ_UV_NO_GSO");
   opts.no_gso = env != NULL && env[0] != '\0' && env[0] != '0';
   env = getenv("UVQ_UV_NO_GRO");
@@ -601,6 +614,10 @@ static int uep_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int is_server,
   if (settings != NULL) {
     opts.log = settings->log;
     opts.log_user_data = settings->log_user_data;
+    if (settings->log_cb != NULL && settings->log_level >= UVQ_LOG_INFO) {
+      opts.info = uep_log_info;
+      opts.info_user_data = (void *)settings;
+    }
   }
   if (uvq_udp_open(&uep->udp, addr, addrlen, &opts) != 0) {
     rv = UVQ_ERR_IO;
@@ -942,6 +959,7 @@ int uvq_uv_endpoint_add_local(uvq_uv_endpoint *uep,
   }
   memset(&opts, 0, sizeof(opts));
   opts.bufsize = UVQ_UV_SOCKBUF;
+  opts.min_bufsize = UVQ_UV_MIN_SOCKBUF;
   opts.no_gso = !uep->udp.gso_capable;
   opts.no_gro = !uep->udp.gro;
   opts.log = uvq_endpoint_get_settings(uep->ep)->log;

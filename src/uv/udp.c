@@ -52,15 +52,29 @@ static void setup_buffers(uvq_udp *u, const uvq_udp_opts *opts) {
       set_bufsize(u->fd, SO_SNDBUFFORCE, SO_SNDBUF, opts->bufsize);
   /* Linux doubles the value it grants (bookkeeping overhead) and reports
    * the doubled figure: less than twice the request means it was capped by
-   * net.core.[rw]mem_max. Throughput suffers (drops under bursts), so say
-   * so once for this socket. */
-  if (u->stats.rcvbuf / 2 < opts->bufsize ||
-      u->stats.sndbuf / 2 < opts->bufsize) {
+   * net.core.[rw]mem_max (every unprivileged process on a stock kernel).
+   * Below min_bufsize one connection's bursts are dropped: say so once for
+   * this socket. Above it only many fast connections suffer: say so only
+   * to whoever asked for the details. */
+  if (u->stats.rcvbuf / 2 < opts->min_bufsize ||
+      u->stats.sndbuf / 2 < opts->min_bufsize) {
     snprintf(line, sizeof(line),
              "UDP socket buffers clamped: asked %d bytes, got receive %d and "
-             "send %d; raise net.core.rmem_max / wmem_max",
-             opts->bufsize, u->stats.rcvbuf / 2, u->stats.sndbuf / 2);
+             "send %d, below the %d one connection needs (a batch of 64 "
+             "full-size datagrams); raise net.core.rmem_max / wmem_max",
+             opts->bufsize, u->stats.rcvbuf / 2, u->stats.sndbuf / 2,
+             opts->min_bufsize);
     warn(opts, line);
+  } else if ((u->stats.rcvbuf / 2 < opts->bufsize ||
+              u->stats.sndbuf / 2 < opts->bufsize) &&
+             opts->info != NULL) {
+    snprintf(line, sizeof(line),
+             "UDP socket buffers clamped: asked %d bytes, got receive %d and "
+             "send %d (enough for one connection, %d; for many fast ones "
+             "raise net.core.rmem_max / wmem_max)",
+             opts->bufsize, u->stats.rcvbuf / 2, u->stats.sndbuf / 2,
+             opts->min_bufsize);
+    opts->info(opts->info_user_data, line);
   }
 }
 

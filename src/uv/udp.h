@@ -132,9 +132,15 @@ typedef struct uvq_udp_opts {
   int no_gso;
   /* Nonzero: do not enable GRO. */
   int no_gro;
-  /* Where to warn once when the buffers are clamped (NULL: stderr). */
+  /* Where to warn once when the buffers are clamped below |min_bufsize|
+   * (NULL: stderr). */
   void (*log)(void *user_data, const char *line);
   void *log_user_data;
+  /* Buffers clamped below |bufsize| but not below this are still enough
+   * for one connection: said only through |info| (NULL: not at all). */
+  int min_bufsize;
+  void (*info)(void *user_data, const char *line);
+  void *info_user_data;
 } uvq_udp_opts;
 
 /*

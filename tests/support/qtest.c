@@ -170,6 +170,7 @@ void qt_world_init_alpn(qt_world *w, uint64_t seed, const char *const *alpn,
   char err[256];
   memset(w, 0, sizeof(*w));
   w->rng = seed ? seed : 0x9e3779b97f4a7c15ull;
+  w->seed = w->rng;
   w->now = 1000 * UVQ_SECONDS;
   w->wall = 1700000000;
   uvq_tls_config_default(&cfg);
@@ -199,6 +200,19 @@ void qt_world_free(qt_world *w) {
   uvq_tls_ctx_del(w->client_tls);
 }
 
+/* uvq_endpoint_config.rand of a node in a seeded world: splitmix64. */
+static int node_rand(uint8_t *dest, size_t len, int key, void *user_data) {
+  qt_node *n = user_data;
+  (void)key;
+  for (size_t i = 0; i < len; i++) {
+    uint64_t z = (n->rand_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    dest[i] = (uint8_t)(z ^ (z >> 31));
+  }
+  return 0;
+}
+
 static int
 add_node(qt_world *w, int is_server, const uvq_settings *settings,
          int (*on_accept)(uvq_endpoint *, uvq_conn *, const uvq_accept_info *,
@@ -218,6 +232,10 @@ add_node(qt_world *w, int is_server, const uvq_settings *settings,
   uvq_endpoint_config_default(&cfg);
   cfg.is_server = is_server;
   cfg.settings = settings;
+  if (w->seeded_rand) {
+    n->rand_state = w->seed * 0x100000001b3ull + (uint64_t)n->idx;
+    cfg.rand = node_rand;
+  }
   cfg.tls = is_server ? w->server_tls : w->client_tls;
   cfg.user_data = n;
   cfg.send = send_cb;

@@ -35,6 +35,7 @@ typedef struct qt_node {
   uint64_t bytes_sent;
   uvq_tstamp link_free; /* rate limiter: when this sender's link is idle */
   void *user_data;      /* qt_add_server's or qt_add_client's */
+  uint64_t rand_state;  /* its randomness, when the world seeds it */
 } qt_node;
 
 /* Returns nonzero to drop |p|; may edit it. */
@@ -77,6 +78,13 @@ struct qt_world {
 
   /* The error of the last failed qt_add_server / qt_add_client. */
   int last_add_error;
+
+  /* Nonzero: endpoints added from now on draw their randomness
+   * (uvq_endpoint_config.rand) from a generator seeded with the world's
+   * seed and their index, so a world replays itself but for the TLS
+   * stack's own randomness. 0 (default): GnuTLS's. */
+  int seeded_rand;
+  uint64_t seed;
 
   /* uvq_endpoint_flush calls qt_run made (each node's counts one). */
   uint64_t flushes;
