@@ -37,7 +37,7 @@ static void warn(const uvq_udp_opts *opts, const char *line) {
 }
 
 static void setup_buffers(uvq_udp *u, const uvq_udp_opts *opts) {
-  char line[200];
+  char line[320]; /* the longest line with four 11-digit ints fits */
 
   if (opts->bufsize <= 0) {
     socklen_t len = sizeof(int);
