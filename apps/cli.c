@@ -1,6 +1,8 @@
 /* Helpers shared by the uvquic command-line tools: see cli.h. */
 #include "cli.h"
 
+#include <stdarg.h>
+
 int cli_split_hostport(const char *s, const char *defport, char *host,
                        size_t hostlen, char *port, size_t portlen, char *err,
                        size_t errlen) {
@@ -82,9 +84,12 @@ int cli_resolve(const char *host, const char *port, int passive,
   return 0;
 }
 
-void cli_fail_usage(const char *fmt, const char *arg) {
+void cli_fail_usage(const char *fmt, ...) {
+  va_list ap;
   fprintf(stderr, "%s: ", program_invocation_short_name);
-  fprintf(stderr, fmt, arg);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
   fputc('\n', stderr);
   exit(CLI_EXIT_USAGE);
 }

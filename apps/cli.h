@@ -46,7 +46,8 @@ int cli_resolve(const char *host, const char *port, int passive,
 
 /* cli_fail_usage prints "PROGRAM: " and |fmt| with |arg| on stderr and
  * exits 2 (bad command line). */
-void cli_fail_usage(const char *fmt, const char *arg);
+void cli_fail_usage(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
 
 /* cli_fail_getopt reports what getopt_long refused (|c| is what it
  * returned: ':' for a missing argument, anything else for an unknown

@@ -614,7 +614,7 @@ static void peer_write(hs_bench *b, hs_peer *p, hs_queue *q) {
     if (p->tx_sid >= 0 && !p->tx_fin_sent && !blocked) {
       sid = p->tx_sid;
       flags = NGTCP2_WRITE_STREAM_FLAG_FIN;
-      v.base = (uint8_t *)p->tx + p->txoff;
+      v.base = (uint8_t *)(uintptr_t)p->tx + p->txoff;
       v.len = p->txlen - p->txoff;
     }
     nwrite = ngtcp2_conn_writev_stream(p->conn, NULL, NULL, d->data,

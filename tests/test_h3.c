@@ -177,7 +177,7 @@ typedef struct sreq {
 
 static void free_cb(const uint8_t *data, void *ud) {
   (void)ud;
-  free((void *)data);
+  free((void *)(uintptr_t)data);
 }
 
 static ssize_t provider(uvq_h3_stream *st, uint8_t *buf, size_t len, int *peof,

@@ -879,8 +879,8 @@ out:
   free(c.groups);
   free(c.urls);
   for (j = 0; j < c.nhdrs; ++j) {
-    free((void *)c.hdrs[j].name);
-    free((void *)c.hdrs[j].value);
+    free((void *)(uintptr_t)c.hdrs[j].name);
+    free((void *)(uintptr_t)c.hdrs[j].value);
   }
   free(c.hdrs);
   free(c.body);

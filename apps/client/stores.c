@@ -4,6 +4,8 @@
  * certificate failure. */
 #include "client/client.h"
 
+#include <stdarg.h>
+
 /* ------------------------------------------------------------------------ */
 /* Token and session stores, connection features                            */
 /* ------------------------------------------------------------------------ */
@@ -157,11 +159,15 @@ static group *group_of(uvq_conn *conn) {
   return NULL;
 }
 
-static void vlog(group *g, const char *fmt, const char *arg) {
+__attribute__((format(printf, 2, 3))) static void vlog(group *g,
+                                                       const char *fmt, ...) {
   if (g->c->cc.verbose) {
+    va_list ap;
     progress_clear(g->c);
     fprintf(stderr, "uvquic-client: %s:%s: ", g->host, g->port);
-    fprintf(stderr, fmt, arg);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
     fputc('\n', stderr);
   }
 }

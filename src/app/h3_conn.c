@@ -50,7 +50,7 @@ static void *nmem_realloc(void *ptr, size_t size, void *ud) {
 }
 
 static void nmem_init(nghttp3_mem *n, const uvq_mem *mem) {
-  n->user_data = (void *)mem;
+  n->user_data = (void *)(uintptr_t)mem;
   n->malloc = nmem_malloc;
   n->free = nmem_free;
   n->calloc = nmem_calloc;
@@ -784,7 +784,7 @@ static nghttp3_ssize cb_read_data(nghttp3_conn *c, int64_t sid,
     size_t left = st->body.len - st->body_off;
     size_t n = left < UVQ_H3_BUFFER_CHUNK ? left : UVQ_H3_BUFFER_CHUNK;
     if (n) {
-      vec[0].base = (uint8_t *)st->body.data + st->body_off;
+      vec[0].base = (uint8_t *)(uintptr_t)st->body.data + st->body_off;
       vec[0].len = n;
       st->body_off += n;
       nv = 1;

@@ -17,9 +17,9 @@ int uvq_ep_reserve_conn(uvq_endpoint *ep);
 static uvq_conn *conn_of(void *user_data) { return (uvq_conn *)user_data; }
 
 void uvq_conn_to_ngtcp2_path(ngtcp2_path *np, const uvq_path *p) {
-  np->local.addr = (ngtcp2_sockaddr *)&p->local.ss;
+  np->local.addr = (ngtcp2_sockaddr *)(uintptr_t)&p->local.ss;
   np->local.addrlen = p->local.len;
-  np->remote.addr = (ngtcp2_sockaddr *)&p->remote.ss;
+  np->remote.addr = (ngtcp2_sockaddr *)(uintptr_t)&p->remote.ss;
   np->remote.addrlen = p->remote.len;
   np->user_data = NULL;
 }
@@ -534,7 +534,9 @@ static int cb_lost_datagram(ngtcp2_conn *q, uint64_t dgram_id,
   return 0;
 }
 
-static void cb_log(void *user_data, const char *fmt, ...) {
+/* ngtcp2's trace (ngtcp2_printf: its format strings are its own). */
+__attribute__((format(printf, 2, 3))) static void cb_log(void *user_data,
+                                                         const char *fmt, ...) {
   uvq_conn *conn = conn_of(user_data);
   char line[512];
   va_list ap;

@@ -771,7 +771,7 @@ int uvq_tls_ctx_derive_ticket_key(const uvq_tls_ctx *ctx, const uint8_t *info,
   }
   ikm.data = ctx->ticket_key.data;
   ikm.size = ctx->ticket_key.size;
-  sd.data = (unsigned char *)salt;
+  sd.data = (unsigned char *)(uintptr_t)salt;
   sd.size = sizeof(salt) - 1;
   rv = gnutls_hkdf_extract(GNUTLS_MAC_SHA256, &ikm, &sd, prk);
   if (rv != 0) {
@@ -779,7 +779,7 @@ int uvq_tls_ctx_derive_ticket_key(const uvq_tls_ctx *ctx, const uint8_t *info,
   }
   prkd.data = prk;
   prkd.size = sizeof(prk);
-  infod.data = (unsigned char *)info;
+  infod.data = (unsigned char *)(uintptr_t)info;
   infod.size = (unsigned int)infolen;
   rv = gnutls_hkdf_expand(GNUTLS_MAC_SHA256, &prkd, &infod, out,
                           UVQ_TICKET_KEYLEN);
@@ -1022,7 +1022,7 @@ static int glue_tp_recv(gnutls_session_t session, const uint8_t *data,
 
   if (uvq_qlog_tp_check(data, datalen, &rendered) != 0) {
     gnutls_ext_set_data(session, NGTCP2_TLSEXT_QUIC_TRANSPORT_PARAMETERS_V1,
-                        (gnutls_ext_priv_data_t)&tp_refused_mark);
+                        (gnutls_ext_priv_data_t)(uintptr_t)&tp_refused_mark);
     ngtcp2_conn_set_tls_error(q, NGTCP2_ERR_TRANSPORT_PARAM);
     return GNUTLS_E_RECEIVED_ILLEGAL_PARAMETER;
   }
@@ -1051,7 +1051,7 @@ int uvq_tls_session_tp_refused(gnutls_session_t session) {
   return session != NULL &&
          gnutls_ext_get_data(
              session, NGTCP2_TLSEXT_QUIC_TRANSPORT_PARAMETERS_V1, &mark) == 0 &&
-         mark == (gnutls_ext_priv_data_t)&tp_refused_mark;
+         mark == (gnutls_ext_priv_data_t)(uintptr_t)&tp_refused_mark;
 }
 
 int uvq_tls_session_new(uvq_tls_ctx *ctx, gnutls_session_t *psession,

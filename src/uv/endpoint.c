@@ -616,7 +616,7 @@ static int uep_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int is_server,
     opts.log_user_data = settings->log_user_data;
     if (settings->log_cb != NULL && settings->log_level >= UVQ_LOG_INFO) {
       opts.info = uep_log_info;
-      opts.info_user_data = (void *)settings;
+      opts.info_user_data = (void *)(uintptr_t)settings;
     }
   }
   if (uvq_udp_open(&uep->udp, addr, addrlen, &opts) != 0) {
