@@ -185,6 +185,18 @@ static const uvq_app_callbacks good_cb = {
     .on_stream_data = g_data,
 };
 
+/* n well-behaved clients of server s, a node each, ok[i] asking for
+ * |streams| answers. */
+static void good_clients(qt_world *w, int s, good *ok, int n, int streams) {
+  for (int i = 0; i < n; i++) {
+    uvq_conn *conn;
+    int c = qt_add_client(w, NULL, NULL);
+    memset(&ok[i], 0, sizeof(ok[i]));
+    ok[i].streams = streams;
+    assert_int_equal(qt_connect(w, c, s, &good_cb, &ok[i], &conn), 0);
+  }
+}
+
 static int watch_step(void *ud);
 
 static int good_done(void *ud) {
@@ -340,13 +352,7 @@ static void test_budget_endpoint_send(void **state) {
   uvq_settings_default(&ss);
   ss.endpoint_send_budget = 2u << 20;
   s = srv_world(&w, 92, 5 * UVQ_MILLISECONDS, 50000000, &ss);
-  for (int i = 0; i < NCLI; i++) {
-    uvq_conn *conn;
-    int c = qt_add_client(&w, NULL, NULL);
-    memset(&ok[i], 0, sizeof(ok[i]));
-    ok[i].streams = 20;
-    assert_int_equal(qt_connect(&w, c, s, &good_cb, &ok[i], &conn), 0);
-  }
+  good_clients(&w, s, ok, NCLI, 20);
   t0 = w.now;
   for (int done = 0; !done;) {
     assert_true(w.now - t0 < 60 * UVQ_SECONDS);
@@ -550,13 +556,7 @@ static void test_budget_endpoint_small(void **state) {
   uvq_settings_default(&ss);
   ss.endpoint_send_budget = 32u << 10;
   s = srv_world(&w, 95, 2 * UVQ_MILLISECONDS, 0, &ss);
-  for (int i = 0; i < NCLI; i++) {
-    uvq_conn *conn;
-    int c = qt_add_client(&w, NULL, NULL);
-    memset(&ok[i], 0, sizeof(ok[i]));
-    ok[i].streams = 1;
-    assert_int_equal(qt_connect(&w, c, s, &good_cb, &ok[i], &conn), 0);
-  }
+  good_clients(&w, s, ok, NCLI, 1);
   t0 = w.now;
   while (!done && w.now - t0 < 30 * UVQ_SECONDS) {
     qt_run(&w, NULL, NULL, 10 * UVQ_MILLISECONDS);
