@@ -9,50 +9,9 @@
 # Needs UVQ_BUILD_DIR (set by ctest). Servers listen on port 0.
 set -euo pipefail
 
-B=${UVQ_BUILD_DIR:?UVQ_BUILD_DIR must point at the build directory}
-SERVER=$B/uvquic-server
-CLIENT=$B/uvquic-client
-for bin in "$SERVER" "$CLIENT"; do
-  [ -x "$bin" ] || { echo "missing $bin" >&2; exit 1; }
-done
+. "$(dirname "$0")/interop/lib/interop.bash"
+tools_init
 command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
-
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do
-    kill -CONT "$p" 2>/dev/null || true
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-failures=0
-fail() {
-  echo "FAIL: $*" >&2
-  failures=$((failures + 1))
-}
-pass() { echo "ok: $*"; }
-sha() { sha256sum "$1" | cut -d' ' -f1; }
-
-# start_server NAME ARGS...: sets SERVER_PID and PORT.
-start_server() {
-  local name=$1 i
-  shift
-  "$SERVER" --listen 127.0.0.1:0 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
-  SERVER_PID=$!
-  pids+=("$SERVER_PID")
-  for i in $(seq 1 300); do
-    grep -q '^listening on ' "$tmp/$name.out" && break
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$tmp/$name.err" >&2; exit 1; }
-    sleep 0.05
-  done
-  PORT=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$tmp/$name.out")
-  [ -n "$PORT" ] || { echo "no port from $name" >&2; exit 1; }
-}
 
 # expect NAME CODE PATTERN CMD...: CMD exits CODE and its stderr matches
 # PATTERN (grep -E; empty: anything).
@@ -72,7 +31,7 @@ mkdir -p "$root" "$tmp/dir"
 head -c $((8 * 1024 * 1024)) /dev/urandom >"$root/big.bin"
 echo "hello" >"$root/small.txt"
 : >"$root/empty.txt"
-start_server main --root "$root" --write-cert "$tmp/cert.pem"
+start_bare_server main --root "$root" --write-cert "$tmp/cert.pem"
 base=https://127.0.0.1:$PORT
 SRV=$SERVER_PID
 

@@ -10,53 +10,8 @@
 # Needs UVQ_BUILD_DIR (set by ctest). Every server listens on port 0.
 set -euo pipefail
 
-B=${UVQ_BUILD_DIR:?UVQ_BUILD_DIR must point at the build directory}
-SERVER=$B/uvquic-server
-CLIENT=$B/uvquic-client
-for bin in "$SERVER" "$CLIENT"; do
-  [ -x "$bin" ] || { echo "missing $bin" >&2; exit 1; }
-done
-
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do
-    kill -KILL "$p" 2>/dev/null || true
-  done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-failures=0
-fail() {
-  echo "FAIL: $*" >&2
-  failures=$((failures + 1))
-}
-pass() { echo "ok: $*"; }
-
-# start_server NAME ARGS...: starts a server on 127.0.0.1:0 and sets
-# SERVER_PID and PORT once it printed "listening on".
-start_server() {
-  local name=$1 i
-  shift
-  "$SERVER" --listen 127.0.0.1:0 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
-  SERVER_PID=$!
-  pids+=("$SERVER_PID")
-  for i in $(seq 1 300); do
-    if grep -q '^listening on ' "$tmp/$name.out"; then
-      break
-    fi
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-      echo "server $name died at start:" >&2
-      cat "$tmp/$name.err" >&2
-      exit 1
-    fi
-    sleep 0.1
-  done
-  PORT=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$tmp/$name.out")
-  [ -n "$PORT" ] && [ "$PORT" != 0 ] || { echo "no port from $name" >&2; exit 1; }
-}
+. "$(dirname "$0")/interop/lib/interop.bash"
+tools_init
 
 # stop_server NAME: SIGTERM, and the server must exit 0.
 stop_server() {
@@ -70,8 +25,6 @@ stop_server() {
     pass "server $1 shut down cleanly"
   fi
 }
-
-sha() { sha256sum "$1" | cut -d' ' -f1; }
 
 root=$tmp/root
 mkdir -p "$root" "$tmp/outside"
@@ -90,7 +43,7 @@ ln -s /etc "$root/etcdir"
 for mode in plain retry; do
   extra=()
   [ "$mode" = retry ] && extra=(--retry)
-  start_server "big-$mode" --root "$root" --write-cert "$tmp/cert-$mode.pem" \
+  start_bare_server "big-$mode" --root "$root" --write-cert "$tmp/cert-$mode.pem" \
     "${extra[@]}"
   for alpn in h3 hq-interop; do
     rm -f "$tmp/big.out"
@@ -124,7 +77,7 @@ for alpn in h3 hq; do
   fi
 done
 
-start_server many --root "$root" --write-cert "$tmp/cert-many.pem"
+start_bare_server many --root "$root" --write-cert "$tmp/cert-many.pem"
 for alpn in h3 hq-interop; do
   # ---- 64 URLs on one connection -------------------------------------------
   rm -rf "$tmp/many"
@@ -279,7 +232,7 @@ for resolver in openat2 fallback; do
   if [ "$resolver" = fallback ]; then
     export UVQUIC_HQ_NO_OPENAT2=1
   fi
-  start_server "jail-$resolver" --root "$root"
+  start_bare_server "jail-$resolver" --root "$root"
   unset UVQUIC_HQ_NO_OPENAT2
   base="https://127.0.0.1:$PORT"
   for alpn in h3 hq-interop; do

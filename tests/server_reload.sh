@@ -5,27 +5,8 @@
 # Needs UVQ_BUILD_DIR (set by ctest).
 set -euo pipefail
 
-B=${UVQ_BUILD_DIR:?UVQ_BUILD_DIR must point at the build directory}
-SERVER=$B/uvquic-server
-CLIENT=$B/uvquic-client
-
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do
-    kill -KILL "$p" 2>/dev/null || true
-  done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-failures=0
-fail() {
-  echo "FAIL: $*" >&2
-  failures=$((failures + 1))
-}
-pass() { echo "ok: $*"; }
+. "$(dirname "$0")/interop/lib/interop.bash"
+tools_init
 
 # Two self-signed certificates for 127.0.0.1.
 for n in 1 2; do
@@ -41,16 +22,10 @@ mkdir -p "$root"
 echo hello >"$root/ok.txt"
 head -c $((400 * 1024 * 1024)) /dev/zero >"$root/big.bin"
 
-"$SERVER" --listen 127.0.0.1:0 --root "$root" --cert "$tmp/cert.pem" \
-  --key "$tmp/key.pem" --keys-file "$tmp/keys" >"$tmp/server.out" \
-  2>"$tmp/server.err" &
-spid=$!
-pids+=("$spid")
-for i in $(seq 1 300); do
-  grep -q '^listening on ' "$tmp/server.out" && break
-  sleep 0.1
-done
-port=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$tmp/server.out")
+start_bare_server server --root "$root" --cert "$tmp/cert.pem" \
+  --key "$tmp/key.pem" --keys-file "$tmp/keys"
+spid=$SERVER_PID
+port=$PORT
 url=https://127.0.0.1:$port
 
 # fetch CA: 0 if the file came with the server verified by CA.

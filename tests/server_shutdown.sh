@@ -9,43 +9,11 @@
 # Needs UVQ_BUILD_DIR and UVQ_SOURCE_DIR (set by ctest).
 set -euo pipefail
 
-B=${UVQ_BUILD_DIR:?UVQ_BUILD_DIR must point at the build directory}
+. "$(dirname "$0")/interop/lib/interop.bash"
+tools_init
 S=${UVQ_SOURCE_DIR:?UVQ_SOURCE_DIR must point at the source directory}
-SERVER=$B/uvquic-server
-CLIENT=$B/uvquic-client
 
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do
-    kill -KILL "$p" 2>/dev/null || true
-  done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-failures=0
-fail() {
-  echo "FAIL: $*" >&2
-  failures=$((failures + 1))
-}
-pass() { echo "ok: $*"; }
 now() { date +%s%N; }
-
-start_server() {
-  local name=$1 i
-  shift
-  "$SERVER" --listen 127.0.0.1:0 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
-  SERVER_PID=$!
-  pids+=("$SERVER_PID")
-  for i in $(seq 1 300); do
-    grep -q '^listening on ' "$tmp/$name.out" && break
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$tmp/$name.err" >&2; exit 1; }
-    sleep 0.1
-  done
-  PORT=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$tmp/$name.out")
-}
 
 # Waits until the client has received at least |bytes| of its output file.
 wait_bytes() {
@@ -64,7 +32,7 @@ head -c $((400 * 1024 * 1024)) /dev/zero >"$root/big.bin"
 
 for alpn in h3 hq-interop; do
   # ---- first signal: the download in flight finishes ----------------------
-  start_server "graceful-$alpn" --root "$root"
+  start_bare_server "graceful-$alpn" --root "$root"
   rm -f "$tmp/big.out" "$tmp/big.out.part"
   "$CLIENT" --alpn "$alpn" -k --quiet -o "$tmp/big.out" \
     "https://127.0.0.1:$PORT/big.bin" 2>"$tmp/client.err" &
@@ -84,7 +52,7 @@ for alpn in h3 hq-interop; do
   fi
 
   # ---- second signal: closed at once, the client told so ------------------
-  start_server "twice-$alpn" --root "$root"
+  start_bare_server "twice-$alpn" --root "$root"
   rm -f "$tmp/big.out" "$tmp/big.out.part"
   t0=$(now)
   "$CLIENT" --alpn "$alpn" -k --quiet -o "$tmp/big.out" \
@@ -108,7 +76,7 @@ for alpn in h3 hq-interop; do
 
   # ---- the deadline --------------------------------------------------------
   # Four copies of the file on one connection outlast 0.2 s.
-  start_server "deadline-$alpn" --root "$root" --shutdown-timeout 0.2
+  start_bare_server "deadline-$alpn" --root "$root" --shutdown-timeout 0.2
   mkdir -p "$tmp/dl"
   rm -f "$tmp/dl"/*
   t0=$(now)
@@ -134,7 +102,7 @@ for alpn in h3 hq-interop; do
 done
 
 # ---- an idle connection does not hold the shutdown up -----------------------
-start_server idle --root "$root"
+start_bare_server idle --root "$root"
 "$CLIENT" -k --quiet --connections 1 --concurrency 1 --hold 30 \
   "https://127.0.0.1:$PORT/nothing" >"$tmp/hold.out" 2>&1 &
 cpid=$!

@@ -87,14 +87,15 @@ static const uvq_app_callbacks srv_cb = {
     .on_stream_writable = srv_writable,
 };
 
-static int srv_accept(uvq_endpoint *ep, uvq_conn *conn,
-                      const uvq_accept_info *info,
-                      const uvq_app_callbacks **pcb, void **pud, void *ud) {
+/* The server's accept hook: every connection gets the callbacks that
+ * qt_add_server's user_data (kept in the node, ud) points at. */
+static int cb_accept(uvq_endpoint *ep, uvq_conn *conn,
+                     const uvq_accept_info *info, const uvq_app_callbacks **pcb,
+                     void **pud, void *ud) {
   (void)ep;
   (void)conn;
   (void)info;
-  (void)ud;
-  *pcb = &srv_cb;
+  *pcb = ((qt_node *)ud)->user_data;
   *pud = NULL;
   return 0;
 }
@@ -129,6 +130,24 @@ static const uvq_app_callbacks hostile_cb = {
     .on_established = h_established,
     .on_closed = h_closed,
 };
+
+/* A client node whose connections grant no credit on any stream, ever. */
+static int zero_credit_client(qt_world *w) {
+  uvq_settings zero;
+  uvq_settings_default(&zero);
+  zero.initial_max_stream_data = 0;
+  zero.max_stream_window = 0;
+  return qt_add_client(w, &zero, NULL);
+}
+
+/* A hostile connection to server s from a new zero-credit client, given
+ * 500 ms to fill the server's buffers. */
+static void hostile_fill(qt_world *w, int s, hostile *hx) {
+  int hc = zero_credit_client(w);
+  memset(hx, 0, sizeof(*hx));
+  assert_int_equal(qt_connect(w, hc, s, &hostile_cb, hx, &hx->conn), 0);
+  qt_run(w, NULL, NULL, 500 * UVQ_MILLISECONDS);
+}
 
 /* The well-behaved client: |streams| requests, reads every answer. */
 typedef struct good {
@@ -166,6 +185,18 @@ static const uvq_app_callbacks good_cb = {
     .on_stream_data = g_data,
 };
 
+/* n well-behaved clients of server s, a node each, ok[i] asking for
+ * |streams| answers. */
+static void good_clients(qt_world *w, int s, good *ok, int n, int streams) {
+  for (int i = 0; i < n; i++) {
+    uvq_conn *conn;
+    int c = qt_add_client(w, NULL, NULL);
+    memset(&ok[i], 0, sizeof(ok[i]));
+    ok[i].streams = streams;
+    assert_int_equal(qt_connect(w, c, s, &good_cb, &ok[i], &conn), 0);
+  }
+}
+
 static int watch_step(void *ud);
 
 static int good_done(void *ud) {
@@ -178,6 +209,21 @@ static uint64_t g_peak; /* the server's pool outstanding bytes, at most */
 /* The most stream bytes one server connection held (written - acked). */
 static uint64_t g_peak_buffered;
 static uvq_endpoint *g_sep;
+
+/* A world (seed, one-way delay, link rate: 0 for none) with a server whose
+ * connections get srv_cb, with settings ss (NULL: the defaults); g_sep is
+ * its endpoint. Returns the server's node. */
+static int srv_world(qt_world *w, uint64_t seed, uvq_tstamp delay,
+                     uint64_t rate_bps, const uvq_settings *ss) {
+  int s;
+  g_nstreams = 0;
+  qt_world_init(w, seed);
+  w->delay = delay;
+  w->rate_bps = rate_bps;
+  s = qt_add_server(w, ss, cb_accept, (void *)&srv_cb);
+  g_sep = w->nodes[s].ep;
+  return s;
+}
 
 static int watch_step(void *ud) {
   uvq_endpoint_stats es;
@@ -199,22 +245,14 @@ static void test_budget_zero_credit_clients(void **state) {
   qt_world w;
   good ok = {.streams = 1};
   uvq_conn *ok_conn;
-  uvq_settings zero;
   uvq_endpoint_stats es;
   uint64_t conn_budget;
   int s, c;
   (void)state;
 
-  g_nstreams = 0;
-  qt_world_init(&w, 90);
-  w.delay = 2 * UVQ_MILLISECONDS;
-  s = qt_add_server(&w, NULL, srv_accept, NULL);
-  g_sep = w.nodes[s].ep;
+  s = srv_world(&w, 90, 2 * UVQ_MILLISECONDS, 0, NULL);
   conn_budget = uvq_endpoint_get_settings(g_sep)->conn_send_budget;
-  uvq_settings_default(&zero);
-  zero.initial_max_stream_data = 0; /* no credit on any stream, ever */
-  zero.max_stream_window = 0;
-  c = qt_add_client(&w, &zero, NULL);
+  c = zero_credit_client(&w);
   memset(h, 0, sizeof(h));
   for (int i = 0; i < HOSTILE; i++) {
     uvq_conn *conn;
@@ -268,13 +306,8 @@ static void test_budget_connection(void **state) {
   int s, c;
   (void)state;
 
-  g_nstreams = 0;
-  qt_world_init(&w, 91);
-  w.delay = 5 * UVQ_MILLISECONDS;
-  w.rate_bps = 50000000;
   g_response = 256u << 10;
-  s = qt_add_server(&w, NULL, srv_accept, NULL);
-  g_sep = w.nodes[s].ep;
+  s = srv_world(&w, 91, 5 * UVQ_MILLISECONDS, 50000000, NULL);
   budget = uvq_endpoint_get_settings(g_sep)->conn_send_budget;
   c = qt_add_client(&w, NULL, NULL);
   g_peak = g_peak_buffered = 0;
@@ -315,22 +348,11 @@ static void test_budget_endpoint_send(void **state) {
   int s;
   (void)state;
 
-  g_nstreams = 0;
-  qt_world_init(&w, 92);
-  w.delay = 5 * UVQ_MILLISECONDS;
-  w.rate_bps = 50000000;
   g_response = 256u << 10;
   uvq_settings_default(&ss);
   ss.endpoint_send_budget = 2u << 20;
-  s = qt_add_server(&w, &ss, srv_accept, NULL);
-  g_sep = w.nodes[s].ep;
-  for (int i = 0; i < NCLI; i++) {
-    uvq_conn *conn;
-    int c = qt_add_client(&w, NULL, NULL);
-    memset(&ok[i], 0, sizeof(ok[i]));
-    ok[i].streams = 20;
-    assert_int_equal(qt_connect(&w, c, s, &good_cb, &ok[i], &conn), 0);
-  }
+  s = srv_world(&w, 92, 5 * UVQ_MILLISECONDS, 50000000, &ss);
+  good_clients(&w, s, ok, NCLI, 20);
   t0 = w.now;
   for (int done = 0; !done;) {
     assert_true(w.now - t0 < 60 * UVQ_SECONDS);
@@ -389,18 +411,6 @@ static const uvq_app_callbacks hold_cb = {
     .on_stream_data = hold_data,
 };
 
-static int hold_accept(uvq_endpoint *ep, uvq_conn *conn,
-                       const uvq_accept_info *info,
-                       const uvq_app_callbacks **pcb, void **pud, void *ud) {
-  (void)ep;
-  (void)conn;
-  (void)info;
-  (void)ud;
-  *pcb = &hold_cb;
-  *pud = NULL;
-  return 0;
-}
-
 static int all_received(void *ud) { return g_rx == *(uint64_t *)ud; }
 
 /* The receive budget: while the application holds a budget's worth, the
@@ -423,7 +433,7 @@ static void test_budget_recv_pause(void **state) {
   w.delay = 2 * UVQ_MILLISECONDS;
   uvq_settings_default(&ss);
   ss.conn_recv_budget = 256u << 10;
-  s = qt_add_server(&w, &ss, hold_accept, NULL);
+  s = qt_add_server(&w, &ss, cb_accept, (void *)&hold_cb);
   c = qt_add_client(&w, NULL, NULL);
   memset(&up, 0, sizeof(up));
   up.send_on_established = 1;
@@ -475,19 +485,15 @@ static void test_budget_pressure_evicts_idle(void **state) {
   static qt_app idle[3], late, late2;
   static hostile hx;
   qt_world w;
-  uvq_settings ss, zero;
+  uvq_settings ss;
   uvq_endpoint_stats es;
   uvq_conn *conn;
-  int s, c, hc;
+  int s, c;
   (void)state;
 
-  g_nstreams = 0;
-  qt_world_init(&w, 94);
-  w.delay = 2 * UVQ_MILLISECONDS;
   uvq_settings_default(&ss);
   ss.endpoint_send_budget = 4u << 20; /* 100 lookaheads are 6.5 MB */
-  s = qt_add_server(&w, &ss, srv_accept, NULL);
-  g_sep = w.nodes[s].ep;
+  s = srv_world(&w, 94, 2 * UVQ_MILLISECONDS, 0, &ss);
   c = qt_add_client(&w, NULL, NULL);
   for (int i = 0; i < 3; i++) {
     memset(&idle[i], 0, sizeof(idle[i]));
@@ -496,13 +502,7 @@ static void test_budget_pressure_evicts_idle(void **state) {
     qt_run(&w, NULL, NULL, 100 * UVQ_MILLISECONDS);
     assert_true(idle[i].established);
   }
-  uvq_settings_default(&zero);
-  zero.initial_max_stream_data = 0;
-  zero.max_stream_window = 0;
-  hc = qt_add_client(&w, &zero, NULL);
-  memset(&hx, 0, sizeof(hx));
-  assert_int_equal(qt_connect(&w, hc, s, &hostile_cb, &hx, &hx.conn), 0);
-  qt_run(&w, NULL, NULL, 500 * UVQ_MILLISECONDS);
+  hostile_fill(&w, s, &hx);
   uvq_endpoint_get_stats(g_sep, &es);
   assert_true(hx.established);
   assert_true(es.send_buffered_bytes >= ss.endpoint_send_budget / 10 * 9);
@@ -552,21 +552,11 @@ static void test_budget_endpoint_small(void **state) {
   int s, done = 0;
   (void)state;
 
-  g_nstreams = 0;
-  qt_world_init(&w, 95);
-  w.delay = 2 * UVQ_MILLISECONDS;
   g_response = 256u << 10;
   uvq_settings_default(&ss);
   ss.endpoint_send_budget = 32u << 10;
-  s = qt_add_server(&w, &ss, srv_accept, NULL);
-  g_sep = w.nodes[s].ep;
-  for (int i = 0; i < NCLI; i++) {
-    uvq_conn *conn;
-    int c = qt_add_client(&w, NULL, NULL);
-    memset(&ok[i], 0, sizeof(ok[i]));
-    ok[i].streams = 1;
-    assert_int_equal(qt_connect(&w, c, s, &good_cb, &ok[i], &conn), 0);
-  }
+  s = srv_world(&w, 95, 2 * UVQ_MILLISECONDS, 0, &ss);
+  good_clients(&w, s, ok, NCLI, 1);
   t0 = w.now;
   while (!done && w.now - t0 < 30 * UVQ_SECONDS) {
     qt_run(&w, NULL, NULL, 10 * UVQ_MILLISECONDS);
@@ -601,21 +591,17 @@ static void test_budget_endpoint_freed_by_close(void **state) {
   static hostile hx;
   static good ok = {.streams = 1}, gone;
   qt_world w;
-  uvq_settings ss, zero;
+  uvq_settings ss;
   uvq_endpoint_stats es;
   uvq_conn *conn, *gconn;
   int64_t sid;
-  int s, c, hc;
+  int s, c;
   (void)state;
 
-  g_nstreams = 0;
-  qt_world_init(&w, 96);
-  w.delay = 2 * UVQ_MILLISECONDS;
   g_response = 256u << 10;
   uvq_settings_default(&ss);
   ss.endpoint_send_budget = 2u << 20; /* 32 of the 100 lookaheads */
-  s = qt_add_server(&w, &ss, srv_accept, NULL);
-  g_sep = w.nodes[s].ep;
+  s = srv_world(&w, 96, 2 * UVQ_MILLISECONDS, 0, &ss);
   /* In before the pressure (it would refuse a new connection); asks
    * once the budget is spent. */
   c = qt_add_client(&w, NULL, NULL);
@@ -624,13 +610,7 @@ static void test_budget_endpoint_freed_by_close(void **state) {
   assert_int_equal(qt_connect(&w, c, s, &good_cb, &ok, &conn), 0);
   assert_int_equal(qt_connect(&w, c, s, &good_cb, &gone, &gconn), 0);
   qt_run(&w, NULL, NULL, 100 * UVQ_MILLISECONDS);
-  uvq_settings_default(&zero);
-  zero.initial_max_stream_data = 0;
-  zero.max_stream_window = 0;
-  hc = qt_add_client(&w, &zero, NULL);
-  memset(&hx, 0, sizeof(hx));
-  assert_int_equal(qt_connect(&w, hc, s, &hostile_cb, &hx, &hx.conn), 0);
-  qt_run(&w, NULL, NULL, 500 * UVQ_MILLISECONDS);
+  hostile_fill(&w, s, &hx);
   uvq_endpoint_get_stats(g_sep, &es);
   assert_true(hx.established);
   assert_int_equal(es.send_buffered_bytes, ss.endpoint_send_budget);
@@ -781,15 +761,10 @@ static void test_budget_endpoint_fair(void **state) {
   int s, c;
   (void)state;
 
-  g_nstreams = 0;
-  qt_world_init(&w, 98);
-  w.delay = 5 * UVQ_MILLISECONDS;
-  w.rate_bps = 50000000;
   g_response = 4u << 20;
   uvq_settings_default(&ss);
   ss.endpoint_send_budget = 2u << 20;
-  s = qt_add_server(&w, &ss, srv_accept, NULL);
-  g_sep = w.nodes[s].ep;
+  s = srv_world(&w, 98, 5 * UVQ_MILLISECONDS, 50000000, &ss);
   c = qt_add_client(&w, NULL, NULL);
   memset(&small, 0, sizeof(small));
   assert_int_equal(qt_connect(&w, c, s, &good_cb, &small, &sconn), 0);
@@ -871,23 +846,16 @@ static const uvq_app_callbacks rich_cb = {
 
 static void test_budget_wakeups_not_spent_on_credit(void **state) {
   qt_world w;
-  uvq_settings ss, zero;
+  uvq_settings ss;
   uvq_conn *conn;
   int s, c;
   (void)state;
 
-  g_nstreams = 0;
-  qt_world_init(&w, 99);
-  w.delay = 10 * UVQ_MILLISECONDS;
   g_response = 128u << 10;
   uvq_settings_default(&ss);
   ss.conn_send_budget = (STUCK + 1) * (size_t)BLOCK;
-  s = qt_add_server(&w, &ss, srv_accept, NULL);
-  g_sep = w.nodes[s].ep;
-  uvq_settings_default(&zero);
-  zero.initial_max_stream_data = 0;
-  zero.max_stream_window = 0;
-  c = qt_add_client(&w, &zero, NULL);
+  s = srv_world(&w, 99, 10 * UVQ_MILLISECONDS, 0, &ss);
+  c = zero_credit_client(&w);
   memset(&g_rich_good, 0, sizeof(g_rich_good));
   g_rich_good.streams = 2;
   assert_int_equal(qt_connect(&w, c, s, &rich_cb, NULL, &conn), 0);
@@ -922,32 +890,22 @@ static void test_budget_pressure_evicts_validated(void **state) {
   static qt_app idle, late;
   static hostile hx;
   qt_world w;
-  uvq_settings ss, zero;
+  uvq_settings ss;
   uvq_endpoint_stats es;
   uvq_conn *conn;
-  int s, c, hc;
+  int s, c;
   (void)state;
 
-  g_nstreams = 0;
-  qt_world_init(&w, 100);
-  w.delay = 2 * UVQ_MILLISECONDS;
   uvq_settings_default(&ss);
   ss.endpoint_send_budget = 4u << 20;
   ss.retry = UVQ_RETRY_AUTO;
-  s = qt_add_server(&w, &ss, srv_accept, NULL);
-  g_sep = w.nodes[s].ep;
+  s = srv_world(&w, 100, 2 * UVQ_MILLISECONDS, 0, &ss);
   c = qt_add_client(&w, NULL, NULL);
   memset(&idle, 0, sizeof(idle));
   assert_int_equal(qt_connect(&w, c, s, &qt_app_callbacks, &idle, &conn), 0);
   qt_run(&w, NULL, NULL, 100 * UVQ_MILLISECONDS);
   assert_true(idle.established);
-  uvq_settings_default(&zero);
-  zero.initial_max_stream_data = 0;
-  zero.max_stream_window = 0;
-  hc = qt_add_client(&w, &zero, NULL);
-  memset(&hx, 0, sizeof(hx));
-  assert_int_equal(qt_connect(&w, hc, s, &hostile_cb, &hx, &hx.conn), 0);
-  qt_run(&w, NULL, NULL, 500 * UVQ_MILLISECONDS);
+  hostile_fill(&w, s, &hx);
   uvq_endpoint_get_stats(g_sep, &es);
   assert_true(es.send_buffered_bytes >= ss.endpoint_send_budget / 10 * 9);
   assert_int_equal(es.retries_sent, 0); /* none needed until now */

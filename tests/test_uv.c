@@ -236,6 +236,27 @@ static void start_watchdog(uv_loop_t *loop, uv_timer_t *t, int *hung,
   uv_timer_start(t, watchdog_cb, ms, 0);
 }
 
+static void set_addr(struct sockaddr_storage *ss, int family, const char *ip,
+                     uint16_t port) {
+  memset(ss, 0, sizeof(*ss));
+  if (family == AF_INET) {
+    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons(port);
+    assert_int_equal(inet_pton(AF_INET, ip, &s4->sin_addr), 1);
+  } else {
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons(port);
+    assert_int_equal(inet_pton(AF_INET6, ip, &s6->sin6_addr), 1);
+  }
+}
+
+/* |ss|: the loopback address of |family|, port 0. */
+static void set_loopback(struct sockaddr_storage *ss, int family) {
+  set_addr(ss, family, family == AF_INET ? "127.0.0.1" : "::1", 0);
+}
+
 static void make_tls(uvq_tls_ctx **stls, uvq_tls_ctx **ctls) {
   uvq_tls_config cfg;
   char err[256];
@@ -248,28 +269,38 @@ static void make_tls(uvq_tls_ctx **stls, uvq_tls_ctx **ctls) {
   assert_int_equal(uvq_tls_ctx_new(ctls, 0, &cfg, NULL, err, sizeof(err)), 0);
 }
 
-static void run_exchange(int family) {
+/* A loop, both TLS contexts and a listener on the loopback address of
+ * |family| (port 0) that takes connections with |on_acc| and |ud|; |bound|
+ * gets the address it bound. */
+static void listen_loopback(uv_loop_t *loop, uvq_tls_ctx **stls,
+                            uvq_tls_ctx **ctls, uvq_listener **listener,
+                            int family, uvq_uv_accept_cb on_acc, void *ud,
+                            uvq_addr *bound) {
   struct sockaddr_storage ss;
+  set_loopback(&ss, family);
+  assert_int_equal(uv_loop_init(loop), 0);
+  make_tls(stls, ctls);
+  assert_int_equal(uvq_listen(listener, loop, (struct sockaddr *)&ss, NULL,
+                              *stls, on_acc, ud),
+                   0);
+  assert_int_equal(uvq_uv_endpoint_get_local_addr(*listener, bound), 0);
+}
+
+/* The end of listen_loopback's loop: closed (every handle was), and the
+ * TLS contexts freed. */
+static void end_loop(uv_loop_t *loop, uvq_tls_ctx *stls, uvq_tls_ctx *ctls) {
+  assert_int_equal(uv_loop_close(loop), 0);
+  uvq_tls_ctx_del(stls);
+  uvq_tls_ctx_del(ctls);
+}
+
+static void run_exchange(int family) {
   fixture f;
   uvq_addr bound;
 
   memset(&f, 0, sizeof(f));
-  memset(&ss, 0, sizeof(ss));
-  if (family == AF_INET) {
-    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-    s4->sin_family = AF_INET;
-    s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  } else {
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-    s6->sin6_family = AF_INET6;
-    s6->sin6_addr = in6addr_loopback;
-  }
-  assert_int_equal(uv_loop_init(&f.loop), 0);
-  make_tls(&f.stls, &f.ctls);
-  assert_int_equal(uvq_listen(&f.listener, &f.loop, (struct sockaddr *)&ss,
-                              NULL, f.stls, on_accept, &f),
-                   0);
-  assert_int_equal(uvq_uv_endpoint_get_local_addr(f.listener, &bound), 0);
+  listen_loopback(&f.loop, &f.stls, &f.ctls, &f.listener, family, on_accept, &f,
+                  &bound);
   assert_int_equal(bound.ss.ss_family, family);
   assert_int_not_equal(family == AF_INET
                            ? ((struct sockaddr_in *)&bound.ss)->sin_port
@@ -307,9 +338,7 @@ static void run_exchange(int family) {
   assert_int_equal(f.listener_close_cb, 1);
   assert_int_equal(f.client_close_cb, 1);
 
-  assert_int_equal(uv_loop_close(&f.loop), 0);
-  uvq_tls_ctx_del(f.stls);
-  uvq_tls_ctx_del(f.ctls);
+  end_loop(&f.loop, f.stls, f.ctls);
 }
 
 static void test_uv_exchange_ipv4(void **state) {
@@ -434,39 +463,26 @@ static void run_icmp_refused(int family) {
       .on_stream_data = icmp_live_data,
       .on_closed = icmp_live_closed,
   };
-  struct sockaddr_storage ss, dead;
+  struct sockaddr_storage dead;
   socklen_t len = sizeof(dead);
   uvq_addr bound;
   icmp_fix f;
   int fd;
 
   memset(&f, 0, sizeof(f));
-  memset(&ss, 0, sizeof(ss));
-  if (family == AF_INET) {
-    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-    s4->sin_family = AF_INET;
-    s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  } else {
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-    s6->sin6_family = AF_INET6;
-    s6->sin6_addr = in6addr_loopback;
-  }
   /* A port that was just free: bound, read back, closed. */
+  set_loopback(&dead, family);
   fd = socket(family, SOCK_DGRAM, 0);
   assert_true(fd >= 0);
-  assert_int_equal(bind(fd, (struct sockaddr *)&ss,
+  assert_int_equal(bind(fd, (struct sockaddr *)&dead,
                         family == AF_INET ? sizeof(struct sockaddr_in)
                                           : sizeof(struct sockaddr_in6)),
                    0);
   assert_int_equal(getsockname(fd, (struct sockaddr *)&dead, &len), 0);
   close(fd);
 
-  assert_int_equal(uv_loop_init(&f.loop), 0);
-  make_tls(&f.stls, &f.ctls);
-  assert_int_equal(uvq_listen(&f.listener, &f.loop, (struct sockaddr *)&ss,
-                              NULL, f.stls, icmp_accept, &f),
-                   0);
-  assert_int_equal(uvq_uv_endpoint_get_local_addr(f.listener, &bound), 0);
+  listen_loopback(&f.loop, &f.stls, &f.ctls, &f.listener, family, icmp_accept,
+                  &f, &bound);
   assert_int_equal(
       uvq_uv_client_new(&f.client, &f.loop, family, NULL, NULL, f.ctls, &f), 0);
   assert_int_equal(uvq_connect(f.client, (struct sockaddr *)&dead, "localhost",
@@ -488,9 +504,7 @@ static void run_icmp_refused(int family) {
   assert_true(f.ust.icmp_unreachable >= 1);
   assert_true(f.est.icmp_errors >= 1);
   assert_int_equal(f.est.icmp_closed, 1);
-  assert_int_equal(uv_loop_close(&f.loop), 0);
-  uvq_tls_ctx_del(f.stls);
-  uvq_tls_ctx_del(f.ctls);
+  end_loop(&f.loop, f.stls, f.ctls);
 }
 
 static void test_uv_icmp_refused_ipv4(void **state) {
@@ -792,22 +806,6 @@ static const uvq_app_callbacks bcli_cbs = {
     .on_stream_data = bcli_data,
     .on_closed = bcli_closed,
 };
-
-static void set_addr(struct sockaddr_storage *ss, int family, const char *ip,
-                     uint16_t port) {
-  memset(ss, 0, sizeof(*ss));
-  if (family == AF_INET) {
-    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-    s4->sin_family = AF_INET;
-    s4->sin_port = htons(port);
-    assert_int_equal(inet_pton(AF_INET, ip, &s4->sin_addr), 1);
-  } else {
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons(port);
-    assert_int_equal(inet_pton(AF_INET6, ip, &s6->sin6_addr), 1);
-  }
-}
 
 static uint16_t addr_port(const uvq_addr *a) {
   return ntohs(a->ss.ss_family == AF_INET

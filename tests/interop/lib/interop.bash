@@ -1,6 +1,8 @@
-# Helpers for tests/interop/*.sh (sourced; not a test itself: ctest only runs
-# tests/interop/*.sh). A test calls interop_init first, then starts peers
-# with the start_* functions; everything it started is killed on exit.
+# Helpers for tests/interop/*.sh and the tests/*.sh that run uvquic-server
+# (sourced; not a test itself: ctest only runs tests/interop/*.sh and
+# tests/*.sh). A test calls interop_init first (tools_init where it needs no
+# peers), then starts peers with the start_* functions; everything it
+# started is killed on exit.
 #
 # Peers: ngtcp2 >= 1.11's gtlsserver (/usr/sbin, not on a user's PATH) and
 # gtlsclient (Debian ngtcp2-server / ngtcp2-client; find_peers checks the
@@ -9,9 +11,10 @@
 # GET takes 2-3 ms of gtlsclient's log time with or without it, against
 # gtlsserver or uvquic-server), but it keeps timings comparable.
 
-# interop_init: checks the build, finds (or installs) the peers, makes $tmp,
-# a certificate for 127.0.0.1 ($tmp/cert.pem, $tmp/key.pem) and the trap.
-interop_init() {
+# tools_init: checks the build (B, S, SERVER, CLIENT), makes $tmp, pids,
+# failures and the trap; no peers, no certificate. Enough for the tests of
+# uvquic-server and uvquic-client alone (tests/*.sh), with start_bare_server.
+tools_init() {
   B=${UVQ_BUILD_DIR:?UVQ_BUILD_DIR must point at the build directory}
   S=${UVQ_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)}
   SERVER=$B/uvquic-server
@@ -20,17 +23,26 @@ interop_init() {
   for bin in "$SERVER" "$CLIENT"; do
     [ -x "$bin" ] || { echo "missing $bin (build first)" >&2; exit 1; }
   done
-  find_peers
   tmp=$(mktemp -d)
   pids=()
   failures=0
   trap interop_cleanup EXIT
+}
+
+# interop_init: tools_init, then finds (or installs) the peers and makes a
+# certificate for 127.0.0.1 ($tmp/cert.pem, $tmp/key.pem).
+interop_init() {
+  tools_init
+  find_peers
   make_cert "$tmp"
 }
 
+# interop_cleanup: kills everything in pids (a stopped one is continued
+# first) and removes $tmp.
 interop_cleanup() {
   local p
   for p in "${pids[@]}"; do
+    kill -CONT "$p" 2>/dev/null || true
     kill -KILL "$p" 2>/dev/null || true
     wait "$p" 2>/dev/null || true
   done
@@ -177,18 +189,30 @@ await_port() {
   [ -n "$AWAITED_PORT" ] || die "$what printed no port"
 }
 
-# start_server NAME ARGS...: uvquic-server on 127.0.0.1:0 with our
-# certificate; sets UPORT and UPID once it printed "listening on".
+# start_bare_server NAME ARGS...: uvquic-server on 127.0.0.1:0 with ARGS
+# alone (no certificate of its own: --cert/--key, --write-cert or none);
+# its output in $tmp/NAME.out and .err. Sets SERVER_PID and PORT once it
+# printed "listening on"; dies if it exits first or prints no port.
+start_bare_server() {
+  local name=$1
+  shift
+  "$SERVER" --listen 127.0.0.1:0 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+  SERVER_PID=$!
+  pids+=("$SERVER_PID")
+  await_port "uvquic-server $name" "$SERVER_PID" "$tmp/$name.out" \
+    "$tmp/$name.err" "listening on" 600
+  PORT=$AWAITED_PORT
+  [ "$PORT" != 0 ] || die "uvquic-server $name printed port 0"
+}
+
+# start_server NAME ARGS...: start_bare_server with our certificate; sets
+# UPORT and UPID.
 start_server() {
   local name=$1
   shift
-  "$SERVER" --listen 127.0.0.1:0 --cert "$tmp/cert.pem" --key "$tmp/key.pem" \
-    "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
-  UPID=$!
-  pids+=("$UPID")
-  await_port "uvquic-server $name" "$UPID" "$tmp/$name.out" "$tmp/$name.err" \
-    "listening on" 300
-  UPORT=$AWAITED_PORT
+  start_bare_server "$name" --cert "$tmp/cert.pem" --key "$tmp/key.pem" "$@"
+  UPID=$SERVER_PID
+  UPORT=$PORT
 }
 
 # stop_server NAME: SIGTERM; uvquic-server must exit 0 (it then has printed
