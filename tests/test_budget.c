@@ -220,7 +220,7 @@ static int srv_world(qt_world *w, uint64_t seed, uvq_tstamp delay,
   qt_world_init(w, seed);
   w->delay = delay;
   w->rate_bps = rate_bps;
-  s = qt_add_server(w, ss, cb_accept, (void *)&srv_cb);
+  s = qt_add_server(w, ss, cb_accept, (void *)(uintptr_t)&srv_cb);
   g_sep = w->nodes[s].ep;
   return s;
 }
@@ -433,7 +433,7 @@ static void test_budget_recv_pause(void **state) {
   w.delay = 2 * UVQ_MILLISECONDS;
   uvq_settings_default(&ss);
   ss.conn_recv_budget = 256u << 10;
-  s = qt_add_server(&w, &ss, cb_accept, (void *)&hold_cb);
+  s = qt_add_server(&w, &ss, cb_accept, (void *)(uintptr_t)&hold_cb);
   c = qt_add_client(&w, NULL, NULL);
   memset(&up, 0, sizeof(up));
   up.send_on_established = 1;
