@@ -39,16 +39,15 @@ void uvq_budget_recv_credit(uvq_conn *conn, uvq_stream *s, int64_t stream_id,
     ngtcp2_conn_extend_max_offset(conn->q, n);
     return;
   }
-  if (conn->credit_owed == 0) {
-    ep->stats.recv_budget_pauses++;
-  }
   if (s) {
     s->credit_owed += n;
   }
   conn->credit_owed += n;
   if (!conn->ep_recv_waiting) {
-    /* Its own release may not be what ends the pause: the endpoint's
-     * total can fall through any connection. */
+    /* A pause starts: the connection waits on the endpoint's list (its own
+     * release may not be what ends the pause: the endpoint's total can
+     * fall through any connection) until repay() ends it. */
+    ep->stats.recv_budget_pauses++;
     conn->ep_recv_waiting = 1;
     conn->recv_wait_next = ep->recv_waiters;
     ep->recv_waiters = conn;
@@ -81,7 +80,7 @@ static void wake_recv_waiters(uvq_endpoint *ep) {
 
 void uvq_conn_recv_release(uvq_conn *conn, size_t n) {
   uvq_endpoint *ep;
-  int ep_was_full;
+  int ep_was_full, wake;
   if (conn == NULL) {
     return;
   }
@@ -93,10 +92,10 @@ void uvq_conn_recv_release(uvq_conn *conn, size_t n) {
                 ep->stats.recv_held_bytes >= ep->settings.endpoint_recv_budget;
   conn->recv_held -= n;
   ep->stats.recv_held_bytes -= n;
-  if (conn->credit_owed && !recv_paused(conn)) {
-    ep_was_full = 1; /* pays this one, whichever budget held it */
-  }
-  if (ep_was_full && ep->recv_waiters) {
+  /* The endpoint's total fell from its budget (any waiter may go on), or
+   * this connection's pause ended, whichever budget held it. */
+  wake = ep_was_full || (conn->ep_recv_waiting && !recv_paused(conn));
+  if (wake && ep->recv_waiters) {
     wake_recv_waiters(ep);
   }
 }
