@@ -932,6 +932,11 @@ static int write_cert(uvq_tls_ctx *tls, const char *path) {
   return 0;
 }
 
+/* A budget option given in KiB (|min|..|max|), in bytes. */
+static size_t parse_kib(const char *opt, uint64_t min, uint64_t max) {
+  return (size_t)cli_parse_u64(optarg, opt, min, max) << 10;
+}
+
 int main(int argc, char **argv) {
   static const struct option opts[] = {
       {"listen", required_argument, NULL, 'l'},
@@ -1052,24 +1057,18 @@ int main(int argc, char **argv) {
           optarg, "--max-connections-per-source", 0, 100000000);
       break;
     case CLI_OPT_FIRST_TOOL + 13:
-      settings.conn_send_budget =
-          (size_t)cli_parse_u64(optarg, "--conn-send-budget", 1, 16u << 20)
-          << 10;
+      settings.conn_send_budget = parse_kib("--conn-send-budget", 1, 16u << 20);
       break;
     case CLI_OPT_FIRST_TOOL + 14:
       settings.endpoint_send_budget =
-          (size_t)cli_parse_u64(optarg, "--endpoint-send-budget", 0, 1u << 30)
-          << 10;
+          parse_kib("--endpoint-send-budget", 0, 1u << 30);
       break;
     case CLI_OPT_FIRST_TOOL + 15:
-      settings.conn_recv_budget =
-          (size_t)cli_parse_u64(optarg, "--conn-recv-budget", 0, 16u << 20)
-          << 10;
+      settings.conn_recv_budget = parse_kib("--conn-recv-budget", 0, 16u << 20);
       break;
     case CLI_OPT_FIRST_TOOL + 16:
       settings.endpoint_recv_budget =
-          (size_t)cli_parse_u64(optarg, "--endpoint-recv-budget", 0, 1u << 30)
-          << 10;
+          parse_kib("--endpoint-recv-budget", 0, 1u << 30);
       break;
     case CLI_OPT_FIRST_TOOL + 17:
       settings.no_idle_eviction = 1;
