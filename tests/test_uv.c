@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <arpa/inet.h>
@@ -573,6 +574,148 @@ static void test_uv_bad_arguments(void **state) {
   assert_int_equal(uvq_uv_listen(&c, &loop, (struct sockaddr *)&sin, NULL, NULL,
                                  f.stls, NULL, NULL),
                    UVQ_ERR_INVALID_ARGUMENT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  uvq_tls_ctx_del(f.stls);
+  uvq_tls_ctx_del(f.ctls);
+}
+
+/* ---- uvq_uv_config: read by version; its allocator and switches ---- */
+
+/* libc, counting what is live and how many calls were made. */
+typedef struct counting_mem {
+  long live;
+  long calls;
+} counting_mem;
+
+static void *cm_malloc(size_t size, void *ud) {
+  counting_mem *m = ud;
+  void *p = malloc(size);
+  m->calls++;
+  m->live += p != NULL;
+  return p;
+}
+
+static void cm_free(void *ptr, void *ud) {
+  counting_mem *m = ud;
+  if (ptr != NULL) {
+    m->calls++;
+    m->live--;
+  }
+  free(ptr);
+}
+
+static void *cm_calloc(size_t nmemb, size_t size, void *ud) {
+  counting_mem *m = ud;
+  void *p = calloc(nmemb, size);
+  m->calls++;
+  m->live += p != NULL;
+  return p;
+}
+
+static void *cm_realloc(void *ptr, size_t size, void *ud) {
+  counting_mem *m = ud;
+  void *p = realloc(ptr, size);
+  m->calls++;
+  m->live += ptr == NULL && p != NULL;
+  return p;
+}
+
+/* 1 if net.core.|name| (rmem_max, wmem_max) is at least |bytes|. */
+static int sysctl_at_least(const char *name, long bytes) {
+  char path[64];
+  long v = 0;
+  FILE *f;
+
+  snprintf(path, sizeof(path), "/proc/sys/net/core/%s", name);
+  f = fopen(path, "r");
+  if (f == NULL) {
+    return 0;
+  }
+  if (fscanf(f, "%ld", &v) != 1) {
+    v = 0;
+  }
+  fclose(f);
+  return v >= bytes;
+}
+
+/* A config of an older (0: none was ever valid) or newer version than
+ * this header's is refused before anything is allocated; the current one
+ * is honoured: its allocator serves the adapter and the core endpoint and
+ * gets everything back, GSO and GRO stay off, the buffer size is asked
+ * for. */
+static void test_uv_config(void **state) {
+  static const int bad[] = {0, UVQ_UV_CONFIG_VERSION + 1};
+  counting_mem m = {0, 0};
+  const uvq_mem mem = {&m, cm_malloc, cm_free, cm_calloc, cm_realloc};
+  struct sockaddr_storage ss;
+  uvq_uv_endpoint *l = NULL, *c = NULL;
+  uvq_uv_config cfg;
+  uvq_uv_stats st;
+  uvq_addr bound;
+  uv_loop_t loop;
+  fixture f;
+  int closed = 0;
+
+  (void)state;
+  memset(&f, 0, sizeof(f));
+  set_loopback(&ss, AF_INET);
+  assert_int_equal(uv_loop_init(&loop), 0);
+  make_tls(&f.stls, &f.ctls);
+
+  uvq_uv_config_default(&cfg);
+  assert_int_equal(cfg.version, UVQ_UV_CONFIG_VERSION);
+  assert_null(cfg.mem);
+  assert_int_equal(cfg.no_gso, 0);
+  assert_int_equal(cfg.no_gro, 0);
+  assert_int_equal(cfg.sockbuf, UVQ_UV_SOCKBUF_DEFAULT);
+  cfg.mem = &mem;
+  cfg.no_gso = 1;
+  cfg.no_gro = 1;
+  cfg.sockbuf = 131072;
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    cfg.version = bad[i];
+    assert_int_equal(uvq_uv_listen(&l, &loop, (struct sockaddr *)&ss, &cfg,
+                                   NULL, f.stls, refuse_all, NULL),
+                     UVQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(
+        uvq_uv_client_new(&c, &loop, AF_INET, NULL, &cfg, NULL, f.ctls, NULL),
+        UVQ_ERR_INVALID_ARGUMENT);
+    assert_null(l);
+    assert_null(c);
+  }
+  assert_int_equal(m.calls, 0);
+
+  cfg.version = UVQ_UV_CONFIG_VERSION;
+  assert_int_equal(uvq_uv_listen(&l, &loop, (struct sockaddr *)&ss, &cfg, NULL,
+                                 f.stls, refuse_all, &closed),
+                   0);
+  assert_ptr_equal(uvq_endpoint_get_mem(uvq_uv_endpoint_get_endpoint(l)), &mem);
+  assert_true(m.live > 0);
+  assert_int_equal(uvq_uv_endpoint_get_stats(l, &st), 0);
+  assert_int_equal(st.gso, 0);
+  assert_int_equal(st.gro, 0);
+  if (sysctl_at_least("rmem_max", cfg.sockbuf) &&
+      sysctl_at_least("wmem_max", cfg.sockbuf)) {
+    /* Linux reports twice what it granted. */
+    assert_int_equal(st.rcvbuf, 2 * cfg.sockbuf);
+    assert_int_equal(st.sndbuf, 2 * cfg.sockbuf);
+  }
+
+  /* A client with the same config, and a second socket for it. */
+  assert_int_equal(
+      uvq_uv_client_new(&c, &loop, AF_INET, NULL, &cfg, NULL, f.ctls, &closed),
+      0);
+  assert_int_equal(uvq_uv_endpoint_add_local(c, (struct sockaddr *)&ss, &bound),
+                   0);
+  assert_int_equal(uvq_uv_endpoint_get_stats(c, &st), 0);
+  assert_int_equal(st.gso, 0);
+  assert_int_equal(st.gro, 0);
+
+  uvq_uv_endpoint_close(l, count_close);
+  uvq_uv_endpoint_close(c, count_close);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(closed, 2);
+  assert_int_equal(m.live, 0);
   assert_int_equal(uv_loop_close(&loop), 0);
   uvq_tls_ctx_del(f.stls);
   uvq_tls_ctx_del(f.ctls);
@@ -1639,6 +1782,7 @@ int main(void) {
       cmocka_unit_test(test_uv_icmp_refused_ipv6),
       cmocka_unit_test(test_uv_listen_addr_in_use),
       cmocka_unit_test(test_uv_bad_arguments),
+      cmocka_unit_test(test_uv_config),
       cmocka_unit_test(test_uv_bulk_gso_gro),
       cmocka_unit_test(test_uv_bulk_gso_off),
       cmocka_unit_test(test_uv_bulk_gso_refused),
