@@ -162,16 +162,19 @@ UVQ_EXTERN int uvq_uv_connect_with(uvq_uv_endpoint *uep,
 
 /**
  * uvq_uv_endpoint_close closes every connection with NO_ERROR, waits for
- * their closing periods, then closes the socket and handles and frees
- * everything; |cb| fires once at the end. Calling it twice is a no-op.
+ * their closing periods, then closes the sockets and handles and frees
+ * everything; |cb| fires once at the end. For a server and a client
+ * endpoint alike; from inside a callback too (the close packets leave
+ * once the library call that ran the callback returns). Calling it twice
+ * is a no-op.
  */
 UVQ_EXTERN void uvq_uv_endpoint_close(uvq_uv_endpoint *uep, uvq_uv_close_cb cb);
 
 /**
  * uvq_uv_endpoint_close_now is uvq_uv_endpoint_close for a process that is
  * going away: every connection is closed with NO_ERROR and the
- * CONNECTION_CLOSEs that are due are sent (if the socket pushes back, once
- * it takes them), then the socket and handles are closed and everything is
+ * CONNECTION_CLOSEs that are due are sent (if a socket pushes back, once
+ * it takes them), then the sockets and handles are closed and everything is
  * freed at once, without waiting out closing or draining periods (RFC 9000
  * §10.2 lets an endpoint that is going away discard its state early).
  * Pending on_closed callbacks fire first; the free_cb of every
