@@ -116,7 +116,7 @@ static int fixed_generate(uvq_cid_gen *gen, ngtcp2_cid *cid) {
 
 static void test_cid_gen_generate_dispatches(void **state) {
   fixed_gen_state st = {0, 12, 0};
-  uvq_cid_gen gen = {fixed_generate, 12, &st};
+  uvq_cid_gen gen = {fixed_generate, 12, &st, 0, 0};
   ngtcp2_cid cid;
   uint8_t expect[12];
   (void)state;
@@ -135,7 +135,7 @@ static void test_cid_gen_generate_dispatches(void **state) {
 
 static void test_cid_gen_generate_catches_wrong_length(void **state) {
   fixed_gen_state st = {0, 11, 0};
-  uvq_cid_gen gen = {fixed_generate, 12, &st};
+  uvq_cid_gen gen = {fixed_generate, 12, &st, 0, 0};
   ngtcp2_cid cid;
   (void)state;
 
@@ -143,8 +143,26 @@ static void test_cid_gen_generate_catches_wrong_length(void **state) {
   assert_int_equal(st.calls, 1);
 }
 
+/* A shard index replaces the first octet's low five bits of whatever the
+ * generator wrote, and only those. */
+static void test_cid_gen_generate_writes_shard(void **state) {
+  fixed_gen_state st = {0, 12, 0};
+  uvq_cid_gen gen = {fixed_generate, 12, &st, 1, 0x13};
+  ngtcp2_cid cid;
+  (void)state;
+
+  assert_int_equal(uvq_cid_gen_generate(&gen, &cid), 0);
+  /* 0x5a = 010 11010: the top three bits stay, the low five are 0x13. */
+  assert_int_equal(cid.data[0], 0x40 | 0x13);
+  assert_int_equal(cid.data[1], 0x5a);
+  gen.has_shard = 0;
+  assert_int_equal(uvq_cid_gen_generate(&gen, &cid), 0);
+  assert_int_equal(cid.data[0], 0x5a);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_cid_gen_generate_writes_shard),
       cmocka_unit_test(test_cid_gen_random_honours_every_length),
       cmocka_unit_test(test_cid_gen_random_rejects_bad_lengths),
       cmocka_unit_test(test_cid_gen_random_cids_differ),

@@ -1470,10 +1470,14 @@ typedef struct uvq_accept_info {
 } uvq_accept_info;
 
 /**
- * The current version of uvq_endpoint_config. 2 added rand; a version-1
- * config is read without it.
+ * The current version of uvq_endpoint_config. 2 added rand, 3 cid_shard
+ * and cid_shard_set; an older config is read without the later fields.
  */
-#define UVQ_ENDPOINT_CONFIG_VERSION 2
+#define UVQ_ENDPOINT_CONFIG_VERSION 3
+
+/** Shards a server's CIDs can name: the five low bits of the first octet
+ * (uvq_endpoint_config.cid_shard). */
+#define UVQ_MAX_CID_SHARDS 32
 
 /**
  * uvq_endpoint_config describes an endpoint: a server (accepts) or a client
@@ -1537,6 +1541,19 @@ typedef struct uvq_endpoint_config {
    * the endpoint's thread.
    */
   int (*rand)(uint8_t *dest, size_t len, int key, void *user_data);
+  /**
+   * (version >= 3) Server, with cid_shard_set nonzero: every connection ID
+   * the endpoint issues (random or QUIC-LB) carries |cid_shard| (0..31) in
+   * the low five bits of its first octet, so a driver running several
+   * endpoints on one address (the libuv adapter's shards) can tell from a
+   * packet's DCID which one owns it. Those bits are the ones QUIC-LB
+   * leaves to the server when it does not self-encode the CID length, and
+   * are never encrypted. cid_shard_set 0 (default): no such bits.
+   * uvq_endpoint_new fails with UVQ_ERR_INVALID_ARGUMENT for a shard of 32
+   * or more.
+   */
+  unsigned cid_shard;
+  int cid_shard_set; /**< Nonzero if cid_shard is set. */
 } uvq_endpoint_config;
 
 /** uvq_endpoint_config_default zeroes |cfg| and sets its version. */

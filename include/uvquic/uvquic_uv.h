@@ -48,10 +48,19 @@ typedef int (*uvq_uv_accept_cb)(uvq_uv_endpoint *uep, uvq_conn *conn,
                                 void **pconn_user_data, void *user_data);
 
 /**
- * The current version of uvq_uv_config. Versions other than this one are
- * refused (there is no older one yet); new fields go at the end.
+ * The current version of uvq_uv_config; new fields go at the end. Version 2
+ * added shards and forward_queue_len; a version-1 config is still read
+ * (those fields take their defaults). Other versions are refused.
  */
-#define UVQ_UV_CONFIG_VERSION 1
+#define UVQ_UV_CONFIG_VERSION 2
+
+/** The most shards a server can have: the five low bits of the first
+ * octet of its connection IDs name the shard (UVQ_MAX_CID_SHARDS). */
+#define UVQ_UV_MAX_SHARDS 32
+
+/** uvq_uv_config.forward_queue_len's default: datagrams waiting to be
+ * handed from one shard to another. */
+#define UVQ_UV_FORWARD_QUEUE_DEFAULT 1024
 
 /**
  * The socket buffer size uvq_uv_config_default asks for: 8 MiB, enough
@@ -92,6 +101,19 @@ typedef struct uvq_uv_config {
    * leaves the kernel's defaults. Default UVQ_UV_SOCKBUF_DEFAULT.
    */
   int sockbuf;
+  /**
+   * (version >= 2) Server: how many shards uvq_uv_listen starts, 1..32
+   * (UVQ_UV_MAX_SHARDS). 0 or 1 (default): one endpoint on the caller's
+   * loop. More: see "Shards" at uvq_uv_listen.
+   */
+  unsigned shards;
+  /**
+   * (version >= 2) Shards: datagrams each shard's forward queue holds (a
+   * datagram that reached another shard's socket waits there for its
+   * owner). A full queue drops and counts (uvq_uv_stats.forward_overflows).
+   * 0: UVQ_UV_FORWARD_QUEUE_DEFAULT (the default).
+   */
+  unsigned forward_queue_len;
 } uvq_uv_config;
 
 /** uvq_uv_config_default zeroes |cfg|, sets its version and defaults. */
@@ -107,6 +129,54 @@ UVQ_EXTERN void uvq_uv_config_default(uvq_uv_config *cfg);
  * another family, a |cfg| or |settings| of an unknown version), UVQ_ERR_IO
  * (socket or bind failed; errno is left set to the OS error), or
  * UVQ_ERR_NOMEM.
+ *
+ * Shards (cfg->shards > 1): uvq_uv_listen starts that many shards, each a
+ * thread running its own libuv loop with its own core endpoint and its own
+ * UDP socket, all bound to |addr| with SO_REUSEPORT (the first socket picks
+ * the port when |addr| has port 0). *puep is then the group: it lives on
+ * |loop| and stands for every shard. What holds for a group:
+ *
+ * - Threads. |on_accept| and every callback of the connections it accepts
+ *   run on the thread of the shard that owns the connection, several at
+ *   once: their first argument is that shard (uvq_uv_endpoint_get_shard_index
+ *   says which), |user_data| is the group's. Whatever they share must be
+ *   thread-safe or kept per shard. A connection stays on its shard for its
+ *   whole life; call the core's functions on it only from that thread
+ *   (from its callbacks, or through uvq_uv_endpoint_each_shard or a waker).
+ * - Steering. The shard's index is in the low five bits of the first octet
+ *   of every connection ID its endpoint issues (uvq_endpoint_config
+ *   cid_shard). A classic BPF program (SO_ATTACH_REUSEPORT_CBPF) sends each
+ *   short-header packet to the socket of that index; long-header packets
+ *   (Initial, 0-RTT, Handshake, Retry'd Initials) take the kernel's 4-tuple
+ *   hash, which keeps one client's handshake on one shard. Where the
+ *   program cannot be attached the settings' log says so once and every
+ *   packet takes the hash. A packet that still reaches another shard (the
+ *   client's address changed: migration, NAT rebinding) is handed to its
+ *   owner through that shard's forward queue (uvq_uv_stats.forwarded,
+ *   forward_overflows).
+ * - Sharing. Every shard uses |tls| (its session-ticket key and 0-RTT
+ *   anti-replay table are thread-safe) and a copy of |settings| in which
+ *   the stateless-reset secret and the token key, when |settings| sets
+ *   none, are drawn once for all shards, and endpoint_send_budget,
+ *   endpoint_recv_budget, max_connections and max_handshakes are divided
+ *   among the shards (rounded up; 0 stays "no limit"). Per-source limits
+ *   hold per shard.
+ * - The group itself: uvq_uv_endpoint_close / _close_now stop every shard
+ *   and fire their callback on |loop| once all threads have ended;
+ *   uvq_uv_endpoint_get_stats and uvq_uv_endpoint_get_endpoint_stats sum
+ *   the shards' counters (complete once the shards have stopped: inside
+ *   the close callback); uvq_uv_endpoint_get_endpoint returns NULL;
+ *   uvq_uv_endpoint_get_local_addr, _get_user_data, _conn_count,
+ *   _get_shard and _each_shard work from |loop|'s thread.
+ *
+ * The socket index of each shard is the order its socket joined the
+ * kernel's reuseport group; the shards' sockets are opened one after the
+ * other, shard 0 first, and stay open until the group closes, so index
+ * and shard agree. Another process (of the same user) that binds the same
+ * address with SO_REUSEPORT joins the group and upsets that order: do not.
+ *
+ * Returns as above, and UVQ_ERR_INVALID_ARGUMENT for more than 32 shards,
+ * UVQ_ERR_IO when a thread or loop cannot be started.
  */
 UVQ_EXTERN int uvq_uv_listen(uvq_uv_endpoint **puep, uv_loop_t *loop,
                              const struct sockaddr *addr,
@@ -192,7 +262,8 @@ UVQ_EXTERN void uvq_uv_endpoint_close(uvq_uv_endpoint *uep, uvq_uv_close_cb cb);
 UVQ_EXTERN void uvq_uv_endpoint_close_now(uvq_uv_endpoint *uep,
                                           uvq_uv_close_cb cb);
 
-/** The core endpoint (for stats, settings, key rotation). */
+/** The core endpoint (for stats, settings, key rotation); NULL for a
+ * group of shards (see uvq_uv_listen). */
 UVQ_EXTERN uvq_endpoint *uvq_uv_endpoint_get_endpoint(uvq_uv_endpoint *uep);
 
 /**
@@ -269,12 +340,22 @@ typedef struct uvq_uv_stats {
    * socket (ECONNREFUSED and the like: it concerns another datagram) and
    * were made again. */
   uint64_t send_async_errors;
+  /** Shards: datagrams this shard read that another shard owns (their
+   * DCID names it) and handed to that shard's forward queue. */
+  uint64_t forwarded;
+  /** Shards: datagrams dropped because the owner's forward queue was full
+   * (or the owner had stopped). */
+  uint64_t forward_overflows;
+  /** Shards: datagrams taken from this shard's forward queue (read by
+   * another shard) and given to its endpoint. */
+  uint64_t forward_received;
 } uvq_uv_stats;
 
 /**
  * uvq_uv_endpoint_get_stats copies the adapter's datapath counters into
- * |st|: summed over all its sockets (uvq_uv_endpoint_add_local); the
- * facts (gso, gro, pktinfo, buffer sizes) are those of the first.
+ * |st|: summed over all its sockets (uvq_uv_endpoint_add_local), and for a
+ * group over the shards that have stopped; the facts (gso, gro, pktinfo,
+ * buffer sizes) are those of the first.
  * Returns 0, or UVQ_ERR_INVALID_ARGUMENT.
  */
 UVQ_EXTERN int uvq_uv_endpoint_get_stats(uvq_uv_endpoint *uep,
@@ -321,6 +402,67 @@ UVQ_EXTERN int uvq_uv_endpoint_add_local(uvq_uv_endpoint *uep,
 UVQ_EXTERN int uvq_uv_conn_migrate(uvq_uv_endpoint *uep, uvq_conn *conn,
                                    const struct sockaddr *local,
                                    int nat_rebinding_style, uvq_addr *pbound);
+
+/**
+ * uvq_uv_endpoint_get_shard_count returns how many shards the group |uep|
+ * has (uvq_uv_listen with uvq_uv_config.shards > 1), or for a shard the
+ * count of its group; 1 for an endpoint without shards.
+ */
+UVQ_EXTERN unsigned uvq_uv_endpoint_get_shard_count(uvq_uv_endpoint *uep);
+
+/**
+ * uvq_uv_endpoint_get_shard_index returns the index (0..count-1) of shard
+ * |uep| — the |uep| given to on_accept, say: handy to index an
+ * application's per-shard state. 0 for a group or an endpoint without
+ * shards.
+ */
+UVQ_EXTERN unsigned uvq_uv_endpoint_get_shard_index(uvq_uv_endpoint *uep);
+
+/**
+ * uvq_uv_endpoint_get_shard returns shard |i| of group |uep| (NULL past the
+ * last); for an endpoint without shards, |uep| itself for |i| 0. Only its
+ * own thread may use a shard, except for the calls that say otherwise.
+ */
+UVQ_EXTERN uvq_uv_endpoint *uvq_uv_endpoint_get_shard(uvq_uv_endpoint *uep,
+                                                      unsigned i);
+
+/** The loop |uep| runs on (a shard's own loop, for a shard). */
+UVQ_EXTERN uv_loop_t *uvq_uv_endpoint_get_loop(uvq_uv_endpoint *uep);
+
+/** A function run on a shard's thread (uvq_uv_endpoint_each_shard). */
+typedef void (*uvq_uv_shard_cb)(uvq_uv_endpoint *shard, void *arg);
+
+/**
+ * uvq_uv_endpoint_each_shard runs |cb|(shard, |arg|) on the thread of
+ * every shard of group |uep|, soon (from that shard's loop, like a
+ * callback: the adapter flushes after it), in no particular order between
+ * shards; |arg| must stay valid until the last has run. The way to reach a
+ * shard's core endpoint from outside it: stop accepting, read its stats,
+ * reload its keys. A shard that has stopped is skipped. For an endpoint
+ * without shards |cb| runs at once, on the caller's thread. Call it from
+ * the group's loop thread.
+ *
+ * Returns how many shards |cb| will run on, UVQ_ERR_INVALID_ARGUMENT, or
+ * UVQ_ERR_NOMEM.
+ */
+UVQ_EXTERN int uvq_uv_endpoint_each_shard(uvq_uv_endpoint *uep,
+                                          uvq_uv_shard_cb cb, void *arg);
+
+/**
+ * uvq_uv_endpoint_conn_count returns the connections |uep| holds: for a
+ * group, the sum the shards last published (each after every pass of its
+ * loop), readable from any thread; otherwise uvq_endpoint_conn_count.
+ */
+UVQ_EXTERN size_t uvq_uv_endpoint_conn_count(uvq_uv_endpoint *uep);
+
+/**
+ * uvq_uv_endpoint_get_endpoint_stats copies the core counters of |uep|
+ * (uvq_endpoint_get_stats) into |st|; for a group, the sum over the shards
+ * that have stopped (all of them inside the group's close callback).
+ * Returns 0, or UVQ_ERR_INVALID_ARGUMENT.
+ */
+UVQ_EXTERN int uvq_uv_endpoint_get_endpoint_stats(uvq_uv_endpoint *uep,
+                                                  uvq_endpoint_stats *st);
 
 #ifdef __cplusplus
 }

@@ -31,6 +31,7 @@ int uvq_cid_gen_random_init(uvq_cid_gen *gen, size_t cid_len) {
   gen->generate = random_generate;
   gen->cid_len = cid_len;
   gen->user_data = NULL;
+  gen->has_shard = 0;
   return 0;
 }
 
@@ -41,6 +42,11 @@ int uvq_cid_gen_generate(uvq_cid_gen *gen, ngtcp2_cid *cid) {
   }
   if (cid->datalen != gen->cid_len) {
     return UVQ_ERR_INTERNAL;
+  }
+  if (gen->has_shard) {
+    /* The bits QUIC-LB leaves to the server (no length self-encoding):
+     * a packet's owner among shards sharing one address. */
+    cid->data[0] = (uint8_t)((cid->data[0] & 0xe0) | (gen->shard & 0x1f));
   }
   return 0;
 }

@@ -32,6 +32,13 @@ struct uvq_cid_gen {
   /** Length of every CID this generator issues, 8..20. */
   size_t cid_len;
   void *user_data;
+  /**
+   * With |has_shard| nonzero, a shard index (0..31) uvq_cid_gen_generate
+   * writes into the low five bits of every CID's first octet, over what
+   * |generate| put there. Zero (uvq_cid_gen_random_init): none.
+   */
+  int has_shard;
+  unsigned shard; /**< See has_shard. */
 };
 
 /**
@@ -48,6 +55,7 @@ int uvq_cid_gen_random_init(uvq_cid_gen *gen, size_t cid_len);
 
 /**
  * uvq_cid_gen_generate asks |gen| for a new CID and writes it to *cid.
+ * With gen->has_shard the first octet's low five bits become the shard.
  * Returns 0, the generator's own negative error, or UVQ_ERR_INTERNAL if
  * the generator reported success but wrote a CID of another length than
  * gen->cid_len (a generator bug the endpoint must not put on the wire).

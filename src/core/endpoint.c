@@ -392,7 +392,9 @@ int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
   if (pep == NULL || cfg == NULL || cfg->version < 1 ||
       cfg->version > UVQ_ENDPOINT_CONFIG_VERSION || cfg->tls == NULL ||
       cfg->send == NULL || cfg->wall_time == NULL ||
-      (cfg->is_server && cfg->on_accept == NULL)) {
+      (cfg->is_server && cfg->on_accept == NULL) ||
+      (cfg->version >= 3 && cfg->cid_shard_set &&
+       cfg->cid_shard >= UVQ_MAX_CID_SHARDS)) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   if (cfg->settings == NULL) {
@@ -413,6 +415,8 @@ int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
   if (cfg->version == 1) {
     /* An older header's config: its fields, none of the later ones. */
     memcpy(&ep->cfg, cfg, offsetof(uvq_endpoint_config, rand));
+  } else if (cfg->version == 2) {
+    memcpy(&ep->cfg, cfg, offsetof(uvq_endpoint_config, cid_shard));
   } else {
     ep->cfg = *cfg;
   }
@@ -437,6 +441,8 @@ int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
   /* Random CIDs, from the endpoint's randomness. */
   ep->cidgen.generate = ep_generate_cid;
   ep->cidgen.user_data = ep;
+  ep->cidgen.has_shard = ep->cfg.cid_shard_set;
+  ep->cidgen.shard = ep->cfg.cid_shard;
   rv = uvq_ep_cid_map_init(ep, &ep->cids);
   if (rv != 0) {
     goto fail_settings;

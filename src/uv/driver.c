@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "core/mem.h"
+#include "uv/driver.h"
+#include "uv/shard.h"
 #include "uv/udp.h"
 
 /* What one connection needs: one GSO batch (64 segments, the kernel's
@@ -29,68 +31,6 @@
 /* A deadline that moved later by less than this keeps the timer armed
  * where it was (uep_arm_timer): it fires early, at most once, and re-arms. */
 #define UVQ_UV_TIMER_SLACK UVQ_MILLISECONDS
-
-/* One UDP socket of an endpoint. The first (socks[0]) is opened with the
- * endpoint; a client endpoint adds more for migration
- * (uvq_uv_endpoint_add_local). Every one is received on, and a datagram
- * leaves through the one its path's local address belongs to. Each lives
- * until the endpoint is freed. */
-typedef struct uep_sock {
-  /* The socket and its datapath state; udp.bound is its address. */
-  uvq_udp udp;
-  /* Its data is the endpoint, as for every handle (sock_of finds us). */
-  uv_poll_t poll;
-  /* Events |poll| watches now. */
-  int poll_events;
-} uep_sock;
-
-typedef enum uep_state {
-  UEP_RUNNING = 0,
-  /* uvq_uv_endpoint_close was called; connections are closing. */
-  UEP_CLOSING,
-  /* Handles are being closed; the endpoint is freed when they all are. */
-  UEP_CLOSING_HANDLES
-} uep_state;
-
-struct uvq_uv_endpoint {
-  uv_loop_t *loop;
-  uvq_endpoint *ep;
-  /* cfg.mem, or libc. */
-  const uvq_mem *mem;
-  uvq_uv_config cfg;
-  int is_server;
-  uvq_uv_accept_cb on_accept;
-  void *user_data;
-
-  /* Every socket: the first, then the added ones in the order they came. */
-  uep_sock **socks;
-  size_t nsocks;
-  /* The receive buffers, shared by the sockets (one read at a time). */
-  uvq_udp_rx *rx;
-
-  /* The expiry timer: a CLOCK_MONOTONIC timerfd (ns resolution), watched
-   * by |timer|. */
-  int tfd;
-  uv_poll_t timer;
-  uv_async_t async;
-  uv_prepare_t prepare;
-  /* Runs a deadline that is already due without a timer: see
-   * uep_arm_timer. Active only while such a deadline waits. */
-  uv_idle_t idle;
-  int idle_active;
-  /* Expiry the timer is armed for (UVQ_TSTAMP_MAX: stopped). */
-  uvq_tstamp armed;
-  /* The last flush was blocked or a send queue filled: watch UV_WRITABLE. */
-  int blocked;
-
-  uep_state state;
-  /* uvq_uv_endpoint_close_now: free once the close packets are out,
-   * without waiting for closing/draining periods. */
-  int close_now;
-  /* Handles whose close callback has not run yet (UEP_CLOSING_HANDLES). */
-  int handles_open;
-  uvq_uv_close_cb close_cb;
-};
 
 static void uep_update(uvq_uv_endpoint *uep);
 static void uep_on_poll(uv_poll_t *h, int status, int events);
@@ -245,6 +185,10 @@ static void uep_close_handles(uvq_uv_endpoint *uep) {
   size_t i;
 
   uep->state = UEP_CLOSING_HANDLES;
+  if (uep->shard != NULL) {
+    /* Nothing more is handed to this shard from now on. */
+    uvq_uv_shard_stopping(uep->shard);
+  }
   /* Held until every close is asked for, so none can free us early. */
   uep->handles_open = 1;
   for (i = 0; i < uep->nsocks; i++) {
@@ -359,6 +303,9 @@ static void uep_update(uvq_uv_endpoint *uep) {
   if (full) {
     uep->blocked = 1;
   }
+  if (uep->shard != NULL) {
+    uvq_uv_shard_publish(uep->shard, uvq_endpoint_conn_count(uep->ep));
+  }
   if (uep->state == UEP_CLOSING && !(uep->blocked && queues_pending(uep)) &&
       (uvq_endpoint_conn_count(uep->ep) == 0 ||
        (uep->close_now && !uep->blocked))) {
@@ -428,6 +375,13 @@ static void uep_read(uvq_uv_endpoint *uep, uep_sock *k) {
       /* On a wildcard socket the local address is the one the peer wrote
        * to (PKTINFO), so replies leave from it; otherwise the bound one. */
       path.local = meta.has_local ? meta.local : udp->bound;
+      if (uep->shard != NULL &&
+          uvq_uv_shard_steer(uep->shard, &udp->stats, &path, meta.ecn,
+                             uep->rx->bufs[i], uep->rx->msgs[i].msg_len,
+                             meta.segment_size)) {
+        /* Another shard's: handed to it (or counted as dropped). */
+        continue;
+      }
       (void)uvq_endpoint_recv(uep->ep, &path, meta.ecn, uep->rx->bufs[i],
                               uep->rx->msgs[i].msg_len, meta.segment_size, now);
     }
@@ -513,6 +467,17 @@ static void uep_on_async(uv_async_t *h) {
   uep_flush(uep);
 }
 
+void uvq_uv_ep_recv(uvq_uv_endpoint *uep, const uvq_path *path, uint8_t ecn,
+                    const uint8_t *data, size_t len, size_t segment_size) {
+  if (uep->state == UEP_CLOSING_HANDLES) {
+    return;
+  }
+  (void)uvq_endpoint_recv(uep->ep, path, ecn, data, len, segment_size,
+                          uv_hrtime());
+}
+
+void uvq_uv_ep_flush(uvq_uv_endpoint *uep) { uep_flush(uep); }
+
 /* Runs once per loop iteration, just before the loop blocks for I/O: picks
  * up whatever the application asked of the core from outside our own
  * callbacks (its timers, its other handles, before uv_run). */
@@ -528,13 +493,17 @@ void uvq_uv_config_default(uvq_uv_config *cfg) {
   cfg->sockbuf = UVQ_UV_SOCKBUF_DEFAULT;
 }
 
-/* Reads |src| (NULL: the defaults) by its version into |dst|. */
-static int uv_config_read(uvq_uv_config *dst, const uvq_uv_config *src) {
+int uvq_uv_config_read(uvq_uv_config *dst, const uvq_uv_config *src) {
   uvq_uv_config_default(dst);
   if (src == NULL) {
     return 0;
   }
   switch (src->version) {
+  case 1:
+    /* An older header's config: the fields before shards. */
+    memcpy(dst, src, offsetof(uvq_uv_config, shards));
+    dst->version = UVQ_UV_CONFIG_VERSION;
+    return 0;
   case UVQ_UV_CONFIG_VERSION:
     *dst = *src;
     return 0;
@@ -555,7 +524,8 @@ static void uep_log_info(void *user_data, const char *line) {
  * caller), watches it, and appends it to uep->socks. Warnings go where the
  * endpoint's settings say. Returns 0, UVQ_ERR_IO (errno left set) or
  * UVQ_ERR_NOMEM. */
-static int uep_sock_add(uvq_uv_endpoint *uep, const struct sockaddr *addr) {
+static int uep_sock_add(uvq_uv_endpoint *uep, const struct sockaddr *addr,
+                        int reuseport) {
   const uvq_settings *settings = uvq_endpoint_get_settings(uep->ep);
   socklen_t len = addr->sa_family == AF_INET ? sizeof(struct sockaddr_in)
                                              : sizeof(struct sockaddr_in6);
@@ -577,6 +547,7 @@ static int uep_sock_add(uvq_uv_endpoint *uep, const struct sockaddr *addr) {
   opts.min_bufsize = UVQ_UV_MIN_SOCKBUF;
   opts.no_gso = uep->cfg.no_gso;
   opts.no_gro = uep->cfg.no_gro;
+  opts.reuseport = reuseport;
   opts.log = settings->log;
   opts.log_user_data = settings->log_user_data;
   if (settings->log_cb != NULL && settings->log_level >= UVQ_LOG_INFO) {
@@ -611,10 +582,11 @@ static int uep_sock_add(uvq_uv_endpoint *uep, const struct sockaddr *addr) {
   return 0;
 }
 
-static int uep_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int is_server,
-                   const struct sockaddr *addr, const uvq_uv_config *uvcfg,
-                   const uvq_settings *settings, uvq_tls_ctx *tls,
-                   uvq_uv_accept_cb on_accept, void *user_data) {
+int uvq_uv_ep_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int is_server,
+                  const struct sockaddr *addr, const uvq_uv_config *uvcfg,
+                  const uvq_settings *settings, uvq_tls_ctx *tls,
+                  uvq_uv_accept_cb on_accept, void *user_data,
+                  const uvq_uv_ep_opts *opts) {
   uvq_endpoint_config cfg;
   uvq_uv_endpoint *uep;
   uvq_uv_config c;
@@ -624,7 +596,7 @@ static int uep_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int is_server,
       (addr->sa_family != AF_INET && addr->sa_family != AF_INET6)) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  rv = uv_config_read(&c, uvcfg);
+  rv = uvq_uv_config_read(&c, uvcfg);
   if (rv != 0) {
     return rv;
   }
@@ -665,11 +637,16 @@ static int uep_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int is_server,
   cfg.wake = uep_wake;
   cfg.wall_time = uep_wall_time;
   cfg.on_accept = is_server ? uep_accept : NULL;
+  if (opts != NULL && opts->shard != NULL) {
+    uep->shard = opts->shard;
+    cfg.cid_shard = opts->cid_shard;
+    cfg.cid_shard_set = 1;
+  }
   rv = uvq_endpoint_new(&uep->ep, &cfg);
   if (rv != 0) {
     goto fail;
   }
-  rv = uep_sock_add(uep, addr);
+  rv = uep_sock_add(uep, addr, opts != NULL && opts->reuseport);
   if (rv != 0) {
     goto fail;
   }
@@ -712,7 +689,12 @@ int uvq_uv_listen(uvq_uv_endpoint **puep, uv_loop_t *loop,
   if (on_accept == NULL) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  return uep_new(puep, loop, 1, addr, cfg, settings, tls, on_accept, user_data);
+  if (cfg != NULL && cfg->version >= 2 && cfg->shards > 1) {
+    return uvq_uv_group_listen(puep, loop, addr, cfg, settings, tls, on_accept,
+                               user_data);
+  }
+  return uvq_uv_ep_new(puep, loop, 1, addr, cfg, settings, tls, on_accept,
+                       user_data, NULL);
 }
 
 int uvq_uv_client_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int family,
@@ -734,7 +716,8 @@ int uvq_uv_client_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int family,
   } else if (local->sa_family != family) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  return uep_new(puep, loop, 0, local, cfg, settings, tls, NULL, user_data);
+  return uvq_uv_ep_new(puep, loop, 0, local, cfg, settings, tls, NULL,
+                       user_data, NULL);
 }
 
 /* The path's local address for a connection to |remote|. On a wildcard
@@ -824,6 +807,10 @@ int uvq_uv_connect(uvq_uv_endpoint *uep, const struct sockaddr *remote,
 }
 
 void uvq_uv_endpoint_close(uvq_uv_endpoint *uep, uvq_uv_close_cb cb) {
+  if (uep != NULL && uep->group != NULL) {
+    uvq_uv_group_close(uep->group, cb, 0);
+    return;
+  }
   if (uep == NULL || uep->state != UEP_RUNNING) {
     return;
   }
@@ -837,6 +824,10 @@ void uvq_uv_endpoint_close(uvq_uv_endpoint *uep, uvq_uv_close_cb cb) {
 }
 
 void uvq_uv_endpoint_close_now(uvq_uv_endpoint *uep, uvq_uv_close_cb cb) {
+  if (uep != NULL && uep->group != NULL) {
+    uvq_uv_group_close(uep->group, cb, 1);
+    return;
+  }
   if (uep == NULL || uep->state == UEP_CLOSING_HANDLES ||
       (uep->state == UEP_CLOSING && uep->close_now)) {
     return;
@@ -853,12 +844,16 @@ void uvq_uv_endpoint_close_now(uvq_uv_endpoint *uep, uvq_uv_close_cb cb) {
 }
 
 uvq_endpoint *uvq_uv_endpoint_get_endpoint(uvq_uv_endpoint *uep) {
+  /* A group's is NULL: it has one per shard. */
   return uep->ep;
 }
 
 int uvq_uv_endpoint_get_local_addr(uvq_uv_endpoint *uep, uvq_addr *addr) {
   if (uep == NULL || addr == NULL) {
     return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  if (uep->group != NULL) {
+    uep = uvq_uv_group_shard(uep->group, 0);
   }
   *addr = uep->socks[0]->udp.bound;
   return 0;
@@ -868,8 +863,7 @@ void *uvq_uv_endpoint_get_user_data(uvq_uv_endpoint *uep) {
   return uep->user_data;
 }
 
-/* Adds the counters of |x| to |st|. */
-static void stats_add(uvq_uv_stats *st, const uvq_uv_stats *x) {
+void uvq_uv_stats_add(uvq_uv_stats *st, const uvq_uv_stats *x) {
   st->send_calls += x->send_calls;
   st->send_msgs += x->send_msgs;
   st->gso_msgs += x->gso_msgs;
@@ -888,6 +882,9 @@ static void stats_add(uvq_uv_stats *st, const uvq_uv_stats *x) {
   st->errqueue_reads += x->errqueue_reads;
   st->icmp_unreachable += x->icmp_unreachable;
   st->send_async_errors += x->send_async_errors;
+  st->forwarded += x->forwarded;
+  st->forward_overflows += x->forward_overflows;
+  st->forward_received += x->forward_received;
   for (int i = 0; i < 4; i++) {
     st->ecn_sent[i] += x->ecn_sent[i];
     st->ecn_received[i] += x->ecn_received[i];
@@ -898,17 +895,20 @@ int uvq_uv_endpoint_get_stats(uvq_uv_endpoint *uep, uvq_uv_stats *st) {
   if (uep == NULL || st == NULL) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
+  if (uep->group != NULL) {
+    return uvq_uv_group_get_stats(uep->group, st);
+  }
   /* Counters cover every socket; the facts (gso, gro, pktinfo, buffers)
    * are the first socket's. */
   *st = uep->socks[0]->udp.stats;
   for (size_t i = 1; i < uep->nsocks; i++) {
-    stats_add(st, &uep->socks[i]->udp.stats);
+    uvq_uv_stats_add(st, &uep->socks[i]->udp.stats);
   }
   return 0;
 }
 
 int uvq_uv_endpoint_set_gso(uvq_uv_endpoint *uep, int enable) {
-  if (uep == NULL) {
+  if (uep == NULL || uep->group != NULL) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   for (size_t i = 0; i < uep->nsocks; i++) {
@@ -942,7 +942,7 @@ int uvq_uv_endpoint_add_local(uvq_uv_endpoint *uep,
   if (uep->state != UEP_RUNNING) {
     return UVQ_ERR_SHUTDOWN;
   }
-  rv = uep_sock_add(uep, local);
+  rv = uep_sock_add(uep, local, 0);
   if (rv == 0 && pbound) {
     *pbound = uep->socks[uep->nsocks - 1]->udp.bound;
   }

@@ -159,6 +159,12 @@ int uvq_udp_open(uvq_udp *u, const struct sockaddr *addr, socklen_t addrlen,
     int v = IPV6_PMTUDISC_DO;
     (void)setsockopt(u->fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &v, sizeof(v));
   }
+  /* Shards: every socket of the group binds the same address, and the
+   * kernel spreads datagrams among them (and a BPF program steers them). */
+  if (opts->reuseport &&
+      setsockopt(u->fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) {
+    goto fail;
+  }
   if (bind(u->fd, addr, addrlen) != 0) {
     goto fail;
   }

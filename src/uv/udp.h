@@ -141,6 +141,8 @@ typedef struct uvq_udp_opts {
   int min_bufsize;
   void (*info)(void *user_data, const char *line);
   void *info_user_data;
+  /* Nonzero: SO_REUSEPORT before bind (a shard's socket). */
+  int reuseport;
 } uvq_udp_opts;
 
 /*
