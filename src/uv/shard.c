@@ -281,6 +281,15 @@ static void group_free(uv_handle_t *h) {
   uvq_uv_group *g = h->data;
   const uvq_mem *mem = g->mem;
 
+  for (unsigned i = 0; i < g->n; i++) {
+    uvq_uv_shard *sh = &g->shards[i];
+    /* |q| is set once |lock| is initialized. */
+    if (sh->q != NULL) {
+      uv_mutex_destroy(&sh->lock);
+      uvq_free(mem, sh->q);
+    }
+  }
+  uv_mutex_destroy(&g->lock);
   uvq_free(mem, g->shards);
   uvq_free(mem, g->handle);
   uvq_free(mem, g);
@@ -305,9 +314,6 @@ static void group_release(uvq_uv_group *g) {
       uv_mutex_lock(&sh->lock);
       (void)shard_drain(sh);
       uv_mutex_unlock(&sh->lock);
-      uv_mutex_destroy(&sh->lock);
-      uvq_free(g->mem, sh->q);
-      sh->q = NULL;
     }
   }
 }
@@ -331,7 +337,6 @@ static void group_on_done(uv_async_t *h) {
     /* Every shard has stopped: the stats are complete. */
     g->close_cb(g->handle, g->handle->user_data);
   }
-  uv_mutex_destroy(&g->lock);
   uv_close((uv_handle_t *)&g->done, group_free);
 }
 
@@ -497,8 +502,8 @@ int uvq_uv_group_listen(uvq_uv_endpoint **puep, uv_loop_t *loop,
   g->mem = c.mem;
   g->loop = loop;
   g->n = c.shards;
-  g->qcap = c.forward_queue_len ? c.forward_queue_len
-                                : UVQ_UV_FORWARD_QUEUE_DEFAULT;
+  g->qcap =
+      c.forward_queue_len ? c.forward_queue_len : UVQ_UV_FORWARD_QUEUE_DEFAULT;
   g->handle = handle;
   handle->group = g;
   handle->loop = loop;
@@ -611,7 +616,6 @@ fail:
   }
   g->finished = 1;
   group_release(g);
-  uv_mutex_destroy(&g->lock);
   uv_close((uv_handle_t *)&g->done, group_free);
   errno = saved;
   return rv;
