@@ -35,14 +35,15 @@ if [ $quick -eq 0 ]; then
   unset UVQ_SANITIZED
 
   # Every test that runs threads, under TSan: wakers signalled from other
-  # threads (test_conn), the adapter's async handles (test_uv), and
+  # threads (test_conn), the adapter's async handles (test_uv), its shards
+  # (test_shard: threads, forward queues, the group's async), and
   # uvquic-client's output writer on libuv's threadpool (test_writer, and
   # the tool itself in client.sh).
   echo "== uvquic tests: ThreadSanitizer (threaded tests) =="
   "$here/scripts/build.sh" "$here/build-tsan" -DUVQ_TSAN=ON -DUVQ_BENCH=OFF
   (cd "$here/build-tsan" && TSAN_OPTIONS=halt_on_error=1 \
-    ctest --output-on-failure -R '^(test_conn|test_uv|test_writer|client)$') ||
-    status=1
+    ctest --output-on-failure \
+      -R '^(test_conn|test_uv|test_shard|test_writer|client)$') || status=1
 
   # The .debs, as dpkg-buildpackage builds them (their unit tests run
   # inside), and lintian; installing them on a fresh Debian is

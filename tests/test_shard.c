@@ -53,6 +53,7 @@ typedef struct xfer {
   /* The group's counters, read in its close callback. */
   uvq_uv_stats uvst;
   uvq_endpoint_stats epst;
+  uvq_endpoint_stats shard_epst[NSHARDS];
   int group_closed;
 } xfer;
 
@@ -280,6 +281,14 @@ static void group_closed(uvq_uv_endpoint *uep, void *ud) {
   assert_true(uep == x->group);
   assert_int_equal(uvq_uv_endpoint_get_stats(uep, &x->uvst), 0);
   assert_int_equal(uvq_uv_endpoint_get_endpoint_stats(uep, &x->epst), 0);
+  for (unsigned i = 0; i < NSHARDS; i++) {
+    assert_int_equal(
+        uvq_uv_endpoint_get_shard_stats(uep, i, NULL, &x->shard_epst[i]), 0);
+    /* Stopped: no longer reachable. */
+    assert_null(uvq_uv_endpoint_get_shard(uep, i));
+  }
+  assert_int_equal(uvq_uv_endpoint_get_shard_stats(uep, NSHARDS, NULL, NULL),
+                   UVQ_ERR_INVALID_ARGUMENT);
   x->group_closed = 1;
   uv_close((uv_handle_t *)&x->watchdog, NULL);
 }
@@ -363,9 +372,9 @@ static void attach_swap(int fd) {
   struct sock_fprog prog = {(unsigned short)(sizeof(code) / sizeof(code[0])),
                             code};
 
-  assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog,
-                              sizeof(prog)),
-                   0);
+  assert_int_equal(
+      setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog)),
+      0);
 }
 
 static void run_xfer(xfer *x, const xfer_opts *o) {
@@ -432,6 +441,8 @@ static void run_xfer(xfer *x, const xfer_opts *o) {
     uint64_t accepted = 0, in = 0, closed = 0;
     for (int i = 0; i < NSHARDS; i++) {
       assert_int_equal(x->per[i].bad, 0);
+      /* Each shard's own counters agree with what its callbacks saw. */
+      assert_int_equal(x->shard_epst[i].connections_total, x->per[i].accepted);
       accepted += x->per[i].accepted;
       in += x->per[i].bytes_in;
       closed += x->per[i].closed;

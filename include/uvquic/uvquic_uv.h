@@ -420,8 +420,9 @@ UVQ_EXTERN unsigned uvq_uv_endpoint_get_shard_index(uvq_uv_endpoint *uep);
 
 /**
  * uvq_uv_endpoint_get_shard returns shard |i| of group |uep| (NULL past the
- * last); for an endpoint without shards, |uep| itself for |i| 0. Only its
- * own thread may use a shard, except for the calls that say otherwise.
+ * last, or once that shard has stopped); for an endpoint without shards,
+ * |uep| itself for |i| 0. Only its own thread may use a shard, except for
+ * the calls that say otherwise, and only while it runs.
  */
 UVQ_EXTERN uvq_uv_endpoint *uvq_uv_endpoint_get_shard(uvq_uv_endpoint *uep,
                                                       unsigned i);
@@ -463,6 +464,18 @@ UVQ_EXTERN size_t uvq_uv_endpoint_conn_count(uvq_uv_endpoint *uep);
  */
 UVQ_EXTERN int uvq_uv_endpoint_get_endpoint_stats(uvq_uv_endpoint *uep,
                                                   uvq_endpoint_stats *st);
+
+/**
+ * uvq_uv_endpoint_get_shard_stats copies the final counters of shard |i|
+ * of group |uep| into |st| (datapath) and |est| (core), either may be
+ * NULL: each shard's share of the connections, bytes and forwarded
+ * packets. Available once the shard has stopped (all of them inside the
+ * group's close callback). Returns 0, UVQ_ERR_INVALID_ARGUMENT (not a
+ * group, |i| out of range) or UVQ_ERR_INVALID_STATE (still running).
+ */
+UVQ_EXTERN int uvq_uv_endpoint_get_shard_stats(uvq_uv_endpoint *uep, unsigned i,
+                                               uvq_uv_stats *st,
+                                               uvq_endpoint_stats *est);
 
 #ifdef __cplusplus
 }

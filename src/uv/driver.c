@@ -853,7 +853,8 @@ int uvq_uv_endpoint_get_local_addr(uvq_uv_endpoint *uep, uvq_addr *addr) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   if (uep->group != NULL) {
-    uep = uvq_uv_group_shard(uep->group, 0);
+    uvq_uv_group_local_addr(uep->group, addr);
+    return 0;
   }
   *addr = uep->socks[0]->udp.bound;
   return 0;

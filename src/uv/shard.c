@@ -92,6 +92,8 @@ struct uvq_uv_group {
   int closing; /* 0, 1 (close) or 2 (close now) */
   int finished;
   uvq_uv_close_cb close_cb;
+  /* Where every shard's socket is bound. */
+  uvq_addr bound;
 };
 
 _Static_assert(sizeof(uvq_endpoint_stats) % sizeof(uint64_t) == 0,
@@ -360,7 +362,42 @@ void uvq_uv_group_close(uvq_uv_group *g, uvq_uv_close_cb cb, int now) {
 }
 
 uvq_uv_endpoint *uvq_uv_group_shard(uvq_uv_group *g, unsigned i) {
-  return i < g->n ? g->shards[i].uep : NULL;
+  uvq_uv_endpoint *uep = NULL;
+
+  if (i < g->n) {
+    uv_mutex_lock(&g->shards[i].lock);
+    uep = g->shards[i].stopped ? NULL : g->shards[i].uep;
+    uv_mutex_unlock(&g->shards[i].lock);
+  }
+  return uep;
+}
+
+int uvq_uv_endpoint_get_shard_stats(uvq_uv_endpoint *uep, unsigned i,
+                                    uvq_uv_stats *st, uvq_endpoint_stats *est) {
+  uvq_uv_shard *sh;
+  int rv = 0;
+
+  if (uep == NULL || uep->group == NULL || i >= uep->group->n) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  sh = &uep->group->shards[i];
+  uv_mutex_lock(&sh->lock);
+  if (!sh->stopped) {
+    rv = UVQ_ERR_INVALID_STATE;
+  } else {
+    if (st != NULL) {
+      *st = sh->ustats;
+    }
+    if (est != NULL) {
+      *est = sh->estats;
+    }
+  }
+  uv_mutex_unlock(&sh->lock);
+  return rv;
+}
+
+void uvq_uv_group_local_addr(const uvq_uv_group *g, uvq_addr *addr) {
+  *addr = g->bound;
 }
 
 int uvq_uv_group_get_stats(uvq_uv_group *g, uvq_uv_stats *st) {
@@ -570,12 +607,12 @@ int uvq_uv_group_listen(uvq_uv_endpoint **puep, uv_loop_t *loop,
     sh->open = 1;
     uv_mutex_unlock(&sh->lock);
     if (i == 0) {
-      const uvq_addr *b = &sh->uep->socks[0]->udp.bound;
-      memcpy(&bind_ss, &b->ss, b->len);
+      g->bound = sh->uep->socks[0]->udp.bound;
+      memcpy(&bind_ss, &g->bound.ss, g->bound.len);
     }
   }
   if (attach_steering(g->shards[0].uep->socks[0]->udp.fd) != 0) {
-    char line[160];
+    char line[256];
     snprintf(line, sizeof(line),
              "shards: cannot attach the steering program "
              "(SO_ATTACH_REUSEPORT_CBPF: %s); the kernel's hash spreads "

@@ -20,6 +20,9 @@ void uvq_uv_group_close(uvq_uv_group *g, uvq_uv_close_cb cb, int now);
 /* Shard |i| of |g| (NULL past the last). */
 uvq_uv_endpoint *uvq_uv_group_shard(uvq_uv_group *g, unsigned i);
 
+/* The address every shard's socket is bound to. */
+void uvq_uv_group_local_addr(const uvq_uv_group *g, uvq_addr *addr);
+
 /* The datapath counters of the shards that have stopped, summed. */
 int uvq_uv_group_get_stats(uvq_uv_group *g, uvq_uv_stats *st);
 
