@@ -8,7 +8,7 @@
  *                 [--metrics-file FILE] [transport options] [-v|-vv]
  *                 [--qlog-dir DIR] [--header-timeout S] [--request-timeout S]
  *                 [--max-field-section-size N] [--max-request-line N]
- *                 [--no-early-data]
+ *                 [--no-early-data] [--threads N]
  *
  * Transport options (shared with uvquic-client, see cli.h): --cc,
  * --max-data, --max-stream-data, --max-streams, --idle-timeout,
@@ -17,7 +17,14 @@
  * session-ticket master key) so tokens and tickets survive restarts;
  * --gen-keys FILE writes a new one and exits.
  * --metrics-file rewrites FILE (atomically) every second with the
- * endpoint's Prometheus text.
+ * endpoint's Prometheus text (with shards, each shard's, labelled
+ * shard="i").
+ * --threads N runs N shards (uvq_uv_listen with uvq_uv_config.shards):
+ * N threads, each with its own loop, endpoint and SO_REUSEPORT socket;
+ * default: the CPUs the process may run on. Each shard has its own
+ * HTTP/3 and hq-interop server objects; the file root, media types and
+ * options are shared read-only; signals are handled on the main thread,
+ * which reaches the shards with uvq_uv_endpoint_each_shard.
  *
  * Files (src/app/http_file.c, the same for both protocols): the path is
  * percent-decoded (an encoded '/', a NUL or a bad escape is a bad request;
@@ -46,6 +53,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,8 +79,11 @@
 typedef struct server {
   uv_loop_t *loop;
   uvq_uv_endpoint *listener;
-  uvq_hq_server *hq;
-  uvq_h3_server *h3;
+  /* One of each per shard (--threads), indexed by the shard's index:
+   * a shard's connections only ever touch its own. */
+  unsigned nshards;
+  uvq_hq_server *hq[UVQ_UV_MAX_SHARDS];
+  uvq_h3_server *h3[UVQ_UV_MAX_SHARDS];
   /* The HTTP/3 side's view of the root (hq has its own, same jail). */
   uvq_fileserve fs;
   /* Content types (--mime-types, else /etc/mime.types, else built in). */
@@ -95,6 +106,10 @@ typedef struct server {
   uv_timer_t metrics_timer;
   char *metrics_buf;
   size_t metrics_cap;
+  /* With shards: each shard's latest labelled Prometheus text, written on
+   * its thread (metrics_lock) and joined by the main thread. */
+  uv_mutex_t metrics_lock;
+  char *shard_metrics[UVQ_UV_MAX_SHARDS];
 } server;
 
 /* --shutdown-timeout's default. */
@@ -508,6 +523,19 @@ static void print_version(void) {
          gnutls_check_version(NULL));
 }
 
+/* --threads' default: the CPUs this process may run on (its affinity
+ * mask, as taskset or a cgroup cpuset leave it), at most 32. */
+static unsigned default_threads(void) {
+  cpu_set_t set;
+  int n;
+
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) {
+    return 1;
+  }
+  n = CPU_COUNT(&set);
+  return n < 1 ? 1 : n > UVQ_UV_MAX_SHARDS ? UVQ_UV_MAX_SHARDS : (unsigned)n;
+}
+
 static void usage(FILE *f) {
   uvq_settings d;
 
@@ -537,6 +565,11 @@ static void usage(FILE *f) {
       "                             (default off: 404)\n"
       "  --cache-control VALUE      Cache-Control of every file response\n"
       "                             (default none)\n"
+      "  --threads N                shards: N threads, each with its own\n"
+      "                             loop, endpoint and socket on the same\n"
+      "                             address (SO_REUSEPORT), 1..32 (default:\n"
+      "                             the CPUs this process may run on, from\n"
+      "                             sched_getaffinity: %u here)\n"
       "  --shutdown-timeout S       on SIGINT/SIGTERM: stop accepting, "
       "GOAWAY,\n"
       "                             let requests in flight finish for up to S\n"
@@ -620,7 +653,7 @@ static void usage(FILE *f) {
       "new handshakes without dropping a connection (a file that does not\n"
       "load is reported and the old ones kept). SSLKEYLOGFILE=FILE appends\n"
       "the TLS secrets to FILE (for Wireshark).\n",
-      d.max_handshakes, d.max_handshakes_per_source,
+      default_threads(), d.max_handshakes, d.max_handshakes_per_source,
       d.max_connections_per_source, d.conn_send_budget >> 10,
       d.endpoint_send_budget >> 10, d.conn_recv_budget >> 10,
       d.endpoint_recv_budget >> 10, d.initial_rtt / UVQ_MILLISECONDS,
@@ -634,23 +667,24 @@ static int on_accept(uvq_uv_endpoint *l, uvq_conn *conn,
                      const uvq_app_callbacks **pcallbacks,
                      void **pconn_user_data, void *user_data) {
   server *s = user_data;
+  /* On the thread of shard |l|: its own servers. */
+  unsigned i = uvq_uv_endpoint_get_shard_index(l);
 
-  (void)l;
   if (info->alpnlen == sizeof(UVQ_H3_ALPN) - 1 &&
       memcmp(info->alpn, UVQ_H3_ALPN, info->alpnlen) == 0) {
-    return uvq_h3_server_accept(s->h3, conn, uv_hrtime(), pcallbacks,
+    return uvq_h3_server_accept(s->h3[i], conn, uv_hrtime(), pcallbacks,
                                 pconn_user_data);
   }
   if (info->alpnlen == sizeof(UVQ_HQ_ALPN) - 1 &&
       memcmp(info->alpn, UVQ_HQ_ALPN, info->alpnlen) == 0) {
-    return uvq_hq_server_accept(s->hq, conn, pcallbacks, pconn_user_data);
+    return uvq_hq_server_accept(s->hq[i], conn, pcallbacks, pconn_user_data);
   }
   /* No application for this ALPN: CONNECTION_REFUSED. */
   return UVQ_ERR_REFUSED;
 }
 
 static void print_stats(uvq_uv_endpoint *uep) {
-  uvq_endpoint *ep = uvq_uv_endpoint_get_endpoint(uep);
+  unsigned nshards = uvq_uv_endpoint_get_shard_count(uep);
   uvq_uv_stats us;
   uvq_endpoint_stats st;
   uint64_t dropped = 0;
@@ -658,7 +692,8 @@ static void print_stats(uvq_uv_endpoint *uep) {
   size_t off = 0;
   int r;
 
-  uvq_endpoint_get_stats(ep, &st);
+  /* With shards, the sum over all of them. */
+  uvq_uv_endpoint_get_endpoint_stats(uep, &st);
   reasons[0] = '\0';
   for (r = 0; r < UVQ_DROP_REASON_COUNT; ++r) {
     if (st.dropped[r] == 0) {
@@ -692,16 +727,45 @@ static void print_stats(uvq_uv_endpoint *uep) {
            us.send_errors, us.gso_fallbacks, us.recv_calls, us.gro_buffers,
            us.timer_fires, us.expiry_immediate);
   }
+  for (unsigned i = 0; nshards > 1 && i < nshards; i++) {
+    uvq_endpoint_stats es;
+    if (uvq_uv_endpoint_get_shard_stats(uep, i, &us, &es) == 0) {
+      printf("shard %u: connections=%" PRIu64 " received=%" PRIu64
+             " sent=%" PRIu64 " bytes_sent=%" PRIu64 " forwarded=%" PRIu64
+             " forward_received=%" PRIu64 " forward_overflows=%" PRIu64 "\n",
+             i, es.connections_total, es.datagrams_received, es.datagrams_sent,
+             es.bytes_sent, us.forwarded, us.forward_received,
+             us.forward_overflows);
+    }
+  }
   fflush(stdout);
 }
 
 /* The HTTP/3 and hq-interop counters, over every connection served. */
 static void print_app_stats(server *s) {
-  uvq_h3_server_stats h;
-  uvq_hq_server_stats q;
+  uvq_h3_server_stats h, h1;
+  uvq_hq_server_stats q, q1;
 
-  uvq_h3_server_get_stats(s->h3, &h);
-  uvq_hq_server_get_stats(s->hq, &q);
+  /* Read after the shards' threads ended. */
+  memset(&h, 0, sizeof(h));
+  memset(&q, 0, sizeof(q));
+  for (unsigned i = 0; i < s->nshards; i++) {
+    uvq_h3_server_get_stats(s->h3[i], &h1);
+    uvq_hq_server_get_stats(s->hq[i], &q1);
+    h.connections += h1.connections;
+    h.requests_started += h1.requests_started;
+    h.requests_completed += h1.requests_completed;
+    h.requests_rejected += h1.requests_rejected;
+    h.streams_reset += h1.streams_reset;
+    h.header_too_large += h1.header_too_large;
+    h.header_timeouts += h1.header_timeouts;
+    h.request_timeouts += h1.request_timeouts;
+    q.requests += q1.requests;
+    q.files += q1.files;
+    q.bytes += q1.bytes;
+    q.request_timeouts += q1.request_timeouts;
+    q.requests_too_long += q1.requests_too_long;
+  }
   printf("h3: connections=%" PRIu64 " requests=%" PRIu64 " completed=%" PRIu64
          " rejected=%" PRIu64 " reset=%" PRIu64 " header_too_large=%" PRIu64
          " header_timeouts=%" PRIu64 " request_timeouts=%" PRIu64 "\n",
@@ -738,10 +802,126 @@ static void write_metrics(server *s, uvq_endpoint *ep) {
   }
 }
 
+/* |text| with a shard="|i|" label on every sample, into a new string;
+ * HELP and TYPE lines kept only with |comments| (one family, one HELP). */
+static char *label_shard(const char *text, unsigned i, int comments) {
+  size_t cap = strlen(text) * 2 + 64, o = 0;
+  char *out = malloc(cap), lab[32];
+  const char *p = text;
+  int lablen = snprintf(lab, sizeof(lab), "shard=\"%u\"", i);
+
+  if (out == NULL) {
+    return NULL;
+  }
+  while (*p) {
+    const char *eol = strchr(p, '\n');
+    size_t len = eol ? (size_t)(eol - p) + 1 : strlen(p);
+    size_t name = strcspn(p, "{ \n");
+    if (o + len + (size_t)lablen + 4 >= cap) {
+      char *nb = realloc(out, cap = (cap + len + (size_t)lablen) * 2);
+      if (nb == NULL) {
+        free(out);
+        return NULL;
+      }
+      out = nb;
+    }
+    if (*p == '#') {
+      if (comments) {
+        memcpy(out + o, p, len);
+        o += len;
+      }
+    } else if (p[name] == '{') {
+      /* name{a="b"} v  ->  name{shard="i",a="b"} v */
+      memcpy(out + o, p, name + 1);
+      o += name + 1;
+      memcpy(out + o, lab, (size_t)lablen);
+      o += (size_t)lablen;
+      out[o++] = ',';
+      memcpy(out + o, p + name + 1, len - name - 1);
+      o += len - name - 1;
+    } else {
+      /* name v  ->  name{shard="i"} v */
+      memcpy(out + o, p, name);
+      o += name;
+      out[o++] = '{';
+      memcpy(out + o, lab, (size_t)lablen);
+      o += (size_t)lablen;
+      out[o++] = '}';
+      memcpy(out + o, p + name, len - name);
+      o += len - name;
+    }
+    p += len;
+  }
+  out[o] = '\0';
+  return out;
+}
+
+/* On a shard's thread: its Prometheus text, labelled, for the main
+ * thread's next write. */
+static void shard_metrics(uvq_uv_endpoint *shard, void *arg) {
+  server *s = arg;
+  unsigned i = uvq_uv_endpoint_get_shard_index(shard);
+  uvq_endpoint *ep = uvq_uv_endpoint_get_endpoint(shard);
+  ssize_t n = uvq_endpoint_write_prometheus(ep, NULL, 0, NULL);
+  char *text, *labelled;
+
+  if (n < 0 || (text = malloc((size_t)n + 1)) == NULL) {
+    return;
+  }
+  (void)uvq_endpoint_write_prometheus(ep, text, (size_t)n + 1, NULL);
+  labelled = label_shard(text, i, i == 0);
+  free(text);
+  if (labelled == NULL) {
+    return;
+  }
+  uv_mutex_lock(&s->metrics_lock);
+  free(s->shard_metrics[i]);
+  s->shard_metrics[i] = labelled;
+  uv_mutex_unlock(&s->metrics_lock);
+}
+
+/* With shards: the texts the shards last produced, one after the other
+ * (Prometheus sums them: sum without (shard)). */
+static void write_shard_metrics(server *s) {
+  size_t len = 0;
+  char *all;
+
+  uv_mutex_lock(&s->metrics_lock);
+  for (unsigned i = 0; i < s->nshards; i++) {
+    len += s->shard_metrics[i] ? strlen(s->shard_metrics[i]) : 0;
+  }
+  all = malloc(len + 1);
+  if (all != NULL) {
+    len = 0;
+    for (unsigned i = 0; i < s->nshards; i++) {
+      size_t l = s->shard_metrics[i] ? strlen(s->shard_metrics[i]) : 0;
+      memcpy(all + len, s->shard_metrics[i], l);
+      len += l;
+    }
+  }
+  uv_mutex_unlock(&s->metrics_lock);
+  if (all == NULL || len == 0) {
+    free(all);
+    return;
+  }
+  if (cli_write_atomic(s->metrics_file, all, len, 0644) != 0) {
+    fprintf(stderr, "uvquic-server: cannot write %s: %s\n", s->metrics_file,
+            strerror(errno));
+  }
+  free(all);
+}
+
 static void on_metrics_timer(uv_timer_t *t) {
   server *s = t->data;
 
-  if (s->listener != NULL) {
+  if (s->listener == NULL) {
+    return;
+  }
+  if (s->nshards > 1) {
+    /* What the shards wrote since the last tick, then ask for more. */
+    write_shard_metrics(s);
+    (void)uvq_uv_endpoint_each_shard(s->listener, shard_metrics, s);
+  } else {
     write_metrics(s, uvq_uv_endpoint_get_endpoint(s->listener));
   }
 }
@@ -750,8 +930,13 @@ static void on_listener_closed(uvq_uv_endpoint *uep, void *user_data) {
   server *s = user_data;
 
   if (s->metrics_file != NULL) {
-    /* The final counters, then stop. */
-    write_metrics(s, uvq_uv_endpoint_get_endpoint(uep));
+    /* The final counters (with shards: as they last reported, just before
+     * the close), then stop. */
+    if (s->nshards > 1) {
+      write_shard_metrics(s);
+    } else {
+      write_metrics(s, uvq_uv_endpoint_get_endpoint(uep));
+    }
     uv_close((uv_handle_t *)&s->metrics_timer, NULL);
   }
 
@@ -772,18 +957,31 @@ static void on_listener_closed(uvq_uv_endpoint *uep, void *user_data) {
  * passed, close the listener (what is left gets CONNECTION_CLOSE). */
 static void on_shutdown_timer(uv_timer_t *t) {
   server *s = t->data;
-  uvq_endpoint *ep;
 
   if (s->listener == NULL || s->closing > 1) {
     return;
   }
-  ep = uvq_uv_endpoint_get_endpoint(s->listener);
-  if (uvq_endpoint_conn_count(ep) == 0 ||
+  /* With shards, the counts they publish after every pass. */
+  if (uvq_uv_endpoint_conn_count(s->listener) == 0 ||
       uv_hrtime() - s->shutdown_start >= s->shutdown_timeout) {
     s->closing = 2;
     uv_timer_stop(t);
+    if (s->metrics_file != NULL && s->nshards > 1) {
+      /* Runs on each shard before its close request. */
+      (void)uvq_uv_endpoint_each_shard(s->listener, shard_metrics, s);
+    }
     uvq_uv_endpoint_close(s->listener, on_listener_closed);
   }
+}
+
+/* The first signal, on a shard's thread: no new connections, GOAWAY. */
+static void shard_shutdown(uvq_uv_endpoint *shard, void *arg) {
+  server *s = arg;
+  unsigned i = uvq_uv_endpoint_get_shard_index(shard);
+
+  uvq_endpoint_stop_accepting(uvq_uv_endpoint_get_endpoint(shard));
+  uvq_h3_server_shutdown(s->h3[i]);
+  uvq_hq_server_shutdown(s->hq[i]);
 }
 
 /*
@@ -803,6 +1001,9 @@ static void on_signal(uv_signal_t *h, int signum) {
   if (s->closing) {
     s->closing = 3;
     uv_timer_stop(&s->shutdown_timer);
+    if (s->metrics_file != NULL && s->nshards > 1) {
+      (void)uvq_uv_endpoint_each_shard(s->listener, shard_metrics, s);
+    }
     uvq_uv_endpoint_close_now(s->listener, on_listener_closed);
     return;
   }
@@ -810,12 +1011,11 @@ static void on_signal(uv_signal_t *h, int signum) {
   if (!s->quiet) {
     printf("shutting down: %zu connection(s), up to %.1fs (a second signal "
            "closes them now)\n",
-           uvq_endpoint_conn_count(uvq_uv_endpoint_get_endpoint(s->listener)),
+           uvq_uv_endpoint_conn_count(s->listener),
            (double)s->shutdown_timeout / 1e9);
   }
-  uvq_endpoint_stop_accepting(uvq_uv_endpoint_get_endpoint(s->listener));
-  uvq_h3_server_shutdown(s->h3);
-  uvq_hq_server_shutdown(s->hq);
+  /* On every shard's thread (at once without shards). */
+  (void)uvq_uv_endpoint_each_shard(s->listener, shard_shutdown, s);
   /* uvq_h3_server_shutdown closes connections without a request in flight
    * from the libuv driver's next pass; the timer sees them go. */
   s->shutdown_start = uv_hrtime();
@@ -839,6 +1039,73 @@ static void tls_config(server *s, uvq_tls_config *tcfg, const uvq_keys *keys,
   if (keys != NULL) {
     uvq_keys_apply(keys, settings, tcfg);
   }
+}
+
+/* A SIGHUP reload with shards: uvq_tls_ctx_reload may not run while any
+ * shard uses the context, so every shard waits in pause_shard until the
+ * main thread has reloaded it, then reloads its own endpoint's keys. */
+typedef struct reload_barrier {
+  uv_mutex_t lock;
+  uv_cond_t cond;
+  unsigned paused, resumed;
+  int released;
+  const uvq_keys *keys;
+  int rv;
+} reload_barrier;
+
+static void pause_shard(uvq_uv_endpoint *shard, void *arg) {
+  reload_barrier *b = arg;
+  int rv = 0;
+
+  uv_mutex_lock(&b->lock);
+  b->paused++;
+  uv_cond_broadcast(&b->cond);
+  while (!b->released) {
+    uv_cond_wait(&b->cond, &b->lock);
+  }
+  uv_mutex_unlock(&b->lock);
+  if (b->rv == 0) {
+    rv = uvq_endpoint_reload_keys(uvq_uv_endpoint_get_endpoint(shard), b->keys);
+  }
+  uv_mutex_lock(&b->lock);
+  if (rv != 0) {
+    b->rv = rv;
+  }
+  b->resumed++;
+  uv_cond_broadcast(&b->cond);
+  uv_mutex_unlock(&b->lock);
+}
+
+static int reload_shards(server *s, const uvq_tls_config *tcfg,
+                         const uvq_keys *keys, char *err, size_t errlen) {
+  reload_barrier b;
+  int n;
+
+  memset(&b, 0, sizeof(b));
+  b.keys = keys;
+  if (uv_mutex_init(&b.lock) != 0) {
+    return UVQ_ERR_NOMEM;
+  }
+  if (uv_cond_init(&b.cond) != 0) {
+    uv_mutex_destroy(&b.lock);
+    return UVQ_ERR_NOMEM;
+  }
+  n = uvq_uv_endpoint_each_shard(s->listener, pause_shard, &b);
+  uv_mutex_lock(&b.lock);
+  while (n > 0 && b.paused < (unsigned)n) {
+    uv_cond_wait(&b.cond, &b.lock);
+  }
+  /* Every shard is parked: the context is ours alone. */
+  b.rv = n < 0 ? n : uvq_tls_ctx_reload(s->tls, tcfg, err, errlen);
+  b.released = 1;
+  uv_cond_broadcast(&b.cond);
+  while (n > 0 && b.resumed < (unsigned)n) {
+    uv_cond_wait(&b.cond, &b.lock);
+  }
+  uv_mutex_unlock(&b.lock);
+  uv_cond_destroy(&b.cond);
+  uv_mutex_destroy(&b.lock);
+  return b.rv;
 }
 
 /*
@@ -873,7 +1140,11 @@ static void on_sighup(uv_signal_t *h, int signum) {
   /* Without --cert the ephemeral certificate stays (cert_file NULL). */
   tls_config(s, &tcfg, s->keys_file ? &keys : NULL, NULL);
   err[0] = '\0';
-  rv = uvq_tls_ctx_reload(s->tls, &tcfg, err, sizeof(err));
+  if (s->nshards > 1) {
+    rv = reload_shards(s, &tcfg, s->keys_file ? &keys : NULL, err, sizeof(err));
+  } else {
+    rv = uvq_tls_ctx_reload(s->tls, &tcfg, err, sizeof(err));
+  }
   if (rv != 0) {
     fprintf(stderr,
             "uvquic-server: SIGHUP: %s; keeping the certificate and keys in "
@@ -881,8 +1152,10 @@ static void on_sighup(uv_signal_t *h, int signum) {
             err[0] ? err : uvq_strerror(rv));
     return;
   }
-  rv = uvq_endpoint_reload_keys(uvq_uv_endpoint_get_endpoint(s->listener),
-                                s->keys_file ? &keys : NULL);
+  rv = s->nshards > 1
+           ? 0
+           : uvq_endpoint_reload_keys(uvq_uv_endpoint_get_endpoint(s->listener),
+                                      s->keys_file ? &keys : NULL);
   if (rv != 0) {
     fprintf(stderr, "uvquic-server: SIGHUP: keys: %s\n", uvq_strerror(rv));
     return;
@@ -937,6 +1210,18 @@ static size_t parse_kib(const char *opt, uint64_t min, uint64_t max) {
   return (size_t)cli_parse_u64(optarg, opt, min, max) << 10;
 }
 
+/* What main set up for the shards and the files, once they are done. */
+static void server_free(server *s) {
+  for (unsigned i = 0; i < s->nshards; i++) {
+    uvq_h3_server_del(s->h3[i]);
+    uvq_hq_server_del(s->hq[i]);
+    free(s->shard_metrics[i]);
+  }
+  uv_mutex_destroy(&s->metrics_lock);
+  uvq_fileserve_free(&s->fs);
+  uvq_mime_table_free(&s->mime);
+}
+
 int main(int argc, char **argv) {
   static const struct option opts[] = {
       {"listen", required_argument, NULL, 'l'},
@@ -974,6 +1259,7 @@ int main(int argc, char **argv) {
       {"cache-control", required_argument, NULL, CLI_OPT_FIRST_TOOL + 42},
       {"shutdown-timeout", required_argument, NULL, CLI_OPT_FIRST_TOOL + 43},
       {"version", no_argument, NULL, CLI_OPT_FIRST_TOOL + 44},
+      {"threads", required_argument, NULL, CLI_OPT_FIRST_TOOL + 50},
       CLI_COMMON_OPTIONS,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -1006,6 +1292,7 @@ int main(int argc, char **argv) {
 
   memset(&s, 0, sizeof(s));
   s.shutdown_timeout = SHUTDOWN_TIMEOUT;
+  s.nshards = default_threads();
   memset(&cc, 0, sizeof(cc));
   cc.role = "server";
   uvq_settings_default(&settings);
@@ -1095,6 +1382,10 @@ int main(int argc, char **argv) {
     case CLI_OPT_FIRST_TOOL + 44:
       print_version();
       return CLI_EXIT_OK;
+    case CLI_OPT_FIRST_TOOL + 50:
+      s.nshards =
+          (unsigned)cli_parse_u64(optarg, "--threads", 1, UVQ_UV_MAX_SHARDS);
+      break;
     case CLI_OPT_FIRST_TOOL + 20:
       header_timeout = strcmp(optarg, "0") == 0
                            ? 0
@@ -1172,11 +1463,14 @@ int main(int argc, char **argv) {
   if (getenv("UVQUIC_HQ_NO_OPENAT2") != NULL) {
     hqflags |= UVQ_HQ_SERVER_NO_OPENAT2;
   }
-  if (uvq_hq_server_new(&s.hq, root, hqflags, NULL, err, sizeof(err)) != 0) {
-    cli_fail_usage("%s", err);
+  for (unsigned i = 0; i < s.nshards; i++) {
+    if (uvq_hq_server_new(&s.hq[i], root, hqflags, NULL, err, sizeof(err)) !=
+        0) {
+      cli_fail_usage("%s", err);
+    }
+    uvq_hq_server_set_log(s.hq[i], hq_log_start, hq_log_end, &s);
+    (void)uvq_hq_server_set_limits(s.hq[i], header_timeout, max_request_line);
   }
-  uvq_hq_server_set_log(s.hq, hq_log_start, hq_log_end, &s);
-  (void)uvq_hq_server_set_limits(s.hq, header_timeout, max_request_line);
   if (uvq_fileserve_init(
           &s.fs, root,
           (hqflags & UVQ_HQ_SERVER_NO_OPENAT2) ? UVQ_FILESERVE_NO_OPENAT2 : 0,
@@ -1190,9 +1484,14 @@ int main(int argc, char **argv) {
   h3cfg.max_field_section_size = max_field_section;
   h3cfg.on_request = h3_on_request;
   h3cfg.on_stream_close = h3_on_stream_close;
-  rv = uvq_h3_server_new(&s.h3, &h3cfg);
-  if (rv != 0) {
-    cli_fail_usage("HTTP/3 setup failed: %s", uvq_strerror(rv));
+  for (unsigned i = 0; i < s.nshards; i++) {
+    rv = uvq_h3_server_new(&s.h3[i], &h3cfg);
+    if (rv != 0) {
+      cli_fail_usage("HTTP/3 setup failed: %s", uvq_strerror(rv));
+    }
+  }
+  if (uv_mutex_init(&s.metrics_lock) != 0) {
+    cli_fail_usage("%s", "cannot create a mutex");
   }
 
   s.cert = cert;
@@ -1218,6 +1517,7 @@ int main(int argc, char **argv) {
   }
   cli_common_apply(&cc, &settings);
   cli_uv_config(&uvcfg);
+  uvcfg.shards = s.nshards;
   s.loop = uv_default_loop();
   rv = uvq_uv_listen(&s.listener, s.loop, (struct sockaddr *)&ss, &uvcfg,
                      &settings, tls, on_accept, &s);
@@ -1252,11 +1552,7 @@ int main(int argc, char **argv) {
   uv_run(s.loop, UV_RUN_DEFAULT);
   free(s.metrics_buf);
   cli_common_free(&cc);
-
-  uvq_h3_server_del(s.h3);
-  uvq_fileserve_free(&s.fs);
-  uvq_hq_server_del(s.hq);
-  uvq_mime_table_free(&s.mime);
+  server_free(&s);
   uvq_tls_ctx_del(tls);
   uv_loop_close(s.loop);
   return CLI_EXIT_OK;
@@ -1264,9 +1560,6 @@ int main(int argc, char **argv) {
 fail_listen:
   uvq_tls_ctx_del(tls);
 fail_tls:
-  uvq_h3_server_del(s.h3);
-  uvq_fileserve_free(&s.fs);
-  uvq_hq_server_del(s.hq);
-  uvq_mime_table_free(&s.mime);
+  server_free(&s);
   return CLI_EXIT_USAGE;
 }
