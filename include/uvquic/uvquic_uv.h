@@ -2,7 +2,9 @@
  * @file uvquic_uv.h
  * uvquic libuv adapter: drives a uvq_endpoint on a non-blocking UDP socket
  * in a libuv loop (the counterparts of tokio-quiche's start_listener and
- * connect). Everything here runs on the loop's thread, except wakers.
+ * connect). Everything here runs on the loop's thread, except wakers, and
+ * except a server with shards (uvq_uv_listen, uvq_uv_config.shards), whose
+ * callbacks run on the shards' own threads.
  *
  * Clock: the adapter gives its endpoints uv_hrtime() (CLOCK_MONOTONIC, in
  * nanoseconds) as |now|. Where a function of the core or of HTTP/3 asks
