@@ -431,3 +431,55 @@ void cli_hex(char *out, const uint8_t *in, size_t len) {
   }
   out[2 * len] = '\0';
 }
+
+/* name v becomes name{LAB} v, and name{a="b"} v name{LAB,a="b"} v. */
+char *cli_prometheus_label(const char *text, const char *lab, int comments) {
+  size_t cap = strlen(text) * 2 + 64, o = 0, lablen = strlen(lab);
+  char *out = malloc(cap);
+  const char *p = text;
+
+  if (out == NULL) {
+    return NULL;
+  }
+  while (*p) {
+    const char *eol = strchr(p, '\n');
+    size_t len = eol ? (size_t)(eol - p) + 1 : strlen(p);
+    size_t name = strcspn(p, "{ \n");
+    if (o + len + lablen + 4 >= cap) {
+      char *nb = realloc(out, cap = (cap + len + lablen) * 2);
+      if (nb == NULL) {
+        free(out);
+        return NULL;
+      }
+      out = nb;
+    }
+    if (*p == '#') {
+      if (comments) {
+        memcpy(out + o, p, len);
+        o += len;
+      }
+    } else if (p[name] == '{') {
+      /* name{a="b"} v  ->  name{shard="i",a="b"} v */
+      memcpy(out + o, p, name + 1);
+      o += name + 1;
+      memcpy(out + o, lab, lablen);
+      o += lablen;
+      out[o++] = ',';
+      memcpy(out + o, p + name + 1, len - name - 1);
+      o += len - name - 1;
+    } else {
+      /* name v  ->  name{shard="i"} v */
+      memcpy(out + o, p, name);
+      o += name;
+      out[o++] = '{';
+      memcpy(out + o, lab, lablen);
+      o += lablen;
+      out[o++] = '}';
+      memcpy(out + o, p + name, len - name);
+      o += len - name;
+    }
+    p += len;
+  }
+  out[o] = '\0';
+  return out;
+}

@@ -196,6 +196,15 @@ int cli_write_atomic(const char *path, const void *data, size_t len, int mode);
  */
 void cli_uv_config(uvq_uv_config *cfg);
 
+/*
+ * cli_prometheus_label returns a new copy (malloc) of Prometheus text
+ * |text| in which every sample carries the label |lab| (name="value")
+ * first, and HELP / TYPE lines only if |comments| is nonzero (when texts
+ * of several sources are joined, each family must be described once).
+ * NULL without memory.
+ */
+char *cli_prometheus_label(const char *text, const char *lab, int comments);
+
 /* cli_hex writes |len| bytes as lowercase hex into |out| (2*len+1). */
 void cli_hex(char *out, const uint8_t *in, size_t len);
 

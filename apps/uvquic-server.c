@@ -802,60 +802,6 @@ static void write_metrics(server *s, uvq_endpoint *ep) {
   }
 }
 
-/* |text| with a shard="|i|" label on every sample, into a new string;
- * HELP and TYPE lines kept only with |comments| (one family, one HELP). */
-static char *label_shard(const char *text, unsigned i, int comments) {
-  size_t cap = strlen(text) * 2 + 64, o = 0;
-  char *out = malloc(cap), lab[32];
-  const char *p = text;
-  int lablen = snprintf(lab, sizeof(lab), "shard=\"%u\"", i);
-
-  if (out == NULL) {
-    return NULL;
-  }
-  while (*p) {
-    const char *eol = strchr(p, '\n');
-    size_t len = eol ? (size_t)(eol - p) + 1 : strlen(p);
-    size_t name = strcspn(p, "{ \n");
-    if (o + len + (size_t)lablen + 4 >= cap) {
-      char *nb = realloc(out, cap = (cap + len + (size_t)lablen) * 2);
-      if (nb == NULL) {
-        free(out);
-        return NULL;
-      }
-      out = nb;
-    }
-    if (*p == '#') {
-      if (comments) {
-        memcpy(out + o, p, len);
-        o += len;
-      }
-    } else if (p[name] == '{') {
-      /* name{a="b"} v  ->  name{shard="i",a="b"} v */
-      memcpy(out + o, p, name + 1);
-      o += name + 1;
-      memcpy(out + o, lab, (size_t)lablen);
-      o += (size_t)lablen;
-      out[o++] = ',';
-      memcpy(out + o, p + name + 1, len - name - 1);
-      o += len - name - 1;
-    } else {
-      /* name v  ->  name{shard="i"} v */
-      memcpy(out + o, p, name);
-      o += name;
-      out[o++] = '{';
-      memcpy(out + o, lab, (size_t)lablen);
-      o += (size_t)lablen;
-      out[o++] = '}';
-      memcpy(out + o, p + name, len - name);
-      o += len - name;
-    }
-    p += len;
-  }
-  out[o] = '\0';
-  return out;
-}
-
 /* On a shard's thread: its Prometheus text, labelled, for the main
  * thread's next write. */
 static void shard_metrics(uvq_uv_endpoint *shard, void *arg) {
@@ -863,13 +809,14 @@ static void shard_metrics(uvq_uv_endpoint *shard, void *arg) {
   unsigned i = uvq_uv_endpoint_get_shard_index(shard);
   uvq_endpoint *ep = uvq_uv_endpoint_get_endpoint(shard);
   ssize_t n = uvq_endpoint_write_prometheus(ep, NULL, 0, NULL);
-  char *text, *labelled;
+  char *text, *labelled, label[32];
 
   if (n < 0 || (text = malloc((size_t)n + 1)) == NULL) {
     return;
   }
   (void)uvq_endpoint_write_prometheus(ep, text, (size_t)n + 1, NULL);
-  labelled = label_shard(text, i, i == 0);
+  snprintf(label, sizeof(label), "shard=\"%u\"", i);
+  labelled = cli_prometheus_label(text, label, i == 0);
   free(text);
   if (labelled == NULL) {
     return;
