@@ -741,30 +741,32 @@ static void print_stats(uvq_uv_endpoint *uep) {
   fflush(stdout);
 }
 
+/* dst[i] += src[i] for |n| counters. */
+static void add_counters(uint64_t *dst, const uint64_t *src, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    dst[i] += src[i];
+  }
+}
+
+_Static_assert(sizeof(uvq_h3_server_stats) % sizeof(uint64_t) == 0 &&
+                   sizeof(uvq_hq_server_stats) % sizeof(uint64_t) == 0,
+               "the application counters are summed as uint64_t arrays");
+
 /* The HTTP/3 and hq-interop counters, over every connection served. */
 static void print_app_stats(server *s) {
   uvq_h3_server_stats h, h1;
   uvq_hq_server_stats q, q1;
 
-  /* Read after the shards' threads ended. */
+  /* Read after the shards' threads ended; every field is a counter. */
   memset(&h, 0, sizeof(h));
   memset(&q, 0, sizeof(q));
   for (unsigned i = 0; i < s->nshards; i++) {
     uvq_h3_server_get_stats(s->h3[i], &h1);
     uvq_hq_server_get_stats(s->hq[i], &q1);
-    h.connections += h1.connections;
-    h.requests_started += h1.requests_started;
-    h.requests_completed += h1.requests_completed;
-    h.requests_rejected += h1.requests_rejected;
-    h.streams_reset += h1.streams_reset;
-    h.header_too_large += h1.header_too_large;
-    h.header_timeouts += h1.header_timeouts;
-    h.request_timeouts += h1.request_timeouts;
-    q.requests += q1.requests;
-    q.files += q1.files;
-    q.bytes += q1.bytes;
-    q.request_timeouts += q1.request_timeouts;
-    q.requests_too_long += q1.requests_too_long;
+    add_counters((uint64_t *)(void *)&h, (const uint64_t *)(void *)&h1,
+                 sizeof(h) / sizeof(uint64_t));
+    add_counters((uint64_t *)(void *)&q, (const uint64_t *)(void *)&q1,
+                 sizeof(q) / sizeof(uint64_t));
   }
   printf("h3: connections=%" PRIu64 " requests=%" PRIu64 " completed=%" PRIu64
          " rejected=%" PRIu64 " reset=%" PRIu64 " header_too_large=%" PRIu64

@@ -38,12 +38,12 @@ if [ $quick -eq 0 ]; then
   # threads (test_conn), the adapter's async handles (test_uv), its shards
   # (test_shard: threads, forward queues, the group's async), and
   # uvquic-client's output writer on libuv's threadpool (test_writer, and
-  # the tool itself in client.sh).
+  # the tool itself in client.sh; uvquic-server --threads in shards.sh).
   echo "== uvquic tests: ThreadSanitizer (threaded tests) =="
   "$here/scripts/build.sh" "$here/build-tsan" -DUVQ_TSAN=ON -DUVQ_BENCH=OFF
   (cd "$here/build-tsan" && TSAN_OPTIONS=halt_on_error=1 \
     ctest --output-on-failure \
-      -R '^(test_conn|test_uv|test_shard|test_writer|client)$') || status=1
+      -R '^(test_conn|test_uv|test_shard|test_writer|client|shards)$') || status=1
 
   # The .debs, as dpkg-buildpackage builds them (their unit tests run
   # inside), and lintian; installing them on a fresh Debian is
