@@ -15,7 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
 #include "qtest.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/conn.h"
 #include "qtest.h"
 
 static const uint8_t REQUEST[] = "GET /index.html";

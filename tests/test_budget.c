@@ -15,7 +15,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
 #include "qtest.h"
 #include "qtest_app.h"
 

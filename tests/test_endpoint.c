@@ -15,7 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/cid_map.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/router.h"
 #include "qtest.h"
 #include "qtest_app.h"
 

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "app/h3.h"
-#include "core/core.h"
+#include "core/endpoint.h"
 #include "qtest.h"
 #include "qtest_mem.h"
 #include "uvquic/uvquic_h3.h"

@@ -24,7 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
 #include "core/qlog_guard.h"
 #include "qtest.h"
 #include "qtest_app.h"

@@ -15,7 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/conn.h"
+#include "core/router.h"
 #include "qtest.h"
 #include "qtest_app.h"
 

@@ -6,7 +6,15 @@
 #include <gnutls/crypto.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/acceptor.h"
+#include "core/budget.h"
+#include "core/cid.h"
+#include "core/cid_map.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/router.h"
+#include "core/sources.h"
+#include "core/token.h"
 
 void uvq_acceptor_send_version_negotiation(uvq_endpoint *ep,
                                            const uvq_path *path,

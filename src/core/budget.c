@@ -6,7 +6,11 @@
  * at 90 % or more) a new server connection first closes the longest-idle
  * one (no bidirectional stream open), kept on a list oldest first, and is
  * refused when there is none. The send budgets live in stream.c. */
-#include "core/core.h"
+#include "core/budget.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/stage.h"
+#include "core/stream.h"
 
 /* Nonzero while |conn|'s reads pause for a receive budget. */
 static int recv_paused(const uvq_conn *conn) {

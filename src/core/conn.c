@@ -8,8 +8,24 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/budget.h"
+#include "core/cid.h"
+#include "core/cid_map.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/liveness.h"
+#include "core/mem.h"
+#include "core/metrics.h"
+#include "core/reset.h"
+#include "core/resume.h"
+#include "core/settings.h"
+#include "core/sources.h"
+#include "core/stage.h"
+#include "core/stream.h"
+#include "core/ticket_scan.h"
 #include "core/tls.h"
+#include "core/token.h"
+#include "core/waker.h"
 
 void uvq_ep_conn_unlink(uvq_endpoint *ep, uvq_conn *conn);
 int uvq_ep_reserve_conn(uvq_endpoint *ep);

@@ -10,7 +10,12 @@
  */
 #include <string.h>
 
-#include "core/core.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/liveness.h"
+#include "core/mem.h"
+#include "core/stage.h"
+#include "core/stream.h"
 
 void uvq_conn_del(uvq_conn *conn);
 

@@ -2,7 +2,13 @@
  * The connector: client connections. Every connection of a client endpoint
  * is routed by its own SCIDs, so one socket carries any number of them.
  */
-#include "core/core.h"
+#include "core/cid.h"
+#include "core/cid_map.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/resume.h"
+#include "core/router.h"
+#include "core/settings.h"
 #include "core/tls.h"
 
 int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,

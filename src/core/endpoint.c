@@ -6,8 +6,21 @@
 #include <gnutls/crypto.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/cid.h"
+#include "core/cid_map.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/mem.h"
+#include "core/metrics.h"
+#include "core/pool.h"
+#include "core/reset.h"
+#include "core/router.h"
+#include "core/settings.h"
+#include "core/sources.h"
+#include "core/stage.h"
 #include "core/tls.h"
+#include "core/token.h"
+#include "core/waker.h"
 
 /* ---- timer heap -------------------------------------------------------- */
 

@@ -37,7 +37,11 @@
  * stream_keep_alive of silence, and close with NO_VIABLE_PATH once nothing
  * at all has arrived for stall_timeout.
  */
-#include "core/core.h"
+#include "core/liveness.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/metrics.h"
+#include "core/stage.h"
 
 /* a + b, or the largest time if that overflows. */
 static uvq_tstamp sat_add(uvq_tstamp a, uvq_tstamp b) {

@@ -9,8 +9,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
 #include "core/metrics.h"
+#include "core/stream.h"
 #include "core/tls.h"
 
 /* ---- logging ----------------------------------------------------------- */

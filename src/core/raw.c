@@ -7,7 +7,12 @@
  */
 #include <string.h>
 
-#include "core/core.h"
+#include "core/acceptor.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/mem.h"
+#include "core/router.h"
+#include "core/settings.h"
 
 #define RAW_QUEUE 128
 

@@ -21,7 +21,10 @@
  */
 #include <string.h>
 
-#include "core/core.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/mem.h"
+#include "core/resume.h"
 
 #define BLOB_MAGIC "uvqr"
 #define BLOB_VERSION 3

@@ -6,7 +6,12 @@
  */
 #include <string.h>
 
-#include "core/core.h"
+#include "core/acceptor.h"
+#include "core/cid_map.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/reset.h"
+#include "core/router.h"
 
 /* Version field of a Version Negotiation packet. */
 #define VN_VERSION 0u

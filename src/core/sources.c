@@ -15,7 +15,10 @@
 #include <gnutls/crypto.h>
 
 #include "core/cid_map.h"
-#include "core/core.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/mem.h"
+#include "core/sources.h"
 
 struct uvq_source {
   uvq_source *next;

@@ -5,8 +5,13 @@
  */
 #include <string.h>
 
-#include "core/core.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/mem.h"
+#include "core/metrics.h"
 #include "core/qlog_guard.h"
+#include "core/sources.h"
+#include "core/stage.h"
 #include "core/tls.h"
 
 static uvq_tstamp three_pto(uvq_conn *conn) {

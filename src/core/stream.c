@@ -4,7 +4,12 @@
  */
 #include <string.h>
 
-#include "core/core.h"
+#include "core/budget.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/mem.h"
+#include "core/pool.h"
+#include "core/stream.h"
 
 /* ---- table (open addressing, linear probing, backward-shift delete) ---- */
 

@@ -4,7 +4,11 @@
  * queue of woken wakers, so a waker outliving its connection or endpoint
  * is harmless.
  */
-#include "core/core.h"
+#include "core/waker.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/mem.h"
+#include "core/stage.h"
 
 static void hub_release(uvq_wake_hub *hub) {
   if (atomic_fetch_sub(&hub->refcnt, 1) == 1) {

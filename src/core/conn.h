@@ -1,0 +1,222 @@
+/*
+ * One connection (conn.c): an ngtcp2_conn and its GnuTLS session, its
+ * state, and the calls the endpoint and the other modules make on it; its
+ * write half is conn_io.c.
+ */
+#ifndef UVQ_CORE_CONN_H
+#define UVQ_CORE_CONN_H
+
+#include <gnutls/gnutls.h>
+#include <ngtcp2/ngtcp2.h>
+#include <ngtcp2/ngtcp2_crypto.h>
+
+#include "core/core.h"
+#include "core/metrics.h"
+#include "core/reset.h"
+#include "core/stream.h"
+#include "core/ticket_scan.h"
+
+/* A batch of datagrams ngtcp2 wrote that the driver did not take yet:
+ * equal-size datagrams (the last may be shorter) for one path and ECN
+ * mark; |off| bytes of it already left. */
+typedef struct uvq_pending {
+  struct uvq_pending *next;
+  uvq_path path;
+  uint8_t ecn;
+  size_t len, off, seg;
+  uint8_t data[];
+} uvq_pending;
+
+/* A queued outgoing DATAGRAM. */
+typedef struct uvq_dgram {
+  struct uvq_dgram *next;
+  uint64_t id;
+  size_t len;
+  uint8_t data[];
+} uvq_dgram;
+
+struct uvq_conn {
+  /* Must be first: the GnuTLS session pointer points here. */
+  ngtcp2_crypto_conn_ref ref;
+  uvq_endpoint *ep;
+  ngtcp2_conn *q;
+  gnutls_session_t tls;
+  const uvq_app_callbacks *cb;
+  void *user_data;
+  uvq_stage stage;
+  int is_server;
+  uvq_path path;
+
+  /* Endpoint bookkeeping. */
+  uvq_conn *prev, *next; /* ep->conns */
+  uvq_conn *dirty_next;  /* ep->dirty list */
+  int dirty;
+  size_t heap_idx; /* index in ep->heap, or SIZE_MAX */
+  /* Packets were read since the timer was last set (the connection is
+   * marked): uvq_ep_refresh_timers sets it before expiries are used. */
+  int timer_stale;
+  uvq_tstamp expiry;
+
+  /* Handshake-time CID map entries (server). */
+  ngtcp2_cid odcid;       /* client's first DCID (both sides) */
+  ngtcp2_cid client_dcid; /* DCID of the Initial we accepted on */
+  int client_dcid_mapped;
+  int odcid_mapped;
+  /* The CID the last get_new_connection_id call mapped: ngtcp2 may fail
+   * (NOMEM) after the callback and never record it (1.11:
+   * conn_enqueue_new_connection_id allocates the scid after the call), so
+   * uvq_conn_del unmaps it itself. */
+  ngtcp2_cid last_new_cid;
+  int nomem; /* one of our ngtcp2 callbacks failed to allocate */
+  int address_validated;
+  int via_retry; /* server: accepted on a Retry token */
+  /* The version of the client's first Initial (after Version Negotiation,
+   * of the new attempt's): what tickets and tokens are bound to. */
+  uint32_t first_version;
+  /* Client: the version a Version Negotiation packet ngtcp2 passed on
+   * leads to (cb_recv_version_negotiation; 0: none in common), acted on
+   * when ngtcp2 returns. */
+  uint32_t vn_version;
+  int accepted; /* on_accept ran and accepted */
+  int refused;  /* on_accept refused */
+  int handshake_completed;
+  int handshake_confirmed; /* client: HANDSHAKE_DONE arrived */
+  /* Client, after a NAT-rebinding-style uvq_conn_migrate: packets that
+   * still arrive on the old local address are read as if on the new one
+   * (and answered from it), until one arrives on the new one. */
+  int rebind_pending;
+  uvq_addr rebind_old_local;
+  int established_pending; /* on_established to fire after read */
+  int streams_available_pending;
+  int callback_failed; /* an app callback returned an error */
+  /* Server: its transport parameters do not fit what ngtcp2_crypto_gnutls
+   * encodes them into (cb_recv_tx_key). */
+  int tp_too_large;
+  int counted_in_flight; /* counted in stats.handshakes_in_flight */
+  /* Server: its source's entry (sources.c), and whether it still counts
+   * there as a handshake. */
+  uvq_source *source;
+  int source_in_handshake;
+  size_t open_bidi; /* bidirectional streams open (stream.c) */
+  int rx_auth;      /* a packet of the datagram being read decrypted */
+
+  /* Streams. */
+  uvq_stream_table streams;
+  uvq_stream *ready_head, *ready_tail;
+  uvq_stream *writable_pending;
+  uvq_stream *stop_pending;
+  size_t nblocked; /* streams with data_blocked set */
+  /* Bytes all streams hold in their send buffers (every chunk not yet
+   * wholly acknowledged: a chunk is memory until its last byte is), and
+   * whether a write came back short for the send budget (stream.c). */
+  uint64_t send_buffered;
+  int budget_waiters;
+  size_t budget_scan; /* where the next budget release starts looking */
+  /* Waiting for the endpoint's send budget (ep->send_waiters list), and
+   * the endpoint budget set aside for it when its turn came (in
+   * ep->send_reserved until its writers have had it: uvq_conn_write). */
+  int ep_send_waiting;
+  uvq_conn *send_wait_next;
+  uint64_t ep_grant;
+  /* Received bytes the application holds (uvq_conn_recv_hold), and the
+   * connection credit withheld while its reads pause; a connection with
+   * credit owed for the endpoint's budget is on ep->recv_waiters. */
+  uint64_t recv_held;
+  uint64_t credit_owed;
+  int ep_recv_waiting;
+  uvq_conn *recv_wait_next;
+  /* Server, established, no bidirectional stream open: on ep's idle list
+   * (oldest first) since |idle_since|, an eviction candidate. */
+  int in_idle;
+  uvq_conn *idle_prev, *idle_next;
+  uvq_tstamp idle_since;
+  uvq_tstamp app_deadline; /* uvq_conn_set_app_timer */
+
+  /* Outgoing DATAGRAMs. */
+  uvq_dgram *dgram_head, *dgram_tail;
+  size_t dgram_count;
+  uint64_t dgram_next_id;
+
+  /* Datagrams written but not yet taken by the send callback, oldest
+   * batch first (conn_io.c). */
+  uvq_pending *pending_head, *pending_tail;
+
+  /* Closing. */
+  int close_requested;
+  uint64_t close_app_error;
+  uint8_t *close_reason;
+  size_t close_reasonlen;
+  uint8_t *close_pkt; /* cached CONNECTION_CLOSE for the closing period */
+  size_t close_pktlen;
+  /* Where it goes: close_to if set (the path the peer's last datagram
+   * came from, for a path we could not validate), else the current one. */
+  int close_to_set;
+  uvq_path close_to;
+  int close_resend;
+  uint64_t closing_rx; /* packets received while closing */
+  uvq_tstamp close_deadline;
+  uvq_close_info ci;
+  uint8_t ci_reason[128];
+  int closed_pending; /* on_closed due at the next flush */
+  int closed_fired;
+
+  char sni[256];
+  uvq_waker *waker;
+
+  /* Liveness (liveness.c): the path watchdog and the stall timeout. */
+  struct {
+    uvq_tstamp last_rx;    /* the last datagram from the peer */
+    uvq_addr good_remote;  /* the peer's address we last know works */
+    int have_good;         /* good_remote is set */
+    uvq_tstamp path_due;   /* path watchdog deadline; MAX = disarmed */
+    int path_stalled;      /* past it: closing with the next datagram */
+    uvq_tstamp drop_due;   /* then, without one, ended silently */
+    int busy;              /* a bidi stream is open: stream_keep_alive on */
+    uvq_tstamp busy_since; /* when the first of them opened */
+  } live;
+
+  /* Resumption and 0-RTT (RFC 9001 §4.6). */
+  uvq_early_data early_data;
+  int resumed;                /* server: from on_accept on */
+  int ticket_pending;         /* client: a NewSessionTicket arrived */
+  uvq_ticket_scan tickets;    /* client: what the tickets allow */
+  int early_rejected_pending; /* client: on_early_data_rejected due */
+
+  uvq_conn_metrics m; /* counters and bandwidth estimator (metrics.c) */
+
+  /* The peer's stateless-reset tokens this connection registered in
+   * ep->reset_tokens, as keyed transforms (reset.c). */
+  uint8_t reset_macs[UVQ_CONN_MAX_RESET_TOKENS][UVQ_RESET_MACLEN];
+  size_t nreset_macs;
+};
+
+/* conn.c */
+int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
+                 const ngtcp2_cid *dcid, const ngtcp2_cid *scid,
+                 const uvq_path *path, uint32_t version,
+                 const ngtcp2_cid *odcid, const ngtcp2_cid *retry_scid,
+                 const uint8_t *token, size_t tokenlen, const char *server_name,
+                 uvq_tstamp now);
+void uvq_conn_del(uvq_conn *conn);
+void uvq_conn_recv(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
+                   const uint8_t *data, size_t len, uvq_tstamp now);
+void uvq_conn_handle_expiry(uvq_conn *conn, uvq_tstamp now);
+uvq_tstamp uvq_conn_expiry(uvq_conn *conn);
+void uvq_conn_to_ngtcp2_path(ngtcp2_path *np, const uvq_path *p);
+/* Whether |p| holds the addresses of |np|. */
+int uvq_path_eq_ngtcp2(const uvq_path *p, const ngtcp2_path *np);
+/* Copies |np| into |p|; UVQ_ERR_INVALID_ARGUMENT if an address is too long
+ * (|p| untouched). */
+int uvq_path_from_ngtcp2(uvq_path *p, const ngtcp2_path *np);
+void uvq_conn_unmap_handshake_cids(uvq_conn *conn);
+void uvq_conn_run_deferred(uvq_conn *conn);
+/* Copies ngtcp2's current path (it follows migrations) into conn->path. */
+void uvq_conn_sync_path(uvq_conn *conn);
+/* Nonzero if |a| and |b| are the same address and port. */
+int uvq_addr_eq(const uvq_addr *a, const uvq_addr *b);
+
+/* conn_io.c */
+/* Writes what the connection has to send. Returns 0 or UVQ_FLUSH_BLOCKED. */
+int uvq_conn_write(uvq_conn *conn, uvq_tstamp now);
+
+#endif
