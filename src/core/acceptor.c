@@ -111,6 +111,7 @@ void uvq_acceptor_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
   const uint8_t *token = NULL;
   size_t tokenlen = 0;
   int validated = 0;
+  uvq_conn_params cp = {0};
   uvq_conn *conn;
   int rv;
 
@@ -206,8 +207,16 @@ void uvq_acceptor_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
     uvq_ep_drop(ep, UVQ_DROP_ACCEPT_FAILED);
     return;
   }
-  rv = uvq_conn_new(&conn, ep, 1, &hd.scid, &scid, path, hd.version, &odcid,
-                    retry_scid, token, tokenlen, NULL, now);
+  cp.is_server = 1;
+  cp.dcid = &hd.scid;
+  cp.scid = &scid;
+  cp.path = path;
+  cp.version = hd.version;
+  cp.odcid = &odcid;
+  cp.retry_scid = retry_scid;
+  cp.token = token;
+  cp.tokenlen = tokenlen;
+  rv = uvq_conn_new(&conn, ep, &cp, now);
   if (rv != 0) {
     uvq_ep_drop(ep, UVQ_DROP_ACCEPT_FAILED);
     return;

@@ -666,13 +666,12 @@ static void set_callbacks(ngtcp2_callbacks *cb, int is_server) {
  * Initial of |version| (a client after Version Negotiation: the version it
  * starts over in, |original_version| the one it first tried; 0 otherwise).
  * On failure nothing of either is left. */
-static int conn_start(uvq_conn *conn, const ngtcp2_cid *dcid,
-                      const ngtcp2_cid *scid, uint32_t version,
-                      uint32_t original_version, const ngtcp2_cid *odcid,
-                      const ngtcp2_cid *retry_scid, const uint8_t *token,
-                      size_t tokenlen, const char *server_name,
-                      uvq_tstamp now) {
+static int conn_start(uvq_conn *conn, const uvq_conn_params *p,
+                      uint32_t original_version, uvq_tstamp now) {
   uvq_endpoint *ep = conn->ep;
+  const ngtcp2_cid *dcid = p->dcid, *scid = p->scid;
+  const ngtcp2_cid *odcid = p->odcid, *retry_scid = p->retry_scid;
+  uint32_t version = p->version;
   const uvq_settings *st = &ep->settings;
   int is_server = conn->is_server;
   ngtcp2_callbacks callbacks;
@@ -714,9 +713,9 @@ static int conn_start(uvq_conn *conn, const ngtcp2_cid *dcid,
   if (uvq_metrics_want_ngtcp2_log(ep)) {
     settings.log_printf = cb_log;
   }
-  if (token && tokenlen) {
-    settings.token = token;
-    settings.tokenlen = tokenlen;
+  if (p->token && p->tokenlen) {
+    settings.token = p->token;
+    settings.tokenlen = p->tokenlen;
     /* A server says which kind of token validated the address; a client's
      * token is always one a NEW_TOKEN frame gave it. */
     settings.token_type = is_server && retry_scid ? NGTCP2_TOKEN_TYPE_RETRY
@@ -782,10 +781,10 @@ static int conn_start(uvq_conn *conn, const ngtcp2_cid *dcid,
    * are per version (RFC 9369 §5): the key of the version this connection
    * started in decrypts the client's and encrypts ours. */
   rv = uvq_tls_session_new_ex(
-      ep->cfg.tls, &conn->tls, server_name,
+      ep->cfg.tls, &conn->tls, p->server_name,
       is_server ? (st->early_data ? UVQ_TLS_SESSION_EARLY_DATA : 0u) |
                       (st->anti_replay ? UVQ_TLS_SESSION_ANTI_REPLAY : 0u)
-                : ep->connect_tls_opts |
+                : p->tls_opts |
                       (settings.qlog_write ? UVQ_TLS_SESSION_QLOG_GUARD : 0u),
       is_server ? uvq_ep_ticket_key(ep, version) : NULL);
   if (rv != 0) {
@@ -809,12 +808,8 @@ fail_tls:
   return rv;
 }
 
-int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
-                 const ngtcp2_cid *dcid, const ngtcp2_cid *scid,
-                 const uvq_path *path, uint32_t version,
-                 const ngtcp2_cid *odcid, const ngtcp2_cid *retry_scid,
-                 const uint8_t *token, size_t tokenlen, const char *server_name,
-                 uvq_tstamp now) {
+int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep,
+                 const uvq_conn_params *params, uvq_tstamp now) {
   uvq_conn *conn;
   int rv;
 
@@ -827,8 +822,8 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
     return UVQ_ERR_NOMEM;
   }
   conn->ep = ep;
-  conn->is_server = is_server;
-  conn->path = *path;
+  conn->is_server = params->is_server;
+  conn->path = *params->path;
   conn->heap_idx = SIZE_MAX;
   conn->expiry = UVQ_TSTAMP_MAX;
   conn->app_deadline = UVQ_TSTAMP_MAX;
@@ -841,20 +836,19 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
   }
 
   /* Before ngtcp2 exists: it may log while being created. */
-  uvq_metrics_conn_init(conn, scid, now);
+  uvq_metrics_conn_init(conn, params->scid, now);
   uvq_live_init(conn, now);
   /* The connection's name in logs: the client's first DCID. */
-  conn->odcid = is_server ? *odcid : *dcid;
-  rv = conn_start(conn, dcid, scid, version, 0, odcid, retry_scid, token,
-                  tokenlen, server_name, now);
+  conn->odcid = params->is_server ? *params->odcid : *params->dcid;
+  rv = conn_start(conn, params, 0, now);
   if (rv != 0) {
     goto fail_start;
   }
-  if (server_name) {
-    snprintf(conn->sni, sizeof(conn->sni), "%s", server_name);
+  if (params->server_name) {
+    snprintf(conn->sni, sizeof(conn->sni), "%s", params->server_name);
   }
 
-  rv = uvq_cid_map_insert_cid(&ep->cids, scid, conn);
+  rv = uvq_cid_map_insert_cid(&ep->cids, params->scid, conn);
   if (rv != 0) {
     goto fail_map;
   }
@@ -908,6 +902,7 @@ static int conn_restart_version(uvq_conn *conn, uvq_tstamp now) {
   ngtcp2_conn *old_q = conn->q;
   gnutls_session_t old_tls = conn->tls;
   ngtcp2_cid dcid, scid;
+  uvq_conn_params params = {0};
   int rv;
 
   conn->vn_version = 0;
@@ -922,11 +917,15 @@ static int conn_restart_version(uvq_conn *conn, uvq_tstamp now) {
   }
   ngtcp2_conn_get_scid(old_q, &scid);
   original = ngtcp2_conn_get_client_chosen_version(old_q);
-  ep->connect_tls_opts = 0;
+  params.is_server = 0;
+  params.dcid = &dcid;
+  params.scid = &scid;
+  params.path = &conn->path;
+  params.version = version;
+  params.server_name = conn->sni[0] ? conn->sni : NULL;
   conn->q = NULL;
   conn->tls = NULL;
-  rv = conn_start(conn, &dcid, &scid, version, original, NULL, NULL, NULL, 0,
-                  conn->sni[0] ? conn->sni : NULL, now);
+  rv = conn_start(conn, &params, original, now);
   if (rv != 0) {
     conn->q = old_q;
     conn->tls = old_tls;

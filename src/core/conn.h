@@ -191,12 +191,30 @@ struct uvq_conn {
 };
 
 /* conn.c */
-int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
-                 const ngtcp2_cid *dcid, const ngtcp2_cid *scid,
-                 const uvq_path *path, uint32_t version,
-                 const ngtcp2_cid *odcid, const ngtcp2_cid *retry_scid,
-                 const uint8_t *token, size_t tokenlen, const char *server_name,
-                 uvq_tstamp now);
+/* What a new connection is made of. A server fills odcid (the client's
+ * first DCID) and, for an Initial that came with a Retry token,
+ * retry_scid; a client fills server_name and tls_opts. */
+typedef struct uvq_conn_params {
+  int is_server;
+  const ngtcp2_cid *dcid; /* the peer's CID: where we send */
+  const ngtcp2_cid *scid; /* ours */
+  const uvq_path *path;
+  uint32_t version;
+  const ngtcp2_cid *odcid;      /* server; NULL for a client */
+  const ngtcp2_cid *retry_scid; /* server: the Retry's SCID, or NULL */
+  /* Server: the token that validated the address; client: a NEW_TOKEN
+   * token to send. NULL / 0: none. */
+  const uint8_t *token;
+  size_t tokenlen;
+  const char *server_name; /* client: SNI, or NULL */
+  unsigned int tls_opts;   /* client: UVQ_TLS_SESSION_* options */
+} uvq_conn_params;
+
+/* Creates a connection from |params| (copied where kept), maps its SCID
+ * and links it into |ep|. Returns 0, UVQ_ERR_NOMEM, or the error that
+ * stopped ngtcp2, GnuTLS or the hooks. */
+int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep,
+                 const uvq_conn_params *params, uvq_tstamp now);
 void uvq_conn_del(uvq_conn *conn);
 void uvq_conn_recv(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
                    const uint8_t *data, size_t len, uvq_tstamp now);

@@ -17,6 +17,7 @@ int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,
   const uint8_t *resumption;
   uint32_t version;
   uvq_conn *conn;
+  uvq_conn_params cp = {0};
   int early_data;
   int rv;
 
@@ -69,11 +70,16 @@ int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,
    * allow it only for a ticket that grants it (RFC 8446 §4.2.10). */
   early_data = resumption && params->early_data &&
                uvq_resume_grants_early_data(resumption, params->resumptionlen);
-  ep->connect_tls_opts = early_data ? UVQ_TLS_SESSION_EARLY_DATA : 0u;
-  rv = uvq_conn_new(&conn, ep, 0, &dcid, &scid, params->path, version, NULL,
-                    NULL, params->token, params->tokenlen, params->server_name,
-                    now);
-  ep->connect_tls_opts = 0;
+  cp.is_server = 0;
+  cp.dcid = &dcid;
+  cp.scid = &scid;
+  cp.path = params->path;
+  cp.version = version;
+  cp.token = params->token;
+  cp.tokenlen = params->tokenlen;
+  cp.server_name = params->server_name;
+  cp.tls_opts = early_data ? UVQ_TLS_SESSION_EARLY_DATA : 0u;
+  rv = uvq_conn_new(&conn, ep, &cp, now);
   if (rv != 0) {
     return rv;
   }

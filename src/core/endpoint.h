@@ -68,9 +68,6 @@ struct uvq_endpoint {
   int closing_all;
   int busy; /* inside recv/flush/expiry/wakes: no re-entry (uvq_ep_enter) */
   uvq_tstamp last_now;
-  /* Client TLS session options (UVQ_TLS_SESSION_*) of the connection
-   * uvq_endpoint_connect is creating; 0 otherwise. */
-  unsigned int connect_tls_opts;
   uvq_ep_metrics m; /* logging state (metrics.c) */
 
   /* Server: the ticket key derived from the TLS context's master key and
