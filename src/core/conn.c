@@ -27,9 +27,6 @@
 #include "core/token.h"
 #include "core/waker.h"
 
-void uvq_ep_conn_unlink(uvq_endpoint *ep, uvq_conn *conn);
-int uvq_ep_reserve_conn(uvq_endpoint *ep);
-
 static uvq_conn *conn_of(void *user_data) { return (uvq_conn *)user_data; }
 
 void uvq_conn_to_ngtcp2_path(ngtcp2_path *np, const uvq_path *p) {

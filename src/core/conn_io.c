@@ -17,8 +17,6 @@
 #include "core/stage.h"
 #include "core/stream.h"
 
-void uvq_conn_del(uvq_conn *conn);
-
 /* Counts the first |done| datagrams of a batch as sent by |conn|. */
 static void count_sent(uvq_conn *conn, size_t len, size_t seg, size_t done) {
   size_t bytes = done * seg < len ? done * seg : len;

@@ -180,8 +180,6 @@ void uvq_ep_conn_link(uvq_endpoint *ep, uvq_conn *conn) {
   ep->stats.connections_total++;
 }
 
-/* Called by uvq_conn_del. */
-void uvq_ep_conn_unlink(uvq_endpoint *ep, uvq_conn *conn);
 void uvq_ep_conn_unlink(uvq_endpoint *ep, uvq_conn *conn) {
   if (conn->prev) {
     conn->prev->next = conn->next;
@@ -197,8 +195,6 @@ void uvq_ep_conn_unlink(uvq_endpoint *ep, uvq_conn *conn) {
   uvq_ep_timer_remove(ep, conn);
 }
 
-/* Makes room in the heap for one more connection. */
-int uvq_ep_reserve_conn(uvq_endpoint *ep);
 int uvq_ep_reserve_conn(uvq_endpoint *ep) {
   return heap_reserve(ep, ep->nconns + 1);
 }

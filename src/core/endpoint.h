@@ -120,7 +120,12 @@ uvq_tstamp uvq_ep_now(uvq_endpoint *ep, uvq_tstamp now);
  * counted and skipped. */
 size_t uvq_ep_send(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
                    const uint8_t *data, size_t len, size_t seg);
+/* uvq_conn_new links a new connection into |ep|'s list, after making room
+ * in the timer heap for it with uvq_ep_reserve_conn; uvq_conn_del unlinks
+ * it (and takes it off the marked list and the heap). */
+int uvq_ep_reserve_conn(uvq_endpoint *ep);
 void uvq_ep_conn_link(uvq_endpoint *ep, uvq_conn *conn);
+void uvq_ep_conn_unlink(uvq_endpoint *ep, uvq_conn *conn);
 /* The session-ticket key for a connection started in |version|. */
 const gnutls_datum_t *uvq_ep_ticket_key(uvq_endpoint *ep, uint32_t version);
 /* |len| random bytes from the endpoint's source
