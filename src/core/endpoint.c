@@ -588,8 +588,6 @@ void uvq_endpoint_get_stats(uvq_endpoint *ep, uvq_endpoint_stats *st) {
   st->pool_outstanding_bytes = ps.outstanding_bytes;
 }
 
-uvq_pool *uvq_endpoint_pool(uvq_endpoint *ep) { return ep->pool; }
-
 /* What uvq_buf_get puts in front of the buffer it returns, so uvq_buf_put
  * finds the pool (which may outlive its endpoint) and the class. */
 typedef struct buf_header {
