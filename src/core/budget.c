@@ -26,11 +26,11 @@ static void repay(uvq_conn *conn) {
   for (size_t i = 0; i < t->cap; i++) {
     uvq_stream *s = t->slots[i];
     if (s && s->credit_owed) {
-      ngtcp2_conn_extend_max_stream_offset(conn->q, s->id, s->credit_owed);
+      ngtcp2_conn_extend_max_stream_offset(conn->ngconn, s->id, s->credit_owed);
       s->credit_owed = 0;
     }
   }
-  ngtcp2_conn_extend_max_offset(conn->q, conn->credit_owed);
+  ngtcp2_conn_extend_max_offset(conn->ngconn, conn->credit_owed);
   conn->credit_owed = 0;
   uvq_ep_mark(conn->ep, conn);
 }
@@ -39,8 +39,8 @@ void uvq_budget_recv_credit(uvq_conn *conn, uvq_stream *s, int64_t stream_id,
                             size_t n) {
   uvq_endpoint *ep = conn->ep;
   if (!recv_paused(conn)) {
-    ngtcp2_conn_extend_max_stream_offset(conn->q, stream_id, n);
-    ngtcp2_conn_extend_max_offset(conn->q, n);
+    ngtcp2_conn_extend_max_stream_offset(conn->ngconn, stream_id, n);
+    ngtcp2_conn_extend_max_offset(conn->ngconn, n);
     return;
   }
   if (s) {

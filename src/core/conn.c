@@ -58,7 +58,7 @@ int uvq_path_from_ngtcp2(uvq_path *p, const ngtcp2_path *np) {
 }
 
 static ngtcp2_conn *get_conn(ngtcp2_crypto_conn_ref *ref) {
-  return ((uvq_conn *)ref)->q;
+  return ((uvq_conn *)ref)->ngconn;
 }
 
 /* ---- ngtcp2 callbacks -------------------------------------------------- */
@@ -132,7 +132,7 @@ static int run_on_accept(uvq_conn *conn) {
   }
   /* Negotiated by now: the client's transport parameters came with the
    * ClientHello. */
-  info.version = ngtcp2_conn_get_negotiated_version(conn->q);
+  info.version = ngtcp2_conn_get_negotiated_version(conn->ngconn);
   info.path = &conn->path;
   info.address_validated = conn->address_validated;
   /* The ClientHello is processed: whether its PSK and its early data were
@@ -202,7 +202,7 @@ static int settle_early_data(uvq_conn *conn) {
     conn->early_data = UVQ_EARLY_DATA_ACCEPTED;
     return 0;
   }
-  if (ngtcp2_conn_tls_early_data_rejected(conn->q) != 0) {
+  if (ngtcp2_conn_tls_early_data_rejected(conn->ngconn) != 0) {
     return -1;
   }
   drop_early_streams(conn);
@@ -310,7 +310,7 @@ static int cb_recv_stream_data(ngtcp2_conn *q, uint32_t flags,
   }
   /* Credit goes back once the application has had the data (unless a
    * receive budget pauses the connection's reads). */
-  conn->m.stream_bytes_received += datalen;
+  conn->metrics.stream_bytes_received += datalen;
   uvq_budget_recv_credit(conn, s, stream_id, datalen);
   return app_failed(conn, rv);
 }
@@ -757,20 +757,20 @@ static int conn_start(uvq_conn *conn, const uvq_conn_params *p,
     }
     params.stateless_reset_token_present = 1;
     rv =
-        ngtcp2_conn_server_new(&conn->q, dcid, scid, &npath, version,
+        ngtcp2_conn_server_new(&conn->ngconn, dcid, scid, &npath, version,
                                &callbacks, &settings, &params, &ep->nmem, conn);
   } else {
     rv =
-        ngtcp2_conn_client_new(&conn->q, dcid, scid, &npath, version,
+        ngtcp2_conn_client_new(&conn->ngconn, dcid, scid, &npath, version,
                                &callbacks, &settings, &params, &ep->nmem, conn);
   }
   if (rv != 0) {
-    conn->q = NULL;
+    conn->ngconn = NULL;
     return rv == NGTCP2_ERR_NOMEM ? UVQ_ERR_NOMEM : UVQ_ERR_INTERNAL;
   }
   conn->first_version = version;
   if (st->keep_alive) {
-    ngtcp2_conn_set_keep_alive_timeout(conn->q, st->keep_alive);
+    ngtcp2_conn_set_keep_alive_timeout(conn->ngconn, st->keep_alive);
   }
 
   /* A client with qlog takes the qlog guard (CVE-2026-40170; tls.h), also
@@ -788,7 +788,7 @@ static int conn_start(uvq_conn *conn, const uvq_conn_params *p,
     goto fail_tls;
   }
   gnutls_session_set_ptr(conn->tls, &conn->ref);
-  ngtcp2_conn_set_tls_native_handle(conn->q, conn->tls);
+  ngtcp2_conn_set_tls_native_handle(conn->ngconn, conn->tls);
   if (ep->cfg.tls->hook &&
       ep->cfg.tls->hook(conn, conn->tls, ep->cfg.tls->hook_user_data) != 0) {
     rv = UVQ_ERR_TLS;
@@ -800,8 +800,8 @@ fail_hook:
   uvq_tls_session_del(conn->tls);
   conn->tls = NULL;
 fail_tls:
-  ngtcp2_conn_del(conn->q);
-  conn->q = NULL;
+  ngtcp2_conn_del(conn->ngconn);
+  conn->ngconn = NULL;
   return rv;
 }
 
@@ -855,7 +855,7 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep,
 
 fail_map:
   uvq_tls_session_del(conn->tls);
-  ngtcp2_conn_del(conn->q);
+  ngtcp2_conn_del(conn->ngconn);
 fail_start:
   uvq_stream_table_free(conn);
 fail_streams:
@@ -896,7 +896,7 @@ static void drop_early_streams(uvq_conn *conn) {
 static int conn_restart_version(uvq_conn *conn, uvq_tstamp now) {
   uvq_endpoint *ep = conn->ep;
   uint32_t version = conn->vn_version, original;
-  ngtcp2_conn *old_q = conn->q;
+  ngtcp2_conn *old_ngconn = conn->ngconn;
   gnutls_session_t old_tls = conn->tls;
   ngtcp2_cid dcid, scid;
   uvq_conn_params params = {0};
@@ -908,28 +908,28 @@ static int conn_restart_version(uvq_conn *conn, uvq_tstamp now) {
   }
   /* Before the handshake a client has exactly one SCID: keep it (the map
    * already routes it here). */
-  if (ngtcp2_conn_get_scid(old_q, NULL) != 1 ||
-      uvq_ep_random_cid(conn->ep, &dcid, 18) != 0) {
+  if (ngtcp2_conn_get_scid(old_ngconn, NULL) != 1 ||
+      uvq_ep_random_cid(conn->ep, &dcid, UVQ_CLIENT_FIRST_DCIDLEN) != 0) {
     return UVQ_ERR_INTERNAL;
   }
-  ngtcp2_conn_get_scid(old_q, &scid);
-  original = ngtcp2_conn_get_client_chosen_version(old_q);
+  ngtcp2_conn_get_scid(old_ngconn, &scid);
+  original = ngtcp2_conn_get_client_chosen_version(old_ngconn);
   params.is_server = 0;
   params.dcid = &dcid;
   params.scid = &scid;
   params.path = &conn->path;
   params.version = version;
   params.server_name = conn->sni[0] ? conn->sni : NULL;
-  conn->q = NULL;
+  conn->ngconn = NULL;
   conn->tls = NULL;
   rv = conn_start(conn, &params, original, now);
   if (rv != 0) {
-    conn->q = old_q;
+    conn->ngconn = old_ngconn;
     conn->tls = old_tls;
     return rv;
   }
   uvq_tls_session_del(old_tls);
-  ngtcp2_conn_del(old_q);
+  ngtcp2_conn_del(old_ngconn);
   conn->odcid = dcid;
   /* What the old connection wrote and the driver did not take yet is for
    * a connection that no longer exists. */
@@ -973,12 +973,12 @@ void uvq_conn_del(uvq_conn *conn) {
   }
   uvq_sources_remove(conn);
   uvq_conn_unmap_handshake_cids(conn);
-  n = ngtcp2_conn_get_scid(conn->q, NULL);
+  n = ngtcp2_conn_get_scid(conn->ngconn, NULL);
   if (n > 16) {
     all = uvq_calloc(ep->mem, n, sizeof(*all));
   }
   if (all) {
-    n = ngtcp2_conn_get_scid(conn->q, all);
+    n = ngtcp2_conn_get_scid(conn->ngconn, all);
     for (size_t i = 0; i < n; i++) {
       if (uvq_cid_map_find_cid(&ep->cids, &all[i]) == conn) {
         uvq_cid_map_erase_cid(&ep->cids, &all[i]);
@@ -1015,7 +1015,7 @@ void uvq_conn_del(uvq_conn *conn) {
   uvq_ep_conn_unlink(ep, conn);
   uvq_stream_table_free(conn);
   uvq_budget_conn_gone(conn);
-  ngtcp2_conn_del(conn->q);
+  ngtcp2_conn_del(conn->ngconn);
   uvq_tls_session_del(conn->tls);
   while (conn->dgram_head) {
     uvq_dgram *d = conn->dgram_head;
@@ -1119,7 +1119,7 @@ int uvq_addr_eq(const uvq_addr *a, const uvq_addr *b) {
 }
 
 void uvq_conn_sync_path(uvq_conn *conn) {
-  const ngtcp2_path *p = ngtcp2_conn_get_path(conn->q);
+  const ngtcp2_path *p = ngtcp2_conn_get_path(conn->ngconn);
   uvq_path np;
 
   /* The path rarely changes, so look first. */
@@ -1210,8 +1210,8 @@ void uvq_conn_recv(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
   ngtcp2_pkt_info pi;
   int rv, used;
 
-  conn->m.datagrams_received++;
-  conn->m.bytes_received += len;
+  conn->metrics.datagrams_received++;
+  conn->metrics.bytes_received += len;
   switch (conn->stage) {
   case UVQ_STAGE_CLOSING:
     uvq_stage_closing_recv(conn);
@@ -1242,7 +1242,7 @@ void uvq_conn_recv(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
   pi.ecn = ecn;
   conn->rx_auth = 0;
   tl_reading = conn;
-  rv = ngtcp2_conn_read_pkt(conn->q, &npath, &pi, data, len, now);
+  rv = ngtcp2_conn_read_pkt(conn->ngconn, &npath, &pi, data, len, now);
   tl_reading = NULL;
   uvq_metrics_conn_read(conn, now);
   used = rv == 0 && conn->rx_auth;
@@ -1270,7 +1270,7 @@ uvq_tstamp uvq_conn_expiry(uvq_conn *conn) {
   switch (conn->stage) {
   case UVQ_STAGE_HANDSHAKE:
   case UVQ_STAGE_RUNNING: {
-    uvq_tstamp e = ngtcp2_conn_get_expiry(conn->q);
+    uvq_tstamp e = ngtcp2_conn_get_expiry(conn->ngconn);
     uvq_tstamp l = uvq_live_deadline(conn);
     if (conn->app_deadline < e) {
       e = conn->app_deadline;
@@ -1314,8 +1314,8 @@ void uvq_conn_handle_expiry(uvq_conn *conn, uvq_tstamp now) {
     }
   }
   rv = 0;
-  if (ngtcp2_conn_get_expiry(conn->q) <= now) {
-    rv = ngtcp2_conn_handle_expiry(conn->q, now);
+  if (ngtcp2_conn_get_expiry(conn->ngconn) <= now) {
+    rv = ngtcp2_conn_handle_expiry(conn->ngconn, now);
   }
   after_ngtcp2(conn, rv, now, 0);
 }
@@ -1337,7 +1337,7 @@ void uvq_conn_get_info(uvq_conn *conn, uvq_conn_info *info) {
     info->alpnlen = 0;
   }
   info->server_name = conn->sni[0] ? conn->sni : NULL;
-  info->version = ngtcp2_conn_get_negotiated_version(conn->q);
+  info->version = ngtcp2_conn_get_negotiated_version(conn->ngconn);
   uvq_conn_sync_path(conn); /* not yet done for this receive batch */
   info->path = &conn->path;
   info->address_validated = conn->address_validated;
@@ -1345,15 +1345,15 @@ void uvq_conn_get_info(uvq_conn *conn, uvq_conn_info *info) {
   info->resumed = conn->is_server ? conn->resumed
                                   : gnutls_session_is_resumed(conn->tls) != 0;
   info->early_data = conn->early_data;
-  ngtcp2_conn_get_conn_info(conn->q, &cs);
+  ngtcp2_conn_get_conn_info(conn->ngconn, &cs);
   info->smoothed_rtt = cs.smoothed_rtt;
   info->rttvar = cs.rttvar;
   info->cwnd = cs.cwnd;
   info->bytes_in_flight = cs.bytes_in_flight;
   info->odcid = conn->odcid.data;
   info->odcidlen = conn->odcid.datalen;
-  info->retry =
-      conn->is_server ? conn->via_retry : ngtcp2_conn_after_retry(conn->q) != 0;
+  info->retry = conn->is_server ? conn->via_retry
+                                : ngtcp2_conn_after_retry(conn->ngconn) != 0;
   if (conn->handshake_completed) {
     info->cipher = gnutls_cipher_get_name(gnutls_cipher_get(conn->tls));
   }
@@ -1407,7 +1407,7 @@ size_t uvq_conn_get_max_datagram_size(uvq_conn *conn) {
       conn->stage >= UVQ_STAGE_CLOSING) {
     return 0;
   }
-  rp = ngtcp2_conn_get_remote_transport_params(conn->q);
+  rp = ngtcp2_conn_get_remote_transport_params(conn->ngconn);
   if (rp == NULL || rp->max_datagram_frame_size <= 3) {
     return 0;
   }
@@ -1489,7 +1489,7 @@ int uvq_conn_migrate(uvq_conn *conn, const uvq_addr *new_local,
     if (!conn->handshake_confirmed) {
       return UVQ_ERR_INVALID_STATE;
     }
-    ngtcp2_conn_set_local_addr(conn->q, &npath.local);
+    ngtcp2_conn_set_local_addr(conn->ngconn, &npath.local);
     /* The server learns the new address only from a packet of ours, and
      * in a download we may have nothing to send while its packets still
      * reach the old address: take those as received on the new one, so
@@ -1499,7 +1499,7 @@ int uvq_conn_migrate(uvq_conn *conn, const uvq_addr *new_local,
   } else {
     /* ngtcp2 copies the path; the old one stays current until the peer
      * answers the PATH_CHALLENGE. */
-    rv = ngtcp2_conn_initiate_migration(conn->q, &npath, now);
+    rv = ngtcp2_conn_initiate_migration(conn->ngconn, &npath, now);
     switch (rv) {
     case 0:
       break;
@@ -1528,7 +1528,7 @@ int uvq_conn_update_key(uvq_conn *conn, uvq_tstamp now) {
   if (conn->close_requested || conn->stage >= UVQ_STAGE_CLOSING) {
     return UVQ_ERR_CLOSED;
   }
-  rv = ngtcp2_conn_initiate_key_update(conn->q, uvq_ep_now(conn->ep, now));
+  rv = ngtcp2_conn_initiate_key_update(conn->ngconn, uvq_ep_now(conn->ep, now));
   if (rv != 0) {
     return UVQ_ERR_INVALID_STATE;
   }
@@ -1558,8 +1558,8 @@ int uvq_conn_open_stream(uvq_conn *conn, int bidi, int64_t *pstream_id,
                         : conn->early_data == UVQ_EARLY_DATA_ATTEMPTED)) {
     return UVQ_ERR_INVALID_STATE;
   }
-  rv = bidi ? ngtcp2_conn_open_bidi_stream(conn->q, &id, NULL)
-            : ngtcp2_conn_open_uni_stream(conn->q, &id, NULL);
+  rv = bidi ? ngtcp2_conn_open_bidi_stream(conn->ngconn, &id, NULL)
+            : ngtcp2_conn_open_uni_stream(conn->ngconn, &id, NULL);
   if (rv == NGTCP2_ERR_STREAM_ID_BLOCKED) {
     return UVQ_ERR_STREAM_LIMIT;
   }
@@ -1568,10 +1568,10 @@ int uvq_conn_open_stream(uvq_conn *conn, int bidi, int64_t *pstream_id,
   }
   rv = uvq_stream_create(conn, id, stream_user_data, &s);
   if (rv != 0) {
-    ngtcp2_conn_shutdown_stream(conn->q, 0, id, 0);
+    ngtcp2_conn_shutdown_stream(conn->ngconn, 0, id, 0);
     return rv;
   }
-  ngtcp2_conn_set_stream_user_data(conn->q, id, s);
+  ngtcp2_conn_set_stream_user_data(conn->ngconn, id, s);
   *pstream_id = id;
   return 0;
 }

@@ -39,7 +39,7 @@ struct uvq_conn {
   /* Must be first: the GnuTLS session pointer points here. */
   ngtcp2_crypto_conn_ref ref;
   uvq_endpoint *ep;
-  ngtcp2_conn *q;
+  ngtcp2_conn *ngconn;
   gnutls_session_t tls;
   const uvq_app_callbacks *cb;
   void *user_data;
@@ -49,9 +49,9 @@ struct uvq_conn {
 
   /* Endpoint bookkeeping. */
   uvq_conn *prev, *next; /* ep->conns */
-  uvq_conn *dirty_next;  /* ep->dirty list */
-  int dirty;
-  size_t heap_idx; /* index in ep->heap, or SIZE_MAX */
+  uvq_conn *marked_next; /* ep->marked list */
+  int marked;            /* on ep->marked_head: uvq_ep_mark */
+  size_t heap_idx;       /* index in ep->heap, or SIZE_MAX */
   /* Packets were read since the timer was last set (the connection is
    * marked): uvq_ep_refresh_timers sets it before expiries are used. */
   int timer_stale;
@@ -182,7 +182,7 @@ struct uvq_conn {
   uvq_ticket_scan tickets;    /* client: what the tickets allow */
   int early_rejected_pending; /* client: on_early_data_rejected due */
 
-  uvq_conn_metrics m; /* counters and bandwidth estimator (metrics.c) */
+  uvq_conn_metrics metrics; /* counters and bandwidth estimator (metrics.c) */
 
   /* The peer's stateless-reset tokens this connection registered in
    * ep->reset_tokens, as keyed transforms (reset.c). */
@@ -191,6 +191,12 @@ struct uvq_conn {
 };
 
 /* conn.c */
+/* Length of the random first DCID a client sends (and picks again when it
+ * starts over after Version Negotiation): RFC 9000 §7.2 wants it
+ * unpredictable and at least 8 bytes; 18 leaves room below the 20-byte
+ * maximum. */
+#define UVQ_CLIENT_FIRST_DCIDLEN 18
+
 /* What a new connection is made of. A server fills odcid (the client's
  * first DCID) and, for an Initial that came with a Retry token,
  * retry_scid; a client fills server_name and tls_opts. */

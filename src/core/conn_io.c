@@ -20,8 +20,8 @@
 /* Counts the first |done| datagrams of a batch as sent by |conn|. */
 static void count_sent(uvq_conn *conn, size_t len, size_t seg, size_t done) {
   size_t bytes = done * seg < len ? done * seg : len;
-  conn->m.datagrams_sent += done;
-  conn->m.bytes_sent += bytes;
+  conn->metrics.datagrams_sent += done;
+  conn->metrics.bytes_sent += bytes;
 }
 
 /* Keeps |len| bytes of datagrams (of |seg| bytes, the last may be
@@ -105,9 +105,9 @@ static ngtcp2_ssize write_datagram(uvq_conn *conn, ngtcp2_path *path,
       ngtcp2_ssize n;
       v.base = d->data;
       v.len = d->len;
-      n = ngtcp2_conn_writev_datagram(conn->q, path, pi, buf, buflen, &accepted,
-                                      NGTCP2_WRITE_DATAGRAM_FLAG_MORE, d->id,
-                                      &v, 1, now);
+      n = ngtcp2_conn_writev_datagram(
+          conn->ngconn, path, pi, buf, buflen, &accepted,
+          NGTCP2_WRITE_DATAGRAM_FLAG_MORE, d->id, &v, 1, now);
       if (accepted || n == NGTCP2_ERR_INVALID_STATE ||
           n == NGTCP2_ERR_INVALID_ARGUMENT) {
         /* Sent, or refused for good (sizes are checked when queued, so
@@ -149,8 +149,8 @@ static ngtcp2_ssize write_datagram(uvq_conn *conn, ngtcp2_path *path,
         flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
       }
     }
-    n = ngtcp2_conn_writev_stream(conn->q, path, pi, buf, buflen, &ndatalen,
-                                  flags, sid, iov, iovcnt, now);
+    n = ngtcp2_conn_writev_stream(conn->ngconn, path, pi, buf, buflen,
+                                  &ndatalen, flags, sid, iov, iovcnt, now);
     if (n == NGTCP2_ERR_WRITE_MORE) {
       /* The packet has room for more: account and move to the next. */
       uvq_stream_consumed(conn, s, (size_t)ndatalen, flags);
@@ -195,8 +195,8 @@ _Static_assert(sizeof(ngtcp2_sockaddr_union) <= sizeof(struct sockaddr_storage),
 static int write_burst(uvq_conn *conn, uvq_tstamp now, size_t *pbytes) {
   uvq_endpoint *ep = conn->ep;
   uint8_t *buf = ep->txbuf;
-  size_t maxpkt = ngtcp2_conn_get_max_tx_udp_payload_size(conn->q);
-  size_t quantum = ngtcp2_conn_get_send_quantum(conn->q);
+  size_t maxpkt = ngtcp2_conn_get_max_tx_udp_payload_size(conn->ngconn);
+  size_t quantum = ngtcp2_conn_get_send_quantum(conn->ngconn);
   size_t limit = quantum / maxpkt;
   size_t off = 0, nd = 0, seg = 0, total = 0;
   uvq_path bpath;
@@ -286,7 +286,7 @@ static int write_paced(uvq_conn *conn, uvq_tstamp now) {
    * connection on loopback, 3.6 ms without it. Handshake flights stay
    * bounded by the congestion window and the amplification limit. */
   if (bytes && conn->handshake_completed) {
-    ngtcp2_conn_update_pkt_tx_time(conn->q, now);
+    ngtcp2_conn_update_pkt_tx_time(conn->ngconn, now);
   }
   return rv;
 }
@@ -297,15 +297,15 @@ static int write_paced(uvq_conn *conn, uvq_tstamp now) {
  * connection off the marked list before this pass). */
 static void app_on_write(uvq_conn *conn) {
   const uvq_app_callbacks *cb = conn->cb;
-  int rv, dirty = conn->dirty;
+  int rv, marked = conn->marked;
 
   if (cb == NULL || cb->version < 2 || cb->on_write == NULL ||
       conn->close_requested || conn->callback_failed) {
     return;
   }
-  conn->dirty = 1;
+  conn->marked = 1;
   rv = cb->on_write(conn, conn->user_data);
-  conn->dirty = dirty;
+  conn->marked = marked;
   if (rv != 0) {
     conn->callback_failed = 1;
   }

@@ -34,8 +34,7 @@ int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,
       ep->nconns >= ep->settings.max_connections) {
     return UVQ_ERR_CONNECTION_LIMIT;
   }
-  /* RFC 9000 §7.2: the first DCID is unpredictable and at least 8 bytes. */
-  rv = uvq_ep_random_cid(ep, &dcid, 18);
+  rv = uvq_ep_random_cid(ep, &dcid, UVQ_CLIENT_FIRST_DCIDLEN);
   if (rv != 0) {
     return UVQ_ERR_INTERNAL;
   }

@@ -38,13 +38,15 @@ struct uvq_endpoint {
 
   uvq_conn *conns;
   size_t nconns;
-  uvq_conn *dirty_head, *dirty_tail;
+  uvq_conn *marked_head, *marked_tail;
 
   uvq_conn **heap;
   size_t heaplen, heapcap;
 
-  uvq_stateless_pkt *sq; /* ring of stateless replies */
-  size_t sq_head, sq_len, sq_cap;
+  /* Stateless replies waiting for the next flush: a ring of |stateless_cap|
+   * packets, |stateless_len| of them from |stateless_head| on. */
+  uvq_stateless_pkt *stateless;
+  size_t stateless_head, stateless_len, stateless_cap;
 
   uint8_t *txbuf;
   size_t txbufcap;
@@ -68,7 +70,7 @@ struct uvq_endpoint {
   int closing_all;
   int busy; /* inside recv/flush/expiry/wakes: no re-entry (uvq_ep_enter) */
   uvq_tstamp last_now;
-  uvq_ep_metrics m; /* logging state (metrics.c) */
+  uvq_ep_metrics metrics; /* logging state (metrics.c) */
 
   /* Server: the ticket key derived from the TLS context's master key and
    * the 0-RTT limits of these settings (uvq_tls_ctx_derive_ticket_key). */

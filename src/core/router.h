@@ -23,9 +23,10 @@ typedef struct uvq_pkt_view {
 int uvq_version_ok(const uvq_settings *st, uint32_t version);
 
 /* uvq_pkt_parse reads the routing fields of the first packet in |data|.
- * Returns 0, or a uvq_drop_reason + 1 saying why it cannot be routed. */
+ * Returns 0, or -1 if it cannot be routed, with the reason to count the
+ * drop under in *preason. */
 int uvq_pkt_parse(uvq_pkt_view *v, const uint8_t *data, size_t len,
-                  size_t short_dcidlen);
+                  size_t short_dcidlen, uvq_drop_reason *preason);
 void uvq_router_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
                      const uint8_t *data, size_t len, uvq_tstamp now);
 

@@ -15,7 +15,7 @@
 #include "core/tls.h"
 
 static uvq_tstamp three_pto(uvq_conn *conn) {
-  return 3 * ngtcp2_conn_get_pto(conn->q);
+  return 3 * ngtcp2_conn_get_pto(conn->ngconn);
 }
 
 static void note_closed(uvq_conn *conn) {
@@ -62,7 +62,7 @@ static void enter_closing(uvq_conn *conn, const ngtcp2_ccerr *ccerr,
     return;
   }
   ngtcp2_path_storage_zero(&ps);
-  n = ngtcp2_conn_write_connection_close(conn->q, &ps.path, &pi, buf,
+  n = ngtcp2_conn_write_connection_close(conn->ngconn, &ps.path, &pi, buf,
                                          ep->settings.max_udp_payload_size,
                                          ccerr, now);
   if (n <= 0) {
@@ -119,7 +119,7 @@ void uvq_stage_fail(uvq_conn *conn, int liberr, uvq_tstamp now) {
   ngtcp2_ccerr_default(&ccerr);
   conn->ci.origin = UVQ_CLOSE_LOCAL;
   conn->ci.type = UVQ_CLOSE_TYPE_TRANSPORT;
-  alert = ngtcp2_conn_get_tls_alert(conn->q);
+  alert = ngtcp2_conn_get_tls_alert(conn->ngconn);
   if (conn->refused) {
     ngtcp2_ccerr_set_transport_error(&ccerr, NGTCP2_CONNECTION_REFUSED, NULL,
                                      0);
@@ -145,7 +145,7 @@ void uvq_stage_fail(uvq_conn *conn, int liberr, uvq_tstamp now) {
                                      (const uint8_t *)reason, strlen(reason));
     conn->ci.error = UVQ_ERR_QLOG_UNSAFE;
   } else if (liberr == NGTCP2_ERR_VERSION_NEGOTIATION_FAILURE ||
-             ngtcp2_conn_get_tls_error(conn->q) ==
+             ngtcp2_conn_get_tls_error(conn->ngconn) ==
                  NGTCP2_ERR_VERSION_NEGOTIATION_FAILURE) {
     /* The server's version_information contradicts the Version
      * Negotiation we acted on (a forged one: a downgrade), or its choice
@@ -158,7 +158,7 @@ void uvq_stage_fail(uvq_conn *conn, int liberr, uvq_tstamp now) {
              alert) {
     ngtcp2_ccerr_set_tls_alert(&ccerr, alert, NULL, 0);
     conn->ci.tls_alert = alert;
-    conn->ci.error = ngtcp2_conn_get_tls_error(conn->q) ==
+    conn->ci.error = ngtcp2_conn_get_tls_error(conn->ngconn) ==
                                  GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR ||
                              is_cert_alert(alert)
                          ? UVQ_ERR_CERT_VERIFY
@@ -229,7 +229,7 @@ void uvq_stage_drain(uvq_conn *conn, uvq_tstamp now) {
     note_closed(conn);
     return;
   }
-  ccerr = ngtcp2_conn_get_ccerr(conn->q);
+  ccerr = ngtcp2_conn_get_ccerr(conn->ngconn);
   conn->ci.code = ccerr->error_code;
   set_reason(conn, ccerr->reason, ccerr->reasonlen);
   if (ccerr->type == NGTCP2_CCERR_TYPE_APPLICATION) {

@@ -187,7 +187,7 @@ void uvq_stream_destroy(uvq_conn *conn, uvq_stream *s) {
       *pp = s->stop_next;
     }
   }
-  conn->m.stream_lost_closed += s->loss_seen;
+  conn->metrics.stream_lost_closed += s->loss_seen;
   buffered_freed(conn, s->written - s->head_offset);
   if ((s->id & 0x2) == 0) {
     conn->open_bidi--;
@@ -329,8 +329,8 @@ static uint64_t send_room(const uvq_conn *conn, const uvq_stream *s,
                           int *pbudget) {
   const uvq_settings *st = &conn->ep->settings;
   uint64_t buffered = s->written - s->acked, unsent = s->written - s->sent;
-  uint64_t credit =
-      ngtcp2_conn_get_max_stream_data_left(conn->q, s->id) + UVQ_SEND_LOOKAHEAD;
+  uint64_t credit = ngtcp2_conn_get_max_stream_data_left(conn->ngconn, s->id) +
+                    UVQ_SEND_LOOKAHEAD;
   uint64_t room =
       st->stream_send_buffer > buffered ? st->stream_send_buffer - buffered : 0;
   int ep_limited;
@@ -542,7 +542,7 @@ size_t uvq_stream_unsent_iov(uvq_stream *s, ngtcp2_vec *iov, size_t iovcnt,
 void uvq_stream_consumed(uvq_conn *conn, uvq_stream *s, size_t n,
                          uint32_t flags) {
   s->sent += n;
-  conn->m.stream_bytes_sent += n;
+  conn->metrics.stream_bytes_sent += n;
   while (s->send_chunk &&
          s->sent >= s->send_chunk_offset + s->send_chunk->len &&
          s->send_chunk->next) {
@@ -567,11 +567,12 @@ void uvq_stream_ack(uvq_conn *conn, uvq_stream *s, uint64_t offset,
     s->fin_acked = 1;
   }
   if (end > s->acked) {
-    conn->m.stream_bytes_acked += end - (offset > s->acked ? offset : s->acked);
+    conn->metrics.stream_bytes_acked +=
+        end - (offset > s->acked ? offset : s->acked);
     s->acked = end;
   }
   /* ngtcp2 forgets the count with the stream: keep the latest (metrics.c). */
-  s->loss_seen = ngtcp2_conn_get_stream_loss_count(conn->q, s->id);
+  s->loss_seen = ngtcp2_conn_get_stream_loss_count(conn->ngconn, s->id);
   /* Free chunks wholly acknowledged — the writer's too: acknowledged
    * means sent, so the writer moves past it. An idle stream (an HTTP/3
    * control stream after SETTINGS) then holds no buffer at all. */
@@ -660,7 +661,7 @@ static int usable(uvq_conn *conn) {
 /* A stream has a send side unless it is the peer's unidirectional one. */
 static int has_send_side(uvq_conn *conn, const uvq_stream *s) {
   return ngtcp2_is_bidi_stream(s->id) ||
-         ngtcp2_conn_is_local_stream(conn->q, s->id);
+         ngtcp2_conn_is_local_stream(conn->ngconn, s->id);
 }
 
 /* Finds a stream the API may act on; 0 or a UVQ_ERR_*. */
@@ -773,7 +774,7 @@ int uvq_stream_reset(uvq_conn *conn, int64_t stream_id, uint64_t app_error) {
   if (rv != 0) {
     return rv;
   }
-  rv = ngtcp2_conn_shutdown_stream_write(conn->q, 0, stream_id, app_error);
+  rv = ngtcp2_conn_shutdown_stream_write(conn->ngconn, 0, stream_id, app_error);
   if (rv != 0) {
     return shutdown_error(rv);
   }
@@ -792,7 +793,7 @@ int uvq_stream_stop_sending(uvq_conn *conn, int64_t stream_id,
   if (rv != 0) {
     return rv;
   }
-  rv = ngtcp2_conn_shutdown_stream_read(conn->q, 0, stream_id, app_error);
+  rv = ngtcp2_conn_shutdown_stream_read(conn->ngconn, 0, stream_id, app_error);
   if (rv != 0) {
     return shutdown_error(rv);
   }
