@@ -598,11 +598,13 @@ static void test_endpoint_idle_timeout(void **state) {
 static size_t check_cids_match(uvq_endpoint *ep, uvq_conn *conn,
                                ngtcp2_cid *out) {
   size_t n = ngtcp2_conn_get_scid(conn->ngconn, NULL);
-  size_t extra = (size_t)conn->client_dcid_mapped + (size_t)conn->odcid_mapped;
+  size_t extra =
+      (size_t)((conn->flags & UVQ_CONN_FLAG_CLIENT_DCID_MAPPED) != 0) +
+      (size_t)((conn->flags & UVQ_CONN_FLAG_ODCID_MAPPED) != 0);
   assert_true(n <= 32);
   assert_int_equal(ngtcp2_conn_get_scid(conn->ngconn, out), n);
   assert_int_equal(uvq_cid_map_size(&ep->cids), n + extra);
-  if (conn->client_dcid_mapped) {
+  if (conn->flags & UVQ_CONN_FLAG_CLIENT_DCID_MAPPED) {
     assert_ptr_equal(uvq_cid_map_find_cid(&ep->cids, &conn->client_dcid), conn);
   }
   for (size_t i = 0; i < n; i++) {

@@ -221,19 +221,19 @@ void uvq_acceptor_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
     uvq_ep_drop(ep, UVQ_DROP_ACCEPT_FAILED);
     return;
   }
-  conn->address_validated = validated;
-  conn->via_retry = retry_scid != NULL;
+  uvq_conn_flag_put(conn, UVQ_CONN_FLAG_ADDRESS_VALIDATED, validated);
+  uvq_conn_flag_put(conn, UVQ_CONN_FLAG_VIA_RETRY, retry_scid != NULL);
   /* The map holds, while the handshake runs, the DCID this Initial used
    * (the Retry SCID after a Retry) and the client's original DCID, so
    * retransmitted Initials reach this connection. */
   conn->client_dcid = hd.dcid;
   if (uvq_cid_map_insert_cid(&ep->cids, &hd.dcid, conn) == 0) {
-    conn->client_dcid_mapped = 1;
+    conn->flags |= UVQ_CONN_FLAG_CLIENT_DCID_MAPPED;
   }
   if (retry_scid && uvq_cid_map_insert_cid(&ep->cids, &odcid, conn) == 0) {
-    conn->odcid_mapped = 1;
+    conn->flags |= UVQ_CONN_FLAG_ODCID_MAPPED;
   }
-  if (!conn->client_dcid_mapped) {
+  if (!(conn->flags & UVQ_CONN_FLAG_CLIENT_DCID_MAPPED)) {
     /* Another connection owns that DCID already: a collision we cannot
      * route around. Refuse rather than misroute. */
     uvq_conn_del(conn);
@@ -247,6 +247,6 @@ void uvq_acceptor_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
   }
   ep->stats.initials_accepted++;
   ep->stats.handshakes_in_flight++;
-  conn->counted_in_flight = 1;
+  conn->flags |= UVQ_CONN_FLAG_COUNTED_IN_FLIGHT;
   uvq_conn_recv(conn, path, ecn, data, len, now);
 }

@@ -87,7 +87,7 @@ static int cb_get_new_connection_id(ngtcp2_conn *q, ngtcp2_cid *cid,
     rv = uvq_cid_map_insert_cid(&ep->cids, cid, conn);
   }
   if (rv != 0) {
-    conn->nomem = rv == UVQ_ERR_NOMEM;
+    uvq_conn_flag_put(conn, UVQ_CONN_FLAG_NOMEM, rv == UVQ_ERR_NOMEM);
     return NGTCP2_ERR_CALLBACK_FAILURE;
   }
   conn->last_new_cid = *cid;
@@ -119,7 +119,8 @@ static int run_on_accept(uvq_conn *conn) {
   void *ud = NULL;
   int rv;
 
-  if (conn->accepted || conn->refused || !conn->is_server) {
+  if ((conn->flags & UVQ_CONN_FLAG_ACCEPTED) ||
+      (conn->flags & UVQ_CONN_FLAG_REFUSED) || !conn->is_server) {
     return 0;
   }
   memset(&info, 0, sizeof(info));
@@ -134,24 +135,26 @@ static int run_on_accept(uvq_conn *conn) {
    * ClientHello. */
   info.version = ngtcp2_conn_get_negotiated_version(conn->ngconn);
   info.path = &conn->path;
-  info.address_validated = conn->address_validated;
+  info.address_validated =
+      ((conn->flags & UVQ_CONN_FLAG_ADDRESS_VALIDATED) != 0);
   /* The ClientHello is processed: whether its PSK and its early data were
    * accepted is settled (the anti-replay check included). */
-  conn->resumed = gnutls_session_is_resumed(conn->tls) != 0;
+  uvq_conn_flag_put(conn, UVQ_CONN_FLAG_RESUMED,
+                    gnutls_session_is_resumed(conn->tls) != 0);
   if (gnutls_session_get_flags(conn->tls) & GNUTLS_SFLAGS_EARLY_DATA) {
     conn->early_data = UVQ_EARLY_DATA_ACCEPTED;
   }
-  info.resumed = conn->resumed;
+  info.resumed = ((conn->flags & UVQ_CONN_FLAG_RESUMED) != 0);
   info.early_data = conn->early_data == UVQ_EARLY_DATA_ACCEPTED;
   rv = ep->cfg.on_accept(ep, conn, &info, &cb, &ud, ep->cfg.user_data);
   if (rv != 0 || !uvq_app_callbacks_ok(cb)) {
-    conn->refused = 1;
+    conn->flags |= UVQ_CONN_FLAG_REFUSED;
     ep->stats.initials_refused++;
     return NGTCP2_ERR_CALLBACK_FAILURE;
   }
   conn->cb = cb;
   conn->user_data = ud;
-  conn->accepted = 1;
+  conn->flags |= UVQ_CONN_FLAG_ACCEPTED;
   uvq_metrics_conn_accepted(conn, &info);
   return 0;
 }
@@ -182,7 +185,7 @@ static int cb_recv_tx_key(ngtcp2_conn *q, ngtcp2_encryption_level level,
 
   if (conn->is_server && level == NGTCP2_ENCRYPTION_LEVEL_HANDSHAKE &&
       ngtcp2_conn_encode_local_transport_params(q, buf, sizeof(buf)) < 0) {
-    conn->tp_too_large = 1;
+    conn->flags |= UVQ_CONN_FLAG_TP_TOO_LARGE;
     return NGTCP2_ERR_CALLBACK_FAILURE;
   }
   return run_on_accept(conn);
@@ -221,7 +224,7 @@ static int cb_handshake_completed(ngtcp2_conn *q, void *user_data) {
     ngtcp2_conn_set_tls_alert(q, 120);
     return NGTCP2_ERR_CALLBACK_FAILURE;
   }
-  conn->handshake_completed = 1;
+  conn->flags |= UVQ_CONN_FLAG_HANDSHAKE_COMPLETED;
   conn->stage = UVQ_STAGE_RUNNING;
   uvq_budget_idle_update(conn);
   if (!conn->is_server && conn->early_data == UVQ_EARLY_DATA_ATTEMPTED &&
@@ -244,9 +247,9 @@ static int cb_handshake_completed(ngtcp2_conn *q, void *user_data) {
    * ends: a late or duplicated copy of the client's first Initial then
    * reaches this connection (whose Initial keys are gone, so ngtcp2 drops
    * it) instead of creating a second, ghost connection in the acceptor. */
-  conn->established_pending = 1;
-  if (conn->counted_in_flight) {
-    conn->counted_in_flight = 0;
+  conn->flags |= UVQ_CONN_FLAG_ESTABLISHED_PENDING;
+  if (conn->flags & UVQ_CONN_FLAG_COUNTED_IN_FLIGHT) {
+    conn->flags &= ~UVQ_CONN_FLAG_COUNTED_IN_FLIGHT;
     conn->ep->stats.handshakes_in_flight--;
   }
   uvq_sources_handshake_done(conn);
@@ -256,7 +259,7 @@ static int cb_handshake_completed(ngtcp2_conn *q, void *user_data) {
 static int cb_handshake_confirmed(ngtcp2_conn *q, void *user_data) {
   uvq_conn *conn = conn_of(user_data);
   (void)q;
-  conn->handshake_confirmed = 1;
+  conn->flags |= UVQ_CONN_FLAG_HANDSHAKE_CONFIRMED;
   /* The client no longer sends Initials: forget their DCIDs. */
   uvq_conn_unmap_handshake_cids(conn);
   return 0;
@@ -264,7 +267,7 @@ static int cb_handshake_confirmed(ngtcp2_conn *q, void *user_data) {
 
 static int app_failed(uvq_conn *conn, int rv) {
   if (rv != 0) {
-    conn->callback_failed = 1;
+    conn->flags |= UVQ_CONN_FLAG_CALLBACK_FAILED;
     return NGTCP2_ERR_CALLBACK_FAILURE;
   }
   return 0;
@@ -277,7 +280,7 @@ static int cb_stream_open(ngtcp2_conn *q, int64_t stream_id, void *user_data) {
 
   rv = uvq_stream_create(conn, stream_id, NULL, &s);
   if (rv != 0) {
-    conn->nomem = rv == UVQ_ERR_NOMEM;
+    uvq_conn_flag_put(conn, UVQ_CONN_FLAG_NOMEM, rv == UVQ_ERR_NOMEM);
     return NGTCP2_ERR_CALLBACK_FAILURE;
   }
   ngtcp2_conn_set_stream_user_data(q, stream_id, s);
@@ -304,7 +307,8 @@ static int cb_recv_stream_data(ngtcp2_conn *q, uint32_t flags,
 
   (void)offset;
   if (s && !s->stop_reading && conn->cb && conn->cb->on_stream_data &&
-      conn->stage < UVQ_STAGE_CLOSING && !conn->close_requested) {
+      conn->stage < UVQ_STAGE_CLOSING &&
+      !(conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED)) {
     rv = conn->cb->on_stream_data(conn, stream_id, data, datalen, fin,
                                   conn->user_data, s->user_data);
   }
@@ -358,7 +362,8 @@ static int cb_stream_close(ngtcp2_conn *q, uint32_t flags, int64_t stream_id,
   if (!(flags & NGTCP2_STREAM_CLOSE_FLAG_APP_ERROR_CODE_SET)) {
     s->fin_acked = 1; /* closed without a reset: all data and FIN acked */
   }
-  if (conn->cb && conn->cb->on_stream_closed && !conn->closed_fired) {
+  if (conn->cb && conn->cb->on_stream_closed &&
+      !(conn->flags & UVQ_CONN_FLAG_CLOSED_FIRED)) {
     conn->cb->on_stream_closed(conn, stream_id, app_error_code, conn->user_data,
                                s->user_data);
   }
@@ -400,7 +405,7 @@ static int cb_extend_max_local_streams(ngtcp2_conn *q, uint64_t max_streams,
   uvq_conn *conn = conn_of(user_data);
   (void)q;
   (void)max_streams;
-  conn->streams_available_pending = 1;
+  conn->flags |= UVQ_CONN_FLAG_STREAMS_AVAILABLE_PENDING;
   return 0;
 }
 
@@ -519,7 +524,8 @@ static int cb_recv_datagram(ngtcp2_conn *q, uint32_t flags, const uint8_t *data,
   (void)q;
   (void)flags;
   conn->ep->stats.datagrams_app_received++;
-  if (conn->cb && conn->cb->on_datagram && !conn->close_requested) {
+  if (conn->cb && conn->cb->on_datagram &&
+      !(conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED)) {
     return app_failed(
         conn, conn->cb->on_datagram(conn, data, datalen, conn->user_data));
   }
@@ -529,7 +535,8 @@ static int cb_recv_datagram(ngtcp2_conn *q, uint32_t flags, const uint8_t *data,
 static int cb_ack_datagram(ngtcp2_conn *q, uint64_t dgram_id, void *user_data) {
   uvq_conn *conn = conn_of(user_data);
   (void)q;
-  if (conn->cb && conn->cb->on_datagram_acked && !conn->close_requested) {
+  if (conn->cb && conn->cb->on_datagram_acked &&
+      !(conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED)) {
     return app_failed(
         conn, conn->cb->on_datagram_acked(conn, dgram_id, conn->user_data));
   }
@@ -540,7 +547,8 @@ static int cb_lost_datagram(ngtcp2_conn *q, uint64_t dgram_id,
                             void *user_data) {
   uvq_conn *conn = conn_of(user_data);
   (void)q;
-  if (conn->cb && conn->cb->on_datagram_lost && !conn->close_requested) {
+  if (conn->cb && conn->cb->on_datagram_lost &&
+      !(conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED)) {
     return app_failed(
         conn, conn->cb->on_datagram_lost(conn, dgram_id, conn->user_data));
   }
@@ -588,7 +596,7 @@ static int cb_recv_crypto_data(ngtcp2_conn *q,
   if (rv == 0 && !conn->is_server &&
       crypto_level == NGTCP2_ENCRYPTION_LEVEL_1RTT &&
       (gnutls_session_get_flags(conn->tls) & GNUTLS_SFLAGS_SESSION_TICKET)) {
-    conn->ticket_pending = 1;
+    conn->flags |= UVQ_CONN_FLAG_TICKET_PENDING;
   }
   return rv;
 }
@@ -609,7 +617,7 @@ static int cb_decrypt(uint8_t *dest, const ngtcp2_crypto_aead *aead,
       ngtcp2_crypto_decrypt_cb(dest, aead, aead_ctx, ciphertext, ciphertextlen,
                                nonce, noncelen, aad, aadlen);
   if (rv == 0 && tl_reading) {
-    tl_reading->rx_auth = 1;
+    tl_reading->flags |= UVQ_CONN_FLAG_RX_AUTH;
   }
   return rv;
 }
@@ -871,7 +879,7 @@ static void drop_early_streams(uvq_conn *conn) {
   uvq_stream_table *t = &conn->streams;
 
   conn->early_data = UVQ_EARLY_DATA_REJECTED;
-  conn->early_rejected_pending = 1;
+  conn->flags |= UVQ_CONN_FLAG_EARLY_REJECTED_PENDING;
   while (t->len > 0) {
     uvq_stream *s = NULL;
     for (size_t i = 0; i < t->cap && s == NULL; i++) {
@@ -947,13 +955,13 @@ static int conn_restart_version(uvq_conn *conn, uvq_tstamp now) {
 
 void uvq_conn_unmap_handshake_cids(uvq_conn *conn) {
   uvq_endpoint *ep = conn->ep;
-  if (conn->client_dcid_mapped) {
+  if (conn->flags & UVQ_CONN_FLAG_CLIENT_DCID_MAPPED) {
     uvq_cid_map_erase_cid(&ep->cids, &conn->client_dcid);
-    conn->client_dcid_mapped = 0;
+    conn->flags &= ~UVQ_CONN_FLAG_CLIENT_DCID_MAPPED;
   }
-  if (conn->odcid_mapped) {
+  if (conn->flags & UVQ_CONN_FLAG_ODCID_MAPPED) {
     uvq_cid_map_erase_cid(&ep->cids, &conn->odcid);
-    conn->odcid_mapped = 0;
+    conn->flags &= ~UVQ_CONN_FLAG_ODCID_MAPPED;
   }
 }
 
@@ -963,12 +971,13 @@ void uvq_conn_del(uvq_conn *conn) {
   ngtcp2_cid *all = scids;
   size_t n;
 
-  if (conn->closed_pending && !conn->closed_fired && conn->cb &&
+  if ((conn->flags & UVQ_CONN_FLAG_CLOSED_PENDING) &&
+      !(conn->flags & UVQ_CONN_FLAG_CLOSED_FIRED) && conn->cb &&
       conn->cb->on_closed) {
-    conn->closed_fired = 1;
+    conn->flags |= UVQ_CONN_FLAG_CLOSED_FIRED;
     conn->cb->on_closed(conn, &conn->ci, conn->user_data);
   }
-  if (conn->counted_in_flight) {
+  if (conn->flags & UVQ_CONN_FLAG_COUNTED_IN_FLIGHT) {
     ep->stats.handshakes_in_flight--;
   }
   uvq_sources_remove(conn);
@@ -1038,34 +1047,35 @@ void uvq_conn_del(uvq_conn *conn) {
  * ngtcp2 returns, so the application may call back into the library. */
 void uvq_conn_run_deferred(uvq_conn *conn) {
   int rv;
-  if (conn->stage >= UVQ_STAGE_CLOSING || conn->close_requested ||
-      conn->cb == NULL) {
+  if (conn->stage >= UVQ_STAGE_CLOSING ||
+      (conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED) || conn->cb == NULL) {
     return;
   }
-  if (conn->early_rejected_pending) {
-    conn->early_rejected_pending = 0;
+  if (conn->flags & UVQ_CONN_FLAG_EARLY_REJECTED_PENDING) {
+    conn->flags &= ~UVQ_CONN_FLAG_EARLY_REJECTED_PENDING;
     if (conn->cb->on_early_data_rejected) {
       rv = conn->cb->on_early_data_rejected(conn, conn->user_data);
       if (rv != 0) {
-        conn->callback_failed = 1;
+        conn->flags |= UVQ_CONN_FLAG_CALLBACK_FAILED;
         return;
       }
     }
   }
-  if (conn->established_pending) {
-    conn->established_pending = 0;
+  if (conn->flags & UVQ_CONN_FLAG_ESTABLISHED_PENDING) {
+    conn->flags &= ~UVQ_CONN_FLAG_ESTABLISHED_PENDING;
     if (conn->cb->on_established) {
       rv = conn->cb->on_established(conn, conn->user_data);
       if (rv != 0) {
-        conn->callback_failed = 1;
+        conn->flags |= UVQ_CONN_FLAG_CALLBACK_FAILED;
         return;
       }
     }
   }
-  if (conn->ticket_pending && conn->handshake_completed) {
+  if ((conn->flags & UVQ_CONN_FLAG_TICKET_PENDING) &&
+      (conn->flags & UVQ_CONN_FLAG_HANDSHAKE_COMPLETED)) {
     uint8_t *blob;
     size_t bloblen;
-    conn->ticket_pending = 0;
+    conn->flags &= ~UVQ_CONN_FLAG_TICKET_PENDING;
     /* A ticket that cannot be packed costs the next connection its
      * resumption, not this connection. */
     if (conn->cb->on_session_ticket &&
@@ -1074,17 +1084,18 @@ void uvq_conn_run_deferred(uvq_conn *conn) {
       gnutls_memset(blob, 0, bloblen);
       uvq_free(conn->ep->mem, blob);
       if (rv != 0) {
-        conn->callback_failed = 1;
+        conn->flags |= UVQ_CONN_FLAG_CALLBACK_FAILED;
         return;
       }
     }
   }
-  if (conn->streams_available_pending && conn->handshake_completed) {
-    conn->streams_available_pending = 0;
+  if ((conn->flags & UVQ_CONN_FLAG_STREAMS_AVAILABLE_PENDING) &&
+      (conn->flags & UVQ_CONN_FLAG_HANDSHAKE_COMPLETED)) {
+    conn->flags &= ~UVQ_CONN_FLAG_STREAMS_AVAILABLE_PENDING;
     if (conn->cb->on_streams_available) {
       rv = conn->cb->on_streams_available(conn, conn->user_data);
       if (rv != 0) {
-        conn->callback_failed = 1;
+        conn->flags |= UVQ_CONN_FLAG_CALLBACK_FAILED;
         return;
       }
     }
@@ -1107,7 +1118,7 @@ void uvq_conn_run_deferred(uvq_conn *conn) {
       rv = conn->cb->on_stream_writable(conn, s->id, conn->user_data,
                                         s->user_data);
       if (rv != 0) {
-        conn->callback_failed = 1;
+        conn->flags |= UVQ_CONN_FLAG_CALLBACK_FAILED;
         return;
       }
     }
@@ -1142,7 +1153,8 @@ static void after_ngtcp2(uvq_conn *conn, int rv, uvq_tstamp now, int batched) {
   }
   if (rv == 0) {
     uvq_conn_run_deferred(conn);
-    if (conn->callback_failed && conn->stage < UVQ_STAGE_CLOSING) {
+    if ((conn->flags & UVQ_CONN_FLAG_CALLBACK_FAILED) &&
+        conn->stage < UVQ_STAGE_CLOSING) {
       uvq_stage_fail(conn, NGTCP2_ERR_CALLBACK_FAILURE, now);
     }
   } else {
@@ -1178,7 +1190,7 @@ static void after_ngtcp2(uvq_conn *conn, int rv, uvq_tstamp now, int batched) {
   }
   uvq_ep_mark(conn->ep, conn);
   if (batched && rv == 0 && conn->stage < UVQ_STAGE_CLOSING) {
-    conn->timer_stale = 1;
+    conn->flags |= UVQ_CONN_FLAG_TIMER_STALE;
   } else {
     uvq_ep_timer_update(conn->ep, conn);
   }
@@ -1223,29 +1235,29 @@ void uvq_conn_recv(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
   default:
     break;
   }
-  if (conn->close_requested) {
+  if (conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED) {
     /* The close goes out at the next flush; nothing more is read. */
     uvq_ep_drop(conn->ep, UVQ_DROP_DRAINING);
     return;
   }
-  if (conn->rebind_pending) {
+  if (conn->flags & UVQ_CONN_FLAG_REBIND_PENDING) {
     if (uvq_addr_eq(&path->local, &conn->rebind_old_local)) {
       rebound.local = conn->path.local;
       rebound.remote = path->remote;
       path = &rebound;
     } else if (uvq_addr_eq(&path->local, &conn->path.local)) {
-      conn->rebind_pending = 0;
+      conn->flags &= ~UVQ_CONN_FLAG_REBIND_PENDING;
     }
   }
   uvq_conn_to_ngtcp2_path(&npath, path);
   memset(&pi, 0, sizeof(pi));
   pi.ecn = ecn;
-  conn->rx_auth = 0;
+  conn->flags &= ~UVQ_CONN_FLAG_RX_AUTH;
   tl_reading = conn;
   rv = ngtcp2_conn_read_pkt(conn->ngconn, &npath, &pi, data, len, now);
   tl_reading = NULL;
   uvq_metrics_conn_read(conn, now);
-  used = rv == 0 && conn->rx_auth;
+  used = rv == 0 && (conn->flags & UVQ_CONN_FLAG_RX_AUTH);
   if (rv == 0) {
     retry_blocked_streams(conn);
   }
@@ -1308,9 +1320,10 @@ void uvq_conn_handle_expiry(uvq_conn *conn, uvq_tstamp now) {
   }
   if (conn->app_deadline <= now) {
     conn->app_deadline = UVQ_TSTAMP_MAX;
-    if (conn->cb && conn->cb->on_timer && !conn->close_requested &&
+    if (conn->cb && conn->cb->on_timer &&
+        !(conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED) &&
         conn->cb->on_timer(conn, conn->user_data) != 0) {
-      conn->callback_failed = 1;
+      conn->flags |= UVQ_CONN_FLAG_CALLBACK_FAILED;
     }
   }
   rv = 0;
@@ -1340,9 +1353,10 @@ void uvq_conn_get_info(uvq_conn *conn, uvq_conn_info *info) {
   info->version = ngtcp2_conn_get_negotiated_version(conn->ngconn);
   uvq_conn_sync_path(conn); /* not yet done for this receive batch */
   info->path = &conn->path;
-  info->address_validated = conn->address_validated;
+  info->address_validated =
+      ((conn->flags & UVQ_CONN_FLAG_ADDRESS_VALIDATED) != 0);
   info->stage = conn->stage;
-  info->resumed = conn->is_server ? conn->resumed
+  info->resumed = conn->is_server ? ((conn->flags & UVQ_CONN_FLAG_RESUMED) != 0)
                                   : gnutls_session_is_resumed(conn->tls) != 0;
   info->early_data = conn->early_data;
   ngtcp2_conn_get_conn_info(conn->ngconn, &cs);
@@ -1352,9 +1366,9 @@ void uvq_conn_get_info(uvq_conn *conn, uvq_conn_info *info) {
   info->bytes_in_flight = cs.bytes_in_flight;
   info->odcid = conn->odcid.data;
   info->odcidlen = conn->odcid.datalen;
-  info->retry = conn->is_server ? conn->via_retry
+  info->retry = conn->is_server ? ((conn->flags & UVQ_CONN_FLAG_VIA_RETRY) != 0)
                                 : ngtcp2_conn_after_retry(conn->ngconn) != 0;
-  if (conn->handshake_completed) {
+  if (conn->flags & UVQ_CONN_FLAG_HANDSHAKE_COMPLETED) {
     info->cipher = gnutls_cipher_get_name(gnutls_cipher_get(conn->tls));
   }
 }
@@ -1375,7 +1389,8 @@ int uvq_conn_close(uvq_conn *conn, uint64_t app_error, const char *reason) {
   if (conn == NULL) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  if (conn->close_requested || conn->stage >= UVQ_STAGE_CLOSING) {
+  if ((conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED) ||
+      conn->stage >= UVQ_STAGE_CLOSING) {
     return 0;
   }
   if (reason && reason[0]) {
@@ -1389,7 +1404,7 @@ int uvq_conn_close(uvq_conn *conn, uint64_t app_error, const char *reason) {
     }
     conn->close_reasonlen = len;
   }
-  conn->close_requested = 1;
+  conn->flags |= UVQ_CONN_FLAG_CLOSE_REQUESTED;
   conn->close_app_error = app_error;
   uvq_ep_mark(conn->ep, conn);
   return 0;
@@ -1403,7 +1418,7 @@ int uvq_conn_close(uvq_conn *conn, uint64_t app_error, const char *reason) {
 size_t uvq_conn_get_max_datagram_size(uvq_conn *conn) {
   const ngtcp2_transport_params *rp;
   uint64_t frame_max;
-  if (conn == NULL || !conn->handshake_completed ||
+  if (conn == NULL || !(conn->flags & UVQ_CONN_FLAG_HANDSHAKE_COMPLETED) ||
       conn->stage >= UVQ_STAGE_CLOSING) {
     return 0;
   }
@@ -1424,7 +1439,8 @@ int uvq_conn_send_datagram(uvq_conn *conn, const uint8_t *data, size_t len,
   if (conn == NULL || (data == NULL && len > 0)) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  if (conn->close_requested || conn->stage >= UVQ_STAGE_CLOSING) {
+  if ((conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED) ||
+      conn->stage >= UVQ_STAGE_CLOSING) {
     return UVQ_ERR_CLOSED;
   }
   max = uvq_conn_get_max_datagram_size(conn);
@@ -1471,7 +1487,8 @@ int uvq_conn_migrate(uvq_conn *conn, const uvq_addr *new_local,
       new_local->len == 0 || new_local->len > sizeof(new_local->ss)) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  if (conn->close_requested || conn->stage >= UVQ_STAGE_CLOSING) {
+  if ((conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED) ||
+      conn->stage >= UVQ_STAGE_CLOSING) {
     return UVQ_ERR_CLOSED;
   }
   uvq_conn_sync_path(conn);
@@ -1486,7 +1503,7 @@ int uvq_conn_migrate(uvq_conn *conn, const uvq_addr *new_local,
   if (nat_rebinding_style) {
     /* What a NAT rebinding looks like from the server: same CID, a new
      * address. The server validates the path; we just move. */
-    if (!conn->handshake_confirmed) {
+    if (!(conn->flags & UVQ_CONN_FLAG_HANDSHAKE_CONFIRMED)) {
       return UVQ_ERR_INVALID_STATE;
     }
     ngtcp2_conn_set_local_addr(conn->ngconn, &npath.local);
@@ -1495,7 +1512,7 @@ int uvq_conn_migrate(uvq_conn *conn, const uvq_addr *new_local,
      * reach the old address: take those as received on the new one, so
      * our ACKs leave from it (uvq_conn_recv). */
     conn->rebind_old_local = conn->path.local;
-    conn->rebind_pending = 1;
+    conn->flags |= UVQ_CONN_FLAG_REBIND_PENDING;
   } else {
     /* ngtcp2 copies the path; the old one stays current until the peer
      * answers the PATH_CHALLENGE. */
@@ -1525,7 +1542,8 @@ int uvq_conn_update_key(uvq_conn *conn, uvq_tstamp now) {
   if (conn == NULL) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  if (conn->close_requested || conn->stage >= UVQ_STAGE_CLOSING) {
+  if ((conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED) ||
+      conn->stage >= UVQ_STAGE_CLOSING) {
     return UVQ_ERR_CLOSED;
   }
   rv = ngtcp2_conn_initiate_key_update(conn->ngconn, uvq_ep_now(conn->ep, now));
@@ -1545,7 +1563,8 @@ int uvq_conn_open_stream(uvq_conn *conn, int bidi, int64_t *pstream_id,
   if (conn == NULL || pstream_id == NULL) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  if (conn->close_requested || conn->stage >= UVQ_STAGE_CLOSING) {
+  if ((conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED) ||
+      conn->stage >= UVQ_STAGE_CLOSING) {
     return UVQ_ERR_CLOSED;
   }
   /* Before the handshake completes: a client only for 0-RTT (ngtcp2 has
@@ -1553,8 +1572,8 @@ int uvq_conn_open_stream(uvq_conn *conn, int bidi, int64_t *pstream_id,
    * ClientHello is processed (it knows the client's limits), so it can
    * answer 0-RTT requests in 0.5-RTT data — an HTTP/3 server needs its
    * control and QPACK streams for that. */
-  if (!conn->handshake_completed &&
-      !(conn->is_server ? conn->accepted
+  if (!(conn->flags & UVQ_CONN_FLAG_HANDSHAKE_COMPLETED) &&
+      !(conn->is_server ? ((conn->flags & UVQ_CONN_FLAG_ACCEPTED) != 0)
                         : conn->early_data == UVQ_EARLY_DATA_ATTEMPTED)) {
     return UVQ_ERR_INVALID_STATE;
   }

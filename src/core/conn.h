@@ -35,6 +35,82 @@ typedef struct uvq_dgram {
   uint8_t data[];
 } uvq_dgram;
 
+/* uvq_conn.flags: what happened to a connection and what is due, beside
+ * its stage. Test with conn->flags & F, set with |=, clear with &= ~F. */
+/* On the endpoint's marked list (uvq_ep_mark). */
+#define UVQ_CONN_FLAG_MARKED (1u << 0)
+/* Packets were read since the timer was last set (the connection
+ * is marked): uvq_ep_refresh_timers sets it before expiries are used. */
+#define UVQ_CONN_FLAG_TIMER_STALE (1u << 1)
+/* Server: client_dcid is in the endpoint's CID map. */
+#define UVQ_CONN_FLAG_CLIENT_DCID_MAPPED (1u << 2)
+/* Server: odcid is in the endpoint's CID map. */
+#define UVQ_CONN_FLAG_ODCID_MAPPED (1u << 3)
+/* One of our ngtcp2 callbacks failed to allocate. */
+#define UVQ_CONN_FLAG_NOMEM (1u << 4)
+/* Server: the client's address is validated (a token). */
+#define UVQ_CONN_FLAG_ADDRESS_VALIDATED (1u << 5)
+/* Server: accepted on a Retry token. */
+#define UVQ_CONN_FLAG_VIA_RETRY (1u << 6)
+/* On_accept ran and accepted. */
+#define UVQ_CONN_FLAG_ACCEPTED (1u << 7)
+/* On_accept refused. */
+#define UVQ_CONN_FLAG_REFUSED (1u << 8)
+/* The handshake completed. */
+#define UVQ_CONN_FLAG_HANDSHAKE_COMPLETED (1u << 9)
+/* Client: HANDSHAKE_DONE arrived. */
+#define UVQ_CONN_FLAG_HANDSHAKE_CONFIRMED (1u << 10)
+/* Client, after a NAT-rebinding-style uvq_conn_migrate: packets
+ * that still arrive on the old local address (rebind_old_local) are read
+ * as if on the new one (and answered from it), until one arrives on the
+ * new one. */
+#define UVQ_CONN_FLAG_REBIND_PENDING (1u << 11)
+/* On_established to fire after read. */
+#define UVQ_CONN_FLAG_ESTABLISHED_PENDING (1u << 12)
+/* On_streams_available to fire after read. */
+#define UVQ_CONN_FLAG_STREAMS_AVAILABLE_PENDING (1u << 13)
+/* An app callback returned an error. */
+#define UVQ_CONN_FLAG_CALLBACK_FAILED (1u << 14)
+/* Server: its transport parameters do not fit what
+ * ngtcp2_crypto_gnutls encodes them into (cb_recv_tx_key). */
+#define UVQ_CONN_FLAG_TP_TOO_LARGE (1u << 15)
+/* Counted in stats.handshakes_in_flight. */
+#define UVQ_CONN_FLAG_COUNTED_IN_FLIGHT (1u << 16)
+/* Server: still counted as a handshake by its source
+ * (sources.c). */
+#define UVQ_CONN_FLAG_SOURCE_IN_HANDSHAKE (1u << 17)
+/* A packet of the datagram being read decrypted. */
+#define UVQ_CONN_FLAG_RX_AUTH (1u << 18)
+/* A stream write came back short for the connection's send
+ * budget (stream.c). */
+#define UVQ_CONN_FLAG_BUDGET_WAITERS (1u << 19)
+/* On ep->send_waiters, waiting for the endpoint's send budget. */
+#define UVQ_CONN_FLAG_EP_SEND_WAITING (1u << 20)
+/* On ep->recv_waiters: credit owed for the endpoint's receive
+ * budget. */
+#define UVQ_CONN_FLAG_EP_RECV_WAITING (1u << 21)
+/* Server, established, no bidirectional stream open: on ep's
+ * idle list since idle_since, an eviction candidate (budget.c). */
+#define UVQ_CONN_FLAG_IN_IDLE (1u << 22)
+/* The application asked to close (close_app_error). */
+#define UVQ_CONN_FLAG_CLOSE_REQUESTED (1u << 23)
+/* The close packet goes to close_to (the path the peer's last
+ * datagram came from, for a path we could not validate), not the
+ * current one. */
+#define UVQ_CONN_FLAG_CLOSE_TO_SET (1u << 24)
+/* Closing: send the cached close packet at the next write. */
+#define UVQ_CONN_FLAG_CLOSE_RESEND (1u << 25)
+/* On_closed due at the next flush. */
+#define UVQ_CONN_FLAG_CLOSED_PENDING (1u << 26)
+/* On_closed has fired. */
+#define UVQ_CONN_FLAG_CLOSED_FIRED (1u << 27)
+/* Server: the session resumed (from on_accept on). */
+#define UVQ_CONN_FLAG_RESUMED (1u << 28)
+/* Client: a NewSessionTicket arrived. */
+#define UVQ_CONN_FLAG_TICKET_PENDING (1u << 29)
+/* Client: on_early_data_rejected due. */
+#define UVQ_CONN_FLAG_EARLY_REJECTED_PENDING (1u << 30)
+
 struct uvq_conn {
   /* Must be first: the GnuTLS session pointer points here. */
   ngtcp2_crypto_conn_ref ref;
@@ -43,33 +119,26 @@ struct uvq_conn {
   gnutls_session_t tls;
   const uvq_app_callbacks *cb;
   void *user_data;
+  /* A connection's state: its stage and the UVQ_CONN_FLAG_* bits. */
   uvq_stage stage;
+  uint32_t flags;
   int is_server;
   uvq_path path;
 
   /* Endpoint bookkeeping. */
   uvq_conn *prev, *next; /* ep->conns */
   uvq_conn *marked_next; /* ep->marked list */
-  int marked;            /* on ep->marked_head: uvq_ep_mark */
   size_t heap_idx;       /* index in ep->heap, or SIZE_MAX */
-  /* Packets were read since the timer was last set (the connection is
-   * marked): uvq_ep_refresh_timers sets it before expiries are used. */
-  int timer_stale;
   uvq_tstamp expiry;
 
   /* Handshake-time CID map entries (server). */
   ngtcp2_cid odcid;       /* client's first DCID (both sides) */
   ngtcp2_cid client_dcid; /* DCID of the Initial we accepted on */
-  int client_dcid_mapped;
-  int odcid_mapped;
   /* The CID the last get_new_connection_id call mapped: ngtcp2 may fail
    * (NOMEM) after the callback and never record it (1.11:
    * conn_enqueue_new_connection_id allocates the scid after the call), so
    * uvq_conn_del unmaps it itself. */
   ngtcp2_cid last_new_cid;
-  int nomem; /* one of our ngtcp2 callbacks failed to allocate */
-  int address_validated;
-  int via_retry; /* server: accepted on a Retry token */
   /* The version of the client's first Initial (after Version Negotiation,
    * of the new attempt's): what tickets and tokens are bound to. */
   uint32_t first_version;
@@ -77,28 +146,9 @@ struct uvq_conn {
    * leads to (cb_recv_version_negotiation; 0: none in common), acted on
    * when ngtcp2 returns. */
   uint32_t vn_version;
-  int accepted; /* on_accept ran and accepted */
-  int refused;  /* on_accept refused */
-  int handshake_completed;
-  int handshake_confirmed; /* client: HANDSHAKE_DONE arrived */
-  /* Client, after a NAT-rebinding-style uvq_conn_migrate: packets that
-   * still arrive on the old local address are read as if on the new one
-   * (and answered from it), until one arrives on the new one. */
-  int rebind_pending;
-  uvq_addr rebind_old_local;
-  int established_pending; /* on_established to fire after read */
-  int streams_available_pending;
-  int callback_failed; /* an app callback returned an error */
-  /* Server: its transport parameters do not fit what ngtcp2_crypto_gnutls
-   * encodes them into (cb_recv_tx_key). */
-  int tp_too_large;
-  int counted_in_flight; /* counted in stats.handshakes_in_flight */
-  /* Server: its source's entry (sources.c), and whether it still counts
-   * there as a handshake. */
-  uvq_source *source;
-  int source_in_handshake;
-  size_t open_bidi; /* bidirectional streams open (stream.c) */
-  int rx_auth;      /* a packet of the datagram being read decrypted */
+  uvq_addr rebind_old_local; /* UVQ_CONN_FLAG_REBIND_PENDING */
+  uvq_source *source;        /* server: its source's entry (sources.c) */
+  size_t open_bidi;          /* bidirectional streams open (stream.c) */
 
   /* Streams. */
   uvq_stream_table streams;
@@ -107,15 +157,13 @@ struct uvq_conn {
   uvq_stream *stop_pending;
   size_t nblocked; /* streams with data_blocked set */
   /* Bytes all streams hold in their send buffers (every chunk not yet
-   * wholly acknowledged: a chunk is memory until its last byte is), and
-   * whether a write came back short for the send budget (stream.c). */
+   * wholly acknowledged: a chunk is memory until its last byte is;
+   * stream.c). */
   uint64_t send_buffered;
-  int budget_waiters;
   size_t budget_scan; /* where the next budget release starts looking */
-  /* Waiting for the endpoint's send budget (ep->send_waiters list), and
-   * the endpoint budget set aside for it when its turn came (in
-   * ep->send_reserved until its writers have had it: uvq_conn_write). */
-  int ep_send_waiting;
+  /* On ep->send_waiters (UVQ_CONN_FLAG_EP_SEND_WAITING), and the endpoint
+   * budget set aside for it when its turn came (in ep->send_reserved until
+   * its writers have had it: uvq_conn_write). */
   uvq_conn *send_wait_next;
   uint64_t ep_grant;
   /* Received bytes the application holds (uvq_conn_recv_hold), and the
@@ -123,11 +171,8 @@ struct uvq_conn {
    * credit owed for the endpoint's budget is on ep->recv_waiters. */
   uint64_t recv_held;
   uint64_t credit_owed;
-  int ep_recv_waiting;
   uvq_conn *recv_wait_next;
-  /* Server, established, no bidirectional stream open: on ep's idle list
-   * (oldest first) since |idle_since|, an eviction candidate. */
-  int in_idle;
+  /* On ep's idle list (UVQ_CONN_FLAG_IN_IDLE), oldest first. */
   uvq_conn *idle_prev, *idle_next;
   uvq_tstamp idle_since;
   uvq_tstamp app_deadline; /* uvq_conn_set_app_timer */
@@ -142,7 +187,6 @@ struct uvq_conn {
   uvq_pending *pending_head, *pending_tail;
 
   /* Closing. */
-  int close_requested;
   uint64_t close_app_error;
   uint8_t *close_reason;
   size_t close_reasonlen;
@@ -150,15 +194,11 @@ struct uvq_conn {
   size_t close_pktlen;
   /* Where it goes: close_to if set (the path the peer's last datagram
    * came from, for a path we could not validate), else the current one. */
-  int close_to_set;
   uvq_path close_to;
-  int close_resend;
   uint64_t closing_rx; /* packets received while closing */
   uvq_tstamp close_deadline;
   uvq_close_info ci;
   uint8_t ci_reason[128];
-  int closed_pending; /* on_closed due at the next flush */
-  int closed_fired;
 
   char sni[256];
   uvq_waker *waker;
@@ -177,10 +217,7 @@ struct uvq_conn {
 
   /* Resumption and 0-RTT (RFC 9001 §4.6). */
   uvq_early_data early_data;
-  int resumed;                /* server: from on_accept on */
-  int ticket_pending;         /* client: a NewSessionTicket arrived */
-  uvq_ticket_scan tickets;    /* client: what the tickets allow */
-  int early_rejected_pending; /* client: on_early_data_rejected due */
+  uvq_ticket_scan tickets; /* client: what the tickets allow */
 
   uvq_conn_metrics metrics; /* counters and bandwidth estimator (metrics.c) */
 
@@ -189,6 +226,15 @@ struct uvq_conn {
   uint8_t reset_macs[UVQ_CONN_MAX_RESET_TOKENS][UVQ_RESET_MACLEN];
   size_t nreset_macs;
 };
+
+/* Sets |flag| of |conn| if |on|, clears it otherwise. */
+static inline void uvq_conn_flag_put(uvq_conn *conn, uint32_t flag, int on) {
+  if (on) {
+    conn->flags |= flag;
+  } else {
+    conn->flags &= ~flag;
+  }
+}
 
 /* conn.c */
 /* Length of the random first DCID a client sends (and picks again when it

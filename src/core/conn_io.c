@@ -285,7 +285,7 @@ static int write_paced(uvq_conn *conn, uvq_tstamp now) {
    * RTT sample, held each side's next flight back ~15 ms — 34 ms per
    * connection on loopback, 3.6 ms without it. Handshake flights stay
    * bounded by the congestion window and the amplification limit. */
-  if (bytes && conn->handshake_completed) {
+  if (bytes && (conn->flags & UVQ_CONN_FLAG_HANDSHAKE_COMPLETED)) {
     ngtcp2_conn_update_pkt_tx_time(conn->ngconn, now);
   }
   return rv;
@@ -297,17 +297,18 @@ static int write_paced(uvq_conn *conn, uvq_tstamp now) {
  * connection off the marked list before this pass). */
 static void app_on_write(uvq_conn *conn) {
   const uvq_app_callbacks *cb = conn->cb;
-  int rv, marked = conn->marked;
+  int rv, marked = ((conn->flags & UVQ_CONN_FLAG_MARKED) != 0);
 
   if (cb == NULL || cb->version < 2 || cb->on_write == NULL ||
-      conn->close_requested || conn->callback_failed) {
+      (conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED) ||
+      (conn->flags & UVQ_CONN_FLAG_CALLBACK_FAILED)) {
     return;
   }
-  conn->marked = 1;
+  conn->flags |= UVQ_CONN_FLAG_MARKED;
   rv = cb->on_write(conn, conn->user_data);
-  conn->marked = marked;
+  uvq_conn_flag_put(conn, UVQ_CONN_FLAG_MARKED, marked);
   if (rv != 0) {
-    conn->callback_failed = 1;
+    conn->flags |= UVQ_CONN_FLAG_CALLBACK_FAILED;
   }
 }
 
@@ -330,9 +331,9 @@ int uvq_conn_write(uvq_conn *conn, uvq_tstamp now) {
   if (conn->stage < UVQ_STAGE_CLOSING) {
     uvq_live_on_write(conn, now);
     app_on_write(conn);
-    if (conn->callback_failed) {
+    if (conn->flags & UVQ_CONN_FLAG_CALLBACK_FAILED) {
       uvq_stage_fail(conn, NGTCP2_ERR_CALLBACK_FAILURE, now);
-    } else if (conn->close_requested) {
+    } else if (conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED) {
       uvq_stage_close_app(conn, now);
     } else {
       rv = write_paced(conn, now);
@@ -347,7 +348,8 @@ int uvq_conn_write(uvq_conn *conn, uvq_tstamp now) {
         uvq_stage_fail(conn, rv, now);
       } else {
         uvq_conn_run_deferred(conn);
-        if (conn->callback_failed && conn->stage < UVQ_STAGE_CLOSING) {
+        if ((conn->flags & UVQ_CONN_FLAG_CALLBACK_FAILED) &&
+            conn->stage < UVQ_STAGE_CLOSING) {
           uvq_stage_fail(conn, NGTCP2_ERR_CALLBACK_FAILURE, now);
         }
       }
@@ -358,16 +360,19 @@ int uvq_conn_write(uvq_conn *conn, uvq_tstamp now) {
    * on_stream_writable, run above): the rest goes to the next waiters. */
   uvq_stream_grant_end(conn);
 
-  if (conn->stage == UVQ_STAGE_CLOSING && conn->close_resend &&
-      conn->close_pkt) {
-    conn->close_resend = 0;
-    rv = send_batch(conn, conn->close_to_set ? &conn->close_to : &conn->path, 0,
-                    conn->close_pkt, conn->close_pktlen, conn->close_pktlen);
+  if (conn->stage == UVQ_STAGE_CLOSING &&
+      (conn->flags & UVQ_CONN_FLAG_CLOSE_RESEND) && conn->close_pkt) {
+    conn->flags &= ~UVQ_CONN_FLAG_CLOSE_RESEND;
+    rv = send_batch(conn,
+                    (conn->flags & UVQ_CONN_FLAG_CLOSE_TO_SET) ? &conn->close_to
+                                                               : &conn->path,
+                    0, conn->close_pkt, conn->close_pktlen, conn->close_pktlen);
   }
 
-  if (conn->closed_pending && !conn->closed_fired) {
-    conn->closed_pending = 0;
-    conn->closed_fired = 1;
+  if ((conn->flags & UVQ_CONN_FLAG_CLOSED_PENDING) &&
+      !(conn->flags & UVQ_CONN_FLAG_CLOSED_FIRED)) {
+    conn->flags &= ~UVQ_CONN_FLAG_CLOSED_PENDING;
+    conn->flags |= UVQ_CONN_FLAG_CLOSED_FIRED;
     if (conn->cb && conn->cb->on_closed) {
       conn->cb->on_closed(conn, &conn->ci, conn->user_data);
     }

@@ -93,7 +93,7 @@ int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,
   conn->cb = params->callbacks;
   conn->user_data = params->user_data;
   ep->stats.handshakes_in_flight++;
-  conn->counted_in_flight = 1;
+  conn->flags |= UVQ_CONN_FLAG_COUNTED_IN_FLIGHT;
   uvq_ep_mark(ep, conn);
   uvq_ep_timer_update(ep, conn);
   if (pconn) {

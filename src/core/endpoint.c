@@ -78,7 +78,7 @@ void uvq_ep_timer_remove(uvq_endpoint *ep, uvq_conn *conn) {
 
 void uvq_ep_timer_update(uvq_endpoint *ep, uvq_conn *conn) {
   uvq_tstamp exp = uvq_conn_expiry(conn);
-  conn->timer_stale = 0;
+  conn->flags &= ~UVQ_CONN_FLAG_TIMER_STALE;
   if (exp == UVQ_TSTAMP_MAX) {
     uvq_ep_timer_remove(ep, conn);
     conn->expiry = exp;
@@ -105,7 +105,7 @@ void uvq_ep_refresh_timers(uvq_endpoint *ep) {
   /* A connection with a stale timer is marked, so the marked list has them
    * all; after a flush it is usually empty. */
   for (uvq_conn *c = ep->marked_head; c; c = c->marked_next) {
-    if (c->timer_stale) {
+    if (c->flags & UVQ_CONN_FLAG_TIMER_STALE) {
       uvq_ep_timer_update(ep, c);
     }
   }
@@ -133,10 +133,10 @@ static int heap_reserve(uvq_endpoint *ep, size_t n) {
 /* ---- connection lists -------------------------------------------------- */
 
 void uvq_ep_mark(uvq_endpoint *ep, uvq_conn *conn) {
-  if (conn->marked) {
+  if (conn->flags & UVQ_CONN_FLAG_MARKED) {
     return;
   }
-  conn->marked = 1;
+  conn->flags |= UVQ_CONN_FLAG_MARKED;
   conn->marked_next = NULL;
   if (ep->marked_tail) {
     ep->marked_tail->marked_next = conn;
@@ -148,7 +148,7 @@ void uvq_ep_mark(uvq_endpoint *ep, uvq_conn *conn) {
 
 static void marked_remove(uvq_endpoint *ep, uvq_conn *conn) {
   uvq_conn *prev = NULL, *c;
-  if (!conn->marked) {
+  if (!(conn->flags & UVQ_CONN_FLAG_MARKED)) {
     return;
   }
   for (c = ep->marked_head; c; prev = c, c = c->marked_next) {
@@ -164,7 +164,7 @@ static void marked_remove(uvq_endpoint *ep, uvq_conn *conn) {
       break;
     }
   }
-  conn->marked = 0;
+  conn->flags &= ~UVQ_CONN_FLAG_MARKED;
   conn->marked_next = NULL;
 }
 
@@ -545,8 +545,8 @@ void uvq_endpoint_del(uvq_endpoint *ep) {
   while (ep->conns) {
     uvq_conn *c = ep->conns;
     /* No callbacks fire from here: the owner is tearing everything down. */
-    c->closed_fired = 1;
-    c->closed_pending = 0;
+    c->flags |= UVQ_CONN_FLAG_CLOSED_FIRED;
+    c->flags &= ~UVQ_CONN_FLAG_CLOSED_PENDING;
     uvq_conn_del(c);
   }
   uvq_wake_hub_detach(ep->hub);
@@ -788,16 +788,16 @@ static int flush_inner(uvq_endpoint *ep, uvq_tstamp now) {
     ep->marked_head = ep->marked_tail = NULL;
     while ((conn = list) != NULL) {
       list = conn->marked_next;
-      conn->marked = 0;
+      conn->flags &= ~UVQ_CONN_FLAG_MARKED;
       conn->marked_next = NULL;
       rv = uvq_conn_write(conn, now);
       if (rv == UVQ_FLUSH_BLOCKED) {
         /* Put this one and the rest back in front, in order. */
         uvq_conn *rest = list, *tail;
-        conn->marked = 1;
+        conn->flags |= UVQ_CONN_FLAG_MARKED;
         conn->marked_next = rest;
         for (tail = conn; tail->marked_next; tail = tail->marked_next) {
-          tail->marked_next->marked = 1;
+          tail->marked_next->flags |= UVQ_CONN_FLAG_MARKED;
         }
         tail->marked_next = ep->marked_head;
         if (ep->marked_head == NULL) {

@@ -89,7 +89,7 @@ void uvq_live_on_recv(uvq_conn *conn, const uvq_path *path, uvq_tstamp now) {
   conn->live.last_rx = now;
   /* The watchdog is a server's: a client's peer address only changes with
    * a preferred address, which ngtcp2 validates and reports. */
-  if (!conn->is_server || !conn->handshake_completed ||
+  if (!conn->is_server || !(conn->flags & UVQ_CONN_FLAG_HANDSHAKE_COMPLETED) ||
       conn->stage >= UVQ_STAGE_CLOSING) {
     return;
   }
@@ -117,7 +117,7 @@ void uvq_live_on_recv(uvq_conn *conn, const uvq_path *path, uvq_tstamp now) {
   }
   /* Stalled: this datagram gave the path the credit a close needs. */
   conn->close_to = *path;
-  conn->close_to_set = 1;
+  conn->flags |= UVQ_CONN_FLAG_CLOSE_TO_SET;
   conn->ep->stats.paths_stalled++;
   uvq_stage_close_transport(conn, UVQ_ERR_PATH_STALLED, NGTCP2_NO_VIABLE_PATH,
                             "no viable path", now);

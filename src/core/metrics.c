@@ -206,7 +206,8 @@ static void note_established(uvq_conn *conn, uvq_tstamp now) {
 
 void uvq_metrics_conn_read(uvq_conn *conn, uvq_tstamp now) {
   ngtcp2_conn_info cs;
-  if (conn->handshake_completed && !conn->metrics.handshake_noted) {
+  if ((conn->flags & UVQ_CONN_FLAG_HANDSHAKE_COMPLETED) &&
+      !conn->metrics.handshake_noted) {
     note_established(conn, now);
   }
   /* Acknowledgements are processed here, so rounds end here. */
@@ -265,7 +266,7 @@ void uvq_metrics_conn_closed(uvq_conn *conn) {
   uvq_log_level lvl = close_level(ci->error);
   char reason[96];
 
-  if (!conn->handshake_completed) {
+  if (!(conn->flags & UVQ_CONN_FLAG_HANDSHAKE_COMPLETED)) {
     conn->ep->stats.handshake_failures[classify(ci)]++;
   }
   if (!uvq_log_enabled(conn->ep, lvl)) {
@@ -277,7 +278,7 @@ void uvq_metrics_conn_closed(uvq_conn *conn) {
           "reason=\"%s\" handshake_completed=%d sent=%llu received=%llu",
           uvq_strerror(ci->error), origins[ci->origin % 3], types[ci->type % 3],
           (unsigned long long)ci->code, ci->tls_alert, reason,
-          conn->handshake_completed,
+          ((conn->flags & UVQ_CONN_FLAG_HANDSHAKE_COMPLETED) != 0),
           (unsigned long long)conn->metrics.bytes_sent,
           (unsigned long long)conn->metrics.bytes_received);
 }

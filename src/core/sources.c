@@ -160,15 +160,15 @@ int uvq_sources_add(uvq_endpoint *ep, uvq_conn *conn) {
   s->conns++;
   s->handshakes++;
   conn->source = s;
-  conn->source_in_handshake = 1;
+  conn->flags |= UVQ_CONN_FLAG_SOURCE_IN_HANDSHAKE;
   return 0;
 }
 
 void uvq_sources_handshake_done(uvq_conn *conn) {
-  if (conn->source && conn->source_in_handshake) {
+  if (conn->source && (conn->flags & UVQ_CONN_FLAG_SOURCE_IN_HANDSHAKE)) {
     conn->source->handshakes--;
   }
-  conn->source_in_handshake = 0;
+  conn->flags &= ~UVQ_CONN_FLAG_SOURCE_IN_HANDSHAKE;
 }
 
 void uvq_sources_remove(uvq_conn *conn) {

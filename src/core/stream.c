@@ -203,13 +203,13 @@ void uvq_stream_destroy(uvq_conn *conn, uvq_stream *s) {
 void uvq_stream_table_free(uvq_conn *conn) {
   uvq_stream_table *t = &conn->streams;
   uvq_endpoint *ep = conn->ep;
-  if (conn->ep_send_waiting) {
+  if (conn->flags & UVQ_CONN_FLAG_EP_SEND_WAITING) {
     uvq_conn **pp = &ep->send_waiters;
     while (*pp != conn) {
       pp = &(*pp)->send_wait_next;
     }
     *pp = conn->send_wait_next;
-    conn->ep_send_waiting = 0;
+    conn->flags &= ~UVQ_CONN_FLAG_EP_SEND_WAITING;
   }
   grant_drop(conn);
   for (size_t i = 0; i < t->cap; i++) {
@@ -226,7 +226,7 @@ void uvq_stream_table_free(uvq_conn *conn) {
   conn->stop_pending = NULL;
   conn->nblocked = 0;
   buffered_freed(conn, conn->send_buffered);
-  conn->budget_waiters = 0;
+  conn->flags &= ~UVQ_CONN_FLAG_BUDGET_WAITERS;
   ep_budget_released(ep);
 }
 
@@ -377,7 +377,7 @@ static void buffered_grew(uvq_conn *conn, size_t n) {
  * list, unless it is on it already. */
 static void ep_wait(uvq_conn *conn) {
   uvq_conn **pp = &conn->ep->send_waiters;
-  if (conn->ep_send_waiting) {
+  if (conn->flags & UVQ_CONN_FLAG_EP_SEND_WAITING) {
     return;
   }
   while (*pp) {
@@ -385,7 +385,7 @@ static void ep_wait(uvq_conn *conn) {
   }
   *pp = conn;
   conn->send_wait_next = NULL;
-  conn->ep_send_waiting = 1;
+  conn->flags |= UVQ_CONN_FLAG_EP_SEND_WAITING;
 }
 
 /* A stream of |conn| waits for a budget (send_room's *pbudget): every
@@ -393,7 +393,7 @@ static void ep_wait(uvq_conn *conn) {
  * connection goes on the endpoint's list when the endpoint's is spent. */
 static void budget_wait(uvq_conn *conn, int budget) {
   if (budget) {
-    conn->budget_waiters = 1;
+    conn->flags |= UVQ_CONN_FLAG_BUDGET_WAITERS;
   }
   if (budget == 2) {
     ep_wait(conn);
@@ -417,7 +417,7 @@ static void ep_budget_released(uvq_endpoint *ep) {
     }
     ep->send_waiters = c->send_wait_next;
     c->send_wait_next = NULL;
-    c->ep_send_waiting = 0;
+    c->flags &= ~UVQ_CONN_FLAG_EP_SEND_WAITING;
     c->ep_grant += grant;
     ep->send_reserved += grant;
     budget_released(c);
@@ -471,7 +471,7 @@ static void budget_released(uvq_conn *conn) {
   int ep_limited;
 
   left = budget_left(conn, &ep_limited);
-  if (!conn->budget_waiters || t->cap == 0) {
+  if (!(conn->flags & UVQ_CONN_FLAG_BUDGET_WAITERS) || t->cap == 0) {
     return;
   }
   if (left == 0 || left < wake_min(ep_limited ? st->endpoint_send_budget
@@ -491,7 +491,7 @@ static void budget_released(uvq_conn *conn) {
   if (wake == 0) {
     wake = 1;
   }
-  conn->budget_waiters = 0;
+  conn->flags &= ~UVQ_CONN_FLAG_BUDGET_WAITERS;
   start = conn->budget_scan;
   for (n = 0; n < t->cap; n++) {
     uvq_stream *s;
@@ -501,7 +501,8 @@ static void budget_released(uvq_conn *conn) {
       continue;
     }
     if (wake == 0) {
-      conn->budget_waiters = 1; /* more are waiting: next time */
+      /* More are waiting: next time. */
+      conn->flags |= UVQ_CONN_FLAG_BUDGET_WAITERS;
       break;
     }
     maybe_writable(conn, s);
@@ -655,7 +656,8 @@ static size_t append(uvq_conn *conn, uvq_stream *s, const uint8_t *data,
 /* ---- public stream API ------------------------------------------------- */
 
 static int usable(uvq_conn *conn) {
-  return conn->stage < UVQ_STAGE_CLOSING && !conn->close_requested;
+  return conn->stage < UVQ_STAGE_CLOSING &&
+         !(conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED);
 }
 
 /* A stream has a send side unless it is the peer's unidirectional one. */
