@@ -336,8 +336,8 @@ static int lg_start(client *c, lconn *lc) {
     if (c->hold) {
       uvq_hq_client_hold(lc->cli, lg_hq_ready);
     }
-    rv = uvq_connect(ep, (struct sockaddr *)&g->addr, g->host,
-                     uvq_hq_client_callbacks(), lc->cli, NULL);
+    rv = uvq_uv_connect(ep, (struct sockaddr *)&g->addr, g->host,
+                        uvq_hq_client_callbacks(), lc->cli, NULL);
     if (rv != 0) {
       uvq_hq_client_del(lc->cli);
       lc->cli = NULL;
@@ -356,8 +356,8 @@ static int lg_start(client *c, lconn *lc) {
       goto fail;
     }
   }
-  rv = uvq_connect(ep, (struct sockaddr *)&g->addr, g->host, uvq_h3_callbacks(),
-                   lc->h3, NULL);
+  rv = uvq_uv_connect(ep, (struct sockaddr *)&g->addr, g->host,
+                      uvq_h3_callbacks(), lc->h3, NULL);
   if (rv != 0) {
     uvq_h3_conn_del(lc->h3);
     lc->h3 = NULL;
