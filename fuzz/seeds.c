@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/token.h"
 #include "qtest.h"
 #include "seeds.h"
 

@@ -257,7 +257,7 @@ static void lg_on_closed(uvq_h3_conn *h3, const uvq_close_info *ci,
   lconn *lc = user_data;
 
   lg_conn_over(lc, ci, !lc->failed);
-  uvq_h3_client_del(h3);
+  uvq_h3_conn_del(h3);
   lc->h3 = NULL;
 }
 
@@ -352,7 +352,7 @@ static int lg_start(client *c, lconn *lc) {
     uvq_h3_client_config_default(&cfg);
     cfg.user_data = lc;
     cfg.on_closed = lg_on_closed;
-    rv = uvq_h3_client_new(&lc->h3, &cfg);
+    rv = uvq_h3_conn_client_new(&lc->h3, &cfg);
     if (rv != 0) {
       lc->h3 = NULL;
       goto fail;
@@ -361,7 +361,7 @@ static int lg_start(client *c, lconn *lc) {
   rv = uvq_uv_connect(ep, (struct sockaddr *)&g->addr, g->host,
                       uvq_h3_callbacks(), lc->h3, NULL);
   if (rv != 0) {
-    uvq_h3_client_del(lc->h3);
+    uvq_h3_conn_del(lc->h3);
     lc->h3 = NULL;
     goto fail;
   }

@@ -2,7 +2,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/settings.h"
 #include "uvquic/uvquic.h"
 
 void uvq_settings_default(uvq_settings *s) {
