@@ -17,7 +17,8 @@
  * server measured by part 4 on this machine has under it. Prints one line
  * in the load generator's format:
  *
- *   rate: R req/s ...; latency us p50 A p90 B p99 C p999 D max E; max send lag F us
+ *   rate: R req/s ...; latency us p50 A p90 B p99 C p999 D max E; max send lag
+ * F us
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
