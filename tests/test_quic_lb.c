@@ -11,7 +11,10 @@
 
 #include <cmocka.h>
 
+#include "core/core.h"
 #include "core/quic_lb.h"
+#include "qtest.h"
+#include "qtest_app.h"
 #include "uvquic/uvquic_lb.h"
 
 /* unhex decodes |hex| into |out| and returns the octet count. */
@@ -70,8 +73,7 @@ static const vector vectors[] = {
 
 #define NVECTORS (sizeof(vectors) / sizeof(vectors[0]))
 
-static void vector_config(const vector *v, uvq_lb_config *cfg,
-                          uint8_t *nonce) {
+static void vector_config(const vector *v, uvq_lb_config *cfg, uint8_t *nonce) {
   uvq_lb_config_default(cfg);
   cfg->config_id = v->cr;
   cfg->server_id_len = unhex(v->sid, cfg->server_id);
@@ -125,8 +127,8 @@ static void test_quic_lb_decodes_draft_vectors(void **state) {
     memset(cfg.server_id, 0, sizeof(cfg.server_id));
     assert_int_equal(uvq_lb_new(&lb, &cfg, NULL), 0);
     assert_int_equal(uvq_lb_config_id(cid[0]), v->cr);
-    assert_int_equal(
-        uvq_lb_decode(lb, cid, cidlen, sid, sizeof(sid), &sidlen), 0);
+    assert_int_equal(uvq_lb_decode(lb, cid, cidlen, sid, sizeof(sid), &sidlen),
+                     0);
     vector_config(v, &cfg, nonce);
     assert_int_equal(sidlen, cfg.server_id_len);
     assert_memory_equal(sid, cfg.server_id, sidlen);
@@ -179,9 +181,9 @@ static void test_quic_lb_round_trips_every_shape(void **state) {
         assert_memory_equal(pt, cfg.server_id, sidlen);
         assert_memory_equal(pt + sidlen, nonce, nlen);
         /* A DCID read longer than the CID decodes the same. */
-        assert_int_equal(uvq_lb_decode(lb, cid, UVQ_LB_MAX_CID_LEN, sid,
-                                       sizeof(sid), &got),
-                         0);
+        assert_int_equal(
+            uvq_lb_decode(lb, cid, UVQ_LB_MAX_CID_LEN, sid, sizeof(sid), &got),
+            0);
         assert_int_equal(got, sidlen);
         assert_memory_equal(sid, cfg.server_id, sidlen);
         uvq_lb_del(lb);
@@ -197,9 +199,10 @@ static void test_quic_lb_generate_issues_distinct_routable_cids(void **state) {
   uint8_t cids[64][UVQ_LB_MAX_CID_LEN];
   (void)state;
 
-  assert_int_equal(uvq_lb_config_parse(
-                       &cfg, "cr=5,sid=0a0b0c,nonce=5,key=" "000102030405060708090a0b0c0d0e0f",
-                       NULL),
+  assert_int_equal(uvq_lb_config_parse(&cfg,
+                                       "cr=5,sid=0a0b0c,nonce=5,key="
+                                       "000102030405060708090a0b0c0d0e0f",
+                                       NULL),
                    0);
   assert_int_equal(uvq_lb_new(&lb, &cfg, NULL), 0);
   for (size_t i = 0; i < 64; i++) {
@@ -268,8 +271,7 @@ static void test_quic_lb_refuses_foreign_and_short_cids(void **state) {
   size_t sidlen;
   (void)state;
 
-  assert_int_equal(uvq_lb_config_parse(&cfg, "cr=2,sid=abcd,nonce=6", NULL),
-                   0);
+  assert_int_equal(uvq_lb_config_parse(&cfg, "cr=2,sid=abcd,nonce=6", NULL), 0);
   assert_int_equal(uvq_lb_new(&lb, &cfg, NULL), 0);
   assert_int_equal(uvq_lb_cid_len(lb), 9);
   assert_int_equal(uvq_lb_generate(lb, 0, cid), 0);
@@ -381,6 +383,230 @@ static void test_quic_lb_parse_reads_every_field(void **state) {
   assert_false(cfg.encode_len);
 }
 
+/* ---- a server endpoint that issues QUIC-LB CIDs ------------------------ */
+
+#define LB_DOWNLOAD (256 * 1024)
+#define LB_MAX_SEEN 64
+
+/* What the wire showed: the SCIDs of the server's long headers (Retry,
+ * Initial, Handshake) and the DCIDs of the client's short headers. */
+typedef struct lb_seen {
+  int server;
+  size_t cidlen;
+  ngtcp2_cid scid[LB_MAX_SEEN];
+  size_t nscid;
+  ngtcp2_cid dcid[LB_MAX_SEEN];
+  size_t ndcid;
+} lb_seen;
+
+static void seen_add(ngtcp2_cid *set, size_t *n, const uint8_t *data,
+                     size_t len) {
+  ngtcp2_cid c;
+  ngtcp2_cid_init(&c, data, len);
+  for (size_t i = 0; i < *n; i++) {
+    if (ngtcp2_cid_eq(&c, &set[i])) {
+      return;
+    }
+  }
+  if (*n < LB_MAX_SEEN) {
+    set[(*n)++] = c;
+  }
+}
+
+static int lb_watch(qt_world *w, int from, qt_pkt *p, void *ud) {
+  lb_seen *seen = ud;
+  (void)w;
+  if (p->len < 1 + seen->cidlen) {
+    return 0;
+  }
+  if (p->data[0] & 0x80) {
+    /* Long header: version (4), DCID length and DCID, SCID length and
+     * SCID; Version Negotiation (version 0) carries no SCID of ours. */
+    size_t dcil, scil;
+    if (from != seen->server || p->len < 7 ||
+        memcmp(p->data + 1, "\0\0\0\0", 4) == 0) {
+      return 0;
+    }
+    dcil = p->data[5];
+    if (p->len < 7 + dcil) {
+      return 0;
+    }
+    scil = p->data[6 + dcil];
+    if (p->len >= 7 + dcil + scil) {
+      seen_add(seen->scid, &seen->nscid, p->data + 7 + dcil, scil);
+    }
+  } else if (from != seen->server) {
+    seen_add(seen->dcid, &seen->ndcid, p->data + 1, seen->cidlen);
+  }
+  return 0;
+}
+
+/* assert_routes: the load balancer's decoder, which knows only the
+ * lengths and the key, maps |cid| to server ID |sid|. */
+static void assert_routes(uvq_lb *balancer, const ngtcp2_cid *cid,
+                          const uint8_t *sid, size_t sidlen) {
+  uint8_t got[UVQ_LB_MAX_SERVER_ID_LEN];
+  size_t gotlen = 0;
+  assert_int_equal(cid->datalen, uvq_lb_cid_len(balancer));
+  assert_int_equal(uvq_lb_decode(balancer, cid->data, cid->datalen, got,
+                                 sizeof(got), &gotlen),
+                   0);
+  assert_int_equal(gotlen, sidlen);
+  assert_memory_equal(got, sid, sidlen);
+}
+
+static qt_app g_lb_srv;
+
+static int lb_quarter_done(void *ud) {
+  return ((qt_app *)ud)->received >= LB_DOWNLOAD / 4;
+}
+
+/* A server with QUIC-LB and Retry on serves a download to a client that
+ * migrates halfway: every CID the server issued — the Retry SCID, the SCID
+ * of its Initial and Handshake packets, every NEW_CONNECTION_ID it sent
+ * (what its connection lists as its SCIDs), and the one the client moved
+ * to — routes to its server ID. */
+static void run_server_issues_routable_cids(const char *server_conf,
+                                            const char *balancer_conf) {
+  uvq_lb_config lbcfg, balcfg;
+  uvq_settings st;
+  qt_world w;
+  qt_app cli;
+  lb_seen seen;
+  uvq_lb *balancer;
+  uvq_addr alt;
+  ngtcp2_cid scids[32];
+  size_t nscids;
+  qt_app *pair[2] = {&cli, &g_lb_srv};
+
+  assert_int_equal(uvq_lb_config_parse(&lbcfg, server_conf, NULL), 0);
+  assert_int_equal(uvq_lb_config_parse(&balcfg, balancer_conf, NULL), 0);
+  assert_int_equal(uvq_lb_new(&balancer, &balcfg, NULL), 0);
+
+  memset(&cli, 0, sizeof(cli));
+  cli.send_on_established = 1;
+  cli.to_send = 3;
+  cli.seed = 80;
+  memset(&g_lb_srv, 0, sizeof(g_lb_srv));
+  g_lb_srv.reply = 1;
+  g_lb_srv.to_send = LB_DOWNLOAD;
+  g_lb_srv.seed = 81;
+
+  qt_world_init(&w, 80);
+  w.delay = 5 * UVQ_MILLISECONDS;
+  w.quic_lb = &lbcfg;
+  uvq_settings_default(&st);
+  st.retry = UVQ_RETRY_ALWAYS;
+  st.cid_len = 20; /* ignored: QUIC-LB decides the length */
+  int s = qt_add_server(&w, &st, qt_app_accept, &g_lb_srv);
+  assert_true(s >= 0);
+  w.quic_lb = NULL;
+  int c = qt_add_client(&w, NULL, NULL);
+  assert_int_equal(uvq_endpoint_get_settings(w.nodes[s].ep)->cid_len,
+                   uvq_lb_cid_len(balancer));
+
+  memset(&seen, 0, sizeof(seen));
+  seen.server = s;
+  seen.cidlen = uvq_lb_cid_len(balancer);
+  w.filter = lb_watch;
+  w.filter_ud = &seen;
+
+  assert_int_equal(qt_connect(&w, c, s, &qt_app_callbacks, &cli, &cli.conn), 0);
+  assert_true(qt_run(&w, qt_app_both_established, pair, 10 * UVQ_SECONDS));
+  /* Migrate once the download is under way. */
+  assert_true(qt_run(&w, lb_quarter_done, &cli, 10 * UVQ_SECONDS));
+  qt_addr_v4(&alt, 50200);
+  assert_int_equal(qt_add_alias(&w, c, &alt), 0);
+  assert_int_equal(uvq_conn_migrate(cli.conn, &alt, 0, w.now), 0);
+  assert_true(qt_run(&w, qt_app_got_fin, &cli, 60 * UVQ_SECONDS));
+  qt_app_assert_received(&cli, 81, LB_DOWNLOAD);
+
+  /* The Retry SCID and the connection's SCID. */
+  assert_true(seen.nscid >= 2);
+  for (size_t i = 0; i < seen.nscid; i++) {
+    assert_routes(balancer, &seen.scid[i], lbcfg.server_id,
+                  lbcfg.server_id_len);
+  }
+  /* The handshake's CID, then a NEW_CONNECTION_ID one after migrating. */
+  assert_true(seen.ndcid >= 2);
+  for (size_t i = 0; i < seen.ndcid; i++) {
+    assert_routes(balancer, &seen.dcid[i], lbcfg.server_id,
+                  lbcfg.server_id_len);
+  }
+  /* Everything the server's connection has issued and not retired. */
+  nscids = ngtcp2_conn_get_scid(g_lb_srv.conn->q, NULL);
+  assert_true(nscids >= 2 && nscids <= 32);
+  nscids = ngtcp2_conn_get_scid(g_lb_srv.conn->q, scids);
+  print_message("# %zu server SCIDs and %zu client DCIDs on the wire, %zu "
+                "SCIDs held, all routed to the server\n",
+                seen.nscid, seen.ndcid, nscids);
+  for (size_t i = 0; i < nscids; i++) {
+    assert_routes(balancer, &scids[i], lbcfg.server_id, lbcfg.server_id_len);
+  }
+
+  assert_int_equal(uvq_conn_close(cli.conn, 0, NULL), 0);
+  qt_run(&w, NULL, NULL, 10 * UVQ_SECONDS);
+  assert_int_equal(uvq_endpoint_conn_count(w.nodes[s].ep), 0);
+  uvq_lb_del(balancer);
+  qt_world_free(&w);
+}
+
+static void test_quic_lb_server_issues_routable_cids_encrypted(void **state) {
+  (void)state;
+  run_server_issues_routable_cids(
+      "cr=2,sid=c0ffee,nonce=6,key=8f95f09245765f80256934e50c66207f",
+      "cr=2,sid-len=3,nonce=6,key=8f95f09245765f80256934e50c66207f");
+}
+
+static void test_quic_lb_server_issues_routable_cids_single_pass(void **state) {
+  (void)state;
+  run_server_issues_routable_cids(
+      "cr=1,sid=0102030405060708,nonce=8,encode-len,"
+      "key=00112233445566778899aabbccddeeff",
+      "cr=1,sid-len=8,nonce=8,key=00112233445566778899aabbccddeeff");
+}
+
+static void test_quic_lb_server_issues_routable_cids_plaintext(void **state) {
+  (void)state;
+  run_server_issues_routable_cids("cr=0,sid=5a,nonce=7",
+                                  "cr=0,sid-len=1,nonce=7");
+}
+
+/* QUIC-LB is for servers, with CIDs of at least 8 octets. */
+static void test_quic_lb_endpoint_rejects_misuse(void **state) {
+  uvq_lb_config lbcfg;
+  qt_world w;
+  (void)state;
+
+  qt_world_init(&w, 82);
+  assert_int_equal(uvq_lb_config_parse(&lbcfg, "sid=01,nonce=5", NULL), 0);
+  w.quic_lb = &lbcfg; /* 7-octet CIDs */
+  assert_int_equal(qt_add_server(&w, NULL, qt_app_accept, NULL), -1);
+  assert_int_equal(w.last_add_error, UVQ_ERR_INVALID_ARGUMENT);
+  lbcfg.config_id = 7; /* the unroutable codepoint */
+  lbcfg.nonce_len = 6;
+  assert_int_equal(qt_add_server(&w, NULL, qt_app_accept, NULL), -1);
+  lbcfg.config_id = 0;
+  assert_true(qt_add_server(&w, NULL, qt_app_accept, NULL) >= 0);
+  w.last_add_error = 0;
+  {
+    /* A client endpoint refuses it. */
+    uvq_endpoint_config cfg;
+    uvq_endpoint *ep = NULL;
+    uvq_endpoint_config_default(&cfg);
+    cfg.tls = w.client_tls;
+    cfg.send = (ssize_t(*)(uvq_endpoint *, const uvq_send_batch *, void *))(
+        uintptr_t)1;
+    cfg.wall_time = (uint64_t(*)(uvq_endpoint *, void *))(uintptr_t)1;
+    cfg.quic_lb = &lbcfg;
+    assert_int_equal(uvq_endpoint_new(&ep, &cfg), UVQ_ERR_INVALID_ARGUMENT);
+    cfg.quic_lb = NULL;
+    assert_int_equal(uvq_endpoint_new(&ep, &cfg), 0);
+    uvq_endpoint_del(ep);
+  }
+  qt_world_free(&w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_quic_lb_encodes_draft_vectors),
@@ -392,6 +618,10 @@ int main(void) {
       cmocka_unit_test(test_quic_lb_parse_rejects_bad_configs),
       cmocka_unit_test(test_quic_lb_new_rejects_bad_configs),
       cmocka_unit_test(test_quic_lb_parse_reads_every_field),
+      cmocka_unit_test(test_quic_lb_server_issues_routable_cids_encrypted),
+      cmocka_unit_test(test_quic_lb_server_issues_routable_cids_single_pass),
+      cmocka_unit_test(test_quic_lb_server_issues_routable_cids_plaintext),
+      cmocka_unit_test(test_quic_lb_endpoint_rejects_misuse),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1470,10 +1470,12 @@ typedef struct uvq_accept_info {
 } uvq_accept_info;
 
 /**
- * The current version of uvq_endpoint_config. 2 added rand; a version-1
- * config is read without it.
+ * The current version of uvq_endpoint_config. 2 added rand, 3 quic_lb; an
+ * older config is read without the fields added after it.
  */
-#define UVQ_ENDPOINT_CONFIG_VERSION 2
+#define UVQ_ENDPOINT_CONFIG_VERSION 3
+
+struct uvq_lb_config;
 
 /**
  * uvq_endpoint_config describes an endpoint: a server (accepts) or a client
@@ -1537,6 +1539,21 @@ typedef struct uvq_endpoint_config {
    * the endpoint's thread.
    */
   int (*rand)(uint8_t *dest, size_t len, int key, void *user_data);
+  /**
+   * (version >= 3) Server only, optional: a QUIC-LB configuration
+   * (uvquic_lb.h), copied. The endpoint then issues only QUIC-LB
+   * connection IDs (the SCID of its first Initial, Retry SCIDs, every
+   * NEW_CONNECTION_ID), so a load balancer holding the same configuration
+   * routes every packet of a connection here by its DCID, whatever the
+   * client's address; their length, 1 + server_id_len + nonce_len (8..20
+   * here), replaces settings.cid_len. The nonces and the first octet's
+   * random bits come from |rand|. A keyed configuration that has spent its
+   * nonces fails the connections that ask for a new CID: rotate before.
+   * NULL (default): random CIDs of settings.cid_len. uvq_endpoint_new
+   * fails with UVQ_ERR_INVALID_ARGUMENT on a client or when
+   * uvq_lb_config_check finds fault with it.
+   */
+  const struct uvq_lb_config *quic_lb;
 } uvq_endpoint_config;
 
 /** uvq_endpoint_config_default zeroes |cfg| and sets its version. */

@@ -48,8 +48,9 @@ extern "C" {
 /** Shortest nonce (draft-21, "Configuration Agent Actions"). */
 #define UVQ_LB_MIN_NONCE_LEN 4
 /**
- * Most octets of server ID and nonce together (draft-21, "Configuration Agent Actions": the
- * first octet plus these fit QUIC version 1's 20-octet connection ID).
+ * Most octets of server ID and nonce together (draft-21, "Configuration Agent
+ * Actions": the first octet plus these fit QUIC version 1's 20-octet connection
+ * ID).
  */
 #define UVQ_LB_MAX_PLAINTEXT_LEN 19
 /** Longest server ID: the plaintext less the shortest nonce. */
@@ -173,9 +174,9 @@ UVQ_EXTERN int uvq_lb_encode(uvq_lb *lb, const uint8_t *nonce,
  * uvq_lb_generate writes a new CID to |cid| (uvq_lb_cid_len(lb) octets),
  * taking randomness from GnuTLS (GNUTLS_RND_NONCE). With a key, the nonce
  * is a counter that starts at a random value and never repeats (draft-21,
- * "Connection ID Entropy"); without one, every nonce is random (a counter would link CIDs).
- * |first_bits| as for uvq_lb_encode; pass a random octet when nothing
- * else goes there.
+ * "Connection ID Entropy"); without one, every nonce is random (a counter would
+ * link CIDs). |first_bits| as for uvq_lb_encode; pass a random octet when
+ * nothing else goes there.
  *
  * Returns 0, UVQ_ERR_TLS, or UVQ_ERR_CONNECTION_LIMIT once a keyed
  * configuration has used up its nonces (rotate to a new key).
