@@ -494,13 +494,13 @@ static void run_server_issues_routable_cids(const char *server_conf,
 
   qt_world_init(&w, 80);
   w.delay = 5 * UVQ_MILLISECONDS;
-  w.quic_lb = &lbcfg;
   uvq_settings_default(&st);
   st.retry = UVQ_RETRY_ALWAYS;
   st.cid_len = 20; /* ignored: QUIC-LB decides the length */
+  st.quic_lb = &lbcfg;
   int s = qt_add_server(&w, &st, qt_app_accept, &g_lb_srv);
   assert_true(s >= 0);
-  w.quic_lb = NULL;
+  assert_null(uvq_endpoint_get_settings(w.nodes[s].ep)->quic_lb);
   int c = qt_add_client(&w, NULL, NULL);
   assert_int_equal(uvq_endpoint_get_settings(w.nodes[s].ep)->cid_len,
                    uvq_lb_cid_len(balancer));
@@ -572,38 +572,37 @@ static void test_quic_lb_server_issues_routable_cids_plaintext(void **state) {
                                   "cr=0,sid-len=1,nonce=7");
 }
 
-/* QUIC-LB is for servers, with CIDs of at least 8 octets. */
+/* QUIC-LB is for servers, with CIDs of at least 8 octets; a version-2
+ * uvq_settings (no quic_lb field) is read without it. */
 static void test_quic_lb_endpoint_rejects_misuse(void **state) {
   uvq_lb_config lbcfg;
+  uvq_settings st;
   qt_world w;
+  int s;
   (void)state;
 
   qt_world_init(&w, 82);
+  uvq_settings_default(&st);
   assert_int_equal(uvq_lb_config_parse(&lbcfg, "sid=01,nonce=5", NULL), 0);
-  w.quic_lb = &lbcfg; /* 7-octet CIDs */
-  assert_int_equal(qt_add_server(&w, NULL, qt_app_accept, NULL), -1);
+  st.quic_lb = &lbcfg; /* 7-octet CIDs */
+  assert_int_equal(qt_add_server(&w, &st, qt_app_accept, NULL), -1);
   assert_int_equal(w.last_add_error, UVQ_ERR_INVALID_ARGUMENT);
   lbcfg.config_id = 7; /* the unroutable codepoint */
   lbcfg.nonce_len = 6;
-  assert_int_equal(qt_add_server(&w, NULL, qt_app_accept, NULL), -1);
+  assert_int_equal(qt_add_server(&w, &st, qt_app_accept, NULL), -1);
+  assert_int_equal(qt_add_client(&w, &st, NULL), -1);
   lbcfg.config_id = 0;
-  assert_true(qt_add_server(&w, NULL, qt_app_accept, NULL) >= 0);
-  w.last_add_error = 0;
-  {
-    /* A client endpoint refuses it. */
-    uvq_endpoint_config cfg;
-    uvq_endpoint *ep = NULL;
-    uvq_endpoint_config_default(&cfg);
-    cfg.tls = w.client_tls;
-    cfg.send = (ssize_t(*)(uvq_endpoint *, const uvq_send_batch *, void *))(
-        uintptr_t)1;
-    cfg.wall_time = (uint64_t(*)(uvq_endpoint *, void *))(uintptr_t)1;
-    cfg.quic_lb = &lbcfg;
-    assert_int_equal(uvq_endpoint_new(&ep, &cfg), UVQ_ERR_INVALID_ARGUMENT);
-    cfg.quic_lb = NULL;
-    assert_int_equal(uvq_endpoint_new(&ep, &cfg), 0);
-    uvq_endpoint_del(ep);
-  }
+  /* A client endpoint refuses it. */
+  assert_int_equal(qt_add_client(&w, &st, NULL), -1);
+  assert_int_equal(w.last_add_error, UVQ_ERR_INVALID_ARGUMENT);
+  s = qt_add_server(&w, &st, qt_app_accept, NULL);
+  assert_true(s >= 0);
+  assert_int_equal(uvq_endpoint_get_settings(w.nodes[s].ep)->cid_len, 8);
+  /* An older header's settings stop before quic_lb: random CIDs. */
+  st.version = 2;
+  s = qt_add_server(&w, &st, qt_app_accept, NULL);
+  assert_true(s >= 0);
+  assert_int_equal(uvq_endpoint_get_settings(w.nodes[s].ep)->cid_len, 16);
   qt_world_free(&w);
 }
 

@@ -22,7 +22,7 @@
  *
  * The same uvq_lb object encodes (the server's side) and decodes (the load
  * balancer's side). A server hands its configuration to the endpoint
- * (uvq_endpoint_config.quic_lb), which then issues only QUIC-LB connection
+ * (uvq_settings.quic_lb), which then issues only QUIC-LB connection
  * IDs: the SCID of its first Initial, the Retry SCID and every
  * NEW_CONNECTION_ID.
  *

@@ -414,8 +414,6 @@ int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
   if (cfg->version == 1) {
     /* An older header's config: its fields, none of the later ones. */
     memcpy(&ep->cfg, cfg, offsetof(uvq_endpoint_config, rand));
-  } else if (cfg->version == 2) {
-    memcpy(&ep->cfg, cfg, offsetof(uvq_endpoint_config, quic_lb));
   } else {
     ep->cfg = *cfg;
   }

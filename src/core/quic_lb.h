@@ -23,7 +23,7 @@ void uvq_lb_set_rand(uvq_lb *lb, uvq_lb_rand_fn rand, void *user_data);
 void uvq_lb_cid_gen_init(uvq_cid_gen *gen, uvq_lb *lb);
 
 /* uvq_ep_quic_lb_init sets up QUIC-LB for a new endpoint whose
- * ep->cfg.quic_lb is set (a version-3 config): makes ep->quic_lb, drawing
+ * settings.quic_lb is set: makes ep->quic_lb, drawing
  * on the endpoint's randomness, and sets settings.cid_len to its CID
  * length. A no-op without a configuration. Returns 0,
  * UVQ_ERR_INVALID_ARGUMENT (a client, a bad configuration, CIDs shorter

@@ -8,11 +8,11 @@ static int ep_lb_rand(void *user_data, uint8_t *dest, size_t len) {
 }
 
 int uvq_ep_quic_lb_init(uvq_endpoint *ep) {
-  const uvq_lb_config *cfg = ep->cfg.quic_lb;
+  const uvq_lb_config *cfg = ep->settings.quic_lb;
   int rv;
 
   /* Only the endpoint's own copy is used: the caller's may go away. */
-  ep->cfg.quic_lb = NULL;
+  ep->settings.quic_lb = NULL;
   if (cfg == NULL) {
     return 0;
   }

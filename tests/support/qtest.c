@@ -242,9 +242,6 @@ add_node(qt_world *w, int is_server, const uvq_settings *settings,
   cfg.wall_time = wall_time;
   cfg.on_accept = on_accept;
   cfg.mem = w->mem;
-  if (is_server) {
-    cfg.quic_lb = w->quic_lb;
-  }
   w->last_add_error = uvq_endpoint_new(&n->ep, &cfg);
   if (w->last_add_error != 0) {
     n->ep = NULL;

@@ -88,10 +88,6 @@ struct qt_world {
 
   /* uvq_endpoint_flush calls qt_run made (each node's counts one). */
   uint64_t flushes;
-
-  /* Servers added from now on issue QUIC-LB CIDs of this configuration
-   * (uvq_endpoint_config.quic_lb); NULL (default): random CIDs. */
-  const struct uvq_lb_config *quic_lb;
 };
 
 /* Sets up a world with a fixed RNG seed, ALPN "test", an ephemeral server
