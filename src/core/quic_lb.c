@@ -331,53 +331,38 @@ static void join(const uint8_t *left, const uint8_t *right, size_t len,
   }
 }
 
-/* encrypt_plaintext turns the server ID and nonce |pt| into ciphertext. */
-static int encrypt_plaintext(uvq_lb *lb, const uint8_t *pt, uint8_t *ct) {
+/* feistel encrypts (|decrypt| 0) the server ID and nonce |in| into the
+ * ciphertext |out|, or decrypts: one AES block for a 16-octet plaintext,
+ * else the four passes in order (1..4) or in reverse (4..1). Odd passes
+ * encrypt the left half into the right one, even passes the right into
+ * the left. With |sid_only| decryption stops after three passes when the
+ * server ID lies wholly in left_0 (the nonce is at least as long), leaving
+ * the nonce in |out| undefined. */
+static int feistel(uvq_lb *lb, const uint8_t *in, uint8_t *out, int decrypt,
+                   int sid_only) {
   uint8_t left[MAX_HALF];
   uint8_t right[MAX_HALF];
   size_t len = lb->plaintext_len;
+  int passes = 4;
   int rv;
 
   if (len == AES_BLOCK) {
-    return aes_ecb(lb, pt, ct, 0);
+    return aes_ecb(lb, in, out, decrypt);
   }
-  split(pt, len, left, right);
-  if ((rv = feistel_round(lb, 1, left, right, 0)) != 0 ||
-      (rv = feistel_round(lb, 2, right, left, 1)) != 0 ||
-      (rv = feistel_round(lb, 3, left, right, 0)) != 0 ||
-      (rv = feistel_round(lb, 4, right, left, 1)) != 0) {
-    return rv;
+  if (decrypt && sid_only && lb->cfg.server_id_len <= len / 2) {
+    passes = 3;
   }
-  join(left, right, len, ct);
-  return 0;
-}
-
-/* decrypt_ciphertext undoes encrypt_plaintext; with |sid_only| it stops
- * after three passes when the server ID lies wholly in left_0 (the nonce
- * is at least as long), leaving the nonce in |pt| undefined. */
-static int decrypt_ciphertext(uvq_lb *lb, const uint8_t *ct, uint8_t *pt,
-                              int sid_only) {
-  uint8_t left[MAX_HALF];
-  uint8_t right[MAX_HALF];
-  size_t len = lb->plaintext_len;
-  int rv;
-
-  if (len == AES_BLOCK) {
-    return aes_ecb(lb, ct, pt, 1);
-  }
-  split(ct, len, left, right);
-  if ((rv = feistel_round(lb, 4, right, left, 1)) != 0 ||
-      (rv = feistel_round(lb, 3, left, right, 0)) != 0 ||
-      (rv = feistel_round(lb, 2, right, left, 1)) != 0) {
-    return rv;
-  }
-  if (!(sid_only && lb->cfg.server_id_len <= len / 2)) {
-    rv = feistel_round(lb, 1, left, right, 0);
+  split(in, len, left, right);
+  for (int i = 0; i < passes; i++) {
+    uint8_t pass = (uint8_t)(decrypt ? 4 - i : 1 + i);
+    int into_left = pass % 2 == 0;
+    rv = feistel_round(lb, pass, into_left ? right : left,
+                       into_left ? left : right, into_left);
     if (rv != 0) {
       return rv;
     }
   }
-  join(left, right, len, pt);
+  join(left, right, len, out);
   return 0;
 }
 
@@ -391,7 +376,7 @@ int uvq_lb_encode(uvq_lb *lb, const uint8_t *nonce, uint8_t first_bits,
   memcpy(pt, lb->cfg.server_id, lb->cfg.server_id_len);
   memcpy(pt + lb->cfg.server_id_len, nonce, lb->cfg.nonce_len);
   if (lb->cfg.has_key) {
-    rv = encrypt_plaintext(lb, pt, cid + 1);
+    rv = feistel(lb, pt, cid + 1, 0, 0);
   } else {
     memcpy(cid + 1, pt, lb->plaintext_len);
   }
@@ -464,7 +449,7 @@ static int lb_decrypt(uvq_lb *lb, const uint8_t *cid, size_t cidlen,
     memcpy(pt, cid + 1, lb->plaintext_len);
     return 0;
   }
-  return decrypt_ciphertext(lb, cid + 1, pt, sid_only);
+  return feistel(lb, cid + 1, pt, 1, sid_only);
 }
 
 int uvq_lb_decrypt(uvq_lb *lb, const uint8_t *cid, size_t cidlen,

@@ -7,23 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "hex.h"
 #include "uvquic/uvquic_lb.h"
-
-static int unhex(const char *s, uint8_t *out, size_t size, size_t *plen) {
-  size_t n = strlen(s);
-  if (n % 2 != 0 || n / 2 > size) {
-    return -1;
-  }
-  for (size_t i = 0; i < n / 2; i++) {
-    unsigned v;
-    if (sscanf(s + 2 * i, "%2x", &v) != 1) {
-      return -1;
-    }
-    out[i] = (uint8_t)v;
-  }
-  *plen = n / 2;
-  return 0;
-}
 
 int main(int argc, char **argv) {
   uvq_lb_config cfg;
@@ -44,13 +29,15 @@ int main(int argc, char **argv) {
   }
   for (int i = 2; i < argc; i++) {
     uint8_t cid[UVQ_LB_MAX_CID_LEN], sid[UVQ_LB_MAX_SERVER_ID_LEN];
-    size_t cidlen, sidlen;
-    if (unhex(argv[i], cid, sizeof(cid), &cidlen) != 0) {
+    int cidlen = tool_unhex(argv[i], strlen(argv[i]), cid, sizeof(cid));
+    size_t sidlen;
+    if (cidlen < 0) {
       fprintf(stderr, "uvq_lb_decode: bad CID \"%s\"\n", argv[i]);
       uvq_lb_del(lb);
       return 2;
     }
-    if (uvq_lb_decode(lb, cid, cidlen, sid, sizeof(sid), &sidlen) != 0) {
+    if (uvq_lb_decode(lb, cid, (size_t)cidlen, sid, sizeof(sid), &sidlen) !=
+        0) {
       printf("unroutable\n");
       continue;
     }

@@ -38,6 +38,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "hex.h"
 #include "uvquic/uvquic_lb.h"
 
 #define MAX_SERVERS 8
@@ -97,20 +98,6 @@ static int parse_addr(const char *s, struct sockaddr_in *sa) {
   return inet_pton(AF_INET, host, &sa->sin_addr) == 1 ? 0 : -1;
 }
 
-static int parse_hex(const char *s, size_t n, uint8_t *out, size_t size) {
-  if (n == 0 || n % 2 || n / 2 > size) {
-    return -1;
-  }
-  for (size_t i = 0; i < n / 2; i++) {
-    unsigned v;
-    if (sscanf(s + 2 * i, "%2x", &v) != 1) {
-      return -1;
-    }
-    out[i] = (uint8_t)v;
-  }
-  return (int)(n / 2);
-}
-
 /* fallback is the 4-tuple hash (the server side of the tuple is fixed). */
 static int fallback(const struct sockaddr_in *from) {
   uint32_t h = 2166136261u;
@@ -152,8 +139,8 @@ static client *client_of(const struct sockaddr_in *from) {
 /* is_initial_or_0rtt: the long header's packet type, by version (QUIC v2,
  * RFC 9369, renumbers them); unknown versions count as Initials. */
 static int is_initial_or_0rtt(const uint8_t *d) {
-  uint32_t version = (uint32_t)d[1] << 24 | (uint32_t)d[2] << 16 |
-                     (uint32_t)d[3] << 8 | d[4];
+  uint32_t version =
+      (uint32_t)d[1] << 24 | (uint32_t)d[2] << 16 | (uint32_t)d[3] << 8 | d[4];
   unsigned type = (d[0] >> 4) & 3;
   if (version == 0x00000001u) {
     return type == 0 || type == 1;
@@ -190,8 +177,8 @@ static int route_initial(const uint8_t *dcid, size_t len,
 /* has_token: the long header |d| (|n| octets) is an Initial carrying a
  * token (a client's Initial after a Retry). */
 static int has_token(const uint8_t *d, size_t n) {
-  uint32_t version = (uint32_t)d[1] << 24 | (uint32_t)d[2] << 16 |
-                     (uint32_t)d[3] << 8 | d[4];
+  uint32_t version =
+      (uint32_t)d[1] << 24 | (uint32_t)d[2] << 16 | (uint32_t)d[3] << 8 | d[4];
   unsigned type = (d[0] >> 4) & 3;
   size_t p = 6 + (size_t)d[5];
   if (!((version == 0x00000001u && type == 0) ||
@@ -297,7 +284,7 @@ int main(int argc, char **argv) {
       backend *b = &servers[nservers];
       int n;
       if (nservers == MAX_SERVERS || eq == NULL ||
-          (n = parse_hex(arg, (size_t)(eq - arg), b->sid, sizeof(b->sid))) <
+          (n = tool_unhex(arg, (size_t)(eq - arg), b->sid, sizeof(b->sid))) <
               0 ||
           parse_addr(eq + 1, &b->addr) != 0) {
         die("bad --server (SIDHEX=HOST:PORT)");
@@ -347,8 +334,8 @@ int main(int argc, char **argv) {
     if (pfd[0].revents & POLLIN) {
       struct sockaddr_in from;
       socklen_t flen = sizeof(from);
-      ssize_t n = recvfrom(front, buf, sizeof(buf), 0,
-                           (struct sockaddr *)&from, &flen);
+      ssize_t n =
+          recvfrom(front, buf, sizeof(buf), 0, (struct sockaddr *)&from, &flen);
       client *c = n > 0 ? client_of(&from) : NULL;
       int s = c ? route(lb, buf, (size_t)n, &from) : -1;
       if (s >= 0) {
