@@ -385,6 +385,18 @@ void cli_common_free(cli_common *cc) {
   }
 }
 
+/* Nonzero if environment variable |name| is set to anything but "" or "0". */
+static int env_on(const char *name) {
+  const char *v = getenv(name);
+  return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
+}
+
+void cli_uv_config(uvq_uv_config *cfg) {
+  uvq_uv_config_default(cfg);
+  cfg->no_gso = env_on("UVQ_UV_NO_GSO");
+  cfg->no_gro = env_on("UVQ_UV_NO_GRO");
+}
+
 int cli_write_atomic(const char *path, const void *data, size_t len, int mode) {
   char tmp[4096];
   int fd, ok, saved;

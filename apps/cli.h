@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "uvquic/uvquic.h"
+#include "uvquic/uvquic_uv.h"
 
 /* Exit statuses of the tools. */
 #define CLI_EXIT_OK 0
@@ -187,6 +188,13 @@ void cli_common_free(cli_common *cc);
  * the old contents or the new, never a part. Returns 0 or -1 (errno set).
  */
 int cli_write_atomic(const char *path, const void *data, size_t len, int mode);
+
+/*
+ * cli_uv_config fills |cfg| with the adapter's defaults and the
+ * environment's overrides: UVQ_UV_NO_GSO and UVQ_UV_NO_GRO set to anything
+ * but "" or "0" turn GSO / GRO off (for troubleshooting a kernel or NIC).
+ */
+void cli_uv_config(uvq_uv_config *cfg);
 
 /* cli_hex writes |len| bytes as lowercase hex into |out| (2*len+1). */
 void cli_hex(char *out, const uint8_t *in, size_t len);

@@ -76,7 +76,7 @@
 
 typedef struct server {
   uv_loop_t *loop;
-  uvq_listener *listener;
+  uvq_uv_endpoint *listener;
   uvq_hq_server *hq;
   uvq_h3_server *h3;
   /* The HTTP/3 side's view of the root (hq has its own, same jail). */
@@ -647,7 +647,7 @@ static void usage(FILE *f) {
       d.max_connections);
 }
 
-static int on_accept(uvq_listener *l, uvq_conn *conn,
+static int on_accept(uvq_uv_endpoint *l, uvq_conn *conn,
                      const uvq_accept_info *info,
                      const uvq_app_callbacks **pcallbacks,
                      void **pconn_user_data, void *user_data) {
@@ -800,7 +800,7 @@ static void on_shutdown_timer(uv_timer_t *t) {
       uv_hrtime() - s->shutdown_start >= s->shutdown_timeout) {
     s->closing = 2;
     uv_timer_stop(t);
-    uvq_listener_close(s->listener, on_listener_closed);
+    uvq_uv_endpoint_close(s->listener, on_listener_closed);
   }
 }
 
@@ -1045,6 +1045,7 @@ int main(int argc, char **argv) {
   socklen_t sslen;
   uvq_tls_config tcfg;
   uvq_settings settings;
+  uvq_uv_config uvcfg;
   uvq_h3_server_config h3cfg;
   uvq_tls_ctx *tls = NULL;
   uvq_addr bound;
@@ -1283,9 +1284,10 @@ int main(int argc, char **argv) {
     settings.initial_rtt = initial_rtt;
   }
   cli_common_apply(&cc, &settings);
+  cli_uv_config(&uvcfg);
   s.loop = uv_default_loop();
-  rv = uvq_listen(&s.listener, s.loop, (struct sockaddr *)&ss, &settings, tls,
-                  on_accept, &s);
+  rv = uvq_uv_listen(&s.listener, s.loop, (struct sockaddr *)&ss, &uvcfg,
+                     &settings, tls, on_accept, &s);
   /* The endpoint keeps its own copy of the QUIC-LB key, inside GnuTLS. */
   gnutls_memset(&quic_lb, 0, sizeof(quic_lb));
   settings.quic_lb = NULL;

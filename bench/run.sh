@@ -45,7 +45,7 @@ LAT_CONNS=${LAT_CONNS:-4}
 SKIP=${SKIP:-}
 
 bench_init "${1:-}"
-for bin in "$UDPBENCH" "$CEILING"; do
+for bin in "$UDPBENCH" "$CEILING" "$UDPLAT"; do
   [ -x "$bin" ] || { echo "missing $bin (configure with -DUVQ_BENCH=ON)" >&2; exit 1; }
 done
 bench_start_servers
@@ -368,32 +368,63 @@ fi
 # ---------------------------------------------------------------------------
 # 4. Latency at a fixed rate
 if ! skip lat; then
-  lat_names=("uvquic-server" "gtlsserver")
-  for i in 0 1; do : >"$tmp/lat.$i"; done
+  "$UDPLAT" --server >"$tmp/udplat.port" 2>/dev/null &
+  bench_pids+=("$!")
+  for _ in $(seq 1 100); do [ -s "$tmp/udplat.port" ] && break; sleep 0.05; done
+  ulport=$(awk '{ print $2 }' "$tmp/udplat.port")
+  lat_names=("uvquic-server" "gtlsserver" "udplat (UDP floor)")
+  for i in 0 1 2; do : >"$tmp/lat.$i"; : >"$tmp/split.$i"; done
   for r in $(seq 1 "$RUNS"); do
-    for k in 0 1; do
-      i=$(((k + r - 1) % 2))
-      if [ "$i" = 0 ]; then port=$UPORT; else port=$GPORT; fi
-      if ! timeout 120 "$CLIENT" --ca "$tmp/cert.pem" --initial-rtt 1 --connections "$LAT_CONNS" \
-        --rate "$LAT_RATE" --duration "$LAT_DUR" "https://127.0.0.1:$port/1k.bin" \
-        >"$tmp/lat.out" 2>"$tmp/lat.err"; then
+    for k in 0 1 2; do
+      i=$(((k + r - 1) % 3))
+      case $i in
+      0) cmd=("$CLIENT" --ca "$tmp/cert.pem" --initial-rtt 1 --connections "$LAT_CONNS"
+        --rate "$LAT_RATE" --duration "$LAT_DUR" "https://127.0.0.1:$UPORT/1k.bin") ;;
+      1) cmd=("$CLIENT" --ca "$tmp/cert.pem" --initial-rtt 1 --connections "$LAT_CONNS"
+        --rate "$LAT_RATE" --duration "$LAT_DUR" "https://127.0.0.1:$GPORT/1k.bin") ;;
+      2) cmd=("$UDPLAT" --port "$ulport" --rate "$LAT_RATE" --duration "$LAT_DUR") ;;
+      esac
+      if ! timeout 120 "${cmd[@]}" >"$tmp/lat.out" 2>"$tmp/lat.err"; then
         echo "latency run against ${lat_names[$i]} failed: $(cat "$tmp/lat.out") $(head -n5 "$tmp/lat.err")" >&2
         exit 1
       fi
       sed -n 's/.* p50 \([0-9]*\) p90 [0-9]* p99 \([0-9]*\) p999 \([0-9]*\) max \([0-9]*\); max send lag \([0-9]*\) us$/\1 \2 \3 \4 \5/p' \
         "$tmp/lat.out" >>"$tmp/lat.$i"
+      # The load generator's split: send lag p99 p999, service p50 p99 p999.
+      sed -n 's/^rate: split us: send lag p50 [0-9]* p99 \([0-9]*\) p999 \([0-9]*\) max [0-9]*; service p50 \([0-9]*\) p99 \([0-9]*\) p999 \([0-9]*\) max [0-9]*$/\1 \2 \3 \4 \5/p' \
+        "$tmp/lat.out" >>"$tmp/split.$i"
     done
   done
   echo
   printf '4. Latency: 1 KiB GETs at %d/s on %d connections for %s s, from when each was due\n' \
     "$LAT_RATE" "$LAT_CONNS" "$LAT_DUR"
-  printf '   to response complete (coordinated-omission safe); microseconds, median over %d runs\n' "$RUNS"
-  printf '%-16s %8s %8s %8s %8s %14s   %s\n' "server" "p50" "p99" "p999" "max" "max send lag" "runs (p99)"
-  for i in 0 1; do
+  printf '   to response complete (coordinated-omission safe); microseconds, median over %d runs;\n' "$RUNS"
+  printf '   udplat: the same schedule over plain UDP (40-byte request, 1064-byte answer), the\n'
+  printf '   tail this machine (kernel + scheduler) puts under any server\n'
+  printf '%-20s %8s %8s %8s %8s %14s %9s   %s\n' "server" "p50" "p99" "p999" "max" "max send lag" \
+    "p999/udp" "runs (p999)"
+  for i in 0 1 2; do
     col() { cut -d' ' -f"$1" "$tmp/lat.$i" >"$tmp/col"; median "$tmp/col"; }
-    printf '%-16s %8.0f %8.0f %8.0f %8.0f %14.0f   %s\n' "${lat_names[$i]}" "$(col 1)" "$(col 2)" \
-      "$(col 3)" "$(col 4)" "$(col 5)" "$(cut -d' ' -f2 "$tmp/lat.$i" | tr '\n' ' ')"
-    [ "$i" = 0 ] && lat_p99=$(col 2)
+    [ "$i" = 2 ] && lat_udp999=$(col 3)
+  done
+  for i in 0 1 2; do
+    col() { cut -d' ' -f"$1" "$tmp/lat.$i" >"$tmp/col"; median "$tmp/col"; }
+    printf '%-20s %8.0f %8.0f %8.0f %8.0f %14.0f %8sx   %s\n' "${lat_names[$i]}" "$(col 1)" "$(col 2)" \
+      "$(col 3)" "$(col 4)" "$(col 5)" "$(ratio "$(col 3)" "$lat_udp999")" \
+      "$(cut -d' ' -f3 "$tmp/lat.$i" | tr '\n' ' ')"
+    case $i in
+    0) lat_p99=$(col 2); lat_p999=$(col 3) ;;
+    1) lat_g99=$(col 2); lat_g999=$(col 3) ;;
+    esac
+  done
+  printf '   split (uvquic-client): send lag = how late the generator itself issued a request\n'
+  printf '   (its timer wake-up and its own loop); service = from issue to response complete\n'
+  printf '%-20s %14s %14s %12s %12s %12s\n' "server" "lag p99" "lag p999" "service p50" "service p99" \
+    "service p999"
+  for i in 0 1; do
+    scol() { cut -d' ' -f"$1" "$tmp/split.$i" >"$tmp/col"; median "$tmp/col"; }
+    printf '%-20s %14.0f %14.0f %12.0f %12.0f %12.0f\n' "${lat_names[$i]}" "$(scol 1)" "$(scol 2)" \
+      "$(scol 3)" "$(scol 4)" "$(scol 5)"
   done
 fi
 
@@ -428,5 +459,6 @@ if ! skip mem; then
     "$mem_hq" "$floor_hq" "$(awk -v a="$mem_hq" -v b="$floor_hq" 'BEGIN { printf "%.1f", a - b }')"
 fi
 if ! skip lat; then
-  printf '  p99 at %d req/s: %.0f us (<= 1000)\n' "$LAT_RATE" "$lat_p99"
+  printf '  latency at %d req/s: p99 %.0f us (<= 200), p999 %.0f us (<= 1000); gtlsserver p99 %.0f, p999 %.0f; UDP floor p999 %.0f\n' \
+    "$LAT_RATE" "$lat_p99" "$lat_p999" "$lat_g99" "$lat_g999" "$lat_udp999"
 fi

@@ -94,12 +94,13 @@ int main(int argc, char **argv) {
   req.cb.on_complete = on_complete;
 
   rv = uvq_uv_client_new(&client, uv_default_loop(), ai->ai_family, NULL, NULL,
-                         tls, NULL);
+                         NULL, tls, NULL);
   if (rv == 0 && (rv = uvq_h3_client_new(&h3, &ccfg)) == 0) {
     /* Submitted before the handshake: sent as soon as it completes. */
     rv = uvq_h3_submit(h3, &req, NULL);
     if (rv == 0) {
-      rv = uvq_connect(client, ai->ai_addr, host, uvq_h3_callbacks(), h3, NULL);
+      rv = uvq_uv_connect(client, ai->ai_addr, host, uvq_h3_callbacks(), h3,
+                          NULL);
     }
     if (rv != 0) {
       uvq_h3_client_del(h3); /* never connected: on_closed will not fire */

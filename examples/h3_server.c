@@ -34,7 +34,7 @@ static int on_request(uvq_h3_stream *st, const uvq_h3_request_info *req,
   return uvq_h3_respond(st, &resp); /* nonzero resets the stream */
 }
 
-static int on_accept(uvq_listener *l, uvq_conn *conn,
+static int on_accept(uvq_uv_endpoint *l, uvq_conn *conn,
                      const uvq_accept_info *info,
                      const uvq_app_callbacks **pcallbacks, void **pconn_ud,
                      void *user_data) {
@@ -54,7 +54,7 @@ int main(int argc, char **argv) {
   uvq_h3_server *srv;
   uvq_tls_config tc;
   uvq_tls_ctx *tls;
-  uvq_listener *l;
+  uvq_uv_endpoint *l;
   uvq_addr bound;
   int rv;
 
@@ -74,8 +74,8 @@ int main(int argc, char **argv) {
     return 1;
   }
   uv_ip4_addr("127.0.0.1", argc > 1 ? atoi(argv[1]) : 0, &addr);
-  rv = uvq_listen(&l, uv_default_loop(), (const struct sockaddr *)&addr, NULL,
-                  tls, on_accept, srv);
+  rv = uvq_uv_listen(&l, uv_default_loop(), (const struct sockaddr *)&addr,
+                     NULL, NULL, tls, on_accept, srv);
   if (rv != 0) {
     fprintf(stderr, "listen: %s\n", uvq_strerror(rv));
     return 1;

@@ -71,13 +71,13 @@ int main(int argc, char **argv) {
     return 1;
   }
   rv = uvq_uv_client_new(&client, uv_default_loop(), ai->ai_family, NULL, NULL,
-                         tls, NULL);
+                         NULL, tls, NULL);
   if (rv == 0) {
     rv = uvq_hq_client_new(&cli, reqs, (size_t)nreqs, NULL, on_done, reqs);
   }
   if (rv == 0) {
-    rv = uvq_connect(client, ai->ai_addr, argv[1], uvq_hq_client_callbacks(),
-                     cli, NULL);
+    rv = uvq_uv_connect(client, ai->ai_addr, argv[1], uvq_hq_client_callbacks(),
+                        cli, NULL);
     if (rv != 0) {
       uvq_hq_client_del(cli); /* never started: done will not fire */
     }

@@ -68,7 +68,7 @@ static const uvq_app_callbacks echo_app = {
     .on_stream_closed = on_stream_closed,
 };
 
-static int on_accept(uvq_listener *l, uvq_conn *conn,
+static int on_accept(uvq_uv_endpoint *l, uvq_conn *conn,
                      const uvq_accept_info *info,
                      const uvq_app_callbacks **pcallbacks, void **pconn_ud,
                      void *user_data) {
@@ -84,7 +84,7 @@ int main(int argc, char **argv) {
   struct sockaddr_in addr;
   uvq_tls_config tc;
   uvq_tls_ctx *tls;
-  uvq_listener *l;
+  uvq_uv_endpoint *l;
   uvq_addr bound;
   int rv;
 
@@ -97,8 +97,8 @@ int main(int argc, char **argv) {
     return 1;
   }
   uv_ip4_addr("127.0.0.1", argc > 1 ? atoi(argv[1]) : 0, &addr);
-  rv = uvq_listen(&l, uv_default_loop(), (const struct sockaddr *)&addr, NULL,
-                  tls, on_accept, NULL);
+  rv = uvq_uv_listen(&l, uv_default_loop(), (const struct sockaddr *)&addr,
+                     NULL, NULL, tls, on_accept, NULL);
   if (rv != 0) {
     fprintf(stderr, "listen: %s\n", uvq_strerror(rv));
     return 1;

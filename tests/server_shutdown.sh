@@ -4,8 +4,9 @@
 # server exits 0 once it is over; a second signal closes at once, and the
 # client learns it from a CONNECTION_CLOSE (within a second, not from its
 # idle timeout); --shutdown-timeout bounds the wait. Also the socket-buffer
-# clamp warning (only with -v above what one connection needs), --version and
-# that --help names every long option the server accepts.
+# clamp warning (only with -v above what one connection needs), the
+# UVQ_UV_NO_GSO / UVQ_UV_NO_GRO overrides, --version and that --help names
+# every long option the server accepts.
 # Needs UVQ_BUILD_DIR and UVQ_SOURCE_DIR (set by ctest).
 set -euo pipefail
 
@@ -151,6 +152,35 @@ else
   else
     fail "clamp: without -v: $(cat "$tmp/clamp.err"); with -v: $(cat "$tmp/clamp-v.err")"
   fi
+fi
+
+# ---- UVQ_UV_NO_GSO / UVQ_UV_NO_GRO: the tools' overrides of uvq_uv_config ---
+# The server's exit line "datapath: ... gso_messages=N ... gro_buffers=N"
+# after a 4 MiB download, with and without the variables.
+head -c $((4 << 20)) /dev/zero >"$root/four.bin"
+datapath_field() { sed -n "s/^datapath: .* $2=\([0-9]*\).*/\1/p" "$tmp/$1.out"; }
+for run in gso-on gso-off; do
+  if [ "$run" = gso-off ]; then
+    export UVQ_UV_NO_GSO=1 UVQ_UV_NO_GRO=1
+  fi
+  start_bare_server "$run" --root "$root"
+  UPID=$SERVER_PID
+  "$CLIENT" -k --quiet -o "$tmp/four.out" "https://127.0.0.1:$PORT/four.bin" ||
+    fail "$run: download failed"
+  stop_server "$run"
+  unset UVQ_UV_NO_GSO UVQ_UV_NO_GRO
+done
+on=$(datapath_field gso-on gso_messages)
+off=$(datapath_field gso-off gso_messages)
+gro_off=$(datapath_field gso-off gro_buffers)
+if [ -z "$on" ] || [ -z "$off" ] || [ -z "$gro_off" ]; then
+  fail "no datapath line: $(cat "$tmp/gso-on.out" "$tmp/gso-off.out")"
+elif [ "$off" -ne 0 ] || [ "$gro_off" -ne 0 ]; then
+  fail "UVQ_UV_NO_GSO=1 UVQ_UV_NO_GRO=1: gso_messages=$off gro_buffers=$gro_off"
+elif [ "$on" -eq 0 ]; then
+  echo "note: no GSO message without UVQ_UV_NO_GSO either (a kernel without GSO?)"
+else
+  pass "UVQ_UV_NO_GSO=1 UVQ_UV_NO_GRO=1: gso_messages $on -> 0, gro_buffers 0"
 fi
 
 # ---- --version, --help --------------------------------------------------------

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <arpa/inet.h>
@@ -23,7 +24,7 @@ static const char *const echo_alpn[] = {"uvq-echo"};
 typedef struct fixture {
   uv_loop_t loop;
   uvq_tls_ctx *stls, *ctls;
-  uvq_listener *listener;
+  uvq_uv_endpoint *listener;
   uvq_uv_endpoint *client;
   uv_timer_t later;
   /* Runs after the loop's I/O phase in the iteration of later_cb. */
@@ -75,7 +76,7 @@ static const uvq_app_callbacks srv_cbs = {
     .on_closed = srv_closed,
 };
 
-static int on_accept(uvq_listener *l, uvq_conn *conn,
+static int on_accept(uvq_uv_endpoint *l, uvq_conn *conn,
                      const uvq_accept_info *info,
                      const uvq_app_callbacks **pcallbacks,
                      void **pconn_user_data, void *user_data) {
@@ -211,7 +212,7 @@ static void cli_closed(uvq_conn *conn, const uvq_close_info *ci, void *ud) {
   }
   /* From inside a library callback: the adapter defers the close. */
   uvq_uv_endpoint_close(f->client, client_closed_cb);
-  uvq_listener_close(f->listener, listener_closed);
+  uvq_uv_endpoint_close(f->listener, listener_closed);
 }
 
 static const uvq_app_callbacks cli_cbs = {
@@ -273,15 +274,15 @@ static void make_tls(uvq_tls_ctx **stls, uvq_tls_ctx **ctls) {
  * |family| (port 0) that takes connections with |on_acc| and |ud|; |bound|
  * gets the address it bound. */
 static void listen_loopback(uv_loop_t *loop, uvq_tls_ctx **stls,
-                            uvq_tls_ctx **ctls, uvq_listener **listener,
+                            uvq_tls_ctx **ctls, uvq_uv_endpoint **listener,
                             int family, uvq_uv_accept_cb on_acc, void *ud,
                             uvq_addr *bound) {
   struct sockaddr_storage ss;
   set_loopback(&ss, family);
   assert_int_equal(uv_loop_init(loop), 0);
   make_tls(stls, ctls);
-  assert_int_equal(uvq_listen(listener, loop, (struct sockaddr *)&ss, NULL,
-                              *stls, on_acc, ud),
+  assert_int_equal(uvq_uv_listen(listener, loop, (struct sockaddr *)&ss, NULL,
+                                 NULL, *stls, on_acc, ud),
                    0);
   assert_int_equal(uvq_uv_endpoint_get_local_addr(*listener, bound), 0);
 }
@@ -309,10 +310,11 @@ static void run_exchange(int family) {
   assert_ptr_equal(uvq_uv_endpoint_get_user_data(f.listener), &f);
   assert_non_null(uvq_uv_endpoint_get_endpoint(f.listener));
 
-  assert_int_equal(
-      uvq_uv_client_new(&f.client, &f.loop, family, NULL, NULL, f.ctls, &f), 0);
-  assert_int_equal(uvq_connect(f.client, (struct sockaddr *)&bound.ss,
-                               "localhost", &cli_cbs, &f, NULL),
+  assert_int_equal(uvq_uv_client_new(&f.client, &f.loop, family, NULL, NULL,
+                                     NULL, f.ctls, &f),
+                   0);
+  assert_int_equal(uvq_uv_connect(f.client, (struct sockaddr *)&bound.ss,
+                                  "localhost", &cli_cbs, &f, NULL),
                    0);
 
   uv_timer_init(&f.loop, &f.later);
@@ -356,7 +358,7 @@ static void count_close(uvq_uv_endpoint *uep, void *ud) {
   ++*(int *)ud;
 }
 
-static int refuse_all(uvq_listener *l, uvq_conn *conn,
+static int refuse_all(uvq_uv_endpoint *l, uvq_conn *conn,
                       const uvq_accept_info *info,
                       const uvq_app_callbacks **pcallbacks,
                       void **pconn_user_data, void *user_data) {
@@ -379,7 +381,7 @@ static int refuse_all(uvq_listener *l, uvq_conn *conn,
 typedef struct icmp_fix {
   uv_loop_t loop;
   uvq_tls_ctx *stls, *ctls;
-  uvq_listener *listener;
+  uvq_uv_endpoint *listener;
   uvq_uv_endpoint *client;
   uv_timer_t watchdog;
   int hung;
@@ -393,7 +395,7 @@ static void icmp_end(icmp_fix *f) {
     uvq_uv_endpoint_get_stats(f->client, &f->ust);
     uvq_endpoint_get_stats(uvq_uv_endpoint_get_endpoint(f->client), &f->est);
     uvq_uv_endpoint_close(f->client, NULL);
-    uvq_listener_close(f->listener, NULL);
+    uvq_uv_endpoint_close(f->listener, NULL);
     uv_close((uv_handle_t *)&f->watchdog, NULL);
   }
 }
@@ -438,7 +440,7 @@ static void icmp_live_closed(uvq_conn *conn, const uvq_close_info *ci,
   icmp_end(f);
 }
 
-static int icmp_accept(uvq_listener *l, uvq_conn *conn,
+static int icmp_accept(uvq_uv_endpoint *l, uvq_conn *conn,
                        const uvq_accept_info *info,
                        const uvq_app_callbacks **pcallbacks,
                        void **pconn_user_data, void *user_data) {
@@ -483,13 +485,14 @@ static void run_icmp_refused(int family) {
 
   listen_loopback(&f.loop, &f.stls, &f.ctls, &f.listener, family, icmp_accept,
                   &f, &bound);
-  assert_int_equal(
-      uvq_uv_client_new(&f.client, &f.loop, family, NULL, NULL, f.ctls, &f), 0);
-  assert_int_equal(uvq_connect(f.client, (struct sockaddr *)&dead, "localhost",
-                               &dead_cbs, &f, NULL),
+  assert_int_equal(uvq_uv_client_new(&f.client, &f.loop, family, NULL, NULL,
+                                     NULL, f.ctls, &f),
                    0);
-  assert_int_equal(uvq_connect(f.client, (struct sockaddr *)&bound.ss,
-                               "localhost", &live_cbs, &f, NULL),
+  assert_int_equal(uvq_uv_connect(f.client, (struct sockaddr *)&dead,
+                                  "localhost", &dead_cbs, &f, NULL),
+                   0);
+  assert_int_equal(uvq_uv_connect(f.client, (struct sockaddr *)&bound.ss,
+                                  "localhost", &live_cbs, &f, NULL),
                    0);
   /* Far below the 10 s handshake timeout. */
   start_watchdog(&f.loop, &f.watchdog, &f.hung, 5000);
@@ -519,7 +522,7 @@ static void test_uv_icmp_refused_ipv6(void **state) {
 
 static void test_uv_listen_addr_in_use(void **state) {
   struct sockaddr_in sin;
-  uvq_listener *l1 = NULL, *l2 = NULL;
+  uvq_uv_endpoint *l1 = NULL, *l2 = NULL;
   uvq_addr bound;
   uv_loop_t loop;
   fixture f;
@@ -532,20 +535,20 @@ static void test_uv_listen_addr_in_use(void **state) {
   sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   assert_int_equal(uv_loop_init(&loop), 0);
   make_tls(&f.stls, &f.ctls);
-  assert_int_equal(uvq_listen(&l1, &loop, (struct sockaddr *)&sin, NULL, f.stls,
-                              refuse_all, &closed),
+  assert_int_equal(uvq_uv_listen(&l1, &loop, (struct sockaddr *)&sin, NULL,
+                                 NULL, f.stls, refuse_all, &closed),
                    0);
   assert_int_equal(uvq_uv_endpoint_get_local_addr(l1, &bound), 0);
   errno = 0;
-  assert_int_equal(uvq_listen(&l2, &loop, (struct sockaddr *)&bound.ss, NULL,
-                              f.stls, refuse_all, NULL),
+  assert_int_equal(uvq_uv_listen(&l2, &loop, (struct sockaddr *)&bound.ss, NULL,
+                                 NULL, f.stls, refuse_all, NULL),
                    UVQ_ERR_IO);
   assert_int_equal(errno, EADDRINUSE);
   assert_null(l2);
 
   /* Closing an idle listener completes with its callback, once. */
-  uvq_listener_close(l1, count_close);
-  uvq_listener_close(l1, count_close);
+  uvq_uv_endpoint_close(l1, count_close);
+  uvq_uv_endpoint_close(l1, count_close);
   uv_run(&loop, UV_RUN_DEFAULT);
   assert_int_equal(closed, 1);
   assert_int_equal(uv_loop_close(&loop), 0);
@@ -566,14 +569,152 @@ static void test_uv_bad_arguments(void **state) {
   assert_int_equal(uv_loop_init(&loop), 0);
   make_tls(&f.stls, &f.ctls);
   assert_int_equal(
-      uvq_uv_client_new(&c, &loop, AF_UNIX, NULL, NULL, f.ctls, NULL),
+      uvq_uv_client_new(&c, &loop, AF_UNIX, NULL, NULL, NULL, f.ctls, NULL),
       UVQ_ERR_INVALID_ARGUMENT);
-  assert_int_equal(
-      uvq_listen(&c, &loop, (struct sockaddr *)&sin, NULL, f.stls, NULL, NULL),
-      UVQ_ERR_INVALID_ARGUMENT);
+  assert_int_equal(uvq_uv_listen(&c, &loop, (struct sockaddr *)&sin, NULL, NULL,
+                                 f.stls, NULL, NULL),
+                   UVQ_ERR_INVALID_ARGUMENT);
   assert_int_equal(uv_loop_close(&loop), 0);
   uvq_tls_ctx_del(f.stls);
   uvq_tls_ctx_del(f.ctls);
+}
+
+/* ---- uvq_uv_config: read by version; its allocator and switches ---- */
+
+/* libc, counting what is live and how many calls were made. */
+typedef struct counting_mem {
+  long live;
+  long calls;
+} counting_mem;
+
+static void *cm_malloc(size_t size, void *ud) {
+  counting_mem *m = ud;
+  void *p = malloc(size);
+  m->calls++;
+  m->live += p != NULL;
+  return p;
+}
+
+static void cm_free(void *ptr, void *ud) {
+  counting_mem *m = ud;
+  if (ptr != NULL) {
+    m->calls++;
+    m->live--;
+  }
+  free(ptr);
+}
+
+static void *cm_calloc(size_t nmemb, size_t size, void *ud) {
+  counting_mem *m = ud;
+  void *p = calloc(nmemb, size);
+  m->calls++;
+  m->live += p != NULL;
+  return p;
+}
+
+static void *cm_realloc(void *ptr, size_t size, void *ud) {
+  counting_mem *m = ud;
+  void *p = realloc(ptr, size);
+  m->calls++;
+  m->live += ptr == NULL && p != NULL;
+  return p;
+}
+
+/* 1 if net.core.|name| (rmem_max, wmem_max) is at least |bytes|. */
+static int sysctl_at_least(const char *name, long bytes) {
+  char path[64];
+  long v = 0;
+  FILE *f;
+
+  snprintf(path, sizeof(path), "/proc/sys/net/core/%s", name);
+  f = fopen(path, "r");
+  if (f == NULL) {
+    return 0;
+  }
+  if (fscanf(f, "%ld", &v) != 1) {
+    v = 0;
+  }
+  fclose(f);
+  return v >= bytes;
+}
+
+/* A config of an older (0: none was ever valid) or newer version than
+ * this header's is refused before anything is allocated; the current one
+ * is honoured: its allocator serves the adapter and the core endpoint and
+ * gets everything back, GSO and GRO stay off, the buffer size is asked
+ * for. */
+static void test_uv_config(void **state) {
+  static const int bad[] = {0, UVQ_UV_CONFIG_VERSION + 1};
+  counting_mem m = {0, 0};
+  const uvq_mem mem = {&m, cm_malloc, cm_free, cm_calloc, cm_realloc};
+  uvq_uv_endpoint *l = NULL, *c = NULL;
+  struct sockaddr_storage ss;
+  uvq_tls_ctx *stls, *ctls;
+  uvq_uv_config cfg;
+  uvq_uv_stats st;
+  uv_loop_t loop;
+  int closed = 0;
+
+  (void)state;
+  set_loopback(&ss, AF_INET);
+  assert_int_equal(uv_loop_init(&loop), 0);
+  make_tls(&stls, &ctls);
+
+  uvq_uv_config_default(&cfg);
+  assert_int_equal(cfg.version, UVQ_UV_CONFIG_VERSION);
+  assert_null(cfg.mem);
+  assert_int_equal(cfg.no_gso, 0);
+  assert_int_equal(cfg.no_gro, 0);
+  assert_int_equal(cfg.sockbuf, UVQ_UV_SOCKBUF_DEFAULT);
+  cfg.mem = &mem;
+  cfg.no_gso = 1;
+  cfg.no_gro = 1;
+  cfg.sockbuf = 131072;
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    cfg.version = bad[i];
+    assert_int_equal(uvq_uv_listen(&l, &loop, (struct sockaddr *)&ss, &cfg,
+                                   NULL, stls, refuse_all, NULL),
+                     UVQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(
+        uvq_uv_client_new(&c, &loop, AF_INET, NULL, &cfg, NULL, ctls, NULL),
+        UVQ_ERR_INVALID_ARGUMENT);
+    assert_null(l);
+    assert_null(c);
+  }
+  assert_int_equal(m.calls, 0);
+
+  cfg.version = UVQ_UV_CONFIG_VERSION;
+  assert_int_equal(uvq_uv_listen(&l, &loop, (struct sockaddr *)&ss, &cfg, NULL,
+                                 stls, refuse_all, &closed),
+                   0);
+  assert_ptr_equal(uvq_endpoint_get_mem(uvq_uv_endpoint_get_endpoint(l)), &mem);
+  assert_true(m.live > 0);
+  assert_int_equal(uvq_uv_endpoint_get_stats(l, &st), 0);
+  assert_int_equal(st.gso, 0);
+  assert_int_equal(st.gro, 0);
+  if (sysctl_at_least("rmem_max", cfg.sockbuf) &&
+      sysctl_at_least("wmem_max", cfg.sockbuf)) {
+    /* Linux reports twice what it granted. */
+    assert_int_equal(st.rcvbuf, 2 * cfg.sockbuf);
+    assert_int_equal(st.sndbuf, 2 * cfg.sockbuf);
+  }
+
+  /* A client with the same config, and a second socket for it. */
+  assert_int_equal(
+      uvq_uv_client_new(&c, &loop, AF_INET, NULL, &cfg, NULL, ctls, &closed),
+      0);
+  assert_int_equal(uvq_uv_endpoint_add_local(c, (struct sockaddr *)&ss, NULL),
+                   0);
+  assert_int_equal(uvq_uv_endpoint_get_stats(c, &st), 0);
+  assert_int_equal(st.gso, 0);
+  assert_int_equal(st.gro, 0);
+
+  uvq_uv_endpoint_close(l, count_close);
+  uvq_uv_endpoint_close(c, count_close);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(closed, 2);
+  assert_int_equal(m.live, 0);
+  end_loop(&loop, stls, ctls);
 }
 
 /* ---- bulk transfers through the datapath (GSO, GRO, ECN, PKTINFO) ---- */
@@ -584,7 +725,7 @@ static void test_uv_bad_arguments(void **state) {
 typedef struct bulk {
   uv_loop_t loop;
   uvq_tls_ctx *stls, *ctls;
-  uvq_listener *listener;
+  uvq_uv_endpoint *listener;
   uvq_uv_endpoint *client;
   uv_timer_t watchdog;
   int hung;
@@ -700,7 +841,7 @@ static const uvq_app_callbacks bsrv_cbs = {
     .on_closed = bsrv_closed,
 };
 
-static int bulk_accept(uvq_listener *l, uvq_conn *conn,
+static int bulk_accept(uvq_uv_endpoint *l, uvq_conn *conn,
                        const uvq_accept_info *info,
                        const uvq_app_callbacks **pcallbacks,
                        void **pconn_user_data, void *user_data) {
@@ -797,7 +938,7 @@ static void bcli_closed(uvq_conn *conn, const uvq_close_info *ci, void *ud) {
   b->cli_closed++;
   b->cli_close_error = ci->error;
   uvq_uv_endpoint_close(b->client, bulk_ep_closed);
-  uvq_listener_close(b->listener, bulk_ep_closed);
+  uvq_uv_endpoint_close(b->listener, bulk_ep_closed);
 }
 
 static const uvq_app_callbacks bcli_cbs = {
@@ -852,12 +993,12 @@ static void run_bulk(bulk *b, const bulk_opts *o) {
   assert_int_equal(uv_loop_init(&b->loop), 0);
   make_tls(&b->stls, &b->ctls);
   set_addr(&ss, o->family, o->listen_ip, 0);
-  assert_int_equal(uvq_listen(&b->listener, &b->loop, (struct sockaddr *)&ss,
-                              NULL, b->stls, bulk_accept, b),
+  assert_int_equal(uvq_uv_listen(&b->listener, &b->loop, (struct sockaddr *)&ss,
+                                 NULL, NULL, b->stls, bulk_accept, b),
                    0);
   assert_int_equal(uvq_uv_endpoint_get_local_addr(b->listener, &bound), 0);
   assert_int_equal(uvq_uv_client_new(&b->client, &b->loop, o->family, NULL,
-                                     NULL, b->ctls, b),
+                                     NULL, NULL, b->ctls, b),
                    0);
   if (o->gso_off) {
     assert_int_equal(uvq_uv_endpoint_set_gso(b->listener, 0), 0);
@@ -867,8 +1008,8 @@ static void run_bulk(bulk *b, const bulk_opts *o) {
     uvq_uv_endpoint_inject_gso_errno(b->listener, o->inject_errno);
   }
   set_addr(&ss, o->family, o->connect_ip, addr_port(&bound));
-  assert_int_equal(uvq_connect(b->client, (struct sockaddr *)&ss, "localhost",
-                               &bcli_cbs, b, NULL),
+  assert_int_equal(uvq_uv_connect(b->client, (struct sockaddr *)&ss,
+                                  "localhost", &bcli_cbs, b, NULL),
                    0);
   uv_timer_init(&b->loop, &b->migrate_timer);
   b->migrate_timer.data = b;
@@ -1119,7 +1260,7 @@ typedef struct mc_conn {
 typedef struct mc_fixture {
   uv_loop_t loop;
   uvq_tls_ctx *stls, *ctls;
-  uvq_listener *listener;
+  uvq_uv_endpoint *listener;
   uvq_uv_endpoint *client;
   uv_timer_t watchdog;
   int hung;
@@ -1182,7 +1323,7 @@ static const uvq_app_callbacks mc_srv_cbs = {
     .on_closed = mc_srv_closed,
 };
 
-static int mc_accept(uvq_listener *l, uvq_conn *conn,
+static int mc_accept(uvq_uv_endpoint *l, uvq_conn *conn,
                      const uvq_accept_info *info,
                      const uvq_app_callbacks **pcallbacks,
                      void **pconn_user_data, void *user_data) {
@@ -1267,7 +1408,7 @@ static void mc_cli_closed(uvq_conn *conn, const uvq_close_info *ci, void *ud) {
   if (++f->cli_closed == MC_CONNS) {
     /* From inside a library callback: the adapter defers the closes. */
     uvq_uv_endpoint_close(f->client, mc_ep_closed);
-    uvq_listener_close(f->listener, mc_ep_closed);
+    uvq_uv_endpoint_close(f->listener, mc_ep_closed);
   }
 }
 
@@ -1295,16 +1436,16 @@ static void run_many(mc_fixture *f, unsigned eagain, int send_errno) {
   assert_int_equal(uv_loop_init(&f->loop), 0);
   make_tls(&f->stls, &f->ctls);
   set_addr(&ss, AF_INET, "127.0.0.1", 0);
-  assert_int_equal(uvq_listen(&f->listener, &f->loop, (struct sockaddr *)&ss,
-                              NULL, f->stls, mc_accept, f),
+  assert_int_equal(uvq_uv_listen(&f->listener, &f->loop, (struct sockaddr *)&ss,
+                                 NULL, NULL, f->stls, mc_accept, f),
                    0);
   if (eagain) {
     uvq_uv_endpoint_inject_eagain(f->listener, eagain);
   }
   assert_int_equal(uvq_uv_endpoint_get_local_addr(f->listener, &bound), 0);
-  assert_int_equal(
-      uvq_uv_client_new(&f->client, &f->loop, AF_INET, NULL, NULL, f->ctls, f),
-      0);
+  assert_int_equal(uvq_uv_client_new(&f->client, &f->loop, AF_INET, NULL, NULL,
+                                     NULL, f->ctls, f),
+                   0);
   if (eagain) {
     uvq_uv_endpoint_inject_eagain(f->client, eagain);
   }
@@ -1317,8 +1458,8 @@ static void run_many(mc_fixture *f, unsigned eagain, int send_errno) {
     c->f = f;
     c->msglen = (size_t)n;
     c->sid = -1;
-    assert_int_equal(uvq_connect(f->client, (struct sockaddr *)&ss, "localhost",
-                                 &mc_cli_cbs, c, NULL),
+    assert_int_equal(uvq_uv_connect(f->client, (struct sockaddr *)&ss,
+                                    "localhost", &mc_cli_cbs, c, NULL),
                      0);
   }
   start_watchdog(&f->loop, &f->watchdog, &f->hung, 60000);
@@ -1447,7 +1588,7 @@ static void test_uv_stats_bad_arguments(void **state) {
 typedef struct cn_fixture {
   uv_loop_t loop;
   uvq_tls_ctx *stls, *ctls;
-  uvq_listener *listener;
+  uvq_uv_endpoint *listener;
   uvq_uv_endpoint *client;
   uv_timer_t watchdog;
   int hung;
@@ -1498,7 +1639,7 @@ static void cn_srv_closed(uvq_conn *conn, const uvq_close_info *ci, void *ud) {
   f->server_closed++;
   f->server_origin = ci->origin;
   f->server_error = ci->error;
-  uvq_listener_close(f->listener, cn_listener_closed);
+  uvq_uv_endpoint_close(f->listener, cn_listener_closed);
 }
 
 /* Echoes bidi streams; the client's unidirectional stream is only read. */
@@ -1519,7 +1660,7 @@ static const uvq_app_callbacks cn_srv_cbs = {
     .on_closed = cn_srv_closed,
 };
 
-static int cn_accept(uvq_listener *l, uvq_conn *conn,
+static int cn_accept(uvq_uv_endpoint *l, uvq_conn *conn,
                      const uvq_accept_info *info,
                      const uvq_app_callbacks **pcallbacks,
                      void **pconn_user_data, void *user_data) {
@@ -1597,15 +1738,15 @@ static void test_uv_close_now(void **state) {
   f.ref = cn_ref_buf;
   assert_int_equal(uv_loop_init(&f.loop), 0);
   make_tls(&f.stls, &f.ctls);
-  assert_int_equal(uvq_listen(&f.listener, &f.loop, (struct sockaddr *)&sin,
-                              NULL, f.stls, cn_accept, &f),
+  assert_int_equal(uvq_uv_listen(&f.listener, &f.loop, (struct sockaddr *)&sin,
+                                 NULL, NULL, f.stls, cn_accept, &f),
                    0);
   assert_int_equal(uvq_uv_endpoint_get_local_addr(f.listener, &bound), 0);
-  assert_int_equal(
-      uvq_uv_client_new(&f.client, &f.loop, AF_INET, NULL, NULL, f.ctls, &f),
-      0);
-  assert_int_equal(uvq_connect(f.client, (struct sockaddr *)&bound.ss,
-                               "localhost", &cn_cli_cbs, &f, NULL),
+  assert_int_equal(uvq_uv_client_new(&f.client, &f.loop, AF_INET, NULL, NULL,
+                                     NULL, f.ctls, &f),
+                   0);
+  assert_int_equal(uvq_uv_connect(f.client, (struct sockaddr *)&bound.ss,
+                                  "localhost", &cn_cli_cbs, &f, NULL),
                    0);
   start_watchdog(&f.loop, &f.watchdog, &f.hung, 60000);
 
@@ -1637,6 +1778,7 @@ int main(void) {
       cmocka_unit_test(test_uv_icmp_refused_ipv6),
       cmocka_unit_test(test_uv_listen_addr_in_use),
       cmocka_unit_test(test_uv_bad_arguments),
+      cmocka_unit_test(test_uv_config),
       cmocka_unit_test(test_uv_bulk_gso_gro),
       cmocka_unit_test(test_uv_bulk_gso_off),
       cmocka_unit_test(test_uv_bulk_gso_refused),

@@ -779,11 +779,13 @@ static void open_output(client *c, dl *d, const char *path) {
 
 uvq_uv_endpoint *endpoint_for(client *c, int family, int *prv) {
   uvq_uv_endpoint **pep = family == AF_INET6 ? &c->ep6 : &c->ep4;
+  uvq_uv_config uvcfg;
 
   *prv = 0;
   if (*pep == NULL) {
-    *prv =
-        uvq_uv_client_new(pep, c->loop, family, NULL, &c->settings, c->tls, c);
+    cli_uv_config(&uvcfg);
+    *prv = uvq_uv_client_new(pep, c->loop, family, NULL, &uvcfg, &c->settings,
+                             c->tls, c);
     if (*prv != 0) {
       *pep = NULL;
     }

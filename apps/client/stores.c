@@ -230,7 +230,7 @@ static void stop_timers(group *g) {
 }
 
 /* The group connecting now, for the TLS hook (which runs inside
- * uvq_connect_with, before the connection is known). */
+ * uvq_uv_connect_with, before the connection is known). */
 static group *g_connecting;
 
 /* Keeps each connection's GnuTLS session, to name a certificate failure. */
@@ -384,7 +384,7 @@ static void w_on_closed(uvq_conn *conn, const uvq_close_info *ci,
   }
 }
 
-/* uvq_connect with what the stores hold for |g| (token, resumption), and
+/* uvq_uv_connect with what the stores hold for |g| (token, resumption), and
  * our callbacks around the application's. */
 int group_connect(client *c, group *g, uvq_uv_endpoint *ep,
                   const uvq_app_callbacks *inner, void *user_data) {
@@ -434,7 +434,7 @@ int group_connect(client *c, group *g, uvq_uv_endpoint *ep,
   }
   g->tls_session = NULL;
   g_connecting = g;
-  rv = uvq_connect_with(ep, (struct sockaddr *)&g->addr, &params, &g->conn);
+  rv = uvq_uv_connect_with(ep, (struct sockaddr *)&g->addr, &params, &g->conn);
   if (rv == UVQ_ERR_INVALID_ARGUMENT && ses != NULL) {
     /* A stored session that no longer parses: connect without it. */
     vlog(g, "the stored session does not parse: a full handshake%s", "");
@@ -442,7 +442,8 @@ int group_connect(client *c, group *g, uvq_uv_endpoint *ep,
     params.resumptionlen = 0;
     params.early_data = 0;
     ses = NULL;
-    rv = uvq_connect_with(ep, (struct sockaddr *)&g->addr, &params, &g->conn);
+    rv =
+        uvq_uv_connect_with(ep, (struct sockaddr *)&g->addr, &params, &g->conn);
   }
   g_connecting = NULL;
   if (rv == 0) {

@@ -492,7 +492,7 @@ UVQ_EXTERN void uvq_h3_client_config_default(uvq_h3_client_config *cfg);
 /**
  * uvq_h3_client_new prepares an HTTP/3 client for one connection: pass
  * uvq_h3_callbacks() and |*ph3| as the connection's callbacks and user data
- * to uvq_endpoint_connect (or uvq_connect). Returns 0,
+ * to uvq_endpoint_connect (or uvq_uv_connect). Returns 0,
  * UVQ_ERR_INVALID_ARGUMENT or UVQ_ERR_NOMEM.
  */
 UVQ_EXTERN int uvq_h3_client_new(uvq_h3_conn **ph3,
@@ -509,7 +509,7 @@ UVQ_EXTERN void uvq_h3_client_del(uvq_h3_conn *h3);
 
 /**
  * uvq_h3_client_start binds |h3| to |conn|, the connection
- * uvq_endpoint_connect (or uvq_connect) just returned for it. If the core
+ * uvq_endpoint_connect (or uvq_uv_connect) just returned for it. If the core
  * lets streams open now (0-RTT attempted: uvq_connect_params.early_data
  * with a resumption blob), it opens the HTTP/3 control and QPACK streams
  * and the queued requests, which then go out as early data at the next

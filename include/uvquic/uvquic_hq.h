@@ -18,7 +18,7 @@
  *   uvq_hq_request reqs[2] = {{.path = "/a", .sink_fd = -1},
  *                             {.path = "/b", .sink_fd = fd}};
  *   uvq_hq_client_new(&cli, reqs, 2, NULL, on_done, arg);
- *   uvq_connect(uep, addr, "example.com", uvq_hq_client_callbacks(), cli,
+ *   uvq_uv_connect(uep, addr, "example.com", uvq_hq_client_callbacks(), cli,
  *               NULL);
  *   ... on_done(cli, ci, arg) fires from the connection's on_closed with
  *   each request's outcome in reqs[i].state; then uvq_hq_client_del(cli).
@@ -301,7 +301,7 @@ typedef void (*uvq_hq_done_cb)(uvq_hq_client *cli, const uvq_close_info *ci,
 /**
  * uvq_hq_client_new prepares fetching |nreqs| files on one connection. Pass
  * uvq_hq_client_callbacks() and |*pcli| as the connection's callbacks and
- * user data to uvq_connect / uvq_endpoint_connect. Once established it opens
+ * user data to uvq_uv_connect / uvq_endpoint_connect. Once established it opens
  * a stream per request (when the peer's stream limit is reached it waits for
  * on_streams_available: a limit never fails a request), and when every
  * request has finished it closes the connection with application error 0.

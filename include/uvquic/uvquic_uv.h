@@ -27,13 +27,14 @@
 extern "C" {
 #endif
 
-/** A UDP socket + timer + async handle driving one uvq_endpoint. */
+/**
+ * A libuv-driven uvq_endpoint: its UDP sockets, a timer and an async
+ * handle. A server (uvq_uv_listen) or a client endpoint
+ * (uvq_uv_client_new).
+ */
 typedef struct uvq_uv_endpoint uvq_uv_endpoint;
 
-/** A server: a listening uvq_uv_endpoint. */
-typedef uvq_uv_endpoint uvq_listener;
-
-/** Called once a listener or client endpoint has freed everything. */
+/** Called once an endpoint (server or client) has freed everything. */
 typedef void (*uvq_uv_close_cb)(uvq_uv_endpoint *uep, void *user_data);
 
 /**
@@ -41,80 +42,139 @@ typedef void (*uvq_uv_close_cb)(uvq_uv_endpoint *uep, void *user_data);
  * *pcallbacks and *pconn_user_data and return 0, or return a negative value
  * to refuse the connection with CONNECTION_REFUSED.
  */
-typedef int (*uvq_uv_accept_cb)(uvq_listener *listener, uvq_conn *conn,
+typedef int (*uvq_uv_accept_cb)(uvq_uv_endpoint *uep, uvq_conn *conn,
                                 const uvq_accept_info *info,
                                 const uvq_app_callbacks **pcallbacks,
                                 void **pconn_user_data, void *user_data);
 
 /**
- * uvq_listen binds a UDP socket to |addr| (IPv4 or IPv6; port 0 picks one)
- * on |loop| and starts accepting QUIC connections. |settings| may be NULL
- * (defaults); |tls| must be a server context outliving the listener.
+ * The current version of uvq_uv_config. Versions other than this one are
+ * refused (there is no older one yet); new fields go at the end.
+ */
+#define UVQ_UV_CONFIG_VERSION 1
+
+/**
+ * The socket buffer size uvq_uv_config_default asks for: 8 MiB, enough
+ * for many fast connections. Unprivileged processes get at most
+ * net.core.rmem_max / wmem_max (see uvq_uv_stats.rcvbuf).
+ */
+#define UVQ_UV_SOCKBUF_DEFAULT (8 * 1024 * 1024)
+
+/**
+ * uvq_uv_config holds what the adapter itself does with an endpoint, as
+ * opposed to the QUIC endpoint's uvq_settings. Start from
+ * uvq_uv_config_default() and change what you need; a NULL config is the
+ * defaults. It is copied: it need not outlive the call it is given to
+ * (the allocator must).
  *
- * Returns 0 and sets *plistener, or UVQ_ERR_INVALID_ARGUMENT, UVQ_ERR_IO
+ * The tools (uvquic-server, uvquic-client) set no_gso and no_gro from the
+ * environment variables UVQ_UV_NO_GSO=1 and UVQ_UV_NO_GRO=1; the library
+ * reads no environment variable.
+ */
+typedef struct uvq_uv_config {
+  int version; /**< UVQ_UV_CONFIG_VERSION (set by uvq_uv_config_default). */
+  /**
+   * The allocator of the adapter and of the core endpoint it creates
+   * (uvq_endpoint_config.mem). NULL (default): libc. Must outlive the
+   * endpoint.
+   */
+  const uvq_mem *mem;
+  /**
+   * Nonzero: never send with UDP GSO (UDP_SEGMENT), even where the kernel
+   * supports it; one message per datagram. Default 0 (GSO where the
+   * kernel has it). uvq_uv_endpoint_set_gso switches it later.
+   */
+  int no_gso;
+  /** Nonzero: do not enable UDP GRO on receive. Default 0 (GRO on). */
+  int no_gro;
+  /**
+   * SO_RCVBUF and SO_SNDBUF to ask for on each socket, in bytes; 0 or less
+   * leaves the kernel's defaults. Default UVQ_UV_SOCKBUF_DEFAULT.
+   */
+  int sockbuf;
+} uvq_uv_config;
+
+/** uvq_uv_config_default zeroes |cfg|, sets its version and defaults. */
+UVQ_EXTERN void uvq_uv_config_default(uvq_uv_config *cfg);
+
+/**
+ * uvq_uv_listen binds a UDP socket to |addr| (IPv4 or IPv6; port 0 picks
+ * one) on |loop| and starts accepting QUIC connections. |cfg| and
+ * |settings| may be NULL (defaults); |tls| must be a server context
+ * outliving the endpoint. Free it with uvq_uv_endpoint_close.
+ *
+ * Returns 0 and sets *puep, or UVQ_ERR_INVALID_ARGUMENT (NULL arguments,
+ * another family, a |cfg| or |settings| of an unknown version), UVQ_ERR_IO
  * (socket or bind failed; errno is left set to the OS error), or
  * UVQ_ERR_NOMEM.
  */
-UVQ_EXTERN int uvq_listen(uvq_listener **plistener, uv_loop_t *loop,
-                          const struct sockaddr *addr,
-                          const uvq_settings *settings, uvq_tls_ctx *tls,
-                          uvq_uv_accept_cb on_accept, void *user_data);
+UVQ_EXTERN int uvq_uv_listen(uvq_uv_endpoint **puep, uv_loop_t *loop,
+                             const struct sockaddr *addr,
+                             const uvq_uv_config *cfg,
+                             const uvq_settings *settings, uvq_tls_ctx *tls,
+                             uvq_uv_accept_cb on_accept, void *user_data);
 
 /**
  * uvq_uv_client_new creates a client endpoint: one UDP socket bound to
  * |local| (NULL = the wildcard address of |family|, ephemeral port) that
- * carries any number of connections made with uvq_connect. |settings| may
- * be NULL (defaults); |tls| must be a client context outliving the
- * endpoint. Free it with uvq_uv_endpoint_close.
+ * carries any number of connections made with uvq_uv_connect. |cfg| and
+ * |settings| may be NULL (defaults); |tls| must be a client context
+ * outliving the endpoint. Free it with uvq_uv_endpoint_close.
  *
  * Returns 0 and sets *puep, or UVQ_ERR_INVALID_ARGUMENT (NULL arguments, a
- * family other than AF_INET / AF_INET6, |local| of another family),
- * UVQ_ERR_IO (socket or bind failed; errno is left set) or UVQ_ERR_NOMEM.
+ * family other than AF_INET / AF_INET6, |local| of another family, a |cfg|
+ * or |settings| of an unknown version), UVQ_ERR_IO (socket or bind failed;
+ * errno is left set) or UVQ_ERR_NOMEM.
  */
 UVQ_EXTERN int uvq_uv_client_new(uvq_uv_endpoint **puep, uv_loop_t *loop,
                                  int family, const struct sockaddr *local,
+                                 const uvq_uv_config *cfg,
                                  const uvq_settings *settings, uvq_tls_ctx *tls,
                                  void *user_data);
 
 /**
- * uvq_connect starts a connection from client endpoint |uep| to |remote|.
- * |server_name| is sent as SNI and verified (NULL: none). The callbacks
- * must stay valid for the connection's life; on_established or on_closed
- * reports the outcome.
+ * uvq_uv_connect starts a connection from client endpoint |uep| to
+ * |remote|. |server_name| is sent as SNI and verified (NULL: none). The
+ * callbacks must stay valid for the connection's life; on_established or
+ * on_closed reports the outcome.
  *
  * Returns 0 and sets *pconn (may be NULL), or a UVQ_ERR_* from
  * uvq_endpoint_connect.
  */
-UVQ_EXTERN int uvq_connect(uvq_uv_endpoint *uep, const struct sockaddr *remote,
-                           const char *server_name,
-                           const uvq_app_callbacks *callbacks,
-                           void *conn_user_data, uvq_conn **pconn);
+UVQ_EXTERN int uvq_uv_connect(uvq_uv_endpoint *uep,
+                              const struct sockaddr *remote,
+                              const char *server_name,
+                              const uvq_app_callbacks *callbacks,
+                              void *conn_user_data, uvq_conn **pconn);
 
 /**
- * uvq_connect_with is uvq_connect with every per-connection parameter of
- * the core (address-validation token, resumption data, early data...):
- * |params| as for uvq_endpoint_connect, except that params->path is ignored
- * — the adapter builds the path to |remote| from its socket (on a wildcard
- * socket, with the source address the kernel will pick). Same returns as
- * uvq_connect.
+ * uvq_uv_connect_with is uvq_uv_connect with every per-connection
+ * parameter of the core (address-validation token, resumption data, early
+ * data...): |params| as for uvq_endpoint_connect, except that params->path
+ * is ignored — the adapter builds the path to |remote| from its socket (on
+ * a wildcard socket, with the source address the kernel will pick). Same
+ * returns as uvq_uv_connect.
  */
-UVQ_EXTERN int uvq_connect_with(uvq_uv_endpoint *uep,
-                                const struct sockaddr *remote,
-                                const uvq_connect_params *params,
-                                uvq_conn **pconn);
+UVQ_EXTERN int uvq_uv_connect_with(uvq_uv_endpoint *uep,
+                                   const struct sockaddr *remote,
+                                   const uvq_connect_params *params,
+                                   uvq_conn **pconn);
 
 /**
  * uvq_uv_endpoint_close closes every connection with NO_ERROR, waits for
- * their closing periods, then closes the socket and handles and frees
- * everything; |cb| fires once at the end. Calling it twice is a no-op.
+ * their closing periods, then closes the sockets and handles and frees
+ * everything; |cb| fires once at the end. For a server and a client
+ * endpoint alike; from inside a callback too (the close packets leave
+ * once the library call that ran the callback returns). Calling it twice
+ * is a no-op.
  */
 UVQ_EXTERN void uvq_uv_endpoint_close(uvq_uv_endpoint *uep, uvq_uv_close_cb cb);
 
 /**
  * uvq_uv_endpoint_close_now is uvq_uv_endpoint_close for a process that is
  * going away: every connection is closed with NO_ERROR and the
- * CONNECTION_CLOSEs that are due are sent (if the socket pushes back, once
- * it takes them), then the socket and handles are closed and everything is
+ * CONNECTION_CLOSEs that are due are sent (if a socket pushes back, once
+ * it takes them), then the sockets and handles are closed and everything is
  * freed at once, without waiting out closing or draining periods (RFC 9000
  * §10.2 lets an endpoint that is going away discard its state early).
  * Pending on_closed callbacks fire first; the free_cb of every
@@ -132,9 +192,6 @@ UVQ_EXTERN void uvq_uv_endpoint_close(uvq_uv_endpoint *uep, uvq_uv_close_cb cb);
 UVQ_EXTERN void uvq_uv_endpoint_close_now(uvq_uv_endpoint *uep,
                                           uvq_uv_close_cb cb);
 
-/** uvq_listener_close is uvq_uv_endpoint_close for a listener. */
-UVQ_EXTERN void uvq_listener_close(uvq_listener *listener, uvq_uv_close_cb cb);
-
 /** The core endpoint (for stats, settings, key rotation). */
 UVQ_EXTERN uvq_endpoint *uvq_uv_endpoint_get_endpoint(uvq_uv_endpoint *uep);
 
@@ -146,7 +203,10 @@ UVQ_EXTERN uvq_endpoint *uvq_uv_endpoint_get_endpoint(uvq_uv_endpoint *uep);
 UVQ_EXTERN int uvq_uv_endpoint_get_local_addr(uvq_uv_endpoint *uep,
                                               uvq_addr *addr);
 
-/** The endpoint's user data (as given to uvq_listen or uvq_uv_client_new). */
+/**
+ * The endpoint's user data (as given to uvq_uv_listen or
+ * uvq_uv_client_new).
+ */
 UVQ_EXTERN void *uvq_uv_endpoint_get_user_data(uvq_uv_endpoint *uep);
 
 /** Datapath facts and counters of one adapter socket
@@ -223,9 +283,9 @@ UVQ_EXTERN int uvq_uv_endpoint_get_stats(uvq_uv_endpoint *uep,
 /**
  * uvq_uv_endpoint_set_gso turns UDP GSO off (|enable| 0) or back on (only
  * where the kernel supports it) for sends from now on: for tests and
- * troubleshooting; the environment variable UVQ_UV_NO_GSO=1 does the same
- * for every endpoint created while it is set. Returns the new state (1 on,
- * 0 off), or UVQ_ERR_INVALID_ARGUMENT.
+ * troubleshooting, on every socket of |uep|; uvq_uv_config.no_gso does the
+ * same from creation. Returns the new state of the first socket (1 on, 0
+ * off), or UVQ_ERR_INVALID_ARGUMENT.
  */
 UVQ_EXTERN int uvq_uv_endpoint_set_gso(uvq_uv_endpoint *uep, int enable);
 
@@ -238,9 +298,9 @@ UVQ_EXTERN int uvq_uv_endpoint_set_gso(uvq_uv_endpoint *uep, int enable);
  * endpoint closes. Use it with uvq_conn_migrate, or call
  * uvq_uv_conn_migrate, which does both.
  *
- * Returns 0, UVQ_ERR_INVALID_ARGUMENT (NULL, a listener, another family),
- * UVQ_ERR_SHUTDOWN (closing), UVQ_ERR_IO (socket or bind failed; errno is
- * left set) or UVQ_ERR_NOMEM.
+ * Returns 0, UVQ_ERR_INVALID_ARGUMENT (NULL, a server endpoint, another
+ * family), UVQ_ERR_SHUTDOWN (closing), UVQ_ERR_IO (socket or bind failed; errno
+ * is left set) or UVQ_ERR_NOMEM.
  */
 UVQ_EXTERN int uvq_uv_endpoint_add_local(uvq_uv_endpoint *uep,
                                          const struct sockaddr *local,

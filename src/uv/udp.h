@@ -36,7 +36,7 @@
  * the tail of a burst) are not sent one system call each: they are copied
  * into the socket's send queue and leave together, several connections'
  * batches in one sendmmsg, when the queue fills, before a large batch (so
- * the order is kept) and after every call into the core (endpoint.c). */
+ * the order is kept) and after every call into the core (driver.c). */
 #define UVQ_UDP_TXQ_SMALL 16384
 #define UVQ_UDP_TXQ_BYTES 65536
 #define UVQ_UDP_TXQ_ENTRIES UVQ_UDP_SEND_BATCH

@@ -1,12 +1,14 @@
 /*
- * The libuv adapter: one UDP socket and one timerfd (each watched by a
- * uv_poll), one uv_async and one uv_prepare drive one uvq_endpoint. See
- * docs/internals/uv-adapter.md for the rules (when we flush, how the timer
- * is armed, how close proceeds).
+ * The libuv driver of a uvq_endpoint (uvquic_uv.h): its UDP sockets and a
+ * timerfd, each watched by a uv_poll, plus one uv_async, uv_prepare and
+ * uv_idle. Every socket is handled by the same code; the datapath of one
+ * socket is udp.c. See docs/internals/uv-adapter.md for the rules (when we
+ * flush, how the timer is armed, how close proceeds).
  */
 #include "uvquic/uvquic_uv.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/timerfd.h>
@@ -16,9 +18,6 @@
 #include "core/mem.h"
 #include "uv/udp.h"
 
-/* Socket buffer size we ask for (root may exceed [rw]mem_max; others are
- * capped by it, and warned). */
-#define UVQ_UV_SOCKBUF (8 * 1024 * 1024)
 /* What one connection needs: one GSO batch (64 segments, the kernel's
  * UDP_MAX_SEGMENTS) of full-size (1500-byte) datagrams. Less, and a single
  * connection's burst is dropped or its send blocks. */
@@ -30,19 +29,18 @@
 /* A deadline that moved later by less than this keeps the timer armed
  * where it was (uep_arm_timer): it fires early, at most once, and re-arms. */
 #define UVQ_UV_TIMER_SLACK UVQ_MILLISECONDS
-/* The handles we close at the end: socket poll, timer poll, async,
- * prepare, idle. */
-#define UVQ_UV_NHANDLES 5
 
-/* An additional socket of a client endpoint (uvq_uv_endpoint_add_local):
- * received on like the first; sends whose path's local address is its
- * own leave through it. Lives until the endpoint closes. */
+/* One UDP socket of an endpoint. The first (socks[0]) is opened with the
+ * endpoint; a client endpoint adds more for migration
+ * (uvq_uv_endpoint_add_local). Every one is received on, and a datagram
+ * leaves through the one its path's local address belongs to. Each lives
+ * until the endpoint is freed. */
 typedef struct uep_sock {
-  struct uep_sock *next;
-  uvq_uv_endpoint *uep;
+  /* The socket and its datapath state; udp.bound is its address. */
   uvq_udp udp;
-  uvq_addr local;
+  /* Its data is the endpoint, as for every handle (sock_of finds us). */
   uv_poll_t poll;
+  /* Events |poll| watches now. */
   int poll_events;
 } uep_sock;
 
@@ -57,17 +55,22 @@ typedef enum uep_state {
 struct uvq_uv_endpoint {
   uv_loop_t *loop;
   uvq_endpoint *ep;
+  /* cfg.mem, or libc. */
   const uvq_mem *mem;
-  /* The socket and its datapath state (udp.c). */
-  uvq_udp udp;
-  /* The expiry timer: a CLOCK_MONOTONIC timerfd (ns resolution). */
-  int tfd;
-  uvq_addr local;
+  uvq_uv_config cfg;
   int is_server;
   uvq_uv_accept_cb on_accept;
   void *user_data;
 
-  uv_poll_t poll;
+  /* Every socket: the first, then the added ones in the order they came. */
+  uep_sock **socks;
+  size_t nsocks;
+  /* The receive buffers, shared by the sockets (one read at a time). */
+  uvq_udp_rx *rx;
+
+  /* The expiry timer: a CLOCK_MONOTONIC timerfd (ns resolution), watched
+   * by |timer|. */
+  int tfd;
   uv_poll_t timer;
   uv_async_t async;
   uv_prepare_t prepare;
@@ -75,46 +78,40 @@ struct uvq_uv_endpoint {
    * uep_arm_timer. Active only while such a deadline waits. */
   uv_idle_t idle;
   int idle_active;
-  /* Events the poll handle watches now. */
-  int poll_events;
-  /* The last flush was blocked: watch UV_WRITABLE. */
+  /* Expiry the timer is armed for (UVQ_TSTAMP_MAX: stopped). */
+  uvq_tstamp armed;
+  /* The last flush was blocked or a send queue filled: watch UV_WRITABLE. */
   int blocked;
-  /* Depth of calls into the core (recv, flush, expiry, wakes): the core is
-   * not re-entrant, so what an app asks for from inside its callbacks is
-   * done after the outermost call returns. */
-  int in_core;
-  /* close_all must still be called (close was asked from a callback). */
-  int close_pending;
+
+  uep_state state;
   /* uvq_uv_endpoint_close_now: free once the close packets are out,
    * without waiting for closing/draining periods. */
   int close_now;
-  /* Expiry the timer is armed for (UVQ_TSTAMP_MAX: stopped). */
-  uvq_tstamp armed;
-
-  uep_state state;
+  /* Handles whose close callback has not run yet (UEP_CLOSING_HANDLES). */
   int handles_open;
   uvq_uv_close_cb close_cb;
-
-  uvq_udp_rx *rx;
-  /* Additional sockets (migration), newest first. */
-  uep_sock *socks;
 };
 
 static void uep_update(uvq_uv_endpoint *uep);
 static void uep_on_poll(uv_poll_t *h, int status, int events);
-static void uep_on_sock_poll(uv_poll_t *h, int status, int events);
 static void uep_on_timer(uv_poll_t *h, int status, int events);
 static void uep_on_idle(uv_idle_t *h);
+
+/* The socket whose poll handle is |h|. */
+static uep_sock *sock_of(uv_poll_t *h) {
+  return (uep_sock *)(void *)((char *)h - offsetof(uep_sock, poll));
+}
 
 /* ------------------------------------------------------------------------ */
 /* Core callbacks                                                           */
 /* ------------------------------------------------------------------------ */
 
-/* Whether datagrams from local address |a| leave through a socket bound
- * to |bound| (on a wildcard socket: any address of the family, same port;
- * PKTINFO then sets the source). */
-static int sock_serves(const uvq_udp *u, const uvq_addr *bound,
-                       const uvq_addr *a) {
+/* Whether datagrams from local address |a| leave through socket |u| (on a
+ * wildcard socket: any address of the family, same port; PKTINFO then sets
+ * the source). */
+static int sock_serves(const uvq_udp *u, const uvq_addr *a) {
+  const uvq_addr *bound = &u->bound;
+
   if (a->ss.ss_family != bound->ss.ss_family) {
     return 0;
   }
@@ -147,16 +144,17 @@ static void report_to_core(uvq_endpoint *ep, uvq_udp *u) {
 static ssize_t uep_send(uvq_endpoint *ep, const uvq_send_batch *b,
                         void *user_data) {
   uvq_uv_endpoint *uep = user_data;
-  /* The core's batches carry their path: a connection that migrated sends
-   * from the additional socket bound to its new local address. */
-  uvq_udp *u = &uep->udp;
+  size_t i = uep->nsocks - 1;
+  uvq_udp *u;
   ssize_t rv;
-  for (uep_sock *k = uep->socks; k; k = k->next) {
-    if (sock_serves(&k->udp, &k->local, &b->path->local)) {
-      u = &k->udp;
-      break;
-    }
+
+  /* The core's batches carry their path: a connection that migrated sends
+   * from the socket bound to its new local address (the newest such),
+   * anything else from the first. */
+  while (i > 0 && !sock_serves(&uep->socks[i]->udp, &b->path->local)) {
+    i--;
   }
+  u = &uep->socks[i]->udp;
   /* |b| points into the core's shared write buffer, which the next
    * connection's burst overwrites: "taken" means the kernel took it, or
    * (a small batch) the socket's send queue copied it. */
@@ -194,85 +192,96 @@ static int uep_accept(uvq_endpoint *ep, uvq_conn *conn,
 }
 
 /* ------------------------------------------------------------------------ */
-/* Driving the core                                                         */
+/* Closing                                                                  */
 /* ------------------------------------------------------------------------ */
 
-static void uep_one_handle_closed(uvq_uv_endpoint *uep) {
-  if (--uep->handles_open > 0) {
-    return;
-  }
-  /* Every handle is closed: nothing of libuv refers to the fds any more.
-   * Closing makes a last try at what is queued; what the core counted as
+/* Frees |uep| once no handle refers to its fds any more. */
+static void uep_free(uvq_uv_endpoint *uep) {
+  size_t i;
+
+  /* Closing makes a last try at what is queued; what the core counted as
    * sent and never left is reported before |close_cb| reads the stats. */
-  uvq_udp_close(&uep->udp);
-  report_to_core(uep->ep, &uep->udp);
-  uvq_free(uep->mem, uep->udp.txq);
-  uep->udp.txq = NULL;
-  for (uep_sock *k = uep->socks; k; k = k->next) {
-    uvq_udp_close(&k->udp);
-    report_to_core(uep->ep, &k->udp);
-    uvq_free(uep->mem, k->udp.txq);
-    k->udp.txq = NULL;
+  for (i = 0; i < uep->nsocks; i++) {
+    uvq_udp *u = &uep->socks[i]->udp;
+    uvq_udp_close(u);
+    report_to_core(uep->ep, u);
+    uvq_free(uep->mem, u->txq);
+    u->txq = NULL;
   }
-  close(uep->tfd);
-  uep->tfd = -1;
+  if (uep->tfd >= 0) {
+    close(uep->tfd);
+    uep->tfd = -1;
+  }
   if (uep->close_cb) {
     /* The core endpoint is still alive here so |cb| can read its stats. */
     uep->close_cb(uep, uep->user_data);
   }
   uvq_endpoint_del(uep->ep);
   /* Freed only now: |cb| may still read their counters. */
-  while (uep->socks) {
-    uep_sock *k = uep->socks;
-    uep->socks = k->next;
-    uvq_free(uep->mem, k);
+  for (i = 0; i < uep->nsocks; i++) {
+    uvq_free(uep->mem, uep->socks[i]);
   }
+  uvq_free(uep->mem, uep->socks);
   uvq_free(uep->mem, uep->rx);
   uvq_free(uep->mem, uep);
 }
 
 static void uep_handle_closed(uv_handle_t *h) {
-  uep_one_handle_closed(h->data);
-}
+  uvq_uv_endpoint *uep = h->data;
 
-/* An additional socket's poll handle points at the socket, not at the
- * endpoint. */
-static void uep_sock_handle_closed(uv_handle_t *h) {
-  uep_sock *k = h->data;
-  uep_one_handle_closed(k->uep);
-}
-
-static void uep_close_handles(uvq_uv_endpoint *uep) {
-  uep->state = UEP_CLOSING_HANDLES;
-  uep->handles_open = UVQ_UV_NHANDLES;
-  uv_close((uv_handle_t *)&uep->poll, uep_handle_closed);
-  uv_close((uv_handle_t *)&uep->timer, uep_handle_closed);
-  uv_close((uv_handle_t *)&uep->async, uep_handle_closed);
-  uv_close((uv_handle_t *)&uep->prepare, uep_handle_closed);
-  uv_close((uv_handle_t *)&uep->idle, uep_handle_closed);
-  for (uep_sock *k = uep->socks; k; k = k->next) {
-    uep->handles_open++;
-    uv_close((uv_handle_t *)&k->poll, uep_sock_handle_closed);
+  if (--uep->handles_open == 0) {
+    uep_free(uep);
   }
 }
 
+/* The one way an endpoint ends, also how a half-built one is undone:
+ * every handle that was initialized (its data set) is closed through the
+ * loop, and the endpoint is freed when the last one is — at once if none
+ * was. */
+static void uep_close_handles(uvq_uv_endpoint *uep) {
+  uv_handle_t *own[] = {(uv_handle_t *)&uep->timer, (uv_handle_t *)&uep->async,
+                        (uv_handle_t *)&uep->prepare,
+                        (uv_handle_t *)&uep->idle};
+  size_t i;
+
+  uep->state = UEP_CLOSING_HANDLES;
+  /* Held until every close is asked for, so none can free us early. */
+  uep->handles_open = 1;
+  for (i = 0; i < uep->nsocks; i++) {
+    uep->handles_open++;
+    uv_close((uv_handle_t *)&uep->socks[i]->poll, uep_handle_closed);
+  }
+  for (i = 0; i < sizeof(own) / sizeof(own[0]); i++) {
+    if (own[i]->data != NULL) {
+      uep->handles_open++;
+      uv_close(own[i], uep_handle_closed);
+    }
+  }
+  if (--uep->handles_open == 0) {
+    uep_free(uep);
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Driving the core                                                         */
+/* ------------------------------------------------------------------------ */
+
+/* Every call into the core ends here. Inside one (an application callback
+ * asked for a connect, a migration or a close), the core's own re-entry
+ * guard refuses the flush and the outer call's flush follows when it
+ * returns; otherwise the datagrams go out and uep_update follows. */
 static void uep_flush(uvq_uv_endpoint *uep) {
   int rv;
 
-  if (uep->in_core || uep->state == UEP_CLOSING_HANDLES) {
+  if (uep->state == UEP_CLOSING_HANDLES) {
     return;
   }
-  if (uep->close_pending) {
-    uep->close_pending = 0;
-    ++uep->in_core;
-    uvq_endpoint_close_all(uep->ep, 0, "shutdown");
-    --uep->in_core;
-  }
-  ++uep->in_core;
   rv = uvq_endpoint_flush(uep->ep, uv_hrtime());
-  --uep->in_core;
-  /* A negative result is an internal failure of one connection, which the
-   * core has already turned into that connection's close; keep going. */
+  if (rv == UVQ_ERR_INVALID_STATE) {
+    return;
+  }
+  /* flush_inner returns only 0 or UVQ_FLUSH_BLOCKED: a connection's own
+   * failure has become its close. */
   uep->blocked = rv == UVQ_FLUSH_BLOCKED;
   uep_update(uep);
 }
@@ -324,11 +333,8 @@ static void uep_arm_timer(uvq_uv_endpoint *uep) {
 
 /* Nonzero if a socket's send queue still holds datagrams. */
 static int queues_pending(const uvq_uv_endpoint *uep) {
-  if (uvq_udp_pending(&uep->udp)) {
-    return 1;
-  }
-  for (const uep_sock *k = uep->socks; k; k = k->next) {
-    if (uvq_udp_pending(&k->udp)) {
+  for (size_t i = 0; i < uep->nsocks; i++) {
+    if (uvq_udp_pending(&uep->socks[i]->udp)) {
       return 1;
     }
   }
@@ -340,45 +346,38 @@ static int queues_pending(const uvq_uv_endpoint *uep) {
  * writability if blocked, re-arm the timer, and finish a graceful close
  * once no connection is left. */
 static void uep_update(uvq_uv_endpoint *uep) {
-  int events, full;
+  int events, full = 0;
+  size_t i;
 
-  if (uep->state == UEP_CLOSING_HANDLES) {
-    return;
-  }
   /* What the send callbacks queued leaves now: the small batches of every
    * connection the last call served, in as few sendmmsg calls as fit. A
    * full socket leaves the rest queued until it is writable. */
-  full = uvq_udp_flush(&uep->udp);
-  report_to_core(uep->ep, &uep->udp);
-  for (uep_sock *k = uep->socks; k; k = k->next) {
-    full |= uvq_udp_flush(&k->udp);
-    report_to_core(uep->ep, &k->udp);
+  for (i = 0; i < uep->nsocks; i++) {
+    full |= uvq_udp_flush(&uep->socks[i]->udp);
+    report_to_core(uep->ep, &uep->socks[i]->udp);
   }
   if (full) {
     uep->blocked = 1;
   }
   if (uep->state == UEP_CLOSING && !(uep->blocked && queues_pending(uep)) &&
       (uvq_endpoint_conn_count(uep->ep) == 0 ||
-       (uep->close_now && !uep->close_pending && !uep->blocked))) {
+       (uep->close_now && !uep->blocked))) {
     /* With close_now the flush that just returned wrote every close packet
      * that was due (it was not blocked); the connections left are only
      * waiting out their closing/draining periods, and uvq_endpoint_del
      * frees them with the rest. Either way, datagrams still queued because
-     * the socket was full (a connection's last CONNECTION_CLOSE, say) are
-     * waited for: the socket is watched for writability below. */
+     * a socket was full (a connection's last CONNECTION_CLOSE, say) are
+     * waited for: the sockets are watched for writability below. */
     uep_close_handles(uep);
     return;
   }
-  events = UV_READABLE | (uep->blocked ? UV_WRITABLE : 0);
-  if (events != uep->poll_events) {
-    uep->poll_events = events;
-    uv_poll_start(&uep->poll, events, uep_on_poll);
-  }
   /* Which socket pushed back is not known here: watch them all. */
-  for (uep_sock *k = uep->socks; k; k = k->next) {
+  events = UV_READABLE | (uep->blocked ? UV_WRITABLE : 0);
+  for (i = 0; i < uep->nsocks; i++) {
+    uep_sock *k = uep->socks[i];
     if (events != k->poll_events) {
       k->poll_events = events;
-      uv_poll_start(&k->poll, events, uep_on_sock_poll);
+      uv_poll_start(&k->poll, events, uep_on_poll);
     }
   }
   uep_arm_timer(uep);
@@ -388,13 +387,11 @@ static void uep_on_icmp(void *arg, const struct sockaddr *dst,
                         uvq_icmp_kind kind) {
   uvq_uv_endpoint *uep = arg;
 
-  ++uep->in_core;
   (void)uvq_endpoint_recv_icmp(uep->ep, dst, kind, uv_hrtime());
-  --uep->in_core;
 }
 
-static void uep_read(uvq_uv_endpoint *uep, uvq_udp *udp,
-                     const uvq_addr *bound) {
+static void uep_read(uvq_uv_endpoint *uep, uep_sock *k) {
+  uvq_udp *udp = &k->udp;
   size_t total = 0;
   uvq_path path;
   uvq_udp_meta meta;
@@ -416,7 +413,6 @@ static void uep_read(uvq_uv_endpoint *uep, uvq_udp *udp,
       break;
     }
     now = uv_hrtime();
-    ++uep->in_core;
     for (i = 0; i < n; ++i) {
       struct msghdr *h = &uep->rx->msgs[i].msg_hdr;
       if (h->msg_flags & MSG_TRUNC) {
@@ -431,11 +427,10 @@ static void uep_read(uvq_uv_endpoint *uep, uvq_udp *udp,
       uvq_udp_meta_get(udp, uep->rx, i, &meta);
       /* On a wildcard socket the local address is the one the peer wrote
        * to (PKTINFO), so replies leave from it; otherwise the bound one. */
-      path.local = meta.has_local ? meta.local : *bound;
+      path.local = meta.has_local ? meta.local : udp->bound;
       (void)uvq_endpoint_recv(uep->ep, &path, meta.ecn, uep->rx->bufs[i],
                               uep->rx->msgs[i].msg_len, meta.segment_size, now);
     }
-    --uep->in_core;
     total += (size_t)udp->stats.datagrams_received - before;
     if (n < UVQ_UDP_RECV_BATCH) {
       break;
@@ -443,8 +438,10 @@ static void uep_read(uvq_uv_endpoint *uep, uvq_udp *udp,
   }
 }
 
+/* Any socket's poll handle. */
 static void uep_on_poll(uv_poll_t *h, int status, int events) {
   uvq_uv_endpoint *uep = h->data;
+  uep_sock *k = sock_of(h);
 
   if (uep->state == UEP_CLOSING_HANDLES) {
     return;
@@ -454,41 +451,29 @@ static void uep_on_poll(uv_poll_t *h, int status, int events) {
      * stopped the handle: read the queue (first: the core acts on an
      * error only for a peer it has heard nothing from) and the datagrams,
      * and watch the socket again. */
-    (void)uvq_udp_read_errors(&uep->udp, uep_on_icmp, uep);
-    uep_read(uep, &uep->udp, &uep->local);
-    uv_poll_start(&uep->poll, uep->poll_events, uep_on_poll);
+    (void)uvq_udp_read_errors(&k->udp, uep_on_icmp, uep);
+    uep_read(uep, k);
+    uv_poll_start(&k->poll, k->poll_events, uep_on_poll);
     events = 0;
   }
   if (events & UV_READABLE) {
-    uep_read(uep, &uep->udp, &uep->local);
+    uep_read(uep, k);
   }
   if (events & UV_WRITABLE) {
-    uep->udp.stats.writable_wakeups++;
+    k->udp.stats.writable_wakeups++;
   }
   /* One flush covers both the received batch and a writable socket. */
   uep_flush(uep);
 }
 
-static void uep_on_sock_poll(uv_poll_t *h, int status, int events) {
-  uep_sock *k = h->data;
-  uvq_uv_endpoint *uep = k->uep;
-
+/* A deadline is due: the timerfd fired, or the idle handle ran one that
+ * was due already. The counters are the first socket's. */
+static void uep_expire(uvq_uv_endpoint *uep, uint64_t *counter) {
   if (uep->state == UEP_CLOSING_HANDLES) {
     return;
   }
-  if (status < 0) {
-    /* POLLERR, as in uep_on_poll. */
-    (void)uvq_udp_read_errors(&k->udp, uep_on_icmp, uep);
-    uep_read(uep, &k->udp, &k->local);
-    uv_poll_start(&k->poll, k->poll_events, uep_on_sock_poll);
-    events = 0;
-  }
-  if (events & UV_READABLE) {
-    uep_read(uep, &k->udp, &k->local);
-  }
-  if (events & UV_WRITABLE) {
-    k->udp.stats.writable_wakeups++;
-  }
+  (*counter)++;
+  uvq_endpoint_handle_expiry(uep->ep, uv_hrtime());
   uep_flush(uep);
 }
 
@@ -506,12 +491,8 @@ static void uep_on_timer(uv_poll_t *h, int status, int events) {
   if (read(uep->tfd, &expirations, sizeof(expirations)) < 0) {
     expirations = 0;
   }
-  uep->udp.stats.timer_fires++;
   uep->armed = UVQ_TSTAMP_MAX;
-  ++uep->in_core;
-  uvq_endpoint_handle_expiry(uep->ep, uv_hrtime());
-  --uep->in_core;
-  uep_flush(uep);
+  uep_expire(uep, &uep->socks[0]->udp.stats.timer_fires);
 }
 
 static void uep_on_idle(uv_idle_t *h) {
@@ -519,14 +500,7 @@ static void uep_on_idle(uv_idle_t *h) {
 
   uv_idle_stop(h);
   uep->idle_active = 0;
-  if (uep->state == UEP_CLOSING_HANDLES) {
-    return;
-  }
-  uep->udp.stats.expiry_immediate++;
-  ++uep->in_core;
-  uvq_endpoint_handle_expiry(uep->ep, uv_hrtime());
-  --uep->in_core;
-  uep_flush(uep);
+  uep_expire(uep, &uep->socks[0]->udp.stats.expiry_immediate);
 }
 
 static void uep_on_async(uv_async_t *h) {
@@ -535,111 +509,157 @@ static void uep_on_async(uv_async_t *h) {
   if (uep->state == UEP_CLOSING_HANDLES) {
     return;
   }
-  ++uep->in_core;
   uvq_endpoint_process_wakes(uep->ep);
-  --uep->in_core;
   uep_flush(uep);
 }
 
 /* Runs once per loop iteration, just before the loop blocks for I/O: picks
  * up whatever the application asked of the core from outside our own
  * callbacks (its timers, its other handles, before uv_run). */
-static void uep_on_prepare(uv_prepare_t *h) {
-  uvq_uv_endpoint *uep = h->data;
-
-  if (uep->state == UEP_CLOSING_HANDLES) {
-    return;
-  }
-  uep_flush(uep);
-}
+static void uep_on_prepare(uv_prepare_t *h) { uep_flush(h->data); }
 
 /* ------------------------------------------------------------------------ */
 /* Construction                                                             */
 /* ------------------------------------------------------------------------ */
 
-/* The informational clamp note, to the settings' log_cb (the settings
- * outlive the uvq_udp_open call this runs in). */
+void uvq_uv_config_default(uvq_uv_config *cfg) {
+  memset(cfg, 0, sizeof(*cfg));
+  cfg->version = UVQ_UV_CONFIG_VERSION;
+  cfg->sockbuf = UVQ_UV_SOCKBUF_DEFAULT;
+}
+
+/* Reads |src| (NULL: the defaults) by its version into |dst|. */
+static int uv_config_read(uvq_uv_config *dst, const uvq_uv_config *src) {
+  uvq_uv_config_default(dst);
+  if (src == NULL) {
+    return 0;
+  }
+  switch (src->version) {
+  case UVQ_UV_CONFIG_VERSION:
+    *dst = *src;
+    return 0;
+  default:
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+}
+
+/* The informational clamp note, to the log_cb of the endpoint's settings
+ * (|user_data|). */
 static void uep_log_info(void *user_data, const char *line) {
   const uvq_settings *st = user_data;
 
   st->log_cb(st->log_cb_user_data, UVQ_LOG_INFO, NULL, line);
 }
 
+/* Opens a socket bound to |addr| (AF_INET or AF_INET6, checked by the
+ * caller), watches it, and appends it to uep->socks. Warnings go where the
+ * endpoint's settings say. Returns 0, UVQ_ERR_IO (errno left set) or
+ * UVQ_ERR_NOMEM. */
+static int uep_sock_add(uvq_uv_endpoint *uep, const struct sockaddr *addr) {
+  const uvq_settings *settings = uvq_endpoint_get_settings(uep->ep);
+  socklen_t len = addr->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+                                             : sizeof(struct sockaddr_in6);
+  uvq_udp_opts opts;
+  uep_sock **socks, *k;
+  int saved;
+
+  socks = uvq_realloc(uep->mem, uep->socks, (uep->nsocks + 1) * sizeof(*socks));
+  if (socks == NULL) {
+    return UVQ_ERR_NOMEM;
+  }
+  uep->socks = socks;
+  k = uvq_calloc(uep->mem, 1, sizeof(*k));
+  if (k == NULL) {
+    return UVQ_ERR_NOMEM;
+  }
+  memset(&opts, 0, sizeof(opts));
+  opts.bufsize = uep->cfg.sockbuf;
+  opts.min_bufsize = UVQ_UV_MIN_SOCKBUF;
+  opts.no_gso = uep->cfg.no_gso;
+  opts.no_gro = uep->cfg.no_gro;
+  opts.log = settings->log;
+  opts.log_user_data = settings->log_user_data;
+  if (settings->log_cb != NULL && settings->log_level >= UVQ_LOG_INFO) {
+    opts.info = uep_log_info;
+    opts.info_user_data = (void *)(uintptr_t)settings;
+  }
+  if (uvq_udp_open(&k->udp, addr, len, &opts) != 0) {
+    saved = errno;
+    uvq_free(uep->mem, k);
+    errno = saved;
+    return UVQ_ERR_IO;
+  }
+  if (uep->nsocks > 0) {
+    /* GSO as the first socket sends now (uvq_uv_endpoint_set_gso, a
+     * fallback). */
+    k->udp.gso = k->udp.gso && uep->socks[0]->udp.gso;
+  }
+  /* Without it (no memory) every batch is sent at once. */
+  k->udp.txq = uvq_calloc(uep->mem, 1, sizeof(*k->udp.txq));
+  if (uv_poll_init(uep->loop, &k->poll, k->udp.fd) != 0) {
+    saved = errno;
+    uvq_udp_close(&k->udp);
+    uvq_free(uep->mem, k->udp.txq);
+    uvq_free(uep->mem, k);
+    errno = saved;
+    return UVQ_ERR_IO;
+  }
+  k->poll.data = uep;
+  k->poll_events = UV_READABLE;
+  uv_poll_start(&k->poll, UV_READABLE, uep_on_poll);
+  uep->socks[uep->nsocks++] = k;
+  return 0;
+}
+
 static int uep_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int is_server,
-                   const struct sockaddr *addr, const uvq_settings *settings,
-                   uvq_tls_ctx *tls, uvq_uv_accept_cb on_accept,
-                   void *user_data) {
-  const uvq_mem *mem = uvq_mem_default();
+                   const struct sockaddr *addr, const uvq_uv_config *uvcfg,
+                   const uvq_settings *settings, uvq_tls_ctx *tls,
+                   uvq_uv_accept_cb on_accept, void *user_data) {
   uvq_endpoint_config cfg;
   uvq_uv_endpoint *uep;
-  uvq_udp_opts opts;
-  socklen_t addrlen;
-  const char *env;
+  uvq_uv_config c;
   int rv, saved;
 
-  if (puep == NULL || loop == NULL || addr == NULL || tls == NULL) {
+  if (puep == NULL || loop == NULL || addr == NULL || tls == NULL ||
+      (addr->sa_family != AF_INET && addr->sa_family != AF_INET6)) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  if (addr->sa_family == AF_INET) {
-    addrlen = sizeof(struct sockaddr_in);
-  } else if (addr->sa_family == AF_INET6) {
-    addrlen = sizeof(struct sockaddr_in6);
-  } else {
-    return UVQ_ERR_INVALID_ARGUMENT;
+  rv = uv_config_read(&c, uvcfg);
+  if (rv != 0) {
+    return rv;
   }
-
-  uep = uvq_calloc(mem, 1, sizeof(*uep));
+  uep = uvq_calloc(c.mem ? c.mem : uvq_mem_default(), 1, sizeof(*uep));
   if (uep == NULL) {
     return UVQ_ERR_NOMEM;
   }
-  uep->mem = mem;
+  uep->cfg = c;
+  uep->mem = c.mem ? c.mem : uvq_mem_default();
   uep->loop = loop;
   uep->is_server = is_server;
   uep->on_accept = on_accept;
   uep->user_data = user_data;
   uep->armed = UVQ_TSTAMP_MAX;
-  uep->rx = uvq_malloc(mem, sizeof(*uep->rx));
+  uep->tfd = -1;
+  /* From here on every failure is undone by uep_close_handles. */
+  uep->rx = uvq_malloc(uep->mem, sizeof(*uep->rx));
   if (uep->rx == NULL) {
     rv = UVQ_ERR_NOMEM;
-    goto fail_rx;
+    goto fail;
   }
-
-  memset(&opts, 0, sizeof(opts));
-  opts.bufsize = UVQ_UV_SOCKBUF;
-  opts.min_bufsize = UVQ_UV_MIN_SOCKBUF;
-  env = getenv("UVQ_UV_NO_GSO");
-  opts.no_gso = env != NULL && env[0] != '\0' && env[0] != '0';
-  env = getenv("UVQ_UV_NO_GRO");
-  opts.no_gro = env != NULL && env[0] != '\0' && env[0] != '0';
-  if (settings != NULL) {
-    opts.log = settings->log;
-    opts.log_user_data = settings->log_user_data;
-    if (settings->log_cb != NULL && settings->log_level >= UVQ_LOG_INFO) {
-      opts.info = uep_log_info;
-      opts.info_user_data = (void *)(uintptr_t)settings;
-    }
-  }
-  if (uvq_udp_open(&uep->udp, addr, addrlen, &opts) != 0) {
-    rv = UVQ_ERR_IO;
-    goto fail_socket;
-  }
-  /* Without it (no memory) every batch is sent at once. */
-  uep->udp.txq = uvq_calloc(mem, 1, sizeof(*uep->udp.txq));
-  uep->local = uep->udp.bound;
   /* CLOCK_MONOTONIC is the clock of uv_hrtime() on Linux (libuv reads it
    * with clock_gettime(CLOCK_MONOTONIC)), so core deadlines, which are in
    * uv_hrtime() nanoseconds, arm it as absolute times unchanged. */
   uep->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   if (uep->tfd < 0) {
     rv = UVQ_ERR_IO;
-    goto fail_timerfd;
+    goto fail;
   }
 
   uvq_endpoint_config_default(&cfg);
   cfg.is_server = is_server;
   cfg.settings = settings;
   cfg.tls = tls;
-  cfg.mem = NULL;
+  cfg.mem = c.mem;
   cfg.user_data = uep;
   cfg.send = uep_send;
   cfg.wake = uep_wake;
@@ -647,33 +667,29 @@ static int uep_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int is_server,
   cfg.on_accept = is_server ? uep_accept : NULL;
   rv = uvq_endpoint_new(&uep->ep, &cfg);
   if (rv != 0) {
-    goto fail_endpoint;
+    goto fail;
+  }
+  rv = uep_sock_add(uep, addr);
+  if (rv != 0) {
+    goto fail;
   }
 
-  if (uv_poll_init(loop, &uep->poll, uep->udp.fd) != 0) {
-    rv = UVQ_ERR_IO;
-    goto fail_poll;
-  }
-  uep->poll.data = uep;
   if (uv_poll_init(loop, &uep->timer, uep->tfd) != 0) {
     rv = UVQ_ERR_IO;
-    goto fail_timer_poll;
+    goto fail;
   }
   uep->timer.data = uep;
-  /* From here on the handles exist; failures below cannot happen for
-   * async/prepare on a valid loop (they only fill structs). */
   if (uv_async_init(loop, &uep->async, uep_on_async) != 0) {
     rv = UVQ_ERR_IO;
-    goto fail_async;
+    goto fail;
   }
-  uv_prepare_init(loop, &uep->prepare);
-  uv_idle_init(loop, &uep->idle);
   uep->async.data = uep;
+  /* These only fill structs: they cannot fail on a valid loop. */
+  uv_prepare_init(loop, &uep->prepare);
   uep->prepare.data = uep;
+  uv_idle_init(loop, &uep->idle);
   uep->idle.data = uep;
 
-  uep->poll_events = UV_READABLE;
-  uv_poll_start(&uep->poll, UV_READABLE, uep_on_poll);
   uv_poll_start(&uep->timer, UV_READABLE, uep_on_timer);
   uv_prepare_start(&uep->prepare, uep_on_prepare);
   /* The prepare hook alone must not keep the loop alive. */
@@ -682,52 +698,25 @@ static int uep_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int is_server,
   *puep = uep;
   return 0;
 
-fail_async:
-  /* The poll and timer handles must be closed through the loop; the rest
-   * is freed when they are. */
-  uep->state = UEP_CLOSING_HANDLES;
-  uep->handles_open = 2;
-  uep->close_cb = NULL;
-  uv_close((uv_handle_t *)&uep->poll, uep_handle_closed);
-  uv_close((uv_handle_t *)&uep->timer, uep_handle_closed);
-  return rv;
-
-fail_timer_poll:
-  /* The socket's poll handle must be closed through the loop; the rest is
-   * freed when it is. */
-  uep->state = UEP_CLOSING_HANDLES;
-  uep->handles_open = 1;
-  uep->close_cb = NULL;
-  uv_close((uv_handle_t *)&uep->poll, uep_handle_closed);
-  return rv;
-
-fail_poll:
-  uvq_endpoint_del(uep->ep);
-fail_endpoint:
-  close(uep->tfd);
-fail_timerfd:
+fail:
   saved = errno;
-  uvq_udp_close(&uep->udp);
+  uep_close_handles(uep);
   errno = saved;
-fail_socket:
-  uvq_free(mem, uep->udp.txq);
-  uvq_free(mem, uep->rx);
-fail_rx:
-  uvq_free(mem, uep);
   return rv;
 }
 
-int uvq_listen(uvq_listener **plistener, uv_loop_t *loop,
-               const struct sockaddr *addr, const uvq_settings *settings,
-               uvq_tls_ctx *tls, uvq_uv_accept_cb on_accept, void *user_data) {
+int uvq_uv_listen(uvq_uv_endpoint **puep, uv_loop_t *loop,
+                  const struct sockaddr *addr, const uvq_uv_config *cfg,
+                  const uvq_settings *settings, uvq_tls_ctx *tls,
+                  uvq_uv_accept_cb on_accept, void *user_data) {
   if (on_accept == NULL) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  return uep_new(plistener, loop, 1, addr, settings, tls, on_accept, user_data);
+  return uep_new(puep, loop, 1, addr, cfg, settings, tls, on_accept, user_data);
 }
 
 int uvq_uv_client_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int family,
-                      const struct sockaddr *local,
+                      const struct sockaddr *local, const uvq_uv_config *cfg,
                       const uvq_settings *settings, uvq_tls_ctx *tls,
                       void *user_data) {
   struct sockaddr_storage any;
@@ -745,7 +734,7 @@ int uvq_uv_client_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int family,
   } else if (local->sa_family != family) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  return uep_new(puep, loop, 0, local, settings, tls, NULL, user_data);
+  return uep_new(puep, loop, 0, local, cfg, settings, tls, NULL, user_data);
 }
 
 /* The path's local address for a connection to |remote|. On a wildcard
@@ -753,8 +742,10 @@ int uvq_uv_client_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int family,
  * (PKTINFO), so the path must start with the address the kernel will pick
  * as our source, or the first reply would look like a new path: ask the
  * routing table with a throwaway connected socket. */
-static void uep_local_for_sock(const uvq_udp *udp, const uvq_addr *bound,
-                               const uvq_addr *remote, uvq_addr *local) {
+static void uep_local_for(const uep_sock *k, const uvq_addr *remote,
+                          uvq_addr *local) {
+  const uvq_udp *udp = &k->udp;
+  const uvq_addr *bound = &udp->bound;
   struct sockaddr_storage ss;
   socklen_t sslen = sizeof(ss);
   int fd;
@@ -782,13 +773,13 @@ static void uep_local_for_sock(const uvq_udp *udp, const uvq_addr *bound,
   close(fd);
 }
 
-static void uep_local_for(uvq_uv_endpoint *uep, const uvq_addr *remote,
-                          uvq_addr *local) {
-  uep_local_for_sock(&uep->udp, &uep->local, remote, local);
+/* The family of the endpoint's sockets. */
+static int uep_family(const uvq_uv_endpoint *uep) {
+  return uep->socks[0]->udp.bound.ss.ss_family;
 }
 
-int uvq_connect_with(uvq_uv_endpoint *uep, const struct sockaddr *remote,
-                     const uvq_connect_params *params, uvq_conn **pconn) {
+int uvq_uv_connect_with(uvq_uv_endpoint *uep, const struct sockaddr *remote,
+                        const uvq_connect_params *params, uvq_conn **pconn) {
   uvq_connect_params p;
   uvq_path path;
   socklen_t len;
@@ -800,7 +791,7 @@ int uvq_connect_with(uvq_uv_endpoint *uep, const struct sockaddr *remote,
   if (uep->state != UEP_RUNNING) {
     return UVQ_ERR_SHUTDOWN;
   }
-  if (remote->sa_family != uep->local.ss.ss_family) {
+  if (remote->sa_family != uep_family(uep)) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   len = remote->sa_family == AF_INET ? sizeof(struct sockaddr_in)
@@ -809,12 +800,10 @@ int uvq_connect_with(uvq_uv_endpoint *uep, const struct sockaddr *remote,
   if (rv != 0) {
     return rv;
   }
-  uep_local_for(uep, &path.remote, &path.local);
+  uep_local_for(uep->socks[0], &path.remote, &path.local);
   p = *params;
   p.path = &path;
-  ++uep->in_core;
   rv = uvq_endpoint_connect(uep->ep, &p, uv_hrtime(), pconn);
-  --uep->in_core;
   if (rv == 0) {
     /* The Initial goes out now when called from outside the core, or from
      * the prepare hook / the outer flush otherwise. */
@@ -823,15 +812,15 @@ int uvq_connect_with(uvq_uv_endpoint *uep, const struct sockaddr *remote,
   return rv;
 }
 
-int uvq_connect(uvq_uv_endpoint *uep, const struct sockaddr *remote,
-                const char *server_name, const uvq_app_callbacks *callbacks,
-                void *conn_user_data, uvq_conn **pconn) {
+int uvq_uv_connect(uvq_uv_endpoint *uep, const struct sockaddr *remote,
+                   const char *server_name, const uvq_app_callbacks *callbacks,
+                   void *conn_user_data, uvq_conn **pconn) {
   uvq_connect_params params;
   uvq_connect_params_default(&params);
   params.server_name = server_name;
   params.callbacks = callbacks;
   params.user_data = conn_user_data;
-  return uvq_connect_with(uep, remote, &params, pconn);
+  return uvq_uv_connect_with(uep, remote, &params, pconn);
 }
 
 void uvq_uv_endpoint_close(uvq_uv_endpoint *uep, uvq_uv_close_cb cb) {
@@ -840,9 +829,10 @@ void uvq_uv_endpoint_close(uvq_uv_endpoint *uep, uvq_uv_close_cb cb) {
   }
   uep->state = UEP_CLOSING;
   uep->close_cb = cb;
-  uep->close_pending = 1;
-  /* Directly when called from outside the core; otherwise the outermost
-   * flush or the prepare hook does it. */
+  /* Only marks the connections (allowed inside callbacks too); the close
+   * packets leave with the next flush: this one when called from outside
+   * the core, otherwise the outer call's. */
+  uvq_endpoint_close_all(uep->ep, 0, "shutdown");
   uep_flush(uep);
 }
 
@@ -855,16 +845,11 @@ void uvq_uv_endpoint_close_now(uvq_uv_endpoint *uep, uvq_uv_close_cb cb) {
   uep->close_cb = cb;
   if (uep->state == UEP_RUNNING) {
     uep->state = UEP_CLOSING;
-    uep->close_pending = 1;
+    uvq_endpoint_close_all(uep->ep, 0, "shutdown");
   }
-  /* As for uvq_uv_endpoint_close: directly from outside the core, else
-   * from the outermost flush or the prepare hook. The flush sends the
-   * CONNECTION_CLOSEs and uep_update then closes the handles. */
+  /* As for uvq_uv_endpoint_close. The flush sends the CONNECTION_CLOSEs
+   * and uep_update then closes the handles. */
   uep_flush(uep);
-}
-
-void uvq_listener_close(uvq_listener *listener, uvq_uv_close_cb cb) {
-  uvq_uv_endpoint_close(listener, cb);
 }
 
 uvq_endpoint *uvq_uv_endpoint_get_endpoint(uvq_uv_endpoint *uep) {
@@ -875,7 +860,7 @@ int uvq_uv_endpoint_get_local_addr(uvq_uv_endpoint *uep, uvq_addr *addr) {
   if (uep == NULL || addr == NULL) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  *addr = uep->local;
+  *addr = uep->socks[0]->udp.bound;
   return 0;
 }
 
@@ -883,35 +868,41 @@ void *uvq_uv_endpoint_get_user_data(uvq_uv_endpoint *uep) {
   return uep->user_data;
 }
 
+/* Adds the counters of |x| to |st|. */
+static void stats_add(uvq_uv_stats *st, const uvq_uv_stats *x) {
+  st->send_calls += x->send_calls;
+  st->send_msgs += x->send_msgs;
+  st->gso_msgs += x->gso_msgs;
+  st->gso_fallbacks += x->gso_fallbacks;
+  st->datagrams_sent += x->datagrams_sent;
+  st->recv_calls += x->recv_calls;
+  st->recv_buffers += x->recv_buffers;
+  st->gro_buffers += x->gro_buffers;
+  st->datagrams_received += x->datagrams_received;
+  st->truncated += x->truncated;
+  st->timer_fires += x->timer_fires;
+  st->expiry_immediate += x->expiry_immediate;
+  st->queued_batches += x->queued_batches;
+  st->send_errors += x->send_errors;
+  st->writable_wakeups += x->writable_wakeups;
+  st->errqueue_reads += x->errqueue_reads;
+  st->icmp_unreachable += x->icmp_unreachable;
+  st->send_async_errors += x->send_async_errors;
+  for (int i = 0; i < 4; i++) {
+    st->ecn_sent[i] += x->ecn_sent[i];
+    st->ecn_received[i] += x->ecn_received[i];
+  }
+}
+
 int uvq_uv_endpoint_get_stats(uvq_uv_endpoint *uep, uvq_uv_stats *st) {
   if (uep == NULL || st == NULL) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  *st = uep->udp.stats;
   /* Counters cover every socket; the facts (gso, gro, pktinfo, buffers)
    * are the first socket's. */
-  for (uep_sock *k = uep->socks; k; k = k->next) {
-    const uvq_uv_stats *x = &k->udp.stats;
-    st->send_calls += x->send_calls;
-    st->send_msgs += x->send_msgs;
-    st->gso_msgs += x->gso_msgs;
-    st->gso_fallbacks += x->gso_fallbacks;
-    st->datagrams_sent += x->datagrams_sent;
-    st->recv_calls += x->recv_calls;
-    st->recv_buffers += x->recv_buffers;
-    st->gro_buffers += x->gro_buffers;
-    st->datagrams_received += x->datagrams_received;
-    st->truncated += x->truncated;
-    st->queued_batches += x->queued_batches;
-    st->send_errors += x->send_errors;
-    st->writable_wakeups += x->writable_wakeups;
-    st->errqueue_reads += x->errqueue_reads;
-    st->icmp_unreachable += x->icmp_unreachable;
-    st->send_async_errors += x->send_async_errors;
-    for (int i = 0; i < 4; i++) {
-      st->ecn_sent[i] += x->ecn_sent[i];
-      st->ecn_received[i] += x->ecn_received[i];
-    }
+  *st = uep->socks[0]->udp.stats;
+  for (size_t i = 1; i < uep->nsocks; i++) {
+    stats_add(st, &uep->socks[i]->udp.stats);
   }
   return 0;
 }
@@ -920,81 +911,48 @@ int uvq_uv_endpoint_set_gso(uvq_uv_endpoint *uep, int enable) {
   if (uep == NULL) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  uep->udp.gso = enable && uep->udp.gso_capable;
-  uep->udp.stats.gso = uep->udp.gso;
-  return uep->udp.gso;
+  for (size_t i = 0; i < uep->nsocks; i++) {
+    uvq_udp *u = &uep->socks[i]->udp;
+    u->gso = enable && u->gso_capable;
+    u->stats.gso = u->gso;
+  }
+  return uep->socks[0]->udp.gso;
 }
 
 void uvq_uv_endpoint_inject_gso_errno(uvq_uv_endpoint *uep, int err) {
-  uep->udp.inject_gso_errno = err;
+  uep->socks[0]->udp.inject_gso_errno = err;
 }
 
 void uvq_uv_endpoint_inject_eagain(uvq_uv_endpoint *uep, unsigned n) {
-  uep->udp.inject_eagain = n;
+  uep->socks[0]->udp.inject_eagain = n;
 }
 
 void uvq_uv_endpoint_inject_send_errno(uvq_uv_endpoint *uep, int err) {
-  uep->udp.inject_send_errno = err;
+  uep->socks[0]->udp.inject_send_errno = err;
 }
 
 int uvq_uv_endpoint_add_local(uvq_uv_endpoint *uep,
                               const struct sockaddr *local, uvq_addr *pbound) {
-  uvq_udp_opts opts;
-  socklen_t len;
-  uep_sock *k;
-  int saved;
+  int rv;
 
   if (uep == NULL || local == NULL || uep->is_server ||
-      local->sa_family != uep->local.ss.ss_family) {
+      local->sa_family != uep_family(uep)) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   if (uep->state != UEP_RUNNING) {
     return UVQ_ERR_SHUTDOWN;
   }
-  len = local->sa_family == AF_INET ? sizeof(struct sockaddr_in)
-                                    : sizeof(struct sockaddr_in6);
-  k = uvq_calloc(uep->mem, 1, sizeof(*k));
-  if (k == NULL) {
-    return UVQ_ERR_NOMEM;
+  rv = uep_sock_add(uep, local);
+  if (rv == 0 && pbound) {
+    *pbound = uep->socks[uep->nsocks - 1]->udp.bound;
   }
-  memset(&opts, 0, sizeof(opts));
-  opts.bufsize = UVQ_UV_SOCKBUF;
-  opts.min_bufsize = UVQ_UV_MIN_SOCKBUF;
-  opts.no_gso = !uep->udp.gso_capable;
-  opts.no_gro = !uep->udp.gro;
-  opts.log = uvq_endpoint_get_settings(uep->ep)->log;
-  opts.log_user_data = uvq_endpoint_get_settings(uep->ep)->log_user_data;
-  if (uvq_udp_open(&k->udp, local, len, &opts) != 0) {
-    saved = errno;
-    uvq_free(uep->mem, k);
-    errno = saved;
-    return UVQ_ERR_IO;
-  }
-  k->udp.gso = k->udp.gso && uep->udp.gso;
-  k->udp.txq = uvq_calloc(uep->mem, 1, sizeof(*k->udp.txq));
-  k->uep = uep;
-  k->local = k->udp.bound;
-  if (uv_poll_init(uep->loop, &k->poll, k->udp.fd) != 0) {
-    uvq_udp_close(&k->udp);
-    uvq_free(uep->mem, k->udp.txq);
-    uvq_free(uep->mem, k);
-    return UVQ_ERR_IO;
-  }
-  k->poll.data = k;
-  k->poll_events = UV_READABLE;
-  uv_poll_start(&k->poll, UV_READABLE, uep_on_sock_poll);
-  k->next = uep->socks;
-  uep->socks = k;
-  if (pbound) {
-    *pbound = k->local;
-  }
-  return 0;
+  return rv;
 }
 
 int uvq_uv_conn_migrate(uvq_uv_endpoint *uep, uvq_conn *conn,
                         const struct sockaddr *local, int nat_rebinding_style,
                         uvq_addr *pbound) {
-  uvq_addr bound, from;
+  uvq_addr from;
   uvq_conn_info info;
   int rv;
 
@@ -1002,17 +960,15 @@ int uvq_uv_conn_migrate(uvq_uv_endpoint *uep, uvq_conn *conn,
       uvq_conn_get_endpoint(conn) != uep->ep) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  rv = uvq_uv_endpoint_add_local(uep, local, &bound);
+  rv = uvq_uv_endpoint_add_local(uep, local, NULL);
   if (rv != 0) {
     return rv;
   }
   /* On a wildcard socket the connection's local address is the one the
    * kernel picks toward the peer, with the new socket's port. */
   uvq_conn_get_info(conn, &info);
-  uep_local_for_sock(&uep->socks->udp, &bound, &info.path->remote, &from);
-  ++uep->in_core;
+  uep_local_for(uep->socks[uep->nsocks - 1], &info.path->remote, &from);
   rv = uvq_conn_migrate(conn, &from, nat_rebinding_style, uv_hrtime());
-  --uep->in_core;
   if (rv != 0) {
     return rv;
   }
