@@ -13,6 +13,7 @@
 #include "core/mem.h"
 #include "core/metrics.h"
 #include "core/pool.h"
+#include "core/quic_lb.h"
 #include "core/reset.h"
 #include "core/router.h"
 #include "core/settings.h"
@@ -440,6 +441,11 @@ int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
     rv = UVQ_ERR_INVALID_ARGUMENT;
     goto fail_settings;
   }
+  /* QUIC-LB sets settings.cid_len, checked by the random init below. */
+  rv = uvq_ep_quic_lb_init(ep);
+  if (rv != 0) {
+    goto fail_settings;
+  }
   rv = uvq_cid_gen_random_init(&ep->cidgen, ep->settings.cid_len);
   if (rv != 0) {
     goto fail_settings;
@@ -447,6 +453,9 @@ int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
   /* Random CIDs, from the endpoint's randomness. */
   ep->cidgen.generate = ep_generate_cid;
   ep->cidgen.user_data = ep;
+  if (ep->quic_lb) {
+    uvq_lb_cid_gen_init(&ep->cidgen, ep->quic_lb);
+  }
   rv = uvq_ep_cid_map_init(ep, &ep->cids);
   if (rv != 0) {
     goto fail_settings;
@@ -534,6 +543,7 @@ fail_ticket:
 fail_secret:
   uvq_cid_map_free(&ep->cids);
 fail_settings:
+  uvq_lb_del(ep->quic_lb);
   uvq_free(mem, ep);
   return rv;
 }
@@ -562,6 +572,7 @@ void uvq_endpoint_del(uvq_endpoint *ep) {
   gnutls_memset(ep->static_secret, 0, sizeof(ep->static_secret));
   uvq_cid_map_free(&ep->cids);
   uvq_sources_free(&ep->sources);
+  uvq_lb_del(ep->quic_lb);
   uvq_free(ep->mem, ep);
 }
 

@@ -32,6 +32,7 @@ struct uvq_endpoint {
   uvq_cid_map cids;
   uvq_sources sources; /* server: handshakes and connections per source */
   uvq_cid_gen cidgen;
+  struct uvq_lb *quic_lb; /* server with QUIC-LB: cidgen issues its CIDs */
   uvq_token_keys tokens;
   uint8_t static_secret[UVQ_STATIC_SECRETLEN];
   uvq_endpoint_stats stats;
