@@ -22,14 +22,20 @@
 #      GnuTLS [+ nghttp3] alone, in memory, the same parameters).
 #   4. Latency: 1 KiB GETs at LAT_RATE/s on LAT_CONNS connections for
 #      LAT_DUR s, timed from when each request was due (no coordinated
-#      omission); p50 / p99 / p999, against uvquic-server and gtlsserver.
+#      omission); p50 / p99 / p999, against uvquic-server and gtlsserver,
+#      and the machine's own floor (udplat: the same schedule over plain
+#      UDP); the load generator's split of its latency into send lag and
+#      service time.
+#   5. As users run it (bench/output.sh): 100 MiB, unpinned whole
+#      processes, discarding and saving (-o FILE vs gtlsclient --download).
+# Then the targets of issue 18, each as a ratio against its peer.
 # Every peer has a 1 ms initial RTT (gtls*: --initial-rtt=1ms; ours:
 # --initial-rtt 1), as on a LAN. The machines are noisy: compare ratios within one
 # run, not absolute numbers across runs.
 #   bench/run.sh [BUILD_DIR]     (default: build/; builds with UVQ_BENCH=ON)
 # Knobs (environment): RUNS, HS_N, HS_C, HS_GEN (load-generator processes, 1), HS_PERF, MEM_N, MEM_C, MEM_IDLE, LAT_RATE,
 # LAT_DUR, LAT_CONNS, CEIL_MB, MEM_GTLS (0: skip gtlsserver's memory run),
-# SKIP (any of "tput hs mem lat"), PIN (1: part 1 pins senders to CPU 0 and
+# SKIP (any of "tput hs mem lat out"), PIN (1: part 1 pins senders to CPU 0 and
 # receivers to CPU 1, every contender alike; 0: the scheduler decides).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -447,6 +453,48 @@ if ! skip lat; then
 fi
 
 # ---------------------------------------------------------------------------
+echo
+# ---------------------------------------------------------------------------
+# 5. As users run it: unpinned whole processes, discarding and saving
+# (bench/output.sh, its own servers, the same RUNS, alternating)
+if ! skip out; then
+  echo
+  printf '5. As users run it: '
+  RUNS=$RUNS "$(dirname "$0")/output.sh" "$B" | tee "$tmp/output.txt"
+  # out_med NAME: the median seconds of output.sh's row NAME.
+  out_med() { grep -F "$1 " "$tmp/output.txt" | head -n1 | cut -c26- | awk '{ print $1 }'; }
+  o_disc=$(out_med "uvquic discard")
+  o_null=$(out_med "uvquic -o /dev/null")
+  o_file=$(out_med "uvquic -o FILE")
+  g_disc=$(out_med "gtlsclient discard")
+  g_dl=$(out_med "gtlsclient --download")
+fi
+
+echo
+echo "Targets of issue 18, this run (each a ratio against a peer measured in this invocation):"
+if ! skip out; then
+  printf '  unpinned 100 MiB, whole processes: gtls pair time / uvquic pair time = %sx discarding, %sx with -o /dev/null,\n' \
+    "$(ratio "$g_disc" "$o_disc")" "$(ratio "$g_disc" "$o_null")"
+  printf '    %sx saving (-o FILE vs gtlsclient --download) (each >= 2.0); -o FILE / discarding = %sx (<= 1.15)\n' \
+    "$(ratio "$g_dl" "$o_file")" "$(ratio "$o_file" "$o_disc")"
+fi
+if ! skip tput; then
+  printf '  pinned 100 MiB h3 / hq: %sx / %sx the gtls pair, %sx / %sx the in-memory ceiling (no regression)\n' \
+    "$(ratio "$tput_h3" "$gtls")" "$(ratio "$tput_hq" "$gtls")" \
+    "$(ratio "$tput_h3" "$ceil")" "$(ratio "$tput_hq" "$ceil")"
+fi
+if ! skip hs; then
+  printf '  server CPU per handshake / hs_floor server side: %sx (<= 1.3); handshake rate vs gtlsserver: %sx with %d generator(s) (>= 1.5)\n' \
+    "$(ratio "$(median "$tmp/cpu.0")" "$hs_fs")" "$hs_ratio" "$HS_GEN"
+fi
+if ! skip lat; then
+  printf '  latency at %d req/s: p99 %.0f us (<= 200), p999 %.0f us (<= 1000); p999 / UDP floor p999 = %sx (gtlsserver %sx)\n' \
+    "$LAT_RATE" "$lat_p99" "$lat_p999" "$(ratio "$lat_p999" "$lat_udp999")" "$(ratio "$lat_g999" "$lat_udp999")"
+fi
+if ! skip mem; then
+  printf '  idle RSS per connection h3 / hq: %s / %s KB (no regression)\n' "$mem_uvq" "$mem_hq"
+fi
+
 echo
 echo "Targets, this run (throughput and handshakes: issue 4; memory: issue 10):"
 if ! skip tput; then
