@@ -8,7 +8,7 @@
  *                 [--metrics-file FILE] [transport options] [-v|-vv]
  *                 [--qlog-dir DIR] [--header-timeout S] [--request-timeout S]
  *                 [--max-field-section-size N] [--max-request-line N]
- *                 [--no-early-data] [--threads N]
+ *                 [--no-early-data] [--quic-lb CONFIG|@FILE] [--threads N]
  *
  * Transport options (shared with uvquic-client, see cli.h): --cc,
  * --max-data, --max-stream-data, --max-streams, --idle-timeout,
@@ -25,6 +25,11 @@
  * HTTP/3 and hq-interop server objects; the file root, media types and
  * options are shared read-only; signals are handled on the main thread,
  * which reaches the shards with uvq_uv_endpoint_each_shard.
+ * --quic-lb makes every connection ID a QUIC-LB one (uvquic_lb.h) that a
+ * load balancer routes to this server: CONFIG is uvq_lb_config_parse's
+ * "cr=N,sid=HEX,nonce=N[,key=HEX][,encode-len]", or @FILE a file holding
+ * it (so the key stays out of the process list; refused when others may
+ * read it).
  *
  * Files (src/app/http_file.c, the same for both protocols): the path is
  * percent-decoded (an encoded '/', a NUL or a bad escape is a bad request;
@@ -70,6 +75,7 @@
 #include "uvquic/uvquic_uv.h"
 
 #include "uvquic/uvquic_h3.h"
+#include "uvquic/uvquic_lb.h"
 
 #include "app/fileserve.h"
 #include "app/hq.h"
@@ -625,6 +631,18 @@ static void usage(FILE *f) {
       "                             Prometheus counters (default none)\n"
       "  --no-early-data            refuse 0-RTT; session tickets then allow\n"
       "                             resumption only (default: 0-RTT on)\n"
+      "  --quic-lb CONFIG|@FILE     issue QUIC-LB connection IDs a load\n"
+      "                             balancer routes by (draft-ietf-quic-\n"
+      "                             load-balancers-21). CONFIG:\n"
+      "                             cr=N,sid=HEX,nonce=N[,key=HEX]\n"
+      "                             [,encode-len]: config rotation 0..6\n"
+      "                             (default 0), this server's ID (1..15\n"
+      "                             octets), nonce octets (4..18, default\n"
+      "                             8; sid + nonce 7..19), 16-octet AES key\n"
+      "                             (default none: server ID in the clear),\n"
+      "                             length in the first octet; @FILE reads\n"
+      "                             CONFIG from FILE (mode 0600). Default\n"
+      "                             off: random CIDs\n"
       "  --cc reno|cubic|bbr        congestion controller (default cubic)\n"
       "  --max-data BYTES           connection flow-control window we grant\n"
       "                             (default %" PRIu64 ")\n"
@@ -1154,6 +1172,48 @@ static int write_cert(uvq_tls_ctx *tls, const char *path) {
   return 0;
 }
 
+/* load_quic_lb parses --quic-lb's |arg| (CONFIG, or @FILE holding it)
+ * into |cfg|; exits with the reason when it is refused. */
+static void load_quic_lb(const char *arg, uvq_lb_config *cfg) {
+  char text[512];
+  const char *reason = NULL;
+  struct stat st;
+  size_t n;
+  FILE *f;
+
+  if (arg[0] == '@') {
+    f = fopen(arg + 1, "r");
+    if (f == NULL) {
+      cli_fail_usage("bad --quic-lb: cannot open %s: %s", arg + 1,
+                     strerror(errno));
+    }
+    if (fstat(fileno(f), &st) != 0 || (st.st_mode & (S_IRWXG | S_IRWXO))) {
+      fclose(f);
+      cli_fail_usage("bad --quic-lb: %s may be read by others (it holds the "
+                     "key; chmod 600)",
+                     arg + 1);
+    }
+    n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    /* One line; trailing white space (the newline) is not part of it. */
+    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r' ||
+                     text[n - 1] == ' ' || text[n - 1] == '\t')) {
+      text[--n] = '\0';
+    }
+    arg = text;
+  }
+  if (uvq_lb_config_parse(cfg, arg, &reason) != 0) {
+    cli_fail_usage("bad --quic-lb: %s", reason);
+  }
+  if (1 + cfg->server_id_len + cfg->nonce_len < 8) {
+    cli_fail_usage("%s", "bad --quic-lb: server ID and nonce must be 7 "
+                         "octets or more together (a server's CIDs are at "
+                         "least 8)");
+  }
+  gnutls_memset(text, 0, sizeof(text));
+}
+
 /* A budget option given in KiB (|min|..|max|), in bytes. */
 static size_t parse_kib(const char *opt, uint64_t min, uint64_t max) {
   return (size_t)cli_parse_u64(optarg, opt, min, max) << 10;
@@ -1208,6 +1268,7 @@ int main(int argc, char **argv) {
       {"cache-control", required_argument, NULL, CLI_OPT_FIRST_TOOL + 42},
       {"shutdown-timeout", required_argument, NULL, CLI_OPT_FIRST_TOOL + 43},
       {"version", no_argument, NULL, CLI_OPT_FIRST_TOOL + 44},
+      {"quic-lb", required_argument, NULL, CLI_OPT_FIRST_TOOL + 45},
       {"threads", required_argument, NULL, CLI_OPT_FIRST_TOOL + 50},
       CLI_COMMON_OPTIONS,
       {"help", no_argument, NULL, 'h'},
@@ -1234,6 +1295,9 @@ int main(int argc, char **argv) {
   /* NULL: the system's table if it is there, silently. */
   const char *mime_file = NULL;
   uvq_retry_mode retry = UVQ_RETRY_OFF;
+  /* --quic-lb; uvq_endpoint_new copies it. */
+  uvq_lb_config quic_lb;
+  int threads_set = 0;
   cli_common cc;
   uvq_keys keys;
   int c, rv;
@@ -1334,6 +1398,11 @@ int main(int argc, char **argv) {
     case CLI_OPT_FIRST_TOOL + 50:
       s.nshards =
           (unsigned)cli_parse_u64(optarg, "--threads", 1, UVQ_UV_MAX_SHARDS);
+      threads_set = 1;
+      break;
+    case CLI_OPT_FIRST_TOOL + 45:
+      load_quic_lb(optarg, &quic_lb);
+      settings.quic_lb = &quic_lb;
       break;
     case CLI_OPT_FIRST_TOOL + 20:
       header_timeout = strcmp(optarg, "0") == 0
@@ -1378,6 +1447,15 @@ int main(int argc, char **argv) {
   }
   if (optind < argc) {
     cli_fail_usage("unexpected argument \"%s\"", argv[optind]);
+  }
+  if (settings.quic_lb != NULL && quic_lb.encode_len) {
+    /* The first octet's low bits encode the length: no room for a shard
+     * index, so one shard. */
+    if (threads_set && s.nshards > 1) {
+      cli_fail_usage("%s", "--quic-lb with encode-len needs --threads 1 (the "
+                           "shard index takes the bits it encodes)");
+    }
+    s.nshards = 1;
   }
   if (gen_keys != NULL) {
     err[0] = '\0';
@@ -1470,6 +1548,9 @@ int main(int argc, char **argv) {
   s.loop = uv_default_loop();
   rv = uvq_uv_listen(&s.listener, s.loop, (struct sockaddr *)&ss, &uvcfg,
                      &settings, tls, on_accept, &s);
+  /* The endpoint keeps its own copy of the QUIC-LB key, inside GnuTLS. */
+  gnutls_memset(&quic_lb, 0, sizeof(quic_lb));
+  settings.quic_lb = NULL;
   if (rv != 0) {
     fprintf(stderr, "uvquic-server: cannot listen on %s: %s%s%s\n", listen_arg,
             uvq_strerror(rv), rv == UVQ_ERR_IO ? ": " : "",

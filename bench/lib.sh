@@ -53,6 +53,7 @@ bench_init() {
   CLIENT=$B/uvquic-client
   UDPBENCH=$B/udpbench
   CEILING=$B/ngtcp2_ceiling
+  UDPLAT=$B/udplat
   GTLSSERVER=/usr/sbin/gtlsserver
   GTLSCLIENT=$(command -v gtlsclient || true)
   if [ ! -x "$GTLSSERVER" ] || [ -z "$GTLSCLIENT" ]; then

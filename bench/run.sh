@@ -22,20 +22,27 @@
 #      GnuTLS [+ nghttp3] alone, in memory, the same parameters).
 #   4. Latency: 1 KiB GETs at LAT_RATE/s on LAT_CONNS connections for
 #      LAT_DUR s, timed from when each request was due (no coordinated
-#      omission); p50 / p99 / p999, against uvquic-server and gtlsserver.
+#      omission); p50 / p99 / p999, against uvquic-server and gtlsserver,
+#      and the machine's own floor (udplat: the same schedule over plain
+#      UDP); the load generator's split of its latency into send lag and
+#      service time.
+#   5. As users run it (bench/output.sh): 100 MiB, unpinned whole
+#      processes, discarding and saving (-o FILE vs gtlsclient --download).
+# Then the targets of issue 18, each as a ratio against its peer.
 # Every peer has a 1 ms initial RTT (gtls*: --initial-rtt=1ms; ours:
 # --initial-rtt 1), as on a LAN. The machines are noisy: compare ratios within one
 # run, not absolute numbers across runs.
 #   bench/run.sh [BUILD_DIR]     (default: build/; builds with UVQ_BENCH=ON)
-# Knobs (environment): RUNS, HS_N, HS_C, HS_PERF, MEM_N, MEM_C, MEM_IDLE, LAT_RATE,
+# Knobs (environment): RUNS, HS_N, HS_C, HS_GEN (load-generator processes, 1), HS_PERF, MEM_N, MEM_C, MEM_IDLE, LAT_RATE,
 # LAT_DUR, LAT_CONNS, CEIL_MB, MEM_GTLS (0: skip gtlsserver's memory run),
-# SKIP (any of "tput hs mem lat"), PIN (1: part 1 pins senders to CPU 0 and
+# SKIP (any of "tput hs mem lat out"), PIN (1: part 1 pins senders to CPU 0 and
 # receivers to CPU 1, every contender alike; 0: the scheduler decides).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 HS_N=${HS_N:-2000}
 HS_C=${HS_C:-50}
+HS_GEN=${HS_GEN:-1}
 MEM_N=${MEM_N:-10000}
 MEM_C=${MEM_C:-200}
 MEM_IDLE=${MEM_IDLE:-5}
@@ -45,7 +52,7 @@ LAT_CONNS=${LAT_CONNS:-4}
 SKIP=${SKIP:-}
 
 bench_init "${1:-}"
-for bin in "$UDPBENCH" "$CEILING"; do
+for bin in "$UDPBENCH" "$CEILING" "$UDPLAT"; do
   [ -x "$bin" ] || { echo "missing $bin (configure with -DUVQ_BENCH=ON)" >&2; exit 1; }
 done
 bench_start_servers
@@ -158,23 +165,40 @@ if ! skip hs; then
       fi
       if [ "$i" = 0 ]; then port=$UPORT pid=$UPID; else port=$GPORT pid=$GPID; fi
       c0=$(cpu_ticks "$pid")
-      # The client's own CPU: bash's time (wait4 rusage of the child, 1 ms).
-      if ! { TIMEFORMAT='%3U %3S'; time timeout 300 "$CLIENT" --ca "$tmp/cert.pem" --initial-rtt 1 \
-        --connections "$HS_N" --concurrency "$HS_C" "https://127.0.0.1:$port/1k.bin" \
-        >"$tmp/hs.out" 2>"$tmp/hs.err"; } 2>"$tmp/hs.time"; then
-        echo "handshake run against ${hs_names[$i]} failed: $(cat "$tmp/hs.out") $(head -n5 "$tmp/hs.err")" >&2
+      # HS_GEN load-generator processes at once, HS_N / HS_GEN connections
+      # and HS_C / HS_GEN at a time each; the rate is HS_N over the wall
+      # time from the first start to the last exit. The clients' own CPU:
+      # bash's time (wait4 rusage of the children, 1 ms), summed.
+      t0=$(date +%s.%N)
+      if ! { TIMEFORMAT='%3U %3S'; time {
+        for ((gi = 0; gi < HS_GEN; gi++)); do
+          timeout 300 "$CLIENT" --ca "$tmp/cert.pem" --initial-rtt 1 \
+            --connections "$((HS_N / HS_GEN))" --concurrency "$(((HS_C + HS_GEN - 1) / HS_GEN))" \
+            "https://127.0.0.1:$port/1k.bin" >"$tmp/hs.out.$gi" 2>"$tmp/hs.err.$gi" &
+        done
+        hs_ok=1
+        for ((gi = 0; gi < HS_GEN; gi++)); do wait -n || hs_ok=0; done
+        [ "$hs_ok" = 1 ]
+      }; } 2>"$tmp/hs.time"; then
+        echo "handshake run against ${hs_names[$i]} failed: $(cat "$tmp/hs.out."*) $(head -qn5 "$tmp/hs.err."*)" >&2
         exit 1
       fi
+      t1=$(date +%s.%N)
       c1=$(cpu_ticks "$pid")
-      sed -n 's/.*: \([0-9.]*\) connections\/s$/\1/p' "$tmp/hs.out" >>"$tmp/cps.$i"
+      if [ "$HS_GEN" = 1 ]; then
+        sed -n 's/.*: \([0-9.]*\) connections\/s$/\1/p' "$tmp/hs.out.0" >>"$tmp/cps.$i"
+      else
+        awk -v a="$t0" -v b="$t1" -v n="$((HS_N / HS_GEN * HS_GEN))" \
+          'BEGIN { printf "%.1f\n", n / (b - a) }' >>"$tmp/cps.$i"
+      fi
       awk -v d="$((c1 - c0))" -v hz="$CLK_TCK" -v n="$HS_N" \
         'BEGIN { printf "%.1f\n", d * 1e6 / hz / n }' >>"$tmp/cpu.$i"
       awk -v n="$HS_N" 'NF == 2 { printf "%.1f\n", ($1 + $2) * 1e6 / n }' "$tmp/hs.time" >>"$tmp/ccpu.$i"
     done
   done
   echo
-  printf '2. Handshake rate: %d connections, %d at a time, one GET of 1 KiB each (uvquic-client\n' "$HS_N" "$HS_C"
-  printf '   load generator, one client socket), median of %d; server CPU = utime+stime delta / N\n' "$RUNS"
+  printf '2. Handshake rate: %d connections, %d at a time, one GET of 1 KiB each (%d uvquic-client\n' "$HS_N" "$HS_C" "$HS_GEN"
+  printf '   load generator process(es), one client socket each), median of %d; server CPU = utime+stime delta / N\n' "$RUNS"
   printf '%-16s %12s %10s %18s %10s   %s\n' "server" "conn/s" "vs gtls" "server CPU us/conn" "vs gtls" "runs (conn/s | us/conn)"
   g_cps=$(median "$tmp/cps.1")
   g_cpu=$(median "$tmp/cpu.1")
@@ -368,36 +392,109 @@ fi
 # ---------------------------------------------------------------------------
 # 4. Latency at a fixed rate
 if ! skip lat; then
-  lat_names=("uvquic-server" "gtlsserver")
-  for i in 0 1; do : >"$tmp/lat.$i"; done
+  "$UDPLAT" --server >"$tmp/udplat.port" 2>/dev/null &
+  bench_pids+=("$!")
+  for _ in $(seq 1 100); do [ -s "$tmp/udplat.port" ] && break; sleep 0.05; done
+  ulport=$(awk '{ print $2 }' "$tmp/udplat.port")
+  lat_names=("uvquic-server" "gtlsserver" "udplat (UDP floor)")
+  for i in 0 1 2; do : >"$tmp/lat.$i"; : >"$tmp/split.$i"; done
   for r in $(seq 1 "$RUNS"); do
-    for k in 0 1; do
-      i=$(((k + r - 1) % 2))
-      if [ "$i" = 0 ]; then port=$UPORT; else port=$GPORT; fi
-      if ! timeout 120 "$CLIENT" --ca "$tmp/cert.pem" --initial-rtt 1 --connections "$LAT_CONNS" \
-        --rate "$LAT_RATE" --duration "$LAT_DUR" "https://127.0.0.1:$port/1k.bin" \
-        >"$tmp/lat.out" 2>"$tmp/lat.err"; then
+    for k in 0 1 2; do
+      i=$(((k + r - 1) % 3))
+      case $i in
+      0) cmd=("$CLIENT" --ca "$tmp/cert.pem" --initial-rtt 1 --connections "$LAT_CONNS"
+        --rate "$LAT_RATE" --duration "$LAT_DUR" "https://127.0.0.1:$UPORT/1k.bin") ;;
+      1) cmd=("$CLIENT" --ca "$tmp/cert.pem" --initial-rtt 1 --connections "$LAT_CONNS"
+        --rate "$LAT_RATE" --duration "$LAT_DUR" "https://127.0.0.1:$GPORT/1k.bin") ;;
+      2) cmd=("$UDPLAT" --port "$ulport" --rate "$LAT_RATE" --duration "$LAT_DUR") ;;
+      esac
+      if ! timeout 120 "${cmd[@]}" >"$tmp/lat.out" 2>"$tmp/lat.err"; then
         echo "latency run against ${lat_names[$i]} failed: $(cat "$tmp/lat.out") $(head -n5 "$tmp/lat.err")" >&2
         exit 1
       fi
       sed -n 's/.* p50 \([0-9]*\) p90 [0-9]* p99 \([0-9]*\) p999 \([0-9]*\) max \([0-9]*\); max send lag \([0-9]*\) us$/\1 \2 \3 \4 \5/p' \
         "$tmp/lat.out" >>"$tmp/lat.$i"
+      # The load generator's split: send lag p99 p999, service p50 p99 p999.
+      sed -n 's/^rate: split us: send lag p50 [0-9]* p99 \([0-9]*\) p999 \([0-9]*\) max [0-9]*; service p50 \([0-9]*\) p99 \([0-9]*\) p999 \([0-9]*\) max [0-9]*$/\1 \2 \3 \4 \5/p' \
+        "$tmp/lat.out" >>"$tmp/split.$i"
     done
   done
   echo
   printf '4. Latency: 1 KiB GETs at %d/s on %d connections for %s s, from when each was due\n' \
     "$LAT_RATE" "$LAT_CONNS" "$LAT_DUR"
-  printf '   to response complete (coordinated-omission safe); microseconds, median over %d runs\n' "$RUNS"
-  printf '%-16s %8s %8s %8s %8s %14s   %s\n' "server" "p50" "p99" "p999" "max" "max send lag" "runs (p99)"
-  for i in 0 1; do
+  printf '   to response complete (coordinated-omission safe); microseconds, median over %d runs;\n' "$RUNS"
+  printf '   udplat: the same schedule over plain UDP (40-byte request, 1064-byte answer), the\n'
+  printf '   tail this machine (kernel + scheduler) puts under any server\n'
+  printf '%-20s %8s %8s %8s %8s %14s %9s   %s\n' "server" "p50" "p99" "p999" "max" "max send lag" \
+    "p999/udp" "runs (p999)"
+  for i in 0 1 2; do
     col() { cut -d' ' -f"$1" "$tmp/lat.$i" >"$tmp/col"; median "$tmp/col"; }
-    printf '%-16s %8.0f %8.0f %8.0f %8.0f %14.0f   %s\n' "${lat_names[$i]}" "$(col 1)" "$(col 2)" \
-      "$(col 3)" "$(col 4)" "$(col 5)" "$(cut -d' ' -f2 "$tmp/lat.$i" | tr '\n' ' ')"
-    [ "$i" = 0 ] && lat_p99=$(col 2)
+    [ "$i" = 2 ] && lat_udp999=$(col 3)
+  done
+  for i in 0 1 2; do
+    col() { cut -d' ' -f"$1" "$tmp/lat.$i" >"$tmp/col"; median "$tmp/col"; }
+    printf '%-20s %8.0f %8.0f %8.0f %8.0f %14.0f %8sx   %s\n' "${lat_names[$i]}" "$(col 1)" "$(col 2)" \
+      "$(col 3)" "$(col 4)" "$(col 5)" "$(ratio "$(col 3)" "$lat_udp999")" \
+      "$(cut -d' ' -f3 "$tmp/lat.$i" | tr '\n' ' ')"
+    case $i in
+    0) lat_p99=$(col 2); lat_p999=$(col 3) ;;
+    1) lat_g99=$(col 2); lat_g999=$(col 3) ;;
+    esac
+  done
+  printf '   split (uvquic-client): send lag = how late the generator itself issued a request\n'
+  printf '   (its timer wake-up and its own loop); service = from issue to response complete\n'
+  printf '%-20s %14s %14s %12s %12s %12s\n' "server" "lag p99" "lag p999" "service p50" "service p99" \
+    "service p999"
+  for i in 0 1; do
+    scol() { cut -d' ' -f"$1" "$tmp/split.$i" >"$tmp/col"; median "$tmp/col"; }
+    printf '%-20s %14.0f %14.0f %12.0f %12.0f %12.0f\n' "${lat_names[$i]}" "$(scol 1)" "$(scol 2)" \
+      "$(scol 3)" "$(scol 4)" "$(scol 5)"
   done
 fi
 
 # ---------------------------------------------------------------------------
+echo
+# ---------------------------------------------------------------------------
+# 5. As users run it: unpinned whole processes, discarding and saving
+# (bench/output.sh, its own servers, the same RUNS, alternating)
+if ! skip out; then
+  echo
+  printf '5. As users run it: '
+  RUNS=$RUNS "$(dirname "$0")/output.sh" "$B" | tee "$tmp/output.txt"
+  # out_med NAME: the median seconds of output.sh's row NAME.
+  out_med() { grep -F "$1 " "$tmp/output.txt" | head -n1 | cut -c26- | awk '{ print $1 }'; }
+  o_disc=$(out_med "uvquic discard")
+  o_null=$(out_med "uvquic -o /dev/null")
+  o_file=$(out_med "uvquic -o FILE")
+  g_disc=$(out_med "gtlsclient discard")
+  g_dl=$(out_med "gtlsclient --download")
+fi
+
+echo
+echo "Targets of issue 18, this run (each a ratio against a peer measured in this invocation):"
+if ! skip out; then
+  printf '  unpinned 100 MiB, whole processes: gtls pair time / uvquic pair time = %sx discarding, %sx with -o /dev/null,\n' \
+    "$(ratio "$g_disc" "$o_disc")" "$(ratio "$g_disc" "$o_null")"
+  printf '    %sx saving (-o FILE vs gtlsclient --download) (each >= 2.0); -o FILE / discarding = %sx (<= 1.15)\n' \
+    "$(ratio "$g_dl" "$o_file")" "$(ratio "$o_file" "$o_disc")"
+fi
+if ! skip tput; then
+  printf '  pinned 100 MiB h3 / hq: %sx / %sx the gtls pair, %sx / %sx the in-memory ceiling (no regression)\n' \
+    "$(ratio "$tput_h3" "$gtls")" "$(ratio "$tput_hq" "$gtls")" \
+    "$(ratio "$tput_h3" "$ceil")" "$(ratio "$tput_hq" "$ceil")"
+fi
+if ! skip hs; then
+  printf '  server CPU per handshake / hs_floor server side: %sx (<= 1.3); handshake rate vs gtlsserver: %sx with %d generator(s) (>= 1.5)\n' \
+    "$(ratio "$(median "$tmp/cpu.0")" "$hs_fs")" "$hs_ratio" "$HS_GEN"
+fi
+if ! skip lat; then
+  printf '  latency at %d req/s: p99 %.0f us (<= 200), p999 %.0f us (<= 1000); p999 / UDP floor p999 = %sx (gtlsserver %sx)\n' \
+    "$LAT_RATE" "$lat_p99" "$lat_p999" "$(ratio "$lat_p999" "$lat_udp999")" "$(ratio "$lat_g999" "$lat_udp999")"
+fi
+if ! skip mem; then
+  printf '  idle RSS per connection h3 / hq: %s / %s KB (no regression)\n' "$mem_uvq" "$mem_hq"
+fi
+
 echo
 echo "Targets, this run (throughput and handshakes: issue 4; memory: issue 10):"
 if ! skip tput; then
@@ -428,5 +525,6 @@ if ! skip mem; then
     "$mem_hq" "$floor_hq" "$(awk -v a="$mem_hq" -v b="$floor_hq" 'BEGIN { printf "%.1f", a - b }')"
 fi
 if ! skip lat; then
-  printf '  p99 at %d req/s: %.0f us (<= 1000)\n' "$LAT_RATE" "$lat_p99"
+  printf '  latency at %d req/s: p99 %.0f us (<= 200), p999 %.0f us (<= 1000); gtlsserver p99 %.0f, p999 %.0f; UDP floor p999 %.0f\n' \
+    "$LAT_RATE" "$lat_p99" "$lat_p999" "$lat_g99" "$lat_g999" "$lat_udp999"
 fi

@@ -45,7 +45,7 @@ static void on_complete(uvq_h3_stream *st, int error, uint64_t app_error,
 
 static void on_closed(uvq_h3_conn *h3, const uvq_close_info *ci, void *ud) {
   (void)ci, (void)ud;
-  uvq_h3_client_del(h3);               /* allowed here, its last callback */
+  uvq_h3_conn_del(h3);                 /* allowed here, its last callback */
   uvq_uv_endpoint_close(client, NULL); /* then uv_run returns */
 }
 
@@ -95,7 +95,7 @@ int main(int argc, char **argv) {
 
   rv = uvq_uv_client_new(&client, uv_default_loop(), ai->ai_family, NULL, NULL,
                          NULL, tls, NULL);
-  if (rv == 0 && (rv = uvq_h3_client_new(&h3, &ccfg)) == 0) {
+  if (rv == 0 && (rv = uvq_h3_conn_client_new(&h3, &ccfg)) == 0) {
     /* Submitted before the handshake: sent as soon as it completes. */
     rv = uvq_h3_submit(h3, &req, NULL);
     if (rv == 0) {
@@ -103,7 +103,7 @@ int main(int argc, char **argv) {
                           NULL);
     }
     if (rv != 0) {
-      uvq_h3_client_del(h3); /* never connected: on_closed will not fire */
+      uvq_h3_conn_del(h3); /* never connected: on_closed will not fire */
     }
   }
   freeaddrinfo(ai);

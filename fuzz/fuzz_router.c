@@ -15,7 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
 #include "qtest.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -97,14 +98,14 @@ static void fr_setup(void) {
 static size_t fr_cid_of(uvq_conn *conn, uint8_t *out) {
   ngtcp2_cid cids[16];
   size_t n;
-  if (conn == NULL || conn->q == NULL) {
+  if (conn == NULL || conn->ngconn == NULL) {
     return 0;
   }
-  n = ngtcp2_conn_get_scid(conn->q, NULL);
+  n = ngtcp2_conn_get_scid(conn->ngconn, NULL);
   if (n == 0 || n > 16) {
     return 0;
   }
-  ngtcp2_conn_get_scid(conn->q, cids);
+  ngtcp2_conn_get_scid(conn->ngconn, cids);
   memcpy(out, cids[0].data, cids[0].datalen);
   return cids[0].datalen;
 }

@@ -34,8 +34,8 @@ static void emit(const char *harness, const uint8_t *data, size_t len,
 
 int main(int argc, char **argv) {
   static const char *const harnesses[] = {
-      "router",    "token",     "cid_map",   "h3_request",
-      "http_path", "http_cond", "mime_types"};
+      "router",    "token",     "cid_map",    "h3_request",
+      "http_path", "http_cond", "mime_types", "quic_lb"};
   if (argc != 2) {
     fprintf(stderr, "usage: %s <corpus-dir>\n", argv[0]);
     return 2;

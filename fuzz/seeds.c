@@ -9,9 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/token.h"
 #include "qtest.h"
 #include "seeds.h"
+#include "uvquic/uvquic_lb.h"
 
 /* ---- router: real datagrams of a handshake ----------------------------- */
 
@@ -287,6 +290,48 @@ static void seeds_mime_types(uvq_seed_emit emit, void *ud) {
   seeds_strings("mime_types", v, emit, ud);
 }
 
+/* ---- quic_lb: real CIDs of several shapes, and configuration strings ---- */
+
+static void seeds_quic_lb(uvq_seed_emit emit, void *ud) {
+  /* {server ID length, nonce length, keyed}: odd and even plaintexts,
+   * the 16-octet single pass, a server ID longer than the nonce. */
+  static const uint8_t shapes[][3] = {{3, 4, 1}, {10, 5, 1}, {8, 8, 1},
+                                      {9, 9, 1}, {1, 4, 0},  {5, 5, 0}};
+  static const char *const v[] = {
+      "\001cr=1,sid=0a0b,nonce=6", "\001cr=0,sid=c4605e,nonce=4,encode-len",
+      "\001sid-len=3,nonce=4,key=8f95f09245765f80256934e50c66207f",
+      "\001sid=ed793a51d49b8f5fab,nonce=9,key="
+      "8f95f09245765f80256934e50c66207f",
+      NULL};
+  static const uint8_t key[UVQ_LB_KEYLEN] = "fuzz-quic-lb-key";
+
+  for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+    uvq_lb_config cfg;
+    uvq_lb *lb;
+    uint8_t in[3 + UVQ_LB_MAX_CID_LEN];
+
+    uvq_lb_config_default(&cfg);
+    cfg.config_id = (uint8_t)(i % 7);
+    cfg.server_id_len = shapes[i][0];
+    cfg.nonce_len = shapes[i][1];
+    cfg.has_key = shapes[i][2];
+    memcpy(cfg.key, key, sizeof(key));
+    memset(cfg.server_id, (int)(0x11 * (i + 1)), sizeof(cfg.server_id));
+    /* The harness's header: mode and codepoint, then the two lengths. */
+    in[0] = (uint8_t)(cfg.config_id << 2 | (cfg.has_key ? 2 : 0));
+    in[1] = (uint8_t)(cfg.server_id_len - 1);
+    in[2] = (uint8_t)(cfg.nonce_len - UVQ_LB_MIN_NONCE_LEN);
+    if (uvq_lb_new(&lb, &cfg, NULL) != 0) {
+      abort();
+    }
+    if (uvq_lb_generate(lb, (uint8_t)i, in + 3) == 0) {
+      emit("quic_lb", in, 3 + uvq_lb_cid_len(lb), ud);
+    }
+    uvq_lb_del(lb);
+  }
+  seeds_strings("quic_lb", v, emit, ud);
+}
+
 void uvq_fuzz_seeds(const char *harness, uvq_seed_emit emit, void *ud) {
   if (strcmp(harness, "router") == 0) {
     seeds_router(emit, ud);
@@ -302,5 +347,7 @@ void uvq_fuzz_seeds(const char *harness, uvq_seed_emit emit, void *ud) {
     seeds_http_cond(emit, ud);
   } else if (strcmp(harness, "mime_types") == 0) {
     seeds_mime_types(emit, ud);
+  } else if (strcmp(harness, "quic_lb") == 0) {
+    seeds_quic_lb(emit, ud);
   }
 }

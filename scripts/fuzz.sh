@@ -3,7 +3,7 @@
 # the seed corpora and runs each harness for N seconds (default 60).
 #   scripts/fuzz.sh [seconds] [harness...]
 # Harnesses: router token cid_map h3_request http_path http_cond
-# mime_types. Findings (crash-*, leak-*,
+# mime_types quic_lb. Findings (crash-*, leak-*,
 # timeout-*) land in build-fuzz/findings/<harness>/; copy a fixed one into
 # fuzz/corpus/<harness>/ so tests/test_fuzz_corpus.c replays it in CI.
 # For a long run: scripts/fuzz.sh 3600 router (or -jobs via FUZZ_ARGS).
@@ -12,7 +12,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-60}
 shift || true
 harnesses=("$@")
-[ ${#harnesses[@]} -eq 0 ] && harnesses=(router token cid_map h3_request http_path http_cond mime_types)
+[ ${#harnesses[@]} -eq 0 ] && harnesses=(router token cid_map h3_request http_path http_cond mime_types quic_lb)
 
 "$here/scripts/deps.sh"
 SUDO=""
@@ -38,7 +38,7 @@ CC=clang cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DUVQ_BENCH=OFF -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link" >/dev/null
 cmake --build "$build" -j"$(nproc)" --target fuzz_router fuzz_token \
   fuzz_cid_map fuzz_h3_request fuzz_http_path fuzz_http_cond fuzz_mime_types \
-  fuzz_gen_seeds >/dev/null
+  fuzz_quic_lb fuzz_gen_seeds >/dev/null
 
 "$build/fuzz/fuzz_gen_seeds" "$build/seeds"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}

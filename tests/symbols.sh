@@ -50,7 +50,7 @@ check() {
   fi
 }
 
-check libuvquic "$inc/uvquic.h" "$inc/uvquic_hq.h"
+check libuvquic "$inc/uvquic.h" "$inc/uvquic_hq.h" "$inc/uvquic_lb.h"
 check libuvquic_uv "$inc/uvquic_uv.h"
 check libuvquic_h3 "$inc/uvquic_h3.h"
 exit $fail

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/conn.h"
 #include "qtest.h"
 
 static const uint8_t REQUEST[] = "GET /index.html";
@@ -338,7 +338,7 @@ static void test_0rtt_blob_carries_server_limits(void **state) {
   memset(&g_srv[s], 0, sizeof(g_srv[s]));
   assert_int_equal(connect_ex(&w, c, s, &cli, first.ticket, first.ticketlen, 1),
                    0);
-  tp = ngtcp2_conn_get_remote_transport_params(cli.conn->q);
+  tp = ngtcp2_conn_get_remote_transport_params(cli.conn->ngconn);
   assert_non_null(tp);
   assert_int_equal(tp->initial_max_data, st.initial_max_data);
   assert_int_equal(tp->initial_max_stream_data_bidi_local,
@@ -361,7 +361,7 @@ static void test_0rtt_blob_carries_server_limits(void **state) {
   memset(&g_srv[s], 0, sizeof(g_srv[s]));
   assert_int_equal(
       connect_ex(&w, c, s, &cli2, first.ticket, first.ticketlen, 0), 0);
-  assert_null(ngtcp2_conn_get_remote_transport_params(cli2.conn->q));
+  assert_null(ngtcp2_conn_get_remote_transport_params(cli2.conn->ngconn));
   assert_int_equal(uvq_conn_close(cli2.conn, 0, NULL), 0);
   qt_run(&w, NULL, NULL, 5 * UVQ_SECONDS);
   assert_int_equal(uvq_endpoint_conn_count(w.nodes[c].ep), 0);

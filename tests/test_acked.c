@@ -259,7 +259,7 @@ static void h3_get(int cancel) {
   s = qt_add_server(&w, NULL, h3_accept, NULL);
   c = qt_add_client(&w, NULL, NULL);
   uvq_h3_client_config_default(&ccfg);
-  assert_int_equal(uvq_h3_client_new(&cli, &ccfg), 0);
+  assert_int_equal(uvq_h3_conn_client_new(&cli, &ccfg), 0);
   assert_int_equal(qt_connect(&w, c, s, uvq_h3_callbacks(), cli, NULL), 0);
   uvq_h3_request_init(&req);
   req.method = "GET";
@@ -273,7 +273,7 @@ static void h3_get(int cancel) {
   assert_true(HC.done);
   uvq_endpoint_close_all(w.nodes[c].ep, 0x100, "bye");
   qt_run(&w, NULL, NULL, 10 * UVQ_SECONDS);
-  uvq_h3_client_del(cli);
+  uvq_h3_conn_del(cli);
   qt_world_free(&w);
   uvq_h3_server_del(SRV);
 }

@@ -15,7 +15,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
 #include "qtest.h"
 #include "qtest_app.h"
 
@@ -863,8 +864,9 @@ static void test_budget_wakeups_not_spent_on_credit(void **state) {
   /* Credit for the two, once every stream has asked (ngtcp2 is told
    * directly: uvq returns credit only as data is read). */
   for (int i = 0; i < 2; i++) {
-    assert_int_equal(
-        ngtcp2_conn_extend_max_stream_offset(conn->q, g_rich[i], 64u << 20), 0);
+    assert_int_equal(ngtcp2_conn_extend_max_stream_offset(conn->ngconn,
+                                                          g_rich[i], 64u << 20),
+                     0);
   }
   uvq_ep_mark(conn->ep, conn);
   uvq_endpoint_flush(w.nodes[c].ep, w.now);

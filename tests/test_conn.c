@@ -15,7 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core.h"
+#include <ngtcp2/ngtcp2.h>
+
 #include "qtest.h"
 #include "qtest_app.h"
 

@@ -15,7 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/cid_map.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/router.h"
 #include "qtest.h"
 #include "qtest_app.h"
 
@@ -594,12 +597,14 @@ static void test_endpoint_idle_timeout(void **state) {
  * the SCIDs in |out| (up to 32). */
 static size_t check_cids_match(uvq_endpoint *ep, uvq_conn *conn,
                                ngtcp2_cid *out) {
-  size_t n = ngtcp2_conn_get_scid(conn->q, NULL);
-  size_t extra = (size_t)conn->client_dcid_mapped + (size_t)conn->odcid_mapped;
+  size_t n = ngtcp2_conn_get_scid(conn->ngconn, NULL);
+  size_t extra =
+      (size_t)((conn->flags & UVQ_CONN_FLAG_CLIENT_DCID_MAPPED) != 0) +
+      (size_t)((conn->flags & UVQ_CONN_FLAG_ODCID_MAPPED) != 0);
   assert_true(n <= 32);
-  assert_int_equal(ngtcp2_conn_get_scid(conn->q, out), n);
+  assert_int_equal(ngtcp2_conn_get_scid(conn->ngconn, out), n);
   assert_int_equal(uvq_cid_map_size(&ep->cids), n + extra);
-  if (conn->client_dcid_mapped) {
+  if (conn->flags & UVQ_CONN_FLAG_CLIENT_DCID_MAPPED) {
     assert_ptr_equal(uvq_cid_map_find_cid(&ep->cids, &conn->client_dcid), conn);
   }
   for (size_t i = 0; i < n; i++) {
@@ -654,7 +659,8 @@ static void test_endpoint_cid_rotation(void **state) {
   np.remote = w.nodes[s].addr;
   uvq_conn_to_ngtcp2_path(&npath, &np);
   assert_int_equal(
-      ngtcp2_conn_initiate_immediate_migration(cli.conn->q, &npath, w.now), 0);
+      ngtcp2_conn_initiate_immediate_migration(cli.conn->ngconn, &npath, w.now),
+      0);
   uvq_ep_mark(cep, cli.conn);
   uvq_ep_timer_update(cep, cli.conn);
   qt_run(&w, NULL, NULL, 5 * UVQ_SECONDS);
@@ -938,15 +944,17 @@ static int grab_fn(qt_world *w, int from, qt_pkt *p, void *ud) {
 /* Parses an exact-size heap copy (so ASan sees any over-read) and checks
  * that whatever it reports lies inside the buffer. */
 static int parse_checked(const uint8_t *data, size_t len, size_t cidlen,
-                         uvq_pkt_view *v) {
+                         uvq_pkt_view *v, uvq_drop_reason *preason) {
   uint8_t *copy = malloc(len ? len : 1);
   int rv;
   assert_non_null(copy);
   if (len) {
     memcpy(copy, data, len);
   }
-  rv = uvq_pkt_parse(v, copy, len, cidlen);
-  assert_true(rv >= 0 && rv <= UVQ_DROP_REASON_COUNT);
+  *preason = UVQ_DROP_REASON_COUNT;
+  rv = uvq_pkt_parse(v, copy, len, cidlen, preason);
+  assert_true(rv == 0 || rv == -1);
+  assert_true(rv == 0 || *preason < UVQ_DROP_REASON_COUNT);
   if (rv == 0) {
     assert_non_null(v->dcid);
     assert_true(v->dcid >= copy && v->dcid + v->dcidlen <= copy + len);
@@ -968,6 +976,7 @@ static void test_endpoint_parse_robustness(void **state) {
   qt_app *pair[2] = {&cli, &srv.conns[0]};
   grab_filter f = {0};
   uvq_pkt_view v;
+  uvq_drop_reason why;
   uint8_t buf[1500];
   (void)state;
 
@@ -985,26 +994,30 @@ static void test_endpoint_parse_robustness(void **state) {
   assert_true(f.short_len > 0);
 
   /* The whole packets parse to what the wire says. */
-  assert_int_equal(parse_checked(f.initial, f.initial_len, 16, &v), 0);
+  assert_int_equal(parse_checked(f.initial, f.initial_len, 16, &v, &why), 0);
   assert_int_equal(v.is_long, 1);
   assert_int_equal(v.version, UVQ_QUIC_V1);
   assert_int_equal(v.long_type, 0);
   assert_int_equal(v.dcidlen, f.initial[5]);
-  assert_int_equal(parse_checked(f.shorthdr, f.short_len, 16, &v), 0);
+  assert_int_equal(parse_checked(f.shorthdr, f.short_len, 16, &v, &why), 0);
   assert_int_equal(v.is_long, 0);
   assert_ptr_equal(uvq_cid_map_find(&w.nodes[c].ep->cids, f.shorthdr + 1, 16),
                    cli.conn);
 
   /* Every truncation. */
   for (size_t len = 0; len <= f.initial_len; len++) {
-    int rv = parse_checked(f.initial, len, 16, &v);
+    int rv = parse_checked(f.initial, len, 16, &v, &why);
     if (len < 7) {
-      assert_int_equal(rv, UVQ_DROP_TRUNCATED + 1);
+      assert_int_equal(rv, -1);
+      assert_int_equal(why, UVQ_DROP_TRUNCATED);
     }
   }
   for (size_t len = 0; len <= f.short_len; len++) {
-    int rv = parse_checked(f.shorthdr, len, 16, &v);
-    assert_int_equal(rv, len < 17 ? UVQ_DROP_TRUNCATED + 1 : 0);
+    int rv = parse_checked(f.shorthdr, len, 16, &v, &why);
+    assert_int_equal(rv, len < 17 ? -1 : 0);
+    if (len < 17) {
+      assert_int_equal(why, UVQ_DROP_TRUNCATED);
+    }
   }
 
   /* Random buffers with first bytes biased towards long headers. */
@@ -1022,7 +1035,7 @@ static void test_endpoint_parse_robustness(void **state) {
     if (len > 5 && (i & 4)) {
       buf[5] = (uint8_t)(qt_rand(&w) % 24); /* plausible DCID length */
     }
-    parse_checked(buf, len, (size_t)(8 + i % 13), &v);
+    parse_checked(buf, len, (size_t)(8 + i % 13), &v, &why);
   }
   world_free(&w, &srv);
 }

@@ -24,7 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/cid_map.h"
+#include "core/endpoint.h"
 #include "qtest.h"
 #include "qtest_mem.h"
 

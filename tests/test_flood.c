@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/token.h"
 #include "qtest.h"
 #include "qtest_app.h"
 #include "qtest_mem.h"

@@ -37,6 +37,9 @@
 #define LLVMFuzzerTestOneInput fuzz_mime_types_one
 #include "../fuzz/fuzz_mime_types.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_quic_lb_one
+#include "../fuzz/fuzz_quic_lb.c"
+#undef LLVMFuzzerTestOneInput
 #include "../fuzz/seeds.c"
 
 typedef int (*harness_fn)(const uint8_t *data, size_t size);
@@ -172,6 +175,11 @@ static void test_fuzz_corpus_mime_types(void **state) {
   run("mime_types", fuzz_mime_types_one, 2000);
 }
 
+static void test_fuzz_corpus_quic_lb(void **state) {
+  (void)state;
+  run("quic_lb", fuzz_quic_lb_one, 2000);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fuzz_corpus_router),
@@ -181,6 +189,7 @@ int main(void) {
       cmocka_unit_test(test_fuzz_corpus_http_path),
       cmocka_unit_test(test_fuzz_corpus_http_cond),
       cmocka_unit_test(test_fuzz_corpus_mime_types),
+      cmocka_unit_test(test_fuzz_corpus_quic_lb),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

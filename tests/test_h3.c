@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "app/h3.h"
-#include "core/core.h"
+#include "core/endpoint.h"
 #include "qtest.h"
 #include "qtest_mem.h"
 #include "uvquic/uvquic_h3.h"
@@ -538,7 +538,7 @@ static void setup(uvq_h3_server_config *scfg, const uvq_settings *ss) {
   ccfg.on_ready = cli_on_ready;
   ccfg.on_goaway = cli_on_goaway;
   ccfg.on_closed = cli_on_closed;
-  assert_int_equal(uvq_h3_client_new(&CLI, &ccfg), 0);
+  assert_int_equal(uvq_h3_conn_client_new(&CLI, &ccfg), 0);
   assert_int_equal(
       qt_connect(&W, C, S, CLI_CB ? CLI_CB : uvq_h3_callbacks(), CLI, &conn),
       0);
@@ -555,7 +555,7 @@ static void teardown_world(void) {
   }
   qt_run(&W, all_closed, NULL, 60 * UVQ_SECONDS);
   assert_true(CS.closed);
-  uvq_h3_client_del(CLI);
+  uvq_h3_conn_del(CLI);
   qt_world_free(&W);
   uvq_h3_server_del(SRV);
 }
@@ -1827,7 +1827,7 @@ static uvq_early_data run_resumed(const uvq_settings *ss, creq r[3], cbody *b) {
   assert_true(qt_run(&W, have_ticket, NULL, 10 * UVQ_SECONDS));
   assert_int_equal(uvq_conn_close(uvq_h3_conn_get_conn(CLI), 0, "next"), 0);
   assert_true(qt_run(&W, client_closed, NULL, 10 * UVQ_SECONDS));
-  uvq_h3_client_del(CLI);
+  uvq_h3_conn_del(CLI);
   if (ss != NULL) {
     W.nodes[S].ep->settings.early_data = ss->early_data;
   }
@@ -1840,7 +1840,7 @@ static uvq_early_data run_resumed(const uvq_settings *ss, creq r[3], cbody *b) {
   ccfg.on_ready = cli_on_ready;
   ccfg.on_goaway = cli_on_goaway;
   ccfg.on_closed = cli_on_closed;
-  assert_int_equal(uvq_h3_client_new(&CLI, &ccfg), 0);
+  assert_int_equal(uvq_h3_conn_client_new(&CLI, &ccfg), 0);
   path.local = W.nodes[C].addr;
   path.remote = W.nodes[S].addr;
   uvq_connect_params_default(&p);
@@ -1856,8 +1856,8 @@ static uvq_early_data run_resumed(const uvq_settings *ss, creq r[3], cbody *b) {
   post_echo(&r[1], 100 * 1000, 9, NULL);
   post_echo(&r[2], 3000, 7, b);
   assert_int_equal(uvq_h3_stream_get_id(r[0].st), -1);
-  assert_int_equal(uvq_h3_client_start(NULL, conn), UVQ_ERR_INVALID_ARGUMENT);
-  assert_int_equal(uvq_h3_client_start(CLI, conn), 0);
+  assert_int_equal(uvq_h3_conn_start(NULL, conn), UVQ_ERR_INVALID_ARGUMENT);
+  assert_int_equal(uvq_h3_conn_start(CLI, conn), 0);
   /* Opened at once: they go out as 0-RTT. */
   for (int i = 0; i < 3; i++) {
     assert_true(uvq_h3_stream_get_id(r[i].st) >= 0);

@@ -15,7 +15,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/core.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/token.h"
 #include "qtest.h"
 #include "qtest_app.h"
 

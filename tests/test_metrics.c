@@ -16,7 +16,6 @@
 #include <string.h>
 
 #include "core/bandwidth.h"
-#include "core/core.h"
 #include "qtest.h"
 #include "qtest_app.h"
 

@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/cid_map.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
 #include "qtest.h"
 #include "qtest_app.h"
 
@@ -47,9 +49,9 @@ static int addr_eq(const uvq_addr *a, const uvq_addr *b) {
 }
 
 static size_t server_scids(uvq_conn *conn, ngtcp2_cid *out) {
-  size_t n = ngtcp2_conn_get_scid(conn->q, NULL);
+  size_t n = ngtcp2_conn_get_scid(conn->ngconn, NULL);
   assert_true(n <= 32);
-  return ngtcp2_conn_get_scid(conn->q, out);
+  return ngtcp2_conn_get_scid(conn->ngconn, out);
 }
 
 static int cid_in(const ngtcp2_cid *c, const ngtcp2_cid *set, size_t n) {

@@ -555,7 +555,7 @@ static void test_pool_h3_idle_holds_none(void **state) {
   c = qt_add_client(&w, NULL, NULL);
   uvq_h3_client_config_default(&ccfg);
   ccfg.on_closed = c_on_closed;
-  assert_int_equal(uvq_h3_client_new(&H3CLI, &ccfg), 0);
+  assert_int_equal(uvq_h3_conn_client_new(&H3CLI, &ccfg), 0);
   assert_int_equal(qt_connect(&w, c, s, uvq_h3_callbacks(), H3CLI, NULL), 0);
 
   h3_get(&w, "/500000", 500000);
@@ -601,7 +601,7 @@ static void test_pool_h3_idle_holds_none(void **state) {
 
   uvq_h3_shutdown(H3CLI);
   assert_true(qt_run(&w, h3_closed, &w, 30 * UVQ_SECONDS));
-  uvq_h3_client_del(H3CLI);
+  uvq_h3_conn_del(H3CLI);
   qt_world_free(&w);
   uvq_h3_server_del(H3SRV);
 }

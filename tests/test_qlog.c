@@ -24,7 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
 #include "core/qlog_guard.h"
 #include "qtest.h"
 #include "qtest_app.h"
@@ -177,7 +178,7 @@ static void test_qlog_len_matches_ngtcp2(void **state) {
   assert_true(qt_run(&w, qt_app_both_established, pair, 5 * UVQ_SECONDS));
 
   const ngtcp2_transport_params *crem =
-      ngtcp2_conn_get_remote_transport_params(cli.conn->q);
+      ngtcp2_conn_get_remote_transport_params(cli.conn->ngconn);
   assert_true(crem->preferred_addr_present);
   len = find_tp_event(&cq, "remote", &t);
   assert_int_equal(uvq_qlog_tp_len(crem, 0, 1, t), len);
@@ -186,18 +187,18 @@ static void test_qlog_len_matches_ngtcp2(void **state) {
                 len);
   len = find_tp_event(&cq, "local", &t);
   assert_int_equal(
-      uvq_qlog_tp_len(ngtcp2_conn_get_local_transport_params(cli.conn->q), 0, 0,
-                      t),
+      uvq_qlog_tp_len(ngtcp2_conn_get_local_transport_params(cli.conn->ngconn),
+                      0, 0, t),
       len);
   len = find_tp_event(&sq, "local", &t);
   assert_int_equal(
-      uvq_qlog_tp_len(ngtcp2_conn_get_local_transport_params(srv.conn->q), 1, 0,
-                      t),
+      uvq_qlog_tp_len(ngtcp2_conn_get_local_transport_params(srv.conn->ngconn),
+                      1, 0, t),
       len);
   len = find_tp_event(&sq, "remote", &t);
   assert_int_equal(
-      uvq_qlog_tp_len(ngtcp2_conn_get_remote_transport_params(srv.conn->q), 1,
-                      1, t),
+      uvq_qlog_tp_len(ngtcp2_conn_get_remote_transport_params(srv.conn->ngconn),
+                      1, 1, t),
       len);
 
   uvq_conn_close(cli.conn, 0, NULL);
@@ -428,7 +429,7 @@ static void test_qlog_off_hostile_server_proceeds(void **state) {
   assert_true(qt_run(&w, qt_app_got_fin, &srv, 30 * UVQ_SECONDS));
   qt_app_assert_received(&srv, 7, 4096);
 
-  p = ngtcp2_conn_get_remote_transport_params(cli.conn->q);
+  p = ngtcp2_conn_get_remote_transport_params(cli.conn->ngconn);
   assert_true(p->preferred_addr_present);
   assert_int_equal(p->preferred_addr.cid.datalen, NGTCP2_MAX_CIDLEN);
   assert_true(p->retry_scid_present);
@@ -466,8 +467,8 @@ static void test_qlog_large_set_that_fits(void **state) {
   assert_true(qt_run(&w, qt_app_got_fin, &srv, 30 * UVQ_SECONDS));
   size_t len = find_tp_event(&sink, "remote", &t);
   assert_int_equal(
-      uvq_qlog_tp_len(ngtcp2_conn_get_remote_transport_params(cli.conn->q), 0,
-                      1, t),
+      uvq_qlog_tp_len(ngtcp2_conn_get_remote_transport_params(cli.conn->ngconn),
+                      0, 1, t),
       len);
   assert_true(len <= UVQ_QLOG_TP_BUFLEN);
   uvq_conn_close(cli.conn, 0, NULL);

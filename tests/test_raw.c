@@ -14,7 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/conn.h"
 
 #define QMAX 8192
 
@@ -290,9 +290,10 @@ static void test_raw_client_transfer(void **state) {
   assert_int_equal(g_cli_side.received, 2u << 20);
   assert_int_equal(g_cli_side.sum, 0);
   /* The hook's transport parameter reached the peer. */
-  assert_int_equal(ngtcp2_conn_get_remote_transport_params(g_srv_side.conn->q)
-                       ->initial_max_streams_uni,
-                   7);
+  assert_int_equal(
+      ngtcp2_conn_get_remote_transport_params(g_srv_side.conn->ngconn)
+          ->initial_max_streams_uni,
+      7);
 
   /* Close by hand; the close is observable through the callback and then
    * through uvq_raw_get_conn once the closing period is over. */

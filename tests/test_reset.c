@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/cid_map.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
 #include "qtest.h"
 #include "qtest_app.h"
 

@@ -21,6 +21,7 @@
 
 #include "uv/driver.h"
 #include "uvquic/uvquic.h"
+#include "uvquic/uvquic_lb.h"
 #include "uvquic/uvquic_uv.h"
 
 static const char *const alpn[] = {"uvq-shard"};
@@ -350,6 +351,8 @@ typedef struct xfer_opts {
   int swap_steering;
   unsigned forward_queue_len;
   int no_gro;
+  /* Non-NULL: the shards issue QUIC-LB CIDs of this configuration. */
+  const uvq_lb_config *lb;
 } xfer_opts;
 
 /* Steers every short-header packet to the shard its CID does not name
@@ -376,6 +379,7 @@ static void run_xfer(xfer *x, const xfer_opts *o) {
   struct sockaddr_in sa;
   uvq_tls_config tcfg;
   uvq_uv_config cfg;
+  uvq_settings st;
   char err[256];
 
   memset(x, 0, sizeof(*x));
@@ -401,8 +405,10 @@ static void run_xfer(xfer *x, const xfer_opts *o) {
   memset(&sa, 0, sizeof(sa));
   sa.sin_family = AF_INET;
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  uvq_settings_default(&st);
+  st.quic_lb = o->lb;
   assert_int_equal(uvq_uv_listen(&x->group, &x->loop, (struct sockaddr *)&sa,
-                                 &cfg, NULL, x->stls, srv_accept, x),
+                                 &cfg, &st, x->stls, srv_accept, x),
                    0);
   assert_int_equal(uvq_uv_endpoint_get_shard_count(x->group), NSHARDS);
   assert_null(uvq_uv_endpoint_get_endpoint(x->group));
@@ -461,7 +467,7 @@ static void run_xfer(xfer *x, const xfer_opts *o) {
  * transfer is byte-identical, and with the steering program every
  * short-header packet reached its owner directly (nothing forwarded). */
 static void test_shard_spread(void **state) {
-  xfer_opts o = {400, 16, 1024, 16384, 0, 0, 0, 0};
+  xfer_opts o = {400, 16, 1024, 16384, 0, 0, 0, 0, NULL};
   xfer *x = calloc(1, sizeof(*x));
 
   (void)state;
@@ -481,7 +487,7 @@ static void test_shard_spread(void **state) {
  * uvq_uv_conn_migrate, both styles) finish: the steering program sends
  * their packets from the new port to their shard by the DCID. */
 static void run_migrate(int style) {
-  xfer_opts o = {8, 8, 1024, 1u << 20, style, 0, 0, 0};
+  xfer_opts o = {8, 8, 1024, 1u << 20, style, 0, 0, 0, NULL};
   xfer *x = calloc(1, sizeof(*x));
 
   assert_non_null(x);
@@ -505,7 +511,7 @@ static void test_shard_nat_rebinding_steered(void **state) {
  * the index): each is forwarded to its owner, and migrating clients
  * finish all the same. */
 static void test_shard_migrate_forwarded(void **state) {
-  xfer_opts o = {8, 8, 1024, 1u << 20, 1, 1, 0, 0};
+  xfer_opts o = {8, 8, 1024, 1u << 20, 1, 1, 0, 0, NULL};
   xfer *x = calloc(1, sizeof(*x));
 
   (void)state;
@@ -522,7 +528,7 @@ static void test_shard_migrate_forwarded(void **state) {
  * overflows, each drop is counted (never silent), and loss recovery still
  * completes every transfer. */
 static void test_shard_forward_overflow_counted(void **state) {
-  xfer_opts o = {4, 4, 2u << 20, 1024, 0, 1, 1, 1};
+  xfer_opts o = {4, 4, 2u << 20, 1024, 0, 1, 1, 1, NULL};
   xfer *x = calloc(1, sizeof(*x));
 
   (void)state;
@@ -534,6 +540,32 @@ static void test_shard_forward_overflow_counted(void **state) {
   free(x);
 }
 
+/* QUIC-LB connection IDs (plaintext and encrypted) carry the shard index
+ * in the five bits QUIC-LB leaves to the server: migrating clients are
+ * still steered to their shard, nothing forwarded. A configuration that
+ * encodes the CID length there leaves no room and is refused. */
+static void test_shard_quic_lb(void **state) {
+  static const char *const configs[] = {
+      "cr=1,sid=0a0b,nonce=8",
+      "cr=2,sid=0a0b0c,nonce=12,key=000102030405060708090a0b0c0d0e0f",
+  };
+  xfer_opts o = {8, 8, 1024, 1u << 20, 2, 0, 0, 0, NULL};
+  uvq_lb_config lb;
+  const char *why;
+
+  (void)state;
+  for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
+    xfer *x = calloc(1, sizeof(*x));
+    assert_non_null(x);
+    assert_int_equal(uvq_lb_config_parse(&lb, configs[i], &why), 0);
+    o.lb = &lb;
+    run_xfer(x, &o);
+    assert_int_equal(x->migrated, o.total);
+    assert_int_equal(x->uvst.forwarded, 0);
+    free(x);
+  }
+}
+
 /* What a group refuses, before starting anything. */
 static void test_shard_bad_arguments(void **state) {
   uv_loop_t loop;
@@ -543,6 +575,8 @@ static void test_shard_bad_arguments(void **state) {
   uvq_uv_endpoint *g = NULL;
   struct sockaddr_in sa;
   uvq_settings st;
+  uvq_lb_config lb;
+  const char *why;
   char err[256];
 
   (void)state;
@@ -563,6 +597,13 @@ static void test_shard_bad_arguments(void **state) {
                    UVQ_ERR_INVALID_ARGUMENT);
   cfg.shards = 2;
   uvq_settings_default(&st);
+  assert_int_equal(
+      uvq_lb_config_parse(&lb, "cr=0,sid=01,nonce=8,encode-len", &why), 0);
+  st.quic_lb = &lb;
+  assert_int_equal(uvq_uv_listen(&g, &loop, (struct sockaddr *)&sa, &cfg, &st,
+                                 stls, srv_accept, NULL),
+                   UVQ_ERR_INVALID_ARGUMENT);
+  st.quic_lb = NULL;
   st.version = 1;
   assert_int_equal(uvq_uv_listen(&g, &loop, (struct sockaddr *)&sa, &cfg, &st,
                                  stls, srv_accept, NULL),
@@ -587,6 +628,7 @@ int main(void) {
       cmocka_unit_test(test_shard_nat_rebinding_steered),
       cmocka_unit_test(test_shard_migrate_forwarded),
       cmocka_unit_test(test_shard_forward_overflow_counted),
+      cmocka_unit_test(test_shard_quic_lb),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

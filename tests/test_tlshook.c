@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/core.h"
+#include "core/conn.h"
 #include "core/tls.h"
 #include "qtest.h"
 #include "qtest_app.h"

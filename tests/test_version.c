@@ -15,7 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/conn.h"
+#include "core/router.h"
 #include "qtest.h"
 #include "qtest_app.h"
 
@@ -564,6 +565,7 @@ static void test_version_token_ticket_per_version(void **state) {
 static void test_version_long_types(void **state) {
   uint8_t pkt[64];
   uvq_pkt_view v;
+  uvq_drop_reason why;
   static const struct {
     uint32_t version;
     uint8_t bits;
@@ -584,7 +586,7 @@ static void test_version_long_types(void **state) {
     pkt[4] = (uint8_t)cases[i].version;
     pkt[5] = 8;  /* DCID */
     pkt[14] = 8; /* SCID */
-    assert_int_equal(uvq_pkt_parse(&v, pkt, sizeof(pkt), 16), 0);
+    assert_int_equal(uvq_pkt_parse(&v, pkt, sizeof(pkt), 16, &why), 0);
     assert_int_equal(v.version, cases[i].version);
     assert_int_equal(v.long_type, cases[i].type);
   }

@@ -663,7 +663,7 @@ static void h3_on_closed(uvq_h3_conn *h3, const uvq_close_info *ci,
   group *g = user_data;
 
   record_close(g, ci);
-  uvq_h3_client_del(h3);
+  uvq_h3_conn_del(h3);
   g->h3 = NULL;
   group_finish(g->c, g);
 }
@@ -678,14 +678,14 @@ static int h3_start(client *c, group *g, uvq_uv_endpoint *ep) {
   uvq_h3_client_config_default(&cfg);
   cfg.user_data = g;
   cfg.on_closed = h3_on_closed;
-  rv = uvq_h3_client_new(&g->h3, &cfg);
+  rv = uvq_h3_conn_client_new(&g->h3, &cfg);
   if (rv != 0) {
     g->h3 = NULL;
     return rv;
   }
   rv = group_connect(c, g, ep, uvq_h3_callbacks(), g->h3);
   if (rv != 0) {
-    uvq_h3_client_del(g->h3);
+    uvq_h3_conn_del(g->h3);
     g->h3 = NULL;
     return rv;
   }
@@ -737,7 +737,7 @@ static int h3_start(client *c, group *g, uvq_uv_endpoint *ep) {
     /* Resuming with 0-RTT (--session-file, or a --retry after a ticket
      * came): the GETs go out as early data; otherwise they wait for the
      * handshake. */
-    (void)uvq_h3_client_start(g->h3, g->conn);
+    (void)uvq_h3_conn_start(g->h3, g->conn);
   }
   if (g->h3_left == 0) {
     (void)uvq_h3_shutdown(g->h3);

@@ -21,9 +21,11 @@
 
 struct lreq {
   lconn *lc;
-  /* Rate phase: index in c->rreqs, when it was due and its latency. */
+  /* Rate phase: index in c->rreqs, when it was due, when the generator
+   * actually submitted it (sched + send lag) and its latency (from sched). */
   size_t idx;
   uint64_t sched;
+  uint64_t sent;
   uint64_t latency;
   uint64_t bytes;
   int64_t total;
@@ -255,7 +257,7 @@ static void lg_on_closed(uvq_h3_conn *h3, const uvq_close_info *ci,
   lconn *lc = user_data;
 
   lg_conn_over(lc, ci, !lc->failed);
-  uvq_h3_client_del(h3);
+  uvq_h3_conn_del(h3);
   lc->h3 = NULL;
 }
 
@@ -350,7 +352,7 @@ static int lg_start(client *c, lconn *lc) {
     uvq_h3_client_config_default(&cfg);
     cfg.user_data = lc;
     cfg.on_closed = lg_on_closed;
-    rv = uvq_h3_client_new(&lc->h3, &cfg);
+    rv = uvq_h3_conn_client_new(&lc->h3, &cfg);
     if (rv != 0) {
       lc->h3 = NULL;
       goto fail;
@@ -359,7 +361,7 @@ static int lg_start(client *c, lconn *lc) {
   rv = uvq_uv_connect(ep, (struct sockaddr *)&g->addr, g->host,
                       uvq_h3_callbacks(), lc->h3, NULL);
   if (rv != 0) {
-    uvq_h3_client_del(lc->h3);
+    uvq_h3_conn_del(lc->h3);
     lc->h3 = NULL;
     goto fail;
   }
@@ -438,6 +440,7 @@ static void lg_issue(client *c, size_t i, uint64_t now) {
   r->rate = 1;
   r->total = -1;
   r->sched = lg_due(c, i);
+  r->sent = now;
   if (now - r->sched > c->max_lag) {
     c->max_lag = now - r->sched;
   }
@@ -493,6 +496,13 @@ static double pct(const uint64_t *v, size_t n, double p) {
   return (double)v[k < n ? k : n - 1] / 1e3;
 }
 
+/* Sorts |v| (|n| values, ns) and prints its p50 p99 p999 max in us. */
+static void print_pcts(const char *what, uint64_t *v, size_t n) {
+  qsort(v, n, sizeof(*v), cmp_u64);
+  printf("%s p50 %.0f p99 %.0f p999 %.0f max %.0f", what, pct(v, n, 0.5),
+         pct(v, n, 0.99), pct(v, n, 0.999), n ? (double)v[n - 1] / 1e3 : 0.0);
+}
+
 static void lg_rate_done(client *c, lreq *r) {
   uint64_t *lat;
   size_t i, n = 0;
@@ -519,6 +529,22 @@ static void lg_rate_done(client *c, lreq *r) {
          c->nrreqs - c->rfailed, c->rfailed, pct(lat, n, 0.5), pct(lat, n, 0.9),
          pct(lat, n, 0.99), pct(lat, n, 0.999),
          n ? (double)lat[n - 1] / 1e3 : 0.0, (double)c->max_lag / 1e3);
+  if (lat != NULL) {
+    /* The latency split in two: how late the generator itself submitted
+     * each request (its timer's wake-up, its own loop), and the rest, from
+     * the submission to the response's end (both stacks, the kernel, the
+     * server). A tail that is all send lag is the generator's or the
+     * scheduler's, not the server's. */
+    for (i = 0; i < n; ++i) {
+      lat[i] = c->rreqs[i].sent - c->rreqs[i].sched;
+    }
+    print_pcts("rate: split us: send lag", lat, n);
+    for (i = 0; i < n; ++i) {
+      lat[i] = c->rreqs[i].latency - (c->rreqs[i].sent - c->rreqs[i].sched);
+    }
+    print_pcts("; service", lat, n);
+    printf("\n");
+  }
   fflush(stdout);
   free(lat);
   lg_release(c);

@@ -297,12 +297,14 @@ UVQ_EXTERN int uvq_addr_set(uvq_addr *addr, const struct sockaddr *sa,
  * The current version of uvq_settings (its first member). Version 2 added
  * quic_versions, quic_versionslen, client_chosen_version,
  * endpoint_send_budget, conn_recv_budget, endpoint_recv_budget and
- * no_idle_eviction. A struct of version 1 (compiled against the older
- * header, so without them) is still read: those fields take their
- * defaults. Any other version makes uvq_endpoint_new fail with
- * UVQ_ERR_INVALID_ARGUMENT.
+ * no_idle_eviction; version 3 added quic_lb. A struct of an older version
+ * (compiled against the older header, so without the later fields) is
+ * still read: those fields take their defaults. Any other version makes
+ * uvq_endpoint_new fail with UVQ_ERR_INVALID_ARGUMENT.
  */
-#define UVQ_SETTINGS_VERSION 2
+#define UVQ_SETTINGS_VERSION 3
+
+struct uvq_lb_config;
 
 /** When a server sends Retry to validate a client's address
  * (uvq_settings.retry). */
@@ -683,6 +685,23 @@ typedef struct uvq_settings {
    * spoofed one included.
    */
   int no_idle_eviction;
+  /**
+   * Server, optional: a QUIC-LB configuration (uvquic_lb.h), copied by
+   * uvq_endpoint_new (the pointer need not outlive that call; the
+   * endpoint's own settings then hold NULL here). The endpoint issues
+   * only QUIC-LB connection IDs — the SCID of its first Initial, Retry
+   * SCIDs, every NEW_CONNECTION_ID — so a load balancer holding the same
+   * configuration routes every packet of a connection to this server by
+   * its DCID, whatever the client's address. Their length, 1 +
+   * server_id_len + nonce_len (8..20 here), replaces cid_len. Nonces and
+   * the first octet's random bits come from the endpoint's randomness
+   * (uvq_endpoint_config.rand). A keyed configuration that has spent its
+   * nonces fails the connections that ask for a new CID: rotate first.
+   * uvq_endpoint_new fails with UVQ_ERR_INVALID_ARGUMENT on a client or
+   * when uvq_lb_config_check finds fault with it. NULL (default): random
+   * CIDs of cid_len octets.
+   */
+  const struct uvq_lb_config *quic_lb;
 } uvq_settings;
 
 /** uvq_settings_default fills |s| with the defaults listed above. */
@@ -1550,7 +1569,8 @@ typedef struct uvq_endpoint_config {
    * leaves to the server when it does not self-encode the CID length, and
    * are never encrypted. cid_shard_set 0 (default): no such bits.
    * uvq_endpoint_new fails with UVQ_ERR_INVALID_ARGUMENT for a shard of 32
-   * or more.
+   * or more, and with a settings.quic_lb that self-encodes the CID length
+   * (encode_len: those bits are the length then).
    */
   unsigned cid_shard;
   int cid_shard_set; /**< Nonzero if cid_shard is set. */

@@ -14,17 +14,18 @@
  *   return uvq_h3_server_accept(srv, conn, now, pcallbacks, pconn_user_data);
  *   ... in my_on_request: uvq_h3_respond(st, &resp);
  *
- * Client (one uvq_h3_conn per QUIC connection):
- *   uvq_h3_client_new(&h3, &ccfg);
+ * Client (one uvq_h3_conn per QUIC connection, as on the server; the
+ * client makes and frees its own, like ngtcp2_conn_client_new):
+ *   uvq_h3_conn_client_new(&h3, &ccfg);
  *   uvq_endpoint_connect(ep, &params{callbacks = uvq_h3_callbacks(),
  *                                    user_data = h3}, now, &conn);
  *   uvq_h3_submit(h3, &req, &st);   (before or after the handshake)
- *   uvq_h3_client_start(h3, conn);  (optional: requests go as 0-RTT)
- *   ... ccfg.on_closed fires last; then uvq_h3_client_del(h3).
+ *   uvq_h3_conn_start(h3, conn);    (optional: requests go as 0-RTT)
+ *   ... ccfg.on_closed fires last; then uvq_h3_conn_del(h3).
  *
  * Threading and time follow the core: one thread, time from the caller.
  * Every callback below may call any function of this header, except that
- * uvq_h3_client_del and uvq_h3_server_del may only be called where said.
+ * uvq_h3_conn_del and uvq_h3_server_del may only be called where said.
  */
 #ifndef UVQUIC_H3_H
 #define UVQUIC_H3_H
@@ -457,7 +458,7 @@ UVQ_EXTERN void uvq_h3_request_init(uvq_h3_request *req);
 /** The current version of uvq_h3_client_config. */
 #define UVQ_H3_CLIENT_CONFIG_VERSION 1
 
-/** Configuration of an HTTP/3 client connection (uvq_h3_client_new). */
+/** Configuration of an HTTP/3 client connection (uvq_h3_conn_client_new). */
 typedef struct uvq_h3_client_config {
   int version; /**< UVQ_H3_CLIENT_CONFIG_VERSION (set by
                   uvq_h3_client_config_default). */
@@ -480,7 +481,7 @@ typedef struct uvq_h3_client_config {
   void (*on_goaway)(uvq_h3_conn *h3, int64_t id, void *user_data);
   /**
    * The QUIC connection ended; every request has completed before this.
-   * Fires once, last; uvq_h3_client_del may be called from here.
+   * Fires once, last; uvq_h3_conn_del may be called from here.
    */
   void (*on_closed)(uvq_h3_conn *h3, const uvq_close_info *ci, void *user_data);
 } uvq_h3_client_config;
@@ -490,25 +491,29 @@ typedef struct uvq_h3_client_config {
 UVQ_EXTERN void uvq_h3_client_config_default(uvq_h3_client_config *cfg);
 
 /**
- * uvq_h3_client_new prepares an HTTP/3 client for one connection: pass
- * uvq_h3_callbacks() and |*ph3| as the connection's callbacks and user data
- * to uvq_endpoint_connect (or uvq_uv_connect). Returns 0,
- * UVQ_ERR_INVALID_ARGUMENT or UVQ_ERR_NOMEM.
+ * uvq_h3_conn_client_new makes the client side of one HTTP/3 connection:
+ * a uvq_h3_conn, the type a server's connections have too, so the
+ * functions under "Both sides" take it. Pass uvq_h3_callbacks() and |*ph3|
+ * as the QUIC connection's callbacks and user data to uvq_endpoint_connect
+ * (or uvq_uv_connect). The caller owns it: uvq_h3_conn_del frees it. Returns
+ * 0, UVQ_ERR_INVALID_ARGUMENT or UVQ_ERR_NOMEM.
  */
-UVQ_EXTERN int uvq_h3_client_new(uvq_h3_conn **ph3,
-                                 const uvq_h3_client_config *cfg);
+UVQ_EXTERN int uvq_h3_conn_client_new(uvq_h3_conn **ph3,
+                                      const uvq_h3_client_config *cfg);
 
 /** The callbacks an h3 client connection runs on. */
 UVQ_EXTERN const uvq_app_callbacks *uvq_h3_callbacks(void);
 
 /**
- * uvq_h3_client_del frees a client: after its on_closed fired (also from
- * inside it), or if its connection never started.
+ * uvq_h3_conn_del frees a connection made by uvq_h3_conn_client_new: after
+ * its on_closed fired (also from inside it), or if its connection never
+ * started. A server's connections belong to the uvq_h3_server: for one of
+ * them this does nothing.
  */
-UVQ_EXTERN void uvq_h3_client_del(uvq_h3_conn *h3);
+UVQ_EXTERN void uvq_h3_conn_del(uvq_h3_conn *h3);
 
 /**
- * uvq_h3_client_start binds |h3| to |conn|, the connection
+ * uvq_h3_conn_start (client) binds |h3| to |conn|, the connection
  * uvq_endpoint_connect (or uvq_uv_connect) just returned for it. If the core
  * lets streams open now (0-RTT attempted: uvq_connect_params.early_data
  * with a resumption blob), it opens the HTTP/3 control and QPACK streams
@@ -529,7 +534,7 @@ UVQ_EXTERN void uvq_h3_client_del(uvq_h3_conn *h3);
  * (NULL, a server connection), UVQ_ERR_INVALID_STATE (|h3| is bound to
  * another connection), UVQ_ERR_CLOSED or UVQ_ERR_NOMEM.
  */
-UVQ_EXTERN int uvq_h3_client_start(uvq_h3_conn *h3, uvq_conn *conn);
+UVQ_EXTERN int uvq_h3_conn_start(uvq_h3_conn *h3, uvq_conn *conn);
 
 /**
  * uvq_h3_submit sends a request (copied, except a borrowed body). Before

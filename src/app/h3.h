@@ -81,7 +81,7 @@ uvq_h3_header uvq_h3_mkhdr(const char *name, const char *value);
 /* Objects                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* A provider chunk: a buffer of the endpoint's pool (core/pool.h). The
+/* A provider chunk: a uvq_buf_get buffer of the endpoint's pool. The
  * stream's list holds one reference until nghttp3 reports the chunk
  * acknowledged (which we do as soon as the core has taken it); the core
  * holds one per uvq_stream_write_ref of a piece of it, released when the

@@ -23,7 +23,7 @@ const uvq_app_callbacks *uvq_h3_callbacks(void) {
   return &uvq_h3_app_callbacks;
 }
 
-int uvq_h3_client_new(uvq_h3_conn **ph3, const uvq_h3_client_config *cfg) {
+int uvq_h3_conn_client_new(uvq_h3_conn **ph3, const uvq_h3_client_config *cfg) {
   const uvq_mem *mem;
   uvq_h3_conn *h;
   if (ph3 == NULL || cfg == NULL || cfg->version < 1 ||
@@ -46,7 +46,7 @@ int uvq_h3_client_new(uvq_h3_conn **ph3, const uvq_h3_client_config *cfg) {
   return 0;
 }
 
-void uvq_h3_client_del(uvq_h3_conn *h) {
+void uvq_h3_conn_del(uvq_h3_conn *h) {
   if (h == NULL || h->server) {
     return;
   }

@@ -1392,7 +1392,7 @@ int uvq_h3_shutdown(uvq_h3_conn *h) {
   return 0;
 }
 
-int uvq_h3_client_start(uvq_h3_conn *h, uvq_conn *conn) {
+int uvq_h3_conn_start(uvq_h3_conn *h, uvq_conn *conn) {
   if (h == NULL || conn == NULL || h->server) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }

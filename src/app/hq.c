@@ -9,24 +9,22 @@
 #include "app/fileserve.h"
 #include "app/http_file.h"
 #include "core/mem.h"
-#include "core/pool.h"
 
-/* Bytes read from a file at a time: one buffer of the pool's bulk class,
- * handed to the core by reference. */
+/* Bytes read from a file at a time: one uvq_buf_get buffer (of the pool's
+ * bulk class), handed to the core by reference. */
 #define HQ_CHUNK (64 * 1024)
 
-/* One file read: a pool buffer the core holds (uvq_stream_write_ref) until
- * the peer has acknowledged it or the stream or connection is gone, or the
- * stream holds while the core's buffer is full. |pool| outlives the
- * endpoint until the last buffer is back. */
+/* One file read: a uvq_buf_get buffer the core holds (uvq_stream_write_ref)
+ * until the peer has acknowledged it or the stream or connection is gone,
+ * or the stream holds while the core's buffer is full. Its pool outlives
+ * the endpoint until the last buffer is back. */
 typedef struct hq_chunk {
-  uvq_pool *pool;
   size_t len;
   uint8_t data[];
 } hq_chunk;
 
-_Static_assert(sizeof(hq_chunk) + HQ_CHUNK <= UVQ_POOL_BULK,
-               "hq chunk larger than the pool's bulk buffer");
+_Static_assert(sizeof(hq_chunk) + HQ_CHUNK <= UVQ_BUF_MAX,
+               "hq chunk larger than UVQ_BUF_MAX");
 
 const char *uvq_hq_strerror(uint64_t code) {
   switch (code) {
@@ -119,9 +117,8 @@ struct hq_sconn {
 /* The core's free_cb for a chunk it took, and how the stream gives back
  * one it still holds. */
 static void chunk_free(void *ptr, void *ud) {
-  hq_chunk *ch = ud;
   (void)ptr;
-  uvq_pool_put(ch->pool, UVQ_POOL_CLASS_BULK, ch);
+  uvq_buf_put(ud);
 }
 
 /* The response has nothing more to send: closes the file and gives back a
@@ -317,7 +314,6 @@ static uint64_t resolve_status_to_code(uvq_http_resolve_status rs) {
 static uint64_t sstream_read(uvq_conn *conn, hq_sstream *st, hq_chunk **pch) {
   uint64_t left = st->size - st->off;
   size_t want = left < HQ_CHUNK ? (size_t)left : HQ_CHUNK;
-  uvq_pool *pool;
   hq_chunk *ch;
   ssize_t n;
 
@@ -325,12 +321,10 @@ static uint64_t sstream_read(uvq_conn *conn, hq_sstream *st, hq_chunk **pch) {
   if (want == 0) {
     return 0;
   }
-  pool = uvq_endpoint_pool(uvq_conn_get_endpoint(conn));
-  ch = uvq_pool_get(pool, UVQ_POOL_CLASS_BULK);
+  ch = uvq_buf_get(uvq_conn_get_endpoint(conn), sizeof(*ch) + HQ_CHUNK);
   if (ch == NULL) {
     return UVQ_HQ_ERR_INTERNAL;
   }
-  ch->pool = pool;
   do {
     n = pread(st->fd, ch->data, want, (off_t)st->off);
   } while (n < 0 && errno == EINTR);

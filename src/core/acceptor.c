@@ -6,7 +6,15 @@
 #include <gnutls/crypto.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/acceptor.h"
+#include "core/budget.h"
+#include "core/cid.h"
+#include "core/cid_map.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/router.h"
+#include "core/sources.h"
+#include "core/token.h"
 
 void uvq_acceptor_send_version_negotiation(uvq_endpoint *ep,
                                            const uvq_path *path,
@@ -103,6 +111,7 @@ void uvq_acceptor_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
   const uint8_t *token = NULL;
   size_t tokenlen = 0;
   int validated = 0;
+  uvq_conn_params cp = {0};
   uvq_conn *conn;
   int rv;
 
@@ -198,25 +207,33 @@ void uvq_acceptor_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
     uvq_ep_drop(ep, UVQ_DROP_ACCEPT_FAILED);
     return;
   }
-  rv = uvq_conn_new(&conn, ep, 1, &hd.scid, &scid, path, hd.version, &odcid,
-                    retry_scid, token, tokenlen, NULL, now);
+  cp.is_server = 1;
+  cp.dcid = &hd.scid;
+  cp.scid = &scid;
+  cp.path = path;
+  cp.version = hd.version;
+  cp.odcid = &odcid;
+  cp.retry_scid = retry_scid;
+  cp.token = token;
+  cp.tokenlen = tokenlen;
+  rv = uvq_conn_new(&conn, ep, &cp, now);
   if (rv != 0) {
     uvq_ep_drop(ep, UVQ_DROP_ACCEPT_FAILED);
     return;
   }
-  conn->address_validated = validated;
-  conn->via_retry = retry_scid != NULL;
+  uvq_conn_flag_put(conn, UVQ_CONN_FLAG_ADDRESS_VALIDATED, validated);
+  uvq_conn_flag_put(conn, UVQ_CONN_FLAG_VIA_RETRY, retry_scid != NULL);
   /* The map holds, while the handshake runs, the DCID this Initial used
    * (the Retry SCID after a Retry) and the client's original DCID, so
    * retransmitted Initials reach this connection. */
   conn->client_dcid = hd.dcid;
   if (uvq_cid_map_insert_cid(&ep->cids, &hd.dcid, conn) == 0) {
-    conn->client_dcid_mapped = 1;
+    conn->flags |= UVQ_CONN_FLAG_CLIENT_DCID_MAPPED;
   }
   if (retry_scid && uvq_cid_map_insert_cid(&ep->cids, &odcid, conn) == 0) {
-    conn->odcid_mapped = 1;
+    conn->flags |= UVQ_CONN_FLAG_ODCID_MAPPED;
   }
-  if (!conn->client_dcid_mapped) {
+  if (!(conn->flags & UVQ_CONN_FLAG_CLIENT_DCID_MAPPED)) {
     /* Another connection owns that DCID already: a collision we cannot
      * route around. Refuse rather than misroute. */
     uvq_conn_del(conn);
@@ -230,6 +247,6 @@ void uvq_acceptor_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
   }
   ep->stats.initials_accepted++;
   ep->stats.handshakes_in_flight++;
-  conn->counted_in_flight = 1;
+  conn->flags |= UVQ_CONN_FLAG_COUNTED_IN_FLIGHT;
   uvq_conn_recv(conn, path, ecn, data, len, now);
 }

@@ -6,7 +6,11 @@
  * at 90 % or more) a new server connection first closes the longest-idle
  * one (no bidirectional stream open), kept on a list oldest first, and is
  * refused when there is none. The send budgets live in stream.c. */
-#include "core/core.h"
+#include "core/budget.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/stage.h"
+#include "core/stream.h"
 
 /* Nonzero while |conn|'s reads pause for a receive budget. */
 static int recv_paused(const uvq_conn *conn) {
@@ -22,11 +26,11 @@ static void repay(uvq_conn *conn) {
   for (size_t i = 0; i < t->cap; i++) {
     uvq_stream *s = t->slots[i];
     if (s && s->credit_owed) {
-      ngtcp2_conn_extend_max_stream_offset(conn->q, s->id, s->credit_owed);
+      ngtcp2_conn_extend_max_stream_offset(conn->ngconn, s->id, s->credit_owed);
       s->credit_owed = 0;
     }
   }
-  ngtcp2_conn_extend_max_offset(conn->q, conn->credit_owed);
+  ngtcp2_conn_extend_max_offset(conn->ngconn, conn->credit_owed);
   conn->credit_owed = 0;
   uvq_ep_mark(conn->ep, conn);
 }
@@ -35,20 +39,20 @@ void uvq_budget_recv_credit(uvq_conn *conn, uvq_stream *s, int64_t stream_id,
                             size_t n) {
   uvq_endpoint *ep = conn->ep;
   if (!recv_paused(conn)) {
-    ngtcp2_conn_extend_max_stream_offset(conn->q, stream_id, n);
-    ngtcp2_conn_extend_max_offset(conn->q, n);
+    ngtcp2_conn_extend_max_stream_offset(conn->ngconn, stream_id, n);
+    ngtcp2_conn_extend_max_offset(conn->ngconn, n);
     return;
   }
   if (s) {
     s->credit_owed += n;
   }
   conn->credit_owed += n;
-  if (!conn->ep_recv_waiting) {
+  if (!(conn->flags & UVQ_CONN_FLAG_EP_RECV_WAITING)) {
     /* A pause starts: the connection waits on the endpoint's list (its own
      * release may not be what ends the pause: the endpoint's total can
      * fall through any connection) until repay() ends it. */
     ep->stats.recv_budget_pauses++;
-    conn->ep_recv_waiting = 1;
+    conn->flags |= UVQ_CONN_FLAG_EP_RECV_WAITING;
     conn->recv_wait_next = ep->recv_waiters;
     ep->recv_waiters = conn;
   }
@@ -72,7 +76,7 @@ static void wake_recv_waiters(uvq_endpoint *ep) {
       continue;
     }
     *pp = c->recv_wait_next;
-    c->ep_recv_waiting = 0;
+    c->flags &= ~UVQ_CONN_FLAG_EP_RECV_WAITING;
     c->recv_wait_next = NULL;
     repay(c);
   }
@@ -94,7 +98,8 @@ void uvq_conn_recv_release(uvq_conn *conn, size_t n) {
   ep->stats.recv_held_bytes -= n;
   /* The endpoint's total fell from its budget (any waiter may go on), or
    * this connection's pause ended, whichever budget held it. */
-  wake = ep_was_full || (conn->ep_recv_waiting && !recv_paused(conn));
+  wake = ep_was_full ||
+         ((conn->flags & UVQ_CONN_FLAG_EP_RECV_WAITING) && !recv_paused(conn));
   if (wake && ep->recv_waiters) {
     wake_recv_waiters(ep);
   }
@@ -104,7 +109,7 @@ void uvq_conn_recv_release(uvq_conn *conn, size_t n) {
 
 static void idle_remove(uvq_conn *conn) {
   uvq_endpoint *ep = conn->ep;
-  if (!conn->in_idle) {
+  if (!(conn->flags & UVQ_CONN_FLAG_IN_IDLE)) {
     return;
   }
   if (conn->idle_prev) {
@@ -118,14 +123,15 @@ static void idle_remove(uvq_conn *conn) {
     ep->idle_tail = conn->idle_prev;
   }
   conn->idle_prev = conn->idle_next = NULL;
-  conn->in_idle = 0;
+  conn->flags &= ~UVQ_CONN_FLAG_IN_IDLE;
 }
 
 void uvq_budget_idle_update(uvq_conn *conn) {
   uvq_endpoint *ep = conn->ep;
   int idle = conn->is_server && conn->stage == UVQ_STAGE_RUNNING &&
-             !conn->close_requested && conn->open_bidi == 0;
-  if (idle == conn->in_idle) {
+             !(conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED) &&
+             conn->open_bidi == 0;
+  if (idle == ((conn->flags & UVQ_CONN_FLAG_IN_IDLE) != 0)) {
     return;
   }
   if (!idle) {
@@ -133,7 +139,7 @@ void uvq_budget_idle_update(uvq_conn *conn) {
     return;
   }
   conn->idle_since = ep->last_now;
-  conn->in_idle = 1;
+  conn->flags |= UVQ_CONN_FLAG_IN_IDLE;
   conn->idle_next = NULL;
   conn->idle_prev = ep->idle_tail;
   if (ep->idle_tail) {
@@ -164,7 +170,8 @@ int uvq_budget_admit(uvq_endpoint *ep, uvq_tstamp now) {
   }
   /* A connection on the list may have started closing since it joined. */
   while ((victim = ep->idle_head) != NULL &&
-         (victim->stage != UVQ_STAGE_RUNNING || victim->close_requested)) {
+         (victim->stage != UVQ_STAGE_RUNNING ||
+          (victim->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED))) {
     idle_remove(victim);
   }
   if (victim == NULL || st->no_idle_eviction) {
@@ -183,11 +190,11 @@ void uvq_budget_conn_gone(uvq_conn *conn) {
   uvq_endpoint *ep = conn->ep;
   uvq_conn **pp;
   idle_remove(conn);
-  if (conn->ep_recv_waiting) {
+  if (conn->flags & UVQ_CONN_FLAG_EP_RECV_WAITING) {
     for (pp = &ep->recv_waiters; *pp != conn; pp = &(*pp)->recv_wait_next) {
     }
     *pp = conn->recv_wait_next;
-    conn->ep_recv_waiting = 0;
+    conn->flags &= ~UVQ_CONN_FLAG_EP_RECV_WAITING;
   }
   conn->credit_owed = 0;
   uvq_conn_recv_release(conn, (size_t)conn->recv_held);

@@ -8,11 +8,24 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/budget.h"
+#include "core/cid.h"
+#include "core/cid_map.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/liveness.h"
+#include "core/mem.h"
+#include "core/metrics.h"
+#include "core/reset.h"
+#include "core/resume.h"
+#include "core/settings.h"
+#include "core/sources.h"
+#include "core/stage.h"
+#include "core/stream.h"
+#include "core/ticket_scan.h"
 #include "core/tls.h"
-
-void uvq_ep_conn_unlink(uvq_endpoint *ep, uvq_conn *conn);
-int uvq_ep_reserve_conn(uvq_endpoint *ep);
+#include "core/token.h"
+#include "core/waker.h"
 
 static uvq_conn *conn_of(void *user_data) { return (uvq_conn *)user_data; }
 
@@ -45,7 +58,7 @@ int uvq_path_from_ngtcp2(uvq_path *p, const ngtcp2_path *np) {
 }
 
 static ngtcp2_conn *get_conn(ngtcp2_crypto_conn_ref *ref) {
-  return ((uvq_conn *)ref)->q;
+  return ((uvq_conn *)ref)->ngconn;
 }
 
 /* ---- ngtcp2 callbacks -------------------------------------------------- */
@@ -74,7 +87,7 @@ static int cb_get_new_connection_id(ngtcp2_conn *q, ngtcp2_cid *cid,
     rv = uvq_cid_map_insert_cid(&ep->cids, cid, conn);
   }
   if (rv != 0) {
-    conn->nomem = rv == UVQ_ERR_NOMEM;
+    uvq_conn_flag_put(conn, UVQ_CONN_FLAG_NOMEM, rv == UVQ_ERR_NOMEM);
     return NGTCP2_ERR_CALLBACK_FAILURE;
   }
   conn->last_new_cid = *cid;
@@ -106,7 +119,8 @@ static int run_on_accept(uvq_conn *conn) {
   void *ud = NULL;
   int rv;
 
-  if (conn->accepted || conn->refused || !conn->is_server) {
+  if ((conn->flags & UVQ_CONN_FLAG_ACCEPTED) ||
+      (conn->flags & UVQ_CONN_FLAG_REFUSED) || !conn->is_server) {
     return 0;
   }
   memset(&info, 0, sizeof(info));
@@ -119,26 +133,28 @@ static int run_on_accept(uvq_conn *conn) {
   }
   /* Negotiated by now: the client's transport parameters came with the
    * ClientHello. */
-  info.version = ngtcp2_conn_get_negotiated_version(conn->q);
+  info.version = ngtcp2_conn_get_negotiated_version(conn->ngconn);
   info.path = &conn->path;
-  info.address_validated = conn->address_validated;
+  info.address_validated =
+      ((conn->flags & UVQ_CONN_FLAG_ADDRESS_VALIDATED) != 0);
   /* The ClientHello is processed: whether its PSK and its early data were
    * accepted is settled (the anti-replay check included). */
-  conn->resumed = gnutls_session_is_resumed(conn->tls) != 0;
+  uvq_conn_flag_put(conn, UVQ_CONN_FLAG_RESUMED,
+                    gnutls_session_is_resumed(conn->tls) != 0);
   if (gnutls_session_get_flags(conn->tls) & GNUTLS_SFLAGS_EARLY_DATA) {
     conn->early_data = UVQ_EARLY_DATA_ACCEPTED;
   }
-  info.resumed = conn->resumed;
+  info.resumed = ((conn->flags & UVQ_CONN_FLAG_RESUMED) != 0);
   info.early_data = conn->early_data == UVQ_EARLY_DATA_ACCEPTED;
   rv = ep->cfg.on_accept(ep, conn, &info, &cb, &ud, ep->cfg.user_data);
   if (rv != 0 || !uvq_app_callbacks_ok(cb)) {
-    conn->refused = 1;
+    conn->flags |= UVQ_CONN_FLAG_REFUSED;
     ep->stats.initials_refused++;
     return NGTCP2_ERR_CALLBACK_FAILURE;
   }
   conn->cb = cb;
   conn->user_data = ud;
-  conn->accepted = 1;
+  conn->flags |= UVQ_CONN_FLAG_ACCEPTED;
   uvq_metrics_conn_accepted(conn, &info);
   return 0;
 }
@@ -169,7 +185,7 @@ static int cb_recv_tx_key(ngtcp2_conn *q, ngtcp2_encryption_level level,
 
   if (conn->is_server && level == NGTCP2_ENCRYPTION_LEVEL_HANDSHAKE &&
       ngtcp2_conn_encode_local_transport_params(q, buf, sizeof(buf)) < 0) {
-    conn->tp_too_large = 1;
+    conn->flags |= UVQ_CONN_FLAG_TP_TOO_LARGE;
     return NGTCP2_ERR_CALLBACK_FAILURE;
   }
   return run_on_accept(conn);
@@ -189,7 +205,7 @@ static int settle_early_data(uvq_conn *conn) {
     conn->early_data = UVQ_EARLY_DATA_ACCEPTED;
     return 0;
   }
-  if (ngtcp2_conn_tls_early_data_rejected(conn->q) != 0) {
+  if (ngtcp2_conn_tls_early_data_rejected(conn->ngconn) != 0) {
     return -1;
   }
   drop_early_streams(conn);
@@ -208,7 +224,7 @@ static int cb_handshake_completed(ngtcp2_conn *q, void *user_data) {
     ngtcp2_conn_set_tls_alert(q, 120);
     return NGTCP2_ERR_CALLBACK_FAILURE;
   }
-  conn->handshake_completed = 1;
+  conn->flags |= UVQ_CONN_FLAG_HANDSHAKE_COMPLETED;
   conn->stage = UVQ_STAGE_RUNNING;
   uvq_budget_idle_update(conn);
   if (!conn->is_server && conn->early_data == UVQ_EARLY_DATA_ATTEMPTED &&
@@ -231,9 +247,9 @@ static int cb_handshake_completed(ngtcp2_conn *q, void *user_data) {
    * ends: a late or duplicated copy of the client's first Initial then
    * reaches this connection (whose Initial keys are gone, so ngtcp2 drops
    * it) instead of creating a second, ghost connection in the acceptor. */
-  conn->established_pending = 1;
-  if (conn->counted_in_flight) {
-    conn->counted_in_flight = 0;
+  conn->flags |= UVQ_CONN_FLAG_ESTABLISHED_PENDING;
+  if (conn->flags & UVQ_CONN_FLAG_COUNTED_IN_FLIGHT) {
+    conn->flags &= ~UVQ_CONN_FLAG_COUNTED_IN_FLIGHT;
     conn->ep->stats.handshakes_in_flight--;
   }
   uvq_sources_handshake_done(conn);
@@ -243,7 +259,7 @@ static int cb_handshake_completed(ngtcp2_conn *q, void *user_data) {
 static int cb_handshake_confirmed(ngtcp2_conn *q, void *user_data) {
   uvq_conn *conn = conn_of(user_data);
   (void)q;
-  conn->handshake_confirmed = 1;
+  conn->flags |= UVQ_CONN_FLAG_HANDSHAKE_CONFIRMED;
   /* The client no longer sends Initials: forget their DCIDs. */
   uvq_conn_unmap_handshake_cids(conn);
   return 0;
@@ -251,7 +267,7 @@ static int cb_handshake_confirmed(ngtcp2_conn *q, void *user_data) {
 
 static int app_failed(uvq_conn *conn, int rv) {
   if (rv != 0) {
-    conn->callback_failed = 1;
+    conn->flags |= UVQ_CONN_FLAG_CALLBACK_FAILED;
     return NGTCP2_ERR_CALLBACK_FAILURE;
   }
   return 0;
@@ -264,7 +280,7 @@ static int cb_stream_open(ngtcp2_conn *q, int64_t stream_id, void *user_data) {
 
   rv = uvq_stream_create(conn, stream_id, NULL, &s);
   if (rv != 0) {
-    conn->nomem = rv == UVQ_ERR_NOMEM;
+    uvq_conn_flag_put(conn, UVQ_CONN_FLAG_NOMEM, rv == UVQ_ERR_NOMEM);
     return NGTCP2_ERR_CALLBACK_FAILURE;
   }
   ngtcp2_conn_set_stream_user_data(q, stream_id, s);
@@ -291,13 +307,14 @@ static int cb_recv_stream_data(ngtcp2_conn *q, uint32_t flags,
 
   (void)offset;
   if (s && !s->stop_reading && conn->cb && conn->cb->on_stream_data &&
-      conn->stage < UVQ_STAGE_CLOSING && !conn->close_requested) {
+      conn->stage < UVQ_STAGE_CLOSING &&
+      !(conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED)) {
     rv = conn->cb->on_stream_data(conn, stream_id, data, datalen, fin,
                                   conn->user_data, s->user_data);
   }
   /* Credit goes back once the application has had the data (unless a
    * receive budget pauses the connection's reads). */
-  conn->m.stream_bytes_received += datalen;
+  conn->metrics.stream_bytes_received += datalen;
   uvq_budget_recv_credit(conn, s, stream_id, datalen);
   return app_failed(conn, rv);
 }
@@ -345,7 +362,8 @@ static int cb_stream_close(ngtcp2_conn *q, uint32_t flags, int64_t stream_id,
   if (!(flags & NGTCP2_STREAM_CLOSE_FLAG_APP_ERROR_CODE_SET)) {
     s->fin_acked = 1; /* closed without a reset: all data and FIN acked */
   }
-  if (conn->cb && conn->cb->on_stream_closed && !conn->closed_fired) {
+  if (conn->cb && conn->cb->on_stream_closed &&
+      !(conn->flags & UVQ_CONN_FLAG_CLOSED_FIRED)) {
     conn->cb->on_stream_closed(conn, stream_id, app_error_code, conn->user_data,
                                s->user_data);
   }
@@ -387,7 +405,7 @@ static int cb_extend_max_local_streams(ngtcp2_conn *q, uint64_t max_streams,
   uvq_conn *conn = conn_of(user_data);
   (void)q;
   (void)max_streams;
-  conn->streams_available_pending = 1;
+  conn->flags |= UVQ_CONN_FLAG_STREAMS_AVAILABLE_PENDING;
   return 0;
 }
 
@@ -506,7 +524,8 @@ static int cb_recv_datagram(ngtcp2_conn *q, uint32_t flags, const uint8_t *data,
   (void)q;
   (void)flags;
   conn->ep->stats.datagrams_app_received++;
-  if (conn->cb && conn->cb->on_datagram && !conn->close_requested) {
+  if (conn->cb && conn->cb->on_datagram &&
+      !(conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED)) {
     return app_failed(
         conn, conn->cb->on_datagram(conn, data, datalen, conn->user_data));
   }
@@ -516,7 +535,8 @@ static int cb_recv_datagram(ngtcp2_conn *q, uint32_t flags, const uint8_t *data,
 static int cb_ack_datagram(ngtcp2_conn *q, uint64_t dgram_id, void *user_data) {
   uvq_conn *conn = conn_of(user_data);
   (void)q;
-  if (conn->cb && conn->cb->on_datagram_acked && !conn->close_requested) {
+  if (conn->cb && conn->cb->on_datagram_acked &&
+      !(conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED)) {
     return app_failed(
         conn, conn->cb->on_datagram_acked(conn, dgram_id, conn->user_data));
   }
@@ -527,7 +547,8 @@ static int cb_lost_datagram(ngtcp2_conn *q, uint64_t dgram_id,
                             void *user_data) {
   uvq_conn *conn = conn_of(user_data);
   (void)q;
-  if (conn->cb && conn->cb->on_datagram_lost && !conn->close_requested) {
+  if (conn->cb && conn->cb->on_datagram_lost &&
+      !(conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED)) {
     return app_failed(
         conn, conn->cb->on_datagram_lost(conn, dgram_id, conn->user_data));
   }
@@ -575,7 +596,7 @@ static int cb_recv_crypto_data(ngtcp2_conn *q,
   if (rv == 0 && !conn->is_server &&
       crypto_level == NGTCP2_ENCRYPTION_LEVEL_1RTT &&
       (gnutls_session_get_flags(conn->tls) & GNUTLS_SFLAGS_SESSION_TICKET)) {
-    conn->ticket_pending = 1;
+    conn->flags |= UVQ_CONN_FLAG_TICKET_PENDING;
   }
   return rv;
 }
@@ -596,7 +617,7 @@ static int cb_decrypt(uint8_t *dest, const ngtcp2_crypto_aead *aead,
       ngtcp2_crypto_decrypt_cb(dest, aead, aead_ctx, ciphertext, ciphertextlen,
                                nonce, noncelen, aad, aadlen);
   if (rv == 0 && tl_reading) {
-    tl_reading->rx_auth = 1;
+    tl_reading->flags |= UVQ_CONN_FLAG_RX_AUTH;
   }
   return rv;
 }
@@ -650,13 +671,12 @@ static void set_callbacks(ngtcp2_callbacks *cb, int is_server) {
  * Initial of |version| (a client after Version Negotiation: the version it
  * starts over in, |original_version| the one it first tried; 0 otherwise).
  * On failure nothing of either is left. */
-static int conn_start(uvq_conn *conn, const ngtcp2_cid *dcid,
-                      const ngtcp2_cid *scid, uint32_t version,
-                      uint32_t original_version, const ngtcp2_cid *odcid,
-                      const ngtcp2_cid *retry_scid, const uint8_t *token,
-                      size_t tokenlen, const char *server_name,
-                      uvq_tstamp now) {
+static int conn_start(uvq_conn *conn, const uvq_conn_params *p,
+                      uint32_t original_version, uvq_tstamp now) {
   uvq_endpoint *ep = conn->ep;
+  const ngtcp2_cid *dcid = p->dcid, *scid = p->scid;
+  const ngtcp2_cid *odcid = p->odcid, *retry_scid = p->retry_scid;
+  uint32_t version = p->version;
   const uvq_settings *st = &ep->settings;
   int is_server = conn->is_server;
   ngtcp2_callbacks callbacks;
@@ -698,9 +718,9 @@ static int conn_start(uvq_conn *conn, const ngtcp2_cid *dcid,
   if (uvq_metrics_want_ngtcp2_log(ep)) {
     settings.log_printf = cb_log;
   }
-  if (token && tokenlen) {
-    settings.token = token;
-    settings.tokenlen = tokenlen;
+  if (p->token && p->tokenlen) {
+    settings.token = p->token;
+    settings.tokenlen = p->tokenlen;
     /* A server says which kind of token validated the address; a client's
      * token is always one a NEW_TOKEN frame gave it. */
     settings.token_type = is_server && retry_scid ? NGTCP2_TOKEN_TYPE_RETRY
@@ -745,20 +765,20 @@ static int conn_start(uvq_conn *conn, const ngtcp2_cid *dcid,
     }
     params.stateless_reset_token_present = 1;
     rv =
-        ngtcp2_conn_server_new(&conn->q, dcid, scid, &npath, version,
+        ngtcp2_conn_server_new(&conn->ngconn, dcid, scid, &npath, version,
                                &callbacks, &settings, &params, &ep->nmem, conn);
   } else {
     rv =
-        ngtcp2_conn_client_new(&conn->q, dcid, scid, &npath, version,
+        ngtcp2_conn_client_new(&conn->ngconn, dcid, scid, &npath, version,
                                &callbacks, &settings, &params, &ep->nmem, conn);
   }
   if (rv != 0) {
-    conn->q = NULL;
+    conn->ngconn = NULL;
     return rv == NGTCP2_ERR_NOMEM ? UVQ_ERR_NOMEM : UVQ_ERR_INTERNAL;
   }
   conn->first_version = version;
   if (st->keep_alive) {
-    ngtcp2_conn_set_keep_alive_timeout(conn->q, st->keep_alive);
+    ngtcp2_conn_set_keep_alive_timeout(conn->ngconn, st->keep_alive);
   }
 
   /* A client with qlog takes the qlog guard (CVE-2026-40170; tls.h), also
@@ -766,17 +786,17 @@ static int conn_start(uvq_conn *conn, const ngtcp2_cid *dcid,
    * are per version (RFC 9369 §5): the key of the version this connection
    * started in decrypts the client's and encrypts ours. */
   rv = uvq_tls_session_new_ex(
-      ep->cfg.tls, &conn->tls, server_name,
+      ep->cfg.tls, &conn->tls, p->server_name,
       is_server ? (st->early_data ? UVQ_TLS_SESSION_EARLY_DATA : 0u) |
                       (st->anti_replay ? UVQ_TLS_SESSION_ANTI_REPLAY : 0u)
-                : ep->connect_tls_opts |
+                : p->tls_opts |
                       (settings.qlog_write ? UVQ_TLS_SESSION_QLOG_GUARD : 0u),
       is_server ? uvq_ep_ticket_key(ep, version) : NULL);
   if (rv != 0) {
     goto fail_tls;
   }
   gnutls_session_set_ptr(conn->tls, &conn->ref);
-  ngtcp2_conn_set_tls_native_handle(conn->q, conn->tls);
+  ngtcp2_conn_set_tls_native_handle(conn->ngconn, conn->tls);
   if (ep->cfg.tls->hook &&
       ep->cfg.tls->hook(conn, conn->tls, ep->cfg.tls->hook_user_data) != 0) {
     rv = UVQ_ERR_TLS;
@@ -788,17 +808,13 @@ fail_hook:
   uvq_tls_session_del(conn->tls);
   conn->tls = NULL;
 fail_tls:
-  ngtcp2_conn_del(conn->q);
-  conn->q = NULL;
+  ngtcp2_conn_del(conn->ngconn);
+  conn->ngconn = NULL;
   return rv;
 }
 
-int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
-                 const ngtcp2_cid *dcid, const ngtcp2_cid *scid,
-                 const uvq_path *path, uint32_t version,
-                 const ngtcp2_cid *odcid, const ngtcp2_cid *retry_scid,
-                 const uint8_t *token, size_t tokenlen, const char *server_name,
-                 uvq_tstamp now) {
+int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep,
+                 const uvq_conn_params *params, uvq_tstamp now) {
   uvq_conn *conn;
   int rv;
 
@@ -811,8 +827,8 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
     return UVQ_ERR_NOMEM;
   }
   conn->ep = ep;
-  conn->is_server = is_server;
-  conn->path = *path;
+  conn->is_server = params->is_server;
+  conn->path = *params->path;
   conn->heap_idx = SIZE_MAX;
   conn->expiry = UVQ_TSTAMP_MAX;
   conn->app_deadline = UVQ_TSTAMP_MAX;
@@ -825,20 +841,19 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
   }
 
   /* Before ngtcp2 exists: it may log while being created. */
-  uvq_metrics_conn_init(conn, scid, now);
+  uvq_metrics_conn_init(conn, params->scid, now);
   uvq_live_init(conn, now);
   /* The connection's name in logs: the client's first DCID. */
-  conn->odcid = is_server ? *odcid : *dcid;
-  rv = conn_start(conn, dcid, scid, version, 0, odcid, retry_scid, token,
-                  tokenlen, server_name, now);
+  conn->odcid = params->is_server ? *params->odcid : *params->dcid;
+  rv = conn_start(conn, params, 0, now);
   if (rv != 0) {
     goto fail_start;
   }
-  if (server_name) {
-    snprintf(conn->sni, sizeof(conn->sni), "%s", server_name);
+  if (params->server_name) {
+    snprintf(conn->sni, sizeof(conn->sni), "%s", params->server_name);
   }
 
-  rv = uvq_cid_map_insert_cid(&ep->cids, scid, conn);
+  rv = uvq_cid_map_insert_cid(&ep->cids, params->scid, conn);
   if (rv != 0) {
     goto fail_map;
   }
@@ -848,7 +863,7 @@ int uvq_conn_new(uvq_conn **pconn, uvq_endpoint *ep, int is_server,
 
 fail_map:
   uvq_tls_session_del(conn->tls);
-  ngtcp2_conn_del(conn->q);
+  ngtcp2_conn_del(conn->ngconn);
 fail_start:
   uvq_stream_table_free(conn);
 fail_streams:
@@ -864,7 +879,7 @@ static void drop_early_streams(uvq_conn *conn) {
   uvq_stream_table *t = &conn->streams;
 
   conn->early_data = UVQ_EARLY_DATA_REJECTED;
-  conn->early_rejected_pending = 1;
+  conn->flags |= UVQ_CONN_FLAG_EARLY_REJECTED_PENDING;
   while (t->len > 0) {
     uvq_stream *s = NULL;
     for (size_t i = 0; i < t->cap && s == NULL; i++) {
@@ -889,9 +904,10 @@ static void drop_early_streams(uvq_conn *conn) {
 static int conn_restart_version(uvq_conn *conn, uvq_tstamp now) {
   uvq_endpoint *ep = conn->ep;
   uint32_t version = conn->vn_version, original;
-  ngtcp2_conn *old_q = conn->q;
+  ngtcp2_conn *old_ngconn = conn->ngconn;
   gnutls_session_t old_tls = conn->tls;
   ngtcp2_cid dcid, scid;
+  uvq_conn_params params = {0};
   int rv;
 
   conn->vn_version = 0;
@@ -900,24 +916,28 @@ static int conn_restart_version(uvq_conn *conn, uvq_tstamp now) {
   }
   /* Before the handshake a client has exactly one SCID: keep it (the map
    * already routes it here). */
-  if (ngtcp2_conn_get_scid(old_q, NULL) != 1 ||
-      uvq_ep_random_cid(conn->ep, &dcid, 18) != 0) {
+  if (ngtcp2_conn_get_scid(old_ngconn, NULL) != 1 ||
+      uvq_ep_random_cid(conn->ep, &dcid, UVQ_CLIENT_FIRST_DCIDLEN) != 0) {
     return UVQ_ERR_INTERNAL;
   }
-  ngtcp2_conn_get_scid(old_q, &scid);
-  original = ngtcp2_conn_get_client_chosen_version(old_q);
-  ep->connect_tls_opts = 0;
-  conn->q = NULL;
+  ngtcp2_conn_get_scid(old_ngconn, &scid);
+  original = ngtcp2_conn_get_client_chosen_version(old_ngconn);
+  params.is_server = 0;
+  params.dcid = &dcid;
+  params.scid = &scid;
+  params.path = &conn->path;
+  params.version = version;
+  params.server_name = conn->sni[0] ? conn->sni : NULL;
+  conn->ngconn = NULL;
   conn->tls = NULL;
-  rv = conn_start(conn, &dcid, &scid, version, original, NULL, NULL, NULL, 0,
-                  conn->sni[0] ? conn->sni : NULL, now);
+  rv = conn_start(conn, &params, original, now);
   if (rv != 0) {
-    conn->q = old_q;
+    conn->ngconn = old_ngconn;
     conn->tls = old_tls;
     return rv;
   }
   uvq_tls_session_del(old_tls);
-  ngtcp2_conn_del(old_q);
+  ngtcp2_conn_del(old_ngconn);
   conn->odcid = dcid;
   /* What the old connection wrote and the driver did not take yet is for
    * a connection that no longer exists. */
@@ -935,13 +955,13 @@ static int conn_restart_version(uvq_conn *conn, uvq_tstamp now) {
 
 void uvq_conn_unmap_handshake_cids(uvq_conn *conn) {
   uvq_endpoint *ep = conn->ep;
-  if (conn->client_dcid_mapped) {
+  if (conn->flags & UVQ_CONN_FLAG_CLIENT_DCID_MAPPED) {
     uvq_cid_map_erase_cid(&ep->cids, &conn->client_dcid);
-    conn->client_dcid_mapped = 0;
+    conn->flags &= ~UVQ_CONN_FLAG_CLIENT_DCID_MAPPED;
   }
-  if (conn->odcid_mapped) {
+  if (conn->flags & UVQ_CONN_FLAG_ODCID_MAPPED) {
     uvq_cid_map_erase_cid(&ep->cids, &conn->odcid);
-    conn->odcid_mapped = 0;
+    conn->flags &= ~UVQ_CONN_FLAG_ODCID_MAPPED;
   }
 }
 
@@ -951,22 +971,23 @@ void uvq_conn_del(uvq_conn *conn) {
   ngtcp2_cid *all = scids;
   size_t n;
 
-  if (conn->closed_pending && !conn->closed_fired && conn->cb &&
+  if ((conn->flags & UVQ_CONN_FLAG_CLOSED_PENDING) &&
+      !(conn->flags & UVQ_CONN_FLAG_CLOSED_FIRED) && conn->cb &&
       conn->cb->on_closed) {
-    conn->closed_fired = 1;
+    conn->flags |= UVQ_CONN_FLAG_CLOSED_FIRED;
     conn->cb->on_closed(conn, &conn->ci, conn->user_data);
   }
-  if (conn->counted_in_flight) {
+  if (conn->flags & UVQ_CONN_FLAG_COUNTED_IN_FLIGHT) {
     ep->stats.handshakes_in_flight--;
   }
   uvq_sources_remove(conn);
   uvq_conn_unmap_handshake_cids(conn);
-  n = ngtcp2_conn_get_scid(conn->q, NULL);
+  n = ngtcp2_conn_get_scid(conn->ngconn, NULL);
   if (n > 16) {
     all = uvq_calloc(ep->mem, n, sizeof(*all));
   }
   if (all) {
-    n = ngtcp2_conn_get_scid(conn->q, all);
+    n = ngtcp2_conn_get_scid(conn->ngconn, all);
     for (size_t i = 0; i < n; i++) {
       if (uvq_cid_map_find_cid(&ep->cids, &all[i]) == conn) {
         uvq_cid_map_erase_cid(&ep->cids, &all[i]);
@@ -1003,7 +1024,7 @@ void uvq_conn_del(uvq_conn *conn) {
   uvq_ep_conn_unlink(ep, conn);
   uvq_stream_table_free(conn);
   uvq_budget_conn_gone(conn);
-  ngtcp2_conn_del(conn->q);
+  ngtcp2_conn_del(conn->ngconn);
   uvq_tls_session_del(conn->tls);
   while (conn->dgram_head) {
     uvq_dgram *d = conn->dgram_head;
@@ -1026,34 +1047,35 @@ void uvq_conn_del(uvq_conn *conn) {
  * ngtcp2 returns, so the application may call back into the library. */
 void uvq_conn_run_deferred(uvq_conn *conn) {
   int rv;
-  if (conn->stage >= UVQ_STAGE_CLOSING || conn->close_requested ||
-      conn->cb == NULL) {
+  if (conn->stage >= UVQ_STAGE_CLOSING ||
+      (conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED) || conn->cb == NULL) {
     return;
   }
-  if (conn->early_rejected_pending) {
-    conn->early_rejected_pending = 0;
+  if (conn->flags & UVQ_CONN_FLAG_EARLY_REJECTED_PENDING) {
+    conn->flags &= ~UVQ_CONN_FLAG_EARLY_REJECTED_PENDING;
     if (conn->cb->on_early_data_rejected) {
       rv = conn->cb->on_early_data_rejected(conn, conn->user_data);
       if (rv != 0) {
-        conn->callback_failed = 1;
+        conn->flags |= UVQ_CONN_FLAG_CALLBACK_FAILED;
         return;
       }
     }
   }
-  if (conn->established_pending) {
-    conn->established_pending = 0;
+  if (conn->flags & UVQ_CONN_FLAG_ESTABLISHED_PENDING) {
+    conn->flags &= ~UVQ_CONN_FLAG_ESTABLISHED_PENDING;
     if (conn->cb->on_established) {
       rv = conn->cb->on_established(conn, conn->user_data);
       if (rv != 0) {
-        conn->callback_failed = 1;
+        conn->flags |= UVQ_CONN_FLAG_CALLBACK_FAILED;
         return;
       }
     }
   }
-  if (conn->ticket_pending && conn->handshake_completed) {
+  if ((conn->flags & UVQ_CONN_FLAG_TICKET_PENDING) &&
+      (conn->flags & UVQ_CONN_FLAG_HANDSHAKE_COMPLETED)) {
     uint8_t *blob;
     size_t bloblen;
-    conn->ticket_pending = 0;
+    conn->flags &= ~UVQ_CONN_FLAG_TICKET_PENDING;
     /* A ticket that cannot be packed costs the next connection its
      * resumption, not this connection. */
     if (conn->cb->on_session_ticket &&
@@ -1062,17 +1084,18 @@ void uvq_conn_run_deferred(uvq_conn *conn) {
       gnutls_memset(blob, 0, bloblen);
       uvq_free(conn->ep->mem, blob);
       if (rv != 0) {
-        conn->callback_failed = 1;
+        conn->flags |= UVQ_CONN_FLAG_CALLBACK_FAILED;
         return;
       }
     }
   }
-  if (conn->streams_available_pending && conn->handshake_completed) {
-    conn->streams_available_pending = 0;
+  if ((conn->flags & UVQ_CONN_FLAG_STREAMS_AVAILABLE_PENDING) &&
+      (conn->flags & UVQ_CONN_FLAG_HANDSHAKE_COMPLETED)) {
+    conn->flags &= ~UVQ_CONN_FLAG_STREAMS_AVAILABLE_PENDING;
     if (conn->cb->on_streams_available) {
       rv = conn->cb->on_streams_available(conn, conn->user_data);
       if (rv != 0) {
-        conn->callback_failed = 1;
+        conn->flags |= UVQ_CONN_FLAG_CALLBACK_FAILED;
         return;
       }
     }
@@ -1095,7 +1118,7 @@ void uvq_conn_run_deferred(uvq_conn *conn) {
       rv = conn->cb->on_stream_writable(conn, s->id, conn->user_data,
                                         s->user_data);
       if (rv != 0) {
-        conn->callback_failed = 1;
+        conn->flags |= UVQ_CONN_FLAG_CALLBACK_FAILED;
         return;
       }
     }
@@ -1107,7 +1130,7 @@ int uvq_addr_eq(const uvq_addr *a, const uvq_addr *b) {
 }
 
 void uvq_conn_sync_path(uvq_conn *conn) {
-  const ngtcp2_path *p = ngtcp2_conn_get_path(conn->q);
+  const ngtcp2_path *p = ngtcp2_conn_get_path(conn->ngconn);
   uvq_path np;
 
   /* The path rarely changes, so look first. */
@@ -1130,7 +1153,8 @@ static void after_ngtcp2(uvq_conn *conn, int rv, uvq_tstamp now, int batched) {
   }
   if (rv == 0) {
     uvq_conn_run_deferred(conn);
-    if (conn->callback_failed && conn->stage < UVQ_STAGE_CLOSING) {
+    if ((conn->flags & UVQ_CONN_FLAG_CALLBACK_FAILED) &&
+        conn->stage < UVQ_STAGE_CLOSING) {
       uvq_stage_fail(conn, NGTCP2_ERR_CALLBACK_FAILURE, now);
     }
   } else {
@@ -1166,7 +1190,7 @@ static void after_ngtcp2(uvq_conn *conn, int rv, uvq_tstamp now, int batched) {
   }
   uvq_ep_mark(conn->ep, conn);
   if (batched && rv == 0 && conn->stage < UVQ_STAGE_CLOSING) {
-    conn->timer_stale = 1;
+    conn->flags |= UVQ_CONN_FLAG_TIMER_STALE;
   } else {
     uvq_ep_timer_update(conn->ep, conn);
   }
@@ -1198,8 +1222,8 @@ void uvq_conn_recv(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
   ngtcp2_pkt_info pi;
   int rv, used;
 
-  conn->m.datagrams_received++;
-  conn->m.bytes_received += len;
+  conn->metrics.datagrams_received++;
+  conn->metrics.bytes_received += len;
   switch (conn->stage) {
   case UVQ_STAGE_CLOSING:
     uvq_stage_closing_recv(conn);
@@ -1211,29 +1235,29 @@ void uvq_conn_recv(uvq_conn *conn, const uvq_path *path, uint8_t ecn,
   default:
     break;
   }
-  if (conn->close_requested) {
+  if (conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED) {
     /* The close goes out at the next flush; nothing more is read. */
     uvq_ep_drop(conn->ep, UVQ_DROP_DRAINING);
     return;
   }
-  if (conn->rebind_pending) {
+  if (conn->flags & UVQ_CONN_FLAG_REBIND_PENDING) {
     if (uvq_addr_eq(&path->local, &conn->rebind_old_local)) {
       rebound.local = conn->path.local;
       rebound.remote = path->remote;
       path = &rebound;
     } else if (uvq_addr_eq(&path->local, &conn->path.local)) {
-      conn->rebind_pending = 0;
+      conn->flags &= ~UVQ_CONN_FLAG_REBIND_PENDING;
     }
   }
   uvq_conn_to_ngtcp2_path(&npath, path);
   memset(&pi, 0, sizeof(pi));
   pi.ecn = ecn;
-  conn->rx_auth = 0;
+  conn->flags &= ~UVQ_CONN_FLAG_RX_AUTH;
   tl_reading = conn;
-  rv = ngtcp2_conn_read_pkt(conn->q, &npath, &pi, data, len, now);
+  rv = ngtcp2_conn_read_pkt(conn->ngconn, &npath, &pi, data, len, now);
   tl_reading = NULL;
   uvq_metrics_conn_read(conn, now);
-  used = rv == 0 && conn->rx_auth;
+  used = rv == 0 && (conn->flags & UVQ_CONN_FLAG_RX_AUTH);
   if (rv == 0) {
     retry_blocked_streams(conn);
   }
@@ -1258,7 +1282,7 @@ uvq_tstamp uvq_conn_expiry(uvq_conn *conn) {
   switch (conn->stage) {
   case UVQ_STAGE_HANDSHAKE:
   case UVQ_STAGE_RUNNING: {
-    uvq_tstamp e = ngtcp2_conn_get_expiry(conn->q);
+    uvq_tstamp e = ngtcp2_conn_get_expiry(conn->ngconn);
     uvq_tstamp l = uvq_live_deadline(conn);
     if (conn->app_deadline < e) {
       e = conn->app_deadline;
@@ -1296,14 +1320,15 @@ void uvq_conn_handle_expiry(uvq_conn *conn, uvq_tstamp now) {
   }
   if (conn->app_deadline <= now) {
     conn->app_deadline = UVQ_TSTAMP_MAX;
-    if (conn->cb && conn->cb->on_timer && !conn->close_requested &&
+    if (conn->cb && conn->cb->on_timer &&
+        !(conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED) &&
         conn->cb->on_timer(conn, conn->user_data) != 0) {
-      conn->callback_failed = 1;
+      conn->flags |= UVQ_CONN_FLAG_CALLBACK_FAILED;
     }
   }
   rv = 0;
-  if (ngtcp2_conn_get_expiry(conn->q) <= now) {
-    rv = ngtcp2_conn_handle_expiry(conn->q, now);
+  if (ngtcp2_conn_get_expiry(conn->ngconn) <= now) {
+    rv = ngtcp2_conn_handle_expiry(conn->ngconn, now);
   }
   after_ngtcp2(conn, rv, now, 0);
 }
@@ -1325,24 +1350,25 @@ void uvq_conn_get_info(uvq_conn *conn, uvq_conn_info *info) {
     info->alpnlen = 0;
   }
   info->server_name = conn->sni[0] ? conn->sni : NULL;
-  info->version = ngtcp2_conn_get_negotiated_version(conn->q);
+  info->version = ngtcp2_conn_get_negotiated_version(conn->ngconn);
   uvq_conn_sync_path(conn); /* not yet done for this receive batch */
   info->path = &conn->path;
-  info->address_validated = conn->address_validated;
+  info->address_validated =
+      ((conn->flags & UVQ_CONN_FLAG_ADDRESS_VALIDATED) != 0);
   info->stage = conn->stage;
-  info->resumed = conn->is_server ? conn->resumed
+  info->resumed = conn->is_server ? ((conn->flags & UVQ_CONN_FLAG_RESUMED) != 0)
                                   : gnutls_session_is_resumed(conn->tls) != 0;
   info->early_data = conn->early_data;
-  ngtcp2_conn_get_conn_info(conn->q, &cs);
+  ngtcp2_conn_get_conn_info(conn->ngconn, &cs);
   info->smoothed_rtt = cs.smoothed_rtt;
   info->rttvar = cs.rttvar;
   info->cwnd = cs.cwnd;
   info->bytes_in_flight = cs.bytes_in_flight;
   info->odcid = conn->odcid.data;
   info->odcidlen = conn->odcid.datalen;
-  info->retry =
-      conn->is_server ? conn->via_retry : ngtcp2_conn_after_retry(conn->q) != 0;
-  if (conn->handshake_completed) {
+  info->retry = conn->is_server ? ((conn->flags & UVQ_CONN_FLAG_VIA_RETRY) != 0)
+                                : ngtcp2_conn_after_retry(conn->ngconn) != 0;
+  if (conn->flags & UVQ_CONN_FLAG_HANDSHAKE_COMPLETED) {
     info->cipher = gnutls_cipher_get_name(gnutls_cipher_get(conn->tls));
   }
 }
@@ -1363,7 +1389,8 @@ int uvq_conn_close(uvq_conn *conn, uint64_t app_error, const char *reason) {
   if (conn == NULL) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  if (conn->close_requested || conn->stage >= UVQ_STAGE_CLOSING) {
+  if ((conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED) ||
+      conn->stage >= UVQ_STAGE_CLOSING) {
     return 0;
   }
   if (reason && reason[0]) {
@@ -1377,7 +1404,7 @@ int uvq_conn_close(uvq_conn *conn, uint64_t app_error, const char *reason) {
     }
     conn->close_reasonlen = len;
   }
-  conn->close_requested = 1;
+  conn->flags |= UVQ_CONN_FLAG_CLOSE_REQUESTED;
   conn->close_app_error = app_error;
   uvq_ep_mark(conn->ep, conn);
   return 0;
@@ -1391,11 +1418,11 @@ int uvq_conn_close(uvq_conn *conn, uint64_t app_error, const char *reason) {
 size_t uvq_conn_get_max_datagram_size(uvq_conn *conn) {
   const ngtcp2_transport_params *rp;
   uint64_t frame_max;
-  if (conn == NULL || !conn->handshake_completed ||
+  if (conn == NULL || !(conn->flags & UVQ_CONN_FLAG_HANDSHAKE_COMPLETED) ||
       conn->stage >= UVQ_STAGE_CLOSING) {
     return 0;
   }
-  rp = ngtcp2_conn_get_remote_transport_params(conn->q);
+  rp = ngtcp2_conn_get_remote_transport_params(conn->ngconn);
   if (rp == NULL || rp->max_datagram_frame_size <= 3) {
     return 0;
   }
@@ -1412,7 +1439,8 @@ int uvq_conn_send_datagram(uvq_conn *conn, const uint8_t *data, size_t len,
   if (conn == NULL || (data == NULL && len > 0)) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  if (conn->close_requested || conn->stage >= UVQ_STAGE_CLOSING) {
+  if ((conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED) ||
+      conn->stage >= UVQ_STAGE_CLOSING) {
     return UVQ_ERR_CLOSED;
   }
   max = uvq_conn_get_max_datagram_size(conn);
@@ -1459,7 +1487,8 @@ int uvq_conn_migrate(uvq_conn *conn, const uvq_addr *new_local,
       new_local->len == 0 || new_local->len > sizeof(new_local->ss)) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  if (conn->close_requested || conn->stage >= UVQ_STAGE_CLOSING) {
+  if ((conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED) ||
+      conn->stage >= UVQ_STAGE_CLOSING) {
     return UVQ_ERR_CLOSED;
   }
   uvq_conn_sync_path(conn);
@@ -1474,20 +1503,20 @@ int uvq_conn_migrate(uvq_conn *conn, const uvq_addr *new_local,
   if (nat_rebinding_style) {
     /* What a NAT rebinding looks like from the server: same CID, a new
      * address. The server validates the path; we just move. */
-    if (!conn->handshake_confirmed) {
+    if (!(conn->flags & UVQ_CONN_FLAG_HANDSHAKE_CONFIRMED)) {
       return UVQ_ERR_INVALID_STATE;
     }
-    ngtcp2_conn_set_local_addr(conn->q, &npath.local);
+    ngtcp2_conn_set_local_addr(conn->ngconn, &npath.local);
     /* The server learns the new address only from a packet of ours, and
      * in a download we may have nothing to send while its packets still
      * reach the old address: take those as received on the new one, so
      * our ACKs leave from it (uvq_conn_recv). */
     conn->rebind_old_local = conn->path.local;
-    conn->rebind_pending = 1;
+    conn->flags |= UVQ_CONN_FLAG_REBIND_PENDING;
   } else {
     /* ngtcp2 copies the path; the old one stays current until the peer
      * answers the PATH_CHALLENGE. */
-    rv = ngtcp2_conn_initiate_migration(conn->q, &npath, now);
+    rv = ngtcp2_conn_initiate_migration(conn->ngconn, &npath, now);
     switch (rv) {
     case 0:
       break;
@@ -1513,10 +1542,11 @@ int uvq_conn_update_key(uvq_conn *conn, uvq_tstamp now) {
   if (conn == NULL) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  if (conn->close_requested || conn->stage >= UVQ_STAGE_CLOSING) {
+  if ((conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED) ||
+      conn->stage >= UVQ_STAGE_CLOSING) {
     return UVQ_ERR_CLOSED;
   }
-  rv = ngtcp2_conn_initiate_key_update(conn->q, uvq_ep_now(conn->ep, now));
+  rv = ngtcp2_conn_initiate_key_update(conn->ngconn, uvq_ep_now(conn->ep, now));
   if (rv != 0) {
     return UVQ_ERR_INVALID_STATE;
   }
@@ -1533,7 +1563,8 @@ int uvq_conn_open_stream(uvq_conn *conn, int bidi, int64_t *pstream_id,
   if (conn == NULL || pstream_id == NULL) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  if (conn->close_requested || conn->stage >= UVQ_STAGE_CLOSING) {
+  if ((conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED) ||
+      conn->stage >= UVQ_STAGE_CLOSING) {
     return UVQ_ERR_CLOSED;
   }
   /* Before the handshake completes: a client only for 0-RTT (ngtcp2 has
@@ -1541,13 +1572,13 @@ int uvq_conn_open_stream(uvq_conn *conn, int bidi, int64_t *pstream_id,
    * ClientHello is processed (it knows the client's limits), so it can
    * answer 0-RTT requests in 0.5-RTT data — an HTTP/3 server needs its
    * control and QPACK streams for that. */
-  if (!conn->handshake_completed &&
-      !(conn->is_server ? conn->accepted
+  if (!(conn->flags & UVQ_CONN_FLAG_HANDSHAKE_COMPLETED) &&
+      !(conn->is_server ? ((conn->flags & UVQ_CONN_FLAG_ACCEPTED) != 0)
                         : conn->early_data == UVQ_EARLY_DATA_ATTEMPTED)) {
     return UVQ_ERR_INVALID_STATE;
   }
-  rv = bidi ? ngtcp2_conn_open_bidi_stream(conn->q, &id, NULL)
-            : ngtcp2_conn_open_uni_stream(conn->q, &id, NULL);
+  rv = bidi ? ngtcp2_conn_open_bidi_stream(conn->ngconn, &id, NULL)
+            : ngtcp2_conn_open_uni_stream(conn->ngconn, &id, NULL);
   if (rv == NGTCP2_ERR_STREAM_ID_BLOCKED) {
     return UVQ_ERR_STREAM_LIMIT;
   }
@@ -1556,10 +1587,10 @@ int uvq_conn_open_stream(uvq_conn *conn, int bidi, int64_t *pstream_id,
   }
   rv = uvq_stream_create(conn, id, stream_user_data, &s);
   if (rv != 0) {
-    ngtcp2_conn_shutdown_stream(conn->q, 0, id, 0);
+    ngtcp2_conn_shutdown_stream(conn->ngconn, 0, id, 0);
     return rv;
   }
-  ngtcp2_conn_set_stream_user_data(conn->q, id, s);
+  ngtcp2_conn_set_stream_user_data(conn->ngconn, id, s);
   *pstream_id = id;
   return 0;
 }

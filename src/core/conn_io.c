@@ -10,15 +10,18 @@
  */
 #include <string.h>
 
-#include "core/core.h"
-
-void uvq_conn_del(uvq_conn *conn);
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/liveness.h"
+#include "core/mem.h"
+#include "core/stage.h"
+#include "core/stream.h"
 
 /* Counts the first |done| datagrams of a batch as sent by |conn|. */
 static void count_sent(uvq_conn *conn, size_t len, size_t seg, size_t done) {
   size_t bytes = done * seg < len ? done * seg : len;
-  conn->m.datagrams_sent += done;
-  conn->m.bytes_sent += bytes;
+  conn->metrics.datagrams_sent += done;
+  conn->metrics.bytes_sent += bytes;
 }
 
 /* Keeps |len| bytes of datagrams (of |seg| bytes, the last may be
@@ -102,9 +105,9 @@ static ngtcp2_ssize write_datagram(uvq_conn *conn, ngtcp2_path *path,
       ngtcp2_ssize n;
       v.base = d->data;
       v.len = d->len;
-      n = ngtcp2_conn_writev_datagram(conn->q, path, pi, buf, buflen, &accepted,
-                                      NGTCP2_WRITE_DATAGRAM_FLAG_MORE, d->id,
-                                      &v, 1, now);
+      n = ngtcp2_conn_writev_datagram(
+          conn->ngconn, path, pi, buf, buflen, &accepted,
+          NGTCP2_WRITE_DATAGRAM_FLAG_MORE, d->id, &v, 1, now);
       if (accepted || n == NGTCP2_ERR_INVALID_STATE ||
           n == NGTCP2_ERR_INVALID_ARGUMENT) {
         /* Sent, or refused for good (sizes are checked when queued, so
@@ -146,8 +149,8 @@ static ngtcp2_ssize write_datagram(uvq_conn *conn, ngtcp2_path *path,
         flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
       }
     }
-    n = ngtcp2_conn_writev_stream(conn->q, path, pi, buf, buflen, &ndatalen,
-                                  flags, sid, iov, iovcnt, now);
+    n = ngtcp2_conn_writev_stream(conn->ngconn, path, pi, buf, buflen,
+                                  &ndatalen, flags, sid, iov, iovcnt, now);
     if (n == NGTCP2_ERR_WRITE_MORE) {
       /* The packet has room for more: account and move to the next. */
       uvq_stream_consumed(conn, s, (size_t)ndatalen, flags);
@@ -192,8 +195,8 @@ _Static_assert(sizeof(ngtcp2_sockaddr_union) <= sizeof(struct sockaddr_storage),
 static int write_burst(uvq_conn *conn, uvq_tstamp now, size_t *pbytes) {
   uvq_endpoint *ep = conn->ep;
   uint8_t *buf = ep->txbuf;
-  size_t maxpkt = ngtcp2_conn_get_max_tx_udp_payload_size(conn->q);
-  size_t quantum = ngtcp2_conn_get_send_quantum(conn->q);
+  size_t maxpkt = ngtcp2_conn_get_max_tx_udp_payload_size(conn->ngconn);
+  size_t quantum = ngtcp2_conn_get_send_quantum(conn->ngconn);
   size_t limit = quantum / maxpkt;
   size_t off = 0, nd = 0, seg = 0, total = 0;
   uvq_path bpath;
@@ -282,8 +285,8 @@ static int write_paced(uvq_conn *conn, uvq_tstamp now) {
    * RTT sample, held each side's next flight back ~15 ms — 34 ms per
    * connection on loopback, 3.6 ms without it. Handshake flights stay
    * bounded by the congestion window and the amplification limit. */
-  if (bytes && conn->handshake_completed) {
-    ngtcp2_conn_update_pkt_tx_time(conn->q, now);
+  if (bytes && (conn->flags & UVQ_CONN_FLAG_HANDSHAKE_COMPLETED)) {
+    ngtcp2_conn_update_pkt_tx_time(conn->ngconn, now);
   }
   return rv;
 }
@@ -294,17 +297,18 @@ static int write_paced(uvq_conn *conn, uvq_tstamp now) {
  * connection off the marked list before this pass). */
 static void app_on_write(uvq_conn *conn) {
   const uvq_app_callbacks *cb = conn->cb;
-  int rv, dirty = conn->dirty;
+  int rv, marked = ((conn->flags & UVQ_CONN_FLAG_MARKED) != 0);
 
   if (cb == NULL || cb->version < 2 || cb->on_write == NULL ||
-      conn->close_requested || conn->callback_failed) {
+      (conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED) ||
+      (conn->flags & UVQ_CONN_FLAG_CALLBACK_FAILED)) {
     return;
   }
-  conn->dirty = 1;
+  conn->flags |= UVQ_CONN_FLAG_MARKED;
   rv = cb->on_write(conn, conn->user_data);
-  conn->dirty = dirty;
+  uvq_conn_flag_put(conn, UVQ_CONN_FLAG_MARKED, marked);
   if (rv != 0) {
-    conn->callback_failed = 1;
+    conn->flags |= UVQ_CONN_FLAG_CALLBACK_FAILED;
   }
 }
 
@@ -327,9 +331,9 @@ int uvq_conn_write(uvq_conn *conn, uvq_tstamp now) {
   if (conn->stage < UVQ_STAGE_CLOSING) {
     uvq_live_on_write(conn, now);
     app_on_write(conn);
-    if (conn->callback_failed) {
+    if (conn->flags & UVQ_CONN_FLAG_CALLBACK_FAILED) {
       uvq_stage_fail(conn, NGTCP2_ERR_CALLBACK_FAILURE, now);
-    } else if (conn->close_requested) {
+    } else if (conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED) {
       uvq_stage_close_app(conn, now);
     } else {
       rv = write_paced(conn, now);
@@ -344,7 +348,8 @@ int uvq_conn_write(uvq_conn *conn, uvq_tstamp now) {
         uvq_stage_fail(conn, rv, now);
       } else {
         uvq_conn_run_deferred(conn);
-        if (conn->callback_failed && conn->stage < UVQ_STAGE_CLOSING) {
+        if ((conn->flags & UVQ_CONN_FLAG_CALLBACK_FAILED) &&
+            conn->stage < UVQ_STAGE_CLOSING) {
           uvq_stage_fail(conn, NGTCP2_ERR_CALLBACK_FAILURE, now);
         }
       }
@@ -355,16 +360,19 @@ int uvq_conn_write(uvq_conn *conn, uvq_tstamp now) {
    * on_stream_writable, run above): the rest goes to the next waiters. */
   uvq_stream_grant_end(conn);
 
-  if (conn->stage == UVQ_STAGE_CLOSING && conn->close_resend &&
-      conn->close_pkt) {
-    conn->close_resend = 0;
-    rv = send_batch(conn, conn->close_to_set ? &conn->close_to : &conn->path, 0,
-                    conn->close_pkt, conn->close_pktlen, conn->close_pktlen);
+  if (conn->stage == UVQ_STAGE_CLOSING &&
+      (conn->flags & UVQ_CONN_FLAG_CLOSE_RESEND) && conn->close_pkt) {
+    conn->flags &= ~UVQ_CONN_FLAG_CLOSE_RESEND;
+    rv = send_batch(conn,
+                    (conn->flags & UVQ_CONN_FLAG_CLOSE_TO_SET) ? &conn->close_to
+                                                               : &conn->path,
+                    0, conn->close_pkt, conn->close_pktlen, conn->close_pktlen);
   }
 
-  if (conn->closed_pending && !conn->closed_fired) {
-    conn->closed_pending = 0;
-    conn->closed_fired = 1;
+  if ((conn->flags & UVQ_CONN_FLAG_CLOSED_PENDING) &&
+      !(conn->flags & UVQ_CONN_FLAG_CLOSED_FIRED)) {
+    conn->flags &= ~UVQ_CONN_FLAG_CLOSED_PENDING;
+    conn->flags |= UVQ_CONN_FLAG_CLOSED_FIRED;
     if (conn->cb && conn->cb->on_closed) {
       conn->cb->on_closed(conn, &conn->ci, conn->user_data);
     }

@@ -2,7 +2,13 @@
  * The connector: client connections. Every connection of a client endpoint
  * is routed by its own SCIDs, so one socket carries any number of them.
  */
-#include "core/core.h"
+#include "core/cid.h"
+#include "core/cid_map.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/resume.h"
+#include "core/router.h"
+#include "core/settings.h"
 #include "core/tls.h"
 
 int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,
@@ -11,6 +17,7 @@ int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,
   const uint8_t *resumption;
   uint32_t version;
   uvq_conn *conn;
+  uvq_conn_params cp = {0};
   int early_data;
   int rv;
 
@@ -27,8 +34,7 @@ int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,
       ep->nconns >= ep->settings.max_connections) {
     return UVQ_ERR_CONNECTION_LIMIT;
   }
-  /* RFC 9000 §7.2: the first DCID is unpredictable and at least 8 bytes. */
-  rv = uvq_ep_random_cid(ep, &dcid, 18);
+  rv = uvq_ep_random_cid(ep, &dcid, UVQ_CLIENT_FIRST_DCIDLEN);
   if (rv != 0) {
     return UVQ_ERR_INTERNAL;
   }
@@ -63,11 +69,16 @@ int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,
    * allow it only for a ticket that grants it (RFC 8446 §4.2.10). */
   early_data = resumption && params->early_data &&
                uvq_resume_grants_early_data(resumption, params->resumptionlen);
-  ep->connect_tls_opts = early_data ? UVQ_TLS_SESSION_EARLY_DATA : 0u;
-  rv = uvq_conn_new(&conn, ep, 0, &dcid, &scid, params->path, version, NULL,
-                    NULL, params->token, params->tokenlen, params->server_name,
-                    now);
-  ep->connect_tls_opts = 0;
+  cp.is_server = 0;
+  cp.dcid = &dcid;
+  cp.scid = &scid;
+  cp.path = params->path;
+  cp.version = version;
+  cp.token = params->token;
+  cp.tokenlen = params->tokenlen;
+  cp.server_name = params->server_name;
+  cp.tls_opts = early_data ? UVQ_TLS_SESSION_EARLY_DATA : 0u;
+  rv = uvq_conn_new(&conn, ep, &cp, now);
   if (rv != 0) {
     return rv;
   }
@@ -82,7 +93,7 @@ int uvq_endpoint_connect(uvq_endpoint *ep, const uvq_connect_params *params,
   conn->cb = params->callbacks;
   conn->user_data = params->user_data;
   ep->stats.handshakes_in_flight++;
-  conn->counted_in_flight = 1;
+  conn->flags |= UVQ_CONN_FLAG_COUNTED_IN_FLIGHT;
   uvq_ep_mark(ep, conn);
   uvq_ep_timer_update(ep, conn);
   if (pconn) {

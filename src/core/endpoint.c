@@ -6,8 +6,22 @@
 #include <gnutls/crypto.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/cid.h"
+#include "core/cid_map.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/mem.h"
+#include "core/metrics.h"
+#include "core/pool.h"
+#include "core/quic_lb.h"
+#include "core/reset.h"
+#include "core/router.h"
+#include "core/settings.h"
+#include "core/sources.h"
+#include "core/stage.h"
 #include "core/tls.h"
+#include "core/token.h"
+#include "core/waker.h"
 
 /* ---- timer heap -------------------------------------------------------- */
 
@@ -65,7 +79,7 @@ void uvq_ep_timer_remove(uvq_endpoint *ep, uvq_conn *conn) {
 
 void uvq_ep_timer_update(uvq_endpoint *ep, uvq_conn *conn) {
   uvq_tstamp exp = uvq_conn_expiry(conn);
-  conn->timer_stale = 0;
+  conn->flags &= ~UVQ_CONN_FLAG_TIMER_STALE;
   if (exp == UVQ_TSTAMP_MAX) {
     uvq_ep_timer_remove(ep, conn);
     conn->expiry = exp;
@@ -89,10 +103,10 @@ void uvq_ep_timer_update(uvq_endpoint *ep, uvq_conn *conn) {
 }
 
 void uvq_ep_refresh_timers(uvq_endpoint *ep) {
-  /* A connection with a stale timer is marked, so the dirty list has them
+  /* A connection with a stale timer is marked, so the marked list has them
    * all; after a flush it is usually empty. */
-  for (uvq_conn *c = ep->dirty_head; c; c = c->dirty_next) {
-    if (c->timer_stale) {
+  for (uvq_conn *c = ep->marked_head; c; c = c->marked_next) {
+    if (c->flags & UVQ_CONN_FLAG_TIMER_STALE) {
       uvq_ep_timer_update(ep, c);
     }
   }
@@ -120,39 +134,39 @@ static int heap_reserve(uvq_endpoint *ep, size_t n) {
 /* ---- connection lists -------------------------------------------------- */
 
 void uvq_ep_mark(uvq_endpoint *ep, uvq_conn *conn) {
-  if (conn->dirty) {
+  if (conn->flags & UVQ_CONN_FLAG_MARKED) {
     return;
   }
-  conn->dirty = 1;
-  conn->dirty_next = NULL;
-  if (ep->dirty_tail) {
-    ep->dirty_tail->dirty_next = conn;
+  conn->flags |= UVQ_CONN_FLAG_MARKED;
+  conn->marked_next = NULL;
+  if (ep->marked_tail) {
+    ep->marked_tail->marked_next = conn;
   } else {
-    ep->dirty_head = conn;
+    ep->marked_head = conn;
   }
-  ep->dirty_tail = conn;
+  ep->marked_tail = conn;
 }
 
-static void dirty_remove(uvq_endpoint *ep, uvq_conn *conn) {
+static void marked_remove(uvq_endpoint *ep, uvq_conn *conn) {
   uvq_conn *prev = NULL, *c;
-  if (!conn->dirty) {
+  if (!(conn->flags & UVQ_CONN_FLAG_MARKED)) {
     return;
   }
-  for (c = ep->dirty_head; c; prev = c, c = c->dirty_next) {
+  for (c = ep->marked_head; c; prev = c, c = c->marked_next) {
     if (c == conn) {
       if (prev) {
-        prev->dirty_next = c->dirty_next;
+        prev->marked_next = c->marked_next;
       } else {
-        ep->dirty_head = c->dirty_next;
+        ep->marked_head = c->marked_next;
       }
-      if (ep->dirty_tail == c) {
-        ep->dirty_tail = prev;
+      if (ep->marked_tail == c) {
+        ep->marked_tail = prev;
       }
       break;
     }
   }
-  conn->dirty = 0;
-  conn->dirty_next = NULL;
+  conn->flags &= ~UVQ_CONN_FLAG_MARKED;
+  conn->marked_next = NULL;
 }
 
 void uvq_ep_conn_link(uvq_endpoint *ep, uvq_conn *conn) {
@@ -167,8 +181,6 @@ void uvq_ep_conn_link(uvq_endpoint *ep, uvq_conn *conn) {
   ep->stats.connections_total++;
 }
 
-/* Called by uvq_conn_del. */
-void uvq_ep_conn_unlink(uvq_endpoint *ep, uvq_conn *conn);
 void uvq_ep_conn_unlink(uvq_endpoint *ep, uvq_conn *conn) {
   if (conn->prev) {
     conn->prev->next = conn->next;
@@ -180,12 +192,10 @@ void uvq_ep_conn_unlink(uvq_endpoint *ep, uvq_conn *conn) {
   }
   ep->nconns--;
   ep->stats.connections_current = ep->nconns;
-  dirty_remove(ep, conn);
+  marked_remove(ep, conn);
   uvq_ep_timer_remove(ep, conn);
 }
 
-/* Makes room in the heap for one more connection. */
-int uvq_ep_reserve_conn(uvq_endpoint *ep);
 int uvq_ep_reserve_conn(uvq_endpoint *ep) {
   return heap_reserve(ep, ep->nconns + 1);
 }
@@ -241,16 +251,17 @@ uint64_t uvq_ep_wall_time(uvq_endpoint *ep) {
 void uvq_ep_queue_stateless(uvq_endpoint *ep, const uvq_path *path,
                             const uint8_t *data, size_t len, uint64_t *sent) {
   uvq_stateless_pkt *p;
-  if (ep->sq_len == ep->sq_cap || len > UVQ_MAX_DATAGRAM) {
+  if (ep->stateless_len == ep->stateless_cap || len > UVQ_MAX_DATAGRAM) {
     uvq_ep_drop(ep, UVQ_DROP_STATELESS_QUEUE_FULL);
     return;
   }
   (*sent)++;
-  p = &ep->sq[(ep->sq_head + ep->sq_len) % ep->sq_cap];
+  p = &ep->stateless[(ep->stateless_head + ep->stateless_len) %
+                     ep->stateless_cap];
   p->path = *path;
   p->len = len;
   memcpy(p->data, data, len);
-  ep->sq_len++;
+  ep->stateless_len++;
 }
 
 size_t uvq_ep_send(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
@@ -434,6 +445,11 @@ int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
     rv = UVQ_ERR_INVALID_ARGUMENT;
     goto fail_settings;
   }
+  /* QUIC-LB sets settings.cid_len, checked by the random init below. */
+  rv = uvq_ep_quic_lb_init(ep);
+  if (rv != 0) {
+    goto fail_settings;
+  }
   rv = uvq_cid_gen_random_init(&ep->cidgen, ep->settings.cid_len);
   if (rv != 0) {
     goto fail_settings;
@@ -441,6 +457,11 @@ int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
   /* Random CIDs, from the endpoint's randomness. */
   ep->cidgen.generate = ep_generate_cid;
   ep->cidgen.user_data = ep;
+  if (ep->quic_lb) {
+    uvq_lb_cid_gen_init(&ep->cidgen, ep->quic_lb);
+  }
+  /* Over either generator's first octet (QUIC-LB's when it does not
+   * encode the length: uvq_ep_quic_lb_init refuses that combination). */
   ep->cidgen.has_shard = ep->cfg.cid_shard_set;
   ep->cidgen.shard = ep->cfg.cid_shard;
   rv = uvq_ep_cid_map_init(ep, &ep->cids);
@@ -494,9 +515,9 @@ int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
   if (rv != 0) {
     goto fail_ticket;
   }
-  ep->sq_cap = ep->settings.stateless_queue_len;
-  ep->sq = uvq_calloc(mem, ep->sq_cap, sizeof(*ep->sq));
-  if (ep->sq == NULL) {
+  ep->stateless_cap = ep->settings.stateless_queue_len;
+  ep->stateless = uvq_calloc(mem, ep->stateless_cap, sizeof(*ep->stateless));
+  if (ep->stateless == NULL) {
     rv = UVQ_ERR_NOMEM;
     goto fail_sq;
   }
@@ -522,7 +543,7 @@ fail_hub:
 fail_pool:
   uvq_free(mem, ep->txbuf);
 fail_txbuf:
-  uvq_free(mem, ep->sq);
+  uvq_free(mem, ep->stateless);
 fail_sq:
   uvq_reset_free(ep);
 fail_ticket:
@@ -530,6 +551,7 @@ fail_ticket:
 fail_secret:
   uvq_cid_map_free(&ep->cids);
 fail_settings:
+  uvq_lb_del(ep->quic_lb);
   uvq_free(mem, ep);
   return rv;
 }
@@ -541,8 +563,8 @@ void uvq_endpoint_del(uvq_endpoint *ep) {
   while (ep->conns) {
     uvq_conn *c = ep->conns;
     /* No callbacks fire from here: the owner is tearing everything down. */
-    c->closed_fired = 1;
-    c->closed_pending = 0;
+    c->flags |= UVQ_CONN_FLAG_CLOSED_FIRED;
+    c->flags &= ~UVQ_CONN_FLAG_CLOSED_PENDING;
     uvq_conn_del(c);
   }
   uvq_wake_hub_detach(ep->hub);
@@ -550,7 +572,7 @@ void uvq_endpoint_del(uvq_endpoint *ep) {
   uvq_pool_del(ep->pool);
   uvq_free(ep->mem, ep->heap);
   uvq_free(ep->mem, ep->txbuf);
-  uvq_free(ep->mem, ep->sq);
+  uvq_free(ep->mem, ep->stateless);
   uvq_reset_free(ep);
   uvq_token_keys_free(&ep->tokens);
   gnutls_memset(ep->ticket_key, 0, sizeof(ep->ticket_key));
@@ -558,6 +580,7 @@ void uvq_endpoint_del(uvq_endpoint *ep) {
   gnutls_memset(ep->static_secret, 0, sizeof(ep->static_secret));
   uvq_cid_map_free(&ep->cids);
   uvq_sources_free(&ep->sources);
+  uvq_lb_del(ep->quic_lb);
   uvq_free(ep->mem, ep);
 }
 
@@ -584,8 +607,6 @@ void uvq_endpoint_get_stats(uvq_endpoint *ep, uvq_endpoint_stats *st) {
   st->pool_outstanding = ps.outstanding;
   st->pool_outstanding_bytes = ps.outstanding_bytes;
 }
-
-uvq_pool *uvq_endpoint_pool(uvq_endpoint *ep) { return ep->pool; }
 
 /* What uvq_buf_get puts in front of the buffer it returns, so uvq_buf_put
  * finds the pool (which may outlive its endpoint) and the class. */
@@ -727,7 +748,7 @@ int uvq_endpoint_recv_icmp(uvq_endpoint *ep, const struct sockaddr *remote,
   for (uvq_conn *c = ep->conns; c != NULL; c = c->next) {
     /* Only before anything came from the peer: an off-path attacker can
      * forge ICMP, but not the peer's packets we already accepted. */
-    if (c->stage >= UVQ_STAGE_CLOSING || c->m.datagrams_received != 0 ||
+    if (c->stage >= UVQ_STAGE_CLOSING || c->metrics.datagrams_received != 0 ||
         !uvq_addr_eq(&c->path.remote, &addr)) {
       continue;
     }
@@ -744,8 +765,8 @@ int uvq_endpoint_recv_icmp(uvq_endpoint *ep, const struct sockaddr *remote,
 }
 
 static int flush_stateless(uvq_endpoint *ep) {
-  while (ep->sq_len) {
-    uvq_stateless_pkt *p = &ep->sq[ep->sq_head];
+  while (ep->stateless_len) {
+    uvq_stateless_pkt *p = &ep->stateless[ep->stateless_head];
     ssize_t n;
     uvq_send_batch b;
     b.path = &p->path;
@@ -765,8 +786,8 @@ static int flush_stateless(uvq_endpoint *ep) {
       ep->stats.datagrams_sent++;
       ep->stats.bytes_sent += p->len;
     }
-    ep->sq_head = (ep->sq_head + 1) % ep->sq_cap;
-    ep->sq_len--;
+    ep->stateless_head = (ep->stateless_head + 1) % ep->stateless_cap;
+    ep->stateless_len--;
   }
   return 0;
 }
@@ -782,26 +803,26 @@ static int flush_inner(uvq_endpoint *ep, uvq_tstamp now) {
   }
   /* Take the current list: connections marked while we write (by
    * callbacks) go to a fresh list and are written in this flush too. */
-  while ((list = ep->dirty_head) != NULL) {
-    ep->dirty_head = ep->dirty_tail = NULL;
+  while ((list = ep->marked_head) != NULL) {
+    ep->marked_head = ep->marked_tail = NULL;
     while ((conn = list) != NULL) {
-      list = conn->dirty_next;
-      conn->dirty = 0;
-      conn->dirty_next = NULL;
+      list = conn->marked_next;
+      conn->flags &= ~UVQ_CONN_FLAG_MARKED;
+      conn->marked_next = NULL;
       rv = uvq_conn_write(conn, now);
       if (rv == UVQ_FLUSH_BLOCKED) {
         /* Put this one and the rest back in front, in order. */
         uvq_conn *rest = list, *tail;
-        conn->dirty = 1;
-        conn->dirty_next = rest;
-        for (tail = conn; tail->dirty_next; tail = tail->dirty_next) {
-          tail->dirty_next->dirty = 1;
+        conn->flags |= UVQ_CONN_FLAG_MARKED;
+        conn->marked_next = rest;
+        for (tail = conn; tail->marked_next; tail = tail->marked_next) {
+          tail->marked_next->flags |= UVQ_CONN_FLAG_MARKED;
         }
-        tail->dirty_next = ep->dirty_head;
-        if (ep->dirty_head == NULL) {
-          ep->dirty_tail = tail;
+        tail->marked_next = ep->marked_head;
+        if (ep->marked_head == NULL) {
+          ep->marked_tail = tail;
         }
-        ep->dirty_head = conn;
+        ep->marked_head = conn;
         return UVQ_FLUSH_BLOCKED;
       }
       /* uvq_conn_write frees connections whose life is over. */

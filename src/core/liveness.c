@@ -37,7 +37,11 @@
  * stream_keep_alive of silence, and close with NO_VIABLE_PATH once nothing
  * at all has arrived for stall_timeout.
  */
-#include "core/core.h"
+#include "core/liveness.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/metrics.h"
+#include "core/stage.h"
 
 /* a + b, or the largest time if that overflows. */
 static uvq_tstamp sat_add(uvq_tstamp a, uvq_tstamp b) {
@@ -52,7 +56,7 @@ static uvq_tstamp sat_add(uvq_tstamp a, uvq_tstamp b) {
 /* The idle timeout both sides agreed on (0: none). */
 static uvq_tstamp idle_timeout(const uvq_conn *conn) {
   const ngtcp2_transport_params *rp =
-      ngtcp2_conn_get_remote_transport_params(conn->q);
+      ngtcp2_conn_get_remote_transport_params(conn->ngconn);
   uvq_tstamp t = conn->ep->settings.idle_timeout;
   if (rp && rp->max_idle_timeout && (t == 0 || rp->max_idle_timeout < t)) {
     t = rp->max_idle_timeout;
@@ -64,10 +68,10 @@ static uvq_tstamp idle_timeout(const uvq_conn *conn) {
  * 3 x max(PTO, the PTO of the initial RTT). */
 static uvq_tstamp pv_timeout(const uvq_conn *conn) {
   const ngtcp2_transport_params *rp =
-      ngtcp2_conn_get_remote_transport_params(conn->q);
+      ngtcp2_conn_get_remote_transport_params(conn->ngconn);
   uvq_tstamp rtt = conn->ep->settings.initial_rtt;
   uvq_tstamp initial = rtt + 2 * rtt + (rp ? rp->max_ack_delay : 0);
-  uvq_tstamp pto = ngtcp2_conn_get_pto(conn->q);
+  uvq_tstamp pto = ngtcp2_conn_get_pto(conn->ngconn);
 
   return 3 * (pto > initial ? pto : initial);
 }
@@ -85,14 +89,14 @@ void uvq_live_on_recv(uvq_conn *conn, const uvq_path *path, uvq_tstamp now) {
   conn->live.last_rx = now;
   /* The watchdog is a server's: a client's peer address only changes with
    * a preferred address, which ngtcp2 validates and reports. */
-  if (!conn->is_server || !conn->handshake_completed ||
+  if (!conn->is_server || !(conn->flags & UVQ_CONN_FLAG_HANDSHAKE_COMPLETED) ||
       conn->stage >= UVQ_STAGE_CLOSING) {
     return;
   }
   if (!conn->live.have_good) {
     /* The path the handshake completed on, as ngtcp2 has it. */
     uvq_path cur;
-    if (uvq_path_from_ngtcp2(&cur, ngtcp2_conn_get_path(conn->q)) != 0) {
+    if (uvq_path_from_ngtcp2(&cur, ngtcp2_conn_get_path(conn->ngconn)) != 0) {
       return;
     }
     conn->live.good_remote = cur.remote;
@@ -113,7 +117,7 @@ void uvq_live_on_recv(uvq_conn *conn, const uvq_path *path, uvq_tstamp now) {
   }
   /* Stalled: this datagram gave the path the credit a close needs. */
   conn->close_to = *path;
-  conn->close_to_set = 1;
+  conn->flags |= UVQ_CONN_FLAG_CLOSE_TO_SET;
   conn->ep->stats.paths_stalled++;
   uvq_stage_close_transport(conn, UVQ_ERR_PATH_STALLED, NGTCP2_NO_VIABLE_PATH,
                             "no viable path", now);
@@ -155,7 +159,7 @@ void uvq_live_on_write(uvq_conn *conn, uvq_tstamp now) {
     if (busy && st->stream_keep_alive < ka) {
       ka = st->stream_keep_alive;
     }
-    ngtcp2_conn_set_keep_alive_timeout(conn->q, ka);
+    ngtcp2_conn_set_keep_alive_timeout(conn->ngconn, ka);
   }
 }
 
@@ -197,7 +201,7 @@ void uvq_live_expiry(uvq_conn *conn, uvq_tstamp now) {
     conn->live.path_due = UVQ_TSTAMP_MAX;
     conn->live.drop_due =
         sat_add(now, wait > UVQ_STALL_CLOSE_WAIT ? wait : UVQ_STALL_CLOSE_WAIT);
-    uvq_log(ep, UVQ_LOG_INFO, conn->m.scid_hex,
+    uvq_log(ep, UVQ_LOG_INFO, conn->metrics.scid_hex,
             "path stalled: the peer's new path was not validated; closing "
             "with its next datagram");
     return;

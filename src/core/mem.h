@@ -1,6 +1,10 @@
 /* Internal allocation helpers: every library allocation goes through a
  * uvq_mem so tests can inject failures. They are inline so that each of the
- * libraries (core, uv, h3) has them without exporting them. */
+ * libraries (core, uv, h3) has them without exporting them.
+ *
+ * This is the one core header the layers above the core may include:
+ * src/app (h3, hq) and src/uv use the public API plus these helpers, which
+ * only wrap the public uvq_mem (tests/layering.sh checks it). */
 #ifndef UVQ_CORE_MEM_H
 #define UVQ_CORE_MEM_H
 

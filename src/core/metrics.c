@@ -9,8 +9,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
 #include "core/metrics.h"
+#include "core/stream.h"
 #include "core/tls.h"
 
 /* ---- logging ----------------------------------------------------------- */
@@ -76,14 +78,15 @@ void uvq_metrics_ngtcp2_log(uvq_conn *conn, const char *line) {
     st->log(st->log_user_data, line);
   }
   if (uvq_log_enabled(conn->ep, UVQ_LOG_DEBUG)) {
-    st->log_cb(st->log_cb_user_data, UVQ_LOG_DEBUG, conn->m.scid_hex, line);
+    st->log_cb(st->log_cb_user_data, UVQ_LOG_DEBUG, conn->metrics.scid_hex,
+               line);
   }
 }
 
 void uvq_metrics_drop(uvq_endpoint *ep) {
   char line[512];
   size_t off = 0;
-  uvq_ep_metrics *m = &ep->m;
+  uvq_ep_metrics *m = &ep->metrics;
 
   if (!uvq_log_enabled(ep, UVQ_LOG_DEBUG) || ep->last_now < m->drop_log_next) {
     return;
@@ -110,7 +113,7 @@ void uvq_metrics_drop(uvq_endpoint *ep) {
 void uvq_metrics_conn_init(uvq_conn *conn, const ngtcp2_cid *scid,
                            uvq_tstamp now) {
   static const char hex[] = "0123456789abcdef";
-  uvq_conn_metrics *m = &conn->m;
+  uvq_conn_metrics *m = &conn->metrics;
   size_t i;
   memset(m, 0, sizeof(*m));
   m->created = now;
@@ -129,7 +132,7 @@ void uvq_metrics_conn_accepted(uvq_conn *conn, const uvq_accept_info *info) {
   }
   printable(alpn, sizeof(alpn), info->alpn, info->alpnlen);
   fmt_addr(peer, sizeof(peer), &info->path->remote);
-  uvq_log(conn->ep, UVQ_LOG_INFO, conn->m.scid_hex,
+  uvq_log(conn->ep, UVQ_LOG_INFO, conn->metrics.scid_hex,
           "accepted: peer=%s alpn=%s sni=%s version=0x%08x validated=%d", peer,
           alpn, info->server_name ? info->server_name : "-", info->version,
           info->address_validated);
@@ -141,18 +144,18 @@ void uvq_metrics_conn_accepted(uvq_conn *conn, const uvq_accept_info *info) {
  * data) and hands it over when destroyed. */
 static uint64_t stream_lost(uvq_conn *conn) {
   const uvq_stream_table *t = &conn->streams;
-  uint64_t sum = conn->m.stream_lost_closed;
+  uint64_t sum = conn->metrics.stream_lost_closed;
   for (size_t i = 0; i < t->cap; i++) {
     uvq_stream *s = t->slots[i];
     if (s) {
-      uint64_t n = ngtcp2_conn_get_stream_loss_count(conn->q, s->id);
+      uint64_t n = ngtcp2_conn_get_stream_loss_count(conn->ngconn, s->id);
       sum += n > s->loss_seen ? n : s->loss_seen;
     }
   }
-  if (sum > conn->m.stream_lost_hwm) {
-    conn->m.stream_lost_hwm = sum;
+  if (sum > conn->metrics.stream_lost_hwm) {
+    conn->metrics.stream_lost_hwm = sum;
   }
-  return conn->m.stream_lost_hwm;
+  return conn->metrics.stream_lost_hwm;
 }
 
 static const uvq_tstamp hs_bounds[UVQ_HANDSHAKE_TIME_BUCKETS - 1] = {
@@ -168,11 +171,11 @@ uint64_t uvq_handshake_time_bucket_le(size_t i) {
 
 static void note_established(uvq_conn *conn, uvq_tstamp now) {
   uvq_endpoint *ep = conn->ep;
-  uvq_tstamp d = now > conn->m.created ? now - conn->m.created : 0;
+  uvq_tstamp d = now > conn->metrics.created ? now - conn->metrics.created : 0;
   size_t i = 0;
 
-  conn->m.handshake_noted = 1;
-  conn->m.handshake_duration = d;
+  conn->metrics.handshake_noted = 1;
+  conn->metrics.handshake_duration = d;
   while (i < UVQ_HANDSHAKE_TIME_BUCKETS - 1 && d > hs_bounds[i]) {
     i++;
   }
@@ -180,7 +183,7 @@ static void note_established(uvq_conn *conn, uvq_tstamp now) {
   ep->stats.handshake_time_sum += d;
   ep->stats.handshakes_completed++;
   {
-    uint32_t v = ngtcp2_conn_get_negotiated_version(conn->q);
+    uint32_t v = ngtcp2_conn_get_negotiated_version(conn->ngconn);
     if (v == UVQ_QUIC_V2) {
       ep->stats.handshakes_by_version[1]++;
     } else {
@@ -194,27 +197,28 @@ static void note_established(uvq_conn *conn, uvq_tstamp now) {
     char alpn[64];
     const char *cs = gnutls_ciphersuite_get(conn->tls);
     conn_alpn(conn, alpn, sizeof(alpn));
-    uvq_log(ep, UVQ_LOG_INFO, conn->m.scid_hex,
+    uvq_log(ep, UVQ_LOG_INFO, conn->metrics.scid_hex,
             "established: alpn=%s version=0x%08x cipher=%s handshake=%.3fms",
-            alpn, ngtcp2_conn_get_negotiated_version(conn->q), cs ? cs : "?",
-            (double)d / (double)UVQ_MILLISECONDS);
+            alpn, ngtcp2_conn_get_negotiated_version(conn->ngconn),
+            cs ? cs : "?", (double)d / (double)UVQ_MILLISECONDS);
   }
 }
 
 void uvq_metrics_conn_read(uvq_conn *conn, uvq_tstamp now) {
   ngtcp2_conn_info cs;
-  if (conn->handshake_completed && !conn->m.handshake_noted) {
+  if ((conn->flags & UVQ_CONN_FLAG_HANDSHAKE_COMPLETED) &&
+      !conn->metrics.handshake_noted) {
     note_established(conn, now);
   }
   /* Acknowledgements are processed here, so rounds end here. */
-  ngtcp2_conn_get_conn_info(conn->q, &cs);
-  if (uvq_bw_round_due(&conn->m.bw, now, cs.smoothed_rtt)) {
+  ngtcp2_conn_get_conn_info(conn->ngconn, &cs);
+  if (uvq_bw_round_due(&conn->metrics.bw, now, cs.smoothed_rtt)) {
     uvq_bw_sample s;
-    s.sent = conn->m.stream_bytes_sent;
-    s.acked = conn->m.stream_bytes_acked;
-    s.dgrams = conn->m.datagrams_sent;
+    s.sent = conn->metrics.stream_bytes_sent;
+    s.acked = conn->metrics.stream_bytes_acked;
+    s.dgrams = conn->metrics.datagrams_sent;
     s.lost = stream_lost(conn);
-    uvq_bw_end_round(&conn->m.bw, now, &s);
+    uvq_bw_end_round(&conn->metrics.bw, now, &s);
   }
 }
 
@@ -262,20 +266,21 @@ void uvq_metrics_conn_closed(uvq_conn *conn) {
   uvq_log_level lvl = close_level(ci->error);
   char reason[96];
 
-  if (!conn->handshake_completed) {
+  if (!(conn->flags & UVQ_CONN_FLAG_HANDSHAKE_COMPLETED)) {
     conn->ep->stats.handshake_failures[classify(ci)]++;
   }
   if (!uvq_log_enabled(conn->ep, lvl)) {
     return;
   }
   printable(reason, sizeof(reason), ci->reason, ci->reason ? ci->reasonlen : 0);
-  uvq_log(conn->ep, lvl, conn->m.scid_hex,
+  uvq_log(conn->ep, lvl, conn->metrics.scid_hex,
           "closed: error=%s origin=%s type=%s code=0x%llx tls_alert=%u "
           "reason=\"%s\" handshake_completed=%d sent=%llu received=%llu",
           uvq_strerror(ci->error), origins[ci->origin % 3], types[ci->type % 3],
           (unsigned long long)ci->code, ci->tls_alert, reason,
-          conn->handshake_completed, (unsigned long long)conn->m.bytes_sent,
-          (unsigned long long)conn->m.bytes_received);
+          ((conn->flags & UVQ_CONN_FLAG_HANDSHAKE_COMPLETED) != 0),
+          (unsigned long long)conn->metrics.bytes_sent,
+          (unsigned long long)conn->metrics.bytes_received);
 }
 
 /* ---- public API -------------------------------------------------------- */
@@ -286,9 +291,9 @@ int uvq_conn_get_stats(uvq_conn *conn, uvq_conn_stats *st) {
   if (conn == NULL || st == NULL) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  m = &conn->m;
+  m = &conn->metrics;
   memset(st, 0, sizeof(*st));
-  ngtcp2_conn_get_conn_info(conn->q, &cs);
+  ngtcp2_conn_get_conn_info(conn->ngconn, &cs);
   st->latest_rtt = cs.latest_rtt;
   st->min_rtt = cs.min_rtt == UINT64_MAX ? 0 : cs.min_rtt;
   st->smoothed_rtt = cs.smoothed_rtt;

@@ -12,7 +12,7 @@
 #include "core/bandwidth.h"
 #include "uvquic/uvquic.h"
 
-/* Per-connection counters (uvq_conn.m). */
+/* Per-connection counters (uvq_conn.metrics). */
 typedef struct uvq_conn_metrics {
   uint64_t bytes_sent, datagrams_sent;         /* taken by the send callback */
   uint64_t bytes_received, datagrams_received; /* routed to the connection */
@@ -28,7 +28,7 @@ typedef struct uvq_conn_metrics {
   uvq_bw bw;
 } uvq_conn_metrics;
 
-/* Per-endpoint logging state (uvq_endpoint.m). */
+/* Per-endpoint logging state (uvq_endpoint.metrics). */
 typedef struct uvq_ep_metrics {
   uint64_t drops_logged[UVQ_DROP_REASON_COUNT]; /* counts at the last line */
   uvq_tstamp drop_log_next;                     /* no drop line before this */

@@ -1,8 +1,8 @@
 /*
  * The endpoint's buffer pool: fixed-size buffers for stream send data (the
- * core's chunks, the HTTP/3 layer's provider chunks, hq-interop's file
- * reads), taken while data is
- * in flight and given back once the peer acknowledged it, so an idle
+ * core's chunks; through uvq_buf_get, the HTTP/3 layer's provider chunks
+ * and hq-interop's file reads), taken while data is in flight and given
+ * back once the peer acknowledged it, so an idle
  * connection holds none. Given-back buffers wait in a cache shared by all
  * the endpoint's connections, bounded in bytes; beyond it they go back to
  * the allocator. Every buffer comes from the endpoint's uvq_mem.
@@ -72,8 +72,5 @@ void uvq_pool_put(uvq_pool *pool, int cls, void *buf);
 void uvq_pool_trim(uvq_pool *pool);
 
 void uvq_pool_get_stats(const uvq_pool *pool, uvq_pool_stats *st);
-
-/* The pool of |ep| (endpoint.c). */
-uvq_pool *uvq_endpoint_pool(uvq_endpoint *ep);
 
 #endif

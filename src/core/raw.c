@@ -7,7 +7,12 @@
  */
 #include <string.h>
 
-#include "core/core.h"
+#include "core/acceptor.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/mem.h"
+#include "core/router.h"
+#include "core/settings.h"
 
 #define RAW_QUEUE 128
 
@@ -23,8 +28,8 @@ struct uvq_raw {
   uvq_conn *conn; /* NULL once the connection is gone */
   uvq_raw_config cfg;
   /* Datagrams written and not yet taken: a ring of RAW_QUEUE slots. */
-  raw_slot *q;
-  size_t qhead, qlen;
+  raw_slot *queue;
+  size_t queue_head, queue_len;
 };
 
 void uvq_raw_config_default(uvq_raw_config *cfg) {
@@ -37,15 +42,15 @@ static ssize_t raw_send(uvq_endpoint *ep, const uvq_send_batch *b,
   uvq_raw *raw = user_data;
   size_t i;
   (void)ep;
-  for (i = 0; i < b->count && raw->qlen < RAW_QUEUE; i++) {
+  for (i = 0; i < b->count && raw->queue_len < RAW_QUEUE; i++) {
     size_t off = i * b->segment_size;
     size_t len =
         b->datalen - off < b->segment_size ? b->datalen - off : b->segment_size;
-    size_t slot = (raw->qhead + raw->qlen) % RAW_QUEUE;
-    raw->q[slot].path = *b->path;
-    raw->q[slot].len = len;
-    memcpy(raw->q[slot].data, b->data + off, len);
-    raw->qlen++;
+    size_t slot = (raw->queue_head + raw->queue_len) % RAW_QUEUE;
+    raw->queue[slot].path = *b->path;
+    raw->queue[slot].len = len;
+    memcpy(raw->queue[slot].data, b->data + off, len);
+    raw->queue_len++;
   }
   /* A full queue pushes back; the connection keeps the rest. */
   return (ssize_t)i;
@@ -96,8 +101,8 @@ static int raw_new(uvq_raw **praw, const uvq_raw_config *cfg, int is_server) {
     return UVQ_ERR_NOMEM;
   }
   raw->cfg = *cfg;
-  raw->q = uvq_calloc(mem, RAW_QUEUE, sizeof(*raw->q));
-  if (raw->q == NULL) {
+  raw->queue = uvq_calloc(mem, RAW_QUEUE, sizeof(*raw->queue));
+  if (raw->queue == NULL) {
     uvq_free(mem, raw);
     return UVQ_ERR_NOMEM;
   }
@@ -113,7 +118,7 @@ static int raw_new(uvq_raw **praw, const uvq_raw_config *cfg, int is_server) {
   ec.on_accept = raw_on_accept;
   rv = uvq_endpoint_new(&raw->ep, &ec);
   if (rv != 0) {
-    uvq_free(mem, raw->q);
+    uvq_free(mem, raw->queue);
     uvq_free(mem, raw);
     return rv;
   }
@@ -154,11 +159,12 @@ int uvq_raw_accept(uvq_raw **praw, const uvq_raw_config *cfg,
                    const uvq_path *path, const uint8_t *data, size_t len,
                    uvq_tstamp now) {
   uvq_pkt_view v;
+  uvq_drop_reason why;
   uvq_raw *raw;
   int rv;
 
   if (path == NULL || data == NULL ||
-      uvq_pkt_parse(&v, data, len, UVQ_MAX_CIDLEN) != 0 || !v.is_long ||
+      uvq_pkt_parse(&v, data, len, UVQ_MAX_CIDLEN, &why) != 0 || !v.is_long ||
       !ngtcp2_is_supported_version(v.version) || v.long_type != 0 ||
       len < UVQ_MIN_INITIAL_DATAGRAM) {
     return UVQ_ERR_INVALID_ARGUMENT;
@@ -227,21 +233,21 @@ ssize_t uvq_raw_write(uvq_raw *raw, uint8_t *buf, size_t buflen,
   if (raw == NULL || buf == NULL || buflen < UVQ_MAX_DATAGRAM) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  if (raw->qlen == 0) {
+  if (raw->queue_len == 0) {
     /* Let the connection write (and fire a due on_closed). */
     uvq_endpoint_flush(raw->ep, now);
     raw_alive(raw);
   }
-  if (raw->qlen == 0) {
+  if (raw->queue_len == 0) {
     return 0;
   }
-  len = raw->q[raw->qhead].len;
-  memcpy(buf, raw->q[raw->qhead].data, len);
+  len = raw->queue[raw->queue_head].len;
+  memcpy(buf, raw->queue[raw->queue_head].data, len);
   if (ppath) {
-    *ppath = raw->q[raw->qhead].path;
+    *ppath = raw->queue[raw->queue_head].path;
   }
-  raw->qhead = (raw->qhead + 1) % RAW_QUEUE;
-  raw->qlen--;
+  raw->queue_head = (raw->queue_head + 1) % RAW_QUEUE;
+  raw->queue_len--;
   return (ssize_t)len;
 }
 
@@ -266,6 +272,6 @@ void uvq_raw_del(uvq_raw *raw) {
   }
   mem = raw->ep ? raw->ep->mem : uvq_mem_default();
   uvq_endpoint_del(raw->ep);
-  uvq_free(mem, raw->q);
+  uvq_free(mem, raw->queue);
   uvq_free(mem, raw);
 }

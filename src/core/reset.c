@@ -31,7 +31,11 @@
 #include <gnutls/crypto.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/cid_map.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/reset.h"
+#include "core/router.h"
 
 #define RESET_MINLEN                                                           \
   (NGTCP2_MIN_STATELESS_RESET_RANDLEN + NGTCP2_STATELESS_RESET_TOKENLEN)

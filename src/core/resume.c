@@ -21,7 +21,10 @@
  */
 #include <string.h>
 
-#include "core/core.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/mem.h"
+#include "core/resume.h"
 
 #define BLOB_MAGIC "uvqr"
 #define BLOB_VERSION 3
@@ -39,10 +42,11 @@ int uvq_resume_encode(uvq_conn *conn, uint8_t **pblob, size_t *plen) {
   uint8_t *blob, *p;
   size_t len;
 
-  if (ngtcp2_conn_get_remote_transport_params(conn->q) == NULL) {
+  if (ngtcp2_conn_get_remote_transport_params(conn->ngconn) == NULL) {
     return UVQ_ERR_INVALID_STATE;
   }
-  tplen = ngtcp2_conn_encode_0rtt_transport_params(conn->q, tp, sizeof(tp));
+  tplen =
+      ngtcp2_conn_encode_0rtt_transport_params(conn->ngconn, tp, sizeof(tp));
   if (tplen < 0) {
     return UVQ_ERR_INTERNAL;
   }
@@ -138,7 +142,8 @@ int uvq_resume_apply(uvq_conn *conn, const uint8_t *blob, size_t len,
   if (!early_data || !(flags & BLOB_EARLY_DATA)) {
     return 0;
   }
-  rv = ngtcp2_conn_decode_and_set_0rtt_transport_params(conn->q, tp, tplen);
+  rv =
+      ngtcp2_conn_decode_and_set_0rtt_transport_params(conn->ngconn, tp, tplen);
   if (rv != 0) {
     return rv == NGTCP2_ERR_NOMEM ? UVQ_ERR_NOMEM : UVQ_ERR_INVALID_ARGUMENT;
   }

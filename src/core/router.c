@@ -6,7 +6,12 @@
  */
 #include <string.h>
 
-#include "core/core.h"
+#include "core/acceptor.h"
+#include "core/cid_map.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/reset.h"
+#include "core/router.h"
 
 /* Version field of a Version Negotiation packet. */
 #define VN_VERSION 0u
@@ -26,14 +31,20 @@ static int long_header_fits(const uint8_t *data, size_t len) {
   return len >= off;
 }
 
+/* uvq_pkt_parse's refusal: -1, with why in *preason. */
+static int unroutable(uvq_drop_reason *preason, uvq_drop_reason reason) {
+  *preason = reason;
+  return -1;
+}
+
 int uvq_pkt_parse(uvq_pkt_view *v, const uint8_t *data, size_t len,
-                  size_t short_dcidlen) {
+                  size_t short_dcidlen, uvq_drop_reason *preason) {
   ngtcp2_version_cid vc;
   int rv;
 
   memset(v, 0, sizeof(*v));
   if (len == 0) {
-    return UVQ_DROP_TRUNCATED + 1;
+    return unroutable(preason, UVQ_DROP_TRUNCATED);
   }
   if ((data[0] & 0x80) == 0) {
     /* Short header fast path: flags byte, then a DCID whose length only
@@ -41,7 +52,7 @@ int uvq_pkt_parse(uvq_pkt_view *v, const uint8_t *data, size_t len,
      * bit is not checked: we advertise grease_quic_bit (RFC 9287), so
      * peers may clear it. */
     if (len < 1 + short_dcidlen) {
-      return UVQ_DROP_TRUNCATED + 1;
+      return unroutable(preason, UVQ_DROP_TRUNCATED);
     }
     v->dcid = data + 1;
     v->dcidlen = short_dcidlen;
@@ -49,7 +60,7 @@ int uvq_pkt_parse(uvq_pkt_view *v, const uint8_t *data, size_t len,
   }
   /* Long header: version (4), DCID len + DCID, SCID len + SCID. */
   if (len < 7) {
-    return UVQ_DROP_TRUNCATED + 1;
+    return unroutable(preason, UVQ_DROP_TRUNCATED);
   }
   rv = ngtcp2_pkt_decode_version_cid(&vc, data, len, short_dcidlen);
   if (rv == NGTCP2_ERR_INVALID_ARGUMENT && len < UVQ_MIN_INITIAL_DATAGRAM &&
@@ -60,11 +71,11 @@ int uvq_pkt_parse(uvq_pkt_view *v, const uint8_t *data, size_t len,
       /* ngtcp2 refuses to decode the header of an unknown version in a
        * datagram too small to be answered with VN. The header is not
        * malformed (its invariant fields fit): count it for what it is. */
-      return UVQ_DROP_UNSUPPORTED_VERSION + 1;
+      return unroutable(preason, UVQ_DROP_UNSUPPORTED_VERSION);
     }
   }
   if (rv != 0 && rv != NGTCP2_ERR_VERSION_NEGOTIATION) {
-    return UVQ_DROP_MALFORMED + 1;
+    return unroutable(preason, UVQ_DROP_MALFORMED);
   }
   v->is_long = 1;
   v->version = vc.version;
@@ -93,12 +104,11 @@ int uvq_version_ok(const uvq_settings *st, uint32_t version) {
 void uvq_router_recv(uvq_endpoint *ep, const uvq_path *path, uint8_t ecn,
                      const uint8_t *data, size_t len, uvq_tstamp now) {
   uvq_pkt_view v;
+  uvq_drop_reason why;
   uvq_conn *conn;
-  int rv;
 
-  rv = uvq_pkt_parse(&v, data, len, ep->settings.cid_len);
-  if (rv != 0) {
-    uvq_ep_drop(ep, (uvq_drop_reason)(rv - 1));
+  if (uvq_pkt_parse(&v, data, len, ep->settings.cid_len, &why) != 0) {
+    uvq_ep_drop(ep, why);
     return;
   }
 

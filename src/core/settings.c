@@ -2,7 +2,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core/settings.h"
 #include "uvquic/uvquic.h"
 
 void uvq_settings_default(uvq_settings *s) {
@@ -94,6 +94,8 @@ int uvq_addr_set(uvq_addr *addr, const struct sockaddr *sa, socklen_t len) {
 /* The bytes of a version-1 uvq_settings: every field before quic_versions
  * (version 2 added it and everything after it). */
 #define SETTINGS_V1_SIZE offsetof(uvq_settings, quic_versions)
+/* Version 3 added quic_lb. */
+#define SETTINGS_V2_SIZE offsetof(uvq_settings, quic_lb)
 
 int uvq_settings_copy(uvq_settings *dst, const uvq_settings *src) {
   switch (src->version) {
@@ -101,6 +103,11 @@ int uvq_settings_copy(uvq_settings *dst, const uvq_settings *src) {
     /* An older header: only its fields are read; the rest are defaults. */
     uvq_settings_default(dst);
     memcpy(dst, src, SETTINGS_V1_SIZE);
+    dst->version = UVQ_SETTINGS_VERSION;
+    return 0;
+  case 2:
+    uvq_settings_default(dst);
+    memcpy(dst, src, SETTINGS_V2_SIZE);
     dst->version = UVQ_SETTINGS_VERSION;
     return 0;
   case UVQ_SETTINGS_VERSION:

@@ -15,7 +15,10 @@
 #include <gnutls/crypto.h>
 
 #include "core/cid_map.h"
-#include "core/core.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/mem.h"
+#include "core/sources.h"
 
 struct uvq_source {
   uvq_source *next;
@@ -157,15 +160,15 @@ int uvq_sources_add(uvq_endpoint *ep, uvq_conn *conn) {
   s->conns++;
   s->handshakes++;
   conn->source = s;
-  conn->source_in_handshake = 1;
+  conn->flags |= UVQ_CONN_FLAG_SOURCE_IN_HANDSHAKE;
   return 0;
 }
 
 void uvq_sources_handshake_done(uvq_conn *conn) {
-  if (conn->source && conn->source_in_handshake) {
+  if (conn->source && (conn->flags & UVQ_CONN_FLAG_SOURCE_IN_HANDSHAKE)) {
     conn->source->handshakes--;
   }
-  conn->source_in_handshake = 0;
+  conn->flags &= ~UVQ_CONN_FLAG_SOURCE_IN_HANDSHAKE;
 }
 
 void uvq_sources_remove(uvq_conn *conn) {

@@ -5,25 +5,31 @@
  */
 #include <string.h>
 
-#include "core/core.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/mem.h"
+#include "core/metrics.h"
 #include "core/qlog_guard.h"
+#include "core/sources.h"
+#include "core/stage.h"
 #include "core/tls.h"
 
 static uvq_tstamp three_pto(uvq_conn *conn) {
-  return 3 * ngtcp2_conn_get_pto(conn->q);
+  return 3 * ngtcp2_conn_get_pto(conn->ngconn);
 }
 
 static void note_closed(uvq_conn *conn) {
-  if (conn->counted_in_flight) {
-    conn->counted_in_flight = 0;
+  if (conn->flags & UVQ_CONN_FLAG_COUNTED_IN_FLIGHT) {
+    conn->flags &= ~UVQ_CONN_FLAG_COUNTED_IN_FLIGHT;
     conn->ep->stats.handshakes_in_flight--;
   }
   uvq_sources_handshake_done(conn);
-  conn->ci.handshake_completed = conn->handshake_completed;
+  conn->ci.handshake_completed =
+      ((conn->flags & UVQ_CONN_FLAG_HANDSHAKE_COMPLETED) != 0);
   uvq_metrics_conn_closed(conn);
   /* Only connections the application knows of get on_closed. */
-  if (conn->cb && !conn->closed_fired) {
-    conn->closed_pending = 1;
+  if (conn->cb && !(conn->flags & UVQ_CONN_FLAG_CLOSED_FIRED)) {
+    conn->flags |= UVQ_CONN_FLAG_CLOSED_PENDING;
   }
   uvq_ep_mark(conn->ep, conn);
 }
@@ -57,7 +63,7 @@ static void enter_closing(uvq_conn *conn, const ngtcp2_ccerr *ccerr,
     return;
   }
   ngtcp2_path_storage_zero(&ps);
-  n = ngtcp2_conn_write_connection_close(conn->q, &ps.path, &pi, buf,
+  n = ngtcp2_conn_write_connection_close(conn->ngconn, &ps.path, &pi, buf,
                                          ep->settings.max_udp_payload_size,
                                          ccerr, now);
   if (n <= 0) {
@@ -67,7 +73,7 @@ static void enter_closing(uvq_conn *conn, const ngtcp2_ccerr *ccerr,
   }
   conn->close_pkt = buf;
   conn->close_pktlen = (size_t)n;
-  conn->close_resend = 1;
+  conn->flags |= UVQ_CONN_FLAG_CLOSE_RESEND;
   conn->close_deadline = now + three_pto(conn);
 }
 
@@ -114,22 +120,22 @@ void uvq_stage_fail(uvq_conn *conn, int liberr, uvq_tstamp now) {
   ngtcp2_ccerr_default(&ccerr);
   conn->ci.origin = UVQ_CLOSE_LOCAL;
   conn->ci.type = UVQ_CLOSE_TYPE_TRANSPORT;
-  alert = ngtcp2_conn_get_tls_alert(conn->q);
-  if (conn->refused) {
+  alert = ngtcp2_conn_get_tls_alert(conn->ngconn);
+  if (conn->flags & UVQ_CONN_FLAG_REFUSED) {
     ngtcp2_ccerr_set_transport_error(&ccerr, NGTCP2_CONNECTION_REFUSED, NULL,
                                      0);
     conn->ci.error = UVQ_ERR_REFUSED;
-  } else if (conn->nomem) {
+  } else if (conn->flags & UVQ_CONN_FLAG_NOMEM) {
     /* Our own callback could not allocate: say so, not "TLS failure". */
     ngtcp2_ccerr_set_transport_error(&ccerr, NGTCP2_INTERNAL_ERROR, NULL, 0);
     conn->ci.error = UVQ_ERR_NOMEM;
-  } else if (conn->tp_too_large) {
+  } else if (conn->flags & UVQ_CONN_FLAG_TP_TOO_LARGE) {
     /* Our own parameters could not be sent: nothing the client did. */
     reason = "transport parameters too large";
     ngtcp2_ccerr_set_transport_error(&ccerr, NGTCP2_INTERNAL_ERROR,
                                      (const uint8_t *)reason, strlen(reason));
     conn->ci.error = UVQ_ERR_INTERNAL;
-  } else if (conn->callback_failed) {
+  } else if (conn->flags & UVQ_CONN_FLAG_CALLBACK_FAILED) {
     ngtcp2_ccerr_set_transport_error(&ccerr, NGTCP2_INTERNAL_ERROR, NULL, 0);
     conn->ci.error = UVQ_ERR_CALLBACK;
   } else if (liberr == NGTCP2_ERR_TRANSPORT_PARAM &&
@@ -140,7 +146,7 @@ void uvq_stage_fail(uvq_conn *conn, int liberr, uvq_tstamp now) {
                                      (const uint8_t *)reason, strlen(reason));
     conn->ci.error = UVQ_ERR_QLOG_UNSAFE;
   } else if (liberr == NGTCP2_ERR_VERSION_NEGOTIATION_FAILURE ||
-             ngtcp2_conn_get_tls_error(conn->q) ==
+             ngtcp2_conn_get_tls_error(conn->ngconn) ==
                  NGTCP2_ERR_VERSION_NEGOTIATION_FAILURE) {
     /* The server's version_information contradicts the Version
      * Negotiation we acted on (a forged one: a downgrade), or its choice
@@ -153,7 +159,7 @@ void uvq_stage_fail(uvq_conn *conn, int liberr, uvq_tstamp now) {
              alert) {
     ngtcp2_ccerr_set_tls_alert(&ccerr, alert, NULL, 0);
     conn->ci.tls_alert = alert;
-    conn->ci.error = ngtcp2_conn_get_tls_error(conn->q) ==
+    conn->ci.error = ngtcp2_conn_get_tls_error(conn->ngconn) ==
                                  GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR ||
                              is_cert_alert(alert)
                          ? UVQ_ERR_CERT_VERIFY
@@ -224,7 +230,7 @@ void uvq_stage_drain(uvq_conn *conn, uvq_tstamp now) {
     note_closed(conn);
     return;
   }
-  ccerr = ngtcp2_conn_get_ccerr(conn->q);
+  ccerr = ngtcp2_conn_get_ccerr(conn->ngconn);
   conn->ci.code = ccerr->error_code;
   set_reason(conn, ccerr->reason, ccerr->reasonlen);
   if (ccerr->type == NGTCP2_CCERR_TYPE_APPLICATION) {
@@ -253,7 +259,7 @@ void uvq_stage_closing_recv(uvq_conn *conn) {
    * (1st, 2nd, 4th, 8th ... packet) so a flood cannot make us a reflector. */
   conn->closing_rx++;
   if ((conn->closing_rx & (conn->closing_rx - 1)) == 0) {
-    conn->close_resend = 1;
+    conn->flags |= UVQ_CONN_FLAG_CLOSE_RESEND;
     uvq_ep_mark(conn->ep, conn);
   } else {
     uvq_ep_drop(conn->ep, UVQ_DROP_DRAINING);

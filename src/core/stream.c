@@ -4,7 +4,12 @@
  */
 #include <string.h>
 
-#include "core/core.h"
+#include "core/budget.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/mem.h"
+#include "core/pool.h"
+#include "core/stream.h"
 
 /* ---- table (open addressing, linear probing, backward-shift delete) ---- */
 
@@ -182,7 +187,7 @@ void uvq_stream_destroy(uvq_conn *conn, uvq_stream *s) {
       *pp = s->stop_next;
     }
   }
-  conn->m.stream_lost_closed += s->loss_seen;
+  conn->metrics.stream_lost_closed += s->loss_seen;
   buffered_freed(conn, s->written - s->head_offset);
   if ((s->id & 0x2) == 0) {
     conn->open_bidi--;
@@ -198,13 +203,13 @@ void uvq_stream_destroy(uvq_conn *conn, uvq_stream *s) {
 void uvq_stream_table_free(uvq_conn *conn) {
   uvq_stream_table *t = &conn->streams;
   uvq_endpoint *ep = conn->ep;
-  if (conn->ep_send_waiting) {
+  if (conn->flags & UVQ_CONN_FLAG_EP_SEND_WAITING) {
     uvq_conn **pp = &ep->send_waiters;
     while (*pp != conn) {
       pp = &(*pp)->send_wait_next;
     }
     *pp = conn->send_wait_next;
-    conn->ep_send_waiting = 0;
+    conn->flags &= ~UVQ_CONN_FLAG_EP_SEND_WAITING;
   }
   grant_drop(conn);
   for (size_t i = 0; i < t->cap; i++) {
@@ -221,7 +226,7 @@ void uvq_stream_table_free(uvq_conn *conn) {
   conn->stop_pending = NULL;
   conn->nblocked = 0;
   buffered_freed(conn, conn->send_buffered);
-  conn->budget_waiters = 0;
+  conn->flags &= ~UVQ_CONN_FLAG_BUDGET_WAITERS;
   ep_budget_released(ep);
 }
 
@@ -324,8 +329,8 @@ static uint64_t send_room(const uvq_conn *conn, const uvq_stream *s,
                           int *pbudget) {
   const uvq_settings *st = &conn->ep->settings;
   uint64_t buffered = s->written - s->acked, unsent = s->written - s->sent;
-  uint64_t credit =
-      ngtcp2_conn_get_max_stream_data_left(conn->q, s->id) + UVQ_SEND_LOOKAHEAD;
+  uint64_t credit = ngtcp2_conn_get_max_stream_data_left(conn->ngconn, s->id) +
+                    UVQ_SEND_LOOKAHEAD;
   uint64_t room =
       st->stream_send_buffer > buffered ? st->stream_send_buffer - buffered : 0;
   int ep_limited;
@@ -372,7 +377,7 @@ static void buffered_grew(uvq_conn *conn, size_t n) {
  * list, unless it is on it already. */
 static void ep_wait(uvq_conn *conn) {
   uvq_conn **pp = &conn->ep->send_waiters;
-  if (conn->ep_send_waiting) {
+  if (conn->flags & UVQ_CONN_FLAG_EP_SEND_WAITING) {
     return;
   }
   while (*pp) {
@@ -380,7 +385,7 @@ static void ep_wait(uvq_conn *conn) {
   }
   *pp = conn;
   conn->send_wait_next = NULL;
-  conn->ep_send_waiting = 1;
+  conn->flags |= UVQ_CONN_FLAG_EP_SEND_WAITING;
 }
 
 /* A stream of |conn| waits for a budget (send_room's *pbudget): every
@@ -388,7 +393,7 @@ static void ep_wait(uvq_conn *conn) {
  * connection goes on the endpoint's list when the endpoint's is spent. */
 static void budget_wait(uvq_conn *conn, int budget) {
   if (budget) {
-    conn->budget_waiters = 1;
+    conn->flags |= UVQ_CONN_FLAG_BUDGET_WAITERS;
   }
   if (budget == 2) {
     ep_wait(conn);
@@ -412,7 +417,7 @@ static void ep_budget_released(uvq_endpoint *ep) {
     }
     ep->send_waiters = c->send_wait_next;
     c->send_wait_next = NULL;
-    c->ep_send_waiting = 0;
+    c->flags &= ~UVQ_CONN_FLAG_EP_SEND_WAITING;
     c->ep_grant += grant;
     ep->send_reserved += grant;
     budget_released(c);
@@ -466,7 +471,7 @@ static void budget_released(uvq_conn *conn) {
   int ep_limited;
 
   left = budget_left(conn, &ep_limited);
-  if (!conn->budget_waiters || t->cap == 0) {
+  if (!(conn->flags & UVQ_CONN_FLAG_BUDGET_WAITERS) || t->cap == 0) {
     return;
   }
   if (left == 0 || left < wake_min(ep_limited ? st->endpoint_send_budget
@@ -486,7 +491,7 @@ static void budget_released(uvq_conn *conn) {
   if (wake == 0) {
     wake = 1;
   }
-  conn->budget_waiters = 0;
+  conn->flags &= ~UVQ_CONN_FLAG_BUDGET_WAITERS;
   start = conn->budget_scan;
   for (n = 0; n < t->cap; n++) {
     uvq_stream *s;
@@ -496,7 +501,8 @@ static void budget_released(uvq_conn *conn) {
       continue;
     }
     if (wake == 0) {
-      conn->budget_waiters = 1; /* more are waiting: next time */
+      /* More are waiting: next time. */
+      conn->flags |= UVQ_CONN_FLAG_BUDGET_WAITERS;
       break;
     }
     maybe_writable(conn, s);
@@ -537,7 +543,7 @@ size_t uvq_stream_unsent_iov(uvq_stream *s, ngtcp2_vec *iov, size_t iovcnt,
 void uvq_stream_consumed(uvq_conn *conn, uvq_stream *s, size_t n,
                          uint32_t flags) {
   s->sent += n;
-  conn->m.stream_bytes_sent += n;
+  conn->metrics.stream_bytes_sent += n;
   while (s->send_chunk &&
          s->sent >= s->send_chunk_offset + s->send_chunk->len &&
          s->send_chunk->next) {
@@ -562,11 +568,12 @@ void uvq_stream_ack(uvq_conn *conn, uvq_stream *s, uint64_t offset,
     s->fin_acked = 1;
   }
   if (end > s->acked) {
-    conn->m.stream_bytes_acked += end - (offset > s->acked ? offset : s->acked);
+    conn->metrics.stream_bytes_acked +=
+        end - (offset > s->acked ? offset : s->acked);
     s->acked = end;
   }
   /* ngtcp2 forgets the count with the stream: keep the latest (metrics.c). */
-  s->loss_seen = ngtcp2_conn_get_stream_loss_count(conn->q, s->id);
+  s->loss_seen = ngtcp2_conn_get_stream_loss_count(conn->ngconn, s->id);
   /* Free chunks wholly acknowledged — the writer's too: acknowledged
    * means sent, so the writer moves past it. An idle stream (an HTTP/3
    * control stream after SETTINGS) then holds no buffer at all. */
@@ -649,13 +656,14 @@ static size_t append(uvq_conn *conn, uvq_stream *s, const uint8_t *data,
 /* ---- public stream API ------------------------------------------------- */
 
 static int usable(uvq_conn *conn) {
-  return conn->stage < UVQ_STAGE_CLOSING && !conn->close_requested;
+  return conn->stage < UVQ_STAGE_CLOSING &&
+         !(conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED);
 }
 
 /* A stream has a send side unless it is the peer's unidirectional one. */
 static int has_send_side(uvq_conn *conn, const uvq_stream *s) {
   return ngtcp2_is_bidi_stream(s->id) ||
-         ngtcp2_conn_is_local_stream(conn->q, s->id);
+         ngtcp2_conn_is_local_stream(conn->ngconn, s->id);
 }
 
 /* Finds a stream the API may act on; 0 or a UVQ_ERR_*. */
@@ -768,7 +776,7 @@ int uvq_stream_reset(uvq_conn *conn, int64_t stream_id, uint64_t app_error) {
   if (rv != 0) {
     return rv;
   }
-  rv = ngtcp2_conn_shutdown_stream_write(conn->q, 0, stream_id, app_error);
+  rv = ngtcp2_conn_shutdown_stream_write(conn->ngconn, 0, stream_id, app_error);
   if (rv != 0) {
     return shutdown_error(rv);
   }
@@ -787,7 +795,7 @@ int uvq_stream_stop_sending(uvq_conn *conn, int64_t stream_id,
   if (rv != 0) {
     return rv;
   }
-  rv = ngtcp2_conn_shutdown_stream_read(conn->q, 0, stream_id, app_error);
+  rv = ngtcp2_conn_shutdown_stream_read(conn->ngconn, 0, stream_id, app_error);
   if (rv != 0) {
     return shutdown_error(rv);
   }

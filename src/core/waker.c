@@ -4,7 +4,11 @@
  * queue of woken wakers, so a waker outliving its connection or endpoint
  * is harmless.
  */
-#include "core/core.h"
+#include "core/waker.h"
+#include "core/conn.h"
+#include "core/endpoint.h"
+#include "core/mem.h"
+#include "core/stage.h"
 
 static void hub_release(uvq_wake_hub *hub) {
   if (atomic_fetch_sub(&hub->refcnt, 1) == 1) {
@@ -151,9 +155,10 @@ static void process_wakes(uvq_endpoint *ep) {
     conn = q->conn;
     pthread_mutex_unlock(&hub->lock);
     if (conn && conn->cb && conn->cb->on_wake &&
-        conn->stage < UVQ_STAGE_CLOSING && !conn->close_requested) {
+        conn->stage < UVQ_STAGE_CLOSING &&
+        !(conn->flags & UVQ_CONN_FLAG_CLOSE_REQUESTED)) {
       if (conn->cb->on_wake(conn, conn->user_data) != 0) {
-        conn->callback_failed = 1;
+        conn->flags |= UVQ_CONN_FLAG_CALLBACK_FAILED;
         uvq_stage_fail(conn, NGTCP2_ERR_CALLBACK_FAILURE, ep->last_now);
       }
       uvq_ep_mark(ep, conn);

@@ -1,0 +1,33 @@
+/* QUIC-LB inside the library: how the endpoint issues its CIDs with a
+ * uvq_lb (the public API is include/uvquic/uvquic_lb.h). */
+#ifndef UVQ_CORE_QUIC_LB_H
+#define UVQ_CORE_QUIC_LB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/cid.h"
+#include "uvquic/uvquic_lb.h"
+
+/* A source of random octets: fills |dest| and returns 0, or nonzero. */
+typedef int (*uvq_lb_rand_fn)(void *user_data, uint8_t *dest, size_t len);
+
+/* uvq_lb_set_rand makes |lb| draw its nonces and first-octet bits from
+ * |rand| (the endpoint's randomness, which tests seed) instead of GnuTLS;
+ * NULL restores GnuTLS. */
+void uvq_lb_set_rand(uvq_lb *lb, uvq_lb_rand_fn rand, void *user_data);
+
+/* uvq_lb_cid_gen_init makes |gen| issue |lb|'s CIDs (random first-octet
+ * bits unless the configuration encodes the length). |lb| must outlive
+ * |gen|. */
+void uvq_lb_cid_gen_init(uvq_cid_gen *gen, uvq_lb *lb);
+
+/* uvq_ep_quic_lb_init sets up QUIC-LB for a new endpoint whose
+ * settings.quic_lb is set: makes ep->quic_lb, drawing
+ * on the endpoint's randomness, and sets settings.cid_len to its CID
+ * length. A no-op without a configuration. Returns 0,
+ * UVQ_ERR_INVALID_ARGUMENT (a client, a bad configuration, CIDs shorter
+ * than 8 octets) or uvq_lb_new's error. */
+int uvq_ep_quic_lb_init(uvq_endpoint *ep);
+
+#endif
