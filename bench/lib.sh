@@ -11,6 +11,10 @@
 bench_here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SIZE=$((100 * 1024 * 1024))
 RUNS=${RUNS:-5}
+# uvquic-server's shards (--threads): 1 unless set, so the figures compare
+# one thread with the peers' one; the harness prints it (bench/shards.sh
+# compares 1 and 2).
+UVQ_THREADS=${UVQ_THREADS:-1}
 bench_pids=()
 # Throughput runs pin the sending side to CPU 0 and the receiving side to
 # CPU 1 (every contender alike) unless PIN=0: left to the scheduler, the
@@ -91,7 +95,7 @@ start_uvquic() {
   local name=$1 port pid
   shift
   "$SERVER" --listen 127.0.0.1:0 --root "$tmp/www" --cert "$tmp/cert.pem" \
-    --key "$tmp/key.pem" --quiet --initial-rtt 1 "$@" \
+    --key "$tmp/key.pem" --quiet --initial-rtt 1 --threads "$UVQ_THREADS" "$@" \
     >"$tmp/$name.out" 2>"$tmp/$name.err" &
   pid=$!
   bench_pids+=("$pid")

@@ -33,7 +33,7 @@
 # --initial-rtt 1), as on a LAN. The machines are noisy: compare ratios within one
 # run, not absolute numbers across runs.
 #   bench/run.sh [BUILD_DIR]     (default: build/; builds with UVQ_BENCH=ON)
-# Knobs (environment): RUNS, HS_N, HS_C, HS_GEN (load-generator processes, 1), HS_PERF, MEM_N, MEM_C, MEM_IDLE, LAT_RATE,
+# Knobs (environment): RUNS, UVQ_THREADS (uvquic-server --threads, default 1), HS_N, HS_C, HS_GEN (load-generator processes, 1), HS_PERF, MEM_N, MEM_C, MEM_IDLE, LAT_RATE,
 # LAT_DUR, LAT_CONNS, CEIL_MB, MEM_GTLS (0: skip gtlsserver's memory run),
 # SKIP (any of "tput hs mem lat out"), PIN (1: part 1 pins senders to CPU 0 and
 # receivers to CPU 1, every contender alike; 0: the scheduler decides).
@@ -58,7 +58,8 @@ done
 bench_start_servers
 skip() { [[ " $SKIP " == *" $1 "* ]]; }
 
-printf 'uvquic bench/run.sh: %s, %s CPUs, RUNS=%d\n' "$(uname -r)" "$(nproc)" "$RUNS"
+printf 'uvquic bench/run.sh: %s, %s CPUs, RUNS=%d, uvquic-server --threads %s\n' \
+  "$(uname -r)" "$(nproc)" "$RUNS" "$UVQ_THREADS"
 
 # ---------------------------------------------------------------------------
 # 1. Throughput
