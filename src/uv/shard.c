@@ -226,8 +226,14 @@ static void shard_on_ctl(uv_async_t *h) {
 
   for (i = 0; i < nb; i++) {
     fwd_ent *e = batch[i];
-    uvq_uv_ep_recv(uep, &e->path, e->ecn, e->data, e->len, e->segment_size);
-    uep->socks[0]->udp.stats.forward_received++;
+    if (open) {
+      uvq_uv_ep_recv(uep, &e->path, e->ecn, e->data, e->len, e->segment_size);
+      uep->socks[0]->udp.stats.forward_received++;
+    } else {
+      /* Queued before the endpoint began closing its handles: it reads
+       * nothing more. Dropped, and counted. */
+      uep->socks[0]->udp.stats.forward_overflows++;
+    }
     uvq_free(sh->g->mem, e);
   }
   /* In the order they were asked for. */
