@@ -186,11 +186,11 @@ typedef struct hq_log {
 } hq_log;
 
 static void *hq_log_start(uvq_conn *conn, int64_t stream_id, void *user_data) {
+  server *s = user_data;
   hq_log *l = malloc(sizeof(*l));
 
   (void)stream_id;
-  (void)user_data;
-  if (l != NULL) {
+  if (l != NULL && !s->quiet) {
     l->start = uv_hrtime();
     peer_of(conn, l->peer, sizeof(l->peer));
   }
@@ -433,10 +433,14 @@ static int h3_on_request(uvq_h3_stream *st, const uvq_h3_request_info *req,
   r->fd = -1;
   r->start = uv_hrtime();
   uvq_h3_stream_set_user_data(st, r);
-  peer_of(uvq_h3_conn_get_conn(uvq_h3_stream_get_conn(st)), r->peer,
-          sizeof(r->peer));
-  log_escape(r->method, sizeof(r->method), req->method, req->methodlen);
-  log_escape(r->path, sizeof(r->path), req->path, req->pathlen);
+  /* What only the access log reads: not formatted under --quiet (an
+   * address to text and two escapes per request). */
+  if (!s->quiet) {
+    peer_of(uvq_h3_conn_get_conn(uvq_h3_stream_get_conn(st)), r->peer,
+            sizeof(r->peer));
+    log_escape(r->method, sizeof(r->method), req->method, req->methodlen);
+    log_escape(r->path, sizeof(r->path), req->path, req->pathlen);
+  }
 
   r->head = req->methodlen == 4 && memcmp(req->method, "HEAD", 4) == 0;
   if (!r->head &&
