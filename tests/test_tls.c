@@ -291,6 +291,63 @@ static void test_tls_server_ephemeral_cert(void **state) {
   uvq_tls_ctx_del(ctx);
 }
 
+static uint64_t fixed_wall_time(void *user_data) {
+  return *(const uint64_t *)user_data;
+}
+
+/* import_own_cert parses |ctx|'s own certificate into *pcrt. */
+static void import_own_cert(uvq_tls_ctx *ctx, gnutls_x509_crt_t *pcrt) {
+  char pem[4096];
+  ssize_t n = uvq_tls_ctx_get_cert_pem(ctx, pem, sizeof(pem));
+  gnutls_datum_t d;
+
+  assert_true(n > 0);
+  d.data = (unsigned char *)pem;
+  d.size = (unsigned int)n;
+  assert_int_equal(gnutls_x509_crt_init(pcrt), 0);
+  assert_int_equal(gnutls_x509_crt_import(*pcrt, &d, GNUTLS_X509_FMT_PEM), 0);
+}
+
+/* The ephemeral certificate is dated by the config's wall clock, not the
+ * system's: two far-apart injected times give certificates valid around
+ * each (a version-1 config, which has no clock, gets the system's). */
+static void test_tls_ephemeral_cert_wall_time(void **state) {
+  static const uint64_t walls[] = {1700000000, 2000000000};
+  uvq_tls_config cfg;
+  uvq_tls_ctx *ctx = NULL;
+  gnutls_x509_crt_t crt;
+  uint64_t wall;
+  time_t before, after;
+  char err[256];
+  (void)state;
+
+  for (size_t i = 0; i < sizeof(walls) / sizeof(walls[0]); ++i) {
+    wall = walls[i];
+    server_config(&cfg);
+    cfg.wall_time = fixed_wall_time;
+    cfg.user_data = &wall;
+    assert_int_equal(uvq_tls_ctx_new(&ctx, 1, &cfg, NULL, err, sizeof(err)), 0);
+    import_own_cert(ctx, &crt);
+    before = gnutls_x509_crt_get_activation_time(crt);
+    after = gnutls_x509_crt_get_expiration_time(crt);
+    assert_true(before < (time_t)wall && (time_t)wall - before <= 24 * 3600);
+    assert_true(after > (time_t)wall);
+    gnutls_x509_crt_deinit(crt);
+    uvq_tls_ctx_del(ctx);
+  }
+
+  server_config(&cfg);
+  cfg.version = 1;
+  cfg.wall_time = fixed_wall_time; /* beyond a version-1 struct: unread */
+  cfg.user_data = &wall;
+  assert_int_equal(uvq_tls_ctx_new(&ctx, 1, &cfg, NULL, err, sizeof(err)), 0);
+  import_own_cert(ctx, &crt);
+  after = gnutls_x509_crt_get_expiration_time(crt);
+  assert_true(after > time(NULL) && after < (time_t)walls[1]);
+  gnutls_x509_crt_deinit(crt);
+  uvq_tls_ctx_del(ctx);
+}
+
 static void test_tls_ephemeral_certs_differ(void **state) {
   uvq_tls_ctx *a = new_server(), *b = new_server();
   char pa[4096], pb[4096];
@@ -1091,6 +1148,7 @@ int main(void) {
       cmocka_unit_test(test_tls_keylog_written_once),
       cmocka_unit_test(test_tls_config_default_sets_version),
       cmocka_unit_test(test_tls_server_ephemeral_cert),
+      cmocka_unit_test(test_tls_ephemeral_cert_wall_time),
       cmocka_unit_test(test_tls_ephemeral_certs_differ),
       cmocka_unit_test(test_tls_server_cert_files_loaded),
       cmocka_unit_test(test_tls_reload),

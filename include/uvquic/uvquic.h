@@ -711,8 +711,11 @@ UVQ_EXTERN void uvq_settings_default(uvq_settings *s);
 /* TLS                                                                      */
 /* ------------------------------------------------------------------------ */
 
-/** The current version of uvq_tls_config. */
-#define UVQ_TLS_CONFIG_VERSION 1
+/**
+ * The current version of uvq_tls_config. 2 added wall_time and user_data;
+ * a version-1 config is read without them.
+ */
+#define UVQ_TLS_CONFIG_VERSION 2
 
 /**
  * uvq_tls_config configures a TLS context (GnuTLS underneath). One context
@@ -788,6 +791,15 @@ typedef struct uvq_tls_config {
    */
   const uint8_t *ticket_key;
   size_t ticket_keylen; /**< Length of ticket_key: UVQ_TICKET_KEYLEN. */
+  /**
+   * (version >= 2) Optional: wall-clock seconds since the epoch, the
+   * clock uvq_endpoint_config.wall_time reads. uvq_tls_ctx_new calls it
+   * once, for the validity of an ephemeral certificate (from an hour
+   * before to a week after). NULL: the system clock (time(2)). A test
+   * world gives its own clock, so that a run replays exactly.
+   */
+  uint64_t (*wall_time)(void *user_data);
+  void *user_data; /**< (version >= 2) Passed to wall_time. */
 } uvq_tls_config;
 
 /** uvq_tls_config_default zeroes |cfg| and sets its version. */

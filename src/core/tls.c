@@ -367,7 +367,8 @@ fail:
  * the trust list without treating it as an issuer, so a client can use
  * the exported PEM as its CA file (tests/test_tls.c checks this).
  */
-static int gen_ephemeral(uvq_tls_ctx *ctx, char *errbuf, size_t errbuflen) {
+static int gen_ephemeral(uvq_tls_ctx *ctx, time_t now, char *errbuf,
+                         size_t errbuflen) {
   static const uint8_t ip4[4] = {127, 0, 0, 1};
   static const uint8_t ip6[16] = {0, 0, 0, 0, 0, 0, 0, 0,
                                   0, 0, 0, 0, 0, 0, 0, 1};
@@ -376,7 +377,6 @@ static int gen_ephemeral(uvq_tls_ctx *ctx, char *errbuf, size_t errbuflen) {
   uint8_t serial[16];
   uint8_t keyid[64];
   size_t keyidlen = sizeof(keyid);
-  time_t now = time(NULL);
   int rv;
 
   rv = gnutls_x509_privkey_init(&key);
@@ -673,7 +673,13 @@ int uvq_tls_ctx_new(uvq_tls_ctx **pctx, int is_server,
   if (cfg->cert_file != NULL) {
     rv = load_cert_key(ctx, cfg->cert_file, cfg->key_file, errbuf, errbuflen);
   } else if (ctx->is_server) {
-    rv = gen_ephemeral(ctx, errbuf, errbuflen);
+    /* The caller's clock when it gives one (version 2), so a test world's
+     * certificate is dated by the world's wall time. */
+    rv = gen_ephemeral(ctx,
+                       cfg->version >= 2 && cfg->wall_time
+                           ? (time_t)cfg->wall_time(cfg->user_data)
+                           : time(NULL),
+                       errbuf, errbuflen);
   }
   if (rv != 0) {
     goto fail;

@@ -30,6 +30,13 @@ static uint64_t wall_time(uvq_endpoint *ep, void *user_data) {
   return n->w->wall;
 }
 
+/* uvq_tls_config.wall_time: the world's clock dates the ephemeral
+ * certificate too, so a seeded world replays it. */
+static uint64_t tls_wall_time(void *user_data) {
+  const qt_world *w = user_data;
+  return w->wall;
+}
+
 static int node_of_addr(qt_world *w, const uvq_addr *a) {
   for (int i = 0; i < w->nnodes; i++) {
     if (w->nodes[i].addr.len == a->len &&
@@ -176,6 +183,8 @@ void qt_world_init_alpn(qt_world *w, uint64_t seed, const char *const *alpn,
   uvq_tls_config_default(&cfg);
   cfg.alpn = alpn;
   cfg.alpnlen = nalpn;
+  cfg.wall_time = tls_wall_time;
+  cfg.user_data = w;
   if (uvq_tls_ctx_new(&w->server_tls, 1, &cfg, NULL, err, sizeof(err)) != 0) {
     fprintf(stderr, "qtest: server TLS: %s\n", err);
     abort();
