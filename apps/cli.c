@@ -431,3 +431,34 @@ void cli_hex(char *out, const uint8_t *in, size_t len) {
   }
   out[2 * len] = '\0';
 }
+
+/* The process's key log: one file, whatever the number of TLS contexts. */
+static int keylog_fd = -1;
+
+static void keylog_write(const char *line, size_t len, void *user_data) {
+  ssize_t n;
+
+  (void)user_data;
+  /* A key log is a debugging aid: a failed write must not fail the
+   * handshake. */
+  n = write(keylog_fd, line, len);
+  (void)n;
+}
+
+int cli_keylog_from_env(uvq_tls_config *tcfg, char *err, size_t errlen) {
+  const char *path = getenv("SSLKEYLOGFILE");
+
+  if (path == NULL || path[0] == '\0') {
+    return 0;
+  }
+  if (keylog_fd < 0) {
+    keylog_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (keylog_fd < 0) {
+      snprintf(err, errlen, "SSLKEYLOGFILE: cannot open %s: %s", path,
+               strerror(errno));
+      return -1;
+    }
+  }
+  tcfg->keylog = keylog_write;
+  return 0;
+}

@@ -199,4 +199,14 @@ void cli_uv_config(uvq_uv_config *cfg);
 /* cli_hex writes |len| bytes as lowercase hex into |out| (2*len+1). */
 void cli_hex(char *out, const uint8_t *in, size_t len);
 
+/*
+ * cli_keylog_from_env honours SSLKEYLOGFILE for the tool (the library
+ * ignores it): if the variable names a file, it is opened for appending
+ * (created with mode 0600) and tcfg->keylog appends each NSS key log line
+ * to it with one write(2), which O_APPEND keeps whole. The file stays open
+ * until the process exits. Returns 0 (also when the variable is unset or
+ * empty: no key log), or -1 with a message in |err|.
+ */
+int cli_keylog_from_env(uvq_tls_config *tcfg, char *err, size_t errlen);
+
 #endif

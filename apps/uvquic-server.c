@@ -1271,6 +1271,10 @@ int main(int argc, char **argv) {
   s.keys_file = keys_file;
   s.cert_out = cert_out;
   tls_config(&s, &tcfg, keys_file ? &keys : NULL, &settings);
+  if (cli_keylog_from_env(&tcfg, err, sizeof(err)) != 0) {
+    fprintf(stderr, "uvquic-server: %s\n", err);
+    goto fail_tls;
+  }
   err[0] = '\0';
   rv = uvq_tls_ctx_new(&tls, 1, &tcfg, NULL, err, sizeof(err));
   if (rv != 0) {

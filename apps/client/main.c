@@ -782,6 +782,11 @@ int main(int argc, char **argv) {
   tcfg.alpn = c.proto == PROTO_H3 ? alpn_h3 : alpn_hq;
   tcfg.alpnlen = 1;
   tcfg.hook = tls_hook;
+  if (cli_keylog_from_env(&tcfg, err, sizeof(err)) != 0) {
+    fprintf(stderr, "uvquic-client: %s\n", err);
+    usage_error = 1;
+    goto out;
+  }
   err[0] = '\0';
   rv = uvq_tls_ctx_new(&c.tls, 0, &tcfg, NULL, err, sizeof(err));
   if (rv != 0) {

@@ -712,8 +712,10 @@ UVQ_EXTERN void uvq_settings_default(uvq_settings *s);
 /* ------------------------------------------------------------------------ */
 
 /**
- * The current version of uvq_tls_config. 2 added wall_time and user_data;
- * a version-1 config is read without them.
+ * The current version of uvq_tls_config. 2 removed keylog_file (the
+ * library opens no key log file; see keylog) and added wall_time, keylog
+ * and user_data at the end; a version-1 config, laid out differently, is
+ * refused.
  */
 #define UVQ_TLS_CONFIG_VERSION 2
 
@@ -750,11 +752,6 @@ typedef struct uvq_tls_config {
    * change that.
    */
   const char *ciphers;
-  /**
-   * File to append the NSS key log to (for Wireshark). NULL = the
-   * SSLKEYLOGFILE environment variable, read when the context is created.
-   */
-  const char *keylog_file;
   /**
    * Optional per-connection hook (tokio-quiche's ConnectionHook): runs for
    * every new connection's GnuTLS session (a gnutls_session_t) after uvquic
@@ -799,7 +796,21 @@ typedef struct uvq_tls_config {
    * world gives its own clock, so that a run replays exactly.
    */
   uint64_t (*wall_time)(void *user_data);
-  void *user_data; /**< (version >= 2) Passed to wall_time. */
+  /**
+   * (version >= 2) Optional: receives the NSS key log (the format
+   * Wireshark reads), one line per call: |line| is |len| bytes ending in
+   * a newline and NUL-terminated after it, valid during the call only.
+   * It runs during handshakes on the thread driving the connection's
+   * endpoint, so on several threads at once if endpoints on several
+   * threads share the context; it must not call into uvquic. NULL
+   * (default): no key log. The library itself neither reads the
+   * SSLKEYLOGFILE environment variable nor lets GnuTLS write to it; the
+   * tools (uvquic-server, uvquic-client) honour it by appending these
+   * lines to the file it names. The lines are secrets: whoever has them
+   * can decrypt the connections they belong to.
+   */
+  void (*keylog)(const char *line, size_t len, void *user_data);
+  void *user_data; /**< (version >= 2) Passed to wall_time and keylog. */
 } uvq_tls_config;
 
 /** uvq_tls_config_default zeroes |cfg| and sets its version. */
