@@ -880,7 +880,7 @@ static void on_sighup(uv_signal_t *h, int signum) {
     return;
   }
   if (s->keys_file != NULL &&
-      uvq_keys_load(&keys, s->keys_file, err, sizeof(err)) != 0) {
+      cli_keys_load(&keys, s->keys_file, err, sizeof(err)) != 0) {
     fprintf(stderr,
             "uvquic-server: SIGHUP: %s; keeping the certificate and keys in "
             "use\n",
@@ -1213,14 +1213,14 @@ int main(int argc, char **argv) {
   if (gen_keys != NULL) {
     err[0] = '\0';
     if (uvq_keys_generate(&keys) != 0 ||
-        uvq_keys_save(&keys, gen_keys, err, sizeof(err)) != 0) {
+        cli_keys_save(&keys, gen_keys, err, sizeof(err)) != 0) {
       fprintf(stderr, "uvquic-server: cannot write keys: %s\n", err);
       return CLI_EXIT_TRANSFER;
     }
     return CLI_EXIT_OK;
   }
   if (keys_file != NULL &&
-      uvq_keys_load(&keys, keys_file, err, sizeof(err)) != 0) {
+      cli_keys_load(&keys, keys_file, err, sizeof(err)) != 0) {
     cli_fail_usage("%s", err);
   }
   if (mime_file != NULL) {
