@@ -1095,6 +1095,9 @@ int main(int argc, char **argv) {
       key = optarg;
       break;
     case 'R':
+      /* The one option whose argument is optional. The analyzer keeps this
+       * optarg == NULL across getopt_long calls: the NOLINTs below, on
+       * options whose argument getopt_long requires, are that. */
       if (optarg == NULL || strcmp(optarg, "always") == 0) {
         retry = UVQ_RETRY_ALWAYS;
       } else if (strcmp(optarg, "auto") == 0) {
@@ -1148,6 +1151,7 @@ int main(int argc, char **argv) {
       s.autoindex = 1;
       break;
     case CLI_OPT_FIRST_TOOL + 42:
+      /* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker) */
       if (strpbrk(optarg, "\r\n") != NULL) {
         cli_fail_usage("%s", "bad --cache-control: a line break");
       }
@@ -1155,6 +1159,7 @@ int main(int argc, char **argv) {
       break;
     case CLI_OPT_FIRST_TOOL + 43:
       s.shutdown_timeout =
+          /* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker) */
           strcmp(optarg, "0") == 0
               ? 0
               : cli_parse_secs(optarg, "--shutdown-timeout", 86400);
@@ -1167,12 +1172,14 @@ int main(int argc, char **argv) {
       settings.quic_lb = &quic_lb;
       break;
     case CLI_OPT_FIRST_TOOL + 20:
+      /* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker) */
       header_timeout = strcmp(optarg, "0") == 0
                            ? 0
                            : cli_parse_secs(optarg, "--header-timeout", 3600);
       break;
     case CLI_OPT_FIRST_TOOL + 21:
       request_timeout =
+          /* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker) */
           strcmp(optarg, "0") == 0
               ? 0
               : cli_parse_secs(optarg, "--request-timeout", 86400);

@@ -602,7 +602,7 @@ int main(int argc, char **argv) {
     /* curl's default for --data. */
     add_header(&c, "Content-Type: application/x-www-form-urlencoded");
   }
-  if (c.nhdrs == 0) {
+  if (c.hdrs == NULL) {
     /* The slot the range of -C / --retry goes in. */
     c.hdrs = calloc(1, sizeof(*c.hdrs));
     if (c.hdrs == NULL) {
@@ -764,6 +764,9 @@ int main(int argc, char **argv) {
   for (j = 0; j < c.ngroups; ++j) {
     group *g = &c.groups[j];
     g->c = &c;
+    /* A group exists for a URL: g->nurls >= 1, which the analyzer cannot
+     * see (hence the NOLINTs here and below). */
+    /* NOLINTNEXTLINE(clang-analyzer-optin.portability.UnixAPI) */
     g->urls = calloc(g->nurls, sizeof(*g->urls));
     g->reqs = c.proto == PROTO_HQ ? calloc(g->nurls, sizeof(*g->reqs)) : NULL;
     if (g->urls == NULL || (c.proto == PROTO_HQ && g->reqs == NULL)) {
@@ -773,7 +776,7 @@ int main(int argc, char **argv) {
   }
   for (i = 0; i < c.nurls; ++i) {
     group *g = &c.groups[c.urls[i].group];
-    g->urls[g->nurls++] = i;
+    g->urls[g->nurls++] = i; /* NOLINT(clang-analyzer-core.NullDereference) */
   }
 
   uvq_tls_config_default(&tcfg);

@@ -79,13 +79,16 @@ void uvq_keys_apply(const uvq_keys *keys, uvq_settings *settings,
 static size_t put_line(char *out, size_t off, size_t cap, const char *name,
                        const uint8_t *key, size_t keylen) {
   static const char hex[] = "0123456789abcdef";
-  size_t need = strlen(name) + 1 + 2 * keylen + 1;
+  size_t namelen = strlen(name);
+  size_t need = namelen + 1 + 2 * keylen + 1;
 
   if (off + need > cap) {
     return cap + 1;
   }
-  memcpy(out + off, name, strlen(name));
-  off += strlen(name);
+  /* Part of a line; the text's NUL comes after its last line.
+   * NOLINTNEXTLINE(bugprone-not-null-terminated-result) */
+  memcpy(out + off, name, namelen);
+  off += namelen;
   out[off++] = ' ';
   for (size_t i = 0; i < keylen; i++) {
     out[off++] = hex[key[i] >> 4];
