@@ -244,6 +244,11 @@ expect "-C - after SIGTERM" 0 '' "$CLIENT" -k -C - -o "$tmp/sig.bin" "$base/big.
 [ "$(sha "$tmp/sig.bin")" = "$(sha "$root/big.bin")" ] && [ ! -e "$tmp/sig.bin.part" ] &&
   pass "-C - after SIGTERM: the whole file" || fail "-C - after SIGTERM: the file differs"
 
+# --data @FILE that cannot be read to its end (a directory: fopen works,
+# fread fails) is an error, not an empty or truncated body.
+expect "--data @DIR" 2 'cannot read .*: Is a directory' \
+  "$CLIENT" -k --data "@$tmp/dir" -o "$tmp/kl.txt" "$base/small.txt"
+
 # ---- SSLKEYLOGFILE: both tools append the NSS key log ----------------------
 # (the library hands the lines to a callback; the file is the tools'.) The
 # client's line for its traffic secret must be the server's too.

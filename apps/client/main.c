@@ -281,6 +281,14 @@ static void add_header(client *c, const char *arg) {
   ++c->nhdrs;
 }
 
+/* Exits 2: the file |path| cannot be read, for the reason in errno. */
+static void fail_read(const char *path) __attribute__((noreturn));
+static void fail_read(const char *path) {
+  char err[600];
+  snprintf(err, sizeof(err), "cannot read %.500s: %s", path, strerror(errno));
+  cli_fail_usage("%s", err);
+}
+
 /* --data / --data-binary ARG: the request body, ARG itself or @FILE's
  * bytes (--data, as curl's -d, drops CR and LF from a file). Several are
  * joined with '&', as curl does. */
@@ -293,10 +301,7 @@ static void read_body(client *c, const char *arg, int strip) {
     FILE *f = strcmp(arg + 1, "-") == 0 ? stdin : fopen(arg + 1, "rb");
     size_t n;
     if (f == NULL) {
-      char err[600];
-      snprintf(err, sizeof(err), "cannot read %.500s: %s", arg + 1,
-               strerror(errno));
-      cli_fail_usage("%s", err);
+      fail_read(arg + 1);
     }
     do {
       if (len == cap) {
@@ -310,6 +315,10 @@ static void read_body(client *c, const char *arg, int strip) {
       n = fread(data + len, 1, cap - len, f);
       len += n;
     } while (n > 0);
+    if (ferror(f)) {
+      /* Not a truncated body, sent as if it were the whole file. */
+      fail_read(arg + 1);
+    }
     if (f != stdin) {
       fclose(f);
     }
