@@ -3,6 +3,8 @@
 
 #include <stdarg.h>
 
+#include <gnutls/gnutls.h>
+
 int cli_split_hostport(const char *s, const char *defport, char *host,
                        size_t hostlen, char *port, size_t portlen, char *err,
                        size_t errlen) {
@@ -88,7 +90,8 @@ void cli_fail_usage(const char *fmt, ...) {
   va_list ap;
   fprintf(stderr, "%s: ", program_invocation_short_name);
   va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
+  /* clang 14's valist checker misses the va_start just above. */
+  vfprintf(stderr, fmt, ap); /* NOLINT(clang-analyzer-valist.Uninitialized) */
   va_end(ap);
   fputc('\n', stderr);
   exit(CLI_EXIT_USAGE);
@@ -189,7 +192,7 @@ void cli_parse_quic_versions(const char *arg, const char *opt,
             program_invocation_short_name, opt, arg);
     exit(CLI_EXIT_USAGE);
   }
-  strcpy(buf, arg);
+  memcpy(buf, arg, strlen(arg) + 1);
   if (buf[strlen(buf) - 1] == ',' || buf[0] == ',' || strstr(buf, ",,")) {
     fprintf(stderr, "%s: bad %s \"%s\": empty entry\n",
             program_invocation_short_name, opt, arg);
@@ -482,4 +485,199 @@ char *cli_prometheus_label(const char *text, const char *lab, int comments) {
   }
   out[o] = '\0';
   return out;
+}
+
+static int write_all(int fd, const char *p, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return -1;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+int cli_keys_save(const uvq_keys *keys, const char *path, char *err,
+                  size_t errlen) {
+  char text[UVQ_KEYS_TEXTLEN];
+  char *tmp;
+  ssize_t n;
+  size_t pathlen;
+  int fd, e = 0;
+
+  if (keys == NULL || path == NULL || path[0] == '\0') {
+    snprintf(err, errlen, "keys and path are required");
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  n = uvq_keys_format(keys, text, sizeof(text));
+  if (n < 0) {
+    snprintf(err, errlen, "key file %s: %s", path, uvq_strerror((int)n));
+    return (int)n;
+  }
+
+  /* mkstemp creates the file with mode 0600 in the target's directory, so
+   * the rename below stays within one file system. */
+  pathlen = strlen(path);
+  tmp = malloc(pathlen + sizeof(".tmpXXXXXX"));
+  if (tmp == NULL) {
+    gnutls_memset(text, 0, sizeof(text));
+    snprintf(err, errlen, "out of memory");
+    errno = ENOMEM;
+    return UVQ_ERR_IO;
+  }
+  memcpy(tmp, path, pathlen);
+  memcpy(tmp + pathlen, ".tmpXXXXXX", sizeof(".tmpXXXXXX"));
+  fd = mkstemp(tmp);
+  if (fd < 0) {
+    e = errno;
+    snprintf(err, errlen, "key file %s: cannot create a temporary file: %s",
+             path, strerror(e));
+    goto fail_open;
+  }
+  if (fchmod(fd, 0600) != 0 || write_all(fd, text, (size_t)n) != 0 ||
+      fsync(fd) != 0) {
+    e = errno;
+    snprintf(err, errlen, "key file %s: cannot write %s: %s", path, tmp,
+             strerror(e));
+    close(fd);
+    goto fail_write;
+  }
+  if (close(fd) != 0) {
+    e = errno;
+    snprintf(err, errlen, "key file %s: cannot write %s: %s", path, tmp,
+             strerror(e));
+    goto fail_write;
+  }
+  if (rename(tmp, path) != 0) {
+    e = errno;
+    snprintf(err, errlen, "key file %s: cannot rename %s over it: %s", path,
+             tmp, strerror(e));
+    goto fail_write;
+  }
+  gnutls_memset(text, 0, sizeof(text));
+  free(tmp);
+  return 0;
+
+fail_write:
+  unlink(tmp);
+fail_open:
+  gnutls_memset(text, 0, sizeof(text));
+  free(tmp);
+  errno = e;
+  return UVQ_ERR_IO;
+}
+
+/* Longest key file read: the format needs well under 1 KiB. */
+#define KEYS_MAXFILE 8192
+
+static int read_all(int fd, char *buf, size_t cap, size_t *plen) {
+  size_t len = 0;
+  for (;;) {
+    ssize_t n = read(fd, buf + len, cap - len);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return -1;
+    }
+    if (n == 0) {
+      break;
+    }
+    len += (size_t)n;
+    if (len == cap) {
+      errno = EFBIG;
+      return -1;
+    }
+  }
+  *plen = len;
+  return 0;
+}
+
+int cli_keys_load(uvq_keys *keys, const char *path, char *err, size_t errlen) {
+  char text[KEYS_MAXFILE];
+  struct stat st;
+  size_t len = 0;
+  int fd, rv, e;
+
+  if (keys == NULL || path == NULL) {
+    snprintf(err, errlen, "keys and path are required");
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    e = errno;
+    snprintf(err, errlen, "key file %s: %s", path, strerror(e));
+    errno = e;
+    return UVQ_ERR_IO;
+  }
+  /* Checked on the open file, so a swap between check and read cannot
+   * slip a readable file in. */
+  if (fstat(fd, &st) != 0) {
+    e = errno;
+    close(fd);
+    snprintf(err, errlen, "key file %s: %s", path, strerror(e));
+    errno = e;
+    return UVQ_ERR_IO;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    snprintf(err, errlen, "key file %s: not a regular file", path);
+    return UVQ_ERR_KEY_FILE;
+  }
+  if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+    close(fd);
+    snprintf(err, errlen,
+             "key file %s: mode %04o lets group or others access it; refusing "
+             "(chmod 600 it, and consider the keys leaked)",
+             path, (unsigned)(st.st_mode & 07777));
+    return UVQ_ERR_KEY_FILE;
+  }
+  if (read_all(fd, text, sizeof(text), &len) != 0) {
+    e = errno;
+    close(fd);
+    snprintf(err, errlen, "key file %s: %s", path,
+             e == EFBIG ? "too large to be a key file" : strerror(e));
+    gnutls_memset(text, 0, sizeof(text));
+    return e == EFBIG ? UVQ_ERR_KEY_FILE : UVQ_ERR_IO;
+  }
+  close(fd);
+  rv = uvq_keys_parse(keys, text, len, path, err, errlen);
+  gnutls_memset(text, 0, sizeof(text));
+  return rv;
+}
+
+/* The process's key log: one file, whatever the number of TLS contexts. */
+static int keylog_fd = -1;
+
+static void keylog_write(const char *line, size_t len, void *user_data) {
+  ssize_t n;
+
+  (void)user_data;
+  /* A key log is a debugging aid: a failed write must not fail the
+   * handshake. */
+  n = write(keylog_fd, line, len);
+  (void)n;
+}
+
+int cli_keylog_from_env(uvq_tls_config *tcfg, char *err, size_t errlen) {
+  const char *path = getenv("SSLKEYLOGFILE");
+
+  if (path == NULL || path[0] == '\0') {
+    return 0;
+  }
+  if (keylog_fd < 0) {
+    keylog_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (keylog_fd < 0) {
+      snprintf(err, errlen, "SSLKEYLOGFILE: cannot open %s: %s", path,
+               strerror(errno));
+      return -1;
+    }
+  }
+  tcfg->keylog = keylog_write;
+  return 0;
 }

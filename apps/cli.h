@@ -208,4 +208,34 @@ char *cli_prometheus_label(const char *text, const char *lab, int comments);
 /* cli_hex writes |len| bytes as lowercase hex into |out| (2*len+1). */
 void cli_hex(char *out, const uint8_t *in, size_t len);
 
+/*
+ * cli_keys_save writes |keys| (uvq_keys_format) to the key file |path|
+ * with mode 0600: to a temporary file in the same directory, flushed to
+ * disk, then renamed over |path|, so readers see the old file or the new
+ * one, never a part. Returns 0, UVQ_ERR_INVALID_ARGUMENT or UVQ_ERR_IO
+ * (errno set); on error a one-line reason goes to |err|.
+ */
+int cli_keys_save(const uvq_keys *keys, const char *path, char *err,
+                  size_t errlen);
+
+/*
+ * cli_keys_load reads the key file |path| into |keys| (uvq_keys_parse). It
+ * refuses a file that its group or other users may read or write (mode
+ * 0600 or stricter only), checked on the open file. Returns 0,
+ * UVQ_ERR_INVALID_ARGUMENT, UVQ_ERR_IO (cannot open or read) or
+ * UVQ_ERR_KEY_FILE (permissions, size or contents); on error a one-line
+ * reason naming the file goes to |err|. |keys| is untouched on error.
+ */
+int cli_keys_load(uvq_keys *keys, const char *path, char *err, size_t errlen);
+
+/*
+ * cli_keylog_from_env honours SSLKEYLOGFILE for the tool (the library
+ * ignores it): if the variable names a file, it is opened for appending
+ * (created with mode 0600) and tcfg->keylog appends each NSS key log line
+ * to it with one write(2), which O_APPEND keeps whole. The file stays open
+ * until the process exits. Returns 0 (also when the variable is unset or
+ * empty: no key log), or -1 with a message in |err|.
+ */
+int cli_keylog_from_env(uvq_tls_config *tcfg, char *err, size_t errlen);
+
 #endif

@@ -1,12 +1,15 @@
 /*
  * libFuzzer harness: CID map operation sequences checked against a model
- * (a plain array). Input: records of [op][keylen][key bytes...].
+ * (a plain array). Input: records of [op][keylen][key bytes...]. The
+ * map's hash key is drawn from the input, so a crash file replays the same
+ * table layout.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/cid_map.h"
+#include "qtest.h"
 
 #define FC_MAX 512
 
@@ -31,10 +34,13 @@ static size_t fc_find(const fc_model *m, const uint8_t *key, size_t len) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static fc_model m;
   uvq_cid_map map;
+  uint8_t hash_key[UVQ_CID_MAP_KEYLEN];
+  uint64_t seed = qt_hash(data, size);
   uintptr_t next = 1;
 
   m.n = 0;
-  if (uvq_cid_map_init(&map, NULL) != 0) {
+  qt_fill_rand(&seed, hash_key, sizeof(hash_key));
+  if (uvq_cid_map_init_seeded(&map, NULL, hash_key) != 0) {
     return 0;
   }
   while (size >= 2) {

@@ -7,7 +7,10 @@
  * unidirectional stream (a control or QPACK stream, or garbage); the rest
  * go on a new bidirectional request stream, with FIN unless bit 1. Then
  * the world runs for 50 ms of fake time. A connection the server closed
- * (H3 errors close it) is replaced before the next input.
+ * (H3 errors close it) is replaced before the next input. The endpoints'
+ * randomness is seeded and re-seeded from each input, and the clock is the
+ * world's fake one, so a crash file replays the same draws in a fresh
+ * process (GnuTLS's own randomness aside).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -89,6 +92,7 @@ static void fh_setup(void) {
     abort();
   }
   qt_world_init_alpn(fh_w, 9, alpn, 1);
+  fh_w->seeded_rand = 1;
   uvq_h3_server_config_default(&cfg);
   cfg.on_request = fh_on_request;
   if (uvq_h3_server_new(&fh_srv, &cfg) != 0) {
@@ -124,6 +128,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (fh_w == NULL) {
     fh_setup();
   }
+  qt_world_reseed(fh_w, data, size);
   if (fh_cli == NULL || fh_dead || !fh_up) {
     fh_connect();
     if (!fh_up || fh_cli == NULL) {

@@ -9,6 +9,9 @@
  * overwrite bytes 1..16 with a CID the receiver owns (reaching the live
  * connection's decryption path). After the datagrams the world runs for
  * 20 ms of fake time; a dead connection is replaced before the next input.
+ * The endpoints' randomness is seeded (seeded_rand) and re-seeded from each
+ * input, and the clock is the world's fake one, so a crash file replays the
+ * same draws in a fresh process (GnuTLS's own randomness aside).
  */
 #include <arpa/inet.h>
 #include <stdint.h>
@@ -84,6 +87,7 @@ static void fr_setup(void) {
     abort();
   }
   qt_world_init(fr_w, 7);
+  fr_w->seeded_rand = 1;
   uvq_settings_default(&st);
   st.keep_alive = 1 * UVQ_SECONDS; /* the live connection stays live */
   fr_s = qt_add_server(fr_w, &st, fr_on_accept, NULL);
@@ -114,6 +118,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (fr_w == NULL) {
     fr_setup();
   }
+  qt_world_reseed(fr_w, data, size);
   if (fr_cli == NULL || fr_cli_dead) {
     fr_connect();
   }

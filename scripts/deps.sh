@@ -16,6 +16,8 @@ PKGS=(
   build-essential cmake pkg-config
   libgnutls28-dev libuv1-dev libcmocka-dev libjansson-dev
   gnutls-bin openssl coreutils procps python3 bsdutils clang-format
+  # scripts/tidy.sh (clang-tidy 14 on Debian 12, 19 on Debian 13).
+  clang-tidy
   # The API reference (scripts/docs.sh), the man pages (scdoc sources,
   # read with man -l) and the Debian packages (scripts/build-debs.sh).
   doxygen scdoc man-db debhelper dpkg-dev fakeroot lintian

@@ -6,6 +6,13 @@
 # mime_types quic_lb. Findings (crash-*, leak-*,
 # timeout-*) land in build-fuzz/findings/<harness>/; copy a fixed one into
 # fuzz/corpus/<harness>/ so tests/test_fuzz_corpus.c replays it in CI.
+# Replay one: build-fuzz/fuzz/fuzz_<harness> FILE. The harnesses take the
+# library's randomness from the input (endpoints: qt_world_reseed; tokens'
+# nonces; the CID map's hash key) and run on a fake clock, so a finding
+# replays the same draws in a fresh process. Only GnuTLS's own randomness
+# (TLS keys, the client random) still differs run to run: injected bytes
+# fail decryption under any key, but a finding that needs the live
+# connection's exact ciphertext may not replay.
 # For a long run: scripts/fuzz.sh 3600 router (or -jobs via FUZZ_ARGS).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs every uvquic test: a normal build (-Werror), then the same suite under
-# AddressSanitizer + UndefinedBehaviorSanitizer, then the threaded tests under
-# ThreadSanitizer, then each libFuzzer harness for a short bounded time
-# (UVQ_FUZZ_SECONDS, default 10; scripts/fuzz.sh runs them long).
+# Runs every uvquic test: a normal build (-Werror), clang-tidy over the
+# library and tools (scripts/tidy.sh: gating with clang-tidy 14, report-only
+# with other versions), then the same suite under AddressSanitizer +
+# UndefinedBehaviorSanitizer, then the threaded tests under ThreadSanitizer,
+# then each libFuzzer harness for a short bounded time (UVQ_FUZZ_SECONDS,
+# default 10; scripts/fuzz.sh runs them long).
 # Installs what is missing.
 #   scripts/test.sh            every pass
 #   scripts/test.sh --quick    the normal pass only
@@ -25,6 +27,10 @@ echo "== uvquic API reference (Doxygen, no warnings allowed) =="
 "$here/scripts/docs.sh" "$here/build" || status=1
 
 if [ $quick -eq 0 ]; then
+  # The normal build's compile_commands.json gives each file its flags.
+  echo "== uvquic clang-tidy (.clang-tidy; fails only with clang-tidy 14) =="
+  "$here/scripts/tidy.sh" "$here/build" || status=1
+
   echo "== uvquic tests: ASan + UBSan build =="
   "$here/scripts/build.sh" "$here/build-asan" -DUVQ_ASAN=ON -DUVQ_UBSAN=ON \
     -DCMAKE_BUILD_TYPE=Debug

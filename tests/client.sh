@@ -244,6 +244,31 @@ expect "-C - after SIGTERM" 0 '' "$CLIENT" -k -C - -o "$tmp/sig.bin" "$base/big.
 [ "$(sha "$tmp/sig.bin")" = "$(sha "$root/big.bin")" ] && [ ! -e "$tmp/sig.bin.part" ] &&
   pass "-C - after SIGTERM: the whole file" || fail "-C - after SIGTERM: the file differs"
 
+# --data @FILE that cannot be read to its end (a directory: fopen works,
+# fread fails) is an error, not an empty or truncated body.
+expect "--data @DIR" 2 'cannot read .*: Is a directory' \
+  "$CLIENT" -k --data "@$tmp/dir" -o "$tmp/kl.txt" "$base/small.txt"
+
+# ---- SSLKEYLOGFILE: both tools append the NSS key log ----------------------
+# (the library hands the lines to a callback; the file is the tools'.) The
+# client's line for its traffic secret must be the server's too.
+SSLKEYLOGFILE=$tmp/server-keys.log start_bare_server keylog --root "$root"
+rc=0
+SSLKEYLOGFILE=$tmp/client-keys.log "$CLIENT" -k -o "$tmp/kl.txt" \
+  "https://127.0.0.1:$PORT/small.txt" 2>"$tmp/kl.err" </dev/null || rc=$?
+UPID=$SERVER_PID stop_server keylog
+kline=$(grep -s '^CLIENT_TRAFFIC_SECRET_0 [0-9a-f]\{64\} [0-9a-f]\+$' \
+  "$tmp/client-keys.log" | head -n1 || true)
+if [ "$rc" = 0 ] && [ -n "$kline" ] &&
+  grep -qxF "$kline" "$tmp/server-keys.log" &&
+  [ "$(stat -c %a "$tmp/client-keys.log")" = 600 ]; then
+  pass "SSLKEYLOGFILE: client and server log the same secrets, mode 600"
+else
+  fail "SSLKEYLOGFILE: exit $rc, client log: $(cat "$tmp/client-keys.log" 2>&1)"
+fi
+SSLKEYLOGFILE=$tmp/no/such/dir/keys.log expect "SSLKEYLOGFILE cannot be opened" \
+  2 'SSLKEYLOGFILE: cannot open' "$CLIENT" -k -o "$tmp/kl.txt" "$base/small.txt"
+
 # 56: the server stops answering mid-transfer. The reader takes 1 MiB and
 # then reads nothing more for a while, so the client withholds credit
 # (back-pressure) and the transfer is still running when the server stops.

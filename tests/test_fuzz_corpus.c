@@ -180,6 +180,71 @@ static void test_fuzz_corpus_quic_lb(void **state) {
   run("quic_lb", fuzz_quic_lb_one, 2000);
 }
 
+/* ---- a reseeded world draws what its input says ------------------------ */
+
+typedef struct first_dcid {
+  int from;
+  size_t len; /* 0 until captured */
+  uint8_t dcid[UVQ_MAX_CIDLEN];
+} first_dcid;
+
+/* qt filter: keeps the DCID of the first long-header datagram |from| sends. */
+static int capture_dcid(qt_world *w, int from, qt_pkt *p, void *ud) {
+  first_dcid *f = ud;
+  (void)w;
+  if (from == f->from && f->len == 0 && p->len > 6 && (p->data[0] & 0x80) &&
+      p->data[5] <= UVQ_MAX_CIDLEN && p->len > 6u + p->data[5]) {
+    f->len = p->data[5];
+    memcpy(f->dcid, p->data + 6, f->len);
+  }
+  return 0;
+}
+
+/* A seeded world makes |history| connections, is reseeded with |input|
+ * (as a harness does with each input) and connects once more: the DCID of
+ * that connection's first Initial goes to |f|. The application is
+ * fuzz/seeds.c's (sd_on_accept, sd_cb), included above. */
+static void reseeded_connect(int history, const char *input, first_dcid *f) {
+  qt_world w;
+  uvq_conn *conn;
+  int s, c;
+
+  qt_world_init(&w, 7);
+  w.seeded_rand = 1;
+  s = qt_add_server(&w, NULL, sd_on_accept, NULL);
+  c = qt_add_client(&w, NULL, NULL);
+  assert_true(s >= 0 && c >= 0);
+  for (int i = 0; i < history; i++) {
+    assert_int_equal(qt_connect(&w, c, s, &sd_cb, NULL, &conn), 0);
+    qt_run(&w, NULL, NULL, 50 * UVQ_MILLISECONDS);
+  }
+  qt_world_reseed(&w, (const uint8_t *)input, strlen(input));
+  memset(f, 0, sizeof(*f));
+  f->from = c;
+  w.filter = capture_dcid;
+  w.filter_ud = f;
+  assert_int_equal(qt_connect(&w, c, s, &sd_cb, NULL, &conn), 0);
+  qt_run(&w, NULL, NULL, 50 * UVQ_MILLISECONDS);
+  assert_true(f->len >= 8);
+  qt_world_free(&w);
+}
+
+/* What the harnesses rely on for a crash file to replay: after
+ * qt_world_reseed, the world's draws depend on the input alone, not on
+ * what the world did before (libFuzzer ran other inputs before the crash;
+ * the replay runs only the crash file). */
+static void test_fuzz_reseed_replays(void **state) {
+  first_dcid a, b, other;
+  (void)state;
+
+  reseeded_connect(0, "crash-input", &a);
+  reseeded_connect(3, "crash-input", &b);
+  reseeded_connect(0, "another-input", &other);
+  assert_int_equal(a.len, b.len);
+  assert_memory_equal(a.dcid, b.dcid, a.len);
+  assert_memory_not_equal(a.dcid, other.dcid, a.len);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fuzz_corpus_router),
@@ -190,6 +255,7 @@ int main(void) {
       cmocka_unit_test(test_fuzz_corpus_http_cond),
       cmocka_unit_test(test_fuzz_corpus_mime_types),
       cmocka_unit_test(test_fuzz_corpus_quic_lb),
+      cmocka_unit_test(test_fuzz_reseed_replays),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

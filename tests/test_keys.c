@@ -1,6 +1,8 @@
 /*
- * The key file (uvq_keys): save / load round trip, permission and format
- * refusals, and two server "processes" sharing one key file — each accepts
+ * The key file (uvq_keys): the format (uvq_keys_format / uvq_keys_parse,
+ * no I/O) and the tools' file I/O on it (apps/cli.c: cli_keys_save /
+ * cli_keys_load): round trip, permission and format refusals, and two
+ * server "processes" sharing one key file — each accepts
  * the other's Retry tokens, NEW_TOKEN tokens and session tickets — while a
  * server with other 0-RTT limits no longer resumes those tickets.
  */
@@ -15,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "core/conn.h"
 #include "core/endpoint.h"
 #include "core/token.h"
@@ -59,11 +62,11 @@ static void test_keys_round_trip(void **state) {
   path_in_dir(path, sizeof(path), "keys");
   assert_int_equal(uvq_keys_generate(&k), 0);
   assert_int_equal(k.token_key_prev_set, 0);
-  assert_int_equal(uvq_keys_save(&k, path, err, sizeof(err)), 0);
+  assert_int_equal(cli_keys_save(&k, path, err, sizeof(err)), 0);
   assert_int_equal(stat(path, &st), 0);
   assert_int_equal(st.st_mode & 0777, 0600);
   memset(&back, 0xee, sizeof(back));
-  assert_int_equal(uvq_keys_load(&back, path, err, sizeof(err)), 0);
+  assert_int_equal(cli_keys_load(&back, path, err, sizeof(err)), 0);
   assert_memory_equal(back.ticket_key, k.ticket_key, UVQ_TICKET_KEYLEN);
   assert_memory_equal(back.token_key, k.token_key, UVQ_TOKEN_KEYLEN);
   assert_memory_equal(back.static_secret, k.static_secret,
@@ -80,10 +83,10 @@ static void test_keys_round_trip(void **state) {
                       UVQ_STATIC_SECRETLEN);
   assert_memory_not_equal(again.token_key, k.token_key, UVQ_TOKEN_KEYLEN);
   assert_memory_equal(again.ticket_key, k.ticket_key, UVQ_TICKET_KEYLEN);
-  assert_int_equal(uvq_keys_save(&again, path, err, sizeof(err)), 0);
+  assert_int_equal(cli_keys_save(&again, path, err, sizeof(err)), 0);
   assert_int_equal(stat(path, &st), 0);
   assert_int_equal(st.st_mode & 0777, 0600);
-  assert_int_equal(uvq_keys_load(&back, path, err, sizeof(err)), 0);
+  assert_int_equal(cli_keys_load(&back, path, err, sizeof(err)), 0);
   assert_memory_equal(&back, &again, sizeof(back));
   /* No temporary file is left behind. */
   {
@@ -101,43 +104,83 @@ static void test_keys_refused(void **state) {
 
   path_in_dir(path, sizeof(path), "keys-perm");
   assert_int_equal(uvq_keys_generate(&k), 0);
-  assert_int_equal(uvq_keys_save(&k, path, err, sizeof(err)), 0);
+  assert_int_equal(cli_keys_save(&k, path, err, sizeof(err)), 0);
 
   /* Readable by the group, or by everyone: refused, untouched output. */
   memset(&back, 0x11, sizeof(back));
   assert_int_equal(chmod(path, 0640), 0);
-  assert_int_equal(uvq_keys_load(&back, path, err, sizeof(err)),
+  assert_int_equal(cli_keys_load(&back, path, err, sizeof(err)),
                    UVQ_ERR_KEY_FILE);
   assert_non_null(strstr(err, "0640"));
   assert_non_null(strstr(err, path));
   assert_int_equal(chmod(path, 0604), 0);
-  assert_int_equal(uvq_keys_load(&back, path, err, sizeof(err)),
+  assert_int_equal(cli_keys_load(&back, path, err, sizeof(err)),
                    UVQ_ERR_KEY_FILE);
   assert_int_equal(back.token_key_prev_set, 0x11111111);
   assert_int_equal(chmod(path, 0400), 0);
-  assert_int_equal(uvq_keys_load(&back, path, err, sizeof(err)), 0);
+  assert_int_equal(cli_keys_load(&back, path, err, sizeof(err)), 0);
   unlink(path);
 
-  /* Missing file, other version, missing key, bad hex, unknown key. */
-  assert_int_equal(uvq_keys_load(&back, path, err, sizeof(err)), UVQ_ERR_IO);
-  write_text(path, "uvquic-keys 2\n", 0600);
-  assert_int_equal(uvq_keys_load(&back, path, err, sizeof(err)),
-                   UVQ_ERR_KEY_FILE);
-  assert_non_null(strstr(err, "version"));
-  write_text(path,
-             "uvquic-keys 1\ntoken_key 00112233445566778899aabbccddeeff\n",
-             0600);
-  assert_int_equal(uvq_keys_load(&back, path, err, sizeof(err)),
-                   UVQ_ERR_KEY_FILE);
-  assert_non_null(strstr(err, "incomplete"));
+  /* A missing file; contents the parser refuses, through the file. */
+  assert_int_equal(cli_keys_load(&back, path, err, sizeof(err)), UVQ_ERR_IO);
   write_text(path, "uvquic-keys 1\ntoken_key 0011zz\n", 0600);
-  assert_int_equal(uvq_keys_load(&back, path, err, sizeof(err)),
+  assert_int_equal(cli_keys_load(&back, path, err, sizeof(err)),
                    UVQ_ERR_KEY_FILE);
+  assert_non_null(strstr(err, path));
   assert_non_null(strstr(err, ":2:"));
-  write_text(path, "uvquic-keys 1\nsecret_sauce 00\n", 0600);
-  assert_int_equal(uvq_keys_load(&back, path, err, sizeof(err)),
-                   UVQ_ERR_KEY_FILE);
   unlink(path);
+}
+
+/* The format alone, no file: what uvq_keys_parse refuses, and
+ * uvq_keys_format's buffer limits. */
+static void test_keys_parse_format(void **state) {
+  static const struct {
+    const char *text, *msg;
+  } bad[] = {
+      {"uvquic-keys 2\n", "version"},
+      {"uvquic-keys 1\ntoken_key 00112233445566778899aabbccddeeff\n",
+       "incomplete"},
+      {"uvquic-keys 1\ntoken_key 0011zz\n", "k:2:"},
+      {"uvquic-keys 1\nsecret_sauce 00\n", "unknown key"},
+      {"ticket_key 00\n", "not a uvquic key file"},
+      {"", "incomplete"},
+  };
+  uvq_keys k, back;
+  char text[UVQ_KEYS_TEXTLEN], err[256];
+  ssize_t n;
+  (void)state;
+
+  assert_int_equal(uvq_keys_generate(&k), 0);
+  assert_int_equal(uvq_keys_rotate(&k), 0); /* both _prev keys written */
+  n = uvq_keys_format(&k, text, sizeof(text));
+  assert_true(n > 0);
+  assert_int_equal(strlen(text), (size_t)n);
+  memset(&back, 0xee, sizeof(back));
+  assert_int_equal(
+      uvq_keys_parse(&back, text, (size_t)n, "k", err, sizeof(err)), 0);
+  assert_memory_equal(&back, &k, sizeof(back));
+  /* One byte short of the NUL: refused, and no partial secret left. */
+  assert_int_equal(uvq_keys_format(&k, text, (size_t)n),
+                   UVQ_ERR_INVALID_ARGUMENT);
+  for (ssize_t i = 0; i < n; i++) {
+    assert_int_equal(text[i], 0);
+  }
+  assert_int_equal(uvq_keys_format(&k, text, 10), UVQ_ERR_INVALID_ARGUMENT);
+  assert_int_equal(uvq_keys_format(NULL, text, sizeof(text)),
+                   UVQ_ERR_INVALID_ARGUMENT);
+
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    memset(&back, 0x11, sizeof(back));
+    assert_int_equal(uvq_keys_parse(&back, bad[i].text, strlen(bad[i].text),
+                                    "k", err, sizeof(err)),
+                     UVQ_ERR_KEY_FILE);
+    assert_non_null(strstr(err, bad[i].msg));
+    assert_int_equal(back.token_key_prev_set, 0x11111111);
+  }
+  assert_int_equal(uvq_keys_parse(NULL, "", 0, "k", err, sizeof(err)),
+                   UVQ_ERR_INVALID_ARGUMENT);
+  assert_int_equal(uvq_keys_parse(&back, NULL, 0, "k", err, sizeof(err)),
+                   UVQ_ERR_INVALID_ARGUMENT);
 }
 
 /* ---- two servers behind one address ----------------------------------- */
@@ -268,9 +311,9 @@ static void test_keys_shared_between_servers(void **state) {
    * endpoints; nothing shared in memory). */
   path_in_dir(path, sizeof(path), "shared");
   assert_int_equal(uvq_keys_generate(&generated), 0);
-  assert_int_equal(uvq_keys_save(&generated, path, err, sizeof(err)), 0);
-  assert_int_equal(uvq_keys_load(&ka, path, err, sizeof(err)), 0);
-  assert_int_equal(uvq_keys_load(&kb, path, err, sizeof(err)), 0);
+  assert_int_equal(cli_keys_save(&generated, path, err, sizeof(err)), 0);
+  assert_int_equal(cli_keys_load(&ka, path, err, sizeof(err)), 0);
+  assert_int_equal(cli_keys_load(&kb, path, err, sizeof(err)), 0);
   uvq_settings_default(&sa);
   sa.retry = UVQ_RETRY_ALWAYS;
   uvq_keys_apply(&ka, &sa, NULL);
@@ -495,6 +538,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_keys_round_trip),
       cmocka_unit_test(test_keys_refused),
+      cmocka_unit_test(test_keys_parse_format),
       cmocka_unit_test(test_keys_shared_between_servers),
       cmocka_unit_test(test_keys_apply_and_bad_ticket_key),
       cmocka_unit_test(test_keys_reload),

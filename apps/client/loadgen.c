@@ -566,6 +566,7 @@ static void lg_phase(client *c) {
     return;
   }
   /* --rate */
+  /* An array of pointers. NOLINTNEXTLINE(bugprone-sizeof-expression) */
   c->rconns = calloc(c->rounds, sizeof(*c->rconns));
   c->nrreqs = (size_t)(c->rate * (double)c->duration / 1e9);
   c->rreqs = calloc(c->nrreqs ? c->nrreqs : 1, sizeof(*c->rreqs));

@@ -711,8 +711,13 @@ UVQ_EXTERN void uvq_settings_default(uvq_settings *s);
 /* TLS                                                                      */
 /* ------------------------------------------------------------------------ */
 
-/** The current version of uvq_tls_config. */
-#define UVQ_TLS_CONFIG_VERSION 1
+/**
+ * The current version of uvq_tls_config. 2 removed keylog_file (the
+ * library opens no key log file; see keylog) and added wall_time, keylog
+ * and user_data at the end; a version-1 config, laid out differently, is
+ * refused.
+ */
+#define UVQ_TLS_CONFIG_VERSION 2
 
 /**
  * uvq_tls_config configures a TLS context (GnuTLS underneath). One context
@@ -747,11 +752,6 @@ typedef struct uvq_tls_config {
    * change that.
    */
   const char *ciphers;
-  /**
-   * File to append the NSS key log to (for Wireshark). NULL = the
-   * SSLKEYLOGFILE environment variable, read when the context is created.
-   */
-  const char *keylog_file;
   /**
    * Optional per-connection hook (tokio-quiche's ConnectionHook): runs for
    * every new connection's GnuTLS session (a gnutls_session_t) after uvquic
@@ -788,6 +788,29 @@ typedef struct uvq_tls_config {
    */
   const uint8_t *ticket_key;
   size_t ticket_keylen; /**< Length of ticket_key: UVQ_TICKET_KEYLEN. */
+  /**
+   * (version >= 2) Optional: wall-clock seconds since the epoch, the
+   * clock uvq_endpoint_config.wall_time reads. uvq_tls_ctx_new calls it
+   * once, for the validity of an ephemeral certificate (from an hour
+   * before to a week after). NULL: the system clock (time(2)). A test
+   * world gives its own clock, so that a run replays exactly.
+   */
+  uint64_t (*wall_time)(void *user_data);
+  /**
+   * (version >= 2) Optional: receives the NSS key log (the format
+   * Wireshark reads), one line per call: |line| is |len| bytes ending in
+   * a newline and NUL-terminated after it, valid during the call only.
+   * It runs during handshakes on the thread driving the connection's
+   * endpoint, so on several threads at once if endpoints on several
+   * threads share the context; it must not call into uvquic. NULL
+   * (default): no key log. The library itself neither reads the
+   * SSLKEYLOGFILE environment variable nor lets GnuTLS write to it; the
+   * tools (uvquic-server, uvquic-client) honour it by appending these
+   * lines to the file it names. The lines are secrets: whoever has them
+   * can decrypt the connections they belong to.
+   */
+  void (*keylog)(const char *line, size_t len, void *user_data);
+  void *user_data; /**< (version >= 2) Passed to wall_time and keylog. */
 } uvq_tls_config;
 
 /** uvq_tls_config_default zeroes |cfg| and sets its version. */
@@ -860,8 +883,9 @@ UVQ_EXTERN int uvq_tls_ctx_reload(uvq_tls_ctx *ctx, const uvq_tls_config *cfg,
  *   recognisably by its peer (it ends by idle timeout instead): rotate it
  *   rarely, between restarts.
  *
- * To rotate: uvq_keys_rotate, uvq_keys_save, then restart the processes one
- * by one — tokens from old and new processes are accepted by both.
+ * To rotate: uvq_keys_rotate, uvq_keys_format and store the text, then
+ * restart the processes one by one — tokens from old and new processes
+ * are accepted by both.
  * The contents are secret: whoever has them can forge tokens, reset
  * connections and decrypt session tickets.
  */
@@ -899,28 +923,41 @@ UVQ_EXTERN int uvq_keys_generate(uvq_keys *keys);
 UVQ_EXTERN int uvq_keys_rotate(uvq_keys *keys);
 
 /**
- * uvq_keys_save writes |keys| to |path| in uvquic's key file format (a
- * versioned text file: "uvquic-keys 1", then one "name hex" line per key)
- * with mode 0600: to a temporary file in the same directory, flushed to
- * disk, then renamed over |path|, so readers see the old file or the new
- * one, never a part. Returns 0, UVQ_ERR_INVALID_ARGUMENT or UVQ_ERR_IO;
- * on error a one-line reason goes to |errbuf| (may be NULL).
+ * A buffer of UVQ_KEYS_TEXTLEN bytes holds any key file uvq_keys_format
+ * writes, its NUL included.
  */
-UVQ_EXTERN int uvq_keys_save(const uvq_keys *keys, const char *path,
-                             char *errbuf, size_t errbuflen);
+#define UVQ_KEYS_TEXTLEN 1024
 
 /**
- * uvq_keys_load reads a key file written by uvq_keys_save into |keys|. It
- * refuses a file that its group or other users may read or write (mode
- * must be 0600 or stricter) and anything it cannot parse: unknown version,
- * a missing current key, bad hex, a wrong length.
- * Returns 0, UVQ_ERR_INVALID_ARGUMENT, UVQ_ERR_IO (cannot open or read)
- * or UVQ_ERR_KEY_FILE (permissions or contents); on error a one-line
- * reason naming the file goes to |errbuf| (may be NULL). |keys| is
- * untouched on error.
+ * uvq_keys_format writes |keys| into |buf| in uvquic's key file format (a
+ * versioned text: "uvquic-keys 1", then one "name hex" line per key),
+ * NUL-terminated. It does no I/O: storing the text is the caller's —
+ * secret, so written with mode 0600, and atomically (a temporary file in
+ * the same directory, flushed, renamed over the old one), as
+ * uvquic-server --gen-keys does. Wipe |buf| afterwards.
+ *
+ * Returns the text's length (without the NUL), or
+ * UVQ_ERR_INVALID_ARGUMENT (a NULL argument, or |buflen| too small:
+ * UVQ_KEYS_TEXTLEN always suffices; |buf| is then zeroed).
  */
-UVQ_EXTERN int uvq_keys_load(uvq_keys *keys, const char *path, char *errbuf,
-                             size_t errbuflen);
+UVQ_EXTERN ssize_t uvq_keys_format(const uvq_keys *keys, char *buf,
+                                   size_t buflen);
+
+/**
+ * uvq_keys_parse reads the |len| bytes of key file text at |text| (what
+ * uvq_keys_format writes) into |keys|. It refuses anything it cannot
+ * parse: unknown version, a missing current key, bad hex, a wrong length,
+ * an unknown or repeated key. It does no I/O: reading the file, and
+ * refusing one that others may read (uvquic-server refuses any mode but
+ * 0600 or stricter), is the caller's.
+ *
+ * Returns 0, UVQ_ERR_INVALID_ARGUMENT (|keys| or |text| NULL) or
+ * UVQ_ERR_KEY_FILE (the contents); on error a one-line reason naming
+ * |name| (the file, for messages; may be NULL) and the line goes to
+ * |errbuf| (may be NULL). |keys| is untouched on error.
+ */
+UVQ_EXTERN int uvq_keys_parse(uvq_keys *keys, const char *text, size_t len,
+                              const char *name, char *errbuf, size_t errbuflen);
 
 /**
  * uvq_keys_apply puts |keys| into |settings| (static_secret, token_key,
@@ -1798,7 +1835,7 @@ UVQ_EXTERN void uvq_endpoint_close_all(uvq_endpoint *ep, uint64_t app_error,
                                        const char *reason);
 
 /**
- * uvq_endpoint_reload_keys puts |keys| (uvq_keys_load) into the running
+ * uvq_endpoint_reload_keys puts |keys| (uvq_keys_parse) into the running
  * server endpoint |ep| as a restart with them would, without touching a
  * connection: a token key that differs from the current one becomes
  * current (the current one stays accepted as the previous), the reset

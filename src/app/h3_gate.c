@@ -69,6 +69,8 @@ static int gate_hold(uvq_h3_conn *h, h3_gate *g, const uint8_t *p, size_t n) {
     g->hold = nb;
     g->holdcap = cap;
   }
+  /* hold is NULL only with holdcap 0, and n > 0: grown just above. */
+  /* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker) */
   memcpy(g->hold + g->holdlen, p, n);
   g->holdlen += n;
   return 0;

@@ -156,6 +156,9 @@ static ngtcp2_ssize write_datagram(uvq_conn *conn, ngtcp2_path *path,
       uvq_stream_consumed(conn, s, (size_t)ndatalen, flags);
       continue;
     }
+    /* ngtcp2 returns the stream errors below only for a stream write
+     * (sid >= 0, so s is not NULL). */
+    /* NOLINTBEGIN(clang-analyzer-core.NullDereference) */
     if (n == NGTCP2_ERR_STREAM_DATA_BLOCKED) {
       s->data_blocked = 1;
       conn->nblocked++;
@@ -174,6 +177,7 @@ static ngtcp2_ssize write_datagram(uvq_conn *conn, ngtcp2_path *path,
       uvq_stream_unready(conn, s);
       continue;
     }
+    /* NOLINTEND(clang-analyzer-core.NullDereference) */
     if (n < 0) {
       return n;
     }

@@ -122,6 +122,7 @@ static int heap_reserve(uvq_endpoint *ep, size_t n) {
   while (cap < n) {
     cap *= 2;
   }
+  /* An array of pointers. NOLINTNEXTLINE(bugprone-sizeof-expression) */
   h = uvq_realloc(ep->mem, ep->heap, cap * sizeof(*h));
   if (h == NULL) {
     return UVQ_ERR_NOMEM;

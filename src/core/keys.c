@@ -1,16 +1,11 @@
 /*
  * The key file: what must survive restarts and be shared by the processes
  * behind one address (session-ticket master key, token keys, stateless-
- * reset secret). A small versioned text format, written atomically with
- * mode 0600 and refused on load when others may read it.
+ * reset secret). A small versioned text format, formatted and parsed here;
+ * reading and writing the file is the caller's (the tools: apps/cli.c).
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
@@ -20,8 +15,6 @@
 
 #define KEYS_MAGIC "uvquic-keys"
 #define KEYS_VERSION 1
-/* Longest file we read: the format needs well under 1 KiB. */
-#define KEYS_MAXFILE 8192
 
 int uvq_keys_generate(uvq_keys *keys) {
   if (keys == NULL) {
@@ -86,13 +79,16 @@ void uvq_keys_apply(const uvq_keys *keys, uvq_settings *settings,
 static size_t put_line(char *out, size_t off, size_t cap, const char *name,
                        const uint8_t *key, size_t keylen) {
   static const char hex[] = "0123456789abcdef";
-  size_t need = strlen(name) + 1 + 2 * keylen + 1;
+  size_t namelen = strlen(name);
+  size_t need = namelen + 1 + 2 * keylen + 1;
 
   if (off + need > cap) {
     return cap + 1;
   }
-  memcpy(out + off, name, strlen(name));
-  off += strlen(name);
+  /* Part of a line; the text's NUL comes after its last line.
+   * NOLINTNEXTLINE(bugprone-not-null-terminated-result) */
+  memcpy(out + off, name, namelen);
+  off += namelen;
   out[off++] = ' ';
   for (size_t i = 0; i < keylen; i++) {
     out[off++] = hex[key[i] >> 4];
@@ -102,108 +98,41 @@ static size_t put_line(char *out, size_t off, size_t cap, const char *name,
   return off;
 }
 
-static int write_all(int fd, const char *p, size_t len) {
-  while (len > 0) {
-    ssize_t n = write(fd, p, len);
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return -1;
-    }
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
+ssize_t uvq_keys_format(const uvq_keys *keys, char *buf, size_t buflen) {
+  size_t off;
+  int n;
 
-int uvq_keys_save(const uvq_keys *keys, const char *path, char *errbuf,
-                  size_t errbuflen) {
-  char text[1024];
-  char *tmp;
-  size_t off, pathlen;
-  int fd, n, e = 0;
-
-  if (errbuf && errbuflen) {
-    errbuf[0] = '\0';
-  }
-  if (keys == NULL || path == NULL || path[0] == '\0') {
-    uvq_set_errbuf(errbuf, errbuflen, "keys and path are required");
+  if (keys == NULL || buf == NULL) {
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  n = snprintf(text, sizeof(text),
+  n = snprintf(buf, buflen,
                "# uvquic key file: secret, keep it mode 0600\n%s %d\n",
                KEYS_MAGIC, KEYS_VERSION);
+  if (n < 0 || (size_t)n >= buflen) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
   off = (size_t)n;
-  off = put_line(text, off, sizeof(text), "ticket_key", keys->ticket_key,
+  off = put_line(buf, off, buflen, "ticket_key", keys->ticket_key,
                  UVQ_TICKET_KEYLEN);
-  off = put_line(text, off, sizeof(text), "token_key", keys->token_key,
+  off = put_line(buf, off, buflen, "token_key", keys->token_key,
                  UVQ_TOKEN_KEYLEN);
   if (keys->token_key_prev_set) {
-    off = put_line(text, off, sizeof(text), "token_key_prev",
-                   keys->token_key_prev, UVQ_TOKEN_KEYLEN);
+    off = put_line(buf, off, buflen, "token_key_prev", keys->token_key_prev,
+                   UVQ_TOKEN_KEYLEN);
   }
-  off = put_line(text, off, sizeof(text), "static_secret", keys->static_secret,
+  off = put_line(buf, off, buflen, "static_secret", keys->static_secret,
                  UVQ_STATIC_SECRETLEN);
   if (keys->static_secret_prev_set) {
-    off = put_line(text, off, sizeof(text), "static_secret_prev",
+    off = put_line(buf, off, buflen, "static_secret_prev",
                    keys->static_secret_prev, UVQ_STATIC_SECRETLEN);
   }
-  if (off > sizeof(text)) {
-    return UVQ_ERR_INTERNAL; /* cannot happen: the buffer fits every key */
+  if (off >= buflen) {
+    /* Too small (or no room for the NUL): leave no partial secret. */
+    gnutls_memset(buf, 0, buflen);
+    return UVQ_ERR_INVALID_ARGUMENT;
   }
-
-  /* mkstemp creates the file with mode 0600 in the target's directory, so
-   * the rename below stays within one file system. */
-  pathlen = strlen(path);
-  tmp = malloc(pathlen + sizeof(".tmpXXXXXX"));
-  if (tmp == NULL) {
-    gnutls_memset(text, 0, sizeof(text));
-    uvq_set_errbuf(errbuf, errbuflen, "out of memory");
-    return UVQ_ERR_NOMEM;
-  }
-  memcpy(tmp, path, pathlen);
-  memcpy(tmp + pathlen, ".tmpXXXXXX", sizeof(".tmpXXXXXX"));
-  fd = mkstemp(tmp);
-  if (fd < 0) {
-    e = errno;
-    uvq_set_errbuf(errbuf, errbuflen,
-                   "key file %s: cannot create a temporary file: %s", path,
-                   strerror(e));
-    goto fail_open;
-  }
-  if (fchmod(fd, 0600) != 0 || write_all(fd, text, off) != 0 ||
-      fsync(fd) != 0) {
-    e = errno;
-    uvq_set_errbuf(errbuf, errbuflen, "key file %s: cannot write %s: %s", path,
-                   tmp, strerror(e));
-    close(fd);
-    goto fail_write;
-  }
-  if (close(fd) != 0) {
-    e = errno;
-    uvq_set_errbuf(errbuf, errbuflen, "key file %s: cannot write %s: %s", path,
-                   tmp, strerror(e));
-    goto fail_write;
-  }
-  if (rename(tmp, path) != 0) {
-    e = errno;
-    uvq_set_errbuf(errbuf, errbuflen,
-                   "key file %s: cannot rename %s over it: %s", path, tmp,
-                   strerror(e));
-    goto fail_write;
-  }
-  gnutls_memset(text, 0, sizeof(text));
-  free(tmp);
-  return 0;
-
-fail_write:
-  unlink(tmp);
-fail_open:
-  gnutls_memset(text, 0, sizeof(text));
-  free(tmp);
-  errno = e;
-  return UVQ_ERR_IO;
+  buf[off] = '\0';
+  return (ssize_t)off;
 }
 
 /* ---- reading ----------------------------------------------------------- */
@@ -236,29 +165,6 @@ static int parse_hex(uint8_t *key, size_t keylen, const char *s, size_t slen) {
   return 0;
 }
 
-static int read_file(int fd, char *buf, size_t cap, size_t *plen) {
-  size_t len = 0;
-  for (;;) {
-    ssize_t n = read(fd, buf + len, cap - len);
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return -1;
-    }
-    if (n == 0) {
-      break;
-    }
-    len += (size_t)n;
-    if (len == cap) {
-      errno = EFBIG;
-      return -1;
-    }
-  }
-  *plen = len;
-  return 0;
-}
-
 /* Bits of which keys a file set. */
 #define HAVE_TICKET 0x1u
 #define HAVE_TOKEN 0x2u
@@ -267,15 +173,15 @@ static int read_file(int fd, char *buf, size_t cap, size_t *plen) {
 #define HAVE_SECRET_PREV 0x10u
 #define HAVE_MAGIC 0x20u
 
-static int parse_keys(uvq_keys *k, char *text, size_t len, const char *path,
-                      char *errbuf, size_t errbuflen) {
+static int parse_keys(uvq_keys *k, const char *text, size_t len,
+                      const char *path, char *errbuf, size_t errbuflen) {
   unsigned int have = 0;
   size_t lineno = 0;
-  char *p = text, *end = text + len;
+  const char *p = text, *end = text + len;
 
   while (p < end) {
-    char *nl = memchr(p, '\n', (size_t)(end - p));
-    char *line = p, *sp, *val;
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    const char *line = p, *sp, *val;
     size_t linelen, namelen, vallen;
     unsigned int bit = 0;
     uint8_t *dst = NULL;
@@ -366,63 +272,20 @@ static int parse_keys(uvq_keys *k, char *text, size_t len, const char *path,
   return 0;
 }
 
-int uvq_keys_load(uvq_keys *keys, const char *path, char *errbuf,
-                  size_t errbuflen) {
-  char text[KEYS_MAXFILE];
+int uvq_keys_parse(uvq_keys *keys, const char *text, size_t len,
+                   const char *name, char *errbuf, size_t errbuflen) {
   uvq_keys k;
-  struct stat st;
-  size_t len = 0;
-  int fd, rv, e;
+  int rv;
 
   if (errbuf && errbuflen) {
     errbuf[0] = '\0';
   }
-  if (keys == NULL || path == NULL) {
-    uvq_set_errbuf(errbuf, errbuflen, "keys and path are required");
+  if (keys == NULL || text == NULL) {
+    uvq_set_errbuf(errbuf, errbuflen, "keys and text are required");
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    e = errno;
-    uvq_set_errbuf(errbuf, errbuflen, "key file %s: %s", path, strerror(e));
-    errno = e;
-    return UVQ_ERR_IO;
-  }
-  /* Checked on the open file, so a swap between check and read cannot
-   * slip a readable file in. */
-  if (fstat(fd, &st) != 0) {
-    e = errno;
-    close(fd);
-    uvq_set_errbuf(errbuf, errbuflen, "key file %s: %s", path, strerror(e));
-    errno = e;
-    return UVQ_ERR_IO;
-  }
-  if (!S_ISREG(st.st_mode)) {
-    close(fd);
-    uvq_set_errbuf(errbuf, errbuflen, "key file %s: not a regular file", path);
-    return UVQ_ERR_KEY_FILE;
-  }
-  if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-    close(fd);
-    uvq_set_errbuf(
-        errbuf, errbuflen,
-        "key file %s: mode %04o lets group or others access it; refusing "
-        "(chmod 600 it, and consider the keys leaked)",
-        path, (unsigned)(st.st_mode & 07777));
-    return UVQ_ERR_KEY_FILE;
-  }
-  if (read_file(fd, text, sizeof(text), &len) != 0) {
-    e = errno;
-    close(fd);
-    uvq_set_errbuf(errbuf, errbuflen, "key file %s: %s", path,
-                   e == EFBIG ? "too large to be a key file" : strerror(e));
-    gnutls_memset(text, 0, sizeof(text));
-    return e == EFBIG ? UVQ_ERR_KEY_FILE : UVQ_ERR_IO;
-  }
-  close(fd);
   memset(&k, 0, sizeof(k));
-  rv = parse_keys(&k, text, len, path, errbuf, errbuflen);
-  gnutls_memset(text, 0, sizeof(text));
+  rv = parse_keys(&k, text, len, name ? name : "(text)", errbuf, errbuflen);
   if (rv == 0) {
     *keys = k;
   }

@@ -60,7 +60,8 @@ int uvq_resume_encode(uvq_conn *conn, uint8_t **pblob, size_t *plen) {
     return UVQ_ERR_NOMEM;
   }
   p = blob;
-  memcpy(p, BLOB_MAGIC, 4);
+  /* The magic's 4 bytes, not a string. */
+  memcpy(p, BLOB_MAGIC, 4); /* NOLINT(bugprone-not-null-terminated-result) */
   p += 4;
   *p++ = BLOB_VERSION;
   *p++ = (uint8_t)(conn->first_version >> 24);

@@ -92,6 +92,7 @@ static void grow(uvq_sources *t) {
   if (t->count < t->nbuckets) {
     return;
   }
+  /* An array of pointers. NOLINTNEXTLINE(bugprone-sizeof-expression) */
   b = uvq_calloc(t->mem, n, sizeof(*b));
   if (b == NULL) {
     return; /* longer chains, nothing lost */

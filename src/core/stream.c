@@ -54,6 +54,7 @@ static int table_insert(uvq_conn *conn, uvq_stream *s) {
     size_t ncap = t->cap ? t->cap * 2 : 8;
     uvq_stream **old = t->slots;
     size_t ocap = t->cap;
+    /* An array of pointers. NOLINTNEXTLINE(bugprone-sizeof-expression) */
     uvq_stream **slots = uvq_calloc(conn->ep->mem, ncap, sizeof(*slots));
     if (slots == NULL) {
       return UVQ_ERR_NOMEM;

@@ -5,13 +5,11 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <gnutls/crypto.h>
 #include <gnutls/x509.h>
@@ -83,9 +81,6 @@ static void tls_ctx_free(uvq_tls_ctx *ctx) {
   }
   for (i = 0; i < ctx->alpnlen; ++i) {
     uvq_free(ctx->mem, ctx->alpn[i].data);
-  }
-  if (ctx->keylog_fd >= 0) {
-    close(ctx->keylog_fd);
   }
   uvq_free(ctx->mem, ctx->cert_pem);
   if (ctx->ticket_key.data) {
@@ -367,7 +362,8 @@ fail:
  * the trust list without treating it as an issuer, so a client can use
  * the exported PEM as its CA file (tests/test_tls.c checks this).
  */
-static int gen_ephemeral(uvq_tls_ctx *ctx, char *errbuf, size_t errbuflen) {
+static int gen_ephemeral(uvq_tls_ctx *ctx, time_t now, char *errbuf,
+                         size_t errbuflen) {
   static const uint8_t ip4[4] = {127, 0, 0, 1};
   static const uint8_t ip6[16] = {0, 0, 0, 0, 0, 0, 0, 0,
                                   0, 0, 0, 0, 0, 0, 0, 1};
@@ -376,7 +372,6 @@ static int gen_ephemeral(uvq_tls_ctx *ctx, char *errbuf, size_t errbuflen) {
   uint8_t serial[16];
   uint8_t keyid[64];
   size_t keyidlen = sizeof(keyid);
-  time_t now = time(NULL);
   int rv;
 
   rv = gnutls_x509_privkey_init(&key);
@@ -474,25 +469,6 @@ static int load_trust(uvq_tls_ctx *ctx, const uvq_tls_config *cfg, char *errbuf,
     uvq_set_errbuf(errbuf, errbuflen, "system trust store: %s",
                    rv < 0 ? gnutls_strerror(rv) : "no certificate found");
     return rv == GNUTLS_E_MEMORY_ERROR ? UVQ_ERR_NOMEM : UVQ_ERR_CA_FILE;
-  }
-  return 0;
-}
-
-static int open_keylog(uvq_tls_ctx *ctx, const uvq_tls_config *cfg,
-                       char *errbuf, size_t errbuflen) {
-  const char *path = cfg->keylog_file;
-
-  if (path == NULL) {
-    path = getenv("SSLKEYLOGFILE");
-  }
-  if (path == NULL || path[0] == '\0') {
-    return 0;
-  }
-  ctx->keylog_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-  if (ctx->keylog_fd < 0) {
-    uvq_set_errbuf(errbuf, errbuflen, "cannot open key log file %s: %s", path,
-                   strerror(errno));
-    return UVQ_ERR_TLS_CONFIG;
   }
   return 0;
 }
@@ -625,7 +601,7 @@ int uvq_tls_ctx_new(uvq_tls_ctx **pctx, int is_server,
     uvq_set_errbuf(errbuf, errbuflen, "pctx and cfg are required");
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  if (cfg->version < 1 || cfg->version > UVQ_TLS_CONFIG_VERSION) {
+  if (cfg->version < 2 || cfg->version > UVQ_TLS_CONFIG_VERSION) {
     uvq_set_errbuf(errbuf, errbuflen, "unknown uvq_tls_config version %d",
                    cfg->version);
     return UVQ_ERR_INVALID_ARGUMENT;
@@ -653,7 +629,8 @@ int uvq_tls_ctx_new(uvq_tls_ctx **pctx, int is_server,
   ctx->insecure = !is_server && cfg->insecure;
   ctx->hook = cfg->hook;
   ctx->hook_user_data = cfg->hook_user_data;
-  ctx->keylog_fd = -1;
+  ctx->keylog = cfg->keylog;
+  ctx->keylog_user_data = cfg->user_data;
 
   rv = copy_alpn(ctx, cfg);
   if (rv != 0) {
@@ -673,7 +650,12 @@ int uvq_tls_ctx_new(uvq_tls_ctx **pctx, int is_server,
   if (cfg->cert_file != NULL) {
     rv = load_cert_key(ctx, cfg->cert_file, cfg->key_file, errbuf, errbuflen);
   } else if (ctx->is_server) {
-    rv = gen_ephemeral(ctx, errbuf, errbuflen);
+    /* The caller's clock when it gives one, so a test world's certificate
+     * is dated by the world's wall time. */
+    rv = gen_ephemeral(ctx,
+                       cfg->wall_time ? (time_t)cfg->wall_time(cfg->user_data)
+                                      : time(NULL),
+                       errbuf, errbuflen);
   }
   if (rv != 0) {
     goto fail;
@@ -689,11 +671,6 @@ int uvq_tls_ctx_new(uvq_tls_ctx **pctx, int is_server,
       goto fail;
     }
   }
-  rv = open_keylog(ctx, cfg, errbuf, errbuflen);
-  if (rv != 0) {
-    goto fail;
-  }
-
   *pctx = ctx;
   return 0;
 
@@ -805,8 +782,9 @@ ssize_t uvq_tls_ctx_get_cert_pem(uvq_tls_ctx *ctx, char *buf, size_t buflen) {
 }
 
 /*
- * keylog_cb writes one NSS key log line. It replaces GnuTLS's own writer
- * (which honours SSLKEYLOGFILE by itself), so every line appears once.
+ * keylog_cb hands one NSS key log line to uvq_tls_config.keylog. It
+ * replaces GnuTLS's own writer (which honours SSLKEYLOGFILE by itself), so
+ * every line is seen once, by the caller.
  */
 static int keylog_cb(gnutls_session_t session, const char *label,
                      const gnutls_datum_t *secret) {
@@ -815,14 +793,13 @@ static int keylog_cb(gnutls_session_t session, const char *label,
   gnutls_datum_t crand, srand;
   char line[512];
   size_t labellen, n, i;
-  ssize_t nwrite;
 
-  if (ctx == NULL || ctx->keylog_fd < 0) {
+  if (ctx == NULL || ctx->keylog == NULL) {
     return 0;
   }
   gnutls_session_get_random(session, &crand, &srand);
   labellen = strlen(label);
-  if (labellen + 1 + crand.size * 2 + 1 + secret->size * 2 + 1 > sizeof(line)) {
+  if (labellen + 1 + crand.size * 2 + 1 + secret->size * 2 + 2 > sizeof(line)) {
     return 0;
   }
   memcpy(line, label, labellen);
@@ -838,10 +815,9 @@ static int keylog_cb(gnutls_session_t session, const char *label,
     line[n++] = hex[secret->data[i] & 0xf];
   }
   line[n++] = '\n';
-  /* O_APPEND and a single write keep concurrent lines whole. A key log is
-   * a debugging aid: a failed write must not fail the handshake. */
-  nwrite = write(ctx->keylog_fd, line, n);
-  (void)nwrite;
+  line[n] = '\0';
+  ctx->keylog(line, n, ctx->keylog_user_data);
+  gnutls_memset(line, 0, sizeof(line));
   return 0;
 }
 
@@ -875,10 +851,10 @@ int uvq_tls_session_configure(uvq_tls_ctx *ctx, gnutls_session_t session,
   }
 
   gnutls_db_set_ptr(session, ctx);
-  /* NULL also switches off GnuTLS's own SSLKEYLOGFILE writer: the context
-   * read that variable when it was created, and that decision holds. */
+  /* NULL also switches off GnuTLS's own SSLKEYLOGFILE writer: the key log
+   * goes to uvq_tls_config.keylog or nowhere. */
   gnutls_session_set_keylog_function(session,
-                                     ctx->keylog_fd >= 0 ? keylog_cb : NULL);
+                                     ctx->keylog != NULL ? keylog_cb : NULL);
 
   if (ctx->is_server) {
     return 0;

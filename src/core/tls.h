@@ -27,9 +27,9 @@ struct uvq_tls_ctx {
   /* ALPN list, most preferred first; each data is a uvq_mem copy. */
   gnutls_datum_t alpn[UVQ_TLS_MAX_ALPN];
   size_t alpnlen;
-  /* NSS key log file opened O_APPEND, or -1. One write(2) per line, so
-   * endpoints on several threads may share the context. */
-  int keylog_fd;
+  /* uvq_tls_config.keylog and its user data, or NULL: no key log. */
+  void (*keylog)(const char *line, size_t len, void *user_data);
+  void *keylog_user_data;
   /* PEM of our own (leaf) certificate, NUL-terminated, or NULL. */
   char *cert_pem;
   size_t cert_pemlen;

@@ -30,6 +30,13 @@ static uint64_t wall_time(uvq_endpoint *ep, void *user_data) {
   return n->w->wall;
 }
 
+/* uvq_tls_config.wall_time: the world's clock dates the ephemeral
+ * certificate too, so a seeded world replays it. */
+static uint64_t tls_wall_time(void *user_data) {
+  const qt_world *w = user_data;
+  return w->wall;
+}
+
 static int node_of_addr(qt_world *w, const uvq_addr *a) {
   for (int i = 0; i < w->nnodes; i++) {
     if (w->nodes[i].addr.len == a->len &&
@@ -176,6 +183,8 @@ void qt_world_init_alpn(qt_world *w, uint64_t seed, const char *const *alpn,
   uvq_tls_config_default(&cfg);
   cfg.alpn = alpn;
   cfg.alpnlen = nalpn;
+  cfg.wall_time = tls_wall_time;
+  cfg.user_data = w;
   if (uvq_tls_ctx_new(&w->server_tls, 1, &cfg, NULL, err, sizeof(err)) != 0) {
     fprintf(stderr, "qtest: server TLS: %s\n", err);
     abort();
@@ -200,16 +209,39 @@ void qt_world_free(qt_world *w) {
   uvq_tls_ctx_del(w->client_tls);
 }
 
-/* uvq_endpoint_config.rand of a node in a seeded world: splitmix64. */
-static int node_rand(uint8_t *dest, size_t len, int key, void *user_data) {
-  qt_node *n = user_data;
-  (void)key;
+void qt_fill_rand(uint64_t *state, uint8_t *dest, size_t len) {
   for (size_t i = 0; i < len; i++) {
-    uint64_t z = (n->rand_state += 0x9e3779b97f4a7c15ull);
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     dest[i] = (uint8_t)(z ^ (z >> 31));
   }
+}
+
+uint64_t qt_hash(const uint8_t *data, size_t len) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (size_t i = 0; i < len; i++) {
+    h = (h ^ data[i]) * 0x100000001b3ull;
+  }
+  /* splitmix64's finaliser: short inputs still spread over 64 bits. */
+  h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+  h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+  return h ^ (h >> 31);
+}
+
+void qt_world_reseed(qt_world *w, const uint8_t *data, size_t len) {
+  uint64_t h = qt_hash(data, len);
+  w->rng = h ? h : 1; /* xorshift must not start at 0 */
+  for (int i = 0; i < w->nnodes; i++) {
+    w->nodes[i].rand_state = h * 0x100000001b3ull + (uint64_t)i;
+  }
+}
+
+/* uvq_endpoint_config.rand of a node in a seeded world: splitmix64. */
+static int node_rand(uint8_t *dest, size_t len, int key, void *user_data) {
+  qt_node *n = user_data;
+  (void)key;
+  qt_fill_rand(&n->rand_state, dest, len);
   return 0;
 }
 

@@ -99,6 +99,21 @@ void qt_world_init_alpn(qt_world *w, uint64_t seed, const char *const *alpn,
 void qt_world_free(qt_world *w);
 uint64_t qt_rand(qt_world *w);
 
+/* qt_hash hashes |len| bytes of |data| to 64 bits (FNV-1a, then mixed):
+ * a seed taken from an input. */
+uint64_t qt_hash(const uint8_t *data, size_t len);
+
+/* qt_fill_rand fills |dest| with |len| bytes of the splitmix64 stream in
+ * *|state| (advancing it): the generator of a seeded world's nodes. */
+void qt_fill_rand(uint64_t *state, uint8_t *dest, size_t len);
+
+/* qt_world_reseed seeds what the world draws from now on from |data|: its
+ * impairment generator and, for nodes added with seeded_rand, their
+ * randomness. A fuzz harness calls it with each input, so that a crash
+ * file replays the same draws in a fresh process (the TLS stack's own
+ * randomness aside, which GnuTLS lets nobody replace). */
+void qt_world_reseed(qt_world *w, const uint8_t *data, size_t len);
+
 /* Adds a server endpoint on 127.0.0.1:4433 + n, or a client on
  * 127.0.0.1:50000 + n. |settings| may be NULL; |user_data| is kept in the
  * node, which on_accept gets as its user_data. Returns the node index. */
