@@ -17,6 +17,7 @@
 #include <linux/filter.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "uv/driver.h"
@@ -51,6 +52,9 @@ typedef struct xfer {
   uint64_t cli_bad, cli_got, cli_fin, cli_errors;
   /* Server side. */
   shard_counts per[NSHARDS];
+  /* Lines the settings' log_cb received. */
+  uv_mutex_t log_lock;
+  char log[512];
   /* The group's counters, read in its close callback. */
   uvq_uv_stats uvst;
   uvq_endpoint_stats epst;
@@ -353,6 +357,9 @@ typedef struct xfer_opts {
   int no_gro;
   /* Non-NULL: the shards issue QUIC-LB CIDs of this configuration. */
   const uvq_lb_config *lb;
+  /* Bind another SO_REUSEPORT socket to the port first (closed once the
+   * group is up): the group must notice and not steer. */
+  int foreign;
 } xfer_opts;
 
 /* Steers every short-header packet to the shard its CID does not name
@@ -375,6 +382,33 @@ static void attach_swap(int fd) {
       0);
 }
 
+/* The settings' log_cb: on the test's thread (listen) and the shards'. */
+static void log_line(void *ud, uvq_log_level lvl, const char *scid,
+                     const char *line) {
+  xfer *x = ud;
+  size_t used;
+
+  (void)lvl;
+  (void)scid;
+  uv_mutex_lock(&x->log_lock);
+  used = strlen(x->log);
+  snprintf(x->log + used, sizeof(x->log) - used, "%s\n", line);
+  uv_mutex_unlock(&x->log_lock);
+}
+
+/* A UDP socket with SO_REUSEPORT on 127.0.0.1, port 0; its port in *sa. */
+static int foreign_socket(struct sockaddr_in *sa) {
+  socklen_t len = sizeof(*sa);
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), on = 1;
+
+  assert_true(fd >= 0);
+  assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)),
+                   0);
+  assert_int_equal(bind(fd, (struct sockaddr *)sa, sizeof(*sa)), 0);
+  assert_int_equal(getsockname(fd, (struct sockaddr *)sa, &len), 0);
+  return fd;
+}
+
 static void run_xfer(xfer *x, const xfer_opts *o) {
   struct sockaddr_in sa;
   uvq_tls_config tcfg;
@@ -382,8 +416,10 @@ static void run_xfer(xfer *x, const xfer_opts *o) {
   uvq_settings st;
   uint64_t t0;
   char err[256];
+  int fd;
 
   memset(x, 0, sizeof(*x));
+  assert_int_equal(uv_mutex_init(&x->log_lock), 0);
   x->total = o->total;
   x->width = o->width;
   x->up = o->up;
@@ -408,9 +444,17 @@ static void run_xfer(xfer *x, const xfer_opts *o) {
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   uvq_settings_default(&st);
   st.quic_lb = o->lb;
+  st.log_cb = log_line;
+  st.log_cb_user_data = x;
+  fd = o->foreign ? foreign_socket(&sa) : -1;
   assert_int_equal(uvq_uv_listen(&x->group, &x->loop, (struct sockaddr *)&sa,
                                  &cfg, &st, x->stls, srv_accept, x),
                    0);
+  if (fd >= 0) {
+    /* The kernel fills its slot with the group's last socket: shard 1
+     * becomes socket 0. Only forwarding keeps the connections whole. */
+    close(fd);
+  }
   assert_int_equal(uvq_uv_endpoint_get_shard_count(x->group), NSHARDS);
   assert_null(uvq_uv_endpoint_get_endpoint(x->group));
   assert_null(uvq_uv_endpoint_get_shard(x->group, NSHARDS));
@@ -439,6 +483,7 @@ static void run_xfer(xfer *x, const xfer_opts *o) {
   assert_int_equal(uv_loop_close(&x->loop), 0);
   uvq_tls_ctx_del(x->stls);
   uvq_tls_ctx_del(x->ctls);
+  uv_mutex_destroy(&x->log_lock);
 
   /* Every transfer complete and byte-identical, both ways. */
   assert_int_equal(x->done, x->total);
@@ -475,7 +520,7 @@ static void run_xfer(xfer *x, const xfer_opts *o) {
  * transfer is byte-identical, and with the steering program every
  * short-header packet reached its owner directly (nothing forwarded). */
 static void test_shard_spread(void **state) {
-  xfer_opts o = {400, 16, 1024, 16384, 0, 0, 0, 0, NULL};
+  xfer_opts o = {400, 16, 1024, 16384, 0, 0, 0, 0, NULL, 0};
   xfer *x = calloc(1, sizeof(*x));
 
   (void)state;
@@ -495,7 +540,7 @@ static void test_shard_spread(void **state) {
  * uvq_uv_conn_migrate, both styles) finish: the steering program sends
  * their packets from the new port to their shard by the DCID. */
 static void run_migrate(int style) {
-  xfer_opts o = {8, 8, 1024, 1u << 20, style, 0, 0, 0, NULL};
+  xfer_opts o = {8, 8, 1024, 1u << 20, style, 0, 0, 0, NULL, 0};
   xfer *x = calloc(1, sizeof(*x));
 
   assert_non_null(x);
@@ -519,7 +564,7 @@ static void test_shard_nat_rebinding_steered(void **state) {
  * the index): each is forwarded to its owner, and migrating clients
  * finish all the same. */
 static void test_shard_migrate_forwarded(void **state) {
-  xfer_opts o = {8, 8, 1024, 1u << 20, 1, 1, 0, 0, NULL};
+  xfer_opts o = {8, 8, 1024, 1u << 20, 1, 1, 0, 0, NULL, 0};
   xfer *x = calloc(1, sizeof(*x));
 
   (void)state;
@@ -536,7 +581,7 @@ static void test_shard_migrate_forwarded(void **state) {
  * overflows, each drop is counted (never silent), and loss recovery still
  * completes every transfer. */
 static void test_shard_forward_overflow_counted(void **state) {
-  xfer_opts o = {4, 4, 2u << 20, 1024, 0, 1, 1, 1, NULL};
+  xfer_opts o = {4, 4, 2u << 20, 1024, 0, 1, 1, 1, NULL, 0};
   xfer *x = calloc(1, sizeof(*x));
 
   (void)state;
@@ -553,7 +598,7 @@ static void test_shard_forward_overflow_counted(void **state) {
  * steered directly and then with every short-header packet forwarded
  * through the owner's queue (default length). */
 static void test_shard_forward_cost(void **state) {
-  xfer_opts o = {4, 4, 8u << 20, 1024, 0, 0, 0, 1, NULL};
+  xfer_opts o = {4, 4, 8u << 20, 1024, 0, 0, 0, 1, NULL, 0};
   xfer *x = calloc(1, sizeof(*x));
 
   (void)state;
@@ -570,6 +615,23 @@ static void test_shard_forward_cost(void **state) {
   free(x);
 }
 
+/* Another owner's SO_REUSEPORT socket held the port before the group: the
+ * socket indices are not the shard indices, so the group says so and
+ * attaches no program; with that socket gone (its slot refilled by the
+ * last shard's), migrating clients still finish, by the hash and
+ * forwarding. */
+static void test_shard_foreign_group(void **state) {
+  xfer_opts o = {8, 8, 1024, 1u << 20, 1, 0, 0, 0, NULL, 1};
+  xfer *x = calloc(1, sizeof(*x));
+
+  (void)state;
+  assert_non_null(x);
+  run_xfer(x, &o);
+  assert_non_null(strstr(x->log, "socket indices are not shard indices"));
+  assert_int_equal(x->migrated, o.total);
+  free(x);
+}
+
 /* QUIC-LB connection IDs (plaintext and encrypted) carry the shard index
  * in the five bits QUIC-LB leaves to the server: migrating clients are
  * still steered to their shard, nothing forwarded. A configuration that
@@ -579,7 +641,7 @@ static void test_shard_quic_lb(void **state) {
       "cr=1,sid=0a0b,nonce=8",
       "cr=2,sid=0a0b0c,nonce=12,key=000102030405060708090a0b0c0d0e0f",
   };
-  xfer_opts o = {8, 8, 1024, 1u << 20, 2, 0, 0, 0, NULL};
+  xfer_opts o = {8, 8, 1024, 1u << 20, 2, 0, 0, 0, NULL, 0};
   uvq_lb_config lb;
   const char *why;
 
@@ -659,6 +721,7 @@ int main(void) {
       cmocka_unit_test(test_shard_migrate_forwarded),
       cmocka_unit_test(test_shard_forward_overflow_counted),
       cmocka_unit_test(test_shard_quic_lb),
+      cmocka_unit_test(test_shard_foreign_group),
       cmocka_unit_test(test_shard_forward_cost),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

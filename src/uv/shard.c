@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "core/mem.h"
 
@@ -490,8 +491,39 @@ static int shard_settings(uvq_settings *st, const uvq_settings *settings,
   return 0;
 }
 
+/* Nonzero if some socket already holds |addr| (a nonzero port): our
+ * shards would join its reuseport group behind it, and their socket
+ * indices would not be their shard indices. A plain bind (no
+ * SO_REUSEPORT) fails then; it succeeds, and is undone, on a free port. */
+static int port_taken(const struct sockaddr *addr) {
+  socklen_t len = addr->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+                                             : sizeof(struct sockaddr_in6);
+  int fd, on = 1, taken;
+
+  if ((addr->sa_family == AF_INET &&
+       ((const struct sockaddr_in *)addr)->sin_port == 0) ||
+      (addr->sa_family == AF_INET6 &&
+       ((const struct sockaddr_in6 *)addr)->sin6_port == 0)) {
+    return 0;
+  }
+  fd = socket(addr->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_UDP);
+  if (fd < 0) {
+    return 0;
+  }
+  if (addr->sa_family == AF_INET6) {
+    (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+  }
+  taken = bind(fd, addr, len) != 0 && errno == EADDRINUSE;
+  close(fd);
+  return taken;
+}
+
+/* A warning to the settings' log_cb (at UVQ_LOG_WARN), else to their
+ * ngtcp2 |log|, else to stderr. */
 static void warn(const uvq_settings *st, const char *line) {
-  if (st->log != NULL) {
+  if (st->log_cb != NULL && st->log_level >= UVQ_LOG_WARN) {
+    st->log_cb(st->log_cb_user_data, UVQ_LOG_WARN, NULL, line);
+  } else if (st->log != NULL) {
     st->log(st->log_user_data, line);
   } else {
     fprintf(stderr, "uvquic: %s\n", line);
@@ -504,6 +536,7 @@ int uvq_uv_group_listen(uvq_uv_endpoint **puep, uv_loop_t *loop,
                         uvq_uv_accept_cb on_accept, void *user_data) {
   struct sockaddr_storage bind_ss;
   uvq_uv_endpoint *handle;
+  int foreign;
   uvq_uv_group *g;
   uvq_uv_config c;
   uvq_settings st;
@@ -564,6 +597,8 @@ int uvq_uv_group_listen(uvq_uv_endpoint **puep, uv_loop_t *loop,
     return UVQ_ERR_IO;
   }
 
+  /* Checked before our sockets exist: after, the port is ours. */
+  foreign = port_taken(addr);
   /* One shard after the other, shard 0 first: the order their sockets
    * join the reuseport group is the socket index the BPF program returns.
    * The first binds |addr| (port 0 picks one), the others its address. */
@@ -617,7 +652,14 @@ int uvq_uv_group_listen(uvq_uv_endpoint **puep, uv_loop_t *loop,
       memcpy(&bind_ss, &g->bound.ss, g->bound.len);
     }
   }
-  if (attach_steering(g->shards[0].uep->socks[0]->udp.fd) != 0) {
+  if (foreign) {
+    /* Another process's SO_REUSEPORT sockets came first: socket index i
+     * is not shard i, and a program would steer to the wrong sockets. */
+    warn(&st, "shards: the address already has SO_REUSEPORT sockets of "
+              "another owner, so socket indices are not shard indices: no "
+              "steering program; the kernel's hash spreads packets, "
+              "forwarding fixes what lands wrong");
+  } else if (attach_steering(g->shards[0].uep->socks[0]->udp.fd) != 0) {
     char line[256];
     snprintf(line, sizeof(line),
              "shards: cannot attach the steering program "
