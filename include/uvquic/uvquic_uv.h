@@ -151,8 +151,8 @@ UVQ_EXTERN void uvq_uv_config_default(uvq_uv_config *cfg);
  *   short-header packet to the socket of that index; long-header packets
  *   (Initial, 0-RTT, Handshake, Retry'd Initials) take the kernel's 4-tuple
  *   hash, which keeps one client's handshake on one shard. Where the
- *   program cannot be attached the settings' log says so once and every
- *   packet takes the hash. A packet that still reaches another shard (the
+ *   program cannot be attached the settings' log_cb (at UVQ_LOG_WARN; else
+ *   their log, else stderr) says so once and every packet takes the hash. A packet that still reaches another shard (the
  *   client's address changed: migration, NAT rebinding) is handed to its
  *   owner through that shard's forward queue (uvq_uv_stats.forwarded,
  *   forward_overflows).
@@ -174,8 +174,10 @@ UVQ_EXTERN void uvq_uv_config_default(uvq_uv_config *cfg);
  * The socket index of each shard is the order its socket joined the
  * kernel's reuseport group; the shards' sockets are opened one after the
  * other, shard 0 first, and stay open until the group closes, so index
- * and shard agree. Another process (of the same user) that binds the same
- * address with SO_REUSEPORT joins the group and upsets that order: do not.
+ * and shard agree. If another owner's SO_REUSEPORT socket already holds
+ * the port, the shards join behind it and the order is not theirs: the
+ * group then attaches no program (and says so), and only the hash and
+ * forwarding place packets. Do not bind the address elsewhere meanwhile.
  *
  * Returns as above, and UVQ_ERR_INVALID_ARGUMENT for more than 32 shards,
  * UVQ_ERR_IO when a thread or loop cannot be started.
