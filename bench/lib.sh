@@ -90,12 +90,13 @@ udp_bound() {
 }
 
 # start_uvquic NAME [server flags...]: starts uvquic-server on port 0 and
-# sets ${NAME}_PORT and ${NAME}_PID.
+# sets ${NAME}_PORT and ${NAME}_PID. Quiet unless UVQ_QUIET is set (to
+# nothing: counters at exit, and the access log, in $tmp/NAME.out).
 start_uvquic() {
   local name=$1 port pid
   shift
   "$SERVER" --listen 127.0.0.1:0 --root "$tmp/www" --cert "$tmp/cert.pem" \
-    --key "$tmp/key.pem" --quiet --initial-rtt 1 --threads "$UVQ_THREADS" "$@" \
+    --key "$tmp/key.pem" ${UVQ_QUIET---quiet} --initial-rtt 1 --threads "$UVQ_THREADS" "$@" \
     >"$tmp/$name.out" 2>"$tmp/$name.err" &
   pid=$!
   bench_pids+=("$pid")

@@ -30,26 +30,20 @@ echo "uvquic-server --threads 1 vs --threads 2 on $(nproc) CPUs (affinity: $(tas
 echo "handshakes: $SH_P processes x $SH_N connections (concurrency $SH_C each), 1 KiB GET"
 echo "downloads: 8 processes x 100 MiB at once"
 
-# start NAME THREADS: a server with counters at exit (no --quiet; the
-# access log goes to the file too).
+# start NAME THREADS: a server with its counters at exit (not quiet) and
+# no per-source limits (every client is 127.0.0.1); SPID, SPORT.
 start() {
-  "$SERVER" --listen 127.0.0.1:0 --root "$tmp/www" --cert "$tmp/cert.pem" \
-    --key "$tmp/key.pem" --initial-rtt 1 --threads "$2" \
-    --max-handshakes-per-source 0 --max-connections-per-source 0 \
-    >"$tmp/$1.out" 2>"$tmp/$1.err" &
-  SPID=$!
-  bench_pids+=("$SPID")
-  for _ in $(seq 1 200); do
-    grep -qs '^listening on ' "$tmp/$1.out" && break
-    sleep 0.05
-  done
-  SPORT=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$tmp/$1.out")
-  [ -n "$SPORT" ] || { echo "server did not start: $(cat "$tmp/$1.err")" >&2; exit 1; }
+  UVQ_QUIET= UVQ_THREADS=$2 start_uvquic srv --max-handshakes-per-source 0 \
+    --max-connections-per-source 0
+  SPID=$srv_PID
+  SPORT=$srv_PORT
+  SNAME=$1
 }
 
 stop() {
   kill -TERM "$SPID"
   wait "$SPID" || true
+  mv "$tmp/srv.out" "$tmp/$SNAME.out"
 }
 
 # shares NAME THREADS: "c=a/b% bytes=a/b% fwd/1k=x" from the exit lines.
