@@ -834,11 +834,33 @@ static void shard_metrics(uvq_uv_endpoint *shard, void *arg) {
   uvq_endpoint *ep = uvq_uv_endpoint_get_endpoint(shard);
   ssize_t n = uvq_endpoint_write_prometheus(ep, NULL, 0, NULL);
   char *text, *labelled, label[32];
+  uvq_uv_stats us;
+  int m;
 
-  if (n < 0 || (text = malloc((size_t)n + 1)) == NULL) {
+  /* The core's counters, then the adapter's forwarding ones. */
+  if (n < 0 || (text = malloc((size_t)n + 1024)) == NULL) {
     return;
   }
   (void)uvq_endpoint_write_prometheus(ep, text, (size_t)n + 1, NULL);
+  uvq_uv_endpoint_get_stats(shard, &us);
+  m = snprintf(
+      text + n, 1023,
+      "# HELP uvquic_forwarded_total Datagrams read by this shard that "
+      "another owns, handed to it.\n"
+      "# TYPE uvquic_forwarded_total counter\n"
+      "uvquic_forwarded_total %" PRIu64 "\n"
+      "# HELP uvquic_forward_received_total Datagrams another shard read "
+      "and handed to this one.\n"
+      "# TYPE uvquic_forward_received_total counter\n"
+      "uvquic_forward_received_total %" PRIu64 "\n"
+      "# HELP uvquic_forward_overflows_total Datagrams dropped because the "
+      "owner's forward queue was full.\n"
+      "# TYPE uvquic_forward_overflows_total counter\n"
+      "uvquic_forward_overflows_total %" PRIu64 "\n",
+      us.forwarded, us.forward_received, us.forward_overflows);
+  if (m < 0 || m >= 1023) {
+    text[n] = '\0';
+  }
   snprintf(label, sizeof(label), "shard=\"%u\"", i);
   labelled = cli_prometheus_label(text, label, i == 0);
   free(text);

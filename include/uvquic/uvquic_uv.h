@@ -152,10 +152,10 @@ UVQ_EXTERN void uvq_uv_config_default(uvq_uv_config *cfg);
  *   (Initial, 0-RTT, Handshake, Retry'd Initials) take the kernel's 4-tuple
  *   hash, which keeps one client's handshake on one shard. Where the
  *   program cannot be attached the settings' log_cb (at UVQ_LOG_WARN; else
- *   their log, else stderr) says so once and every packet takes the hash. A packet that still reaches another shard (the
- *   client's address changed: migration, NAT rebinding) is handed to its
- *   owner through that shard's forward queue (uvq_uv_stats.forwarded,
- *   forward_overflows).
+ *   their log, else stderr) says so once and every packet takes the hash. A
+ * packet that still reaches another shard (the client's address changed:
+ * migration, NAT rebinding) is handed to its owner through that shard's forward
+ * queue (uvq_uv_stats.forwarded, forward_overflows).
  * - Sharing. Every shard uses |tls| (its session-ticket key and 0-RTT
  *   anti-replay table are thread-safe) and a copy of |settings| in which
  *   the stateless-reset secret and the token key, when |settings| sets
