@@ -607,10 +607,33 @@ static void test_tls_bad_version(void **state) {
   cfg.version = 0;
   assert_int_equal(uvq_tls_ctx_new(&ctx, 1, &cfg, NULL, NULL, 0),
                    UVQ_ERR_INVALID_ARGUMENT);
-  /* Version 1 had keylog_file in the middle: its layout is not ours. */
-  cfg.version = 1;
-  assert_int_equal(uvq_tls_ctx_new(&ctx, 1, &cfg, NULL, NULL, 0),
-                   UVQ_ERR_INVALID_ARGUMENT);
+  /* Version 1 is read up to its end (a heap block of exactly that size:
+   * ASan catches a read past it), and its keylog_file must be NULL. */
+  {
+    size_t v1len = offsetof(uvq_tls_config, wall_time);
+    unsigned char *v1 = malloc(v1len);
+    const char *keylog_file = "keys.log";
+    char err[256];
+
+    assert_non_null(v1);
+    cfg.version = 1;
+    memcpy(v1, &cfg, v1len);
+    assert_int_equal(uvq_tls_ctx_new(&ctx, 1,
+                                     (const uvq_tls_config *)(void *)v1, NULL,
+                                     NULL, 0),
+                     0);
+    uvq_tls_ctx_del(ctx);
+    ctx = NULL;
+    memcpy(v1 + offsetof(uvq_tls_config, keylog_file), &keylog_file,
+           sizeof(keylog_file));
+    assert_int_equal(uvq_tls_ctx_new(&ctx, 1,
+                                     (const uvq_tls_config *)(void *)v1, NULL,
+                                     err, sizeof(err)),
+                     UVQ_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err, "keylog_file"));
+    assert_null(ctx);
+    free(v1);
+  }
   cfg.version = UVQ_TLS_CONFIG_VERSION + 1;
   assert_int_equal(uvq_tls_ctx_new(&ctx, 1, &cfg, NULL, NULL, 0),
                    UVQ_ERR_INVALID_ARGUMENT);

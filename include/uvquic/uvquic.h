@@ -712,10 +712,10 @@ UVQ_EXTERN void uvq_settings_default(uvq_settings *s);
 /* ------------------------------------------------------------------------ */
 
 /**
- * The current version of uvq_tls_config. 2 removed keylog_file (the
- * library opens no key log file; see keylog) and added wall_time, keylog
- * and user_data at the end; a version-1 config, laid out differently, is
- * refused.
+ * The current version of uvq_tls_config. 2 added wall_time, keylog and
+ * user_data at the end; a version-1 config is still read (up to its end),
+ * but its keylog_file must be NULL now: the library opens no key log file
+ * (see keylog).
  */
 #define UVQ_TLS_CONFIG_VERSION 2
 
@@ -752,6 +752,12 @@ typedef struct uvq_tls_config {
    * change that.
    */
   const char *ciphers;
+  /**
+   * Version 1's key-log file name, kept so that version-1 structs keep
+   * their layout. The library no longer writes files: it must be NULL (a
+   * non-NULL one is refused with UVQ_ERR_INVALID_ARGUMENT); use |keylog|.
+   */
+  const char *keylog_file;
   /**
    * Optional per-connection hook (tokio-quiche's ConnectionHook): runs for
    * every new connection's GnuTLS session (a gnutls_session_t) after uvquic

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -591,6 +592,7 @@ fail:
 int uvq_tls_ctx_new(uvq_tls_ctx **pctx, int is_server,
                     const uvq_tls_config *cfg, const uvq_mem *mem, char *errbuf,
                     size_t errbuflen) {
+  uvq_tls_config local;
   uvq_tls_ctx *ctx;
   int rv;
 
@@ -601,9 +603,22 @@ int uvq_tls_ctx_new(uvq_tls_ctx **pctx, int is_server,
     uvq_set_errbuf(errbuf, errbuflen, "pctx and cfg are required");
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  if (cfg->version < 2 || cfg->version > UVQ_TLS_CONFIG_VERSION) {
+  if (cfg->version < 1 || cfg->version > UVQ_TLS_CONFIG_VERSION) {
     uvq_set_errbuf(errbuf, errbuflen, "unknown uvq_tls_config version %d",
                    cfg->version);
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  /* Read by version: a version-1 struct ends before wall_time; what it
+   * lacks reads as zero. */
+  memset(&local, 0, sizeof(local));
+  memcpy(&local, cfg,
+         cfg->version == 1 ? offsetof(uvq_tls_config, wall_time)
+                           : sizeof(local));
+  cfg = &local;
+  if (cfg->keylog_file != NULL) {
+    uvq_set_errbuf(errbuf, errbuflen,
+                   "keylog_file is no longer supported: give a keylog "
+                   "callback (the tools read SSLKEYLOGFILE)");
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   rv = check_alpn(cfg, errbuf, errbuflen);
