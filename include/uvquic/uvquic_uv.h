@@ -152,12 +152,15 @@ UVQ_EXTERN void uvq_uv_config_default(uvq_uv_config *cfg);
  *   (Initial, 0-RTT, Handshake, Retry'd Initials) take the kernel's 4-tuple
  *   hash, which keeps one client's handshake on one shard. Where the
  *   program cannot be attached the settings' log_cb (at UVQ_LOG_WARN; else
- *   their log, else stderr) says so once and every packet takes the hash. A
- * packet that still reaches another shard (the client's address changed:
- * migration, NAT rebinding) is handed to its owner through that shard's forward
- * queue (uvq_uv_stats.forwarded, forward_overflows).
+ *   their log, else stderr) says so once and every packet takes the hash.
+ *   A packet that still reaches another shard (the client's address
+ *   changed: migration, NAT rebinding) is handed to its owner through that
+ *   shard's forward queue (uvq_uv_stats.forwarded, forward_overflows).
  * - Sharing. Every shard uses |tls| (its session-ticket key and 0-RTT
- *   anti-replay table are thread-safe) and a copy of |settings| in which
+ *   anti-replay table are thread-safe; uvq_tls_ctx_reload is not: park the
+ *   shards first) and cfg->mem (called from every shard's thread: it must
+ *   be thread-safe), and a copy of |settings| (which must be of the
+ *   current version) in which
  *   the stateless-reset secret and the token key, when |settings| sets
  *   none, are drawn once for all shards, and endpoint_send_budget,
  *   endpoint_recv_budget, max_connections and max_handshakes are divided
@@ -180,6 +183,8 @@ UVQ_EXTERN void uvq_uv_config_default(uvq_uv_config *cfg);
  * forwarding place packets. Do not bind the address elsewhere meanwhile.
  *
  * Returns as above, and UVQ_ERR_INVALID_ARGUMENT for more than 32 shards,
+ * |settings| of an older version, or a QUIC-LB configuration that encodes
+ * the CID length (settings->quic_lb: those bits hold the shard index),
  * UVQ_ERR_IO when a thread or loop cannot be started.
  */
 UVQ_EXTERN int uvq_uv_listen(uvq_uv_endpoint **puep, uv_loop_t *loop,
