@@ -611,7 +611,7 @@ int uvq_uv_group_listen(uvq_uv_endpoint **puep, uv_loop_t *loop,
 
     sh->g = g;
     sh->index = i;
-    sh->q = uvq_calloc(c.mem, g->qcap, sizeof(*sh->q));
+    sh->q = uvq_calloc(c.mem, g->qcap, sizeof(fwd_ent *));
     if (sh->q == NULL) {
       rv = UVQ_ERR_NOMEM;
       goto fail;
