@@ -533,6 +533,7 @@ static int uep_sock_add(uvq_uv_endpoint *uep, const struct sockaddr *addr,
   uep_sock **socks, *k;
   int saved;
 
+  /* An array of pointers. NOLINTNEXTLINE(bugprone-sizeof-expression) */
   socks = uvq_realloc(uep->mem, uep->socks, (uep->nsocks + 1) * sizeof(*socks));
   if (socks == NULL) {
     return UVQ_ERR_NOMEM;
@@ -729,7 +730,7 @@ static void uep_local_for(const uep_sock *k, const uvq_addr *remote,
                           uvq_addr *local) {
   const uvq_udp *udp = &k->udp;
   const uvq_addr *bound = &udp->bound;
-  struct sockaddr_storage ss;
+  struct sockaddr_storage ss = {0};
   socklen_t sslen = sizeof(ss);
   int fd;
 
