@@ -888,7 +888,10 @@ static void write_shard_metrics(server *s) {
     len = 0;
     for (unsigned i = 0; i < s->nshards; i++) {
       size_t l = s->shard_metrics[i] ? strlen(s->shard_metrics[i]) : 0;
-      memcpy(all + len, s->shard_metrics[i], l);
+      if (l > 0) {
+        /* Not memcpy(.., NULL, 0): a shard that wrote nothing yet. */
+        memcpy(all + len, s->shard_metrics[i], l);
+      }
       len += l;
     }
   }
@@ -1322,7 +1325,7 @@ int main(int argc, char **argv) {
   const char *mime_file = NULL;
   uvq_retry_mode retry = UVQ_RETRY_OFF;
   /* --quic-lb; uvq_endpoint_new copies it. */
-  uvq_lb_config quic_lb;
+  uvq_lb_config quic_lb = {0};
   int threads_set = 0;
   cli_common cc;
   uvq_keys keys;

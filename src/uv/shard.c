@@ -611,6 +611,7 @@ int uvq_uv_group_listen(uvq_uv_endpoint **puep, uv_loop_t *loop,
 
     sh->g = g;
     sh->index = i;
+    /* An array of pointers. NOLINTNEXTLINE(bugprone-sizeof-expression) */
     sh->q = uvq_calloc(c.mem, g->qcap, sizeof(*sh->q));
     if (sh->q == NULL) {
       rv = UVQ_ERR_NOMEM;
