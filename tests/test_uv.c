@@ -10,6 +10,8 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -620,6 +622,34 @@ static void *cm_realloc(void *ptr, size_t size, void *ud) {
   return p;
 }
 
+/* The fd of this process's UDP socket bound to |a| (its family and port;
+ * the adapter does not expose its sockets), or -1. */
+static int udp_fd_bound_to(const uvq_addr *a) {
+  for (int fd = 0; fd < 1024; fd++) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int type = 0;
+    socklen_t tlen = sizeof(type);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 ||
+        type != SOCK_DGRAM ||
+        getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
+        ss.ss_family != a->ss.ss_family) {
+      continue;
+    }
+    if (ss.ss_family == AF_INET &&
+        ((struct sockaddr_in *)&ss)->sin_port ==
+            ((const struct sockaddr_in *)&a->ss)->sin_port) {
+      return fd;
+    }
+    if (ss.ss_family == AF_INET6 &&
+        ((struct sockaddr_in6 *)&ss)->sin6_port ==
+            ((const struct sockaddr_in6 *)&a->ss)->sin6_port) {
+      return fd;
+    }
+  }
+  return -1;
+}
+
 /* 1 if net.core.|name| (rmem_max, wmem_max) is at least |bytes|. */
 static int sysctl_at_least(const char *name, long bytes) {
   char path[64];
@@ -653,7 +683,9 @@ static void test_uv_config(void **state) {
   uvq_uv_config cfg;
   uvq_uv_stats st;
   uv_loop_t loop;
-  int closed = 0;
+  uvq_addr added;
+  int closed = 0, fd, gro, rcvbuf;
+  socklen_t optlen = sizeof(gro);
 
   (void)state;
   set_loopback(&ss, AF_INET);
@@ -703,11 +735,23 @@ static void test_uv_config(void **state) {
   assert_int_equal(
       uvq_uv_client_new(&c, &loop, AF_INET, NULL, &cfg, NULL, ctls, &closed),
       0);
-  assert_int_equal(uvq_uv_endpoint_add_local(c, (struct sockaddr *)&ss, NULL),
+  assert_int_equal(uvq_uv_endpoint_add_local(c, (struct sockaddr *)&ss, &added),
                    0);
   assert_int_equal(uvq_uv_endpoint_get_stats(c, &st), 0);
   assert_int_equal(st.gso, 0);
   assert_int_equal(st.gro, 0);
+  /* The stats' facts are the first socket's: ask the added one itself. */
+  fd = udp_fd_bound_to(&added);
+  assert_true(fd >= 0);
+  gro = 1;
+  assert_int_equal(getsockopt(fd, SOL_UDP, UDP_GRO, &gro, &optlen), 0);
+  assert_int_equal(gro, 0);
+  if (sysctl_at_least("rmem_max", cfg.sockbuf)) {
+    optlen = sizeof(rcvbuf);
+    assert_int_equal(getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, &optlen),
+                     0);
+    assert_int_equal(rcvbuf, 2 * cfg.sockbuf);
+  }
 
   uvq_uv_endpoint_close(l, count_close);
   uvq_uv_endpoint_close(c, count_close);
