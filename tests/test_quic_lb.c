@@ -253,6 +253,52 @@ static void test_quic_lb_keyed_nonces_count_from_random_start(void **state) {
   uvq_lb_del(lb);
 }
 
+/* Shards share one server ID and key, each with its own uvq_lb: in
+ * their own nonce lanes, two of them drawing the same random start still
+ * never issue the same nonce (without lanes they would issue the same
+ * sequence), and a lane counts in steps of 32 with its low bits fixed. */
+static int same_rand(void *ud, uint8_t *dest, size_t len) {
+  (void)ud;
+  memset(dest, 0x5a, len);
+  return 0;
+}
+
+static void test_quic_lb_shard_lanes_never_share_a_nonce(void **state) {
+  enum { N = 300 };
+  static uint8_t nonces[2][N][4];
+  uvq_lb_config cfg;
+  uvq_lb *lb[2];
+  uint8_t cid[UVQ_LB_MAX_CID_LEN];
+  uint8_t pt[UVQ_LB_MAX_PLAINTEXT_LEN];
+  (void)state;
+
+  assert_int_equal(uvq_lb_config_parse(&cfg,
+                                       "sid=01,nonce=4,key="
+                                       "00112233445566778899aabbccddeeff",
+                                       NULL),
+                   0);
+  for (unsigned s = 0; s < 2; s++) {
+    assert_int_equal(uvq_lb_new(&lb[s], &cfg, NULL), 0);
+    uvq_lb_set_rand(lb[s], same_rand, NULL);
+    uvq_lb_set_nonce_lane(lb[s], s + 3);
+    for (int i = 0; i < N; i++) {
+      assert_int_equal(uvq_lb_generate(lb[s], (uint8_t)s, cid), 0);
+      assert_int_equal(uvq_lb_decrypt(lb[s], cid, 6, pt), 0);
+      memcpy(nonces[s][i], pt + 1, 4);
+      assert_int_equal(nonces[s][i][3] & 0x1f, s + 3);
+    }
+  }
+  /* Consecutive nonces of a lane are 32 apart. */
+  assert_int_equal((uint8_t)(nonces[0][1][3] - nonces[0][0][3]), 32);
+  for (int i = 0; i < N; i++) {
+    for (int j = 0; j < N; j++) {
+      assert_memory_not_equal(nonces[0][i], nonces[1][j], 4);
+    }
+  }
+  uvq_lb_del(lb[0]);
+  uvq_lb_del(lb[1]);
+}
+
 static void test_quic_lb_refuses_foreign_and_short_cids(void **state) {
   uvq_lb_config cfg;
   uvq_lb *lb;
@@ -602,6 +648,7 @@ int main(void) {
       cmocka_unit_test(test_quic_lb_round_trips_every_shape),
       cmocka_unit_test(test_quic_lb_generate_issues_distinct_routable_cids),
       cmocka_unit_test(test_quic_lb_keyed_nonces_count_from_random_start),
+      cmocka_unit_test(test_quic_lb_shard_lanes_never_share_a_nonce),
       cmocka_unit_test(test_quic_lb_refuses_foreign_and_short_cids),
       cmocka_unit_test(test_quic_lb_parse_rejects_bad_configs),
       cmocka_unit_test(test_quic_lb_new_rejects_bad_configs),

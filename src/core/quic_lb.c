@@ -32,6 +32,10 @@ struct uvq_lb {
   uint8_t first[UVQ_LB_MAX_PLAINTEXT_LEN];
   int started;
   int exhausted;
+  /* uvq_lb_set_nonce_lane: the nonce's low five bits are |lane| and it
+   * counts in steps of UVQ_LB_NONCE_LANES (|has_lane|). */
+  int has_lane;
+  uint8_t lane;
   uvq_lb_rand_fn rand;
   void *rand_ud;
 };
@@ -392,15 +396,26 @@ static int lb_rand(uvq_lb *lb, uint8_t *dest, size_t len) {
   return gnutls_rnd(GNUTLS_RND_NONCE, dest, len) == 0 ? 0 : UVQ_ERR_TLS;
 }
 
+void uvq_lb_set_nonce_lane(uvq_lb *lb, unsigned lane) {
+  lb->has_lane = 1;
+  lb->lane = (uint8_t)(lane % UVQ_LB_NONCE_LANES);
+}
+
 /* next_nonce writes the nonce for the next keyed CID and advances the
  * counter (big-endian, wrapping); the nonce space is spent when the
  * counter comes back to where it started. */
 static int next_nonce(uvq_lb *lb, uint8_t *nonce) {
   size_t n = lb->cfg.nonce_len;
+  /* The step: 1, or UVQ_LB_NONCE_LANES in a lane (the low bits fixed). */
+  unsigned carry = lb->has_lane ? UVQ_LB_NONCE_LANES : 1;
+
   if (!lb->started) {
     int rv = lb_rand(lb, lb->nonce, n);
     if (rv != 0) {
       return rv;
+    }
+    if (lb->has_lane) {
+      lb->nonce[n - 1] = (uint8_t)((lb->nonce[n - 1] & ~0x1fu) | lb->lane);
     }
     memcpy(lb->first, lb->nonce, n);
     lb->started = 1;
@@ -409,10 +424,11 @@ static int next_nonce(uvq_lb *lb, uint8_t *nonce) {
     return UVQ_ERR_CONNECTION_LIMIT;
   }
   memcpy(nonce, lb->nonce, n);
-  for (size_t i = n; i-- > 0;) {
-    if (++lb->nonce[i] != 0) {
-      break;
-    }
+  for (size_t i = n; i-- > 0 && carry != 0;) {
+    unsigned v = lb->nonce[i] + carry;
+
+    lb->nonce[i] = (uint8_t)v;
+    carry = v >> 8;
   }
   lb->exhausted = memcmp(lb->nonce, lb->first, n) == 0;
   return 0;

@@ -17,6 +17,19 @@ typedef int (*uvq_lb_rand_fn)(void *user_data, uint8_t *dest, size_t len);
  * NULL restores GnuTLS. */
 void uvq_lb_set_rand(uvq_lb *lb, uvq_lb_rand_fn rand, void *user_data);
 
+/* UVQ_LB_NONCE_LANES: lanes a keyed nonce space can be split into, one
+ * per shard (uvq_endpoint_config.cid_shard: up to 32). */
+#define UVQ_LB_NONCE_LANES 32
+
+/* uvq_lb_set_nonce_lane gives |lb| lane |lane| (< UVQ_LB_NONCE_LANES) of
+ * the keyed nonce space: its nonces all end in the five bits |lane| and
+ * count up in steps of 32 above them. Shards of one server share the
+ * server ID and key, and each has its own uvq_lb: in separate lanes no
+ * two of them can issue the same nonce (the draft's MUST NOT reuse), at
+ * the cost of 5 bits of each one's nonce space. Call before the first
+ * CID. */
+void uvq_lb_set_nonce_lane(uvq_lb *lb, unsigned lane);
+
 /* uvq_lb_cid_gen_init makes |gen| issue |lb|'s CIDs (random first-octet
  * bits unless the configuration encodes the length). |lb| must outlive
  * |gen|. */

@@ -28,6 +28,11 @@ int uvq_ep_quic_lb_init(uvq_endpoint *ep) {
     return rv;
   }
   uvq_lb_set_rand(ep->quic_lb, ep_lb_rand, ep);
+  /* Shards share the server ID and key: each counts in its own lane, so
+   * no two issue the same nonce. */
+  if (ep->cfg.cid_shard_set) {
+    uvq_lb_set_nonce_lane(ep->quic_lb, ep->cfg.cid_shard);
+  }
   ep->settings.cid_len = uvq_lb_cid_len(ep->quic_lb);
   return 0;
 }
