@@ -608,7 +608,9 @@ int cli_keys_load(uvq_keys *keys, const char *path, char *err, size_t errlen) {
     snprintf(err, errlen, "keys and path are required");
     return UVQ_ERR_INVALID_ARGUMENT;
   }
-  fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* O_NONBLOCK: a FIFO at |path| must not block the open (it is refused
+   * below as not a regular file; a regular file ignores the flag). */
+  fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     e = errno;
     snprintf(err, errlen, "key file %s: %s", path, strerror(e));

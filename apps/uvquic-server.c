@@ -1207,23 +1207,42 @@ static void load_quic_lb(const char *arg, uvq_lb_config *cfg) {
   char text[512];
   const char *reason = NULL;
   struct stat st;
-  size_t n;
-  FILE *f;
+  size_t n = 0;
+  ssize_t r = 0;
+  int fd;
 
   if (arg[0] == '@') {
-    f = fopen(arg + 1, "r");
-    if (f == NULL) {
+    /* O_NONBLOCK: a FIFO must not block the open; it is refused below. */
+    fd = open(arg + 1, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
       cli_fail_usage("bad --quic-lb: cannot open %s: %s", arg + 1,
                      strerror(errno));
     }
-    if (fstat(fileno(f), &st) != 0 || (st.st_mode & (S_IRWXG | S_IRWXO))) {
-      fclose(f);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      close(fd);
+      cli_fail_usage("bad --quic-lb: %s is not a regular file", arg + 1);
+    }
+    if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+      close(fd);
       cli_fail_usage("bad --quic-lb: %s may be read by others (it holds the "
                      "key; chmod 600)",
                      arg + 1);
     }
-    n = fread(text, 1, sizeof(text) - 1, f);
-    fclose(f);
+    /* One byte more than fits: a longer file is refused, not cut. */
+    while (n < sizeof(text) &&
+           ((r = read(fd, text + n, sizeof(text) - n)) > 0 ||
+            (r < 0 && errno == EINTR))) {
+      n += r > 0 ? (size_t)r : 0;
+    }
+    close(fd);
+    if (r < 0) {
+      cli_fail_usage("bad --quic-lb: cannot read %s: %s", arg + 1,
+                     strerror(errno));
+    }
+    if (n == sizeof(text)) {
+      cli_fail_usage("bad --quic-lb: %s is longer than %zu bytes", arg + 1,
+                     sizeof(text) - 1);
+    }
     text[n] = '\0';
     /* One line; trailing white space (the newline) is not part of it. */
     while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r' ||

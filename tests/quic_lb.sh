@@ -19,7 +19,7 @@ head -c 300000 /dev/urandom >"$root/file.bin"
 # ---- refused configurations ------------------------------------------------
 refused() { # REASON-FRAGMENT CONFIG
   local rc=0
-  "$SERVER" --listen 127.0.0.1:0 --quic-lb "$2" >/dev/null 2>"$tmp/refused.err" || rc=$?
+  timeout 10 "$SERVER" --listen 127.0.0.1:0 --quic-lb "$2" >/dev/null 2>"$tmp/refused.err" || rc=$?
   if [ "$rc" -eq 2 ] && grep -qF -- "$1" "$tmp/refused.err"; then
     pass "--quic-lb $2 refused: $(cat "$tmp/refused.err")"
   else
@@ -38,6 +38,13 @@ refused "cannot open" "@$tmp/no-such-file"
 printf 'sid=01\n' >"$tmp/open.conf"
 chmod 644 "$tmp/open.conf"
 refused "read by others" "@$tmp/open.conf"
+# A FIFO must not block the server (it would wait for a writer for ever).
+mkfifo -m 600 "$tmp/fifo.conf"
+refused "not a regular file" "@$tmp/fifo.conf"
+# A file longer than the buffer is refused, not cut short.
+{ printf 'sid=01,nonce=8'; head -c 600 /dev/zero | tr '\0' ' '; } >"$tmp/long.conf"
+chmod 600 "$tmp/long.conf"
+refused "longer than" "@$tmp/long.conf"
 
 # serve NAME CONFIG BALANCER-CONFIG SID: a download from a server with
 # --quic-lb CONFIG; its SCID must decode to SID under BALANCER-CONFIG.
