@@ -299,6 +299,46 @@ static void test_quic_lb_shard_lanes_never_share_a_nonce(void **state) {
   uvq_lb_del(lb[1]);
 }
 
+/* Once every nonce of a keyed configuration is spent, the endpoint's
+ * generator issues CIDs with the unroutable codepoint 0b111 (draft-21),
+ * counted, rather than failing new connections or reusing a nonce. */
+static void test_quic_lb_exhausted_nonces_go_unroutable(void **state) {
+  uvq_lb_config cfg;
+  uvq_lb *lb;
+  uvq_cid_gen gen;
+  ngtcp2_cid cid;
+  uint8_t sid[UVQ_LB_MAX_SERVER_ID_LEN];
+  size_t sidlen;
+  (void)state;
+
+  assert_int_equal(uvq_lb_config_parse(&cfg,
+                                       "cr=2,sid=01,nonce=7,key="
+                                       "00112233445566778899aabbccddeeff",
+                                       NULL),
+                   0);
+  assert_int_equal(uvq_lb_new(&lb, &cfg, NULL), 0);
+  uvq_lb_set_rand(lb, counting_rand, NULL);
+  memset(&gen, 0, sizeof(gen));
+  uvq_lb_cid_gen_init(&gen, lb);
+  /* counting_rand starts three nonces before the counter wraps; the
+   * space is spent when it comes back there (2^56 later): jump close. */
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(gen.generate(&gen, &cid), 0);
+    assert_int_equal(cid.data[0] >> 5, 2);
+    assert_int_equal(
+        uvq_lb_decode(lb, cid.data, cid.datalen, sid, sizeof(sid), &sidlen), 0);
+  }
+  assert_int_equal(uvq_lb_unroutable_count(lb), 0);
+  uvq_lb_test_spend_nonces(lb);
+  assert_int_equal(gen.generate(&gen, &cid), 0);
+  assert_int_equal(cid.datalen, 9); /* 1 + server ID 1 + nonce 7 */
+  assert_int_equal(cid.data[0] >> 5, 7);
+  assert_int_equal(uvq_lb_unroutable_count(lb), 1);
+  assert_int_not_equal(
+      uvq_lb_decode(lb, cid.data, cid.datalen, sid, sizeof(sid), &sidlen), 0);
+  uvq_lb_del(lb);
+}
+
 static void test_quic_lb_refuses_foreign_and_short_cids(void **state) {
   uvq_lb_config cfg;
   uvq_lb *lb;
@@ -649,6 +689,7 @@ int main(void) {
       cmocka_unit_test(test_quic_lb_generate_issues_distinct_routable_cids),
       cmocka_unit_test(test_quic_lb_keyed_nonces_count_from_random_start),
       cmocka_unit_test(test_quic_lb_shard_lanes_never_share_a_nonce),
+      cmocka_unit_test(test_quic_lb_exhausted_nonces_go_unroutable),
       cmocka_unit_test(test_quic_lb_refuses_foreign_and_short_cids),
       cmocka_unit_test(test_quic_lb_parse_rejects_bad_configs),
       cmocka_unit_test(test_quic_lb_new_rejects_bad_configs),

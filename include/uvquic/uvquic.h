@@ -2096,6 +2096,12 @@ typedef struct uvq_endpoint_stats {
   uint64_t icmp_errors;
   /** Client connections closed because of one. */
   uint64_t icmp_closed;
+  /** Server with QUIC-LB (uvq_settings.quic_lb, keyed): CIDs issued with
+   * the unroutable config rotation codepoint 0b111 because every nonce of
+   * the configuration was spent (draft-ietf-quic-load-balancers-21: the
+   * balancer routes them by its 4-tuple fallback). Nonzero: rotate to a
+   * new configuration (docs/deploy.md). */
+  uint64_t quic_lb_unroutable_cids;
 } uvq_endpoint_stats;
 
 /** uvq_endpoint_get_stats copies the counters into |st|. */

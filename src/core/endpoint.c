@@ -607,6 +607,7 @@ void uvq_endpoint_get_stats(uvq_endpoint *ep, uvq_endpoint_stats *st) {
   st->pool_cached_bytes = ps.cached_bytes;
   st->pool_outstanding = ps.outstanding;
   st->pool_outstanding_bytes = ps.outstanding_bytes;
+  st->quic_lb_unroutable_cids = uvq_lb_unroutable_count(ep->quic_lb);
 }
 
 /* What uvq_buf_get puts in front of the buffer it returns, so uvq_buf_put

@@ -549,6 +549,10 @@ ssize_t uvq_endpoint_write_prometheus(uvq_endpoint *ep, char *buf, size_t len,
   counter(&p, "recv_budget_pauses_total",
           "Times a connection's reads paused for a receive budget.",
           s->recv_budget_pauses);
+  counter(&p, "quic_lb_unroutable_cids_total",
+          "CIDs issued with QUIC-LB's unroutable codepoint because the "
+          "configuration's nonces were spent (rotate the configuration).",
+          s->quic_lb_unroutable_cids);
   counter(&p, "evicted_idle_total",
           "Idle connections closed to admit new ones under memory pressure.",
           s->evicted_idle);

@@ -36,6 +36,8 @@ struct uvq_lb {
    * counts in steps of UVQ_LB_NONCE_LANES (|has_lane|). */
   int has_lane;
   uint8_t lane;
+  /* CIDs issued with the unroutable codepoint once the nonces ran out. */
+  uint64_t unroutable;
   uvq_lb_rand_fn rand;
   void *rand_ud;
 };
@@ -496,6 +498,7 @@ int uvq_lb_decode(uvq_lb *lb, const uint8_t *cid, size_t cidlen,
  * randomness as the nonce, unless they encode the length. */
 static int lb_cid_generate(uvq_cid_gen *gen, ngtcp2_cid *cid) {
   uvq_lb *lb = gen->user_data;
+  size_t len = uvq_lb_cid_len(lb);
   uint8_t bits = 0;
   int rv;
 
@@ -506,11 +509,34 @@ static int lb_cid_generate(uvq_cid_gen *gen, ngtcp2_cid *cid) {
     }
   }
   rv = uvq_lb_generate(lb, bits, cid->data);
-  if (rv != 0) {
+  if (rv == UVQ_ERR_CONNECTION_LIMIT) {
+    /* Every nonce is spent: the draft (-21 §5.3) has the server switch
+     * configuration or issue CIDs with the unroutable codepoint 0b111, so
+     * connections go on (routed by the balancer's 4-tuple fallback) and
+     * no nonce repeats. Random octets, the same length; the low five bits
+     * still take the length or a shard index. Counted. */
+    rv = lb_rand(lb, cid->data, len);
+    if (rv != 0) {
+      return rv;
+    }
+    cid->data[0] =
+        (uint8_t)(0xe0 | (lb->cfg.encode_len ? (uint8_t)(len - 1)
+                                             : (uint8_t)(cid->data[0] & 0x1f)));
+    lb->unroutable++;
+  } else if (rv != 0) {
     return rv;
   }
-  cid->datalen = uvq_lb_cid_len(lb);
+  cid->datalen = len;
   return 0;
+}
+
+void uvq_lb_test_spend_nonces(uvq_lb *lb) {
+  lb->started = 1;
+  lb->exhausted = 1;
+}
+
+uint64_t uvq_lb_unroutable_count(const uvq_lb *lb) {
+  return lb ? lb->unroutable : 0;
 }
 
 void uvq_lb_cid_gen_init(uvq_cid_gen *gen, uvq_lb *lb) {

@@ -30,6 +30,14 @@ void uvq_lb_set_rand(uvq_lb *lb, uvq_lb_rand_fn rand, void *user_data);
  * CID. */
 void uvq_lb_set_nonce_lane(uvq_lb *lb, unsigned lane);
 
+/* uvq_lb_unroutable_count: CIDs the endpoint issued with the unroutable
+ * codepoint (0b111) because every nonce was spent (0 for NULL). */
+uint64_t uvq_lb_unroutable_count(const uvq_lb *lb);
+
+/* uvq_lb_test_spend_nonces: for tests, |lb| as if its counter had come
+ * back to its start (2^(8 * nonce_len) CIDs are out of a test's reach). */
+void uvq_lb_test_spend_nonces(uvq_lb *lb);
+
 /* uvq_lb_cid_gen_init makes |gen| issue |lb|'s CIDs (random first-octet
  * bits unless the configuration encodes the length). |lb| must outlive
  * |gen|. */
