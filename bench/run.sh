@@ -257,14 +257,16 @@ if ! skip hs; then
   printf '   a server at the floor reaches 1.5x only with a client at <= 2 x gtls - 3 x floor = %s us/conn\n' \
     "$(awk -v g="$g_cpu" -v f="$hs_fs" 'BEGIN { printf "%.0f", 2 * g - 3 * f }')"
   printf '   (the client side of hs_floor, the same stack with no kernel or HTTP/3: %.0f us)\n' "$hs_fc"
-  # uvquic-client is one thread: it cannot set up connections faster than
-  # 1e6 / its CPU per connection, whatever the server costs.
-  hs_cap=$(awk -v c="$hs_cu" 'BEGIN { printf "%.0f", 1e6 / c }')
+  # Each uvquic-client is one thread: HS_GEN of them cannot set up
+  # connections faster than HS_GEN x 1e6 / their CPU per connection (and
+  # no faster than the cores allow), whatever the server costs.
+  hs_cap=$(awk -v c="$hs_cu" -v g="$HS_GEN" 'BEGIN { printf "%.0f", g * 1e6 / c }')
   hs_cap_ratio=$(ratio "$hs_cap" "$g_cps")
-  printf '   the client is one thread: 1e6 / client CPU caps the rate at %s conn/s against uvquic-server\n' "$hs_cap"
+  printf '   the clients are %d thread(s): %d x 1e6 / client CPU caps the rate at %s conn/s against uvquic-server\n' \
+    "$HS_GEN" "$HS_GEN" "$hs_cap"
   printf '   (reached %s%%; gtlsserver reached %s%% of its own cap): %sx gtlsserver'"'"'s rate at most\n' \
-    "$(awk -v r="$(median "$tmp/cps.0")" -v c="$hs_cu" 'BEGIN { printf "%.0f", r * c / 1e4 }')" \
-    "$(awk -v r="$g_cps" -v c="$hs_cg" 'BEGIN { printf "%.0f", r * c / 1e4 }')" "$hs_cap_ratio"
+    "$(awk -v r="$(median "$tmp/cps.0")" -v c="$hs_cu" -v g="$HS_GEN" 'BEGIN { printf "%.0f", r * c / 1e4 / g }')" \
+    "$(awk -v r="$g_cps" -v c="$hs_cg" -v g="$HS_GEN" 'BEGIN { printf "%.0f", r * c / 1e4 / g }')" "$hs_cap_ratio"
   # HS_PERF=1: where the CPU goes, by DSO (perf -e cpu-clock -g): one more
   # client run against each server with perf attached to the server, after
   # the timed runs so that they are not disturbed; then hs_floor (its
@@ -515,7 +517,7 @@ if ! skip hs; then
     "$hs_fs" "$(median "$tmp/cpu.0")" "$g_cpu" "$hs_cu"
   printf '    best ratio with this client at the floor (client + gtls) / (client + floor) = %sx (>= 1.5 needs a server <= %s us/conn);\n' \
     "$hs_best" "$hs_need"
-  printf '    one client thread caps any server at 1e6 / client CPU = %s conn/s = %sx gtlsserver'"'"'s rate\n' \
+  printf '    the client thread(s) cap any server at HS_GEN x 1e6 / client CPU = %s conn/s = %sx gtlsserver'"'"'s rate\n' \
     "$hs_cap" "$hs_cap_ratio"
 fi
 if ! skip mem; then
