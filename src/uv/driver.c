@@ -95,6 +95,18 @@ static ssize_t uep_send(uvq_endpoint *ep, const uvq_send_batch *b,
     i--;
   }
   u = &uep->socks[i]->udp;
+  /* Datagrams leave in the order the core wrote them, across sockets too:
+   * when a migrated connection's batch goes to another socket than the
+   * last one, what that one still queues goes first. Otherwise a large
+   * batch sent at once from the new socket would overtake small ones
+   * queued on the old, and the peer would see packets from the old path
+   * after the new one (and may switch back to it). If the old socket is
+   * full, nothing is taken: the core keeps the batch for the next flush. */
+  if (i != uep->last_send && uep->last_send < uep->nsocks &&
+      uvq_udp_flush(&uep->socks[uep->last_send]->udp) != 0) {
+    return 0;
+  }
+  uep->last_send = i;
   /* |b| points into the core's shared write buffer, which the next
    * connection's burst overwrites: "taken" means the kernel took it, or
    * (a small batch) the socket's send queue copied it. */

@@ -46,6 +46,9 @@ struct uvq_uv_endpoint {
   /* Every socket: the first, then the added ones in the order they came. */
   uep_sock **socks;
   size_t nsocks;
+  /* The socket the last batch went to (uep_send): before another socket
+   * sends, what this one still queues leaves first. */
+  size_t last_send;
   /* The receive buffers, shared by the sockets (one read at a time). */
   uvq_udp_rx *rx;
 
