@@ -510,7 +510,7 @@ static int lb_cid_generate(uvq_cid_gen *gen, ngtcp2_cid *cid) {
   }
   rv = uvq_lb_generate(lb, bits, cid->data);
   if (rv == UVQ_ERR_CONNECTION_LIMIT) {
-    /* Every nonce is spent: the draft (-21 §5.3) has the server switch
+    /* Every nonce is spent: draft-21 has the server switch
      * configuration or issue CIDs with the unroutable codepoint 0b111, so
      * connections go on (routed by the balancer's 4-tuple fallback) and
      * no nonce repeats. Random octets, the same length; the low five bits
