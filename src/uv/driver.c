@@ -599,7 +599,7 @@ int uvq_uv_ep_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int is_server,
                   const struct sockaddr *addr, const uvq_uv_config *uvcfg,
                   const uvq_settings *settings, uvq_tls_ctx *tls,
                   uvq_uv_accept_cb on_accept, void *user_data,
-                  const uvq_uv_ep_opts *opts) {
+                  uvq_uv_shard *shard) {
   uvq_endpoint_config cfg;
   uvq_uv_endpoint *uep;
   uvq_uv_config c;
@@ -650,16 +650,16 @@ int uvq_uv_ep_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int is_server,
   cfg.wake = uep_wake;
   cfg.wall_time = uep_wall_time;
   cfg.on_accept = is_server ? uep_accept : NULL;
-  if (opts != NULL && opts->shard != NULL) {
-    uep->shard = opts->shard;
-    cfg.cid_shard = opts->cid_shard;
+  if (shard != NULL) {
+    uep->shard = shard;
+    cfg.cid_shard = uvq_uv_shard_index(shard);
     cfg.cid_shard_set = 1;
   }
   rv = uvq_endpoint_new(&uep->ep, &cfg);
   if (rv != 0) {
     goto fail;
   }
-  rv = uep_sock_add(uep, addr, opts != NULL && opts->reuseport);
+  rv = uep_sock_add(uep, addr, shard != NULL);
   if (rv != 0) {
     goto fail;
   }

@@ -83,23 +83,15 @@ struct uvq_uv_endpoint {
   uvq_uv_close_cb close_cb;
 };
 
-/* What uvq_uv_ep_new makes besides its arguments: a shard's. */
-typedef struct uvq_uv_ep_opts {
-  /* Nonzero: the first socket sets SO_REUSEPORT before binding. */
-  int reuseport;
-  /* Non-NULL: the endpoint is this shard, and its CIDs carry
-   * |cid_shard| (uvq_endpoint_config.cid_shard). */
-  uvq_uv_shard *shard;
-  unsigned cid_shard;
-} uvq_uv_ep_opts;
-
-/* Creates an endpoint as uvq_uv_listen / uvq_uv_client_new do, with
- * |opts| (NULL: none); |cfg| is read by its version. */
+/* Creates an endpoint as uvq_uv_listen / uvq_uv_client_new do; |cfg| is
+ * read by its version. With |shard| (NULL: none) it is that shard: its
+ * socket sets SO_REUSEPORT before binding, and its CIDs carry the shard's
+ * index (uvq_endpoint_config.cid_shard). */
 int uvq_uv_ep_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int is_server,
                   const struct sockaddr *addr, const uvq_uv_config *cfg,
                   const uvq_settings *settings, uvq_tls_ctx *tls,
                   uvq_uv_accept_cb on_accept, void *user_data,
-                  const uvq_uv_ep_opts *opts);
+                  uvq_uv_shard *shard);
 
 /* Gives one received buffer to |uep|'s core endpoint (no flush: call
  * uvq_uv_ep_flush after a batch). Ignored once the endpoint closes its

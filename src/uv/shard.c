@@ -607,7 +607,6 @@ int uvq_uv_group_listen(uvq_uv_endpoint **puep, uv_loop_t *loop,
                                     : sizeof(struct sockaddr_in6));
   for (i = 0; i < g->n; i++) {
     uvq_uv_shard *sh = &g->shards[i];
-    uvq_uv_ep_opts opts;
 
     sh->g = g;
     sh->index = i;
@@ -632,12 +631,8 @@ int uvq_uv_group_listen(uvq_uv_endpoint **puep, uv_loop_t *loop,
       goto fail;
     }
     sh->ctl.data = sh;
-    memset(&opts, 0, sizeof(opts));
-    opts.reuseport = 1;
-    opts.shard = sh;
-    opts.cid_shard = i;
     rv = uvq_uv_ep_new(&sh->uep, &sh->loop, 1, (struct sockaddr *)&bind_ss, &c,
-                       &st, tls, on_accept, user_data, &opts);
+                       &st, tls, on_accept, user_data, sh);
     if (rv != 0) {
       saved = errno;
       uv_close((uv_handle_t *)&sh->ctl, NULL);
