@@ -106,8 +106,6 @@ _Static_assert(sizeof(uvq_endpoint_stats) % sizeof(uint64_t) == 0,
 
 unsigned uvq_uv_shard_index(const uvq_uv_shard *sh) { return sh->index; }
 
-unsigned uvq_uv_shard_count(const uvq_uv_shard *sh) { return sh->g->n; }
-
 int uvq_uv_shard_steer(uvq_uv_shard *sh, uvq_uv_stats *st, const uvq_path *path,
                        uint8_t ecn, const uint8_t *data, size_t len,
                        size_t segment_size) {

@@ -42,8 +42,7 @@ void uvq_uv_shard_publish(uvq_uv_shard *sh, size_t conns);
  * nothing is forwarded or posted to it any more. */
 void uvq_uv_shard_stopping(uvq_uv_shard *sh);
 
-/* The shard's index and its group's shard count. */
+/* The shard's index. */
 unsigned uvq_uv_shard_index(const uvq_uv_shard *sh);
-unsigned uvq_uv_shard_count(const uvq_uv_shard *sh);
 
 #endif
