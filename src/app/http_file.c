@@ -422,6 +422,22 @@ static const uvq_mime_entry builtin_types[] = {
 
 static int is_space(char c) { return c == ' ' || c == '\t' || c == '\r'; }
 
+/* next_word skips the blanks from *pp on and returns the length of the word
+ * found there (its start in *pstart, *pp after it): 0 at |eol| or a '#'. */
+static size_t next_word(const char *text, size_t eol, size_t *pp,
+                        size_t *pstart) {
+  size_t p = *pp;
+  while (p < eol && is_space(text[p])) {
+    ++p;
+  }
+  *pstart = p;
+  while (p < eol && !is_space(text[p]) && text[p] != '#') {
+    ++p;
+  }
+  *pp = p;
+  return p - *pstart;
+}
+
 static int lower(int c) { return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c; }
 
 static int ext_cmp(const char *a, const char *b) {
@@ -479,33 +495,15 @@ int uvq_mime_table_parse(uvq_mime_table *t, const char *text, size_t len) {
       }
       p = i;
       i = eol + 1;
-      while (p < eol && is_space(text[p])) {
-        ++p;
-      }
-      if (p == eol || text[p] == '#') {
-        continue;
-      }
-      tstart = p;
-      while (p < eol && !is_space(text[p]) && text[p] != '#') {
-        ++p;
-      }
-      tlen = p - tstart;
-      if (!valid_type(text + tstart, tlen)) {
+      tlen = next_word(text, eol, &p, &tstart);
+      if (tlen == 0 || !valid_type(text + tstart, tlen)) {
         continue;
       }
       for (;;) {
-        size_t estart, elen;
-        while (p < eol && is_space(text[p])) {
-          ++p;
-        }
-        if (p == eol || text[p] == '#') {
+        size_t estart, elen = next_word(text, eol, &p, &estart);
+        if (elen == 0) {
           break;
         }
-        estart = p;
-        while (p < eol && !is_space(text[p]) && text[p] != '#') {
-          ++p;
-        }
-        elen = p - estart;
         if (memchr(text + estart, '\0', elen) != NULL ||
             memchr(text + estart, '.', elen) != NULL) {
           continue;
