@@ -208,8 +208,8 @@ void uvq_ep_drop(uvq_endpoint *ep, uvq_drop_reason r) {
   uvq_metrics_drop(ep);
 }
 
-static int token_rand(void *ud, uint8_t *dest, size_t len) {
-  return uvq_ep_rand(ud, dest, len, 0);
+int uvq_ep_rand_cb(void *ep, uint8_t *dest, size_t len) {
+  return uvq_ep_rand(ep, dest, len, 0);
 }
 
 int uvq_ep_random_cid(uvq_endpoint *ep, ngtcp2_cid *cid, size_t len) {
@@ -504,7 +504,7 @@ int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
   if (rv != 0) {
     goto fail_secret;
   }
-  ep->tokens.rand = token_rand;
+  ep->tokens.rand = uvq_ep_rand_cb;
   ep->tokens.rand_ud = ep;
   if (ep->is_server) {
     rv = derive_ticket_keys(ep);

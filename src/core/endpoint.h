@@ -135,6 +135,9 @@ const gnutls_datum_t *uvq_ep_ticket_key(uvq_endpoint *ep, uint32_t version);
  * (uvq_endpoint_config.rand, or GnuTLS); |key| nonzero for secret key
  * material. Returns 0 or UVQ_ERR_INTERNAL. */
 int uvq_ep_rand(uvq_endpoint *ep, void *dest, size_t len, int key);
+/* uvq_ep_rand (not key material) as a plain callback: |ep| as void *,
+ * for the token keys' and QUIC-LB's nonce sources. */
+int uvq_ep_rand_cb(void *ep, uint8_t *dest, size_t len);
 /* A random CID of |len| bytes from uvq_ep_rand; 0 or UVQ_ERR_INTERNAL. */
 int uvq_ep_random_cid(uvq_endpoint *ep, ngtcp2_cid *cid, size_t len);
 /* uvq_cid_map_init_seeded with a key from uvq_ep_rand. */

@@ -3,10 +3,6 @@
 #include "core/endpoint.h"
 #include "core/quic_lb.h"
 
-static int ep_lb_rand(void *user_data, uint8_t *dest, size_t len) {
-  return uvq_ep_rand(user_data, dest, len, 0);
-}
-
 int uvq_ep_quic_lb_init(uvq_endpoint *ep) {
   const uvq_lb_config *cfg = ep->settings.quic_lb;
   int rv;
@@ -27,7 +23,7 @@ int uvq_ep_quic_lb_init(uvq_endpoint *ep) {
   if (rv != 0) {
     return rv;
   }
-  uvq_lb_set_rand(ep->quic_lb, ep_lb_rand, ep);
+  uvq_lb_set_rand(ep->quic_lb, uvq_ep_rand_cb, ep);
   /* Shards share the server ID and key: each counts in its own lane, so
    * no two issue the same nonce. */
   if (ep->cfg.cid_shard_set) {
