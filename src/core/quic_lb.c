@@ -372,13 +372,21 @@ static int feistel(uvq_lb *lb, const uint8_t *in, uint8_t *out, int decrypt,
   return 0;
 }
 
+/* first_octet: config rotation codepoint |cr| (7: unroutable) in the top
+ * three bits; below, the CID length minus one if the configuration
+ * encodes it, else |bits|' low five. */
+static uint8_t first_octet(const uvq_lb *lb, unsigned cr, uint8_t bits) {
+  uint8_t low = lb->cfg.encode_len ? (uint8_t)lb->plaintext_len : bits;
+
+  return (uint8_t)(cr << 5 | (low & 0x1fu));
+}
+
 int uvq_lb_encode(uvq_lb *lb, const uint8_t *nonce, uint8_t first_bits,
                   uint8_t *cid) {
   uint8_t pt[UVQ_LB_MAX_PLAINTEXT_LEN];
-  uint8_t low = lb->cfg.encode_len ? (uint8_t)lb->plaintext_len : first_bits;
   int rv = 0;
 
-  cid[0] = (uint8_t)(lb->cfg.config_id << 5 | (low & 0x1f));
+  cid[0] = first_octet(lb, lb->cfg.config_id, first_bits);
   memcpy(pt, lb->cfg.server_id, lb->cfg.server_id_len);
   memcpy(pt + lb->cfg.server_id_len, nonce, lb->cfg.nonce_len);
   if (lb->cfg.has_key) {
@@ -519,9 +527,7 @@ static int lb_cid_generate(uvq_cid_gen *gen, ngtcp2_cid *cid) {
     if (rv != 0) {
       return rv;
     }
-    cid->data[0] =
-        (uint8_t)(0xe0 | (lb->cfg.encode_len ? (uint8_t)(len - 1)
-                                             : (uint8_t)(cid->data[0] & 0x1f)));
+    cid->data[0] = first_octet(lb, 7, cid->data[0]);
     lb->unroutable++;
   } else if (rv != 0) {
     return rv;
