@@ -18,22 +18,11 @@
 # Needs UVQ_BUILD_DIR and UVQ_SOURCE_DIR (set by ctest).
 set -euo pipefail
 
-B=${UVQ_BUILD_DIR:?UVQ_BUILD_DIR must point at the build directory}
-S=${UVQ_SOURCE_DIR:?UVQ_SOURCE_DIR must point at the source directory}
-SERVER=$B/uvquic-server
+: "${UVQ_SOURCE_DIR:?UVQ_SOURCE_DIR must point at the source directory}"
+. "$(dirname "$0")/interop/lib/interop.bash"
+tools_init
 # The number of PASS lines app.js writes when everything holds.
 CHECKS=30
-
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do
-    kill -KILL "$p" 2>/dev/null || true
-  done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
 
 chrome=$(command -v chromium || command -v chromium-browser || true)
 if [ -z "$chrome" ]; then
@@ -52,13 +41,6 @@ if ! timeout 60 "$chrome" "${flags[@]}" --dump-dom 'data:text/html,<p>up</p>' \
   exit 77
 fi
 echo "using $("$chrome" --version 2>/dev/null | head -n1)"
-
-failures=0
-fail() {
-  echo "FAIL: $*" >&2
-  failures=$((failures + 1))
-}
-pass() { echo "ok: $*"; }
 
 # ---- the site ----------------------------------------------------------------
 root=$tmp/root
@@ -115,12 +97,9 @@ for family in 4 6; do
     --cache-control max-age=60 "${extra[@]}" >"$out" 2>"$tmp/server$family.err" &
   spid=$!
   pids+=("$spid")
-  for i in $(seq 1 300); do
-    grep -q '^listening on ' "$out" && break
-    sleep 0.1
-  done
+  await_port "uvquic-server (IPv$family)" "$spid" "$out" "$tmp/server$family.err" \
+    'listening on ' 600
   hostport=$(sed -n 's/^listening on //p' "$out")
-  [ -n "$hostport" ] || { cat "$tmp/server$family.err" >&2; exit 1; }
   spki=$(openssl x509 -in "$tmp/cert.pem" -pubkey -noout |
     openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64)
   # Chromium 156 does not match a bracketed IPv6 literal in
@@ -160,8 +139,4 @@ for family in 4 6; do
   done
 done
 
-if [ "$failures" -gt 0 ]; then
-  echo "$failures check(s) failed" >&2
-  exit 1
-fi
-echo "all browser checks passed"
+interop_done
