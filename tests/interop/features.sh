@@ -21,11 +21,6 @@ head -c $((100 * 1024 * 1024)) /dev/urandom >"$www/huge.bin"
 head -c $((50 * 1024 * 1024)) "$www/huge.bin" >"$www/big.bin"
 head -c 1000 /dev/urandom >"$www/small.bin"
 
-# jget FILE EXPR: a field of the first connection in a --stats-json file.
-jget() {
-  python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))[0]; print(str(eval(sys.argv[2], {}, {"d": d})).lower())' "$1" "$2"
-}
-
 start_server feat --root "$www"
 
 # ---- gtlsclient migration and key update ----------------------------------

@@ -20,10 +20,6 @@ www=$tmp/www
 mkdir -p "$www"
 head -c 5000 /dev/urandom >"$www/small.bin"
 
-jget() {
-  python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))[0]; print(str(eval(sys.argv[2], {}, {"d": d})).lower())' "$1" "$2"
-}
-
 start_server noearly --root "$www" --no-early-data
 
 # ---- uvquic-client ---------------------------------------------------------

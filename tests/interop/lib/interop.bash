@@ -126,6 +126,11 @@ make_cert() {
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 
+# jget FILE EXPR: a field of the first connection in a --stats-json file.
+jget() {
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))[0]; print(str(eval(sys.argv[2], {}, {"d": d})).lower())' "$1" "$2"
+}
+
 # free_udp_port prints a UDP port that was free a moment ago.
 free_udp_port() {
   python3 -c 'import socket
