@@ -47,10 +47,7 @@ if fetch "$tmp/c1.pem"; then pass "served with the first certificate"; else fail
 "$CLIENT" --ca "$tmp/c1.pem" --quiet -o "$tmp/big.out" "$url/big.bin" 2>"$tmp/big.err" &
 cpid=$!
 pids+=("$cpid")
-for i in $(seq 1 200); do
-  [ -s "$tmp/big.out" ] && break
-  sleep 0.01
-done
+wait_bytes "$tmp/big.out.part" 1 || true
 cp "$tmp/c2.pem" "$tmp/cert.pem"
 cp "$tmp/k2.pem" "$tmp/key.pem"
 "$SERVER" --gen-keys "$tmp/keys.new"

@@ -16,16 +16,6 @@ S=${UVQ_SOURCE_DIR:?UVQ_SOURCE_DIR must point at the source directory}
 
 now() { date +%s%N; }
 
-# Waits until the client has received at least |bytes| of its output file.
-wait_bytes() {
-  local file=$1 bytes=$2 i
-  for i in $(seq 1 200); do
-    [ -f "$file" ] && [ "$(stat -c %s "$file")" -ge "$bytes" ] && return 0
-    sleep 0.01
-  done
-  return 1
-}
-
 root=$tmp/root
 mkdir -p "$root"
 # Large enough that a download is still running when the signal comes.

@@ -126,6 +126,17 @@ make_cert() {
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 
+# wait_bytes FILE BYTES: waits (2 s at most) until FILE holds at least BYTES
+# (uvquic-client -o writes FILE.part until the download is complete).
+wait_bytes() {
+  local file=$1 bytes=$2 i
+  for i in $(seq 1 200); do
+    [ -f "$file" ] && [ "$(stat -c %s "$file")" -ge "$bytes" ] && return 0
+    sleep 0.01
+  done
+  return 1
+}
+
 # jget FILE EXPR: a field of the first connection in a --stats-json file.
 jget() {
   python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))[0]; print(str(eval(sys.argv[2], {}, {"d": d})).lower())' "$1" "$2"
