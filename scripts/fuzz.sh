@@ -18,8 +18,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-60}
 shift || true
+all=(router token cid_map h3_request http_path http_cond mime_types quic_lb)
 harnesses=("$@")
-[ ${#harnesses[@]} -eq 0 ] && harnesses=(router token cid_map h3_request http_path http_cond mime_types quic_lb)
+[ ${#harnesses[@]} -eq 0 ] && harnesses=("${all[@]}")
 
 "$here/scripts/deps.sh"
 SUDO=""
@@ -43,9 +44,8 @@ build="$here/build-fuzz"
 CC=clang cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DUVQ_FUZZ=ON -DUVQ_ASAN=ON -DUVQ_UBSAN=ON -DUVQ_TESTS=OFF \
   -DUVQ_BENCH=OFF -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link" >/dev/null
-cmake --build "$build" -j"$(nproc)" --target fuzz_router fuzz_token \
-  fuzz_cid_map fuzz_h3_request fuzz_http_path fuzz_http_cond fuzz_mime_types \
-  fuzz_quic_lb fuzz_gen_seeds >/dev/null
+cmake --build "$build" -j"$(nproc)" --target "${all[@]/#/fuzz_}" \
+  fuzz_gen_seeds >/dev/null
 
 "$build/fuzz/fuzz_gen_seeds" "$build/seeds"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
