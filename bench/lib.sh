@@ -148,6 +148,8 @@ bench_start_servers() {
 }
 
 median() { sort -g "$1" | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# col_median FILE FIELD: the median of one space-separated column of FILE.
+col_median() { cut -d' ' -f"$2" "$1" >"$tmp/col"; median "$tmp/col"; }
 # runs_of FILE: the values of FILE on one line, 3 decimals.
 runs_of() { awk '{ printf("%s%.3f", (NR > 1) ? " " : "", $1) }' "$1"; }
 # ratio A B: A / B, 2 decimals.

@@ -112,7 +112,6 @@ if ! skip tput; then
   printf '     the closing period its endpoint waits out before exit); not comparable with gtlsclient\n'
   # CPU per 100 MiB: the server's (schedstat) and the client process's
   # (rusage), medians; what a pair costs scatters far less than its time.
-  cpu_med() { awk -v f="$2" '{ print $f }' "$1" >"$tmp/col"; median "$tmp/col"; }
   for ((i = 0; i < 5; i++)); do
     awk '{ print $1 + $2 }' "$tmp/cpu.$i" >"$tmp/cpu.both.$i"
   done
@@ -122,8 +121,8 @@ if ! skip tput; then
   printf '%-42s %7s %7s %7s %8s   %s\n' "contender" "server" "client" "both" "vs gtls" "runs (both)"
   for ((i = 0; i < 5; i++)); do
     b=$(median "$tmp/cpu.both.$i")
-    printf '%-42s %7.1f %7.1f %7.1f %7sx   %s\n' "${names[$i]}" "$(cpu_med "$tmp/cpu.$i" 1)" \
-      "$(cpu_med "$tmp/cpu.$i" 2)" "$b" "$(ratio "$gboth" "$b")" \
+    printf '%-42s %7.1f %7.1f %7.1f %7sx   %s\n' "${names[$i]}" "$(col_median "$tmp/cpu.$i" 1)" \
+      "$(col_median "$tmp/cpu.$i" 2)" "$b" "$(ratio "$gboth" "$b")" \
       "$(awk '{ printf("%s%.0f", (NR > 1) ? " " : "", $1) }' "$tmp/cpu.both.$i")"
   done
   cpu_h3=$(ratio "$gboth" "$(median "$tmp/cpu.both.0")")
@@ -150,8 +149,6 @@ if ! skip hs; then
     }
     sed -n 's/.*; server \([0-9.]*\) us, client \([0-9.]*\) us, total \([0-9.]*\) us per handshake.*; loop \([0-9.]*\) handshakes\/s.*/\1 \2 \3 \4/p' <<<"$out"
   }
-  # hs_col FILE FIELD: the median of one space-separated column.
-  hs_col() { cut -d' ' -f"$2" "$1" >"$tmp/col"; median "$tmp/col"; }
   hs_names=("uvquic-server" "gtlsserver")
   for i in 0 1; do : >"$tmp/cps.$i"; : >"$tmp/cpu.$i"; : >"$tmp/ccpu.$i"; done
   : >"$tmp/floor"
@@ -227,10 +224,10 @@ if ! skip hs; then
       "$(awk -v r="$m" -v c="$cc" -v s="$u" 'BEGIN { print r * (c + s) / 1e6 }')" \
       "$(awk '{ printf("%s%.0f", NR > 1 ? " " : "", $1) }' "$tmp/ccpu.$i")"
   done
-  hs_fs=$(hs_col "$tmp/floor" 1)
-  hs_fc=$(hs_col "$tmp/floor" 2)
-  hs_ft=$(hs_col "$tmp/floor" 3)
-  hs_fr=$(hs_col "$tmp/floor" 4)
+  hs_fs=$(col_median "$tmp/floor" 1)
+  hs_fc=$(col_median "$tmp/floor" 2)
+  hs_ft=$(col_median "$tmp/floor" 3)
+  hs_fr=$(col_median "$tmp/floor" 4)
   printf '%-16s server %.1f us, client %.1f us, total %.1f us per handshake (thread CPU); %.0f handshakes/s\n' \
     "hs_floor" "$hs_fs" "$hs_fc" "$hs_ft" "$hs_fr"
   printf '%-16s (ngtcp2 + GnuTLS in memory, both sides on one thread, no syscalls; runs server us: %s)\n' "" \
@@ -430,12 +427,9 @@ if ! skip lat; then
   printf '   tail this machine (kernel + scheduler) puts under any server\n'
   printf '%-20s %8s %8s %8s %8s %14s %9s   %s\n' "server" "p50" "p99" "p999" "max" "max send lag" \
     "p999/udp" "runs (p999)"
+  lat_udp999=$(col_median "$tmp/lat.2" 3)
   for i in 0 1 2; do
-    col() { cut -d' ' -f"$1" "$tmp/lat.$i" >"$tmp/col"; median "$tmp/col"; }
-    [ "$i" = 2 ] && lat_udp999=$(col 3)
-  done
-  for i in 0 1 2; do
-    col() { cut -d' ' -f"$1" "$tmp/lat.$i" >"$tmp/col"; median "$tmp/col"; }
+    col() { col_median "$tmp/lat.$i" "$1"; }
     printf '%-20s %8.0f %8.0f %8.0f %8.0f %14.0f %8sx   %s\n' "${lat_names[$i]}" "$(col 1)" "$(col 2)" \
       "$(col 3)" "$(col 4)" "$(col 5)" "$(ratio "$(col 3)" "$lat_udp999")" \
       "$(cut -d' ' -f3 "$tmp/lat.$i" | tr '\n' ' ')"
@@ -449,7 +443,7 @@ if ! skip lat; then
   printf '%-20s %14s %14s %12s %12s %12s\n' "server" "lag p99" "lag p999" "service p50" "service p99" \
     "service p999"
   for i in 0 1; do
-    scol() { cut -d' ' -f"$1" "$tmp/split.$i" >"$tmp/col"; median "$tmp/col"; }
+    scol() { col_median "$tmp/split.$i" "$1"; }
     printf '%-20s %14.0f %14.0f %12.0f %12.0f %12.0f\n' "${lat_names[$i]}" "$(scol 1)" "$(scol 2)" \
       "$(scol 3)" "$(scol 4)" "$(scol 5)"
   done
