@@ -267,7 +267,10 @@ int cli_common_opt(int c, const char *arg, uvq_settings *st, cli_common *cc) {
     return 1;
   case CLI_OPT_MAX_UDP_PAYLOAD:
     st->max_udp_payload_size =
-        (size_t)cli_parse_u64(arg, "--max-udp-payload", 1200, 65527);
+        strcmp(arg, "auto") == 0
+            ? 0
+            : (size_t)cli_parse_u64(arg, "--max-udp-payload", 1200,
+                                    UVQ_MAX_UDP_PAYLOAD);
     return 1;
   case CLI_OPT_QLOG_DIR:
     cc->qlog_dir = arg;

@@ -117,7 +117,9 @@ enum {
   "  --keep-alive MS            PING interval (default off)\n"                 \
   "  --no-pmtud                 no path MTU discovery\n"                       \
   "  --disable-migration        forbid the peer from migrating\n"              \
-  "  --max-udp-payload N        largest UDP payload we send (1200..65527)\n"   \
+  "  --max-udp-payload N|auto   largest UDP payload we send (1200..65527;\n"   \
+  "                             default auto: the link's MTU, at most "        \
+  "16384)\n"                                                                   \
   "  --max-connections N        connections at once (default 10000; 0 = no\n"  \
   "                             limit)\n"                                      \
   "  -v, -vv                    log connection lifecycle (info) or ngtcp2's\n" \

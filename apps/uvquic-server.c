@@ -659,8 +659,9 @@ static void usage(FILE *f) {
       "  --no-pmtud                 no path MTU discovery (default: on)\n"
       "  --disable-migration        forbid the peer from migrating (default:\n"
       "                             allowed)\n"
-      "  --max-udp-payload N        largest UDP payload we send (1200..65527;\n"
-      "                             default %zu)\n"
+      "  --max-udp-payload N|auto   largest UDP payload we send (1200..65527;\n"
+      "                             default auto: the link's MTU, at most\n"
+      "                             %d)\n"
       "  --max-connections N        connections at once (default %zu; 0 = no\n"
       "                             limit)\n"
       "  -v, --verbose, -vv         log connection lifecycle (info) or\n"
@@ -680,7 +681,7 @@ static void usage(FILE *f) {
       d.endpoint_send_budget >> 10, d.conn_recv_budget >> 10,
       d.endpoint_recv_budget >> 10, d.initial_rtt / UVQ_MILLISECONDS,
       d.initial_max_data, d.initial_max_stream_data, d.max_streams_bidi,
-      d.idle_timeout / UVQ_SECONDS, (size_t)d.max_udp_payload_size,
+      d.idle_timeout / UVQ_SECONDS, UVQ_UDP_PAYLOAD_AUTO_MAX,
       d.max_connections);
 }
 

@@ -110,13 +110,14 @@ start_uvquic() {
   printf -v "${name}_PID" '%s' "$pid"
 }
 
-# start_gtls NAME: starts gtlsserver on a free port (retried if the bind
-# fails) and sets ${NAME}_PORT and ${NAME}_PID.
+# start_gtls NAME [gtlsserver flags...]: starts gtlsserver on a free port
+# (retried if the bind fails) and sets ${NAME}_PORT and ${NAME}_PID.
 start_gtls() {
   local name=$1 port gpid found=
+  shift
   for _ in 1 2 3 4 5; do
     port=$(free_udp_port)
-    "$GTLSSERVER" -q --initial-rtt=1ms -d "$tmp/www" 127.0.0.1 "$port" \
+    "$GTLSSERVER" -q --initial-rtt=1ms "$@" -d "$tmp/www" 127.0.0.1 "$port" \
       "$tmp/key.pem" "$tmp/cert.pem" >/dev/null 2>"$tmp/$name.err" &
     gpid=$!
     bench_pids+=("$gpid")

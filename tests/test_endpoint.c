@@ -419,8 +419,8 @@ static int vn_client_fn(qt_world *w, int from, qt_pkt *p, void *ud) {
       return 1;
     }
     n = ngtcp2_pkt_write_version_negotiation(
-        p->data, sizeof(p->data), (uint8_t)qt_rand(w), f->cscid, f->cscidlen,
-        f->cdcid, f->cdcidlen, sv, 1);
+        p->data, p->len, (uint8_t)qt_rand(w), f->cscid, f->cscidlen, f->cdcid,
+        f->cdcidlen, sv, 1);
     assert_true(n > 0);
     p->len = (size_t)n;
     f->replaced = 1;

@@ -667,6 +667,37 @@ static void set_callbacks(ngtcp2_callbacks *cb, int is_server) {
 
 /* ---- creation ---------------------------------------------------------- */
 
+/* Sizes path MTU discovery climbs through, smallest first: ngtcp2 probes
+ * them in order, moves on to the next larger one after a success, and
+ * after three lost probes of a size skips it and every larger one (RFC
+ * 8899's search). Each is a link MTU less 48 bytes of IPv6 and UDP
+ * headers. Climbing keeps a path that fails a large size at the largest
+ * one it passed, one round trip per step; loopback reaches 16384 bytes in
+ * six. */
+static const uint16_t pmtud_sizes[] = {
+    1390 - 48, /* tunnels */
+    1454 - 48, /* a Japanese fibre service (ngtcp2's first default) */
+    1492 - 48, /* PPPoE */
+    1500 - 48, /* Ethernet */
+    9000 - 48, /* jumbo Ethernet */
+};
+#define UVQ_PMTUD_PROBES_MAX (1 + sizeof(pmtud_sizes) / sizeof(pmtud_sizes[0]))
+
+/* Fills |probes| with the sizes below ceiling |max|, then |max| itself
+ * (the link's own size: 1472 on IPv4 Ethernet). Returns how many. */
+static size_t pmtud_probes(uint16_t *probes, size_t max) {
+  size_t i, n = 0;
+  for (i = 0; i < sizeof(pmtud_sizes) / sizeof(pmtud_sizes[0]); i++) {
+    if (pmtud_sizes[i] < max) {
+      probes[n++] = pmtud_sizes[i];
+    }
+  }
+  if (max > UVQ_MIN_INITIAL_DATAGRAM) {
+    probes[n++] = (uint16_t)max;
+  }
+  return n;
+}
+
 /* Builds the connection's ngtcp2_conn and GnuTLS session for a first
  * Initial of |version| (a client after Version Negotiation: the version it
  * starts over in, |original_version| the one it first tried; 0 otherwise).
@@ -683,6 +714,7 @@ static int conn_start(uvq_conn *conn, const uvq_conn_params *p,
   ngtcp2_settings settings;
   ngtcp2_transport_params params;
   ngtcp2_path npath;
+  uint16_t probes[UVQ_PMTUD_PROBES_MAX]; /* ngtcp2 copies them */
   int rv;
 
   /* A fresh TLS session reads its tickets from the start (after Version
@@ -696,8 +728,11 @@ static int conn_start(uvq_conn *conn, const uvq_conn_params *p,
   settings.cc_algo = st->cc_algo == UVQ_CC_RENO  ? NGTCP2_CC_ALGO_RENO
                      : st->cc_algo == UVQ_CC_BBR ? NGTCP2_CC_ALGO_BBR
                                                  : NGTCP2_CC_ALGO_CUBIC;
-  settings.max_tx_udp_payload_size = st->max_udp_payload_size;
+  settings.max_tx_udp_payload_size = uvq_ep_path_payload(ep, p->path);
   settings.no_pmtud = !st->pmtud;
+  settings.pmtud_probeslen =
+      pmtud_probes(probes, settings.max_tx_udp_payload_size);
+  settings.pmtud_probes = settings.pmtud_probeslen ? probes : NULL;
   settings.handshake_timeout = st->handshake_timeout;
   settings.max_window = st->max_window;
   settings.max_stream_window = st->max_stream_window;

@@ -199,9 +199,13 @@ _Static_assert(sizeof(ngtcp2_sockaddr_union) <= sizeof(struct sockaddr_storage),
 static int write_burst(uvq_conn *conn, uvq_tstamp now, size_t *pbytes) {
   uvq_endpoint *ep = conn->ep;
   uint8_t *buf = ep->txbuf;
+  /* Room for the largest datagram ngtcp2 may write (a probe of the
+   * ceiling), while the burst is counted in datagrams of the path's
+   * confirmed size. */
   size_t maxpkt = ngtcp2_conn_get_max_tx_udp_payload_size(conn->ngconn);
   size_t quantum = ngtcp2_conn_get_send_quantum(conn->ngconn);
-  size_t limit = quantum / maxpkt;
+  size_t limit =
+      quantum / ngtcp2_conn_get_path_max_tx_udp_payload_size(conn->ngconn);
   size_t off = 0, nd = 0, seg = 0, total = 0;
   uvq_path bpath;
   uint8_t becn = 0;
@@ -210,9 +214,6 @@ static int write_burst(uvq_conn *conn, uvq_tstamp now, size_t *pbytes) {
   int rv = 0;
 
   *pbytes = 0;
-  if (maxpkt > UVQ_MAX_DATAGRAM) {
-    maxpkt = UVQ_MAX_DATAGRAM;
-  }
   if (limit < 1) {
     limit = 1;
   }

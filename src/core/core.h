@@ -9,8 +9,13 @@
 
 #include "uvquic/uvquic.h"
 
-/* Largest datagram we ever build or keep (max_udp_payload_size bound). */
+/* Largest datagram a stateless answer (Version Negotiation, Retry,
+ * stateless reset, a refusal's CONNECTION_CLOSE) or uvq_raw ever holds.
+ * Connections may send up to UVQ_MAX_UDP_PAYLOAD (uvquic.h). */
 #define UVQ_MAX_DATAGRAM 1500
+/* The ceiling of path MTU discovery where nothing says more: a 1500-byte
+ * Ethernet MTU less the IPv6 and UDP headers (ngtcp2's own default). */
+#define UVQ_DEFAULT_UDP_PAYLOAD 1452
 /* Smallest datagram that may carry a client Initial (RFC 9000 §14.1). */
 #define UVQ_MIN_INITIAL_DATAGRAM 1200
 /* active_connection_id_limit we advertise (a 0-RTT limit: endpoint.c

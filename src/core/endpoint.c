@@ -212,6 +212,30 @@ int uvq_ep_rand_cb(void *ep, uint8_t *dest, size_t len) {
   return uvq_ep_rand(ep, dest, len, 0);
 }
 
+size_t uvq_ep_max_payload(const uvq_endpoint *ep) {
+  if (ep->settings.max_udp_payload_size != 0) {
+    return ep->settings.max_udp_payload_size;
+  }
+  return ep->cfg.path_mtu ? UVQ_UDP_PAYLOAD_AUTO_MAX : UVQ_DEFAULT_UDP_PAYLOAD;
+}
+
+size_t uvq_ep_path_payload(uvq_endpoint *ep, const uvq_path *path) {
+  size_t max = uvq_ep_max_payload(ep), mtu = 0, hdr;
+  if (ep->cfg.path_mtu != NULL) {
+    mtu = ep->cfg.path_mtu(ep, path, ep->cfg.user_data);
+  }
+  /* IPv4 20 + UDP 8; IPv6 40 + 8 (an IPv4-mapped peer is counted as IPv6:
+   * 20 bytes to spare). */
+  hdr = path->remote.ss.ss_family == AF_INET ? 28 : 48;
+  if (mtu < hdr + UVQ_MIN_INITIAL_DATAGRAM) {
+    /* The link is unknown (or absurd): as if there were no callback. */
+    return ep->settings.max_udp_payload_size != 0
+               ? ep->settings.max_udp_payload_size
+               : UVQ_DEFAULT_UDP_PAYLOAD;
+  }
+  return mtu - hdr < max ? mtu - hdr : max;
+}
+
 int uvq_ep_random_cid(uvq_endpoint *ep, ngtcp2_cid *cid, size_t len) {
   if (len > NGTCP2_MAX_CIDLEN || uvq_ep_rand(ep, cid->data, len, 0) != 0) {
     return UVQ_ERR_INTERNAL;
@@ -429,14 +453,17 @@ int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
     memcpy(&ep->cfg, cfg, offsetof(uvq_endpoint_config, rand));
   } else if (cfg->version == 2) {
     memcpy(&ep->cfg, cfg, offsetof(uvq_endpoint_config, cid_shard));
+  } else if (cfg->version == 3) {
+    memcpy(&ep->cfg, cfg, offsetof(uvq_endpoint_config, path_mtu));
   } else {
     ep->cfg = *cfg;
   }
   ep->settings = settings;
   ep->is_server = cfg->is_server != 0;
 
-  if (ep->settings.max_udp_payload_size < UVQ_MIN_INITIAL_DATAGRAM ||
-      ep->settings.max_udp_payload_size > UVQ_MAX_DATAGRAM ||
+  if ((ep->settings.max_udp_payload_size != 0 &&
+       ep->settings.max_udp_payload_size < UVQ_MIN_INITIAL_DATAGRAM) ||
+      ep->settings.max_udp_payload_size > UVQ_MAX_UDP_PAYLOAD ||
       ep->settings.stateless_queue_len == 0 ||
       ep->settings.max_burst_datagrams == 0 ||
       ep->settings.stream_send_buffer == 0 ||
@@ -522,7 +549,9 @@ int uvq_endpoint_new(uvq_endpoint **pep, const uvq_endpoint_config *cfg) {
     rv = UVQ_ERR_NOMEM;
     goto fail_sq;
   }
-  ep->txbufcap = ep->settings.max_burst_datagrams * UVQ_MAX_DATAGRAM;
+  /* Room for a burst of the largest datagrams any connection may send
+   * (uvq_ep_max_payload); untouched pages cost no memory. */
+  ep->txbufcap = ep->settings.max_burst_datagrams * uvq_ep_max_payload(ep);
   ep->txbuf = uvq_malloc(mem, ep->txbufcap);
   if (ep->txbuf == NULL) {
     rv = UVQ_ERR_NOMEM;

@@ -138,6 +138,15 @@ int uvq_ep_rand(uvq_endpoint *ep, void *dest, size_t len, int key);
 /* uvq_ep_rand (not key material) as a plain callback: |ep| as void *,
  * for the token keys' and QUIC-LB's nonce sources. */
 int uvq_ep_rand_cb(void *ep, uint8_t *dest, size_t len);
+/* The largest UDP payload any connection of |ep| may send: the setting,
+ * or in auto (0) UVQ_UDP_PAYLOAD_AUTO_MAX with a path_mtu callback and
+ * UVQ_DEFAULT_UDP_PAYLOAD without. */
+size_t uvq_ep_max_payload(const uvq_endpoint *ep);
+/* The ceiling of path MTU discovery for a connection starting on |path|:
+ * uvq_ep_max_payload, lowered to the first link's MTU less the IP and UDP
+ * headers when the driver's path_mtu callback knows it (see
+ * uvq_settings.max_udp_payload_size). */
+size_t uvq_ep_path_payload(uvq_endpoint *ep, const uvq_path *path);
 /* A random CID of |len| bytes from uvq_ep_rand; 0 or UVQ_ERR_INTERNAL. */
 int uvq_ep_random_cid(uvq_endpoint *ep, ngtcp2_cid *cid, size_t len);
 /* uvq_cid_map_init_seeded with a key from uvq_ep_rand. */

@@ -285,6 +285,10 @@ void uvq_metrics_conn_closed(uvq_conn *conn) {
 
 /* ---- public API -------------------------------------------------------- */
 
+size_t uvq_conn_get_max_udp_payload(uvq_conn *conn) {
+  return conn ? ngtcp2_conn_get_path_max_tx_udp_payload_size(conn->ngconn) : 0;
+}
+
 int uvq_conn_get_stats(uvq_conn *conn, uvq_conn_stats *st) {
   ngtcp2_conn_info cs;
   const uvq_conn_metrics *m;

@@ -92,7 +92,9 @@ static int raw_new(uvq_raw **praw, const uvq_raw_config *cfg, int is_server) {
   }
   if (cfg->settings == NULL) {
     uvq_settings_default(&st);
-  } else if (uvq_settings_copy(&st, cfg->settings) != 0) {
+  } else if (uvq_settings_copy(&st, cfg->settings) != 0 ||
+             st.max_udp_payload_size > UVQ_MAX_DATAGRAM) {
+    /* uvq_raw_write's buffers hold UVQ_MAX_DATAGRAM bytes. */
     return UVQ_ERR_INVALID_ARGUMENT;
   }
   mem = cfg->mem ? cfg->mem : uvq_mem_default();

@@ -20,7 +20,7 @@ void uvq_settings_default(uvq_settings *s) {
   s->max_stream_window = 16u << 20;
   s->max_streams_bidi = 100;
   s->max_streams_uni = 100;
-  s->max_udp_payload_size = 1452;
+  s->max_udp_payload_size = 0; /* auto: the first link's MTU */
   s->pmtud = 1;
   s->disable_active_migration = 0;
   s->retry = UVQ_RETRY_OFF;

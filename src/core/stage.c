@@ -53,6 +53,7 @@ static void enter_closing(uvq_conn *conn, const ngtcp2_ccerr *ccerr,
   ngtcp2_path_storage ps;
   ngtcp2_pkt_info pi;
   ngtcp2_ssize n;
+  size_t maxlen;
   uint8_t *buf;
 
   conn->stage = UVQ_STAGE_CLOSING;
@@ -63,9 +64,10 @@ static void enter_closing(uvq_conn *conn, const ngtcp2_ccerr *ccerr,
     return;
   }
   ngtcp2_path_storage_zero(&ps);
-  n = ngtcp2_conn_write_connection_close(conn->ngconn, &ps.path, &pi, buf,
-                                         ep->settings.max_udp_payload_size,
-                                         ccerr, now);
+  maxlen = ngtcp2_conn_get_path_max_tx_udp_payload_size(conn->ngconn);
+  n = ngtcp2_conn_write_connection_close(
+      conn->ngconn, &ps.path, &pi, buf,
+      maxlen < UVQ_MAX_DATAGRAM ? maxlen : UVQ_MAX_DATAGRAM, ccerr, now);
   if (n <= 0) {
     uvq_free(ep->mem, buf);
     conn->stage = UVQ_STAGE_CLOSED;

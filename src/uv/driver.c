@@ -130,6 +130,15 @@ static uint64_t uep_wall_time(uvq_endpoint *ep, void *user_data) {
   return (uint64_t)time(NULL);
 }
 
+/* The link a new connection starts on: the MTU of the interface holding
+ * its local address (0: unknown, a wildcard-bound socket without PKTINFO). */
+static size_t uep_path_mtu(uvq_endpoint *ep, const uvq_path *path,
+                           void *user_data) {
+  uvq_uv_endpoint *uep = user_data;
+  (void)ep;
+  return uvq_ifmtu_get(&uep->ifmtu, &path->local, uv_now(uep->loop));
+}
+
 static int uep_accept(uvq_endpoint *ep, uvq_conn *conn,
                       const uvq_accept_info *info,
                       const uvq_app_callbacks **pcallbacks,
@@ -649,6 +658,7 @@ int uvq_uv_ep_new(uvq_uv_endpoint **puep, uv_loop_t *loop, int is_server,
   cfg.send = uep_send;
   cfg.wake = uep_wake;
   cfg.wall_time = uep_wall_time;
+  cfg.path_mtu = uep_path_mtu;
   cfg.on_accept = is_server ? uep_accept : NULL;
   if (shard != NULL) {
     uep->shard = shard;

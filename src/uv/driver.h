@@ -6,6 +6,7 @@
 
 #include "uvquic/uvquic_uv.h"
 
+#include "uv/ifmtu.h"
 #include "uv/udp.h"
 
 typedef struct uvq_uv_shard uvq_uv_shard;
@@ -51,6 +52,8 @@ struct uvq_uv_endpoint {
   size_t last_send;
   /* The receive buffers, shared by the sockets (one read at a time). */
   uvq_udp_rx *rx;
+  /* The host's interface MTUs, for the core's path_mtu callback. */
+  uvq_ifmtu ifmtu;
 
   /* The expiry timer: a CLOCK_MONOTONIC timerfd (ns resolution), watched
    * by |timer|. */

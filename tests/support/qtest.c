@@ -92,10 +92,17 @@ static void wire_send(qt_world *w, int from, const uvq_path *path,
     w->dropped++;
     return;
   }
-  p = calloc(1, sizeof(*p));
-  if (p == NULL || len > sizeof(p->data)) {
-    free(p);
+  if (w->path_max_payload && len > w->path_max_payload) {
+    w->dropped++;
+    w->too_big++;
     return;
+  }
+  p = calloc(1, sizeof(*p) + len);
+  if (p == NULL) {
+    return;
+  }
+  if (len > w->max_payload_seen) {
+    w->max_payload_seen = len;
   }
   p->dst = dst;
   p->path.local = path->remote;
@@ -137,15 +144,23 @@ static void wire_send(qt_world *w, int from, const uvq_path *path,
     w->reordered++;
   }
   if (chance(w, w->dup_pct)) {
-    qt_pkt *d = malloc(sizeof(*d));
+    qt_pkt *d = malloc(sizeof(*d) + len);
     if (d) {
-      memcpy(d, p, sizeof(*d));
+      memcpy(d, p, sizeof(*d) + len);
       d->deliver_at += qt_rand(w) % UVQ_MILLISECONDS;
       enqueue(w, d);
       w->duplicated++;
     }
   }
   enqueue(w, p);
+}
+
+static size_t path_mtu(uvq_endpoint *ep, const uvq_path *path,
+                       void *user_data) {
+  qt_node *n = user_data;
+  (void)ep;
+  (void)path;
+  return n->w->link_mtu;
 }
 
 static ssize_t send_cb(uvq_endpoint *ep, const uvq_send_batch *b,
@@ -274,6 +289,9 @@ add_node(qt_world *w, int is_server, const uvq_settings *settings,
   cfg.wall_time = wall_time;
   cfg.on_accept = on_accept;
   cfg.mem = w->mem;
+  if (w->link_mtu) {
+    cfg.path_mtu = path_mtu;
+  }
   w->last_add_error = uvq_endpoint_new(&n->ep, &cfg);
   if (w->last_add_error != 0) {
     n->ep = NULL;

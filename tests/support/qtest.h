@@ -22,7 +22,7 @@ typedef struct qt_pkt {
   uvq_tstamp deliver_at;
   uint64_t seq;
   size_t len;
-  uint8_t data[1500];
+  uint8_t data[]; /* |len| bytes */
 } qt_pkt;
 
 typedef struct qt_node {
@@ -88,6 +88,16 @@ struct qt_world {
 
   /* uvq_endpoint_flush calls qt_run made (each node's counts one). */
   uint64_t flushes;
+
+  /* The links' MTU (IP bytes): the endpoints' path_mtu callback reports
+   * |link_mtu| (0: no callback, as a driver that cannot tell), and the
+   * wire drops a datagram whose UDP payload exceeds |path_max_payload|
+   * (0: none does), counted in |too_big|: a smaller hop further on. */
+  size_t link_mtu;
+  size_t path_max_payload;
+  uint64_t too_big;
+  /* The largest UDP payload the wire carried. */
+  size_t max_payload_seen;
 };
 
 /* Sets up a world with a fixed RNG seed, ALPN "test", an ephemeral server
