@@ -95,6 +95,12 @@ typedef struct server server;
 typedef struct h3_shard {
   server *s;
   uvq_file_cache fcache;
+  /* The Date value, formatted once a second (date_sec: of which). */
+  time_t date_sec;
+  char date[UVQ_HTTP_DATE_LEN];
+  /* h3_on_request's resolution (8 KiB): one per shard, not a malloc per
+   * request; on_request does not nest. */
+  uvq_http_resolved res;
 } h3_shard;
 
 struct server {
@@ -140,6 +146,7 @@ struct server {
 /* One request, from its header section to the end of the exchange. */
 typedef struct request {
   server *s;
+  h3_shard *sh;
   /* The file being sent (a reference into the shard's cache). */
   uvq_file *file;
   uint64_t off;
@@ -291,9 +298,16 @@ static void hdr_add(hdrs *hs, const char *name, const char *value) {
 }
 
 /* Fields every response carries: Date and nosniff. */
-static void hdrs_init(hdrs *hs) {
+static void hdrs_init(hdrs *hs, request *r) {
+  h3_shard *sh = r->sh;
+  time_t now = time(NULL);
+
   hs->n = 0;
-  uvq_http_format_date(time(NULL), hs->date);
+  if (now != sh->date_sec || sh->date[0] == '\0') {
+    uvq_http_format_date(now, sh->date);
+    sh->date_sec = now;
+  }
+  memcpy(hs->date, sh->date, sizeof(hs->date));
   hdr_add(hs, "date", hs->date);
   hdr_add(hs, "x-content-type-options", "nosniff");
 }
@@ -330,7 +344,7 @@ static int respond_text(uvq_h3_stream *st, request *r, unsigned int status,
                         const char *text) {
   hdrs hs;
 
-  hdrs_init(&hs);
+  hdrs_init(&hs, r);
   if (status == 405) {
     hdr_add(&hs, "allow", "GET, HEAD");
   }
@@ -365,7 +379,7 @@ static int respond_listing(uvq_h3_stream *st, request *r,
   if (uvq_http_autoindex(res->fd, res->path, &body, &len) != 0) {
     return respond_text(st, r, 500, "internal server error\n");
   }
-  hdrs_init(&hs);
+  hdrs_init(&hs, r);
   rv = respond_buffer(st, r, 200, &hs, "text/html; charset=utf-8", body, len);
   free(body);
   return rv;
@@ -394,7 +408,7 @@ static int respond_file(uvq_h3_stream *st, request *r,
   uvq_http_format_date(res->st.st_mtim.tv_sec, lastmod);
   uvq_http_evaluate(&cond, &res->st, etag, &plan);
 
-  hdrs_init(&hs);
+  hdrs_init(&hs, r);
   hdr_add(&hs, "last-modified", lastmod);
   hdr_add(&hs, "etag", etag);
   hdr_add(&hs, "accept-ranges", "bytes");
@@ -462,6 +476,7 @@ static int h3_on_request(uvq_h3_stream *st, const uvq_h3_request_info *req,
     return -1;
   }
   r->s = s;
+  r->sh = sh;
   r->start = uv_hrtime();
   uvq_h3_stream_set_user_data(st, r);
   /* What only the access log reads: not formatted under --quiet (an
@@ -478,10 +493,7 @@ static int h3_on_request(uvq_h3_stream *st, const uvq_h3_request_info *req,
       !(req->methodlen == 3 && memcmp(req->method, "GET", 3) == 0)) {
     return respond_text(st, r, 405, "method not allowed\n");
   }
-  res = malloc(sizeof(*res));
-  if (res == NULL) {
-    return -1;
-  }
+  res = &sh->res;
   switch (uvq_file_cache_resolve(&sh->fcache, &s->fs, req->path, req->pathlen,
                                  s->autoindex ? UVQ_HTTP_AUTOINDEX : 0,
                                  uv_hrtime(), res, &file)) {
@@ -492,7 +504,7 @@ static int h3_on_request(uvq_h3_stream *st, const uvq_h3_request_info *req,
     rv = respond_listing(st, r, res);
     break;
   case UVQ_HTTP_REDIRECT:
-    hdrs_init(&hs);
+    hdrs_init(&hs, r);
     hdr_add(&hs, "location", res->location);
     rv = respond_buffer(st, r, 308, &hs, "text/plain; charset=utf-8",
                         "moved permanently\n", 18);
@@ -517,7 +529,6 @@ static int h3_on_request(uvq_h3_stream *st, const uvq_h3_request_info *req,
     /* Not streamed (HEAD, 304, 416): back to the cache. */
     uvq_file_release(file);
   }
-  free(res);
   return rv;
 }
 
