@@ -27,7 +27,8 @@
  * which reaches the shards with uvq_uv_endpoint_each_shard.
  * --file-cache ENTRIES[,KIB[,MS]] keeps up to ENTRIES resolved files per
  * shard (src/app/file_cache.c): a file of 16 KiB or less by its bytes, a
- * larger one by its open descriptor, at most KIB KiB of bytes, each served
+ * larger one by its open descriptor (64 at most, fewer if RLIMIT_NOFILE / 4
+ * shared by the caches is less), at most KIB KiB of bytes, each served
  * MS ms before it is resolved again (default 256,4096,1000; 0 disables).
  * SIGHUP empties it.
  * --quic-lb makes every connection ID a QUIC-LB one (uvquic_lb.h) that a
@@ -70,6 +71,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -610,8 +612,11 @@ static void usage(FILE *f) {
       "  --file-cache ENTRIES[,KIB[,MS]]\n"
       "                             per shard, keep up to ENTRIES files\n"
       "                             open (those of 16 KiB or less read into\n"
-      "                             memory, KIB KiB in all), each reused for\n"
-      "                             MS ms before it is looked up again;\n"
+      "                             memory, KIB KiB in all; at most %zu\n"
+      "                             larger ones, fewer if RLIMIT_NOFILE / 4\n"
+      "                             is less than the caches need), each\n"
+      "                             reused for MS ms before it is looked up\n"
+      "                             again;\n"
       "                             0 disables (default %zu,%zu,%" PRIu64 ")\n"
       "  --threads N                shards: N threads, each with its own\n"
       "                             loop, endpoint and socket on the same\n"
@@ -714,9 +719,9 @@ static void usage(FILE *f) {
       "load is reported and the old ones kept) and empties the file cache. "
       "SSLKEYLOGFILE=FILE appends\n"
       "the TLS secrets to FILE (for Wireshark).\n",
-      (size_t)UVQ_FILE_CACHE_ENTRIES, UVQ_FILE_CACHE_BYTES >> 10,
-      UVQ_FILE_CACHE_VALID / UVQ_MILLISECONDS, default_threads(),
-      d.max_handshakes, d.max_handshakes_per_source,
+      (size_t)UVQ_FILE_CACHE_FDS, (size_t)UVQ_FILE_CACHE_ENTRIES,
+      UVQ_FILE_CACHE_BYTES >> 10, UVQ_FILE_CACHE_VALID / UVQ_MILLISECONDS,
+      default_threads(), d.max_handshakes, d.max_handshakes_per_source,
       d.max_connections_per_source, d.conn_send_budget >> 10,
       d.endpoint_send_budget >> 10, d.conn_recv_budget >> 10,
       d.endpoint_recv_budget >> 10, d.initial_rtt / UVQ_MILLISECONDS,
@@ -817,6 +822,7 @@ static void shard_file_cache_stats(server *s, unsigned i,
   f->expirations += q.expirations;
   f->entries += q.entries;
   f->bytes += q.bytes;
+  f->fds += q.fds;
 }
 
 /* dst[i] += src[i] for |n| counters. */
@@ -863,8 +869,10 @@ static void print_app_stats(server *s) {
          " request_timeouts=%" PRIu64 " requests_too_long=%" PRIu64 "\n",
          q.requests, q.files, q.bytes, q.request_timeouts, q.requests_too_long);
   printf("file_cache: hits=%" PRIu64 " misses=%" PRIu64 " evictions=%" PRIu64
-         " expirations=%" PRIu64 " entries=%" PRIu64 " bytes=%" PRIu64 "\n",
-         f.hits, f.misses, f.evictions, f.expirations, f.entries, f.bytes);
+         " expirations=%" PRIu64 " entries=%" PRIu64 " bytes=%" PRIu64
+         " fds=%" PRIu64 "\n",
+         f.hits, f.misses, f.evictions, f.expirations, f.entries, f.bytes,
+         f.fds);
   fflush(stdout);
 }
 
@@ -896,8 +904,12 @@ static size_t file_cache_metrics(char *buf, size_t len, server *s, unsigned i) {
                "uvquic_file_cache_entries %" PRIu64 "\n"
                "# HELP uvquic_file_cache_bytes Bytes the cache holds.\n"
                "# TYPE uvquic_file_cache_bytes gauge\n"
-               "uvquic_file_cache_bytes %" PRIu64 "\n",
-               f.hits, f.misses, f.evictions, f.entries, f.bytes);
+               "uvquic_file_cache_bytes %" PRIu64 "\n"
+               "# HELP uvquic_file_cache_fds Descriptors the cache holds "
+               "open.\n"
+               "# TYPE uvquic_file_cache_fds gauge\n"
+               "uvquic_file_cache_fds %" PRIu64 "\n",
+               f.hits, f.misses, f.evictions, f.entries, f.bytes, f.fds);
   if (m < 0 || (size_t)m >= len) {
     if (len > 0) {
       buf[0] = '\0';
@@ -1420,6 +1432,20 @@ static void parse_file_cache(const char *arg, uvq_file_cache_config *cfg) {
   }
 }
 
+/* The descriptors the file caches may hold open (two per shard: HTTP/3
+ * and hq), together at most a quarter of RLIMIT_NOFILE: the rest is for
+ * sockets, files being sent uncached, the logs. */
+static void file_cache_fd_budget(uvq_file_cache_config *cfg, unsigned nshards) {
+  struct rlimit rl;
+
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+    rlim_t each = rl.rlim_cur / 4 / (2 * (rlim_t)nshards);
+    if ((rlim_t)cfg->max_fds > each) {
+      cfg->max_fds = (size_t)each;
+    }
+  }
+}
+
 /* What main set up for the shards and the files, once they are done. */
 static void server_free(server *s) {
   for (unsigned i = 0; i < s->nshards; i++) {
@@ -1705,6 +1731,7 @@ int main(int argc, char **argv) {
   if (getenv("UVQUIC_HQ_NO_OPENAT2") != NULL) {
     hqflags |= UVQ_HQ_SERVER_NO_OPENAT2;
   }
+  file_cache_fd_budget(&fccfg, s.nshards);
   for (unsigned i = 0; i < s.nshards; i++) {
     if (uvq_hq_server_new(&s.hq[i], root, hqflags, NULL, err, sizeof(err)) !=
         0) {
@@ -1713,7 +1740,8 @@ int main(int argc, char **argv) {
     uvq_hq_server_set_log(s.hq[i], hq_log_start, hq_log_end, &s);
     (void)uvq_hq_server_set_limits(s.hq[i], header_timeout, max_request_line);
     if (uvq_hq_server_set_file_cache(s.hq[i], fccfg.max_entries,
-                                     fccfg.max_bytes, fccfg.valid) != 0) {
+                                     fccfg.max_bytes, fccfg.max_fds,
+                                     fccfg.valid) != 0) {
       cli_fail_usage("%s", "--file-cache: out of memory");
     }
   }

@@ -128,7 +128,7 @@ static void body(uvq_file_cache *fc, uvq_fileserve *fs, const char *target,
   uvq_file_release(f);
 }
 
-/* Checks the counters of |fc|; ANY skips one. */
+/* Checks the counters of |fc| (fds apart); ANY skips one. */
 #define ANY UINT64_MAX
 static void expect(const uvq_file_cache *fc, uint64_t hits, uint64_t misses,
                    uint64_t evictions, uint64_t expirations, uint64_t entries,
@@ -147,15 +147,21 @@ static void expect(const uvq_file_cache *fc, uint64_t hits, uint64_t misses,
   }
 }
 
-static void cache_init(uvq_file_cache *fc, size_t entries, size_t bytes,
-                       uint64_t valid) {
+static void cache_init_fds(uvq_file_cache *fc, size_t entries, size_t bytes,
+                           uint64_t valid, size_t fds) {
   uvq_file_cache_config cfg;
 
   uvq_file_cache_config_default(&cfg);
+  cfg.max_fds = fds;
   cfg.max_entries = entries;
   cfg.max_bytes = bytes;
   cfg.valid = valid;
   assert_int_equal(uvq_file_cache_init(fc, &cfg), 0);
+}
+
+static void cache_init(uvq_file_cache *fc, size_t entries, size_t bytes,
+                       uint64_t valid) {
+  cache_init_fds(fc, entries, bytes, valid, UVQ_FILE_CACHE_FDS);
 }
 
 /* A hit opens, stats and reads nothing: the file can be gone or rewritten
@@ -270,6 +276,52 @@ static void test_file_cache_limits(void **state) {
   rm("big");
 }
 
+/* max_fds bounds the descriptors held, whatever the entries: the least
+ * recently used one with a descriptor goes; small files stay. Aliases of
+ * one large file ("/./big") each take one. */
+static void test_file_cache_fds(void **state) {
+  uvq_file_cache fc;
+  uvq_file_cache_stats st;
+  uvq_fileserve fs;
+  char buf[64];
+  int fds;
+  (void)state;
+
+  put_n("big", UVQ_FILE_CACHE_SMALL + 1, 'B');
+  put("s1", "1");
+  assert_int_equal(uvq_fileserve_init(&fs, ROOT, 0, NULL, 0), 0);
+  fds = count_fds();
+  cache_init_fds(&fc, 16, 1 << 20, 1000 * MS, 2);
+  body(&fc, &fs, "/big", 0, buf, sizeof(buf));
+  body(&fc, &fs, "/s1", 0, buf, sizeof(buf));
+  body(&fc, &fs, "/./big", 0, buf, sizeof(buf));
+  body(&fc, &fs, "/.//big", 0, buf, sizeof(buf));
+  body(&fc, &fs, "/././big", 0, buf, sizeof(buf));
+  uvq_file_cache_get_stats(&fc, &st);
+  assert_int_equal(st.fds, 2);
+  assert_int_equal(st.entries, 3);
+  assert_int_equal(st.evictions, 2);
+  assert_int_equal(count_fds(), fds + 2);
+  /* The small file is still a hit; "/big", the oldest, went. */
+  body(&fc, &fs, "/s1", 0, buf, sizeof(buf));
+  expect(&fc, 1, 5, 2, 0, 3, ANY);
+  uvq_file_cache_free(&fc);
+  assert_int_equal(count_fds(), fds);
+
+  /* 0: large files are served uncached. */
+  cache_init_fds(&fc, 16, 1 << 20, 1000 * MS, 0);
+  body(&fc, &fs, "/big", 0, buf, sizeof(buf));
+  body(&fc, &fs, "/s1", 0, buf, sizeof(buf));
+  uvq_file_cache_get_stats(&fc, &st);
+  assert_int_equal(st.fds, 0);
+  assert_int_equal(st.entries, 1);
+  assert_int_equal(count_fds(), fds);
+  uvq_file_cache_free(&fc);
+  uvq_fileserve_free(&fs);
+  rm("big");
+  rm("s1");
+}
+
 /* A file larger than small_max is read through its descriptor, which a
  * response keeps across eviction and clearing; nothing leaks. */
 static void test_file_cache_streaming(void **state) {
@@ -368,6 +420,7 @@ int main(void) {
       cmocka_unit_test(test_file_cache_hit),
       cmocka_unit_test(test_file_cache_expiry),
       cmocka_unit_test(test_file_cache_limits),
+      cmocka_unit_test(test_file_cache_fds),
       cmocka_unit_test(test_file_cache_streaming),
       cmocka_unit_test(test_file_cache_jail),
   };

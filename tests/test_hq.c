@@ -401,11 +401,12 @@ static void test_hq_file_cache(void **state) {
   write_file(FILE_SIZE);
   setup(&x, STOP_NONE, 0);
   assert_int_equal(
-      uvq_hq_server_set_file_cache(HQ, 16, 1 << 20, 1 * UVQ_SECONDS), 0);
+      uvq_hq_server_set_file_cache(HQ, 16, 1 << 20, 4, 1 * UVQ_SECONDS), 0);
   run(&x, some_received);
   uvq_hq_server_get_file_cache_stats(HQ, &fst);
   assert_int_equal(fst.misses, 1);
   assert_int_equal(fst.entries, 1);
+  assert_int_equal(fst.fds, 1);
   uvq_hq_server_clear_file_cache(HQ);
   assert_int_equal(unlink(FILE_PATH), 0);
   run(&x, got_fin);
@@ -413,6 +414,7 @@ static void test_hq_file_cache(void **state) {
   uvq_hq_server_get_file_cache_stats(HQ, &fst);
   assert_int_equal(fst.entries, 0);
   assert_int_equal(fst.bytes, 0);
+  assert_int_equal(fst.fds, 0);
   teardown(&x);
 }
 

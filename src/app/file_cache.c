@@ -37,6 +37,7 @@ void uvq_file_cache_config_default(uvq_file_cache_config *cfg) {
   cfg->max_bytes = UVQ_FILE_CACHE_BYTES;
   cfg->small_max = UVQ_FILE_CACHE_SMALL;
   cfg->valid = UVQ_FILE_CACHE_VALID;
+  cfg->max_fds = UVQ_FILE_CACHE_FDS;
 }
 
 int uvq_file_cache_init(uvq_file_cache *fc, const uvq_file_cache_config *cfg) {
@@ -104,6 +105,9 @@ static void unlink_entry(uvq_file_cache *fc, uvq_file *f) {
   f->hnext = f->prev = f->next = NULL;
   fc->stats.entries--;
   fc->stats.bytes -= f->cost;
+  if (f->fd >= 0) {
+    fc->stats.fds--;
+  }
   uvq_file_release(f);
 }
 
@@ -220,12 +224,22 @@ static int load_bytes(uvq_file *f) {
   return 0;
 }
 
-/* Makes room for |cost| more bytes and one more entry: least recently
- * used first. */
-static void make_room(uvq_file_cache *fc, size_t cost) {
+/* Makes room for |cost| more bytes and one more entry (that keeps a
+ * descriptor if |fd|): least recently used first. */
+static void make_room(uvq_file_cache *fc, size_t cost, int fd) {
   while (fc->lru_tail != NULL && (fc->stats.entries + 1 > fc->cfg.max_entries ||
                                   fc->stats.bytes + cost > fc->cfg.max_bytes)) {
     unlink_entry(fc, fc->lru_tail);
+    fc->stats.evictions++;
+  }
+  if (fd && fc->stats.fds + 1 > fc->cfg.max_fds) {
+    /* The least recently used of those with a descriptor (max_fds >= 1
+     * here, so there is one). */
+    uvq_file *f = fc->lru_tail;
+    while (f->fd < 0) {
+      f = f->prev;
+    }
+    unlink_entry(fc, f);
     fc->stats.evictions++;
   }
 }
@@ -300,10 +314,10 @@ uvq_file_cache_resolve(uvq_file_cache *fc, uvq_fileserve *fs,
     }
     f->cost += (size_t)f->st.st_size;
   }
-  if (f->cost > fc->cfg.max_bytes) {
+  if (f->cost > fc->cfg.max_bytes || (f->fd >= 0 && fc->cfg.max_fds == 0)) {
     return rs;
   }
-  make_room(fc, f->cost);
+  make_room(fc, f->cost, f->fd >= 0);
   f->hash = hash;
   f->expiry = now + fc->cfg.valid;
   f->refs++;
@@ -312,6 +326,9 @@ uvq_file_cache_resolve(uvq_file_cache *fc, uvq_fileserve *fs,
   lru_push_front(fc, f);
   fc->stats.entries++;
   fc->stats.bytes += f->cost;
+  if (f->fd >= 0) {
+    fc->stats.fds++;
+  }
   return rs;
 }
 

@@ -34,10 +34,11 @@
 #include "app/http_file.h"
 #include "uvquic/uvquic.h"
 
-/** Defaults: entries, bytes held in memory, validity (ns). */
+/** Defaults: entries, bytes held in memory, validity (ns), descriptors. */
 #define UVQ_FILE_CACHE_ENTRIES 256
 #define UVQ_FILE_CACHE_BYTES ((size_t)4 << 20)
 #define UVQ_FILE_CACHE_VALID ((uint64_t)1000 * 1000000)
+#define UVQ_FILE_CACHE_FDS 64
 /** Files up to this size are held in memory (no descriptor kept). */
 #define UVQ_FILE_CACHE_SMALL ((size_t)16384)
 
@@ -55,6 +56,11 @@ typedef struct uvq_file_cache_config {
   size_t small_max;
   /** How long an entry is served without resolving it again (ns). */
   uint64_t valid;
+  /** Most entries that keep a descriptor open (the larger files): a
+   * client naming many large files, or one under many spellings
+   * ("/./big", "/.//big"), must not take the process's descriptors
+   * (RLIMIT_NOFILE). Within max_entries. */
+  size_t max_fds;
 } uvq_file_cache_config;
 
 /** uvq_file_cache_config_default sets the defaults above. */
@@ -66,13 +72,14 @@ typedef struct uvq_file_cache_stats {
   /** Resolutions that went to the file system (a cache that is disabled
    * counts none). */
   uint64_t misses;
-  /** Entries dropped to stay within max_entries / max_bytes. */
+  /** Entries dropped to stay within max_entries / max_bytes / max_fds. */
   uint64_t evictions;
   /** Entries found older than |valid| and resolved again. */
   uint64_t expirations;
-  /** Now: entries and bytes (see max_bytes) held. */
+  /** Now: entries, bytes (see max_bytes) and descriptors held. */
   uint64_t entries;
   uint64_t bytes;
+  uint64_t fds;
 } uvq_file_cache_stats;
 
 /** A resolved file: its stat, and its bytes or its descriptor. */

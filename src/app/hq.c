@@ -784,7 +784,8 @@ void uvq_hq_server_get_stats(uvq_hq_server *srv, uvq_hq_server_stats *st) {
 }
 
 int uvq_hq_server_set_file_cache(uvq_hq_server *srv, size_t max_entries,
-                                 size_t max_bytes, uint64_t valid) {
+                                 size_t max_bytes, size_t max_fds,
+                                 uint64_t valid) {
   uvq_file_cache_config cfg;
   uvq_file_cache fc;
 
@@ -795,6 +796,7 @@ int uvq_hq_server_set_file_cache(uvq_hq_server *srv, size_t max_entries,
   cfg.mem = srv->mem;
   cfg.max_entries = max_entries;
   cfg.max_bytes = max_bytes;
+  cfg.max_fds = max_fds;
   cfg.valid = valid;
   if (uvq_file_cache_init(&fc, &cfg) != 0) {
     return UVQ_ERR_NOMEM;
@@ -820,6 +822,7 @@ void uvq_hq_server_get_file_cache_stats(uvq_hq_server *srv,
   st->expirations = f.expirations;
   st->entries = f.entries;
   st->bytes = f.bytes;
+  st->fds = f.fds;
 }
 
 void uvq_hq_server_get_counts(uvq_hq_server *srv, uint64_t *pfiles,
