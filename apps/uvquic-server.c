@@ -25,6 +25,12 @@
  * HTTP/3 and hq-interop server objects; the file root, media types and
  * options are shared read-only; signals are handled on the main thread,
  * which reaches the shards with uvq_uv_endpoint_each_shard.
+ * --file-cache ENTRIES[,KIB[,MS]] keeps up to ENTRIES resolved files per
+ * shard (src/app/file_cache.c): a file of 16 KiB or less by its bytes, a
+ * larger one by its open descriptor (64 at most, fewer if RLIMIT_NOFILE / 4
+ * shared by the caches is less), at most KIB KiB of bytes, each served
+ * MS ms before it is resolved again (default 256,4096,1000; 0 disables).
+ * SIGHUP empties it.
  * --quic-lb makes every connection ID a QUIC-LB one (uvquic_lb.h) that a
  * load balancer routes to this server: CONFIG is uvq_lb_config_parse's
  * "cr=N,sid=HEX,nonce=N[,key=HEX][,encode-len]", or @FILE a file holding
@@ -51,7 +57,8 @@
  * connections and gives the exchanges in flight --shutdown-timeout; a
  * second closes at once. Either way every connection gets a
  * CONNECTION_CLOSE, the counters are printed (unless --quiet) and the exit
- * is 0. SIGHUP reloads the certificate, key and keys file. Bad arguments
+ * is 0. SIGHUP reloads the certificate, key and keys file and empties the
+ * file cache. Bad arguments
  * exit 2 with a one-line message.
  */
 #include <errno.h>
@@ -64,6 +71,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -77,12 +85,27 @@
 #include "uvquic/uvquic_h3.h"
 #include "uvquic/uvquic_lb.h"
 
+#include "app/file_cache.h"
 #include "app/fileserve.h"
 #include "app/hq.h"
 #include "app/http_file.h"
 #include "cli.h"
 
-typedef struct server {
+typedef struct server server;
+
+/* The HTTP/3 server of one shard, and what only its thread touches. */
+typedef struct h3_shard {
+  server *s;
+  uvq_file_cache fcache;
+  /* The Date value, formatted once a second (date_sec: of which). */
+  time_t date_sec;
+  char date[UVQ_HTTP_DATE_LEN];
+  /* h3_on_request's resolution (8 KiB): one per shard, not a malloc per
+   * request; on_request does not nest. */
+  uvq_http_resolved res;
+} h3_shard;
+
+struct server {
   uv_loop_t *loop;
   uvq_uv_endpoint *listener;
   /* One of each per shard (--threads), indexed by the shard's index:
@@ -90,6 +113,7 @@ typedef struct server {
   unsigned nshards;
   uvq_hq_server *hq[UVQ_UV_MAX_SHARDS];
   uvq_h3_server *h3[UVQ_UV_MAX_SHARDS];
+  h3_shard h3ctx[UVQ_UV_MAX_SHARDS];
   /* The HTTP/3 side's view of the root (hq has its own, same jail). */
   uvq_fileserve fs;
   /* Content types (--mime-types, else /etc/mime.types, else built in). */
@@ -116,7 +140,7 @@ typedef struct server {
    * its thread (metrics_lock) and joined by the main thread. */
   uv_mutex_t metrics_lock;
   char *shard_metrics[UVQ_UV_MAX_SHARDS];
-} server;
+};
 
 /* --shutdown-timeout's default. */
 #define SHUTDOWN_TIMEOUT (10 * UVQ_SECONDS)
@@ -124,7 +148,9 @@ typedef struct server {
 /* One request, from its header section to the end of the exchange. */
 typedef struct request {
   server *s;
-  int fd;
+  h3_shard *sh;
+  /* The file being sent (a reference into the shard's cache). */
+  uvq_file *file;
   uint64_t off;
   uint64_t size;
   uint64_t start;
@@ -246,9 +272,7 @@ static ssize_t file_read(uvq_h3_stream *st, uint8_t *buf, size_t len, int *peof,
   if (left < len) {
     len = (size_t)left;
   }
-  do {
-    n = len ? pread(r->fd, buf, len, (off_t)r->off) : 0;
-  } while (n < 0 && errno == EINTR);
+  n = len ? uvq_file_read(r->file, buf, len, r->off) : 0;
   if (n < 0) {
     /* Not UVQ_H3_READ_WOULDBLOCK: the stream is reset. */
     return -2;
@@ -276,9 +300,16 @@ static void hdr_add(hdrs *hs, const char *name, const char *value) {
 }
 
 /* Fields every response carries: Date and nosniff. */
-static void hdrs_init(hdrs *hs) {
+static void hdrs_init(hdrs *hs, request *r) {
+  h3_shard *sh = r->sh;
+  time_t now = time(NULL);
+
   hs->n = 0;
-  uvq_http_format_date(time(NULL), hs->date);
+  if (now != sh->date_sec || sh->date[0] == '\0') {
+    uvq_http_format_date(now, sh->date);
+    sh->date_sec = now;
+  }
+  memcpy(hs->date, sh->date, sizeof(hs->date));
   hdr_add(hs, "date", hs->date);
   hdr_add(hs, "x-content-type-options", "nosniff");
 }
@@ -315,7 +346,7 @@ static int respond_text(uvq_h3_stream *st, request *r, unsigned int status,
                         const char *text) {
   hdrs hs;
 
-  hdrs_init(&hs);
+  hdrs_init(&hs, r);
   if (status == 405) {
     hdr_add(&hs, "allow", "GET, HEAD");
   }
@@ -350,7 +381,7 @@ static int respond_listing(uvq_h3_stream *st, request *r,
   if (uvq_http_autoindex(res->fd, res->path, &body, &len) != 0) {
     return respond_text(st, r, 500, "internal server error\n");
   }
-  hdrs_init(&hs);
+  hdrs_init(&hs, r);
   rv = respond_buffer(st, r, 200, &hs, "text/html; charset=utf-8", body, len);
   free(body);
   return rv;
@@ -358,8 +389,8 @@ static int respond_listing(uvq_h3_stream *st, request *r,
 
 /* A regular file: validators, conditionals, Range. */
 static int respond_file(uvq_h3_stream *st, request *r,
-                        const uvq_h3_request_info *req,
-                        uvq_http_resolved *res) {
+                        const uvq_h3_request_info *req, uvq_http_resolved *res,
+                        uvq_file **pfile) {
   server *s = r->s;
   uvq_http_conditions cond;
   uvq_http_plan plan;
@@ -379,7 +410,7 @@ static int respond_file(uvq_h3_stream *st, request *r,
   uvq_http_format_date(res->st.st_mtim.tv_sec, lastmod);
   uvq_http_evaluate(&cond, &res->st, etag, &plan);
 
-  hdrs_init(&hs);
+  hdrs_init(&hs, r);
   hdr_add(&hs, "last-modified", lastmod);
   hdr_add(&hs, "etag", etag);
   hdr_add(&hs, "accept-ranges", "bytes");
@@ -410,8 +441,8 @@ static int respond_file(uvq_h3_stream *st, request *r,
              (uint64_t)res->st.st_size);
     hdr_add(&hs, "content-range", crange);
   }
-  r->fd = res->fd;
-  res->fd = -1;
+  r->file = *pfile;
+  *pfile = NULL;
   r->off = plan.offset;
   r->size = plan.offset + plan.length;
   r->status = plan.status;
@@ -434,8 +465,10 @@ static int respond_file(uvq_h3_stream *st, request *r,
 
 static int h3_on_request(uvq_h3_stream *st, const uvq_h3_request_info *req,
                          void *user_data) {
-  server *s = user_data;
+  h3_shard *sh = user_data;
+  server *s = sh->s;
   uvq_http_resolved *res;
+  uvq_file *file = NULL;
   request *r;
   hdrs hs;
   int rv;
@@ -445,7 +478,7 @@ static int h3_on_request(uvq_h3_stream *st, const uvq_h3_request_info *req,
     return -1;
   }
   r->s = s;
-  r->fd = -1;
+  r->sh = sh;
   r->start = uv_hrtime();
   uvq_h3_stream_set_user_data(st, r);
   /* What only the access log reads: not formatted under --quiet (an
@@ -462,20 +495,18 @@ static int h3_on_request(uvq_h3_stream *st, const uvq_h3_request_info *req,
       !(req->methodlen == 3 && memcmp(req->method, "GET", 3) == 0)) {
     return respond_text(st, r, 405, "method not allowed\n");
   }
-  res = malloc(sizeof(*res));
-  if (res == NULL) {
-    return -1;
-  }
-  switch (uvq_http_resolve(&s->fs, req->path, req->pathlen,
-                           s->autoindex ? UVQ_HTTP_AUTOINDEX : 0, res)) {
+  res = &sh->res;
+  switch (uvq_file_cache_resolve(&sh->fcache, &s->fs, req->path, req->pathlen,
+                                 s->autoindex ? UVQ_HTTP_AUTOINDEX : 0,
+                                 uv_hrtime(), res, &file)) {
   case UVQ_HTTP_FILE:
-    rv = respond_file(st, r, req, res);
+    rv = respond_file(st, r, req, res, &file);
     break;
   case UVQ_HTTP_LISTING:
     rv = respond_listing(st, r, res);
     break;
   case UVQ_HTTP_REDIRECT:
-    hdrs_init(&hs);
+    hdrs_init(&hs, r);
     hdr_add(&hs, "location", res->location);
     rv = respond_buffer(st, r, 308, &hs, "text/plain; charset=utf-8",
                         "moved permanently\n", 18);
@@ -496,7 +527,10 @@ static int h3_on_request(uvq_h3_stream *st, const uvq_h3_request_info *req,
   if (res->fd >= 0) {
     close(res->fd);
   }
-  free(res);
+  if (file != NULL) {
+    /* Not streamed (HEAD, 304, 416): back to the cache. */
+    uvq_file_release(file);
+  }
   return rv;
 }
 
@@ -521,8 +555,8 @@ static void h3_on_stream_close(uvq_h3_stream *st, int error, uint64_t app_error,
              complete ? NULL
              : error  ? uvq_h3_strerror(error)
                       : "stream reset");
-  if (r->fd >= 0) {
-    close(r->fd);
+  if (r->file != NULL) {
+    uvq_file_release(r->file);
   }
   free(r);
 }
@@ -575,6 +609,15 @@ static void usage(FILE *f) {
       "                             (default off: 404)\n"
       "  --cache-control VALUE      Cache-Control of every file response\n"
       "                             (default none)\n"
+      "  --file-cache ENTRIES[,KIB[,MS]]\n"
+      "                             per shard, keep up to ENTRIES files\n"
+      "                             open (those of 16 KiB or less read into\n"
+      "                             memory, KIB KiB in all; at most %zu\n"
+      "                             larger ones, fewer if RLIMIT_NOFILE / 4\n"
+      "                             is less than the caches need), each\n"
+      "                             reused for MS ms before it is looked up\n"
+      "                             again;\n"
+      "                             0 disables (default %zu,%zu,%" PRIu64 ")\n"
       "  --threads N                shards: N threads, each with its own\n"
       "                             loop, endpoint and socket on the same\n"
       "                             address (SO_REUSEPORT), 1..32 (default:\n"
@@ -674,8 +717,11 @@ static void usage(FILE *f) {
       "Signals: SIGINT/SIGTERM shut down gracefully (see\n"
       "--shutdown-timeout); SIGHUP reloads --cert/--key and --keys-file for\n"
       "new handshakes without dropping a connection (a file that does not\n"
-      "load is reported and the old ones kept). SSLKEYLOGFILE=FILE appends\n"
+      "load is reported and the old ones kept) and empties the file cache. "
+      "SSLKEYLOGFILE=FILE appends\n"
       "the TLS secrets to FILE (for Wireshark).\n",
+      (size_t)UVQ_FILE_CACHE_FDS, (size_t)UVQ_FILE_CACHE_ENTRIES,
+      UVQ_FILE_CACHE_BYTES >> 10, UVQ_FILE_CACHE_VALID / UVQ_MILLISECONDS,
       default_threads(), d.max_handshakes, d.max_handshakes_per_source,
       d.max_connections_per_source, d.conn_send_budget >> 10,
       d.endpoint_send_budget >> 10, d.conn_recv_budget >> 10,
@@ -764,6 +810,22 @@ static void print_stats(uvq_uv_endpoint *uep) {
   fflush(stdout);
 }
 
+/* The file caches of shard |i| (HTTP/3's and hq's), summed. */
+static void shard_file_cache_stats(server *s, unsigned i,
+                                   uvq_file_cache_stats *f) {
+  uvq_hq_file_cache_stats q;
+
+  uvq_file_cache_get_stats(&s->h3ctx[i].fcache, f);
+  uvq_hq_server_get_file_cache_stats(s->hq[i], &q);
+  f->hits += q.hits;
+  f->misses += q.misses;
+  f->evictions += q.evictions;
+  f->expirations += q.expirations;
+  f->entries += q.entries;
+  f->bytes += q.bytes;
+  f->fds += q.fds;
+}
+
 /* dst[i] += src[i] for |n| counters. */
 static void add_counters(uint64_t *dst, const uint64_t *src, size_t n) {
   for (size_t i = 0; i < n; i++) {
@@ -772,18 +834,25 @@ static void add_counters(uint64_t *dst, const uint64_t *src, size_t n) {
 }
 
 _Static_assert(sizeof(uvq_h3_server_stats) % sizeof(uint64_t) == 0 &&
-                   sizeof(uvq_hq_server_stats) % sizeof(uint64_t) == 0,
+                   sizeof(uvq_hq_server_stats) % sizeof(uint64_t) == 0 &&
+                   sizeof(uvq_file_cache_stats) % sizeof(uint64_t) == 0,
                "the application counters are summed as uint64_t arrays");
 
 /* The HTTP/3 and hq-interop counters, over every connection served. */
 static void print_app_stats(server *s) {
   uvq_h3_server_stats h, h1;
   uvq_hq_server_stats q, q1;
+  uvq_file_cache_stats f, f1;
 
-  /* Read after the shards' threads ended; every field is a counter. */
+  /* Read after the shards' threads ended; every field is a counter (the
+   * file cache's entries and bytes are sums too). */
   memset(&h, 0, sizeof(h));
   memset(&q, 0, sizeof(q));
+  memset(&f, 0, sizeof(f));
   for (unsigned i = 0; i < s->nshards; i++) {
+    shard_file_cache_stats(s, i, &f1);
+    add_counters((uint64_t *)(void *)&f, (const uint64_t *)(void *)&f1,
+                 sizeof(f) / sizeof(uint64_t));
     uvq_h3_server_get_stats(s->h3[i], &h1);
     uvq_hq_server_get_stats(s->hq[i], &q1);
     add_counters((uint64_t *)(void *)&h, (const uint64_t *)(void *)&h1,
@@ -800,27 +869,77 @@ static void print_app_stats(server *s) {
   printf("hq: requests=%" PRIu64 " files=%" PRIu64 " bytes=%" PRIu64
          " request_timeouts=%" PRIu64 " requests_too_long=%" PRIu64 "\n",
          q.requests, q.files, q.bytes, q.request_timeouts, q.requests_too_long);
+  printf("file_cache: hits=%" PRIu64 " misses=%" PRIu64 " evictions=%" PRIu64
+         " expirations=%" PRIu64 " entries=%" PRIu64 " bytes=%" PRIu64
+         " fds=%" PRIu64 "\n",
+         f.hits, f.misses, f.evictions, f.expirations, f.entries, f.bytes,
+         f.fds);
   fflush(stdout);
 }
 
-/* Writes the Prometheus text of the listener's endpoint to --metrics-file
- * through a temporary file renamed over it. */
+/* Room the application's counters take after the endpoint's. */
+#define APP_METRICS_LEN 2048
+
+/* Appends the Prometheus text of shard |i|'s file caches at |buf| (|len|
+ * bytes): nothing if it does not fit. Returns the length appended. */
+static size_t file_cache_metrics(char *buf, size_t len, server *s, unsigned i) {
+  uvq_file_cache_stats f;
+  int m;
+
+  shard_file_cache_stats(s, i, &f);
+  m = snprintf(buf, len,
+               "# HELP uvquic_file_cache_hits_total Files served from the "
+               "file cache.\n"
+               "# TYPE uvquic_file_cache_hits_total counter\n"
+               "uvquic_file_cache_hits_total %" PRIu64 "\n"
+               "# HELP uvquic_file_cache_misses_total Files looked up on "
+               "disk (not cached, or expired).\n"
+               "# TYPE uvquic_file_cache_misses_total counter\n"
+               "uvquic_file_cache_misses_total %" PRIu64 "\n"
+               "# HELP uvquic_file_cache_evictions_total Entries dropped "
+               "to stay within --file-cache.\n"
+               "# TYPE uvquic_file_cache_evictions_total counter\n"
+               "uvquic_file_cache_evictions_total %" PRIu64 "\n"
+               "# HELP uvquic_file_cache_entries Files the cache holds.\n"
+               "# TYPE uvquic_file_cache_entries gauge\n"
+               "uvquic_file_cache_entries %" PRIu64 "\n"
+               "# HELP uvquic_file_cache_bytes Bytes the cache holds.\n"
+               "# TYPE uvquic_file_cache_bytes gauge\n"
+               "uvquic_file_cache_bytes %" PRIu64 "\n"
+               "# HELP uvquic_file_cache_fds Descriptors the cache holds "
+               "open.\n"
+               "# TYPE uvquic_file_cache_fds gauge\n"
+               "uvquic_file_cache_fds %" PRIu64 "\n",
+               f.hits, f.misses, f.evictions, f.entries, f.bytes, f.fds);
+  if (m < 0 || (size_t)m >= len) {
+    if (len > 0) {
+      buf[0] = '\0';
+    }
+    return 0;
+  }
+  return (size_t)m;
+}
+
+/* Writes the Prometheus text of the listener's endpoint, and of the file
+ * cache, to --metrics-file through a temporary file renamed over it. */
 static void write_metrics(server *s, uvq_endpoint *ep) {
   ssize_t n =
       uvq_endpoint_write_prometheus(ep, s->metrics_buf, s->metrics_cap, NULL);
 
-  if (n >= 0 && (size_t)n >= s->metrics_cap) {
-    char *nb = realloc(s->metrics_buf, (size_t)n + 4096);
+  if (n >= 0 && (size_t)n + APP_METRICS_LEN >= s->metrics_cap) {
+    char *nb = realloc(s->metrics_buf, (size_t)n + APP_METRICS_LEN + 4096);
     if (nb == NULL) {
       return;
     }
     s->metrics_buf = nb;
-    s->metrics_cap = (size_t)n + 4096;
+    s->metrics_cap = (size_t)n + APP_METRICS_LEN + 4096;
     n = uvq_endpoint_write_prometheus(ep, s->metrics_buf, s->metrics_cap, NULL);
   }
   if (n < 0 || (size_t)n >= s->metrics_cap) {
     return;
   }
+  n += (ssize_t)file_cache_metrics(s->metrics_buf + n,
+                                   s->metrics_cap - (size_t)n, s, 0);
   if (cli_write_atomic(s->metrics_file, s->metrics_buf, (size_t)n, 0644) != 0) {
     fprintf(stderr, "uvquic-server: cannot write %s: %s\n", s->metrics_file,
             strerror(errno));
@@ -839,7 +958,7 @@ static void shard_metrics(uvq_uv_endpoint *shard, void *arg) {
   int m;
 
   /* The core's counters, then the adapter's forwarding ones. */
-  if (n < 0 || (text = malloc((size_t)n + 1024)) == NULL) {
+  if (n < 0 || (text = malloc((size_t)n + 1024 + APP_METRICS_LEN)) == NULL) {
     return;
   }
   (void)uvq_endpoint_write_prometheus(ep, text, (size_t)n + 1, NULL);
@@ -860,8 +979,10 @@ static void shard_metrics(uvq_uv_endpoint *shard, void *arg) {
       "uvquic_forward_overflows_total %" PRIu64 "\n",
       us.forwarded, us.forward_received, us.forward_overflows);
   if (m < 0 || m >= 1023) {
+    m = 0;
     text[n] = '\0';
   }
+  (void)file_cache_metrics(text + n + m, APP_METRICS_LEN, s, i);
   snprintf(label, sizeof(label), "shard=\"%u\"", i);
   labelled = cli_prometheus_label(text, label, i == 0);
   free(text);
@@ -1105,6 +1226,15 @@ static int reload_shards(server *s, const uvq_tls_config *tcfg,
   return b.rv;
 }
 
+/* On a shard's thread (SIGHUP): its file caches emptied. */
+static void shard_clear_file_cache(uvq_uv_endpoint *shard, void *arg) {
+  server *s = arg;
+  unsigned i = uvq_uv_endpoint_get_shard_index(shard);
+
+  uvq_file_cache_clear(&s->h3ctx[i].fcache);
+  uvq_hq_server_clear_file_cache(s->hq[i]);
+}
+
 /*
  * SIGHUP: the certificate, key and keys file are read again and, if all
  * of them load, used for the handshakes from now on; connections are not
@@ -1121,6 +1251,8 @@ static void on_sighup(uv_signal_t *h, int signum) {
   if (s->listener == NULL || s->closing) {
     return;
   }
+  /* Files are looked up afresh, whatever becomes of the keys. */
+  (void)uvq_uv_endpoint_each_shard(s->listener, shard_clear_file_cache, s);
   if (s->keys_file != NULL &&
       cli_keys_load(&keys, s->keys_file, err, sizeof(err)) != 0) {
     fprintf(stderr,
@@ -1268,10 +1400,58 @@ static size_t parse_kib(const char *opt, uint64_t min, uint64_t max) {
   return (size_t)cli_parse_u64(optarg, opt, min, max) << 10;
 }
 
+/* --file-cache ENTRIES[,KIB[,MS]]: what is not given keeps its default. */
+static void parse_file_cache(const char *arg, uvq_file_cache_config *cfg) {
+  char buf[64], *parts[3] = {NULL, NULL, NULL}, *p;
+  size_t n = 0;
+
+  if (strlen(arg) >= sizeof(buf)) {
+    cli_fail_usage("bad --file-cache \"%s\" (ENTRIES[,KIB[,MS]])", arg);
+  }
+  strcpy(buf, arg);
+  for (p = buf; n < 3; ++n) {
+    parts[n] = p;
+    p = strchr(p, ',');
+    if (p == NULL) {
+      ++n;
+      break;
+    }
+    *p++ = '\0';
+  }
+  if (p != NULL) {
+    cli_fail_usage("bad --file-cache \"%s\" (ENTRIES[,KIB[,MS]])", arg);
+  }
+  cfg->max_entries =
+      (size_t)cli_parse_u64(parts[0], "--file-cache ENTRIES", 0, 1000000);
+  if (parts[1] != NULL) {
+    cfg->max_bytes =
+        (size_t)cli_parse_u64(parts[1], "--file-cache KIB", 0, 16u << 20) << 10;
+  }
+  if (parts[2] != NULL) {
+    cfg->valid = cli_parse_u64(parts[2], "--file-cache MS", 0, 86400000) *
+                 UVQ_MILLISECONDS;
+  }
+}
+
+/* The descriptors the file caches may hold open (two per shard: HTTP/3
+ * and hq), together at most a quarter of RLIMIT_NOFILE: the rest is for
+ * sockets, files being sent uncached, the logs. */
+static void file_cache_fd_budget(uvq_file_cache_config *cfg, unsigned nshards) {
+  struct rlimit rl;
+
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+    rlim_t each = rl.rlim_cur / 4 / (2 * (rlim_t)nshards);
+    if ((rlim_t)cfg->max_fds > each) {
+      cfg->max_fds = (size_t)each;
+    }
+  }
+}
+
 /* What main set up for the shards and the files, once they are done. */
 static void server_free(server *s) {
   for (unsigned i = 0; i < s->nshards; i++) {
     uvq_h3_server_del(s->h3[i]);
+    uvq_file_cache_free(&s->h3ctx[i].fcache);
     uvq_hq_server_del(s->hq[i]);
     free(s->shard_metrics[i]);
   }
@@ -1319,6 +1499,7 @@ int main(int argc, char **argv) {
       {"version", no_argument, NULL, CLI_OPT_FIRST_TOOL + 44},
       {"quic-lb", required_argument, NULL, CLI_OPT_FIRST_TOOL + 45},
       {"threads", required_argument, NULL, CLI_OPT_FIRST_TOOL + 50},
+      {"file-cache", required_argument, NULL, CLI_OPT_FIRST_TOOL + 51},
       CLI_COMMON_OPTIONS,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -1331,6 +1512,7 @@ int main(int argc, char **argv) {
   uvq_settings settings;
   uvq_uv_config uvcfg;
   uvq_h3_server_config h3cfg;
+  uvq_file_cache_config fccfg;
   uvq_tls_ctx *tls = NULL;
   uvq_addr bound;
   unsigned int hqflags = 0;
@@ -1358,6 +1540,7 @@ int main(int argc, char **argv) {
   memset(&cc, 0, sizeof(cc));
   cc.role = "server";
   uvq_settings_default(&settings);
+  uvq_file_cache_config_default(&fccfg);
   opterr = 0;
   while ((c = getopt_long(argc, argv, ":hqv", opts, NULL)) != -1) {
     if (cli_common_opt(c, optarg, &settings, &cc)) {
@@ -1431,6 +1614,9 @@ int main(int argc, char **argv) {
       break;
     case CLI_OPT_FIRST_TOOL + 41:
       s.autoindex = 1;
+      break;
+    case CLI_OPT_FIRST_TOOL + 51:
+      parse_file_cache(optarg, &fccfg);
       break;
     case CLI_OPT_FIRST_TOOL + 42:
       /* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker) */
@@ -1546,6 +1732,7 @@ int main(int argc, char **argv) {
   if (getenv("UVQUIC_HQ_NO_OPENAT2") != NULL) {
     hqflags |= UVQ_HQ_SERVER_NO_OPENAT2;
   }
+  file_cache_fd_budget(&fccfg, s.nshards);
   for (unsigned i = 0; i < s.nshards; i++) {
     if (uvq_hq_server_new(&s.hq[i], root, hqflags, NULL, err, sizeof(err)) !=
         0) {
@@ -1553,6 +1740,11 @@ int main(int argc, char **argv) {
     }
     uvq_hq_server_set_log(s.hq[i], hq_log_start, hq_log_end, &s);
     (void)uvq_hq_server_set_limits(s.hq[i], header_timeout, max_request_line);
+    if (uvq_hq_server_set_file_cache(s.hq[i], fccfg.max_entries,
+                                     fccfg.max_bytes, fccfg.max_fds,
+                                     fccfg.valid) != 0) {
+      cli_fail_usage("%s", "--file-cache: out of memory");
+    }
   }
   if (uvq_fileserve_init(
           &s.fs, root,
@@ -1561,13 +1753,17 @@ int main(int argc, char **argv) {
     cli_fail_usage("%s", err);
   }
   uvq_h3_server_config_default(&h3cfg);
-  h3cfg.user_data = &s;
   h3cfg.header_timeout = header_timeout;
   h3cfg.request_timeout = request_timeout;
   h3cfg.max_field_section_size = max_field_section;
   h3cfg.on_request = h3_on_request;
   h3cfg.on_stream_close = h3_on_stream_close;
   for (unsigned i = 0; i < s.nshards; i++) {
+    s.h3ctx[i].s = &s;
+    if (uvq_file_cache_init(&s.h3ctx[i].fcache, &fccfg) != 0) {
+      cli_fail_usage("%s", "--file-cache: out of memory");
+    }
+    h3cfg.user_data = &s.h3ctx[i];
     rv = uvq_h3_server_new(&s.h3[i], &h3cfg);
     if (rv != 0) {
       cli_fail_usage("HTTP/3 setup failed: %s", uvq_strerror(rv));

@@ -391,6 +391,33 @@ static void test_hq_file_shrinks(void **state) {
   teardown(&x);
 }
 
+/* With the file cache on, the file is sent through the cache's descriptor:
+ * emptying the cache (a reload) and removing the file mid-response leave
+ * the response whole, and nothing leaks. */
+static void test_hq_file_cache(void **state) {
+  world x;
+  uvq_hq_file_cache_stats fst;
+  (void)state;
+  write_file(FILE_SIZE);
+  setup(&x, STOP_NONE, 0);
+  assert_int_equal(
+      uvq_hq_server_set_file_cache(HQ, 16, 1 << 20, 4, 1 * UVQ_SECONDS), 0);
+  run(&x, some_received);
+  uvq_hq_server_get_file_cache_stats(HQ, &fst);
+  assert_int_equal(fst.misses, 1);
+  assert_int_equal(fst.entries, 1);
+  assert_int_equal(fst.fds, 1);
+  uvq_hq_server_clear_file_cache(HQ);
+  assert_int_equal(unlink(FILE_PATH), 0);
+  run(&x, got_fin);
+  qt_app_assert_received(&CLI.a, FILE_SEED, FILE_SIZE);
+  uvq_hq_server_get_file_cache_stats(HQ, &fst);
+  assert_int_equal(fst.entries, 0);
+  assert_int_equal(fst.bytes, 0);
+  assert_int_equal(fst.fds, 0);
+  teardown(&x);
+}
+
 /* The endpoints go with the response in flight and a read waiting for
  * room: the core gives back its references, uvq_hq_server_del the rest
  * (and logs the stream, without its connection). */
@@ -798,6 +825,7 @@ int main(void) {
       cmocka_unit_test(test_hq_conn_close),
       cmocka_unit_test(test_hq_file_shrinks),
       cmocka_unit_test(test_hq_endpoint_del_in_flight),
+      cmocka_unit_test(test_hq_file_cache),
       cmocka_unit_test(test_hq_unfinished_request_lines),
       cmocka_unit_test(test_hq_request_line_edges),
       cmocka_unit_test(test_hq_paths),

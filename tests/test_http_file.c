@@ -11,10 +11,12 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "app/http_file.h"
@@ -303,6 +305,47 @@ static void test_http_file_etag(void **state) {
   assert_false(uvq_http_etag_match("", 0, ea, 1));
 }
 
+/* The date and entity tag are formatted by hand: the same bytes as the
+ * printf formats they replaced, over edges and a spread of values. */
+static void test_http_file_format_by_hand(void **state) {
+  static const time_t times[] = {0,          1,          59,
+                                 86399,      951782400,  1709164800,
+                                 2147483647, 4102444800, 253402300799};
+  char buf[UVQ_HTTP_DATE_LEN], want[64], ebuf[UVQ_HTTP_ETAG_LEN];
+  struct stat st;
+  struct tm tm;
+  uint64_t x = 0x9e3779b97f4a7c15u;
+  (void)state;
+
+  for (size_t i = 0; i < sizeof(times) / sizeof(times[0]) + 2000; ++i) {
+    time_t t =
+        i < sizeof(times) / sizeof(times[0])
+            ? times[i]
+            : (time_t)((x = x * 6364136223846793005u + 1) >> 30) % 253402300800;
+    assert_non_null(gmtime_r(&t, &tm));
+    strftime(want, sizeof(want), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    uvq_http_format_date(t, buf);
+    assert_string_equal(buf, want);
+  }
+  /* Past 9999, and before 0 AD: the epoch instead. */
+  uvq_http_format_date((time_t)253402300800, buf);
+  assert_string_equal(buf, "Thu, 01 Jan 1970 00:00:00 GMT");
+
+  memset(&st, 0, sizeof(st));
+  for (int i = 0; i < 2000; ++i) {
+    st.st_size = (off_t)(i < 2 ? (i ? INT64_MAX : 0)
+                               : (int64_t)((x = x * 6364136223846793005u + 1) >>
+                                           (unsigned)(i % 63 + 1)));
+    st.st_mtim.tv_sec = (time_t)(i < 2 ? 0 : (int64_t)(x >> 20));
+    st.st_mtim.tv_nsec = i < 2 ? (i ? 999999999 : 0) : (long)(x % 1000000000u);
+    snprintf(want, sizeof(want), "\"%" PRIx64 "-%" PRIx64 "-%" PRIx32 "\"",
+             (uint64_t)st.st_size, (uint64_t)st.st_mtim.tv_sec,
+             (uint32_t)st.st_mtim.tv_nsec);
+    uvq_http_etag(&st, ebuf);
+    assert_string_equal(ebuf, want);
+  }
+}
+
 static uvq_http_range_status range(const char *s, uint64_t size, uint64_t *off,
                                    uint64_t *len) {
   *off = *len = 12345;
@@ -431,6 +474,7 @@ int main(void) {
       cmocka_unit_test(test_http_file_mime),
       cmocka_unit_test(test_http_file_dates),
       cmocka_unit_test(test_http_file_etag),
+      cmocka_unit_test(test_http_file_format_by_hand),
       cmocka_unit_test(test_http_file_range),
       cmocka_unit_test(test_http_file_evaluate),
   };

@@ -228,6 +228,44 @@ typedef struct uvq_hq_server_stats {
 UVQ_EXTERN void uvq_hq_server_get_stats(uvq_hq_server *srv,
                                         uvq_hq_server_stats *st);
 
+/**
+ * uvq_hq_server_set_file_cache keeps up to |max_entries| resolved files
+ * (0, the default: none), so a repeated GET of the same file opens
+ * nothing: a file of 16 KiB or less is read once and kept in memory (at
+ * most |max_bytes| bytes, its path included), a larger one keeps its open
+ * descriptor (at most |max_fds| of them, least recently used evicted
+ * first: mind RLIMIT_NOFILE; 0: larger files are not cached). An entry is
+ * served for |valid| ns, then looked up again, so a changed, replaced or
+ * removed file is seen within that time; not-found and refused paths are never
+ * cached, and only what the resolver above found is (the same path jail).
+ * Replaces the cache there was (its entries dropped; a file still being sent
+ * stays open until it is done). Same thread as the endpoints. Returns 0,
+ * UVQ_ERR_INVALID_ARGUMENT or UVQ_ERR_NOMEM.
+ */
+UVQ_EXTERN int uvq_hq_server_set_file_cache(uvq_hq_server *srv,
+                                            size_t max_entries,
+                                            size_t max_bytes, size_t max_fds,
+                                            uint64_t valid);
+
+/** uvq_hq_server_clear_file_cache drops every entry of the file cache (a
+ * file still being sent stays open until it is done): for a reload. */
+UVQ_EXTERN void uvq_hq_server_clear_file_cache(uvq_hq_server *srv);
+
+/** Counters of an hq server's file cache (uvq_hq_server_set_file_cache). */
+typedef struct uvq_hq_file_cache_stats {
+  uint64_t hits;        /**< Requests answered from the cache. */
+  uint64_t misses;      /**< Requests that looked the file up. */
+  uint64_t evictions;   /**< Entries dropped to stay within the limits. */
+  uint64_t expirations; /**< Entries found older than |valid|. */
+  uint64_t entries;     /**< Entries held now. */
+  uint64_t bytes;       /**< Bytes held now (see max_bytes). */
+  uint64_t fds;         /**< Descriptors held now (see max_fds). */
+} uvq_hq_file_cache_stats;
+
+/** uvq_hq_server_get_file_cache_stats copies the file cache's counters. */
+UVQ_EXTERN void uvq_hq_server_get_file_cache_stats(uvq_hq_server *srv,
+                                                   uvq_hq_file_cache_stats *st);
+
 /** Files served to completion and bytes queued for them, since creation. */
 UVQ_EXTERN void uvq_hq_server_get_counts(uvq_hq_server *srv, uint64_t *pfiles,
                                          uint64_t *pbytes);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "app/file_cache.h"
 #include "app/fileserve.h"
 #include "app/http_file.h"
 #include "core/mem.h"
@@ -54,6 +55,8 @@ const char *uvq_hq_strerror(uint64_t code) {
 struct uvq_hq_server {
   const uvq_mem *mem;
   uvq_fileserve fs;
+  /* Disabled (no entries) until uvq_hq_server_set_file_cache. */
+  uvq_file_cache fcache;
   unsigned int flags;
   uvq_hq_log_start_cb log_start;
   uvq_hq_log_end_cb log_end;
@@ -76,7 +79,8 @@ typedef struct hq_sstream {
   struct hq_sstream *prev, *next;
   int64_t id;
   hq_sstate state;
-  int fd;
+  /* The file being sent: a reference into the server's cache. */
+  uvq_file *file;
   /* File bytes the stream took; the next read starts here. */
   uint64_t off;
   uint64_t size;
@@ -128,9 +132,9 @@ static void sstream_drop_file(hq_sstream *st) {
     chunk_free(st->pending->data, st->pending);
     st->pending = NULL;
   }
-  if (st->fd >= 0) {
-    close(st->fd);
-    st->fd = -1;
+  if (st->file != NULL) {
+    uvq_file_release(st->file);
+    st->file = NULL;
   }
 }
 
@@ -207,7 +211,7 @@ static hq_sstream *sstream_new(uvq_conn *conn, hq_sconn *c, int64_t id) {
   st->c = c;
   st->id = id;
   st->state = HQ_S_READING;
-  st->fd = -1;
+  st->file = NULL;
   st->off = st->size = 0;
   st->pending = NULL;
   st->status = 0;
@@ -325,9 +329,7 @@ static uint64_t sstream_read(uvq_conn *conn, hq_sstream *st, hq_chunk **pch) {
   if (ch == NULL) {
     return UVQ_HQ_ERR_INTERNAL;
   }
-  do {
-    n = pread(st->fd, ch->data, want, (off_t)st->off);
-  } while (n < 0 && errno == EINTR);
+  n = uvq_file_read(st->file, ch->data, want, st->off);
   if (n <= 0) {
     chunk_free(ch->data, ch);
     return n < 0 ? UVQ_HQ_ERR_IO : 0;
@@ -404,7 +406,7 @@ static void sstream_request(uvq_conn *conn, hq_sstream *st, size_t len) {
   uvq_hq_server *srv = st->c->srv;
   uvq_http_resolve_status rs;
   uvq_http_resolved *res;
-  int fd;
+  uvq_file *file;
 
   sstream_unwait(st);
   if (len > 0 && st->req[len - 1] == '\r') {
@@ -426,19 +428,19 @@ static void sstream_request(uvq_conn *conn, hq_sstream *st, size_t len) {
     sstream_refuse(conn, st, UVQ_HQ_ERR_INTERNAL);
     return;
   }
-  rs = uvq_http_resolve(&srv->fs, st->req + 4, len - 4, UVQ_HTTP_NO_REDIRECT,
-                        res);
-  fd = res->fd;
+  rs = uvq_file_cache_resolve(&srv->fcache, &srv->fs, st->req + 4, len - 4,
+                              UVQ_HTTP_NO_REDIRECT, uvq_conn_get_now(conn), res,
+                              &file);
   st->size = (uint64_t)res->st.st_size;
+  if (res->fd >= 0) {
+    close(res->fd);
+  }
   uvq_free(srv->mem, res);
   if (rs != UVQ_HTTP_FILE) {
-    if (fd >= 0) {
-      close(fd);
-    }
     sstream_refuse(conn, st, resolve_status_to_code(rs));
     return;
   }
-  st->fd = fd;
+  st->file = file;
   st->status = 200;
   st->off = 0;
   st->state = HQ_S_SENDING;
@@ -683,6 +685,14 @@ int uvq_hq_server_new(uvq_hq_server **psrv, const char *root,
     errno = saved;
     return UVQ_ERR_IO;
   }
+  {
+    uvq_file_cache_config fcc;
+    uvq_file_cache_config_default(&fcc);
+    fcc.mem = mem;
+    fcc.max_entries = 0;
+    /* No allocation without entries: cannot fail. */
+    (void)uvq_file_cache_init(&srv->fcache, &fcc);
+  }
   srv->mem = mem;
   srv->flags = flags;
   srv->log_start = NULL;
@@ -707,6 +717,7 @@ void uvq_hq_server_del(uvq_hq_server *srv) {
     srv->conns->conn = NULL;
     sconn_free(srv->conns);
   }
+  uvq_file_cache_free(&srv->fcache);
   uvq_fileserve_free(&srv->fs);
   uvq_free(srv->mem, srv);
 }
@@ -770,6 +781,48 @@ int uvq_hq_server_set_limits(uvq_hq_server *srv, uint64_t request_timeout,
 
 void uvq_hq_server_get_stats(uvq_hq_server *srv, uvq_hq_server_stats *st) {
   *st = srv->stats;
+}
+
+int uvq_hq_server_set_file_cache(uvq_hq_server *srv, size_t max_entries,
+                                 size_t max_bytes, size_t max_fds,
+                                 uint64_t valid) {
+  uvq_file_cache_config cfg;
+  uvq_file_cache fc;
+
+  if (srv == NULL) {
+    return UVQ_ERR_INVALID_ARGUMENT;
+  }
+  uvq_file_cache_config_default(&cfg);
+  cfg.mem = srv->mem;
+  cfg.max_entries = max_entries;
+  cfg.max_bytes = max_bytes;
+  cfg.max_fds = max_fds;
+  cfg.valid = valid;
+  if (uvq_file_cache_init(&fc, &cfg) != 0) {
+    return UVQ_ERR_NOMEM;
+  }
+  /* Files still being sent keep their references. */
+  uvq_file_cache_free(&srv->fcache);
+  srv->fcache = fc;
+  return 0;
+}
+
+void uvq_hq_server_clear_file_cache(uvq_hq_server *srv) {
+  uvq_file_cache_clear(&srv->fcache);
+}
+
+void uvq_hq_server_get_file_cache_stats(uvq_hq_server *srv,
+                                        uvq_hq_file_cache_stats *st) {
+  uvq_file_cache_stats f;
+
+  uvq_file_cache_get_stats(&srv->fcache, &f);
+  st->hits = f.hits;
+  st->misses = f.misses;
+  st->evictions = f.evictions;
+  st->expirations = f.expirations;
+  st->entries = f.entries;
+  st->bytes = f.bytes;
+  st->fds = f.fds;
 }
 
 void uvq_hq_server_get_counts(uvq_hq_server *srv, uint64_t *pfiles,
