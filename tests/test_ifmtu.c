@@ -41,8 +41,8 @@ static uvq_addr v4(const char *s) {
   sin.sin_family = AF_INET;
   sin.sin_port = htons(443);
   assert_int_equal(inet_pton(AF_INET, s, &sin.sin_addr), 1);
-  assert_int_equal(
-      uvq_addr_set(&a, (const struct sockaddr *)&sin, sizeof(sin)), 0);
+  assert_int_equal(uvq_addr_set(&a, (const struct sockaddr *)&sin, sizeof(sin)),
+                   0);
   return a;
 }
 
@@ -80,15 +80,13 @@ static void test_ifmtu_lookup_and_reload(void **state) {
   /* An interface that came up is found on the next allowed read. */
   v4_entry(&h.e[2], "198.51.100.7", "255.255.255.255", 1500);
   h.n = 3;
-  assert_int_equal(uvq_ifmtu_get(&t, &a, 1000 + 2 * UVQ_IFMTU_RETRY_MS),
-                   1500);
+  assert_int_equal(uvq_ifmtu_get(&t, &a, 1000 + 2 * UVQ_IFMTU_RETRY_MS), 1500);
   assert_int_equal(t.loads, 3);
 
   /* A known address is served from the table until it is stale. */
   h.e[1].mtu = 1500;
   a = v4("192.0.2.10");
-  assert_int_equal(uvq_ifmtu_get(&t, &a, 1000 + 3 * UVQ_IFMTU_RETRY_MS),
-                   9000);
+  assert_int_equal(uvq_ifmtu_get(&t, &a, 1000 + 3 * UVQ_IFMTU_RETRY_MS), 9000);
   assert_int_equal(
       uvq_ifmtu_get(&t, &a, 1000 + 2 * UVQ_IFMTU_RETRY_MS + UVQ_IFMTU_TTL_MS),
       1500);

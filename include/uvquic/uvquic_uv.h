@@ -346,8 +346,8 @@ typedef struct uvq_uv_stats {
    * (uvq_endpoint_recv_icmp). */
   uint64_t icmp_unreachable;
   /** Sends that failed with an error an earlier ICMP left pending on the
-   * socket (ECONNREFUSED and the like: it concerns another datagram) and
-   * were made again. */
+   * socket (ECONNREFUSED, EMSGSIZE and the like: it concerns another
+   * datagram) and were made again. */
   uint64_t send_async_errors;
   /** Shards: datagrams this shard read that another shard owns (their
    * DCID names it) and handed to that shard's forward queue. */

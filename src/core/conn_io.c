@@ -204,8 +204,8 @@ static int write_burst(uvq_conn *conn, uvq_tstamp now, size_t *pbytes) {
    * confirmed size. */
   size_t maxpkt = ngtcp2_conn_get_max_tx_udp_payload_size(conn->ngconn);
   size_t quantum = ngtcp2_conn_get_send_quantum(conn->ngconn);
-  size_t limit =
-      quantum / ngtcp2_conn_get_path_max_tx_udp_payload_size(conn->ngconn);
+  size_t pathmax = ngtcp2_conn_get_path_max_tx_udp_payload_size(conn->ngconn);
+  size_t limit = quantum / pathmax;
   size_t off = 0, nd = 0, seg = 0, total = 0;
   uvq_path bpath;
   uint8_t becn = 0;
@@ -262,7 +262,11 @@ static int write_burst(uvq_conn *conn, uvq_tstamp now, size_t *pbytes) {
     }
     off += len;
     nd++;
-    if (len < seg || off + maxpkt > ep->txbufcap) {
+    /* A datagram larger than the path's confirmed size is a path MTU
+     * probe: it leaves alone, so that a probe the first hop cannot carry
+     * fails by itself (EMSGSIZE) and not as the segment size of a GSO
+     * message that also holds data (refused whole, or GSO turned off). */
+    if (len < seg || len > pathmax || off + maxpkt > ep->txbufcap) {
       rv = send_batch(conn, &bpath, becn, buf, off, seg);
       off = 0;
       nd = 0;

@@ -25,10 +25,10 @@
 #define UVQ_IFMTU_RETRY_MS 1000
 
 typedef struct uvq_ifmtu_entry {
-  int family;        /* AF_INET or AF_INET6 */
-  uint8_t addr[16];  /* the interface's address */
-  uint8_t mask[16];  /* its netmask (all ones if none is given) */
-  size_t mtu;        /* the interface's MTU */
+  int family;       /* AF_INET or AF_INET6 */
+  uint8_t addr[16]; /* the interface's address */
+  uint8_t mask[16]; /* its netmask (all ones if none is given) */
+  size_t mtu;       /* the interface's MTU */
 } uvq_ifmtu_entry;
 
 typedef struct uvq_ifmtu {

@@ -524,10 +524,14 @@ static int is_full(int err) {
 
 /* With IP_RECVERR an ICMP error also sets the socket's pending error, which
  * the next send reports once, whichever datagram it concerned: a send that
- * fails with one of these is made once more. */
+ * fails with one of these is made once more. EMSGSIZE is how an ICMP
+ * "fragmentation needed" / ICMPv6 "packet too big" is reported, an answer
+ * to a path MTU probe beyond a hop's MTU (routine once probes climb past
+ * 1500): any connection's next send gets it. A datagram really too large
+ * for the route fails the second time too. */
 static int is_async_error(int err) {
   return err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH ||
-         err == EHOSTDOWN || err == EPROTO;
+         err == EHOSTDOWN || err == EPROTO || err == EMSGSIZE;
 }
 
 /* Sends |b| now, from the caller's memory. */

@@ -92,6 +92,9 @@ static void wire_send(qt_world *w, int from, const uvq_path *path,
     w->dropped++;
     return;
   }
+  if (len > w->max_payload_seen) {
+    w->max_payload_seen = len;
+  }
   if (w->path_max_payload && len > w->path_max_payload) {
     w->dropped++;
     w->too_big++;
@@ -100,9 +103,6 @@ static void wire_send(qt_world *w, int from, const uvq_path *path,
   p = calloc(1, sizeof(*p) + len);
   if (p == NULL) {
     return;
-  }
-  if (len > w->max_payload_seen) {
-    w->max_payload_seen = len;
   }
   p->dst = dst;
   p->path.local = path->remote;
@@ -169,6 +169,9 @@ static ssize_t send_cb(uvq_endpoint *ep, const uvq_send_batch *b,
   (void)ep;
   if (n->send_blocked) {
     return 0;
+  }
+  if (b->count > 1 && b->segment_size > n->w->max_batch_segment) {
+    n->w->max_batch_segment = b->segment_size;
   }
   for (size_t i = 0; i < b->count; i++) {
     size_t off = i * b->segment_size;

@@ -96,8 +96,11 @@ struct qt_world {
   size_t link_mtu;
   size_t path_max_payload;
   uint64_t too_big;
-  /* The largest UDP payload the wire carried. */
+  /* The largest UDP payload a node sent (the wire may have dropped it). */
   size_t max_payload_seen;
+  /* The largest segment size of a batch of more than one datagram (a GSO
+   * message, for the libuv adapter). */
+  size_t max_batch_segment;
 };
 
 /* Sets up a world with a fixed RNG seed, ALPN "test", an ephemeral server
