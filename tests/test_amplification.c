@@ -411,6 +411,7 @@ static int grab_fn(qt_world *w, int from, qt_pkt *p, void *ud) {
   grab_filter *g = ud;
   (void)w;
   if (from == g->client && g->len == 0) {
+    assert_true(p->len <= sizeof(g->data));
     memcpy(g->data, p->data, p->len);
     g->len = p->len;
   }

@@ -306,6 +306,7 @@ static int capture_fn(qt_world *w, int from, qt_pkt *p, void *ud) {
     return 0;
   }
   f->count++;
+  assert_true(p->len <= sizeof(f->data));
   f->len = p->len;
   memcpy(f->data, p->data, p->len);
   return 1;
@@ -930,11 +931,13 @@ static int grab_fn(qt_world *w, int from, qt_pkt *p, void *ud) {
   grab_filter *f = ud;
   (void)w;
   if (from == f->client && f->initial_len == 0 && is_long_type(p, 0)) {
+    assert_true(p->len <= sizeof(f->initial));
     memcpy(f->initial, p->data, p->len);
     f->initial_len = p->len;
   }
   if (from == f->server && f->short_len == 0 && p->len > 0 &&
       (p->data[0] & 0x80) == 0) {
+    assert_true(p->len <= sizeof(f->shorthdr));
     memcpy(f->shorthdr, p->data, p->len);
     f->short_len = p->len;
   }

@@ -747,6 +747,15 @@ static void test_uv_config(void **state) {
   gro = 1;
   assert_int_equal(getsockopt(fd, SOL_UDP, UDP_GRO, &gro, &optlen), 0);
   assert_int_equal(gro, 0);
+  /* DF set, and the kernel's ICMP-learnt path MTU ignored (PROBE): only
+   * QUIC's own discovery sizes datagrams. */
+  {
+    int pmtud = -1;
+    optlen = sizeof(pmtud);
+    assert_int_equal(
+        getsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtud, &optlen), 0);
+    assert_int_equal(pmtud, IP_PMTUDISC_PROBE);
+  }
   if (sysctl_at_least("rmem_max", cfg.sockbuf)) {
     optlen = sizeof(rcvbuf);
     assert_int_equal(getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, &optlen),
@@ -1147,7 +1156,7 @@ static void test_uv_bulk_gso_gro(void **state) {
     assert_int_equal(
         uvq_addr_set(&lo, (struct sockaddr *)&ss, sizeof(struct sockaddr_in)),
         0);
-    mtu = uvq_ifmtu_get(&t, &lo, 1);
+    mtu = uvq_ifmtu_get(&t, &lo, &lo, 1);
     assert_int_equal(b.cli_payload, mtu - 28 < UVQ_UDP_PAYLOAD_AUTO_MAX
                                         ? mtu - 28
                                         : UVQ_UDP_PAYLOAD_AUTO_MAX);

@@ -405,7 +405,8 @@ typedef struct uvq_settings {
    *   - 0, auto: the MTU of the link the connection starts on, as the
    *     driver reports it (uvq_endpoint_config.path_mtu; the libuv adapter
    *     reads the MTU of the interface that holds the path's local
-   *     address), less the IP and UDP headers, and at most
+   *     address, at most 1500 for a peer off its subnet), less the IP and
+   *     UDP headers, and at most
    *     UVQ_UDP_PAYLOAD_AUTO_MAX; 1452 (a 1500-byte Ethernet MTU over IPv6)
    *     where the driver does not know the link. So a jumbo-frame LAN
    *     (MTU 9000) gets 8952-byte datagrams and loopback (MTU 65536)
@@ -413,9 +414,13 @@ typedef struct uvq_settings {
    *     cost fewer per-packet cycles at both ends.
    *   - N: at most N, and never more than the link's MTU allows when the
    *     driver knows it.
-   * A probe that is too large for the real path (a smaller hop beyond the
-   * first link) is lost and discovery tries the next size down (RFC 8899);
-   * data flows at the last confirmed size meanwhile. uvq_raw takes at
+   * Discovery climbs 1342, 1406, 1444, 1452, 8952 and then the ceiling,
+   * each size one round trip after the last was confirmed; a size lost
+   * three times (a smaller hop beyond the first link) ends the climb at
+   * the last size confirmed, as does every larger one (RFC 8899). Data
+   * flows at the confirmed size meanwhile. Above 1500 only towards a peer
+   * on the first link's own subnet (the libuv adapter's rule): one
+   * beyond a router is reached over links the host cannot see. uvq_raw takes at
    * most 1500 (its buffers' size).
    */
   size_t max_udp_payload_size;

@@ -131,12 +131,14 @@ static uint64_t uep_wall_time(uvq_endpoint *ep, void *user_data) {
 }
 
 /* The link a new connection starts on: the MTU of the interface holding
- * its local address (0: unknown, a wildcard-bound socket without PKTINFO). */
+ * its local address, at most 1500 for a peer off that interface's subnet
+ * (0: unknown, a wildcard-bound socket without PKTINFO). */
 static size_t uep_path_mtu(uvq_endpoint *ep, const uvq_path *path,
                            void *user_data) {
   uvq_uv_endpoint *uep = user_data;
   (void)ep;
-  return uvq_ifmtu_get(&uep->ifmtu, &path->local, uv_now(uep->loop));
+  return uvq_ifmtu_get(&uep->ifmtu, &path->local, &path->remote,
+                       uv_now(uep->loop));
 }
 
 static int uep_accept(uvq_endpoint *ep, uvq_conn *conn,

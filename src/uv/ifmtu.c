@@ -74,34 +74,42 @@ static void reload(uvq_ifmtu *t, uint64_t now_ms) {
   t->loads++;
 }
 
+/* Nonzero if |len| bytes of address |b| are on |e|'s subnet. */
+static int on_subnet(const uvq_ifmtu_entry *e, const uint8_t *b, size_t len) {
+  size_t k;
+  for (k = 0; k < len; k++) {
+    if ((e->addr[k] & e->mask[k]) != (b[k] & e->mask[k])) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
 /* The entry holding |a| (|len| bytes of |family|): exact, else by subnet. */
 static const uvq_ifmtu_entry *find(const uvq_ifmtu *t, int family,
                                    const uint8_t *a, size_t len) {
   const uvq_ifmtu_entry *subnet = NULL;
-  size_t i, k;
+  size_t i;
   for (i = 0; i < t->n; i++) {
     const uvq_ifmtu_entry *e = &t->e[i];
-    int same = 1;
     if (e->family != family) {
       continue;
     }
     if (memcmp(e->addr, a, len) == 0) {
       return e;
     }
-    for (k = 0; k < len && same; k++) {
-      same = (e->addr[k] & e->mask[k]) == (a[k] & e->mask[k]);
-    }
-    if (same && subnet == NULL) {
+    if (subnet == NULL && on_subnet(e, a, len)) {
       subnet = e;
     }
   }
   return subnet;
 }
 
-size_t uvq_ifmtu_get(uvq_ifmtu *t, const uvq_addr *local, uint64_t now_ms) {
+size_t uvq_ifmtu_get(uvq_ifmtu *t, const uvq_addr *local,
+                     const uvq_addr *remote, uint64_t now_ms) {
   static const uint8_t zero[16];
   const uvq_ifmtu_entry *e;
-  uint8_t a[16];
+  uint8_t a[16], r[16];
   size_t len = addr_bytes((const struct sockaddr *)&local->ss, a);
   int family = local->ss.ss_family;
 
@@ -116,5 +124,14 @@ size_t uvq_ifmtu_get(uvq_ifmtu *t, const uvq_addr *local, uint64_t now_ms) {
     reload(t, now_ms);
     e = find(t, family, a, len);
   }
-  return e ? e->mtu : 0;
+  if (e == NULL) {
+    return 0;
+  }
+  if (e->mtu > 1500 &&
+      (remote->ss.ss_family != family ||
+       addr_bytes((const struct sockaddr *)&remote->ss, r) != len ||
+       !on_subnet(e, r, len))) {
+    return 1500; /* beyond a router: links this table cannot see */
+  }
+  return e->mtu;
 }

@@ -43,10 +43,17 @@ typedef struct uvq_ifmtu {
   uint64_t loads; /* how many times the table was read */
 } uvq_ifmtu;
 
-/* The MTU of the interface holding |local| (an exact address first, else
- * the first subnet holding it: 127.0.0.2 is on lo), or 0 if none does —
- * a wildcard address, or one the host does not have. |now_ms| is any
- * monotonic clock in milliseconds. */
-size_t uvq_ifmtu_get(uvq_ifmtu *t, const uvq_addr *local, uint64_t now_ms);
+/* The MTU of the first link of a path from |local| to |remote|: the MTU of
+ * the interface holding |local| (an exact address first, else the first
+ * subnet holding it: 127.0.0.2 is on lo), or 0 if none does — a wildcard
+ * address, or one the host does not have. Above 1500 only for a |remote|
+ * on that interface's own subnet (loopback to loopback, a jumbo-frame LAN
+ * to a host on it): a peer beyond a router is reached over links this
+ * table knows nothing of (a cloud host's 9001-byte interface, the
+ * internet's 1500), and a service address on lo answers peers elsewhere,
+ * so it gets min(MTU, 1500). |now_ms| is any monotonic clock in
+ * milliseconds. */
+size_t uvq_ifmtu_get(uvq_ifmtu *t, const uvq_addr *local,
+                     const uvq_addr *remote, uint64_t now_ms);
 
 #endif

@@ -151,12 +151,18 @@ int uvq_udp_open(uvq_udp *u, const struct sockaddr *addr, socklen_t addrlen,
     goto fail;
   }
   /* QUIC path MTU discovery needs DF set: a probe too large for the path
-   * must be lost (or refused with EMSGSIZE), never fragmented. */
+   * must be lost (or refused with EMSGSIZE), never fragmented. PROBE, not
+   * DO: DF, but the kernel's own path MTU, learnt from ICMP "fragmentation
+   * needed" / "packet too big" (which anyone on the path can forge, down
+   * to 552 bytes), never refuses our datagrams; QUIC's discovery alone
+   * decides their size (RFC 9000 §14.2.1: an endpoint must ignore an ICMP
+   * claim below 1200 bytes; the kernel would apply it). The interface's
+   * own MTU still refuses larger datagrams with EMSGSIZE. */
   if (addr->sa_family == AF_INET) {
-    int v = IP_PMTUDISC_DO;
+    int v = IP_PMTUDISC_PROBE;
     (void)setsockopt(u->fd, IPPROTO_IP, IP_MTU_DISCOVER, &v, sizeof(v));
   } else {
-    int v = IPV6_PMTUDISC_DO;
+    int v = IPV6_PMTUDISC_PROBE;
     (void)setsockopt(u->fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &v, sizeof(v));
   }
   /* Shards: every socket of the group binds the same address, and the
