@@ -10,8 +10,8 @@
 #   2. Handshake rate: uvquic-client --connections HS_N --concurrency HS_C
 #      (one GET of 1 KiB each) against uvquic-server and gtlsserver;
 #      connections/s, server and client CPU time (utime + stime) per
-#      connection; the stack's floor per handshake (hs_floor: ngtcp2 +
-#      GnuTLS in memory, server and client CPU apart) and the best rate
+#      connection; the stack's floor per handshake (hs_floor --h3: ngtcp2 +
+#      GnuTLS + nghttp3 in memory, server and client CPU apart) and the best rate
 #      ratio this client allows a server that costs exactly that floor.
 #      HS_PERF=1 adds perf profiles of both servers and hs_floor, by DSO.
 #   3. Memory: MEM_N idle established connections to a fresh uvquic-server
@@ -141,10 +141,12 @@ if ! skip hs; then
   HSFLOOR=$B/hs_floor
   [ -x "$HSFLOOR" ] || { echo "missing $HSFLOOR (configure with -DUVQ_BENCH=ON)" >&2; exit 1; }
   # hs_floor_run: HS_N handshakes of ngtcp2 + GnuTLS in memory, one thread
-  # (bench/hs_floor.c): prints "server client total rate" (us, us, us, 1/s).
+  # (bench/hs_floor.c), each with an HTTP/3 GET of 1k.bin as the clients
+  # here make (nghttp3, --h3): prints "server client total rate" (us, us,
+  # us, 1/s).
   hs_floor_run() {
     local out
-    out=$("$HSFLOOR" --cert "$tmp/cert.pem" --key "$tmp/key.pem" --handshakes "$HS_N" 2>&1) || {
+    out=$("$HSFLOOR" --cert "$tmp/cert.pem" --key "$tmp/key.pem" --handshakes "$HS_N" --h3 2>&1) || {
       echo "hs_floor failed: $out" >&2
       return 1
     }
@@ -231,7 +233,7 @@ if ! skip hs; then
   hs_fr=$(col_median "$tmp/floor" 4)
   printf '%-16s server %.1f us, client %.1f us, total %.1f us per handshake (thread CPU); %.0f handshakes/s\n' \
     "hs_floor" "$hs_fs" "$hs_fc" "$hs_ft" "$hs_fr"
-  printf '%-16s (ngtcp2 + GnuTLS in memory, both sides on one thread, no syscalls; runs server us: %s)\n' "" \
+  printf '%-16s (ngtcp2 + GnuTLS + nghttp3 in memory, both sides on one thread, no syscalls; runs server us: %s)\n' "" \
     "$(awk '{ printf("%s%.0f", NR > 1 ? " " : "", $1) }' "$tmp/floor")"
   # The best uvquic-server can do against gtlsserver with this client, if
   # the rate is bound by the two processes' CPU on the shared cores: it
@@ -254,7 +256,7 @@ if ! skip hs; then
   # a server at the floor could reach 1.5x at all.
   printf '   a server at the floor reaches 1.5x only with a client at <= 2 x gtls - 3 x floor = %s us/conn\n' \
     "$(awk -v g="$g_cpu" -v f="$hs_fs" 'BEGIN { printf "%.0f", 2 * g - 3 * f }')"
-  printf '   (the client side of hs_floor, the same stack with no kernel or HTTP/3: %.0f us)\n' "$hs_fc"
+  printf '   (the client side of hs_floor, the same stack and HTTP/3 with no kernel: %.0f us)\n' "$hs_fc"
   # Each uvquic-client is one thread: HS_GEN of them cannot set up
   # connections faster than HS_GEN x 1e6 / their CPU per connection (and
   # no faster than the cores allow), whatever the server costs.
@@ -291,7 +293,7 @@ if ! skip hs; then
       hs_perf_report "$tmp/perf.$i"
     done
     perf record -q -e cpu-clock -g -o "$tmp/perf.f" -- "$HSFLOOR" --cert "$tmp/cert.pem" \
-      --key "$tmp/key.pem" --handshakes "$HS_N" >/dev/null 2>"$tmp/perf.err" || true
+      --key "$tmp/key.pem" --handshakes "$HS_N" --h3 >/dev/null 2>"$tmp/perf.err" || true
     echo "   hs_floor (both sides):"
     hs_perf_report "$tmp/perf.f"
   fi

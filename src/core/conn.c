@@ -91,8 +91,7 @@ static int cb_get_new_connection_id(ngtcp2_conn *q, ngtcp2_cid *cid,
     return NGTCP2_ERR_CALLBACK_FAILURE;
   }
   conn->last_new_cid = *cid;
-  if (ngtcp2_crypto_generate_stateless_reset_token(
-          token, ep->static_secret, UVQ_STATIC_SECRETLEN, cid) != 0) {
+  if (uvq_reset_token_of(ep, cid, token) != 0) {
     uvq_cid_map_erase_cid(&ep->cids, cid);
     return NGTCP2_ERR_CALLBACK_FAILURE;
   }
@@ -795,9 +794,7 @@ static int conn_start(uvq_conn *conn, const uvq_conn_params *p,
       params.retry_scid = *retry_scid;
       params.retry_scid_present = 1;
     }
-    if (ngtcp2_crypto_generate_stateless_reset_token(
-            params.stateless_reset_token, ep->static_secret,
-            UVQ_STATIC_SECRETLEN, scid) != 0) {
+    if (uvq_reset_token_of(ep, scid, params.stateless_reset_token) != 0) {
       return UVQ_ERR_INTERNAL;
     }
     params.stateless_reset_token_present = 1;

@@ -929,6 +929,7 @@ void uvq_endpoint_stop_accepting(uvq_endpoint *ep) { ep->closing_all = 1; }
 
 int uvq_endpoint_reload_keys(uvq_endpoint *ep, const uvq_keys *keys) {
   uint8_t tk[UVQ_TICKET_KEYLEN], tk2[UVQ_TICKET_KEYLEN];
+  gnutls_hmac_hd_t reset_hmac = NULL;
   int rv;
 
   if (ep == NULL || !ep->is_server) {
@@ -941,6 +942,12 @@ int uvq_endpoint_reload_keys(uvq_endpoint *ep, const uvq_keys *keys) {
   memcpy(tk, ep->ticket_key, sizeof(tk));
   memcpy(tk2, ep->ticket_key_v2, sizeof(tk2));
   rv = derive_ticket_keys(ep);
+  if (rv == 0 && keys != NULL) {
+    rv = uvq_reset_token_key_new(keys->static_secret, &reset_hmac);
+    if (rv != 0) {
+      reset_hmac = NULL;
+    }
+  }
   if (rv == 0 && keys != NULL &&
       (!ep->settings.token_key_set ||
        memcmp(ep->settings.token_key, keys->token_key, UVQ_TOKEN_KEYLEN) !=
@@ -954,8 +961,13 @@ int uvq_endpoint_reload_keys(uvq_endpoint *ep, const uvq_keys *keys) {
   if (rv != 0) {
     memcpy(ep->ticket_key, tk, sizeof(tk));
     memcpy(ep->ticket_key_v2, tk2, sizeof(tk2));
+    if (reset_hmac != NULL) {
+      gnutls_hmac_deinit(reset_hmac, NULL);
+    }
   } else if (keys != NULL) {
     memcpy(ep->static_secret, keys->static_secret, UVQ_STATIC_SECRETLEN);
+    gnutls_hmac_deinit(ep->reset_token_hmac, NULL);
+    ep->reset_token_hmac = reset_hmac;
   }
   gnutls_memset(tk, 0, sizeof(tk));
   gnutls_memset(tk2, 0, sizeof(tk2));

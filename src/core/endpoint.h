@@ -5,6 +5,7 @@
 #ifndef UVQ_CORE_ENDPOINT_H
 #define UVQ_CORE_ENDPOINT_H
 
+#include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <ngtcp2/ngtcp2.h>
 
@@ -89,6 +90,9 @@ struct uvq_endpoint {
    * the token bucket that limits the resets we send. */
   uvq_cid_map reset_tokens;
   uint8_t reset_mac_key[32];
+  /* Our own CIDs' reset tokens: HMAC-SHA256 keyed once with a key derived
+   * from static_secret (uvq_reset_token_of). */
+  gnutls_hmac_hd_t reset_token_hmac;
   uint64_t reset_bucket;
   uvq_tstamp reset_refill_at;
 };

@@ -5,6 +5,8 @@
 #ifndef UVQ_CORE_RESET_H
 #define UVQ_CORE_RESET_H
 
+#include <gnutls/crypto.h>
+
 #include "core/router.h"
 
 /* Stateless-reset tokens of the peer's CIDs a connection keeps registered
@@ -15,6 +17,16 @@
 
 int uvq_reset_init(uvq_endpoint *ep);
 void uvq_reset_free(uvq_endpoint *ep);
+/* A keyed handle for the reset tokens of our CIDs under static secret
+ * |secret| (UVQ_STATIC_SECRETLEN bytes), into |*ph|; the caller installs
+ * it in ep->reset_token_hmac (and deinits the one it replaces). */
+int uvq_reset_token_key_new(const uint8_t *secret, gnutls_hmac_hd_t *ph);
+/* The stateless-reset token of our CID |cid| (RFC 9000 §10.3.2): the
+ * first 16 bytes of HMAC-SHA256(K, cid), K = HKDF-Expand-SHA256(static
+ * secret, "uvquic stateless reset"). The same static secret gives the
+ * same tokens in every endpoint and process. */
+int uvq_reset_token_of(uvq_endpoint *ep, const ngtcp2_cid *cid,
+                       uint8_t token[NGTCP2_STATELESS_RESET_TOKENLEN]);
 /* Registers / forgets the peer's reset token |token| for |conn|. Adding
  * fails only for lack of memory or room, which costs recognising a reset
  * on that CID, nothing else. */
