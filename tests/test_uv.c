@@ -799,8 +799,8 @@ typedef struct bulk {
   int cli_closed;
   int cli_close_error;
   uvq_addr cli_remote;
-  /* The client's datagram size at the end (path MTU discovery). */
-  size_t cli_payload;
+  /* Each side's datagram size at the end (path MTU discovery). */
+  size_t cli_payload, srv_payload;
   int closes;
   /* Counters read in the endpoints' close callbacks. */
   uvq_uv_stats srv_uv, cli_uv;
@@ -887,6 +887,7 @@ static void bsrv_closed(uvq_conn *conn, const uvq_close_info *ci, void *ud) {
   (void)ci;
   uvq_conn_get_info(conn, &info);
   b->srv_remote_end = info.path->remote;
+  b->srv_payload = uvq_conn_get_max_udp_payload(conn);
   b->srv_closed++;
 }
 
@@ -1145,8 +1146,9 @@ static void test_uv_bulk_gso_gro(void **state) {
   assert_int_equal(b.cli_uv.gro, 1);
   assert_true(b.cli_uv.gro_buffers > 0);
   assert_true(b.cli_uv.recv_buffers < b.cli_uv.datagrams_received);
-  /* Path MTU discovery climbed to the ceiling loopback's MTU allows:
-   * 16384-byte datagrams (lo's MTU is 65536 unless someone lowered it). */
+  /* Path MTU discovery took the server to the ceiling loopback's MTU
+   * allows: 16384-byte datagrams (lo's MTU is 65536 unless someone lowered
+   * it); its client, told by the server's transport parameter, to 1452. */
   {
     uvq_ifmtu t = {0};
     uvq_addr lo;
@@ -1157,7 +1159,8 @@ static void test_uv_bulk_gso_gro(void **state) {
         uvq_addr_set(&lo, (struct sockaddr *)&ss, sizeof(struct sockaddr_in)),
         0);
     mtu = uvq_ifmtu_get(&t, &lo, &lo, 1);
-    assert_int_equal(b.cli_payload, mtu - 28 < UVQ_UDP_PAYLOAD_AUTO_MAX
+    assert_int_equal(b.cli_payload, 1452);
+    assert_int_equal(b.srv_payload, mtu - 28 < UVQ_UDP_PAYLOAD_AUTO_MAX
                                         ? mtu - 28
                                         : UVQ_UDP_PAYLOAD_AUTO_MAX);
   }

@@ -420,8 +420,14 @@ typedef struct uvq_settings {
    * the last size confirmed, as does every larger one (RFC 8899). Data
    * flows at the confirmed size meanwhile. Above 1500 only towards a peer
    * on the first link's own subnet (the libuv adapter's rule): one
-   * beyond a router is reached over links the host cannot see. uvq_raw takes at
-   * most 1500 (its buffers' size).
+   * beyond a router is reached over links the host cannot see.
+   * A server in auto mode also tells its clients (transport parameter
+   * max_udp_payload_size) to send it at most 1452 bytes per datagram:
+   * ngtcp2 keeps a decrypt buffer the size of the largest datagram a
+   * connection received until the connection ends, 14.5 KB per idle
+   * connection for loopback's 16384. Set a size explicitly to take large
+   * datagrams from clients too (uploads); clients always take them. uvq_raw
+   * takes at most 1500 (its buffers' size).
    */
   size_t max_udp_payload_size;
   /** Path MTU discovery. Default on (1). Off: every datagram is 1200

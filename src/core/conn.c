@@ -776,6 +776,15 @@ static int conn_start(uvq_conn *conn, const uvq_conn_params *p,
   params.disable_active_migration =
       (uint8_t)(st->disable_active_migration != 0);
   params.max_datagram_frame_size = st->max_datagram_frame_size;
+  if (is_server && st->max_udp_payload_size == 0) {
+    /* A server in auto mode invites nothing above Ethernet's size from its
+     * clients: ngtcp2 keeps a decrypt buffer the size of the largest
+     * datagram a connection received for the connection's life, and a
+     * client's 16384-byte probes on loopback cost 14.5 KB per idle
+     * connection (bench/run.sh part 3). Downloads still get the server's
+     * own ceiling; large uploads need an explicit setting. */
+    params.max_udp_payload_size = UVQ_DEFAULT_UDP_PAYLOAD;
+  }
 
   uvq_conn_to_ngtcp2_path(&npath, &conn->path);
   if (ep->conn_hook &&
