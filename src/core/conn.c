@@ -283,6 +283,12 @@ static int cb_stream_open(ngtcp2_conn *q, int64_t stream_id, void *user_data) {
     return NGTCP2_ERR_CALLBACK_FAILURE;
   }
   ngtcp2_conn_set_stream_user_data(q, stream_id, s);
+  if (!ngtcp2_conn_is_local_stream(q, stream_id) &&
+      ngtcp2_is_bidi_stream(stream_id) &&
+      (uint64_t)(stream_id >> 2) + 1 > conn->peer_bidi_opened) {
+    /* Opening stream N opens every lower one too (RFC 9000 §3.2). */
+    conn->peer_bidi_opened = (uint64_t)(stream_id >> 2) + 1;
+  }
   if (conn->cb && conn->cb->on_stream_open) {
     return app_failed(
         conn, conn->cb->on_stream_open(conn, stream_id, conn->user_data));
@@ -338,6 +344,24 @@ static int cb_acked_stream_data_offset(ngtcp2_conn *q, int64_t stream_id,
   return app_failed(conn, rv);
 }
 
+/* A peer's bidirectional stream closed: its credit goes back, but only
+ * once fewer than half of settings.max_streams_bidi remain for the peer
+ * to open, all closed ones at once. Giving each back as it closed made
+ * every request cost a MAX_STREAMS packet of its own (and the peer's ACK
+ * of it): 5 datagrams per GET on loopback, against 3. The peer is never
+ * held up: it always has at least half its streams to open, and once it
+ * has fewer, any close returns credit at once. */
+static void stream_credit(uvq_conn *conn) {
+  uint64_t window = conn->ep->settings.max_streams_bidi;
+  conn->peer_bidi_closed++;
+  if (conn->peer_bidi_opened + window / 2 >= conn->peer_bidi_max) {
+    ngtcp2_conn_extend_max_streams_bidi(conn->ngconn,
+                                        (size_t)conn->peer_bidi_closed);
+    conn->peer_bidi_max += conn->peer_bidi_closed;
+    conn->peer_bidi_closed = 0;
+  }
+}
+
 static int cb_stream_close(ngtcp2_conn *q, uint32_t flags, int64_t stream_id,
                            uint64_t app_error_code, void *user_data,
                            void *stream_user_data) {
@@ -350,7 +374,7 @@ static int cb_stream_close(ngtcp2_conn *q, uint32_t flags, int64_t stream_id,
   if (!ngtcp2_conn_is_local_stream(q, stream_id)) {
     /* Let the peer open another in its place. */
     if (ngtcp2_is_bidi_stream(stream_id)) {
-      ngtcp2_conn_extend_max_streams_bidi(q, 1);
+      stream_credit(conn);
     } else {
       ngtcp2_conn_extend_max_streams_uni(q, 1);
     }
@@ -770,6 +794,8 @@ static int conn_start(uvq_conn *conn, const uvq_conn_params *p,
   params.initial_max_stream_data_bidi_remote = st->initial_max_stream_data;
   params.initial_max_stream_data_uni = st->initial_max_stream_data;
   params.initial_max_streams_bidi = st->max_streams_bidi;
+  conn->peer_bidi_max = st->max_streams_bidi;
+  conn->peer_bidi_opened = conn->peer_bidi_closed = 0;
   params.initial_max_streams_uni = st->max_streams_uni;
   params.max_idle_timeout = st->idle_timeout;
   params.active_connection_id_limit = UVQ_ACTIVE_CID_LIMIT;

@@ -125,6 +125,11 @@ struct uvq_conn {
   int is_server;
   uvq_path path;
 
+  /* The peer's bidirectional streams (stream_credit in conn.c): how many
+   * it may open in all (MAX_STREAMS), how many it has opened (from the
+   * highest stream ID seen), and closed ones not yet given back. */
+  uint64_t peer_bidi_max, peer_bidi_opened, peer_bidi_closed;
+
   /* Endpoint bookkeeping. */
   uvq_conn *prev, *next; /* ep->conns */
   uvq_conn *marked_next; /* ep->marked list */
