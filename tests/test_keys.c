@@ -20,6 +20,7 @@
 #include "cli.h"
 #include "core/conn.h"
 #include "core/endpoint.h"
+#include "core/reset.h"
 #include "core/token.h"
 #include "qtest.h"
 #include "qtest_app.h"
@@ -470,6 +471,21 @@ static void test_keys_reload(void **state) {
   assert_int_equal(uvq_endpoint_reload_keys(ep, &k2), 0);
   assert_memory_equal(ep->static_secret, k2.static_secret,
                       UVQ_STATIC_SECRETLEN);
+  /* Reset tokens come from a handle keyed from the secret, not from
+   * static_secret itself: that handle must be the new secret's too. */
+  {
+    gnutls_hmac_hd_t h;
+    uint8_t got[NGTCP2_STATELESS_RESET_TOKENLEN];
+    uint8_t want[NGTCP2_STATELESS_RESET_TOKENLEN];
+    ngtcp2_cid cid;
+    ngtcp2_cid_init(&cid, (const uint8_t *)"reloaded", 8);
+    assert_int_equal(uvq_reset_token_of(ep, &cid, got), 0);
+    assert_int_equal(uvq_reset_token_key_new(k2.static_secret, &h), 0);
+    gnutls_hmac_deinit(ep->reset_token_hmac, NULL);
+    ep->reset_token_hmac = h;
+    assert_int_equal(uvq_reset_token_of(ep, &cid, want), 0);
+    assert_memory_equal(got, want, sizeof(got));
+  }
   assert_int_equal(ep->tokens.cur.id, uvq_token_key_id(k2.token_key));
   assert_int_equal(ep->tokens.prev.id, uvq_token_key_id(k1.token_key));
   /* The same keys again change nothing (the old key stays the previous). */
