@@ -222,6 +222,27 @@ static void test_file_cache_expiry(void **state) {
   rm("b.txt");
 }
 
+/* A validity too long for the clock to reach (UINT64_MAX: "never look
+ * again") keeps the entry; now + valid must not wrap to a time already
+ * past. */
+static void test_file_cache_valid_forever(void **state) {
+  uvq_file_cache fc;
+  uvq_fileserve fs;
+  char buf[64];
+  (void)state;
+
+  put("c.txt", "kept\n");
+  assert_int_equal(uvq_fileserve_init(&fs, ROOT, 0, NULL, 0), 0);
+  cache_init(&fc, 16, 1 << 20, UINT64_MAX);
+  body(&fc, &fs, "/c.txt", 5 * MS, buf, sizeof(buf));
+  body(&fc, &fs, "/c.txt", 6 * MS, buf, sizeof(buf));
+  assert_string_equal(buf, "kept\n");
+  expect(&fc, 1, 1, 0, 0, 1, ANY);
+  uvq_file_cache_free(&fc);
+  uvq_fileserve_free(&fs);
+  rm("c.txt");
+}
+
 /* max_entries and max_bytes evict the least recently used; 0 entries
  * disables the cache. */
 static void test_file_cache_limits(void **state) {
@@ -419,6 +440,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_file_cache_hit),
       cmocka_unit_test(test_file_cache_expiry),
+      cmocka_unit_test(test_file_cache_valid_forever),
       cmocka_unit_test(test_file_cache_limits),
       cmocka_unit_test(test_file_cache_fds),
       cmocka_unit_test(test_file_cache_streaming),

@@ -319,7 +319,9 @@ uvq_file_cache_resolve(uvq_file_cache *fc, uvq_fileserve *fs,
   }
   make_room(fc, f->cost, f->fd >= 0);
   f->hash = hash;
-  f->expiry = now + fc->cfg.valid;
+  /* Saturated: a |valid| past the clock's range means never. */
+  f->expiry =
+      fc->cfg.valid > UINT64_MAX - now ? UINT64_MAX : now + fc->cfg.valid;
   f->refs++;
   f->hnext = fc->buckets[hash & (fc->nbuckets - 1)];
   fc->buckets[hash & (fc->nbuckets - 1)] = f;
