@@ -900,6 +900,10 @@ static size_t file_cache_metrics(char *buf, size_t len, server *s, unsigned i) {
                "to stay within --file-cache.\n"
                "# TYPE uvquic_file_cache_evictions_total counter\n"
                "uvquic_file_cache_evictions_total %" PRIu64 "\n"
+               "# HELP uvquic_file_cache_expirations_total Entries looked "
+               "up again once older than --file-cache's validity.\n"
+               "# TYPE uvquic_file_cache_expirations_total counter\n"
+               "uvquic_file_cache_expirations_total %" PRIu64 "\n"
                "# HELP uvquic_file_cache_entries Files the cache holds.\n"
                "# TYPE uvquic_file_cache_entries gauge\n"
                "uvquic_file_cache_entries %" PRIu64 "\n"
@@ -910,7 +914,8 @@ static size_t file_cache_metrics(char *buf, size_t len, server *s, unsigned i) {
                "open.\n"
                "# TYPE uvquic_file_cache_fds gauge\n"
                "uvquic_file_cache_fds %" PRIu64 "\n",
-               f.hits, f.misses, f.evictions, f.entries, f.bytes, f.fds);
+               f.hits, f.misses, f.evictions, f.expirations, f.entries, f.bytes,
+               f.fds);
   if (m < 0 || (size_t)m >= len) {
     if (len > 0) {
       buf[0] = '\0';

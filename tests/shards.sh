@@ -92,8 +92,10 @@ fi
 if grep -q '^uvquic_connections_total{shard="0"} ' "$tmp/metrics.prom" &&
   grep -q '^uvquic_connections_total{shard="1"} ' "$tmp/metrics.prom" &&
   grep -q '^uvquic_forward_overflows_total{shard="1"} ' "$tmp/metrics.prom" &&
-  [ "$(grep -c '^# TYPE uvquic_connections_total ' "$tmp/metrics.prom")" -eq 1 ]; then
-  pass "--metrics-file: each sample labelled with its shard (forwarding counters too), one TYPE per family"
+  grep -q '^uvquic_file_cache_expirations_total{shard="1"} ' "$tmp/metrics.prom" &&
+  [ "$(grep -c '^# TYPE uvquic_connections_total ' "$tmp/metrics.prom")" -eq 1 ] &&
+  [ "$(grep -c '^# TYPE uvquic_file_cache_hits_total ' "$tmp/metrics.prom")" -eq 1 ]; then
+  pass "--metrics-file: each sample labelled with its shard (forwarding and file-cache counters too), one TYPE per family"
 else
   fail "metrics: $(head -c 2000 "$tmp/metrics.prom")"
 fi
