@@ -414,11 +414,12 @@ typedef struct uvq_settings {
    *     cost fewer per-packet cycles at both ends.
    *   - N: at most N, and never more than the link's MTU allows when the
    *     driver knows it.
-   * Discovery climbs 1342, 1406, 1444, 1452, 8952 and then the ceiling,
-   * each size one round trip after the last was confirmed; a size lost
-   * three times (a smaller hop beyond the first link) ends the climb at
-   * the last size confirmed, as does every larger one (RFC 8899). Data
-   * flows at the confirmed size meanwhile. Above 1500 only towards a peer
+   * Up to 1472 discovery climbs 1342, 1406, 1444, 1452 and then the
+   * ceiling, each size one round trip after the last was confirmed; a size
+   * lost three times ends the climb at the last size confirmed, as does
+   * every larger one (RFC 8899). Above it (the first link is the path) it
+   * probes the ceiling first, and only if that is lost climbs 1342 ... 8952.
+   * Data flows at the confirmed size meanwhile. Above 1500 only towards a peer
    * on the first link's own subnet (the libuv adapter's rule): one
    * beyond a router is reached over links the host cannot see.
    * A server in auto mode also tells its clients (transport parameter

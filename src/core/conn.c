@@ -695,8 +695,7 @@ static void set_callbacks(ngtcp2_callbacks *cb, int is_server) {
  * after three lost probes of a size skips it and every larger one (RFC
  * 8899's search). Each is a link MTU less 48 bytes of IPv6 and UDP
  * headers. Climbing keeps a path that fails a large size at the largest
- * one it passed, one round trip per step; loopback reaches 16384 bytes in
- * six. */
+ * one it passed, one round trip per step. */
 static const uint16_t pmtud_sizes[] = {
     1390 - 48, /* tunnels */
     1454 - 48, /* a Japanese fibre service (ngtcp2's first default) */
@@ -706,16 +705,25 @@ static const uint16_t pmtud_sizes[] = {
 };
 #define UVQ_PMTUD_PROBES_MAX (1 + sizeof(pmtud_sizes) / sizeof(pmtud_sizes[0]))
 
-/* Fills |probes| with the sizes below ceiling |max|, then |max| itself
- * (the link's own size: 1472 on IPv4 Ethernet). Returns how many. */
+/* Fills |probes| for ceiling |max| and returns how many. Up to Ethernet's
+ * size (1500 less the headers: every path beyond a router, where a tunnel
+ * or PPPoE hop is common): the sizes below |max|, smallest first, then
+ * |max|. Above it the driver has said the peer is on the first link
+ * (uvq_settings.max_udp_payload_size), whose MTU is the path's: |max|
+ * first, so one probe settles it (a short connection on loopback sent six,
+ * 31 KB, climbing to 16384), then the climb in case a hop disagrees. */
 static size_t pmtud_probes(uint16_t *probes, size_t max) {
   size_t i, n = 0;
+  int first = max > 1500 - 28;
+  if (first) {
+    probes[n++] = (uint16_t)max;
+  }
   for (i = 0; i < sizeof(pmtud_sizes) / sizeof(pmtud_sizes[0]); i++) {
     if (pmtud_sizes[i] < max) {
       probes[n++] = pmtud_sizes[i];
     }
   }
-  if (max > UVQ_MIN_INITIAL_DATAGRAM) {
+  if (!first && max > UVQ_MIN_INITIAL_DATAGRAM) {
     probes[n++] = (uint16_t)max;
   }
   return n;

@@ -95,6 +95,9 @@ static void wire_send(qt_world *w, int from, const uvq_path *path,
   if (len > w->max_payload_seen) {
     w->max_payload_seen = len;
   }
+  if (w->count_max && len >= w->count_min && len <= w->count_max) {
+    w->counted++;
+  }
   if (w->path_max_payload && len > w->path_max_payload) {
     w->dropped++;
     w->too_big++;

@@ -96,6 +96,10 @@ struct qt_world {
   size_t link_mtu;
   size_t path_max_payload;
   uint64_t too_big;
+  /* Datagrams whose UDP payload lies in [count_min, count_max] (both 0:
+   * none counted), dropped ones included. */
+  size_t count_min, count_max;
+  uint64_t counted;
   /* The largest UDP payload a node sent (the wire may have dropped it). */
   size_t max_payload_seen;
   /* The largest segment size of a batch of more than one datagram (a GSO
