@@ -151,9 +151,8 @@ static void test_pmtud_unknown_link_stays_ethernet(void **state) {
  * with data after it, a first hop that cannot carry it would refuse the
  * data too (or GSO altogether). */
 static void test_pmtud_smaller_hop(void **state) {
-  pmtud_run r = {.link_mtu = 9000,
-                 .path_max_payload = 1472,
-                 .settle = 10 * UVQ_SECONDS};
+  pmtud_run r = {
+      .link_mtu = 9000, .path_max_payload = 1472, .settle = 10 * UVQ_SECONDS};
   (void)state;
   run(&r);
   assert_int_equal(r.srv_payload, 1452);

@@ -1134,12 +1134,12 @@ static void test_uv_bulk_gso_gro(void **state) {
   (void)state;
   run_bulk(&b, &o);
   /* The startup probe found GSO on this kernel and the server used it:
-   * whole bursts left as single messages (of three 16384-byte datagrams
-   * at most, once path MTU discovery got there: 64 KiB per message). */
+   * bursts left as few messages (three 16384-byte datagrams at most per
+   * message, 64 KiB; a burst of four goes as three and one). */
   assert_int_equal(b.srv_uv.gso, 1);
   assert_int_equal(b.srv_uv.gso_fallbacks, 0);
   assert_true(b.srv_uv.gso_msgs > 0);
-  assert_true(b.srv_uv.send_msgs < b.srv_uv.datagrams_sent / 2);
+  assert_true(b.srv_uv.send_msgs * 3 <= b.srv_uv.datagrams_sent * 2);
   /* Loopback hands a GSO message to a UDP_GRO socket whole: the client
    * read super-buffers and split them (the pattern check above proves the
    * split was right). */
