@@ -1408,12 +1408,12 @@ static size_t parse_kib(const char *opt, uint64_t min, uint64_t max) {
 /* --file-cache ENTRIES[,KIB[,MS]]: what is not given keeps its default. */
 static void parse_file_cache(const char *arg, uvq_file_cache_config *cfg) {
   char buf[64], *parts[3] = {NULL, NULL, NULL}, *p;
-  size_t n = 0;
+  size_t n = 0, len = strlen(arg);
 
-  if (strlen(arg) >= sizeof(buf)) {
+  if (len >= sizeof(buf)) {
     cli_fail_usage("bad --file-cache \"%s\" (ENTRIES[,KIB[,MS]])", arg);
   }
-  strcpy(buf, arg);
+  memcpy(buf, arg, len + 1);
   for (p = buf; n < 3; ++n) {
     parts[n] = p;
     p = strchr(p, ',');

@@ -64,7 +64,7 @@ int uvq_file_cache_init(uvq_file_cache *fc, const uvq_file_cache_config *cfg) {
   while (n < fc->cfg.max_entries && n < ((size_t)1 << 24)) {
     n <<= 1;
   }
-  fc->buckets = uvq_calloc(fc->cfg.mem, n, sizeof(*fc->buckets));
+  fc->buckets = uvq_calloc(fc->cfg.mem, n, sizeof(uvq_file *));
   if (fc->buckets == NULL) {
     return -1;
   }
@@ -236,11 +236,13 @@ static void make_room(uvq_file_cache *fc, size_t cost, int fd) {
     /* The least recently used of those with a descriptor (max_fds >= 1
      * here, so there is one). */
     uvq_file *f = fc->lru_tail;
-    while (f->fd < 0) {
+    while (f != NULL && f->fd < 0) {
       f = f->prev;
     }
-    unlink_entry(fc, f);
-    fc->stats.evictions++;
+    if (f != NULL) {
+      unlink_entry(fc, f);
+      fc->stats.evictions++;
+    }
   }
 }
 
