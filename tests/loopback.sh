@@ -153,10 +153,11 @@ done
 
 # ---- progress bars: on a terminal only, never with --quiet -------------------
 # script(1) gives the client a pseudo-terminal as stderr. The bars are drawn
-# every 100 ms, so a 50 MiB download alone may be too quick for one: three
-# rounds of it leave time for several.
+# every 100 ms, and loopback moves 50 MiB in ~50 ms with 16384-byte
+# datagrams: three rounds at 100 MB/s (--limit-rate) take over 1 s, time for
+# several.
 if command -v script >/dev/null; then
-  script -qec "'$CLIENT' -k --connections 3 https://127.0.0.1:$PORT/big.bin" \
+  script -qec "'$CLIENT' -k --connections 3 --limit-rate 100M https://127.0.0.1:$PORT/big.bin" \
     /dev/null >"$tmp/tty.out" 2>&1 </dev/null || true
   if grep -q 'big\.bin .*/ 50\.0 MiB .*/s ETA ' "$tmp/tty.out" &&
     grep -q $'\033\\[J' "$tmp/tty.out" && grep -q 'downloaded 3 files' "$tmp/tty.out"; then
