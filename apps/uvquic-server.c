@@ -810,27 +810,22 @@ static void print_stats(uvq_uv_endpoint *uep) {
   fflush(stdout);
 }
 
-/* The file caches of shard |i| (HTTP/3's and hq's), summed. */
-static void shard_file_cache_stats(server *s, unsigned i,
-                                   uvq_file_cache_stats *f) {
-  uvq_hq_file_cache_stats q;
-
-  uvq_file_cache_get_stats(&s->h3ctx[i].fcache, f);
-  uvq_hq_server_get_file_cache_stats(s->hq[i], &q);
-  f->hits += q.hits;
-  f->misses += q.misses;
-  f->evictions += q.evictions;
-  f->expirations += q.expirations;
-  f->entries += q.entries;
-  f->bytes += q.bytes;
-  f->fds += q.fds;
-}
-
 /* dst[i] += src[i] for |n| counters. */
 static void add_counters(uint64_t *dst, const uint64_t *src, size_t n) {
   for (size_t i = 0; i < n; i++) {
     dst[i] += src[i];
   }
+}
+
+/* The file caches of shard |i| (HTTP/3's and hq's), summed. */
+static void shard_file_cache_stats(server *s, unsigned i,
+                                   uvq_file_cache_stats *f) {
+  uvq_file_cache_stats q;
+
+  uvq_file_cache_get_stats(&s->h3ctx[i].fcache, f);
+  uvq_hq_server_get_file_cache_stats(s->hq[i], &q);
+  add_counters((uint64_t *)(void *)f, (const uint64_t *)(void *)&q,
+               sizeof(q) / sizeof(uint64_t));
 }
 
 _Static_assert(sizeof(uvq_h3_server_stats) % sizeof(uint64_t) == 0 &&

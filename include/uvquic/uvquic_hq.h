@@ -254,7 +254,8 @@ UVQ_EXTERN void uvq_hq_server_clear_file_cache(uvq_hq_server *srv);
 /** Counters of an hq server's file cache (uvq_hq_server_set_file_cache). */
 typedef struct uvq_hq_file_cache_stats {
   uint64_t hits;        /**< Requests answered from the cache. */
-  uint64_t misses;      /**< Requests that looked the file up. */
+  uint64_t misses;      /**< Requests that looked the file up (a cache
+                             that is disabled counts none). */
   uint64_t evictions;   /**< Entries dropped to stay within the limits. */
   uint64_t expirations; /**< Entries found older than |valid|. */
   uint64_t entries;     /**< Entries held now. */

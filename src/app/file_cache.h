@@ -33,6 +33,7 @@
 #include "app/fileserve.h"
 #include "app/http_file.h"
 #include "uvquic/uvquic.h"
+#include "uvquic/uvquic_hq.h"
 
 /** Defaults: entries, bytes held in memory, validity (ns), descriptors. */
 #define UVQ_FILE_CACHE_ENTRIES 256
@@ -66,21 +67,9 @@ typedef struct uvq_file_cache_config {
 /** uvq_file_cache_config_default sets the defaults above. */
 void uvq_file_cache_config_default(uvq_file_cache_config *cfg);
 
-typedef struct uvq_file_cache_stats {
-  /** Resolutions answered from the cache. */
-  uint64_t hits;
-  /** Resolutions that went to the file system (a cache that is disabled
-   * counts none). */
-  uint64_t misses;
-  /** Entries dropped to stay within max_entries / max_bytes / max_fds. */
-  uint64_t evictions;
-  /** Entries found older than |valid| and resolved again. */
-  uint64_t expirations;
-  /** Now: entries, bytes (see max_bytes) and descriptors held. */
-  uint64_t entries;
-  uint64_t bytes;
-  uint64_t fds;
-} uvq_file_cache_stats;
+/* The cache's counters are the public hq type (uvquic_hq.h), so
+ * uvq_hq_server_get_file_cache_stats hands them out as they are. */
+typedef uvq_hq_file_cache_stats uvq_file_cache_stats;
 
 /** A resolved file: its stat, and its bytes or its descriptor. */
 typedef struct uvq_file uvq_file;

@@ -813,16 +813,7 @@ void uvq_hq_server_clear_file_cache(uvq_hq_server *srv) {
 
 void uvq_hq_server_get_file_cache_stats(uvq_hq_server *srv,
                                         uvq_hq_file_cache_stats *st) {
-  uvq_file_cache_stats f;
-
-  uvq_file_cache_get_stats(&srv->fcache, &f);
-  st->hits = f.hits;
-  st->misses = f.misses;
-  st->evictions = f.evictions;
-  st->expirations = f.expirations;
-  st->entries = f.entries;
-  st->bytes = f.bytes;
-  st->fds = f.fds;
+  uvq_file_cache_get_stats(&srv->fcache, st);
 }
 
 void uvq_hq_server_get_counts(uvq_hq_server *srv, uint64_t *pfiles,
