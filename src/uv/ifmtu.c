@@ -1,4 +1,5 @@
 #include "uv/ifmtu.h"
+#include "uv/udp.h"
 
 #include <ifaddrs.h>
 #include <net/if.h>
@@ -107,13 +108,12 @@ static const uvq_ifmtu_entry *find(const uvq_ifmtu *t, int family,
 
 size_t uvq_ifmtu_get(uvq_ifmtu *t, const uvq_addr *local,
                      const uvq_addr *remote, uint64_t now_ms) {
-  static const uint8_t zero[16];
   const uvq_ifmtu_entry *e;
   uint8_t a[16], r[16];
   size_t len = addr_bytes((const struct sockaddr *)&local->ss, a);
   int family = local->ss.ss_family;
 
-  if (len == 0 || memcmp(a, zero, len) == 0) {
+  if (len == 0 || uvq_udp_is_wildcard((const struct sockaddr *)&local->ss)) {
     return 0; /* not an address, or the wildcard: no one interface */
   }
   if (t->loads == 0 || now_ms - t->loaded >= UVQ_IFMTU_TTL_MS) {

@@ -78,7 +78,7 @@ static void setup_buffers(uvq_udp *u, const uvq_udp_opts *opts) {
   }
 }
 
-static int is_wildcard(const struct sockaddr *addr) {
+int uvq_udp_is_wildcard(const struct sockaddr *addr) {
   if (addr->sa_family == AF_INET) {
     return ((const struct sockaddr_in *)(const void *)addr)->sin_addr.s_addr ==
            htonl(INADDR_ANY);
@@ -115,7 +115,7 @@ static void setup_features(uvq_udp *u, const uvq_udp_opts *opts) {
 static void setup_pktinfo(uvq_udp *u, const struct sockaddr *addr) {
   int on = 1;
 
-  if (!is_wildcard(addr)) {
+  if (!uvq_udp_is_wildcard(addr)) {
     /* Every datagram is to and from the bound address. */
     return;
   }
@@ -413,7 +413,7 @@ static size_t build_ctrl(const uvq_udp *u, const uvq_send_batch *b,
             : put_cmsg(ctrl, off, IPPROTO_IPV6, IPV6_TCLASS, &tos, sizeof(tos));
   }
   if (u->pktinfo && b->path->local.ss.ss_family == u->family &&
-      !is_wildcard((const struct sockaddr *)&b->path->local.ss)) {
+      !uvq_udp_is_wildcard((const struct sockaddr *)&b->path->local.ss)) {
     if (u->family == AF_INET) {
       struct in_pktinfo pi;
       memset(&pi, 0, sizeof(pi));

@@ -213,6 +213,10 @@ int uvq_udp_flush(uvq_udp *u);
 /* uvq_udp_pending returns nonzero if queued datagrams wait. */
 int uvq_udp_pending(const uvq_udp *u);
 
+/* Nonzero if |addr| (AF_INET or AF_INET6) is the family's wildcard
+ * address (0.0.0.0 or ::). */
+int uvq_udp_is_wildcard(const struct sockaddr *addr);
+
 /*
  * Test hook (not exported): the next GSO send of |uep| fails with |err| as
  * if the kernel had refused it, without reaching the kernel.
