@@ -212,15 +212,20 @@ int uvq_ep_rand_cb(void *ep, uint8_t *dest, size_t len) {
   return uvq_ep_rand(ep, dest, len, 0);
 }
 
+/* The setting, or |auto_value| where it is 0 (auto). */
+static size_t payload_setting_or(const uvq_endpoint *ep, size_t auto_value) {
+  return ep->settings.max_udp_payload_size != 0
+             ? ep->settings.max_udp_payload_size
+             : auto_value;
+}
+
 size_t uvq_ep_max_payload(const uvq_endpoint *ep) {
-  if (ep->settings.max_udp_payload_size != 0) {
-    return ep->settings.max_udp_payload_size;
-  }
-  return ep->cfg.path_mtu ? UVQ_UDP_PAYLOAD_AUTO_MAX : UVQ_DEFAULT_UDP_PAYLOAD;
+  return payload_setting_or(ep, ep->cfg.path_mtu ? UVQ_UDP_PAYLOAD_AUTO_MAX
+                                                 : UVQ_DEFAULT_UDP_PAYLOAD);
 }
 
 size_t uvq_ep_path_payload(uvq_endpoint *ep, const uvq_path *path) {
-  size_t max = uvq_ep_max_payload(ep), mtu = 0, hdr;
+  size_t max, mtu = 0, hdr;
   if (ep->cfg.path_mtu != NULL) {
     mtu = ep->cfg.path_mtu(ep, path, ep->cfg.user_data);
   }
@@ -229,10 +234,9 @@ size_t uvq_ep_path_payload(uvq_endpoint *ep, const uvq_path *path) {
   hdr = path->remote.ss.ss_family == AF_INET ? 28 : 48;
   if (mtu < hdr + UVQ_MIN_INITIAL_DATAGRAM) {
     /* The link is unknown (or absurd): as if there were no callback. */
-    return ep->settings.max_udp_payload_size != 0
-               ? ep->settings.max_udp_payload_size
-               : UVQ_DEFAULT_UDP_PAYLOAD;
+    return payload_setting_or(ep, UVQ_DEFAULT_UDP_PAYLOAD);
   }
+  max = payload_setting_or(ep, UVQ_UDP_PAYLOAD_AUTO_MAX);
   return mtu - hdr < max ? mtu - hdr : max;
 }
 
